@@ -1,0 +1,72 @@
+# cunicorn — build, test, bench.
+#   make            build/cunicorn (+ build/gunicorn, the compatibility name)
+#   make unit       C unit tests under ASan+UBSan
+#   make fuzz       libFuzzer targets, each run for FUZZ_SECONDS under ASan+UBSan
+#   make test       everything scripts/test.sh runs (the README's test command)
+PYTHON      ?= /usr/bin/python3
+PY_CFLAGS   := $(shell pkg-config --cflags python3-embed)
+PY_LIBS     := $(shell pkg-config --libs python3-embed)
+PY_EXT      := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+CC          ?= cc
+OPT         ?= -O2 -g
+WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_ALL  := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -pthread $(PY_CFLAGS) $(CFLAGS)
+LDLIBS_ALL  := $(PY_LIBS) -pthread -lm $(LDLIBS)
+SAN         := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS        := $(wildcard src/*.c)
+LIB_SRCS    := $(filter-out src/main.c,$(SRCS))
+OBJS        := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
+SAN_OBJS    := $(patsubst src/%.c,build/san/%.o,$(LIB_SRCS))
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,build/unit/%,$(UNIT_SRCS))
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 30
+
+.PHONY: all unit fuzz test clean ext
+all: build/cunicorn build/gunicorn ext
+
+build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
+	$(CC) $(CFLAGS_ALL) -MMD -c -o $@ $<
+
+build/cunicorn: $(OBJS)
+	$(CC) $(CFLAGS_ALL) -o $@ $(OBJS) $(LDLIBS_ALL) -Wl,--export-dynamic
+
+build/gunicorn: build/cunicorn
+	ln -sf cunicorn $@
+
+# The dirty codec as an ordinary extension module, for Python processes
+# that are not cunicorn's (tests, benchmarks, a client script).
+ext: build/python/_cunicorn_dirty$(PY_EXT)
+build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_wire.c src/log.c $(wildcard src/*.h) | build/python
+	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_wire.c src/log.c
+
+build/san/%.o: src/%.c $(wildcard src/*.h) | build/san
+	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -c -o $@ $<
+
+build/unit/%: tests/unit/%.c $(SAN_OBJS) | build/unit
+	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -Isrc -o $@ $< $(SAN_OBJS) $(LDLIBS_ALL)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+# libFuzzer targets link only the pure-C modules they exercise.
+FUZZ_DEPS := src/dirty_wire.c src/http_parser.c src/log.c
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS)
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) 2>&1 | tail -n 3; done
+
+test:
+	scripts/test.sh
+
+build/obj build/san build/unit build/fuzz build/python:
+	mkdir -p $@
+
+clean:
+	rm -rf build
+
+-include $(wildcard build/obj/*.d)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what cunicorn needs from Debian's packages, only what is missing.
+#   scripts/deps.sh build      compiler, libpython, pkg-config
+#   scripts/deps.sh test       + pytest, curl, procps, util-linux (unshare)
+#   scripts/deps.sh container  + podman, runc, podman-compose, debootstrap
+#   scripts/deps.sh bench      + wrk, uWSGI (python3 plugin), Debian's gunicorn
+# Each dependency and why it is there is listed in README.md.
+set -euo pipefail
+
+want=(build-essential pkg-config libpython3-dev python3)
+for group in "$@"; do
+  case "$group" in
+    build) ;;
+    test) want+=(python3-pytest curl procps util-linux clang libclang-rt-14-dev iproute2) ;;
+    container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
+    bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn) ;;
+    *) echo "deps.sh: unknown group '$group' (build, test, container, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

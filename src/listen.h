@@ -1,0 +1,31 @@
+/*
+ * listen.h — the HTTP listening sockets: bind every `bind` entry
+ * (HOST:PORT for IPv4/IPv6, unix:PATH, fd://N), with backlog and
+ * reuse_port.  Owned by the master, inherited by HTTP workers, closed by
+ * the dirty arbiter right after fork.
+ */
+#ifndef CUNICORN_LISTEN_H
+#define CUNICORN_LISTEN_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct settings;
+
+struct listener {
+	int fd;
+	int family;		/* AF_INET, AF_INET6, AF_UNIX */
+	char *name;		/* as logged: "http://127.0.0.1:8000", "unix:/p" */
+	char *host;		/* SERVER_NAME: "127.0.0.1", "::1", or the path */
+	int port;		/* SERVER_PORT (0 for unix) */
+	char *unix_path;	/* unix sockets we created (unlinked at exit) */
+};
+
+/* Bind all of s->bind.  On failure logs one clear line (address in use,
+ * bad address, ...) and returns -1, having closed what it opened.
+ * inherit: fds from a previous master (USR2 re-exec), reused by address. */
+int listeners_open(const struct settings *s, struct listener **out, size_t *n);
+/* Close all; unlink unix socket files when unlink_paths. */
+void listeners_close(struct listener *l, size_t n, int unlink_paths);
+
+#endif

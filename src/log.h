@@ -1,0 +1,71 @@
+/*
+ * log.h — cunicorn's one error vocabulary and the access log.
+ *
+ * Error log lines look like gunicorn's:
+ *   [2026-11-26 03:35:30 +0000] [PID] [LEVEL] message
+ * Every process role logs through these functions; they are async-signal
+ * UNSAFE (they format with stdio) and must never be called from a signal
+ * handler.  log_reopen() is what SIGUSR1 triggers, from the event loop.
+ *
+ * Allocation failure is handled in one place: the x*alloc() wrappers log
+ * and abort, so callers never half-handle ENOMEM.
+ */
+#ifndef CUNICORN_LOG_H
+#define CUNICORN_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum log_level {
+	LOG_DEBUG = 10,
+	LOG_INFO = 20,
+	LOG_WARNING = 30,
+	LOG_ERROR = 40,
+	LOG_CRITICAL = 50,
+};
+
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+/* Parses "debug", "info", "warning", "error", "critical" (any case).
+ * Returns -1 for anything else. */
+int log_level_parse(const char *name);
+
+/* errorlog: "-" for stderr, else a path opened for append.
+ * accesslog: NULL for off, "-" for stdout, else a path.
+ * Returns 0, or -1 with errno set when a file cannot be opened. */
+int log_open(const char *errorlog, const char *accesslog, int level);
+/* Reopen both files (SIGUSR1).  Keeps the old ones if a reopen fails. */
+int log_reopen(void);
+/* Close the files; after this, messages go to stderr. */
+void log_close(void);
+int log_get_level(void);
+void log_set_level(int level);
+/* The fd error lines are written to (for capture_output's dup2). */
+int log_error_fd(void);
+
+void log_msg(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
+void log_vmsg(int level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warnx(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_errorx(...) log_msg(LOG_ERROR, __VA_ARGS__)
+/* As above, with ": strerror(errno)" appended. */
+void log_warn(const char *fmt, ...) PRINTF_LIKE(1, 2);
+void log_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* Log at CRITICAL and exit(1). */
+void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
+void fatalx(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
+
+/* Whether an access log is configured, and writing one finished line
+ * (the caller formats it and includes the trailing newline). */
+int log_access_enabled(void);
+void log_access_write(const char *line, size_t len);
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+#endif

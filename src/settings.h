@@ -1,0 +1,159 @@
+/*
+ * settings.h — every setting cunicorn honours, with gunicorn's names,
+ * flags, defaults and precedence:
+ *     command line > GUNICORN_CMD_ARGS > config file > defaults.
+ *
+ * One table in settings.c describes each setting (name, flags, type,
+ * default, validator); the command line, GUNICORN_CMD_ARGS, the config
+ * file and --print-config all go through it.  The C struct below is what
+ * the rest of the program reads; nothing else parses options.
+ *
+ * The config file is ordinary Python, executed by the embedded interpreter
+ * (which must be initialised before settings_load_file() is called); hooks
+ * found there are kept as Python callables in hooks[] (opaque here, so
+ * that C code that never calls Python need not include Python.h).
+ */
+#ifndef CUNICORN_SETTINGS_H
+#define CUNICORN_SETTINGS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum hook_id {
+	HOOK_ON_STARTING,	/* (server) */
+	HOOK_ON_RELOAD,		/* (server) */
+	HOOK_WHEN_READY,	/* (server) */
+	HOOK_PRE_FORK,		/* (server, worker) */
+	HOOK_POST_FORK,		/* (server, worker) */
+	HOOK_POST_WORKER_INIT,	/* (worker) */
+	HOOK_WORKER_INT,	/* (worker) */
+	HOOK_WORKER_ABORT,	/* (worker) */
+	HOOK_PRE_EXEC,		/* (server) */
+	HOOK_PRE_REQUEST,	/* (worker, req) */
+	HOOK_POST_REQUEST,	/* (worker, req, environ, resp) */
+	HOOK_CHILD_EXIT,	/* (server, worker) */
+	HOOK_WORKER_EXIT,	/* (server, worker) */
+	HOOK_NWORKERS_CHANGED,	/* (server, new_value, old_value) */
+	HOOK_ON_EXIT,		/* (server) */
+	HOOK_ON_DIRTY_STARTING,	/* (arbiter) */
+	HOOK_DIRTY_POST_FORK,	/* (arbiter, worker) */
+	HOOK_DIRTY_WORKER_INIT,	/* (worker) */
+	HOOK_DIRTY_WORKER_EXIT,	/* (arbiter, worker) */
+	HOOK_COUNT
+};
+
+/* A list of strings (bind, raw_env, dirty_apps, ...).  Owns its items. */
+struct strlist {
+	char **items;
+	size_t len;
+};
+
+struct settings {
+	/* what to run */
+	char *app_uri;			/* "module:callable" (positional) */
+	char *config;			/* -c FILE, or NULL */
+	char *wsgi_app;			/* wsgi_app setting (used when no positional) */
+	int check_config;		/* --check-config */
+	int print_config;		/* --print-config */
+	char *virtualenv;		/* --virtualenv PATH, else $VIRTUAL_ENV, else NULL */
+
+	/* server socket */
+	struct strlist bind;		/* default ["127.0.0.1:8000"] or 0.0.0.0:$PORT */
+	int backlog;			/* 2048 */
+	int reuse_port;			/* 0 */
+
+	/* worker processes */
+	int workers;			/* 1 or $WEB_CONCURRENCY */
+	char *worker_class;		/* "sync" */
+	int threads;			/* 1 */
+	int worker_connections;		/* 1000 */
+	int max_requests;		/* 0 = off */
+	int max_requests_jitter;	/* 0 */
+	int timeout;			/* 30 s; 0 = off */
+	int graceful_timeout;		/* 30 s */
+	int keepalive;			/* 2 s */
+
+	/* security */
+	int limit_request_line;		/* 4094; 0 = unlimited (capped at 8190 as gunicorn) */
+	int limit_request_fields;	/* 100 (capped at 32768) */
+	int limit_request_field_size;	/* 8190; 0 = unlimited */
+
+	/* server mechanics */
+	int preload_app;		/* 0 */
+	char *chdir;			/* cwd at start */
+	int daemon;			/* 0 */
+	struct strlist raw_env;		/* -e K=V */
+	char *pidfile;			/* NULL */
+	mode_t umask;			/* 0 */
+	char *user;			/* NULL: do not change */
+	char *group;			/* NULL: do not change */
+	uid_t uid;			/* resolved from user, else geteuid() */
+	gid_t gid;			/* resolved from group, else getegid() */
+	char *worker_tmp_dir;		/* NULL: default (/dev/shm, else /tmp) */
+	struct strlist pythonpath;	/* --pythonpath a,b */
+	char *proc_name;		/* -n; NULL: default_proc_name */
+	char *default_proc_name;	/* the app uri, set by main */
+	struct strlist forwarded_allow_ips;	/* "127.0.0.1,::1" ('*' = all) */
+	/* secure_scheme_headers: names[i] (upper case) must equal values[i] */
+	struct strlist secure_scheme_names;
+	struct strlist secure_scheme_values;
+
+	/* logging */
+	int loglevel;			/* LOG_* from log.h; default info */
+	char *errorlog;			/* "-" */
+	char *accesslog;		/* NULL = off; "-" = stdout */
+	char *access_log_format;
+	int capture_output;		/* 0 */
+
+	/* dirty arbiter */
+	struct strlist dirty_apps;	/* "module:Class" or "module:Class:N" */
+	int dirty_workers;		/* 0 = no dirty arbiter */
+	int dirty_timeout;		/* 300 s */
+	int dirty_threads;		/* 1 */
+	int dirty_graceful_timeout;	/* 30 s */
+
+	/* hooks: borrowed-then-owned Python callables (PyObject *), or NULL */
+	void *hooks[HOOK_COUNT];
+};
+
+/* The name a proc_name-derived title uses: proc_name, else default. */
+const char *settings_proc_name(const struct settings *s);
+
+/* Fill *s with every default (reads $PORT, $WEB_CONCURRENCY). */
+void settings_defaults(struct settings *s);
+void settings_free(struct settings *s);
+
+/*
+ * Parse argv (argv[0] excluded by the caller passing argc-1/argv+1 is NOT
+ * done: pass main's argc/argv).  Options found are recorded so that they
+ * can be re-applied over the config file (precedence).  Handles
+ * -h/--help and -v/--version itself (prints, exits 0).  On a bad option
+ * or value prints one line "Error: ..." to stderr and returns -1.
+ */
+int settings_parse_args(struct settings *s, int argc, char **argv);
+/* Same, for the words of $GUNICORN_CMD_ARGS (shell-like splitting). */
+int settings_parse_env(struct settings *s, const char *cmd_args);
+
+/*
+ * Execute the config file as Python (interpreter already initialised),
+ * apply every module-level name that is a known setting, keep hooks.
+ * Then re-apply GUNICORN_CMD_ARGS and command-line values on top.
+ * Returns 0, or -1 after printing one "Error: ..." line naming the
+ * setting or the file (no traceback wall).
+ */
+int settings_load_file(struct settings *s, const char *path);
+/* Re-apply env and command-line values (used when there is no file). */
+int settings_apply_overrides(struct settings *s);
+
+/* Cross-setting checks and resolutions (user/group -> uid/gid, ...).
+ * Returns 0 or -1 after printing one "Error: ..." line. */
+int settings_finalize(struct settings *s);
+
+/* --print-config: every setting as "name = value", sorted by name. */
+void settings_print(const struct settings *s, void *out /* FILE* */);
+
+/* A Python object with every setting as attribute (worker.cfg in hooks).
+ * Returns a new reference (PyObject *), NULL with a Python error set. */
+void *settings_to_python(const struct settings *s);
+
+#endif
