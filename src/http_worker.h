@@ -38,7 +38,4 @@ struct http_worker_ctx {
 
 void http_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
 
-/* Monotonic clock in milliseconds (heartbeats, timeouts). */
-uint64_t monotonic_ms(void);
-
 #endif

@@ -1,0 +1,148 @@
+/*
+ * util.c — see util.h.
+ */
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int
+fd_set_nonblock(int fd, int on)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl == -1)
+		return -1;
+	fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+	return fcntl(fd, F_SETFL, fl);
+}
+
+int
+fd_set_cloexec(int fd, int on)
+{
+	int fl = fcntl(fd, F_GETFD);
+	if (fl == -1)
+		return -1;
+	fl = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
+	return fcntl(fd, F_SETFD, fl);
+}
+
+int
+write_full(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+read_full(int fd, void *buf, size_t n)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0) {
+			errno = 0;
+			return -1;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int
+kept(int fd, const int *keep, size_t nkeep)
+{
+	for (size_t i = 0; i < nkeep; i++)
+		if (keep[i] == fd)
+			return 1;
+	return 0;
+}
+
+void
+close_fds_except(const int *keep, size_t nkeep)
+{
+	int lo = 3;
+
+	/* close_range over the gaps between kept descriptors; fall back to
+	 * walking /proc/self/fd if the kernel lacks it. */
+	int *sorted = NULL;
+	size_t n = 0;
+	if (nkeep > 0) {
+		sorted = malloc(nkeep * sizeof(int));
+		if (sorted == NULL)
+			abort();
+		for (size_t i = 0; i < nkeep; i++)
+			if (keep[i] >= 3)
+				sorted[n++] = keep[i];
+		for (size_t i = 1; i < n; i++)	/* insertion sort: tiny */
+			for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+				int t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t;
+			}
+	}
+	for (size_t i = 0; i <= n; i++) {
+		unsigned hi = (i < n) ? (unsigned)sorted[i] - 1 : ~0u;
+		if ((unsigned)lo <= hi &&
+		    syscall(SYS_close_range, (unsigned)lo, hi, 0) == -1) {
+			DIR *d = opendir("/proc/self/fd");
+			if (d != NULL) {
+				int dfd = dirfd(d);
+				struct dirent *e;
+				while ((e = readdir(d)) != NULL) {
+					int fd = atoi(e->d_name);
+					if (fd >= 3 && fd != dfd && !kept(fd, keep, nkeep))
+						close(fd);
+				}
+				closedir(d);
+			}
+			break;
+		}
+		if (i < n)
+			lo = sorted[i] + 1;
+	}
+	free(sorted);
+}
+
+void
+signals_reset_child(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t none;
+
+	sigemptyset(&sa.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		sigaction(sig, &sa, NULL);
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}

@@ -1,0 +1,25 @@
+/*
+ * util.h — small helpers every role uses: clocks, descriptor flags,
+ * blocking whole-buffer I/O, closing inherited descriptors after fork.
+ */
+#ifndef CUNICORN_UTIL_H
+#define CUNICORN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CLOCK_MONOTONIC in milliseconds (heartbeats, timeouts; shared across
+ * processes of one boot). */
+uint64_t monotonic_ms(void);
+int fd_set_nonblock(int fd, int on);
+int fd_set_cloexec(int fd, int on);
+/* Write/read all n bytes, retrying on EINTR (blocking fds).  0 or -1. */
+int write_full(int fd, const void *buf, size_t n);
+int read_full(int fd, void *buf, size_t n);	/* -1 on EOF too (errno 0) */
+/* Close every descriptor >= 3 except those listed (after fork). */
+void close_fds_except(const int *keep, size_t nkeep);
+/* Signals a child role must reset: restore SIG_DFL for all and unblock. */
+void signals_reset_child(void);
+
+#endif
