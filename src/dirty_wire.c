@@ -1,0 +1,693 @@
+/*
+ * dirty_wire.c — the dirty protocol codec (format documented in
+ * dirty_wire.h): frame headers, the TLV encoder into a growable buffer,
+ * and the bounded cursor decoder.
+ *
+ * Owns nothing but the dirty_buf memory its callers hand it.  Decoding
+ * never allocates, never reads past `end`, and checks every length and
+ * count against the bytes left and the maxima before using it.  This file
+ * must never call Python nor do I/O: it is shared by the arbiter (C only),
+ * the dirty worker and the Python extension, and it is on the hot path of
+ * every dirty call.
+ */
+#include "dirty_wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- big-endian helpers ---- */
+
+static inline uint32_t
+be32_get(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	    ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static inline uint64_t
+be64_get(const uint8_t *p)
+{
+	return ((uint64_t)be32_get(p) << 32) | (uint64_t)be32_get(p + 4);
+}
+
+static inline void
+be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void
+be64_put(uint8_t *p, uint64_t v)
+{
+	be32_put(p, (uint32_t)(v >> 32));
+	be32_put(p + 4, (uint32_t)v);
+}
+
+/* ---- header ---- */
+
+static int
+msg_type_known(uint8_t t)
+{
+	switch (t) {
+	case DIRTY_MSG_REQUEST:
+	case DIRTY_MSG_RESPONSE:
+	case DIRTY_MSG_ERROR:
+	case DIRTY_MSG_CHUNK:
+	case DIRTY_MSG_END:
+	case DIRTY_MSG_STASH:
+	case DIRTY_MSG_STATUS:
+	case DIRTY_MSG_MANAGE:
+		return 1;
+	}
+	return 0;
+}
+
+int
+dirty_header_decode(const uint8_t buf[DIRTY_HEADER_SIZE],
+    struct dirty_header *h, const char **why)
+{
+	if (buf[0] != DIRTY_MAGIC0 || buf[1] != DIRTY_MAGIC1) {
+		*why = "bad magic";
+		return -1;
+	}
+	if (buf[2] != DIRTY_VERSION) {
+		*why = "unsupported protocol version";
+		return -1;
+	}
+	if (!msg_type_known(buf[3])) {
+		*why = "unknown message type";
+		return -1;
+	}
+	h->type = buf[3];
+	h->length = be32_get(buf + 4);
+	if (h->length > DIRTY_MAX_PAYLOAD) {
+		*why = "payload too large";
+		return -1;
+	}
+	h->id = be64_get(buf + 8);
+	return 0;
+}
+
+void
+dirty_header_encode(uint8_t buf[DIRTY_HEADER_SIZE], uint8_t type,
+    uint32_t length, uint64_t id)
+{
+	buf[0] = DIRTY_MAGIC0;
+	buf[1] = DIRTY_MAGIC1;
+	buf[2] = DIRTY_VERSION;
+	buf[3] = type;
+	be32_put(buf + 4, length);
+	be64_put(buf + 8, id);
+}
+
+void
+dirty_header_set_id(uint8_t buf[DIRTY_HEADER_SIZE], uint64_t id)
+{
+	be64_put(buf + 8, id);
+}
+
+/* ---- growable buffer ---- */
+
+void
+dirty_buf_init(struct dirty_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void
+dirty_buf_free(struct dirty_buf *b)
+{
+	free(b->data);
+	dirty_buf_init(b);
+}
+
+void
+dirty_buf_reset(struct dirty_buf *b)
+{
+	b->len = 0;
+}
+
+void
+dirty_buf_reserve(struct dirty_buf *b, size_t extra)
+{
+	size_t need, cap;
+
+	if (b->cap - b->len >= extra)
+		return;
+	if (extra > SIZE_MAX / 2 - b->len)
+		fatalx("dirty_buf_reserve: size overflow");
+	need = b->len + extra;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	b->data = xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
+void
+dirty_buf_append(struct dirty_buf *b, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	dirty_buf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+void
+dirty_buf_consume(struct dirty_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+/* ---- encoding ---- */
+
+size_t
+dirty_frame_begin(struct dirty_buf *b, uint8_t type, uint64_t id)
+{
+	size_t off = b->len;
+
+	dirty_buf_reserve(b, DIRTY_HEADER_SIZE);
+	dirty_header_encode(b->data + off, type, 0, id);
+	b->len += DIRTY_HEADER_SIZE;
+	return off;
+}
+
+int
+dirty_frame_end(struct dirty_buf *b, size_t frame_offset)
+{
+	size_t plen = b->len - frame_offset - DIRTY_HEADER_SIZE;
+
+	if (plen > DIRTY_MAX_PAYLOAD)
+		return -1;
+	be32_put(b->data + frame_offset + 4, (uint32_t)plen);
+	return 0;
+}
+
+static inline uint8_t *
+put_space(struct dirty_buf *b, size_t n)
+{
+	uint8_t *p;
+
+	dirty_buf_reserve(b, n);
+	p = b->data + b->len;
+	b->len += n;
+	return p;
+}
+
+void
+dirty_put_none(struct dirty_buf *b)
+{
+	*put_space(b, 1) = DIRTY_TLV_NONE;
+}
+
+void
+dirty_put_bool(struct dirty_buf *b, int v)
+{
+	uint8_t *p = put_space(b, 2);
+
+	p[0] = DIRTY_TLV_BOOL;
+	p[1] = v ? 1 : 0;
+}
+
+void
+dirty_put_int64(struct dirty_buf *b, int64_t v)
+{
+	uint8_t *p = put_space(b, 9);
+
+	p[0] = DIRTY_TLV_INT64;
+	be64_put(p + 1, (uint64_t)v);
+}
+
+void
+dirty_put_float64(struct dirty_buf *b, double v)
+{
+	uint8_t *p = put_space(b, 9);
+	uint64_t u;
+
+	memcpy(&u, &v, sizeof(u));
+	p[0] = DIRTY_TLV_FLOAT64;
+	be64_put(p + 1, u);
+}
+
+static void
+put_blob(struct dirty_buf *b, uint8_t type, const void *s, uint32_t n)
+{
+	uint8_t *p = put_space(b, 5 + (size_t)n);
+
+	p[0] = type;
+	be32_put(p + 1, n);
+	if (n)
+		memcpy(p + 5, s, n);
+}
+
+void
+dirty_put_bytes(struct dirty_buf *b, const void *p, uint32_t n)
+{
+	put_blob(b, DIRTY_TLV_BYTES, p, n);
+}
+
+void
+dirty_put_string(struct dirty_buf *b, const char *s, uint32_t n)
+{
+	put_blob(b, DIRTY_TLV_STRING, s, n);
+}
+
+void
+dirty_put_cstring(struct dirty_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > DIRTY_MAX_BLOB)
+		n = DIRTY_MAX_BLOB;	/* never emit what a peer must reject */
+	put_blob(b, DIRTY_TLV_STRING, s, (uint32_t)n);
+}
+
+void
+dirty_put_list(struct dirty_buf *b, uint32_t count)
+{
+	uint8_t *p = put_space(b, 5);
+
+	p[0] = DIRTY_TLV_LIST;
+	be32_put(p + 1, count);
+}
+
+void
+dirty_put_dict(struct dirty_buf *b, uint32_t count)
+{
+	uint8_t *p = put_space(b, 5);
+
+	p[0] = DIRTY_TLV_DICT;
+	be32_put(p + 1, count);
+}
+
+void
+dirty_put_error_frame(struct dirty_buf *b, uint64_t id,
+    const char *error_type, const char *message)
+{
+	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
+
+	dirty_put_dict(b, 1);
+	dirty_put_cstring(b, "error");
+	dirty_put_dict(b, 3);
+	dirty_put_cstring(b, "error_type");
+	dirty_put_cstring(b, error_type);
+	dirty_put_cstring(b, "message");
+	dirty_put_cstring(b, message);
+	dirty_put_cstring(b, "details");
+	dirty_put_dict(b, 0);
+	if (dirty_frame_end(b, off) == -1) {
+		/* Only a message near 64 MiB gets here: send it empty. */
+		b->len = off;
+		dirty_put_error_frame(b, id, error_type, "");
+	}
+}
+
+/* ---- UTF-8 ---- */
+
+int
+dirty_utf8_valid(const uint8_t *s, size_t n)
+{
+	const uint8_t *end = s + n;
+
+	while (s < end) {
+		uint8_t c = *s;
+
+		if (c < 0x80) {
+			/* ASCII fast path, a word at a time. */
+			while ((size_t)(end - s) >= 8) {
+				uint64_t w;
+
+				memcpy(&w, s, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				s += 8;
+			}
+			while (s < end && *s < 0x80)
+				s++;
+			continue;
+		}
+		if (c < 0xC2)		/* continuation byte or overlong 2-byte */
+			return 0;
+		if (c < 0xE0) {
+			if (end - s < 2 || (s[1] & 0xC0) != 0x80)
+				return 0;
+			s += 2;
+			continue;
+		}
+		if (c < 0xF0) {
+			if (end - s < 3 || (s[1] & 0xC0) != 0x80 ||
+			    (s[2] & 0xC0) != 0x80)
+				return 0;
+			if (c == 0xE0 && s[1] < 0xA0)	/* overlong */
+				return 0;
+			if (c == 0xED && s[1] >= 0xA0)	/* surrogate */
+				return 0;
+			s += 3;
+			continue;
+		}
+		if (c < 0xF5) {
+			if (end - s < 4 || (s[1] & 0xC0) != 0x80 ||
+			    (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+				return 0;
+			if (c == 0xF0 && s[1] < 0x90)	/* overlong */
+				return 0;
+			if (c == 0xF4 && s[1] >= 0x90)	/* > U+10FFFF */
+				return 0;
+			s += 4;
+			continue;
+		}
+		return 0;
+	}
+	return 1;
+}
+
+/* ---- decoding ---- */
+
+void
+dirty_cursor_init(struct dirty_cursor *c, const uint8_t *p, size_t len)
+{
+	c->p = p;
+	c->end = p + len;
+	c->depth = 0;
+	c->error = NULL;
+}
+
+static inline int
+fail(struct dirty_cursor *c, const char *why)
+{
+	if (c->error == NULL)
+		c->error = why;
+	return -1;
+}
+
+static inline size_t
+left(const struct dirty_cursor *c)
+{
+	return (size_t)(c->end - c->p);
+}
+
+int
+dirty_peek_type(const struct dirty_cursor *c)
+{
+	if (c->error != NULL || c->p >= c->end)
+		return -1;
+	return *c->p;
+}
+
+/* Consume the type byte if it is `want` and `body` more bytes follow. */
+static inline int
+expect(struct dirty_cursor *c, uint8_t want, size_t body)
+{
+	if (c->error != NULL)
+		return -1;
+	if (c->p >= c->end)
+		return fail(c, "truncated value: no type byte");
+	if (*c->p != want)
+		return fail(c, "unexpected value type");
+	if (left(c) - 1 < body)
+		return fail(c, "truncated value");
+	c->p++;
+	return 0;
+}
+
+int
+dirty_get_none(struct dirty_cursor *c)
+{
+	return expect(c, DIRTY_TLV_NONE, 0);
+}
+
+int
+dirty_get_bool(struct dirty_cursor *c, int *v)
+{
+	if (expect(c, DIRTY_TLV_BOOL, 1) == -1)
+		return -1;
+	if (*c->p > 1) {
+		c->p--;
+		return fail(c, "bool byte not 0 or 1");
+	}
+	*v = *c->p++;
+	return 0;
+}
+
+int
+dirty_get_int64(struct dirty_cursor *c, int64_t *v)
+{
+	if (expect(c, DIRTY_TLV_INT64, 8) == -1)
+		return -1;
+	*v = (int64_t)be64_get(c->p);
+	c->p += 8;
+	return 0;
+}
+
+int
+dirty_get_float64(struct dirty_cursor *c, double *v)
+{
+	uint64_t u;
+
+	if (expect(c, DIRTY_TLV_FLOAT64, 8) == -1)
+		return -1;
+	u = be64_get(c->p);
+	memcpy(v, &u, sizeof(*v));
+	c->p += 8;
+	return 0;
+}
+
+/* A length-prefixed body: length checked against the maximum and what is
+ * left before the pointer moves. */
+static inline int
+get_blob(struct dirty_cursor *c, uint8_t type, const uint8_t **p,
+    uint32_t *n)
+{
+	uint32_t len;
+
+	if (expect(c, type, 4) == -1)
+		return -1;
+	len = be32_get(c->p);
+	if (len > DIRTY_MAX_BLOB) {
+		c->p--;
+		return fail(c, "string or bytes too large");
+	}
+	if (left(c) - 4 < len) {
+		c->p--;
+		return fail(c, "truncated string or bytes");
+	}
+	*p = c->p + 4;
+	*n = len;
+	c->p += 4 + (size_t)len;
+	return 0;
+}
+
+int
+dirty_get_bytes(struct dirty_cursor *c, const uint8_t **p, uint32_t *n)
+{
+	return get_blob(c, DIRTY_TLV_BYTES, p, n);
+}
+
+int
+dirty_get_string(struct dirty_cursor *c, const char **s, uint32_t *n)
+{
+	const uint8_t *p;
+	const uint8_t *start = c->p;
+
+	if (get_blob(c, DIRTY_TLV_STRING, &p, n) == -1)
+		return -1;
+	if (!dirty_utf8_valid(p, *n)) {
+		c->p = start;
+		return fail(c, "invalid UTF-8 in string");
+	}
+	*s = (const char *)p;
+	return 0;
+}
+
+/* `minitem`: the fewest bytes one item can take, so that a count larger
+ * than what is left can be refused at once. */
+static inline int
+get_container(struct dirty_cursor *c, uint8_t type, uint32_t *count,
+    size_t minitem)
+{
+	uint32_t n;
+
+	if (expect(c, type, 4) == -1)
+		return -1;
+	n = be32_get(c->p);
+	if (n > DIRTY_MAX_COUNT) {
+		c->p--;
+		return fail(c, "list or dict too large");
+	}
+	if ((left(c) - 4) / minitem < n) {
+		c->p--;
+		return fail(c, "truncated list or dict");
+	}
+	if (c->depth >= DIRTY_MAX_DEPTH) {
+		c->p--;
+		return fail(c, "nesting too deep");
+	}
+	c->depth++;
+	c->p += 4;
+	*count = n;
+	return 0;
+}
+
+int
+dirty_get_list(struct dirty_cursor *c, uint32_t *count)
+{
+	return get_container(c, DIRTY_TLV_LIST, count, 1);
+}
+
+int
+dirty_get_dict(struct dirty_cursor *c, uint32_t *count)
+{
+	/* A pair is at least an empty String key (5) and a None (1). */
+	return get_container(c, DIRTY_TLV_DICT, count, 6);
+}
+
+void
+dirty_leave(struct dirty_cursor *c)
+{
+	if (c->depth > 0)
+		c->depth--;
+}
+
+int
+dirty_skip(struct dirty_cursor *c)
+{
+	const uint8_t *p;
+	const char *s;
+	uint32_t n, i, kn;
+	int64_t iv;
+	double dv;
+	int bv;
+
+	switch (dirty_peek_type(c)) {
+	case DIRTY_TLV_NONE:
+		return dirty_get_none(c);
+	case DIRTY_TLV_BOOL:
+		return dirty_get_bool(c, &bv);
+	case DIRTY_TLV_INT64:
+		return dirty_get_int64(c, &iv);
+	case DIRTY_TLV_FLOAT64:
+		return dirty_get_float64(c, &dv);
+	case DIRTY_TLV_BYTES:
+		return dirty_get_bytes(c, &p, &n);
+	case DIRTY_TLV_STRING:
+		return dirty_get_string(c, &s, &n);
+	case DIRTY_TLV_LIST:
+		if (dirty_get_list(c, &n) == -1)
+			return -1;
+		for (i = 0; i < n; i++)
+			if (dirty_skip(c) == -1)
+				return -1;
+		dirty_leave(c);
+		return 0;
+	case DIRTY_TLV_DICT:
+		if (dirty_get_dict(c, &n) == -1)
+			return -1;
+		for (i = 0; i < n; i++) {
+			if (dirty_peek_type(c) != DIRTY_TLV_STRING &&
+			    dirty_peek_type(c) != -1)
+				return fail(c, "dict key is not a string");
+			if (dirty_get_string(c, &s, &kn) == -1 ||
+			    dirty_skip(c) == -1)
+				return -1;
+		}
+		dirty_leave(c);
+		return 0;
+	case -1:
+		if (c->error != NULL)
+			return -1;
+		return fail(c, "truncated value: no type byte");
+	default:
+		return fail(c, "unknown value type");
+	}
+}
+
+int
+dirty_end(struct dirty_cursor *c)
+{
+	if (c->error != NULL)
+		return -1;
+	if (c->p != c->end)
+		return fail(c, "trailing bytes after value");
+	return 0;
+}
+
+int
+dirty_validate(const uint8_t *p, size_t len, int allow_empty,
+    const char **why)
+{
+	struct dirty_cursor c;
+
+	if (len == 0) {
+		if (allow_empty)
+			return 0;
+		*why = "empty payload";
+		return -1;
+	}
+	dirty_cursor_init(&c, p, len);
+	if (dirty_skip(&c) == -1 || dirty_end(&c) == -1) {
+		*why = c.error;
+		return -1;
+	}
+	return 0;
+}
+
+int
+dirty_dict_lookup(const uint8_t *p, size_t len, const char *key,
+    struct dirty_cursor *value, const char **why)
+{
+	struct dirty_cursor c;
+	const uint8_t *vstart, *found = NULL, *found_end = NULL;
+	const char *k;
+	size_t keylen = strlen(key);
+	uint32_t n, i, kn;
+
+	dirty_cursor_init(&c, p, len);
+	if (dirty_peek_type(&c) != DIRTY_TLV_DICT) {
+		*why = len == 0 ? "empty payload" : "payload is not a dict";
+		return -1;
+	}
+	if (dirty_get_dict(&c, &n) == -1)
+		goto bad;
+	/* Walk the whole payload, so that a found key also means a valid
+	 * payload; the last of duplicate keys wins, as in a Python decode. */
+	for (i = 0; i < n; i++) {
+		if (dirty_peek_type(&c) != DIRTY_TLV_STRING &&
+		    dirty_peek_type(&c) != -1) {
+			fail(&c, "dict key is not a string");
+			goto bad;
+		}
+		if (dirty_get_string(&c, &k, &kn) == -1)
+			goto bad;
+		vstart = c.p;
+		if (dirty_skip(&c) == -1)
+			goto bad;
+		if (kn == keylen && memcmp(k, key, keylen) == 0) {
+			found = vstart;
+			found_end = c.p;
+		}
+	}
+	dirty_leave(&c);
+	if (dirty_end(&c) == -1)
+		goto bad;
+	if (found == NULL)
+		return 1;
+	dirty_cursor_init(value, found, (size_t)(found_end - found));
+	value->depth = 1;
+	return 0;
+bad:
+	*why = c.error;
+	return -1;
+}
