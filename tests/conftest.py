@@ -1,0 +1,344 @@
+"""Shared pytest helpers for cunicorn's integration and lifecycle tests.
+
+Owns: starting build/cunicorn (or build/gunicorn) over loopback on a free
+port, in its own process group and with its own runtime directory, waiting
+for it, collecting its output to files, and killing everything it started
+in teardown.  Never: uses a fixed port, leaves a process behind, skips a
+test because the binary is missing (that is a failure, with a clear line).
+
+Usage in a test module (tests/integration/test_*.py):
+
+    from conftest import Server, free_port, http_get, wait_for
+
+    def test_hello(make_server):
+        s = make_server("-c", "examples/gunicorn_conf.py", "examples.app:app")
+        status, headers, body = http_get(s.port, "/")
+        assert status == 200
+
+`make_server(*args, **kw)` builds a Server, starts it, waits for its port and
+registers it for teardown.  `Server(...)` can also be used directly
+(`with Server(...) as s:`).  Every Server:
+  - prepends `-b 127.0.0.1:<free port>` unless bind=False (the command line
+    wins over the config file, as in gunicorn);
+  - runs with cwd = repository root, PYTHONPATH = repo root (for `examples.`
+    modules), and XDG_RUNTIME_DIR = a private 0700 directory, so the dirty
+    arbiter's runtime directory (pid file, socket) never collides with
+    another test's or another person's server of the same proc_name;
+  - writes stdout to <dir>/stdout.log and stderr to <dir>/stderr.log;
+    .out() / .err() / .log() (both) read them; .wait_log(text) polls;
+  - stop(sig) signals the master and waits for it; kill() SIGKILLs the
+    whole process group; cleanup() kills the group and every descendant
+    found while it ran; leftovers() lists what is still alive.
+"""
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+BINARY = os.path.join(BUILD, "cunicorn")
+COMPAT_BINARY = os.path.join(BUILD, "gunicorn")
+PYTHON = "/usr/bin/python3"
+
+
+def free_port(host="127.0.0.1"):
+    """An ephemeral TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    """Poll predicate() until it returns a truthy value; return that value.
+    Raises AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, host="127.0.0.1"):
+    """One HTTP request on a fresh connection: (status, headers dict lowercased, body bytes)."""
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
+
+
+def proc_title(pid):
+    """What `ps` shows as the command line (the process title), or None."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+
+
+def children_map():
+    """{ppid: [pid, ...]} for every live process."""
+    m = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(b")") + 2:].split()
+        if rest[0] == b"Z":
+            continue
+        m.setdefault(int(rest[1]), []).append(int(name))
+    return m
+
+
+def descendants(pid):
+    """Live descendants of pid (not pid itself)."""
+    m = children_map()
+    out, todo = [], [pid]
+    while todo:
+        for c in m.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def pgroup_members(pgid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(name)) == pgid and pid_alive(int(name)):
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+class Server:
+    """build/cunicorn started with `args`, in its own process group."""
+
+    def __init__(self, *args, port=None, bind=True, binary=BINARY, cwd=ROOT,
+                 env=None, workdir=None, runtime_dir=None):
+        self.port = port if port is not None else free_port()
+        self.binary = binary
+        self.argv = [binary] + (["-b", "127.0.0.1:%d" % self.port] if bind else []) + [str(a) for a in args]
+        self.cwd = cwd
+        self.workdir = workdir or tempfile.mkdtemp(prefix="cunicorn-test-")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.runtime_dir = runtime_dir or os.path.join(self.workdir, "xdg-runtime")
+        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.runtime_dir, 0o700)
+        self.stdout_path = os.path.join(self.workdir, "stdout.log")
+        self.stderr_path = os.path.join(self.workdir, "stderr.log")
+        e = dict(os.environ)
+        e.pop("GUNICORN_CMD_ARGS", None)
+        e.pop("GUNICORN_DIRTY_SOCKET", None)
+        e["PYTHONPATH"] = ROOT + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+        e["XDG_RUNTIME_DIR"] = self.runtime_dir
+        e["PYTHONDONTWRITEBYTECODE"] = "1"
+        if env:
+            e.update(env)
+        self.env = e
+        self.proc = None
+        self.pid = None
+        self._seen = set()
+
+    # -- life --------------------------------------------------------------
+    def start(self, wait=True, timeout=15.0):
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError("%s is missing: run `make` first" % self.binary)
+        self._out = open(self.stdout_path, "ab")
+        self._err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, start_new_session=True)
+        self.pid = self.proc.pid
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=15.0):
+        """Wait until the port accepts connections; fail with the log if the
+        master exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited with %s before listening:\n%s"
+                                     % (self.proc.returncode, self.log()[-4000:]))
+            if port_open(self.port):
+                self.track()
+                return
+            time.sleep(0.02)
+        raise AssertionError("server not listening on %d after %.0fs:\n%s"
+                             % (self.port, timeout, self.log()[-4000:]))
+
+    def track(self):
+        """Remember the current descendants so cleanup() can find them later
+        even if they left the process group."""
+        if self.pid:
+            self._seen.update(descendants(self.pid))
+        return self._seen
+
+    def send(self, sig):
+        self.track()
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout=10.0):
+        """Wait for the master to exit; return its exit status (negative =
+        killed by that signal) or None on timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Signal the master and wait for it.  Returns its exit status, or
+        None if it did not exit within timeout.  Does not kill the rest:
+        call leftovers() to check, cleanup() to kill."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.send(sig)
+        return self.wait(timeout)
+
+    def kill(self):
+        """SIGKILL the master's whole process group."""
+        self.track()
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def leftovers(self):
+        """Pids of this server's processes that are still alive."""
+        pids = set(self._seen)
+        if self.pid:
+            pids.add(self.pid)
+            pids.update(descendants(self.pid))
+            pids.update(pgroup_members(self.pid))
+        return sorted(p for p in pids if pid_alive(p) and p != os.getpid())
+
+    def cleanup(self):
+        if self.proc is None:
+            return
+        for p in self.leftovers():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
+            if f:
+                f.close()
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    # -- output -------------------------------------------------------------
+    def _read(self, path):
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def out(self):
+        return self._read(self.stdout_path)
+
+    def err(self):
+        return self._read(self.stderr_path)
+
+    def log(self):
+        return self.err() + self.out()
+
+    def wait_log(self, text, timeout=10.0, count=1):
+        """Wait until `text` appears at least `count` times in stdout+stderr."""
+        wait_for(lambda: self.log().count(text) >= count, timeout,
+                 what="%r x%d in the log; log so far:\n%s" % (text, count, self.log()[-3000:]))
+
+    # -- processes ----------------------------------------------------------
+    def processes(self):
+        """{pid: title} of the master's live descendants."""
+        self.track()
+        return {p: proc_title(p) for p in descendants(self.pid) if pid_alive(p)}
+
+    def pids_titled(self, role):
+        """Pids of descendants whose title contains ': <role> ' or
+        ': <role>' at the end, e.g. role='worker', 'dirty-arbiter'."""
+        out = []
+        for p, t in self.processes().items():
+            if t and (": %s " % role in t + " "):
+                out.append(p)
+        return sorted(out)
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory: make_server(*args, **kw) -> started Server; all are cleaned
+    up at teardown.  Pass start=False to get it unstarted."""
+    servers = []
+
+    def factory(*args, start=True, **kw):
+        kw.setdefault("workdir", str(tmp_path / ("server%d" % len(servers))))
+        s = Server(*args, **kw)
+        servers.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield factory
+    for s in servers:
+        s.cleanup()
+
+
+def pytest_report_header(config):
+    ok = os.access(BINARY, os.X_OK)
+    return "cunicorn binary: %s (%s)" % (BINARY, "present" if ok else "MISSING - run make")
