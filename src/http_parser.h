@@ -89,7 +89,7 @@ struct http_chunked {
 void http_chunked_init(struct http_chunked *c);
 /*
  * Consume bytes from buf[0..len).  On OK, *consumed bytes were used and
- * *data/*data_len is a slice of body (possibly empty: framing only); call
+ * *data, *data_len is a slice of body (possibly empty: framing only); call
  * again with the rest.  c->done is set after the terminating chunk and
  * trailer section.  INCOMPLETE: *consumed bytes used, need more input.
  * ERROR: bad chunk size / framing, *err filled.  Trailers are parsed and
