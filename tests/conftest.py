@@ -162,8 +162,10 @@ class Server:
         self.cwd = cwd
         self.workdir = workdir or tempfile.mkdtemp(prefix="cunicorn-test-")
         os.makedirs(self.workdir, exist_ok=True)
-        self.runtime_dir = runtime_dir or os.path.join(self.workdir, "xdg-runtime")
-        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        # Short on purpose: the dirty socket path under it must fit in
+        # sun_path (108 bytes), or cunicorn falls back to the shared /tmp.
+        self._own_runtime = runtime_dir is None
+        self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="cu-", dir="/tmp")
         os.chmod(self.runtime_dir, 0o700)
         self.stdout_path = os.path.join(self.workdir, "stdout.log")
         self.stderr_path = os.path.join(self.workdir, "stderr.log")
@@ -256,6 +258,8 @@ class Server:
 
     def cleanup(self):
         if self.proc is None:
+            if self._own_runtime:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
             return
         for p in self.leftovers():
             try:
@@ -273,6 +277,8 @@ class Server:
         for f in (getattr(self, "_out", None), getattr(self, "_err", None)):
             if f:
                 f.close()
+        if self._own_runtime:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     def __enter__(self):
         if self.proc is None:
@@ -305,6 +311,15 @@ class Server:
                  what="%r x%d in the log; log so far:\n%s" % (text, count, self.log()[-3000:]))
 
     # -- processes ----------------------------------------------------------
+    def runtime_entries(self):
+        """Every path left under the private XDG_RUNTIME_DIR (relative), e.g.
+        ['cunicorn-0', 'cunicorn-0/app_application-1a2b3c4d/dirty.sock']."""
+        out = []
+        for d, dirs, files in os.walk(self.runtime_dir):
+            for n in dirs + files:
+                out.append(os.path.relpath(os.path.join(d, n), self.runtime_dir))
+        return sorted(out)
+
     def processes(self):
         """{pid: title} of the master's live descendants."""
         self.track()
