@@ -47,6 +47,11 @@ void *python_worker_object(struct settings *s, pid_t pid, int age);
  * returns -1 then, else 0. */
 int python_hook(struct settings *s, enum hook_id id, int nargs, ...);
 
+/* setenv() and os.environ together: os.environ is a snapshot taken at
+ * start-up, and values set later (GUNICORN_DIRTY_SOCKET, raw_env) must be
+ * seen by both C and Python.  value NULL unsets.  0 or -1. */
+int python_setenv(const char *name, const char *value);
+
 /* Whether a Python thread other than the main one is running (a config
  * file or preloaded app started one): forking then is unsafe; warn. */
 int python_threads_running(void);

@@ -1,0 +1,253 @@
+/*
+ * listen.c — bind the HTTP listeners (see listen.h).
+ *
+ * Owns the listening sockets and the unix socket files it created.  Each
+ * failure is logged as one line naming the address ("Connection in use:
+ * ('127.0.0.1', 8000)" like gunicorn) and nothing is left open.
+ */
+#include "listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "settings.h"
+#include "util.h"
+
+static void
+listener_free(struct listener *l)
+{
+	if (l->fd != -1)
+		close(l->fd);
+	free(l->name);
+	free(l->host);
+	free(l->unix_path);
+}
+
+static int
+open_fd(const char *spec, struct listener *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof(ss);
+	char *endp;
+	long fd;
+	int type, family;
+	socklen_t olen = sizeof(type);
+
+	fd = strtol(spec, &endp, 10);
+	if (*spec == '\0' || *endp != '\0' || fd < 0 || fd > 65535) {
+		log_errorx("Invalid bind fd: fd://%s", spec);
+		return -1;
+	}
+	if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &olen) == -1 ||
+	    type != SOCK_STREAM || getsockname((int)fd, (struct sockaddr *)&ss, &slen) == -1) {
+		log_errorx("fd://%ld is not a listening stream socket", fd);
+		return -1;
+	}
+	family = ss.ss_family;
+	l->fd = (int)fd;
+	l->family = family;
+	fd_set_cloexec(l->fd, 1);
+	if (family == AF_UNIX) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+		l->host = xstrdup(sun->sun_path);
+		l->name = xasprintf("unix:%s", sun->sun_path);
+	} else {
+		char host[INET6_ADDRSTRLEN];
+		void *addr = family == AF_INET ? (void *)&((struct sockaddr_in *)&ss)->sin_addr
+		    : (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+		inet_ntop(family, addr, host, sizeof(host));
+		l->port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+		    : ((struct sockaddr_in6 *)&ss)->sin6_port);
+		l->host = xstrdup(host);
+		l->name = family == AF_INET ? xasprintf("http://%s:%d", host, l->port)
+		    : xasprintf("http://[%s]:%d", host, l->port);
+	}
+	if (listen(l->fd, 2048) == -1) {	/* harmless if already listening */
+		log_error("fd://%ld: listen", fd);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+open_unix(const struct settings *s, const char *path, struct listener *l)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_errorx("unix socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	/* a stale socket file from a dead server is replaced; anything else
+	 * at that path is an error */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_errorx("unix:%s exists and is not a socket", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l->fd == -1 || bind(l->fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		log_error("Can't bind unix:%s", path);
+		return -1;
+	}
+	if (s->uid != geteuid() || s->gid != getegid())
+		if (chown(path, s->uid, s->gid) == -1)
+			log_warn("chown unix:%s", path);
+	if (listen(l->fd, s->backlog) == -1) {
+		log_error("listen unix:%s", path);
+		return -1;
+	}
+	l->family = AF_UNIX;
+	l->unix_path = xstrdup(path);
+	l->host = xstrdup(path);
+	l->name = xasprintf("unix:%s", path);
+	return 0;
+}
+
+static int
+open_tcp(const struct settings *s, const char *spec, struct listener *l)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char host[256], port[16];
+	const char *colon;
+	int one = 1, rc;
+
+	/* [v6]:port, host:port, host (port 8000), :port */
+	if (spec[0] == '[') {
+		const char *close_br = strchr(spec, ']');
+		if (close_br == NULL || (size_t)(close_br - spec - 1) >= sizeof(host)) {
+			log_errorx("Invalid bind address: %s", spec);
+			return -1;
+		}
+		memcpy(host, spec + 1, (size_t)(close_br - spec - 1));
+		host[close_br - spec - 1] = '\0';
+		colon = close_br[1] == ':' ? close_br + 1 : NULL;
+		if (close_br[1] != '\0' && colon == NULL) {
+			log_errorx("Invalid bind address: %s", spec);
+			return -1;
+		}
+	} else {
+		colon = strrchr(spec, ':');
+		size_t hl = colon ? (size_t)(colon - spec) : strlen(spec);
+		if (hl >= sizeof(host)) {
+			log_errorx("Invalid bind address: %s", spec);
+			return -1;
+		}
+		memcpy(host, spec, hl);
+		host[hl] = '\0';
+	}
+	snprintf(port, sizeof(port), "%s", colon ? colon + 1 : "8000");
+	{
+		char *endp;
+		long p = strtol(port, &endp, 10);
+		if (port[0] == '\0' || *endp != '\0' || p < 0 || p > 65535) {
+			log_errorx("Invalid bind port: %s", spec);
+			return -1;
+		}
+	}
+	rc = getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		log_errorx("Invalid bind address: %s (%s)", spec, gai_strerror(rc));
+		return -1;
+	}
+	l->family = res->ai_family;
+	l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l->fd == -1) {
+		log_error("socket for %s", spec);
+		freeaddrinfo(res);
+		return -1;
+	}
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (s->reuse_port)
+		setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (res->ai_family == AF_INET6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(l->fd, res->ai_addr, res->ai_addrlen) == -1) {
+		if (errno == EADDRINUSE)
+			log_errorx("Connection in use: ('%s', %s)", host, port);
+		else
+			log_error("Can't bind %s", spec);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	if (listen(l->fd, s->backlog) == -1) {
+		log_error("listen %s", spec);
+		return -1;
+	}
+	{
+		struct sockaddr_storage ss;
+		socklen_t slen = sizeof(ss);
+		char h[INET6_ADDRSTRLEN];
+		getsockname(l->fd, (struct sockaddr *)&ss, &slen);
+		if (ss.ss_family == AF_INET) {
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+			l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			l->name = xasprintf("http://%s:%d", h, l->port);
+		} else {
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+			l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			l->name = xasprintf("http://[%s]:%d", h, l->port);
+		}
+		l->host = xstrdup(h);
+	}
+	return 0;
+}
+
+int
+listeners_open(const struct settings *s, struct listener **out, size_t *n)
+{
+	struct listener *ls = xcalloc(s->bind.len ? s->bind.len : 1, sizeof(*ls));
+	size_t i;
+
+	for (i = 0; i < s->bind.len; i++) {
+		const char *spec = s->bind.items[i];
+		int rc;
+
+		ls[i].fd = -1;
+		if (strncmp(spec, "unix:", 5) == 0)
+			rc = open_unix(s, spec + 5, &ls[i]);
+		else if (strncmp(spec, "fd://", 5) == 0)
+			rc = open_fd(spec + 5, &ls[i]);
+		else if (strncmp(spec, "tcp://", 6) == 0)
+			rc = open_tcp(s, spec + 6, &ls[i]);
+		else
+			rc = open_tcp(s, spec, &ls[i]);
+		if (rc == -1) {
+			listeners_close(ls, i + 1, 1);
+			return -1;
+		}
+		fd_set_nonblock(ls[i].fd, 1);
+	}
+	*out = ls;
+	*n = i;
+	return 0;
+}
+
+void
+listeners_close(struct listener *l, size_t n, int unlink_paths)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (unlink_paths && l[i].unix_path != NULL)
+			unlink(l[i].unix_path);
+		listener_free(&l[i]);
+	}
+	free(l);
+}

@@ -1,0 +1,62 @@
+/*
+ * main.c — cunicorn's entry: settings from the command line,
+ * GUNICORN_CMD_ARGS and the config file (in gunicorn's precedence), the
+ * interpreter, then the master.  Fails before anything is started, with
+ * one line, on a bad option, value, config file or app.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+#include "proctitle.h"
+#include "python.h"
+#include "settings.h"
+
+int
+main(int argc, char **argv)
+{
+	struct settings s;
+	const char *env, *config;
+	int rc;
+
+	proctitle_init(argc, argv);
+	settings_defaults(&s);
+	if (settings_parse_args(&s, argc, argv) == -1)
+		return 2;
+	env = getenv("GUNICORN_CMD_ARGS");
+	if (env != NULL && settings_parse_env(&s, env) == -1)
+		return 2;
+	log_set_level(s.loglevel);
+
+	python_init(argv[0], s.virtualenv);
+	config = s.config != NULL ? s.config : settings_default_config_path();
+	rc = config != NULL ? settings_load_file(&s, config) : settings_apply_overrides(&s);
+	if (rc == -1 || settings_finalize(&s) == -1)
+		return 1;
+	if (s.print_config) {
+		settings_print(&s, stdout);
+		return 0;
+	}
+	if (log_open(s.errorlog, s.accesslog, s.loglevel) == -1) {
+		fprintf(stderr, "Error: cannot open log file: %s\n", strerror(errno));
+		return 1;
+	}
+	if (s.chdir != NULL && chdir(s.chdir) == -1) {
+		fprintf(stderr, "Error: chdir %s: %s\n", s.chdir, strerror(errno));
+		return 1;
+	}
+	if (s.default_proc_name == NULL && s.app_uri != NULL)
+		s.default_proc_name = xstrdup(s.app_uri);
+	python_setup_paths(&s);
+	if (s.check_config) {
+		void *app = python_load_app(s.app_uri);
+		return app != NULL ? 0 : 1;
+	}
+	rc = master_main(&s, argc, argv);
+	log_close();
+	return rc;
+}

@@ -1,0 +1,787 @@
+/*
+ * master.c — the master role (gunicorn's "arbiter").
+ *
+ * Owns: the listeners, the table of children (HTTP workers and the dirty
+ * arbiter), the heartbeat slots shared with HTTP workers, the pid file and
+ * the signalfd.  It forks and supervises; it never serves a request.
+ *
+ * Signals are blocked for the whole life of the master and read from a
+ * signalfd in the one loop (master_loop), so nothing runs in a handler.
+ * Children inherit the blocked mask; each role unblocks what it handles.
+ *
+ * Python runs here only for the config file, a preloaded app and hooks.
+ *
+ *   event       running                      stopping
+ *   CHLD        reap, respawn (or halt)      reap
+ *   TERM        stop gracefully              -
+ *   INT, QUIT   stop at once                 escalate to at once
+ *   HUP         reload config, new workers   -
+ *   TTIN/TTOU   +1 / -1 worker               -
+ *   USR1        reopen logs, forward         -
+ *   WINCH       (daemon) stop workers        -
+ *   tick (1 s)  heartbeats, worker count     KILL past the deadline
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dirty.h"
+#include "http_worker.h"
+#include "listen.h"
+#include "log.h"
+#include "proctitle.h"
+#include "python.h"
+#include "settings.h"
+#include "util.h"
+
+#define WORKER_BOOT_ERROR	3	/* gunicorn's exit codes for a worker */
+#define APP_LOAD_ERROR		4
+#define HEARTBEAT_SLOTS		1024
+#define QUICK_STOP_MS		900	/* INT/QUIT: then KILL */
+#define ARBITER_RESPAWN_MIN_MS	1000	/* crash-loop brake for the arbiter */
+
+enum child_role { ROLE_HTTP_WORKER, ROLE_DIRTY_ARBITER };
+enum child_state { CHILD_RUNNING, CHILD_STOPPING, CHILD_ABORTED };
+
+struct child {
+	pid_t pid;
+	enum child_role role;
+	enum child_state state;
+	int slot;			/* heartbeat slot (HTTP workers) */
+	int age;
+	uint64_t deadline_ms;		/* STOPPING/ABORTED: KILL after this */
+};
+
+static struct {
+	struct settings *cfg;
+	int argc;
+	char **argv;
+	pid_t pid;
+	int sigfd;
+	struct listener *listeners;
+	size_t nlisteners;
+	volatile uint64_t *heartbeats;	/* HEARTBEAT_SLOTS, shared */
+	unsigned char slot_used[HEARTBEAT_SLOTS];
+
+	struct child *children;		/* the table of children */
+	size_t nchildren;
+	size_t cap;
+
+	int num_workers;		/* wanted HTTP workers */
+	int worker_age;
+	int stopping;			/* 0, 1 graceful, 2 quick */
+	int exit_code;
+	char *halt_reason;
+	uint64_t arbiter_last_spawn_ms;
+	void *app;			/* preloaded WSGI app (PyObject *) */
+	void *server_obj;		/* hook `server` object (PyObject *) */
+	int warned_threads;
+} M;
+
+/* ---- the table of children ---- */
+
+static struct child *
+child_add(pid_t pid, enum child_role role, int slot, int age)
+{
+	if (M.nchildren == M.cap) {
+		M.cap = M.cap ? M.cap * 2 : 16;
+		M.children = xreallocarray(M.children, M.cap, sizeof(*M.children));
+	}
+	struct child *c = &M.children[M.nchildren++];
+	*c = (struct child){ .pid = pid, .role = role, .slot = slot, .age = age };
+	return c;
+}
+
+static struct child *
+child_find(pid_t pid)
+{
+	for (size_t i = 0; i < M.nchildren; i++)
+		if (M.children[i].pid == pid)
+			return &M.children[i];
+	return NULL;
+}
+
+static void
+child_remove(struct child *c)
+{
+	if (c->role == ROLE_HTTP_WORKER && c->slot >= 0)
+		M.slot_used[c->slot] = 0;
+	*c = M.children[--M.nchildren];
+}
+
+static int
+count_role(enum child_role role, int running_only)
+{
+	int n = 0;
+	for (size_t i = 0; i < M.nchildren; i++)
+		if (M.children[i].role == role &&
+		    (!running_only || M.children[i].state == CHILD_RUNNING))
+			n++;
+	return n;
+}
+
+static void
+child_signal(struct child *c, int sig, uint64_t grace_ms)
+{
+	if (kill(c->pid, sig) == -1 && errno != ESRCH)
+		log_warn("kill %d", (int)c->pid);
+	if (c->state == CHILD_RUNNING || grace_ms == 0) {
+		c->state = CHILD_STOPPING;
+		c->deadline_ms = monotonic_ms() + grace_ms;
+	}
+}
+
+/* ---- helpers ---- */
+
+static void
+call_hook_server(enum hook_id id)
+{
+	if (M.cfg->hooks[id] != NULL)
+		python_hook(M.cfg, id, 1, M.server_obj);
+}
+
+static int
+drop_privileges(const struct settings *s)
+{
+	if (s->group != NULL || s->user != NULL) {
+		if (getegid() != s->gid && setgid(s->gid) == -1) {
+			log_error("setgid(%d)", (int)s->gid);
+			return -1;
+		}
+		if (s->user != NULL && geteuid() == 0) {
+			struct passwd *pw = getpwuid(s->uid);
+			if (pw != NULL && initgroups(pw->pw_name, s->gid) == -1)
+				log_warn("initgroups(%s)", pw->pw_name);
+		}
+		if (geteuid() != s->uid && setuid(s->uid) == -1) {
+			log_error("setuid(%d)", (int)s->uid);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+alloc_slot(void)
+{
+	for (int i = 0; i < HEARTBEAT_SLOTS; i++)
+		if (!M.slot_used[i]) {
+			M.slot_used[i] = 1;
+			return i;
+		}
+	return -1;
+}
+
+/* Heartbeat memory: anonymous shared memory, or, when worker_tmp_dir is
+ * set, a file there (unlinked at once) as gunicorn's tmp files are. */
+static int
+heartbeats_init(const struct settings *s)
+{
+	size_t size = HEARTBEAT_SLOTS * sizeof(uint64_t);
+	void *p;
+
+	if (s->worker_tmp_dir != NULL) {
+		char *tmpl = xasprintf("%s/cunicorn-hb-XXXXXX", s->worker_tmp_dir);
+		int fd = mkostemp(tmpl, O_CLOEXEC);
+		if (fd == -1) {
+			log_error("worker_tmp_dir %s", s->worker_tmp_dir);
+			free(tmpl);
+			return -1;
+		}
+		unlink(tmpl);
+		free(tmpl);
+		if (ftruncate(fd, (off_t)size) == -1) {
+			log_error("worker_tmp_dir %s", s->worker_tmp_dir);
+			close(fd);
+			return -1;
+		}
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+	} else
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		log_error("mmap heartbeats");
+		return -1;
+	}
+	M.heartbeats = p;
+	return 0;
+}
+
+/* ---- spawning ---- */
+
+static void
+warn_threads(void)
+{
+	if (!M.warned_threads && python_threads_running()) {
+		M.warned_threads = 1;
+		log_warnx("A Python thread is running in the master (started by the "
+		    "config file or the preloaded app): forking now is unsafe");
+	}
+}
+
+static void
+spawn_http_worker(void)
+{
+	int slot = alloc_slot(), age = ++M.worker_age;
+	pid_t pid;
+	PyObject *wobj = NULL;
+
+	if (slot < 0) {
+		log_errorx("too many workers (max %d)", HEARTBEAT_SLOTS);
+		return;
+	}
+	M.heartbeats[slot] = monotonic_ms();
+	if (M.cfg->hooks[HOOK_PRE_FORK] != NULL) {
+		wobj = python_worker_object(M.cfg, 0, age);
+		python_hook(M.cfg, HOOK_PRE_FORK, 2, M.server_obj, wobj);
+	}
+	warn_threads();
+	fflush(NULL);
+	pid = fork();
+	if (pid == -1) {
+		log_error("fork");
+		M.slot_used[slot] = 0;
+		Py_XDECREF(wobj);
+		return;
+	}
+	if (pid == 0) {
+		struct http_worker_ctx ctx;
+
+		close(M.sigfd);
+		python_after_fork();
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != M.pid)		/* the master died before prctl */
+			_exit(0);
+		proctitle_set("%s: worker [%s]", proctitle_prog(), settings_proc_name(M.cfg));
+		log_info("Booting worker with pid: %d", (int)getpid());
+		if (drop_privileges(M.cfg) == -1)
+			_exit(WORKER_BOOT_ERROR);
+		if (M.cfg->hooks[HOOK_POST_FORK] != NULL) {
+			Py_XDECREF(wobj);
+			wobj = python_worker_object(M.cfg, getpid(), age);
+			python_hook(M.cfg, HOOK_POST_FORK, 2, M.server_obj, wobj);
+		}
+		Py_XDECREF(wobj);
+		ctx = (struct http_worker_ctx){
+			.cfg = M.cfg,
+			.listeners = M.listeners,
+			.nlisteners = M.nlisteners,
+			.heartbeat = &M.heartbeats[slot],
+			.master_pid = M.pid,
+			.age = age,
+			.app = M.app,
+		};
+		http_worker_main(&ctx);
+	}
+	Py_XDECREF(wobj);
+	child_add(pid, ROLE_HTTP_WORKER, slot, age);
+}
+
+static void
+spawn_arbiter(void)
+{
+	pid_t pid;
+
+	M.arbiter_last_spawn_ms = monotonic_ms();
+	fflush(NULL);
+	pid = dirty_arbiter_spawn(M.cfg, M.pid);
+	if (pid > 0)
+		child_add(pid, ROLE_DIRTY_ARBITER, -1, 0);
+}
+
+/* Keep the wanted number of HTTP workers; retire the oldest extra ones. */
+static void
+manage_workers(void)
+{
+	int running = count_role(ROLE_HTTP_WORKER, 1);
+
+	while (running < M.num_workers && !M.stopping) {
+		spawn_http_worker();
+		running++;
+	}
+	while (running > M.num_workers) {
+		struct child *oldest = NULL;
+		for (size_t i = 0; i < M.nchildren; i++) {
+			struct child *c = &M.children[i];
+			if (c->role == ROLE_HTTP_WORKER && c->state == CHILD_RUNNING &&
+			    (oldest == NULL || c->age < oldest->age))
+				oldest = c;
+		}
+		if (oldest == NULL)
+			break;
+		child_signal(oldest, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
+		running--;
+	}
+	if (dirty_enabled(M.cfg) && !M.stopping &&
+	    count_role(ROLE_DIRTY_ARBITER, 0) == 0 &&
+	    monotonic_ms() - M.arbiter_last_spawn_ms >= ARBITER_RESPAWN_MIN_MS)
+		spawn_arbiter();
+}
+
+/* ---- reaping ---- */
+
+static void
+halt(const char *reason, int code)
+{
+	if (M.halt_reason == NULL)
+		M.halt_reason = xstrdup(reason);
+	M.exit_code = code;
+}
+
+static void
+reap(void)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct child *c = child_find(pid);
+		if (c == NULL)
+			continue;
+		if (c->role == ROLE_DIRTY_ARBITER) {
+			if (WIFSIGNALED(status))
+				log_msg(M.stopping ? LOG_INFO : LOG_WARNING,
+				    "Dirty arbiter (pid:%d) was terminated by signal %d",
+				    (int)pid, WTERMSIG(status));
+			else if (!M.stopping || WEXITSTATUS(status) != 0)
+				log_msg(M.stopping ? LOG_INFO : LOG_WARNING,
+				    "Dirty arbiter (pid:%d) exited with code %d",
+				    (int)pid, WEXITSTATUS(status));
+			child_remove(c);
+			continue;
+		}
+		if (WIFEXITED(status)) {
+			int code = WEXITSTATUS(status);
+			if (code == WORKER_BOOT_ERROR && c->state == CHILD_RUNNING)
+				halt("Worker failed to boot.", WORKER_BOOT_ERROR);
+			else if (code == APP_LOAD_ERROR && c->state == CHILD_RUNNING)
+				halt("App failed to load.", APP_LOAD_ERROR);
+			else if (code != 0)
+				log_errorx("Worker (pid:%d) exited with code %d", (int)pid, code);
+		} else if (WIFSIGNALED(status)) {
+			int sig = WTERMSIG(status);
+			if (sig == SIGKILL)
+				log_errorx("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", (int)pid);
+			else if (c->state == CHILD_RUNNING || sig != SIGTERM)
+				log_warnx("Worker with pid %d was terminated due to signal %d", (int)pid, sig);
+		}
+		if (M.cfg->hooks[HOOK_CHILD_EXIT] != NULL) {
+			PyObject *w = python_worker_object(M.cfg, pid, c->age);
+			python_hook(M.cfg, HOOK_CHILD_EXIT, 2, M.server_obj, w);
+			Py_XDECREF(w);
+		}
+		child_remove(c);
+	}
+}
+
+/* Heartbeats and stop deadlines, once a tick. */
+static void
+check_children(void)
+{
+	uint64_t now = monotonic_ms();
+
+	for (size_t i = 0; i < M.nchildren; i++) {
+		struct child *c = &M.children[i];
+
+		if (c->state != CHILD_RUNNING) {
+			if (now >= c->deadline_ms) {
+				kill(c->pid, SIGKILL);
+				c->deadline_ms = now + 60000;	/* once */
+			}
+			continue;
+		}
+		if (c->role != ROLE_HTTP_WORKER || M.cfg->timeout <= 0)
+			continue;
+		if (now - M.heartbeats[c->slot] > (uint64_t)M.cfg->timeout * 1000) {
+			log_msg(LOG_CRITICAL, "WORKER TIMEOUT (pid:%d)", (int)c->pid);
+			kill(c->pid, SIGABRT);
+			c->state = CHILD_ABORTED;
+			c->deadline_ms = now + 1000;	/* then KILL, as gunicorn */
+		}
+	}
+}
+
+/* ---- signals ---- */
+
+static const int master_signals[] = {
+	SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU,
+	SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE,
+};
+
+static int
+signals_init(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
+		sigaddset(&set, master_signals[i]);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		return -1;
+	sigdelset(&set, SIGPIPE);	/* blocked only: EPIPE from write() instead */
+	M.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return M.sigfd == -1 ? -1 : 0;
+}
+
+static void
+signal_children(int sig)
+{
+	for (size_t i = 0; i < M.nchildren; i++)
+		kill(M.children[i].pid, sig);
+}
+
+/* Begin stopping: graceful (TERM) or quick (QUIT). */
+static void
+begin_stop(int quick)
+{
+	uint64_t http_grace, dirty_grace;
+
+	if (M.stopping == 2 || (M.stopping == 1 && !quick))
+		return;
+	M.stopping = quick ? 2 : 1;
+	if (M.listeners != NULL) {
+		listeners_close(M.listeners, M.nlisteners, 1);
+		M.listeners = NULL;
+		M.nlisteners = 0;
+	}
+	http_grace = quick ? QUICK_STOP_MS : (uint64_t)M.cfg->graceful_timeout * 1000;
+	dirty_grace = quick ? QUICK_STOP_MS
+	    : ((uint64_t)M.cfg->dirty_graceful_timeout + 2) * 1000;
+	for (size_t i = 0; i < M.nchildren; i++) {
+		struct child *c = &M.children[i];
+		uint64_t grace = c->role == ROLE_DIRTY_ARBITER ? dirty_grace : http_grace;
+		c->state = CHILD_RUNNING;	/* re-arm the deadline */
+		child_signal(c, quick ? SIGQUIT : SIGTERM, grace);
+	}
+}
+
+static void
+reload(void)
+{
+	struct settings ns;
+	int old_workers = M.num_workers;
+
+	log_info("Hang up: Master");
+	settings_defaults(&ns);
+	if (settings_parse_args(&ns, M.argc, M.argv) == -1 ||
+	    (getenv("GUNICORN_CMD_ARGS") != NULL &&
+	     settings_parse_env(&ns, getenv("GUNICORN_CMD_ARGS")) == -1) ||
+	    (ns.config != NULL ? settings_load_file(&ns, ns.config)
+	     : settings_apply_overrides(&ns)) == -1 ||
+	    settings_finalize(&ns) == -1) {
+		log_errorx("Reload failed: keeping the current configuration");
+		settings_free(&ns);
+		return;
+	}
+	ns.default_proc_name = ns.default_proc_name ? ns.default_proc_name
+	    : (M.cfg->default_proc_name ? xstrdup(M.cfg->default_proc_name) : NULL);
+	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
+		log_warn("reopening logs");
+	/* the listeners are kept: a changed bind needs a restart (README) */
+	settings_free(M.cfg);
+	*M.cfg = ns;
+	python_setup_paths(M.cfg);
+	if (M.app != NULL) {		/* a preloaded app is loaded again */
+		PyObject *app = python_load_app(M.cfg->app_uri);
+		if (app != NULL) {
+			Py_DECREF((PyObject *)M.app);
+			M.app = app;
+		}
+	}
+	Py_XDECREF((PyObject *)M.server_obj);
+	M.server_obj = python_server_object(M.cfg, M.pid);
+	call_hook_server(HOOK_ON_RELOAD);
+	M.num_workers = M.cfg->workers;
+	if (M.num_workers != old_workers && M.cfg->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
+		PyObject *n = PyLong_FromLong(M.num_workers), *o = PyLong_FromLong(old_workers);
+		python_hook(M.cfg, HOOK_NWORKERS_CHANGED, 3, M.server_obj, n, o);
+		Py_XDECREF(n);
+		Py_XDECREF(o);
+	}
+	/* new workers first, then the old ones retire gracefully */
+	for (size_t i = 0; i < M.nchildren; i++) {
+		struct child *c = &M.children[i];
+		if (c->role == ROLE_HTTP_WORKER && c->state == CHILD_RUNNING)
+			child_signal(c, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
+		else if (c->role == ROLE_DIRTY_ARBITER)
+			kill(c->pid, SIGHUP);
+	}
+	for (int i = 0; i < M.num_workers; i++)
+		spawn_http_worker();
+}
+
+static void
+set_num_workers(int n)
+{
+	int old = M.num_workers;
+
+	if (n < 1 || n > HEARTBEAT_SLOTS / 2)
+		return;
+	M.num_workers = n;
+	if (M.cfg->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
+		PyObject *a = PyLong_FromLong(n), *b = PyLong_FromLong(old);
+		python_hook(M.cfg, HOOK_NWORKERS_CHANGED, 3, M.server_obj, a, b);
+		Py_XDECREF(a);
+		Py_XDECREF(b);
+	}
+}
+
+static const char *
+signame(int sig)
+{
+	switch (sig) {
+	case SIGTERM: return "term";
+	case SIGINT: return "int";
+	case SIGQUIT: return "quit";
+	case SIGHUP: return "hup";
+	case SIGTTIN: return "ttin";
+	case SIGTTOU: return "ttou";
+	case SIGUSR1: return "usr1";
+	case SIGUSR2: return "usr2";
+	case SIGWINCH: return "winch";
+	default: return "?";
+	}
+}
+
+static void
+handle_signal(int sig)
+{
+	if (sig == SIGCHLD) {
+		reap();
+		return;
+	}
+	if (sig == SIGWINCH && !M.cfg->daemon) {
+		log_debug("SIGWINCH ignored. Not daemonized");
+		return;
+	}
+	log_info("Handling signal: %s", signame(sig));
+	switch (sig) {
+	case SIGTERM:
+		begin_stop(0);
+		break;
+	case SIGINT:
+	case SIGQUIT:
+		begin_stop(1);
+		break;
+	case SIGHUP:
+		if (!M.stopping)
+			reload();
+		break;
+	case SIGTTIN:
+		if (!M.stopping)
+			set_num_workers(M.num_workers + 1);
+		break;
+	case SIGTTOU:
+		if (!M.stopping)
+			set_num_workers(M.num_workers - 1);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		signal_children(SIGUSR1);
+		break;
+	case SIGUSR2:
+		log_warnx("SIGUSR2 (binary upgrade) is not supported yet; ignored");
+		break;
+	case SIGWINCH:
+		log_info("graceful stop of workers");
+		M.num_workers = 0;
+		break;
+	}
+}
+
+/* ---- the loop ---- */
+
+static void
+master_loop(void)
+{
+	struct pollfd pfd = { .fd = M.sigfd, .events = POLLIN };
+
+	for (;;) {
+		int timeout = M.stopping ? 50 : 1000;
+
+		if (poll(&pfd, 1, timeout) == -1 && errno != EINTR)
+			fatal("poll");
+		if (pfd.revents & POLLIN) {
+			struct signalfd_siginfo si;
+			while (read(M.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				handle_signal((int)si.ssi_signo);
+		}
+		reap();		/* CHLD may coalesce with other signals */
+		if (M.halt_reason != NULL && !M.stopping)
+			begin_stop(0);
+		check_children();
+		if (M.stopping) {
+			if (M.nchildren == 0)
+				return;
+			continue;
+		}
+		manage_workers();
+	}
+}
+
+/* ---- start and stop ---- */
+
+static int
+daemonize(void)
+{
+	pid_t pid;
+	int fd;
+
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	python_after_fork();
+	setsid();
+	if ((pid = fork()) == -1)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	python_after_fork();
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		if (log_error_fd() != STDERR_FILENO) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
+}
+
+static int
+pidfile_write(const char *path)
+{
+	char buf[32];
+	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (fd == -1 || write_full(fd, buf, (size_t)n) == -1 || close(fd) == -1 ||
+	    rename(tmp, path) == -1) {
+		log_error("Cannot write pidfile %s", path);
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	free(tmp);
+	return 0;
+}
+
+static void
+apply_raw_env(const struct settings *s)
+{
+	for (size_t i = 0; i < s->raw_env.len; i++) {
+		char *kv = xstrdup(s->raw_env.items[i]);
+		char *eq = strchr(kv, '=');
+		if (eq != NULL) {
+			*eq = '\0';
+			python_setenv(kv, eq + 1);
+		}
+		free(kv);
+	}
+}
+
+int
+master_main(struct settings *s, int argc, char **argv)
+{
+	M.cfg = s;
+	M.argc = argc;
+	M.argv = argv;
+	M.num_workers = s->workers;
+	M.sigfd = -1;
+
+	if (s->daemon && daemonize() == -1)
+		fatal("daemonize");
+	M.pid = getpid();
+	umask(s->umask);
+	apply_raw_env(s);
+	if (s->capture_output && log_error_fd() != STDERR_FILENO) {
+		dup2(log_error_fd(), STDOUT_FILENO);
+		dup2(log_error_fd(), STDERR_FILENO);
+	}
+	M.server_obj = python_server_object(s, M.pid);
+	call_hook_server(HOOK_ON_STARTING);
+	log_info("Starting %s %s", "cunicorn", "0.1.0");
+
+	if (signals_init() == -1)
+		fatal("signals");
+	if (dirty_enabled(s)) {
+		if (dirty_prepare(s) == -1)
+			return 1;
+		python_setenv("GUNICORN_DIRTY_SOCKET", dirty_socket_path());
+	}
+	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1) {
+		if (dirty_enabled(s))
+			dirty_master_cleanup();
+		log_errorx("Shutting down: Master");
+		return 1;
+	}
+	for (size_t i = 0; i < M.nlisteners; i++)
+		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
+	log_info("Using worker: %s", "sync");
+	if (s->pidfile != NULL && pidfile_write(s->pidfile) == -1) {
+		listeners_close(M.listeners, M.nlisteners, 1);
+		return 1;
+	}
+	if (heartbeats_init(s) == -1)
+		return 1;
+	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));
+
+	if (s->preload_app) {
+		M.app = python_load_app(s->app_uri);
+		if (M.app == NULL) {
+			listeners_close(M.listeners, M.nlisteners, 1);
+			if (s->pidfile != NULL)
+				unlink(s->pidfile);
+			if (dirty_enabled(s))
+				dirty_master_cleanup();
+			log_info("Shutting down: Master");
+			return APP_LOAD_ERROR;
+		}
+	}
+	if (dirty_enabled(s)) {
+		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)
+			python_hook(s, HOOK_ON_DIRTY_STARTING, 1, M.server_obj);
+		spawn_arbiter();
+	}
+	manage_workers();
+	call_hook_server(HOOK_WHEN_READY);
+
+	master_loop();
+
+	if (M.halt_reason != NULL)
+		log_info("Reason: %s", M.halt_reason);
+	call_hook_server(HOOK_ON_EXIT);
+	if (s->pidfile != NULL)
+		unlink(s->pidfile);
+	if (dirty_enabled(s))
+		dirty_master_cleanup();
+	log_info("Shutting down: Master");
+	close(M.sigfd);
+	munmap((void *)M.heartbeats, HEARTBEAT_SLOTS * sizeof(uint64_t));
+	Py_XDECREF((PyObject *)M.server_obj);
+	Py_XDECREF((PyObject *)M.app);
+	free(M.children);
+	free(M.halt_reason);
+	return M.exit_code;
+}

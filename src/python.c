@@ -1,0 +1,441 @@
+/*
+ * python.c — the embedded CPython (see python.h) and the small built-in
+ * module `_cunicorn` through which Python code logs into our error log.
+ *
+ * Owns the interpreter's lifetime.  Called by the master (config file,
+ * preload, hooks), HTTP workers and dirty workers; never by the dirty
+ * arbiter.  The main thread holds the GIL from python_init() on; a child
+ * that forks off calls python_after_fork() before touching Python.
+ * Anything that is easier to say in Python (app loading, hook objects)
+ * lives in python/cunicorn/_hooks.py and is called from here.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "python.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+PyObject *PyInit__cunicorn_dirty(void);	/* dirty_pyext.c */
+
+static PyObject *hooks_module;	/* cunicorn._hooks */
+
+/* ---- the _cunicorn module ---- */
+
+static PyObject *
+mod_log(PyObject *self, PyObject *args)
+{
+	int level;
+	const char *msg;
+
+	if (!PyArg_ParseTuple(args, "is:log", &level, &msg))
+		return NULL;
+	if (level >= log_get_level())
+		log_msg(level, "%s", msg);
+	Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_log_level(PyObject *self, PyObject *noargs)
+{
+	return PyLong_FromLong(log_get_level());
+}
+
+static PyObject *
+mod_reopen_logs(PyObject *self, PyObject *noargs)
+{
+	log_reopen();
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef cunicorn_methods[] = {
+	{ "log", mod_log, METH_VARARGS, "log(level, message): write to the error log" },
+	{ "log_level", mod_log_level, METH_NOARGS, "the error log's level" },
+	{ "reopen_logs", mod_reopen_logs, METH_NOARGS, "reopen log files" },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef cunicorn_module = {
+	PyModuleDef_HEAD_INIT, "_cunicorn", "cunicorn's C side", -1,
+	cunicorn_methods, NULL, NULL, NULL, NULL,
+};
+
+static PyObject *
+PyInit__cunicorn(void)
+{
+	PyObject *m = PyModule_Create(&cunicorn_module);
+	if (m == NULL)
+		return NULL;
+	PyModule_AddIntConstant(m, "DEBUG", LOG_DEBUG);
+	PyModule_AddIntConstant(m, "INFO", LOG_INFO);
+	PyModule_AddIntConstant(m, "WARNING", LOG_WARNING);
+	PyModule_AddIntConstant(m, "ERROR", LOG_ERROR);
+	PyModule_AddIntConstant(m, "CRITICAL", LOG_CRITICAL);
+	PyModule_AddStringConstant(m, "VERSION", "0.1.0");
+	return m;
+}
+
+/* ---- start-up ---- */
+
+/* Where python/ (the cunicorn and gunicorn packages) lives: $CUNICORN_PYTHON_DIR,
+ * else next to the binary (build/../python, or PREFIX/lib/cunicorn/python). */
+static char *
+find_python_dir(void)
+{
+	static const char *rel[] = { "/../python", "/../lib/cunicorn/python" };
+	const char *env = getenv("CUNICORN_PYTHON_DIR");
+	char exe[PATH_MAX], path[PATH_MAX + 64];
+	ssize_t n;
+
+	if (env != NULL && *env != '\0')
+		return xstrdup(env);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash != NULL)
+			*slash = '\0';
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(path, sizeof(path), "%s%s/cunicorn/__init__.py", exe, rel[i]);
+			if (access(path, R_OK) == 0) {
+				snprintf(path, sizeof(path), "%s%s", exe, rel[i]);
+				char *real = realpath(path, NULL);
+				return real ? real : xstrdup(path);
+			}
+		}
+	}
+#ifdef CUNICORN_PYDIR
+	return xstrdup(CUNICORN_PYDIR);
+#else
+	return NULL;
+#endif
+}
+
+static void
+fatal_pystatus(PyStatus st, const char *what)
+{
+	fatalx("cannot start Python (%s): %s", what,
+	    st.err_msg ? st.err_msg : "unknown error");
+}
+
+void
+python_init(const char *argv0, const char *virtualenv)
+{
+	PyConfig config;
+	PyStatus st;
+	char *pydir;
+
+	if (PyImport_AppendInittab("_cunicorn", PyInit__cunicorn) == -1 ||
+	    PyImport_AppendInittab("_cunicorn_dirty", PyInit__cunicorn_dirty) == -1)
+		fatalx("cannot register built-in modules");
+
+	PyConfig_InitPythonConfig(&config);
+	config.install_signal_handlers = 0;	/* C owns signals */
+	config.parse_argv = 0;
+	config.user_site_directory = 0;
+	config.buffered_stdio = 1;
+	st = PyConfig_SetBytesString(&config, &config.program_name, argv0);
+	if (PyStatus_Exception(st))
+		fatal_pystatus(st, "program name");
+	{
+		char *argv[1] = { (char *)argv0 };
+		st = PyConfig_SetBytesArgv(&config, 1, argv);
+		if (PyStatus_Exception(st))
+			fatal_pystatus(st, "argv");
+	}
+	st = Py_InitializeFromConfig(&config);
+	PyConfig_Clear(&config);
+	if (PyStatus_Exception(st))
+		fatal_pystatus(st, "initialize");
+
+	pydir = find_python_dir();
+	if (pydir == NULL)
+		fatalx("cannot find cunicorn's python/ directory (set CUNICORN_PYTHON_DIR)");
+	{
+		PyObject *sys_path = PySys_GetObject("path");	/* borrowed */
+		PyObject *p = PyUnicode_DecodeFSDefault(pydir);
+		if (sys_path == NULL || p == NULL || PyList_Insert(sys_path, 0, p) == -1)
+			fatalx("cannot set sys.path");
+		Py_DECREF(p);
+	}
+	free(pydir);
+
+	if (virtualenv != NULL && *virtualenv != '\0') {
+		PyObject *site = PyImport_ImportModule("site");
+		PyObject *r = NULL;
+		if (site != NULL) {
+			char *sp = xasprintf("%s/lib/python%d.%d/site-packages",
+			    virtualenv, PY_MAJOR_VERSION, PY_MINOR_VERSION);
+			r = PyObject_CallMethod(site, "addsitedir", "s", sp);
+			free(sp);
+			Py_DECREF(site);
+		}
+		if (r == NULL)
+			python_log_exception(LOG_WARNING, LOG_DEBUG, "virtualenv");
+		Py_XDECREF(r);
+	}
+
+	hooks_module = PyImport_ImportModule("cunicorn._hooks");
+	if (hooks_module == NULL) {
+		python_log_exception(LOG_CRITICAL, LOG_CRITICAL, "cannot import cunicorn._hooks");
+		exit(1);
+	}
+}
+
+void
+python_setup_paths(const struct settings *s)
+{
+	PyObject *sys_path = PySys_GetObject("path");	/* borrowed */
+	PyObject *p;
+
+	if (sys_path == NULL)
+		return;
+	/* gunicorn puts chdir (the app's directory) first, then pythonpath */
+	for (size_t i = s->pythonpath.len; i-- > 0;) {
+		if ((p = PyUnicode_DecodeFSDefault(s->pythonpath.items[i])) == NULL)
+			continue;
+		PyList_Insert(sys_path, 1, p);
+		Py_DECREF(p);
+	}
+	if (s->chdir != NULL && (p = PyUnicode_DecodeFSDefault(s->chdir)) != NULL) {
+		PyList_Insert(sys_path, 1, p);
+		Py_DECREF(p);
+	}
+	PyErr_Clear();
+}
+
+void
+python_after_fork(void)
+{
+	PyOS_AfterFork_Child();
+}
+
+void
+python_fini(void)
+{
+	if (Py_IsInitialized()) {
+		Py_CLEAR(hooks_module);
+		Py_FinalizeEx();
+	}
+}
+
+/* ---- errors ---- */
+
+void
+python_log_exception(int level, int tb_level, const char *context)
+{
+	PyObject *type, *value, *tb, *tbmod, *lines, *text;
+
+	if (!PyErr_Occurred())
+		return;
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL && value != NULL)
+		PyException_SetTraceback(value, tb);
+
+	{
+		PyObject *s = value ? PyObject_Str(value) : NULL;
+		const char *name = type ? ((PyTypeObject *)type)->tp_name : "Exception";
+		const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+		if (msg == NULL) {
+			PyErr_Clear();
+			msg = "";
+		}
+		if (*msg)
+			log_msg(level, "%s: %s: %s", context, name, msg);
+		else
+			log_msg(level, "%s: %s", context, name);
+		Py_XDECREF(s);
+	}
+	if (tb != NULL && tb_level >= log_get_level() &&
+	    (tbmod = PyImport_ImportModule("traceback")) != NULL) {
+		lines = PyObject_CallMethod(tbmod, "format_exception", "OOO",
+		    type, value ? value : Py_None, tb);
+		if (lines != NULL) {
+			PyObject *empty = PyUnicode_FromString("");
+			text = empty ? PyUnicode_Join(empty, lines) : NULL;
+			if (text != NULL) {
+				const char *t = PyUnicode_AsUTF8(text);
+				if (t != NULL) {
+					size_t len = strlen(t);
+					/* one log record, without the last newline */
+					log_msg(tb_level, "%.*s", (int)(len && t[len - 1] == '\n' ? len - 1 : len), t);
+				}
+			}
+			Py_XDECREF(text);
+			Py_XDECREF(empty);
+			Py_DECREF(lines);
+		}
+		Py_DECREF(tbmod);
+	}
+	PyErr_Clear();
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+}
+
+/* ---- apps and hooks ---- */
+
+void *
+python_load_app(const char *uri)
+{
+	PyObject *app = PyObject_CallMethod(hooks_module, "load_app", "s", uri);
+	if (app != NULL)
+		return app;
+	/* AppLoadError carries a one-line message; anything else is the app's
+	 * own exception at import time: show its traceback */
+	PyObject *type, *value, *tb;
+	PyErr_Fetch(&type, &value, &tb);
+	PyObject *cls = PyObject_GetAttrString(hooks_module, "AppLoadError");
+	int clean = cls != NULL && type != NULL && PyErr_GivenExceptionMatches(type, cls);
+	Py_XDECREF(cls);
+	if (clean) {
+		PyObject *s = PyObject_Str(value);
+		const char *m = s ? PyUnicode_AsUTF8(s) : NULL;
+		log_errorx("%s", m ? m : "cannot load the application");
+		Py_XDECREF(s);
+		PyErr_Clear();
+		Py_XDECREF(type);
+		Py_XDECREF(value);
+		Py_XDECREF(tb);
+	} else {
+		PyErr_Restore(type, value, tb);
+		python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in worker process");
+	}
+	return NULL;
+}
+
+void *
+python_server_object(struct settings *s, pid_t pid)
+{
+	PyObject *cfg = settings_to_python(s);
+	PyObject *o;
+
+	if (cfg == NULL) {
+		python_log_exception(LOG_ERROR, LOG_DEBUG, "settings");
+		cfg = Py_NewRef(Py_None);
+	}
+	o = PyObject_CallMethod(hooks_module, "Server", "Oi", cfg, (int)pid);
+	Py_DECREF(cfg);
+	if (o == NULL)
+		python_log_exception(LOG_ERROR, LOG_ERROR, "server object");
+	return o;
+}
+
+void *
+python_worker_object(struct settings *s, pid_t pid, int age)
+{
+	PyObject *cfg = settings_to_python(s);
+	PyObject *o;
+
+	if (cfg == NULL) {
+		python_log_exception(LOG_ERROR, LOG_DEBUG, "settings");
+		cfg = Py_NewRef(Py_None);
+	}
+	o = PyObject_CallMethod(hooks_module, "Worker", "Oii", cfg, (int)pid, age);
+	Py_DECREF(cfg);
+	if (o == NULL)
+		python_log_exception(LOG_ERROR, LOG_ERROR, "worker object");
+	return o;
+}
+
+static const char *hook_names[HOOK_COUNT] = {
+	[HOOK_ON_STARTING] = "on_starting", [HOOK_ON_RELOAD] = "on_reload",
+	[HOOK_WHEN_READY] = "when_ready", [HOOK_PRE_FORK] = "pre_fork",
+	[HOOK_POST_FORK] = "post_fork", [HOOK_POST_WORKER_INIT] = "post_worker_init",
+	[HOOK_WORKER_INT] = "worker_int", [HOOK_WORKER_ABORT] = "worker_abort",
+	[HOOK_PRE_EXEC] = "pre_exec", [HOOK_PRE_REQUEST] = "pre_request",
+	[HOOK_POST_REQUEST] = "post_request", [HOOK_CHILD_EXIT] = "child_exit",
+	[HOOK_WORKER_EXIT] = "worker_exit", [HOOK_NWORKERS_CHANGED] = "nworkers_changed",
+	[HOOK_ON_EXIT] = "on_exit", [HOOK_ON_DIRTY_STARTING] = "on_dirty_starting",
+	[HOOK_DIRTY_POST_FORK] = "dirty_post_fork",
+	[HOOK_DIRTY_WORKER_INIT] = "dirty_worker_init",
+	[HOOK_DIRTY_WORKER_EXIT] = "dirty_worker_exit",
+};
+
+int
+python_hook(struct settings *s, enum hook_id id, int nargs, ...)
+{
+	PyObject *fn = s->hooks[id], *args, *r;
+	va_list ap;
+
+	if (fn == NULL)
+		return 0;
+	if ((args = PyTuple_New(nargs)) == NULL) {
+		python_log_exception(LOG_ERROR, LOG_ERROR, "hook");
+		return -1;
+	}
+	va_start(ap, nargs);
+	for (int i = 0; i < nargs; i++) {
+		PyObject *a = va_arg(ap, PyObject *);
+		if (a == NULL)
+			a = Py_None;
+		PyTuple_SET_ITEM(args, i, Py_NewRef(a));
+	}
+	va_end(ap);
+	r = PyObject_Call(fn, args, NULL);
+	Py_DECREF(args);
+	if (r == NULL) {
+		char ctx[64];
+		snprintf(ctx, sizeof(ctx), "Exception in %s hook", hook_names[id]);
+		python_log_exception(LOG_ERROR, LOG_ERROR, ctx);
+		return -1;
+	}
+	Py_DECREF(r);
+	return 0;
+}
+
+int
+python_threads_running(void)
+{
+	PyObject *name = PyUnicode_FromString("threading");
+	PyObject *threading = name ? PyImport_GetModule(name) : NULL;
+	long n = 1;
+
+	Py_XDECREF(name);
+
+	if (threading == NULL) {
+		PyErr_Clear();
+		return 0;
+	}
+	PyObject *r = PyObject_CallMethod(threading, "active_count", NULL);
+	if (r != NULL) {
+		n = PyLong_AsLong(r);
+		Py_DECREF(r);
+	}
+	PyErr_Clear();
+	Py_DECREF(threading);
+	return n > 1;
+}
+
+int
+python_setenv(const char *name, const char *value)
+{
+	PyObject *os = PyImport_ImportModule("os");
+	PyObject *environ = os ? PyObject_GetAttrString(os, "environ") : NULL;
+	PyObject *v = value ? PyUnicode_DecodeFSDefault(value) : NULL;
+	int rc = -1;
+
+	if (value != NULL)
+		setenv(name, value, 1);
+	else
+		unsetenv(name);
+	if (environ != NULL) {
+		if (value == NULL)
+			rc = PyMapping_DelItemString(environ, name) == -1 ? -1 : 0;
+		else if (v != NULL)
+			rc = PyMapping_SetItemString(environ, name, v);
+	}
+	if (rc == -1)
+		PyErr_Clear();
+	Py_XDECREF(v);
+	Py_XDECREF(environ);
+	Py_XDECREF(os);
+	return rc;
+}
