@@ -114,6 +114,10 @@ struct settings {
 
 	/* hooks: borrowed-then-owned Python callables (PyObject *), or NULL */
 	void *hooks[HOOK_COUNT];
+
+	/* private to settings.c: the recorded command-line and
+	 * GUNICORN_CMD_ARGS options, re-applied over the config file */
+	void *priv;
 };
 
 /* The name a proc_name-derived title uses: proc_name, else default. */
@@ -144,6 +148,9 @@ int settings_parse_env(struct settings *s, const char *cmd_args);
 int settings_load_file(struct settings *s, const char *path);
 /* Re-apply env and command-line values (used when there is no file). */
 int settings_apply_overrides(struct settings *s);
+/* "gunicorn.conf.py" when that file exists in the working directory
+ * (gunicorn loads it when no -c is given), else NULL. */
+const char *settings_default_config_path(void);
 
 /* Cross-setting checks and resolutions (user/group -> uid/gid, ...).
  * Returns 0 or -1 after printing one "Error: ..." line. */
