@@ -1,0 +1,60 @@
+"""WSGI app and dirty app for cunicorn's lifecycle tests (containers and the
+PID-namespace sandbox run these same files).
+
+Routes:  /            -> "OK"
+         /dirty/ping  -> one dirty call TestDirtyApp.ping, JSON result
+         /dirty/echo?m=TEXT -> one dirty call TestDirtyApp.echo(TEXT)
+         /dirty/pid   -> the pid of the dirty worker that answered
+A failed dirty call answers 502 with the error's class name and message.
+"""
+
+import json
+import os
+from urllib.parse import parse_qs
+
+from gunicorn.dirty import DirtyApp, get_dirty_client
+
+APP = "app:TestDirtyApp"
+
+
+def _dirty(action, *args):
+    return get_dirty_client(timeout=10).execute(APP, action, *args)
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    try:
+        if path == "/dirty/ping":
+            body = json.dumps(_dirty("ping"))
+        elif path == "/dirty/echo":
+            q = parse_qs(environ.get("QUERY_STRING", ""))
+            body = json.dumps(_dirty("echo", q.get("m", [""])[0]))
+        elif path == "/dirty/pid":
+            body = json.dumps(_dirty("pid"))
+        else:
+            body = "OK"
+        status = "200 OK"
+    except Exception as e:  # report, don't hide: the tests read this
+        body = "%s: %s" % (type(e).__name__, e)
+        status = "502 Bad Gateway"
+    data = body.encode()
+    start_response(status, [("Content-Type", "text/plain"),
+                            ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class TestDirtyApp(DirtyApp):
+    """Minimal dirty app: counts pings, echoes, tells its pid."""
+
+    def init(self):
+        self.call_count = 0
+
+    def ping(self):
+        self.call_count += 1
+        return {"pong": True, "calls": self.call_count}
+
+    def echo(self, message):
+        return {"message": message}
+
+    def pid(self):
+        return {"pid": os.getpid()}
