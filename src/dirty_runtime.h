@@ -1,0 +1,70 @@
+/*
+ * dirty_runtime.h — the dirty arbiter's private runtime directory, its
+ * pid file lock and the removal of a predecessor's orphan (internal to the
+ * dirty arbiter's files; master.c only sees dirty.h).
+ *
+ * Layout (deterministic from proc_name, so the next master of the same
+ * proc_name finds what the previous one left):
+ *
+ *   <base>/cunicorn-<uid>/             mode 0700, owner <uid>
+ *   <base>/cunicorn-<uid>/<name>/      mode 0700, owner <uid>
+ *       dirty.sock                     the arbiter's listening socket
+ *       dirty-arbiter.pid              the arbiter's pid, fcntl-write-locked
+ *                                      by the arbiter for its whole life
+ *
+ * <base> is $XDG_RUNTIME_DIR when it is an absolute directory short enough
+ * for a socket path, else /tmp; <uid> is the uid the workers run as (the
+ * `user` setting, else our euid); <name> is proc_name with every byte
+ * outside [A-Za-z0-9._-] replaced by '_', cut to 40 bytes, followed by
+ * '-' and a 32-bit FNV-1a hash of the full proc_name (so two names that
+ * sanitize alike never share a directory).
+ *
+ * Every directory is created with mkdirat() and opened with
+ * O_DIRECTORY|O_NOFOLLOW; its owner and mode are checked with fstat();
+ * nothing here follows a symlink.
+ *
+ * Orphan rule: only a process PROVEN to hold the pid file's write lock
+ * (F_GETLK names it) is ever signalled.  A pid file without a lock holder
+ * is stale: it is removed and nothing is killed, whatever pid it names.
+ */
+#ifndef CUNICORN_DIRTY_RUNTIME_H
+#define CUNICORN_DIRTY_RUNTIME_H
+
+#include <sys/types.h>
+
+struct settings;
+
+#define DIRTY_SOCKET_NAME	"dirty.sock"
+#define DIRTY_PIDFILE_NAME	"dirty-arbiter.pid"
+
+/* Master: kill a proven orphan, remove leftovers, create the directory,
+ * export GUNICORN_DIRTY_SOCKET.  0, or -1 after logging. */
+int dirty_runtime_prepare(struct settings *s);
+/* Paths chosen by dirty_runtime_prepare() (NULL before). */
+const char *dirty_runtime_dir(void);
+const char *dirty_runtime_socket(void);
+const char *dirty_runtime_pidfile(void);
+
+/* Arbiter: create/open the pid file, take the write lock, write our pid.
+ * Returns the descriptor, which must stay open (never dup'ed then closed)
+ * for the arbiter's whole life, or -1 after logging (lock held by
+ * someone else, or I/O error). */
+int dirty_runtime_lock_pidfile(void);
+/* Arbiter: bind and listen on the socket (non-blocking, CLOEXEC), after
+ * removing a stale socket file; chown'ed to the workers' uid/gid.
+ * Returns the fd or -1 after logging. */
+int dirty_runtime_listen(const struct settings *s);
+/* Arbiter at clean exit: unlink the socket and the pid file. */
+void dirty_runtime_arbiter_cleanup(void);
+/* Remove the directories if empty (master exit; arbiter after its
+ * master died, since nobody else will). */
+void dirty_runtime_remove_dirs(void);
+/* Master at exit: remove socket, pid file (when no lock holder is left)
+ * and the directories. */
+void dirty_runtime_master_cleanup(void);
+
+/* Who holds the pid file lock: its pid, 0 when nobody does, -1 when the
+ * file cannot be examined (tests, status). */
+pid_t dirty_runtime_lock_holder(void);
+
+#endif
