@@ -1,0 +1,1153 @@
+/*
+ * dirty_worker.c — the dirty worker process: loads the dirty apps (Python
+ * classes named "module:Class") and serves the calls its dirty arbiter
+ * sends over one socketpair.
+ *
+ * Owns: the worker's socketpair end, its apps, its heartbeat slot, its
+ * pool of calling threads.  It never forks, never touches another
+ * process's state and never calls the arbiter's code; the only Python it
+ * runs is the apps', the dirty hooks and DirtyApp's dispatch.
+ *
+ * Threads:
+ *   main      reads frames.  dirty_threads == 1: it also decodes, calls
+ *             and writes the reply itself (no thread hop); it holds the GIL
+ *             except while blocked in poll/read/write.  dirty_threads > 1:
+ *             it only queues the raw frames and never holds the GIL.
+ *   callers   (dirty_threads > 1 only) pthreads that take a queued frame,
+ *             take the GIL, call the app, release the GIL and write the
+ *             reply under the write lock (one writer at a time).
+ *   watch     a pthread that never touches Python: it waits for signals
+ *             (blocked in every other thread) and writes the heartbeat
+ *             every 250 ms — also while a call runs — as long as no call
+ *             has been running for longer than dirty_timeout and the main
+ *             loop has come round in the last LOOP_STALL_MS.  A stuck
+ *             worker so stops beating and the arbiter replaces it.
+ *
+ * Signals: TERM and HUP: finish the calls already received, then exit
+ * cleanly (apps' close(), dirty_worker_exit hook).  INT and QUIT: exit at
+ * once (from the watch thread, _exit).  USR1: reopen the log files.
+ * The arbiter's death (EOF on the socketpair, PR_SET_PDEATHSIG, getppid()
+ * changing) ends the worker too.
+ *
+ * An app that fails to import, instantiate or init() is logged (one line,
+ * traceback at debug level) and the worker stays up, answering calls to
+ * it with DirtyAppError "Dirty app X failed to load: ...": a worker that
+ * exited instead would be respawned by the arbiter into the same failure,
+ * a crash loop.  Other apps of the worker keep working.
+ *
+ * Log lines: "Initialized dirty app: PATH" (info), "Failed to load dirty
+ * app PATH: ..." (error), "Error executing PATH.ACTION: ..." (error; the
+ * traceback at debug), "Dirty worker PID exiting" (info) — as gunicorn.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include "dirty.h"
+#include "dirty_pyext.h"
+#include "dirty_wire.h"
+#include "log.h"
+#include "proctitle.h"
+#include "python.h"
+#include "settings.h"
+#include "util.h"
+
+#define WATCH_PERIOD_MS		250
+#define LOOP_POLL_MS		1000
+#define LOOP_STALL_MS		10000	/* main loop silent that long: unhealthy */
+#define READ_CHUNK		65536
+#define MAX_THREADS		256
+#define ARGS_ON_STACK		16
+
+struct dirty_app {
+	char *path;		/* "module:Class", as the requests name it */
+	size_t pathlen;
+	PyObject *obj;		/* the instance, or NULL when it failed to load */
+	int fast_dispatch;	/* type(obj).__call__ is DirtyApp.__call__ */
+	char *load_error;	/* why it failed to load, or NULL */
+};
+
+/* One calling context: the main thread (single mode) or a pool thread. */
+struct caller {
+	int slot;		/* index into busy_since[] */
+	pthread_t thread;
+	PyThreadState *ts;	/* saved while not holding the GIL */
+	PyObject *aloop;	/* this thread's asyncio loop, lazily created */
+	struct dirty_buf out;	/* reply being encoded */
+};
+
+/* A frame received and not yet served (threaded mode). */
+struct job {
+	struct job *next;
+	uint64_t id;
+	uint8_t type;
+	uint32_t len;
+	uint8_t payload[];
+};
+
+static struct {
+	struct dirty_worker_ctx *ctx;
+	struct settings *cfg;
+	int fd;
+	int wakefd;			/* eventfd: watch thread -> main loop */
+	int nthreads;			/* dirty_threads */
+	uint64_t timeout_ms;		/* dirty_timeout, 0 = none */
+	sigset_t sigs;
+
+	struct dirty_app *apps;
+	size_t napps;
+
+	PyObject *arbiter_obj;		/* hook arguments */
+	PyObject *worker_obj;
+	PyObject *dirtyapp_call;	/* DirtyApp.__call__, or NULL */
+	PyObject *format_exception;	/* traceback.format_exception */
+	PyObject *asyncio_new_loop;	/* asyncio.new_event_loop */
+
+	atomic_int stopping;		/* TERM / HUP seen */
+	atomic_int reopen;		/* USR1 seen */
+	_Atomic uint64_t loop_tick;	/* main loop came round (ms) */
+	_Atomic uint64_t busy_since[MAX_THREADS + 1];	/* 0 = idle */
+
+	struct dirty_buf in;		/* bytes read from the arbiter */
+	size_t in_pos;			/* consumed prefix of `in` */
+
+	struct caller *callers;		/* [0] main; [1..n] pool (threaded) */
+
+	/* threaded mode */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;		/* job queued, or quit */
+	pthread_cond_t idle;		/* queue empty and nobody busy */
+	struct job *qhead, *qtail;
+	int nbusy;
+	int quit;
+	pthread_mutex_t wlock;		/* one writer on fd at a time */
+} W;
+
+static void worker_exit(int status) __attribute__((noreturn));
+
+/* ---- the watch thread: signals and heartbeat (never touches Python) ---- */
+
+static void
+wake_main(void)
+{
+	uint64_t one = 1;
+	ssize_t r = write(W.wakefd, &one, sizeof(one));
+	(void)r;
+}
+
+static int
+healthy(uint64_t now)
+{
+	for (int i = 0; i <= W.nthreads && i <= MAX_THREADS; i++) {
+		uint64_t since = atomic_load(&W.busy_since[i]);
+		if (since != 0 && W.timeout_ms != 0 && now - since > W.timeout_ms)
+			return 0;
+	}
+	/* The main thread is the caller in single mode: while it is busy
+	 * with a call its own slot speaks for it. */
+	if (W.nthreads == 1 && atomic_load(&W.busy_since[0]) != 0)
+		return 1;
+	return now - atomic_load(&W.loop_tick) <= LOOP_STALL_MS;
+}
+
+static void *
+watch_thread(void *arg)
+{
+	struct timespec period = { 0, WATCH_PERIOD_MS * 1000000L };
+	siginfo_t si;
+
+	(void)arg;
+	for (;;) {
+		int sig = sigtimedwait(&W.sigs, &si, &period);
+		switch (sig) {
+		case SIGINT:
+		case SIGQUIT:
+			log_info("Dirty worker %d exiting (quick)", (int)getpid());
+			_exit(0);
+		case SIGTERM:
+		case SIGHUP:
+			atomic_store(&W.stopping, 1);
+			wake_main();
+			break;
+		case SIGUSR1:
+			atomic_store(&W.reopen, 1);
+			wake_main();
+			break;
+		default:
+			break;
+		}
+		uint64_t now = monotonic_ms();
+		if (W.ctx->heartbeat != NULL && healthy(now))
+			*W.ctx->heartbeat = now;
+		if (getppid() != W.ctx->arbiter_pid) {
+			log_info("Dirty worker %d: arbiter gone, exiting",
+			    (int)getpid());
+			_exit(0);
+		}
+	}
+	return NULL;
+}
+
+/* ---- writing frames ---- */
+
+/* Send all of b.  The GIL is NOT held here.  0, or -1 (arbiter gone). */
+static int
+send_all(const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(W.fd, p, n, MSG_NOSIGNAL);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				struct pollfd pfd = { .fd = W.fd, .events = POLLOUT };
+				poll(&pfd, 1, -1);
+				continue;
+			}
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Write the caller's out buffer and reset it.  Called with the GIL held;
+ * releases it only if the write would block (single mode) or always
+ * (threaded mode: the write lock must never be awaited holding the GIL). */
+static void
+flush_out(struct caller *c)
+{
+	struct dirty_buf *b = &c->out;
+	int rc = 0;
+
+	if (b->len == 0)
+		return;
+	if (W.nthreads == 1) {
+		ssize_t w = send(W.fd, b->data, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w == (ssize_t)b->len) {
+			dirty_buf_reset(b);
+			return;
+		}
+		size_t done = w > 0 ? (size_t)w : 0;
+		if (w == -1 && errno != EAGAIN && errno != EINTR)
+			rc = -1;
+		else {
+			Py_BEGIN_ALLOW_THREADS
+			rc = send_all(b->data + done, b->len - done);
+			Py_END_ALLOW_THREADS
+		}
+	} else {
+		Py_BEGIN_ALLOW_THREADS
+		pthread_mutex_lock(&W.wlock);
+		rc = send_all(b->data, b->len);
+		pthread_mutex_unlock(&W.wlock);
+		Py_END_ALLOW_THREADS
+	}
+	dirty_buf_reset(b);
+	if (rc == -1 && errno != EPIPE && errno != ECONNRESET)
+		log_warn("dirty worker: write to arbiter");
+	/* EOF / EPIPE is seen by the main loop's read and ends the worker. */
+}
+
+/* ---- Python helpers (GIL held) ---- */
+
+/* UTF-8 of str(obj), never NULL; *n its length.  The returned pointer
+ * lives as long as *keep (a new reference the caller drops). */
+static const char *
+str_utf8(PyObject *obj, PyObject **keep, Py_ssize_t *n)
+{
+	const char *s;
+
+	*keep = obj != NULL ? PyObject_Str(obj) : NULL;
+	if (*keep != NULL && (s = PyUnicode_AsUTF8AndSize(*keep, n)) != NULL)
+		return s;
+	PyErr_Clear();
+	Py_CLEAR(*keep);
+	*n = 13;
+	return "<unprintable>";
+}
+
+/* A function of a module, imported on first use (GIL held).  Borrowed
+ * from *slot, which keeps it; NULL with the exception cleared. */
+static PyObject *
+lazy_function(PyObject **slot, const char *module, const char *name)
+{
+	PyObject *m;
+
+	if (*slot == NULL && (m = PyImport_ImportModule(module)) != NULL) {
+		*slot = PyObject_GetAttrString(m, name);
+		Py_DECREF(m);
+	}
+	if (*slot == NULL)
+		PyErr_Clear();
+	return *slot;
+}
+
+static void
+put_pystr(struct dirty_buf *b, const char *s, Py_ssize_t n)
+{
+	if ((size_t)n > DIRTY_MAX_BLOB)
+		n = DIRTY_MAX_BLOB;
+	dirty_put_string(b, s, (uint32_t)n);
+}
+
+/*
+ * Turn the pending Python exception into an ERROR frame in c->out:
+ * {"error": {"error_type", "message": str(exc), "details": {"traceback",
+ * "exception_type", "app_path", "action"}}}.  Logs one line (error) and the
+ * traceback (debug).  Clears the exception.
+ */
+static void
+put_exception(struct caller *c, uint64_t id, const char *error_type,
+    const char *app_path, size_t app_len, const char *action,
+    size_t action_len, const char *prefix)
+{
+	PyObject *type, *value, *tb, *msgobj = NULL, *tbtext = NULL, *lines;
+	const char *msg, *tbs = "", *tname;
+	Py_ssize_t msglen, tblen = 0;
+	char *full = NULL;
+
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	if (tb != NULL && value != NULL)
+		PyException_SetTraceback(value, tb);
+	msg = str_utf8(value, &msgobj, &msglen);
+	tname = type != NULL ? ((PyTypeObject *)type)->tp_name : "Exception";
+	if (strrchr(tname, '.') != NULL)
+		tname = strrchr(tname, '.') + 1;
+	if (prefix != NULL) {
+		full = xasprintf("%s%.*s", prefix, (int)msglen, msg);
+		msg = full;
+		msglen = (Py_ssize_t)strlen(full);
+	}
+	if (value != NULL && lazy_function(&W.format_exception, "traceback",
+	    "format_exception") != NULL) {
+		lines = PyObject_CallFunctionObjArgs(W.format_exception,
+		    type, value, tb != NULL ? tb : Py_None, NULL);
+		if (lines != NULL) {
+			PyObject *empty = PyUnicode_FromString("");
+			if (empty != NULL)
+				tbtext = PyUnicode_Join(empty, lines);
+			Py_XDECREF(empty);
+			Py_DECREF(lines);
+		}
+		if (tbtext != NULL && (tbs = PyUnicode_AsUTF8AndSize(tbtext,
+		    &tblen)) == NULL) {
+			tbs = "";
+			tblen = 0;
+		}
+		PyErr_Clear();
+	}
+
+	log_errorx("Error executing %.*s.%.*s: %.*s", (int)app_len, app_path,
+	    (int)action_len, action, (int)msglen, msg);
+	if (tblen > 0 && log_get_level() <= LOG_DEBUG)
+		log_debug("%.*s", (int)tblen, tbs);
+
+	struct dirty_buf *b = &c->out;
+	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
+	dirty_put_dict(b, 1);
+	dirty_put_cstring(b, "error");
+	dirty_put_dict(b, 3);
+	dirty_put_cstring(b, "error_type");
+	dirty_put_cstring(b, error_type);
+	dirty_put_cstring(b, "message");
+	put_pystr(b, msg, msglen);
+	dirty_put_cstring(b, "details");
+	dirty_put_dict(b, 4);
+	dirty_put_cstring(b, "traceback");
+	put_pystr(b, tbs, tblen);
+	dirty_put_cstring(b, "exception_type");
+	dirty_put_cstring(b, tname);
+	dirty_put_cstring(b, "app_path");
+	dirty_put_string(b, app_path, (uint32_t)app_len);
+	dirty_put_cstring(b, "action");
+	dirty_put_string(b, action, (uint32_t)action_len);
+	if (dirty_frame_end(b, off) == -1) {
+		b->len = off;
+		dirty_put_error_frame(b, id, error_type, "error too large");
+	}
+	free(full);
+	Py_XDECREF(tbtext);
+	Py_XDECREF(msgobj);
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+}
+
+/* An ERROR frame with a plain message and {"app_path", "action"} details. */
+static void
+put_error(struct caller *c, uint64_t id, const char *error_type,
+    const char *app_path, size_t app_len, const char *action,
+    size_t action_len, const char *message)
+{
+	struct dirty_buf *b = &c->out;
+	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
+
+	dirty_put_dict(b, 1);
+	dirty_put_cstring(b, "error");
+	dirty_put_dict(b, 3);
+	dirty_put_cstring(b, "error_type");
+	dirty_put_cstring(b, error_type);
+	dirty_put_cstring(b, "message");
+	dirty_put_cstring(b, message);
+	dirty_put_cstring(b, "details");
+	dirty_put_dict(b, app_path != NULL ? 2 : 0);
+	if (app_path != NULL) {
+		dirty_put_cstring(b, "app_path");
+		dirty_put_string(b, app_path, (uint32_t)app_len);
+		dirty_put_cstring(b, "action");
+		dirty_put_string(b, action != NULL ? action : "",
+		    (uint32_t)action_len);
+	}
+	dirty_frame_end(b, off);
+}
+
+/* Encode a RESPONSE {"result": v} or CHUNK {"data": v}.  On a value that
+ * cannot be encoded, an ERROR DirtyAppError instead.  Returns 0 / -1. */
+static int
+put_value(struct caller *c, uint64_t id, uint8_t type, PyObject *v,
+    const char *app_path, size_t app_len, const char *action,
+    size_t action_len)
+{
+	struct dirty_buf *b = &c->out;
+	size_t off = dirty_frame_begin(b, type, id);
+
+	dirty_put_dict(b, 1);
+	dirty_put_cstring(b, type == DIRTY_MSG_RESPONSE ? "result" : "data");
+	if (dirty_py_encode(b, v) == 0 && dirty_frame_end(b, off) == 0)
+		return 0;
+	b->len = off;
+	if (!PyErr_Occurred())
+		PyErr_SetString(PyExc_ValueError, "payload larger than 64 MiB");
+	put_exception(c, id, DIRTY_E_APP, app_path, app_len, action,
+	    action_len, type == DIRTY_MSG_RESPONSE ?
+	    "result cannot be encoded: " : "chunk cannot be encoded: ");
+	return -1;
+}
+
+static PyObject *
+caller_loop(struct caller *c)
+{
+	if (c->aloop == NULL && lazy_function(&W.asyncio_new_loop, "asyncio",
+	    "new_event_loop") != NULL)
+		c->aloop = PyObject_CallNoArgs(W.asyncio_new_loop);
+	if (c->aloop == NULL && !PyErr_Occurred())
+		PyErr_SetString(PyExc_RuntimeError, "asyncio is not available");
+	return c->aloop;
+}
+
+/* Run an awaitable to completion on this thread's loop (new reference). */
+static PyObject *
+run_awaitable(struct caller *c, PyObject *aw)
+{
+	PyObject *loop = caller_loop(c);
+
+	if (loop == NULL)
+		return NULL;
+	return PyObject_CallMethod(loop, "run_until_complete", "O", aw);
+}
+
+/* ---- serving one request ---- */
+
+static struct dirty_app *
+find_app(const char *path, size_t len)
+{
+	for (size_t i = 0; i < W.napps; i++)
+		if (W.apps[i].pathlen == len && memcmp(W.apps[i].path, path, len) == 0)
+			return &W.apps[i];
+	return NULL;
+}
+
+/* The method `action` of app, by DirtyApp.__call__'s rules: unknown,
+ * private (leading underscore) or non-callable names are a ValueError
+ * "Unknown action: NAME".  New reference. */
+static PyObject *
+app_method(struct dirty_app *a, PyObject *action)
+{
+	PyObject *m;
+
+	if (PyUnicode_GET_LENGTH(action) > 0 &&
+	    PyUnicode_READ_CHAR(action, 0) != '_' &&
+	    (m = PyObject_GetAttr(a->obj, action)) != NULL) {
+		if (PyCallable_Check(m))
+			return m;
+		Py_DECREF(m);
+	}
+	PyErr_Clear();
+	PyErr_Format(PyExc_ValueError, "Unknown action: %U", action);
+	return NULL;
+}
+
+/* Stream a generator / async generator result as CHUNK... END. */
+static void
+stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
+    const char *app_path, size_t app_len, const char *action,
+    size_t action_len)
+{
+	PyObject *item, *anext;
+
+	for (;;) {
+		if (async) {
+			if ((anext = PyObject_CallMethod(it, "__anext__", NULL)) == NULL)
+				item = NULL;
+			else {
+				item = run_awaitable(c, anext);
+				Py_DECREF(anext);
+			}
+			if (item == NULL &&
+			    PyErr_ExceptionMatches(PyExc_StopAsyncIteration)) {
+				PyErr_Clear();
+				break;
+			}
+		} else
+			item = PyIter_Next(it);
+		if (item == NULL) {
+			if (!PyErr_Occurred())
+				break;
+			put_exception(c, id, DIRTY_E_APP, app_path, app_len,
+			    action, action_len, NULL);
+			flush_out(c);
+			return;
+		}
+		int rc = put_value(c, id, DIRTY_MSG_CHUNK, item, app_path,
+		    app_len, action, action_len);
+		Py_DECREF(item);
+		flush_out(c);
+		if (rc == -1) {
+			/* The error already ended the stream for the client:
+			 * stop the generator. */
+			PyObject *r = PyObject_CallMethod(it,
+			    async ? "aclose" : "close", NULL);
+			if (r != NULL && async)
+				Py_XSETREF(r, run_awaitable(c, r));
+			Py_XDECREF(r);
+			PyErr_Clear();
+			return;
+		}
+	}
+	size_t off = dirty_frame_begin(&c->out, DIRTY_MSG_END, id);
+	dirty_frame_end(&c->out, off);
+	flush_out(c);
+}
+
+/*
+ * Serve one REQUEST frame: decode, call, encode, write.  GIL held.
+ * The payload was validated only as far as the cursor goes: anything
+ * malformed is answered with DirtyProtocolError.
+ */
+static void
+serve_request(struct caller *c, uint64_t id, const uint8_t *payload,
+    uint32_t len)
+{
+	struct dirty_cursor cur;
+	const char *app_path = NULL, *action = NULL, *key;
+	uint32_t app_len = 0, action_len = 0, n, klen;
+	PyObject *stackv[ARGS_ON_STACK], **argv = stackv;
+	PyObject *args = NULL, *kwargs = NULL, *actobj = NULL;
+	PyObject *callee = NULL, *res = NULL;
+	struct dirty_app *app;
+	Py_ssize_t nargs = 0;
+
+	dirty_cursor_init(&cur, payload, len);
+	if (dirty_get_dict(&cur, &n) == -1)
+		goto malformed;
+	for (uint32_t i = 0; i < n; i++) {
+		if (dirty_get_string(&cur, &key, &klen) == -1)
+			goto malformed;
+		if (klen == 8 && memcmp(key, "app_path", 8) == 0) {
+			if (dirty_get_string(&cur, &app_path, &app_len) == -1)
+				goto malformed;
+		} else if (klen == 6 && memcmp(key, "action", 6) == 0) {
+			if (dirty_get_string(&cur, &action, &action_len) == -1)
+				goto malformed;
+		} else if (klen == 4 && memcmp(key, "args", 4) == 0 && args == NULL) {
+			if (dirty_peek_type(&cur) != DIRTY_TLV_LIST)
+				goto malformed;
+			if ((args = dirty_py_decode(&cur)) == NULL)
+				goto decode_failed;
+		} else if (klen == 6 && memcmp(key, "kwargs", 6) == 0 && kwargs == NULL) {
+			if (dirty_peek_type(&cur) != DIRTY_TLV_DICT)
+				goto malformed;
+			if ((kwargs = dirty_py_decode(&cur)) == NULL)
+				goto decode_failed;
+		} else if (dirty_skip(&cur) == -1)
+			goto malformed;
+	}
+	dirty_leave(&cur);
+	if (dirty_end(&cur) == -1 || app_path == NULL || action == NULL)
+		goto malformed;
+
+	if ((app = find_app(app_path, app_len)) == NULL) {
+		char *m = xasprintf("Dirty app not found: %.*s", (int)app_len,
+		    app_path);
+		put_error(c, id, DIRTY_E_APP_NOT_FOUND, app_path, app_len,
+		    action, action_len, m);
+		free(m);
+		goto out;
+	}
+	if (app->obj == NULL) {
+		put_error(c, id, DIRTY_E_APP, app_path, app_len, action,
+		    action_len, app->load_error);
+		goto out;
+	}
+	if ((actobj = PyUnicode_DecodeUTF8(action, action_len, NULL)) == NULL)
+		goto failed;
+
+	/* argv: [action,] args..., for a vectorcall with kwargs as a dict */
+	Py_ssize_t nlist = args != NULL ? PyList_GET_SIZE(args) : 0;
+	if (nlist + 1 > ARGS_ON_STACK)
+		argv = xreallocarray(NULL, (size_t)nlist + 1, sizeof(*argv));
+	if (app->fast_dispatch) {
+		if ((callee = app_method(app, actobj)) == NULL)
+			goto failed;
+	} else {
+		callee = app->obj;
+		Py_INCREF(callee);
+		argv[nargs++] = actobj;
+	}
+	for (Py_ssize_t i = 0; i < nlist; i++)
+		argv[nargs++] = PyList_GET_ITEM(args, i);
+	if (kwargs != NULL && PyDict_GET_SIZE(kwargs) == 0)
+		Py_CLEAR(kwargs);
+	res = PyObject_VectorcallDict(callee, argv, (size_t)nargs, kwargs);
+	if (res == NULL)
+		goto failed;
+
+	if (PyCoro_CheckExact(res) || (Py_TYPE(res)->tp_as_async != NULL &&
+	    Py_TYPE(res)->tp_as_async->am_await != NULL &&
+	    !PyAsyncGen_CheckExact(res))) {
+		Py_SETREF(res, run_awaitable(c, res));
+		if (res == NULL)
+			goto failed;
+	}
+	if (PyGen_Check(res) || PyAsyncGen_CheckExact(res)) {
+		stream_result(c, id, res, PyAsyncGen_CheckExact(res), app_path,
+		    app_len, action, action_len);
+		goto done;
+	}
+	put_value(c, id, DIRTY_MSG_RESPONSE, res, app_path, app_len, action,
+	    action_len);
+	goto out;
+
+decode_failed:
+	if (!PyErr_Occurred())
+		goto malformed;
+	put_exception(c, id, DIRTY_E_PROTOCOL, app_path != NULL ? app_path : "",
+	    app_len, action != NULL ? action : "", action_len,
+	    "cannot decode request: ");
+	goto out;
+malformed:
+	PyErr_Clear();
+	{
+		char *m = xasprintf("malformed request: %s",
+		    cur.error != NULL ? cur.error : "missing app_path or action");
+		put_error(c, id, DIRTY_E_PROTOCOL, NULL, 0, NULL, 0, m);
+		free(m);
+	}
+	goto out;
+failed:
+	put_exception(c, id, DIRTY_E_APP, app_path, app_len, action,
+	    action_len, NULL);
+out:
+	flush_out(c);
+done:
+	if (argv != stackv)
+		free(argv);
+	Py_XDECREF(res);
+	Py_XDECREF(callee);
+	Py_XDECREF(actobj);
+	Py_XDECREF(args);
+	Py_XDECREF(kwargs);
+}
+
+/* One frame from the arbiter.  GIL held. */
+static void
+serve_frame(struct caller *c, uint8_t type, uint64_t id,
+    const uint8_t *payload, uint32_t len)
+{
+	uint64_t now = monotonic_ms();
+
+	atomic_store(&W.busy_since[c->slot], now != 0 ? now : 1);
+	if (type == DIRTY_MSG_REQUEST)
+		serve_request(c, id, payload, len);
+	else {
+		char *m = xasprintf("dirty worker: unexpected message type 0x%02x",
+		    type);
+		put_error(c, id, DIRTY_E_WORKER, NULL, 0, NULL, 0, m);
+		free(m);
+		flush_out(c);
+	}
+	atomic_store(&W.busy_since[c->slot], 0);
+}
+
+/* ---- the caller threads (dirty_threads > 1) ---- */
+
+static void *
+caller_thread(void *arg)
+{
+	struct caller *c = arg;
+	PyGILState_STATE g = PyGILState_Ensure();
+	struct job *j;
+
+	c->ts = PyEval_SaveThread();
+	for (;;) {
+		pthread_mutex_lock(&W.qlock);
+		while (W.qhead == NULL && !W.quit)
+			pthread_cond_wait(&W.qcond, &W.qlock);
+		if ((j = W.qhead) == NULL) {
+			pthread_mutex_unlock(&W.qlock);
+			break;
+		}
+		if ((W.qhead = j->next) == NULL)
+			W.qtail = NULL;
+		W.nbusy++;
+		pthread_mutex_unlock(&W.qlock);
+
+		PyEval_RestoreThread(c->ts);
+		serve_frame(c, j->type, j->id, j->payload, j->len);
+		c->ts = PyEval_SaveThread();
+		free(j);
+
+		pthread_mutex_lock(&W.qlock);
+		if (--W.nbusy == 0 && W.qhead == NULL)
+			pthread_cond_broadcast(&W.idle);
+		pthread_mutex_unlock(&W.qlock);
+	}
+	PyEval_RestoreThread(c->ts);
+	PyGILState_Release(g);
+	return NULL;
+}
+
+static void
+enqueue(uint8_t type, uint64_t id, const uint8_t *payload, uint32_t len)
+{
+	struct job *j = xmalloc(sizeof(*j) + len);
+
+	j->next = NULL;
+	j->type = type;
+	j->id = id;
+	j->len = len;
+	memcpy(j->payload, payload, len);
+	pthread_mutex_lock(&W.qlock);
+	if (W.qtail != NULL)
+		W.qtail->next = j;
+	else
+		W.qhead = j;
+	W.qtail = j;
+	pthread_cond_signal(&W.qcond);
+	pthread_mutex_unlock(&W.qlock);
+}
+
+/* ---- the main loop ---- */
+
+/*
+ * Serve (single mode, GIL held) or queue (threaded mode) every complete
+ * frame in W.in.  Stops early when a TERM arrives in single mode?  No:
+ * frames already read count as received and are finished.
+ */
+static void
+dispatch_input(struct caller *main_caller)
+{
+	struct dirty_header h;
+	const char *why;
+
+	while (W.in.len - W.in_pos >= DIRTY_HEADER_SIZE) {
+		const uint8_t *p = W.in.data + W.in_pos;
+		if (dirty_header_decode(p, &h, &why) == -1) {
+			/* The arbiter is trusted: garbage from it is fatal. */
+			log_errorx("Dirty worker %d: bad frame from arbiter: %s",
+			    (int)getpid(), why);
+			worker_exit(1);
+		}
+		if (W.in.len - W.in_pos - DIRTY_HEADER_SIZE < h.length)
+			break;
+		if (W.nthreads == 1)
+			serve_frame(main_caller, h.type, h.id,
+			    p + DIRTY_HEADER_SIZE, h.length);
+		else
+			enqueue(h.type, h.id, p + DIRTY_HEADER_SIZE, h.length);
+		W.in_pos += DIRTY_HEADER_SIZE + h.length;
+	}
+	if (W.in_pos == W.in.len) {
+		dirty_buf_reset(&W.in);
+		W.in_pos = 0;
+	} else if (W.in_pos > 0 && W.in_pos >= W.in.len / 2) {
+		dirty_buf_consume(&W.in, W.in_pos);
+		W.in_pos = 0;
+	}
+}
+
+/* Wait for input and read what is there.  Called WITHOUT the GIL.
+ * Returns 1 data read, 0 nothing (timeout, wakeup), -1 EOF / error. */
+static int
+read_input(void)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = W.fd, .events = POLLIN },
+		{ .fd = W.wakefd, .events = POLLIN },
+	};
+	int got = 0;
+
+	if (poll(pfd, 2, LOOP_POLL_MS) == -1)
+		return errno == EINTR ? 0 : -1;
+	if (pfd[1].revents & POLLIN) {
+		uint64_t v;
+		ssize_t r = read(W.wakefd, &v, sizeof(v));
+		(void)r;
+	}
+	if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+		return 0;
+	for (;;) {
+		dirty_buf_reserve(&W.in, READ_CHUNK);
+		ssize_t r = recv(W.fd, W.in.data + W.in.len,
+		    W.in.cap - W.in.len, MSG_DONTWAIT);
+		if (r > 0) {
+			W.in.len += (size_t)r;
+			got = 1;
+			if (W.in.len < W.in.cap)
+				break;		/* drained */
+			continue;
+		}
+		if (r == 0)
+			return got ? 1 : -1;	/* EOF: serve what came first */
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			break;
+		return got ? 1 : -1;
+	}
+	return got;
+}
+
+static void
+main_loop(void)
+{
+	struct caller *mc = &W.callers[0];
+	int eof = 0;
+
+	for (;;) {
+		atomic_store(&W.loop_tick, monotonic_ms());
+		if (atomic_exchange(&W.reopen, 0))
+			log_reopen();
+		if (atomic_load(&W.stopping) || eof)
+			break;
+		int r;
+		Py_BEGIN_ALLOW_THREADS
+		r = read_input();
+		Py_END_ALLOW_THREADS
+		if (r == -1)
+			eof = 1;	/* arbiter gone: serve what we have, exit */
+		if (W.in.len > W.in_pos) {
+			if (W.nthreads == 1)
+				dispatch_input(mc);
+			else {
+				/* no GIL needed to queue */
+				Py_BEGIN_ALLOW_THREADS
+				dispatch_input(mc);
+				Py_END_ALLOW_THREADS
+			}
+		}
+	}
+	if (W.nthreads > 1) {
+		/* finish every call received, then stop the pool */
+		Py_BEGIN_ALLOW_THREADS
+		pthread_mutex_lock(&W.qlock);
+		while (W.qhead != NULL || W.nbusy > 0)
+			pthread_cond_wait(&W.idle, &W.qlock);
+		W.quit = 1;
+		pthread_cond_broadcast(&W.qcond);
+		pthread_mutex_unlock(&W.qlock);
+		for (int i = 1; i <= W.nthreads; i++)
+			pthread_join(W.callers[i].thread, NULL);
+		Py_END_ALLOW_THREADS
+	}
+}
+
+/* ---- start and stop ---- */
+
+/* "module:Class" (a trailing ":N" worker count is tolerated and dropped). */
+static char *
+app_path_normalize(const char *spec)
+{
+	char *p = xstrdup(spec), *last = strrchr(p, ':');
+
+	if (last != NULL && last != strchr(p, ':') && last[1] != '\0' &&
+	    strspn(last + 1, "0123456789") == strlen(last + 1))
+		*last = '\0';
+	return p;
+}
+
+/* Import "module:Attr.Sub", instantiate, init().  New reference, or NULL
+ * with the Python exception set. */
+static PyObject *
+app_instantiate(const char *path)
+{
+	const char *colon = strchr(path, ':');
+	PyObject *obj, *next, *r;
+
+	if (colon == NULL || colon == path || colon[1] == '\0') {
+		PyErr_Format(PyExc_ValueError, "Invalid import path format: %s. "
+		    "Expected 'module.path:ClassName'", path);
+		return NULL;
+	}
+	char *mod = xasprintf("%.*s", (int)(colon - path), path);
+	obj = PyImport_ImportModule(mod);
+	free(mod);
+	if (obj == NULL)
+		return NULL;
+	char *attrs = xstrdup(colon + 1), *save = NULL;
+	for (char *a = strtok_r(attrs, ".", &save); a != NULL;
+	    a = strtok_r(NULL, ".", &save)) {
+		next = PyObject_GetAttrString(obj, a);
+		Py_DECREF(obj);
+		if ((obj = next) == NULL)
+			break;
+	}
+	free(attrs);
+	if (obj == NULL)
+		return NULL;
+	if (!PyType_Check(obj)) {
+		PyErr_Format(PyExc_TypeError, "%s is not a class", path);
+		Py_DECREF(obj);
+		return NULL;
+	}
+	Py_SETREF(obj, PyObject_CallNoArgs(obj));
+	if (obj == NULL)
+		return NULL;
+	if (!PyCallable_Check(obj)) {
+		PyErr_Format(PyExc_TypeError, "%s instances are not callable", path);
+		Py_DECREF(obj);
+		return NULL;
+	}
+	if (PyObject_HasAttrString(obj, "init")) {
+		if ((r = PyObject_CallMethod(obj, "init", NULL)) == NULL) {
+			Py_DECREF(obj);
+			return NULL;
+		}
+		Py_DECREF(r);
+	}
+	return obj;
+}
+
+static void
+load_apps(void)
+{
+	PyObject *dirtyapp = NULL, *m;
+
+	if ((m = PyImport_ImportModule("cunicorn.dirty.app")) != NULL) {
+		PyObject *cls = PyObject_GetAttrString(m, "DirtyApp");
+		if (cls != NULL)
+			W.dirtyapp_call = PyObject_GetAttrString(cls, "__call__");
+		dirtyapp = cls;
+		Py_DECREF(m);
+	}
+	PyErr_Clear();
+	Py_XDECREF(dirtyapp);
+
+	W.napps = W.ctx->napps;
+	W.apps = xcalloc(W.napps > 0 ? W.napps : 1, sizeof(*W.apps));
+	for (size_t i = 0; i < W.napps; i++) {
+		struct dirty_app *a = &W.apps[i];
+		a->path = app_path_normalize(W.ctx->apps[i]);
+		a->pathlen = strlen(a->path);
+		if ((a->obj = app_instantiate(a->path)) == NULL) {
+			PyObject *type, *value, *tb, *keep;
+			Py_ssize_t n;
+			PyErr_Fetch(&type, &value, &tb);
+			PyErr_NormalizeException(&type, &value, &tb);
+			const char *msg = str_utf8(value, &keep, &n);
+			const char *tname = type != NULL ?
+			    ((PyTypeObject *)type)->tp_name : "Error";
+			a->load_error = xasprintf("Dirty app %s failed to load: "
+			    "%s: %.*s", a->path, tname, (int)n, msg);
+			Py_XDECREF(keep);
+			PyErr_Restore(type, value, tb);
+			char *ctx = xasprintf("Failed to load dirty app %s", a->path);
+			python_log_exception(LOG_ERROR, LOG_DEBUG, ctx);
+			free(ctx);
+			continue;
+		}
+		if (W.dirtyapp_call != NULL) {
+			PyObject *call = PyObject_GetAttrString(
+			    (PyObject *)Py_TYPE(a->obj), "__call__");
+			a->fast_dispatch = call == W.dirtyapp_call;
+			Py_XDECREF(call);
+			PyErr_Clear();
+		}
+		log_info("Initialized dirty app: %s", a->path);
+	}
+}
+
+/* Hook objects get what gunicorn's DirtyWorker shows: app_paths, apps,
+ * ppid.  Best effort: the worker object may refuse new attributes. */
+static void
+decorate_worker_object(void)
+{
+	PyObject *paths, *apps, *v;
+
+	if (W.worker_obj == NULL)
+		return;
+	paths = PyList_New(0);
+	apps = PyDict_New();
+	for (size_t i = 0; paths != NULL && apps != NULL && i < W.napps; i++) {
+		if ((v = PyUnicode_FromString(W.apps[i].path)) == NULL)
+			break;
+		PyList_Append(paths, v);
+		if (W.apps[i].obj != NULL)
+			PyDict_SetItem(apps, v, W.apps[i].obj);
+		Py_DECREF(v);
+	}
+	if (paths != NULL)
+		PyObject_SetAttrString(W.worker_obj, "app_paths", paths);
+	if (apps != NULL)
+		PyObject_SetAttrString(W.worker_obj, "apps", apps);
+	if ((v = PyLong_FromLong((long)W.ctx->arbiter_pid)) != NULL) {
+		PyObject_SetAttrString(W.worker_obj, "ppid", v);
+		Py_DECREF(v);
+	}
+	Py_XDECREF(paths);
+	Py_XDECREF(apps);
+	PyErr_Clear();
+}
+
+static void
+mark_not_alive(void)
+{
+	if (W.worker_obj != NULL &&
+	    PyObject_SetAttrString(W.worker_obj, "alive", Py_False) == -1)
+		PyErr_Clear();
+}
+
+/* Clean exit: apps' close(), the exit hook, the log line.  GIL held. */
+static void
+worker_exit(int status)
+{
+	mark_not_alive();
+	for (size_t i = 0; i < W.napps; i++) {
+		struct dirty_app *a = &W.apps[i];
+		PyObject *r;
+		if (a->obj == NULL || !PyObject_HasAttrString(a->obj, "close"))
+			continue;
+		if ((r = PyObject_CallMethod(a->obj, "close", NULL)) == NULL) {
+			char *ctx = xasprintf("Error closing dirty app %s", a->path);
+			python_log_exception(LOG_ERROR, LOG_DEBUG, ctx);
+			free(ctx);
+		} else {
+			Py_DECREF(r);
+			log_debug("Closed dirty app: %s", a->path);
+		}
+	}
+	python_hook(W.cfg, HOOK_DIRTY_WORKER_EXIT, 2,
+	    W.arbiter_obj != NULL ? W.arbiter_obj : Py_None,
+	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+	log_info("Dirty worker %d exiting", (int)getpid());
+	fflush(stdout);
+	fflush(stderr);
+	_exit(status);
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&W.sigs);
+	sigaddset(&W.sigs, SIGTERM);
+	sigaddset(&W.sigs, SIGINT);
+	sigaddset(&W.sigs, SIGQUIT);
+	sigaddset(&W.sigs, SIGHUP);
+	sigaddset(&W.sigs, SIGUSR1);
+	/* Blocked here, before any thread exists, so that every thread
+	 * (ours and the apps') inherits the mask and only the watch thread
+	 * takes them, with sigtimedwait. */
+	pthread_sigmask(SIG_BLOCK, &W.sigs, NULL);
+}
+
+void
+dirty_worker_main(struct dirty_worker_ctx *ctx)
+{
+	pthread_t watch;
+	int nthreads;
+
+	python_after_fork();
+	memset(&W, 0, sizeof(W));
+	setup_signals();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		log_warn("dirty worker: prctl(PR_SET_PDEATHSIG)");
+	if (getppid() != ctx->arbiter_pid)
+		_exit(0);	/* the arbiter died before the prctl */
+
+	W.ctx = ctx;
+	W.cfg = ctx->cfg;
+	W.fd = ctx->fd;
+	nthreads = W.cfg->dirty_threads;
+	W.nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ?
+	    MAX_THREADS : nthreads;
+	W.timeout_ms = W.cfg->dirty_timeout > 0 ?
+	    (uint64_t)W.cfg->dirty_timeout * 1000u : 0;
+	dirty_buf_init(&W.in);
+	pthread_mutex_init(&W.qlock, NULL);
+	pthread_cond_init(&W.qcond, NULL);
+	pthread_cond_init(&W.idle, NULL);
+	pthread_mutex_init(&W.wlock, NULL);
+	fd_set_nonblock(W.fd, 0);
+	fd_set_cloexec(W.fd, 1);
+
+	proctitle_set("%s: dirty-worker [%s]", proctitle_prog(),
+	    settings_proc_name(W.cfg));
+
+	if ((W.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
+		fatal("dirty worker: eventfd");
+	/* Loading the apps counts as a call: the heartbeat goes on for up to
+	 * dirty_timeout while a model loads. */
+	atomic_store(&W.loop_tick, monotonic_ms());
+	atomic_store(&W.busy_since[0], monotonic_ms());
+	if (ctx->heartbeat != NULL)
+		*ctx->heartbeat = monotonic_ms();
+	if (pthread_create(&watch, NULL, watch_thread, NULL) != 0)
+		fatalx("dirty worker: cannot start the watch thread");
+
+	W.arbiter_obj = python_server_object(W.cfg, ctx->arbiter_pid);
+	W.worker_obj = python_worker_object(W.cfg, getpid(), ctx->age);
+	PyErr_Clear();
+	python_hook(W.cfg, HOOK_DIRTY_POST_FORK, 2,
+	    W.arbiter_obj != NULL ? W.arbiter_obj : Py_None,
+	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+
+	load_apps();
+	decorate_worker_object();
+	python_hook(W.cfg, HOOK_DIRTY_WORKER_INIT, 1,
+	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+
+	W.callers = xcalloc((size_t)W.nthreads + 1, sizeof(*W.callers));
+	for (int i = 0; i <= W.nthreads; i++) {
+		W.callers[i].slot = i;
+		dirty_buf_init(&W.callers[i].out);
+	}
+	if (W.nthreads > 1) {
+		for (int i = 1; i <= W.nthreads; i++)
+			if (pthread_create(&W.callers[i].thread, NULL,
+			    caller_thread, &W.callers[i]) != 0)
+				fatalx("dirty worker: cannot start caller thread %d", i);
+	}
+	atomic_store(&W.busy_since[0], 0);
+	atomic_store(&W.loop_tick, monotonic_ms());
+
+	main_loop();
+	worker_exit(0);
+}
