@@ -1,0 +1,88 @@
+/*
+ * dirty_pyext.h — the dirty protocol seen from Python: the extension
+ * module _cunicorn_dirty (dirty_pyext.c) and the C API the dirty worker
+ * (dirty_worker.c) uses to turn wire values into Python objects and back.
+ *
+ * Include after nothing else that includes Python.h differently: this
+ * header pulls in <Python.h> with PY_SSIZE_T_CLEAN.
+ *
+ * Every function here must be called with the GIL held.  Functions that
+ * return int give 0 on success and -1 with a Python exception set on
+ * failure; functions returning PyObject * give a new reference or NULL
+ * with an exception set.  Decoding errors raise _cunicorn_dirty.
+ * ProtocolError (a ValueError); unsupported types raise TypeError; values
+ * out of range raise OverflowError / ValueError.
+ *
+ * The frame builders APPEND one complete frame (header + payload) to a
+ * dirty_buf; on failure they leave the buffer exactly as it was, so a
+ * caller can then append an error frame instead.
+ */
+#ifndef CUNICORN_DIRTY_PYEXT_H
+#define CUNICORN_DIRTY_PYEXT_H
+
+#ifndef PY_SSIZE_T_CLEAN
+#define PY_SSIZE_T_CLEAN
+#endif
+#include <Python.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dirty_wire.h"
+
+/* Module init: python.c registers it with
+ * PyImport_AppendInittab("_cunicorn_dirty", PyInit__cunicorn_dirty). */
+PyObject *PyInit__cunicorn_dirty(void);
+
+/* Decode the one value at the cursor into a new Python object (None,
+ * bool, int, float, bytes, str, list, dict).  Does not check for trailing
+ * bytes (call dirty_end()).  On malformed input raises ProtocolError with
+ * the cursor's reason. */
+PyObject *dirty_py_decode(struct dirty_cursor *c);
+
+/* Decode a whole payload: exactly one value, trailing bytes refused, an
+ * empty payload refused. */
+PyObject *dirty_py_decode_payload(const uint8_t *p, size_t len);
+
+/* Append one value (None, bool, int in int64 range, float, bytes /
+ * bytearray / contiguous memoryview, str, list / tuple, dict with str
+ * keys; subclasses accepted) at the top level of a payload.  Nesting
+ * deeper than DIRTY_MAX_DEPTH containers, a blob over DIRTY_MAX_BLOB, a
+ * container over DIRTY_MAX_COUNT or a value over DIRTY_MAX_PAYLOAD
+ * bytes raise ValueError.  On failure b is left as it was. */
+int dirty_py_encode(struct dirty_buf *b, PyObject *o);
+
+/* REQUEST {"app_path", "action", "args", "kwargs"} (in that order).
+ * app_path and action: str.  args: list or tuple (NULL/None: []).
+ * kwargs: dict (NULL/None: {}). */
+int dirty_py_put_request(struct dirty_buf *b, uint64_t id,
+    PyObject *app_path, PyObject *action, PyObject *args, PyObject *kwargs);
+/* RESPONSE {"result": result} */
+int dirty_py_put_response(struct dirty_buf *b, uint64_t id,
+    PyObject *result);
+/* CHUNK {"data": data} */
+int dirty_py_put_chunk(struct dirty_buf *b, uint64_t id, PyObject *data);
+/* END (empty payload); cannot fail. */
+void dirty_py_put_end(struct dirty_buf *b, uint64_t id);
+/* ERROR {"error": {"error_type", "message", "details"}}.  error_type and
+ * message are UTF-8 C strings (invalid UTF-8 is replaced by U+FFFD-safe
+ * text); details is a dict (for DirtyAppError: {"traceback": str}) or
+ * NULL / None for {}.  Details that cannot be encoded are sent as {}.
+ * Never fails: always returns 0 with no exception set. */
+int dirty_py_put_error(struct dirty_buf *b, uint64_t id,
+    const char *error_type, const char *message, PyObject *details);
+
+/* Parse a REQUEST payload into new references: app_path (str), action
+ * (str), args (tuple), kwargs (dict).  Raises ProtocolError when the
+ * payload is malformed or a field is missing or of the wrong type; on
+ * failure the four pointers are left NULL. */
+int dirty_py_parse_request(const uint8_t *p, size_t len,
+    PyObject **app_path, PyObject **action, PyObject **args,
+    PyObject **kwargs);
+
+/* The exception classes (borrowed references; created on first use, the
+ * same objects the module exports). */
+PyObject *dirty_py_protocol_error(void);
+PyObject *dirty_py_remote_error(void);
+
+#endif
