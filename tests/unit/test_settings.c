@@ -1,0 +1,951 @@
+/*
+ * test_settings.c — unit tests of settings.c: every command-line form,
+ * GUNICORN_CMD_ARGS splitting, defaults and the environment variables
+ * they read, the Python config file (values, hooks, errors), precedence
+ * (file < env < command line), validation one-liners, settings_finalize,
+ * --print-config's format and the Python view hooks see.
+ *
+ * Starts the embedded interpreter (Py_InitializeEx(0)) for the config
+ * file tests; works in a private temporary directory.  Error lines are
+ * captured by pointing fd 2 at a file.  Prints "N passed, M failed" and
+ * exits non-zero on any failure.  Meant to run under ASan+UBSan.
+ */
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "settings.h"
+
+static int passed, failed;
+
+/*
+ * LeakSanitizer: the interpreter keeps some allocations past
+ * Py_FinalizeEx(); leaks whose stack is inside libpython are Python's.
+ * Our own strings and lists (xmalloc from settings.c) are still checked.
+ */
+const char *__lsan_default_suppressions(void);
+const char *
+__lsan_default_suppressions(void)
+{
+	return "leak:libpython3\n";
+}
+
+#define CHECK(cond) do {						\
+	if (cond)							\
+		passed++;						\
+	else {								\
+		failed++;						\
+		fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__,	\
+		    #cond);						\
+	}								\
+} while (0)
+
+#define CHECK_STR(a, b) do {						\
+	const char *a_ = (a), *b_ = (b);				\
+	if (a_ != NULL && b_ != NULL && strcmp(a_, b_) == 0)		\
+		passed++;						\
+	else {								\
+		failed++;						\
+		fprintf(stderr, "FAIL %s:%d: %s == \"%s\" (got \"%s\")\n",\
+		    __FILE__, __LINE__, #a, b_ ? b_ : "(null)",		\
+		    a_ ? a_ : "(null)");				\
+	}								\
+} while (0)
+
+static char tmpdir[256];
+
+/* ---- capturing stderr ---- */
+
+static int saved_stderr = -1;
+static char captured[8192];
+
+static void
+capture_begin(void)
+{
+	char path[300];
+	int fd;
+
+	fflush(stderr);
+	snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd == -1)
+		abort();
+	saved_stderr = dup(2);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static const char *
+capture_end(void)
+{
+	char path[300];
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	snprintf(path, sizeof(path), "%s/stderr.txt", tmpdir);
+	fd = open(path, O_RDONLY);
+	n = fd == -1 ? 0 : read(fd, captured, sizeof(captured) - 1);
+	if (fd != -1)
+		close(fd);
+	captured[n > 0 ? n : 0] = '\0';
+	return captured;
+}
+
+static int
+count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += (*s == '\n');
+	return n;
+}
+
+/* One "Error: ..." line mentioning `needle`. */
+static int
+one_error_line(const char *out, const char *needle)
+{
+	int ok = strncmp(out, "Error: ", 7) == 0 && count_lines(out) == 1 &&
+	    strstr(out, needle) != NULL;
+	if (!ok)
+		fprintf(stderr, "  (stderr was: %s; wanted '%s')\n", out, needle);
+	return ok;
+}
+
+/* ---- helpers ---- */
+
+/* parse_args on a NULL-terminated list (argv[0] added). */
+static int
+parse(struct settings *s, ...)
+{
+	char *argv[128];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = "cunicorn";
+	va_start(ap, s);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	return settings_parse_args(s, argc, argv);
+}
+
+/* Parse argv expecting a failure; returns the captured stderr. */
+static const char *
+parse_fails(int *rc, ...)
+{
+	struct settings s;
+	char *argv[128];
+	int argc = 0;
+	va_list ap;
+
+	argv[argc++] = "cunicorn";
+	va_start(ap, rc);
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	settings_defaults(&s);
+	capture_begin();
+	*rc = settings_parse_args(&s, argc, argv);
+	capture_end();
+	settings_free(&s);
+	return captured;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		abort();
+	fputs(text, f);
+	fclose(f);
+}
+
+static char *
+conf_path(const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	return path;
+}
+
+/* Load a config file with this text; returns rc, stderr in captured. */
+static int
+load_text(struct settings *s, const char *text)
+{
+	int rc;
+
+	write_file(conf_path("conf.py"), text);
+	capture_begin();
+	rc = settings_load_file(s, conf_path("conf.py"));
+	capture_end();
+	return rc;
+}
+
+static char *
+print_to_string(const struct settings *s)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	settings_print(s, f);
+	fclose(f);
+	return buf;
+}
+
+/* The value printed for `name` (points into text, up to end of line). */
+static int
+printed_is(const char *text, const char *name, const char *value)
+{
+	char want[1024];
+	const char *p = text;
+	size_t nl = strlen(name);
+
+	snprintf(want, sizeof(want), " = %s\n", value);
+	while (p != NULL && *p) {
+		if (strncmp(p, name, nl) == 0 && p[nl] == ' ') {
+			const char *eq = strstr(p, " = ");
+			const char *end = strchr(p, '\n');
+			if (eq != NULL && end != NULL &&
+			    strncmp(eq, want, (size_t)(end - eq + 1)) == 0 &&
+			    strlen(want) == (size_t)(end - eq + 1))
+				return 1;
+			fprintf(stderr, "  (printed: %.*s)\n",
+			    end ? (int)(end - p) : 80, p);
+			return 0;
+		}
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	fprintf(stderr, "  (%s not printed)\n", name);
+	return 0;
+}
+
+/* ---- tests ---- */
+
+static void
+test_defaults(void)
+{
+	struct settings s;
+	char *cwd = getcwd(NULL, 0);
+
+	unsetenv("PORT");
+	unsetenv("WEB_CONCURRENCY");
+	unsetenv("FORWARDED_ALLOW_IPS");
+	unsetenv("VIRTUAL_ENV");
+	settings_defaults(&s);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "127.0.0.1:8000");
+	CHECK(s.workers == 1);
+	CHECK_STR(s.worker_class, "sync");
+	CHECK(s.threads == 1);
+	CHECK(s.worker_connections == 1000);
+	CHECK(s.backlog == 2048);
+	CHECK(s.timeout == 30);
+	CHECK(s.graceful_timeout == 30);
+	CHECK(s.keepalive == 2);
+	CHECK(s.max_requests == 0 && s.max_requests_jitter == 0);
+	CHECK(s.limit_request_line == 4094);
+	CHECK(s.limit_request_fields == 100);
+	CHECK(s.limit_request_field_size == 8190);
+	CHECK(s.loglevel == LOG_INFO);
+	CHECK_STR(s.errorlog, "-");
+	CHECK(s.accesslog == NULL);
+	CHECK_STR(s.access_log_format,
+	    "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"");
+	CHECK(s.forwarded_allow_ips.len == 2);
+	CHECK_STR(s.forwarded_allow_ips.items[0], "127.0.0.1");
+	CHECK_STR(s.forwarded_allow_ips.items[1], "::1");
+	CHECK(s.secure_scheme_names.len == 3 && s.secure_scheme_values.len == 3);
+	CHECK_STR(s.secure_scheme_names.items[1], "X-FORWARDED-PROTO");
+	CHECK_STR(s.secure_scheme_values.items[1], "https");
+	CHECK(s.dirty_timeout == 300 && s.dirty_graceful_timeout == 30);
+	CHECK(s.dirty_threads == 1 && s.dirty_workers == 0);
+	CHECK(s.dirty_apps.len == 0 && s.raw_env.len == 0);
+	CHECK(s.pythonpath.len == 0);
+	CHECK(s.worker_tmp_dir == NULL && s.pidfile == NULL);
+	CHECK(s.proc_name == NULL && s.user == NULL && s.group == NULL);
+	CHECK(s.umask == 0);
+	CHECK(s.uid == geteuid() && s.gid == getegid());
+	CHECK_STR(s.chdir, cwd);
+	CHECK(s.virtualenv == NULL && s.config == NULL);
+	CHECK(!s.preload_app && !s.daemon && !s.reuse_port && !s.capture_output);
+	CHECK(!s.check_config && !s.print_config);
+	for (int i = 0; i < HOOK_COUNT; i++)
+		CHECK(s.hooks[i] == NULL);
+	settings_free(&s);
+
+	setenv("PORT", "9123", 1);
+	setenv("WEB_CONCURRENCY", "5", 1);
+	setenv("FORWARDED_ALLOW_IPS", "*", 1);
+	setenv("VIRTUAL_ENV", "/opt/venv", 1);
+	settings_defaults(&s);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "0.0.0.0:9123");
+	CHECK(s.workers == 5);
+	CHECK(s.forwarded_allow_ips.len == 1);
+	CHECK_STR(s.forwarded_allow_ips.items[0], "*");
+	CHECK_STR(s.virtualenv, "/opt/venv");
+	/* the command line still wins over $PORT / $WEB_CONCURRENCY */
+	CHECK(parse(&s, "-b", "unix:/tmp/x.sock", "-w", "2", NULL) == 0);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "unix:/tmp/x.sock");
+	CHECK(s.workers == 2);
+	settings_free(&s);
+
+	/* a broken WEB_CONCURRENCY is not fatal: warned, default kept */
+	setenv("WEB_CONCURRENCY", "lots", 1);
+	capture_begin();
+	settings_defaults(&s);
+	capture_end();
+	CHECK(s.workers == 1);
+	CHECK(strstr(captured, "WEB_CONCURRENCY") != NULL);
+	settings_free(&s);
+
+	unsetenv("PORT");
+	unsetenv("WEB_CONCURRENCY");
+	unsetenv("FORWARDED_ALLOW_IPS");
+	unsetenv("VIRTUAL_ENV");
+	free(cwd);
+}
+
+static void
+test_cli_forms(void)
+{
+	struct settings s;
+	char *tmpreal = realpath(tmpdir, NULL);
+
+	/* -wN, -w N, -w=N, --workers=N, --workers N */
+	const char *forms[][3] = {
+		{ "-w7", NULL }, { "-w", "7" }, { "-w=7", NULL },
+		{ "--workers=7", NULL }, { "--workers", "7" },
+	};
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		settings_defaults(&s);
+		CHECK(parse(&s, forms[i][0], forms[i][1], NULL) == 0);
+		CHECK(s.workers == 7);
+		settings_free(&s);
+	}
+
+	settings_defaults(&s);
+	CHECK(parse(&s,
+	    "-b", "127.0.0.1:1", "--bind=[::1]:2", "-b", "unix:/tmp/s",
+	    "-k", "sync", "--threads", "1", "--worker-connections", "50",
+	    "--backlog", "64", "-t", "9", "--graceful-timeout", "8",
+	    "--keep-alive", "7", "--max-requests", "1000",
+	    "--max-requests-jitter", "50", "--limit-request-line", "0",
+	    "--limit-request-fields", "20", "--limit-request-field_size", "99",
+	    "--preload", "--chdir", tmpdir, "-D", "-e", "A=1", "--env=B=x=y",
+	    "-p", "/tmp/p.pid", "-m", "0027", "-u", "nobody", "-g", "0",
+	    "--worker-tmp-dir", "/dev/shm", "--pythonpath", "a, b,,c",
+	    "-n", "myname", "--forwarded-allow-ips", "10.0.0.1,10.0.0.2",
+	    "--log-level", "DEBUG", "--log-file", "/tmp/err.log",
+	    "--access-logfile", "-", "--access-logformat", "%(h)s %(r)s",
+	    "--capture-output", "--reuse-port", "--check-config",
+	    "--print-config", "-c", "conf.py", "--virtualenv", "/venv",
+	    "--dirty-app", "m.ml:Model", "--dirty-app", "m.img:Img:2",
+	    "--dirty-workers", "3", "--dirty-timeout", "11",
+	    "--dirty-threads", "2", "--dirty-graceful-timeout", "4",
+	    "app.wsgi:application", NULL) == 0);
+	CHECK(s.bind.len == 3);
+	CHECK_STR(s.bind.items[1], "[::1]:2");
+	CHECK_STR(s.bind.items[2], "unix:/tmp/s");
+	CHECK(s.worker_connections == 50 && s.backlog == 64);
+	CHECK(s.timeout == 9 && s.graceful_timeout == 8 && s.keepalive == 7);
+	CHECK(s.max_requests == 1000 && s.max_requests_jitter == 50);
+	CHECK(s.limit_request_line == 0 && s.limit_request_fields == 20);
+	CHECK(s.limit_request_field_size == 99);
+	CHECK(s.preload_app && s.daemon && s.capture_output && s.reuse_port);
+	CHECK(s.check_config && s.print_config);
+	CHECK_STR(s.chdir, tmpreal);
+	CHECK(s.raw_env.len == 2);
+	CHECK_STR(s.raw_env.items[1], "B=x=y");
+	CHECK_STR(s.pidfile, "/tmp/p.pid");
+	CHECK(s.umask == 027);
+	CHECK_STR(s.user, "nobody");
+	CHECK_STR(s.group, "0");
+	CHECK_STR(s.worker_tmp_dir, "/dev/shm");
+	CHECK(s.pythonpath.len == 3);
+	CHECK_STR(s.pythonpath.items[1], "b");
+	CHECK_STR(s.pythonpath.items[2], "c");
+	CHECK_STR(s.proc_name, "myname");
+	CHECK(s.forwarded_allow_ips.len == 2);
+	CHECK(s.loglevel == LOG_DEBUG);
+	CHECK_STR(s.errorlog, "/tmp/err.log");
+	CHECK_STR(s.accesslog, "-");
+	CHECK_STR(s.access_log_format, "%(h)s %(r)s");
+	CHECK_STR(s.config, "conf.py");
+	CHECK_STR(s.virtualenv, "/venv");
+	CHECK(s.dirty_apps.len == 2);
+	CHECK_STR(s.dirty_apps.items[1], "m.img:Img:2");
+	CHECK(s.dirty_workers == 3 && s.dirty_timeout == 11);
+	CHECK(s.dirty_threads == 2 && s.dirty_graceful_timeout == 4);
+	CHECK_STR(s.app_uri, "app.wsgi:application");
+	CHECK(settings_finalize(&s) == 0);
+	CHECK(s.uid == 65534 && s.gid == 0);
+	CHECK_STR(s.default_proc_name, "app.wsgi:application");
+	CHECK_STR(settings_proc_name(&s), "myname");
+	settings_free(&s);
+
+	/* umask spellings (gunicorn's auto_int) */
+	const char *umasks[][2] = {
+		{ "0022", "18" }, { "0o22", "18" }, { "0x12", "18" },
+		{ "18", "18" }, { "0", "0" }, { "077", "63" },
+	};
+	for (size_t i = 0; i < sizeof(umasks) / sizeof(umasks[0]); i++) {
+		settings_defaults(&s);
+		CHECK(parse(&s, "-m", umasks[i][0], NULL) == 0);
+		CHECK((int)s.umask == atoi(umasks[i][1]));
+		settings_free(&s);
+	}
+
+	/* "-" is a value, "--" ends the options, a negative number is a
+	 * value (rejected by the validator, not as a missing argument) */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--error-logfile", "-", "--", "-weird:app", NULL) == 0);
+	CHECK_STR(s.errorlog, "-");
+	CHECK_STR(s.app_uri, "-weird:app");
+	settings_free(&s);
+
+	/* a unique prefix of a long option, as argparse allows */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--graceful", "3", "--max-requests-j=4", NULL) == 0);
+	CHECK(s.graceful_timeout == 3 && s.max_requests_jitter == 4);
+	settings_free(&s);
+
+	/* the alias of --limit-request-field_size */
+	settings_defaults(&s);
+	CHECK(parse(&s, "-D", "--limit-request-field-size", "5", NULL) == 0);
+	CHECK(s.daemon && s.limit_request_field_size == 5);
+	settings_free(&s);
+
+	free(tmpreal);
+}
+
+static void
+test_cli_errors(void)
+{
+	int rc;
+	const char *out;
+
+	out = parse_fails(&rc, "--foo", "app:app", NULL);
+	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: --foo"));
+	out = parse_fails(&rc, "-Z", NULL);
+	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: -Z"));
+	out = parse_fails(&rc, "-w", "abc", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for workers: abc"));
+	out = parse_fails(&rc, "-w", "-1", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for workers: -1"));
+	out = parse_fails(&rc, "-w", "0", NULL);
+	CHECK(rc == -1 && one_error_line(out, "workers"));
+	out = parse_fails(&rc, "--timeout", "99999999999", NULL);
+	CHECK(rc == -1 && one_error_line(out, "timeout"));
+	out = parse_fails(&rc, "app:app", "-w", NULL);
+	CHECK(rc == -1 && one_error_line(out, "-w/--workers: expected one argument"));
+	out = parse_fails(&rc, "-b", "--preload", NULL);
+	CHECK(rc == -1 && one_error_line(out, "-b/--bind: expected one argument"));
+	out = parse_fails(&rc, "--preload=yes", NULL);
+	CHECK(rc == -1 && one_error_line(out, "--preload"));
+	out = parse_fails(&rc, "a:app", "b:app", NULL);
+	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: b:app"));
+	out = parse_fails(&rc, "--log-level", "loud", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for loglevel: loud"));
+	out = parse_fails(&rc, "-m", "9z", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for umask"));
+	out = parse_fails(&rc, "-m", "0999", NULL);
+	CHECK(rc == -1 && one_error_line(out, "umask"));
+	out = parse_fails(&rc, "-m", "01777", NULL);
+	CHECK(rc == -1 && one_error_line(out, "umask"));
+	out = parse_fails(&rc, "--chdir", "/nonexistent/dir", NULL);
+	CHECK(rc == -1 && one_error_line(out, "can't chdir"));
+	out = parse_fails(&rc, "-b", "127.0.0.1:http", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for bind"));
+	out = parse_fails(&rc, "-b", "127.0.0.1:70000", NULL);
+	CHECK(rc == -1 && one_error_line(out, "bind"));
+	out = parse_fails(&rc, "-b", "fd://x", NULL);
+	CHECK(rc == -1 && one_error_line(out, "bind"));
+	out = parse_fails(&rc, "--dirty-app", "nomodule", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for dirty_apps"));
+	out = parse_fails(&rc, "--dirty-app", "m:C:0", NULL);
+	CHECK(rc == -1 && one_error_line(out, "dirty_apps"));
+	out = parse_fails(&rc, "--dirty-app", "m:C:x", NULL);
+	CHECK(rc == -1 && one_error_line(out, "dirty_apps"));
+	out = parse_fails(&rc, "--dirty-workers", "-2", NULL);
+	CHECK(rc == -1 && one_error_line(out, "dirty_workers"));
+	out = parse_fails(&rc, "-e", "NOEQUALS", NULL);
+	CHECK(rc == -1 && one_error_line(out, "Invalid value for raw_env"));
+	out = parse_fails(&rc, "--w", "3", NULL);
+	CHECK(rc == -1 && one_error_line(out, "ambiguous option: --w"));
+	out = parse_fails(&rc, "--threads", "0", NULL);
+	CHECK(rc == -1 && one_error_line(out, "threads"));
+}
+
+static void
+test_env(void)
+{
+	struct settings s;
+
+	settings_defaults(&s);
+	CHECK(settings_parse_env(&s,
+	    "  --access-logformat '%(h)s \"%(r)s\"'  -w 3 --name \"my app\" "
+	    "-e A=b\\ c -e 'Q=' --preload --pythonpath=\"x,y\" ignored:app")
+	    == 0);
+	CHECK_STR(s.access_log_format, "%(h)s \"%(r)s\"");
+	CHECK(s.workers == 3);
+	CHECK_STR(s.proc_name, "my app");
+	CHECK(s.raw_env.len == 2);
+	CHECK_STR(s.raw_env.items[0], "A=b c");
+	CHECK_STR(s.raw_env.items[1], "Q=");
+	CHECK(s.preload_app);
+	CHECK(s.pythonpath.len == 2);
+	CHECK(s.app_uri == NULL);	/* positional words in env are ignored */
+	settings_free(&s);
+
+	/* env over defaults, command line over env (lists replaced) */
+	settings_defaults(&s);
+	CHECK(parse(&s, "-w", "2", "-b", "127.0.0.1:3", NULL) == 0);
+	CHECK(settings_parse_env(&s, "-w 5 -t 44 -b 127.0.0.1:1 -b 127.0.0.1:2")
+	    == 0);
+	CHECK(s.workers == 2);
+	CHECK(s.timeout == 44);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "127.0.0.1:3");
+	settings_free(&s);
+
+	settings_defaults(&s);
+	capture_begin();
+	CHECK(settings_parse_env(&s, "-w '3") == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "No closing quotation"));
+	capture_begin();
+	CHECK(settings_parse_env(&s, "--bogus") == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "unrecognized arguments: --bogus"));
+	capture_begin();
+	CHECK(settings_parse_env(&s, "--workers=many") == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "Invalid value for workers: many"));
+	settings_free(&s);
+}
+
+static void
+test_file_precedence(void)
+{
+	struct settings s;
+
+	unsetenv("PORT");
+	settings_defaults(&s);
+	CHECK(parse(&s, "-w", "2", "--timeout", "33", "-b", "127.0.0.1:3",
+	    "app:app", NULL) == 0);
+	CHECK(settings_parse_env(&s, "--name envname --timeout 22") == 0);
+	CHECK(load_text(&s,
+	    "import os\n"
+	    "workers = 4\n"
+	    "timeout = 11\n"
+	    "proc_name = 'file'\n"
+	    "loglevel = 'warning'\n"
+	    "bind = ['127.0.0.1:1', '127.0.0.1:2']\n"
+	    "raw_env = ['A=1', 'B=2']\n"
+	    "dirty_apps = 'mod:Cls:2'\n"
+	    "dirty_workers = '2'\n"
+	    "preload_app = True\n"
+	    "daemon = 'false'\n"
+	    "umask = 0o22\n"
+	    "user = 65534\n"
+	    "pythonpath = 'x,y'\n"
+	    "forwarded_allow_ips = ['1.2.3.4', ' 5.6.7.8 ']\n"
+	    "secure_scheme_headers = {'x-proto': 'https'}\n"
+	    "accesslog = None\n"
+	    "wsgi_app = 'other:app'\n"
+	    "some_unknown_name = object()\n"
+	    "config = 'ignored.py'\n"
+	    "def on_starting(server):\n"
+	    "    pass\n"
+	    "def post_request(worker, req):\n"
+	    "    pass\n"
+	    "def nworkers_changed(server, new, old=None):\n"
+	    "    pass\n"
+	    "worker_int = lambda *args: None\n"
+	    "when_ready = 'os.path.exists'\n") == 0);
+	CHECK(captured[0] == '\0');
+	if (captured[0] != '\0')
+		fprintf(stderr, "  (stderr was: %s)\n", captured);
+	CHECK(s.workers == 2);			/* command line */
+	CHECK(s.timeout == 33);			/* command line over env */
+	CHECK_STR(s.proc_name, "envname");	/* env over file */
+	CHECK(s.loglevel == LOG_WARNING);	/* file */
+	CHECK(s.bind.len == 1);			/* command-line list replaces */
+	CHECK_STR(s.bind.items[0], "127.0.0.1:3");
+	CHECK(s.raw_env.len == 2);
+	CHECK_STR(s.raw_env.items[1], "B=2");
+	CHECK(s.dirty_apps.len == 1);
+	CHECK_STR(s.dirty_apps.items[0], "mod:Cls:2");
+	CHECK(s.dirty_workers == 2);
+	CHECK(s.preload_app && !s.daemon);
+	CHECK(s.umask == 022);
+	CHECK_STR(s.user, "65534");
+	CHECK(s.pythonpath.len == 2);
+	CHECK(s.forwarded_allow_ips.len == 2);
+	CHECK_STR(s.forwarded_allow_ips.items[1], "5.6.7.8");
+	CHECK(s.secure_scheme_names.len == 1);
+	CHECK_STR(s.secure_scheme_names.items[0], "X-PROTO");
+	CHECK_STR(s.secure_scheme_values.items[0], "https");
+	CHECK(s.accesslog == NULL);
+	CHECK_STR(s.wsgi_app, "other:app");
+	CHECK_STR(s.config, conf_path("conf.py"));
+	CHECK(s.hooks[HOOK_ON_STARTING] != NULL);
+	CHECK(s.hooks[HOOK_POST_REQUEST] != NULL);
+	CHECK(s.hooks[HOOK_NWORKERS_CHANGED] != NULL);
+	CHECK(s.hooks[HOOK_WORKER_INT] != NULL);
+	CHECK(s.hooks[HOOK_WHEN_READY] != NULL);
+	CHECK(s.hooks[HOOK_PRE_FORK] == NULL);
+	/* a 2-argument post_request is adapted to gunicorn's 4 arguments */
+	{
+		PyObject *r = PyObject_CallFunction(
+		    (PyObject *)s.hooks[HOOK_POST_REQUEST], "iiii", 1, 2, 3, 4);
+		CHECK(r == Py_None);
+		Py_XDECREF(r);
+		PyErr_Clear();
+	}
+	CHECK(settings_finalize(&s) == 0);
+	CHECK_STR(s.app_uri, "app:app");	/* positional over wsgi_app */
+	CHECK(s.uid == 65534);
+	settings_free(&s);
+
+	/* without a command line the file's values stand; wsgi_app is used */
+	settings_defaults(&s);
+	CHECK(parse(&s, NULL) == 0);
+	CHECK(load_text(&s, "workers = 6\nbind = '127.0.0.1:5'\n"
+	    "wsgi_app = 'pkg.mod:app'\nthreads = 2\nworker_class = 'gevent'\n")
+	    == 0);
+	CHECK(s.workers == 6);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "127.0.0.1:5");
+	capture_begin();
+	CHECK(settings_finalize(&s) == 0);
+	capture_end();
+	CHECK_STR(s.app_uri, "pkg.mod:app");
+	CHECK_STR(s.worker_class, "sync");
+	CHECK(strstr(captured, "worker class gevent not available yet; "
+	    "running sync workers") != NULL);
+	CHECK(count_lines(captured) == 1);
+	settings_free(&s);
+
+	/* "file:" prefix and a module ("python:") */
+	settings_defaults(&s);
+	write_file(conf_path("cfgmod_test.py"), "workers = 9\n");
+	{
+		char loc[600];
+		snprintf(loc, sizeof(loc), "file:%s", conf_path("cfgmod_test.py"));
+		CHECK(settings_load_file(&s, loc) == 0);
+		CHECK(s.workers == 9);
+		PyRun_SimpleString("import sys\n");
+		{
+			char code[700];
+			snprintf(code, sizeof(code), "sys.path.insert(0, %s%s%s)\n",
+			    "'", tmpdir, "'");
+			PyRun_SimpleString(code);
+		}
+		write_file(conf_path("cfgmod_test2.py"), "workers = 8\n");
+		CHECK(settings_load_file(&s, "python:cfgmod_test2") == 0);
+		CHECK(s.workers == 8);
+	}
+	settings_free(&s);
+}
+
+static void
+test_file_errors(void)
+{
+	struct settings s;
+	struct {
+		const char *text;
+		const char *needle;
+	} cases[] = {
+		{ "workers = 2\nbind = [\n", "SyntaxError" },
+		{ "workers = 2\nx = 1\nraise ValueError('boom')\n",
+		  "ValueError: boom (line 3)" },
+		{ "def f():\n    return 1 / 0\nf()\n",
+		  "ZeroDivisionError: division by zero (line 2)" },
+		{ "import no_such_module_xyz\n",
+		  "ModuleNotFoundError: No module named 'no_such_module_xyz' (line 1)" },
+		{ "import sys\nsys.exit(3)\n", "SystemExit: 3 (line 2)" },
+		{ "workers = 'abc'\n", "Invalid value for workers: abc" },
+		{ "workers = 2.5\n", "Invalid value for workers: 2.5" },
+		{ "workers = -3\n", "Invalid value for workers: -3" },
+		{ "timeout = None\n", "Invalid value for timeout: None" },
+		{ "preload_app = 1\n", "Invalid value for preload_app: 1" },
+		{ "bind = 5\n", "Invalid value for bind: 5" },
+		{ "bind = ['127.0.0.1:1', 7]\n", "Invalid value for bind" },
+		{ "raw_env = ['NOEQ']\n", "Invalid value for raw_env: NOEQ" },
+		{ "loglevel = 'loud'\n", "Invalid value for loglevel: loud" },
+		{ "umask = 'x'\n", "Invalid value for umask: x" },
+		{ "proc_name = 3\n", "Invalid value for proc_name: 3" },
+		{ "secure_scheme_headers = ['a']\n",
+		  "Invalid value for secure_scheme_headers" },
+		{ "chdir = '/nonexistent/x'\n", "can't chdir" },
+		{ "on_starting = 5\n", "Invalid value for on_starting: 5 (not callable)" },
+		{ "def when_ready(a, b):\n    pass\n",
+		  "Invalid value for when_ready" },
+		{ "def post_request(a):\n    pass\n",
+		  "Invalid value for post_request" },
+		{ "pre_fork = 'nomodule_xyz.f'\n", "Invalid value for pre_fork" },
+		{ "dirty_apps = ['a:B:0']\n", "Invalid value for dirty_apps: a:B:0" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		settings_defaults(&s);
+		CHECK(load_text(&s, cases[i].text) == -1);
+		CHECK(one_error_line(captured, cases[i].needle));
+		CHECK(!PyErr_Occurred());
+		CHECK(s.workers == 1);	/* a bad value is not half-applied */
+		settings_free(&s);
+	}
+	/* the syntax error names the file and the line */
+	settings_defaults(&s);
+	CHECK(load_text(&s, "workers = 2\nbind = [\n") == -1);
+	CHECK(strstr(captured, "config file '") != NULL);
+	CHECK(strstr(captured, "conf.py") != NULL);
+	CHECK(strstr(captured, "(line 2)") != NULL);
+	settings_free(&s);
+
+	settings_defaults(&s);
+	capture_begin();
+	CHECK(settings_load_file(&s, conf_path("missing.py")) == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "doesn't exist"));
+	settings_free(&s);
+}
+
+static void
+test_finalize(void)
+{
+	struct settings s;
+
+	settings_defaults(&s);
+	CHECK(parse(&s, NULL) == 0);
+	capture_begin();
+	CHECK(settings_finalize(&s) == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "No application module specified."));
+	settings_free(&s);
+
+	settings_defaults(&s);
+	CHECK(parse(&s, "-u", "no_such_user_xyz", "a:b", NULL) == 0);
+	capture_begin();
+	CHECK(settings_finalize(&s) == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "No such user: 'no_such_user_xyz'"));
+	settings_free(&s);
+
+	settings_defaults(&s);
+	CHECK(parse(&s, "-g", "no_such_group_xyz", "a:b", NULL) == 0);
+	capture_begin();
+	CHECK(settings_finalize(&s) == -1);
+	capture_end();
+	CHECK(one_error_line(captured, "No such group: 'no_such_group_xyz'"));
+	settings_free(&s);
+
+	settings_defaults(&s);
+	CHECK(parse(&s, "-u", "nobody", "-g", "nogroup", "--threads", "4",
+	    "--limit-request-line", "9000", "--limit-request-fields", "0",
+	    "--print-config", "a:b", NULL) == 0);
+	capture_begin();
+	CHECK(settings_finalize(&s) == 0);
+	capture_end();
+	CHECK(strstr(captured, "worker class gthread not available yet") != NULL);
+	CHECK(s.uid == 65534 && s.gid == 65534);
+	CHECK(s.limit_request_line == 8190);
+	CHECK(s.limit_request_fields == 32768);
+	CHECK(s.check_config);		/* --print-config implies it */
+	settings_free(&s);
+}
+
+static void
+test_print(void)
+{
+	struct settings s;
+	char *text, *prev = NULL;
+	int width = -1, sorted = 1, aligned = 1;
+
+	settings_defaults(&s);
+	CHECK(parse(&s, "-w", "4", "-b", "127.0.0.1:1", "-b", "[::1]:2",
+	    "-m", "0022", "--pythonpath", "a,b", "-n", "it's", "app:app",
+	    NULL) == 0);
+	CHECK(load_text(&s, "def on_starting(server):\n    pass\n") == 0);
+	CHECK(settings_finalize(&s) == 0);
+	text = print_to_string(&s);
+
+	/* sorted, every "=" in the same column */
+	for (char *line = text, *nl; (nl = strchr(line, '\n')) != NULL;
+	    line = nl + 1) {
+		char *eq = strstr(line, " = ");
+		char name[64];
+		if (eq == NULL || eq > nl) {
+			aligned = 0;
+			break;
+		}
+		if (width == -1)
+			width = (int)(eq - line);
+		aligned &= (int)(eq - line) == width;
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(line, " "), line);
+		if (prev != NULL && strcmp(prev, name) >= 0)
+			sorted = 0;
+		free(prev);
+		prev = xstrdup(name);
+	}
+	free(prev);
+	CHECK(sorted);
+	CHECK(aligned);
+	CHECK(width == (int)strlen("limit_request_field_size"));
+	CHECK(printed_is(text, "workers", "4"));
+	CHECK(printed_is(text, "bind", "['127.0.0.1:1', '[::1]:2']"));
+	CHECK(printed_is(text, "umask", "18"));
+	CHECK(printed_is(text, "pythonpath", "a,b"));
+	CHECK(printed_is(text, "proc_name", "it's"));
+	CHECK(printed_is(text, "default_proc_name", "app:app"));
+	CHECK(printed_is(text, "accesslog", "None"));
+	CHECK(printed_is(text, "loglevel", "info"));
+	CHECK(printed_is(text, "preload_app", "False"));
+	CHECK(printed_is(text, "raw_env", "[]"));
+	CHECK(printed_is(text, "forwarded_allow_ips", "['127.0.0.1', '::1']"));
+	CHECK(printed_is(text, "secure_scheme_headers",
+	    "{'X-FORWARDED-PROTOCOL': 'ssl', 'X-FORWARDED-PROTO': 'https', "
+	    "'X-FORWARDED-SSL': 'on'}"));
+	CHECK(printed_is(text, "access_log_format",
+	    "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\""));
+	CHECK(printed_is(text, "on_starting", "<on_starting()>"));
+	CHECK(printed_is(text, "when_ready", "<WhenReady.when_ready()>"));
+	CHECK(printed_is(text, "dirty_timeout", "300"));
+	CHECK(strstr(text, "help") == NULL && strstr(text, "version ") == NULL);
+	free(text);
+
+	/* Python's repr of awkward strings in lists */
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "-e", "A=it's", "-e", "B=\"q\"'", "-e", "C=t\tb\\",
+	    NULL) == 0);
+	text = print_to_string(&s);
+	CHECK(printed_is(text, "raw_env",
+	    "[\"A=it's\", 'B=\"q\"\\'', 'C=t\\tb\\\\']"));
+	free(text);
+	settings_free(&s);
+}
+
+static void
+test_to_python(void)
+{
+	struct settings s;
+	PyObject *cfg, *g, *r;
+
+	settings_defaults(&s);
+	CHECK(parse(&s, "-w", "3", "-e", "K=V", "--pythonpath", "p,q",
+	    "app:app", NULL) == 0);
+	CHECK(load_text(&s, "def on_starting(server):\n    return 42\n") == 0);
+	CHECK(settings_finalize(&s) == 0);
+	cfg = settings_to_python(&s);
+	CHECK(cfg != NULL);
+	if (cfg == NULL) {
+		PyErr_Print();
+		settings_free(&s);
+		return;
+	}
+	g = PyDict_New();
+	PyDict_SetItemString(g, "cfg", cfg);
+	PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
+	r = PyRun_String(
+	    "assert cfg.workers == 3, cfg.workers\n"
+	    "assert cfg.bind == ['127.0.0.1:8000'], cfg.bind\n"
+	    "assert cfg.proc_name == 'app:app', cfg.proc_name\n"
+	    "assert cfg.default_proc_name == 'app:app'\n"
+	    "assert cfg.env == {'K': 'V'}, cfg.env\n"
+	    "assert cfg.raw_env == ['K=V']\n"
+	    "assert cfg.pythonpath == 'p,q'\n"
+	    "assert cfg.loglevel == 'info'\n"
+	    "assert cfg.timeout == 30 and cfg.keepalive == 2\n"
+	    "assert cfg.preload_app is False\n"
+	    "assert cfg.accesslog is None and cfg.errorlog == '-'\n"
+	    "assert cfg.secure_scheme_headers['X-FORWARDED-SSL'] == 'on'\n"
+	    "assert cfg.forwarded_allow_ips == ['127.0.0.1', '::1']\n"
+	    "assert cfg.on_starting(None) == 42\n"
+	    "assert cfg.when_ready(None) is None\n"
+	    "assert cfg.dirty_timeout == 300 and cfg.dirty_apps == []\n"
+	    "assert isinstance(cfg.uid, int) and cfg.user == cfg.uid\n"
+	    "assert cfg.worker_class_str == 'sync'\n",
+	    Py_file_input, g, g);
+	CHECK(r != NULL);
+	if (r == NULL)
+		PyErr_Print();
+	Py_XDECREF(r);
+	Py_DECREF(g);
+	Py_DECREF(cfg);
+	settings_free(&s);
+}
+
+static void
+test_default_config_path(void)
+{
+	char *old = getcwd(NULL, 0);
+	char sub[300];
+
+	snprintf(sub, sizeof(sub), "%s/cwdtest", tmpdir);
+	mkdir(sub, 0700);
+	CHECK(chdir(sub) == 0);
+	CHECK(settings_default_config_path() == NULL);
+	write_file("gunicorn.conf.py", "workers = 2\n");
+	CHECK_STR(settings_default_config_path(), "gunicorn.conf.py");
+	unlink("gunicorn.conf.py");
+	CHECK(chdir(old) == 0);
+	rmdir(sub);
+	free(old);
+}
+
+int
+main(void)
+{
+	char cmd[400];
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_settings.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+	Py_InitializeEx(0);
+
+	test_defaults();
+	test_cli_forms();
+	test_cli_errors();
+	test_env();
+	test_file_precedence();
+	test_file_errors();
+	test_finalize();
+	test_print();
+	test_to_python();
+	test_default_config_path();
+
+	PyRun_SimpleString("import sys\nsys.modules.pop('__config__', None)\n");
+	Py_FinalizeEx();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmpdir);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
