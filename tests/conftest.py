@@ -357,3 +357,17 @@ def make_server(tmp_path):
 def pytest_report_header(config):
     ok = os.access(BINARY, os.X_OK)
     return "cunicorn binary: %s (%s)" % (BINARY, "present" if ok else "MISSING - run make")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the lifecycle figures the harness recorded (tests/lifecycle)."""
+    import sys
+    h = sys.modules.get("harness")
+    rows = getattr(h, "TIMINGS", None)
+    if not rows:
+        return
+    tr = terminalreporter
+    tr.section("lifecycle timings (ms, signal -> observed inside)")
+    for backend, scenario, measure, ms in rows:
+        tr.write_line("%-10s %-34s %-26s %s" % (backend, scenario, measure,
+                                                 "TIMEOUT" if ms is None else ms))
