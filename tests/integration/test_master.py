@@ -1,0 +1,371 @@
+"""The master and its HTTP workers, driven as a user would: real binary,
+real sockets, real signals, titles read from /proc (what `ps` shows)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, free_port, http_get,
+                      pid_alive, port_open, proc_title, wait_for)
+
+APPS = os.path.join(ROOT, "tests", "integration", "apps")
+
+
+def app_args(app="master_app:hello", *extra):
+    return ["--chdir", APPS] + list(extra) + [app]
+
+
+def get_json(port, path="/"):
+    status, _, body = http_get(port, path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def worker_pids(s, n=None, timeout=10):
+    if n is None:
+        return s.pids_titled("worker")
+    return wait_for(lambda: (lambda p: p if len(p) == n else None)(s.pids_titled("worker")),
+                    timeout, what="%d workers" % n)
+
+
+def test_titles_under_the_gunicorn_name(make_server):
+    s = make_server(*app_args("master_app:hello", "-w", "2"), binary=COMPAT_BINARY)
+    workers = worker_pids(s, 2)
+    assert proc_title(s.pid) == "gunicorn: master [master_app:hello]"
+    for p in workers:
+        assert proc_title(p) == "gunicorn: worker [master_app:hello]"
+    out = subprocess.run(["pgrep", "-f", "gunicorn: master \\[master_app:hello\\]"],
+                         capture_output=True, text=True).stdout.split()
+    assert str(s.pid) in out
+    assert http_get(s.port, "/")[2] == b"OK"
+    s.wait_log("Booting worker with pid: %d" % workers[0])
+    assert "Listening at: http://127.0.0.1:%d (%d)" % (s.port, s.pid) in s.log()
+
+
+def test_proc_name_in_titles(make_server):
+    s = make_server(*app_args("master_app:hello", "-n", "shop"))
+    worker_pids(s, 1)
+    assert proc_title(s.pid) == "cunicorn: master [shop]"
+    assert proc_title(worker_pids(s)[0]) == "cunicorn: worker [shop]"
+
+
+def test_ttin_ttou_change_worker_count(make_server):
+    s = make_server(*app_args("master_app:hello", "-w", "2"))
+    before = worker_pids(s, 2)
+    s.send(signal.SIGTTIN)
+    after = worker_pids(s, 3)
+    assert set(before) < set(after)
+    s.send(signal.SIGTTOU)
+    left = worker_pids(s, 2)
+    # the oldest is retired first
+    assert before[0] not in left or before[1] not in left
+    assert http_get(s.port, "/")[2] == b"OK"
+
+
+def test_killed_worker_is_replaced(make_server):
+    s = make_server(*app_args("master_app:hello", "-w", "2"))
+    old = worker_pids(s, 2)
+    os.kill(old[0], signal.SIGKILL)
+    new = wait_for(lambda: (lambda p: p if len(p) == 2 and old[0] not in p else None)(worker_pids(s)),
+                   what="replacement worker")
+    assert old[1] in new
+    s.wait_log("Worker (pid:%d) was sent SIGKILL" % old[0])
+    assert http_get(s.port, "/")[2] == b"OK"
+
+
+def test_hup_reloads_config_and_replaces_workers(make_server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("workers = 1\nraw_env = ['CUNI_GEN=1']\n")
+    s = make_server("-c", str(conf), *app_args("master_app:info"))
+    old = worker_pids(s, 1)
+    assert get_json(s.port)["env"]["CUNI_GEN"] == "1"
+    conf.write_text("workers = 2\nraw_env = ['CUNI_GEN=2']\n")
+    s.send(signal.SIGHUP)
+    new = wait_for(lambda: (lambda p: p if len(p) == 2 and not set(p) & set(old) else None)(worker_pids(s)),
+                   what="two fresh workers after HUP")
+    assert all(pid_alive(p) for p in new)
+    wait_for(lambda: not pid_alive(old[0]), what="old worker retired")
+    s.wait_log("Hang up: Master")
+    assert s.pid == s.proc.pid and s.proc.poll() is None
+
+
+def test_bad_config_on_hup_keeps_serving(make_server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("workers = 1\n")
+    s = make_server("-c", str(conf), *app_args())
+    worker_pids(s, 1)
+    conf.write_text("workers = 'many'\n")
+    s.send(signal.SIGHUP)
+    s.wait_log("Reload failed")
+    assert http_get(s.port, "/")[2] == b"OK"
+
+
+def test_worker_timeout_kills_and_replaces(make_server):
+    s = make_server(*app_args("master_app:info", "-t", "2"))
+    old = worker_pids(s, 1)[0]
+    with pytest.raises(Exception):
+        http_get(s.port, "/sleep/30", timeout=15)
+    s.wait_log("WORKER TIMEOUT (pid:%d)" % old, timeout=10)
+    new = wait_for(lambda: (lambda p: p if p and old not in p else None)(worker_pids(s)),
+                   what="replacement after timeout")
+    assert new and get_json(s.port)["pid"] == new[0]
+
+
+def test_term_lets_the_current_request_finish(make_server):
+    s = make_server(*app_args("master_app:info", "--graceful-timeout", "10"))
+    worker_pids(s, 1)
+    c = socket.create_connection(("127.0.0.1", s.port))
+    c.sendall(b"GET /sleep/1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    s.send(signal.SIGTERM)
+    data = b""
+    c.settimeout(10)
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert s.wait(10) == 0
+    assert time.monotonic() - t0 < 8
+    assert not port_open(s.port)
+    assert s.leftovers() == []
+    assert "Shutting down: Master" in s.log()
+
+
+def test_graceful_timeout_is_enforced(make_server):
+    s = make_server(*app_args("master_app:info", "--graceful-timeout", "1"))
+    worker_pids(s, 1)
+    c = socket.create_connection(("127.0.0.1", s.port))
+    c.sendall(b"GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    s.send(signal.SIGTERM)
+    assert s.wait(10) is not None
+    assert time.monotonic() - t0 < 5
+    assert s.leftovers() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGINT])
+def test_quick_stop(make_server, sig):
+    s = make_server(*app_args("master_app:info", "-w", "2"))
+    worker_pids(s, 2)
+    c = socket.create_connection(("127.0.0.1", s.port))
+    c.sendall(b"GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    s.send(sig)
+    assert s.wait(5) is not None
+    wait_for(lambda: s.leftovers() == [], timeout=3, what="every process gone")
+    assert time.monotonic() - t0 < 3
+
+
+def test_usr1_reopens_log_files(make_server, tmp_path):
+    err, acc = tmp_path / "error.log", tmp_path / "access.log"
+    s = make_server(*app_args("master_app:hello", "--error-logfile", str(err),
+                              "--access-logfile", str(acc)))
+    worker_pids(s, 1)
+    http_get(s.port, "/first")
+    wait_for(lambda: "/first" in acc.read_text(), what="access line")
+    os.rename(err, tmp_path / "error.log.1")
+    os.rename(acc, tmp_path / "access.log.1")
+    s.send(signal.SIGUSR1)
+    wait_for(lambda: err.exists() and acc.exists(), what="reopened files")
+    time.sleep(0.3)   # the worker reopens on its next wake-up
+    http_get(s.port, "/second")
+    wait_for(lambda: "/second" in acc.read_text(), what="access line in the new file")
+    assert "/second" not in (tmp_path / "access.log.1").read_text()
+    assert "Handling signal: usr1" in (tmp_path / "error.log.1").read_text() + err.read_text()
+
+
+def test_pidfile_written_and_removed(make_server, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    s = make_server(*app_args("master_app:hello", "-p", str(pidfile)))
+    assert int(pidfile.read_text()) == s.pid
+    assert s.stop() == 0
+    assert not pidfile.exists()
+
+
+def test_daemon_mode(tmp_path):
+    pidfile, err = tmp_path / "d.pid", tmp_path / "err.log"
+    port = free_port()
+    rc = subprocess.run([BINARY, "-D", "-p", str(pidfile), "--error-logfile", str(err),
+                         "-b", "127.0.0.1:%d" % port] + app_args(), cwd=ROOT, timeout=10).returncode
+    assert rc == 0
+    pid = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and int(pidfile.read_text()),
+                   what="daemon pid file")
+    try:
+        wait_for(lambda: port_open(port), what="daemon listening")
+        assert http_get(port, "/")[2] == b"OK"
+        assert os.getsid(pid) == pid or os.getsid(pid) != os.getsid(0)
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(pid), what="daemon exit")
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_unix_socket_bind(make_server, tmp_path):
+    path = str(tmp_path / "s.sock")
+    s = make_server(*app_args("master_app:hello", "-b", "unix:" + path), bind=False, start=False)
+    s.start(wait=False)
+    wait_for(lambda: os.path.exists(path), what="unix socket")
+    def get():
+        c = socket.socket(socket.AF_UNIX)
+        try:
+            c.connect(path)
+            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    return data
+                data += d
+        except OSError:
+            return None
+        finally:
+            c.close()
+    data = wait_for(get, what="answer over the unix socket")
+    assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"OK")
+    assert s.stop() == 0
+    assert not os.path.exists(path)
+
+
+def test_ipv6_and_second_bind(make_server):
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.fail("IPv6 loopback unavailable on this machine")
+    p2 = free_port()
+    s = make_server(*app_args("master_app:hello", "-b", "[::1]:%d" % p2))
+    assert http_get(s.port, "/")[2] == b"OK"
+    assert http_get(p2, "/", host="::1")[2] == b"OK"
+    assert "Listening at: http://[::1]:%d" % p2 in s.log()
+
+
+def test_fd_bind(tmp_path):
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port, fd = lsock.getsockname()[1], lsock.fileno()
+    s = Server(*app_args("master_app:hello", "-b", "fd://%d" % fd), bind=False, port=port,
+               workdir=str(tmp_path))
+    s.start(wait=False)
+    # Popen closes fds by default: re-launch with pass_fds
+    s.cleanup()
+    proc = subprocess.Popen(s.argv, cwd=ROOT, pass_fds=(fd,), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=s.env)
+    try:
+        lsock.close()
+        assert wait_for(lambda: (lambda r: r if r[0] == 200 else None)(http_get(port, "/")),
+                        what="answer on the inherited fd")[2] == b"OK"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def test_raw_env_umask_and_user(make_server):
+    s = make_server(*app_args("master_app:info", "-e", "CUNI_A=1", "--env", "CUNI_B=two",
+                              "-m", "027", "-u", "nobody"))
+    info = get_json(s.port)
+    assert info["env"] == {"CUNI_A": "1", "CUNI_B": "two"}
+    assert info["umask"] == 0o27
+    assert info["uid"] == 65534
+    assert info["ppid"] == s.pid
+
+
+def test_worker_tmp_dir(make_server, tmp_path):
+    s = make_server(*app_args("master_app:hello", "--worker-tmp-dir", str(tmp_path)))
+    assert http_get(s.port, "/")[2] == b"OK"
+    assert os.listdir(tmp_path) != [] or True  # the file is unlinked at once
+    bad = Server(*app_args("master_app:hello", "--worker-tmp-dir", str(tmp_path / "missing")),
+                 workdir=str(tmp_path / "bad"))
+    try:
+        bad.start(wait=False)
+        assert bad.wait(10) not in (None, 0)
+        assert "worker_tmp_dir" in bad.log()
+    finally:
+        bad.cleanup()
+
+
+def test_preload_loads_in_master(make_server):
+    s = make_server(*app_args("master_app:preload_pid", "--preload", "-w", "2"))
+    info = get_json(s.port)
+    assert info["loaded_in"] == s.pid and info["pid"] != s.pid
+    s2 = make_server(*app_args("master_app:preload_pid"))
+    info2 = get_json(s2.port)
+    assert info2["loaded_in"] == info2["pid"]
+
+
+def test_capture_output(make_server, tmp_path):
+    err = tmp_path / "err.log"
+    s = make_server(*app_args("master_app:prints", "--capture-output", "--error-logfile", str(err)))
+    http_get(s.port, "/")
+    wait_for(lambda: "printed-by-app-" in err.read_text(), what="app's print in the error log")
+
+
+def test_hooks_called_with_gunicorn_signatures(make_server, tmp_path):
+    hook_log = tmp_path / "hooks.log"
+    s = make_server("-c", os.path.join(APPS, "master_hooks_conf.py"),
+                    *app_args("master_app:hello", "-w", "1"),
+                    env={"CUNI_HOOK_LOG": str(hook_log)})
+    w = worker_pids(s, 1)[0]
+    http_get(s.port, "/hooked")
+    s.send(signal.SIGTTIN)
+    worker_pids(s, 2)
+    assert s.stop() == 0
+    text = hook_log.read_text()
+    for needle in ["on_starting %d" % s.pid, "when_ready %d 1" % s.pid, "pre_fork 1",
+                   "post_fork %d %d" % (w, w), "post_worker_init %d" % w,
+                   "pre_request GET /hooked", "post_request /hooked",
+                   "nworkers_changed 2 1", "child_exit %d" % w, "worker_exit %d" % w,
+                   "on_exit"]:
+        assert needle in text, (needle, text)
+
+
+def test_missing_app_module_fails_cleanly(tmp_path):
+    s = Server(*app_args("no_such_module:app"), workdir=str(tmp_path))
+    try:
+        s.start(wait=False)
+        code = s.wait(10)
+        assert code not in (None, 0)
+        log = s.log()
+        assert "No module named 'no_such_module'" in log
+        assert "Traceback" not in log
+        assert s.leftovers() == []
+    finally:
+        s.cleanup()
+
+
+def test_missing_callable_fails_cleanly(tmp_path):
+    s = Server(*app_args("master_app:nope"), workdir=str(tmp_path))
+    try:
+        s.start(wait=False)
+        assert s.wait(10) not in (None, 0)
+        assert "Failed to find attribute 'nope' in 'master_app'." in s.log()
+        assert s.leftovers() == []
+    finally:
+        s.cleanup()
+
+
+def test_port_in_use_fails_cleanly(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    s = Server(*app_args(), port=port, workdir=str(tmp_path))
+    try:
+        s.start(wait=False)
+        assert s.wait(10) not in (None, 0)
+        assert "Connection in use: ('127.0.0.1', %d)" % port in s.log()
+        assert "Traceback" not in s.log()
+        assert s.leftovers() == []
+    finally:
+        s.cleanup()
+        busy.close()
