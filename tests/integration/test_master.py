@@ -369,3 +369,19 @@ def test_port_in_use_fails_cleanly(tmp_path):
     finally:
         s.cleanup()
         busy.close()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_virtualenv_site_packages(make_server, tmp_path, how):
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "venv_only_mod.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '4')])\n"
+        "    return [b'venv']\n")
+    venv = str(tmp_path / "venv")
+    if how == "flag":
+        s = make_server("--virtualenv", venv, "venv_only_mod:app")
+    else:
+        s = make_server("venv_only_mod:app", env={"VIRTUAL_ENV": venv})
+    assert http_get(s.port, "/")[2] == b"venv"
