@@ -1,0 +1,388 @@
+/*
+ * http_worker.c — the sync HTTP worker role (contract: http_worker.h).
+ *
+ * Owns: the accept loop over the inherited listeners, the worker's signal
+ * flags and self-pipe, the per-worker request buffer, reading and parsing
+ * the request head, max_requests, the heartbeat and the worker's exit
+ * path.  Hands every parsed request to wsgi.c; answers malformed ones with
+ * gunicorn's error page and keeps serving.
+ *
+ * One connection at a time, "Connection: close" on every response, as
+ * gunicorn's sync worker.  Signal handlers only set flags and poke the
+ * self-pipe (and, for INT/QUIT/ABRT, ask Python to run its handler at the
+ * next bytecode so a busy app is interrupted); everything else happens in
+ * the loop.  Never: blocks without a timeout, calls Py_Finalize on the
+ * way out (exit is _exit after flushing Python's stdio), or handles two
+ * connections at once.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "http_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include "http_parser.h"
+#include "listen.h"
+#include "log.h"
+#include "python.h"
+#include "settings.h"
+#include "util.h"
+#include "wsgi.h"
+
+#define BODY_ROOM	(64 * 1024)	/* buffer space after the head for body reads */
+#define HEAD_MAX_CAP	(16 * 1024 * 1024)
+#define WORKER_BOOT_ERROR 3		/* gunicorn's exit code: master stops */
+
+static volatile sig_atomic_t sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
+static int wake_pipe[2] = { -1, -1 };
+static struct http_worker_ctx *wctx;
+static int exiting;
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+
+	switch (sig) {
+	case SIGTERM: sig_term = 1; break;
+	case SIGHUP: sig_hup = 1; break;
+	case SIGUSR1: sig_usr1 = 1; break;
+	case SIGINT: sig_int = 1; wsgi_signal_trip(sig); break;
+	case SIGQUIT: sig_quit = 1; wsgi_signal_trip(sig); break;
+	case SIGABRT: sig_abrt = 1; wsgi_signal_trip(sig); break;
+	}
+	if (wake_pipe[1] != -1)
+		(void)!write(wake_pipe[1], "", 1);
+	errno = saved;
+}
+
+static void __attribute__((noreturn))
+worker_exit(int code)
+{
+	log_info("Worker exiting (pid: %ld)", (long)getpid());
+	wsgi_flush_stdio();
+	_exit(code);
+}
+
+void
+http_worker_urgent_signals(void)
+{
+	if (sig_usr1) {
+		sig_usr1 = 0;
+		log_reopen();
+	}
+	if (exiting)
+		return;
+	if (sig_int || sig_quit) {
+		exiting = 1;
+		python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
+		worker_exit(0);
+	}
+	if (sig_abrt) {
+		exiting = 1;
+		python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
+		worker_exit(1);
+	}
+}
+
+static void
+install_signals(void)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGABRT, SIGHUP };
+	struct sigaction sa;
+	sigset_t set;
+
+	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
+		fatal("pipe2");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;	/* no SA_RESTART: waits see EINTR */
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	sa.sa_handler = SIG_IGN;	/* write errors come back as EPIPE */
+	sigaction(SIGPIPE, &sa, NULL);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);
+}
+
+static void
+drain_wake_pipe(void)
+{
+	char buf[64];
+
+	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+/* ---- one connection ---- */
+
+struct worker_state {
+	char *buf;
+	size_t cap;
+	size_t head_max;
+	struct http_header *headers;
+	size_t max_headers;
+	struct http_limits limits;
+	int head_timeout_ms;
+	unsigned long nr;
+	unsigned long limit;	/* max_requests + jitter; 0 = none */
+	int alive;
+};
+
+static const char *
+peer_string(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, (socklen_t)len);
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, buf, (socklen_t)len);
+	return buf;
+}
+
+/* Read until a full head parses.  1 ok, 0 connection done (closed). */
+static int
+read_head(struct worker_state *w, struct wsgi_conn *c)
+{
+	struct http_error err;
+	char ip[64];
+
+	for (;;) {
+		ssize_t n = read(c->fd, c->buf + c->len, w->head_max - c->len);
+		if (n > 0) {
+			c->len += (size_t)n;
+			int r = http_parse_request(c->buf, c->len, &w->limits, &c->req,
+			    w->headers, w->max_headers, &err);
+			if (r == HTTP_PARSE_OK)
+				return 1;
+			if (r == HTTP_PARSE_ERROR) {
+				log_debug("Invalid request from ip=%s: %s",
+				    peer_string(&c->peer, ip, sizeof(ip)), err.reason);
+				wsgi_write_error(c->fd, err.status,
+				    http_reason_phrase(err.status), err.reason);
+				wsgi_close(c->fd, 1);
+				return 0;
+			}
+			if (c->len >= w->head_max) {
+				wsgi_write_error(c->fd, 431, http_reason_phrase(431),
+				    "Error parsing headers: 'limit request headers fields size'");
+				wsgi_close(c->fd, 1);
+				return 0;
+			}
+			continue;
+		}
+		if (n == 0) {
+			if (c->len > 0)
+				log_debug("Ignored premature client disconnection.");
+			close(c->fd);
+			return 0;
+		}
+		if (errno == EINTR) {
+			http_worker_urgent_signals();
+			continue;
+		}
+		if (errno == EAGAIN) {
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+			int k;
+			Py_BEGIN_ALLOW_THREADS
+			k = poll(&p, 1, w->head_timeout_ms);
+			Py_END_ALLOW_THREADS
+			if (k > 0 || (k == -1 && errno == EINTR)) {
+				if (k == -1)
+					http_worker_urgent_signals();
+				continue;
+			}
+			if (k == 0)
+				log_debug("Closing connection: no complete request head in time");
+		}
+		close(c->fd);
+		return 0;
+	}
+}
+
+static void
+handle_connection(struct worker_state *w, int fd, const struct listener *l,
+    const struct sockaddr_storage *peer, socklen_t peerlen)
+{
+	struct wsgi_conn c;
+
+	*wctx->heartbeat = monotonic_ms();
+	c.fd = fd;
+	c.listener = l;
+	memcpy(&c.peer, peer, sizeof(c.peer));
+	c.peerlen = peerlen;
+	c.buf = w->buf;
+	c.len = 0;
+	c.cap = w->cap;
+	c.body_unread = 0;
+	c.start_us = 0;
+	if (!read_head(w, &c))
+		return;
+
+	w->nr++;
+	if (w->limit > 0 && w->nr >= w->limit) {
+		log_info("Autorestarting worker after current request.");
+		w->alive = 0;
+	}
+	if (wsgi_handle(&c) == 0)
+		wsgi_close(fd, c.body_unread);
+	else
+		close(fd);
+}
+
+/* ---- the loop ---- */
+
+static void
+setup_listeners(struct http_worker_ctx *ctx)
+{
+	int one = 1;
+
+	for (size_t i = 0; i < ctx->nlisteners; i++) {
+		struct listener *l = &ctx->listeners[i];
+		if (fd_set_nonblock(l->fd, 1) == -1)
+			log_warn("listener %s: O_NONBLOCK", l->name ? l->name : "?");
+		if (l->family == AF_INET || l->family == AF_INET6)
+			(void)setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+}
+
+static void
+setup_state(struct worker_state *w, const struct settings *cfg)
+{
+	size_t line = cfg->limit_request_line > 0 && cfg->limit_request_line <= 8190 ?
+	    (size_t)cfg->limit_request_line : 8190;
+	size_t fields = cfg->limit_request_fields > 0 && cfg->limit_request_fields <= 32768 ?
+	    (size_t)cfg->limit_request_fields : 32768;
+	size_t fsize = cfg->limit_request_field_size > 0 ?
+	    (size_t)cfg->limit_request_field_size : 8190;
+
+	memset(w, 0, sizeof(*w));
+	w->limits.request_line = (size_t)(cfg->limit_request_line > 0 ? cfg->limit_request_line : 0);
+	w->limits.fields = (size_t)(cfg->limit_request_fields > 0 ? cfg->limit_request_fields : 0);
+	w->limits.field_size = (size_t)(cfg->limit_request_field_size > 0 ?
+	    cfg->limit_request_field_size : 0);
+	w->head_max = line + 2 + fields * (fsize + 2) + 4;
+	if (w->head_max > HEAD_MAX_CAP)
+		w->head_max = HEAD_MAX_CAP;
+	w->cap = w->head_max + BODY_ROOM;
+	w->buf = xmalloc(w->cap);
+	w->max_headers = fields + 1;
+	w->headers = xcalloc(w->max_headers, sizeof(*w->headers));
+	/* a client that stalls mid-head is dropped well before the master's
+	 * timeout would kill the whole worker */
+	w->head_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 500 : 15000;
+	if (w->head_timeout_ms < 1000)
+		w->head_timeout_ms = 1000;
+	w->alive = 1;
+	if (cfg->max_requests > 0) {
+		unsigned long jitter = 0;
+		if (cfg->max_requests_jitter > 0) {
+			srandom((unsigned)(getpid() ^ monotonic_ms()));
+			jitter = (unsigned long)random() % ((unsigned long)cfg->max_requests_jitter + 1);
+		}
+		w->limit = (unsigned long)cfg->max_requests + jitter;
+	}
+}
+
+void
+http_worker_main(struct http_worker_ctx *ctx)
+{
+	struct settings *cfg = ctx->cfg;
+	struct worker_state w;
+	struct pollfd *pfd;
+	PyObject *app;
+	int poll_ms;
+
+	wctx = ctx;
+	if (ctx->app != NULL) {
+		app = ctx->app;
+		Py_INCREF(app);
+	} else {
+		const char *uri = cfg->app_uri ? cfg->app_uri : cfg->wsgi_app;
+		if (uri == NULL || (app = python_load_app(uri)) == NULL) {
+			if (uri == NULL)
+				log_errorx("No application module specified.");
+			worker_exit(WORKER_BOOT_ERROR);
+		}
+	}
+	if (wsgi_init(ctx, app) == -1)
+		worker_exit(WORKER_BOOT_ERROR);
+	install_signals();
+	setup_listeners(ctx);
+	setup_state(&w, cfg);
+	python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
+
+	pfd = xcalloc(ctx->nlisteners + 1, sizeof(*pfd));
+	for (size_t i = 0; i < ctx->nlisteners; i++) {
+		pfd[i].fd = ctx->listeners[i].fd;
+		pfd[i].events = POLLIN;
+	}
+	pfd[ctx->nlisteners].fd = wake_pipe[0];
+	pfd[ctx->nlisteners].events = POLLIN;
+	poll_ms = cfg->timeout > 0 ? cfg->timeout * 500 : 1000;
+	if (poll_ms > 1000)
+		poll_ms = 1000;	/* notice a dead master within a second */
+
+	for (;;) {
+		int served = 0;
+
+		if (sig_usr1 || sig_int || sig_quit || sig_abrt)
+			http_worker_urgent_signals();
+		if (sig_term || sig_hup || !w.alive)
+			break;
+		if (getppid() != ctx->master_pid) {
+			log_info("Parent changed, shutting down: <Worker %ld>", (long)getpid());
+			break;
+		}
+		*ctx->heartbeat = monotonic_ms();
+
+		for (size_t i = 0; i < ctx->nlisteners; i++) {
+			struct sockaddr_storage peer;
+			socklen_t plen = sizeof(peer);
+			int fd = accept4(ctx->listeners[i].fd, (struct sockaddr *)&peer, &plen,
+			    SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd == -1) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+				    errno == ECONNABORTED || errno == EPROTO)
+					continue;
+				log_warn("accept on %s", ctx->listeners[i].name ?
+				    ctx->listeners[i].name : "listener");
+				if (errno == EMFILE || errno == ENFILE) {
+					/* wait a little rather than spin */
+					struct timespec ts = { 0, 100 * 1000 * 1000 };
+					nanosleep(&ts, NULL);
+				}
+				continue;
+			}
+			handle_connection(&w, fd, &ctx->listeners[i], &peer, plen);
+			served = 1;
+			if (sig_term || sig_hup || !w.alive)
+				break;
+		}
+		if (served)
+			continue;
+
+		int n;
+		Py_BEGIN_ALLOW_THREADS
+		n = poll(pfd, ctx->nlisteners + 1, poll_ms);
+		Py_END_ALLOW_THREADS
+		if (n > 0 && pfd[ctx->nlisteners].revents)
+			drain_wake_pipe();
+		if (n == -1 && errno != EINTR)
+			log_warn("poll");
+	}
+	worker_exit(0);
+}
