@@ -560,12 +560,12 @@ http_parse_request(const char *buf, size_t len,
 		name_end = i++;
 		while (i < lim && is_ows(s[i]))
 			i++;
-		value_start = value_end = i;
-		while (i < lim && (byte_class[s[i]] & C_VALUE)) {
-			if (!is_ows(s[i]))
-				value_end = i + 1;
+		value_start = i;
+		while (i < lim && (byte_class[s[i]] & C_VALUE))
 			i++;
-		}
+		for (value_end = i; value_end > value_start &&
+		    is_ows(s[value_end - 1]); value_end--)
+			;
 		if (i == len)
 			return HTTP_PARSE_INCOMPLETE;
 		if (s[i] != '\r') {
@@ -735,8 +735,10 @@ http_chunked_next(struct http_chunked *c, const char *buf, size_t len,
 		case CH_SIZE_FIRST:
 		case CH_SIZE:
 			if (cls & C_HEX) {
-				if (c->remaining > (UINT64_MAX >> 4))
-					break;	/* overflow */
+				if (c->remaining > (UINT64_MAX >> 4)) {
+					*consumed = i;	/* overflow */
+					return fail(err, 400, E_CHUNK_SIZE);
+				}
 				c->remaining = (c->remaining << 4) |
 				    (uint64_t)(ch <= '9' ? ch - '0' :
 				    (ch | 0x20) - 'a' + 10);
