@@ -75,8 +75,8 @@ gone() { ! alive "$1"; }
 titled() { T="$1"; shift; X=" $* "; export T X
   ps -eo pid=,stat=,args= | awk '$2 !~ /^Z/ && index($0, ENVIRON["T"]) && index(ENVIRON["X"], " " $1 " ") == 0 { f = 1 } END { exit !f }'; }
 none_titled() { ! titled "$1"; }
-http_ok() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:%(port)d$1"; }
-''' % {"port": PORT}
+http_ok() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:@PORT@$1"; }
+'''.replace("@PORT@", str(PORT))
 
 
 class Proc:
@@ -191,17 +191,15 @@ class Backend:
         until each holds or `timeout` s pass.  Returns {name: ms or None}.
         Conditions are sh using the prelude: `gone PID`, `titled TEXT PID..`,
         `none_titled TEXT`, `http_ok /path`."""
-        lines = ["t0=$(now)", action, "tmo=%d" % int(timeout * 1000)]
+        # Each condition is polled by its own subshell, so a slow one
+        # (ps, curl) does not blur the timing of a cheap one (gone PID).
+        lines = ["tmo=%d" % int(timeout * 1000), "t0=$(now)", action]
         names = [n for n, _ in waits]
-        lines.append("while :; do")
-        lines.append("  left=0")
         for i, (_, cond) in enumerate(waits):
-            lines.append('  if [ -z "$d%d" ]; then if %s; then d%d=$(( ($(now) - t0) / 1000000 )); '
-                         'echo "W%d $d%d"; else left=1; fi; fi' % (i, cond, i, i, i))
-        lines.append('  [ $left = 0 ] && break')
-        lines.append('  [ $(( ($(now) - t0) / 1000000 )) -gt $tmo ] && break')
-        lines.append("  sleep 0.005")
-        lines.append("done")
+            lines.append("( while :; do if %s; then echo \"W%d $(( ($(now) - t0) / 1000000 ))\"; break; fi; "
+                         "[ $(( ($(now) - t0) / 1000000 )) -gt $tmo ] && break; sleep 0.005; done ) &"
+                         % (cond, i))
+        lines.append("wait")
         r = self.sh("\n".join(lines) + "\n", timeout=timeout + 60)
         res = {n: None for n in names}
         for m in re.finditer(r"^W(\d+) (\d+)$", r.stdout, re.M):
