@@ -1381,16 +1381,19 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 }
 
 int
-settings_load_file(struct settings *s, const char *path)
+settings_load_file(struct settings *s, const char *location)
 {
 	PyObject *fn, *ns;
+	/* a copy: location may be s->config, which the overrides replace */
+	char *path = xstrdup(location);
 	const char *fs = path;
+	int rc = -1;
 
 	if (strncmp(path, "file:", 5) == 0)
 		fs = path + 5;
 	if (strncmp(path, "python:", 7) != 0 && access(fs, F_OK) == -1) {
 		error_line("config file '%s' doesn't exist", fs);
-		return -1;
+		goto out;
 	}
 	if (strncmp(path, "python:", 7) != 0 && strncmp(path, "file:", 5) != 0) {
 		size_t n = strlen(path);
@@ -1406,7 +1409,7 @@ settings_load_file(struct settings *s, const char *path)
 		char *line = exception_line(path);
 		error_line("config file '%s': %s", fs, line);
 		free(line);
-		return -1;
+		goto out;
 	}
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting_def *d = &settings_table[i];
@@ -1428,12 +1431,15 @@ settings_load_file(struct settings *s, const char *path)
 			Py_DECREF(v);
 			Py_DECREF(ns);
 			PyErr_Clear();
-			return -1;
+			goto out;
 		}
 		Py_DECREF(v);
 	}
 	Py_DECREF(ns);
-	return settings_apply_overrides(s);
+	rc = settings_apply_overrides(s);
+out:
+	free(path);
+	return rc;
 }
 
 /* ---- finalize ---- */
