@@ -1520,8 +1520,6 @@ settings_finalize(struct settings *s)
 		s->limit_request_line = 8190;
 	if (s->limit_request_fields == 0 || s->limit_request_fields > 32768)
 		s->limit_request_fields = 32768;
-	if (s->print_config)
-		s->check_config = 1;
 	return 0;
 }
 
