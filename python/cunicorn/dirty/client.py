@@ -1,0 +1,628 @@
+"""Calling dirty apps: the client side of the dirty protocol.
+
+    from gunicorn.dirty import get_dirty_client
+    client = get_dirty_client()                  # per thread, reused
+    client.execute("myapp.ml:MLApp", "predict", data)
+    for chunk in client.stream("myapp.llm:LLMApp", "generate", prompt): ...
+
+    client = await get_dirty_client_async()      # per event loop, reused
+    await client.execute_async("myapp.ml:MLApp", "predict", data)
+    async for chunk in client.stream_async(...): ...
+
+Sync calls go through _cunicorn_dirty.Connection (C: encode, one send, one
+recv, decode; the GIL is released while waiting).  A client keeps its idle
+connections and checks one out per call, so a stream being iterated and a
+call made inside the loop each get their own.  Async calls share one
+asyncio connection per client, many calls in flight at once, matched by
+request id.
+
+Connection policy: connecting is retried for a short while (the arbiter may
+be restarting); a call whose request could not be delivered (the arbiter
+closed an idle connection: EPIPE on send) is re-sent once on a fresh
+connection; a call that may have reached the arbiter is never re-sent — it
+raises DirtyConnectionError, and the next call reconnects.
+
+The socket path comes from set_dirty_socket_path() or the environment
+variable GUNICORN_DIRTY_SOCKET, which cunicorn exports to its workers.
+"""
+
+import asyncio
+import itertools
+import os
+import threading
+import time
+import weakref
+
+from .errors import (
+    DirtyConnectionError,
+    DirtyError,
+    DirtyProtocolError,
+    DirtyTimeoutError,
+    error_from_wire,
+)
+
+try:
+    import _cunicorn_dirty as _wire
+except ImportError:  # pragma: no cover - only outside cunicorn without `make ext`
+    _wire = None
+
+MSG_REQUEST = 0x01
+MSG_RESPONSE = 0x02
+MSG_ERROR = 0x03
+MSG_CHUNK = 0x04
+MSG_END = 0x05
+MSG_STASH = 0x10
+
+DEFAULT_TIMEOUT = 30.0
+CONNECT_RETRY_SECONDS = 2.0  # keep retrying a refused/missing socket this long
+_MAX_IDLE = 4                # idle sync connections kept per client
+
+
+def _need_wire():
+    if _wire is None:
+        raise DirtyError("the _cunicorn_dirty extension is not available "
+                         "(run inside cunicorn, or build it with `make ext`)")
+    return _wire
+
+
+def _remote(exc):
+    """A _cunicorn_dirty.RemoteError as the matching DirtyError."""
+    return error_from_wire(getattr(exc, "error_type", None),
+                           getattr(exc, "message", None),
+                           getattr(exc, "details", None))
+
+
+class DirtyClient:
+    """A client of the dirty arbiter: sync (execute/stream) and asyncio
+    (execute_async/stream_async) calls."""
+
+    def __init__(self, socket_path, timeout=DEFAULT_TIMEOUT):
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._idle = []          # idle _cunicorn_dirty.Connection objects
+        self._achan = None       # _AsyncChannel (asyncio side)
+
+    def __repr__(self):
+        return "<DirtyClient %s>" % (self.socket_path,)
+
+    # ---- sync ---------------------------------------------------------
+
+    def _connect(self):
+        wire = _need_wire()
+        deadline = time.monotonic() + min(CONNECT_RETRY_SECONDS,
+                                          self.timeout if self.timeout else CONNECT_RETRY_SECONDS)
+        delay = 0.01
+        while True:
+            try:
+                return wire.Connection(self.socket_path, self.timeout)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise DirtyConnectionError(
+                        "Failed to connect to dirty arbiter: %s" % exc,
+                        socket_path=self.socket_path) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except OSError as exc:
+                raise DirtyConnectionError(
+                    "Failed to connect to dirty arbiter: %s" % exc,
+                    socket_path=self.socket_path) from exc
+
+    def _checkout(self):
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._connect()
+
+    def _checkin(self, conn):
+        if not conn.closed and len(self._idle) < _MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def connect(self):
+        """Open a connection now (calls connect lazily anyway)."""
+        if not self._idle:
+            self._idle.append(self._connect())
+
+    def _call(self, fn, *args):
+        """Run fn(conn, *args) on a checked-out connection, mapping errors.
+        A request that was not delivered (EPIPE) is re-sent once."""
+        for attempt in (0, 1):
+            conn = self._checkout()
+            try:
+                result = fn(conn, *args)
+            except BrokenPipeError as exc:
+                conn.close()
+                if attempt == 0:
+                    continue
+                raise DirtyConnectionError("Communication error: %s" % exc,
+                                           socket_path=self.socket_path) from exc
+            except BaseException as exc:
+                mapped = self._map_error(conn, exc)
+                if mapped is exc:
+                    raise
+                raise mapped from (None if isinstance(mapped, DirtyError) and
+                                   not isinstance(exc, OSError) else exc)
+            self._checkin(conn)
+            return result
+
+    def _map_error(self, conn, exc):
+        """The DirtyError to raise for exc; decides whether conn survives."""
+        if _wire is not None and isinstance(exc, _wire.RemoteError):
+            self._checkin(conn)
+            return _remote(exc)
+        conn.close()
+        if isinstance(exc, DirtyError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return DirtyTimeoutError("Timeout waiting for dirty app response",
+                                     timeout=self.timeout)
+        if _wire is not None and isinstance(exc, _wire.ProtocolError):
+            return DirtyProtocolError("Protocol error: %s" % exc)
+        if isinstance(exc, OSError):
+            return DirtyConnectionError("Communication error: %s" % exc,
+                                        socket_path=self.socket_path)
+        return exc
+
+    def execute(self, app_path, action, *args, **kwargs):
+        """Call `action` of the dirty app `app_path` and return its result.
+        Raises DirtyAppError (the app raised; .message, .traceback),
+        DirtyTimeoutError, DirtyConnectionError, DirtyAppNotFoundError, ..."""
+        return self._call(_request, app_path, action, args, kwargs)
+
+    def stream(self, app_path, action, *args, **kwargs):
+        """Iterate over the chunks of an action that returns a generator.
+        An error in the middle of the stream is raised by the iterator."""
+        return DirtyStreamIterator(self, app_path, action, args, kwargs)
+
+    def _raw(self, msg_type, payload):
+        """Send one message (STASH, MANAGE, STATUS) and return the result
+        of its RESPONSE; an ERROR is raised as its DirtyError."""
+        return self._call(_raw_call, msg_type, payload)
+
+    def close(self):
+        """Close the sync connections."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- asyncio ------------------------------------------------------
+
+    def _channel(self):
+        loop = asyncio.get_running_loop()
+        ch = self._achan
+        if ch is None or ch.loop is not loop or ch.closed:
+            ch = self._achan = _AsyncChannel(self, loop)
+        return ch
+
+    async def connect_async(self):
+        await self._channel().connect()
+
+    async def execute_async(self, app_path, action, *args, **kwargs):
+        """asyncio version of execute(); many calls may be in flight."""
+        return await self._channel().execute(app_path, action, args, kwargs)
+
+    def stream_async(self, app_path, action, *args, **kwargs):
+        """asyncio version of stream(): an async iterator of chunks."""
+        return DirtyAsyncStreamIterator(self, app_path, action, args, kwargs)
+
+    async def close_async(self):
+        ch, self._achan = self._achan, None
+        if ch is not None:
+            await ch.close()
+
+    async def __aenter__(self):
+        await self.connect_async()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close_async()
+
+
+def _request(conn, app_path, action, args, kwargs):
+    return conn.request(app_path, action, args, kwargs or None)
+
+
+def _raw_call(conn, msg_type, payload):
+    rid = conn.send_raw(msg_type, payload)
+    kind, reply = conn.recv_reply(rid)
+    if kind == MSG_RESPONSE:
+        return reply.get("result") if isinstance(reply, dict) else None
+    if kind == MSG_ERROR:
+        err = reply.get("error") if isinstance(reply, dict) else None
+        if not isinstance(err, dict):
+            err = {}
+        raise error_from_wire(err.get("error_type"), err.get("message"),
+                              err.get("details"))
+    conn.close()
+    raise DirtyProtocolError("unexpected reply type 0x%02x" % kind)
+
+
+class DirtyStreamIterator:
+    """The iterator stream() returns.  Holds its own connection from the
+    first next() until END, an error, or close()."""
+
+    def __init__(self, client, app_path, action, args, kwargs):
+        self.client = client
+        self.app_path = app_path
+        self.action = action
+        self.args = args
+        self.kwargs = kwargs
+        self._conn = None
+        self._id = None
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def _start(self):
+        client = self.client
+        for attempt in (0, 1):
+            conn = client._checkout()
+            try:
+                self._id = conn.stream_start(self.app_path, self.action,
+                                             self.args, self.kwargs or None)
+            except BrokenPipeError as exc:
+                conn.close()
+                if attempt == 0:
+                    continue
+                self._done = True
+                raise DirtyConnectionError("Communication error: %s" % exc,
+                                           socket_path=client.socket_path) from exc
+            except BaseException as exc:
+                self._done = True
+                mapped = client._map_error(conn, exc)
+                if mapped is exc:
+                    raise
+                raise mapped from None
+            self._conn = conn
+            return
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        if self._conn is None:
+            self._start()
+        conn = self._conn
+        try:
+            kind, value = conn.stream_next(self._id)
+        except BaseException as exc:
+            self._done = True
+            self._conn = None
+            if _wire is not None and isinstance(exc, _wire.RemoteError):
+                self.client._checkin(conn)   # the stream is over: reusable
+                raise _remote(exc) from None
+            mapped = self.client._map_error(conn, exc)
+            if mapped is exc:
+                raise
+            raise mapped from None
+        if kind == MSG_CHUNK:
+            return value
+        self._done = True
+        self._conn = None
+        self.client._checkin(conn)
+        if kind == MSG_RESPONSE:
+            # a plain (non-generator) result: the one item of the stream
+            return value
+        raise StopIteration
+
+    def close(self):
+        """Abandon the stream; its connection (with chunks still coming)
+        is closed, not reused."""
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __del__(self):
+        conn = self.__dict__.get("_conn")
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---- asyncio -----------------------------------------------------------
+
+_END = object()
+
+
+class _AsyncChannel:
+    """One asyncio connection to the arbiter, many calls in flight matched
+    by id; a reader task routes replies to futures and stream queues."""
+
+    def __init__(self, client, loop):
+        self.client = client
+        self.loop = loop
+        self.reader = None
+        self.writer = None
+        self.reader_task = None
+        self.pending = {}            # id -> Future (execute) or Queue (stream)
+        self.ids = itertools.count(1)
+        self.closed = False
+        self._connecting = None
+
+    async def connect(self):
+        if self.writer is not None:
+            return
+        if self._connecting is None:
+            self._connecting = self.loop.create_task(self._open())
+        try:
+            await asyncio.shield(self._connecting)
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _open(self):
+        _need_wire()
+        client = self.client
+        deadline = self.loop.time() + min(CONNECT_RETRY_SECONDS,
+                                          client.timeout or CONNECT_RETRY_SECONDS)
+        delay = 0.01
+        while True:
+            try:
+                r, w = await asyncio.open_unix_connection(client.socket_path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                if self.loop.time() + delay > deadline:
+                    raise DirtyConnectionError(
+                        "Failed to connect to dirty arbiter: %s" % exc,
+                        socket_path=client.socket_path) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+            except OSError as exc:
+                raise DirtyConnectionError(
+                    "Failed to connect to dirty arbiter: %s" % exc,
+                    socket_path=client.socket_path) from exc
+        self.reader, self.writer = r, w
+        self.reader_task = self.loop.create_task(self._read_loop())
+
+    async def _read_loop(self):
+        wire = _wire
+        header_size = wire.HEADER_SIZE
+        err = None
+        try:
+            while True:
+                head = await self.reader.readexactly(header_size)
+                kind, length, rid = wire.decode_header(head)
+                payload = await self.reader.readexactly(length) if length else b""
+                msg = wire.decode(payload) if length else None
+                self._route(kind, rid, msg)
+        except asyncio.IncompleteReadError:
+            err = DirtyConnectionError("dirty arbiter closed the connection",
+                                       socket_path=self.client.socket_path)
+        except asyncio.CancelledError:
+            err = DirtyConnectionError("dirty connection closed",
+                                       socket_path=self.client.socket_path)
+        except Exception as exc:  # protocol or socket error
+            if wire is not None and isinstance(exc, wire.ProtocolError):
+                err = DirtyProtocolError("Protocol error: %s" % exc)
+            else:
+                err = DirtyConnectionError("Communication error: %s" % exc,
+                                           socket_path=self.client.socket_path)
+        finally:
+            self._fail_all(err or DirtyConnectionError("dirty connection closed"))
+
+    def _route(self, kind, rid, msg):
+        target = self.pending.get(rid)
+        if target is None:
+            return  # a call that timed out or was abandoned
+        if kind == MSG_ERROR:
+            e = msg.get("error") if isinstance(msg, dict) else None
+            e = e if isinstance(e, dict) else {}
+            exc = error_from_wire(e.get("error_type"), e.get("message"), e.get("details"))
+            item = exc
+        elif kind == MSG_RESPONSE:
+            item = ("result", msg.get("result") if isinstance(msg, dict) else None)
+        elif kind == MSG_CHUNK:
+            item = ("chunk", msg.get("data") if isinstance(msg, dict) else None)
+        elif kind == MSG_END:
+            item = _END
+        else:
+            item = DirtyProtocolError("unexpected message type 0x%02x" % kind)
+        if isinstance(target, asyncio.Future):
+            self.pending.pop(rid, None)
+            if target.done():
+                return
+            if isinstance(item, BaseException):
+                target.set_exception(item)
+            elif isinstance(item, tuple):
+                target.set_result(item[1])
+            else:
+                target.set_exception(DirtyProtocolError(
+                    "stream reply to a call: use stream_async()"))
+        else:
+            if item is _END or isinstance(item, BaseException) or item[0] == "result":
+                self.pending.pop(rid, None)
+            target.put_nowait(item)
+
+    def _fail_all(self, exc):
+        pending, self.pending = self.pending, {}
+        for target in pending.values():
+            if isinstance(target, asyncio.Future):
+                if not target.done():
+                    target.set_exception(exc)
+            else:
+                target.put_nowait(exc)
+        w, self.writer, self.reader = self.writer, None, None
+        if w is not None:
+            w.close()
+
+    async def _send(self, rid, app_path, action, args, kwargs):
+        await self.connect()
+        try:
+            frame = _wire.encode_request(rid, app_path, action, list(args), kwargs or None)
+        except Exception as exc:
+            self.pending.pop(rid, None)
+            raise DirtyProtocolError("cannot encode request: %s" % exc) from exc
+        self.writer.write(frame)
+        if self.writer.transport.get_write_buffer_size() > 65536:
+            await self.writer.drain()
+
+    async def execute(self, app_path, action, args, kwargs):
+        rid = next(self.ids)
+        fut = self.loop.create_future()
+        self.pending[rid] = fut
+        try:
+            await self._send(rid, app_path, action, args, kwargs)
+            timeout = self.client.timeout
+            if timeout:
+                return await asyncio.wait_for(fut, timeout)
+            return await fut
+        except asyncio.TimeoutError:
+            raise DirtyTimeoutError("Timeout waiting for dirty app response",
+                                    timeout=self.client.timeout) from None
+        finally:
+            self.pending.pop(rid, None)
+
+    async def stream_start(self, app_path, action, args, kwargs):
+        rid = next(self.ids)
+        q = asyncio.Queue()
+        self.pending[rid] = q
+        try:
+            await self._send(rid, app_path, action, args, kwargs)
+        except BaseException:
+            self.pending.pop(rid, None)
+            raise
+        return rid, q
+
+    def forget(self, rid):
+        self.pending.pop(rid, None)
+
+    async def close(self):
+        self.closed = True
+        task, self.reader_task = self.reader_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+        self._fail_all(DirtyConnectionError("dirty client closed"))
+
+
+class DirtyAsyncStreamIterator:
+    """The async iterator stream_async() returns."""
+
+    def __init__(self, client, app_path, action, args, kwargs):
+        self.client = client
+        self.app_path = app_path
+        self.action = action
+        self.args = args
+        self.kwargs = kwargs
+        self._chan = None
+        self._id = None
+        self._queue = None
+        self._done = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._done:
+            raise StopAsyncIteration
+        if self._queue is None:
+            self._chan = self.client._channel()
+            self._id, self._queue = await self._chan.stream_start(
+                self.app_path, self.action, self.args, self.kwargs)
+        try:
+            timeout = self.client.timeout
+            if timeout:
+                item = await asyncio.wait_for(self._queue.get(), timeout)
+            else:
+                item = await self._queue.get()
+        except asyncio.TimeoutError:
+            self._finish()
+            raise DirtyTimeoutError("Timeout waiting for next chunk",
+                                    timeout=self.client.timeout) from None
+        if item is _END:
+            self._finish()
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._finish()
+            raise item
+        if item[0] == "result":
+            self._finish()
+        return item[1]
+
+    def _finish(self):
+        self._done = True
+        if self._chan is not None:
+            self._chan.forget(self._id)
+
+    async def aclose(self):
+        self._finish()
+
+
+# ---- per-thread / per-loop clients ------------------------------------
+
+_thread_local = threading.local()
+_loop_clients = weakref.WeakKeyDictionary()
+_dirty_socket_path = None
+
+
+def set_dirty_socket_path(path):
+    """Set the socket path (instead of $GUNICORN_DIRTY_SOCKET)."""
+    global _dirty_socket_path
+    _dirty_socket_path = path
+
+
+def get_dirty_socket_path():
+    if _dirty_socket_path is not None:
+        return _dirty_socket_path
+    path = os.environ.get("GUNICORN_DIRTY_SOCKET")
+    if path:
+        return path
+    raise DirtyError("Dirty socket path not configured. "
+                     "Make sure dirty_workers > 0 and dirty_apps are configured.")
+
+
+def get_dirty_client(timeout=DEFAULT_TIMEOUT):
+    """This thread's client (created on first use, then reused)."""
+    client = getattr(_thread_local, "dirty_client", None)
+    if client is None:
+        client = DirtyClient(get_dirty_socket_path(), timeout=timeout)
+        _thread_local.dirty_client = client
+    elif client.timeout != timeout:
+        client.timeout = timeout
+        for conn in client._idle:
+            conn.timeout = timeout
+    return client
+
+
+async def get_dirty_client_async(timeout=DEFAULT_TIMEOUT):
+    """The running event loop's client (created on first use)."""
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        client = DirtyClient(get_dirty_socket_path(), timeout=timeout)
+        _loop_clients[loop] = client
+    else:
+        client.timeout = timeout
+    return client
+
+
+def close_dirty_client():
+    """Close this thread's client."""
+    client = getattr(_thread_local, "dirty_client", None)
+    if client is not None:
+        client.close()
+        _thread_local.dirty_client = None
+
+
+async def close_dirty_client_async():
+    """Close the running loop's client."""
+    client = _loop_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.close_async()

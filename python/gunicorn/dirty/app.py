@@ -1,0 +1,10 @@
+"""gunicorn.dirty.app: the very module cunicorn.dirty.app.
+
+Aliased in sys.modules (not a copy), so classes, module state and
+isinstance checks are shared under both names."""
+
+import sys
+
+from cunicorn.dirty import app as _impl
+
+sys.modules[__name__] = _impl

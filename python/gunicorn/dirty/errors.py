@@ -1,0 +1,10 @@
+"""gunicorn.dirty.errors: the very module cunicorn.dirty.errors.
+
+Aliased in sys.modules (not a copy), so classes, module state and
+isinstance checks are shared under both names."""
+
+import sys
+
+from cunicorn.dirty import errors as _impl
+
+sys.modules[__name__] = _impl
