@@ -722,6 +722,18 @@ prog_name(const char *argv0)
 	return p != NULL ? p + 1 : argv0;
 }
 
+/* -h and -v */
+static void __attribute__((noreturn))
+print_and_exit(const struct setting_def *d, const char *prog)
+{
+	if (d->type == T_HELP)
+		print_help(prog);
+	else
+		printf("%s (version %s, gunicorn-compatible %s)\n", prog,
+		    CUNICORN_VERSION, GUNICORN_COMPAT_VERSION);
+	exit(0);
+}
+
 /* The row whose long flag is name (exact, else a unique prefix as
  * argparse allows).  *ambiguous is set when several rows match. */
 static const struct setting_def *
@@ -852,39 +864,36 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 				has_value = 1;
 			}
 		} else {
-			d = find_short(a[1]);
-			if (d == NULL) {
-				error_line("unrecognized arguments: %s", a);
-				return -1;
-			}
-			if (d->type == T_BOOL || d->type == T_HELP ||
-			    d->type == T_VERSION) {
-				/* "-Dk sync": a group of short flags */
-				for (const char *p = a + 2; *p != '\0'; p++) {
-					const struct setting_def *g =
-					    find_short(*p);
-					if (g == NULL || g->type != T_BOOL) {
-						error_line("unrecognized "
-						    "arguments: %s", a);
-						return -1;
-					}
-					ops_push(o, g, NULL);
+			/* "-w4", "-w=4", "-w 4"; "-Dw4": flags, then one
+			 * option that may take the rest as its value */
+			const char *p = a + 1;
+			for (;;) {
+				if ((d = find_short(*p)) == NULL) {
+					error_line("unrecognized arguments: %s",
+					    a);
+					return -1;
 				}
-			} else if (a[2] != '\0') {
-				value = a[2] == '=' ? a + 3 : a + 2;
-				has_value = 1;
+				if (d->type != T_BOOL && d->type != T_HELP &&
+				    d->type != T_VERSION) {
+					if (p[1] != '\0') {
+						value = p[1] == '=' ? p + 2 :
+						    p + 1;
+						has_value = 1;
+					}
+					break;
+				}
+				if (p[1] == '\0')
+					break;
+				if (d->type == T_BOOL)
+					ops_push(o, d, NULL);
+				else
+					print_and_exit(d, prog);
+				p++;
 			}
 		}
 
-		if (d->type == T_HELP) {
-			print_help(prog);
-			exit(0);
-		}
-		if (d->type == T_VERSION) {
-			printf("%s (version %s, gunicorn-compatible %s)\n",
-			    prog, CUNICORN_VERSION, GUNICORN_COMPAT_VERSION);
-			exit(0);
-		}
+		if (d->type == T_HELP || d->type == T_VERSION)
+			print_and_exit(d, prog);
 		if (d->type == T_BOOL) {
 			if (has_value) {
 				error_line("argument %s: ignored explicit "

@@ -425,6 +425,20 @@ test_cli_forms(void)
 	CHECK_STR(s.app_uri, "-weird:app");
 	settings_free(&s);
 
+	/* short flags grouped, the last one taking the rest as value */
+	settings_defaults(&s);
+	CHECK(parse(&s, "-Dw4", "-Db=127.0.0.1:9", "-Dt", "5", NULL) == 0);
+	CHECK(s.daemon && s.workers == 4 && s.timeout == 5);
+	CHECK(s.bind.len == 1);
+	CHECK_STR(s.bind.items[0], "127.0.0.1:9");
+	settings_free(&s);
+	{
+		int rc;
+		const char *out = parse_fails(&rc, "-DZ", NULL);
+		CHECK(rc == -1 && one_error_line(out,
+		    "unrecognized arguments: -DZ"));
+	}
+
 	/* a unique prefix of a long option, as argparse allows */
 	settings_defaults(&s);
 	CHECK(parse(&s, "--graceful", "3", "--max-requests-j=4", NULL) == 0);
