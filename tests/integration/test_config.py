@@ -275,3 +275,32 @@ def test_version_and_help(appdir):
                  "--dirty-app", "--dirty-workers", "--print-config", "--check-config",
                  "--access-logformat", "--log-file", "--virtualenv"):
         assert flag in out, flag
+
+
+# ---- what hooks see ------------------------------------------------------------
+
+def test_hooks_see_cfg(make_server, appdir):
+    """Hooks read settings as gunicorn's do: server.cfg.workers,
+    worker.cfg.proc_name, ... with the command line winning over the file."""
+    (appdir / "conf.py").write_text(textwrap.dedent("""\
+        import sys
+        workers = 2
+        proc_name = "cfgtest"
+        raw_env = ["CFG_TEST=1"]
+        def on_starting(server):
+            c = server.cfg
+            print("ON_STARTING workers=%r proc_name=%r timeout=%r env=%r bind_is_list=%r"
+                  % (c.workers, c.proc_name, c.timeout, c.env, isinstance(c.bind, list)),
+                  file=sys.stderr, flush=True)
+        def post_worker_init(worker):
+            print("POST_WORKER_INIT proc_name=%r" % (worker.cfg.proc_name,),
+                  file=sys.stderr, flush=True)
+    """))
+    s = make_server("-c", str(appdir / "conf.py"), "-w", "1", "--timeout", "17",
+                    "--chdir", str(appdir), "hello:app", cwd=str(appdir))
+    s.wait_log("POST_WORKER_INIT")
+    log = s.log()
+    assert ("ON_STARTING workers=1 proc_name='cfgtest' timeout=17 "
+            "env={'CFG_TEST': '1'} bind_is_list=True") in log, log[-3000:]
+    assert "POST_WORKER_INIT proc_name='cfgtest'" in log
+    assert s.stop() is not None
