@@ -26,7 +26,7 @@
  *   (0 or > 32768 means 32768, gunicorn's MAX_HEADERS)
  *   a header line (incl. CRLF) above limit_request_field_size  431
  *   (0 = no per-line limit; the whole header block is still bounded by
- *    fields * (field_size or 8190) + 2) + 4 bytes, gunicorn's
+ *    fields * ((field_size or 8190) + 2) + 4 bytes, gunicorn's
  *    max_buffer_headers)                                     431
  *   header name not a token / whitespace before ':'          400
  *   obsolete line folding                                    400
@@ -43,7 +43,13 @@
  *   - request-line separators are exactly one SP;
  *   - a second Host header is rejected (RFC 9112 3.2);
  *   - a TE without chunked as final coding is 400 (gunicorn would read
- *     an empty body and close; RFC 9112 6.3 says 400).
+ *     an empty body and close; RFC 9112 6.3 says 400);
+ *   - a request-target must be origin-form ("/..."), "*", absolute-form
+ *     ("scheme://authority[/...]"), or anything for CONNECT.
+ * keep_alive: "close" in any Connection header wins, then HTTP/1.1+
+ * keeps alive, HTTP/1.0 only with "keep-alive" (token lists, any case);
+ * a compression coding before chunked turns it off (gunicorn must_close).
+ * expect_continue only for HTTP/1.1+, as RFC 9110 10.1.1 asks.
  * Leading empty lines before the request line are skipped (RFC 9112 2.2);
  * more than limit_request_line bytes of them is "Request Line is too
  * large".  HTTP/1.2 .. 1.9 are accepted as gunicorn does (minor version
@@ -53,8 +59,8 @@
  * Chunked decoding (RFC 9112 7.1): chunk-size is 1*HEXDIG (leading zeros
  * allowed, overflow of 64 bits rejected), optionally followed by BWS and
  * chunk extensions that must follow the grammar (token [= token /
- * quoted-string]); the whole size line is bounded to CHUNK_LINE_MAX
- * bytes.  Chunk data must be followed by exactly CRLF.  Trailer fields are
+ * quoted-string]); the whole size line, CRLF included, is bounded to
+ * CHUNK_LINE_MAX bytes.  Chunk data must be followed by exactly CRLF.  Trailer fields are
  * validated like header fields (token name, no whitespace before ':', no
  * folding, no CTL) and the trailer section is bounded to TRAILER_MAX
  * bytes (431 beyond, like gunicorn's header limits); they are not returned.
