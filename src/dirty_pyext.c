@@ -840,6 +840,7 @@ out:
 
 #define RBUF_INITIAL	(64 * 1024)
 #define RBUF_KEEP	(4 * 1024 * 1024)	/* shrink back above this */
+#define RCVTIMEO_SLACK_US 10000		/* a timeout may fire this late */
 
 typedef struct {
 	PyObject_HEAD
@@ -848,6 +849,7 @@ typedef struct {
 	int close_pending;	/* close() came during a call */
 	double timeout;		/* seconds; < 0: none */
 	long sockopt_us;	/* SO_RCVTIMEO now set on fd (0: none) */
+	long sndopt_us;		/* SO_SNDTIMEO now set on fd (0: none) */
 	uint64_t next_id;
 	struct dirty_buf wbuf;
 	struct dirty_buf rbuf;
@@ -923,15 +925,18 @@ conn_begin(ConnectionObject *self, double *deadline)
 		    "use by another thread");
 		return -1;
 	}
+	/* The common path makes no system call here: the options keep
+	 * the per-call timeout between calls. */
 	us = timeout_us(self->timeout);
-	if (self->sockopt_us != us) {
-		if (set_rcvtimeo(self, us) == -1)
-			goto err;
+	if (set_rcvtimeo(self, us) == -1)
+		goto err;
+	if (self->sndopt_us != us) {
 		tv.tv_sec = us / 1000000;
 		tv.tv_usec = us % 1000000;
 		if (setsockopt(self->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
 		    sizeof(tv)) == -1)
 			goto err;
+		self->sndopt_us = us;
 	}
 	*deadline = self->timeout >= 0 ? now_seconds() + self->timeout : 0;
 	self->busy = 1;
@@ -1100,9 +1105,12 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 				double left = deadline - now_seconds();
 				long us = (long)(left * 1e6);
 
+				/* Lower SO_RCVTIMEO only when that moves the
+				 * wake-up by more than RCVTIMEO_SLACK_US, so a
+				 * fast call makes no setsockopt(). */
 				if (us <= 0)
 					flags = MSG_DONTWAIT;
-				else if (us < self->sockopt_us &&
+				else if (us + RCVTIMEO_SLACK_US < self->sockopt_us &&
 				    set_rcvtimeo(self, us) == -1) {
 					err = errno;
 					st = IO_ERRNO;
@@ -1267,6 +1275,7 @@ Connection_init(ConnectionObject *self, PyObject *args, PyObject *kwds)
 	self->fd = fd;
 	self->timeout = timeout;
 	self->sockopt_us = 0;
+	self->sndopt_us = 0;
 	self->next_id = 1;
 	self->rpos = 0;
 	self->rbuf.len = 0;
