@@ -1288,8 +1288,14 @@ set_list_py(struct settings *s, const struct setting_def *d, PyObject *v)
 	PyObject *seq;
 	Py_ssize_t n;
 
-	if (PyUnicode_Check(v))
-		return set_value(s, d, PyUnicode_AsUTF8(v), 0);
+	if (PyUnicode_Check(v)) {
+		const char *u = PyUnicode_AsUTF8(v);
+		if (u == NULL) {
+			PyErr_Clear();
+			return invalid_py(d, v, "not valid text");
+		}
+		return set_value(s, d, u, 0);
+	}
 	if (v == Py_None || v == Py_False) {
 		strlist_clear(l);
 		return 0;

@@ -560,6 +560,42 @@ test_env(void)
 	settings_free(&s);
 }
 
+/* Odd GUNICORN_CMD_ARGS never crash: each either parses or fails with
+ * one line; the expected outcome is listed. */
+static void
+test_env_edges(void)
+{
+	static const struct {
+		const char *in;
+		int rc;
+	} cases[] = {
+		{ "", 0 }, { "   \t ", 0 }, { "\\", -1 }, { "'", -1 },
+		{ "\"\\", -1 }, { "\"\\\"\"", 0 }, { "-", 0 }, { "--", 0 },
+		{ "--=x", -1 }, { "-=", -1 }, { "-w", -1 }, { "''", 0 },
+		{ "--name ''", 0 }, { "--bind", -1 }, { "-Dw", -1 },
+		{ "--workers= 3", -1 }, { "-- --workers 3", 0 },
+		{ "--name=\"a b\"'c d'e\\ f", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct settings s;
+		int rc;
+
+		settings_defaults(&s);
+		capture_begin();
+		rc = settings_parse_env(&s, cases[i].in);
+		capture_end();
+		CHECK(rc == cases[i].rc);
+		if (rc != cases[i].rc)
+			fprintf(stderr, "  (input <%s>: %s)\n", cases[i].in, captured);
+		CHECK(rc == 0 ? captured[0] == '\0' :
+		    one_error_line(captured, ""));
+		if (i == sizeof(cases) / sizeof(cases[0]) - 1)
+			CHECK_STR(s.proc_name, "a bc de f");
+		settings_free(&s);
+	}
+}
+
 static void
 test_file_precedence(void)
 {
@@ -722,6 +758,11 @@ test_file_errors(void)
 		  "Invalid value for post_request" },
 		{ "pre_fork = 'nomodule_xyz.f'\n", "Invalid value for pre_fork" },
 		{ "dirty_apps = ['a:B:0']\n", "Invalid value for dirty_apps: a:B:0" },
+		{ "bind = '\\udcff'\n", "Invalid value for bind" },
+		{ "workers = '\\udcff'\n", "Invalid value for workers" },
+		{ "bind = ['\\udcff']\n", "Invalid value for bind" },
+		{ "secure_scheme_headers = {'A': 1}\n",
+		  "Invalid value for secure_scheme_headers" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -948,6 +989,7 @@ main(void)
 	test_cli_forms();
 	test_cli_errors();
 	test_env();
+	test_env_edges();
 	test_file_precedence();
 	test_file_errors();
 	test_finalize();
