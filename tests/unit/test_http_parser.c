@@ -442,6 +442,47 @@ test_header_values(void)
 	CHECK(http_header_find(&req, "Missing") == NULL, "missing header");
 }
 
+/* A keep-alive stream: chunked POST, then a GET, in one buffer. */
+static void
+test_pipeline(void)
+{
+	static const char raw[] =
+	    "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+	    "4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\nX-T: 1\r\n\r\n"
+	    "GET /next?a HTTP/1.1\r\nHost: h\r\n\r\n";
+	struct http_header hdrs[8];
+	struct http_request req;
+	struct http_error err;
+	struct http_chunked c;
+	const char *data;
+	size_t pos, used, dlen, outlen = 0;
+	char out[32];
+	int rc;
+
+	rc = http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
+	    hdrs, 8, &err);
+	CHECK(rc == OK && req.body == HTTP_BODY_CHUNKED && req.keep_alive,
+	    "pipeline: first head");
+	pos = req.head_len;
+	http_chunked_init(&c);
+	while (!c.done) {
+		rc = http_chunked_next(&c, raw + pos, sizeof(raw) - 1 - pos,
+		    &used, &data, &dlen, &err);
+		if (rc != OK || outlen + dlen > sizeof(out))
+			break;
+		memcpy(out + outlen, data, dlen);
+		outlen += dlen;
+		pos += used;
+	}
+	CHECK(c.done && slice_is(out, outlen, "Wikipedia"),
+	    "pipeline: chunked body");
+	rc = http_parse_request(raw + pos, sizeof(raw) - 1 - pos,
+	    &default_limits, &req, hdrs, 8, &err);
+	CHECK(rc == OK && slice_is(req.path, req.path_len, "/next") &&
+	    slice_is(req.query, req.query_len, "a") &&
+	    pos + req.head_len == sizeof(raw) - 1, "pipeline: second head");
+}
+
 static void
 test_reason_phrases(void)
 {
@@ -831,6 +872,7 @@ main(void)
 		test_row(&rows[i]);
 	printf("%zu request rows\n", sizeof(rows) / sizeof(rows[0]));
 	test_header_values();
+	test_pipeline();
 	test_reason_phrases();
 	test_limits_runtime();
 	for (i = 0; i < sizeof(chunk_rows) / sizeof(chunk_rows[0]); i++)
