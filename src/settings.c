@@ -1590,6 +1590,9 @@ print_value(FILE *f, const struct settings *s, const struct setting_def *d)
 	case T_STR:
 	case T_CHDIR: {
 		const char *v = *FIELD(s, d, char *);
+		/* gunicorn shows its default config path even when absent */
+		if (v == NULL && d->off == OFF(config))
+			v = "./gunicorn.conf.py";
 		fputs(v != NULL ? v : "None", f);
 		break;
 	}

@@ -889,6 +889,7 @@ test_print(void)
 	CHECK(printed_is(text, "on_starting", "<on_starting()>"));
 	CHECK(printed_is(text, "when_ready", "<WhenReady.when_ready()>"));
 	CHECK(printed_is(text, "dirty_timeout", "300"));
+	CHECK(printed_is(text, "config", conf_path("conf.py")));
 	CHECK(strstr(text, "help") == NULL && strstr(text, "version ") == NULL);
 	free(text);
 
@@ -898,6 +899,7 @@ test_print(void)
 	CHECK(parse(&s, "-e", "A=it's", "-e", "B=\"q\"'", "-e", "C=t\tb\\",
 	    NULL) == 0);
 	text = print_to_string(&s);
+	CHECK(printed_is(text, "config", "./gunicorn.conf.py"));
 	CHECK(printed_is(text, "raw_env",
 	    "[\"A=it's\", 'B=\"q\"\\'', 'C=t\\tb\\\\']"));
 	free(text);
