@@ -389,6 +389,9 @@ struct body {
 	const char *pend;	/* decoded, not yet handed out */
 	size_t pend_len;
 	int eof, failed, continue_pending;
+	int io_error;		/* the client went away or stalled */
+	int err_status;		/* bad chunked framing: answer this (400) */
+	const char *err_reason;
 };
 
 static struct body cur_body;
@@ -409,7 +412,8 @@ body_begin(struct wsgi_conn *c)
 	b->remaining = c->req.content_length;
 	b->pend = NULL;
 	b->pend_len = 0;
-	b->failed = 0;
+	b->failed = b->io_error = b->err_status = 0;
+	b->err_reason = NULL;
 	b->eof = (b->kind == HTTP_BODY_NONE) ||
 	    (b->kind == HTTP_BODY_LENGTH && b->remaining == 0);
 	b->continue_pending = c->req.expect_continue && !b->eof &&
@@ -432,8 +436,10 @@ body_send_continue(struct body *b)
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 	b->continue_pending = 0;
-	if (send_all(b->fd, cont, sizeof(cont) - 1) == -1)
+	if (send_all(b->fd, cont, sizeof(cont) - 1) == -1) {
+		b->io_error = 1;
 		return body_fail(b, PyExc_OSError, "cannot send 100 Continue");
+	}
 	return 0;
 }
 
@@ -477,8 +483,11 @@ body_more(struct body *b)
 				int r = http_chunked_next(&b->ch, b->buf + b->pos, avail,
 				    &used, &data, &dlen, &err);
 				b->pos += used;
-				if (r == HTTP_PARSE_ERROR)
+				if (r == HTTP_PARSE_ERROR) {
+					b->err_status = err.status;
+					b->err_reason = err.reason;
 					return body_fail(b, PyExc_ValueError, err.reason);
+				}
 				if (r == HTTP_PARSE_OK && dlen > 0) {
 					b->pend = data;
 					b->pend_len = dlen;
@@ -490,6 +499,8 @@ body_more(struct body *b)
 		/* need more bytes from the socket */
 		b->pos = b->len = b->base;
 		ssize_t n = wsgi_recv(b->fd, b->buf + b->base, b->cap - b->base);
+		if (n <= 0)
+			b->io_error = 1;
 		if (n <= 0)
 			return body_fail(b, PyExc_OSError,
 			    n == 0 ? "client closed the connection before the end of the body"
@@ -580,6 +591,7 @@ input_read(InputObject *self, PyObject *const *args, Py_ssize_t nargs)
 			size_t n = want - got;
 			ssize_t rd = wsgi_recv(b->fd, PyBytes_AS_STRING(out) + got, n);
 			if (rd <= 0) {
+				b->io_error = 1;
 				body_fail(b, PyExc_OSError, rd == 0 ?
 				    "client closed the connection before the end of the body" :
 				    "cannot read the request body");
@@ -2162,11 +2174,23 @@ wsgi_handle(struct wsgi_conn *c)
 	}
 error:
 	if (failed) {
-		if (r->failed) {
+		if (r->failed || (cur_body.io_error && !r->headers_sent)) {
 			if (PyErr_Occurred() && log_get_level() <= LOG_DEBUG)
-				python_log_exception(LOG_DEBUG, LOG_DEBUG, "Ignoring socket error");
+				python_log_exception(LOG_DEBUG, LOG_DEBUG,
+				    cur_body.io_error ? "Ignored premature client disconnection" :
+				    "Ignoring socket error");
 			PyErr_Clear();
 			rc = -1;
+		} else if (cur_body.err_status && !r->headers_sent) {
+			/* malformed chunked body: the client's fault, not the app's */
+			PyErr_Clear();
+			format_peer(c);
+			log_debug("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
+			wsgi_write_error(c->fd, cur_body.err_status,
+			    http_reason_phrase(cur_body.err_status), cur_body.err_reason);
+			r->status_code = cur_body.err_status;
+			if (log_access_enabled())
+				access_log(c, env, r, r->status_code, realtime_us() - start);
 		} else if (!r->headers_sent) {
 			log_app_error(c, 1);
 			PyErr_Clear();
