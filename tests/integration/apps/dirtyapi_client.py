@@ -1,0 +1,115 @@
+"""A plain-python3 client of a running cunicorn, for test_dirty_api.py:
+    PYTHONPATH=python:build/python GUNICORN_DIRTY_SOCKET=... \
+        /usr/bin/python3 dirtyapi_client.py SCENARIO [ARGS...]
+prints one JSON object on stdout.  Uses only the public API.
+"""
+import asyncio
+import json
+import sys
+import threading
+import time
+
+from gunicorn.dirty import (DirtyAppError, DirtyAppNotFoundError, DirtyError,
+                            get_dirty_client, get_dirty_client_async)
+
+APP = "dirtyapi_apps:Basic"
+
+
+def err(e):
+    return {"class": type(e).__name__, "message": e.message,
+            "traceback": getattr(e, "traceback", None)}
+
+
+async def scenario_async():
+    client = await get_dirty_client_async()
+    same = client is await get_dirty_client_async()
+    # many calls in flight on one connection, matched by id
+    values = await asyncio.gather(*(client.execute_async(APP, "echo", i) for i in range(50)))
+    coro = await client.execute_async(APP, "coro", 21)
+    chunks = [c async for c in client.stream_async(APP, "count", 5)]
+    achunks = [c async for c in client.stream_async(APP, "acount", 3)]
+    partial, stream_error = [], None
+    try:
+        async for c in client.stream_async(APP, "count_then_fail", 3):
+            partial.append(c)
+    except DirtyAppError as e:
+        stream_error = err(e)
+    try:
+        await client.execute_async(APP, "fail", "async")
+        app_error = None
+    except DirtyAppError as e:
+        app_error = err(e)
+    try:
+        await client.execute_async("nosuch:App", "x")
+        notfound = None
+    except DirtyAppNotFoundError as e:
+        notfound = err(e)
+    # concurrent slow calls + a stream interleaved
+    t0 = time.monotonic()
+    slow = await asyncio.gather(client.execute_async(APP, "sleep", 0.3),
+                                client.execute_async(APP, "echo", "fast"))
+    return {"same": same, "values": values, "coro": coro, "chunks": chunks,
+            "achunks": achunks, "partial": partial, "stream_error": stream_error,
+            "app_error": app_error, "notfound": notfound,
+            "slow": [isinstance(slow[0], int), slow[1]],
+            "slow_elapsed": time.monotonic() - t0}
+
+
+def scenario_parallel(n, seconds):
+    n, seconds = int(n), float(seconds)
+    pids, errors = [], []
+
+    def one():
+        try:
+            pids.append(get_dirty_client().execute(APP, "sleep", seconds))
+        except DirtyError as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"elapsed": time.monotonic() - t0, "pids": pids, "errors": errors}
+
+
+def scenario_sync():
+    c = get_dirty_client()
+    out = {"same": c is get_dirty_client(), "echo": c.execute(APP, "echo", {"k": [1, 2.5, None, True, b"\x00b"]})}
+    out["echo"]["k"][4] = out["echo"]["k"][4].hex()
+    # a call made while a stream is being iterated gets its own connection
+    inner = []
+    for chunk in c.stream(APP, "count", 3):
+        inner.append([chunk, c.execute(APP, "echo", chunk["i"])])
+    out["inner"] = inner
+    it = c.stream(APP, "count", 100)
+    out["abandoned_first"] = next(it)
+    it.close()
+    out["after_abandon"] = c.execute(APP, "echo", "still fine")
+    return out
+
+
+def scenario_reconnect():
+    c = get_dirty_client()
+    first = c.execute(APP, "ping")
+    print(json.dumps({"first": first}), flush=True)
+    sys.stdin.readline()  # the test restarts the dirty arbiter meanwhile
+    try:
+        second = c.execute(APP, "ping")
+        return {"second": second}
+    except DirtyError as e:
+        return {"second_error": err(e)}
+
+
+def main():
+    name, args = sys.argv[1], sys.argv[2:]
+    if name == "async":
+        out = asyncio.run(scenario_async())
+    else:
+        out = globals()["scenario_" + name](*args)
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
