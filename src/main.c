@@ -37,6 +37,14 @@ main(int argc, char **argv)
 	rc = config != NULL ? settings_load_file(&s, config) : settings_apply_overrides(&s);
 	if (rc == -1 || settings_finalize(&s) == -1)
 		return 1;
+	if (s.config != NULL) {
+		/* absolute, so that SIGHUP re-reads the same file after --chdir */
+		char *abs = realpath(s.config, NULL);
+		if (abs != NULL) {
+			free(s.config);
+			s.config = abs;
+		}
+	}
 	if (s.print_config) {
 		settings_print(&s, stdout);
 		return 0;

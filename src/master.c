@@ -477,19 +477,31 @@ static void
 reload(void)
 {
 	struct settings ns;
-	int old_workers = M.num_workers;
+	int old_workers = M.num_workers, rc;
+	char *config;
 
 	log_info("Hang up: Master");
 	settings_defaults(&ns);
 	if (settings_parse_args(&ns, M.argc, M.argv) == -1 ||
 	    (getenv("GUNICORN_CMD_ARGS") != NULL &&
-	     settings_parse_env(&ns, getenv("GUNICORN_CMD_ARGS")) == -1) ||
-	    (ns.config != NULL ? settings_load_file(&ns, ns.config)
-	     : settings_apply_overrides(&ns)) == -1 ||
-	    settings_finalize(&ns) == -1) {
+	     settings_parse_env(&ns, getenv("GUNICORN_CMD_ARGS")) == -1)) {
 		log_errorx("Reload failed: keeping the current configuration");
 		settings_free(&ns);
 		return;
+	}
+	/* the file loaded at start (made absolute by main), even when it was
+	 * ./gunicorn.conf.py found by default */
+	config = M.cfg->config != NULL ? xstrdup(M.cfg->config) : NULL;
+	rc = config != NULL ? settings_load_file(&ns, config) : settings_apply_overrides(&ns);
+	if (rc == -1 || settings_finalize(&ns) == -1) {
+		log_errorx("Reload failed: keeping the current configuration");
+		settings_free(&ns);
+		free(config);
+		return;
+	}
+	if (config != NULL) {
+		free(ns.config);
+		ns.config = config;
 	}
 	ns.default_proc_name = ns.default_proc_name ? ns.default_proc_name
 	    : (M.cfg->default_proc_name ? xstrdup(M.cfg->default_proc_name) : NULL);

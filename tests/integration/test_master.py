@@ -80,7 +80,8 @@ def test_killed_worker_is_replaced(make_server):
 def test_hup_reloads_config_and_replaces_workers(make_server, tmp_path):
     conf = tmp_path / "conf.py"
     conf.write_text("workers = 1\nraw_env = ['CUNI_GEN=1']\n")
-    s = make_server("-c", str(conf), *app_args("master_app:info"))
+    # a relative -c with --chdir elsewhere: HUP must re-read the same file
+    s = make_server("-c", os.path.relpath(str(conf), ROOT), *app_args("master_app:info"))
     old = worker_pids(s, 1)
     assert get_json(s.port)["env"]["CUNI_GEN"] == "1"
     conf.write_text("workers = 2\nraw_env = ['CUNI_GEN=2']\n")
