@@ -91,6 +91,7 @@ class Proc:
 
 class Backend:
     name = "?"
+    bin_dir = None		# prepended to PATH inside, where gunicorn is
 
     # -- to implement ---------------------------------------------------
     def _start(self):
@@ -159,7 +160,8 @@ class Backend:
     def start_master(self):
         """Start another master in the same place, detached, its output
         appended to PID 1's (= the logs)."""
-        self.sh("cd %s && (%s >>/proc/1/fd/1 2>&1 &)\n" % (self.appdir, START_CMD))
+        path = "export PATH=%s:$PATH; " % self.bin_dir if self.bin_dir else ""
+        self.sh("%scd %s && (%s >>/proc/1/fd/1 2>&1 &)\n" % (path, self.appdir, START_CMD))
 
     def wait_ready(self, timeout=60, exclude=()):
         """Wait for master, worker, dirty arbiter and dirty worker (none of
@@ -226,7 +228,7 @@ class SandboxBackend(Backend):
     name = "sandbox"
 
     def __init__(self):
-        self.binary_dir = os.path.join(ROOT, "build")
+        self.bin_dir = os.path.join(ROOT, "build")
         self.appdir = APPDIR
         self.workdir = tempfile.mkdtemp(prefix="cunicorn-sandbox-")
         self.logpath = os.path.join(self.workdir, "sandbox.log")
@@ -239,7 +241,7 @@ class SandboxBackend(Backend):
         for tool in ("unshare", "nsenter", "ip", "curl", "ps"):
             if not shutil.which(tool):
                 raise BackendUnavailable("%s is not installed (scripts/deps.sh test)" % tool)
-        gb = os.path.join(self.binary_dir, "gunicorn")
+        gb = os.path.join(self.bin_dir, "gunicorn")
         if not os.access(gb, os.X_OK):
             raise BackendUnavailable("%s is missing: run `make` first" % gb)
         script = ("set -e\n"
@@ -248,7 +250,7 @@ class SandboxBackend(Backend):
                   "cd %s\n"
                   "export PATH=%s:$PATH\n"
                   "set +e\n"
-                  "%s & while true; do sleep 1; done\n") % (self.appdir, self.binary_dir, START_CMD)
+                  "%s & while true; do sleep 1; done\n") % (self.appdir, self.bin_dir, START_CMD)
         env = dict(os.environ)
         for k in ("GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET", "XDG_RUNTIME_DIR", "PYTHONPATH",
                   "PYTHONHOME", "VIRTUAL_ENV"):
