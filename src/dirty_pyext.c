@@ -778,6 +778,87 @@ mod_encode_request(PyObject *self, PyObject *args)
 }
 
 static PyObject *
+mod_encode_response(PyObject *self, PyObject *args)
+{
+	unsigned long long id;
+	PyObject *v;
+	struct dirty_buf b;
+
+	if (!PyArg_ParseTuple(args, "O&O:encode_response", id_converter, &id,
+	    &v))
+		return NULL;
+	dirty_buf_init(&b);
+	if (dirty_py_put_response(&b, id, v) == -1) {
+		dirty_buf_free(&b);
+		return NULL;
+	}
+	return bytes_from_buf(&b);
+}
+
+static PyObject *
+mod_encode_chunk(PyObject *self, PyObject *args)
+{
+	unsigned long long id;
+	PyObject *v;
+	struct dirty_buf b;
+
+	if (!PyArg_ParseTuple(args, "O&O:encode_chunk", id_converter, &id, &v))
+		return NULL;
+	dirty_buf_init(&b);
+	if (dirty_py_put_chunk(&b, id, v) == -1) {
+		dirty_buf_free(&b);
+		return NULL;
+	}
+	return bytes_from_buf(&b);
+}
+
+static PyObject *
+mod_encode_end(PyObject *self, PyObject *arg)
+{
+	unsigned long long id;
+	struct dirty_buf b;
+
+	if (!id_converter(arg, &id))
+		return NULL;
+	dirty_buf_init(&b);
+	dirty_py_put_end(&b, id);
+	return bytes_from_buf(&b);
+}
+
+static PyObject *
+mod_encode_error(PyObject *self, PyObject *args)
+{
+	unsigned long long id;
+	const char *error_type, *message;
+	PyObject *details = Py_None;
+	struct dirty_buf b;
+
+	if (!PyArg_ParseTuple(args, "O&ss|O:encode_error", id_converter, &id,
+	    &error_type, &message, &details))
+		return NULL;
+	dirty_buf_init(&b);
+	dirty_py_put_error(&b, id, error_type, message, details);
+	return bytes_from_buf(&b);
+}
+
+static PyObject *
+mod_parse_request(PyObject *self, PyObject *arg)
+{
+	Py_buffer view;
+	PyObject *ap, *ac, *a, *kw;
+	int rc;
+
+	if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) == -1)
+		return NULL;
+	rc = dirty_py_parse_request(view.buf, (size_t)view.len, &ap, &ac, &a,
+	    &kw);
+	PyBuffer_Release(&view);
+	if (rc == -1)
+		return NULL;
+	return Py_BuildValue("(NNNN)", ap, ac, a, kw);
+}
+
+static PyObject *
 mod_decode_header(PyObject *self, PyObject *arg)
 {
 	Py_buffer view;
@@ -1625,6 +1706,17 @@ static PyMethodDef module_methods[] = {
 	{ "encode_request", mod_encode_request, METH_VARARGS,
 	    "encode_request(id, app_path, action, args=None, kwargs=None) "
 	    "-> bytes: a whole REQUEST frame" },
+	{ "encode_response", mod_encode_response, METH_VARARGS,
+	    "encode_response(id, result) -> bytes: a RESPONSE frame" },
+	{ "encode_chunk", mod_encode_chunk, METH_VARARGS,
+	    "encode_chunk(id, data) -> bytes: a CHUNK frame" },
+	{ "encode_end", mod_encode_end, METH_O,
+	    "encode_end(id) -> bytes: an END frame" },
+	{ "encode_error", mod_encode_error, METH_VARARGS,
+	    "encode_error(id, error_type, message, details=None) -> bytes: an "
+	    "ERROR frame (never fails; unencodable details become {})" },
+	{ "parse_request", mod_parse_request, METH_O,
+	    "parse_request(payload) -> (app_path, action, args_tuple, kwargs)" },
 	{ "decode_header", mod_decode_header, METH_O,
 	    "decode_header(data) -> (type, length, id) from the first 16 "
 	    "bytes" },

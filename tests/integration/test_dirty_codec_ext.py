@@ -492,6 +492,50 @@ def test_frame_errors():
         d.encode_request(1, "a:B", "x", [], ["not a dict"])
 
 
+def test_worker_side_builders():
+    # the C API the dirty worker uses, through its Python wrappers
+    assert d.encode_response(7, [1, "a"]) == oracle_frame(
+        d.MSG_TYPE_RESPONSE, 7, {"result": [1, "a"]})
+    assert d.encode_chunk(8, b"x") == oracle_frame(d.MSG_TYPE_CHUNK, 8,
+                                                   {"data": b"x"})
+    assert d.encode_end(9) == oracle_frame(d.MSG_TYPE_END, 9, None)
+    assert d.encode_error(0x0102030405060708, "DirtyAppError",
+                          "boom") == bytes.fromhex(ERROR_HEX)
+    tb = {"traceback": "Traceback (most recent call last):\n  ...\n"}
+    assert d.encode_error(3, "DirtyAppError", "m\u00e9", tb) == oracle_frame(
+        d.MSG_TYPE_ERROR, 3, {"error": {"error_type": "DirtyAppError",
+                                        "message": "m\u00e9", "details": tb}})
+    # unencodable details are sent as {} rather than failing
+    assert d.decode_frame(d.encode_error(4, "DirtyError", "x",
+                                         {"bad": object()}))[2] == {
+        "error": {"error_type": "DirtyError", "message": "x", "details": {}}}
+    # a result that cannot be encoded raises, and nothing is half-built
+    with pytest.raises(TypeError):
+        d.encode_response(1, {"x": object()})
+    with pytest.raises(ValueError):
+        nested = []
+        for _ in range(d.MAX_DEPTH - 1):  # 32 lists + the payload dict
+            nested = [nested]
+        d.encode_response(1, nested)
+    nested = nested[0]
+    assert d.decode_frame(d.encode_response(1, nested))[2]["result"] == nested
+
+    req = d.encode_request(5, "app:X", "go", [1, [2]], {"k": None})
+    assert d.parse_request(req[16:]) == ("app:X", "go", (1, [2]),
+                                         {"k": None})
+    # gunicorn may omit nothing, but a missing args/kwargs is tolerated
+    assert d.parse_request(oracle_encode({"app_path": "a:B",
+                                          "action": "x"})) == (
+        "a:B", "x", (), {})
+    for bad in ({"action": "x"}, {"app_path": "a:B", "action": 1},
+                {"app_path": "a:B", "action": "x", "args": {}},
+                {"app_path": "a:B", "action": "x", "kwargs": []}, [1]):
+        with pytest.raises(d.ProtocolError):
+            d.parse_request(oracle_encode(bad))
+    with pytest.raises(d.ProtocolError):
+        d.parse_request(req[16:-1])
+
+
 # ---------------------------------------------------------------------------
 # Connection against the fake arbiter
 
