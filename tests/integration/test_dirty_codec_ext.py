@@ -417,6 +417,39 @@ def test_truncations_of_valid_payload_fail():
             d.decode(enc[:i])
 
 
+def test_mutated_payloads_decode_or_raise_protocol_error():
+    """Random byte flips, cuts and insertions: decode() returns a value the
+    oracle agrees with, or raises ProtocolError — never anything else."""
+    rnd = random.Random(99)
+    bases = [d.encode(v) for v in SAMPLES if v not in ([], {})] + [
+        d.encode({"app_path": "a:B", "action": "x", "args": [1, "\u00e9"],
+                  "kwargs": {"k": [b"v", 2.5, None]}})]
+    accepted = rejected = 0
+    for _ in range(4000):
+        b = bytearray(rnd.choice(bases))
+        for _ in range(rnd.randrange(1, 4)):
+            op = rnd.randrange(3)
+            i = rnd.randrange(len(b) + 1)
+            if op == 0 and i < len(b):
+                b[i] = rnd.choice([0, 1, 2, 0x11, 0x20, 0x21, 0x80, 0xed,
+                                   0xff, rnd.randrange(256)])
+            elif op == 1:
+                del b[i:i + rnd.randrange(1, 4)]
+            else:
+                b[i:i] = bytes([rnd.randrange(256)])
+        try:
+            v = d.decode(bytes(b))
+        except d.ProtocolError:
+            rejected += 1
+            continue
+        accepted += 1
+        ov, end = oracle_decode(bytes(b))
+        assert end == len(b)
+        if not (isinstance(v, float) and math.isnan(v)):
+            assert d.encode(v) == bytes(b)
+    assert accepted > 100 and rejected > 100
+
+
 # ---------------------------------------------------------------------------
 # Frames
 
