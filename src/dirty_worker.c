@@ -754,9 +754,9 @@ enqueue(uint8_t type, uint64_t id, const uint8_t *payload, uint32_t len)
 /* ---- the main loop ---- */
 
 /*
- * Serve (single mode, GIL held) or queue (threaded mode) every complete
- * frame in W.in.  Stops early when a TERM arrives in single mode?  No:
- * frames already read count as received and are finished.
+ * Serve (single mode, GIL held) or queue (threaded mode, no GIL) every
+ * complete frame in W.in.  Frames already read count as received: they
+ * are served even after a TERM.
  */
 static void
 dispatch_input(struct caller *main_caller)
@@ -767,10 +767,11 @@ dispatch_input(struct caller *main_caller)
 	while (W.in.len - W.in_pos >= DIRTY_HEADER_SIZE) {
 		const uint8_t *p = W.in.data + W.in_pos;
 		if (dirty_header_decode(p, &h, &why) == -1) {
-			/* The arbiter is trusted: garbage from it is fatal. */
+			/* The arbiter is trusted: garbage from it is fatal,
+			 * at once (the GIL may not be held here). */
 			log_errorx("Dirty worker %d: bad frame from arbiter: %s",
 			    (int)getpid(), why);
-			worker_exit(1);
+			_exit(1);
 		}
 		if (W.in.len - W.in_pos - DIRTY_HEADER_SIZE < h.length)
 			break;
@@ -832,48 +833,64 @@ read_input(void)
 	return got;
 }
 
+/*
+ * dirty_threads == 1: the GIL is held except while waiting for input, and
+ * each frame is served right here.
+ */
 static void
-main_loop(void)
+main_loop_single(void)
 {
 	struct caller *mc = &W.callers[0];
-	int eof = 0;
+	int r;
 
 	for (;;) {
 		atomic_store(&W.loop_tick, monotonic_ms());
 		if (atomic_exchange(&W.reopen, 0))
 			log_reopen();
-		if (atomic_load(&W.stopping) || eof)
-			break;
-		int r;
+		if (atomic_load(&W.stopping))
+			return;
 		Py_BEGIN_ALLOW_THREADS
 		r = read_input();
 		Py_END_ALLOW_THREADS
+		if (W.in.len > W.in_pos)
+			dispatch_input(mc);
 		if (r == -1)
-			eof = 1;	/* arbiter gone: serve what we have, exit */
-		if (W.in.len > W.in_pos) {
-			if (W.nthreads == 1)
-				dispatch_input(mc);
-			else {
-				/* no GIL needed to queue */
-				Py_BEGIN_ALLOW_THREADS
-				dispatch_input(mc);
-				Py_END_ALLOW_THREADS
-			}
-		}
+			return;		/* arbiter gone; what it sent is served */
 	}
-	if (W.nthreads > 1) {
-		/* finish every call received, then stop the pool */
-		Py_BEGIN_ALLOW_THREADS
-		pthread_mutex_lock(&W.qlock);
-		while (W.qhead != NULL || W.nbusy > 0)
-			pthread_cond_wait(&W.idle, &W.qlock);
-		W.quit = 1;
-		pthread_cond_broadcast(&W.qcond);
-		pthread_mutex_unlock(&W.qlock);
-		for (int i = 1; i <= W.nthreads; i++)
-			pthread_join(W.callers[i].thread, NULL);
-		Py_END_ALLOW_THREADS
+}
+
+/*
+ * dirty_threads > 1: this thread never holds the GIL in the loop (taking
+ * it would only delay the callers); it queues frames for them.  On the
+ * way out it waits for every received call to finish.
+ */
+static void
+main_loop_threaded(void)
+{
+	PyThreadState *ts = PyEval_SaveThread();
+	int r;
+
+	for (;;) {
+		atomic_store(&W.loop_tick, monotonic_ms());
+		if (atomic_exchange(&W.reopen, 0))
+			log_reopen();
+		if (atomic_load(&W.stopping))
+			break;
+		r = read_input();
+		if (W.in.len > W.in_pos)
+			dispatch_input(NULL);
+		if (r == -1)
+			break;
 	}
+	pthread_mutex_lock(&W.qlock);
+	while (W.qhead != NULL || W.nbusy > 0)
+		pthread_cond_wait(&W.idle, &W.qlock);
+	W.quit = 1;
+	pthread_cond_broadcast(&W.qcond);
+	pthread_mutex_unlock(&W.qlock);
+	for (int i = 1; i <= W.nthreads; i++)
+		pthread_join(W.callers[i].thread, NULL);
+	PyEval_RestoreThread(ts);
 }
 
 /* ---- start and stop ---- */
@@ -1148,6 +1165,9 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	atomic_store(&W.busy_since[0], 0);
 	atomic_store(&W.loop_tick, monotonic_ms());
 
-	main_loop();
+	if (W.nthreads == 1)
+		main_loop_single();
+	else
+		main_loop_threaded();
 	worker_exit(0);
 }
