@@ -182,6 +182,7 @@ static struct {
 	uint64_t stop_deadline;
 	int workers_termed;
 	uint64_t last_ppid_check;
+	uint64_t last_young_death;	/* crash-loop brake, see worker_reaped */
 } arb;
 
 static uint8_t scratch[READ_CHUNK];
@@ -876,10 +877,16 @@ worker_reaped(struct worker *w, int status)
 		struct respawn *r = &arb.respawns[arb.nrespawns++];
 		r->apps = w->apps;
 		w->apps = NULL;
-		/* A worker that dies right after its start (import error,
-		 * crash at boot) is not restarted in a tight loop. */
-		r->due_ms = (now - w->spawned_ms < RESPAWN_DELAY_MS) ?
-		    now + RESPAWN_DELAY_MS : now;
+		/* Workers dying right after their start one after another
+		 * (import error, crash at boot) are not restarted in a tight
+		 * loop: the second young death within 5 s waits a second. */
+		r->due_ms = now;
+		if (now - w->spawned_ms < RESPAWN_DELAY_MS) {
+			if (arb.last_young_death != 0 &&
+			    now - arb.last_young_death < 5 * RESPAWN_DELAY_MS)
+				r->due_ms = now + RESPAWN_DELAY_MS;
+			arb.last_young_death = now;
+		}
 	} else
 		log_info("Dirty worker (pid: %d) exited (%s)", (int)w->pid, how);
 	munmap((void *)w->heartbeat, sizeof(uint64_t));

@@ -33,6 +33,9 @@ static char *runtime_top;	/* <base>/cunicorn-<uid> */
 static char *runtime_dir;	/* <top>/<name> */
 static char *socket_path;	/* <dir>/dirty.sock */
 static char *pidfile_path;	/* <dir>/dirty-arbiter.pid */
+static char *base_dir;		/* $XDG_RUNTIME_DIR or /tmp */
+static char *top_dir_name;	/* cunicorn-<uid> */
+static char *dir_name;		/* <sanitized proc_name>-<hash> */
 static uid_t runtime_uid;
 static gid_t runtime_gid;
 
@@ -237,12 +240,43 @@ remove_predecessor(int dfd)
 	return 0;
 }
 
+/* Create (if needed) and check <base>/cunicorn-<uid>/<name>; returns an
+ * O_DIRECTORY fd of the last one, or -1 after logging. */
+static int
+open_dirs(void)
+{
+	int bfd, tfd = -1, dfd = -1;
+
+	if ((bfd = open(base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_warn("dirty: cannot open %s", base_dir);
+		return -1;
+	}
+	/* Another master's exit may rmdir the shared top directory between
+	 * our open and our mkdirat below: retry a few times. */
+	for (int attempt = 0; attempt < 5; attempt++) {
+		if ((tfd = ensure_dir(bfd, base_dir, top_dir_name)) == -1)
+			break;
+		if ((dfd = ensure_dir(tfd, runtime_top, dir_name)) != -1)
+			break;
+		if (errno != ENOENT)
+			break;
+		close(tfd);
+		tfd = -1;
+	}
+	if (dfd == -1)
+		log_errorx("dirty: cannot create %s", runtime_dir);
+	if (tfd != -1)
+		close(tfd);
+	close(bfd);
+	return dfd;
+}
+
 int
 dirty_runtime_prepare(struct settings *s)
 {
 	char *name, *top_name;
 	const char *base;
-	int bfd = -1, tfd = -1, dfd = -1, rc = -1;
+	int dfd = -1, rc = -1;
 
 	runtime_uid = s->uid;
 	runtime_gid = s->gid;
@@ -255,6 +289,12 @@ dirty_runtime_prepare(struct settings *s)
 	free(runtime_dir);
 	free(socket_path);
 	free(pidfile_path);
+	free(base_dir);
+	free(top_dir_name);
+	free(dir_name);
+	base_dir = xstrdup(base);
+	top_dir_name = xstrdup(top_name);
+	dir_name = xstrdup(name);
 	runtime_top = xasprintf("%s/%s", base, top_name);
 	runtime_dir = xasprintf("%s/%s", runtime_top, name);
 	socket_path = xasprintf("%s/%s", runtime_dir, DIRTY_SOCKET_NAME);
@@ -264,27 +304,14 @@ dirty_runtime_prepare(struct settings *s)
 		goto out;
 	}
 
-	if ((bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		log_warn("dirty: cannot open %s", base);
+	if ((dfd = open_dirs()) == -1)
 		goto out;
-	}
-	/* Another master's exit may rmdir the shared top directory between
-	 * our open and our mkdirat below: retry a few times. */
-	for (int attempt = 0; attempt < 5; attempt++) {
-		if ((tfd = ensure_dir(bfd, base, top_name)) == -1)
-			goto out;
-		if ((dfd = ensure_dir(tfd, runtime_top, name)) != -1)
-			break;
-		if (errno != ENOENT)
-			goto out;
-		close(tfd);
-		tfd = -1;
-	}
-	if (dfd == -1) {
-		log_errorx("dirty: cannot create %s", runtime_dir);
-		goto out;
-	}
 	if (remove_predecessor(dfd) == -1)
+		goto out;
+	/* The orphan, once it noticed its master's death, may have removed
+	 * the (empty) directories on its way out: make sure they exist. */
+	close(dfd);
+	if ((dfd = open_dirs()) == -1)
 		goto out;
 	if (setenv("GUNICORN_DIRTY_SOCKET", socket_path, 1) == -1) {
 		log_warn("dirty: setenv");
@@ -294,10 +321,6 @@ dirty_runtime_prepare(struct settings *s)
 out:
 	if (dfd != -1)
 		close(dfd);
-	if (tfd != -1)
-		close(tfd);
-	if (bfd != -1)
-		close(bfd);
 	free(name);
 	free(top_name);
 	return rc;
@@ -341,10 +364,9 @@ dirty_runtime_lock_pidfile(void)
 	char buf[32];
 	int dfd, fd, n;
 
-	if ((dfd = open_runtime_dir()) == -1) {
-		log_warn("dirty: cannot open %s", runtime_dir);
+	/* open_dirs(): recreated if someone removed them meanwhile */
+	if (base_dir == NULL || (dfd = open_dirs()) == -1)
 		return -1;
-	}
 	fd = openat(dfd, DIRTY_PIDFILE_NAME,
 	    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
 	close(dfd);

@@ -1,0 +1,516 @@
+"""The dirty arbiter against the real binary: routing, per-app allocation,
+errors, timeouts, worker death, signals, titles, log lines, parent death,
+orphan cleanup and the stale-pid-file rule (SPEC §5, §6).
+
+Direct clients speak the wire protocol by hand (dirty_raw.py); HTTP
+requests go through the WSGI app in apps/dirty_apps.py, which calls the
+dirty apps with gunicorn.dirty.get_dirty_client().
+"""
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import BINARY, ROOT, Server, http_get, pid_alive, proc_title, wait_for
+import dirty_raw as d
+
+APPS = os.path.join(ROOT, "tests", "integration", "apps")
+BIN = os.environ.get("DIRTY_TEST_BINARY", BINARY)
+ECHO, LIMITED, CLASS_LIMITED = "dirty_apps:Echo", "dirty_apps:Limited", "dirty_apps:ClassLimited"
+
+
+def unique_name(tag):
+    return "dt-%s-%s" % (tag, uuid.uuid4().hex[:8])
+
+
+def dirty_args(name, workers=1, apps=(ECHO,), *extra):
+    args = ["--chdir", APPS, "-n", name, "--dirty-workers", str(workers)]
+    for a in apps:
+        args += ["--dirty-app", a]
+    return args + list(extra) + ["dirty_apps:application"]
+
+
+def start(make_server, name, workers=1, apps=(ECHO,), extra=(), nworkers_ready=None, **kw):
+    kw.setdefault("binary", BIN)
+    s = make_server(*dirty_args(name, workers, apps, *extra), **kw)
+    arbiter = wait_for(lambda: arbiter_pid(s), 10, what="a dirty arbiter")
+    n = workers if nworkers_ready is None else nworkers_ready
+    wait_for(lambda: len(dirty_workers(s)) == n, 15, what="%d dirty workers" % n)
+    s.arbiter = arbiter
+    s.sock = socket_path(s)
+    return s
+
+
+def arbiter_pid(s):
+    p = s.pids_titled("dirty-arbiter")
+    return p[0] if len(p) == 1 else None
+
+
+def dirty_workers(s):
+    return s.pids_titled("dirty-worker")
+
+
+def socket_path(s):
+    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()), 10,
+                 what="the Spawned dirty arbiter line")
+    return m[-1]
+
+
+def connect(s):
+    return d.Conn(s.sock)
+
+
+def status(s):
+    c = connect(s)
+    try:
+        c.send(d.frame(d.STATUS, 77))
+        t, rid, v = c.recv_frame()
+        assert (t, rid) == (d.RESPONSE, 77), (t, rid, v)
+        return v["result"]
+    finally:
+        c.close()
+
+
+def get_json(port, path):
+    st, _, body = http_get(port, path, timeout=30)
+    assert st == 200, body
+    return json.loads(body)
+
+
+def gone_within(pids, seconds):
+    """Seconds until every pid is gone, or None if some survived."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        if not any(pid_alive(p) for p in pids):
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return None
+
+
+# ---- routing -------------------------------------------------------------
+
+def test_http_request_calls_a_dirty_app(make_server):
+    s = start(make_server, unique_name("http"))
+    out = get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="hello"')
+    assert out == {"result": "hello"}
+    out = get_json(s.port, "/call?app=dirty_apps:Echo&action=pid")
+    assert out["result"] in dirty_workers(s)
+
+
+def test_direct_client_values_and_stream(make_server):
+    s = start(make_server, unique_name("direct"))
+    c = connect(s)
+    value = [1, -2, 3.5, "é", b"\x00\xff", None, True, {"k": [{"x": 1}]}]
+    assert d.result(c.call(1, ECHO, "echo", value)) == value
+    assert c.call(2, ECHO, "count", 5) == (d.END, {"chunks": [0, 1, 2, 3, 4]})
+    # ids are the client's own, even huge ones
+    assert d.result(c.call(2**64 - 1, ECHO, "echo", "max-id")) == "max-id"
+
+
+def test_many_http_and_direct_clients_at_once(make_server):
+    s = start(make_server, unique_name("load"), workers=4, extra=("-w", "4"))
+    errors = []
+
+    def http_one(n):
+        out = get_json(s.port, "/call?app=dirty_apps:Echo&action=tag&arg=%d" % n)
+        return out["result"]["n"]
+
+    def direct(k):
+        c = connect(s)
+        try:
+            ids = list(range(k * 1000, k * 1000 + 100))
+            # pipelined: all requests first, then every reply by id
+            c.send(b"".join(d.request(i, ECHO, "tag", i) for i in ids))
+            got = {}
+            for _ in ids:
+                t, rid, v = c.recv_frame()
+                assert t == d.RESPONSE, v
+                got[rid] = v["result"]["n"]
+            if got != {i: i for i in ids}:
+                errors.append(("direct", k))
+        finally:
+            c.close()
+
+    with concurrent.futures.ThreadPoolExecutor(64) as ex:
+        directs = [ex.submit(direct, k) for k in range(8)]
+        https = {n: ex.submit(http_one, n) for n in range(200)}
+        results = {n: f.result() for n, f in https.items()}
+        for f in directs:
+            f.result()
+    assert results == {n: n for n in range(200)}
+    assert errors == []
+    st = status(s)
+    assert sum(w["served"] for w in st["workers"]) >= 1000
+    assert st["in_flight"] == 0
+
+
+# ---- allocation ----------------------------------------------------------
+
+def test_per_app_allocation_config_limit(make_server):
+    s = start(make_server, unique_name("alloc"), workers=4, apps=(ECHO, LIMITED + ":2"))
+    c = connect(s)
+    limited = {d.result(c.call(i, LIMITED, "pid")) for i in range(40)}
+    echo = {d.result(c.call(100 + i, ECHO, "pid")) for i in range(40)}
+    workers = set(dirty_workers(s))
+    assert len(limited) == 2 and limited <= workers
+    assert echo == workers and len(workers) == 4
+    st = status(s)
+    loaded = [w["pid"] for w in st["workers"] if LIMITED in w["apps"]]
+    assert sorted(loaded) == sorted(limited)
+    assert all(ECHO in w["apps"] for w in st["workers"])
+
+
+def test_replacement_loads_the_same_apps(make_server):
+    s = start(make_server, unique_name("sameapps"), workers=3, apps=(ECHO, LIMITED + ":1"))
+    c = connect(s)
+    holder = d.result(c.call(1, LIMITED, "pid"))
+    os.kill(holder, signal.SIGKILL)
+    s.wait_log("Dirty worker (pid: %d) died" % holder)
+    new = wait_for(lambda: (lambda p: p if p != holder else None)(d.result(c.call(2, LIMITED, "pid"))),
+                   10, what="a replacement holding Limited")
+    assert new in dirty_workers(s)
+    st = status(s)
+    assert [w["pid"] for w in st["workers"] if LIMITED in w["apps"]] == [new]
+    assert len(st["workers"]) == 3
+
+
+def test_class_attribute_workers_limit(make_server):
+    s = start(make_server, unique_name("classlim"), workers=3, apps=(ECHO, CLASS_LIMITED))
+
+    def holders():
+        st = status(s)
+        return [w["pid"] for w in st["workers"]
+                if CLASS_LIMITED in w["apps"] and w["state"] == "alive"]
+    wait_for(lambda: len(holders()) == 1 and len(dirty_workers(s)) == 3, 15,
+             what="ClassLimited (workers = 1) loaded by exactly one worker")
+    c = connect(s)
+    pids = {d.result(c.call(i, CLASS_LIMITED, "pid")) for i in range(10)}
+    assert pids == set(holders())
+
+
+# ---- errors --------------------------------------------------------------
+
+def test_error_types(make_server):
+    s = start(make_server, unique_name("errors"))
+    c = connect(s)
+    assert d.error_type(c.call(1, "dirty_apps:Nope", "pid")) == "DirtyAppNotFoundError"
+    t, v = c.call(2, ECHO, "fail", "boom")
+    assert t == d.ERROR and v["error"]["error_type"] == "DirtyAppError"
+    assert "boom" in v["error"]["message"]
+    # the connection carries on after application errors
+    assert d.result(c.call(3, ECHO, "echo", 1)) == 1
+    out = get_json(s.port, "/call?app=dirty_apps:Nope&action=pid")
+    assert out["error"] == "DirtyAppNotFoundError"
+    out = get_json(s.port, '/call?app=dirty_apps:Echo&action=fail&arg="kaput"')
+    assert out["error"] == "DirtyAppError" and "kaput" in out["message"]
+
+
+def test_no_workers_available_while_a_crashing_worker_waits(make_server):
+    s = start(make_server, unique_name("noworkers"), workers=2, apps=(ECHO, LIMITED + ":1"))
+    c = connect(s)
+    first = d.result(c.call(1, LIMITED, "pid"))
+    os.kill(first, signal.SIGKILL)
+    s.wait_log("Dirty worker (pid: %d) died" % first)
+    second = wait_for(lambda: [p for p in dirty_workers(s) if p != first and
+                               p not in status_pids(s, ECHO, exclude=LIMITED)], 5,
+                      what="the replacement")[0]
+    # A worker that dies right after its start is respawned only after a
+    # delay: meanwhile nobody has the app.
+    os.kill(second, signal.SIGKILL)
+    s.wait_log("Dirty worker (pid: %d) died" % second)
+    assert d.error_type(c.call(2, LIMITED, "pid")) == "DirtyNoWorkersAvailableError"
+    assert d.result(c.call(3, ECHO, "echo", 3)) == 3
+    third = wait_for(lambda: (lambda r: r[1]["result"] if r[0] == d.RESPONSE else None)(
+        c.call(4, LIMITED, "pid")), 5, interval=0.1, what="Limited back")
+    assert third not in (first, second)
+
+
+def status_pids(s, app, exclude=None):
+    return [w["pid"] for w in status(s)["workers"]
+            if app in w["apps"] and (exclude is None or exclude not in w["apps"])]
+
+
+def test_call_timeout_and_worker_heartbeat_timeout(make_server):
+    s = start(make_server, unique_name("timeout"), extra=("--dirty-timeout", "1"))
+    c = connect(s)
+    worker = dirty_workers(s)[0]
+    t0 = time.monotonic()
+    t, v = c.call(1, ECHO, "sleep", 6)
+    took = time.monotonic() - t0
+    assert t == d.ERROR and v["error"]["error_type"] == "DirtyTimeoutError", v
+    assert 0.9 <= took < 2.0, took
+    # the stuck worker stops beating and is killed and replaced
+    s.wait_log("DIRTY WORKER TIMEOUT (pid:%d)" % worker, timeout=10)
+    wait_for(lambda: dirty_workers(s) and worker not in dirty_workers(s), 10,
+             what="a replacement worker")
+    assert d.result(c.call(2, ECHO, "echo", "alive")) == "alive"
+
+
+def test_worker_killed_mid_call_fails_at_once(make_server):
+    s = start(make_server, unique_name("midcall"), workers=2)
+    c = connect(s)
+    c.send(d.request(1, ECHO, "sleep", 30))
+    busy = wait_for(lambda: [w["pid"] for w in status(s)["workers"] if w["in_flight"] == 1], 5,
+                    what="the busy worker")[0]
+    other = connect(s)
+    os.kill(busy, signal.SIGKILL)
+    t0 = time.monotonic()
+    t, rid, v = c.recv_frame()
+    took = time.monotonic() - t0
+    assert (t, rid) == (d.ERROR, 1)
+    assert v["error"]["error_type"] == "DirtyWorkerError"
+    assert str(busy) in v["error"]["message"]
+    assert took < 0.5, took
+    s.wait_log("spawning a replacement")
+    wait_for(lambda: len(dirty_workers(s)) == 2 and busy not in dirty_workers(s), 10,
+             what="the replacement")
+    assert d.result(other.call(2, ECHO, "echo", "ok")) == "ok"
+
+
+def test_client_disconnect_with_calls_in_flight(make_server):
+    s = start(make_server, unique_name("disconnect"))
+    for i in range(5):
+        c = connect(s)
+        c.send(d.request(i, ECHO, "sleep", 0.2))
+        c.close()
+    c = connect(s)
+    assert d.result(c.call(9, ECHO, "echo", "still here")) == "still here"
+    wait_for(lambda: status(s)["in_flight"] == 0, 5, what="forgotten calls drained")
+    assert arbiter_pid(s) == s.arbiter
+
+
+# ---- titles, logs, signals -----------------------------------------------
+
+def test_titles_and_log_lines(make_server):
+    name = unique_name("titles")
+    s = start(make_server, name, workers=2)
+    assert proc_title(s.arbiter) == "cunicorn: dirty-arbiter [%s]" % name
+    for p in dirty_workers(s):
+        assert proc_title(p) == "cunicorn: dirty-worker [%s]" % name
+        assert open("/proc/%d/stat" % p).read().split(") ")[1].split()[1] == str(s.arbiter)
+    log = s.log()
+    assert "Spawning dirty arbiter" in log
+    assert "Spawned dirty arbiter (pid: %d) at %s" % (s.arbiter, s.sock) in log
+    assert "Dirty arbiter starting (pid: %d)" % s.arbiter in log
+    # the arbiter holds no listener and no inherited descriptor
+    fds = os.listdir("/proc/%d/fd" % s.arbiter)
+    targets = [os.readlink("/proc/%d/fd/%s" % (s.arbiter, f)) for f in fds]
+    inodes = {l.split()[9] for l in open("/proc/net/tcp").read().splitlines()[1:]
+              if l.split()[3] == "0A"}
+    assert not [t for t in targets if t.startswith("socket:[") and t[8:-1] in inodes]
+    assert s.stop(signal.SIGTERM) == 0
+    s.wait_log("Dirty arbiter exiting (pid: %d)" % s.arbiter)
+    assert s.leftovers() == []
+    assert s.runtime_entries() == []
+
+
+def test_graceful_term_lets_calls_finish(make_server):
+    s = start(make_server, unique_name("graceful"))
+    c = connect(s)
+    c.send(d.request(5, ECHO, "sleep", 1.0))
+    wait_for(lambda: status(s)["in_flight"] == 1, 5, what="the call in flight")
+    os.kill(s.arbiter, signal.SIGTERM)
+    t, rid, v = c.recv_frame()
+    assert (t, rid) == (d.RESPONSE, 5) and v["result"]["slept"] == 1.0
+    s.wait_log("Dirty arbiter exiting (pid: %d)" % s.arbiter, timeout=10)
+    assert gone_within([s.arbiter], 5) is not None
+
+
+def test_quit_is_immediate(make_server):
+    s = start(make_server, unique_name("quit"), workers=2)
+    c = connect(s)
+    c.send(d.request(5, ECHO, "sleep", 30))
+    tree = [s.arbiter] + dirty_workers(s)
+    os.kill(s.arbiter, signal.SIGQUIT)
+    took = gone_within(tree, 1.0)
+    assert took is not None, [p for p in tree if pid_alive(p)]
+    assert "Dirty arbiter exiting (pid: %d)" % s.arbiter in s.log()
+
+
+def test_master_sigquit_whole_tree_gone(make_server):
+    s = start(make_server, unique_name("mquit"), workers=2)
+    tree = [s.pid] + list(s.processes())
+    s.send(signal.SIGQUIT)
+    assert gone_within(tree, 1.0) is not None, [proc_title(p) for p in tree if pid_alive(p)]
+
+
+def test_ttin_ttou_and_the_allocation_floor(make_server):
+    s = start(make_server, unique_name("ttin"), workers=2, apps=(ECHO, LIMITED + ":2"))
+    os.kill(s.arbiter, signal.SIGTTIN)
+    wait_for(lambda: len(dirty_workers(s)) == 3, 10, what="3 dirty workers")
+    os.kill(s.arbiter, signal.SIGTTOU)
+    wait_for(lambda: len(dirty_workers(s)) == 2, 10, what="2 dirty workers")
+    os.kill(s.arbiter, signal.SIGTTOU)
+    s.wait_log("SIGTTOU: Cannot decrease below 2 workers (required by app specs)")
+    time.sleep(0.5)
+    assert len(dirty_workers(s)) == 2
+    c = connect(s)
+    assert len({d.result(c.call(i, LIMITED, "pid")) for i in range(10)}) == 2
+
+
+def test_hup_replaces_all_workers(make_server):
+    s = start(make_server, unique_name("hup"), workers=2)
+    old = set(dirty_workers(s))
+    os.kill(s.arbiter, signal.SIGHUP)
+    wait_for(lambda: len(dirty_workers(s)) == 2 and not (set(dirty_workers(s)) & old), 10,
+             what="two new dirty workers")
+    c = connect(s)
+    assert d.result(c.call(1, ECHO, "pid")) not in old
+    assert arbiter_pid(s) == s.arbiter
+
+
+def test_manage_and_status(make_server):
+    s = start(make_server, unique_name("manage"), workers=1)
+    c = connect(s)
+    c.send(d.frame(d.MANAGE, 3, {"op": 1, "count": 2}))
+    t, rid, v = c.recv_frame()
+    assert (t, rid) == (d.RESPONSE, 3) and v["result"]["num_workers"] == 3
+    wait_for(lambda: len(dirty_workers(s)) == 3, 10, what="3 dirty workers")
+    c.send(d.frame(d.MANAGE, 4, {"op": 2, "count": 5}))
+    t, rid, v = c.recv_frame()
+    assert v["result"]["removed"] == 2 and v["result"]["num_workers"] == 1
+    wait_for(lambda: len(dirty_workers(s)) == 1, 10, what="1 dirty worker")
+    st = status(s)
+    assert st["arbiter_pid"] == s.arbiter
+    assert [w["pid"] for w in st["workers"] if w["state"] == "alive"] == dirty_workers(s)
+
+
+def test_arbiter_memory_with_100_connections(make_server):
+    s = start(make_server, unique_name("mem"), workers=4)
+    conns = [connect(s) for _ in range(100)]
+    for i, c in enumerate(conns):
+        assert d.result(c.call(i, ECHO, "echo", "x" * 100)) == "x" * 100
+    rollup = open("/proc/%d/smaps_rollup" % s.arbiter).read()
+    private_kb = sum(int(l.split()[1]) for l in rollup.splitlines()
+                     if l.startswith(("Private_Clean:", "Private_Dirty:")))
+    print("dirty arbiter private memory: %d kB" % private_kb)
+    assert private_kb <= 2048, rollup
+    for c in conns:
+        c.close()
+
+
+# ---- lifecycle: parent death, respawn, orphans -----------------------------
+
+def test_parent_sigkill_takes_the_dirty_tree_down(make_server):
+    s = start(make_server, unique_name("pdeath"), workers=2)
+    workers = dirty_workers(s)
+    c = connect(s)
+    c.send(d.request(1, ECHO, "sleep", 30))
+    os.kill(s.pid, signal.SIGKILL)
+    t_arb = gone_within([s.arbiter], 1.0)
+    t_all = gone_within([s.arbiter] + workers, 1.0)
+    print("parent death: arbiter gone in %.3fs, dirty tree in %.3fs" % (t_arb or -1, t_all or -1))
+    assert t_arb is not None and t_all is not None
+    assert "Parent changed, shutting down dirty arbiter" in s.log()
+    assert s.runtime_entries() == []
+
+
+def test_arbiter_respawned_after_sigkill(make_server):
+    s = start(make_server, unique_name("respawn"), workers=2)
+    old_workers = dirty_workers(s)
+    os.kill(s.arbiter, signal.SIGKILL)
+    s.wait_log("Spawning dirty arbiter", count=2)
+    new = wait_for(lambda: (lambda p: p if p and p != s.arbiter else None)(arbiter_pid(s)), 10,
+                   what="a new dirty arbiter")
+    assert gone_within(old_workers, 2.0) is not None
+    wait_for(lambda: len(dirty_workers(s)) == 2, 10, what="new dirty workers")
+    out = get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="again"')
+    assert out == {"result": "again"}
+    assert "Dirty arbiter starting (pid: %d)" % new in s.log()
+
+
+def runtime_subdir(proc_name):
+    """The runtime directory name rule of dirty_runtime.h, re-derived."""
+    raw = proc_name.encode()
+    keep = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+    s = bytes(c if c in keep else ord("_") for c in raw[:40]).decode()
+    if not s:
+        s = "_"
+    elif s[0] == ".":
+        s = "_" + s[1:]
+    h = 2166136261
+    for c in raw:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return "%s-%08x" % (s, h)
+
+
+def test_orphan_arbiter_killed_by_next_master(make_server):
+    name = unique_name("orphan")
+    a = start(make_server, name, workers=2)
+    orphan, orphan_workers = a.arbiter, dirty_workers(a)
+    os.kill(orphan, signal.SIGSTOP)          # frozen: it cannot notice anything
+    os.kill(a.pid, signal.SIGKILL)
+    time.sleep(0.3)
+    assert pid_alive(orphan)
+    b = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+    assert "Killing orphaned dirty arbiter (pid: %d)" % orphan in b.log()
+    assert gone_within([orphan] + orphan_workers, 3.0) is not None
+    assert b.arbiter != orphan
+    pidfile = os.path.join(a.runtime_dir, "cunicorn-%d" % os.getuid(), runtime_subdir(name),
+                           "dirty-arbiter.pid")
+    assert open(pidfile).read().strip() == str(b.arbiter)
+    out = get_json(b.port, '/call?app=dirty_apps:Echo&action=echo&arg="fresh"')
+    assert out == {"result": "fresh"}
+
+
+def test_stale_pid_file_never_kills_an_unrelated_process(make_server, tmp_path):
+    name = unique_name("stale")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        s = make_server(*dirty_args(name), start=False, binary=BIN)
+        top = os.path.join(s.runtime_dir, "cunicorn-%d" % os.getuid())
+        sub = os.path.join(top, runtime_subdir(name))
+        os.makedirs(sub, mode=0o700)
+        os.chmod(top, 0o700)
+        with open(os.path.join(sub, "dirty-arbiter.pid"), "w") as f:
+            f.write("%d\n" % sleeper.pid)
+        open(os.path.join(sub, "dirty.sock"), "w").close()   # a leftover
+        s.start()
+        arb = wait_for(lambda: arbiter_pid(s), 10, what="the dirty arbiter")
+        wait_for(lambda: open(os.path.join(sub, "dirty-arbiter.pid")).read().strip() == str(arb),
+                 10, what="the new pid file")
+        s.sock = socket_path(s)
+        c = d.Conn(s.sock)
+        assert d.result(c.call(1, ECHO, "echo", 7)) == 7
+        assert sleeper.poll() is None, "the unrelated process was killed"
+        assert "Killing orphaned" not in s.log()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_runtime_dir_is_private(make_server):
+    name = unique_name("private")
+    s = start(make_server, name)
+    top = os.path.join(s.runtime_dir, "cunicorn-%d" % os.getuid())
+    sub = os.path.join(top, runtime_subdir(name))
+    for p in (top, sub):
+        st = os.lstat(p)
+        assert oct(st.st_mode & 0o7777) == "0o700" and st.st_uid == os.getuid()
+    assert s.sock == os.path.join(sub, "dirty.sock")
+    assert oct(os.lstat(s.sock).st_mode & 0o777) == "0o600"
+
+
+def test_symlinked_runtime_dir_is_refused(make_server, tmp_path):
+    name = unique_name("symlink")
+    s = make_server(*dirty_args(name), start=False, binary=BIN)
+    top = os.path.join(s.runtime_dir, "cunicorn-%d" % os.getuid())
+    os.makedirs(top, mode=0o700)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.symlink(str(target), os.path.join(top, runtime_subdir(name)))
+    s.proc = subprocess.Popen(s.argv, cwd=s.cwd, env=s.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    s.pid = s.proc.pid
+    _, err = s.proc.communicate(timeout=15)
+    assert s.proc.returncode != 0
+    assert b"symlink" in err or b"not a directory" in err, err
+    assert list(target.iterdir()) == []
