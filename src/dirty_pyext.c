@@ -1315,6 +1315,11 @@ Connection_init(ConnectionObject *self, PyObject *args, PyObject *kwds)
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:Connection", kwlist,
 	    &path_obj, &timeout_obj))
 		return -1;
+	if (self->busy) {
+		PyErr_SetString(PyExc_RuntimeError, "dirty Connection is in "
+		    "use by another thread");
+		return -1;
+	}
 	if (parse_timeout(timeout_obj, &timeout) == -1)
 		return -1;
 	if (!PyUnicode_FSConverter(path_obj, &path_bytes))
@@ -1402,17 +1407,16 @@ conn_send_request(ConnectionObject *self, PyObject *app_path,
 	return conn_send(self);
 }
 
+/* fmt: "UU|OO:<method name>" */
 static int
-parse_call_args(PyObject *args, PyObject *kwds, const char *fname,
+parse_call_args(PyObject *args, PyObject *kwds, const char *fmt,
     PyObject **app_path, PyObject **action, PyObject **a, PyObject **kw)
 {
 	static char *kwlist[] = { "app_path", "action", "args", "kwargs",
 	    NULL };
-	char fmt[64];
 
 	*a = Py_None;
 	*kw = Py_None;
-	snprintf(fmt, sizeof(fmt), "UU|OO:%s", fname);
 	return PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, app_path,
 	    action, a, kw) ? 0 : -1;
 }
@@ -1426,7 +1430,7 @@ Connection_request(ConnectionObject *self, PyObject *args, PyObject *kwds)
 	double deadline;
 	uint64_t id;
 
-	if (parse_call_args(args, kwds, "request", &app_path, &action, &a,
+	if (parse_call_args(args, kwds, "UU|OO:request", &app_path, &action, &a,
 	    &kw) == -1)
 		return NULL;
 	if (conn_begin(self, &deadline) == -1)
@@ -1465,7 +1469,7 @@ Connection_stream_start(ConnectionObject *self, PyObject *args,
 	double deadline;
 	uint64_t id;
 
-	if (parse_call_args(args, kwds, "stream_start", &app_path, &action,
+	if (parse_call_args(args, kwds, "UU|OO:stream_start", &app_path, &action,
 	    &a, &kw) == -1)
 		return NULL;
 	if (conn_begin(self, &deadline) == -1)

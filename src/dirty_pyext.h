@@ -16,6 +16,37 @@
  * The frame builders APPEND one complete frame (header + payload) to a
  * dirty_buf; on failure they leave the buffer exactly as it was, so a
  * caller can then append an error frame instead.
+ *
+ * Python API of the module _cunicorn_dirty:
+ *   encode(obj) -> bytes                 one TLV value
+ *   decode(buf) -> obj                   exactly one value (ProtocolError)
+ *   encode_frame(type, id, payload|None) -> bytes   None: empty payload
+ *   encode_request(id, app_path, action, args=None, kwargs=None) -> bytes
+ *   encode_response(id, result) / encode_chunk(id, data) / encode_end(id)
+ *   encode_error(id, error_type, message, details=None) -> bytes
+ *   parse_request(payload) -> (app_path, action, args_tuple, kwargs)
+ *   decode_header(buf16) -> (type, length, id)      first 16 bytes
+ *   decode_frame(buf) -> (type, id, payload|None)   exactly one frame
+ *   MSG_TYPE_{REQUEST,RESPONSE,ERROR,CHUNK,END,STASH,STATUS,MANAGE},
+ *   STASH_OP_*, MANAGE_OP_{ADD,REMOVE}, HEADER_SIZE, MAX_PAYLOAD,
+ *   MAX_BLOB, MAX_COUNT, MAX_DEPTH
+ *   ProtocolError(ValueError); RemoteError(Exception) with args and
+ *   attributes (error_type: str, message: str, details: dict)
+ *   Connection(path, timeout=None)       blocking Unix-socket client; one
+ *     call at a time (RuntimeError if another thread is inside); timeout
+ *     in seconds per call (attribute, settable; None: wait forever)
+ *     .request(app_path, action, args=(), kwargs=None) -> result
+ *         RemoteError for an ERROR reply (connection stays usable)
+ *     .stream_start(app_path, action, args=(), kwargs=None) -> id
+ *     .stream_next(id) -> (MSG_TYPE_CHUNK, data) | (MSG_TYPE_END, None)
+ *         | (MSG_TYPE_RESPONSE, result); RemoteError for an ERROR
+ *     .send_raw(type, payload|None) -> id
+ *     .recv_reply(id) -> (type, payload|None)   raw: never RemoteError
+ *     .close(), .fileno(), .closed, .path, context manager
+ *   Frames for other ids are dropped while waiting (late replies to timed
+ *   out calls).  TimeoutError on timeout (connection kept, unless a send
+ *   was cut); ConnectionError (or its errno subclass) on EOF / reset, and
+ *   ProtocolError on a malformed frame: the connection is closed then.
  */
 #ifndef CUNICORN_DIRTY_PYEXT_H
 #define CUNICORN_DIRTY_PYEXT_H
