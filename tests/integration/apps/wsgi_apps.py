@@ -234,3 +234,22 @@ def unread(environ, start_response):
     start_response("413 Content Too Large", [("Content-Type", "text/plain"),
                                              ("Content-Length", "8")])
     return [b"too big!"]
+
+
+_ticks = 0
+
+
+def _ticker():
+    global _ticks
+    while True:
+        _ticks += 1
+        time.sleep(0.01)
+
+
+def ticks(environ, start_response):
+    """A background thread of the app must run while the worker is idle."""
+    if not getattr(ticks, "started", False):
+        import threading
+        threading.Thread(target=_ticker, daemon=True).start()
+        ticks.started = True
+    return _json(start_response, {"ticks": _ticks, "pid": os.getpid()})

@@ -18,3 +18,20 @@ def post_request(worker, req, environ, resp):
                             "status": resp.status, "status_code": resp.status_code,
                             "headers": [list(h) for h in resp.headers],
                             "sent": resp.sent}) + "\n")
+
+
+def _note(name, worker):
+    with open(os.environ["HOOK_LOG"], "a") as f:
+        f.write(json.dumps({"hook": name, "pid": worker.pid}) + "\n")
+
+
+def post_worker_init(worker):
+    _note("post_worker_init", worker)
+
+
+def worker_int(worker):
+    _note("worker_int", worker)
+
+
+def worker_abort(worker):
+    _note("worker_abort", worker)
