@@ -1008,6 +1008,77 @@ load_apps(void)
 	}
 }
 
+/*
+ * Tell the arbiter what only Python can read, once the apps are loaded:
+ *  - class attributes `workers = N` go in a STATUS frame with id 0,
+ *    {"app_workers": {"module:Class": N, ...}} (dirty_arbiter.c adopts N
+ *    for apps without a "module:Class:N" config limit);
+ *  - class attributes `stashes = [...]`: the tables are created through
+ *    the ordinary stash client (ensure is idempotent, so every worker
+ *    doing it is harmless).  Failures are logged, never fatal.
+ */
+static void
+report_app_declarations(void)
+{
+	struct dirty_buf b;
+	uint32_t n = 0;
+	int64_t *limits = xcalloc(W.napps > 0 ? W.napps : 1, sizeof(*limits));
+	PyObject *v, *ensure = NULL, *r;
+
+	for (size_t i = 0; i < W.napps; i++) {
+		if (W.apps[i].obj == NULL)
+			continue;
+		if ((v = PyObject_GetAttrString(W.apps[i].obj, "workers")) != NULL &&
+		    PyLong_Check(v) && !PyBool_Check(v)) {
+			long long l = PyLong_AsLongLong(v);
+			if (l > 0) {
+				limits[i] = l;
+				n++;
+			}
+		}
+		Py_XDECREF(v);
+		PyErr_Clear();
+
+		if ((v = PyObject_GetAttrString(W.apps[i].obj, "stashes")) == NULL) {
+			PyErr_Clear();
+			continue;
+		}
+		if (PyObject_IsTrue(v) == 1 && lazy_function(&ensure,
+		    "cunicorn.dirty.stash", "_ensure_tables") != NULL) {
+			if ((r = PyObject_CallOneArg(ensure, v)) == NULL) {
+				char *ctx = xasprintf("Dirty app %s: cannot "
+				    "create its stash tables", W.apps[i].path);
+				python_log_exception(LOG_WARNING, LOG_DEBUG, ctx);
+				free(ctx);
+			}
+			Py_XDECREF(r);
+		}
+		Py_DECREF(v);
+		PyErr_Clear();
+	}
+	Py_XDECREF(ensure);
+	if (n == 0) {
+		free(limits);
+		return;
+	}
+	dirty_buf_init(&b);
+	size_t off = dirty_frame_begin(&b, DIRTY_MSG_STATUS, 0);
+	dirty_put_dict(&b, 1);
+	dirty_put_cstring(&b, "app_workers");
+	dirty_put_dict(&b, n);
+	for (size_t i = 0; i < W.napps; i++) {
+		if (limits[i] == 0)
+			continue;
+		dirty_put_cstring(&b, W.apps[i].path);
+		dirty_put_int64(&b, limits[i]);
+	}
+	dirty_frame_end(&b, off);
+	if (send_all(b.data, b.len) == -1)
+		log_warn("dirty worker: cannot report app workers to the arbiter");
+	dirty_buf_free(&b);
+	free(limits);
+}
+
 /* Hook objects get what gunicorn's DirtyWorker shows: app_paths, apps,
  * ppid.  Best effort: the worker object may refuse new attributes. */
 static void
@@ -1147,6 +1218,7 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	    W.worker_obj != NULL ? W.worker_obj : Py_None);
 
 	load_apps();
+	report_app_declarations();
 	decorate_worker_object();
 	python_hook(W.cfg, HOOK_DIRTY_WORKER_INIT, 1,
 	    W.worker_obj != NULL ? W.worker_obj : Py_None);

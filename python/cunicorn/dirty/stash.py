@@ -177,3 +177,12 @@ def table(name):
 __all__ = ["put", "get", "delete", "exists", "keys", "clear", "info",
            "ensure", "delete_table", "tables", "table", "StashTable",
            "StashError", "StashTableNotFoundError", "StashKeyNotFoundError"]
+
+
+def _ensure_tables(names):
+    """Create the tables a DirtyApp declares in `stashes` (called by the
+    dirty worker after loading the app).  A single name is accepted too."""
+    if isinstance(names, str):
+        names = [names]
+    for name in names:
+        ensure(str(name))
