@@ -304,7 +304,7 @@ http_worker_main(struct http_worker_ctx *ctx)
 	struct worker_state w;
 	struct pollfd *pfd;
 	PyObject *app;
-	int poll_ms;
+	int poll_ms, idle = 1;
 
 	wctx = ctx;
 	if (ctx->app != NULL) {
@@ -336,14 +336,16 @@ http_worker_main(struct http_worker_ctx *ctx)
 	if (poll_ms > 1000)
 		poll_ms = 1000;	/* notice a dead master within a second */
 
-	for (;;) {
+	for (unsigned long loops = 0;; loops++) {
 		int served = 0;
 
 		if (sig_usr1 || sig_int || sig_quit || sig_abrt)
 			http_worker_urgent_signals();
 		if (sig_term || sig_hup || !w.alive)
 			break;
-		if (getppid() != ctx->master_pid) {
+		/* the master's death: checked on every idle wake-up, and every
+		 * 32 requests while busy */
+		if ((idle || (loops & 31) == 0) && getppid() != ctx->master_pid) {
 			log_info("Parent changed, shutting down: <Worker %ld>", (long)getpid());
 			break;
 		}
@@ -372,6 +374,7 @@ http_worker_main(struct http_worker_ctx *ctx)
 			if (sig_term || sig_hup || !w.alive)
 				break;
 		}
+		idle = !served;
 		if (served)
 			continue;
 

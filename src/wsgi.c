@@ -524,8 +524,8 @@ body_unread(const struct body *b)
 		return 1;
 	if (b->eof)
 		return 0;
-	if (b->kind == HTTP_BODY_LENGTH)
-		return b->remaining > 0;
+	if (b->kind == HTTP_BODY_LENGTH)	/* beyond what the buffer holds */
+		return b->remaining > (uint64_t)(b->len - b->pos);
 	return !b->ch.done;
 }
 
@@ -715,6 +715,18 @@ input_readlines(InputObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+input_true(InputObject *self, PyObject *unused)
+{
+	Py_RETURN_TRUE;
+}
+
+static PyObject *
+input_close(InputObject *self, PyObject *unused)
+{
+	Py_RETURN_NONE;
+}
+
+static PyObject *
 input_iternext(InputObject *self)
 {
 	PyObject *line = input_readline_size(self, -1);
@@ -730,6 +742,8 @@ static PyMethodDef input_methods[] = {
 	{ "read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL, NULL },
 	{ "readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL, NULL },
 	{ "readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL, NULL },
+	{ "readable", (PyCFunction)input_true, METH_NOARGS, NULL },
+	{ "close", (PyCFunction)input_close, METH_NOARGS, NULL },
 	{ NULL, NULL, 0, NULL },
 };
 
