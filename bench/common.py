@@ -1,0 +1,139 @@
+"""Helpers shared by the benchmarks: free ports, starting servers in their
+own process group, waiting for a port, wrk runs, per-process memory.
+Benchmarks print figures; they never assert timings."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+BUILD = os.path.join(ROOT, "build")
+PYTHON = "/usr/bin/python3"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Proc:
+    """A server started in its own process group; output to a log file."""
+
+    def __init__(self, argv, port, cwd=BENCH, env=None, log=None):
+        self.port = port
+        self.log_path = log or "/tmp/cunicorn-bench-%d.log" % port
+        self.logf = open(self.log_path, "wb")
+        e = dict(os.environ)
+        for k in ("PYTHONPATH", "GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET"):
+            e.pop(k, None)
+        if env:
+            e.update(env)
+        self.p = subprocess.Popen(argv, cwd=cwd, env=e, stdin=subprocess.DEVNULL,
+                                  stdout=self.logf, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        self.ok = wait_port(port, self.p)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            self.p.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.logf.close()
+        try:
+            os.unlink(self.log_path)
+        except OSError:
+            pass
+
+
+def wrk(url, seconds=5, conns=32, threads=2, close=True):
+    """Requests/s from wrk (None if wrk failed)."""
+    argv = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % seconds]
+    if close:
+        argv += ["-H", "Connection: close"]
+    r = subprocess.run(argv + [url], capture_output=True, text=True)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", r.stdout)
+    sock = re.search(r"Socket errors: (.*)", r.stdout)
+    return (float(m.group(1)) if m else None,
+            int(errs.group(1)) if errs else 0,
+            sock.group(1) if sock else "")
+
+
+def children(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    st = f.read()
+                if int(st[st.rindex(b")") + 2:].split()[1]) == pid:
+                    out.append(int(name))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def title(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def memory(pid):
+    """(peak RSS kB = VmHWM, private kB = Private_Clean + Private_Dirty)."""
+    hwm = priv = None
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            priv = 0
+            for line in f:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    priv += int(line.split()[1])
+    except OSError:
+        pass
+    return hwm, priv
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
+
+
+def fmt(v, spec="%.0f"):
+    return "n/a" if v is None else spec % v
