@@ -85,8 +85,9 @@ def client_script(s, scenario, *args, stdin=None, timeout=60):
     """Run dirtyapi_client.py in a plain /usr/bin/python3 against s."""
     assert glob.glob(os.path.join(EXTDIR, "_cunicorn_dirty*.so")), \
         "build/python/_cunicorn_dirty*.so is missing: run `make ext`"
-    sock = call(s, BASIC, "echo", "x") and http_get(s.port, "/socket")[2]
-    sock = json.loads(sock)["ok"]
+    sock = getattr(s, "dirty_socket", None)
+    if sock is None:   # asked once: /socket does not involve the dirty worker
+        sock = s.dirty_socket = json.loads(http_get(s.port, "/socket")[2])["ok"]
     assert sock and os.path.exists(sock), sock
     env = dict(os.environ, GUNICORN_DIRTY_SOCKET=sock, PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=os.pathsep.join([PYDIR, EXTDIR, APPS]))
@@ -331,6 +332,73 @@ def test_client_reconnects_after_arbiter_restart(make_server, tmp_path):
     assert "second" in r, (r, err)
     assert r["second"]["pid"] != first["pid"]
     assert r["second"]["calls"] >= 1
+
+
+def test_class_workers_attribute_limits_the_app(make_server, tmp_path):
+    s = start(make_server, tmp_path, "--dirty-workers", "3",
+              apps=[BASIC, "dirtyapi_apps:Limited"])
+    ready(s)
+
+    def limited_once():
+        st = run_client(s, "status")
+        loaders = [w["pid"] for w in st["workers"] if "dirtyapi_apps:Limited" in w["apps"]
+                   and w["state"] == "alive"]
+        return (st, loaders) if len(st["workers"]) == 3 and len(loaders) == 1 else None
+    st, loaders = wait_for(limited_once, 15, interval=0.2, what="Limited on exactly one worker")
+    pids = {call(s, "dirtyapi_apps:Limited", "pid")["ok"] for _ in range(6)}
+    assert pids == set(loaders)
+
+
+def test_heartbeat_goes_on_during_a_long_call(make_server, tmp_path):
+    s = start(make_server, tmp_path, "--dirty-timeout", "2")
+    ready(s)
+    (wpid,) = dirty_workers(s)
+    run_client(s, "status")                      # warm: socket path known
+    p = client_script(s, "parallel", 1, 1.9)     # shorter than dirty_timeout
+    time.sleep(1.3)
+    st = run_client(s, "status")
+    (w,) = [w for w in st["workers"] if w["pid"] == wpid]
+    assert w["in_flight"] == 1, st
+    assert w["last_heartbeat_ms_ago"] < 1000, w
+    out, _ = p.communicate(timeout=30)
+    assert json.loads(out)["pids"] == [wpid]
+
+
+def test_stuck_call_times_out_and_worker_is_replaced(make_server, tmp_path):
+    s = start(make_server, tmp_path, "--dirty-timeout", "2")
+    ready(s)
+    (wpid,) = dirty_workers(s)
+    t0 = time.monotonic()
+    e = call(s, BASIC, "sleep", 60)["error"]
+    assert e["class"] == "DirtyTimeoutError", e
+    assert time.monotonic() - t0 < 4
+    # the worker stops beating once its call outlives dirty_timeout; the
+    # arbiter then replaces it
+    wait_for(lambda: not pid_alive(wpid), 10, what="stuck dirty worker killed")
+    s.wait_log("DIRTY WORKER TIMEOUT (pid:%d)" % wpid)
+    ready(s)
+    assert call(s, BASIC, "ping")["ok"]["pid"] != wpid
+
+
+def test_stash_from_clients_and_apps(make_server, tmp_path):
+    s = start(make_server, tmp_path, apps=[BASIC, "dirtyapi_apps:Stashy"])
+    ready(s)
+    r = run_client(s, "stash")
+    assert r["get"] == {"name": "Alice"}
+    assert r["missing"] == "dflt"
+    assert r["keys"] == ["other", "user:1", "user:2"]
+    assert r["pattern"] == ["user:1", "user:2"]
+    assert r["exists_key"] == [True, False]
+    assert r["exists_table"] == [True, False]
+    assert r["table"] == ["v", True, 4]
+    assert r["keyerror"] is True
+    assert r["delete"] == [True, False]
+    assert "apitbl" in r["tables"] and "t1" in r["tables"] and "t2" in r["tables"]
+    assert r["after_clear"] == []
+    assert "t2" not in r["after_delete_table"]
+    assert r["info"]["size"] == 0
+    # from inside a dirty worker, through the same API
+    assert call(s, "dirtyapi_apps:Stashy", "put", "k", [1, "x"])["ok"] == [1, "x"]
 
 
 # ---- pure Python, no server ---------------------------------------------

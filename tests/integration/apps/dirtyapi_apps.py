@@ -5,6 +5,8 @@ apps use it: `from gunicorn.dirty import ...`).
                           plus failing, streaming, async and slow actions
   dirtyapi_apps:Custom    overrides __call__ (no DirtyApp dispatch)
   dirtyapi_apps:Broken    init() raises: the worker must stay up
+  dirtyapi_apps:Limited   class attribute workers = 1
+  dirtyapi_apps:Stashy    stashes = ["apitbl"]; uses the stash itself
   application             WSGI: POST /call {"app", "action", "args",
                           "kwargs", "timeout"} (JSON body) runs
                           get_dirty_client().execute and answers JSON
@@ -85,6 +87,28 @@ class Basic(DirtyApp):
 class Custom(DirtyApp):
     def __call__(self, action, *args, **kwargs):
         return {"action": action, "args": list(args), "kwargs": kwargs}
+
+
+class Limited(DirtyApp):
+    """Class attribute: loaded by one worker only."""
+    workers = 1
+
+    def pid(self):
+        return os.getpid()
+
+
+class Stashy(DirtyApp):
+    """Declares a stash table and uses the stash from inside a worker."""
+    stashes = ["apitbl"]
+
+    def put(self, key, value):
+        from gunicorn.dirty import stash
+        stash.put("apitbl", key, value)
+        return stash.get("apitbl", key)
+
+    def tables(self):
+        from gunicorn.dirty import stash
+        return stash.tables()
 
 
 class Broken(DirtyApp):

@@ -102,6 +102,48 @@ def scenario_reconnect():
         return {"second_error": err(e)}
 
 
+def scenario_status():
+    import _cunicorn_dirty as w
+    import os
+    conn = w.Connection(os.environ["GUNICORN_DIRTY_SOCKET"], 10)
+    kind, reply = conn.recv_reply(conn.send_raw(w.MSG_TYPE_STATUS, None))
+    assert kind == w.MSG_TYPE_RESPONSE, (kind, reply)
+    return reply["result"]
+
+
+def scenario_stash():
+    from gunicorn.dirty import stash
+    from gunicorn.dirty.errors import StashError
+    out = {}
+    stash.put("t1", "user:1", {"name": "Alice"})
+    stash.put("t1", "user:2", [1, 2])
+    stash.put("t1", "other", None)
+    out["get"] = stash.get("t1", "user:1")
+    out["missing"] = stash.get("t1", "nope", default="dflt")
+    out["keys"] = sorted(stash.keys("t1"))
+    out["pattern"] = sorted(stash.keys("t1", pattern="user:*"))
+    out["exists_key"] = [stash.exists("t1", "user:2"), stash.exists("t1", "nope")]
+    out["exists_table"] = [stash.exists("t1"), stash.exists("never")]
+    t = stash.table("t1")
+    t["k"] = "v"
+    out["table"] = [t["k"], "k" in t, len(t)]
+    del t["k"]
+    try:
+        t["k"]
+        out["keyerror"] = False
+    except KeyError:
+        out["keyerror"] = True
+    out["delete"] = [stash.delete("t1", "user:2"), stash.delete("t1", "user:2")]
+    stash.ensure("t2")
+    out["tables"] = sorted(stash.tables())
+    stash.clear("t1")
+    out["after_clear"] = stash.keys("t1")
+    stash.delete_table("t2")
+    out["after_delete_table"] = sorted(stash.tables())
+    out["info"] = stash.info("t1")
+    return out
+
+
 def main():
     name, args = sys.argv[1], sys.argv[2:]
     if name == "async":
