@@ -300,7 +300,7 @@ wsgi_close(int fd, int linger)
 	if (linger) {
 		char sink[16384];
 		size_t total = 0;
-		uint64_t deadline = monotonic_ms() + 1000;
+		uint64_t deadline = monotonic_ms() + 500;
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 
 		shutdown(fd, SHUT_WR);

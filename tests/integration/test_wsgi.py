@@ -640,3 +640,21 @@ def test_sighup_to_worker_exits_it_and_master_replaces_it(make_server):
     newpid = wait_for(lambda: (lambda p: p if p != worker else None)(
         get_json(s.port, "/")["pid"]), 10, what="replacement worker")
     assert newpid != worker
+
+
+def test_master_sigterm_lets_the_current_request_finish(make_server):
+    s = serve(make_server, "slow")
+    result = {}
+
+    def client():
+        result["r"] = http_get(s.port, "/?t=1.5", timeout=15)
+
+    t = threading.Thread(target=client)
+    t.start()
+    time.sleep(0.5)
+    rc = s.stop(signal.SIGTERM, timeout=15)
+    t.join(15)
+    status, _, body = result["r"]
+    assert status == 200 and json.loads(body)["slept"] == "1.5"
+    assert rc == 0
+    assert s.leftovers() == []
