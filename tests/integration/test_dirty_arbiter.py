@@ -287,6 +287,65 @@ def test_client_disconnect_with_calls_in_flight(make_server):
     assert arbiter_pid(s) == s.arbiter
 
 
+# ---- stash -----------------------------------------------------------------
+
+def stash_op(c, rid, **kw):
+    c.send(d.frame(d.STASH, rid, kw))
+    t, got, v = c.recv_frame()
+    assert got == rid
+    return t, v
+
+
+def test_stash_operations(make_server):
+    s = start(make_server, unique_name("stash"))
+    c = connect(s)
+    R = lambda rid, **kw: d.result(stash_op(c, rid, **kw))
+    assert R(1, op=1, table="t", key="a", value={"x": [1, 2.5]}) is True
+    assert R(2, op=1, table="t", key=7, value=b"\x00bin") is True
+    assert R(3, op=1, table="t", key="ab", value=None) is True
+    assert R(4, op=2, table="t", key="a") == {"x": [1, 2.5]}
+    assert R(5, op=2, table="t", key=7) == b"\x00bin"
+    assert R(6, op=4, table="t") == ["a", 7, "ab"]
+    assert R(7, op=4, table="t", pattern="a?") == ["ab"]
+    assert R(8, op=6, table="t") == {"size": 3, "table": "t"}
+    assert R(9, op=10, table="t", key="a") is True
+    assert R(10, op=3, table="t", key="a") is True
+    assert R(11, op=3, table="t", key="a") is False
+    assert R(12, op=10, table="t", key="a") is False
+    t, v = stash_op(c, 13, op=2, table="t", key="a")
+    assert t == d.ERROR and v["error"]["error_type"] == "StashKeyNotFoundError"
+    assert v["error"]["details"] == {"table_name": "t", "key": "a"}
+    t, v = stash_op(c, 14, op=6, table="nope")
+    assert t == d.ERROR and v["error"]["error_type"] == "StashTableNotFoundError"
+    assert R(15, op=7, table="e") is True and R(16, op=7, table="e") is True
+    assert sorted(R(17, op=9, table="")) == ["e", "t"]
+    assert R(18, op=5, table="t") is True and R(19, op=6, table="t")["size"] == 0
+    assert R(20, op=8, table="t") is True and R(21, op=8, table="t") is False
+    assert R(22, op=10, table="t") is False and R(23, op=10, table="e") is True
+    # many keys, half deleted: the survivors are all there, in order
+    for k in range(2000):
+        assert R(100 + k, op=1, table="big", key="k%d" % k, value=k)
+    for k in range(0, 2000, 2):
+        assert R(5000 + k, op=3, table="big", key="k%d" % k) is True
+    assert R(9000, op=6, table="big")["size"] == 1000
+    assert R(9001, op=4, table="big") == ["k%d" % k for k in range(1, 2000, 2)]
+    assert R(9002, op=2, table="big", key="k1999") == 1999
+
+
+def test_stash_shared_by_dirty_workers_and_clients(make_server):
+    s = start(make_server, unique_name("stash2"), workers=2, apps=(ECHO, "dirty_apps:Stashing"))
+    c = connect(s)
+    # the declared table exists once the workers loaded the app
+    wait_for(lambda: "declared" in d.result(stash_op(c, 1, op=9, table="")), 10,
+             what="the declared stash table")
+    pids = {d.result(c.call(10 + i, "dirty_apps:Stashing", "put", "shared", "k%d" % i, i))
+            for i in range(4)}
+    assert len(pids) == 2           # both workers wrote
+    assert d.result(stash_op(c, 20, op=4, table="shared")) == ["k0", "k1", "k2", "k3"]
+    assert d.result(c.call(21, "dirty_apps:Stashing", "get", "shared", "k3")) == 3
+    assert d.result(c.call(22, "dirty_apps:Stashing", "get", "shared", "zz")) == "<missing>"
+
+
 # ---- titles, logs, signals -----------------------------------------------
 
 def test_titles_and_log_lines(make_server):

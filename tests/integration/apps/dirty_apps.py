@@ -61,6 +61,20 @@ class Echo(DirtyApp):
             yield i
 
 
+class Stashing(DirtyApp):
+    """Uses the stash from inside a dirty worker; declares a table."""
+    stashes = ["declared"]
+
+    def put(self, table, key, value):
+        from gunicorn.dirty import stash
+        stash.put(table, key, value)
+        return os.getpid()
+
+    def get(self, table, key):
+        from gunicorn.dirty import stash
+        return stash.get(table, key, default="<missing>")
+
+
 class Limited(DirtyApp):
     def pid(self):
         return os.getpid()
