@@ -401,6 +401,23 @@ def test_stash_from_clients_and_apps(make_server, tmp_path):
     assert call(s, "dirtyapi_apps:Stashy", "put", "k", [1, "x"])["ok"] == [1, "x"]
 
 
+def test_usr1_reopens_the_worker_log(make_server, tmp_path):
+    log = tmp_path / "error.log"
+    s = start(make_server, tmp_path, "--error-logfile", str(log))
+    ready(s)
+    (wpid,) = dirty_workers(s)
+    call(s, BASIC, "fail", "before")
+    wait_for(lambda: "boom: before" in log.read_text(), 5, what="first error line")
+    os.rename(log, str(log) + ".1")
+    os.kill(wpid, signal.SIGUSR1)
+    time.sleep(0.3)                      # the loop reopens on its next turn
+    call(s, BASIC, "fail", "after")
+    wait_for(lambda: log.exists() and "boom: after" in log.read_text(), 5,
+             what="error line in the reopened log")
+    assert "boom: after" not in open(str(log) + ".1").read()
+    assert dirty_workers(s) == [wpid]
+
+
 # ---- pure Python, no server ---------------------------------------------
 
 def test_error_from_wire_maps_every_type():
@@ -473,6 +490,23 @@ def test_gunicorn_names_are_the_same_objects():
     r = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ok 25.")
+
+
+def test_cached_clients_are_not_shared_with_a_forked_child():
+    code = ("import os\n"
+            "from gunicorn.dirty import get_dirty_client\n"
+            "c = get_dirty_client()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if get_dirty_client() is not c else 1)\n"
+            "_, st = os.waitpid(pid, 0)\n"
+            "assert os.waitstatus_to_exitcode(st) == 0, 'child reused the parent client'\n"
+            "assert get_dirty_client() is c\n"
+            "print('ok')\n")
+    env = dict(os.environ, GUNICORN_DIRTY_SOCKET="/nonexistent/dirty.sock",
+               PYTHONPATH=os.pathsep.join([PYDIR, EXTDIR]), PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
 
 def test_client_without_socket_path_says_so():

@@ -621,6 +621,21 @@ def close_dirty_client():
         _thread_local.dirty_client = None
 
 
+def _forget_clients_after_fork():
+    """In a forked child (an HTTP worker forked by a master that already
+    made dirty calls, e.g. with --preload): the parent's connections must
+    not be shared, so every cached client is dropped (its descriptors are
+    closed in the child only).  cunicorn's C fork paths run this too, via
+    PyOS_AfterFork_Child()."""
+    global _thread_local, _loop_clients
+    _thread_local = threading.local()
+    _loop_clients = weakref.WeakKeyDictionary()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
 async def close_dirty_client_async():
     """Close the running loop's client."""
     client = _loop_clients.pop(asyncio.get_running_loop(), None)
