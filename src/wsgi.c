@@ -315,8 +315,17 @@ wsgi_close(int fd, int linger)
 			}
 			if (r == 0 || (errno != EAGAIN && errno != EINTR))
 				break;
-			if (errno == EAGAIN && poll(&p, 1, (int)(deadline - now)) <= 0)
-				break;
+			if (errno == EAGAIN) {
+				int k;
+				if (PyGILState_Check()) {
+					Py_BEGIN_ALLOW_THREADS
+					k = poll(&p, 1, (int)(deadline - now));
+					Py_END_ALLOW_THREADS
+				} else
+					k = poll(&p, 1, (int)(deadline - now));
+				if (k <= 0)
+					break;
+			}
 		}
 	}
 	close(fd);
@@ -2323,7 +2332,11 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	app = app_obj;
 	listeners = ctx->listeners;
 	nlisteners = ctx->nlisteners;
-	io_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 1000 : -1;
+	/* a client that stalls this long is dropped, before the master's
+	 * timeout would kill the whole worker */
+	io_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 750 : -1;
+	if (io_timeout_ms >= 0 && io_timeout_ms < 1000)
+		io_timeout_ms = 1000;
 	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
 		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
 			trust_all_proxies = 1;

@@ -658,3 +658,62 @@ def test_master_sigterm_lets_the_current_request_finish(make_server):
     assert status == 200 and json.loads(body)["slept"] == "1.5"
     assert rc == 0
     assert s.leftovers() == []
+
+
+def test_unix_socket_listener(make_server, tmp_path):
+    path = str(tmp_path / "s.sock")
+    s = make_server("--chdir", APPS, "-b", "unix:" + path, "wsgi_apps:environ",
+                    bind=False, start=False)
+    s.start(wait=False)
+    wait_for(lambda: os.path.exists(path), 10, what="unix socket")
+
+    def ask(req):
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(10)
+            wait_for(lambda: c.connect_ex(path) == 0, 5, what="connect")
+            c.sendall(req)
+            out = b""
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                out += b
+            return json.loads(parse(out)[3])
+
+    env = ask(b"GET /u HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
+    assert env["SERVER_NAME"] == "example.com" and env["SERVER_PORT"] == "8080"
+    assert env["REMOTE_ADDR"] == "" and "REMOTE_PORT" not in env
+    assert env["PATH_INFO"] == "/u"
+    env = ask(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    assert env["SERVER_PORT"] == "80"
+    # a unix-socket peer is trusted for the scheme headers, as in gunicorn
+    env = ask(b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-Proto: https\r\n\r\n")
+    assert env["wsgi.url_scheme"] == "https" and env["SERVER_PORT"] == "443"
+
+
+def test_ipv6_listener(make_server):
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    s = make_server("--chdir", APPS, "-b", "[::1]:%d" % port, "wsgi_apps:environ",
+                    bind=False, start=False, port=port)
+    s.start(wait=False)
+
+    def ask():
+        try:
+            with socket.create_connection(("::1", port), timeout=5) as c:
+                c.sendall(b"GET /six HTTP/1.1\r\nHost: h\r\n\r\n")
+                out = b""
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    out += b
+                return out
+        except OSError:
+            return None
+
+    out = wait_for(ask, 10, what="IPv6 answer")
+    env = json.loads(parse(out)[3])
+    assert env["REMOTE_ADDR"] == "::1" and env["SERVER_NAME"] == "::1"
+    assert env["SERVER_PORT"] == str(port)
