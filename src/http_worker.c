@@ -219,7 +219,8 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 {
 	struct wsgi_conn c;
 
-	*wctx->heartbeat = monotonic_ms();
+	if (wctx->heartbeat != NULL)
+		*wctx->heartbeat = monotonic_ms();
 	c.fd = fd;
 	c.listener = l;
 	memcpy(&c.peer, peer, sizeof(c.peer));
@@ -349,7 +350,8 @@ http_worker_main(struct http_worker_ctx *ctx)
 			log_info("Parent changed, shutting down: <Worker %ld>", (long)getpid());
 			break;
 		}
-		*ctx->heartbeat = monotonic_ms();
+		if (ctx->heartbeat != NULL)
+			*ctx->heartbeat = monotonic_ms();
 
 		for (size_t i = 0; i < ctx->nlisteners; i++) {
 			struct sockaddr_storage peer;

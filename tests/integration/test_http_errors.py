@@ -185,3 +185,38 @@ def test_slow_and_pipelined_head(server):
             out += b
     assert out.startswith(b"HTTP/1.1 200 ")
     assert json.loads(out.partition(b"\r\n\r\n")[2])["pieces"] == ["abc"]
+
+
+def test_mutated_requests_never_kill_the_worker(server):
+    """Thousands of randomly mutated requests (seeded): every one gets a
+    well-formed answer or a close, and the same worker survives them all."""
+    import random
+    rnd = random.Random(1234)
+    workers_before = server.pids_titled("worker")
+    assert len(workers_before) == 1
+    seeds = [
+        b"POST /?mode=read HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /?mode=readline HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhel\nl\r\n3;a=b\r\nabc\r\n0\r\nT: x\r\n\r\n",
+        b"GET /p?q=1 HTTP/1.0\r\nX-A: b\r\n\r\n",
+    ]
+    statuses = set()
+    for i in range(1500):
+        req = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(1, 4)):
+            op = rnd.random()
+            pos = rnd.randrange(len(req))
+            if op < 0.4:
+                req[pos] = rnd.randrange(256)
+            elif op < 0.7:
+                del req[pos]
+            else:
+                req.insert(pos, rnd.choice(b"\r\n :;0aZ\x00\t-"))
+        resp = raw(server.port, bytes(req), timeout=5, half_close=True)
+        if resp:
+            assert resp.startswith(b"HTTP/1."), resp[:100]
+            statuses.add(int(resp.split()[1]))
+    assert statuses <= {200, 400, 431, 500, 501}, statuses
+    assert 400 in statuses and 200 in statuses
+    assert_served(server)
+    assert server.pids_titled("worker") == workers_before
