@@ -49,6 +49,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -621,6 +623,20 @@ worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
 	if (getppid() != arb.pid)
 		_exit(0);
 	signals_reset_child();
+	/* Drop privileges like an HTTP worker (user / group settings). */
+	if (getegid() != arb.s->gid) {
+		struct passwd *pw = getpwuid(arb.s->uid);
+		if (setgid(arb.s->gid) == -1) {
+			log_error("dirty worker: setgid(%d)", (int)arb.s->gid);
+			_exit(1);
+		}
+		if (pw != NULL && initgroups(pw->pw_name, arb.s->gid) == -1)
+			log_warn("dirty worker: initgroups(%s)", pw->pw_name);
+	}
+	if (geteuid() != arb.s->uid && setuid(arb.s->uid) == -1) {
+		log_error("dirty worker: setuid(%d)", (int)arb.s->uid);
+		_exit(1);
+	}
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = arb.s;

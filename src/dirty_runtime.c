@@ -83,6 +83,10 @@ runtime_base(size_t tail_len)
 	const char *x = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
 
+	/* Workers running as another user could not traverse our private
+	 * $XDG_RUNTIME_DIR: use the world-traversable /tmp then. */
+	if (runtime_uid != geteuid())
+		return "/tmp";
 	if (x != NULL && x[0] == '/' &&
 	    strlen(x) + tail_len < sizeof(((struct sockaddr_un *)0)->sun_path) &&
 	    stat(x, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid())

@@ -558,6 +558,29 @@ def test_runtime_dir_is_private(make_server):
     assert oct(os.lstat(s.sock).st_mode & 0o777) == "0o600"
 
 
+def uid_of(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("Uid:"):
+            return int(line.split()[2])
+
+
+def test_workers_running_as_another_user_reach_the_socket(make_server):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    name = unique_name("user")
+    s = start(make_server, name, extra=("-u", "nobody", "-g", "nogroup"))
+    nobody = 65534
+    assert uid_of(dirty_workers(s)[0]) == nobody
+    # the private XDG_RUNTIME_DIR is not traversable by nobody: /tmp is used
+    assert s.sock.startswith("/tmp/cunicorn-%d/" % nobody)
+    st = os.lstat(os.path.dirname(s.sock))
+    assert st.st_uid == nobody and st.st_mode & 0o777 == 0o700
+    out = get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="as_nobody"')
+    assert out == {"result": "as_nobody"}
+    assert s.stop(signal.SIGTERM) == 0
+    assert not os.path.exists(os.path.dirname(s.sock))
+
+
 def test_symlinked_runtime_dir_is_refused(make_server, tmp_path):
     name = unique_name("symlink")
     s = make_server(*dirty_args(name), start=False, binary=BIN)
