@@ -69,6 +69,7 @@
 #define READ_CHUNK		65536
 #define MAX_THREADS		256
 #define ARGS_ON_STACK		16
+#define BUF_KEEP		(4u * 1024 * 1024)	/* larger buffers are freed */
 
 struct dirty_app {
 	char *path;		/* "module:Class", as the requests name it */
@@ -116,6 +117,7 @@ static struct {
 
 	atomic_int stopping;		/* TERM / HUP seen */
 	atomic_int reopen;		/* USR1 seen */
+	atomic_int channel_broken;	/* a write to the arbiter failed */
 	_Atomic uint64_t loop_tick;	/* main loop came round (ms) */
 	_Atomic uint64_t busy_since[MAX_THREADS + 1];	/* 0 = idle */
 
@@ -225,40 +227,54 @@ send_all(const uint8_t *p, size_t n)
 
 /* Write the caller's out buffer and reset it.  Called with the GIL held;
  * releases it only if the write would block (single mode) or always
- * (threaded mode: the write lock must never be awaited holding the GIL). */
-static void
+ * (threaded mode: the write lock must never be awaited holding the GIL).
+ * Returns 0, or -1 when the arbiter's end is gone (the main loop's read
+ * sees the EOF and ends the worker; a stream in progress stops). */
+static int
 flush_out(struct caller *c)
 {
 	struct dirty_buf *b = &c->out;
-	int rc = 0;
+	int rc = 0, err = 0;
 
 	if (b->len == 0)
-		return;
+		return 0;
+	if (atomic_load(&W.channel_broken)) {
+		dirty_buf_reset(b);
+		return -1;
+	}
 	if (W.nthreads == 1) {
 		ssize_t w = send(W.fd, b->data, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w == (ssize_t)b->len) {
-			dirty_buf_reset(b);
-			return;
-		}
 		size_t done = w > 0 ? (size_t)w : 0;
-		if (w == -1 && errno != EAGAIN && errno != EINTR)
+		if (w == (ssize_t)b->len)
+			rc = 0;
+		else if (w == -1 && errno != EAGAIN && errno != EINTR) {
 			rc = -1;
-		else {
+			err = errno;
+		} else {
 			Py_BEGIN_ALLOW_THREADS
 			rc = send_all(b->data + done, b->len - done);
+			err = errno;
 			Py_END_ALLOW_THREADS
 		}
 	} else {
 		Py_BEGIN_ALLOW_THREADS
 		pthread_mutex_lock(&W.wlock);
 		rc = send_all(b->data, b->len);
+		err = errno;
 		pthread_mutex_unlock(&W.wlock);
 		Py_END_ALLOW_THREADS
 	}
 	dirty_buf_reset(b);
-	if (rc == -1 && errno != EPIPE && errno != ECONNRESET)
-		log_warn("dirty worker: write to arbiter");
-	/* EOF / EPIPE is seen by the main loop's read and ends the worker. */
+	if (b->cap > BUF_KEEP)
+		dirty_buf_free(b);	/* one huge reply: do not keep its memory */
+	if (rc == -1) {
+		atomic_store(&W.channel_broken, 1);
+		if (err != EPIPE && err != ECONNRESET) {
+			errno = err;
+			log_warn("dirty worker: write to arbiter");
+		}
+	}
+	return rc;
 }
 
 /* ---- Python helpers (GIL held) ---- */
@@ -525,10 +541,13 @@ stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
 		int rc = put_value(c, id, DIRTY_MSG_CHUNK, item, app_path,
 		    app_len, action, action_len);
 		Py_DECREF(item);
-		flush_out(c);
+		if (flush_out(c) == -1)
+			rc = -1;
+		/* A stream making progress is healthy, however long it runs. */
+		atomic_store(&W.busy_since[c->slot], monotonic_ms());
 		if (rc == -1) {
-			/* The error already ended the stream for the client:
-			 * stop the generator. */
+			/* The error already ended the stream for the client,
+			 * or nobody is listening any more: stop the generator. */
 			PyObject *r = PyObject_CallMethod(it,
 			    async ? "aclose" : "close", NULL);
 			if (r != NULL && async)
@@ -785,6 +804,8 @@ dispatch_input(struct caller *main_caller)
 	if (W.in_pos == W.in.len) {
 		dirty_buf_reset(&W.in);
 		W.in_pos = 0;
+		if (W.in.cap > BUF_KEEP)
+			dirty_buf_free(&W.in);
 	} else if (W.in_pos > 0 && W.in_pos >= W.in.len / 2) {
 		dirty_buf_consume(&W.in, W.in_pos);
 		W.in_pos = 0;
