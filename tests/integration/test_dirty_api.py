@@ -215,8 +215,11 @@ def test_plain_python_sync_client(make_server, tmp_path):
     assert r["after_abandon"] == "still fine"
 
 
-def test_asyncio_client(make_server, tmp_path):
-    s = start(make_server, tmp_path)
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_asyncio_client(make_server, tmp_path, threads):
+    # with 4 threads, calls, streams and errors run at once in one worker
+    # and their frames interleave on its one channel
+    s = start(make_server, tmp_path, "--dirty-threads", threads)
     ready(s)
     r = run_client(s, "async")
     assert r["same"] is True
@@ -270,16 +273,17 @@ def test_close_and_hooks_at_shutdown(make_server, tmp_path):
     s.wait_log("Dirty worker %d exiting" % wpid)
 
 
-def test_term_lets_the_running_call_finish(make_server, tmp_path):
-    s = start(make_server, tmp_path)
+@pytest.mark.parametrize("threads,calls", [("1", 1), ("3", 3)])
+def test_term_lets_the_running_calls_finish(make_server, tmp_path, threads, calls):
+    s = start(make_server, tmp_path, "--dirty-threads", threads)
     ready(s)
     (wpid,) = dirty_workers(s)
-    p = client_script(s, "parallel", 1, 1.0)
-    time.sleep(0.4)                     # the call is running
+    p = client_script(s, "parallel", calls, 1.0)
+    time.sleep(0.5)                     # the calls are running
     os.kill(wpid, signal.SIGTERM)
     out, err = p.communicate(timeout=30)
     r = json.loads(out.strip().splitlines()[-1])
-    assert r["errors"] == [] and r["pids"] == [wpid], (r, err)
+    assert r["errors"] == [] and r["pids"] == [wpid] * calls, (r, err)
     wait_for(lambda: not pid_alive(wpid), 10, what="dirty worker exit")
     assert "close Basic %d" % wpid in "\n".join(side_lines(s))
 
