@@ -68,9 +68,28 @@ on_signal(int sig)
 	errno = saved;
 }
 
+/*
+ * The one way out.  gunicorn runs worker_exit(server, worker) in the
+ * worker process itself, after the worker stopped (arbiter.spawn_worker's
+ * finally), so it runs here, whatever the reason for exiting.
+ */
 static void __attribute__((noreturn))
 worker_exit(int code)
 {
+	struct settings *cfg = wctx->cfg;
+
+	if (cfg->hooks[HOOK_WORKER_EXIT] != NULL) {
+		PyObject *server = python_server_object(cfg, wctx->master_pid);
+		PyObject *worker = wsgi_worker_object();
+		PyObject *own = NULL;
+		if (worker == NULL)
+			worker = own = python_worker_object(cfg, getpid(), wctx->age);
+		python_hook(cfg, HOOK_WORKER_EXIT, 2, server ? server : Py_None,
+		    worker ? worker : Py_None);
+		Py_XDECREF(server);
+		Py_XDECREF(own);
+		PyErr_Clear();
+	}
 	log_info("Worker exiting (pid: %ld)", (long)getpid());
 	wsgi_flush_stdio();
 	_exit(code);

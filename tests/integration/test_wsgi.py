@@ -608,6 +608,9 @@ def test_worker_signal_hooks(make_server, tmp_path, sig, hook):
     assert time.monotonic() - t0 < 3
     assert any(h["hook"] == hook and h["pid"] == worker for h in _hook_lines(hook_log))
     s.wait_log("Worker exiting (pid: %d)" % worker)
+    # worker_exit runs in the worker process itself, as in gunicorn
+    assert any(h["hook"] == "worker_exit" and h["pid"] == worker and h["in"] == worker
+               and h["server_pid"] == s.pid for h in _hook_lines(hook_log))
 
 
 def _quiet_get(port, path):

@@ -35,3 +35,9 @@ def worker_int(worker):
 
 def worker_abort(worker):
     _note("worker_abort", worker)
+
+
+def worker_exit(server, worker):
+    with open(os.environ["HOOK_LOG"], "a") as f:
+        f.write(json.dumps({"hook": "worker_exit", "pid": worker.pid,
+                            "server_pid": server.pid, "in": os.getpid()}) + "\n")
