@@ -1998,9 +1998,22 @@ send_file(struct response *r, FileWrapperObject *fw)
 		PyErr_Clear();
 		return 0;
 	}
-	/* flush Python-level buffering of the position, as gunicorn does not */
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (offset = lseek(fd, 0, SEEK_CUR)) == -1)
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
+		return 0;
+	/* the logical position: tell() accounts for Python-level buffering
+	 * (an app may have read a little first); the raw offset does not */
+	offset = -1;
+	if (PyObject_HasAttrString(fw->filelike, "tell")) {
+		PyObject *t = PyObject_CallMethod(fw->filelike, "tell", NULL);
+		if (t != NULL)
+			offset = (off_t)PyLong_AsLongLong(t);
+		Py_XDECREF(t);
+		if (PyErr_Occurred()) {
+			PyErr_Clear();
+			offset = -1;
+		}
+	}
+	if (offset < 0 && (offset = lseek(fd, 0, SEEK_CUR)) == -1)
 		return 0;
 	nbytes = st.st_size > offset ? (uint64_t)(st.st_size - offset) : 0;
 	if (r->content_length >= 0) {
@@ -2038,8 +2051,7 @@ send_file(struct response *r, FileWrapperObject *fw)
 			continue;
 		return resp_io_error(r);
 	}
-	lseek(fd, offset, SEEK_SET);
-	return 1;
+	return 1;	/* sendfile() with an offset leaves the file position alone */
 }
 
 static int

@@ -720,3 +720,13 @@ def test_ipv6_listener(make_server):
     env = json.loads(parse(out)[3])
     assert env["REMOTE_ADDR"] == "::1" and env["SERVER_NAME"] == "::1"
     assert env["SERVER_PORT"] == str(port)
+
+
+def test_sendfile_starts_at_the_logical_position(make_server, tmp_path):
+    s = serve(make_server, "sendfile_after_read")
+    data = os.urandom(100000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    status, headers, body = http_get(s.port, "/?path=%s" % path)
+    assert status == 200 and body == data[10:]
+    assert headers["content-length"] == str(len(data) - 10)

@@ -253,3 +253,12 @@ def ticks(environ, start_response):
         threading.Thread(target=_ticker, daemon=True).start()
         ticks.started = True
     return _json(start_response, {"ticks": _ticks, "pid": os.getpid()})
+
+
+def sendfile_after_read(environ, start_response):
+    """The app reads a little through Python's buffer, then wraps the rest."""
+    q = _qs(environ)
+    f = open(q["path"], "rb")
+    f.read(10)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](f)
