@@ -67,8 +67,12 @@ def start(make_server, tmp_path, *extra, conf=CONF, apps=None):
     args = ["-c", conf, "--chdir", APPS]
     for a in apps or []:
         args += ["--dirty-app", a]
+    kw = {}
+    if os.environ.get("DIRTYAPI_BINARY"):   # e.g. a sanitizer build
+        kw["binary"] = os.environ["DIRTYAPI_BINARY"]
     s = make_server(*(args + list(extra) + ["dirtyapi_apps:application"]),
-                    env={"DIRTYAPI_SIDE": side})
+                    env={"DIRTYAPI_SIDE": side, "CUNICORN_PYTHON_DIR": PYDIR,
+                         "ASAN_OPTIONS": "detect_leaks=0"}, **kw)
     s.side = side
     return s
 
