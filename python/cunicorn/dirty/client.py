@@ -466,9 +466,14 @@ class _AsyncChannel:
         except Exception as exc:
             self.pending.pop(rid, None)
             raise DirtyProtocolError("cannot encode request: %s" % exc) from exc
-        self.writer.write(frame)
-        if self.writer.transport.get_write_buffer_size() > 65536:
-            await self.writer.drain()
+        w = self.writer
+        if w is None or w.is_closing():
+            self.pending.pop(rid, None)
+            raise DirtyConnectionError("dirty connection closed",
+                                       socket_path=self.client.socket_path)
+        w.write(frame)
+        if w.transport.get_write_buffer_size() > 65536:
+            await w.drain()
 
     async def execute(self, app_path, action, args, kwargs):
         rid = next(self.ids)

@@ -144,10 +144,22 @@ def scenario_stash():
     return out
 
 
+async def scenario_reconnect_async():
+    c = await get_dirty_client_async()
+    first = await c.execute_async(APP, "ping")
+    print(json.dumps({"first": first}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    try:
+        return {"second": await c.execute_async(APP, "ping")}
+    except DirtyError as e:
+        # the connection broke under it: one error, then it reconnects
+        return {"second_error": err(e), "third": await c.execute_async(APP, "ping")}
+
+
 def main():
     name, args = sys.argv[1], sys.argv[2:]
-    if name == "async":
-        out = asyncio.run(scenario_async())
+    if name in ("async", "reconnect_async"):
+        out = asyncio.run(globals()["scenario_" + name]())
     else:
         out = globals()["scenario_" + name](*args)
     print(json.dumps(out), flush=True)
