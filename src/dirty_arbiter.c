@@ -68,8 +68,10 @@
 #define TICK_MS			200
 #define PPID_CHECK_MS		1000
 #define READ_CHUNK		(64 * 1024)
-#define CLIENT_PAUSE_OUT	(8u * 1024 * 1024)	/* stop reading a client */
-#define CLIENT_MAX_OUT		(256u * 1024 * 1024)	/* drop a client */
+/* A client whose unread replies exceed this is dropped.  Its input is
+ * never paused instead: a client that writes all its requests before
+ * reading (pipelining) would then deadlock against us. */
+#define CLIENT_MAX_OUT		(256u * 1024 * 1024)
 #define CLIENT_CLOSE_GRACE_MS	2000
 #define RESPAWN_DELAY_MS	1000	/* a worker that died younger than this */
 #define BUF_KEEP		(256 * 1024)	/* free idle buffers above this */
@@ -287,7 +289,7 @@ client_update_events(struct client *c)
 {
 	uint32_t want = 0;
 
-	if (!c->closing && outq_pending(&c->out) < CLIENT_PAUSE_OUT)
+	if (!c->closing)
 		want |= EPOLLIN;
 	if (outq_pending(&c->out) > 0)
 		want |= EPOLLOUT;
@@ -1315,8 +1317,6 @@ client_read(struct client *c)
 		if (c->in.len == 0 && c->in.cap > 0)
 			dirty_buf_free(&c->in);
 		if ((size_t)n < sizeof(scratch))
-			break;
-		if (outq_pending(&c->out) >= CLIENT_PAUSE_OUT)
 			break;
 	}
 	if (c->fd != -1) {

@@ -152,6 +152,33 @@ def test_many_http_and_direct_clients_at_once(make_server):
     assert st["in_flight"] == 0
 
 
+def test_large_payloads_and_a_client_that_does_not_read(make_server):
+    s = start(make_server, unique_name("large"), workers=2)
+    big = os.urandom(20 * 1024 * 1024)
+    lazy = connect(s)
+    # 3 x 20 MB replies queued for a client that reads nothing for a while
+    lazy.send(b"".join(d.request(i, ECHO, "echo", big) for i in range(3)))
+    c = connect(s)
+    for i in range(3):
+        blob = os.urandom(3 * 1024 * 1024 + i)
+        assert d.result(c.call(10 + i, ECHO, "echo", blob)) == blob
+    assert d.result(c.call(20, ECHO, "echo", "small")) == "small"
+    time.sleep(0.5)
+    got = {}
+    for i in range(3):      # two workers: replies may come in any order
+        t, rid, v = lazy.recv_frame()
+        assert t == d.RESPONSE
+        got[rid] = v["result"] == big
+    assert got == {0: True, 1: True, 2: True}
+    # the big buffers were given back once drained
+    rollup = open("/proc/%d/smaps_rollup" % s.arbiter).read()
+    private_kb = sum(int(l.split()[1]) for l in rollup.splitlines()
+                     if l.startswith(("Private_Clean:", "Private_Dirty:")))
+    print("dirty arbiter private memory after 60 MB of replies: %d kB" % private_kb)
+    assert private_kb <= 4096, rollup
+    assert arbiter_pid(s) == s.arbiter
+
+
 # ---- allocation ----------------------------------------------------------
 
 def test_per_app_allocation_config_limit(make_server):
