@@ -222,6 +222,12 @@ read_head(struct worker_state *w, struct wsgi_conn *c)
 			if (k > 0 || (k == -1 && errno == EINTR)) {
 				if (k == -1)
 					http_worker_urgent_signals();
+				/* stopping, and this client has not said a word yet:
+				 * do not wait for it */
+				if (k == -1 && (sig_term || sig_hup) && c->len == 0) {
+					close(c->fd);
+					return 0;
+				}
 				continue;
 			}
 			if (k == 0)
@@ -248,7 +254,6 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 	c.len = 0;
 	c.cap = w->cap;
 	c.body_unread = 0;
-	c.start_us = 0;
 	if (!read_head(w, &c))
 		return;
 

@@ -130,7 +130,7 @@ static size_t script_name_len;
 static PyObject *k_request_method, *k_script_name, *k_path_info,
     *k_query_string, *k_raw_uri, *k_server_name, *k_server_port,
     *k_server_protocol, *k_remote_addr, *k_remote_port, *k_content_type,
-    *k_content_length, *k_url_scheme, *k_input, *k_http_host,
+    *k_content_length, *k_url_scheme, *k_input,
     *k_http_authorization, *k_http_referer, *k_http_user_agent;
 static PyObject *v_http, *v_https, *v_http11, *v_http10, *v_empty;
 static PyObject *v_methods[10];
@@ -2375,7 +2375,6 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	k_content_length = intern("CONTENT_LENGTH");
 	k_url_scheme = intern("wsgi.url_scheme");
 	k_input = intern("wsgi.input");
-	k_http_host = intern("HTTP_HOST");
 	k_http_authorization = intern("HTTP_AUTHORIZATION");
 	k_http_referer = intern("HTTP_REFERER");
 	k_http_user_agent = intern("HTTP_USER_AGENT");

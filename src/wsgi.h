@@ -36,7 +36,6 @@ struct wsgi_conn {
 	size_t len;
 	size_t cap;
 	struct http_request req;
-	uint64_t start_us;		/* CLOCK_REALTIME at accept, for logs */
 	int body_unread;		/* out: request body bytes may remain on the wire */
 };
 

@@ -730,3 +730,16 @@ def test_sendfile_starts_at_the_logical_position(make_server, tmp_path):
     status, headers, body = http_get(s.port, "/?path=%s" % path)
     assert status == 200 and body == data[10:]
     assert headers["content-length"] == str(len(data) - 10)
+
+
+def test_sigterm_does_not_wait_for_a_silent_client(make_server):
+    s = serve(make_server, "pid")
+    worker = get_json(s.port, "/")["pid"]
+    with socket.create_connection(("127.0.0.1", s.port)) as idle:
+        time.sleep(0.3)  # the worker accepted it and waits for a head
+        t0 = time.monotonic()
+        os.kill(worker, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(worker), 5, what="worker exit")
+        assert time.monotonic() - t0 < 2
+        idle.settimeout(5)
+        assert idle.recv(100) == b""
