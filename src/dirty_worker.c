@@ -148,19 +148,26 @@ wake_main(void)
 	(void)r;
 }
 
+static uint64_t
+elapsed_ms(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;	/* `then` may be a hair newer */
+}
+
 static int
 healthy(uint64_t now)
 {
 	for (int i = 0; i <= W.nthreads && i <= MAX_THREADS; i++) {
 		uint64_t since = atomic_load(&W.busy_since[i]);
-		if (since != 0 && W.timeout_ms != 0 && now - since > W.timeout_ms)
+		if (since != 0 && W.timeout_ms != 0 &&
+		    elapsed_ms(now, since) > W.timeout_ms)
 			return 0;
 	}
-	/* The main thread is the caller in single mode: while it is busy
-	 * with a call its own slot speaks for it. */
-	if (W.nthreads == 1 && atomic_load(&W.busy_since[0]) != 0)
+	/* Slot 0 is the main thread's: busy loading the apps, or serving a
+	 * call in single mode.  While it is, that slot speaks for it. */
+	if (atomic_load(&W.busy_since[0]) != 0)
 		return 1;
-	return now - atomic_load(&W.loop_tick) <= LOOP_STALL_MS;
+	return elapsed_ms(now, atomic_load(&W.loop_tick)) <= LOOP_STALL_MS;
 }
 
 static void *
