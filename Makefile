@@ -25,6 +25,7 @@ FUZZ_BINS   := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
 
 .PHONY: all unit fuzz test clean ext
+.SECONDARY: $(SAN_OBJS)
 all: build/cunicorn build/gunicorn ext
 
 build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
