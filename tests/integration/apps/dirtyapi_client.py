@@ -113,7 +113,6 @@ def scenario_status():
 
 def scenario_stash():
     from gunicorn.dirty import stash
-    from gunicorn.dirty.errors import StashError
     out = {}
     stash.put("t1", "user:1", {"name": "Alice"})
     stash.put("t1", "user:2", [1, 2])
