@@ -205,3 +205,25 @@ def test_graceful_sigterm(env):
 @pytest.mark.parametrize("sig", ["QUIT", "INT"])
 def test_quick_stop(env, sig):
     _stop(env, sig, 3, "SIG%s (quick)" % sig)
+
+
+# -- 3b. in-flight calls on a dead process fail at once ----------------------------
+
+@pytest.mark.parametrize("victim", ["dirty-worker", "dirty-arbiter"])
+def test_inflight_call_fails_fast_when_its_process_dies(env, victim):
+    r = env.roles()
+    pid = _one(r, victim)
+    # A 20 s dirty call in flight (dirty_timeout is 30 s) ...
+    env.sh("rm -f /tmp/inflight.*; (curl -s --max-time 60 -o /tmp/inflight.body -w '%{http_code}' "
+           "'http://127.0.0.1:8000/dirty/sleep?s=20' > /tmp/inflight.code.tmp; "
+           "mv /tmp/inflight.code.tmp /tmp/inflight.code) >/dev/null 2>&1 &\n")
+    env.timed("true", [("busy", "titled '%s' && sleep 0.5" % TITLES["dirty-worker"])], timeout=5)
+    # ... and the process serving it is SIGKILLed.
+    t = env.timed("kill -9 %d" % pid, [("in-flight call answered", "[ -e /tmp/inflight.code ]")],
+                  timeout=10)
+    record(env.name, "%s SIGKILL, call in flight" % victim, "call answered", t["in-flight call answered"])
+    assert t["in-flight call answered"] is not None, "the in-flight call hung after its %s died" % victim
+    out = env.sh("cat /tmp/inflight.code; echo; cat /tmp/inflight.body; rm -f /tmp/inflight.*\n").stdout
+    code, _, body = out.partition("\n")
+    assert code.strip() == "502", out
+    assert "Dirty" in body and "Error" in body, "not a clear dirty error: %r" % body

@@ -5,11 +5,13 @@ Routes:  /            -> "OK"
          /dirty/ping  -> one dirty call TestDirtyApp.ping, JSON result
          /dirty/echo?m=TEXT -> one dirty call TestDirtyApp.echo(TEXT)
          /dirty/pid   -> the pid of the dirty worker that answered
+         /dirty/sleep?s=N -> a dirty call that takes N seconds
 A failed dirty call answers 502 with the error's class name and message.
 """
 
 import json
 import os
+import time
 from urllib.parse import parse_qs
 
 from gunicorn.dirty import DirtyApp, get_dirty_client
@@ -31,6 +33,9 @@ def application(environ, start_response):
             body = json.dumps(_dirty("echo", q.get("m", [""])[0]))
         elif path == "/dirty/pid":
             body = json.dumps(_dirty("pid"))
+        elif path == "/dirty/sleep":
+            q = parse_qs(environ.get("QUERY_STRING", ""))
+            body = json.dumps(_dirty("sleep", float(q.get("s", ["1"])[0])))
         else:
             body = "OK"
         status = "200 OK"
@@ -58,3 +63,7 @@ class TestDirtyApp(DirtyApp):
 
     def pid(self):
         return {"pid": os.getpid()}
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+        return {"slept": seconds}
