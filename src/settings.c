@@ -1064,7 +1064,7 @@ settings_default_config_path(void)
  * (importlib, module "__config__"), describing an exception in one line,
  * checking a hook's arity. */
 static const char config_helpers[] =
-"import importlib, importlib.machinery, importlib.util, inspect, os, sys\n"
+"import importlib, importlib.machinery, importlib.util, os, sys\n"
 "def load(location):\n"
 "    if location.startswith('python:'):\n"
 "        return dict(vars(importlib.import_module(location[7:])))\n"
@@ -1100,6 +1100,7 @@ static const char config_helpers[] =
 "        text += ' (line %d)' % line\n"
 "    return text\n"
 "def _accepts(f, n):\n"
+"    import inspect  # only when a hook is set: keeps the master small\n"
 "    try:\n"
 "        sig = inspect.signature(f)\n"
 "    except (TypeError, ValueError):\n"

@@ -11,12 +11,9 @@
 
 Nothing here runs per request.
 """
-import ast
 import importlib
 import os
-import sys
 import time
-import traceback
 
 import _cunicorn
 
@@ -29,6 +26,7 @@ def _parse_callable(module_name, expr):
     """Accept a name, a dotted attribute path, or a call of one with literal
     arguments ("create_app()", "create_app('prod', debug=False)"), as
     gunicorn does; nothing else is evaluated."""
+    import ast  # imported here, not in the master at start: memory
     try:
         node = ast.parse(expr, mode="eval").body
     except SyntaxError:
@@ -111,6 +109,7 @@ class Log:
 
     def exception(self, msg, *args, **kw):
         self._emit(_cunicorn.ERROR, msg, args)
+        import traceback
         tb = traceback.format_exc()
         if tb and not tb.startswith("NoneType"):
             _cunicorn.log(_cunicorn.ERROR, tb.rstrip("\n"))
