@@ -442,6 +442,22 @@ def test_ttin_ttou_and_the_allocation_floor(make_server):
     assert len({d.result(c.call(i, LIMITED, "pid")) for i in range(10)}) == 2
 
 
+def test_usr1_reopens_the_error_log(make_server, tmp_path):
+    log = tmp_path / "error.log"
+    s = make_server(*dirty_args(unique_name("usr1"), 1, (ECHO,), "--error-logfile", str(log)),
+                    binary=BIN)
+    s.arbiter = wait_for(lambda: arbiter_pid(s), 10, what="the dirty arbiter")
+    wait_for(lambda: "Dirty arbiter starting" in log.read_text(), 10, what="the starting line")
+    assert "Dirty arbiter starting (pid: %d)" % s.arbiter in log.read_text()
+    os.rename(str(log), str(log) + ".1")
+    os.kill(s.arbiter, signal.SIGUSR1)
+    time.sleep(0.3)
+    os.kill(s.arbiter, signal.SIGTTIN)     # something the arbiter logs
+    wait_for(lambda: log.exists() and "SIGTTIN: Increasing dirty workers to 2" in log.read_text(),
+             10, what="the arbiter writing to the reopened log")
+    assert "SIGTTIN" not in open(str(log) + ".1").read()
+
+
 def test_hup_replaces_all_workers(make_server):
     s = start(make_server, unique_name("hup"), workers=2)
     old = set(dirty_workers(s))
