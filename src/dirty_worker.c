@@ -16,16 +16,18 @@
  *   callers   (dirty_threads > 1 only) pthreads that take a queued frame,
  *             take the GIL, call the app, release the GIL and write the
  *             reply under the write lock (one writer at a time).
- *   watch     a pthread that never touches Python: it waits for signals
- *             (blocked in every other thread) and writes the heartbeat
+ *   watch     a pthread that never touches Python: it acts on signals
+ *             (their handlers only set flags) and writes the heartbeat
  *             every 250 ms — also while a call runs — as long as no call
  *             has been running for longer than dirty_timeout and the main
  *             loop has come round in the last LOOP_STALL_MS.  A stuck
  *             worker so stops beating and the arbiter replaces it.
  *
- * Signals: TERM and HUP: finish the calls already received, then exit
- * cleanly (apps' close(), dirty_worker_exit hook).  INT and QUIT: exit at
- * once (from the watch thread, _exit).  USR1: reopen the log files.
+ * Signals (flag-only handlers; the watch thread acts on the flags):
+ * TERM and HUP: finish the calls already received, then exit cleanly
+ * (apps' close(), dirty_worker_exit hook).  INT and QUIT: exit at once
+ * (from the watch thread, _exit), even in the middle of a call.  USR1:
+ * reopen the log files.
  * The arbiter's death (EOF on the socketpair, PR_SET_PDEATHSIG, getppid()
  * changing) ends the worker too.
  *
@@ -104,7 +106,7 @@ static struct {
 	int wakefd;			/* eventfd: watch thread -> main loop */
 	int nthreads;			/* dirty_threads */
 	uint64_t timeout_ms;		/* dirty_timeout, 0 = none */
-	sigset_t sigs;
+	int sigfd;			/* eventfd: signal handler -> watch thread */
 
 	struct dirty_app *apps;
 	size_t napps;
@@ -170,31 +172,51 @@ healthy(uint64_t now)
 	return elapsed_ms(now, atomic_load(&W.loop_tick)) <= LOOP_STALL_MS;
 }
 
+/* Signal handler: only records the signal and wakes the watch thread. */
+static volatile sig_atomic_t sig_quick, sig_stop, sig_reopen;
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+	uint64_t one = 1;
+	ssize_t r;
+
+	if (sig == SIGINT || sig == SIGQUIT)
+		sig_quick = 1;
+	else if (sig == SIGTERM || sig == SIGHUP)
+		sig_stop = 1;
+	else if (sig == SIGUSR1)
+		sig_reopen = 1;
+	r = write(W.sigfd, &one, sizeof(one));
+	(void)r;
+	errno = saved;
+}
+
 static void *
 watch_thread(void *arg)
 {
-	struct timespec period = { 0, WATCH_PERIOD_MS * 1000000L };
-	siginfo_t si;
+	struct pollfd pfd = { .fd = W.sigfd, .events = POLLIN };
+	uint64_t v;
 
 	(void)arg;
 	for (;;) {
-		int sig = sigtimedwait(&W.sigs, &si, &period);
-		switch (sig) {
-		case SIGINT:
-		case SIGQUIT:
+		if (poll(&pfd, 1, WATCH_PERIOD_MS) == 1 &&
+		    read(W.sigfd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+			log_warn("dirty worker: signal eventfd");
+		if (sig_quick) {
 			log_info("Dirty worker %d exiting (quick)", (int)getpid());
 			_exit(0);
-		case SIGTERM:
-		case SIGHUP:
+		}
+		if (sig_stop) {
+			sig_stop = 0;
 			atomic_store(&W.stopping, 1);
 			wake_main();
-			break;
-		case SIGUSR1:
+		}
+		if (sig_reopen) {
+			sig_reopen = 0;
 			atomic_store(&W.reopen, 1);
 			wake_main();
-			break;
-		default:
-			break;
 		}
 		uint64_t now = monotonic_ms();
 		if (W.ctx->heartbeat != NULL && healthy(now))
@@ -1175,23 +1197,28 @@ worker_exit(int status)
 	_exit(status);
 }
 
+/*
+ * Flag-only handlers (SA_RESTART), not a blocked mask read with
+ * sigwait: a blocked mask would be inherited by every process an app
+ * spawns (subprocess keeps the mask across exec), which would then ignore
+ * SIGTERM.  Handlers are reset to the default by exec.
+ */
 static void
 setup_signals(void)
 {
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
 	struct sigaction sa = { .sa_handler = SIG_IGN };
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&W.sigs);
-	sigaddset(&W.sigs, SIGTERM);
-	sigaddset(&W.sigs, SIGINT);
-	sigaddset(&W.sigs, SIGQUIT);
-	sigaddset(&W.sigs, SIGHUP);
-	sigaddset(&W.sigs, SIGUSR1);
-	/* Blocked here, before any thread exists, so that every thread
-	 * (ours and the apps') inherits the mask and only the watch thread
-	 * takes them, with sigtimedwait. */
-	pthread_sigmask(SIG_BLOCK, &W.sigs, NULL);
+	if ((W.sigfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
+		fatal("dirty worker: eventfd");
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&sa.sa_mask, sigs[i]);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
 }
 
 void

@@ -308,6 +308,22 @@ def test_quit_exits_at_once_even_in_a_call(make_server, tmp_path):
     assert not any(l.startswith("close") for l in side_lines(s))
 
 
+def test_processes_spawned_by_apps_obey_sigterm(make_server, tmp_path):
+    # the worker's signal handling must not leak a blocked mask into them
+    s = start(make_server, tmp_path)
+    ready(s)
+    child = call(s, BASIC, "spawn_sleeper")["ok"]
+    try:
+        with open("/proc/%d/status" % child) as f:
+            blocked = int([l for l in f if l.startswith("SigBlk:")][0].split()[1], 16)
+        assert blocked & (1 << (signal.SIGTERM - 1)) == 0
+        os.kill(child, signal.SIGTERM)
+        assert call(s, BASIC, "reap")["ok"] == -signal.SIGTERM
+    finally:
+        if pid_alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_broken_app_keeps_worker_up_and_answers_errors(make_server, tmp_path):
     # --dirty-app replaces the config file's list (command line wins)
     s = start(make_server, tmp_path, apps=[BASIC, "dirtyapi_apps:Broken"])

@@ -76,6 +76,14 @@ class Basic(DirtyApp):
             await asyncio.sleep(0)
             yield "a%d" % i
 
+    def spawn_sleeper(self):
+        import subprocess
+        self.child = subprocess.Popen(["sleep", "30"])
+        return self.child.pid
+
+    def reap(self):
+        return self.child.wait(5)
+
     def sleep(self, seconds):
         time.sleep(seconds)
         return os.getpid()
