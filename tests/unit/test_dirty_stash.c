@@ -1,0 +1,382 @@
+/*
+ * test_dirty_stash.c — unit tests for src/dirty_stash.c and the pid-file
+ * rules of src/dirty_runtime.c, under ASan+UBSan.
+ *
+ * Stash: every op once with its reply checked, then 200,000 random
+ * put/get/delete/exists/keys/info ops on a small key space checked against
+ * a trivial model (insertion-ordered array), so the hash index, tombstones
+ * and rehashing are exercised.  Runtime: a forked "arbiter" that holds the
+ * pid-file lock is found and killed by dirty_runtime_prepare(); a pid file
+ * naming a live process that holds no lock is removed and that process is
+ * NOT signalled; a symlink in place of the directory is refused.
+ * Prints "N passed, M failed"; exits non-zero on any failure.
+ */
+#include "dirty_runtime.h"
+#include "dirty_stash.h"
+#include "dirty_wire.h"
+#include "log.h"
+#include "settings.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...) do {						\
+	if (cond)							\
+		passed++;						\
+	else {								\
+		failed++;						\
+		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
+		fprintf(stderr, __VA_ARGS__);				\
+		fputc('\n', stderr);					\
+	}								\
+} while (0)
+
+/* ---- stash helpers: request {"op", "table", ["key": int], ["value": int]} */
+
+struct reply {
+	int type;		/* RESPONSE or ERROR */
+	int tlv;		/* type of result */
+	int64_t i;		/* Int64 or Bool result */
+	uint32_t count;		/* List/Dict count */
+	char error_type[64];
+	int64_t keys[4096];	/* int keys of a keys() list */
+	struct dirty_buf raw;
+};
+
+static void
+do_op(struct reply *r, int op, const char *table, const int64_t *key,
+    const int64_t *value, const char *pattern)
+{
+	struct dirty_buf p;
+	struct dirty_cursor c;
+	struct dirty_header h;
+	const char *why;
+	uint32_t n = 2 + (key != NULL) + (value != NULL) + (pattern != NULL);
+
+	dirty_buf_init(&p);
+	dirty_put_dict(&p, n);
+	dirty_put_cstring(&p, "op");
+	dirty_put_int64(&p, op);
+	dirty_put_cstring(&p, "table");
+	dirty_put_cstring(&p, table);
+	if (key != NULL) {
+		dirty_put_cstring(&p, "key");
+		dirty_put_int64(&p, *key);
+	}
+	if (value != NULL) {
+		dirty_put_cstring(&p, "value");
+		dirty_put_int64(&p, *value);
+	}
+	if (pattern != NULL) {
+		dirty_put_cstring(&p, "pattern");
+		dirty_put_cstring(&p, pattern);
+	}
+	dirty_buf_reset(&r->raw);
+	dirty_stash_handle(p.data, p.len, 99, &r->raw);
+	dirty_buf_free(&p);
+
+	memset(r->error_type, 0, sizeof(r->error_type));
+	r->type = r->tlv = -1;
+	if (r->raw.len < DIRTY_HEADER_SIZE ||
+	    dirty_header_decode(r->raw.data, &h, &why) == -1 || h.id != 99 ||
+	    h.length != r->raw.len - DIRTY_HEADER_SIZE ||
+	    dirty_validate(r->raw.data + DIRTY_HEADER_SIZE, h.length, 0, &why)) {
+		CHECK(0, "bad reply frame");
+		return;
+	}
+	r->type = h.type;
+	const uint8_t *pl = r->raw.data + DIRTY_HEADER_SIZE;
+	if (h.type == DIRTY_MSG_ERROR) {
+		const char *s;
+		uint32_t sn;
+		uint32_t cnt;
+		if (dirty_dict_lookup(pl, h.length, "error", &c, &why) == 0 &&
+		    dirty_get_dict(&c, &cnt) == 0) {
+			for (uint32_t i = 0; i < cnt; i++) {
+				const char *k;
+				uint32_t kn;
+				dirty_get_string(&c, &k, &kn);
+				if (kn == 10 && memcmp(k, "error_type", 10) == 0 &&
+				    dirty_get_string(&c, &s, &sn) == 0) {
+					snprintf(r->error_type, sizeof(r->error_type),
+					    "%.*s", (int)sn, s);
+				} else
+					dirty_skip(&c);
+			}
+		}
+		return;
+	}
+	if (dirty_dict_lookup(pl, h.length, "result", &c, &why) != 0)
+		CHECK(0, "no result");
+	r->tlv = dirty_peek_type(&c);
+	if (r->tlv == DIRTY_TLV_BOOL) {
+		int b;
+		dirty_get_bool(&c, &b);
+		r->i = b;
+	} else if (r->tlv == DIRTY_TLV_INT64)
+		dirty_get_int64(&c, &r->i);
+	else if (r->tlv == DIRTY_TLV_LIST) {
+		dirty_get_list(&c, &r->count);
+		for (uint32_t i = 0; i < r->count && i < 4096; i++) {
+			if (dirty_peek_type(&c) == DIRTY_TLV_INT64)
+				dirty_get_int64(&c, &r->keys[i]);
+			else {
+				dirty_skip(&c);
+				r->keys[i] = -1;
+			}
+		}
+	} else if (r->tlv == DIRTY_TLV_DICT)
+		dirty_get_dict(&c, &r->count);	/* fields: see info_size() */
+}
+
+static int64_t
+info_size(struct reply *r)
+{
+	struct dirty_cursor c, v;
+	struct dirty_header h;
+	const char *why;
+	int64_t size = -1;
+
+	dirty_header_decode(r->raw.data, &h, &why);
+	dirty_dict_lookup(r->raw.data + DIRTY_HEADER_SIZE, h.length, "result",
+	    &c, &why);
+	/* result is itself a dict: look "size" up inside its bytes */
+	const uint8_t *start = c.p;
+	if (dirty_skip(&c) == 0 &&
+	    dirty_dict_lookup(start, (size_t)(c.p - start), "size", &v,
+	    &why) == 0)
+		dirty_get_int64(&v, &size);
+	return size;
+}
+
+/* ---- the model ---- */
+#define NKEYS 64
+static int64_t model_order[NKEYS];
+static int64_t model_value[NKEYS];
+static int model_present[NKEYS];
+static int model_n;
+
+static void
+model_put(int64_t k, int64_t v)
+{
+	if (!model_present[k]) {
+		model_present[k] = 1;
+		model_order[model_n++] = k;
+	}
+	model_value[k] = v;
+}
+
+static int
+model_delete(int64_t k)
+{
+	if (!model_present[k])
+		return 0;
+	model_present[k] = 0;
+	for (int i = 0; i < model_n; i++)
+		if (model_order[i] == k) {
+			memmove(&model_order[i], &model_order[i + 1],
+			    (size_t)(model_n - i - 1) * sizeof(int64_t));
+			model_n--;
+			break;
+		}
+	return 1;
+}
+
+static void
+test_stash_ops(void)
+{
+	static struct reply r;
+	int64_t k = 1, v = 42;
+
+	dirty_buf_init(&r.raw);
+	dirty_stash_init();
+	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
+	CHECK(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashTableNotFoundError") == 0,
+	    "get on a missing table: %s", r.error_type);
+	do_op(&r, DIRTY_STASH_PUT, "t", &k, &v, NULL);
+	CHECK(r.type == DIRTY_MSG_RESPONSE && r.tlv == DIRTY_TLV_BOOL && r.i == 1,
+	    "put");
+	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
+	CHECK(r.tlv == DIRTY_TLV_INT64 && r.i == 42, "get");
+	k = 2;
+	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
+	CHECK(strcmp(r.error_type, "StashKeyNotFoundError") == 0, "missing key");
+	do_op(&r, DIRTY_STASH_EXISTS, "t", NULL, NULL, NULL);
+	CHECK(r.i == 1, "table exists");
+	do_op(&r, DIRTY_STASH_EXISTS, "u", NULL, NULL, NULL);
+	CHECK(r.i == 0, "table u does not exist");
+	do_op(&r, DIRTY_STASH_ENSURE, "u", NULL, NULL, NULL);
+	do_op(&r, DIRTY_STASH_TABLES, "", NULL, NULL, NULL);
+	CHECK(r.tlv == DIRTY_TLV_LIST && r.count == 2, "two tables");
+	do_op(&r, DIRTY_STASH_INFO, "t", NULL, NULL, NULL);
+	CHECK(info_size(&r) == 1, "info size 1");
+	do_op(&r, DIRTY_STASH_CLEAR, "t", NULL, NULL, NULL);
+	do_op(&r, DIRTY_STASH_INFO, "t", NULL, NULL, NULL);
+	CHECK(info_size(&r) == 0, "info size 0 after clear");
+	do_op(&r, DIRTY_STASH_DELETE_TABLE, "t", NULL, NULL, NULL);
+	CHECK(r.i == 1, "delete_table");
+	do_op(&r, DIRTY_STASH_DELETE_TABLE, "t", NULL, NULL, NULL);
+	CHECK(r.i == 0, "delete_table twice");
+	do_op(&r, 77, "t", NULL, NULL, NULL);
+	CHECK(r.type == DIRTY_MSG_ERROR, "unknown op");
+	do_op(&r, DIRTY_STASH_PUT, "t", &k, NULL, NULL);
+	CHECK(r.type == DIRTY_MSG_ERROR, "put without a value");
+
+	/* random ops against the model */
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	int mismatches = 0;
+	for (int i = 0; i < 200000; i++) {
+		seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+		int64_t key = (int64_t)(seed % NKEYS), val = (int64_t)(seed >> 20);
+		switch ((seed >> 8) % 6) {
+		case 0: case 1:
+			model_put(key, val);
+			do_op(&r, DIRTY_STASH_PUT, "m", &key, &val, NULL);
+			break;
+		case 2:
+			do_op(&r, DIRTY_STASH_DELETE, "m", &key, NULL, NULL);
+			mismatches += r.i != model_delete(key);
+			break;
+		case 3:
+			do_op(&r, DIRTY_STASH_GET, "m", &key, NULL, NULL);
+			if (model_present[key])
+				mismatches += r.tlv != DIRTY_TLV_INT64 ||
+				    r.i != model_value[key];
+			else
+				mismatches += r.type != DIRTY_MSG_ERROR;
+			break;
+		case 4:
+			do_op(&r, DIRTY_STASH_EXISTS, "m", &key, NULL, NULL);
+			mismatches += r.i != model_present[key];
+			break;
+		case 5:
+			do_op(&r, DIRTY_STASH_KEYS, "m", NULL, NULL, NULL);
+			mismatches += r.count != (uint32_t)model_n ||
+			    memcmp(r.keys, model_order,
+			    (size_t)model_n * sizeof(int64_t)) != 0;
+			break;
+		}
+	}
+	CHECK(mismatches == 0, "%d mismatches against the model", mismatches);
+	do_op(&r, DIRTY_STASH_INFO, "m", NULL, NULL, NULL);
+	CHECK(info_size(&r) == model_n, "final size %lld vs %d",
+	    (long long)info_size(&r), model_n);
+	dirty_stash_reset();
+	dirty_buf_free(&r.raw);
+}
+
+/* ---- runtime: lock holder killed, stale pid file harmless ---- */
+
+static pid_t
+fork_lock_holder(void)
+{
+	int p[2];
+	char c;
+	pid_t pid;
+
+	if (pipe(p) == -1)
+		abort();
+	pid = fork();
+	if (pid == 0) {
+		int fd = dirty_runtime_lock_pidfile();
+		c = fd >= 0 ? 'y' : 'n';
+		if (write(p[1], &c, 1) != 1)
+			_exit(2);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	if (read(p[0], &c, 1) != 1 || c != 'y')
+		CHECK(0, "child could not take the lock");
+	close(p[0]);
+	return pid;
+}
+
+static void
+test_runtime(void)
+{
+	struct settings s;
+	char tmpl[] = "/tmp/cu-unit-XXXXXX";
+	int status;
+
+	if (mkdtemp(tmpl) == NULL)
+		abort();
+	setenv("XDG_RUNTIME_DIR", tmpl, 1);
+	memset(&s, 0, sizeof(s));
+	s.proc_name = "unit test/../name";
+	s.uid = geteuid();
+	s.gid = getegid();
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare");
+	CHECK(strncmp(dirty_runtime_dir(), tmpl, strlen(tmpl)) == 0 &&
+	    strstr(dirty_runtime_dir(), "/../") == NULL, "dir %s",
+	    dirty_runtime_dir());
+	CHECK(getenv("GUNICORN_DIRTY_SOCKET") != NULL &&
+	    strcmp(getenv("GUNICORN_DIRTY_SOCKET"), dirty_runtime_socket()) == 0,
+	    "GUNICORN_DIRTY_SOCKET exported");
+	struct stat st;
+	CHECK(lstat(dirty_runtime_dir(), &st) == 0 &&
+	    (st.st_mode & 07777) == 0700, "mode 0700");
+
+	/* a proven holder: killed by the next prepare */
+	pid_t holder = fork_lock_holder();
+	CHECK(dirty_runtime_lock_holder() == holder, "holder is %d",
+	    (int)holder);
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with an orphan");
+	CHECK(waitpid(holder, &status, 0) == holder && WIFSIGNALED(status) &&
+	    WTERMSIG(status) == SIGTERM, "orphan got SIGTERM");
+	CHECK(dirty_runtime_lock_holder() == 0, "no holder left");
+
+	/* a stale pid file naming a live, unrelated process: never signalled */
+	pid_t bystander = fork();
+	if (bystander == 0) {
+		for (;;)
+			pause();
+	}
+	char buf[32];
+	int fd = open(dirty_runtime_pidfile(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	snprintf(buf, sizeof(buf), "%d\n", (int)bystander);
+	CHECK(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write stale pid");
+	close(fd);
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a stale pid file");
+	CHECK(access(dirty_runtime_pidfile(), F_OK) == -1 && errno == ENOENT,
+	    "stale pid file removed");
+	CHECK(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
+	kill(bystander, SIGKILL);
+	waitpid(bystander, NULL, 0);
+
+	/* a symlink where the directory should be: refused */
+	dirty_runtime_master_cleanup();
+	char *dir = xstrdup(dirty_runtime_dir());
+	CHECK(access(dir, F_OK) == -1, "master cleanup removed %s", dir);
+	char *top = xstrdup(dir);
+	*strrchr(top, '/') = '\0';
+	mkdir(top, 0700);
+	CHECK(symlink(tmpl, dir) == 0, "symlink");
+	CHECK(dirty_runtime_prepare(&s) == -1, "symlinked dir refused");
+	unlink(dir);
+	free(dir);
+	rmdir(top);
+	free(top);
+	rmdir(tmpl);
+	CHECK(access(tmpl, F_OK) == -1, "nothing left in %s", tmpl);
+}
+
+int
+main(void)
+{
+	log_set_level(LOG_CRITICAL);	/* the expected warnings are noise */
+	test_stash_ops();
+	test_runtime();
+	printf("test_dirty_stash: %d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
