@@ -187,6 +187,7 @@ static struct {
 	int workers_termed;
 	uint64_t last_ppid_check;
 	uint64_t last_young_death;	/* crash-loop brake, see worker_reaped */
+	int manage_pending;	/* run workers_manage() at the end of the round */
 } arb;
 
 static uint8_t scratch[READ_CHUNK];
@@ -975,7 +976,9 @@ apply_class_limit(size_t app, int limit)
 		worker_retire(newest);
 		have--;
 	}
-	workers_manage();
+	/* Not workers_manage() here: spawning may move arb.workers while
+	 * our caller still holds a pointer into it. */
+	arb.manage_pending = 1;
 }
 
 static void
@@ -1857,6 +1860,10 @@ arbiter_main(struct settings *s, pid_t master_pid)
 			}
 		}
 		flush_all();
+		if (arb.manage_pending) {
+			arb.manage_pending = 0;
+			workers_manage();
+		}
 		stop_progress();
 	}
 }
