@@ -32,6 +32,18 @@
  * limit the arbiter then adopts N and replaces the workers that loaded the
  * app beyond N (newest first) by workers without it.
  *
+ * Back-pressure: buffers are empty (unallocated) while a peer is idle;
+ * input is read into one shared 64 KiB scratch buffer and only a partial
+ * frame is kept per peer.  A client's input is never paused (a client
+ * that pipelines before reading would deadlock); a client with more than
+ * CLIENT_MAX_OUT of unread replies is dropped.
+ *
+ * Dirty workers: forked with a socketpair end, a MAP_SHARED heartbeat
+ * slot and their app list; in the child every other descriptor is closed,
+ * PR_SET_PDEATHSIG(SIGKILL) is set (with the getppid() race check), the
+ * privileges are dropped to the user/group settings, then
+ * dirty_worker_main() runs.  The arbiter itself keeps the master's user.
+ *
  * Parent death: the arbiter logs "Parent changed, shutting down dirty
  * arbiter", SIGKILLs its workers and exits at once.  Decision: no grace
  * for the workers there — the master is gone, the callers (HTTP workers)
