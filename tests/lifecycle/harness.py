@@ -244,8 +244,17 @@ class SandboxBackend(Backend):
         gb = os.path.join(self.bin_dir, "gunicorn")
         if not os.access(gb, os.X_OK):
             raise BackendUnavailable("%s is missing: run `make` first" % gb)
+        # A private tmpfs on /tmp; when the repository itself lives under
+        # /tmp (a CI clone), it is bound back at the same path through a
+        # descriptor opened before the tmpfs hid it.
+        rebind = ""
+        if self._under_tmp(ROOT):
+            rebind = "mkdir -p '%s'\nmount --no-canonicalize --bind /proc/self/fd/3 '%s'\n" % (ROOT, ROOT)
         script = ("set -e\n"
+                  "exec 3<'%s'\n"
                   "mount -t tmpfs -o mode=1777 tmpfs /tmp\n"
+                  "%s"
+                  "exec 3<&-\n" % (ROOT, rebind) +
                   "ip link set lo up\n"
                   "cd %s\n"
                   "export PATH=%s:$PATH\n"
@@ -277,6 +286,16 @@ class SandboxBackend(Backend):
                 break
             time.sleep(0.01)
         raise BackendUnavailable("unshare did not start a namespace: %s" % self.logs()[-2000:])
+
+    @staticmethod
+    def _under_tmp(path):
+        return os.path.realpath(path).startswith("/tmp/")
+
+    def runtime_entries(self):
+        """As Backend's, without the repository bound back under /tmp."""
+        root = os.path.realpath(ROOT)
+        return [e for e in Backend.runtime_entries(self)
+                if not (e == root or root.startswith(e + "/") or e.startswith(root + "/"))]
 
     def exec(self, argv, input=None, timeout=60):
         return subprocess.run(["nsenter", "-t", str(self.pid1), "-p", "-m", "-n"] + argv,
