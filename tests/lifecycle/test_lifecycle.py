@@ -227,3 +227,47 @@ def test_inflight_call_fails_fast_when_its_process_dies(env, victim):
     code, _, body = out.partition("\n")
     assert code.strip() == "502", out
     assert "Dirty" in body and "Error" in body, "not a clear dirty error: %r" % body
+
+
+# -- 4b. stops with a dirty call in flight ---------------------------------------------
+
+def _start_call(env, seconds):
+    env.sh("rm -f /tmp/inflight.*; (curl -s --max-time 60 -o /tmp/inflight.body -w '%%{http_code}' "
+           "'http://127.0.0.1:8000/dirty/sleep?s=%s' > /tmp/inflight.code.tmp; "
+           "mv /tmp/inflight.code.tmp /tmp/inflight.code) >/dev/null 2>&1 &\n" % seconds)
+    env.timed("true", [("busy", "sleep 0.5")], timeout=5)
+
+
+def _call_result(env):
+    out = env.sh("cat /tmp/inflight.code 2>/dev/null; echo; cat /tmp/inflight.body 2>/dev/null; "
+                 "rm -f /tmp/inflight.*\n").stdout
+    code, _, body = out.partition("\n")
+    return code.strip(), body
+
+
+def test_graceful_sigterm_lets_an_inflight_dirty_call_finish(env):
+    _start_call(env, 2)
+    master = _one(env.roles(), "master")
+    everyone = env.tree()
+    t = env.timed("kill -TERM %d" % master,
+                  [("call answered", "[ -e /tmp/inflight.code ]"),
+                   ("whole tree gone", " && ".join("gone %d" % p for p in everyone))], timeout=12)
+    for k, v in t.items():
+        record(env.name, "SIGTERM, 2 s dirty call in flight", k, v)
+    code, body = _call_result(env)
+    assert code == "200" and '"slept": 2' in body, (code, body)
+    assert t["whole tree gone"] is not None, "tree not gone 12 s after SIGTERM: %s" % env.roles()
+    assert env.runtime_entries() == []
+
+
+@pytest.mark.parametrize("sig", ["QUIT", "INT"])
+def test_quick_stop_with_an_inflight_dirty_call(env, sig):
+    _start_call(env, 20)
+    master = _one(env.roles(), "master")
+    everyone = env.tree()
+    t = env.timed("kill -%s %d" % (sig, master),
+                  [("whole tree gone", " && ".join("gone %d" % p for p in everyone))], timeout=3)
+    record(env.name, "SIG%s, 20 s dirty call in flight" % sig, "whole tree gone", t["whole tree gone"])
+    assert t["whole tree gone"] is not None, \
+        "SIG%s with a call in flight: processes left after 3 s: %s" % (sig, env.roles())
+    assert env.runtime_entries() == [] or all(e.startswith("/tmp/inflight.") for e in env.runtime_entries())
