@@ -122,7 +122,12 @@ def test_stale_pidfile_never_kills_an_unrelated_process(env):
     victim = int(out.split()[0])
     env.sh("mkdir -p \"$(dirname %s)\"; echo %d > %s\n" % (pidfile, victim, pidfile))
     env.start_master()
-    env.wait_ready(timeout=20, exclude=tuple(r["master"] + r["dirty-arbiter"]))
+    r2 = env.wait_ready(timeout=20, exclude=tuple(r["master"] + r["dirty-arbiter"]))
+    # The stale file was replaced: it now names the new arbiter.
+    newpid = str(_one(r2, "dirty-arbiter"))
+    t = env.timed("true", [("pid file names the new arbiter",
+                            "[ \"$(cat %s 2>/dev/null)\" = %s ]" % (pidfile, newpid))], timeout=5)
+    assert t["pid file names the new arbiter"] is not None, env.exec(["cat", pidfile]).stdout
     alive = env.sh("alive %d && echo yes || echo no\n" % victim).stdout.strip()
     assert alive == "yes", "the unrelated process %d named by a stale pid file was killed" % victim
     assert "Killing orphaned dirty arbiter" not in env.logs()
