@@ -31,6 +31,18 @@ const char *dirty_socket_path(void);
 pid_t dirty_arbiter_spawn(struct settings *s, pid_t master_pid);
 void dirty_master_cleanup(void);
 
+/*
+ * Cancelled calls: a ring of DIRTY_CANCEL_SLOTS call ids in memory shared
+ * with the arbiter (MAP_SHARED, beside the heartbeat slot).  When a call's
+ * caller goes away (its connection closes) or the call times out, the
+ * arbiter writes the call's id (as the worker sees it: never 0) into the
+ * next slot; the worker checks the ring after each chunk it streams and
+ * before it starts a call, and stops producing for that id (the generator
+ * is closed, nothing more is sent).  Nothing goes over the wire for this,
+ * so the wire protocol is unchanged.
+ */
+#define DIRTY_CANCEL_SLOTS	64
+
 /* What the arbiter hands a dirty worker it forks. */
 struct dirty_worker_ctx {
 	struct settings *cfg;
@@ -38,6 +50,8 @@ struct dirty_worker_ctx {
 	char **apps;			/* "module:Class" import paths this worker loads */
 	size_t napps;
 	volatile uint64_t *heartbeat;	/* shared slot, monotonic ms, written by the worker */
+	volatile uint64_t *cancel;	/* DIRTY_CANCEL_SLOTS ids, written by the arbiter
+					 * (NULL: no cancellation) */
 	pid_t arbiter_pid;
 	int age;
 };

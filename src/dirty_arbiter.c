@@ -87,6 +87,9 @@
 #define CLIENT_CLOSE_GRACE_MS	2000
 #define RESPAWN_DELAY_MS	1000	/* a worker that died younger than this */
 #define BUF_KEEP		(256 * 1024)	/* free idle buffers above this */
+/* Per worker, shared: [0] its heartbeat, [1..DIRTY_CANCEL_SLOTS] the ids
+ * of its calls whose caller went away (dirty.h). */
+#define SHARED_SIZE		((1 + DIRTY_CANCEL_SLOTS) * sizeof(uint64_t))
 
 enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_PIDFD, EV_TIMER, EV_CLIENT, EV_WORKER };
 
@@ -131,7 +134,8 @@ struct worker {
 	struct dirty_buf in;
 	struct outq out;
 	unsigned char *apps;	/* napps flags: which apps it loads */
-	volatile uint64_t *heartbeat;
+	volatile uint64_t *heartbeat;	/* SHARED_SIZE bytes, see above */
+	uint32_t cancel_pos;		/* next cancel slot to write */
 	int age;
 	uint32_t inflight;
 	uint64_t served;
@@ -186,6 +190,7 @@ static struct {
 	uint32_t *call_free;
 	uint32_t ncall_free;
 	uint64_t total_inflight;
+	uint64_t total_served;	/* calls answered (RESPONSE, ERROR, END) */
 
 	struct respawn *respawns;
 	size_t nrespawns;
@@ -206,6 +211,8 @@ static uint8_t scratch[READ_CHUNK];
 
 static void worker_close_channel(struct worker *w, const char *why);
 static void client_close(struct client *c);
+static void call_free(struct call *k);
+static void call_cancel_worker(struct call *k);
 static void arbiter_exit(int code, int parent_died) __attribute__((noreturn));
 
 int
@@ -373,6 +380,19 @@ client_close(struct client *c)
 {
 	if (c->fd == -1)
 		return;
+	if (c->ncalls > 0) {
+		/* Its calls are forgotten, and their workers told to stop
+		 * producing for them (a stream stops at its next chunk). */
+		uint32_t idx = (uint32_t)(c - arb.clients);
+		for (uint32_t i = 0; i < arb.ncall_slots && c->ncalls > 0; i++) {
+			struct call *k = &arb.calls[i];
+			if (k->in_use && k->client == idx &&
+			    k->client_gen == c->gen) {
+				call_cancel_worker(k);
+				call_free(k);
+			}
+		}
+	}
 	epoll_ctl(arb.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	c->fd = -1;
@@ -551,6 +571,23 @@ call_free(struct call *k)
 	arb.total_inflight--;
 }
 
+/* Tell the call's worker to stop producing for it (dirty.h: the cancel
+ * ring); the call itself is not freed here. */
+static void
+call_cancel_worker(struct call *k)
+{
+	if (k->worker >= arb.nworkers_slots)
+		return;
+	struct worker *w = &arb.workers[k->worker];
+	if (w->state == W_FREE || w->gen != k->worker_gen ||
+	    w->heartbeat == NULL)
+		return;
+	uint64_t id = call_id((uint32_t)(k - arb.calls));
+	__atomic_store_n(&w->heartbeat[1 + w->cancel_pos % DIRTY_CANCEL_SLOTS],
+	    id, __ATOMIC_RELEASE);
+	w->cancel_pos++;
+}
+
 /* Answer a call with an error (if its client is still there), forget it. */
 static void
 call_fail(struct call *k, const char *type, const char *message)
@@ -661,6 +698,7 @@ worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
 		if (apps[i])
 			ctx.apps[ctx.napps++] = arb.apps[i].path;
 	ctx.heartbeat = heartbeat;
+	ctx.cancel = heartbeat + 1;
 	ctx.arbiter_pid = arb.pid;
 	ctx.age = age;
 	dirty_worker_main(&ctx);
@@ -679,7 +717,7 @@ worker_spawn(const unsigned char *apps)
 		log_warn("dirty: socketpair");
 		return -1;
 	}
-	hb = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+	hb = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (hb == MAP_FAILED) {
 		log_warn("dirty: mmap");
@@ -694,7 +732,7 @@ worker_spawn(const unsigned char *apps)
 		log_warn("dirty: fork");
 		close(sv[0]);
 		close(sv[1]);
-		munmap((void *)hb, sizeof(uint64_t));
+		munmap((void *)hb, SHARED_SIZE);
 		return -1;
 	}
 	if (pid == 0) {
@@ -920,7 +958,7 @@ worker_reaped(struct worker *w, int status)
 		}
 	} else
 		log_info("Dirty worker (pid: %d) exited (%s)", (int)w->pid, how);
-	munmap((void *)w->heartbeat, sizeof(uint64_t));
+	munmap((void *)w->heartbeat, SHARED_SIZE);
 	free(w->apps);
 	w->apps = NULL;
 	w->heartbeat = NULL;
@@ -1114,7 +1152,7 @@ status_reply(struct client *c, uint64_t id)
 	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, id);
 	dirty_put_dict(b, 1);
 	put_key(b, "result");
-	dirty_put_dict(b, 6);
+	dirty_put_dict(b, 7);
 	put_key(b, "arbiter_pid");
 	dirty_put_int64(b, arb.pid);
 	put_key(b, "num_workers");
@@ -1123,6 +1161,8 @@ status_reply(struct client *c, uint64_t id)
 	dirty_put_int64(b, workers_required());
 	put_key(b, "in_flight");
 	dirty_put_int64(b, (int64_t)arb.total_inflight);
+	put_key(b, "served");
+	dirty_put_int64(b, (int64_t)arb.total_served);
 	put_key(b, "apps");
 	dirty_put_list(b, (uint32_t)arb.napps);
 	for (size_t i = 0; i < arb.napps; i++) {
@@ -1384,8 +1424,10 @@ worker_reply(struct worker *w, const uint8_t *frame,
 	}
 	if (final) {
 		w->served++;
+		arb.total_served++;
 		call_free(k);
-	}
+	} else
+		k->start_ms = monotonic_ms();	/* a stream making progress */
 }
 
 /* Handle complete frames from a worker; returns bytes consumed, or
@@ -1545,8 +1587,10 @@ tick(void)
 		    arb.s->dirty_timeout);
 		for (uint32_t i = 0; i < arb.ncall_slots; i++) {
 			struct call *k = &arb.calls[i];
-			if (k->in_use && now - k->start_ms >= timeout)
+			if (k->in_use && now - k->start_ms >= timeout) {
+				call_cancel_worker(k);
 				call_fail(k, DIRTY_E_TIMEOUT, msg);
+			}
 		}
 	}
 	for (size_t i = 0; i < arb.nworkers_slots; i++) {
@@ -1807,6 +1851,7 @@ arbiter_main(struct settings *s, pid_t master_pid)
 
 	apps_parse();
 	dirty_stash_init();
+	dirty_stash_set_max_bytes((uint64_t)s->dirty_stash_max_bytes);
 	workers_manage();
 
 	for (;;) {

@@ -1,20 +1,35 @@
 /*
  * dirty_stash.c — the stash tables of the dirty arbiter (see dirty_stash.h).
  *
- * Owns every table and entry.  A table is an insertion-ordered array of
- * entries (so keys() lists keys in the order they were first put, as a
- * Python dict would) plus an open-addressing index of entry numbers keyed
- * by a hash of the key's encoded TLV bytes.  Deleted entries leave a
- * tombstone in the array until the next rebuild.
+ * Owns every table and entry.  Keys and values are stored as the exact
+ * encoded TLV bytes received, and sent back byte for byte; two keys are
+ * the same key when their encodings are equal.  glob patterns (keys op)
+ * match String keys with fnmatch(3).
  *
- * Keys and values are stored as the exact encoded TLV bytes received, and
- * sent back byte for byte; two keys are the same key when their encodings
- * are equal.  glob patterns (keys op) match String keys with fnmatch(3).
+ * Memory (lean on purpose: a million small keys must cost less than twice
+ * their encoded size).  A record is varint(keylen) varint(valuelen), the
+ * key bytes, the value bytes.  Small records are appended to the table's
+ * arena (blocks growing from 4 KiB to 1 MiB, no per-record malloc
+ * header); a record larger than RECORD_LARGE is malloc'ed alone (its size
+ * says so, no flag needed) and freed as soon as it dies.  A table is then:
+ *   recs[]   one pointer per entry, in insertion order (keys() lists keys
+ *            in the order they were first put, as a Python dict would);
+ *            NULL = deleted (a tombstone until the next rebuild)
+ *   index[]  open addressing (linear probing, load <= 1/2) of entry
+ *            number + 1, by a hash of the key bytes (no hash stored: the
+ *            key is compared, the hash recomputed on rebuild)
+ * An overwrite with a value of the same length is done in place; other
+ * overwrites and deletes leave dead bytes in the arena, reclaimed by a
+ * compaction (copy of the live records) once they outweigh the live ones.
+ *
+ * dirty_stash_max_bytes (dirty_stash_set_max_bytes): a cap on the sum of
+ * the live keys' and values' encoded sizes over all tables; a put that
+ * would exceed it is refused with a StashError naming the setting.
  *
  * Errors are answered with ERROR frames whose error_type the Python stash
  * client maps to its exceptions: StashTableNotFoundError (details
  * {"table_name"}), StashKeyNotFoundError (details {"table_name", "key"}),
- * DirtyError for a request missing op or table.
+ * StashError (the cap), DirtyError for a request missing op or table.
  *
  * Runs only in the dirty arbiter; never calls Python.
  */
@@ -23,30 +38,153 @@
 #include "log.h"
 
 #include <fnmatch.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct stash_entry {
-	uint8_t *key;		/* encoded TLV; NULL: deleted */
-	uint32_t keylen;
-	uint8_t *value;		/* encoded TLV */
-	uint32_t valuelen;
-	uint32_t hash;
-};
+#define BLOCK_MIN	(4u * 1024)
+#define BLOCK_MAX	(1024u * 1024)
+#define RECORD_LARGE	(64u * 1024)	/* larger records are malloc'ed alone */
+#define COMPACT_MIN	(64u * 1024)	/* dead arena bytes worth a compaction */
 
 struct stash_table {
 	char *name;
-	struct stash_entry *entries;
-	uint32_t nentries;	/* used slots, tombstones included */
+	uint8_t **recs;		/* records in insertion order; NULL: deleted */
+	uint32_t nrecs;		/* used slots, tombstones included */
 	uint32_t cap;
 	uint32_t live;
 	uint32_t *index;	/* entry number + 1; 0 = empty */
 	uint32_t index_cap;	/* power of two */
+	uint8_t **blocks;	/* the arena */
+	uint32_t nblocks;
+	size_t cur_used, cur_cap;	/* of the last block */
+	size_t dead;		/* bytes of dead records in the arena */
+	size_t arena_live;	/* bytes of live records in the arena */
+	uint64_t bytes;		/* live keys' + values' encoded bytes */
 };
 
 static struct stash_table *tables;
 static size_t ntables;
+static uint64_t total_bytes, max_bytes;
+
+/* ---- records ---- */
+
+static size_t
+varint_put(uint8_t *p, uint32_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t
+varint_len(uint32_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static const uint8_t *
+varint_get(const uint8_t *p, uint32_t *v)
+{
+	uint32_t r = 0;
+	int shift = 0;
+
+	for (;;) {
+		uint8_t b = *p++;
+		r |= (uint32_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			break;
+		shift += 7;
+	}
+	*v = r;
+	return p;
+}
+
+struct rec {
+	const uint8_t *key, *value;
+	uint32_t keylen, valuelen;
+	size_t size;		/* the whole record */
+};
+
+static void
+rec_read(const uint8_t *r, struct rec *out)
+{
+	const uint8_t *p = varint_get(r, &out->keylen);
+
+	p = varint_get(p, &out->valuelen);
+	out->key = p;
+	out->value = p + out->keylen;
+	out->size = (size_t)(out->value + out->valuelen - r);
+}
+
+static size_t
+rec_size(uint32_t kn, uint32_t vn)
+{
+	return varint_len(kn) + varint_len(vn) + kn + vn;
+}
+
+static void
+rec_write(uint8_t *r, const uint8_t *key, uint32_t kn, const uint8_t *value,
+    uint32_t vn)
+{
+	r += varint_put(r, kn);
+	r += varint_put(r, vn);
+	memcpy(r, key, kn);
+	memcpy(r + kn, value, vn);
+}
+
+/* Room for a record of `size` bytes: in the arena, or alone if large. */
+static uint8_t *
+rec_alloc(struct stash_table *t, size_t size)
+{
+	if (size > RECORD_LARGE)
+		return xmalloc(size);
+	if (t->nblocks == 0 || t->cur_cap - t->cur_used < size) {
+		size_t cap = t->cur_cap ? t->cur_cap * 2 : BLOCK_MIN;
+		if (cap > BLOCK_MAX)
+			cap = BLOCK_MAX;
+		t->blocks = xreallocarray(t->blocks, t->nblocks + 1,
+		    sizeof(*t->blocks));
+		t->blocks[t->nblocks++] = xmalloc(cap);
+		t->cur_cap = cap;
+		t->cur_used = 0;
+	}
+	uint8_t *r = t->blocks[t->nblocks - 1] + t->cur_used;
+	t->cur_used += size;
+	t->arena_live += size;
+	return r;
+}
+
+/* A record is no longer referenced. */
+static void
+rec_release(struct stash_table *t, uint8_t *r)
+{
+	struct rec x;
+
+	rec_read(r, &x);
+	t->bytes -= (uint64_t)x.keylen + x.valuelen;
+	total_bytes -= (uint64_t)x.keylen + x.valuelen;
+	if (x.size > RECORD_LARGE)
+		free(r);
+	else {
+		t->dead += x.size;
+		t->arena_live -= x.size;
+	}
+}
+
+/* ---- tables ---- */
 
 static uint32_t
 hash_bytes(const uint8_t *p, size_t n)
@@ -61,13 +199,21 @@ hash_bytes(const uint8_t *p, size_t n)
 }
 
 static void
+arena_free(uint8_t **blocks, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		free(blocks[i]);
+	free(blocks);
+}
+
+static void
 table_free(struct stash_table *t)
 {
-	for (uint32_t i = 0; i < t->nentries; i++) {
-		free(t->entries[i].key);
-		free(t->entries[i].value);
-	}
-	free(t->entries);
+	for (uint32_t i = 0; i < t->nrecs; i++)
+		if (t->recs[i] != NULL)
+			rec_release(t, t->recs[i]);
+	arena_free(t->blocks, t->nblocks);
+	free(t->recs);
 	free(t->index);
 	free(t->name);
 	memset(t, 0, sizeof(*t));
@@ -78,6 +224,13 @@ dirty_stash_init(void)
 {
 	tables = NULL;
 	ntables = 0;
+	total_bytes = 0;
+}
+
+void
+dirty_stash_set_max_bytes(uint64_t max)
+{
+	max_bytes = max;
 }
 
 void
@@ -125,23 +278,50 @@ table_remove(struct stash_table *t)
 	ntables--;
 }
 
+/* Copy the live arena records into fresh blocks (insertion order kept). */
+static void
+table_compact(struct stash_table *t)
+{
+	uint8_t **old = t->blocks;
+	uint32_t nold = t->nblocks;
+	struct rec x;
+
+	t->blocks = NULL;
+	t->nblocks = 0;
+	t->cur_used = t->cur_cap = 0;
+	t->dead = t->arena_live = 0;
+	for (uint32_t i = 0; i < t->nrecs; i++) {
+		if (t->recs[i] == NULL)
+			continue;
+		rec_read(t->recs[i], &x);
+		if (x.size > RECORD_LARGE)
+			continue;
+		uint8_t *r = rec_alloc(t, x.size);
+		memcpy(r, t->recs[i], x.size);
+		t->recs[i] = r;
+	}
+	arena_free(old, nold);
+}
+
 /* Rebuild the index (and drop tombstones) with room for `want` entries. */
 static void
 table_rehash(struct stash_table *t, uint32_t want)
 {
 	uint32_t j = 0, cap = 8;
+	struct rec x;
 
-	for (uint32_t i = 0; i < t->nentries; i++)
-		if (t->entries[i].key != NULL)
-			t->entries[j++] = t->entries[i];
-	t->nentries = j;
+	for (uint32_t i = 0; i < t->nrecs; i++)
+		if (t->recs[i] != NULL)
+			t->recs[j++] = t->recs[i];
+	t->nrecs = j;
 	while (cap < want * 2)
 		cap *= 2;
 	free(t->index);
 	t->index = xcalloc(cap, sizeof(*t->index));
 	t->index_cap = cap;
-	for (uint32_t i = 0; i < t->nentries; i++) {
-		uint32_t s = t->entries[i].hash & (cap - 1);
+	for (uint32_t i = 0; i < t->nrecs; i++) {
+		rec_read(t->recs[i], &x);
+		uint32_t s = hash_bytes(x.key, x.keylen) & (cap - 1);
 		while (t->index[s] != 0)
 			s = (s + 1) & (cap - 1);
 		t->index[s] = i + 1;
@@ -154,26 +334,46 @@ table_slot(const struct stash_table *t, const uint8_t *key, uint32_t n,
     uint32_t h)
 {
 	uint32_t s = h & (t->index_cap - 1);
+	struct rec x;
 
 	for (;;) {
 		uint32_t e = t->index[s];
 		if (e == 0)
 			return s;
-		const struct stash_entry *en = &t->entries[e - 1];
-		if (en->key != NULL && en->hash == h && en->keylen == n &&
-		    memcmp(en->key, key, n) == 0)
-			return s;
+		const uint8_t *r = t->recs[e - 1];
+		if (r != NULL) {
+			rec_read(r, &x);
+			if (x.keylen == n && memcmp(x.key, key, n) == 0)
+				return s;
+		}
 		s = (s + 1) & (t->index_cap - 1);
 	}
 }
 
-static struct stash_entry *
+/* The record of key, or NULL. */
+static uint8_t *
 table_get(const struct stash_table *t, const uint8_t *key, uint32_t n)
 {
 	if (t->index_cap == 0)
 		return NULL;
 	uint32_t e = t->index[table_slot(t, key, n, hash_bytes(key, n))];
-	return e != 0 ? &t->entries[e - 1] : NULL;
+	return e != 0 ? t->recs[e - 1] : NULL;
+}
+
+/* What a put of key/value would add to the stash's bytes (may be < 0). */
+static int64_t
+table_put_delta(const struct stash_table *t, const uint8_t *key, uint32_t n,
+    uint32_t vn)
+{
+	int64_t d = (int64_t)n + vn;
+	const uint8_t *r = t != NULL ? table_get(t, key, n) : NULL;
+	struct rec x;
+
+	if (r != NULL) {
+		rec_read(r, &x);
+		d -= (int64_t)x.keylen + x.valuelen;
+	}
+	return d;
 }
 
 static void
@@ -181,46 +381,57 @@ table_put(struct stash_table *t, const uint8_t *key, uint32_t n,
     const uint8_t *value, uint32_t vn)
 {
 	uint32_t h = hash_bytes(key, n);
-	struct stash_entry *en;
+	size_t size = rec_size(n, vn);
+	struct rec x;
 
-	if (t->index_cap == 0 || (t->nentries + 1) * 2 > t->index_cap)
+	if (t->index_cap == 0 || (t->nrecs + 1) * 2 > t->index_cap)
 		table_rehash(t, t->live + 1);
 	uint32_t s = table_slot(t, key, n, h);
-	if (t->index[s] != 0) {
-		en = &t->entries[t->index[s] - 1];
-		free(en->value);
-	} else {
-		if (t->nentries == t->cap) {
-			t->cap = t->cap ? t->cap * 2 : 8;
-			t->entries = xreallocarray(t->entries, t->cap,
-			    sizeof(*t->entries));
+	uint32_t e = t->index[s];
+	if (e != 0) {
+		uint8_t *old = t->recs[e - 1];
+		rec_read(old, &x);
+		if (x.valuelen == vn) {		/* same size: in place */
+			memcpy((uint8_t *)x.value, value, vn);
+			return;
 		}
-		en = &t->entries[t->nentries++];
-		en->key = xmalloc(n ? n : 1);
-		memcpy(en->key, key, n);
-		en->keylen = n;
-		en->hash = h;
-		t->index[s] = t->nentries;
+		rec_release(t, old);
+	} else {
+		if (t->nrecs == t->cap) {
+			t->cap = t->cap ? t->cap * 2 : 8;
+			t->recs = xreallocarray(t->recs, t->cap,
+			    sizeof(*t->recs));
+		}
+		e = ++t->nrecs;
+		t->index[s] = e;
 		t->live++;
 	}
-	en->value = xmalloc(vn ? vn : 1);
-	memcpy(en->value, value, vn);
-	en->valuelen = vn;
+	uint8_t *r = rec_alloc(t, size);
+	rec_write(r, key, n, value, vn);
+	t->recs[e - 1] = r;
+	t->bytes += (uint64_t)n + vn;
+	total_bytes += (uint64_t)n + vn;
+	if (t->dead > COMPACT_MIN && t->dead > t->arena_live)
+		table_compact(t);
 }
 
 static int
 table_delete(struct stash_table *t, const uint8_t *key, uint32_t n)
 {
-	struct stash_entry *en = table_get(t, key, n);
-
-	if (en == NULL)
+	if (t->index_cap == 0)
 		return 0;
-	free(en->key);
-	free(en->value);
-	en->key = en->value = NULL;
+	uint32_t s = table_slot(t, key, n, hash_bytes(key, n));
+	uint32_t e = t->index[s];
+
+	if (e == 0)
+		return 0;
+	rec_release(t, t->recs[e - 1]);
+	t->recs[e - 1] = NULL;
 	t->live--;
 	/* The index keeps pointing at the tombstone, so probes continue past
 	 * it; the next growth rehash drops it. */
+	if (t->dead > COMPACT_MIN && t->dead > t->arena_live)
+		table_compact(t);
 	return 1;
 }
 
@@ -289,6 +500,33 @@ reply_error(struct dirty_buf *out, uint64_t id, const char *type,
 	dirty_frame_end(out, f);
 }
 
+/* A put refused by dirty_stash_max_bytes: StashError naming the setting. */
+static void
+reply_full(struct dirty_buf *out, uint64_t id, uint64_t need)
+{
+	char msg[256];
+	size_t f;
+
+	snprintf(msg, sizeof(msg), "Stash is full: this put of %" PRIu64
+	    " bytes would exceed dirty_stash_max_bytes (%" PRIu64 " bytes, %"
+	    PRIu64 " in use)", need, max_bytes, total_bytes);
+	f = dirty_frame_begin(out, DIRTY_MSG_ERROR, id);
+	dirty_put_dict(out, 1);
+	dirty_put_cstring(out, "error");
+	dirty_put_dict(out, 3);
+	dirty_put_cstring(out, "error_type");
+	dirty_put_cstring(out, "StashError");
+	dirty_put_cstring(out, "message");
+	dirty_put_cstring(out, msg);
+	dirty_put_cstring(out, "details");
+	dirty_put_dict(out, 2);
+	dirty_put_cstring(out, "max_bytes");
+	dirty_put_int64(out, (int64_t)max_bytes);
+	dirty_put_cstring(out, "used_bytes");
+	dirty_put_int64(out, (int64_t)total_bytes);
+	dirty_frame_end(out, f);
+}
+
 /* Locate field `name` of the payload dict: its encoded bytes. 0 found. */
 static int
 field_raw(const uint8_t *p, size_t len, const char *name,
@@ -318,15 +556,16 @@ reply_keys(struct dirty_buf *out, uint64_t id, const struct stash_table *t,
 
 	dirty_put_list(out, 0);
 	count_at = out->len - 4;
-	for (uint32_t i = 0; t != NULL && i < t->nentries; i++) {
-		const struct stash_entry *en = &t->entries[i];
-		if (en->key == NULL)
+	for (uint32_t i = 0; t != NULL && i < t->nrecs; i++) {
+		struct rec x;
+		if (t->recs[i] == NULL)
 			continue;
+		rec_read(t->recs[i], &x);
 		if (pattern != NULL) {
 			struct dirty_cursor c;
 			const char *s;
 			uint32_t n;
-			dirty_cursor_init(&c, en->key, en->keylen);
+			dirty_cursor_init(&c, x.key, x.keylen);
 			if (dirty_peek_type(&c) != DIRTY_TLV_STRING ||
 			    dirty_get_string(&c, &s, &n) == -1 ||
 			    memchr(s, '\0', n) != NULL)
@@ -339,7 +578,7 @@ reply_keys(struct dirty_buf *out, uint64_t id, const struct stash_table *t,
 			if (!match)
 				continue;
 		}
-		dirty_buf_append(out, en->key, en->keylen);
+		dirty_buf_append(out, x.key, x.keylen);
 		count++;
 	}
 	out->data[count_at] = (uint8_t)(count >> 24);
@@ -386,11 +625,19 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 			    "key and value", NULL, 0, NULL, 0);
 			return;
 		}
+		if (max_bytes > 0) {
+			int64_t d = table_put_delta(t, key, kn, vn);
+			if (d > 0 && total_bytes + (uint64_t)d > max_bytes) {
+				reply_full(out, id, (uint64_t)kn + vn);
+				return;
+			}
+		}
 		table_put(table_ensure(table, tn), key, kn, value, vn);
 		reply_bool(out, id, 1);
 		return;
 	case DIRTY_STASH_GET: {
-		struct stash_entry *en;
+		const uint8_t *r;
+		struct rec x;
 		if (!has_key) {
 			reply_error(out, id, "Invalid stash request: get needs "
 			    "a key", NULL, 0, NULL, 0);
@@ -401,13 +648,14 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 			    tn, NULL, 0);
 			return;
 		}
-		if ((en = table_get(t, key, kn)) == NULL) {
+		if ((r = table_get(t, key, kn)) == NULL) {
 			reply_error(out, id, "StashKeyNotFoundError", table, tn,
 			    key, kn);
 			return;
 		}
+		rec_read(r, &x);
 		f = reply_begin(out, id);
-		dirty_buf_append(out, en->value, en->valuelen);
+		dirty_buf_append(out, x.value, x.valuelen);
 		dirty_frame_end(out, f);
 		return;
 	}

@@ -15,6 +15,9 @@
 struct dirty_buf;
 
 void dirty_stash_init(void);
+/* dirty_stash_max_bytes: cap on the live keys' + values' encoded bytes of
+ * all tables (0 = no cap); a put beyond it gets a StashError. */
+void dirty_stash_set_max_bytes(uint64_t max);
 /* Execute one validated STASH payload; append the reply frame (RESPONSE
  * or ERROR, with `id`) to out. */
 void dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,

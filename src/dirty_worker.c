@@ -230,6 +230,22 @@ watch_thread(void *arg)
 	return NULL;
 }
 
+/* ---- cancelled calls (dirty.h: the ring the arbiter writes) ---- */
+
+/* Whether the arbiter cancelled call `id` (its caller went away). */
+static int
+call_cancelled(uint64_t id)
+{
+	volatile uint64_t *ring = W.ctx->cancel;
+
+	if (ring == NULL)
+		return 0;
+	for (int i = 0; i < DIRTY_CANCEL_SLOTS; i++)
+		if (__atomic_load_n(&ring[i], __ATOMIC_ACQUIRE) == id)
+			return 1;
+	return 0;
+}
+
 /* ---- writing frames ---- */
 
 /* Send all of b.  The GIL is NOT held here.  0, or -1 (arbiter gone). */
@@ -574,6 +590,8 @@ stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
 			rc = -1;
 		/* A stream making progress is healthy, however long it runs. */
 		atomic_store(&W.busy_since[c->slot], monotonic_ms());
+		if (rc == 0 && call_cancelled(id))
+			rc = -1;	/* its caller went away */
 		if (rc == -1) {
 			/* The error already ended the stream for the client,
 			 * or nobody is listening any more: stop the generator. */
@@ -729,7 +747,9 @@ serve_frame(struct caller *c, uint8_t type, uint64_t id,
 	uint64_t now = monotonic_ms();
 
 	atomic_store(&W.busy_since[c->slot], now != 0 ? now : 1);
-	if (type == DIRTY_MSG_REQUEST)
+	if (type == DIRTY_MSG_REQUEST && call_cancelled(id))
+		;	/* its caller went away while it waited: nothing to do */
+	else if (type == DIRTY_MSG_REQUEST)
 		serve_request(c, id, payload, len);
 	else {
 		char *m = xasprintf("dirty worker: unexpected message type 0x%02x",

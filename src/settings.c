@@ -49,6 +49,7 @@
 
 enum setting_type {
 	T_INT,		/* non-negative int, >= min */
+	T_INT64,	/* non-negative long long, >= min (sizes in bytes) */
 	T_BOOL,		/* flag without value on the command line */
 	T_STR,		/* string (stripped) */
 	T_LIST,		/* string list; the flag may be repeated */
@@ -134,6 +135,9 @@ static const struct setting_def settings_table[] = {
 	  "Graceful shutdown timeout for dirty workers." },
 	HOOK("dirty_post_fork", HOOK_DIRTY_POST_FORK, 2,
 	  "DirtyPostFork.dirty_post_fork", NULL),
+	{ "dirty_stash_max_bytes", NULL, "--dirty-stash-max-bytes", NULL,
+	  T_INT64, OFF(dirty_stash_max_bytes), 0, 0, "0", NULL, 0, 0, "INT",
+	  "Cap on the stash's encoded keys and values, in bytes (0 = no cap)." },
 	{ "dirty_threads", NULL, "--dirty-threads", NULL, T_INT,
 	  OFF(dirty_threads), 1, 0, "1", NULL, 0, 0, "INT",
 	  "Threads per dirty worker." },
@@ -507,6 +511,13 @@ set_value(struct settings *s, const struct setting_def *d, const char *value,
 			    "must be a positive integer" :
 			    "must be a non-negative integer");
 		*FIELD(s, d, int) = (int)n;
+		return 0;
+	case T_INT64:
+		if (value == NULL || parse_int(value, &n) == -1)
+			return invalid(d, value, "not an integer");
+		if (n < d->min)
+			return invalid(d, value, "must be a non-negative integer");
+		*FIELD(s, d, long long) = n;
 		return 0;
 	case T_BOOL:
 		if (value == NULL) {
@@ -1359,14 +1370,15 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 	if (PyBool_Check(v)) {
 		if (d->type == T_BOOL)
 			return set_value(s, d, v == Py_True ? "true" : "false", 0);
-		if (d->type != T_INT)
+		if (d->type != T_INT && d->type != T_INT64)
 			return invalid_py(d, v, d->type == T_UMASK ?
 			    "expected an integer" : "expected a string");
 		return set_value(s, d, v == Py_True ? "1" : "0", 0);
 	}
 	if (PyLong_Check(v)) {
 		switch (d->type) {
-		case T_INT: case T_UMASK: case T_USER: case T_GROUP:
+		case T_INT: case T_INT64: case T_UMASK: case T_USER:
+		case T_GROUP:
 			break;
 		case T_BOOL:
 			return invalid_py(d, v, "expected True or False");
@@ -1387,7 +1399,7 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 		return set_value(s, d, u, 0);
 	}
 	switch (d->type) {
-	case T_INT: case T_UMASK:
+	case T_INT: case T_INT64: case T_UMASK:
 		return invalid_py(d, v, "expected an integer");
 	case T_BOOL:
 		return invalid_py(d, v, "expected True or False");
@@ -1585,6 +1597,9 @@ print_value(FILE *f, const struct settings *s, const struct setting_def *d)
 	case T_INT:
 		fprintf(f, "%d", *FIELD(s, d, int));
 		break;
+	case T_INT64:
+		fprintf(f, "%lld", *FIELD(s, d, long long));
+		break;
 	case T_BOOL:
 		fputs(*FIELD(s, d, int) ? "True" : "False", f);
 		break;
@@ -1707,6 +1722,8 @@ value_to_python(const struct settings *s, const struct setting_def *d)
 	switch (d->type) {
 	case T_INT:
 		return PyLong_FromLong(*FIELD(s, d, int));
+	case T_INT64:
+		return PyLong_FromLongLong(*FIELD(s, d, long long));
 	case T_BOOL:
 		return PyBool_FromLong(*FIELD(s, d, int));
 	case T_STR:

@@ -111,6 +111,7 @@ struct settings {
 	int dirty_timeout;		/* 300 s */
 	int dirty_threads;		/* 1 */
 	int dirty_graceful_timeout;	/* 30 s */
+	long long dirty_stash_max_bytes;	/* 0 = no cap */
 
 	/* hooks: borrowed-then-owned Python callables (PyObject *), or NULL */
 	void *hooks[HOOK_COUNT];

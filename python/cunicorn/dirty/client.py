@@ -54,6 +54,7 @@ MSG_END = 0x05
 MSG_STASH = 0x10
 
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_IDLE_TIMEOUT = 30.0  # streams: longest wait for the next chunk
 CONNECT_RETRY_SECONDS = 2.0  # keep retrying a refused/missing socket this long
 _MAX_IDLE = 4                # idle sync connections kept per client
 
@@ -172,7 +173,15 @@ class DirtyClient:
 
     def stream(self, app_path, action, *args, **kwargs):
         """Iterate over the chunks of an action that returns a generator.
-        An error in the middle of the stream is raised by the iterator."""
+        An error in the middle of the stream is raised by the iterator.
+
+        Timeouts (DirtyTimeoutError): the whole stream must end within
+        the client's timeout (total), and each chunk must come within
+        min(DEFAULT_IDLE_TIMEOUT, timeout) of the previous one (idle); set
+        .total_timeout / .idle_timeout on the iterator before iterating to
+        change them (None: no limit).  Closing the iterator (or dropping
+        it, or a timeout) closes its connection: the arbiter forgets the
+        call and the dirty worker stops producing for it."""
         return DirtyStreamIterator(self, app_path, action, args, kwargs)
 
     def _raw(self, msg_type, payload):
@@ -210,7 +219,10 @@ class DirtyClient:
         return await self._channel().execute(app_path, action, args, kwargs)
 
     def stream_async(self, app_path, action, *args, **kwargs):
-        """asyncio version of stream(): an async iterator of chunks."""
+        """asyncio version of stream(): an async iterator of chunks, with
+        the same total and idle timeouts.  Each stream has a connection of
+        its own, closed when the stream ends, is closed (aclose()) or
+        times out: the worker then stops producing for it."""
         return DirtyAsyncStreamIterator(self, app_path, action, args, kwargs)
 
     async def close_async(self):
@@ -245,11 +257,52 @@ def _raw_call(conn, msg_type, payload):
     raise DirtyProtocolError("unexpected reply type 0x%02x" % kind)
 
 
-class DirtyStreamIterator:
+def _default_idle(client):
+    t = client.timeout
+    return DEFAULT_IDLE_TIMEOUT if not t else min(DEFAULT_IDLE_TIMEOUT, t)
+
+
+class _StreamTimeouts:
+    """Total and idle timeouts of a stream (sync and async iterators)."""
+
+    DEFAULT_IDLE_TIMEOUT = DEFAULT_IDLE_TIMEOUT
+
+    def _init_timeouts(self, client, idle_timeout, total_timeout):
+        self.total_timeout = client.timeout if total_timeout is None else total_timeout
+        self.idle_timeout = _default_idle(client) if idle_timeout is None else idle_timeout
+        self._deadline = None
+        self._last = None
+
+    def _arm(self):
+        self._last = time.monotonic()
+        self._deadline = (self._last + self.total_timeout
+                          if self.total_timeout else None)
+
+    def _wait_budget(self):
+        """Seconds the next chunk may take (None: no limit), or raise."""
+        idle = self.idle_timeout or None
+        if self._deadline is None:
+            return idle
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._timeout_error()
+        return left if idle is None or left < idle else idle
+
+    def _timeout_error(self):
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline - 0.001:
+            return DirtyTimeoutError("Stream exceeded total timeout",
+                                     timeout=self.total_timeout)
+        return DirtyTimeoutError("Timeout waiting for next chunk (idle %.1fs)"
+                                 % (now - self._last), timeout=self.idle_timeout)
+
+
+class DirtyStreamIterator(_StreamTimeouts):
     """The iterator stream() returns.  Holds its own connection from the
     first next() until END, an error, or close()."""
 
-    def __init__(self, client, app_path, action, args, kwargs):
+    def __init__(self, client, app_path, action, args, kwargs,
+                 idle_timeout=None, total_timeout=None):
         self.client = client
         self.app_path = app_path
         self.action = action
@@ -258,6 +311,7 @@ class DirtyStreamIterator:
         self._conn = None
         self._id = None
         self._done = False
+        self._init_timeouts(client, idle_timeout, total_timeout)
 
     def __iter__(self):
         return self
@@ -283,6 +337,7 @@ class DirtyStreamIterator:
                     raise
                 raise mapped from None
             self._conn = conn
+            self._arm()
             return
 
     def __next__(self):
@@ -292,30 +347,43 @@ class DirtyStreamIterator:
             self._start()
         conn = self._conn
         try:
+            budget = self._wait_budget()
+            if conn.timeout != budget:
+                conn.timeout = budget
             kind, value = conn.stream_next(self._id)
         except BaseException as exc:
             self._done = True
             self._conn = None
             if _wire is not None and isinstance(exc, _wire.RemoteError):
-                self.client._checkin(conn)   # the stream is over: reusable
+                self._checkin(conn)   # the stream is over: reusable
                 raise _remote(exc) from None
+            if isinstance(exc, (TimeoutError, DirtyTimeoutError)):
+                conn.close()          # the arbiter cancels the call
+                raise self._timeout_error() from None
             mapped = self.client._map_error(conn, exc)
             if mapped is exc:
                 raise
             raise mapped from None
         if kind == MSG_CHUNK:
+            self._last = time.monotonic()
             return value
         self._done = True
         self._conn = None
-        self.client._checkin(conn)
+        self._checkin(conn)
         if kind == MSG_RESPONSE:
             # a plain (non-generator) result: the one item of the stream
             return value
         raise StopIteration
 
+    def _checkin(self, conn):
+        if conn.timeout != self.client.timeout:
+            conn.timeout = self.client.timeout
+        self.client._checkin(conn)
+
     def close(self):
         """Abandon the stream; its connection (with chunks still coming)
-        is closed, not reused."""
+        is closed, not reused: the arbiter forgets the call and the dirty
+        worker stops producing for it."""
         self._done = True
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -505,6 +573,16 @@ class _AsyncChannel:
     def forget(self, rid):
         self.pending.pop(rid, None)
 
+    def abort(self):
+        """Close now, without waiting (usable outside a coroutine)."""
+        self.closed = True
+        task, self.reader_task = self.reader_task, None
+        if task is not None and not task.done():
+            task.cancel()
+        w, self.writer, self.reader = self.writer, None, None
+        if w is not None:
+            w.close()
+
     async def close(self):
         self.closed = True
         task, self.reader_task = self.reader_task, None
@@ -517,10 +595,13 @@ class _AsyncChannel:
         self._fail_all(DirtyConnectionError("dirty client closed"))
 
 
-class DirtyAsyncStreamIterator:
-    """The async iterator stream_async() returns."""
+class DirtyAsyncStreamIterator(_StreamTimeouts):
+    """The async iterator stream_async() returns.  The stream runs on a
+    channel (connection) of its own, so that abandoning it can be told to
+    the arbiter the one way every arbiter understands: by closing it."""
 
-    def __init__(self, client, app_path, action, args, kwargs):
+    def __init__(self, client, app_path, action, args, kwargs,
+                 idle_timeout=None, total_timeout=None):
         self.client = client
         self.app_path = app_path
         self.action = action
@@ -530,6 +611,7 @@ class DirtyAsyncStreamIterator:
         self._id = None
         self._queue = None
         self._done = False
+        self._init_timeouts(client, idle_timeout, total_timeout)
 
     def __aiter__(self):
         return self
@@ -538,19 +620,29 @@ class DirtyAsyncStreamIterator:
         if self._done:
             raise StopAsyncIteration
         if self._queue is None:
-            self._chan = self.client._channel()
-            self._id, self._queue = await self._chan.stream_start(
-                self.app_path, self.action, self.args, self.kwargs)
+            self._chan = _AsyncChannel(self.client, asyncio.get_running_loop())
+            try:
+                self._id, self._queue = await self._chan.stream_start(
+                    self.app_path, self.action, self.args, self.kwargs)
+            except BaseException:
+                self._finish()
+                raise
+            self._arm()
         try:
-            timeout = self.client.timeout
-            if timeout:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
+            budget = self._wait_budget()
+            q = self._queue
+            if not q.empty():
+                item = q.get_nowait()
+            elif budget is not None:
+                item = await asyncio.wait_for(q.get(), budget)
             else:
-                item = await self._queue.get()
-        except asyncio.TimeoutError:
+                item = await q.get()
+        except (asyncio.TimeoutError, DirtyTimeoutError):
             self._finish()
-            raise DirtyTimeoutError("Timeout waiting for next chunk",
-                                    timeout=self.client.timeout) from None
+            raise self._timeout_error() from None
+        except BaseException:
+            self._finish()          # cancelled: the caller went away
+            raise
         if item is _END:
             self._finish()
             raise StopAsyncIteration
@@ -559,15 +651,28 @@ class DirtyAsyncStreamIterator:
             raise item
         if item[0] == "result":
             self._finish()
+        self._last = time.monotonic()
         return item[1]
 
     def _finish(self):
+        """Done or abandoned: close the stream's own channel (the arbiter
+        then cancels the call if it is still running)."""
         self._done = True
-        if self._chan is not None:
-            self._chan.forget(self._id)
+        ch, self._chan = self._chan, None
+        if ch is not None:
+            ch.forget(self._id)
+            ch.abort()
 
     async def aclose(self):
         self._finish()
+
+    def __del__(self):
+        ch = self.__dict__.get("_chan")
+        if ch is not None:
+            try:
+                ch.abort()
+            except Exception:
+                pass
 
 
 # ---- per-thread / per-loop clients ------------------------------------
