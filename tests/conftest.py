@@ -369,5 +369,5 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("lifecycle timings (ms, signal -> observed inside)")
     for backend, scenario, measure, ms in rows:
-        tr.write_line("%-10s %-34s %-26s %s" % (backend, scenario, measure,
+        tr.write_line("%-10s %-40s %-26s %s" % (backend, scenario, measure,
                                                  "TIMEOUT" if ms is None else ms))
