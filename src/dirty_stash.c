@@ -15,7 +15,7 @@
  *   recs[]   one pointer per entry, in insertion order (keys() lists keys
  *            in the order they were first put, as a Python dict would);
  *            NULL = deleted (a tombstone until the next rebuild)
- *   index[]  open addressing (linear probing, load <= 1/2) of entry
+ *   index[]  open addressing (linear probing, load <= 3/4) of entry
  *            number + 1, by a hash of the key bytes (no hash stored: the
  *            key is compared, the hash recomputed on rebuild)
  * An overwrite with a value of the same length is done in place; other
@@ -314,7 +314,7 @@ table_rehash(struct stash_table *t, uint32_t want)
 		if (t->recs[i] != NULL)
 			t->recs[j++] = t->recs[i];
 	t->nrecs = j;
-	while (cap < want * 2)
+	while ((uint64_t)cap * 3 < (uint64_t)want * 4)
 		cap *= 2;
 	free(t->index);
 	t->index = xcalloc(cap, sizeof(*t->index));
@@ -384,7 +384,8 @@ table_put(struct stash_table *t, const uint8_t *key, uint32_t n,
 	size_t size = rec_size(n, vn);
 	struct rec x;
 
-	if (t->index_cap == 0 || (t->nrecs + 1) * 2 > t->index_cap)
+	if (t->index_cap == 0 ||
+	    (uint64_t)(t->nrecs + 1) * 4 > (uint64_t)t->index_cap * 3)
 		table_rehash(t, t->live + 1);
 	uint32_t s = table_slot(t, key, n, h);
 	uint32_t e = t->index[s];
@@ -398,7 +399,8 @@ table_put(struct stash_table *t, const uint8_t *key, uint32_t n,
 		rec_release(t, old);
 	} else {
 		if (t->nrecs == t->cap) {
-			t->cap = t->cap ? t->cap * 2 : 8;
+			/* 1.5x: less slack than doubling for big tables */
+			t->cap = t->cap ? t->cap + t->cap / 2 : 8;
 			t->recs = xreallocarray(t->recs, t->cap,
 			    sizeof(*t->recs));
 		}
