@@ -284,3 +284,25 @@ def test_stream_longer_than_dirty_timeout(make_server):
     assert max(beats) < 1000, beats
     assert dirty_workers(s) == [wpid]
     assert "DIRTY WORKER TIMEOUT" not in s.log()
+
+
+# ---- the bundled example: token-by-token server-sent events ---------------
+
+def test_sse_example(make_server):
+    import json
+    import os
+    from conftest import ROOT
+    s = make_server("-c", os.path.join(ROOT, "examples", "gunicorn_conf.py"),
+                    "--chdir", os.path.join(ROOT, "examples"),
+                    "--dirty-app", "sse_app:TokenApp", "sse_app:application")
+    wait_for(lambda: len(dirty_workers(s)) == 1, 10, what="the dirty worker")
+    head, chunks = http_stream(s.port, "/generate?prompt=hi&n=6&delay=0.2", timeout=30)
+    assert b"Content-Type: text/event-stream" in head and b"chunked" in head, head
+    events = [c for c, _ in chunks]
+    assert len(events) == 7 and events[-1] == b"event: end\ndata: {}\n\n", events
+    tokens = [json.loads(e[len(b"data: "):]) for e in events[:-1]]
+    assert [t["i"] for t in tokens] == list(range(6))
+    assert all(t["token"].strip() for t in tokens)
+    t = [at for _, at in chunks]
+    # token by token: each event arrives about one delay after the previous
+    assert t[0] < 0.2 + 0.5 and t[5] - t[0] >= 0.9, t
