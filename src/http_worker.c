@@ -46,6 +46,10 @@
 #define WORKER_BOOT_ERROR 3		/* gunicorn's exit code: master stops */
 
 static volatile sig_atomic_t sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
+/* For the TERM handler: when the master is gone nobody enforces
+ * graceful_timeout, so the worker arms alarm() itself (SIGALRM's default
+ * action ends it even inside a hung app call). */
+static volatile sig_atomic_t handler_master_pid, handler_grace_seconds;
 static int wake_pipe[2] = { -1, -1 };
 static struct http_worker_ctx *wctx;
 static int exiting;
@@ -56,7 +60,11 @@ on_signal(int sig)
 	int saved = errno;
 
 	switch (sig) {
-	case SIGTERM: sig_term = 1; break;
+	case SIGTERM:
+		sig_term = 1;
+		if (getppid() != (pid_t)handler_master_pid)
+			alarm((unsigned)handler_grace_seconds + 1);
+		break;
 	case SIGHUP: sig_hup = 1; break;
 	case SIGUSR1: sig_usr1 = 1; break;
 	case SIGINT: sig_int = 1; wsgi_signal_trip(sig); break;
@@ -125,6 +133,8 @@ install_signals(void)
 
 	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
 		fatal("pipe2");
+	handler_master_pid = wctx->master_pid;
+	handler_grace_seconds = wctx->cfg->graceful_timeout;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);

@@ -94,6 +94,8 @@ static struct {
 	void *app;			/* preloaded WSGI app (PyObject *) */
 	void *server_obj;		/* hook `server` object (PyObject *) */
 	int warned_threads;
+	int dirty;			/* dirty arbiter on: decided once, at start */
+	int pidfile_written;
 } M;
 
 /* ---- the table of children ---- */
@@ -166,10 +168,12 @@ drop_privileges(const struct settings *s)
 			log_error("setgid(%d)", (int)s->gid);
 			return -1;
 		}
-		if (s->user != NULL && geteuid() == 0) {
-			struct passwd *pw = getpwuid(s->uid);
-			if (pw != NULL && initgroups(pw->pw_name, s->gid) == -1)
-				log_warn("initgroups(%s)", pw->pw_name);
+		if (geteuid() == 0) {
+			/* never keep root's supplementary groups */
+			struct passwd *pw = s->user != NULL ? getpwuid(s->uid) : NULL;
+			if (pw != NULL ? initgroups(pw->pw_name, s->gid) == -1
+			    : setgroups(1, &s->gid) == -1)
+				log_warn("supplementary groups");
 		}
 		if (geteuid() != s->uid && setuid(s->uid) == -1) {
 			log_error("setuid(%d)", (int)s->uid);
@@ -330,7 +334,7 @@ manage_workers(void)
 		child_signal(oldest, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
 		running--;
 	}
-	if (dirty_enabled(M.cfg) && !M.stopping &&
+	if (M.dirty && !M.stopping &&
 	    count_role(ROLE_DIRTY_ARBITER, 0) == 0 &&
 	    monotonic_ms() - M.arbiter_last_spawn_ms >= ARBITER_RESPAWN_MIN_MS)
 		spawn_arbiter();
@@ -410,7 +414,8 @@ check_children(void)
 		}
 		if (c->role != ROLE_HTTP_WORKER || M.cfg->timeout <= 0)
 			continue;
-		if (now - M.heartbeats[c->slot] > (uint64_t)M.cfg->timeout * 1000) {
+		uint64_t hb = M.heartbeats[c->slot];	/* may be a hair newer than now */
+		if (hb < now && now - hb > (uint64_t)M.cfg->timeout * 1000) {
 			log_msg(LOG_CRITICAL, "WORKER TIMEOUT (pid:%d)", (int)c->pid);
 			kill(c->pid, SIGABRT);
 			c->state = CHILD_ABORTED;
@@ -473,6 +478,58 @@ begin_stop(int quick)
 	}
 }
 
+static int
+same_str(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static int
+same_list(const struct strlist *a, const struct strlist *b)
+{
+	if (a->len != b->len)
+		return 0;
+	for (size_t i = 0; i < a->len; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * Settings that the running processes were built from and that a reload
+ * cannot change (the listeners, the dirty arbiter and its runtime dir,
+ * which is named after proc_name): keep the old values and say so.
+ */
+static void
+keep_restart_only_settings(struct settings *ns, const struct settings *old)
+{
+	int changed = 0;
+
+#define KEEP_INT(f) do { if (ns->f != old->f) { changed = 1; ns->f = old->f; } } while (0)
+#define KEEP_STR(f) do { if (!same_str(ns->f, old->f)) { changed = 1; \
+		free(ns->f); ns->f = old->f ? xstrdup(old->f) : NULL; } } while (0)
+#define KEEP_LIST(f) do { if (!same_list(&ns->f, &old->f)) { changed = 1; \
+		for (size_t i_ = 0; i_ < ns->f.len; i_++) free(ns->f.items[i_]); \
+		free(ns->f.items); ns->f.items = xcalloc(old->f.len + 1, sizeof(char *)); \
+		for (size_t i_ = 0; i_ < old->f.len; i_++) ns->f.items[i_] = xstrdup(old->f.items[i_]); \
+		ns->f.len = old->f.len; } } while (0)
+	KEEP_LIST(bind);
+	KEEP_LIST(dirty_apps);
+	KEEP_INT(dirty_workers);
+	KEEP_INT(dirty_threads);
+	KEEP_STR(proc_name);
+	KEEP_STR(user);
+	KEEP_STR(group);
+	KEEP_INT(uid);
+	KEEP_INT(gid);
+#undef KEEP_INT
+#undef KEEP_STR
+#undef KEEP_LIST
+	if (changed)
+		log_warnx("Reload: bind, proc_name, user, group, dirty_apps, "
+		    "dirty_workers and dirty_threads need a restart; kept the running values");
+}
+
 static void
 reload(void)
 {
@@ -505,6 +562,7 @@ reload(void)
 	}
 	ns.default_proc_name = ns.default_proc_name ? ns.default_proc_name
 	    : (M.cfg->default_proc_name ? xstrdup(M.cfg->default_proc_name) : NULL);
+	keep_restart_only_settings(&ns, M.cfg);
 	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
 		log_warn("reopening logs");
 	/* the listeners are kept: a changed bind needs a restart (README) */
@@ -713,6 +771,29 @@ apply_raw_env(const struct settings *s)
 	}
 }
 
+/* Everything the master holds, released once, on every way out. */
+static void
+master_release(void)
+{
+	if (M.listeners != NULL) {
+		listeners_close(M.listeners, M.nlisteners, 1);
+		M.listeners = NULL;
+	}
+	if (M.pidfile_written)
+		unlink(M.cfg->pidfile);
+	if (M.dirty)
+		dirty_master_cleanup();
+	log_info("Shutting down: Master");
+	if (M.sigfd != -1)
+		close(M.sigfd);
+	if (M.heartbeats != NULL)
+		munmap((void *)M.heartbeats, HEARTBEAT_SLOTS * sizeof(uint64_t));
+	Py_XDECREF((PyObject *)M.server_obj);
+	Py_XDECREF((PyObject *)M.app);
+	free(M.children);
+	free(M.halt_reason);
+}
+
 int
 master_main(struct settings *s, int argc, char **argv)
 {
@@ -737,41 +818,33 @@ master_main(struct settings *s, int argc, char **argv)
 
 	if (signals_init() == -1)
 		fatal("signals");
-	if (dirty_enabled(s)) {
-		if (dirty_prepare(s) == -1)
-			return 1;
+	M.dirty = dirty_enabled(s);
+	if (M.dirty) {
+		if (dirty_prepare(s) == -1) {
+			M.dirty = 0;	/* nothing of ours to clean up */
+			goto fail;
+		}
 		python_setenv("GUNICORN_DIRTY_SOCKET", dirty_socket_path());
 	}
-	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1) {
-		if (dirty_enabled(s))
-			dirty_master_cleanup();
-		log_errorx("Shutting down: Master");
-		return 1;
-	}
+	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1)
+		goto fail;
 	for (size_t i = 0; i < M.nlisteners; i++)
 		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
 	log_info("Using worker: %s", "sync");
-	if (s->pidfile != NULL && pidfile_write(s->pidfile) == -1) {
-		listeners_close(M.listeners, M.nlisteners, 1);
-		return 1;
+	if (s->pidfile != NULL) {
+		if (pidfile_write(s->pidfile) == -1)
+			goto fail;
+		M.pidfile_written = 1;
 	}
 	if (heartbeats_init(s) == -1)
-		return 1;
+		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));
 
-	if (s->preload_app) {
-		M.app = python_load_app(s->app_uri);
-		if (M.app == NULL) {
-			listeners_close(M.listeners, M.nlisteners, 1);
-			if (s->pidfile != NULL)
-				unlink(s->pidfile);
-			if (dirty_enabled(s))
-				dirty_master_cleanup();
-			log_info("Shutting down: Master");
-			return APP_LOAD_ERROR;
-		}
+	if (s->preload_app && (M.app = python_load_app(s->app_uri)) == NULL) {
+		M.exit_code = APP_LOAD_ERROR;
+		goto fail;
 	}
-	if (dirty_enabled(s)) {
+	if (M.dirty) {
 		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)
 			python_hook(s, HOOK_ON_DIRTY_STARTING, 1, M.server_obj);
 		spawn_arbiter();
@@ -780,20 +853,14 @@ master_main(struct settings *s, int argc, char **argv)
 	call_hook_server(HOOK_WHEN_READY);
 
 	master_loop();
-
 	if (M.halt_reason != NULL)
 		log_info("Reason: %s", M.halt_reason);
 	call_hook_server(HOOK_ON_EXIT);
-	if (s->pidfile != NULL)
-		unlink(s->pidfile);
-	if (dirty_enabled(s))
-		dirty_master_cleanup();
-	log_info("Shutting down: Master");
-	close(M.sigfd);
-	munmap((void *)M.heartbeats, HEARTBEAT_SLOTS * sizeof(uint64_t));
-	Py_XDECREF((PyObject *)M.server_obj);
-	Py_XDECREF((PyObject *)M.app);
-	free(M.children);
-	free(M.halt_reason);
+	master_release();
 	return M.exit_code;
+
+fail:
+	/* a start that failed half-way leaves nothing behind either */
+	master_release();
+	return M.exit_code ? M.exit_code : 1;
 }

@@ -386,3 +386,71 @@ def test_virtualenv_site_packages(make_server, tmp_path, how):
     else:
         s = make_server("venv_only_mod:app", env={"VIRTUAL_ENV": venv})
     assert http_get(s.port, "/")[2] == b"venv"
+
+
+def test_worker_with_hung_request_leaves_when_master_is_killed(make_server):
+    """Nobody enforces graceful_timeout once the master is gone: the worker
+    must do it itself (SPEC §6.1: no process of the tree survives)."""
+    s = make_server(*app_args("master_app:info", "-t", "60", "--graceful-timeout", "1"))
+    w = worker_pids(s, 1)[0]
+    c = socket.create_connection(("127.0.0.1", s.port))
+    c.sendall(b"GET /sleep/60 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    os.kill(s.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(w), timeout=6, what="hung worker gone after master SIGKILL")
+    c.close()
+
+
+def test_group_only_drops_supplementary_groups(make_server):
+    s = make_server(*app_args("master_app:info", "-g", "nogroup"))
+    info = get_json(s.port)
+    import grp
+    gid = grp.getgrnam("nogroup").gr_gid
+    assert info["gid"] == gid and info["groups"] == [gid]
+
+
+DIRTY_APP_CONF = """
+dirty_apps = ['dirty_apps:Echo']
+dirty_workers = {n}
+"""
+
+
+def test_hup_cannot_turn_the_dirty_arbiter_on_or_off(make_server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("workers = 1\n")
+    s = make_server("-c", str(conf), *app_args("master_app:hello"))
+    worker_pids(s, 1)
+    conf.write_text("workers = 1\n" + DIRTY_APP_CONF.format(n=1))
+    s.send(signal.SIGHUP)
+    s.wait_log("need a restart")
+    time.sleep(1.5)
+    assert "Spawning dirty arbiter" not in s.log()
+    assert http_get(s.port, "/")[2] == b"OK"
+    assert s.stop() == 0
+    assert s.runtime_entries() in ([], ["cunicorn-0"])
+
+
+def test_hup_turning_dirty_off_keeps_it_and_cleans_up(make_server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text("workers = 1\n" + DIRTY_APP_CONF.format(n=1))
+    s = make_server("-c", str(conf), "--chdir", APPS, "--pythonpath",
+                    os.path.join(ROOT, "tests", "integration", "apps"), "master_app:hello")
+    wait_for(lambda: s.pids_titled("dirty-worker"), what="dirty worker")
+    conf.write_text("workers = 1\n")
+    s.send(signal.SIGHUP)
+    s.wait_log("need a restart")
+    assert s.stop() == 0
+    assert not [e for e in s.runtime_entries() if "/" in e], s.runtime_entries()
+
+
+def test_failed_start_leaves_no_runtime_dir(make_server, tmp_path):
+    conf = tmp_path / "conf.py"
+    conf.write_text(DIRTY_APP_CONF.format(n=1))
+    s = make_server("-c", str(conf), "-p", str(tmp_path / "missing" / "x.pid"),
+                    *app_args("master_app:hello"), start=False)
+    s.start(wait=False)
+    assert s.wait(10) == 1
+    assert "Cannot write pidfile" in s.log()
+    assert "Shutting down: Master" in s.log()
+    assert not [e for e in s.runtime_entries() if "/" in e], s.runtime_entries()
+    assert s.leftovers() == []

@@ -17,6 +17,8 @@ def info(environ, start_response):
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "uid": os.getuid(),
+        "gid": os.getgid(),
+        "groups": os.getgroups(),
         "env": {k: v for k, v in os.environ.items() if k.startswith("CUNI_")},
         "cwd": os.getcwd(),
         "umask": _umask(),
