@@ -59,6 +59,12 @@ def record(backend, scenario, measure, ms):
     TIMINGS.append((backend, scenario, measure, ms))
 
 
+def _die_with_parent():
+    """preexec_fn: SIGKILL this child when the test runner dies."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
 class BackendUnavailable(Exception):
     pass
 
@@ -267,10 +273,12 @@ class SandboxBackend(Backend):
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         self.log = open(self.logpath, "ab")
         self.proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount-proc", "--net", "--propagation", "private",
-             "sh", "-c", script],
+            # --kill-child and the parent-death signal: a test runner that
+            # dies mid-test takes its namespace (and everything in it) along
+            ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--net",
+             "--propagation", "private", "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
         # PID 1 of the namespace is unshare's only child.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
