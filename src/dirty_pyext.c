@@ -922,6 +922,27 @@ out:
 #define RBUF_INITIAL	(64 * 1024)
 #define RBUF_KEEP	(4 * 1024 * 1024)	/* shrink back above this */
 #define RCVTIMEO_SLACK_US 10000		/* a timeout may fire this late */
+/*
+ * Before sleeping in recv() for a reply, poll without blocking for up to
+ * SPIN_SECONDS (only with more than one CPU online): a stash op or a short
+ * call is answered within tens of µs, and sleeping costs a cross-CPU
+ * wake-up of about the same size (measured: a one-op round trip 29-51 µs
+ * blocking, 21 µs with the spin, on a 2-vCPU VM).  A long call wastes at
+ * most SPIN_SECONDS of CPU per frame awaited.
+ */
+#define SPIN_SECONDS	50e-6
+
+static int
+spin_allowed(void)
+{
+	static int ncpu;
+
+	if (ncpu == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		ncpu = n > 0 ? (int)n : 1;
+	}
+	return ncpu > 1;
+}
 
 typedef struct {
 	PyObject_HEAD
@@ -1146,6 +1167,8 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 	ssize_t n;
 	int err = 0, flags;
 
+	double spin_end = spin_allowed() ? now_seconds() + SPIN_SECONDS : 0;
+
 	for (;;) {
 		st = IO_OK;
 		ts = PyEval_SaveThread();
@@ -1197,6 +1220,12 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 					st = IO_ERRNO;
 					break;
 				}
+			}
+			if (spin_end != 0) {
+				if (now_seconds() < spin_end)
+					flags |= MSG_DONTWAIT;
+				else
+					spin_end = 0;
 			}
 			n = recv(self->fd, rb->data + rb->len,
 			    rb->cap - rb->len, flags);
