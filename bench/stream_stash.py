@@ -206,7 +206,7 @@ def stash_ops(srv, label):
     fl = float(floor[0]) if floor else None
     print("%-46s %11s µs %10s" % ("stash put, one at a time%s" % label, fmt(put, "%.1f"), "<= 30"))
     print("%-46s %11s µs %10s" % ("stash get, one at a time%s" % label, fmt(get, "%.1f"), "<= 30"))
-    print("%-46s %11s µs" % ("  floor: bare one-hop ping-pong%s" % label, fmt(fl, "%.1f")))
+    print("%-46s %11s µs" % ("  bare one-hop blocking ping-pong%s" % label, fmt(fl, "%.1f")))
 
 
 def main():

@@ -20,6 +20,13 @@
  * in the call table).  Replies (RESPONSE, ERROR, CHUNK, END) go back to
  * the client with the client's id; RESPONSE, ERROR and END end the call.
  *
+ * Streams: a call's dirty_timeout restarts at each CHUNK (a stream making
+ * progress never times out here; the client has total and idle timeouts).
+ * A call whose client connection closes (the caller went away, closed its
+ * stream, timed out) or that times out is forgotten, and its worker is
+ * told to stop producing for it through the cancel ring shared with that
+ * worker (dirty.h): nothing goes on the wire for it.
+ *
  * Trust: a malformed frame from a client gets an ERROR DirtyProtocolError
  * and that connection is closed; a malformed frame from a worker gets
  * the worker killed and replaced.  Either way the arbiter carries on.

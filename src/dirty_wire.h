@@ -34,6 +34,12 @@
  *   MANAGE   {"op": int, "count": int}   op: add 1, remove 2
  *   STATUS   request: empty or {}; reply: RESPONSE {"result": {...}}
  *
+ * Compatibility notes: cancelling a call adds nothing to the protocol.  A
+ * client abandons a call by closing its connection (the Python asyncio
+ * client gives each stream its own connection for this); the arbiter then
+ * tells the worker through memory they share (dirty.h, the cancel ring),
+ * never with a frame, so gunicorn peers see the protocol unchanged.
+ *
  * Decoding is bounded: every length and count is checked against what is
  * left in the buffer and against the maxima before anything is allocated
  * or skipped; nesting is limited to DIRTY_MAX_DEPTH; strings and dict keys

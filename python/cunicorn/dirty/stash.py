@@ -8,8 +8,11 @@ by every worker and HTTP worker (gunicorn.dirty.stash).
 
 Each operation is one STASH message {"op", "table", "key"?, "value"?,
 "pattern"?} answered by RESPONSE {"result": ...} or ERROR, sent through this
-thread's dirty client (get_dirty_client()).  Tables live in the arbiter's
-memory: they are lost when it restarts.
+thread's dirty client (get_dirty_client()).  Usable from HTTP workers, dirty
+workers and any process that can reach the socket.  Tables live in the
+arbiter's memory: they survive dirty worker restarts, and are lost when the
+arbiter restarts.  The setting dirty_stash_max_bytes caps the encoded size
+of all keys and values; a put beyond it raises StashError naming it.
 """
 
 from .client import MSG_STASH, get_dirty_client
