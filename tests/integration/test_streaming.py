@@ -47,7 +47,7 @@ def test_first_chunk_before_the_generator_ends(make_server):
         times.append(time.monotonic() - t0)
     assert len(times) == 4
     # the first chunk comes after ~one delay, not after the whole stream
-    assert 0.2 <= times[0] < 0.25 + 0.15, times
+    assert 0.2 <= times[0] < 0.25 + 0.4, times
     assert times[-1] >= 1.0
     assert all(b - a >= 0.2 for a, b in zip(times, times[1:])), times
 
@@ -71,7 +71,7 @@ def test_async_generator_and_asyncio_client(make_server):
 
     got, seen, err = asyncio.run(run())
     assert [i for i, _ in got] == [0, 1, 2]
-    assert got[0][1] < 0.25 + 0.15 and got[-1][1] >= 0.7, got
+    assert got[0][1] < 0.25 + 0.4 and got[-1][1] >= 0.7, got
     assert seen == [0, 1]
     assert err.message == "broke after 2" and "RuntimeError" in err.traceback
 
@@ -122,7 +122,7 @@ def test_wsgi_body_is_sent_chunk_by_chunk(make_server):
     assert b"Transfer-Encoding: chunked" in head, head
     assert [c.split()[0:2] for c, _ in chunks] == [[b"line", b"%d" % i] for i in range(4)]
     t = [at for _, at in chunks]
-    assert t[0] < 0.25 + 0.15, t          # before the generator finished
+    assert t[0] < 0.25 + 0.4, t           # well before the generator finished
     assert t[-1] >= 1.0 and all(b - a >= 0.2 for a, b in zip(t, t[1:])), t
 
 
