@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,88 @@
 #include "log.h"
 #include "settings.h"
 #include "util.h"
+
+/*
+ * Listeners handed over by a previous master on SIGUSR2 (binary upgrade):
+ * $GUNICORN_FD lists their numbers, as gunicorn's.  A bind entry whose
+ * address matches one is served by it (never re-bound, so the port never
+ * closes); the ones nobody asks for are closed.
+ */
+#define MAX_INHERITED 64
+static int inherited[MAX_INHERITED];
+static size_t ninherited;
+
+static void
+inherited_load(void)
+{
+	const char *env = getenv("GUNICORN_FD");
+	char *copy, *tok, *save = NULL;
+
+	ninherited = 0;
+	if (env == NULL)
+		return;
+	copy = xstrdup(env);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL && ninherited < MAX_INHERITED;
+	    tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+		long fd = strtol(tok, &end, 10);
+		if (*tok != '\0' && *end == '\0' && fd >= 3 && fd < 65536 &&
+		    fcntl((int)fd, F_GETFD) != -1) {
+			fd_set_cloexec((int)fd, 1);
+			inherited[ninherited++] = (int)fd;
+		}
+	}
+	free(copy);
+	unsetenv("GUNICORN_FD");
+}
+
+static int
+same_address(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return 0;
+	if (a->sa_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	if (a->sa_family == AF_UNIX)
+		return strcmp(((const struct sockaddr_un *)a)->sun_path,
+		    ((const struct sockaddr_un *)b)->sun_path) == 0;
+	return 0;
+}
+
+/* The inherited listener bound to addr, taken out of the list; or -1. */
+static int
+inherited_take(const struct sockaddr *addr)
+{
+	for (size_t i = 0; i < ninherited; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		if (inherited[i] == -1 ||
+		    getsockname(inherited[i], (struct sockaddr *)&ss, &len) == -1)
+			continue;
+		if (same_address((struct sockaddr *)&ss, addr)) {
+			int fd = inherited[i];
+			inherited[i] = -1;
+			return fd;
+		}
+	}
+	return -1;
+}
+
+static void
+inherited_close_rest(void)
+{
+	for (size_t i = 0; i < ninherited; i++)
+		if (inherited[i] != -1)
+			close(inherited[i]);
+	ninherited = 0;
+}
 
 static void
 listener_free(struct listener *l)
@@ -90,6 +173,8 @@ open_unix(const struct settings *s, const char *path, struct listener *l)
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
+	if ((l->fd = inherited_take((struct sockaddr *)&sun)) != -1)
+		goto named;
 	/* a stale socket file from a dead server is replaced; anything else
 	 * at that path is an error */
 	if (lstat(path, &st) == 0) {
@@ -111,6 +196,7 @@ open_unix(const struct settings *s, const char *path, struct listener *l)
 		log_error("listen unix:%s", path);
 		return -1;
 	}
+named:
 	l->family = AF_UNIX;
 	l->unix_path = xstrdup(path);
 	l->host = xstrdup(path);
@@ -166,6 +252,10 @@ open_tcp(const struct settings *s, const char *spec, struct listener *l)
 		return -1;
 	}
 	l->family = res->ai_family;
+	if ((l->fd = inherited_take(res->ai_addr)) != -1) {
+		freeaddrinfo(res);
+		goto named;
+	}
 	l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l->fd == -1) {
 		log_error("socket for %s", spec);
@@ -190,6 +280,7 @@ open_tcp(const struct settings *s, const char *spec, struct listener *l)
 		log_error("listen %s", spec);
 		return -1;
 	}
+named:
 	{
 		struct sockaddr_storage ss;
 		socklen_t slen = sizeof(ss);
@@ -215,6 +306,8 @@ listeners_open(const struct settings *s, struct listener **out, size_t *n)
 	struct listener *ls = xcalloc(s->bind.len ? s->bind.len : 1, sizeof(*ls));
 	size_t i;
 
+	inherited_load();
+
 	for (i = 0; i < s->bind.len; i++) {
 		const char *spec = s->bind.items[i];
 		int rc;
@@ -230,10 +323,12 @@ listeners_open(const struct settings *s, struct listener **out, size_t *n)
 			rc = open_tcp(s, spec, &ls[i]);
 		if (rc == -1) {
 			listeners_close(ls, i + 1, 1);
+			inherited_close_rest();
 			return -1;
 		}
 		fd_set_nonblock(ls[i].fd, 1);
 	}
+	inherited_close_rest();
 	*out = ls;
 	*n = i;
 	return 0;

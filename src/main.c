@@ -21,6 +21,7 @@ main(int argc, char **argv)
 {
 	struct settings s;
 	const char *env, *config;
+	char *start_cwd = NULL;
 	int rc;
 
 	proctitle_init(argc, argv);
@@ -53,6 +54,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "Error: cannot open log file: %s\n", strerror(errno));
 		return 1;
 	}
+	start_cwd = getcwd(NULL, 0);
 	if (s.chdir != NULL && chdir(s.chdir) == -1) {
 		fprintf(stderr, "Error: chdir %s: %s\n", s.chdir, strerror(errno));
 		return 1;
@@ -64,7 +66,8 @@ main(int argc, char **argv)
 		void *app = python_load_app(s.app_uri);
 		return app != NULL ? 0 : 1;
 	}
-	rc = master_main(&s, argc, argv);
+	rc = master_main(&s, argc, argv, start_cwd);
+	free(start_cwd);
 	log_close();
 	return rc;
 }

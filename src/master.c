@@ -18,6 +18,7 @@
  *   HUP         reload config, new workers   -
  *   TTIN/TTOU   +1 / -1 worker               -
  *   USR1        reopen logs, forward         -
+ *   USR2        re-exec a new master         -
  *   WINCH       (daemon) stop workers        -
  *   tick (1 s)  heartbeats, worker count     KILL past the deadline
  */
@@ -96,6 +97,10 @@ static struct {
 	int warned_threads;
 	int dirty;			/* dirty arbiter on: decided once, at start */
 	int pidfile_written;
+	char *start_cwd;		/* where we were started: USR2 re-execs from there */
+	pid_t reexec_pid;		/* the new master we started on USR2, or 0 */
+	pid_t old_master_pid;		/* the master that started us on USR2, while it
+					   lives; unix socket files are shared with it */
 } M;
 
 /* ---- the table of children ---- */
@@ -358,6 +363,17 @@ reap(void)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct child *c = child_find(pid);
+		if (pid == M.reexec_pid) {
+			log_warnx("The new master (pid: %d) exited; this one stays in charge",
+			    (int)pid);
+			M.reexec_pid = 0;
+			if (M.pidfile_written) {
+				char *old = xasprintf("%s.oldbin", M.cfg->pidfile);
+				rename(old, M.cfg->pidfile);
+				free(old);
+			}
+			continue;
+		}
 		if (c == NULL)
 			continue;
 		if (c->role == ROLE_DIRTY_ARBITER) {
@@ -453,6 +469,16 @@ signal_children(int sig)
 		kill(M.children[i].pid, sig);
 }
 
+/* Whether another master (USR2's old or new one) serves our listeners,
+ * in which case the unix socket files are not ours to remove. */
+static int
+shares_listeners(void)
+{
+	if (M.old_master_pid != 0 && getppid() != M.old_master_pid)
+		M.old_master_pid = 0;
+	return M.reexec_pid != 0 || M.old_master_pid != 0;
+}
+
 /* Begin stopping: graceful (TERM) or quick (QUIT). */
 static void
 begin_stop(int quick)
@@ -463,7 +489,7 @@ begin_stop(int quick)
 		return;
 	M.stopping = quick ? 2 : 1;
 	if (M.listeners != NULL) {
-		listeners_close(M.listeners, M.nlisteners, 1);
+		listeners_close(M.listeners, M.nlisteners, !shares_listeners());
 		M.listeners = NULL;
 		M.nlisteners = 0;
 	}
@@ -614,6 +640,69 @@ set_num_workers(int n)
 	}
 }
 
+/*
+ * SIGUSR2: start a new master from the binary now on disk, handing it our
+ * listeners ($GUNICORN_FD, as gunicorn), so an upgrade never closes the
+ * port.  Both masters serve until the operator stops the old one (WINCH
+ * then TERM, or QUIT).  Our pid file moves to PIDFILE.oldbin; it moves back
+ * if the new master dies.
+ */
+static void
+reexec(void)
+{
+	char exe[4096], fds[512];
+	size_t off = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (M.reexec_pid > 0) {
+		log_warnx("USR2 ignored: the new master (pid: %d) is still running",
+		    (int)M.reexec_pid);
+		return;
+	}
+	/* the path we run from; after an upgrade in place, the new file */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0) {
+		log_error("USR2: readlink /proc/self/exe");
+		return;
+	}
+	exe[n] = '\0';
+	if (n > 10 && strcmp(exe + n - 10, " (deleted)") == 0)
+		exe[n - 10] = '\0';
+	if (M.pidfile_written) {
+		char *old = xasprintf("%s.oldbin", M.cfg->pidfile);
+		if (rename(M.cfg->pidfile, old) == -1)
+			log_warn("USR2: rename %s", M.cfg->pidfile);
+		free(old);
+	}
+	call_hook_server(HOOK_PRE_EXEC);
+	fflush(NULL);
+	if ((pid = fork()) == -1) {
+		log_error("USR2: fork");
+		return;
+	}
+	if (pid == 0) {
+		sigset_t none;
+
+		for (size_t i = 0; i < M.nlisteners && off < sizeof(fds) - 16; i++) {
+			fd_set_cloexec(M.listeners[i].fd, 0);
+			off += (size_t)snprintf(fds + off, sizeof(fds) - off, "%s%d",
+			    i ? "," : "", M.listeners[i].fd);
+		}
+		setenv("GUNICORN_FD", fds, 1);
+		unsetenv("GUNICORN_DIRTY_SOCKET");
+		if (M.start_cwd != NULL && chdir(M.start_cwd) == -1)
+			log_warn("USR2: chdir %s", M.start_cwd);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(exe, M.argv);
+		log_error("USR2: exec %s", exe);
+		_exit(1);
+	}
+	M.reexec_pid = pid;
+	log_info("Re-executing %s: new master (pid: %d)", exe, (int)pid);
+}
+
 static const char *
 signame(int sig)
 {
@@ -668,7 +757,8 @@ handle_signal(int sig)
 		signal_children(SIGUSR1);
 		break;
 	case SIGUSR2:
-		log_warnx("SIGUSR2 (binary upgrade) is not supported yet; ignored");
+		if (!M.stopping)
+			reexec();
 		break;
 	case SIGWINCH:
 		log_info("graceful stop of workers");
@@ -702,6 +792,10 @@ master_loop(void)
 			if (M.nchildren == 0)
 				return;
 			continue;
+		}
+		if (M.old_master_pid != 0 && getppid() != M.old_master_pid) {
+			log_info("Master has been promoted.");
+			M.old_master_pid = 0;
 		}
 		manage_workers();
 	}
@@ -776,11 +870,16 @@ static void
 master_release(void)
 {
 	if (M.listeners != NULL) {
-		listeners_close(M.listeners, M.nlisteners, 1);
+		listeners_close(M.listeners, M.nlisteners, !shares_listeners());
 		M.listeners = NULL;
 	}
-	if (M.pidfile_written)
-		unlink(M.cfg->pidfile);
+	if (M.pidfile_written) {
+		/* after USR2 the pid file is the new master's: ours is .oldbin */
+		char *path = M.reexec_pid > 0 ? xasprintf("%s.oldbin", M.cfg->pidfile)
+		    : xstrdup(M.cfg->pidfile);
+		unlink(path);
+		free(path);
+	}
 	if (M.dirty)
 		dirty_master_cleanup();
 	log_info("Shutting down: Master");
@@ -792,12 +891,16 @@ master_release(void)
 	Py_XDECREF((PyObject *)M.app);
 	free(M.children);
 	free(M.halt_reason);
+	free(M.start_cwd);
 }
 
 int
-master_main(struct settings *s, int argc, char **argv)
+master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 {
 	M.cfg = s;
+	M.start_cwd = start_cwd ? xstrdup(start_cwd) : NULL;
+	if (getenv("GUNICORN_FD") != NULL)
+		M.old_master_pid = getppid();
 	M.argc = argc;
 	M.argv = argv;
 	M.num_workers = s->workers;

@@ -454,3 +454,62 @@ def test_failed_start_leaves_no_runtime_dir(make_server, tmp_path):
     assert "Shutting down: Master" in s.log()
     assert not [e for e in s.runtime_entries() if "/" in e], s.runtime_entries()
     assert s.leftovers() == []
+
+
+def _masters(port_pid):
+    return sorted(p for p in [port_pid] if pid_alive(p))
+
+
+def test_usr2_binary_upgrade_keeps_the_port(make_server, tmp_path):
+    """USR2: a new master starts from the binary on disk with the listeners
+    handed over ($GUNICORN_FD); the pid file moves to .oldbin; the old
+    master can then be stopped while the port keeps answering."""
+    pidfile = tmp_path / "app.pid"
+    s = make_server(*app_args("master_app:info", "-p", str(pidfile)))
+    old_worker = worker_pids(s, 1)[0]
+    s.send(signal.SIGUSR2)
+    new_master = wait_for(
+        lambda: [p for p, t in s.processes().items()
+                 if t and t.startswith("cunicorn: master")], what="new master")[0]
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new_master),
+             what="pid file naming the new master")
+    assert int((tmp_path / "app.pid.oldbin").read_text()) == s.pid
+    # both masters serve; stop the old one while requests keep coming
+    wait_for(lambda: len(s.pids_titled("worker")) >= 2, what="new master's worker")
+    s.send(signal.SIGTERM)
+    assert s.wait(10) == 0
+    assert not (tmp_path / "app.pid.oldbin").exists()
+    for _ in range(20):
+        assert get_json(s.port)["pid"] != old_worker
+    assert "Re-executing" in s.log()
+    os.kill(new_master, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new_master), what="new master exit")
+    assert not pidfile.exists()
+
+
+def test_usr2_unix_socket_survives_the_old_master(make_server, tmp_path):
+    path = str(tmp_path / "u.sock")
+    s = make_server(*app_args("master_app:hello", "-b", "unix:" + path), bind=False, start=False)
+    s.start(wait=False)
+    wait_for(lambda: os.path.exists(path), what="unix socket")
+    time.sleep(0.5)
+    s.send(signal.SIGUSR2)
+    new_master = wait_for(
+        lambda: [p for p, t in s.processes().items()
+                 if t and t.startswith("cunicorn: master")], what="new master")[0]
+    s.send(signal.SIGTERM)
+    assert s.wait(10) == 0
+    assert os.path.exists(path)
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        data += d
+    assert data.endswith(b"OK")
+    os.kill(new_master, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new_master), what="new master exit")
+    assert not os.path.exists(path)
