@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — every benchmark, one after the other: installs the peers (uWSGI,
 # Debian's gunicorn, wrk) if missing, builds, then prints the figures of
-# bench/http.py, bench/dirty.py and bench/lifecycle.py (root only).
+# bench/http.py, bench/dirty.py, bench/stream_stash.py and bench/lifecycle.py
+# (root only).
 # Benchmarks print; they never assert timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,5 +10,6 @@ scripts/deps.sh build bench
 make -j2 >/dev/null
 echo "## HTTP"; /usr/bin/python3 bench/http.py "$@"
 echo; echo "## dirty calls"; /usr/bin/python3 bench/dirty.py
+echo; echo "## streaming and stash"; /usr/bin/python3 bench/stream_stash.py
 echo; echo "## lifecycle"
 if [ "$(id -u)" -eq 0 ]; then /usr/bin/python3 bench/lifecycle.py; else echo "n/a (needs root for the PID-namespace sandbox)"; fi
