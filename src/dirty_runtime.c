@@ -5,7 +5,9 @@
  * Owns: the chosen paths (static strings for the life of the process).
  * Runs in the master (prepare, master cleanup) and in the arbiter (lock,
  * listen, arbiter cleanup).  Never calls Python.  Never signals a process
- * that is not proven, by F_GETLK, to hold the pid file's write lock.
+ * that is not proven, by F_GETLK, to hold the pid file's write lock, nor
+ * a holder whose recorded master is alive and still its parent (a sibling
+ * server with the same proc_name).
  * Never follows a symlink inside the runtime directory.
  */
 #include "dirty.h"
@@ -14,6 +16,7 @@
 #include "settings.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -28,6 +31,7 @@
 
 #define NAME_MAX_SANITIZED	40
 #define ORPHAN_WAIT_MS		1000
+#define RUNTIME_DIRS_MAX	100	/* <name>, <name>.2 ... <name>.100 */
 
 static char *runtime_top;	/* <base>/cunicorn-<uid> */
 static char *runtime_dir;	/* <top>/<name> */
@@ -35,7 +39,8 @@ static char *socket_path;	/* <dir>/dirty.sock */
 static char *pidfile_path;	/* <dir>/dirty-arbiter.pid */
 static char *base_dir;		/* $XDG_RUNTIME_DIR or /tmp */
 static char *top_dir_name;	/* cunicorn-<uid> */
-static char *dir_name;		/* <sanitized proc_name>-<hash> */
+static char *base_name;		/* <sanitized proc_name>-<hash> */
+static char *dir_name;		/* base_name, or base_name.N (N >= 2) */
 static uid_t runtime_uid;
 static gid_t runtime_gid;
 
@@ -184,7 +189,7 @@ wait_unlocked(int fd, long ms)
  * dirty workers die with it: they carry PR_SET_PDEATHSIG(SIGKILL).
  */
 static int
-kill_orphan(int fd, pid_t pid)
+kill_orphan(int fd, pid_t pid, const char *path)
 {
 	log_warnx("Killing orphaned dirty arbiter (pid: %d)", (int)pid);
 	if (kill(pid, SIGTERM) == -1 && errno != ESRCH)
@@ -200,48 +205,130 @@ kill_orphan(int fd, pid_t pid)
 	}
 	if (wait_unlocked(fd, ORPHAN_WAIT_MS))
 		return 0;
-	log_errorx("dirty: cannot remove the orphaned dirty arbiter holding %s",
-	    pidfile_path);
+	log_errorx("dirty: cannot remove the orphaned dirty arbiter holding "
+	    "%s/%s", path, DIRTY_PIDFILE_NAME);
 	return -1;
 }
 
-static int
-remove_predecessor(int dfd)
+/* The parent of pid (field 4 of /proc/<pid>/stat), -1 if unknown. */
+static pid_t
+proc_parent(pid_t pid)
 {
-	int fd, rc = 0;
-	pid_t holder;
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd, ppid;
 
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and ')' */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return ppid;
+}
+
+static int
+pid_exists(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* The master pid a pid file records ("ARBITER MASTER\n"; the master's
+ * own claim is "0 MASTER\n"), 0 when it records none (an old one-pid
+ * file, garbage, or an arbiter caught between its lock and its write). */
+static pid_t
+pidfile_master(int fd)
+{
+	char buf[64];
+	ssize_t n;
+	int arbiter, master;
+
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%d %d", &arbiter, &master) != 2 || arbiter < 0 ||
+	    master <= 0)
+		return 0;
+	return master;
+}
+
+enum dir_state { DIR_FREE, DIR_SIBLING, DIR_ERROR };
+
+/*
+ * Judge one of our proc_name's runtime directories (dfd, named path for
+ * the logs):
+ *   - the pid file is locked and the holder's parent is the master the
+ *     file records: a live sibling server, DIR_SIBLING (*master set);
+ *   - locked otherwise: an orphan (its master is gone), killed;
+ *   - unlocked but recording a live master other than us: that master is
+ *     between two arbiters (or has not forked its first one), a sibling;
+ *   - unlocked otherwise: stale.
+ * A directory whose lock is free, or whose orphan was killed, has its
+ * leftovers (pid file, socket) removed: DIR_FREE.  DIR_ERROR after
+ * logging when the lock cannot be judged.
+ */
+static enum dir_state
+examine_dir(int dfd, const char *path, pid_t *master)
+{
+	pid_t holder;
+	int fd, rc = 0;
+
+	*master = 0;
 	fd = openat(dfd, DIRTY_PIDFILE_NAME,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd == -1 && errno != ENOENT && errno != ELOOP) {
-		log_warn("dirty: cannot open %s", pidfile_path);
-		return -1;
+		log_warn("dirty: cannot open %s/%s", path, DIRTY_PIDFILE_NAME);
+		return DIR_ERROR;
 	}
 	if (fd != -1) {
 		holder = lock_holder_fd(fd);
-		if (holder > 0)
-			rc = kill_orphan(fd, holder);
-		else if (holder == -2) {
-			log_errorx("dirty: %s is locked by a process outside "
-			    "this PID namespace", pidfile_path);
+		if (holder > 0) {
+			/* A fresh arbiter writes its line right after
+			 * taking the lock: give it a moment. */
+			for (int i = 0; i < 10 && *master == 0; i++) {
+				if ((*master = pidfile_master(fd)) == 0)
+					sleep_ms(10);
+			}
+			if (*master > 0 && proc_parent(holder) == *master) {
+				close(fd);
+				return DIR_SIBLING;
+			}
+			rc = kill_orphan(fd, holder, path);
+		} else if (holder == 0) {
+			*master = pidfile_master(fd);
+			if (*master != getpid() && pid_exists(*master)) {
+				close(fd);
+				return DIR_SIBLING;
+			}
+			log_debug("dirty: removing stale %s/%s (no lock holder)",
+			    path, DIRTY_PIDFILE_NAME);
+		} else if (holder == -2) {
+			log_errorx("dirty: %s/%s is locked by a process outside "
+			    "this PID namespace", path, DIRTY_PIDFILE_NAME);
 			rc = -1;
-		} else if (holder == -1) {
-			log_warn("dirty: cannot examine the lock of %s",
-			    pidfile_path);
+		} else {
+			log_warn("dirty: cannot examine the lock of %s/%s",
+			    path, DIRTY_PIDFILE_NAME);
 			rc = -1;
-		} else
-			log_debug("dirty: removing stale %s (no lock holder)",
-			    pidfile_path);
+		}
 		close(fd);
+		*master = 0;
 		if (rc == -1)
-			return -1;
+			return DIR_ERROR;
 	}
 	/* Leftovers of a dead predecessor: nothing holds them any more. */
 	if (unlinkat(dfd, DIRTY_PIDFILE_NAME, 0) == -1 && errno != ENOENT)
-		log_warn("dirty: cannot remove %s", pidfile_path);
+		log_warn("dirty: cannot remove %s/%s", path, DIRTY_PIDFILE_NAME);
 	if (unlinkat(dfd, DIRTY_SOCKET_NAME, 0) == -1 && errno != ENOENT)
-		log_warn("dirty: cannot remove %s", socket_path);
-	return 0;
+		log_warn("dirty: cannot remove %s/%s", path, DIRTY_SOCKET_NAME);
+	return DIR_FREE;
 }
 
 /* Create (if needed) and check <base>/cunicorn-<uid>/<name>; returns an
@@ -275,48 +362,212 @@ open_dirs(void)
 	return dfd;
 }
 
+/* Open (creating it if needed) <base>/cunicorn-<uid>, or -1 after logging. */
+static int
+open_top(void)
+{
+	int bfd, tfd;
+
+	if ((bfd = open(base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		log_warn("dirty: cannot open %s", base_dir);
+		return -1;
+	}
+	tfd = ensure_dir(bfd, base_dir, top_dir_name);
+	close(bfd);
+	if (tfd == -1)
+		log_errorx("dirty: cannot create %s", runtime_top);
+	return tfd;
+}
+
+/* Which of our directories entry is: <name> is 1, <name>.N is N
+ * (2..RUNTIME_DIRS_MAX), anything else 0. */
+static int
+dir_index(const char *entry)
+{
+	size_t n = strlen(base_name);
+	char *end;
+	long v;
+
+	if (strncmp(entry, base_name, n) != 0)
+		return 0;
+	if (entry[n] == '\0')
+		return 1;
+	if (entry[n] != '.' || entry[n + 1] < '1' || entry[n + 1] > '9')
+		return 0;
+	v = strtol(entry + n + 1, &end, 10);
+	if (*end != '\0' || v < 2 || v > RUNTIME_DIRS_MAX)
+		return 0;
+	return (int)v;
+}
+
+/* Point the paths at our directory number idx (see dir_index). */
+static void
+set_paths(int idx)
+{
+	free(dir_name);
+	free(runtime_dir);
+	free(socket_path);
+	free(pidfile_path);
+	dir_name = idx == 1 ? xstrdup(base_name) :
+	    xasprintf("%s.%d", base_name, idx);
+	runtime_dir = xasprintf("%s/%s", runtime_top, dir_name);
+	socket_path = xasprintf("%s/%s", runtime_dir, DIRTY_SOCKET_NAME);
+	pidfile_path = xasprintf("%s/%s", runtime_dir, DIRTY_PIDFILE_NAME);
+}
+
+/*
+ * Look at every directory of our proc_name (<name>, <name>.2, ...): kill
+ * the orphans, remove what is free (it is recreated if we choose it),
+ * mark busy[idx] those a live sibling server uses (or that cannot be
+ * judged).  *sibling: the master of the lowest-numbered sibling.
+ */
+static void
+scan_dirs(int tfd, unsigned char *busy, pid_t *sibling)
+{
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+	pid_t master;
+	int fd, idx, sibling_idx = 0;
+
+	if ((fd = dup(tfd)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		log_warn("dirty: cannot list %s", runtime_top);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if ((idx = dir_index(e->d_name)) == 0)
+			continue;
+		fd = openat(tfd, e->d_name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)	/* a symlink...: refused if ever chosen */
+			continue;
+		if (fstat(fd, &st) == -1 || st.st_uid != runtime_uid) {
+			close(fd);
+			continue;
+		}
+		char *path = xasprintf("%s/%s", runtime_top, e->d_name);
+		switch (examine_dir(fd, path, &master)) {
+		case DIR_FREE:
+			unlinkat(tfd, e->d_name, AT_REMOVEDIR);
+			break;
+		case DIR_SIBLING:
+			if (sibling_idx == 0 || idx < sibling_idx) {
+				sibling_idx = idx;
+				*sibling = master;
+			}
+			/* FALLTHROUGH */
+		case DIR_ERROR:
+			busy[idx] = 1;
+			break;
+		}
+		free(path);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Claim the free directory dfd for this master before its arbiter
+ * exists: a pid file "0 MASTER", so that a sibling starting now sees it
+ * taken.  0, or -1 with errno (EEXIST: another master was faster). */
+static int
+claim_dir(int dfd)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = openat(dfd, DIRTY_PIDFILE_NAME, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd == -1)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "0 %d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n)
+		log_warn("dirty: cannot write %s", pidfile_path);
+	close(fd);
+	return 0;
+}
+
 int
 dirty_runtime_prepare(struct settings *s)
 {
+	unsigned char busy[RUNTIME_DIRS_MAX + 1] = { 0 };
 	char *name, *top_name;
 	const char *base;
-	int dfd = -1, rc = -1;
+	pid_t sibling = 0, master;
+	int tfd = -1, dfd = -1, idx = 1, rc = -1;
 
 	runtime_uid = s->uid;
 	runtime_gid = s->gid;
 	name = sanitized_name(settings_proc_name(s));
 	top_name = xasprintf("cunicorn-%u", (unsigned)runtime_uid);
 	base = runtime_base(strlen(top_name) + strlen(name) +
-	    sizeof("//" DIRTY_SOCKET_NAME));
+	    sizeof(".NNN//" DIRTY_SOCKET_NAME));
 
 	free(runtime_top);
-	free(runtime_dir);
-	free(socket_path);
-	free(pidfile_path);
 	free(base_dir);
 	free(top_dir_name);
-	free(dir_name);
+	free(base_name);
 	base_dir = xstrdup(base);
 	top_dir_name = xstrdup(top_name);
-	dir_name = xstrdup(name);
+	base_name = xstrdup(name);
 	runtime_top = xasprintf("%s/%s", base, top_name);
-	runtime_dir = xasprintf("%s/%s", runtime_top, name);
-	socket_path = xasprintf("%s/%s", runtime_dir, DIRTY_SOCKET_NAME);
-	pidfile_path = xasprintf("%s/%s", runtime_dir, DIRTY_PIDFILE_NAME);
-	if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		log_errorx("dirty: socket path too long: %s", socket_path);
-		goto out;
-	}
+	set_paths(1);
 
-	if ((dfd = open_dirs()) == -1)
+	if ((tfd = open_top()) == -1)
 		goto out;
-	if (remove_predecessor(dfd) == -1)
-		goto out;
-	/* The orphan, once it noticed its master's death, may have removed
-	 * the (empty) directories on its way out: make sure they exist. */
-	close(dfd);
-	if ((dfd = open_dirs()) == -1)
-		goto out;
+	scan_dirs(tfd, busy, &sibling);
+	/* The first directory that is free; re-judged once open (a sibling
+	 * may have started meanwhile), then claimed. */
+	for (int tries = 0; ; tries++) {
+		while (idx <= RUNTIME_DIRS_MAX && busy[idx])
+			idx++;
+		if (idx > RUNTIME_DIRS_MAX || tries > 2 * RUNTIME_DIRS_MAX) {
+			log_errorx("dirty: no free runtime directory for "
+			    "proc_name %s under %s", settings_proc_name(s),
+			    runtime_top);
+			goto out;
+		}
+		set_paths(idx);
+		if (strlen(socket_path) >=
+		    sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			log_errorx("dirty: socket path too long: %s",
+			    socket_path);
+			goto out;
+		}
+		if ((dfd = open_dirs()) == -1)
+			goto out;
+		switch (examine_dir(dfd, runtime_dir, &master)) {
+		case DIR_FREE:
+			/* ENOENT: the orphan just killed removed the
+			 * directory on its way out; EEXIST: a sibling
+			 * claimed it first.  Judge it again. */
+			if (claim_dir(dfd) == 0)
+				goto chosen;
+			if (errno != ENOENT && errno != EEXIST) {
+				log_warn("dirty: cannot create %s",
+				    pidfile_path);
+				goto out;
+			}
+			break;
+		case DIR_SIBLING:
+			if (sibling == 0)
+				sibling = master;
+			/* FALLTHROUGH */
+		case DIR_ERROR:
+			busy[idx] = 1;
+			break;
+		}
+		close(dfd);
+		dfd = -1;
+	}
+chosen:
+	if (idx > 1 && sibling > 0)
+		log_info("Another server with proc_name %s is running "
+		    "(master pid %d); using runtime dir %s",
+		    settings_proc_name(s), (int)sibling, runtime_dir);
+	else if (idx > 1)
+		log_info("dirty: using runtime dir %s", runtime_dir);
 	if (setenv("GUNICORN_DIRTY_SOCKET", socket_path, 1) == -1) {
 		log_warn("dirty: setenv");
 		goto out;
@@ -325,6 +576,8 @@ dirty_runtime_prepare(struct settings *s)
 out:
 	if (dfd != -1)
 		close(dfd);
+	if (tfd != -1)
+		close(tfd);
 	free(name);
 	free(top_name);
 	return rc;
@@ -385,8 +638,12 @@ dirty_runtime_lock_pidfile(void)
 		close(fd);
 		return -1;
 	}
-	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n) {
+	/* "ARBITER MASTER": the master lets the next master tell a live
+	 * sibling from an orphan.  Written over the master's claim, then
+	 * cut, so a reader never sees an empty file. */
+	n = snprintf(buf, sizeof(buf), "%d %d\n", (int)getpid(),
+	    (int)getppid());
+	if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) == -1) {
 		log_warn("dirty: cannot write %s", pidfile_path);
 		close(fd);
 		return -1;

@@ -9,8 +9,13 @@
  *   <base>/cunicorn-<uid>/             mode 0700, owner <uid>
  *   <base>/cunicorn-<uid>/<name>/      mode 0700, owner <uid>
  *       dirty.sock                     the arbiter's listening socket
- *       dirty-arbiter.pid              the arbiter's pid, fcntl-write-locked
- *                                      by the arbiter for its whole life
+ *       dirty-arbiter.pid              "ARBITER_PID MASTER_PID\n", fcntl-
+ *                                      write-locked by the arbiter for its
+ *                                      whole life ("0 MASTER_PID\n": the
+ *                                      master's claim before its arbiter)
+ *   <base>/cunicorn-<uid>/<name>.2/    the same, for a second server with
+ *   <base>/cunicorn-<uid>/<name>.3/    the same proc_name running at once
+ *   ...                                (blue/green deploys), up to .100
  *
  * <base> is $XDG_RUNTIME_DIR when it is an absolute directory short enough
  * for a socket path, else /tmp; <uid> is the uid the workers run as (the
@@ -24,8 +29,19 @@
  * nothing here follows a symlink.
  *
  * Orphan rule: only a process PROVEN to hold the pid file's write lock
- * (F_GETLK names it) is ever signalled.  A pid file without a lock holder
- * is stale: it is removed and nothing is killed, whatever pid it names.
+ * (F_GETLK names it) is ever signalled, and only when the master the file
+ * records is gone: the holder's parent (/proc/HOLDER/stat) is no longer
+ * that master.  A holder whose parent IS the recorded master belongs to a
+ * live sibling server: never signalled; the new master takes the next
+ * directory (<name>, <name>.2, <name>.3 ...: the first free, stale or
+ * orphaned one) and logs "Another server with proc_name X is running
+ * (master pid N); using runtime dir D".  An unlocked pid file recording a
+ * live master other than us is that sibling between two arbiters: busy
+ * too.  A pid file without a lock holder otherwise is stale: it is removed
+ * and nothing is killed, whatever pid it names.  Leftovers (pid file,
+ * socket) are removed only when the lock is free or its orphan was
+ * killed.  At start every directory of the proc_name is examined, so an
+ * orphan left in <name>.2 is found by any later master.
  */
 #ifndef CUNICORN_DIRTY_RUNTIME_H
 #define CUNICORN_DIRTY_RUNTIME_H
@@ -37,7 +53,8 @@ struct settings;
 #define DIRTY_SOCKET_NAME	"dirty.sock"
 #define DIRTY_PIDFILE_NAME	"dirty-arbiter.pid"
 
-/* Master: kill a proven orphan, remove leftovers, create the directory,
+/* Master: kill the proven orphans of our proc_name, remove leftovers,
+ * choose (and claim) a directory no sibling server uses, create it,
  * export GUNICORN_DIRTY_SOCKET.  0, or -1 after logging. */
 int dirty_runtime_prepare(struct settings *s);
 /* Paths chosen by dirty_runtime_prepare() (NULL before). */
@@ -45,7 +62,8 @@ const char *dirty_runtime_dir(void);
 const char *dirty_runtime_socket(void);
 const char *dirty_runtime_pidfile(void);
 
-/* Arbiter: create/open the pid file, take the write lock, write our pid.
+/* Arbiter: create/open the pid file, take the write lock, write our pid
+ * and our master's (getppid()).
  * Returns the descriptor, which must stay open (never dup'ed then closed)
  * for the arbiter's whole life, or -1 after logging (lock held by
  * someone else, or I/O error). */

@@ -558,8 +558,69 @@ def test_orphan_arbiter_killed_by_next_master(make_server):
     assert b.arbiter != orphan
     pidfile = os.path.join(a.runtime_dir, "cunicorn-%d" % os.getuid(), runtime_subdir(name),
                            "dirty-arbiter.pid")
-    assert open(pidfile).read().strip() == str(b.arbiter)
+    assert open(pidfile).read().split() == [str(b.arbiter), str(b.pid)]
     out = get_json(b.port, '/call?app=dirty_apps:Echo&action=echo&arg="fresh"')
+    assert out == {"result": "fresh"}
+
+
+def test_two_servers_with_the_same_proc_name_each_keep_their_arbiter(make_server):
+    """Blue/green: a second master of the same proc_name is no orphan
+    hunter.  It leaves the first one's arbiter and files alone and uses
+    <name>.2; each serves dirty calls through its own arbiter; the first
+    master's SIGKILL is handled by its own arbiter (parent death), and a
+    third master takes the freed base directory."""
+    name = unique_name("twins")
+    a = start(make_server, name, workers=1)
+    b = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+    top = os.path.join(a.runtime_dir, "cunicorn-%d" % os.getuid())
+    base = os.path.join(top, runtime_subdir(name))
+    assert a.sock == os.path.join(base, "dirty.sock")
+    assert b.sock == os.path.join(base + ".2", "dirty.sock")
+    assert "Killing orphaned" not in b.log()
+    assert ("Another server with proc_name %s is running (master pid %d); using runtime dir %s.2"
+            % (name, a.pid, base)) in b.log()
+    assert a.arbiter != b.arbiter and pid_alive(a.arbiter) and pid_alive(b.arbiter)
+    assert open(os.path.join(base, "dirty-arbiter.pid")).read().split() == [str(a.arbiter), str(a.pid)]
+    assert open(os.path.join(base + ".2", "dirty-arbiter.pid")).read().split() == [str(b.arbiter), str(b.pid)]
+    for s in (a, b):
+        out = get_json(s.port, "/call?app=dirty_apps:Echo&action=pid")
+        assert out["result"] in dirty_workers(s)
+    time.sleep(1.2)           # past the arbiters' periodic parent check
+    assert arbiter_pid(a) == a.arbiter and arbiter_pid(b) == b.arbiter
+    assert "Parent changed" not in a.log() + b.log()
+
+    os.kill(a.pid, signal.SIGKILL)
+    assert gone_within([a.arbiter], 2.0) is not None
+    assert "Parent changed, shutting down dirty arbiter" in a.log()
+    assert not os.path.exists(base)
+    assert pid_alive(b.arbiter)
+    out = get_json(b.port, '/call?app=dirty_apps:Echo&action=echo&arg="still"')
+    assert out == {"result": "still"}
+
+    c = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+    assert c.sock == os.path.join(base, "dirty.sock")
+    assert "Another server" not in c.log() and "Killing orphaned" not in c.log()
+    assert pid_alive(b.arbiter)
+
+
+def test_orphan_in_a_numbered_runtime_dir_is_found(make_server):
+    """An orphan left in <name>.2 is killed by a later master even when
+    <name> is free, and its directory is cleaned away."""
+    name = unique_name("orph2")
+    a = start(make_server, name, workers=1)
+    b = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+    assert b.sock.endswith(".2/dirty.sock")
+    orphan = b.arbiter
+    os.kill(orphan, signal.SIGSTOP)          # frozen: it cannot notice anything
+    os.kill(b.pid, signal.SIGKILL)
+    assert a.stop(signal.SIGTERM) == 0
+    assert pid_alive(orphan)
+    c = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+    assert "Killing orphaned dirty arbiter (pid: %d)" % orphan in c.log()
+    assert gone_within([orphan], 3.0) is not None
+    assert not c.sock.endswith(".2/dirty.sock")
+    assert not os.path.exists(os.path.dirname(b.sock))
+    out = get_json(c.port, '/call?app=dirty_apps:Echo&action=echo&arg="fresh"')
     assert out == {"result": "fresh"}
 
 
@@ -577,7 +638,7 @@ def test_stale_pid_file_never_kills_an_unrelated_process(make_server, tmp_path):
         open(os.path.join(sub, "dirty.sock"), "w").close()   # a leftover
         s.start()
         arb = wait_for(lambda: arbiter_pid(s), 10, what="the dirty arbiter")
-        wait_for(lambda: open(os.path.join(sub, "dirty-arbiter.pid")).read().strip() == str(arb),
+        wait_for(lambda: open(os.path.join(sub, "dirty-arbiter.pid")).read().split()[:1] == [str(arb)],
                  10, what="the new pid file")
         s.sock = socket_path(s)
         c = d.Conn(s.sock)

@@ -6,9 +6,13 @@
  * put/get/delete/exists/keys/info ops on a small key space checked against
  * a trivial model (insertion-ordered array), so the hash index, tombstones
  * and rehashing are exercised.  Runtime: a forked "arbiter" that holds the
- * pid-file lock is found and killed by dirty_runtime_prepare(); a pid file
- * naming a live process that holds no lock is removed and that process is
- * NOT signalled; a symlink in place of the directory is refused.
+ * pid-file lock while its recorded master (us) is alive and its parent is
+ * a live sibling: left alone, the next master takes <name>.2; an
+ * "arbiter" whose recorded master died (an orphan, in <name>.2) is found
+ * and killed by dirty_runtime_prepare(); a pid file naming a live process
+ * that holds no lock is removed and that process is NOT signalled; one
+ * recording a live master other than us is left alone; a symlink in place
+ * of the directory is refused.
  * Prints "N passed, M failed"; exits non-zero on any failure.
  */
 #include "dirty_runtime.h"
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -302,6 +307,51 @@ fork_lock_holder(void)
 	return pid;
 }
 
+/* An orphaned "arbiter": it takes the lock while its parent (the master
+ * it records) lives, then that parent exits; we are its subreaper. */
+static pid_t
+fork_orphan_holder(void)
+{
+	int up[2], out[2];
+	pid_t mid, pid = 0;
+	char c;
+
+	if (pipe(up) == -1 || pipe(out) == -1)
+		abort();
+	mid = fork();
+	if (mid == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			c = dirty_runtime_lock_pidfile() >= 0 ? 'y' : 'n';
+			if (write(up[1], &c, 1) != 1)
+				_exit(2);
+			for (;;)
+				pause();
+		}
+		if (read(up[0], &c, 1) != 1 || c != 'y')
+			g = -1;
+		if (write(out[1], &g, sizeof(g)) != sizeof(g))
+			_exit(2);
+		_exit(0);	/* the "master" dies: g is an orphan now */
+	}
+	close(up[1]);
+	close(out[1]);
+	if (read(out[0], &pid, sizeof(pid)) != sizeof(pid) || pid <= 0)
+		CHECK(0, "orphan could not take the lock");
+	close(up[0]);
+	close(out[0]);
+	waitpid(mid, NULL, 0);
+	return pid;
+}
+
+static int
+ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), m = strlen(tail);
+
+	return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
 static void
 test_runtime(void)
 {
@@ -311,6 +361,7 @@ test_runtime(void)
 
 	if (mkdtemp(tmpl) == NULL)
 		abort();
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	setenv("XDG_RUNTIME_DIR", tmpl, 1);
 	memset(&s, 0, sizeof(s));
 	s.proc_name = "unit test/../name";
@@ -326,17 +377,40 @@ test_runtime(void)
 	struct stat st;
 	CHECK(lstat(dirty_runtime_dir(), &st) == 0 &&
 	    (st.st_mode & 07777) == 0700, "mode 0700");
+	char *base = xstrdup(dirty_runtime_dir());
+	char *base_pidfile = xstrdup(dirty_runtime_pidfile());
 
-	/* a proven holder: killed by the next prepare */
-	pid_t holder = fork_lock_holder();
-	CHECK(dirty_runtime_lock_holder() == holder, "holder is %d",
-	    (int)holder);
+	/* a live sibling (its recorded master, us, is its parent): left
+	 * alone, the next master uses <name>.2 */
+	pid_t sibling = fork_lock_holder();
+	CHECK(dirty_runtime_lock_holder() == sibling, "holder is %d",
+	    (int)sibling);
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a sibling");
+	CHECK(ends_with(dirty_runtime_dir(), ".2") &&
+	    strncmp(dirty_runtime_dir(), base, strlen(base)) == 0,
+	    "sibling: dir %s", dirty_runtime_dir());
+	CHECK(waitpid(sibling, &status, WNOHANG) == 0, "sibling alive");
+	CHECK(access(base_pidfile, F_OK) == 0, "sibling's pid file kept");
+	char *second = xstrdup(dirty_runtime_dir());
+
+	/* an orphan in <name>.2 (its recorded master died) is found and
+	 * killed by the next master, even though <name> is free again */
+	pid_t orphan = fork_orphan_holder();
+	CHECK(dirty_runtime_lock_holder() == orphan, "orphan holds .2");
+	kill(sibling, SIGKILL);
+	waitpid(sibling, NULL, 0);
 	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with an orphan");
-	CHECK(waitpid(holder, &status, 0) == holder && WIFSIGNALED(status) &&
+	CHECK(waitpid(orphan, &status, 0) == orphan && WIFSIGNALED(status) &&
 	    WTERMSIG(status) == SIGTERM, "orphan got SIGTERM");
+	CHECK(strcmp(dirty_runtime_dir(), base) == 0, "back to %s, got %s",
+	    base, dirty_runtime_dir());
+	CHECK(access(second, F_OK) == -1 && errno == ENOENT, "%s removed",
+	    second);
 	CHECK(dirty_runtime_lock_holder() == 0, "no holder left");
+	free(second);
+	free(base_pidfile);
+	free(base);
 
-	/* a stale pid file naming a live, unrelated process: never signalled */
 	pid_t bystander = fork();
 	if (bystander == 0) {
 		for (;;)
@@ -348,11 +422,36 @@ test_runtime(void)
 	CHECK(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write stale pid");
 	close(fd);
 	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a stale pid file");
-	CHECK(access(dirty_runtime_pidfile(), F_OK) == -1 && errno == ENOENT,
-	    "stale pid file removed");
+	/* replaced by our claim, "0 <our pid>" */
+	char claim[32], want[32];
+	fd = open(dirty_runtime_pidfile(), O_RDONLY);
+	ssize_t got = fd >= 0 ? read(fd, claim, sizeof(claim) - 1) : -1;
+	claim[got > 0 ? got : 0] = '\0';
+	close(fd);
+	snprintf(want, sizeof(want), "0 %d\n", (int)getpid());
+	CHECK(strcmp(claim, want) == 0, "stale pid file replaced by the "
+	    "claim: \"%s\"", claim);
+	CHECK(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
+
+	/* unlocked, recording a live master other than us (a sibling
+	 * between two arbiters): neither removed nor signalled */
+	fd = open(dirty_runtime_pidfile(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	snprintf(buf, sizeof(buf), "0 %d\n", (int)bystander);
+	CHECK(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write claim");
+	close(fd);
+	char *claimed = xstrdup(dirty_runtime_pidfile());
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a claim");
+	CHECK(ends_with(dirty_runtime_dir(), ".2"), "claimed: dir %s",
+	    dirty_runtime_dir());
+	CHECK(access(claimed, F_OK) == 0, "claim kept");
 	CHECK(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
 	kill(bystander, SIGKILL);
 	waitpid(bystander, NULL, 0);
+	dirty_runtime_master_cleanup();
+	CHECK(dirty_runtime_prepare(&s) == 0, "prepare, claim now stale");
+	CHECK(!ends_with(dirty_runtime_dir(), ".2") &&
+	    access(claimed, F_OK) == 0, "stale claim's dir reused");
+	free(claimed);
 
 	/* a symlink where the directory should be: refused */
 	dirty_runtime_master_cleanup();
