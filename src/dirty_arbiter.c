@@ -681,7 +681,9 @@ worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != arb.pid)
 		_exit(0);
-	signals_reset_child();
+	/* Blocked until dirty_worker_main() has its handlers: the USR1 we
+	 * forward to all workers (log reopen) would kill a fresh one. */
+	signals_reset_child_blocked();
 	/* Drop privileges like an HTTP worker (user / group settings). */
 	if (getegid() != arb.s->gid) {
 		struct passwd *pw = getpwuid(arb.s->uid);

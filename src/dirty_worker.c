@@ -1245,11 +1245,17 @@ void
 dirty_worker_main(struct dirty_worker_ctx *ctx)
 {
 	pthread_t watch;
+	sigset_t none;
 	int nthreads;
 
 	python_after_fork();
 	memset(&W, 0, sizeof(W));
 	setup_signals();
+	/* The arbiter forked us with every signal blocked (a USR1 or HUP
+	 * sent before setup_signals() stays pending); unblock before any app
+	 * code runs, or the processes apps spawn would inherit the mask. */
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
 		log_warn("dirty worker: prctl(PR_SET_PDEATHSIG)");
 	if (getppid() != ctx->arbiter_pid)

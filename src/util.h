@@ -21,5 +21,9 @@ int read_full(int fd, void *buf, size_t n);	/* -1 on EOF too (errno 0) */
 void close_fds_except(const int *keep, size_t nkeep);
 /* Signals a child role must reset: restore SIG_DFL for all and unblock. */
 void signals_reset_child(void);
+/* The same, but every signal is left blocked: a signal that arrives before
+ * the child installs its handlers stays pending instead of killing it by
+ * its default action.  The caller unblocks once its handlers are in. */
+void signals_reset_child_blocked(void);
 
 #endif

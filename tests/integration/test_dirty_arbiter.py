@@ -469,6 +469,27 @@ def test_hup_replaces_all_workers(make_server):
     assert arbiter_pid(s) == s.arbiter
 
 
+def test_usr1_bursts_during_hup_never_kill_a_fresh_worker(make_server):
+    """A dirty worker forked by HUP gets the arbiter's USR1 (log reopen)
+    before it has installed its handlers: it must keep it pending, not die
+    of the default action."""
+    s = start(make_server, unique_name("hupusr1"), workers=3)
+    for _ in range(8):
+        os.kill(s.arbiter, signal.SIGHUP)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.4:
+            os.kill(s.arbiter, signal.SIGUSR1)
+            time.sleep(0.0005)
+    wait_for(lambda: len(dirty_workers(s)) == 3, 15, what="3 dirty workers")
+    time.sleep(0.5)
+    log = s.log()
+    assert "killed by signal %d" % signal.SIGUSR1 not in log, log[-3000:]
+    assert "Dirty worker died" not in log, log[-3000:]
+    c = connect(s)
+    assert d.result(c.call(1, ECHO, "echo", "ok")) == "ok"
+    assert arbiter_pid(s) == s.arbiter
+
+
 def test_manage_and_status(make_server):
     s = start(make_server, unique_name("manage"), workers=1)
     c = connect(s)
