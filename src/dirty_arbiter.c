@@ -43,7 +43,10 @@
  * input is read into one shared 64 KiB scratch buffer and only a partial
  * frame is kept per peer.  A client's input is never paused (a client
  * that pipelines before reading would deadlock); a client with more than
- * CLIENT_MAX_OUT of unread replies is dropped.
+ * CLIENT_MAX_OUT of unread replies is dropped.  Requests waiting for a
+ * worker's socket are bounded by WORKER_MAX_OUT per worker: past it a new
+ * request goes to another worker having the app, or gets
+ * DirtyNoWorkersAvailableError at once.
  *
  * Dirty workers: forked with a socketpair end, a MAP_SHARED heartbeat
  * slot and their app list; in the child every other descriptor is closed,
@@ -91,6 +94,12 @@
  * never paused instead: a client that writes all its requests before
  * reading (pipelining) would then deadlock against us. */
 #define CLIENT_MAX_OUT		(256u * 1024 * 1024)
+/* Requests queued in the arbiter for one worker (not yet written to its
+ * socket) are bounded: past this, a new request goes to another worker
+ * having the app, or is answered DirtyNoWorkersAvailableError.  So one
+ * client pipelining large requests to a busy worker cannot grow the
+ * arbiter without bound (at most this plus one frame per worker). */
+#define WORKER_MAX_OUT		(64u * 1024 * 1024)
 #define CLIENT_CLOSE_GRACE_MS	2000
 #define RESPAWN_DELAY_MS	1000	/* a worker that died younger than this */
 #define BUF_KEEP		(256 * 1024)	/* free idle buffers above this */
@@ -1072,15 +1081,23 @@ worker_app_report(struct worker *w, const uint8_t *p, size_t len)
 
 /* ---- routing ---- */
 
+/* The next live worker having the app whose queue has room (round
+ * robin); NULL if none, with *full set when some had the app but a full
+ * queue (WORKER_MAX_OUT). */
 static struct worker *
-route_pick(size_t app)
+route_pick(size_t app, int *full)
 {
 	size_t n = arb.nworkers_slots;
 
+	*full = 0;
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (arb.apps[app].rr + k) % n;
 		struct worker *w = &arb.workers[i];
 		if (w->state == W_ALIVE && w->fd != -1 && w->apps[app]) {
+			if (outq_pending(&w->out) >= WORKER_MAX_OUT) {
+				*full = 1;
+				continue;
+			}
 			arb.apps[app].rr = (uint32_t)(i + 1);
 			return w;
 		}
@@ -1117,11 +1134,13 @@ route_request(struct client *c, const uint8_t *frame,
 		client_send_error(c, h->id, DIRTY_E_APP_NOT_FOUND, msg);
 		return;
 	}
-	struct worker *w = route_pick((size_t)app);
+	int full;
+	struct worker *w = route_pick((size_t)app, &full);
 	if (w == NULL) {
 		snprintf(msg, sizeof(msg),
-		    "No dirty workers available for app %s",
-		    arb.apps[app].path);
+		    "No dirty workers available for app %s%s",
+		    arb.apps[app].path, full ?
+		    " (every worker's queue of requests is full)" : "");
 		client_send_error(c, h->id, DIRTY_E_NO_WORKERS, msg);
 		return;
 	}

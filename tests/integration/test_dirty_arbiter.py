@@ -490,6 +490,44 @@ def test_usr1_bursts_during_hup_never_kill_a_fresh_worker(make_server):
     assert arbiter_pid(s) == s.arbiter
 
 
+def vm_kb(pid, field):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+
+def test_requests_queued_for_a_busy_worker_are_bounded(make_server):
+    """A client pipelining 160 MB of requests to a busy worker: the arbiter
+    queues at most WORKER_MAX_OUT (64 MB) for that worker, answers the rest
+    DirtyNoWorkersAvailableError at once, and serves the queued ones when
+    the worker is free again."""
+    s = start(make_server, unique_name("wqcap"), workers=1)
+    hwm0 = vm_kb(s.arbiter, "VmHWM")
+    c = connect(s)
+    c.s.settimeout(60)
+    c.send(d.request(1, ECHO, "sleep", 2))
+    blob = b"x" * (4 * 1024 * 1024)
+    n = 40
+    for i in range(n):
+        c.send(d.request(100 + i, ECHO, "length", blob))
+    replies = {}
+    while len(replies) < n + 1:
+        t, rid, v = c.recv_frame()
+        replies[rid] = (t, v)
+    hwm = vm_kb(s.arbiter, "VmHWM")
+    print("arbiter peak RSS %d kB -> %d kB" % (hwm0, hwm))
+    assert replies[1][0] == d.RESPONSE
+    ok = [i for i in range(n) if replies[100 + i][0] == d.RESPONSE]
+    refused = [i for i in range(n) if replies[100 + i][0] == d.ERROR]
+    assert len(ok) + len(refused) == n
+    assert all(replies[100 + i][1]["result"] == len(blob) for i in ok)
+    assert all(d.error_type(replies[100 + i]) == "DirtyNoWorkersAvailableError" for i in refused)
+    assert "queue" in replies[100 + refused[0]][1]["error"]["message"]
+    assert 12 <= len(ok) <= 20, (len(ok), len(refused))
+    assert hwm - hwm0 < 120 * 1024, (hwm0, hwm)
+    assert d.result(c.call(999, ECHO, "echo", "after")) == "after"
+
+
 def test_manage_and_status(make_server):
     s = start(make_server, unique_name("manage"), workers=1)
     c = connect(s)

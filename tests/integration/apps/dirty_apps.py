@@ -24,6 +24,9 @@ class Echo(DirtyApp):
         self.calls += 1
         return value
 
+    def length(self, value):
+        return len(value)
+
     def tag(self, n):
         return {"n": n, "pid": os.getpid()}
 
