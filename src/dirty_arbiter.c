@@ -1856,14 +1856,20 @@ arbiter_main(struct settings *s, pid_t master_pid)
 
 	if ((arb.lock_fd = dirty_runtime_lock_pidfile()) == -1)
 		_exit(1);
+	/* From here on the pid file and the socket are ours: every exit
+	 * goes through arbiter_exit(), which removes them (and reaps). */
 	if ((arb.listen_fd = dirty_runtime_listen(s)) == -1)
-		_exit(1);
-	if ((arb.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
-		fatal("dirty: epoll_create1");
+		arbiter_exit(1, 0);
+	if ((arb.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		log_warn("dirty: epoll_create1");
+		arbiter_exit(1, 0);
+	}
 	arb.timer_fd = timerfd_create(CLOCK_MONOTONIC,
 	    TFD_NONBLOCK | TFD_CLOEXEC);
-	if (arb.timer_fd == -1)
-		fatal("dirty: timerfd_create");
+	if (arb.timer_fd == -1) {
+		log_warn("dirty: timerfd_create");
+		arbiter_exit(1, 0);
+	}
 	struct itimerspec its = {
 		.it_interval = { 0, TICK_MS * 1000000L },
 		.it_value = { 0, TICK_MS * 1000000L },
@@ -1874,7 +1880,7 @@ arbiter_main(struct settings *s, pid_t master_pid)
 	    ep_add(arb.timer_fd, EPOLLIN, EV_KEY(EV_TIMER, 0, 0)) == -1 ||
 	    (arb.pid_fd != -1 &&
 	    ep_add(arb.pid_fd, EPOLLIN, EV_KEY(EV_PIDFD, 0, 0)) == -1))
-		_exit(1);
+		arbiter_exit(1, 0);
 	arb.last_ppid_check = monotonic_ms();
 
 	apps_parse();
@@ -1887,7 +1893,8 @@ arbiter_main(struct settings *s, pid_t master_pid)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			fatal("dirty: epoll_wait");
+			log_warn("dirty: epoll_wait");
+			arbiter_exit(1, 0);
 		}
 		for (int i = 0; i < n; i++) {
 			uint64_t key = evs[i].data.u64;
