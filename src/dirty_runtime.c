@@ -42,6 +42,8 @@ static char *top_dir_name;	/* cunicorn-<uid> */
 static char *base_name;		/* <sanitized proc_name>-<hash> */
 static char *dir_name;		/* base_name, or base_name.N (N >= 2) */
 static uid_t runtime_uid;
+static int lock_fd = -1;		/* arbiter: the locked pid file */
+static pid_t lock_master;		/* arbiter: the master it records */
 static gid_t runtime_gid;
 
 const char *dirty_runtime_dir(void) { return runtime_dir; }
@@ -641,13 +643,15 @@ dirty_runtime_lock_pidfile(void)
 	/* "ARBITER MASTER": the master lets the next master tell a live
 	 * sibling from an orphan.  Written over the master's claim, then
 	 * cut, so a reader never sees an empty file. */
+	lock_master = getppid();
 	n = snprintf(buf, sizeof(buf), "%d %d\n", (int)getpid(),
-	    (int)getppid());
+	    (int)lock_master);
 	if (pwrite(fd, buf, (size_t)n, 0) != n || ftruncate(fd, n) == -1) {
 		log_warn("dirty: cannot write %s", pidfile_path);
 		close(fd);
 		return -1;
 	}
+	lock_fd = fd;
 	return fd;
 }
 
@@ -693,8 +697,20 @@ fail:
 void
 dirty_runtime_arbiter_cleanup(void)
 {
+	char buf[32];
+	int n;
+
 	if (socket_path != NULL)
 		unlink(socket_path);
+	/* Our master lives on (it will respawn us, or clean up at its exit):
+	 * leave its claim, so a sibling starting meanwhile does not take the
+	 * directory.  Otherwise nobody else will remove the file. */
+	if (lock_fd != -1 && lock_master > 0 && getppid() == lock_master) {
+		n = snprintf(buf, sizeof(buf), "0 %d\n", (int)lock_master);
+		if (pwrite(lock_fd, buf, (size_t)n, 0) == n &&
+		    ftruncate(lock_fd, n) == 0)
+			return;
+	}
 	if (pidfile_path != NULL)
 		unlink(pidfile_path);
 }

@@ -72,7 +72,9 @@ int dirty_runtime_lock_pidfile(void);
  * removing a stale socket file; chown'ed to the workers' uid/gid.
  * Returns the fd or -1 after logging. */
 int dirty_runtime_listen(const struct settings *s);
-/* Arbiter at clean exit: unlink the socket and the pid file. */
+/* Arbiter at exit: unlink the socket; unlink the pid file too, unless
+ * the master is alive: then the file goes back to the master's claim
+ * "0 MASTER" (the master respawns an arbiter or removes it at exit). */
 void dirty_runtime_arbiter_cleanup(void);
 /* Remove the directories if empty (master exit; arbiter after its
  * master died, since nobody else will). */

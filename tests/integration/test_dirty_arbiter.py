@@ -662,6 +662,33 @@ def test_two_servers_with_the_same_proc_name_each_keep_their_arbiter(make_server
     assert pid_alive(b.arbiter)
 
 
+def test_sibling_between_two_arbiters_keeps_its_directory(make_server):
+    """A master whose arbiter exited keeps its directory claimed ("0 MASTER")
+    until it respawns one: a sibling starting in that window uses <name>.2,
+    and the respawned arbiter takes its old directory back."""
+    name = unique_name("window")
+    a = start(make_server, name, workers=1)
+    base = os.path.dirname(a.sock)
+    os.kill(a.pid, signal.SIGSTOP)            # no respawn while we look
+    try:
+        os.kill(a.arbiter, signal.SIGQUIT)
+        wait_for(lambda: open(os.path.join(base, "dirty-arbiter.pid")).read().split() == ["0", str(a.pid)],
+                 10, what="the master's claim")
+        assert not os.path.exists(a.sock)
+        b = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
+        assert b.sock == base + ".2/dirty.sock"
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    new = wait_for(lambda: (lambda p: p if p and p != a.arbiter else None)(arbiter_pid(a)), 10,
+                   what="a new dirty arbiter")
+    wait_for(lambda: open(os.path.join(base, "dirty-arbiter.pid")).read().split() == [str(new), str(a.pid)],
+             10, what="the respawned arbiter's pid file")
+    wait_for(lambda: len(dirty_workers(a)) == 1, 10, what="a dirty worker")
+    for s in (a, b):
+        out = get_json(s.port, "/call?app=dirty_apps:Echo&action=pid")
+        assert out["result"] in dirty_workers(s)
+
+
 def test_orphan_in_a_numbered_runtime_dir_is_found(make_server):
     """An orphan left in <name>.2 is killed by a later master even when
     <name> is free, and its directory is cleaned away."""
