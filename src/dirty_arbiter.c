@@ -467,25 +467,12 @@ apps_parse(void)
 	arb.apps = xcalloc(l->len ? l->len : 1, sizeof(*arb.apps));
 	for (size_t i = 0; i < l->len; i++) {
 		const char *spec = l->items[i];
-		const char *first = strchr(spec, ':');
-		const char *last = strrchr(spec, ':');
-		int limit = 0;
+		size_t path_len;
+		int limit;
 
-		if (first != NULL && last != first && last[1] != '\0' &&
-		    strspn(last + 1, "0123456789") == strlen(last + 1)) {
-			limit = atoi(last + 1);
-			if (limit <= 0) {
-				log_warnx("dirty: %s: a worker count must be "
-				    "positive; the app goes to every worker",
-				    spec);
-				limit = 0;
-			}
-		} else
-			last = NULL;
-		char *path = last != NULL ?
-		    strndup(spec, (size_t)(last - spec)) : xstrdup(spec);
-		if (path == NULL)
-			fatal("strndup");
+		/* malformed entries were refused by the settings check */
+		(void)dirty_app_spec_split(spec, &path_len, &limit);
+		char *path = xasprintf("%.*s", (int)path_len, spec);
 		size_t j;
 		for (j = 0; j < arb.napps; j++)
 			if (strcmp(arb.apps[j].path, path) == 0)

@@ -1424,16 +1424,59 @@ Connection_dealloc(ConnectionObject *self)
 }
 
 /* Encode and send a REQUEST; returns its id via *id. */
+/* Encodes one frame with the given id into b; 0, or -1 with a Python
+ * exception set. */
+typedef int (*frame_encoder)(struct dirty_buf *b, uint64_t id, void *arg);
+
+/* Encode one frame with a fresh id (*id) into wbuf and send it. */
+static int
+conn_send_frame(ConnectionObject *self, frame_encoder encode, void *arg,
+    uint64_t *id)
+{
+	*id = self->next_id++;
+	dirty_buf_reset(&self->wbuf);
+	if (encode(&self->wbuf, *id, arg) == -1)
+		return -1;
+	return conn_send(self);
+}
+
+/* A call's sending half, without waiting for a reply (stream_start,
+ * send_raw): the frame's id as an int, or NULL with an exception. */
+static PyObject *
+conn_send_only(ConnectionObject *self, frame_encoder encode, void *arg)
+{
+	PyObject *r = NULL;
+	double deadline;
+	uint64_t id;
+
+	if (conn_begin(self, &deadline) == -1)
+		return NULL;
+	if (conn_send_frame(self, encode, arg, &id) == 0)
+		r = PyLong_FromUnsignedLongLong(id);
+	conn_end(self);
+	return r;
+}
+
+struct request_args {
+	PyObject *app_path, *action, *args, *kwargs;
+};
+
+static int
+encode_request(struct dirty_buf *b, uint64_t id, void *arg)
+{
+	struct request_args *r = arg;
+
+	return dirty_py_put_request(b, id, r->app_path, r->action, r->args,
+	    r->kwargs);
+}
+
 static int
 conn_send_request(ConnectionObject *self, PyObject *app_path,
     PyObject *action, PyObject *args, PyObject *kwargs, uint64_t *id)
 {
-	*id = self->next_id++;
-	dirty_buf_reset(&self->wbuf);
-	if (dirty_py_put_request(&self->wbuf, *id, app_path, action, args,
-	    kwargs) == -1)
-		return -1;
-	return conn_send(self);
+	struct request_args r = { app_path, action, args, kwargs };
+
+	return conn_send_frame(self, encode_request, &r, id);
 }
 
 /* fmt: "UU|OO:<method name>" */
@@ -1494,19 +1537,12 @@ static PyObject *
 Connection_stream_start(ConnectionObject *self, PyObject *args,
     PyObject *kwds)
 {
-	PyObject *app_path, *action, *a, *kw, *r = NULL;
-	double deadline;
-	uint64_t id;
+	struct request_args r;
 
-	if (parse_call_args(args, kwds, "UU|OO:stream_start", &app_path, &action,
-	    &a, &kw) == -1)
+	if (parse_call_args(args, kwds, "UU|OO:stream_start", &r.app_path,
+	    &r.action, &r.args, &r.kwargs) == -1)
 		return NULL;
-	if (conn_begin(self, &deadline) == -1)
-		return NULL;
-	if (conn_send_request(self, app_path, action, a, kw, &id) == 0)
-		r = PyLong_FromUnsignedLongLong(id);
-	conn_end(self);
-	return r;
+	return conn_send_only(self, encode_request, &r);
 }
 
 static PyObject *
@@ -1555,27 +1591,30 @@ out:
 	return r;
 }
 
+struct raw_args {
+	int type;
+	PyObject *payload;
+};
+
+static int
+encode_raw(struct dirty_buf *b, uint64_t id, void *arg)
+{
+	struct raw_args *r = arg;
+
+	return put_keyed_frame(b, (uint8_t)r->type, id, NULL,
+	    r->payload == Py_None ? NULL : r->payload);
+}
+
 static PyObject *
 Connection_send_raw(ConnectionObject *self, PyObject *args)
 {
-	int type;
-	PyObject *payload, *r = NULL;
-	double deadline;
-	uint64_t id;
+	struct raw_args r;
 
-	if (!PyArg_ParseTuple(args, "iO:send_raw", &type, &payload))
+	if (!PyArg_ParseTuple(args, "iO:send_raw", &r.type, &r.payload))
 		return NULL;
-	if (msg_type_arg(type) == -1)
+	if (msg_type_arg(r.type) == -1)
 		return NULL;
-	if (conn_begin(self, &deadline) == -1)
-		return NULL;
-	id = self->next_id++;
-	dirty_buf_reset(&self->wbuf);
-	if (put_keyed_frame(&self->wbuf, (uint8_t)type, id, NULL,
-	    payload == Py_None ? NULL : payload) == 0 && conn_send(self) == 0)
-		r = PyLong_FromUnsignedLongLong(id);
-	conn_end(self);
-	return r;
+	return conn_send_only(self, encode_raw, &r);
 }
 
 static PyObject *

@@ -1,7 +1,8 @@
 /*
  * dirty_wire.c — the dirty protocol codec (format documented in
  * dirty_wire.h): frame headers, the TLV encoder into a growable buffer,
- * and the bounded cursor decoder.
+ * the bounded cursor decoder, and the parser of "module:Class:N"
+ * dirty_apps entries shared by the settings, the arbiter and the worker.
  *
  * Owns nothing but the dirty_buf memory its callers hand it.  Decoding
  * never allocates, never reads past `end`, and checks every length and
@@ -293,26 +294,83 @@ dirty_put_dict(struct dirty_buf *b, uint32_t count)
 	be32_put(p + 1, count);
 }
 
+static void
+put_capped(struct dirty_buf *b, const char *s, size_t n)
+{
+	dirty_put_string(b, s, (uint32_t)(n > DIRTY_MAX_BLOB ? DIRTY_MAX_BLOB : n));
+}
+
 void
-dirty_put_error_frame(struct dirty_buf *b, uint64_t id,
-    const char *error_type, const char *message)
+dirty_put_error_frame_details(struct dirty_buf *b, uint64_t id,
+    const char *error_type, const char *message, size_t message_len,
+    const struct dirty_error_details *d)
 {
 	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
+	uint32_t n = 0;
 
+	if (d != NULL)
+		n = (d->exception_type != NULL ? 2 : 0) +
+		    (d->app_path != NULL ? 2 : 0);
 	dirty_put_dict(b, 1);
 	dirty_put_cstring(b, "error");
 	dirty_put_dict(b, 3);
 	dirty_put_cstring(b, "error_type");
 	dirty_put_cstring(b, error_type);
 	dirty_put_cstring(b, "message");
-	dirty_put_cstring(b, message);
+	put_capped(b, message, message_len);
 	dirty_put_cstring(b, "details");
-	dirty_put_dict(b, 0);
-	if (dirty_frame_end(b, off) == -1) {
-		/* Only a message near 64 MiB gets here: send it empty. */
-		b->len = off;
-		dirty_put_error_frame(b, id, error_type, "");
+	dirty_put_dict(b, n);
+	if (d != NULL && d->exception_type != NULL) {
+		dirty_put_cstring(b, "traceback");
+		put_capped(b, d->traceback != NULL ? d->traceback : "",
+		    d->traceback != NULL ? d->traceback_len : 0);
+		dirty_put_cstring(b, "exception_type");
+		dirty_put_cstring(b, d->exception_type);
 	}
+	if (d != NULL && d->app_path != NULL) {
+		dirty_put_cstring(b, "app_path");
+		put_capped(b, d->app_path, d->app_path_len);
+		dirty_put_cstring(b, "action");
+		put_capped(b, d->action != NULL ? d->action : "",
+		    d->action != NULL ? d->action_len : 0);
+	}
+	if (dirty_frame_end(b, off) == -1) {
+		/* Only a message or traceback near 64 MiB gets here. */
+		b->len = off;
+		dirty_put_error_frame_details(b, id, error_type,
+		    "error too large", 15, NULL);
+	}
+}
+
+void
+dirty_put_error_frame(struct dirty_buf *b, uint64_t id,
+    const char *error_type, const char *message)
+{
+	dirty_put_error_frame_details(b, id, error_type, message,
+	    strlen(message), NULL);
+}
+
+/* ---- dirty_apps entries ---- */
+
+int
+dirty_app_spec_split(const char *spec, size_t *path_len, int *limit)
+{
+	const char *c1 = strchr(spec, ':'), *c2;
+	size_t n;
+
+	*path_len = strlen(spec);
+	*limit = 0;
+	if (c1 == NULL || c1 == spec || c1[1] == '\0' || c1[1] == ':')
+		return -1;
+	if ((c2 = strchr(c1 + 1, ':')) == NULL)
+		return 0;
+	n = strlen(c2 + 1);
+	if (n == 0 || n > 9 || strspn(c2 + 1, "0123456789") != n ||
+	    atoi(c2 + 1) < 1)
+		return -1;
+	*path_len = (size_t)(c2 - spec);
+	*limit = atoi(c2 + 1);
+	return 0;
 }
 
 /* ---- UTF-8 ---- */

@@ -150,6 +150,32 @@ void dirty_put_dict(struct dirty_buf *b, uint32_t count);	/* then count key,valu
 /* A whole ERROR frame: {"error": {"error_type", "message", "details": {}}} */
 void dirty_put_error_frame(struct dirty_buf *b, uint64_t id,
     const char *error_type, const char *message);
+/* The same with details: "traceback" and "exception_type" when
+ * exception_type is non-NULL, then "app_path" and "action" when app_path
+ * is non-NULL (counted strings, borrowed; message and traceback cut to
+ * DIRTY_MAX_BLOB).  A frame that would exceed DIRTY_MAX_PAYLOAD is sent
+ * as the plain form with the message "error too large". */
+struct dirty_error_details {
+	const char *traceback;
+	size_t traceback_len;
+	const char *exception_type;
+	const char *app_path;
+	size_t app_path_len;
+	const char *action;
+	size_t action_len;
+};
+void dirty_put_error_frame_details(struct dirty_buf *b, uint64_t id,
+    const char *error_type, const char *message, size_t message_len,
+    const struct dirty_error_details *d);
+
+/* A dirty_apps entry, "module:Class" or "module:Class:N" (N: how many
+ * dirty workers load the app).  Sets *path_len to the length of the
+ * "module:Class" part (the REQUEST's app_path) and *limit to N, 0 without
+ * one.  Returns 0, or -1 when malformed (no ':', an empty module or
+ * class, N not a decimal 1..999999999 or another ':'): *path_len is then
+ * the whole length and *limit 0.  The one parser of the settings check,
+ * the arbiter and the dirty worker. */
+int dirty_app_spec_split(const char *spec, size_t *path_len, int *limit);
 
 /* ---- decoding: a bounded cursor ---- */
 struct dirty_cursor {

@@ -356,14 +356,6 @@ lazy_function(PyObject **slot, const char *module, const char *name)
 	return *slot;
 }
 
-static void
-put_pystr(struct dirty_buf *b, const char *s, Py_ssize_t n)
-{
-	if ((size_t)n > DIRTY_MAX_BLOB)
-		n = DIRTY_MAX_BLOB;
-	dirty_put_string(b, s, (uint32_t)n);
-}
-
 /*
  * Turn the pending Python exception into an ERROR frame in c->out:
  * {"error": {"error_type", "message": str(exc), "details": {"traceback",
@@ -417,29 +409,14 @@ put_exception(struct caller *c, uint64_t id, const char *error_type,
 	if (tblen > 0 && log_get_level() <= LOG_DEBUG)
 		log_debug("%.*s", (int)tblen, tbs);
 
-	struct dirty_buf *b = &c->out;
-	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
-	dirty_put_dict(b, 1);
-	dirty_put_cstring(b, "error");
-	dirty_put_dict(b, 3);
-	dirty_put_cstring(b, "error_type");
-	dirty_put_cstring(b, error_type);
-	dirty_put_cstring(b, "message");
-	put_pystr(b, msg, msglen);
-	dirty_put_cstring(b, "details");
-	dirty_put_dict(b, 4);
-	dirty_put_cstring(b, "traceback");
-	put_pystr(b, tbs, tblen);
-	dirty_put_cstring(b, "exception_type");
-	dirty_put_cstring(b, tname);
-	dirty_put_cstring(b, "app_path");
-	dirty_put_string(b, app_path, (uint32_t)app_len);
-	dirty_put_cstring(b, "action");
-	dirty_put_string(b, action, (uint32_t)action_len);
-	if (dirty_frame_end(b, off) == -1) {
-		b->len = off;
-		dirty_put_error_frame(b, id, error_type, "error too large");
-	}
+	struct dirty_error_details d = {
+		.traceback = tbs, .traceback_len = (size_t)tblen,
+		.exception_type = tname,
+		.app_path = app_path, .app_path_len = app_len,
+		.action = action, .action_len = action_len,
+	};
+	dirty_put_error_frame_details(&c->out, id, error_type, msg,
+	    (size_t)msglen, &d);
 	free(full);
 	Py_XDECREF(tbtext);
 	Py_XDECREF(msgobj);
@@ -454,26 +431,13 @@ put_error(struct caller *c, uint64_t id, const char *error_type,
     const char *app_path, size_t app_len, const char *action,
     size_t action_len, const char *message)
 {
-	struct dirty_buf *b = &c->out;
-	size_t off = dirty_frame_begin(b, DIRTY_MSG_ERROR, id);
+	struct dirty_error_details d = {
+		.app_path = app_path, .app_path_len = app_len,
+		.action = action, .action_len = action_len,
+	};
 
-	dirty_put_dict(b, 1);
-	dirty_put_cstring(b, "error");
-	dirty_put_dict(b, 3);
-	dirty_put_cstring(b, "error_type");
-	dirty_put_cstring(b, error_type);
-	dirty_put_cstring(b, "message");
-	dirty_put_cstring(b, message);
-	dirty_put_cstring(b, "details");
-	dirty_put_dict(b, app_path != NULL ? 2 : 0);
-	if (app_path != NULL) {
-		dirty_put_cstring(b, "app_path");
-		dirty_put_string(b, app_path, (uint32_t)app_len);
-		dirty_put_cstring(b, "action");
-		dirty_put_string(b, action != NULL ? action : "",
-		    (uint32_t)action_len);
-	}
-	dirty_frame_end(b, off);
+	dirty_put_error_frame_details(&c->out, id, error_type, message,
+	    strlen(message), app_path != NULL ? &d : NULL);
 }
 
 /* Encode a RESPONSE {"result": v} or CHUNK {"data": v}.  On a value that
@@ -969,12 +933,11 @@ main_loop_threaded(void)
 static char *
 app_path_normalize(const char *spec)
 {
-	char *p = xstrdup(spec), *last = strrchr(p, ':');
+	size_t path_len;
+	int limit;
 
-	if (last != NULL && last != strchr(p, ':') && last[1] != '\0' &&
-	    strspn(last + 1, "0123456789") == strlen(last + 1))
-		*last = '\0';
-	return p;
+	(void)dirty_app_spec_split(spec, &path_len, &limit);
+	return xasprintf("%.*s", (int)path_len, spec);
 }
 
 /* Import "module:Attr.Sub", instantiate, init().  New reference, or NULL

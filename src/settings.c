@@ -27,6 +27,7 @@
 #include <Python.h>
 
 #include "settings.h"
+#include "dirty_wire.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -390,15 +391,10 @@ check_env(const char *v)
 static const char *
 check_dirty_app(const char *v)
 {
-	const char *c1 = strchr(v, ':'), *c2;
+	size_t path_len;
+	int limit;
 
-	if (c1 == NULL || c1 == v || c1[1] == '\0' || c1[1] == ':')
-		return "expected module:Class or module:Class:N";
-	if ((c2 = strchr(c1 + 1, ':')) == NULL)
-		return NULL;
-	if (strchr(c2 + 1, ':') != NULL ||
-	    !all_digits(c2 + 1, strlen(c2 + 1)) || strlen(c2 + 1) > 9 ||
-	    atoi(c2 + 1) < 1)
+	if (dirty_app_spec_split(v, &path_len, &limit) == -1)
 		return "expected module:Class or module:Class:N with N >= 1";
 	return NULL;
 }

@@ -526,10 +526,114 @@ test_malformed(void)
 	}
 }
 
+/* ---- dirty_apps entries, ERROR frames with details ---- */
+
+static void
+test_spec_split(void)
+{
+	static const struct { const char *spec; int rc; size_t len; int limit; }
+	    cases[] = {
+		{ "m:C", 0, 3, 0 },
+		{ "m.x:C.D:12", 0, 7, 12 },
+		{ "pkg.mod:Cls:999999999", 0, 11, 999999999 },
+		{ "m:C:0", -1, 5, 0 },
+		{ "m:C:x", -1, 5, 0 },
+		{ "m:C:", -1, 4, 0 },
+		{ "m:C:1:2", -1, 7, 0 },
+		{ "m:C:1234567890", -1, 14, 0 },
+		{ "nomodule", -1, 8, 0 },
+		{ ":C", -1, 2, 0 },
+		{ "m:", -1, 2, 0 },
+		{ "m::C", -1, 4, 0 },
+		{ "", -1, 0, 0 },
+	};
+	size_t len;
+	int limit;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		len = 99;
+		limit = 99;
+		CHECK(dirty_app_spec_split(cases[i].spec, &len, &limit) ==
+		    cases[i].rc && len == cases[i].len &&
+		    limit == cases[i].limit);
+	}
+}
+
+static void
+test_error_details(void)
+{
+	struct dirty_buf b, w;
+	struct dirty_error_details d = {
+		.traceback = "Traceback...", .traceback_len = 12,
+		.exception_type = "ValueError",
+		.app_path = "m:C", .app_path_len = 3,
+		.action = "act", .action_len = 3,
+	};
+	size_t off;
+
+	/* the layout the dirty worker always sent, built by hand */
+	dirty_buf_init(&w);
+	off = dirty_frame_begin(&w, DIRTY_MSG_ERROR, 9);
+	dirty_put_dict(&w, 1);
+	dirty_put_cstring(&w, "error");
+	dirty_put_dict(&w, 3);
+	dirty_put_cstring(&w, "error_type");
+	dirty_put_cstring(&w, DIRTY_E_APP);
+	dirty_put_cstring(&w, "message");
+	dirty_put_cstring(&w, "bad");
+	dirty_put_cstring(&w, "details");
+	dirty_put_dict(&w, 4);
+	dirty_put_cstring(&w, "traceback");
+	dirty_put_cstring(&w, "Traceback...");
+	dirty_put_cstring(&w, "exception_type");
+	dirty_put_cstring(&w, "ValueError");
+	dirty_put_cstring(&w, "app_path");
+	dirty_put_cstring(&w, "m:C");
+	dirty_put_cstring(&w, "action");
+	dirty_put_cstring(&w, "act");
+	CHECK(dirty_frame_end(&w, off) == 0);
+	dirty_buf_init(&b);
+	dirty_put_error_frame_details(&b, 9, DIRTY_E_APP, "bad!", 3, &d);
+	CHECK(bytes_eq(b.data, b.len, w.data, w.len));
+
+	/* app_path/action only */
+	dirty_buf_reset(&w);
+	off = dirty_frame_begin(&w, DIRTY_MSG_ERROR, 9);
+	dirty_put_dict(&w, 1);
+	dirty_put_cstring(&w, "error");
+	dirty_put_dict(&w, 3);
+	dirty_put_cstring(&w, "error_type");
+	dirty_put_cstring(&w, DIRTY_E_APP);
+	dirty_put_cstring(&w, "message");
+	dirty_put_cstring(&w, "bad");
+	dirty_put_cstring(&w, "details");
+	dirty_put_dict(&w, 2);
+	dirty_put_cstring(&w, "app_path");
+	dirty_put_cstring(&w, "m:C");
+	dirty_put_cstring(&w, "action");
+	dirty_put_cstring(&w, "act");
+	CHECK(dirty_frame_end(&w, off) == 0);
+	d.exception_type = NULL;
+	dirty_buf_reset(&b);
+	dirty_put_error_frame_details(&b, 9, DIRTY_E_APP, "bad", 3, &d);
+	CHECK(bytes_eq(b.data, b.len, w.data, w.len));
+
+	/* no details: the plain form */
+	dirty_buf_reset(&w);
+	dirty_put_error_frame(&w, 9, DIRTY_E_APP, "bad");
+	dirty_buf_reset(&b);
+	dirty_put_error_frame_details(&b, 9, DIRTY_E_APP, "bad", 3, NULL);
+	CHECK(bytes_eq(b.data, b.len, w.data, w.len));
+	dirty_buf_free(&b);
+	dirty_buf_free(&w);
+}
+
 int
 main(void)
 {
 	test_vectors();
+	test_spec_split();
+	test_error_details();
 	test_roundtrip();
 	test_boundaries();
 	test_malformed();

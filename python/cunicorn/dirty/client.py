@@ -262,12 +262,21 @@ def _default_idle(client):
     return DEFAULT_IDLE_TIMEOUT if not t else min(DEFAULT_IDLE_TIMEOUT, t)
 
 
-class _StreamTimeouts:
-    """Total and idle timeouts of a stream (sync and async iterators)."""
+class _StreamBase:
+    """What the sync and async stream iterators share: the call, its state
+    and its total and idle timeouts."""
 
     DEFAULT_IDLE_TIMEOUT = DEFAULT_IDLE_TIMEOUT
 
-    def _init_timeouts(self, client, idle_timeout, total_timeout):
+    def __init__(self, client, app_path, action, args, kwargs,
+                 idle_timeout=None, total_timeout=None):
+        self.client = client
+        self.app_path = app_path
+        self.action = action
+        self.args = args
+        self.kwargs = kwargs
+        self._id = None
+        self._done = False
         self.total_timeout = client.timeout if total_timeout is None else total_timeout
         self.idle_timeout = _default_idle(client) if idle_timeout is None else idle_timeout
         self._deadline = None
@@ -297,21 +306,11 @@ class _StreamTimeouts:
                                  % (now - self._last), timeout=self.idle_timeout)
 
 
-class DirtyStreamIterator(_StreamTimeouts):
+class DirtyStreamIterator(_StreamBase):
     """The iterator stream() returns.  Holds its own connection from the
     first next() until END, an error, or close()."""
 
-    def __init__(self, client, app_path, action, args, kwargs,
-                 idle_timeout=None, total_timeout=None):
-        self.client = client
-        self.app_path = app_path
-        self.action = action
-        self.args = args
-        self.kwargs = kwargs
-        self._conn = None
-        self._id = None
-        self._done = False
-        self._init_timeouts(client, idle_timeout, total_timeout)
+    _conn = None
 
     def __iter__(self):
         return self
@@ -595,23 +594,13 @@ class _AsyncChannel:
         self._fail_all(DirtyConnectionError("dirty client closed"))
 
 
-class DirtyAsyncStreamIterator(_StreamTimeouts):
+class DirtyAsyncStreamIterator(_StreamBase):
     """The async iterator stream_async() returns.  The stream runs on a
     channel (connection) of its own, so that abandoning it can be told to
     the arbiter the one way every arbiter understands: by closing it."""
 
-    def __init__(self, client, app_path, action, args, kwargs,
-                 idle_timeout=None, total_timeout=None):
-        self.client = client
-        self.app_path = app_path
-        self.action = action
-        self.args = args
-        self.kwargs = kwargs
-        self._chan = None
-        self._id = None
-        self._queue = None
-        self._done = False
-        self._init_timeouts(client, idle_timeout, total_timeout)
+    _chan = None
+    _queue = None
 
     def __aiter__(self):
         return self
