@@ -105,6 +105,16 @@ def test_http_request_calls_a_dirty_app(make_server):
     assert out["result"] in dirty_workers(s)
 
 
+def test_http_worker_using_gunicorn_dirty_does_not_load_asyncio(make_server):
+    """`from gunicorn.dirty import ...` and sync calls must not import
+    asyncio (about 5 MB per HTTP worker)."""
+    s = start(make_server, unique_name("noaio"))
+    assert get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="x"') == {"result": "x"}
+    for _ in range(3):
+        out = get_json(s.port, "/modules")
+        assert out["asyncio"] is False, out
+
+
 def test_direct_client_values_and_stream(make_server):
     s = start(make_server, unique_name("direct"))
     c = connect(s)

@@ -24,9 +24,12 @@ raises DirtyConnectionError, and the next call reconnects.
 
 The socket path comes from set_dirty_socket_path() or the environment
 variable GUNICORN_DIRTY_SOCKET, which cunicorn exports to its workers.
+
+asyncio is imported inside the async functions only: importing it costs
+about 5 MB per process, which every HTTP worker of an app doing
+`from gunicorn.dirty import ...` would pay without ever calling async.
 """
 
-import asyncio
 import itertools
 import os
 import threading
@@ -205,6 +208,7 @@ class DirtyClient:
     # ---- asyncio ------------------------------------------------------
 
     def _channel(self):
+        import asyncio
         loop = asyncio.get_running_loop()
         ch = self._achan
         if ch is None or ch.loop is not loop or ch.closed:
@@ -421,6 +425,7 @@ class _AsyncChannel:
         self._connecting = None
 
     async def connect(self):
+        import asyncio
         if self.writer is not None:
             return
         if self._connecting is None:
@@ -432,6 +437,7 @@ class _AsyncChannel:
                 self._connecting = None
 
     async def _open(self):
+        import asyncio
         _need_wire()
         client = self.client
         deadline = self.loop.time() + min(CONNECT_RETRY_SECONDS,
@@ -456,6 +462,7 @@ class _AsyncChannel:
         self.reader_task = self.loop.create_task(self._read_loop())
 
     async def _read_loop(self):
+        import asyncio
         wire = _wire
         header_size = wire.HEADER_SIZE
         err = None
@@ -482,6 +489,7 @@ class _AsyncChannel:
             self._fail_all(err or DirtyConnectionError("dirty connection closed"))
 
     def _route(self, kind, rid, msg):
+        import asyncio
         target = self.pending.get(rid)
         if target is None:
             return  # a call that timed out or was abandoned
@@ -515,6 +523,7 @@ class _AsyncChannel:
             target.put_nowait(item)
 
     def _fail_all(self, exc):
+        import asyncio
         pending, self.pending = self.pending, {}
         for target in pending.values():
             if isinstance(target, asyncio.Future):
@@ -543,6 +552,7 @@ class _AsyncChannel:
             await w.drain()
 
     async def execute(self, app_path, action, args, kwargs):
+        import asyncio
         rid = next(self.ids)
         fut = self.loop.create_future()
         self.pending[rid] = fut
@@ -559,6 +569,7 @@ class _AsyncChannel:
             self.pending.pop(rid, None)
 
     async def stream_start(self, app_path, action, args, kwargs):
+        import asyncio
         rid = next(self.ids)
         q = asyncio.Queue()
         self.pending[rid] = q
@@ -606,6 +617,7 @@ class DirtyAsyncStreamIterator(_StreamBase):
         return self
 
     async def __anext__(self):
+        import asyncio
         if self._done:
             raise StopAsyncIteration
         if self._queue is None:
@@ -702,6 +714,7 @@ def get_dirty_client(timeout=DEFAULT_TIMEOUT):
 
 async def get_dirty_client_async(timeout=DEFAULT_TIMEOUT):
     """The running event loop's client (created on first use)."""
+    import asyncio
     loop = asyncio.get_running_loop()
     client = _loop_clients.get(loop)
     if client is None:
@@ -737,6 +750,7 @@ if hasattr(os, "register_at_fork"):
 
 async def close_dirty_client_async():
     """Close the running loop's client."""
+    import asyncio
     client = _loop_clients.pop(asyncio.get_running_loop(), None)
     if client is not None:
         await client.close_async()

@@ -7,6 +7,7 @@ that calls them from HTTP workers.
 """
 import json
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -93,6 +94,11 @@ class ClassLimited(DirtyApp):
 def application(environ, start_response):
     """GET /call?app=dirty_apps:Echo&action=tag&arg=5 -> JSON result, or
     {"error": "<ExceptionClassName>", "message": ...}."""
+    if environ.get("PATH_INFO") == "/modules":   # what this HTTP worker loaded
+        data = json.dumps({"asyncio": "asyncio" in sys.modules,
+                           "pid": os.getpid()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [data]
     q = parse_qs(environ.get("QUERY_STRING", ""))
     app = q.get("app", ["dirty_apps:Echo"])[0]
     action = q.get("action", ["pid"])[0]
