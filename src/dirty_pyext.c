@@ -13,11 +13,17 @@
  * the GIL across a blocking socket call; never lets a malformed frame
  * through (the connection is closed after one, since its byte stream can
  * no longer be trusted).  A Connection carries one call at a time.
+ *
+ * Waiting for a reply: up to 50 µs of non-blocking polls (only when the
+ * process may run on more than one CPU), then a blocking recv() bounded
+ * by SO_RCVTIMEO: a blocked call costs no CPU beyond that first 50 µs
+ * (see SPIN_SECONDS).
  */
 #include "dirty_pyext.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -924,11 +930,15 @@ out:
 #define RCVTIMEO_SLACK_US 10000		/* a timeout may fire this late */
 /*
  * Before sleeping in recv() for a reply, poll without blocking for up to
- * SPIN_SECONDS (only with more than one CPU online): a stash op or a short
- * call is answered within tens of µs, and sleeping costs a cross-CPU
- * wake-up of about the same size (measured: a one-op round trip 29-51 µs
- * blocking, 21 µs with the spin, on a 2-vCPU VM).  A long call wastes at
- * most SPIN_SECONDS of CPU per frame awaited.
+ * SPIN_SECONDS: a stash op or a short call is answered within tens of µs,
+ * and sleeping costs a cross-CPU wake-up of about the same size
+ * (measured: a one-op round trip 29-51 µs blocking, 21 µs with the spin,
+ * on a 2-vCPU VM).  The window opens once per frame awaited (a call, a
+ * stream chunk) and then recv() blocks (SO_RCVTIMEO): a long call wastes
+ * at most SPIN_SECONDS of CPU.  No spin at all when this process may run
+ * on one CPU only (online CPUs, narrowed by its affinity mask, as with
+ * `taskset -c 0` or a one-CPU cpuset; read once per process): there the
+ * spin would only delay the arbiter and the worker that must answer.
  */
 #define SPIN_SECONDS	50e-6
 
@@ -939,6 +949,11 @@ spin_allowed(void)
 
 	if (ncpu == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cpu_set_t set;
+
+		if (sched_getaffinity(0, sizeof(set), &set) == 0 &&
+		    CPU_COUNT(&set) < n)
+			n = CPU_COUNT(&set);
 		ncpu = n > 0 ? (int)n : 1;
 	}
 	return ncpu > 1;

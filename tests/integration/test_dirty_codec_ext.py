@@ -14,6 +14,7 @@ is that fake arbiter.
 import math
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -756,6 +757,59 @@ def test_busy_and_close_from_other_thread(arbiter):
     assert time.monotonic() - t0 < 1.0
     assert len(errors) == 1 and isinstance(errors[0], ConnectionError)
     assert c.closed
+
+
+def test_blocked_call_burns_no_cpu(arbiter):
+    """Waiting for a slow reply costs the caller's thread no CPU beyond the
+    50 µs poll window: a 0.5 s call, a 0.5 s gap between stream chunks."""
+    c = d.Connection(arbiter, timeout=5)
+    assert c.request("a:B", "ret", [1]) == 1
+    for timeout in (5, None):
+        c.timeout = timeout
+        t0 = time.thread_time()
+        assert c.request("a:B", "sleep", [0.5]) == "late"
+        cpu = time.thread_time() - t0
+        assert cpu < 0.02, (timeout, cpu)
+    c.close()
+
+
+def _recv_polls(taskset):
+    """recvfrom calls that returned EAGAIN in a client making 20 calls of
+    2 ms (strace), optionally pinned to one CPU."""
+    tmp = tempfile.mkdtemp(prefix="cunicorn-dirty-spin-")
+    path = os.path.join(tmp, "arbiter.sock")
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                             "--serve", path], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        code = ("import sys; sys.path.insert(0, %r)\n"
+                "import _cunicorn_dirty as d\n"
+                "c = d.Connection(%r, timeout=10)\n"
+                "for i in range(20): c.request('a:B', 'sleep', [0.002])\n"
+                % (os.path.join(ROOT, "build", "python"), path))
+        argv = ["strace", "-f", "-e", "trace=recvfrom", sys.executable, "-c", code]
+        if taskset:
+            argv = ["taskset", "-c", "0"] + argv
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stderr.count("EAGAIN")
+    finally:
+        os.killpg(proc.pid, 9)
+
+
+def test_no_poll_window_on_one_cpu():
+    if len(os.sched_getaffinity(0)) < 2 or not shutil.which("strace") \
+            or not shutil.which("taskset"):
+        pytest.skip("needs 2 CPUs, strace and taskset")
+    spread = _recv_polls(taskset=False)
+    pinned = _recv_polls(taskset=True)
+    print("recv polls (EAGAIN) over 20 slow calls: 2 CPUs %d, pinned to 1 CPU %d"
+          % (spread, pinned))
+    assert spread >= 10          # the window is used where it helps
+    assert pinned == 0           # and never on one CPU
 
 
 def test_round_trip_timing():
