@@ -513,3 +513,27 @@ def test_usr2_unix_socket_survives_the_old_master(make_server, tmp_path):
     os.kill(new_master, signal.SIGTERM)
     wait_for(lambda: not pid_alive(new_master), what="new master exit")
     assert not os.path.exists(path)
+
+
+def test_usr2_with_dirty_arbiter(make_server, tmp_path):
+    """The new master of a USR2 upgrade gets its own arbiter (the old one is
+    a live sibling, not an orphan); dirty calls work through the switch."""
+    conf = tmp_path / "conf.py"
+    conf.write_text(DIRTY_APP_CONF.format(n=1))
+    s = make_server("-c", str(conf), *app_args("dirty_apps:application"))
+    call = "/call?app=dirty_apps:Echo&action=echo&arg=%22x%22"
+    assert get_json(s.port, call) == {"result": "x"}
+    old_arbiter = wait_for(lambda: s.pids_titled("dirty-arbiter"), what="arbiter")[0]
+    s.send(signal.SIGUSR2)
+    new_master = wait_for(
+        lambda: [p for p, t in s.processes().items()
+                 if t and t.startswith("cunicorn: master")], what="new master")[0]
+    wait_for(lambda: len(s.pids_titled("dirty-arbiter")) == 2, what="second arbiter")
+    assert "Killing orphaned" not in s.log()
+    s.send(signal.SIGTERM)
+    assert s.wait(15) == 0
+    wait_for(lambda: not pid_alive(old_arbiter), what="old arbiter gone")
+    for _ in range(10):
+        assert get_json(s.port, call) == {"result": "x"}
+    os.kill(new_master, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new_master), timeout=15, what="new master exit")
