@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh build bench
 make -j2 >/dev/null
 echo "## HTTP"; /usr/bin/python3 bench/http.py "$@"
+echo; echo "## memory"; /usr/bin/python3 bench/memory.py
 echo; echo "## dirty calls"; /usr/bin/python3 bench/dirty.py
 echo; echo "## streaming and stash"; /usr/bin/python3 bench/stream_stash.py
 echo; echo "## lifecycle"
