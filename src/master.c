@@ -947,6 +947,9 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		M.exit_code = APP_LOAD_ERROR;
 		goto fail;
 	}
+	if (!s->preload_app)
+		python_warm_import(s->app_uri);
+	python_freeze();
 	if (M.dirty) {
 		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)
 			python_hook(s, HOOK_ON_DIRTY_STARTING, 1, M.server_obj);

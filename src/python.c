@@ -311,6 +311,26 @@ python_load_app(const char *uri)
 	return NULL;
 }
 
+void
+python_freeze(void)
+{
+	PyObject *gc = PyImport_ImportModule("gc");
+	PyObject *r = gc ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_XDECREF(gc);
+}
+
+void
+python_warm_import(const char *uri)
+{
+	PyObject *r = PyObject_CallMethod(hooks_module, "warm_import", "s", uri);
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+}
+
 void *
 python_server_object(struct settings *s, pid_t pid)
 {

@@ -32,6 +32,15 @@ void python_fini(void);
  * not callable) and, at debug level, the traceback. */
 void *python_load_app(const char *uri);
 
+/* In the master before forking: move every object the master made into
+ * the GC's permanent generation (gc.freeze()), so that a collection in a
+ * child never writes to their pages and they stay shared. */
+void python_freeze(void);
+
+/* In the master, without importing: find the app's module so that the
+ * import machinery's caches are built once, shared by all workers. */
+void python_warm_import(const char *uri);
+
 /* Log and clear the current Python exception: the message line at
  * `level`, the traceback at `tb_level` (pass LOG_ERROR for both to log
  * the traceback at error level). */

@@ -537,3 +537,33 @@ def test_usr2_with_dirty_arbiter(make_server, tmp_path):
         assert get_json(s.port, call) == {"result": "x"}
     os.kill(new_master, signal.SIGTERM)
     wait_for(lambda: not pid_alive(new_master), timeout=15, what="new master exit")
+
+
+@pytest.mark.parametrize("uri,body", [
+    ("master_app:create_app()", b"hi"),
+    ("master_app:create_app('hey', upper=True)", b"HEY"),
+    ("master_app:Holder.nested", b"OK"),
+    ("master_app", None),            # callable defaults to `application`
+])
+def test_app_uri_forms(make_server, tmp_path, uri, body):
+    if body is None:
+        s = Server(*app_args(uri), workdir=str(tmp_path))
+        try:
+            s.start(wait=False)
+            assert s.wait(10) not in (None, 0)
+            assert "Failed to find attribute 'application' in 'master_app'." in s.log()
+        finally:
+            s.cleanup()
+        return
+    s = make_server(*app_args(uri))
+    assert http_get(s.port, "/")[2] == body
+
+
+def test_app_uri_rejects_code(tmp_path):
+    s = Server(*app_args("master_app:create_app(__import__('os'))"), workdir=str(tmp_path))
+    try:
+        s.start(wait=False)
+        assert s.wait(10) not in (None, 0)
+        assert "Failed to parse arguments as literal values" in s.log()
+    finally:
+        s.cleanup()

@@ -47,3 +47,16 @@ def prints(environ, start_response):
     print("printed-by-app-%d" % os.getpid(), flush=True)
     start_response("200 OK", [("Content-Length", "2")])
     return [b"OK"]
+
+
+def create_app(greeting="hi", upper=False):
+    body = (greeting.upper() if upper else greeting).encode()
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    return app
+
+
+class Holder:
+    nested = staticmethod(hello)
