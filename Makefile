@@ -24,8 +24,8 @@ FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
 
-.PHONY: all unit fuzz test clean ext
-.SECONDARY: $(SAN_OBJS)
+.PHONY: all unit fuzz test clean ext san-bin
+.SECONDARY: $(SAN_OBJS) build/san/main.o
 all: build/cunicorn build/gunicorn ext
 
 build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
@@ -42,6 +42,15 @@ build/gunicorn: build/cunicorn
 ext: build/python/_cunicorn_dirty$(PY_EXT)
 build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_wire.c src/log.c $(wildcard src/*.h) | build/python
 	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_wire.c src/log.c
+
+# The whole server under ASan + UBSan, for the integration tests that
+# scripts/test.sh runs against it (build-san/../python is the package dir).
+san-bin: build-san/cunicorn build-san/gunicorn
+build-san/cunicorn: $(SAN_OBJS) build/san/main.o
+	mkdir -p build-san
+	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -o $@ $(SAN_OBJS) build/san/main.o $(LDLIBS_ALL) -Wl,--export-dynamic
+build-san/gunicorn: build-san/cunicorn
+	ln -sf cunicorn $@
 
 build/san/%.o: src/%.c $(wildcard src/*.h) | build/san
 	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -c -o $@ $<
@@ -68,6 +77,6 @@ build/obj build/san build/unit build/fuzz build/python:
 	mkdir -p $@
 
 clean:
-	rm -rf build
+	rm -rf build build-san
 
 -include $(wildcard build/obj/*.d)

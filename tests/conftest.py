@@ -44,8 +44,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
-BINARY = os.path.join(BUILD, "cunicorn")
-COMPAT_BINARY = os.path.join(BUILD, "gunicorn")
+# CUNICORN_BIN_DIR: run the suite against another build of the binary, e.g.
+# build-san/ (ASan + UBSan, scripts/test.sh's "sanitized" stage).
+BIN_DIR = os.environ.get("CUNICORN_BIN_DIR", BUILD)
+BINARY = os.path.join(BIN_DIR, "cunicorn")
+COMPAT_BINARY = os.path.join(BIN_DIR, "gunicorn")
 PYTHON = "/usr/bin/python3"
 
 
