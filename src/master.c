@@ -3,11 +3,12 @@
  *
  * Owns: the listeners, the table of children (HTTP workers and the dirty
  * arbiter), the heartbeat slots shared with HTTP workers, the pid file and
- * the signalfd.  It forks and supervises; it never serves a request.
+ * the signal pipe.  It forks and supervises; it never serves a request.
  *
- * Signals are blocked for the whole life of the master and read from a
- * signalfd in the one loop (master_loop), so nothing runs in a handler.
- * Children inherit the blocked mask; each role unblocks what it handles.
+ * Signal handlers only record the signal and wake the one loop
+ * (master_loop) through a pipe, so nothing else runs in a handler.  Every
+ * fork of ours happens with all signals blocked; each child role resets
+ * the dispositions, installs its own and unblocks.
  *
  * Python runs here only for the config file, a preloaded app and hooks.
  *
@@ -38,7 +39,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -76,7 +76,6 @@ static struct {
 	int argc;
 	char **argv;
 	pid_t pid;
-	int sigfd;
 	struct listener *listeners;
 	size_t nlisteners;
 	volatile uint64_t *heartbeats;	/* HEARTBEAT_SLOTS, shared */
@@ -234,6 +233,83 @@ heartbeats_init(const struct settings *s)
 	return 0;
 }
 
+/* ---- signals ---- */
+
+static const int master_signals[] = {
+	SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU,
+	SIGUSR1, SIGUSR2, SIGWINCH,
+};
+
+/*
+ * The handler only records the signal and wakes the loop through a pipe
+ * (the self-pipe trick).  Signals are not kept blocked in the master, so
+ * that a process a hook starts (subprocess from on_starting, say) does not
+ * inherit a blocked mask and ignore TERM; our own forks block everything
+ * around fork() instead, and each child role unblocks once its handlers are
+ * in.  A child runs this handler only in that window, and then only keeps
+ * the flag: the pipe is the master's.
+ */
+static volatile sig_atomic_t sig_pending[NSIG];
+static volatile sig_atomic_t handler_pid;
+static int sig_pipe[2] = { -1, -1 };
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+
+	sig_pending[sig] = 1;
+	if (getpid() == (pid_t)handler_pid)
+		(void)!write(sig_pipe[1], "", 1);
+	errno = saved;
+}
+
+static int
+signals_init(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -1;
+	handler_pid = getpid();
+	memset(&sa, 0, sizeof(sa));
+	sigfillset(&sa.sa_mask);
+	sa.sa_handler = on_signal;
+	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
+		sa.sa_flags = SA_RESTART | (master_signals[i] == SIGCHLD ? SA_NOCLDSTOP : 0);
+		if (sigaction(master_signals[i], &sa, NULL) == -1)
+			return -1;
+	}
+	sa.sa_handler = SIG_IGN;	/* EPIPE from write() instead */
+	sa.sa_flags = 0;
+	return sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* Around each fork of ours: the child starts with every signal blocked. */
+static void
+fork_block(sigset_t *saved)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, saved);
+}
+
+static void
+fork_unblock(const sigset_t *saved)
+{
+	sigprocmask(SIG_SETMASK, saved, NULL);
+}
+
+/* In a child of ours, first thing: the master's handlers and pipe go. */
+static void
+child_leave_master_signals(void)
+{
+	signals_reset_child_blocked();
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+}
+
 /* ---- spawning ---- */
 
 static void
@@ -252,6 +328,7 @@ spawn_http_worker(void)
 	int slot = alloc_slot(), age = ++M.worker_age;
 	pid_t pid;
 	PyObject *wobj = NULL;
+	sigset_t saved;
 
 	if (slot < 0) {
 		log_errorx("too many workers (max %d)", HEARTBEAT_SLOTS);
@@ -264,7 +341,10 @@ spawn_http_worker(void)
 	}
 	warn_threads();
 	fflush(NULL);
+	fork_block(&saved);
 	pid = fork();
+	if (pid != 0)
+		fork_unblock(&saved);
 	if (pid == -1) {
 		log_error("fork");
 		M.slot_used[slot] = 0;
@@ -274,7 +354,7 @@ spawn_http_worker(void)
 	if (pid == 0) {
 		struct http_worker_ctx ctx;
 
-		close(M.sigfd);
+		child_leave_master_signals();
 		python_after_fork();
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != M.pid)		/* the master died before prctl */
@@ -308,10 +388,13 @@ static void
 spawn_arbiter(void)
 {
 	pid_t pid;
+	sigset_t saved;
 
 	M.arbiter_last_spawn_ms = monotonic_ms();
 	fflush(NULL);
+	fork_block(&saved);	/* the arbiter resets its dispositions, then unblocks */
 	pid = dirty_arbiter_spawn(M.cfg, M.pid);
+	fork_unblock(&saved);
 	if (pid > 0)
 		child_add(pid, ROLE_DIRTY_ARBITER, -1, 0);
 }
@@ -440,27 +523,7 @@ check_children(void)
 	}
 }
 
-/* ---- signals ---- */
-
-static const int master_signals[] = {
-	SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU,
-	SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE,
-};
-
-static int
-signals_init(void)
-{
-	sigset_t set;
-
-	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
-		sigaddset(&set, master_signals[i]);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		return -1;
-	sigdelset(&set, SIGPIPE);	/* blocked only: EPIPE from write() instead */
-	M.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	return M.sigfd == -1 ? -1 : 0;
-}
+/* ---- signals: the rest ---- */
 
 static void
 signal_children(int sig)
@@ -654,6 +717,7 @@ reexec(void)
 	size_t off = 0;
 	ssize_t n;
 	pid_t pid;
+	sigset_t saved;
 
 	if (M.reexec_pid > 0) {
 		log_warnx("USR2 ignored: the new master (pid: %d) is still running",
@@ -677,12 +741,18 @@ reexec(void)
 	}
 	call_hook_server(HOOK_PRE_EXEC);
 	fflush(NULL);
-	if ((pid = fork()) == -1) {
+	fork_block(&saved);
+	pid = fork();
+	if (pid != 0)
+		fork_unblock(&saved);
+	if (pid == -1) {
 		log_error("USR2: fork");
 		return;
 	}
 	if (pid == 0) {
 		sigset_t none;
+
+		child_leave_master_signals();
 
 		for (size_t i = 0; i < M.nlisteners && off < sizeof(fds) - 16; i++) {
 			fd_set_cloexec(M.listeners[i].fd, 0);
@@ -772,7 +842,7 @@ handle_signal(int sig)
 static void
 master_loop(void)
 {
-	struct pollfd pfd = { .fd = M.sigfd, .events = POLLIN };
+	struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
 
 	for (;;) {
 		int timeout = M.stopping ? 50 : 1000;
@@ -780,9 +850,16 @@ master_loop(void)
 		if (poll(&pfd, 1, timeout) == -1 && errno != EINTR)
 			fatal("poll");
 		if (pfd.revents & POLLIN) {
-			struct signalfd_siginfo si;
-			while (read(M.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-				handle_signal((int)si.ssi_signo);
+			char drain[64];
+			while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
+				;
+		}
+		for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
+			int sig = master_signals[i];
+			if (sig_pending[sig]) {
+				sig_pending[sig] = 0;
+				handle_signal(sig);
+			}
 		}
 		reap();		/* CHLD may coalesce with other signals */
 		if (M.halt_reason != NULL && !M.stopping)
@@ -883,8 +960,10 @@ master_release(void)
 	if (M.dirty)
 		dirty_master_cleanup();
 	log_info("Shutting down: Master");
-	if (M.sigfd != -1)
-		close(M.sigfd);
+	if (sig_pipe[0] != -1) {
+		close(sig_pipe[0]);
+		close(sig_pipe[1]);
+	}
 	if (M.heartbeats != NULL)
 		munmap((void *)M.heartbeats, HEARTBEAT_SLOTS * sizeof(uint64_t));
 	Py_XDECREF((PyObject *)M.server_obj);
@@ -904,7 +983,6 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	M.argc = argc;
 	M.argv = argv;
 	M.num_workers = s->workers;
-	M.sigfd = -1;
 
 	if (s->daemon && daemonize() == -1)
 		fatal("daemonize");

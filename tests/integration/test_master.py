@@ -567,3 +567,52 @@ def test_app_uri_rejects_code(tmp_path):
         assert "Failed to parse arguments as literal values" in s.log()
     finally:
         s.cleanup()
+
+
+def test_process_started_by_a_master_hook_does_not_inherit_blocked_signals(make_server, tmp_path):
+    """A hook (when_ready) may start a helper process with fork and exec (multiprocessing,
+    a daemonizing library); it must get a clean signal mask, or it would
+    ignore TERM forever.  (subprocess resets the mask itself.)"""
+    pidfile = tmp_path / "helper.pid"
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "import os\n"
+        "def when_ready(server):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.setsid()\n"
+        "        os.execvp('sleep', ['sleep', '60'])\n"
+        "    open(%r, 'w').write(str(pid))\n" % str(pidfile))
+    s = make_server("-c", str(conf), *app_args("master_app:hello"))
+    helper = int(pidfile.read_text())
+    try:
+        with open("/proc/%d/status" % helper) as f:
+            status = dict(line.split(":", 1) for line in f)
+        assert int(status["SigBlk"].strip(), 16) == 0, status["SigBlk"]
+        os.kill(helper, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(helper), what="helper process obeys TERM")
+    finally:
+        if pid_alive(helper):
+            os.kill(helper, signal.SIGKILL)
+    assert http_get(s.port, "/")[2] == b"OK"
+
+
+def test_usr1_bursts_during_spawns_kill_no_worker(make_server):
+    """Signals arriving while a worker is being forked wait for its own
+    handlers (every fork of ours happens with all signals blocked)."""
+    s = make_server(*app_args("master_app:hello", "-w", "2"))
+    worker_pids(s, 2)
+    for _ in range(5):
+        s.send(signal.SIGTTIN)
+        for _ in range(20):
+            s.send(signal.SIGUSR1)
+            for p in s.pids_titled("worker"):
+                try:
+                    os.kill(p, signal.SIGUSR1)
+                except OSError:
+                    pass
+        time.sleep(0.1)
+    time.sleep(1)
+    assert "was terminated due to signal 10" not in s.log()
+    assert "exited with code" not in s.log()
+    assert http_get(s.port, "/")[2] == b"OK"
