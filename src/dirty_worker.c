@@ -1044,7 +1044,7 @@ load_apps(void)
 /*
  * Tell the arbiter what only Python can read, once the apps are loaded:
  *  - class attributes `workers = N` go in a STATUS frame with id 0,
- *    {"app_workers": {"module:Class": N, ...}} (dirty_arbiter.c adopts N
+ *    {"app_workers": {"module:Class": N, ...}} (dirty_pool.c adopts N
  *    for apps without a "module:Class:N" config limit);
  *  - class attributes `stashes = [...]`: the tables are created through
  *    the ordinary stash client (ensure is idempotent, so every worker

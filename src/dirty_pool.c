@@ -1,0 +1,843 @@
+/*
+ * dirty_pool.c — the dirty arbiter's table of dirty workers: spawning
+ * them (fork, socketpair, shared heartbeat slot, privileges), reaping and
+ * replacing them (with a brake on crash loops), heartbeats and graceful
+ * retirement, which apps each one loads, scaling by TTIN/TTOU/MANAGE,
+ * the STATUS reply, and reading the workers' channels.  It owns
+ * arb.apps, arb.workers and arb.respawns (dirty_arbiter_int.h).  The
+ * arbiter NEVER calls Python: the workers it forks do (dirty_worker.c).
+ *
+ * Dirty workers: forked with a socketpair end, a MAP_SHARED heartbeat
+ * slot and their app list; in the child every other descriptor is closed,
+ * PR_SET_PDEATHSIG(SIGKILL) is set (with the getppid() race check), the
+ * privileges are dropped to the user/group settings, then
+ * dirty_worker_main() runs.  The arbiter itself keeps the master's user.
+ *
+ * Trust: a malformed frame from a worker gets the worker killed and
+ * replaced (worker_misbehaved()); the arbiter carries on.
+ *
+ * Per-app allocation: "module:Class:N" in dirty_apps limits the app to N
+ * workers; others go to every worker.  A class attribute `workers = N`
+ * needs Python to read, so the worker reports it: after loading its apps a
+ * dirty worker MAY send a STATUS frame with id 0 and the payload
+ * {"app_workers": {"module:Class": N, ...}}; for apps without a config
+ * limit the arbiter then adopts N and replaces the workers that loaded the
+ * app beyond N (newest first) by workers without it.
+ */
+#include "dirty.h"
+#include "dirty_arbiter_int.h"
+#include "dirty_wire.h"
+#include "log.h"
+#include "settings.h"
+#include "util.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#define RESPAWN_DELAY_MS	1000	/* a worker that died younger than this */
+/* Per worker, shared: [0] its heartbeat, [1..DIRTY_CANCEL_SLOTS] the ids
+ * of its calls whose caller went away (dirty.h). */
+#define SHARED_SIZE		((1 + DIRTY_CANCEL_SLOTS) * sizeof(uint64_t))
+
+/* ---- apps ---- */
+
+void
+apps_parse(void)
+{
+	const struct strlist *l = &arb.s->dirty_apps;
+
+	arb.apps = xcalloc(l->len ? l->len : 1, sizeof(*arb.apps));
+	for (size_t i = 0; i < l->len; i++) {
+		const char *spec = l->items[i];
+		size_t path_len;
+		int limit;
+
+		/* malformed entries were refused by the settings check */
+		(void)dirty_app_spec_split(spec, &path_len, &limit);
+		char *path = xasprintf("%.*s", (int)path_len, spec);
+		size_t j;
+		for (j = 0; j < arb.napps; j++)
+			if (strcmp(arb.apps[j].path, path) == 0)
+				break;
+		if (j < arb.napps) {	/* listed twice: the last one wins */
+			free(path);
+			arb.apps[j].limit = arb.apps[j].config_limit = limit;
+			continue;
+		}
+		arb.apps[arb.napps].path = path;
+		arb.apps[arb.napps].limit = limit;
+		arb.apps[arb.napps].config_limit = limit;
+		arb.napps++;
+	}
+}
+
+int
+app_find(const char *name, size_t n)
+{
+	for (size_t i = 0; i < arb.napps; i++)
+		if (strlen(arb.apps[i].path) == n &&
+		    memcmp(arb.apps[i].path, name, n) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Fewest workers TTOU/MANAGE may leave: the largest per-app limit. */
+int
+workers_required(void)
+{
+	int req = 1;
+
+	for (size_t i = 0; i < arb.napps; i++)
+		if (arb.apps[i].limit > req)
+			req = arb.apps[i].limit;
+	return req;
+}
+
+/* ---- workers ---- */
+
+uint64_t
+worker_key(const struct worker *w)
+{
+	return EV_KEY(EV_WORKER, w->gen, w - arb.workers);
+}
+
+static void
+worker_update_events(struct worker *w)
+{
+	uint32_t want = EPOLLIN;
+
+	if (w->fd == -1)
+		return;
+	if (outq_pending(&w->out) > 0)
+		want |= EPOLLOUT;
+	ep_set(w->fd, &w->events, want, worker_key(w));
+}
+
+static struct worker *
+worker_slot(void)
+{
+	size_t i;
+
+	for (i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state == W_FREE)
+			return &arb.workers[i];
+	size_t n = arb.nworkers_slots ? arb.nworkers_slots * 2 : 8;
+	arb.workers = xreallocarray(arb.workers, n, sizeof(*arb.workers));
+	memset(arb.workers + arb.nworkers_slots, 0,
+	    (n - arb.nworkers_slots) * sizeof(*arb.workers));
+	for (size_t j = arb.nworkers_slots; j < n; j++)
+		arb.workers[j].fd = -1;
+	arb.nworkers_slots = n;
+	return &arb.workers[i];
+}
+
+/* Apps a brand-new worker loads: every unlimited app, and each limited
+ * app that fewer than `limit` routable (or about to respawn) workers
+ * have. */
+static void
+worker_allocate(unsigned char *apps)
+{
+	for (size_t i = 0; i < arb.napps; i++) {
+		int have = 0;
+		if (arb.apps[i].limit == 0) {
+			apps[i] = 1;
+			continue;
+		}
+		for (size_t j = 0; j < arb.nworkers_slots; j++)
+			if (arb.workers[j].state == W_ALIVE &&
+			    arb.workers[j].apps[i])
+				have++;
+		for (size_t j = 0; j < arb.nrespawns; j++)
+			if (arb.respawns[j].apps[i])
+				have++;
+		apps[i] = have < arb.apps[i].limit;
+	}
+}
+
+static void __attribute__((noreturn))
+worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
+    int age)
+{
+	int keep[2] = { fd, log_error_fd() };
+	struct dirty_worker_ctx ctx;
+
+	close_fds_except(keep, 2);
+	log_reopen();
+	/* Die with the arbiter, even when frozen; close the race with an
+	 * arbiter that died before the prctl. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != arb.pid)
+		_exit(0);
+	/* Blocked until dirty_worker_main() has its handlers: the USR1 we
+	 * forward to all workers (log reopen) would kill a fresh one. */
+	signals_reset_child_blocked();
+	/* Drop privileges like an HTTP worker (user / group settings). */
+	if (getegid() != arb.s->gid) {
+		struct passwd *pw = getpwuid(arb.s->uid);
+		if (setgid(arb.s->gid) == -1) {
+			log_error("dirty worker: setgid(%d)", (int)arb.s->gid);
+			_exit(1);
+		}
+		if (pw != NULL && initgroups(pw->pw_name, arb.s->gid) == -1)
+			log_warn("dirty worker: initgroups(%s)", pw->pw_name);
+	}
+	if (geteuid() != arb.s->uid && setuid(arb.s->uid) == -1) {
+		log_error("dirty worker: setuid(%d)", (int)arb.s->uid);
+		_exit(1);
+	}
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cfg = arb.s;
+	ctx.fd = fd;
+	ctx.apps = xcalloc(arb.napps + 1, sizeof(char *));
+	for (size_t i = 0; i < arb.napps; i++)
+		if (apps[i])
+			ctx.apps[ctx.napps++] = arb.apps[i].path;
+	ctx.heartbeat = heartbeat;
+	ctx.cancel = heartbeat + 1;
+	ctx.arbiter_pid = arb.pid;
+	ctx.age = age;
+	dirty_worker_main(&ctx);
+}
+
+/* Fork a dirty worker loading `apps` (napps flags, copied). */
+static int
+worker_spawn(const unsigned char *apps)
+{
+	int sv[2];
+	volatile uint64_t *hb;
+	struct worker *w;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("dirty: socketpair");
+		return -1;
+	}
+	hb = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (hb == MAP_FAILED) {
+		log_warn("dirty: mmap");
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	*hb = monotonic_ms();
+	arb.age++;
+	pid = fork();
+	if (pid == -1) {
+		log_warn("dirty: fork");
+		close(sv[0]);
+		close(sv[1]);
+		munmap((void *)hb, SHARED_SIZE);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		worker_child(sv[1], hb, apps, arb.age);
+	}
+	close(sv[1]);
+	fd_set_nonblock(sv[0], 1);
+
+	w = worker_slot();
+	uint32_t gen = w->gen + 1;
+	memset(w, 0, sizeof(*w));
+	w->gen = gen;
+	w->state = W_ALIVE;
+	w->pid = pid;
+	w->fd = sv[0];
+	w->events = EPOLLIN;
+	w->apps = xmalloc(arb.napps ? arb.napps : 1);
+	memcpy(w->apps, apps, arb.napps);
+	w->heartbeat = hb;
+	w->age = arb.age;
+	w->spawned_ms = monotonic_ms();
+	if (ep_add(w->fd, EPOLLIN, worker_key(w)) == -1) {
+		kill(pid, SIGKILL);
+		close(w->fd);
+		w->fd = -1;
+	}
+	if (log_get_level() <= LOG_DEBUG) {
+		for (size_t i = 0; i < arb.napps; i++)
+			if (apps[i])
+				log_debug("dirty worker %d loads %s", (int)pid,
+				    arb.apps[i].path);
+	}
+	log_info("Spawned dirty worker (pid: %d)", (int)pid);
+	return 0;
+}
+
+static int
+workers_routable(void)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state == W_ALIVE)
+			n++;
+	return n;
+}
+
+/* Start workers until routable + pending respawns reach the target. */
+void
+workers_manage(void)
+{
+	uint64_t now = monotonic_ms();
+
+	if (arb.stopping)
+		return;
+	for (size_t i = 0; i < arb.nrespawns;) {
+		if (arb.respawns[i].due_ms <= now) {
+			unsigned char *apps = arb.respawns[i].apps;
+			arb.respawns[i] = arb.respawns[--arb.nrespawns];
+			worker_spawn(apps);
+			free(apps);
+		} else
+			i++;
+	}
+	int have = workers_routable() + (int)arb.nrespawns;
+	unsigned char *apps = xmalloc(arb.napps ? arb.napps : 1);
+	for (; have < arb.target; have++) {
+		worker_allocate(apps);
+		if (worker_spawn(apps) == -1)
+			break;
+	}
+	free(apps);
+}
+
+/* Stop routing to w; TERM it once its calls are done. */
+void
+worker_retire(struct worker *w)
+{
+	if (w->state != W_ALIVE)
+		return;
+	w->state = W_RETIRING;
+	w->retire_ms = monotonic_ms();
+}
+
+void
+worker_term(struct worker *w)
+{
+	if (w->pid > 0 && w->state != W_STOPPING) {
+		kill(w->pid, SIGTERM);
+		w->state = W_STOPPING;
+		w->term_ms = monotonic_ms();
+	}
+}
+
+/* The routable worker to retire on TTOU/MANAGE remove: the one with the
+ * fewest limited apps, the newest among equals. */
+static struct worker *
+worker_pick_victim(void)
+{
+	struct worker *best = NULL;
+	int best_limited = 0;
+
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		struct worker *w = &arb.workers[i];
+		int limited = 0;
+		if (w->state != W_ALIVE)
+			continue;
+		for (size_t j = 0; j < arb.napps; j++)
+			if (w->apps[j] && arb.apps[j].limit > 0)
+				limited++;
+		if (best == NULL || limited < best_limited ||
+		    (limited == best_limited && w->age > best->age)) {
+			best = w;
+			best_limited = limited;
+		}
+	}
+	return best;
+}
+
+/* Decrease the target by up to n, never below what the apps require.
+ * Returns how many were removed. */
+int
+workers_decrease(int n)
+{
+	int removed = 0;
+
+	while (removed < n && arb.target > workers_required()) {
+		arb.target--;
+		removed++;
+		struct worker *w = worker_pick_victim();
+		if (w != NULL && workers_routable() > arb.target)
+			worker_retire(w);
+	}
+	return removed;
+}
+
+/* The worker's channel is gone (EOF, error, misbehaviour, timeout): fail
+ * every call it had at once, make sure the process dies. */
+static void
+worker_close_channel(struct worker *w, const char *why)
+{
+	char msg[128];
+
+	if (w->fd != -1) {
+		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, w->fd, NULL);
+		close(w->fd);
+		w->fd = -1;
+	}
+	dirty_buf_free(&w->in);
+	dirty_buf_free(&w->out.b);
+	w->out.off = 0;
+	if (w->pid > 0 && !w->reaped)	/* unreaped: the pid is still its own */
+		kill(w->pid, SIGKILL);
+	if (w->inflight == 0)
+		return;
+	snprintf(msg, sizeof(msg), "Dirty worker (pid: %d) %s", (int)w->pid,
+	    why);
+	uint32_t idx = (uint32_t)(w - arb.workers);
+	for (uint32_t i = 0; i < arb.ncall_slots; i++) {
+		struct call *k = &arb.calls[i];
+		if (k->in_use && k->worker == idx && k->worker_gen == w->gen)
+			call_fail(k, DIRTY_E_WORKER, msg);
+	}
+}
+
+static void
+worker_misbehaved(struct worker *w, const char *why)
+{
+	log_errorx("Dirty worker (pid: %d) sent a malformed message (%s), "
+	    "killing it", (int)w->pid, why);
+	w->killed = 1;
+	worker_close_channel(w, "was killed: malformed message");
+}
+
+static struct worker *
+worker_by_pid(pid_t pid)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state != W_FREE && arb.workers[i].pid == pid)
+			return &arb.workers[i];
+	return NULL;
+}
+
+static void
+status_text(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, len, "exit code %d", WEXITSTATUS(status));
+}
+
+static void
+worker_reaped(struct worker *w, int status)
+{
+	char how[64], why[96];
+	uint64_t now = monotonic_ms();
+
+	status_text(status, how, sizeof(how));
+	snprintf(why, sizeof(why), "died (%s)", how);
+	w->reaped = 1;
+	if (w->fd != -1 || w->inflight > 0)
+		worker_close_channel(w, why);
+	if (w->state == W_ALIVE && !arb.stopping) {
+		log_warnx("Dirty worker (pid: %d) %s, spawning a replacement "
+		    "with the same apps", (int)w->pid, why);
+		if (arb.nrespawns % 8 == 0)
+			arb.respawns = xreallocarray(arb.respawns,
+			    arb.nrespawns + 8, sizeof(*arb.respawns));
+		struct respawn *r = &arb.respawns[arb.nrespawns++];
+		r->apps = w->apps;
+		w->apps = NULL;
+		/* Workers dying right after their start one after another
+		 * (import error, crash at boot) are not restarted in a tight
+		 * loop: the second young death within 5 s waits a second. */
+		r->due_ms = now;
+		if (now - w->spawned_ms < RESPAWN_DELAY_MS) {
+			if (arb.last_young_death != 0 &&
+			    now - arb.last_young_death < 5 * RESPAWN_DELAY_MS)
+				r->due_ms = now + RESPAWN_DELAY_MS;
+			arb.last_young_death = now;
+		}
+	} else
+		log_info("Dirty worker (pid: %d) exited (%s)", (int)w->pid, how);
+	munmap((void *)w->heartbeat, SHARED_SIZE);
+	free(w->apps);
+	w->apps = NULL;
+	w->heartbeat = NULL;
+	w->pid = 0;
+	w->state = W_FREE;
+}
+
+void
+workers_reap(void)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct worker *w = worker_by_pid(pid);
+		if (w != NULL)
+			worker_reaped(w, status);
+	}
+}
+
+int
+workers_count(void)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state != W_FREE)
+			n++;
+	return n;
+}
+
+void
+workers_signal(int sig)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state != W_FREE && arb.workers[i].pid > 0)
+			kill(arb.workers[i].pid, sig);
+}
+
+/* ---- class-level `workers = N` reported by a worker ---- */
+
+static void
+apply_class_limit(size_t app, int limit)
+{
+	int have = 0;
+
+	if (arb.apps[app].config_limit > 0 || limit <= 0 ||
+	    arb.apps[app].limit == limit)
+		return;
+	arb.apps[app].limit = limit;
+	log_info("dirty app %s: class attribute workers = %d",
+	    arb.apps[app].path, limit);
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state == W_ALIVE && arb.workers[i].apps[app])
+			have++;
+	/* Replace the extra ones, newest first, by workers without it. */
+	while (have > limit) {
+		struct worker *newest = NULL;
+		for (size_t i = 0; i < arb.nworkers_slots; i++) {
+			struct worker *w = &arb.workers[i];
+			if (w->state == W_ALIVE && w->apps[app] &&
+			    (newest == NULL || w->age > newest->age))
+				newest = w;
+		}
+		worker_retire(newest);
+		have--;
+	}
+	/* Not workers_manage() here: spawning may move arb.workers while
+	 * our caller still holds a pointer into it. */
+	arb.manage_pending = 1;
+}
+
+static void
+worker_app_report(struct worker *w, const uint8_t *p, size_t len)
+{
+	struct dirty_cursor c;
+	const char *why;
+	uint32_t n;
+
+	if (dirty_dict_lookup(p, len, "app_workers", &c, &why) != 0 ||
+	    dirty_get_dict(&c, &n) == -1)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		const char *name;
+		uint32_t nlen;
+		int64_t v;
+		if (dirty_get_string(&c, &name, &nlen) == -1)
+			return;
+		if (dirty_peek_type(&c) != DIRTY_TLV_INT64) {
+			if (dirty_skip(&c) == -1)
+				return;
+			continue;
+		}
+		if (dirty_get_int64(&c, &v) == -1)
+			return;
+		int app = app_find(name, nlen);
+		if (app >= 0 && v > 0 && v < 1000000)
+			apply_class_limit((size_t)app, (int)v);
+	}
+	(void)w;
+}
+
+/* ---- STATUS and MANAGE from clients ---- */
+
+static void
+put_key(struct dirty_buf *b, const char *k)
+{
+	dirty_put_cstring(b, k);
+}
+
+void
+status_reply(struct client *c, uint64_t id)
+{
+	struct dirty_buf *b = &c->out.b;
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		if (arb.workers[i].state != W_FREE && arb.workers[i].pid > 0)
+			n++;
+	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, id);
+	dirty_put_dict(b, 1);
+	put_key(b, "result");
+	dirty_put_dict(b, 7);
+	put_key(b, "arbiter_pid");
+	dirty_put_int64(b, arb.pid);
+	put_key(b, "num_workers");
+	dirty_put_int64(b, arb.target);
+	put_key(b, "min_workers");
+	dirty_put_int64(b, workers_required());
+	put_key(b, "in_flight");
+	dirty_put_int64(b, (int64_t)arb.total_inflight);
+	put_key(b, "served");
+	dirty_put_int64(b, (int64_t)arb.total_served);
+	put_key(b, "apps");
+	dirty_put_list(b, (uint32_t)arb.napps);
+	for (size_t i = 0; i < arb.napps; i++) {
+		uint32_t have = 0;
+		for (size_t j = 0; j < arb.nworkers_slots; j++)
+			if (arb.workers[j].state == W_ALIVE &&
+			    arb.workers[j].apps[i])
+				have++;
+		dirty_put_dict(b, 3);
+		put_key(b, "app_path");
+		dirty_put_cstring(b, arb.apps[i].path);
+		put_key(b, "worker_count");
+		if (arb.apps[i].limit > 0)
+			dirty_put_int64(b, arb.apps[i].limit);
+		else
+			dirty_put_none(b);
+		put_key(b, "workers");
+		dirty_put_int64(b, have);
+	}
+	put_key(b, "workers");
+	dirty_put_list(b, n);
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		static const char *states[] = { "free", "alive", "retiring",
+		    "stopping" };
+		struct worker *w = &arb.workers[i];
+		uint32_t na = 0;
+		if (w->state == W_FREE || w->pid <= 0)
+			continue;
+		for (size_t j = 0; j < arb.napps; j++)
+			na += w->apps[j] ? 1 : 0;
+		dirty_put_dict(b, 7);
+		put_key(b, "pid");
+		dirty_put_int64(b, w->pid);
+		put_key(b, "age");
+		dirty_put_int64(b, w->age);
+		put_key(b, "state");
+		dirty_put_cstring(b, states[w->state]);
+		put_key(b, "apps");
+		dirty_put_list(b, na);
+		for (size_t j = 0; j < arb.napps; j++)
+			if (w->apps[j])
+				dirty_put_cstring(b, arb.apps[j].path);
+		put_key(b, "in_flight");
+		dirty_put_int64(b, w->inflight);
+		put_key(b, "served");
+		dirty_put_int64(b, (int64_t)w->served);
+		put_key(b, "last_heartbeat_ms_ago");
+		dirty_put_int64(b, (int64_t)(monotonic_ms() - *w->heartbeat));
+	}
+	dirty_frame_end(b, f);
+	client_queue_flush(c);
+}
+
+void
+manage_request(struct client *c, const uint8_t *payload,
+    const struct dirty_header *h)
+{
+	struct dirty_cursor v;
+	const char *why;
+	int64_t op = 0, count = 1;
+	int done = 0;
+
+	if (dirty_validate(payload, h->length, 0, &why) == -1) {
+		client_protocol_error(c, h->id, why);
+		return;
+	}
+	if (dirty_dict_lookup(payload, h->length, "op", &v, &why) != 0 ||
+	    dirty_get_int64(&v, &op) == -1 ||
+	    (op != DIRTY_MANAGE_ADD && op != DIRTY_MANAGE_REMOVE)) {
+		client_send_error(c, h->id, DIRTY_E_ERROR,
+		    "MANAGE needs op 1 (add) or 2 (remove)");
+		return;
+	}
+	if (dirty_dict_lookup(payload, h->length, "count", &v, &why) == 0 &&
+	    dirty_get_int64(&v, &count) == -1)
+		count = -1;
+	if (count < 1 || count > 1024) {
+		client_send_error(c, h->id, DIRTY_E_ERROR,
+		    "MANAGE count must be between 1 and 1024");
+		return;
+	}
+	if (arb.stopping) {
+		client_send_error(c, h->id, DIRTY_E_ERROR,
+		    "dirty arbiter is shutting down");
+		return;
+	}
+	if (op == DIRTY_MANAGE_ADD) {
+		arb.target += (int)count;
+		done = (int)count;
+		log_info("MANAGE: increasing dirty workers to %d", arb.target);
+		workers_manage();
+	} else {
+		done = workers_decrease((int)count);
+		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
+	}
+	struct dirty_buf *b = &c->out.b;
+	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, h->id);
+	dirty_put_dict(b, 1);
+	put_key(b, "result");
+	dirty_put_dict(b, 3);
+	put_key(b, "success");
+	dirty_put_bool(b, done == (int)count);
+	put_key(b, op == DIRTY_MANAGE_ADD ? "added" : "removed");
+	dirty_put_int64(b, done);
+	put_key(b, "num_workers");
+	dirty_put_int64(b, arb.target);
+	dirty_frame_end(b, f);
+	client_queue_flush(c);
+}
+
+/* ---- worker input ---- */
+
+/* Handle complete frames from a worker; returns bytes consumed, or
+ * (size_t)-1 if the worker misbehaved (and was killed). */
+static size_t
+worker_frames(struct worker *w, const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+	struct dirty_header h;
+	const char *why;
+
+	while (len - off >= DIRTY_HEADER_SIZE) {
+		if (dirty_header_decode(p + off, &h, &why) == -1) {
+			worker_misbehaved(w, why);
+			return (size_t)-1;
+		}
+		if (len - off - DIRTY_HEADER_SIZE < h.length)
+			break;
+		const uint8_t *payload = p + off + DIRTY_HEADER_SIZE;
+		switch (h.type) {
+		case DIRTY_MSG_RESPONSE:
+		case DIRTY_MSG_ERROR:
+		case DIRTY_MSG_CHUNK:
+		case DIRTY_MSG_END:
+			if (dirty_validate(payload, h.length,
+			    h.type == DIRTY_MSG_END, &why) == -1) {
+				worker_misbehaved(w, why);
+				return (size_t)-1;
+			}
+			worker_reply(w, p + off, &h);
+			break;
+		case DIRTY_MSG_STATUS:
+			if (dirty_validate(payload, h.length, 1, &why) == -1) {
+				worker_misbehaved(w, why);
+				return (size_t)-1;
+			}
+			if (h.length > 0)
+				worker_app_report(w, payload, h.length);
+			break;
+		default:
+			worker_misbehaved(w, "unexpected message type from a "
+			    "worker");
+			return (size_t)-1;
+		}
+		off += DIRTY_HEADER_SIZE + h.length;
+		if (w->fd == -1)
+			return (size_t)-1;
+	}
+	return off;
+}
+
+void
+worker_read(struct worker *w)
+{
+	for (int round = 0; round < 16 && w->fd != -1; round++) {
+		ssize_t n = recv(w->fd, arb_scratch, sizeof(arb_scratch),
+		    MSG_DONTWAIT);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			worker_close_channel(w, "connection lost");
+			return;
+		}
+		if (n == 0) {
+			worker_close_channel(w, "closed its connection");
+			return;
+		}
+		size_t used;
+		if (w->in.len == 0) {
+			used = worker_frames(w, arb_scratch, (size_t)n);
+			if (used == (size_t)-1)
+				return;
+			if (used < (size_t)n)
+				dirty_buf_append(&w->in, arb_scratch + used,
+				    (size_t)n - used);
+		} else {
+			dirty_buf_append(&w->in, arb_scratch, (size_t)n);
+			used = worker_frames(w, w->in.data, w->in.len);
+			if (used == (size_t)-1)
+				return;
+			dirty_buf_consume(&w->in, used);
+		}
+		if (w->in.len == 0 && w->in.cap > BUF_KEEP)
+			dirty_buf_free(&w->in);
+		if ((size_t)n < sizeof(arb_scratch))
+			return;
+	}
+}
+
+void
+worker_flush(struct worker *w)
+{
+	if (w->fd == -1)
+		return;
+	if (outq_send(w->fd, &w->out) == -1) {
+		worker_close_channel(w, "connection lost");
+		return;
+	}
+	worker_update_events(w);
+}
+
+/* ---- heartbeats and retirement ---- */
+
+/* Every tick: kill a worker whose heartbeat is older than the
+ * dirty_timeout (ms; 0: none), TERM a retiring one once idle or after
+ * the graceful timeout, KILL a stopping one after it. */
+void
+workers_tick(uint64_t now, uint64_t timeout, uint64_t grace)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		struct worker *w = &arb.workers[i];
+		if (w->state == W_FREE || w->pid <= 0)
+			continue;
+		if (timeout > 0 && !w->killed && now > *w->heartbeat &&
+		    now - *w->heartbeat > timeout) {
+			log_errorx("DIRTY WORKER TIMEOUT (pid:%d)", (int)w->pid);
+			w->killed = 1;
+			worker_close_channel(w, "timed out (no heartbeat)");
+			continue;
+		}
+		if (w->state == W_RETIRING &&
+		    (w->inflight == 0 || now - w->retire_ms >= grace))
+			worker_term(w);
+		if (w->state == W_STOPPING && !w->killed &&
+		    now - w->term_ms >= grace) {
+			w->killed = 1;
+			kill(w->pid, SIGKILL);
+		}
+	}
+}

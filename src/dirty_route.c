@@ -1,0 +1,571 @@
+/*
+ * dirty_route.c — the dirty arbiter's routing: client connections
+ * (HTTP workers, scripts, dirty workers using the stash), the table of
+ * calls in flight, and the way a call goes to a worker and its replies
+ * come back.  It owns arb.clients and arb.calls (dirty_arbiter_int.h).
+ * Like the whole arbiter it NEVER calls Python.
+ *
+ * Routing: a client REQUEST is validated, its app_path looked up, and the
+ * raw frame forwarded to a live worker that has the app (round robin),
+ * with its id rewritten to an arbiter-unique id (slot | generation << 32
+ * in the call table).  Replies (RESPONSE, ERROR, CHUNK, END) go back to
+ * the client with the client's id; RESPONSE, ERROR and END end the call.
+ *
+ * Streams: a call's dirty_timeout restarts at each CHUNK (a stream making
+ * progress never times out here; the client has total and idle timeouts).
+ * A call whose client connection closes (the caller went away, closed its
+ * stream, timed out) or that times out is forgotten, and its worker is
+ * told to stop producing for it through the cancel ring shared with that
+ * worker (dirty.h): nothing goes on the wire for it.
+ *
+ * Trust: a malformed frame from a client gets an ERROR DirtyProtocolError
+ * and that connection is closed (client_protocol_error()); the arbiter
+ * carries on.
+ *
+ * Back-pressure: buffers are empty (unallocated) while a peer is idle;
+ * input is read into one shared 64 KiB scratch buffer and only a partial
+ * frame is kept per peer.  A client's input is never paused (a client
+ * that pipelines before reading would deadlock); a client with more than
+ * CLIENT_MAX_OUT of unread replies is dropped.  Requests waiting for a
+ * worker's socket are bounded by WORKER_MAX_OUT per worker: past it a new
+ * request goes to another worker having the app, or gets
+ * DirtyNoWorkersAvailableError at once.
+ */
+#include "dirty.h"
+#include "dirty_arbiter_int.h"
+#include "dirty_stash.h"
+#include "dirty_wire.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+/* A client whose unread replies exceed this is dropped.  Its input is
+ * never paused instead: a client that writes all its requests before
+ * reading (pipelining) would then deadlock against us. */
+#define CLIENT_MAX_OUT		(256u * 1024 * 1024)
+/* Requests queued in the arbiter for one worker (not yet written to its
+ * socket) are bounded: past this, a new request goes to another worker
+ * having the app, or is answered DirtyNoWorkersAvailableError.  So one
+ * client pipelining large requests to a busy worker cannot grow the
+ * arbiter without bound (at most this plus one frame per worker). */
+#define WORKER_MAX_OUT		(64u * 1024 * 1024)
+#define CLIENT_CLOSE_GRACE_MS	2000
+
+static void call_free(struct call *k);
+static void call_cancel_worker(struct call *k);
+
+/* ---- clients ---- */
+
+static uint64_t
+client_key(const struct client *c)
+{
+	return EV_KEY(EV_CLIENT, c->gen, c - arb.clients);
+}
+
+static void
+client_update_events(struct client *c)
+{
+	uint32_t want = 0;
+
+	if (!c->closing)
+		want |= EPOLLIN;
+	if (outq_pending(&c->out) > 0)
+		want |= EPOLLOUT;
+	ep_set(c->fd, &c->events, want, client_key(c));
+}
+
+void
+client_queue_flush(struct client *c)
+{
+	flush_queue(client_key(c), &c->flush_queued);
+}
+
+struct client *
+client_lookup(uint32_t idx, uint32_t gen)
+{
+	if (idx >= arb.nclient_slots)
+		return NULL;
+	struct client *c = &arb.clients[idx];
+	if (c->fd == -1 || (c->gen & 0xffffffu) != (gen & 0xffffffu))
+		return NULL;
+	return c;
+}
+
+void
+client_accept(void)
+{
+	for (;;) {
+		int fd = accept4(arb.listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("dirty: accept");
+			return;
+		}
+		size_t i;
+		for (i = 0; i < arb.nclient_slots; i++)
+			if (arb.clients[i].fd == -1)
+				break;
+		if (i == arb.nclient_slots) {
+			size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
+			arb.clients = xreallocarray(arb.clients, n,
+			    sizeof(*arb.clients));
+			memset(arb.clients + arb.nclient_slots, 0,
+			    (n - arb.nclient_slots) * sizeof(*arb.clients));
+			for (size_t j = arb.nclient_slots; j < n; j++)
+				arb.clients[j].fd = -1;
+			arb.nclient_slots = n;
+		}
+		struct client *c = &arb.clients[i];
+		uint32_t gen = c->gen + 1;
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		c->gen = gen;
+		c->events = EPOLLIN;
+		if (ep_add(fd, EPOLLIN, client_key(c)) == -1) {
+			close(fd);
+			c->fd = -1;
+			continue;
+		}
+		arb.nclients++;
+	}
+}
+
+void
+client_close(struct client *c)
+{
+	if (c->fd == -1)
+		return;
+	if (c->ncalls > 0) {
+		/* Its calls are forgotten, and their workers told to stop
+		 * producing for them (a stream stops at its next chunk). */
+		uint32_t idx = (uint32_t)(c - arb.clients);
+		for (uint32_t i = 0; i < arb.ncall_slots && c->ncalls > 0; i++) {
+			struct call *k = &arb.calls[i];
+			if (k->in_use && k->client == idx &&
+			    k->client_gen == c->gen) {
+				call_cancel_worker(k);
+				call_free(k);
+			}
+		}
+	}
+	epoll_ctl(arb.epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->gen++;	/* its calls in flight are forgotten: replies dropped */
+	dirty_buf_free(&c->in);
+	dirty_buf_free(&c->out.b);
+	c->out.off = 0;
+	arb.nclients--;
+}
+
+void
+client_send_error(struct client *c, uint64_t id, const char *type,
+    const char *message)
+{
+	dirty_put_error_frame(&c->out.b, id, type, message);
+	client_queue_flush(c);
+}
+
+/* The id of a header whose magic and version are right, else 0. */
+static uint64_t
+header_readable_id(const uint8_t *h, size_t avail)
+{
+	uint64_t id = 0;
+
+	if (avail < DIRTY_HEADER_SIZE || h[0] != DIRTY_MAGIC0 ||
+	    h[1] != DIRTY_MAGIC1 || h[2] != DIRTY_VERSION)
+		return 0;
+	for (int i = 8; i < 16; i++)
+		id = (id << 8) | h[i];
+	return id;
+}
+
+/* One function for every client protocol error: log a sanitized line,
+ * answer DirtyProtocolError, close once flushed. */
+void
+client_protocol_error(struct client *c, uint64_t id, const char *why)
+{
+	char msg[160];
+
+	log_debug("dirty: closing client connection: malformed message (%s)",
+	    why);
+	snprintf(msg, sizeof(msg), "Malformed message: %s", why);
+	client_send_error(c, id, DIRTY_E_PROTOCOL, msg);
+	c->closing = 1;
+	c->close_deadline = monotonic_ms() + CLIENT_CLOSE_GRACE_MS;
+	dirty_buf_free(&c->in);
+}
+
+/* ---- calls ---- */
+
+static struct call *
+call_alloc(uint32_t *slot)
+{
+	if (arb.ncall_free == 0) {
+		uint32_t n = arb.ncall_slots ? arb.ncall_slots * 2 : 64;
+		arb.calls = xreallocarray(arb.calls, n, sizeof(*arb.calls));
+		memset(arb.calls + arb.ncall_slots, 0,
+		    (n - arb.ncall_slots) * sizeof(*arb.calls));
+		arb.call_free = xreallocarray(arb.call_free, n,
+		    sizeof(*arb.call_free));
+		for (uint32_t i = n; i > arb.ncall_slots; i--)
+			arb.call_free[arb.ncall_free++] = i - 1;
+		arb.ncall_slots = n;
+	}
+	*slot = arb.call_free[--arb.ncall_free];
+	struct call *k = &arb.calls[*slot];
+	k->gen++;
+	if (k->gen == 0)
+		k->gen = 1;
+	k->in_use = 1;
+	arb.total_inflight++;
+	return k;
+}
+
+static uint64_t
+call_id(uint32_t slot)
+{
+	return ((uint64_t)arb.calls[slot].gen << 32) | slot;
+}
+
+static struct call *
+call_lookup(uint64_t id)
+{
+	uint32_t slot = (uint32_t)id;
+
+	if (slot >= arb.ncall_slots)
+		return NULL;
+	struct call *k = &arb.calls[slot];
+	if (!k->in_use || k->gen != (uint32_t)(id >> 32))
+		return NULL;
+	return k;
+}
+
+/* Forget a call: the client's and the worker's counts go down. */
+static void
+call_free(struct call *k)
+{
+	struct client *c = client_lookup(k->client, k->client_gen);
+	if (c != NULL && c->ncalls > 0)
+		c->ncalls--;
+	if (k->worker < arb.nworkers_slots) {
+		struct worker *w = &arb.workers[k->worker];
+		if (w->state != W_FREE && w->gen == k->worker_gen &&
+		    w->inflight > 0)
+			w->inflight--;
+	}
+	k->in_use = 0;
+	arb.call_free[arb.ncall_free++] = (uint32_t)(k - arb.calls);
+	arb.total_inflight--;
+}
+
+/* Tell the call's worker to stop producing for it (dirty.h: the cancel
+ * ring); the call itself is not freed here. */
+static void
+call_cancel_worker(struct call *k)
+{
+	if (k->worker >= arb.nworkers_slots)
+		return;
+	struct worker *w = &arb.workers[k->worker];
+	if (w->state == W_FREE || w->gen != k->worker_gen ||
+	    w->heartbeat == NULL)
+		return;
+	uint64_t id = call_id((uint32_t)(k - arb.calls));
+	__atomic_store_n(&w->heartbeat[1 + w->cancel_pos % DIRTY_CANCEL_SLOTS],
+	    id, __ATOMIC_RELEASE);
+	w->cancel_pos++;
+}
+
+/* Answer a call with an error (if its client is still there), forget it. */
+void
+call_fail(struct call *k, const char *type, const char *message)
+{
+	struct client *c = client_lookup(k->client, k->client_gen);
+
+	if (c != NULL && !c->closing)
+		client_send_error(c, k->client_id, type, message);
+	call_free(k);
+}
+
+/* ---- routing ---- */
+
+/* The next live worker having the app whose queue has room (round
+ * robin); NULL if none, with *full set when some had the app but a full
+ * queue (WORKER_MAX_OUT). */
+static struct worker *
+route_pick(size_t app, int *full)
+{
+	size_t n = arb.nworkers_slots;
+
+	*full = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (arb.apps[app].rr + k) % n;
+		struct worker *w = &arb.workers[i];
+		if (w->state == W_ALIVE && w->fd != -1 && w->apps[app]) {
+			if (outq_pending(&w->out) >= WORKER_MAX_OUT) {
+				*full = 1;
+				continue;
+			}
+			arb.apps[app].rr = (uint32_t)(i + 1);
+			return w;
+		}
+	}
+	return NULL;
+}
+
+static void
+route_request(struct client *c, const uint8_t *frame,
+    const struct dirty_header *h)
+{
+	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
+	struct dirty_cursor v;
+	const char *why, *name;
+	uint32_t nlen, slot;
+	char msg[256];
+
+	if (dirty_validate(payload, h->length, 0, &why) == -1) {
+		client_protocol_error(c, h->id, why);
+		return;
+	}
+	int r = dirty_dict_lookup(payload, h->length, "app_path", &v, &why);
+	if (r == 1)
+		why = "REQUEST without app_path";
+	if (r != 0 || dirty_get_string(&v, &name, &nlen) == -1) {
+		client_protocol_error(c, h->id,
+		    r == 0 ? "app_path is not a string" : why);
+		return;
+	}
+	int app = app_find(name, nlen);
+	if (app < 0) {
+		snprintf(msg, sizeof(msg), "Dirty app not found: %.*s",
+		    (int)(nlen > 200 ? 200 : nlen), name);
+		client_send_error(c, h->id, DIRTY_E_APP_NOT_FOUND, msg);
+		return;
+	}
+	int full;
+	struct worker *w = route_pick((size_t)app, &full);
+	if (w == NULL) {
+		snprintf(msg, sizeof(msg),
+		    "No dirty workers available for app %s%s",
+		    arb.apps[app].path, full ?
+		    " (every worker's queue of requests is full)" : "");
+		client_send_error(c, h->id, DIRTY_E_NO_WORKERS, msg);
+		return;
+	}
+	struct call *k = call_alloc(&slot);
+	k->client = (uint32_t)(c - arb.clients);
+	k->client_gen = c->gen;
+	k->client_id = h->id;
+	k->worker = (uint32_t)(w - arb.workers);
+	k->worker_gen = w->gen;
+	k->start_ms = monotonic_ms();
+	c->ncalls++;
+	w->inflight++;
+
+	size_t at = w->out.b.len;
+	dirty_buf_append(&w->out.b, frame, DIRTY_HEADER_SIZE + h->length);
+	dirty_header_set_id(w->out.b.data + at, call_id(slot));
+	flush_queue(worker_key(w), &w->flush_queued);
+}
+
+/* ---- client input ---- */
+
+static void
+client_frame(struct client *c, const uint8_t *frame,
+    const struct dirty_header *h)
+{
+	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
+	const char *why;
+
+	switch (h->type) {
+	case DIRTY_MSG_REQUEST:
+		route_request(c, frame, h);
+		break;
+	case DIRTY_MSG_STATUS:
+		if (dirty_validate(payload, h->length, 1, &why) == -1)
+			client_protocol_error(c, h->id, why);
+		else
+			status_reply(c, h->id);
+		break;
+	case DIRTY_MSG_MANAGE:
+		manage_request(c, payload, h);
+		break;
+	case DIRTY_MSG_STASH:
+		if (dirty_validate(payload, h->length, 0, &why) == -1)
+			client_protocol_error(c, h->id, why);
+		else {
+			dirty_stash_handle(payload, h->length, h->id,
+			    &c->out.b);
+			client_queue_flush(c);
+		}
+		break;
+	default:
+		client_protocol_error(c, h->id,
+		    "unexpected message type from a client");
+		break;
+	}
+}
+
+/* Handle every complete frame in p[0..len); returns bytes consumed. */
+static size_t
+client_frames(struct client *c, const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+	struct dirty_header h;
+	const char *why;
+
+	while (!c->closing && len - off >= DIRTY_HEADER_SIZE) {
+		if (dirty_header_decode(p + off, &h, &why) == -1) {
+			client_protocol_error(c,
+			    header_readable_id(p + off, len - off), why);
+			return len;
+		}
+		if (len - off - DIRTY_HEADER_SIZE < h.length)
+			break;
+		client_frame(c, p + off, &h);
+		off += DIRTY_HEADER_SIZE + h.length;
+	}
+	return c->closing ? len : off;
+}
+
+void
+client_read(struct client *c)
+{
+	for (int round = 0; round < 8 && c->fd != -1 && !c->closing; round++) {
+		ssize_t n = recv(c->fd, arb_scratch, sizeof(arb_scratch),
+		    MSG_DONTWAIT);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			client_close(c);
+			return;
+		}
+		if (n == 0) {
+			if (c->in.len > 0) {	/* EOF inside a frame */
+				client_protocol_error(c,
+				    header_readable_id(c->in.data, c->in.len),
+				    "truncated message");
+				shutdown(c->fd, SHUT_RD);
+				break;
+			}
+			client_close(c);
+			return;
+		}
+		if (c->in.len == 0) {
+			/* the common case: whole frames, no copy */
+			size_t used = client_frames(c, arb_scratch, (size_t)n);
+			if (!c->closing && used < (size_t)n)
+				dirty_buf_append(&c->in, arb_scratch + used,
+				    (size_t)n - used);
+		} else {
+			dirty_buf_append(&c->in, arb_scratch, (size_t)n);
+			size_t used = client_frames(c, c->in.data, c->in.len);
+			if (!c->closing)
+				dirty_buf_consume(&c->in, used);
+		}
+		if (c->in.len == 0 && c->in.cap > 0)
+			dirty_buf_free(&c->in);
+		if ((size_t)n < sizeof(arb_scratch))
+			break;
+	}
+	if (c->fd != -1) {
+		client_queue_flush(c);
+		client_update_events(c);
+	}
+}
+
+void
+client_flush(struct client *c)
+{
+	if (c->fd == -1)
+		return;
+	if (outq_send(c->fd, &c->out) == -1) {
+		client_close(c);
+		return;
+	}
+	if (outq_pending(&c->out) > CLIENT_MAX_OUT) {
+		log_warnx("dirty: dropping a client that does not read its "
+		    "replies");
+		client_close(c);
+		return;
+	}
+	if (c->closing && outq_pending(&c->out) == 0) {
+		client_close(c);
+		return;
+	}
+	client_update_events(c);
+}
+
+/* ---- replies from workers ---- */
+
+void
+worker_reply(struct worker *w, const uint8_t *frame,
+    const struct dirty_header *h)
+{
+	int final = h->type != DIRTY_MSG_CHUNK;
+	struct call *k = call_lookup(h->id);
+
+	if (k == NULL || k->worker != (uint32_t)(w - arb.workers) ||
+	    k->worker_gen != w->gen)
+		return;		/* timed out or forgotten: drop */
+	struct client *c = client_lookup(k->client, k->client_gen);
+	if (c != NULL && !c->closing) {
+		size_t at = c->out.b.len;
+		dirty_buf_append(&c->out.b, frame,
+		    DIRTY_HEADER_SIZE + h->length);
+		dirty_header_set_id(c->out.b.data + at, k->client_id);
+		client_queue_flush(c);
+	}
+	if (final) {
+		w->served++;
+		arb.total_served++;
+		call_free(k);
+	} else
+		k->start_ms = monotonic_ms();	/* a stream making progress */
+}
+
+/* ---- timeouts ---- */
+
+/* Calls without progress for the dirty_timeout (ms; 0: none) fail with
+ * DirtyTimeoutError; their worker is told to stop producing for them. */
+void
+calls_expire(uint64_t now, uint64_t timeout)
+{
+	char msg[128];
+
+	if (timeout > 0) {
+		snprintf(msg, sizeof(msg), "Request timed out after %d seconds",
+		    arb.s->dirty_timeout);
+		for (uint32_t i = 0; i < arb.ncall_slots; i++) {
+			struct call *k = &arb.calls[i];
+			if (k->in_use && now - k->start_ms >= timeout) {
+				call_cancel_worker(k);
+				call_fail(k, DIRTY_E_TIMEOUT, msg);
+			}
+		}
+	}
+}
+
+/* Connections closing after a protocol error are closed at their
+ * deadline, flushed or not. */
+void
+clients_expire(uint64_t now)
+{
+	for (size_t i = 0; i < arb.nclient_slots; i++) {
+		struct client *c = &arb.clients[i];
+		if (c->fd != -1 && c->closing && now >= c->close_deadline)
+			client_close(c);
+	}
+}
