@@ -52,6 +52,7 @@
 #include "python.h"
 #include "settings.h"
 #include "util.h"
+#include "wsgi.h"
 
 #define WORKER_BOOT_ERROR	3	/* gunicorn's exit codes for a worker */
 #define APP_LOAD_ERROR		4
@@ -1027,6 +1028,8 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	}
 	if (!s->preload_app)
 		python_warm_import(s->app_uri);
+	if (wsgi_prepare() == -1)	/* workers try again and report */
+		PyErr_Clear();
 	python_freeze();
 	if (M.dirty) {
 		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)

@@ -121,6 +121,7 @@ static PyObject *app;			/* the WSGI callable */
 static PyObject *worker_obj;		/* hook argument */
 static PyObject *base_env;		/* constant part of every environ */
 static PyObject *ns_type;		/* types.SimpleNamespace, for hook objects */
+static PyObject *signal_mod;		/* _signal */
 static int io_timeout_ms = -1;
 static int trust_all_proxies;
 static char *script_name;		/* $SCRIPT_NAME or "" */
@@ -2282,10 +2283,9 @@ static int
 install_python_signal_handlers(void)
 {
 	static const int sigs[] = { SIGINT, SIGQUIT, SIGABRT };
-	PyObject *mod, *fn;
+	PyObject *mod = signal_mod, *fn;
 
-	if ((mod = PyImport_ImportModule("signal")) == NULL)
-		return -1;
+	Py_INCREF(mod);
 	if ((fn = PyCFunction_New(&signal_handler_def, NULL)) == NULL) {
 		Py_DECREF(mod);
 		return -1;
@@ -2311,6 +2311,65 @@ wsgi_signal_trip(int sig)
 }
 
 /* ---- setup ---- */
+
+/*
+ * Everything that does not depend on the worker: made once in the master
+ * before forking (master.c calls this before gc.freeze()), so that all
+ * workers share it.  Made in each worker, the type slots, the interned
+ * keys and the first import through importlib's Python code (even of a
+ * built-in module) would write into ~0.5 MB of the master's pages.
+ */
+int
+wsgi_prepare(void)
+{
+	static int done;
+	PyObject *mod;
+
+	if (done)
+		return 0;
+	if (PyType_Ready(&InputType) < 0 || PyType_Ready(&StartResponseType) < 0 ||
+	    PyType_Ready(&WriteType) < 0 || PyType_Ready(&ErrorsType) < 0 ||
+	    PyType_Ready(&FileWrapperType) < 0)
+		return -1;
+
+	k_request_method = intern("REQUEST_METHOD");
+	k_script_name = intern("SCRIPT_NAME");
+	k_path_info = intern("PATH_INFO");
+	k_query_string = intern("QUERY_STRING");
+	k_raw_uri = intern("RAW_URI");
+	k_server_name = intern("SERVER_NAME");
+	k_server_port = intern("SERVER_PORT");
+	k_server_protocol = intern("SERVER_PROTOCOL");
+	k_remote_addr = intern("REMOTE_ADDR");
+	k_remote_port = intern("REMOTE_PORT");
+	k_content_type = intern("CONTENT_TYPE");
+	k_content_length = intern("CONTENT_LENGTH");
+	k_url_scheme = intern("wsgi.url_scheme");
+	k_input = intern("wsgi.input");
+	k_http_authorization = intern("HTTP_AUTHORIZATION");
+	k_http_referer = intern("HTTP_REFERER");
+	k_http_user_agent = intern("HTTP_USER_AGENT");
+	v_http = intern("http");
+	v_https = intern("https");
+	v_http11 = intern("HTTP/1.1");
+	v_http10 = intern("HTTP/1.0");
+	v_empty = intern("");
+	for (int i = 0; method_names[i]; i++)
+		v_methods[i] = intern(method_names[i]);
+
+	if ((mod = PyImport_ImportModule("types")) == NULL)
+		return -1;
+	ns_type = PyObject_GetAttrString(mod, "SimpleNamespace");
+	Py_DECREF(mod);
+	if (ns_type == NULL)
+		return -1;
+	/* _signal (built in), not signal: signal.py imports enum, ~1.7 MB
+	 * more in every worker when the app does not import it anyway */
+	if ((signal_mod = PyImport_ImportModule("_signal")) == NULL)
+		return -1;
+	done = 1;
+	return 0;
+}
 
 void *
 wsgi_worker_object(void)
@@ -2338,7 +2397,7 @@ wsgi_flush_stdio(void)
 int
 wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 {
-	PyObject *mod, *errors, *v;
+	PyObject *errors, *v;
 
 	cfg = ctx->cfg;
 	app = app_obj;
@@ -2356,35 +2415,8 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	script_name = xstrdup(sn ? sn : "");
 	script_name_len = strlen(script_name);
 
-	if (PyType_Ready(&InputType) < 0 || PyType_Ready(&StartResponseType) < 0 ||
-	    PyType_Ready(&WriteType) < 0 || PyType_Ready(&ErrorsType) < 0 ||
-	    PyType_Ready(&FileWrapperType) < 0)
+	if (wsgi_prepare() == -1)
 		goto pyfail;
-
-	k_request_method = intern("REQUEST_METHOD");
-	k_script_name = intern("SCRIPT_NAME");
-	k_path_info = intern("PATH_INFO");
-	k_query_string = intern("QUERY_STRING");
-	k_raw_uri = intern("RAW_URI");
-	k_server_name = intern("SERVER_NAME");
-	k_server_port = intern("SERVER_PORT");
-	k_server_protocol = intern("SERVER_PROTOCOL");
-	k_remote_addr = intern("REMOTE_ADDR");
-	k_remote_port = intern("REMOTE_PORT");
-	k_content_type = intern("CONTENT_TYPE");
-	k_content_length = intern("CONTENT_LENGTH");
-	k_url_scheme = intern("wsgi.url_scheme");
-	k_input = intern("wsgi.input");
-	k_http_authorization = intern("HTTP_AUTHORIZATION");
-	k_http_referer = intern("HTTP_REFERER");
-	k_http_user_agent = intern("HTTP_USER_AGENT");
-	v_http = intern("http");
-	v_https = intern("https");
-	v_http11 = intern("HTTP/1.1");
-	v_http10 = intern("HTTP/1.0");
-	v_empty = intern("");
-	for (int i = 0; method_names[i]; i++)
-		v_methods[i] = intern(method_names[i]);
 
 	srv_name = xcalloc(nlisteners + 1, sizeof(*srv_name));
 	srv_port = xcalloc(nlisteners + 1, sizeof(*srv_port));
@@ -2423,13 +2455,6 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	    PyDict_SetItem(base_env, k_script_name, v) == -1)
 		goto pyfail;
 	Py_DECREF(v);
-
-	if ((mod = PyImport_ImportModule("types")) == NULL)
-		goto pyfail;
-	ns_type = PyObject_GetAttrString(mod, "SimpleNamespace");
-	Py_DECREF(mod);
-	if (ns_type == NULL)
-		goto pyfail;
 
 	if (install_python_signal_handlers() == -1)
 		goto pyfail;

@@ -45,6 +45,14 @@ struct wsgi_conn {
  * callable (stolen).  Returns 0, or -1 after logging.
  */
 int wsgi_init(struct http_worker_ctx *ctx, void *app);
+/*
+ * Optional, in the master before forking (before gc.freeze()): make the
+ * worker-independent part (types, interned keys, modules the glue uses)
+ * once, so that workers share it instead of each copying the master's
+ * pages.  wsgi_init() does it when it was not done.  0, or -1 with a
+ * Python exception set.
+ */
+int wsgi_prepare(void);
 /* The `worker` hook argument (borrowed PyObject *). */
 void *wsgi_worker_object(void);
 
