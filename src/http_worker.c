@@ -114,12 +114,14 @@ http_worker_urgent_signals(void)
 		return;
 	if (sig_int || sig_quit) {
 		exiting = 1;
-		python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
+		if (wctx->cfg->hooks[HOOK_WORKER_INT] != NULL)
+			python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
 		worker_exit(0);
 	}
 	if (sig_abrt) {
 		exiting = 1;
-		python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
+		if (wctx->cfg->hooks[HOOK_WORKER_ABORT] != NULL)
+			python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
 		worker_exit(1);
 	}
 }
@@ -358,7 +360,8 @@ http_worker_main(struct http_worker_ctx *ctx)
 	install_signals();
 	setup_listeners(ctx);
 	setup_state(&w, cfg);
-	python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
+	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
+		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 
 	pfd = xcalloc(ctx->nlisteners + 1, sizeof(*pfd));
 	for (size_t i = 0; i < ctx->nlisteners; i++) {

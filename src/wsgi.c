@@ -118,7 +118,8 @@ sbuf_printf(struct sbuf *b, const char *fmt, ...)
 
 static struct settings *cfg;
 static PyObject *app;			/* the WSGI callable */
-static PyObject *worker_obj;		/* hook argument */
+static PyObject *worker_obj;		/* hook argument, see wsgi_worker_object() */
+static int worker_age;
 static PyObject *base_env;		/* constant part of every environ */
 static PyObject *ns_type;		/* types.SimpleNamespace, for hook objects */
 static PyObject *signal_mod;		/* _signal */
@@ -2164,7 +2165,7 @@ wsgi_handle(struct wsgi_conn *c)
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "request object for hooks");
 			reqobj = Py_NewRef(Py_None);
 		}
-		python_hook(cfg, HOOK_PRE_REQUEST, 2, worker_obj, reqobj);
+		python_hook(cfg, HOOK_PRE_REQUEST, 2, wsgi_worker_object(), reqobj);
 	}
 	start = realtime_us();
 	resp_begin(c);
@@ -2254,7 +2255,7 @@ done:
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "response object for hooks");
 			respobj = Py_NewRef(Py_None);
 		}
-		if (python_hook(cfg, HOOK_POST_REQUEST, 4, worker_obj, reqobj,
+		if (python_hook(cfg, HOOK_POST_REQUEST, 4, wsgi_worker_object(), reqobj,
 		    env ? env : Py_None, respobj) == -1)
 			log_debug("Exception in post_request hook");
 		Py_DECREF(respobj);
@@ -2371,9 +2372,17 @@ wsgi_prepare(void)
 	return 0;
 }
 
+/* Made on first use (or in wsgi_init when a worker hook is set): a
+ * worker without such hooks never runs the Python code that builds it,
+ * which would write into ~0.25 MB of the master's pages. */
 void *
 wsgi_worker_object(void)
 {
+	if (worker_obj == NULL && cfg != NULL &&
+	    (worker_obj = python_worker_object(cfg, getpid(), worker_age)) == NULL) {
+		PyErr_Clear();
+		worker_obj = Py_NewRef(Py_None);
+	}
 	return worker_obj;
 }
 
@@ -2464,10 +2473,11 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	else
 		alog_compile("%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"");
 
-	if ((worker_obj = python_worker_object(cfg, getpid(), ctx->age)) == NULL) {
-		PyErr_Clear();
-		worker_obj = Py_NewRef(Py_None);
-	}
+	worker_age = ctx->age;
+	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL || cfg->hooks[HOOK_WORKER_INT] != NULL ||
+	    cfg->hooks[HOOK_WORKER_ABORT] != NULL || cfg->hooks[HOOK_PRE_REQUEST] != NULL ||
+	    cfg->hooks[HOOK_POST_REQUEST] != NULL || cfg->hooks[HOOK_WORKER_EXIT] != NULL)
+		(void)wsgi_worker_object();	/* its `started` is the boot time */
 	return 0;
 pyfail:
 	python_log_exception(LOG_ERROR, LOG_ERROR, "cannot set up the WSGI worker");

@@ -41,8 +41,9 @@ struct wsgi_conn {
 
 /*
  * Prepare the glue: intern the environ keys, build the constant part of
- * the environ, the worker hook object.  app: new reference to the WSGI
- * callable (stolen).  Returns 0, or -1 after logging.
+ * the environ, the worker hook object when a worker hook is set.
+ * app: new reference to the WSGI callable (stolen).  Returns 0, or -1
+ * after logging.
  */
 int wsgi_init(struct http_worker_ctx *ctx, void *app);
 /*
@@ -53,7 +54,9 @@ int wsgi_init(struct http_worker_ctx *ctx, void *app);
  * Python exception set.
  */
 int wsgi_prepare(void);
-/* The `worker` hook argument (borrowed PyObject *). */
+/* The `worker` hook argument (borrowed PyObject *), made on first use
+ * (at wsgi_init when a worker hook is configured).  NULL before
+ * wsgi_init. */
 void *wsgi_worker_object(void);
 
 /*
