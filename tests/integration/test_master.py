@@ -616,3 +616,37 @@ def test_usr1_bursts_during_spawns_kill_no_worker(make_server):
     assert "was terminated due to signal 10" not in s.log()
     assert "exited with code" not in s.log()
     assert http_get(s.port, "/")[2] == b"OK"
+
+
+def test_max_requests_with_jitter(make_server):
+    """A worker restarts after max_requests + randint(0, jitter) requests."""
+    s = make_server(*app_args("master_app:info", "--max-requests", "5",
+                              "--max-requests-jitter", "5"))
+    counts, pid, n = [], None, 0
+    for _ in range(60):
+        p = get_json(s.port)["pid"]
+        if pid is not None and p != pid:
+            counts.append(n)
+            n = 0
+        pid, n = p, n + 1
+    assert len(counts) >= 3, counts
+    assert all(5 <= c <= 10 for c in counts), counts
+    s.wait_log("Autorestarting worker after current request.")
+
+
+def test_reuse_port_lets_two_servers_share_a_port(make_server):
+    a = make_server(*app_args("master_app:info", "--reuse-port"))
+    b = make_server(*app_args("master_app:info", "--reuse-port"), port=a.port)
+    b.wait_log("Booting worker")    # the port was open already: wait for b's own worker
+    time.sleep(0.3)
+    assert "Connection in use" not in b.log()
+    pids = {get_json(a.port)["ppid"] for _ in range(40)}
+    assert pids <= {a.pid, b.pid} and len(pids) == 2, pids
+
+
+def test_backlog_reaches_listen(make_server):
+    s = make_server(*app_args("master_app:hello", "--backlog", "77"))
+    out = subprocess.run(["ss", "-ltnH", "sport = :%d" % s.port],
+                         capture_output=True, text=True).stdout.split()
+    # State Recv-Q Send-Q Local Peer: for a listener Send-Q is the backlog
+    assert out[2] == "77", out
