@@ -574,17 +574,6 @@ same_str(const char *a, const char *b)
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
-static int
-same_list(const struct strlist *a, const struct strlist *b)
-{
-	if (a->len != b->len)
-		return 0;
-	for (size_t i = 0; i < a->len; i++)
-		if (strcmp(a->items[i], b->items[i]) != 0)
-			return 0;
-	return 1;
-}
-
 /*
  * Settings that the running processes were built from and that a reload
  * cannot change (the listeners, the dirty arbiter and its runtime dir,
@@ -598,11 +587,8 @@ keep_restart_only_settings(struct settings *ns, const struct settings *old)
 #define KEEP_INT(f) do { if (ns->f != old->f) { changed = 1; ns->f = old->f; } } while (0)
 #define KEEP_STR(f) do { if (!same_str(ns->f, old->f)) { changed = 1; \
 		free(ns->f); ns->f = old->f ? xstrdup(old->f) : NULL; } } while (0)
-#define KEEP_LIST(f) do { if (!same_list(&ns->f, &old->f)) { changed = 1; \
-		for (size_t i_ = 0; i_ < ns->f.len; i_++) free(ns->f.items[i_]); \
-		free(ns->f.items); ns->f.items = xcalloc(old->f.len + 1, sizeof(char *)); \
-		for (size_t i_ = 0; i_ < old->f.len; i_++) ns->f.items[i_] = xstrdup(old->f.items[i_]); \
-		ns->f.len = old->f.len; } } while (0)
+#define KEEP_LIST(f) do { if (!strlist_equal(&ns->f, &old->f)) { changed = 1; \
+		strlist_assign(&ns->f, &old->f); } } while (0)
 	KEEP_LIST(bind);
 	KEEP_LIST(dirty_apps);
 	KEEP_INT(dirty_workers);

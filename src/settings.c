@@ -317,6 +317,25 @@ strlist_push(struct strlist *l, const char *item)
 	l->items[l->len++] = xstrdup(item);
 }
 
+int
+strlist_equal(const struct strlist *a, const struct strlist *b)
+{
+	if (a->len != b->len)
+		return 0;
+	for (size_t i = 0; i < a->len; i++)
+		if (strcmp(a->items[i], b->items[i]) != 0)
+			return 0;
+	return 1;
+}
+
+void
+strlist_assign(struct strlist *dst, const struct strlist *src)
+{
+	strlist_clear(dst);
+	for (size_t i = 0; i < src->len; i++)
+		strlist_push(dst, src->items[i]);
+}
+
 /* A copy of v without leading and trailing white space. */
 static char *
 strip_dup(const char *v)

@@ -121,6 +121,10 @@ struct settings {
 	void *priv;
 };
 
+/* String lists: equal item by item; dst becomes a copy of src. */
+int strlist_equal(const struct strlist *a, const struct strlist *b);
+void strlist_assign(struct strlist *dst, const struct strlist *src);
+
 /* The name a proc_name-derived title uses: proc_name, else default. */
 const char *settings_proc_name(const struct settings *s);
 
