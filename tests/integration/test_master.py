@@ -32,6 +32,15 @@ def worker_pids(s, n=None, timeout=10):
                     timeout, what="%d workers" % n)
 
 
+def slow_request(port, seconds):
+    """Start GET /sleep/<seconds> on a fresh connection and give the worker
+    time to be inside the app; returns the open socket."""
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"GET /sleep/%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(seconds).encode())
+    time.sleep(0.3)
+    return c
+
+
 def test_titles_under_the_gunicorn_name(make_server):
     s = make_server(*app_args("master_app:hello", "-w", "2"), binary=COMPAT_BINARY)
     workers = worker_pids(s, 2)
@@ -119,9 +128,7 @@ def test_worker_timeout_kills_and_replaces(make_server):
 def test_term_lets_the_current_request_finish(make_server):
     s = make_server(*app_args("master_app:info", "--graceful-timeout", "10"))
     worker_pids(s, 1)
-    c = socket.create_connection(("127.0.0.1", s.port))
-    c.sendall(b"GET /sleep/1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    c = slow_request(s.port, 1.5)
     t0 = time.monotonic()
     s.send(signal.SIGTERM)
     data = b""
@@ -142,9 +149,7 @@ def test_term_lets_the_current_request_finish(make_server):
 def test_graceful_timeout_is_enforced(make_server):
     s = make_server(*app_args("master_app:info", "--graceful-timeout", "1"))
     worker_pids(s, 1)
-    c = socket.create_connection(("127.0.0.1", s.port))
-    c.sendall(b"GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    c = slow_request(s.port, 30)
     t0 = time.monotonic()
     s.send(signal.SIGTERM)
     assert s.wait(10) is not None
@@ -156,9 +161,7 @@ def test_graceful_timeout_is_enforced(make_server):
 def test_quick_stop(make_server, sig):
     s = make_server(*app_args("master_app:info", "-w", "2"))
     worker_pids(s, 2)
-    c = socket.create_connection(("127.0.0.1", s.port))
-    c.sendall(b"GET /sleep/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    c = slow_request(s.port, 30)
     t0 = time.monotonic()
     s.send(sig)
     assert s.wait(5) is not None
@@ -393,9 +396,7 @@ def test_worker_with_hung_request_leaves_when_master_is_killed(make_server):
     must do it itself (SPEC §6.1: no process of the tree survives)."""
     s = make_server(*app_args("master_app:info", "-t", "60", "--graceful-timeout", "1"))
     w = worker_pids(s, 1)[0]
-    c = socket.create_connection(("127.0.0.1", s.port))
-    c.sendall(b"GET /sleep/60 HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    c = slow_request(s.port, 60)
     os.kill(s.pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(w), timeout=6, what="hung worker gone after master SIGKILL")
     c.close()
