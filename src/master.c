@@ -994,16 +994,18 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		}
 		python_setenv("GUNICORN_DIRTY_SOCKET", dirty_socket_path());
 	}
-	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1)
-		goto fail;
-	for (size_t i = 0; i < M.nlisteners; i++)
-		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
-	log_info("Using worker: %s", "sync");
+	/* gunicorn's order: the pid file exists before the port answers, so a
+	 * script that waits for the port can read it */
 	if (s->pidfile != NULL) {
 		if (pidfile_write(s->pidfile) == -1)
 			goto fail;
 		M.pidfile_written = 1;
 	}
+	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1)
+		goto fail;
+	for (size_t i = 0; i < M.nlisteners; i++)
+		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
+	log_info("Using worker: %s", "sync");
 	if (heartbeats_init(s) == -1)
 		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));

@@ -583,9 +583,13 @@ def test_process_started_by_a_master_hook_does_not_inherit_blocked_signals(make_
         "    if pid == 0:\n"
         "        os.setsid()\n"
         "        os.execvp('sleep', ['sleep', '60'])\n"
-        "    open(%r, 'w').write(str(pid))\n" % str(pidfile))
+        "    with open(%r + '.tmp', 'w') as f:\n"
+        "        f.write(str(pid))\n"
+        "    os.rename(%r + '.tmp', %r)\n" % (str(pidfile), str(pidfile), str(pidfile)))
     s = make_server("-c", str(conf), *app_args("master_app:hello"))
-    helper = int(pidfile.read_text())
+    # the port answers once it listens, before when_ready has run
+    helper = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and
+                      int(pidfile.read_text()), 10, what="when_ready's helper pid")
     try:
         with open("/proc/%d/status" % helper) as f:
             status = dict(line.split(":", 1) for line in f)
