@@ -747,6 +747,10 @@ reexec(void)
 			    i ? "," : "", M.listeners[i].fd);
 		}
 		setenv("GUNICORN_FD", fds, 1);
+		/* who we were started by: by the time the new master reads
+		 * getppid() we may already be gone */
+		snprintf(fds, sizeof(fds), "%d", (int)M.pid);
+		setenv("GUNICORN_PID", fds, 1);
 		unsetenv("GUNICORN_DIRTY_SOCKET");
 		if (M.start_cwd != NULL && chdir(M.start_cwd) == -1)
 			log_warn("USR2: chdir %s", M.start_cwd);
@@ -965,8 +969,10 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 {
 	M.cfg = s;
 	M.start_cwd = start_cwd ? xstrdup(start_cwd) : NULL;
-	if (getenv("GUNICORN_FD") != NULL)
-		M.old_master_pid = getppid();
+	/* started by USR2: the old master named itself (gunicorn's variable);
+	 * while it is our parent, the listeners are shared with it */
+	if (getenv("GUNICORN_FD") != NULL && getenv("GUNICORN_PID") != NULL)
+		M.old_master_pid = (pid_t)atoi(getenv("GUNICORN_PID"));
 	M.argc = argc;
 	M.argv = argv;
 	M.num_workers = s->workers;
