@@ -2,8 +2,9 @@
 
 Owns: starting build/cunicorn (or build/gunicorn) over loopback on a free
 port, in its own process group and with its own runtime directory, waiting
-for it, collecting its output to files, and killing everything it started
-in teardown.  Never: uses a fixed port, leaves a process behind, skips a
+for its own listener on that port (another port if someone else took the
+one picked), collecting its output to files, and killing everything it
+started in teardown.  Never: uses a fixed port, leaves a process behind, skips a
 test because the binary is missing (that is a failure, with a clear line).
 
 Usage in a test module (tests/integration/test_*.py):
@@ -29,6 +30,12 @@ registers it for teardown.  `Server(...)` can also be used directly
   - stop(sig) signals the master and waits for it; kill() SIGKILLs the
     whole process group; cleanup() kills the group and every descendant
     found while it ran; leftovers() lists what is still alive.
+
+The server does most things asynchronously (hooks after the port answers,
+log reopening, accepting a connection, exits after a signal): never sleep
+and then assert that something happened; poll with wait_for(predicate,
+seconds).  Observables for it: has_open(pid, path) (a process reopened its
+log), accepted(port, sock) (a worker took the connection), pid_alive(pid).
 """
 
 import http.client
@@ -52,11 +59,20 @@ COMPAT_BINARY = os.path.join(BIN_DIR, "gunicorn")
 PYTHON = "/usr/bin/python3"
 
 
+_ports_given = set()
+
+
 def free_port(host="127.0.0.1"):
-    """An ephemeral TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """An ephemeral TCP port that was free a moment ago, and that this
+    process has not handed out before (two servers of one test, started
+    one after the other, never get the same port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
@@ -78,6 +94,69 @@ def port_open(port, host="127.0.0.1"):
             return True
     except OSError:
         return False
+
+
+def listening_inodes(port):
+    """Socket inodes of the TCP listeners on `port` (any address, v4 or v6),
+    from /proc/net/tcp{,6}."""
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                out.add(cols[9])
+    return out
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets process `pid` holds open."""
+    out = set()
+    for t in fd_targets(pid):
+        if t.startswith("socket:["):
+            out.add(t[8:-1])
+    return out
+
+
+def fd_targets(pid):
+    """What each open descriptor of `pid` points to (readlink of
+    /proc/PID/fd/N): paths of open files, 'socket:[inode]', ..."""
+    out = []
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
+def has_open(pid, path):
+    """True if `pid` holds `path` open, as that name (a renamed file shows
+    its new name: after `mv log log.1`, a process that has not reopened
+    its log holds log.1, not log)."""
+    return str(path) in fd_targets(pid)
+
+
+def accepted(port, client):
+    """True once the server side of `client` (a connected socket to
+    127.0.0.1:port) has been accept()ed.  A connection still waiting in the
+    listener's queue has no socket inode yet (0 in /proc/net/tcp)."""
+    local = client.getsockname()[1]
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            cols = line.split()
+            if (int(cols[1].rsplit(":", 1)[1], 16) == port and
+                    int(cols[2].rsplit(":", 1)[1], 16) == local):
+                return cols[9] != "0"
+    return False
 
 
 def http_get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, host="127.0.0.1"):
@@ -159,9 +238,13 @@ class Server:
 
     def __init__(self, *args, port=None, bind=True, binary=BINARY, cwd=ROOT,
                  env=None, workdir=None, runtime_dir=None):
+        # a port we picked may be taken by someone else before the server
+        # binds it: start() then tries another one
+        self._auto_port = port is None and bind
         self.port = port if port is not None else free_port()
         self.binary = binary
-        self.argv = [binary] + (["-b", "127.0.0.1:%d" % self.port] if bind else []) + [str(a) for a in args]
+        self._bind, self._args = bind, [str(a) for a in args]
+        self._set_argv()
         self.cwd = cwd
         self.workdir = workdir or tempfile.mkdtemp(prefix="cunicorn-test-")
         os.makedirs(self.workdir, exist_ok=True)
@@ -186,28 +269,47 @@ class Server:
         self._seen = set()
 
     # -- life --------------------------------------------------------------
+    def _set_argv(self):
+        self.argv = ([self.binary] + (["-b", "127.0.0.1:%d" % self.port] if self._bind else [])
+                     + self._args)
+
     def start(self, wait=True, timeout=15.0):
         if not os.access(self.binary, os.X_OK):
             raise AssertionError("%s is missing: run `make` first" % self.binary)
-        self._out = open(self.stdout_path, "ab")
-        self._err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, start_new_session=True)
-        self.pid = self.proc.pid
-        if wait:
-            self.wait_ready(timeout)
+        for attempt in range(3):
+            mode = "ab" if attempt == 0 else "wb"    # a retry starts clean logs
+            self._out = open(self.stdout_path, mode)
+            self._err = open(self.stderr_path, mode)
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=self._out,
+                                         stderr=self._err, start_new_session=True)
+            self.pid = self.proc.pid
+            if not wait:
+                return self
+            try:
+                self.wait_ready(timeout)
+                return self
+            except AssertionError:
+                taken = "Connection in use: ('127.0.0.1', %d)" % self.port in self.log()
+                if not (self._auto_port and taken and self.proc.poll() is not None) or attempt == 2:
+                    raise
+            # the free port we picked was taken meanwhile: another one
+            self._out.close()
+            self._err.close()
+            self.port = free_port()
+            self._set_argv()
         return self
 
     def wait_ready(self, timeout=15.0):
-        """Wait until the port accepts connections; fail with the log if the
-        master exits first."""
+        """Wait until the master listens on the port (its own listener, not
+        whatever else may hold that port); fail with the log if it exits
+        first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("server exited with %s before listening:\n%s"
                                      % (self.proc.returncode, self.log()[-4000:]))
-            if port_open(self.port):
+            if listening_inodes(self.port) & socket_inodes(self.pid):
                 self.track()
                 return
             time.sleep(0.02)
