@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, free_port, http_get,
-                      pid_alive, port_open, proc_title, wait_for)
+from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, children_map, free_port,
+                      has_open, http_get, pid_alive, port_open, proc_title, wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -32,13 +32,30 @@ def worker_pids(s, n=None, timeout=10):
                     timeout, what="%d workers" % n)
 
 
-def slow_request(port, seconds):
-    """Start GET /sleep/<seconds> on a fresh connection and give the worker
-    time to be inside the app; returns the open socket."""
+def slow_request(port, seconds, tmp_path):
+    """Start GET /sleep/<seconds> on a fresh connection and wait until the
+    worker is inside the app (it creates a marker file there); returns the
+    open socket."""
+    mark = tmp_path / ("inside-%s" % os.urandom(4).hex())
     c = socket.create_connection(("127.0.0.1", port))
-    c.sendall(b"GET /sleep/%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(seconds).encode())
-    time.sleep(0.3)
+    c.sendall(b"GET /sleep/%s?mark=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+              % (str(seconds).encode(), str(mark).encode()))
+    wait_for(mark.exists, 10, what="the request inside the app")
     return c
+
+
+def new_master(s, old_children):
+    """The master a USR2 started: the master's child titled as a master
+    that was not among its children before (a freshly forked worker shows
+    its parent's title for a moment, hence old_children = every child that
+    existed before the signal, taken once they were all titled)."""
+    def find():
+        kids = [p for p in children_map().get(s.pid, []) if p not in old_children]
+        return [p for p in kids if (proc_title(p) or "").startswith("cunicorn: master")]
+    found = wait_for(find, 10, what="the new master")
+    assert len(found) == 1, found
+    s.track()
+    return found[0]
 
 
 def test_titles_under_the_gunicorn_name(make_server):
@@ -125,10 +142,10 @@ def test_worker_timeout_kills_and_replaces(make_server):
     assert new and get_json(s.port)["pid"] == new[0]
 
 
-def test_term_lets_the_current_request_finish(make_server):
+def test_term_lets_the_current_request_finish(make_server, tmp_path):
     s = make_server(*app_args("master_app:info", "--graceful-timeout", "10"))
     worker_pids(s, 1)
-    c = slow_request(s.port, 1.5)
+    c = slow_request(s.port, 1.5, tmp_path)
     t0 = time.monotonic()
     s.send(signal.SIGTERM)
     data = b""
@@ -146,27 +163,34 @@ def test_term_lets_the_current_request_finish(make_server):
     assert "Shutting down: Master" in s.log()
 
 
-def test_graceful_timeout_is_enforced(make_server):
+def test_graceful_timeout_is_enforced(make_server, tmp_path):
     s = make_server(*app_args("master_app:info", "--graceful-timeout", "1"))
     worker_pids(s, 1)
-    c = slow_request(s.port, 30)
+    c = slow_request(s.port, 30, tmp_path)
+    s.track()
     t0 = time.monotonic()
-    s.send(signal.SIGTERM)
-    assert s.wait(10) is not None
-    assert time.monotonic() - t0 < 5
+    os.kill(s.pid, signal.SIGTERM)
+    assert s.wait(20) is not None
+    # 1 s of grace, then KILL: far before the request's 30 s are up
+    assert time.monotonic() - t0 < 10
     assert s.leftovers() == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGINT])
-def test_quick_stop(make_server, sig):
+def test_quick_stop(make_server, tmp_path, sig):
     s = make_server(*app_args("master_app:info", "-w", "2"))
     worker_pids(s, 2)
-    c = slow_request(s.port, 30)
+    c = slow_request(s.port, 30, tmp_path)
+    tree = set(s.track()) | {s.pid}
+    # timed from the signal, by cheap /proc reads of the known pids
     t0 = time.monotonic()
-    s.send(sig)
+    os.kill(s.pid, sig)
+    wait_for(lambda: not any(pid_alive(p) for p in tree), 3, interval=0.005,
+             what="every process gone after SIG%s" % sig.name[3:])
+    took = time.monotonic() - t0
     assert s.wait(5) is not None
-    wait_for(lambda: s.leftovers() == [], timeout=3, what="every process gone")
-    assert time.monotonic() - t0 < 3
+    assert s.leftovers() == []
+    print("quick stop (%s): tree gone in %.3f s" % (sig.name, took))
 
 
 def test_usr1_reopens_log_files(make_server, tmp_path):
@@ -180,7 +204,10 @@ def test_usr1_reopens_log_files(make_server, tmp_path):
     os.rename(acc, tmp_path / "access.log.1")
     s.send(signal.SIGUSR1)
     wait_for(lambda: err.exists() and acc.exists(), what="reopened files")
-    time.sleep(0.3)   # the worker reopens on its next wake-up
+    # the master forwards USR1; the worker reopens on its next wake-up
+    for w in worker_pids(s, 1):
+        wait_for(lambda: has_open(w, acc) and has_open(w, err), 10,
+                 what="worker %d holding the new log files" % w)
     http_get(s.port, "/second")
     wait_for(lambda: "/second" in acc.read_text(), what="access line in the new file")
     assert "/second" not in (tmp_path / "access.log.1").read_text()
@@ -391,14 +418,15 @@ def test_virtualenv_site_packages(make_server, tmp_path, how):
     assert http_get(s.port, "/")[2] == b"venv"
 
 
-def test_worker_with_hung_request_leaves_when_master_is_killed(make_server):
+def test_worker_with_hung_request_leaves_when_master_is_killed(make_server, tmp_path):
     """Nobody enforces graceful_timeout once the master is gone: the worker
     must do it itself (SPEC §6.1: no process of the tree survives)."""
     s = make_server(*app_args("master_app:info", "-t", "60", "--graceful-timeout", "1"))
     w = worker_pids(s, 1)[0]
-    c = slow_request(s.port, 60)
+    c = slow_request(s.port, 60, tmp_path)
     os.kill(s.pid, signal.SIGKILL)
-    wait_for(lambda: not pid_alive(w), timeout=6, what="hung worker gone after master SIGKILL")
+    # graceful_timeout (1 s) after it noticed, far before the request's 60 s
+    wait_for(lambda: not pid_alive(w), timeout=15, what="hung worker gone after master SIGKILL")
     c.close()
 
 
@@ -469,10 +497,8 @@ def test_usr2_binary_upgrade_keeps_the_port(make_server, tmp_path):
     s = make_server(*app_args("master_app:info", "-p", str(pidfile)))
     old_worker = worker_pids(s, 1)[0]
     s.send(signal.SIGUSR2)
-    new_master = wait_for(
-        lambda: [p for p, t in s.processes().items()
-                 if t and t.startswith("cunicorn: master")], what="new master")[0]
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new_master),
+    new = new_master(s, [old_worker])
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(new),
              what="pid file naming the new master")
     assert int((tmp_path / "app.pid.oldbin").read_text()) == s.pid
     # both masters serve; stop the old one while requests keep coming
@@ -483,8 +509,8 @@ def test_usr2_binary_upgrade_keeps_the_port(make_server, tmp_path):
     for _ in range(20):
         assert get_json(s.port)["pid"] != old_worker
     assert "Re-executing" in s.log()
-    os.kill(new_master, signal.SIGTERM)
-    wait_for(lambda: not pid_alive(new_master), what="new master exit")
+    os.kill(new, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new), what="new master exit")
     assert not pidfile.exists()
 
 
@@ -493,15 +519,14 @@ def test_usr2_unix_socket_survives_the_old_master(make_server, tmp_path):
     s = make_server(*app_args("master_app:hello", "-b", "unix:" + path), bind=False, start=False)
     s.start(wait=False)
     wait_for(lambda: os.path.exists(path), what="unix socket")
-    time.sleep(0.5)
+    old_worker = worker_pids(s, 1)[0]     # started: in its loop, every child titled
     s.send(signal.SIGUSR2)
-    new_master = wait_for(
-        lambda: [p for p, t in s.processes().items()
-                 if t and t.startswith("cunicorn: master")], what="new master")[0]
+    new = new_master(s, [old_worker])
     s.send(signal.SIGTERM)
     assert s.wait(10) == 0
     assert os.path.exists(path)
     c = socket.socket(socket.AF_UNIX)
+    c.settimeout(10)
     c.connect(path)
     c.sendall(b"GET / HTTP/1.0\r\n\r\n")
     data = b""
@@ -511,8 +536,8 @@ def test_usr2_unix_socket_survives_the_old_master(make_server, tmp_path):
             break
         data += d
     assert data.endswith(b"OK")
-    os.kill(new_master, signal.SIGTERM)
-    wait_for(lambda: not pid_alive(new_master), what="new master exit")
+    os.kill(new, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new), what="new master exit")
     assert not os.path.exists(path)
 
 
@@ -525,10 +550,9 @@ def test_usr2_with_dirty_arbiter(make_server, tmp_path):
     call = "/call?app=dirty_apps:Echo&action=echo&arg=%22x%22"
     assert get_json(s.port, call) == {"result": "x"}
     old_arbiter = wait_for(lambda: s.pids_titled("dirty-arbiter"), what="arbiter")[0]
+    old_children = worker_pids(s, 1) + [old_arbiter]
     s.send(signal.SIGUSR2)
-    new_master = wait_for(
-        lambda: [p for p, t in s.processes().items()
-                 if t and t.startswith("cunicorn: master")], what="new master")[0]
+    new = new_master(s, old_children)
     wait_for(lambda: len(s.pids_titled("dirty-arbiter")) == 2, what="second arbiter")
     assert "Killing orphaned" not in s.log()
     s.send(signal.SIGTERM)
@@ -536,8 +560,8 @@ def test_usr2_with_dirty_arbiter(make_server, tmp_path):
     wait_for(lambda: not pid_alive(old_arbiter), what="old arbiter gone")
     for _ in range(10):
         assert get_json(s.port, call) == {"result": "x"}
-    os.kill(new_master, signal.SIGTERM)
-    wait_for(lambda: not pid_alive(new_master), timeout=15, what="new master exit")
+    os.kill(new, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(new), timeout=15, what="new master exit")
 
 
 @pytest.mark.parametrize("uri,body", [

@@ -12,6 +12,11 @@ def hello(environ, start_response):
 def info(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     if path.startswith("/sleep/"):
+        # /sleep/SECONDS?mark=PATH: PATH is created once the app is inside
+        # the request, so a test knows when to signal
+        q = environ.get("QUERY_STRING", "")
+        if q.startswith("mark="):
+            open(q[5:], "w").close()
         time.sleep(float(path.split("/")[2]))
     body = json.dumps({
         "pid": os.getpid(),
