@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, http_get, pid_alive, wait_for
+from conftest import ROOT, accepted, has_open, http_get, pid_alive, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -81,6 +81,25 @@ def get_json(port, path, **kw):
     status, headers, body = http_get(port, path, **kw)
     assert status == 200, body
     return json.loads(body)
+
+
+def slow_in_background(port, seconds, tmp_path, result=None):
+    """GET /?t=SECONDS (app "slow") from a thread; returns once the worker
+    is inside the app (it creates a marker file there).  The response, or
+    the exception, goes to result["r"]."""
+    mark = tmp_path / ("inside-%s" % os.urandom(4).hex())
+    result = {} if result is None else result
+
+    def client():
+        try:
+            result["r"] = http_get(port, "/?t=%s&mark=%s" % (seconds, mark), timeout=seconds + 15)
+        except Exception as e:   # noqa: BLE001 - the test decides what it expects
+            result["r"] = e
+
+    t = threading.Thread(target=client, daemon=True)
+    t.start()
+    wait_for(mark.exists, 10, what="the request inside the app")
+    return t, result
 
 
 # -- environ -------------------------------------------------------------------
@@ -534,58 +553,55 @@ def test_max_requests_restarts_the_worker(make_server):
     s.wait_log("Worker exiting (pid: %d)" % pids[0])
 
 
-def test_sigterm_lets_the_current_request_finish(make_server):
+def test_sigterm_lets_the_current_request_finish(make_server, tmp_path):
     s = serve(make_server, "slow")
     worker = wait_for(lambda: s.pids_titled("worker"), 10, what="worker")[0]
-    result = {}
-
-    def client():
-        result["r"] = http_get(s.port, "/?t=1.5", timeout=15)
-
-    t = threading.Thread(target=client)
-    t.start()
-    time.sleep(0.5)
+    t, result = slow_in_background(s.port, 1.5, tmp_path)
     os.kill(worker, signal.SIGTERM)
     t.join(15)
+    assert isinstance(result.get("r"), tuple), result
     status, _, body = result["r"]
     assert status == 200 and json.loads(body)["pid"] == worker
     wait_for(lambda: not pid_alive(worker), 10, what="worker exit")
     s.wait_log("Worker exiting (pid: %d)" % worker)
 
 
-def test_sigquit_interrupts_a_busy_app(make_server):
+def test_sigquit_interrupts_a_busy_app(make_server, tmp_path):
     s = serve(make_server, "slow")
     worker = wait_for(lambda: s.pids_titled("worker"), 10, what="worker")[0]
+    slow_in_background(s.port, 20, tmp_path)
     t0 = time.monotonic()
-
-    def client():
-        try:
-            http_get(s.port, "/?t=20", timeout=25)
-        except Exception:
-            pass
-
-    th = threading.Thread(target=client, daemon=True)
-    th.start()
-    time.sleep(0.5)
     os.kill(worker, signal.SIGQUIT)
-    wait_for(lambda: not pid_alive(worker), 5, what="worker exit on QUIT")
-    assert time.monotonic() - t0 < 5
+    # the app would sleep 20 s more: QUIT must cut it short
+    wait_for(lambda: not pid_alive(worker), 10, what="worker exit on QUIT")
+    assert time.monotonic() - t0 < 10
 
 
-def test_app_threads_run_while_the_worker_is_idle(make_server):
+def test_app_threads_run_while_the_worker_is_idle(make_server, tmp_path):
     s = serve(make_server, "ticks")
-    first = get_json(s.port, "/")
-    time.sleep(1.0)
+    tick_file = tmp_path / "ticks"
+    first = get_json(s.port, "/?file=%s" % tick_file)
+
+    def ticks_since():
+        try:
+            return int(tick_file.read_text()) - first["ticks"]
+        except (OSError, ValueError):
+            return 0
+    # ~100 ticks/s if the GIL is released while the worker waits for
+    # connections; no request meanwhile, so only then can the thread run
+    wait_for(lambda: ticks_since() > 30, 10, interval=0.1, what="the app's thread ticking")
     second = get_json(s.port, "/")
     assert second["pid"] == first["pid"]
-    # ~100 ticks/s if the GIL is released while waiting for connections
     assert second["ticks"] - first["ticks"] > 30, (first, second)
 
 
 def _hook_lines(path):
+    """The complete JSON lines the hooks wrote so far (a line being written
+    right now is left for the next look)."""
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    text = path.read_text()
+    return [json.loads(x) for x in text[:text.rfind("\n") + 1].splitlines()]
 
 
 @pytest.mark.parametrize("sig,hook", [(signal.SIGINT, "worker_int"),
@@ -598,26 +614,17 @@ def test_worker_signal_hooks(make_server, tmp_path, sig, hook):
     worker = wait_for(lambda: s.pids_titled("worker"), 10, what="worker")[0]
     wait_for(lambda: any(h["hook"] == "post_worker_init" and h["pid"] == worker
                          for h in _hook_lines(hook_log)), 5, what="post_worker_init")
-    # busy in the app (time.sleep): the signal must still get through
-    th = threading.Thread(target=lambda: _quiet_get(s.port, "/?t=20"), daemon=True)
-    th.start()
-    time.sleep(0.5)
+    # busy in the app (time.sleep, 20 s): the signal must still get through
+    slow_in_background(s.port, 20, tmp_path)
     t0 = time.monotonic()
     os.kill(worker, sig)
-    wait_for(lambda: not pid_alive(worker), 5, what="worker exit")
-    assert time.monotonic() - t0 < 3
+    wait_for(lambda: not pid_alive(worker), 10, what="worker exit")
+    assert time.monotonic() - t0 < 10
     assert any(h["hook"] == hook and h["pid"] == worker for h in _hook_lines(hook_log))
     s.wait_log("Worker exiting (pid: %d)" % worker)
     # worker_exit runs in the worker process itself, as in gunicorn
     assert any(h["hook"] == "worker_exit" and h["pid"] == worker and h["in"] == worker
                and h["server_pid"] == s.pid for h in _hook_lines(hook_log))
-
-
-def _quiet_get(port, path):
-    try:
-        http_get(port, path, timeout=25)
-    except Exception:
-        pass
 
 
 def test_sigusr1_reopens_the_access_log(make_server, tmp_path):
@@ -627,9 +634,9 @@ def test_sigusr1_reopens_the_access_log(make_server, tmp_path):
     wait_for(lambda: alog.exists() and "/one" in alog.read_text(), 5, what="first line")
     os.rename(alog, tmp_path / "access.log.1")
     os.kill(worker, signal.SIGUSR1)
-    time.sleep(0.3)
+    wait_for(lambda: has_open(worker, alog), 10, what="the worker holding the new access log")
     s.send(signal.SIGUSR1)  # the master reopens its own copy too
-    time.sleep(0.3)
+    wait_for(lambda: has_open(s.pid, alog), 10, what="the master holding the new access log")
     assert get_json(s.port, "/two")["pid"] == worker
     wait_for(lambda: alog.exists() and "/two" in alog.read_text(), 5, what="line in new file")
     assert "/two" not in (tmp_path / "access.log.1").read_text()
@@ -645,18 +652,12 @@ def test_sighup_to_worker_exits_it_and_master_replaces_it(make_server):
     assert newpid != worker
 
 
-def test_master_sigterm_lets_the_current_request_finish(make_server):
+def test_master_sigterm_lets_the_current_request_finish(make_server, tmp_path):
     s = serve(make_server, "slow")
-    result = {}
-
-    def client():
-        result["r"] = http_get(s.port, "/?t=1.5", timeout=15)
-
-    t = threading.Thread(target=client)
-    t.start()
-    time.sleep(0.5)
+    t, result = slow_in_background(s.port, 1.5, tmp_path)
     rc = s.stop(signal.SIGTERM, timeout=15)
     t.join(15)
+    assert isinstance(result.get("r"), tuple), result
     status, _, body = result["r"]
     assert status == 200 and json.loads(body)["slept"] == "1.5"
     assert rc == 0
@@ -736,10 +737,12 @@ def test_sigterm_does_not_wait_for_a_silent_client(make_server):
     s = serve(make_server, "pid")
     worker = get_json(s.port, "/")["pid"]
     with socket.create_connection(("127.0.0.1", s.port)) as idle:
-        time.sleep(0.3)  # the worker accepted it and waits for a head
+        # the worker accepted it and waits for a head
+        wait_for(lambda: accepted(s.port, idle), 10, what="the worker to accept")
         t0 = time.monotonic()
         os.kill(worker, signal.SIGTERM)
-        wait_for(lambda: not pid_alive(worker), 5, what="worker exit")
-        assert time.monotonic() - t0 < 2
+        # not the request timeout (30 s) nor graceful_timeout (30 s)
+        wait_for(lambda: not pid_alive(worker), 10, what="worker exit")
+        assert time.monotonic() - t0 < 10
         idle.settimeout(5)
         assert idle.recv(100) == b""

@@ -221,6 +221,8 @@ def logging_app(environ, start_response):
 
 def slow(environ, start_response):
     q = _qs(environ)
+    if q.get("mark"):       # created once inside the app: the test may signal
+        open(q["mark"], "w").close()
     time.sleep(float(q.get("t", "2")))
     return _json(start_response, {"pid": os.getpid(), "slept": q.get("t", "2")})
 
@@ -237,17 +239,25 @@ def unread(environ, start_response):
 
 
 _ticks = 0
+_tick_file = None
 
 
 def _ticker():
     global _ticks
     while True:
         _ticks += 1
+        if _tick_file and _ticks % 10 == 0:     # for a test to watch, without a request
+            with open(_tick_file + ".tmp", "w") as f:
+                f.write(str(_ticks))
+            os.replace(_tick_file + ".tmp", _tick_file)
         time.sleep(0.01)
 
 
 def ticks(environ, start_response):
-    """A background thread of the app must run while the worker is idle."""
+    """A background thread of the app must run while the worker is idle.
+    ?file=PATH: the thread also writes its count there every 10 ticks."""
+    global _tick_file
+    _tick_file = _qs(environ).get("file") or _tick_file
     if not getattr(ticks, "started", False):
         import threading
         threading.Thread(target=_ticker, daemon=True).start()
