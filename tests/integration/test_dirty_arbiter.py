@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from conftest import BINARY, ROOT, Server, http_get, pid_alive, proc_title, wait_for
+from conftest import BINARY, ROOT, Server, has_open, http_get, pid_alive, proc_title, wait_for
 import dirty_raw as d
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
@@ -83,6 +83,23 @@ def get_json(port, path):
     st, _, body = http_get(port, path, timeout=30)
     assert st == 200, body
     return json.loads(body)
+
+
+def children(pid):
+    """Live and zombie children of pid (one cheap read: a test killing
+    fresh processes as soon as they exist)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def private_kb(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        rollup = f.read()
+    return sum(int(l.split()[1]) for l in rollup.splitlines()
+               if l.startswith(("Private_Clean:", "Private_Dirty:")))
 
 
 def gone_within(pids, seconds):
@@ -180,12 +197,11 @@ def test_large_payloads_and_a_client_that_does_not_read(make_server):
         assert t == d.RESPONSE
         got[rid] = v["result"] == big
     assert got == {0: True, 1: True, 2: True}
-    # the big buffers were given back once drained
-    rollup = open("/proc/%d/smaps_rollup" % s.arbiter).read()
-    private_kb = sum(int(l.split()[1]) for l in rollup.splitlines()
-                     if l.startswith(("Private_Clean:", "Private_Dirty:")))
-    print("dirty arbiter private memory after 60 MB of replies: %d kB" % private_kb)
-    assert private_kb <= 4096, rollup
+    # the big buffers are given back once drained (the arbiter frees a
+    # buffer after its last write, which may be just after we read it)
+    kb = wait_for(lambda: (lambda k: k if k <= 4096 else None)(private_kb(s.arbiter)), 10,
+                  what="the arbiter's private memory back under 4 MB")
+    print("dirty arbiter private memory after 60 MB of replies: %d kB" % kb)
     assert arbiter_pid(s) == s.arbiter
 
 
@@ -254,25 +270,26 @@ def test_no_workers_available_while_a_crashing_worker_waits(make_server):
     s = start(make_server, unique_name("noworkers"), workers=2, apps=(ECHO, LIMITED + ":1"))
     c = connect(s)
     first = d.result(c.call(1, LIMITED, "pid"))
+    # A worker dying young (under a second old) for the second time within
+    # 5 s is respawned only after a second: meanwhile nobody has the app.
+    # The holder, then each replacement as soon as it exists (a replacement
+    # loads Limited: it is the only child the arbiter starts), so that the
+    # last two deaths are young however slow the machine.
+    victims, known = [first], set(children(s.arbiter))
     os.kill(first, signal.SIGKILL)
     s.wait_log("Dirty worker (pid: %d) died" % first)
-    second = wait_for(lambda: [p for p in dirty_workers(s) if p != first and
-                               p not in status_pids(s, ECHO, exclude=LIMITED)], 5,
-                      what="the replacement")[0]
-    # A worker that dies right after its start is respawned only after a
-    # delay: meanwhile nobody has the app.
-    os.kill(second, signal.SIGKILL)
-    s.wait_log("Dirty worker (pid: %d) died" % second)
+    for _ in range(2):
+        new = wait_for(lambda: [p for p in children(s.arbiter) if p not in known], 10,
+                       interval=0.001, what="the replacement")[0]
+        os.kill(new, signal.SIGKILL)
+        victims.append(new)
+        known.add(new)
+        s.wait_log("Dirty worker (pid: %d) died" % new)
     assert d.error_type(c.call(2, LIMITED, "pid")) == "DirtyNoWorkersAvailableError"
     assert d.result(c.call(3, ECHO, "echo", 3)) == 3
     third = wait_for(lambda: (lambda r: r[1]["result"] if r[0] == d.RESPONSE else None)(
-        c.call(4, LIMITED, "pid")), 5, interval=0.1, what="Limited back")
-    assert third not in (first, second)
-
-
-def status_pids(s, app, exclude=None):
-    return [w["pid"] for w in status(s)["workers"]
-            if app in w["apps"] and (exclude is None or exclude not in w["apps"])]
+        c.call(4, LIMITED, "pid")), 10, interval=0.1, what="Limited back")
+    assert third not in victims
 
 
 def test_call_timeout_and_worker_heartbeat_timeout(make_server):
@@ -280,10 +297,11 @@ def test_call_timeout_and_worker_heartbeat_timeout(make_server):
     c = connect(s)
     worker = dirty_workers(s)[0]
     t0 = time.monotonic()
-    t, v = c.call(1, ECHO, "sleep", 6)
+    t, v = c.call(1, ECHO, "sleep", 30)
     took = time.monotonic() - t0
     assert t == d.ERROR and v["error"]["error_type"] == "DirtyTimeoutError", v
-    assert 0.9 <= took < 2.0, took
+    # at dirty_timeout (checked every 200 ms), not when the call ends
+    assert 0.9 <= took < 10, took
     # the stuck worker stops beating and is killed and replaced
     s.wait_log("DIRTY WORKER TIMEOUT (pid:%d)" % worker, timeout=10)
     wait_for(lambda: dirty_workers(s) and worker not in dirty_workers(s), 10,
@@ -305,7 +323,8 @@ def test_worker_killed_mid_call_fails_at_once(make_server):
     assert (t, rid) == (d.ERROR, 1)
     assert v["error"]["error_type"] == "DirtyWorkerError"
     assert str(busy) in v["error"]["message"]
-    assert took < 0.5, took
+    # at once (SPEC 6.3), not at the end of the 30 s call or at dirty_timeout
+    assert took < 5, took
     s.wait_log("spawning a replacement")
     wait_for(lambda: len(dirty_workers(s)) == 2 and busy not in dirty_workers(s), 10,
              what="the replacement")
@@ -461,7 +480,7 @@ def test_usr1_reopens_the_error_log(make_server, tmp_path):
     assert "Dirty arbiter starting (pid: %d)" % s.arbiter in log.read_text()
     os.rename(str(log), str(log) + ".1")
     os.kill(s.arbiter, signal.SIGUSR1)
-    time.sleep(0.3)
+    wait_for(lambda: has_open(s.arbiter, log), 10, what="the arbiter holding the new log")
     os.kill(s.arbiter, signal.SIGTTIN)     # something the arbiter logs
     wait_for(lambda: log.exists() and "SIGTTIN: Increasing dirty workers to 2" in log.read_text(),
              10, what="the arbiter writing to the reopened log")
@@ -515,7 +534,8 @@ def test_requests_queued_for_a_busy_worker_are_bounded(make_server):
     hwm0 = vm_kb(s.arbiter, "VmHWM")
     c = connect(s)
     c.s.settimeout(60)
-    c.send(d.request(1, ECHO, "sleep", 2))
+    # busy long enough for 160 MB to be sent meanwhile on a slow machine
+    c.send(d.request(1, ECHO, "sleep", 4))
     blob = b"x" * (4 * 1024 * 1024)
     n = 40
     for i in range(n):
@@ -559,11 +579,9 @@ def test_arbiter_memory_with_100_connections(make_server):
     conns = [connect(s) for _ in range(100)]
     for i, c in enumerate(conns):
         assert d.result(c.call(i, ECHO, "echo", "x" * 100)) == "x" * 100
-    rollup = open("/proc/%d/smaps_rollup" % s.arbiter).read()
-    private_kb = sum(int(l.split()[1]) for l in rollup.splitlines()
-                     if l.startswith(("Private_Clean:", "Private_Dirty:")))
-    print("dirty arbiter private memory: %d kB" % private_kb)
-    assert private_kb <= 2048, rollup
+    kb = wait_for(lambda: (lambda k: k if k <= 2048 else None)(private_kb(s.arbiter)), 10,
+                  what="the arbiter's private memory under 2 MB")
+    print("dirty arbiter private memory: %d kB" % kb)
     for c in conns:
         c.close()
 
@@ -576,8 +594,9 @@ def test_parent_sigkill_takes_the_dirty_tree_down(make_server):
     c = connect(s)
     c.send(d.request(1, ECHO, "sleep", 30))
     os.kill(s.pid, signal.SIGKILL)
-    t_arb = gone_within([s.arbiter], 1.0)
-    t_all = gone_within([s.arbiter] + workers, 1.0)
+    # detected at once (pidfd): milliseconds; the bound only says "gone"
+    t_arb = gone_within([s.arbiter], 5.0)
+    t_all = gone_within([s.arbiter] + workers, 5.0)
     print("parent death: arbiter gone in %.3fs, dirty tree in %.3fs" % (t_arb or -1, t_all or -1))
     assert t_arb is not None and t_all is not None
     assert "Parent changed, shutting down dirty arbiter" in s.log()
@@ -623,7 +642,7 @@ def test_orphan_arbiter_killed_by_next_master(make_server):
     assert pid_alive(orphan)
     b = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
     assert "Killing orphaned dirty arbiter (pid: %d)" % orphan in b.log()
-    assert gone_within([orphan] + orphan_workers, 3.0) is not None
+    assert gone_within([orphan] + orphan_workers, 10.0) is not None
     assert b.arbiter != orphan
     pidfile = os.path.join(a.runtime_dir, "cunicorn-%d" % os.getuid(), runtime_subdir(name),
                            "dirty-arbiter.pid")
@@ -659,7 +678,7 @@ def test_two_servers_with_the_same_proc_name_each_keep_their_arbiter(make_server
     assert "Parent changed" not in a.log() + b.log()
 
     os.kill(a.pid, signal.SIGKILL)
-    assert gone_within([a.arbiter], 2.0) is not None
+    assert gone_within([a.arbiter], 10.0) is not None
     assert "Parent changed, shutting down dirty arbiter" in a.log()
     assert not os.path.exists(base)
     assert pid_alive(b.arbiter)
@@ -713,7 +732,7 @@ def test_orphan_in_a_numbered_runtime_dir_is_found(make_server):
     assert pid_alive(orphan)
     c = start(make_server, name, workers=1, runtime_dir=a.runtime_dir)
     assert "Killing orphaned dirty arbiter (pid: %d)" % orphan in c.log()
-    assert gone_within([orphan], 3.0) is not None
+    assert gone_within([orphan], 10.0) is not None
     assert not c.sock.endswith(".2/dirty.sock")
     assert not os.path.exists(os.path.dirname(b.sock))
     out = get_json(c.port, '/call?app=dirty_apps:Echo&action=echo&arg="fresh"')
@@ -736,6 +755,8 @@ def test_stale_pid_file_never_kills_an_unrelated_process(make_server, tmp_path):
         arb = wait_for(lambda: arbiter_pid(s), 10, what="the dirty arbiter")
         wait_for(lambda: open(os.path.join(sub, "dirty-arbiter.pid")).read().split()[:1] == [str(arb)],
                  10, what="the new pid file")
+        # the pid file comes before the socket listens; workers after it
+        wait_for(lambda: len(dirty_workers(s)) == 1, 15, what="the dirty worker")
         s.sock = socket_path(s)
         c = d.Conn(s.sock)
         assert d.result(c.call(1, ECHO, "echo", 7)) == 7
