@@ -14,7 +14,8 @@ apps use it: `from gunicorn.dirty import ...`).
                           the same with client.stream; /socket gives
                           $GUNICORN_DIRTY_SOCKET.
 
-Side files: $DIRTYAPI_SIDE (a path) gets one line per close().
+Side files: $DIRTYAPI_SIDE (a path) gets one line per close(), and one
+when a sleep call starts and ends ("sleep start|end PID TIME").
 """
 import asyncio
 import json
@@ -85,7 +86,10 @@ class Basic(DirtyApp):
         return self.child.wait(5)
 
     def sleep(self, seconds):
+        # side lines: a test sees the call inside the app, and when
+        _side("sleep start %d %.6f" % (os.getpid(), time.time()))
         time.sleep(seconds)
+        _side("sleep end %d %.6f" % (os.getpid(), time.time()))
         return os.getpid()
 
     def close(self):
