@@ -174,8 +174,10 @@ drop_privileges(const struct settings *s)
 			return -1;
 		}
 		if (geteuid() == 0) {
-			/* never keep root's supplementary groups */
-			struct passwd *pw = s->user != NULL ? getpwuid(s->uid) : NULL;
+			/* never keep root's supplementary groups; the user's
+			 * only with initgroups (gunicorn's setting) */
+			struct passwd *pw = s->initgroups && s->user != NULL ?
+			    getpwuid(s->uid) : NULL;
 			if (pw != NULL ? initgroups(pw->pw_name, s->gid) == -1
 			    : setgroups(1, &s->gid) == -1)
 				log_warn("supplementary groups");

@@ -16,6 +16,13 @@
  * setting (bind, raw_env, dirty_apps) given by a source replaces the
  * list, as gunicorn's argparse "append" does.
  *
+ * gunicorn's other settings, the ones cunicorn does not implement, live in
+ * a second table (unsupported_table, below the first): their flags parse
+ * exactly as gunicorn's, all four sources may give them, and
+ * settings_finalize() refuses the few whose absence would change security
+ * or the wire (TLS, ...) and warns about the others -- each only when its
+ * final value differs from gunicorn's default.
+ *
  * Owns: every string and list in struct settings, the hook references,
  * the recorded operations (s->priv).  Never: logs through log.h before
  * the logs are open except for warnings (which go to stderr then), calls
@@ -70,6 +77,7 @@ enum setting_type {
 #define F_NOFILE	0x02	/* not taken from a config file */
 #define F_JOINED	0x04	/* T_CSV seen as its comma-joined string (pythonpath) */
 #define F_NOPRINT	0x08	/* not a setting: -h, -v */
+#define F_STORE_FALSE	0x10	/* T_BOOL whose flag means False (--no-sendfile) */
 
 struct setting_def {
 	const char *name;		/* gunicorn's setting name */
@@ -163,6 +171,9 @@ static const struct setting_def settings_table[] = {
 	  "Timeout for graceful workers restart." },
 	{ "group", "-g", "--group", NULL, T_GROUP, OFF(group), 0, F_NULLABLE,
 	  NULL, NULL, 0, 0, "GROUP", "Switch worker processes to this group." },
+	{ "initgroups", NULL, "--initgroups", NULL, T_BOOL, OFF(initgroups), 0,
+	  0, NULL, NULL, 0, 0, NULL,
+	  "Give workers the user's supplementary groups (else only GROUP)." },
 	{ "keepalive", NULL, "--keep-alive", NULL, T_INT, OFF(keepalive), 0, 0,
 	  "2", NULL, 0, 0, "INT",
 	  "Seconds to wait for requests on a Keep-Alive connection." },
@@ -221,6 +232,10 @@ static const struct setting_def settings_table[] = {
 	  "Set SO_REUSEPORT on the listening socket." },
 	{ "secure_scheme_headers", NULL, NULL, NULL, T_SCHEME, 0, 0, 0, NULL,
 	  NULL, 0, 0, NULL, NULL },
+	/* default: $SENDFILE (y, 1, yes, true), else on -- see sendfile_default() */
+	{ "sendfile", NULL, "--no-sendfile", NULL, T_BOOL, OFF(sendfile), 0,
+	  F_NULLABLE | F_STORE_FALSE, NULL, NULL, 0, 0, NULL,
+	  "Send wsgi.file_wrapper files with read/write, not sendfile(2)." },
 	{ "threads", NULL, "--threads", NULL, T_INT, OFF(threads), 1, 0, "1",
 	  NULL, 0, 0, "INT", "The number of worker threads." },
 	{ "timeout", "-t", "--timeout", NULL, T_INT, OFF(timeout), 0, 0, "30",
@@ -258,9 +273,202 @@ static const struct setting_def settings_table[] = {
 };
 #define NSETTINGS	(sizeof(settings_table) / sizeof(settings_table[0]))
 
-/* One option found on the command line or in GUNICORN_CMD_ARGS. */
+/*
+ * gunicorn's settings that cunicorn does not implement (gunicorn 20 to 26).
+ * Each flag takes a value or not exactly as gunicorn's does, so the word
+ * after "--reload" is still the app and the one after "--statsd-host" is
+ * not.  What counts is the value a setting ends up with once every source
+ * is applied in its precedence; when it differs from gunicorn's default,
+ * settings_finalize() acts on the row's policy:
+ *   REFUSE  "Error: NAME: WHY" and a failed start: ignoring it would
+ *           silently change security or the protocol on the wire;
+ *   WARN    one "Setting 'NAME' is not supported by cunicorn; ignored";
+ *   QUIET   nothing: cunicorn already does what any value asks (there is
+ *           no control socket, no syslog to keep access lines out of).
+ * A value is gunicorn's default when it is None, empty while the default
+ * is None or empty, or one of dflt's '|'-separated spellings (compared
+ * without case; as integers for U_NUMBER; item by item for U_LIST).
+ */
+enum unsupported_policy { REFUSE, WARN, QUIET };
+
+enum unsupported_kind {
+	U_FLAG,		/* --flag (store_true): True */
+	U_VALUE,	/* --flag VALUE */
+	U_APPEND,	/* --flag VALUE, repeatable: a list */
+	U_OPTIONAL,	/* --flag [CHOICE]: the next word only if it is a choice */
+	U_FILE,		/* config file only */
+};
+
+#define U_NUMBER	0x01	/* an integer: "0600" == 384 */
+#define U_LIST		0x02	/* a comma-separated list: "a, b" == ["a", "b"] */
+
+struct unsupported_def {
+	const char *name;		/* gunicorn's setting name */
+	const char *flag;		/* its long flag; NULL: config file only */
+	const char *alias;		/* another spelling: "--paster", "-R" */
+	enum unsupported_kind kind;
+	const char *choices;		/* U_OPTIONAL: '|'-separated; the first
+					 * is what the bare flag means */
+	const char *dflt;		/* gunicorn's default; NULL: None */
+	unsigned compare;		/* U_NUMBER, U_LIST */
+	enum unsupported_policy policy;
+	const char *why;		/* REFUSE: the end of the error line */
+};
+
+#define NO_TLS	"TLS is not supported by cunicorn; terminate TLS in front of it"
+
+static const struct unsupported_def unsupported_table[] = {
+	/* refused: security or the protocol on the wire */
+	{ .name = "ca_certs", .flag = "--ca-certs", .kind = U_VALUE,
+	  .policy = REFUSE, .why = NO_TLS },
+	{ .name = "cert_reqs", .flag = "--cert-reqs", .kind = U_VALUE,
+	  .dflt = "0", .compare = U_NUMBER, .policy = REFUSE, .why = NO_TLS },
+	{ .name = "certfile", .flag = "--certfile", .kind = U_VALUE,
+	  .policy = REFUSE, .why = NO_TLS },
+	{ .name = "ciphers", .flag = "--ciphers", .kind = U_VALUE,
+	  .policy = REFUSE, .why = NO_TLS },
+	{ .name = "do_handshake_on_connect", .flag = "--do-handshake-on-connect",
+	  .kind = U_FLAG, .dflt = "False", .policy = REFUSE, .why = NO_TLS },
+	{ .name = "http2_cleartext", .flag = "--http2-cleartext",
+	  .kind = U_VALUE, .dflt = "off", .policy = REFUSE,
+	  .why = "cleartext HTTP/2 is not supported by cunicorn; it speaks "
+	  "HTTP/1.x only" },
+	{ .name = "keyfile", .flag = "--keyfile", .kind = U_VALUE,
+	  .policy = REFUSE, .why = NO_TLS },
+	{ .name = "paste", .flag = "--paste", .alias = "--paster",
+	  .kind = U_VALUE, .policy = REFUSE,
+	  .why = "PasteDeploy apps are not supported by cunicorn; give the app "
+	  "as module:callable" },
+	{ .name = "protocol", .flag = "--protocol", .kind = U_VALUE,
+	  .dflt = "http", .policy = REFUSE,
+	  .why = "the uWSGI protocol is not supported by cunicorn; it speaks "
+	  "HTTP only" },
+	{ .name = "proxy_protocol", .flag = "--proxy-protocol",
+	  .kind = U_OPTIONAL, .choices = "auto|off|v1|v2",
+	  .dflt = "False|off", .policy = REFUSE,
+	  .why = "the PROXY protocol is not supported by cunicorn; pass the "
+	  "client address in X-Forwarded-For instead" },
+	{ .name = "ssl_context", .kind = U_FILE, .policy = REFUSE,
+	  .why = NO_TLS },
+	{ .name = "ssl_version", .flag = "--ssl-version", .kind = U_VALUE,
+	  .dflt = "2|TLS|SSLv23|PROTOCOL_TLS|PROTOCOL_SSLv23", .policy = REFUSE,
+	  .why = NO_TLS },
+	{ .name = "suppress_ragged_eofs", .flag = "--suppress-ragged-eofs",
+	  .kind = U_FLAG, .dflt = "True", .policy = REFUSE, .why = NO_TLS },
+
+	/* accepted with a warning */
+	{ .name = "asgi_disconnect_grace_period",
+	  .flag = "--asgi-disconnect-grace-period", .kind = U_VALUE,
+	  .dflt = "3", .compare = U_NUMBER, .policy = WARN },
+	{ .name = "asgi_lifespan", .flag = "--asgi-lifespan", .kind = U_VALUE,
+	  .dflt = "auto", .policy = WARN },
+	{ .name = "asgi_loop", .flag = "--asgi-loop", .kind = U_VALUE,
+	  .dflt = "auto", .policy = WARN },
+	{ .name = "casefold_http_method", .flag = "--casefold-http-method",
+	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
+	/* its default depends on $XDG_RUNTIME_DIR / $HOME: any path warns */
+	{ .name = "control_socket", .flag = "--control-socket",
+	  .kind = U_VALUE, .policy = WARN },
+	{ .name = "control_socket_mode", .flag = "--control-socket-mode",
+	  .kind = U_VALUE, .dflt = "0o600", .compare = U_NUMBER,
+	  .policy = WARN },
+	{ .name = "dogstatsd_tags", .flag = "--dogstatsd-tags", .kind = U_VALUE,
+	  .dflt = "", .policy = WARN },
+	{ .name = "enable_backlog_metric", .flag = "--enable-backlog-metric",
+	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
+	{ .name = "enable_stdio_inheritance",
+	  .flag = "--enable-stdio-inheritance", .alias = "-R", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	{ .name = "forwarder_headers", .flag = "--forwarder-headers",
+	  .kind = U_VALUE, .dflt = "SCRIPT_NAME,PATH_INFO", .compare = U_LIST,
+	  .policy = WARN },
+	{ .name = "header_map", .flag = "--header-map", .kind = U_VALUE,
+	  .dflt = "drop", .policy = WARN },
+	{ .name = "http2_initial_window_size",
+	  .flag = "--http2-initial-window-size", .kind = U_VALUE,
+	  .dflt = "65535", .compare = U_NUMBER, .policy = WARN },
+	{ .name = "http2_max_concurrent_streams",
+	  .flag = "--http2-max-concurrent-streams", .kind = U_VALUE,
+	  .dflt = "100", .compare = U_NUMBER, .policy = WARN },
+	{ .name = "http2_max_frame_size", .flag = "--http2-max-frame-size",
+	  .kind = U_VALUE, .dflt = "16384", .compare = U_NUMBER,
+	  .policy = WARN },
+	{ .name = "http2_max_header_list_size",
+	  .flag = "--http2-max-header-list-size", .kind = U_VALUE,
+	  .dflt = "65536", .compare = U_NUMBER, .policy = WARN },
+	{ .name = "http_parser", .flag = "--http-parser", .kind = U_VALUE,
+	  .dflt = "auto", .policy = WARN },
+	/* h2 needs TLS (refused above), so without it gunicorn speaks h1 too */
+	{ .name = "http_protocols", .flag = "--http-protocols", .kind = U_VALUE,
+	  .dflt = "h1", .compare = U_LIST, .policy = WARN },
+	{ .name = "logconfig", .flag = "--log-config", .kind = U_VALUE,
+	  .policy = WARN },
+	{ .name = "logconfig_dict", .kind = U_FILE, .policy = WARN },
+	{ .name = "logconfig_json", .flag = "--log-config-json",
+	  .kind = U_VALUE, .policy = WARN },
+	{ .name = "logger_class", .flag = "--logger-class", .kind = U_VALUE,
+	  .dflt = "gunicorn.glogging.Logger|simple", .policy = WARN },
+	{ .name = "permit_obsolete_folding", .flag = "--permit-obsolete-folding",
+	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
+	{ .name = "permit_unconventional_http_method",
+	  .flag = "--permit-unconventional-http-method", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	{ .name = "permit_unconventional_http_version",
+	  .flag = "--permit-unconventional-http-version", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	{ .name = "proxy_allow_ips", .flag = "--proxy-allow-from",
+	  .kind = U_VALUE, .dflt = "127.0.0.1,::1|127.0.0.1", .compare = U_LIST,
+	  .policy = WARN },
+	{ .name = "raw_paste_global_conf", .flag = "--paste-global",
+	  .kind = U_APPEND, .policy = WARN },
+	{ .name = "reload", .flag = "--reload", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	{ .name = "reload_engine", .flag = "--reload-engine", .kind = U_VALUE,
+	  .dflt = "auto", .policy = WARN },
+	{ .name = "reload_extra_files", .flag = "--reload-extra-file",
+	  .kind = U_APPEND, .policy = WARN },
+	{ .name = "root_path", .flag = "--root-path", .kind = U_VALUE,
+	  .dflt = "", .policy = WARN },
+	{ .name = "spew", .flag = "--spew", .kind = U_FLAG, .dflt = "False",
+	  .policy = WARN },
+	{ .name = "statsd_host", .flag = "--statsd-host", .kind = U_VALUE,
+	  .policy = WARN },
+	{ .name = "statsd_prefix", .flag = "--statsd-prefix", .kind = U_VALUE,
+	  .dflt = "", .policy = WARN },
+	{ .name = "strip_header_spaces", .flag = "--strip-header-spaces",
+	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
+	{ .name = "syslog", .flag = "--log-syslog", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	/* gunicorn's default depends on the platform: any of them */
+	{ .name = "syslog_addr", .flag = "--log-syslog-to", .kind = U_VALUE,
+	  .dflt = "udp://localhost:514|unix:///dev/log|unix:///var/run/log|"
+	  "unix:///var/run/syslog", .policy = WARN },
+	{ .name = "syslog_facility", .flag = "--log-syslog-facility",
+	  .kind = U_VALUE, .dflt = "user", .policy = WARN },
+	{ .name = "syslog_prefix", .flag = "--log-syslog-prefix",
+	  .kind = U_VALUE, .policy = WARN },
+	{ .name = "tmp_upload_dir", .kind = U_FILE, .policy = WARN },
+	{ .name = "tolerate_dangerous_framing",
+	  .flag = "--tolerate-dangerous-framing", .kind = U_FLAG,
+	  .dflt = "False", .policy = WARN },
+	{ .name = "uwsgi_allow_ips", .flag = "--uwsgi-allow-from",
+	  .kind = U_VALUE, .dflt = "127.0.0.1,::1", .compare = U_LIST,
+	  .policy = WARN },
+
+	/* accepted silently: cunicorn already does what the value asks */
+	{ .name = "control_socket_disable", .flag = "--no-control-socket",
+	  .kind = U_FLAG, .dflt = "False", .policy = QUIET },
+	{ .name = "disable_redirect_access_to_syslog",
+	  .flag = "--disable-redirect-access-to-syslog", .kind = U_FLAG,
+	  .dflt = "False", .policy = QUIET },
+};
+#define NUNSUPPORTED	(sizeof(unsupported_table) / sizeof(unsupported_table[0]))
+
+/* One option found on the command line or in GUNICORN_CMD_ARGS: a
+ * setting cunicorn honours (def) or one it does not (unsupported). */
 struct option_op {
 	const struct setting_def *def;
+	const struct unsupported_def *unsupported;
 	char *value;			/* NULL for a flag */
 };
 
@@ -272,6 +480,9 @@ struct option_ops {
 struct settings_private {
 	struct option_ops cli;
 	struct option_ops env;
+	/* per unsupported_table row: its value now differs from gunicorn's
+	 * default (the last source to give it decides) */
+	unsigned char unsupported_given[NUNSUPPORTED];
 };
 
 #define FIELD(s, d, type)	((type *)(void *)((char *)(s) + (d)->off))
@@ -664,6 +875,19 @@ find_setting(const char *name)
 	return NULL;
 }
 
+/* gunicorn's sendfile when no source sets it: $SENDFILE if set (y, 1,
+ * yes, true: on; anything else: off), else on. */
+static int
+sendfile_default(void)
+{
+	const char *env = getenv("SENDFILE");
+
+	if (env == NULL)
+		return 1;
+	return strcasecmp(env, "y") == 0 || strcmp(env, "1") == 0 ||
+	    strcasecmp(env, "yes") == 0 || strcasecmp(env, "true") == 0;
+}
+
 void
 settings_defaults(struct settings *s)
 {
@@ -678,6 +902,7 @@ settings_defaults(struct settings *s)
 			(void)set_value(s, d, d->dflt, 0);
 	}
 	scheme_defaults(s);
+	s->sendfile = sendfile_default();
 	s->uid = geteuid();
 	s->gid = getegid();
 	if ((cwd = getcwd(NULL, 0)) != NULL) {
@@ -734,7 +959,9 @@ print_help(const char *prog)
 	}
 	printf("\n--log-file is an alias of --error-logfile.  Settings may also "
 	    "come from\nGUNICORN_CMD_ARGS and a Python config file (-c); the "
-	    "command line wins.\n");
+	    "command line wins.\ngunicorn's other settings (--reload, "
+	    "--statsd-host, ...) are accepted and\nignored with a warning; "
+	    "TLS, the PROXY protocol, uWSGI and --paste are refused.\n");
 }
 
 static const char *
@@ -760,54 +987,106 @@ print_and_exit(const struct setting_def *d, const char *prog)
 	exit(0);
 }
 
-/* The row whose long flag is name (exact, else a unique prefix as
- * argparse allows).  *ambiguous is set when several rows match. */
-static const struct setting_def *
-find_long(const char *name, size_t len, int *ambiguous)
-{
-	const struct setting_def *found = NULL;
+/* A flag's row: in settings_table (def) or in unsupported_table. */
+struct flag_row {
+	const struct setting_def *def;
+	const struct unsupported_def *unsupported;
+};
 
-	*ambiguous = 0;
-	for (size_t i = 0; i < NSETTINGS; i++) {
-		const struct setting_def *d = &settings_table[i];
-		const char *f[2] = { d->long_flag, d->alias_flag };
-		for (int j = 0; j < 2; j++)
-			if (f[j] != NULL && strlen(f[j]) == len &&
-			    strncmp(f[j], name, len) == 0)
-				return d;
-	}
-	for (size_t i = 0; i < NSETTINGS; i++) {
-		const struct setting_def *d = &settings_table[i];
-		const char *f[2] = { d->long_flag, d->alias_flag };
-		for (int j = 0; j < 2; j++) {
-			if (f[j] == NULL || strncmp(f[j], name, len) != 0)
-				continue;
-			if (found != NULL && found != d)
-				*ambiguous = 1;
-			found = d;
-		}
-	}
-	return *ambiguous ? NULL : found;
+/* Whether flag f is name (exact), or starts with it (prefix). */
+static int
+flag_matches(const char *f, const char *name, size_t len, int prefix)
+{
+	if (f == NULL || f[1] != '-' || strncmp(f, name, len) != 0)
+		return 0;
+	return prefix || f[len] == '\0';
 }
 
-static const struct setting_def *
-find_short(char c)
+/*
+ * The row whose long flag is name, in either table: an exact match, else
+ * a unique prefix as argparse allows (prefixes of gunicorn's flags cunicorn
+ * does not implement count, so "--re" is as ambiguous as in gunicorn).
+ * Returns 0 with *row cleared when nothing matches; *ambiguous is set
+ * when several rows do.
+ */
+static int
+find_long(const char *name, size_t len, int *ambiguous, struct flag_row *row)
 {
+	int found = 0;
+
+	*ambiguous = 0;
+	memset(row, 0, sizeof(*row));
+	for (int prefix = 0; prefix < 2 && !found; prefix++) {
+		for (size_t i = 0; i < NSETTINGS; i++) {
+			const struct setting_def *d = &settings_table[i];
+			if ((flag_matches(d->long_flag, name, len, prefix) ||
+			    flag_matches(d->alias_flag, name, len, prefix)) &&
+			    row->def != d) {
+				*ambiguous |= found;
+				found = 1;
+				row->def = d;
+			}
+		}
+		for (size_t i = 0; i < NUNSUPPORTED; i++) {
+			const struct unsupported_def *u = &unsupported_table[i];
+			if ((flag_matches(u->flag, name, len, prefix) ||
+			    flag_matches(u->alias, name, len, prefix)) &&
+			    row->unsupported != u) {
+				*ambiguous |= found;
+				found = 1;
+				row->unsupported = u;
+			}
+		}
+	}
+	if (*ambiguous)
+		memset(row, 0, sizeof(*row));
+	return found && !*ambiguous;
+}
+
+/* -c: a row of settings_table, else a flag of unsupported_table (-R). */
+static int
+find_short(char c, struct flag_row *row)
+{
+	memset(row, 0, sizeof(*row));
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const char *f = settings_table[i].short_flag;
-		if (f != NULL && f[1] == c)
-			return &settings_table[i];
+		if (f != NULL && f[1] == c) {
+			row->def = &settings_table[i];
+			return 1;
+		}
 	}
-	return NULL;
+	for (size_t i = 0; i < NUNSUPPORTED; i++) {
+		const char *f = unsupported_table[i].alias;
+		if (f != NULL && f[1] != '-' && f[1] == c) {
+			row->unsupported = &unsupported_table[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+ops_push_row(struct option_ops *o, const struct setting_def *d,
+    const struct unsupported_def *u, const char *v)
+{
+	o->ops = xreallocarray(o->ops, o->len + 1, sizeof(*o->ops));
+	o->ops[o->len].def = d;
+	o->ops[o->len].unsupported = u;
+	o->ops[o->len].value = v != NULL ? xstrdup(v) : NULL;
+	o->len++;
 }
 
 static void
 ops_push(struct option_ops *o, const struct setting_def *d, const char *v)
 {
-	o->ops = xreallocarray(o->ops, o->len + 1, sizeof(*o->ops));
-	o->ops[o->len].def = d;
-	o->ops[o->len].value = v != NULL ? xstrdup(v) : NULL;
-	o->len++;
+	ops_push_row(o, d, NULL, v);
+}
+
+/* What a T_BOOL flag given alone means: True, or False (--no-sendfile). */
+static const char *
+bool_flag_value(const struct setting_def *d)
+{
+	return (d->flags & F_STORE_FALSE) ? "false" : NULL;
 }
 
 static void
@@ -821,13 +1100,36 @@ ops_clear(struct option_ops *o)
 }
 
 static const char *
-flag_names(const struct setting_def *d, char *buf, size_t len)
+flag_names(const struct flag_row *row, char *buf, size_t len)
 {
-	if (d->short_flag != NULL)
+	const struct setting_def *d = row->def;
+	const struct unsupported_def *u = row->unsupported;
+
+	if (u != NULL && u->alias != NULL && u->alias[1] != '-')
+		snprintf(buf, len, "%s/%s", u->alias, u->flag);
+	else if (u != NULL)
+		snprintf(buf, len, "%s", u->flag);
+	else if (d->short_flag != NULL)
 		snprintf(buf, len, "%s/%s", d->short_flag, d->long_flag);
 	else
 		snprintf(buf, len, "%s", d->long_flag);
 	return buf;
+}
+
+/* Whether word is one of the '|'-separated choices. */
+static int
+is_choice(const char *choices, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = choices; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, '|');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, word, n) == 0)
+			return 1;
+		p = end != NULL ? end + 1 : NULL;
+	}
+	return 0;
 }
 
 /* argparse takes "-1" as a value but "-x" as the next option. */
@@ -856,7 +1158,9 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 	for (int i = 0; i < nwords; i++) {
 		const char *a = words[i], *value = NULL, *eq;
 		const struct setting_def *d;
-		int ambiguous, has_value = 0;
+		const struct unsupported_def *u;
+		struct flag_row row;
+		int ambiguous, has_value = 0, is_flag;
 
 		if (only_positional || a[0] != '-' || a[1] == '\0') {
 			if (app == NULL)
@@ -874,15 +1178,15 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 		}
 		if (a[1] == '-') {
 			eq = strchr(a, '=');
-			d = find_long(a, eq ? (size_t)(eq - a) : strlen(a),
-			    &ambiguous);
-			if (ambiguous) {
-				error_line("ambiguous option: %.*s",
-				    eq ? (int)(eq - a) : (int)strlen(a), a);
-				return -1;
-			}
-			if (d == NULL) {
-				error_line("unrecognized arguments: %s", a);
+			if (!find_long(a, eq ? (size_t)(eq - a) : strlen(a),
+			    &ambiguous, &row)) {
+				if (ambiguous)
+					error_line("ambiguous option: %.*s",
+					    eq ? (int)(eq - a) : (int)strlen(a),
+					    a);
+				else
+					error_line("unrecognized arguments: %s",
+					    a);
 				return -1;
 			}
 			if (eq != NULL) {
@@ -894,13 +1198,14 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 			 * option that may take the rest as its value */
 			const char *p = a + 1;
 			for (;;) {
-				if ((d = find_short(*p)) == NULL) {
+				if (!find_short(*p, &row)) {
 					error_line("unrecognized arguments: %s",
 					    a);
 					return -1;
 				}
-				if (d->type != T_BOOL && d->type != T_HELP &&
-				    d->type != T_VERSION) {
+				d = row.def;
+				if (d != NULL && d->type != T_BOOL &&
+				    d->type != T_HELP && d->type != T_VERSION) {
 					if (p[1] != '\0') {
 						value = p[1] == '=' ? p + 2 :
 						    p + 1;
@@ -910,36 +1215,143 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 				}
 				if (p[1] == '\0')
 					break;
-				if (d->type == T_BOOL)
-					ops_push(o, d, NULL);
+				if (d == NULL)		/* -R */
+					ops_push_row(o, NULL, row.unsupported,
+					    "True");
+				else if (d->type == T_BOOL)
+					ops_push(o, d, bool_flag_value(d));
 				else
 					print_and_exit(d, prog);
 				p++;
 			}
 		}
+		d = row.def;
+		u = row.unsupported;
 
-		if (d->type == T_HELP || d->type == T_VERSION)
+		if (d != NULL && (d->type == T_HELP || d->type == T_VERSION))
 			print_and_exit(d, prog);
-		if (d->type == T_BOOL) {
+		is_flag = d != NULL ? d->type == T_BOOL : u->kind == U_FLAG;
+		if (is_flag) {
 			if (has_value) {
 				error_line("argument %s: ignored explicit "
-				    "argument '%s'", flag_names(d, fb,
+				    "argument '%s'", flag_names(&row, fb,
 				    sizeof(fb)), value);
 				return -1;
 			}
-			ops_push(o, d, NULL);
+			if (d != NULL)
+				ops_push(o, d, bool_flag_value(d));
+			else
+				ops_push_row(o, NULL, u, "True");
+			continue;
+		}
+		if (!has_value && u != NULL && u->kind == U_OPTIONAL) {
+			/* the next word is its value only if it is a choice;
+			 * alone, the flag means the first choice */
+			char first[32];
+			snprintf(first, sizeof(first), "%.*s",
+			    (int)strcspn(u->choices, "|"), u->choices);
+			if (i + 1 < nwords && is_choice(u->choices, words[i + 1]))
+				ops_push_row(o, NULL, u, words[++i]);
+			else
+				ops_push_row(o, NULL, u, first);
 			continue;
 		}
 		if (!has_value) {
 			if (i + 1 >= nwords || looks_like_option(words[i + 1])) {
 				error_line("argument %s: expected one argument",
-				    flag_names(d, fb, sizeof(fb)));
+				    flag_names(&row, fb, sizeof(fb)));
 				return -1;
 			}
 			value = words[++i];
 		}
-		ops_push(o, d, value);
+		ops_push_row(o, d, u, value);
 	}
+	return 0;
+}
+
+/* ---- settings cunicorn does not implement ---- */
+
+/* "a, b,,c" as "a,b,c" (new string). */
+static char *
+list_canonical(const char *v)
+{
+	char *copy = xstrdup(v), *out = xmalloc(strlen(v) + 1), *save = NULL;
+	size_t len = 0;
+
+	for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		char *t = strip_dup(tok);
+		if (*t != '\0') {
+			if (len > 0)
+				out[len++] = ',';
+			memcpy(out + len, t, strlen(t));
+			len += strlen(t);
+		}
+		free(t);
+	}
+	out[len] = '\0';
+	free(copy);
+	return out;
+}
+
+/* Whether value (text; NULL for None) is gunicorn's default for u. */
+static int
+unsupported_is_default(const struct unsupported_def *u, const char *value)
+{
+	char *v, *alts, *save = NULL;
+	int same = 0;
+
+	if (value == NULL)
+		return 1;
+	v = (u->compare & U_LIST) ? list_canonical(value) : strip_dup(value);
+	if (*v == '\0' && (u->dflt == NULL || *u->dflt == '\0'))
+		same = 1;
+	else if (u->dflt != NULL) {
+		alts = xstrdup(u->dflt);
+		for (char *alt = strtok_r(alts, "|", &save);
+		    alt != NULL && !same; alt = strtok_r(NULL, "|", &save)) {
+			long long a, b;
+			if (u->compare & U_NUMBER)
+				same = parse_auto_int(v, &a) == 0 &&
+				    parse_auto_int(alt, &b) == 0 && a == b;
+			else
+				same = strcasecmp(v, alt) == 0;
+		}
+		free(alts);
+	}
+	free(v);
+	return same;
+}
+
+/* A source gave u this value: the latest one decides (precedence). */
+static void
+unsupported_set(struct settings *s, const struct unsupported_def *u,
+    const char *value)
+{
+	struct settings_private *p = s->priv;
+
+	p->unsupported_given[u - unsupported_table] =
+	    !unsupported_is_default(u, value);
+}
+
+/* Refuse or warn about the unsupported settings given (see the table). */
+static int
+unsupported_check(const struct settings *s)
+{
+	const struct settings_private *p = s->priv;
+
+	for (size_t i = 0; i < NUNSUPPORTED; i++)
+		if (p->unsupported_given[i] &&
+		    unsupported_table[i].policy == REFUSE) {
+			error_line("%s: %s", unsupported_table[i].name,
+			    unsupported_table[i].why);
+			return -1;
+		}
+	for (size_t i = 0; i < NUNSUPPORTED; i++)
+		if (p->unsupported_given[i] &&
+		    unsupported_table[i].policy == WARN)
+			log_warnx("Setting '%s' is not supported by cunicorn; "
+			    "ignored", unsupported_table[i].name);
 	return 0;
 }
 
@@ -952,9 +1364,15 @@ replay(struct settings *s, const struct option_ops *o)
 	memset(seen, 0, sizeof(seen));
 	for (size_t i = 0; i < o->len; i++) {
 		const struct setting_def *d = o->ops[i].def;
-		size_t idx = (size_t)(d - settings_table);
+		size_t idx;
 		int append = 0;
 
+		if (o->ops[i].unsupported != NULL) {
+			unsupported_set(s, o->ops[i].unsupported,
+			    o->ops[i].value);
+			continue;
+		}
+		idx = (size_t)(d - settings_table);
 		if (d->type == T_LIST) {
 			append = seen[idx];
 			seen[idx] = 1;
@@ -1376,6 +1794,10 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 		break;
 	}
 	if (v == Py_None) {
+		if (d->type == T_BOOL && d->off == OFF(sendfile)) {
+			s->sendfile = sendfile_default();	/* gunicorn's None */
+			return 0;
+		}
 		if (d->type == T_BOOL)
 			return set_value(s, d, "false", 0);
 		if (d->flags & F_NULLABLE)
@@ -1421,6 +1843,59 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 	default:
 		return invalid_py(d, v, "expected a string");
 	}
+}
+
+/*
+ * A config-file value of a setting cunicorn does not implement, as the
+ * text a command line would give (new string; NULL for None): True or
+ * False, an integer in decimal (IntEnums too), a string, the items of a
+ * list, tuple or set joined by commas, "" for an empty one or an empty
+ * dict, "<object>" for anything else (a callable, a non-empty dict).
+ */
+static char *
+unsupported_text(PyObject *v)
+{
+	PyObject *seq;
+	const char *u;
+	char *r;
+
+	if (v == Py_None)
+		return NULL;
+	if (PyBool_Check(v))
+		return xstrdup(v == Py_True ? "True" : "False");
+	if (PyLong_Check(v)) {
+		long long n = PyLong_AsLongLong(v);
+		if (n == -1 && PyErr_Occurred()) {
+			PyErr_Clear();
+			return xstrdup("<object>");
+		}
+		return xasprintf("%lld", n);
+	}
+	if (PyUnicode_Check(v)) {
+		if ((u = PyUnicode_AsUTF8(v)) != NULL)
+			return xstrdup(u);
+		PyErr_Clear();
+		return xstrdup("<object>");
+	}
+	if (PyDict_Check(v))
+		return xstrdup(PyDict_Size(v) == 0 ? "" : "<object>");
+	if (!PyList_Check(v) && !PyTuple_Check(v) && !PyAnySet_Check(v))
+		return xstrdup("<object>");
+	if ((seq = PySequence_Fast(v, "")) == NULL) {
+		PyErr_Clear();
+		return xstrdup("<object>");
+	}
+	r = xstrdup("");
+	for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+		char *item = unsupported_text(PySequence_Fast_GET_ITEM(seq, i));
+		char *joined = xasprintf("%s%s%s", r, i > 0 ? "," : "",
+		    item != NULL ? item : "None");
+		free(item);
+		free(r);
+		r = joined;
+	}
+	Py_DECREF(seq);
+	return r;
 }
 
 int
@@ -1478,6 +1953,16 @@ settings_load_file(struct settings *s, const char *location)
 		}
 		Py_DECREF(v);
 	}
+	for (size_t i = 0; i < NUNSUPPORTED; i++) {
+		PyObject *v = PyDict_GetItemString(ns, unsupported_table[i].name);
+		char *text;
+
+		if (v == NULL)
+			continue;
+		text = unsupported_text(v);
+		unsupported_set(s, &unsupported_table[i], text);
+		free(text);
+	}
 	Py_DECREF(ns);
 	rc = settings_apply_overrides(s);
 out:
@@ -1516,6 +2001,8 @@ settings_finalize(struct settings *s)
 {
 	unsigned id;
 
+	if (unsupported_check(s) == -1)
+		return -1;
 	if (s->app_uri == NULL && s->wsgi_app != NULL && *s->wsgi_app != '\0')
 		s->app_uri = xstrdup(s->wsgi_app);
 	if (s->app_uri == NULL || *s->app_uri == '\0') {

@@ -8,6 +8,12 @@
  * file and --print-config all go through it.  The C struct below is what
  * the rest of the program reads; nothing else parses options.
  *
+ * gunicorn's settings that cunicorn does not implement are parsed as
+ * gunicorn parses them and have no field here: settings_finalize()
+ * refuses the few whose absence would change security or the wire (TLS,
+ * the PROXY protocol, uWSGI, h2c, --paste) and warns about the others,
+ * each only when its final value differs from gunicorn's default.
+ *
  * The config file is ordinary Python, executed by the embedded interpreter
  * (which must be initialised before settings_load_file() is called); hooks
  * found there are kept as Python callables in hooks[] (opaque here, so
@@ -87,9 +93,11 @@ struct settings {
 	mode_t umask;			/* 0 */
 	char *user;			/* NULL: do not change */
 	char *group;			/* NULL: do not change */
+	int initgroups;			/* 0: workers keep only gid as group */
 	uid_t uid;			/* resolved from user, else geteuid() */
 	gid_t gid;			/* resolved from group, else getegid() */
 	char *worker_tmp_dir;		/* NULL: default (/dev/shm, else /tmp) */
+	int sendfile;			/* 1 ($SENDFILE); --no-sendfile: 0 */
 	struct strlist pythonpath;	/* --pythonpath a,b */
 	char *proc_name;		/* -n; NULL: default_proc_name */
 	char *default_proc_name;	/* the app uri, set by main */
@@ -117,7 +125,8 @@ struct settings {
 	void *hooks[HOOK_COUNT];
 
 	/* private to settings.c: the recorded command-line and
-	 * GUNICORN_CMD_ARGS options, re-applied over the config file */
+	 * GUNICORN_CMD_ARGS options, re-applied over the config file, and
+	 * which gunicorn settings cunicorn does not implement were given */
 	void *priv;
 };
 
@@ -157,7 +166,9 @@ int settings_apply_overrides(struct settings *s);
  * (gunicorn loads it when no -c is given), else NULL. */
 const char *settings_default_config_path(void);
 
-/* Cross-setting checks and resolutions (user/group -> uid/gid, ...).
+/* Cross-setting checks and resolutions (user/group -> uid/gid, ...);
+ * refuses or warns about the gunicorn settings given that cunicorn does
+ * not implement (warnings through log_warnx).
  * Returns 0 or -1 after printing one "Error: ..." line. */
 int settings_finalize(struct settings *s);
 

@@ -2061,7 +2061,8 @@ send_result(struct response *r, PyObject *result)
 {
 	PyObject *it, *item;
 
-	if (Py_TYPE(result) == &FileWrapperType && !r->headers_sent && r->status_set) {
+	if (Py_TYPE(result) == &FileWrapperType && cfg->sendfile &&
+	    !r->headers_sent && r->status_set) {
 		int rc = send_file(r, (FileWrapperObject *)result);
 		if (rc != 0)
 			return rc < 0 ? -1 : 0;

@@ -3,7 +3,9 @@
  * GUNICORN_CMD_ARGS splitting, defaults and the environment variables
  * they read, the Python config file (values, hooks, errors), precedence
  * (file < env < command line), validation one-liners, settings_finalize,
- * --print-config's format and the Python view hooks see.
+ * --print-config's format and the Python view hooks see; gunicorn's
+ * settings cunicorn does not implement (parsed as gunicorn's, refused or
+ * warned about once their final value differs from gunicorn's default).
  *
  * Starts the embedded interpreter (Py_InitializeEx(0)) for the config
  * file tests; works in a private temporary directory.  Error lines are
@@ -974,6 +976,335 @@ test_default_config_path(void)
 	free(old);
 }
 
+/* settings_finalize() with stderr captured; returns its rc. */
+static int
+finalize_captured(struct settings *s)
+{
+	int rc;
+
+	capture_begin();
+	rc = settings_finalize(s);
+	capture_end();
+	return rc;
+}
+
+/* captured holds exactly one warning, for setting `name`. */
+static int
+warned_once(const char *name)
+{
+	char want[128];
+	const char *hit;
+	int ok;
+
+	snprintf(want, sizeof(want), "[WARNING] Setting '%s' is not supported "
+	    "by cunicorn; ignored\n", name);
+	hit = strstr(captured, want);
+	ok = hit != NULL && strstr(hit + 1, want) == NULL;
+	if (!ok)
+		fprintf(stderr, "  (stderr was: %s; wanted one '%s')\n",
+		    captured, want);
+	return ok;
+}
+
+static void
+test_unsupported_cli(void)
+{
+	struct settings s;
+	int rc;
+
+	/* flags that take no value leave the app alone; values are taken */
+	static const struct {
+		const char *args[6];
+		const char *warned;	/* NULL: nothing at all on stderr */
+	} accepted[] = {
+		{ { "--reload", "a:b" }, "reload" },
+		{ { "--statsd-host", "127.0.0.1:9", "a:b" }, "statsd_host" },
+		{ { "--statsd-host=127.0.0.1:9", "a:b" }, "statsd_host" },
+		{ { "-R", "a:b" }, "enable_stdio_inheritance" },
+		{ { "--enable-stdio-inheritance", "a:b" },
+		  "enable_stdio_inheritance" },
+		{ { "--reload-extra-file", "x.txt", "--reload-extra-file=y",
+		    "a:b" }, "reload_extra_files" },
+		{ { "--log-syslog-to", "udp://h:514", "a:b" }, "syslog_addr" },
+		{ { "--paste-global", "K=V", "a:b" }, "raw_paste_global_conf" },
+		{ { "--control-socket-mode", "0660", "a:b" },
+		  "control_socket_mode" },
+		{ { "--tolerate-dangerous-framing", "a:b" },
+		  "tolerate_dangerous_framing" },
+		{ { "--http-protocols", "h2,h1", "a:b" }, "http_protocols" },
+		/* gunicorn's defaults, however spelled: silent */
+		{ { "--suppress-ragged-eofs", "a:b" }, NULL },
+		{ { "--proxy-protocol", "off", "a:b" }, NULL },
+		{ { "--proxy-protocol=off", "a:b" }, NULL },
+		{ { "--ssl-version", "TLS", "--cert-reqs", "0", "a:b" }, NULL },
+		{ { "--control-socket-mode", "0600", "a:b" }, NULL },
+		{ { "--control-socket-mode", "0o600", "a:b" }, NULL },
+		{ { "--forwarder-headers", " SCRIPT_NAME , PATH_INFO", "a:b" },
+		  NULL },
+		{ { "--log-syslog-to", "udp://localhost:514", "a:b" }, NULL },
+		{ { "--header-map", "DROP", "--statsd-prefix=", "a:b" }, NULL },
+		{ { "--certfile=", "a:b" }, NULL },
+		/* cunicorn already does what they ask */
+		{ { "--no-control-socket", "--disable-redirect-access-to-syslog",
+		    "a:b" }, NULL },
+	};
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		const char *const *a = accepted[i].args;
+		settings_defaults(&s);
+		CHECK(parse(&s, a[0], a[1], a[2], a[3], a[4], a[5]) == 0);
+		CHECK_STR(s.app_uri, "a:b");
+		CHECK(finalize_captured(&s) == 0);
+		if (accepted[i].warned != NULL) {
+			CHECK(warned_once(accepted[i].warned));
+			CHECK(count_lines(captured) == 1);
+		} else {
+			CHECK(captured[0] == '\0');
+			if (captured[0] != '\0')
+				fprintf(stderr, "  (case %zu, stderr was: %s)\n",
+				    i, captured);
+		}
+		settings_free(&s);
+	}
+
+	/* several at once: one line each, in the table's order */
+	settings_defaults(&s);
+	CHECK(parse(&s, "-DR", "--spew", "--reload", "--log-syslog",
+	    "--reload-engine", "poll", "a:b", NULL) == 0);
+	CHECK(s.daemon == 1);
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(count_lines(captured) == 5);
+	CHECK(warned_once("enable_stdio_inheritance") && warned_once("spew") &&
+	    warned_once("reload") && warned_once("syslog") &&
+	    warned_once("reload_engine"));
+	settings_free(&s);
+
+	/* refused: one Error line naming the setting, whatever the source */
+	static const struct {
+		const char *args[4];
+		const char *error;
+	} refused[] = {
+		{ { "--certfile", "x.pem", "a:b" }, "Error: certfile: TLS is "
+		  "not supported by cunicorn; terminate TLS in front of it" },
+		{ { "--keyfile=k.pem", "a:b" }, "keyfile: TLS" },
+		{ { "--ca-certs", "ca.pem", "a:b" }, "ca_certs: TLS" },
+		{ { "--ciphers", "HIGH", "a:b" }, "ciphers: TLS" },
+		{ { "--ssl-version", "TLSv1_2", "a:b" }, "ssl_version: TLS" },
+		{ { "--cert-reqs", "2", "a:b" }, "cert_reqs: TLS" },
+		{ { "--do-handshake-on-connect", "a:b" },
+		  "do_handshake_on_connect: TLS" },
+		{ { "--proxy-protocol", "a:b" }, "proxy_protocol: the PROXY" },
+		{ { "--proxy-protocol", "v2", "a:b" }, "proxy_protocol:" },
+		{ { "--paste", "dev.ini", "a:b" }, "paste: PasteDeploy" },
+		{ { "--paster", "dev.ini", "a:b" }, "paste: PasteDeploy" },
+		{ { "--protocol", "uwsgi", "a:b" }, "protocol: the uWSGI" },
+		{ { "--http2-cleartext", "upgrade", "a:b" }, "http2_cleartext:" },
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		const char *const *a = refused[i].args;
+		settings_defaults(&s);
+		CHECK(parse(&s, a[0], a[1], a[2], a[3]) == 0);
+		CHECK_STR(s.app_uri, "a:b");
+		CHECK(finalize_captured(&s) == -1);
+		CHECK(one_error_line(captured, refused[i].error));
+		settings_free(&s);
+	}
+	/* a refused setting wins over the warnings: only its line */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--reload", "--certfile", "c.pem", "a:b", NULL) == 0);
+	CHECK(finalize_captured(&s) == -1);
+	CHECK(one_error_line(captured, "certfile"));
+	settings_free(&s);
+	/* from GUNICORN_CMD_ARGS too */
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(settings_parse_env(&s, "--keyfile /k.pem --reload") == 0);
+	CHECK(finalize_captured(&s) == -1);
+	CHECK(one_error_line(captured, "keyfile: TLS"));
+	settings_free(&s);
+
+	/* parsing errors stay argparse's */
+	CHECK(parse_fails(&rc, "--reload=yes", "a:b", NULL) != NULL && rc == -1);
+	CHECK(one_error_line(captured, "argument --reload: ignored explicit "
+	    "argument 'yes'"));
+	parse_fails(&rc, "a:b", "--statsd-host", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "argument --statsd-host: expected one argument"));
+	parse_fails(&rc, "--enable-stdio-inheritance=1", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "argument -R/--enable-stdio-inheritance: ignored explicit"));
+	/* prefixes: gunicorn's own flags make "--re" ambiguous */
+	parse_fails(&rc, "--re", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "ambiguous option: --re"));
+	parse_fails(&rc, "--reu", "a:b", NULL);
+	CHECK(rc == 0 && captured[0] == '\0');
+	parse_fails(&rc, "--statsd-h", "x:1", "a:b", NULL);
+	CHECK(rc == 0 && captured[0] == '\0');
+	/* truly unknown flags */
+	parse_fails(&rc, "--no-such-flag", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "unrecognized arguments: --no-such-flag"));
+	parse_fails(&rc, "-Z", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "unrecognized arguments: -Z"));
+}
+
+static void
+test_unsupported_file(void)
+{
+	struct settings s;
+
+	/* gunicorn's defaults written out, and unknown names: silent */
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s,
+	    "import ssl\n"
+	    "certfile = None\n"
+	    "keyfile = ''\n"
+	    "ca_certs = None\n"
+	    "ciphers = None\n"
+	    "ssl_version = ssl.PROTOCOL_TLS\n"
+	    "cert_reqs = ssl.CERT_NONE\n"
+	    "do_handshake_on_connect = False\n"
+	    "suppress_ragged_eofs = True\n"
+	    "ssl_context = None\n"
+	    "proxy_protocol = False\n"
+	    "paste = None\n"
+	    "protocol = 'http'\n"
+	    "reload = False\n"
+	    "reload_extra_files = []\n"
+	    "statsd_host = None\n"
+	    "statsd_prefix = ''\n"
+	    "logconfig_dict = {}\n"
+	    "http_protocols = ['h1']\n"
+	    "forwarder_headers = ['SCRIPT_NAME', 'PATH_INFO']\n"
+	    "proxy_allow_ips = '127.0.0.1, ::1'\n"
+	    "control_socket_mode = 0o600\n"
+	    "control_socket_disable = True\n"
+	    "logger_class = 'gunicorn.glogging.Logger'\n"
+	    "some_unknown_name = object()\n") == 0);
+	CHECK(captured[0] == '\0');
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(captured[0] == '\0');
+	if (captured[0] != '\0')
+		fprintf(stderr, "  (stderr was: %s)\n", captured);
+	settings_free(&s);
+
+	/* set to something else: one warning each, at finalize */
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s,
+	    "reload = True\n"
+	    "statsd_host = 'localhost:8125'\n"
+	    "logconfig_dict = {'version': 1}\n"
+	    "tmp_upload_dir = '/tmp'\n"
+	    "reload_extra_files = ('a.html',)\n"
+	    "asgi_disconnect_grace_period = 5\n") == 0);
+	CHECK(captured[0] == '\0');
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(count_lines(captured) == 6);
+	CHECK(warned_once("reload") && warned_once("statsd_host") &&
+	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
+	    warned_once("reload_extra_files") &&
+	    warned_once("asgi_disconnect_grace_period"));
+	settings_free(&s);
+
+	/* refused from the file */
+	static const struct {
+		const char *text;
+		const char *error;
+	} refused[] = {
+		{ "certfile = 'x.pem'\n", "certfile: TLS is not supported" },
+		{ "ssl_context = lambda conf, factory: factory()\n",
+		  "ssl_context: TLS" },
+		{ "proxy_protocol = True\n", "proxy_protocol:" },
+		{ "proxy_protocol = 'v1'\n", "proxy_protocol:" },
+		{ "do_handshake_on_connect = True\n",
+		  "do_handshake_on_connect:" },
+		{ "suppress_ragged_eofs = False\n", "suppress_ragged_eofs:" },
+		{ "cert_reqs = 2\n", "cert_reqs:" },
+		{ "paste = 'prod.ini'\n", "paste:" },
+		{ "protocol = 'uwsgi'\n", "protocol:" },
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		settings_defaults(&s);
+		CHECK(parse(&s, "a:b", NULL) == 0);
+		CHECK(load_text(&s, refused[i].text) == 0);
+		CHECK(finalize_captured(&s) == -1);
+		CHECK(one_error_line(captured, refused[i].error));
+		settings_free(&s);
+	}
+
+	/* precedence: the final value decides, not who mentioned it */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--certfile=", "--header-map", "drop", "a:b",
+	    NULL) == 0);
+	CHECK(load_text(&s, "certfile = 'x.pem'\nheader_map = 'refuse'\n"
+	    "reload = False\n") == 0);
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(captured[0] == '\0');
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--reload", "a:b", NULL) == 0);
+	CHECK(load_text(&s, "reload = False\n") == 0);
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(warned_once("reload") && count_lines(captured) == 1);
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(settings_parse_env(&s, "--proxy-protocol=off") == 0);
+	CHECK(load_text(&s, "proxy_protocol = True\n") == 0);
+	CHECK(finalize_captured(&s) == 0);
+	CHECK(captured[0] == '\0');
+	settings_free(&s);
+}
+
+/* The two gunicorn settings cunicorn now honours: sendfile, initgroups. */
+static void
+test_sendfile_initgroups(void)
+{
+	struct settings s;
+	char *text;
+
+	unsetenv("SENDFILE");
+	settings_defaults(&s);
+	CHECK(s.sendfile == 1 && s.initgroups == 0);
+	CHECK(parse(&s, "--no-sendfile", "--initgroups", "a:b", NULL) == 0);
+	CHECK(s.sendfile == 0 && s.initgroups == 1);
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	text = print_to_string(&s);
+	CHECK(printed_is(text, "sendfile", "False"));
+	CHECK(printed_is(text, "initgroups", "True"));
+	free(text);
+	settings_free(&s);
+
+	/* $SENDFILE when nothing sets it, as gunicorn */
+	setenv("SENDFILE", "0", 1);
+	settings_defaults(&s);
+	CHECK(s.sendfile == 0);
+	settings_free(&s);
+	setenv("SENDFILE", "Yes", 1);
+	settings_defaults(&s);
+	CHECK(s.sendfile == 1);
+	CHECK(load_text(&s, "sendfile = False\n") == 0);
+	CHECK(s.sendfile == 0);
+	settings_free(&s);
+	setenv("SENDFILE", "n", 1);
+	settings_defaults(&s);
+	CHECK(load_text(&s, "sendfile = True\ninitgroups = True\n") == 0);
+	CHECK(s.sendfile == 1 && s.initgroups == 1);
+	CHECK(load_text(&s, "sendfile = None\n") == 0);	/* back to $SENDFILE */
+	CHECK(s.sendfile == 0);
+	settings_free(&s);
+	unsetenv("SENDFILE");
+
+	/* a flag, not an option with a value */
+	{
+		int rc;
+		parse_fails(&rc, "--no-sendfile=1", "a:b", NULL);
+		CHECK(rc == -1 && one_error_line(captured,
+		    "argument --no-sendfile: ignored explicit argument '1'"));
+	}
+}
+
 int
 main(void)
 {
@@ -998,6 +1329,9 @@ main(void)
 	test_print();
 	test_to_python();
 	test_default_config_path();
+	test_unsupported_cli();
+	test_unsupported_file();
+	test_sendfile_initgroups();
 
 	PyRun_SimpleString("import sys\nsys.modules.pop('__config__', None)\n");
 	Py_FinalizeEx();
