@@ -32,8 +32,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,22 +181,8 @@ worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
 	 * forward to all workers (log reopen) would kill a fresh one. */
 	signals_reset_child_blocked();
 	/* Drop privileges like an HTTP worker (user / group settings). */
-	if (getegid() != arb.s->gid) {
-		/* the user's supplementary groups only with initgroups */
-		struct passwd *pw = arb.s->initgroups ? getpwuid(arb.s->uid) :
-		    NULL;
-		if (setgid(arb.s->gid) == -1) {
-			log_error("dirty worker: setgid(%d)", (int)arb.s->gid);
-			_exit(1);
-		}
-		if (pw != NULL ? initgroups(pw->pw_name, arb.s->gid) == -1 :
-		    geteuid() == 0 && setgroups(1, &arb.s->gid) == -1)
-			log_warn("dirty worker: supplementary groups");
-	}
-	if (geteuid() != arb.s->uid && setuid(arb.s->uid) == -1) {
-		log_error("dirty worker: setuid(%d)", (int)arb.s->uid);
+	if (privileges_drop(arb.s) == -1)
 		_exit(1);
-	}
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = arb.s;

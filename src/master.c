@@ -30,9 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,31 +161,6 @@ call_hook_server(enum hook_id id)
 {
 	if (M.cfg->hooks[id] != NULL)
 		python_hook(M.cfg, id, 1, M.server_obj);
-}
-
-static int
-drop_privileges(const struct settings *s)
-{
-	if (s->group != NULL || s->user != NULL) {
-		if (getegid() != s->gid && setgid(s->gid) == -1) {
-			log_error("setgid(%d)", (int)s->gid);
-			return -1;
-		}
-		if (geteuid() == 0) {
-			/* never keep root's supplementary groups; the user's
-			 * only with initgroups (gunicorn's setting) */
-			struct passwd *pw = s->initgroups && s->user != NULL ?
-			    getpwuid(s->uid) : NULL;
-			if (pw != NULL ? initgroups(pw->pw_name, s->gid) == -1
-			    : setgroups(1, &s->gid) == -1)
-				log_warn("supplementary groups");
-		}
-		if (geteuid() != s->uid && setuid(s->uid) == -1) {
-			log_error("setuid(%d)", (int)s->uid);
-			return -1;
-		}
-	}
-	return 0;
 }
 
 static int
@@ -364,7 +337,7 @@ spawn_http_worker(void)
 			_exit(0);
 		proctitle_set("%s: worker [%s]", proctitle_prog(), settings_proc_name(M.cfg));
 		log_info("Booting worker with pid: %d", (int)getpid());
-		if (drop_privileges(M.cfg) == -1)
+		if (privileges_drop(M.cfg) == -1)
 			_exit(WORKER_BOOT_ERROR);
 		if (M.cfg->hooks[HOOK_POST_FORK] != NULL) {
 			Py_XDECREF(wobj);

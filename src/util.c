@@ -2,8 +2,12 @@
  * util.c — see util.h.
  */
 #include "util.h"
+#include "log.h"
+#include "settings.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -161,4 +165,28 @@ signals_reset_child_blocked(void)
 			continue;
 		sigaction(sig, &sa, NULL);
 	}
+}
+
+int
+privileges_drop(const struct settings *s)
+{
+	if (s->group == NULL && s->user == NULL)
+		return 0;
+	if (getegid() != s->gid && setgid(s->gid) == -1) {
+		log_error("setgid(%d)", (int)s->gid);
+		return -1;
+	}
+	if (geteuid() == 0) {
+		struct passwd *pw = s->initgroups && s->user != NULL ?
+		    getpwuid(s->uid) : NULL;
+
+		if (pw != NULL ? initgroups(pw->pw_name, s->gid) == -1
+		    : setgroups(1, &s->gid) == -1)
+			log_warn("supplementary groups");
+	}
+	if (geteuid() != s->uid && setuid(s->uid) == -1) {
+		log_error("setuid(%d)", (int)s->uid);
+		return -1;
+	}
+	return 0;
 }

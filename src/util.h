@@ -1,6 +1,7 @@
 /*
  * util.h — small helpers every role uses: clocks, descriptor flags,
- * blocking whole-buffer I/O, closing inherited descriptors after fork.
+ * blocking whole-buffer I/O, closing inherited descriptors after fork,
+ * dropping privileges in a child.
  */
 #ifndef CUNICORN_UTIL_H
 #define CUNICORN_UTIL_H
@@ -25,5 +26,13 @@ void signals_reset_child(void);
  * the child installs its handlers stays pending instead of killing it by
  * its default action.  The caller unblocks once its handlers are in. */
 void signals_reset_child_blocked(void);
+
+struct settings;
+/* In a freshly forked worker (HTTP or dirty): become the group and user
+ * settings' gid and uid.  As root, the supplementary groups become the
+ * user's own with initgroups (gunicorn's setting), else gid alone: root's
+ * are never kept.  Nothing changes when neither user nor group was given.
+ * Logs and returns -1 when gid or uid cannot be set. */
+int privileges_drop(const struct settings *s);
 
 #endif

@@ -237,12 +237,13 @@ class Server:
     """build/cunicorn started with `args`, in its own process group."""
 
     def __init__(self, *args, port=None, bind=True, binary=BINARY, cwd=ROOT,
-                 env=None, workdir=None, runtime_dir=None):
+                 env=None, workdir=None, runtime_dir=None, groups=None):
         # a port we picked may be taken by someone else before the server
         # binds it: start() then tries another one
         self._auto_port = port is None and bind
         self.port = port if port is not None else free_port()
         self.binary = binary
+        self.groups = groups    # supplementary groups to start with (root only)
         self._bind, self._args = bind, [str(a) for a in args]
         self._set_argv()
         self.cwd = cwd
@@ -282,7 +283,8 @@ class Server:
             self._err = open(self.stderr_path, mode)
             self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=self._out,
-                                         stderr=self._err, start_new_session=True)
+                                         stderr=self._err, start_new_session=True,
+                                         extra_groups=self.groups)
             self.pid = self.proc.pid
             if not wait:
                 return self

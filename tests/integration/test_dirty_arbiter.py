@@ -802,6 +802,28 @@ def test_workers_running_as_another_user_reach_the_socket(make_server):
     assert not os.path.exists(os.path.dirname(s.sock))
 
 
+def groups_of(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("Groups:"):
+            return sorted(int(g) for g in line.split()[1:])
+
+
+def test_user_without_group_keeps_none_of_roots_groups(make_server):
+    """-u without -g (group stays root's egid, as in gunicorn): every worker,
+    HTTP and dirty alike, drops the supplementary groups the master was
+    started with."""
+    assert os.geteuid() == 0, "switching users needs root"
+    s = start(make_server, unique_name("usergroups"), extra=("-u", "nobody"),
+              groups=[4242])
+    assert groups_of(s.pid) == [4242]
+    http_worker = wait_for(lambda: s.pids_titled("worker"), what="an HTTP worker")[0]
+    for pid in (http_worker, dirty_workers(s)[0]):
+        assert uid_of(pid) == 65534
+        assert groups_of(pid) == [os.getegid()], pid
+    out = get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="g"')
+    assert out == {"result": "g"}
+
+
 def test_symlinked_runtime_dir_is_refused(make_server, tmp_path):
     name = unique_name("symlink")
     s = make_server(*dirty_args(name), start=False, binary=BIN)
