@@ -59,6 +59,12 @@ class Load:
             except Exception as e:   # noqa: BLE001
                 self.errors.append(repr(e))
 
+    def wait_for_some(self, calls=20, streams=5):
+        """Wait until the load has made more than that many calls and
+        streams (the test asserts it did: a slow machine needs longer)."""
+        wait_for(lambda: self.calls > calls and self.streams > streams or self.errors, 30,
+                 what="more than %d calls and %d streams" % (calls, streams))
+
     def stop(self):
         self._stop.set()
         for t in self.threads:
@@ -108,8 +114,8 @@ def test_ttin_ttou_under_load_no_failed_call(make_server):
         time.sleep(0.5)
         assert len(dirty_workers(s)) == 2
         calls_before = load.calls
-        time.sleep(0.3)
-        assert load.calls > calls_before     # still serving
+        wait_for(lambda: load.calls > calls_before, 10, what="calls still served")
+        load.wait_for_some()
     finally:
         load.stop()
     assert load.errors == []
@@ -137,6 +143,7 @@ def test_manage_add_remove_under_load_no_failed_call(make_server):
         assert "MANAGE: decreasing dirty workers to 2" in s.log()
         st = status(s)
         assert st["num_workers"] == 2 and st["min_workers"] == 2
+        load.wait_for_some()
     finally:
         load.stop()
     assert load.errors == []
