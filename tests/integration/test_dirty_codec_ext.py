@@ -116,6 +116,9 @@ def recv_exact(sock, n):
     return buf
 
 
+RECEIVED = []     # (action, args) of every request the fake got, in order
+
+
 def serve_conn(sock):
     """Answer frames on one connection; the action says how."""
     try:
@@ -143,6 +146,7 @@ def serve_conn(sock):
                 continue
             action, args, kwargs = (payload["action"], payload["args"],
                                     payload["kwargs"])
+            RECEIVED.append((action, args))
             if action == "echo":
                 sock.sendall(oracle_frame(d.MSG_TYPE_RESPONSE, rid, {
                     "result": {"app": payload["app_path"], "args": args,
@@ -690,9 +694,9 @@ def test_timeout(arbiter):
     c = d.Connection(arbiter, timeout=0.2)
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
-        c.request("a:B", "sleep", [0.6])
+        c.request("a:B", "sleep", [2.0])
     elapsed = time.monotonic() - t0
-    assert 0.19 <= elapsed < 0.5, elapsed
+    assert 0.19 <= elapsed < 1.5, elapsed    # at the timeout, not at the 2 s reply
     # the late reply is dropped as stale; the next call gets its own
     c.timeout = 5
     assert c.request("a:B", "ret", ["after"]) == "after"
@@ -721,7 +725,7 @@ def test_threads_gil_released(arbiter):
     results = []
 
     def call(c):
-        results.append(c.request("a:B", "sleep", [0.3]))
+        results.append(c.request("a:B", "sleep", [1.0]))
 
     t0 = time.monotonic()
     ts = [threading.Thread(target=call, args=(c,)) for c in conns]
@@ -730,7 +734,7 @@ def test_threads_gil_released(arbiter):
     for t in ts:
         t.join()
     assert results == ["late", "late"]
-    assert time.monotonic() - t0 < 0.55
+    assert time.monotonic() - t0 < 1.8      # together ~1 s; one after the other 2 s
     for c in conns:
         c.close()
 
@@ -741,20 +745,24 @@ def test_busy_and_close_from_other_thread(arbiter):
 
     def slow():
         try:
-            c.request("a:B", "sleep", [2])
+            c.request("a:B", "sleep", [10, "busy-close"])
         except Exception as e:      # noqa: BLE001
             errors.append(e)
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.2)
+    # the fake has the request: the other thread is inside the call
+    deadline = time.monotonic() + 10
+    while ("sleep", [10, "busy-close"]) not in RECEIVED:
+        assert time.monotonic() < deadline, "the slow call never reached the fake arbiter"
+        time.sleep(0.005)
     with pytest.raises(RuntimeError):
         c.request("a:B", "ret", [1])
     t0 = time.monotonic()
     c.close()                       # wakes the blocked call
     t.join(5)
     assert not t.is_alive()
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 5        # woken by close, not by the reply at 10 s
     assert len(errors) == 1 and isinstance(errors[0], ConnectionError)
     assert c.closed
 
