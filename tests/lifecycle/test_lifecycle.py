@@ -73,7 +73,7 @@ def test_parent_sigkill_takes_the_whole_tree(env):
     record(env.name, "parent SIGKILL", "whole tree gone", t["whole tree gone"])
     assert t["dirty arbiter gone"] is not None, "dirty arbiter %d survived its master by 5 s" % arbiter
     assert t["whole tree gone"] is not None, "processes survived the master by 5 s: %s" % env.roles()
-    env.wait_log("Parent changed, shutting down dirty arbiter", timeout=2)
+    env.wait_log("Parent changed, shutting down dirty arbiter", timeout=10)
     assert env.tree() == []
     # The arbiter's own files go with it (the master could not remove them).
     assert _glob(env, PIDFILE_GLOB) == [] and _glob(env, SOCKET_GLOB) == []
@@ -89,7 +89,7 @@ def test_orphan_cleanup_kills_stopped_orphan(env):
     env.kill("STOP", arbiter)
     t = env.timed("kill -9 %d" % master,
                   [("http worker gone", " && ".join("gone %d" % p for p in r["worker"]))],
-                  timeout=5)
+                  timeout=10)
     assert t["http worker gone"] is not None, env.roles()
     assert arbiter in env.roles()["dirty-arbiter"], "the stopped orphan should still exist"
     # The orphan never holds the HTTP port.
@@ -117,8 +117,11 @@ def test_stale_pidfile_never_kills_an_unrelated_process(env):
     env.timed("true", [("all gone", "none_titled 'gunicorn: '")], timeout=5)
     assert env.tree() == []
     # An unrelated long-lived process, whose pid the stale file now names.
-    out = env.sh("(sleep 1000 >/dev/null 2>&1 &); sleep 0.2; "
-                 "ps -eo pid=,args= | awk '$2 == \"sleep\" && $3 == \"1000\" { print $1 }'\n").stdout
+    # (polled: the background shell may not have exec'd sleep yet)
+    out = env.sh("(sleep 1000 >/dev/null 2>&1 &); i=0; while [ $i -lt 1000 ]; do "
+                 "p=$(ps -eo pid=,args= | awk '$2 == \"sleep\" && $3 == \"1000\" { print $1 }'); "
+                 "[ -n \"$p\" ] && { echo $p; break; }; sleep 0.01; i=$((i+1)); done\n").stdout
+    assert out.split(), "the unrelated process did not start"
     victim = int(out.split()[0])
     env.sh("mkdir -p \"$(dirname %s)\"; echo %d > %s\n" % (pidfile, victim, pidfile))
     env.start_master()
@@ -141,8 +144,8 @@ def test_dirty_arbiter_respawn(env):
     r = env.roles()
     master, arbiter = _one(r, "master"), _one(r, "dirty-arbiter")
     old_workers = r["dirty-worker"]
-    spawned = env.logs().count("Spawning dirty arbiter")
-    assert spawned >= 1
+    # a container's log reaches `logs` a moment after it is written
+    spawned = env.wait_log("Spawning dirty arbiter").count("Spawning dirty arbiter")
     waits = [("new dirty arbiter", "titled '%s' %d" % (TITLES["dirty-arbiter"], arbiter)),
              ("old dirty workers gone", " && ".join("gone %d" % p for p in old_workers)),
              ("new dirty worker", "titled '%s' %s" % (TITLES["dirty-worker"],
@@ -152,7 +155,7 @@ def test_dirty_arbiter_respawn(env):
     for k, v in t.items():
         record(env.name, "dirty arbiter SIGKILL", k, v)
     assert all(v is not None for v in t.values()), t
-    env.wait_log("Spawning dirty arbiter", count=spawned + 1, timeout=2)
+    env.wait_log("Spawning dirty arbiter", count=spawned + 1, timeout=10)
     r2 = env.roles()
     assert r2["master"] == [master], "the master must survive: %s" % r2
     assert _one(r2, "dirty-arbiter") != arbiter
@@ -202,9 +205,9 @@ def _stop(env, sig, bound, scenario):
 def test_graceful_sigterm(env):
     # graceful_timeout 5 + dirty_graceful_timeout 5: an idle tree is far faster.
     _stop(env, "TERM", 12, "SIGTERM (graceful)")
-    logs = env.logs()
-    assert "Dirty arbiter exiting" in logs
-    assert "Shutting down: Master" in logs
+    # written before the processes exited; a container's log may lag
+    env.wait_log("Dirty arbiter exiting")
+    env.wait_log("Shutting down: Master")
 
 
 @pytest.mark.parametrize("sig", ["QUIT", "INT"])
@@ -214,15 +217,23 @@ def test_quick_stop(env, sig):
 
 # -- 3b. in-flight calls on a dead process fail at once ----------------------------
 
+def _start_call(env, seconds):
+    """A dirty call of `seconds` from curl in the background; returns once
+    the dirty worker is inside it (the app creates /tmp/inflight.started)."""
+    env.sh("rm -f /tmp/inflight.*; (curl -s --max-time 60 -o /tmp/inflight.body -w '%%{http_code}' "
+           "'http://127.0.0.1:8000/dirty/sleep?s=%s&mark=/tmp/inflight.started' "
+           "> /tmp/inflight.code.tmp; "
+           "mv /tmp/inflight.code.tmp /tmp/inflight.code) >/dev/null 2>&1 &\n" % seconds)
+    t = env.timed("true", [("busy", "[ -e /tmp/inflight.started ]")], timeout=15)
+    assert t["busy"] is not None, "the dirty call never started:\n%s" % env.logs()[-3000:]
+
+
 @pytest.mark.parametrize("victim", ["dirty-worker", "dirty-arbiter"])
 def test_inflight_call_fails_fast_when_its_process_dies(env, victim):
     r = env.roles()
     pid = _one(r, victim)
     # A 20 s dirty call in flight (dirty_timeout is 30 s) ...
-    env.sh("rm -f /tmp/inflight.*; (curl -s --max-time 60 -o /tmp/inflight.body -w '%{http_code}' "
-           "'http://127.0.0.1:8000/dirty/sleep?s=20' > /tmp/inflight.code.tmp; "
-           "mv /tmp/inflight.code.tmp /tmp/inflight.code) >/dev/null 2>&1 &\n")
-    env.timed("true", [("busy", "titled '%s' && sleep 0.5" % TITLES["dirty-worker"])], timeout=5)
+    _start_call(env, 20)
     # ... and the process serving it is SIGKILLed.
     t = env.timed("kill -9 %d" % pid, [("in-flight call answered", "[ -e /tmp/inflight.code ]")],
                   timeout=10)
@@ -235,13 +246,6 @@ def test_inflight_call_fails_fast_when_its_process_dies(env, victim):
 
 
 # -- 4b. stops with a dirty call in flight ---------------------------------------------
-
-def _start_call(env, seconds):
-    env.sh("rm -f /tmp/inflight.*; (curl -s --max-time 60 -o /tmp/inflight.body -w '%%{http_code}' "
-           "'http://127.0.0.1:8000/dirty/sleep?s=%s' > /tmp/inflight.code.tmp; "
-           "mv /tmp/inflight.code.tmp /tmp/inflight.code) >/dev/null 2>&1 &\n" % seconds)
-    env.timed("true", [("busy", "sleep 0.5")], timeout=5)
-
 
 def _call_result(env):
     out = env.sh("cat /tmp/inflight.code 2>/dev/null; echo; cat /tmp/inflight.body 2>/dev/null; "

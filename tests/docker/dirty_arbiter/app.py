@@ -5,7 +5,8 @@ Routes:  /            -> "OK"
          /dirty/ping  -> one dirty call TestDirtyApp.ping, JSON result
          /dirty/echo?m=TEXT -> one dirty call TestDirtyApp.echo(TEXT)
          /dirty/pid   -> the pid of the dirty worker that answered
-         /dirty/sleep?s=N -> a dirty call that takes N seconds
+         /dirty/sleep?s=N[&mark=PATH] -> a dirty call that takes N seconds
+                          (creating PATH first: a test sees it is running)
 A failed dirty call answers 502 with the error's class name and message.
 """
 
@@ -35,7 +36,8 @@ def application(environ, start_response):
             body = json.dumps(_dirty("pid"))
         elif path == "/dirty/sleep":
             q = parse_qs(environ.get("QUERY_STRING", ""))
-            body = json.dumps(_dirty("sleep", float(q.get("s", ["1"])[0])))
+            body = json.dumps(_dirty("sleep", float(q.get("s", ["1"])[0]),
+                                     q.get("mark", [None])[0]))
         else:
             body = "OK"
         status = "200 OK"
@@ -64,6 +66,8 @@ class TestDirtyApp(DirtyApp):
     def pid(self):
         return {"pid": os.getpid()}
 
-    def sleep(self, seconds):
+    def sleep(self, seconds, mark=None):
+        if mark:
+            open(mark, "w").close()
         time.sleep(seconds)
         return {"slept": seconds}
