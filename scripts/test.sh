@@ -93,7 +93,7 @@ stage pytest pytest_run
 sanitized_run() {
 	make -j2 san-bin >/dev/null || return 1
 	rm -rf build-san/logs && mkdir -p build-san/logs
-	CUNICORN_BIN_DIR=build-san \
+	CUNICORN_BIN_DIR=$PWD/build-san \
 	ASAN_OPTIONS="detect_leaks=0:log_path=$PWD/build-san/logs/asan" \
 	UBSAN_OPTIONS="print_stacktrace=1:log_path=$PWD/build-san/logs/ubsan" \
 	"$PYTHON" -m pytest -q -p no:cacheprovider -rfE \
@@ -101,7 +101,8 @@ sanitized_run() {
 		tests/integration/test_wsgi.py tests/integration/test_http_errors.py \
 		tests/integration/test_master.py tests/integration/test_dirty_arbiter.py \
 		tests/integration/test_dirty_protocol_errors.py tests/integration/test_stash.py \
-		tests/integration/test_streaming.py
+		tests/integration/test_streaming.py tests/integration/test_config.py \
+		tests/integration/test_unsupported_settings.py
 	local rc=$?
 	if [ -n "$(ls -A build-san/logs)" ]; then
 		echo "test.sh: sanitizer reports:"
