@@ -2295,6 +2295,39 @@ dict_set_new(PyObject *dict, const char *key, PyObject *v)
 	return rc;
 }
 
+/* What a hook reading cfg.<name> of a setting cunicorn ignores gets: the
+ * value that runs, gunicorn's default (the first of its spellings), as
+ * gunicorn's own type.  New reference, NULL with an exception set. */
+static PyObject *
+unsupported_default_to_python(const struct unsupported_def *u)
+{
+	const char *bar;
+	PyObject *text, *v;
+
+	if (u->kind == U_APPEND)
+		return PyList_New(0);
+	if (u->dflt == NULL)
+		Py_RETURN_NONE;
+	bar = strchr(u->dflt, '|');
+	text = PyUnicode_FromStringAndSize(u->dflt,
+	    bar != NULL ? bar - u->dflt : (Py_ssize_t)strlen(u->dflt));
+	if (text == NULL)
+		return NULL;
+	if (u->kind == U_FLAG)
+		v = PyBool_FromLong(PyUnicode_CompareWithASCIIString(text,
+		    "True") == 0);
+	else if (u->compare & U_NUMBER)
+		v = PyLong_FromUnicodeObject(text, 0);
+	else if (u->compare & U_LIST) {
+		PyObject *comma = PyUnicode_FromString(",");
+		v = comma != NULL ? PyUnicode_Split(text, comma, -1) : NULL;
+		Py_XDECREF(comma);
+	} else
+		return text;
+	Py_DECREF(text);
+	return v;
+}
+
 void *
 settings_to_python(const struct settings *s)
 {
@@ -2309,6 +2342,10 @@ settings_to_python(const struct settings *s)
 		if (dict_set_new(kw, d->name, value_to_python(s, d)) == -1)
 			goto out;
 	}
+	for (size_t i = 0; i < NUNSUPPORTED; i++)
+		if (dict_set_new(kw, unsupported_table[i].name,
+		    unsupported_default_to_python(&unsupported_table[i])) == -1)
+			goto out;
 	/* gunicorn's Config properties */
 	if (dict_set_new(kw, "proc_name",
 	    py_str_or_none(settings_proc_name(s))) == -1 ||

@@ -31,7 +31,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, ROOT, free_port, http_get, pgroup_members
+from conftest import BINARY, ROOT, free_port, http_get, pgroup_members, wait_for
 
 HELLO = textwrap.dedent("""\
     def app(environ, start_response):
@@ -138,6 +138,33 @@ def test_reload_and_statsd_start_serve_and_warn(make_server, appdir):
     assert warned(log) == {"reload": 1, "statsd_host": 1}, log[-3000:]
     assert "Error" not in log and "Traceback" not in log
     assert s.stop() == 0
+
+
+def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
+    """A gunicorn hook reading server.cfg.<setting> of one cunicorn ignores
+    gets the value that runs (gunicorn's default, with gunicorn's type),
+    not an AttributeError."""
+    out = appdir / "cfg.json"
+    (appdir / "conf.py").write_text(textwrap.dedent("""\
+        import json
+        def when_ready(server):
+            c = server.cfg
+            names = ["reload", "statsd_host", "proxy_allow_ips", "reload_extra_files",
+                     "control_socket_mode", "certfile", "syslog_facility", "workers"]
+            with open(%r + ".tmp", "w") as f:
+                json.dump({n: getattr(c, n) for n in names}, f)
+            import os
+            os.rename(%r + ".tmp", %r)
+    """) % (str(out), str(out), str(out)))
+    s = make_server("-c", str(appdir / "conf.py"), "--reload", "--chdir", str(appdir),
+                    "hello:app", cwd=str(appdir))
+    got = wait_for(lambda: out.exists() and json.loads(out.read_text()), 10,
+                   what="when_ready's cfg dump")
+    assert got == {"reload": False, "statsd_host": None,
+                   "proxy_allow_ips": ["127.0.0.1", "::1"], "reload_extra_files": [],
+                   "control_socket_mode": 0o600, "certfile": None,
+                   "syslog_facility": "user", "workers": 1}, got
+    assert "Traceback" not in s.log()
 
 
 @pytest.mark.parametrize("args,names", [
