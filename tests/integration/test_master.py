@@ -615,6 +615,10 @@ def test_process_started_by_a_master_hook_does_not_inherit_blocked_signals(make_
     helper = wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and
                       int(pidfile.read_text()), 10, what="when_ready's helper pid")
     try:
+        # the pid is written right after fork(): until the child has exec'd
+        # sleep it still runs the master's copy, with the master's handlers
+        # (a TERM then is caught and lost, and its mask is not the helper's)
+        wait_for(lambda: proc_title(helper) == "sleep 60", 10, what="the helper to exec sleep")
         with open("/proc/%d/status" % helper) as f:
             status = dict(line.split(":", 1) for line in f)
         assert int(status["SigBlk"].strip(), 16) == 0, status["SigBlk"]
