@@ -28,7 +28,8 @@
  * Listeners handed over by a previous master on SIGUSR2 (binary upgrade):
  * $GUNICORN_FD lists their numbers, as gunicorn's.  A bind entry whose
  * address matches one is served by it (never re-bound, so the port never
- * closes); the ones nobody asks for are closed.
+ * closes); the ones nobody asks for are closed.  listeners_rebind() (HUP)
+ * puts duplicates of the current listeners there the same way.
  */
 #define MAX_INHERITED 64
 static int inherited[MAX_INHERITED];
@@ -173,8 +174,10 @@ open_unix(const struct settings *s, const char *path, struct listener *l)
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
-	if ((l->fd = inherited_take((struct sockaddr *)&sun)) != -1)
+	if ((l->fd = inherited_take((struct sockaddr *)&sun)) != -1) {
+		l->reused = 1;
 		goto named;
+	}
 	/* a stale socket file from a dead server is replaced; anything else
 	 * at that path is an error */
 	if (lstat(path, &st) == 0) {
@@ -253,6 +256,7 @@ open_tcp(const struct settings *s, const char *spec, struct listener *l)
 	}
 	l->family = res->ai_family;
 	if ((l->fd = inherited_take(res->ai_addr)) != -1) {
+		l->reused = 1;
 		freeaddrinfo(res);
 		goto named;
 	}
@@ -300,13 +304,13 @@ named:
 	return 0;
 }
 
-int
-listeners_open(const struct settings *s, struct listener **out, size_t *n)
+/* Bind s->bind, taking sockets from inherited[] where the address
+ * matches; closes the inherited ones left over. */
+static int
+listeners_open_from(const struct settings *s, struct listener **out, size_t *n)
 {
 	struct listener *ls = xcalloc(s->bind.len ? s->bind.len : 1, sizeof(*ls));
 	size_t i;
-
-	inherited_load();
 
 	for (i = 0; i < s->bind.len; i++) {
 		const char *spec = s->bind.items[i];
@@ -322,7 +326,14 @@ listeners_open(const struct settings *s, struct listener **out, size_t *n)
 		else
 			rc = open_tcp(s, spec, &ls[i]);
 		if (rc == -1) {
-			listeners_close(ls, i + 1, 1);
+			/* a socket file another master (or we) still serve
+			 * through a reused fd stays */
+			for (size_t j = 0; j <= i; j++) {
+				if (!ls[j].reused && ls[j].unix_path != NULL)
+					unlink(ls[j].unix_path);
+				listener_free(&ls[j]);
+			}
+			free(ls);
 			inherited_close_rest();
 			return -1;
 		}
@@ -332,6 +343,13 @@ listeners_open(const struct settings *s, struct listener **out, size_t *n)
 	*out = ls;
 	*n = i;
 	return 0;
+}
+
+int
+listeners_open(const struct settings *s, struct listener **out, size_t *n)
+{
+	inherited_load();
+	return listeners_open_from(s, out, n);
 }
 
 void
@@ -345,4 +363,46 @@ listeners_close(struct listener *l, size_t n, int unlink_paths)
 		listener_free(&l[i]);
 	}
 	free(l);
+}
+
+int
+listeners_rebind(const struct settings *s, struct listener **ls, size_t *n,
+    int unlink_paths)
+{
+	struct listener *old = *ls, *fresh;
+	size_t nold = *n, nfresh;
+
+	/* what we serve now, offered to the new list like USR2's inherited
+	 * fds; as duplicates, so that a failure leaves the old list whole */
+	ninherited = 0;
+	for (size_t i = 0; i < nold && ninherited < MAX_INHERITED; i++) {
+		int fd = fcntl(old[i].fd, F_DUPFD_CLOEXEC, 3);
+		if (fd == -1) {
+			log_error("reload: dup listener %s", old[i].name);
+			inherited_close_rest();
+			return -1;
+		}
+		inherited[ninherited++] = fd;
+	}
+	if (listeners_open_from(s, &fresh, &nfresh) == -1)
+		return -1;
+	/* the old sockets go; a socket file goes with its socket unless the
+	 * new list serves the same path */
+	for (size_t i = 0; i < nold; i++) {
+		int kept = 0;
+		for (size_t j = 0; j < nfresh && old[i].unix_path != NULL; j++)
+			if (fresh[j].unix_path != NULL &&
+			    strcmp(fresh[j].unix_path, old[i].unix_path) == 0)
+				kept = 1;
+		for (size_t j = 0; j < nfresh; j++)
+			if (fresh[j].fd == old[i].fd)	/* fd://N: the same fd */
+				old[i].fd = -1;
+		if (!kept && unlink_paths && old[i].unix_path != NULL)
+			unlink(old[i].unix_path);
+		listener_free(&old[i]);
+	}
+	free(old);
+	*ls = fresh;
+	*n = nfresh;
+	return 0;
 }

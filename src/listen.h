@@ -18,7 +18,8 @@ struct listener {
 	char *name;		/* as logged: "http://127.0.0.1:8000", "unix:/p" */
 	char *host;		/* SERVER_NAME: "127.0.0.1", "::1", or the path */
 	int port;		/* SERVER_PORT (0 for unix) */
-	char *unix_path;	/* unix sockets we created (unlinked at exit) */
+	char *unix_path;	/* unix sockets we serve (unlinked at exit) */
+	int reused;		/* the fd came from an earlier set of listeners */
 };
 
 /* Bind all of s->bind.  On failure logs one clear line (address in use,
@@ -27,5 +28,13 @@ struct listener {
 int listeners_open(const struct settings *s, struct listener **out, size_t *n);
 /* Close all; unlink unix socket files when unlink_paths. */
 void listeners_close(struct listener *l, size_t n, int unlink_paths);
+/* HUP with a new bind list: replace *ls (n entries) by listeners for
+ * s->bind.  An address served now keeps its socket (no connection is
+ * refused meanwhile); the others are bound anew; the ones no longer asked
+ * for are closed and their unix socket files removed (when unlink_paths:
+ * not while another master serves them too).  On failure logs why and
+ * returns -1 with *ls untouched and still serving. */
+int listeners_rebind(const struct settings *s, struct listener **ls, size_t *n,
+    int unlink_paths);
 
 #endif

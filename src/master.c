@@ -544,6 +544,25 @@ begin_stop(int quick)
 }
 
 static int
+pidfile_write(const char *path)
+{
+	char buf[32];
+	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+
+	if (fd == -1 || write_full(fd, buf, (size_t)n) == -1 || close(fd) == -1 ||
+	    rename(tmp, path) == -1) {
+		log_error("Cannot write pidfile %s", path);
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	free(tmp);
+	return 0;
+}
+
+static int
 same_str(const char *a, const char *b)
 {
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
@@ -551,7 +570,7 @@ same_str(const char *a, const char *b)
 
 /*
  * Settings that the running processes were built from and that a reload
- * cannot change (the listeners, the dirty arbiter and its runtime dir,
+ * cannot change (the dirty arbiter and its runtime dir,
  * which is named after proc_name): keep the old values and say so.
  */
 static void
@@ -564,7 +583,6 @@ keep_restart_only_settings(struct settings *ns, const struct settings *old)
 		free(ns->f); ns->f = old->f ? xstrdup(old->f) : NULL; } } while (0)
 #define KEEP_LIST(f) do { if (!strlist_equal(&ns->f, &old->f)) { changed = 1; \
 		strlist_assign(&ns->f, &old->f); } } while (0)
-	KEEP_LIST(bind);
 	KEEP_LIST(dirty_apps);
 	KEEP_INT(dirty_workers);
 	KEEP_INT(dirty_threads);
@@ -577,7 +595,7 @@ keep_restart_only_settings(struct settings *ns, const struct settings *old)
 #undef KEEP_STR
 #undef KEEP_LIST
 	if (changed)
-		log_warnx("Reload: bind, proc_name, user, group, dirty_apps, "
+		log_warnx("Reload: proc_name, user, group, dirty_apps, "
 		    "dirty_workers and dirty_threads need a restart; kept the running values");
 }
 
@@ -616,7 +634,34 @@ reload(void)
 	keep_restart_only_settings(&ns, M.cfg);
 	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
 		log_warn("reopening logs");
-	/* the listeners are kept: a changed bind needs a restart (README) */
+	/* a changed bind: the addresses kept keep their sockets (gunicorn
+	 * closes and binds them all again, refusing connections meanwhile) */
+	if (!strlist_equal(&ns.bind, &M.cfg->bind)) {
+		if (listeners_rebind(&ns, &M.listeners, &M.nlisteners,
+		    !shares_listeners()) == 0) {
+			for (size_t i = 0; i < M.nlisteners; i++)
+				log_info("Listening at: %s (%d)", M.listeners[i].name,
+				    (int)M.pid);
+		} else {
+			log_errorx("Reload: cannot bind the new addresses; kept the "
+			    "running listeners");
+			strlist_assign(&ns.bind, &M.cfg->bind);
+		}
+	}
+	/* a new pid file: the old one goes (as gunicorn's reload); during a
+	 * USR2 upgrade ours is .oldbin and stays where it is */
+	if (!same_str(ns.pidfile, M.cfg->pidfile)) {
+		if (M.reexec_pid > 0) {
+			log_warnx("Reload: pidfile kept during a binary upgrade");
+			free(ns.pidfile);
+			ns.pidfile = M.cfg->pidfile ? xstrdup(M.cfg->pidfile) : NULL;
+		} else {
+			if (M.pidfile_written)
+				unlink(M.cfg->pidfile);
+			M.pidfile_written = ns.pidfile != NULL &&
+			    pidfile_write(ns.pidfile) == 0;
+		}
+	}
 	settings_free(M.cfg);
 	*M.cfg = ns;
 	python_setup_paths(M.cfg);
@@ -872,25 +917,6 @@ daemonize(void)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	return 0;
-}
-
-static int
-pidfile_write(const char *path)
-{
-	char buf[32];
-	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-
-	if (fd == -1 || write_full(fd, buf, (size_t)n) == -1 || close(fd) == -1 ||
-	    rename(tmp, path) == -1) {
-		log_error("Cannot write pidfile %s", path);
-		unlink(tmp);
-		free(tmp);
-		return -1;
-	}
-	free(tmp);
 	return 0;
 }
 
