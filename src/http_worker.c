@@ -4,8 +4,10 @@
  * Owns: the accept loop over the inherited listeners, the worker's signal
  * flags and self-pipe, the per-worker request buffer, reading and parsing
  * the request head, max_requests, the heartbeat and the worker's exit
- * path.  Hands every parsed request to wsgi.c; answers malformed ones with
- * gunicorn's error page and keeps serving.
+ * path, and --reload (gunicorn's reload: a worker whose code changed on
+ * disk exits so that the master boots a fresh one).  Hands every parsed
+ * request to wsgi.c; answers malformed ones with gunicorn's error page and
+ * keeps serving.
  *
  * One connection at a time, "Connection: close" on every response, as
  * gunicorn's sync worker.  Signal handlers only set flags and poke the
@@ -44,6 +46,7 @@
 #define BODY_ROOM	(64 * 1024)	/* buffer space after the head for body reads */
 #define HEAD_MAX_CAP	(16 * 1024 * 1024)
 #define WORKER_BOOT_ERROR 3		/* gunicorn's exit code: master stops */
+#define RELOAD_INTERVAL_MS 1000		/* --reload: gunicorn's poll interval */
 
 static volatile sig_atomic_t sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
 /* For the TERM handler: when the master is gone nobody enforces
@@ -156,6 +159,86 @@ drain_wake_pipe(void)
 
 	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
 		;
+}
+
+/* ---- --reload ---- */
+
+/*
+ * With reload on, cunicorn._reloader.Reloader tells which watched file
+ * (every module's, plus reload_extra_files) changed; the loop asks it at
+ * most once a second, between requests.  Off, nothing of this runs: the
+ * loop tests one pointer.
+ */
+struct reload_watch {
+	PyObject *reloader;	/* NULL: reload off (or given up) */
+	uint64_t next_ms;	/* monotonic time of the next look */
+};
+
+/* The reloader for cfg's extra files; NULL, logged, if it cannot be had. */
+static PyObject *
+reload_new(const struct settings *cfg)
+{
+	PyObject *mod, *extra, *r = NULL;
+
+	if ((mod = PyImport_ImportModule("cunicorn._reloader")) == NULL) {
+		python_log_exception(LOG_ERROR, LOG_ERROR, "reload");
+		return NULL;
+	}
+	if ((extra = PyList_New(0)) != NULL) {
+		for (size_t i = 0; i < cfg->reload_extra_files.len; i++) {
+			PyObject *p = PyUnicode_DecodeFSDefault(
+			    cfg->reload_extra_files.items[i]);
+			if (p == NULL || PyList_Append(extra, p) == -1) {
+				Py_XDECREF(p);
+				Py_CLEAR(extra);
+				break;
+			}
+			Py_DECREF(p);
+		}
+	}
+	if (extra != NULL)
+		r = PyObject_CallMethod(mod, "Reloader", "O", extra);
+	if (r == NULL)
+		python_log_exception(LOG_ERROR, LOG_ERROR, "reload");
+	Py_XDECREF(extra);
+	Py_DECREF(mod);
+	return r;
+}
+
+/*
+ * Once a second at most: 1 when a watched file changed (logged as
+ * gunicorn does, worker_int called as gunicorn's reloader does), else 0.
+ * The first call records every file.  A reloader that fails is logged
+ * and dropped: the worker keeps serving without reload.
+ */
+static int
+reload_changed(struct reload_watch *rw)
+{
+	uint64_t now = monotonic_ms();
+	PyObject *r;
+	int changed = 0;
+
+	if (now < rw->next_ms)
+		return 0;
+	/* a poll(1000 ms) that wakes a hair early still looks */
+	rw->next_ms = now + RELOAD_INTERVAL_MS - 50;
+	if ((r = PyObject_CallMethod(rw->reloader, "changed", NULL)) == NULL) {
+		python_log_exception(LOG_ERROR, LOG_ERROR, "reload");
+		Py_CLEAR(rw->reloader);
+		return 0;
+	}
+	if (PyUnicode_Check(r)) {
+		PyObject *fs = PyUnicode_EncodeFSDefault(r);
+		PyErr_Clear();
+		log_info("Worker reloading: %s modified",
+		    fs != NULL ? PyBytes_AS_STRING(fs) : "?");
+		Py_XDECREF(fs);
+		if (wctx->cfg->hooks[HOOK_WORKER_INT] != NULL)
+			python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
+		changed = 1;
+	}
+	Py_DECREF(r);
+	return changed;
 }
 
 /* ---- one connection ---- */
@@ -339,11 +422,14 @@ http_worker_main(struct http_worker_ctx *ctx)
 {
 	struct settings *cfg = ctx->cfg;
 	struct worker_state w;
+	struct reload_watch rw = { NULL, 0 };
 	struct pollfd *pfd;
 	PyObject *app;
 	int poll_ms, idle = 1;
 
 	wctx = ctx;
+	if (cfg->reload)
+		rw.reloader = reload_new(cfg);
 	if (ctx->app != NULL) {
 		app = ctx->app;
 		Py_INCREF(app);
@@ -357,6 +443,8 @@ http_worker_main(struct http_worker_ctx *ctx)
 	}
 	if (wsgi_init(ctx, app) == -1)
 		worker_exit(WORKER_BOOT_ERROR);
+	if (rw.reloader != NULL)
+		(void)reload_changed(&rw);	/* records the app's files */
 	install_signals();
 	setup_listeners(ctx);
 	setup_state(&w, cfg);
@@ -387,6 +475,8 @@ http_worker_main(struct http_worker_ctx *ctx)
 			log_info("Parent changed, shutting down: <Worker %ld>", (long)getpid());
 			break;
 		}
+		if (rw.reloader != NULL && reload_changed(&rw))
+			break;		/* as max_requests: the master boots another */
 		if (ctx->heartbeat != NULL)
 			*ctx->heartbeat = monotonic_ms();
 

@@ -12,7 +12,9 @@
  *   USR1  reopen logs                               ABRT  (timeout) worker_abort hook, exit
  *   HUP   exit (the master starts a fresh worker)
  * It exits by itself when its master is gone (getppid() changes, or
- * PR_SET_PDEATHSIG), when max_requests is reached, or on any fatal error.
+ * PR_SET_PDEATHSIG), when max_requests is reached, with --reload when a
+ * watched file changed (polled about once a second), or on any fatal
+ * error.
  * It touches *heartbeat (monotonic ms) at least every timeout/2 seconds
  * while idle and before each request; the master kills a worker whose
  * heartbeat is older than `timeout`.

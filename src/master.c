@@ -1017,6 +1017,10 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));
 
+	if (s->preload_app && s->reload)
+		log_warnx("reload with preload_app: the app's code is loaded "
+		    "once, in the master; a change restarts the workers with "
+		    "that same code (restart the server to load it)");
 	if (s->preload_app && (M.app = python_load_app(s->app_uri)) == NULL) {
 		M.exit_code = APP_LOAD_ERROR;
 		goto fail;

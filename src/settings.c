@@ -91,7 +91,7 @@ struct setting_def {
 	/* default as text for set_value(); for T_HOOK, the name gunicorn's
 	 * --print-config shows for its default callable */
 	const char *dflt;
-	/* T_LIST / T_CSV items: returns NULL when valid, else why not */
+	/* T_LIST / T_CSV items, T_STR values: NULL when valid, else why not */
 	const char *(*check)(const char *item);
 	int hook;			/* T_HOOK: enum hook_id */
 	int arity;			/* T_HOOK: positional arguments */
@@ -102,6 +102,8 @@ struct setting_def {
 static const char *check_bind(const char *);
 static const char *check_env(const char *);
 static const char *check_dirty_app(const char *);
+static const char *check_reload_engine(const char *);
+static const char *check_file_exists(const char *);
 
 #define OFF(field)	offsetof(struct settings, field)
 #define HOOK(n, id, ar, dfl, h) \
@@ -227,6 +229,15 @@ static const struct setting_def settings_table[] = {
 	  "Comma-separated directories to add to the Python path." },
 	{ "raw_env", "-e", "--env", NULL, T_LIST, OFF(raw_env), 0, 0, NULL,
 	  check_env, 0, 0, "ENV", "Set an environment variable KEY=VALUE (repeatable)." },
+	{ "reload", NULL, "--reload", NULL, T_BOOL, OFF(reload), 0, 0, NULL,
+	  NULL, 0, 0, NULL,
+	  "Restart workers when their code changes (for development)." },
+	{ "reload_engine", NULL, "--reload-engine", NULL, T_STR,
+	  OFF(reload_engine), 0, 0, "auto", check_reload_engine, 0, 0,
+	  "STRING", "auto, poll or inotify (cunicorn polls mtimes for all)." },
+	{ "reload_extra_files", NULL, "--reload-extra-file", NULL, T_LIST,
+	  OFF(reload_extra_files), 0, 0, NULL, check_file_exists, 0, 0,
+	  "FILES", "Another file --reload watches (repeatable)." },
 	{ "reuse_port", NULL, "--reuse-port", NULL, T_BOOL, OFF(reuse_port),
 	  0, 0, NULL, NULL, 0, 0, NULL,
 	  "Set SO_REUSEPORT on the listening socket." },
@@ -276,7 +287,7 @@ static const struct setting_def settings_table[] = {
 /*
  * gunicorn's settings that cunicorn does not implement (gunicorn 20 to 26).
  * Each flag takes a value or not exactly as gunicorn's does, so the word
- * after "--reload" is still the app and the one after "--statsd-host" is
+ * after "--spew" is still the app and the one after "--statsd-host" is
  * not.  What counts is the value a setting ends up with once every source
  * is applied in its precedence; when it differs from gunicorn's default,
  * settings_finalize() acts on the row's policy:
@@ -420,12 +431,6 @@ static const struct unsupported_def unsupported_table[] = {
 	  .kind = U_VALUE, .dflt = "127.0.0.1,::1|127.0.0.1", .compare = U_LIST,
 	  .policy = WARN },
 	{ .name = "raw_paste_global_conf", .flag = "--paste-global",
-	  .kind = U_APPEND, .policy = WARN },
-	{ .name = "reload", .flag = "--reload", .kind = U_FLAG,
-	  .dflt = "False", .policy = WARN },
-	{ .name = "reload_engine", .flag = "--reload-engine", .kind = U_VALUE,
-	  .dflt = "auto", .policy = WARN },
-	{ .name = "reload_extra_files", .flag = "--reload-extra-file",
 	  .kind = U_APPEND, .policy = WARN },
 	{ .name = "root_path", .flag = "--root-path", .kind = U_VALUE,
 	  .dflt = "", .policy = WARN },
@@ -629,6 +634,23 @@ check_dirty_app(const char *v)
 	return NULL;
 }
 
+/* gunicorn's engines: cunicorn polls for all three (no inotify). */
+static const char *
+check_reload_engine(const char *v)
+{
+	return strcmp(v, "auto") == 0 || strcmp(v, "poll") == 0 ||
+	    strcmp(v, "inotify") == 0 ? NULL : "expected auto, poll or inotify";
+}
+
+/* As gunicorn's validate_file_exists: any kind of file, as of now. */
+static const char *
+check_file_exists(const char *v)
+{
+	struct stat st;
+
+	return stat(v, &st) == 0 ? NULL : "no such file";
+}
+
 /* ---- scalar parsers ---- */
 
 /* Decimal integer with optional sign and surrounding blanks. */
@@ -771,6 +793,10 @@ set_value(struct settings *s, const struct setting_def *d, const char *value,
 		    *t == '\0') {
 			free(t);
 			return invalid(d, value, "empty name");
+		}
+		if (t != NULL && d->check != NULL && (why = d->check(t)) != NULL) {
+			free(t);
+			return invalid(d, value, why);
 		}
 		free(*FIELD(s, d, char *));
 		*FIELD(s, d, char *) = t;
@@ -959,8 +985,8 @@ print_help(const char *prog)
 	}
 	printf("\n--log-file is an alias of --error-logfile.  Settings may also "
 	    "come from\nGUNICORN_CMD_ARGS and a Python config file (-c); the "
-	    "command line wins.\ngunicorn's other settings (--reload, "
-	    "--statsd-host, ...) are accepted and\nignored with a warning; "
+	    "command line wins.\ngunicorn's other settings (--statsd-host, "
+	    "--spew, ...) are accepted and\nignored with a warning; "
 	    "TLS, the PROXY protocol, uWSGI and --paste are refused.\n");
 }
 

@@ -113,6 +113,11 @@ struct settings {
 	char *access_log_format;
 	int capture_output;		/* 0 */
 
+	/* debugging: --reload (the sync worker polls the files' mtimes) */
+	int reload;			/* 0 */
+	char *reload_engine;		/* "auto"; auto, poll, inotify: all poll */
+	struct strlist reload_extra_files;	/* files watched beside the modules */
+
 	/* dirty arbiter */
 	struct strlist dirty_apps;	/* "module:Class" or "module:Class:N" */
 	int dirty_workers;		/* 0 = no dirty arbiter */

@@ -12,8 +12,9 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
   (`certfile = None` is fine);
 - truly unknown flags still fail; unknown names in a config file are
   ignored, as gunicorn does;
-- the two that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE) and
-  initgroups.
+- the ones that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE),
+  initgroups, and reload / reload_engine / reload_extra_files (no warning
+  here; what they do is tests/integration/test_reload.py's).
 
 Every run is in its own session and working directory; ports are ephemeral.
 """
@@ -128,14 +129,14 @@ def appdir(tmp_path):
 # ---- accepted with a warning ---------------------------------------------------
 
 def test_reload_and_statsd_start_serve_and_warn(make_server, appdir):
-    """The brief's case: gunicorn users' `--reload --statsd-host` start,
-    serve, and say once each what is ignored."""
+    """gunicorn users' `--reload --statsd-host` start, serve, and say once
+    what is ignored: statsd; --reload is honoured, so not a word of it."""
     s = make_server("--reload", "--statsd-host", "127.0.0.1:9", "--chdir", str(appdir),
                     "hello:app", cwd=str(appdir))
     status, _, body = http_get(s.port, "/")
     assert (status, body) == (200, b"hello")
     log = s.log()
-    assert warned(log) == {"reload": 1, "statsd_host": 1}, log[-3000:]
+    assert warned(log) == {"statsd_host": 1}, log[-3000:]
     assert "Error" not in log and "Traceback" not in log
     assert s.stop() == 0
 
@@ -143,7 +144,7 @@ def test_reload_and_statsd_start_serve_and_warn(make_server, appdir):
 def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
     """A gunicorn hook reading server.cfg.<setting> of one cunicorn ignores
     gets the value that runs (gunicorn's default, with gunicorn's type),
-    not an AttributeError."""
+    not an AttributeError; one it honours (reload), the value given."""
     out = appdir / "cfg.json"
     (appdir / "conf.py").write_text(textwrap.dedent("""\
         import json
@@ -160,7 +161,7 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
                     "hello:app", cwd=str(appdir))
     got = wait_for(lambda: out.exists() and json.loads(out.read_text()), 10,
                    what="when_ready's cfg dump")
-    assert got == {"reload": False, "statsd_host": None,
+    assert got == {"reload": True, "statsd_host": None,
                    "proxy_allow_ips": ["127.0.0.1", "::1"], "reload_extra_files": [],
                    "control_socket_mode": 0o600, "certfile": None,
                    "syslog_facility": "user", "workers": 1}, got
@@ -168,16 +169,19 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
 
 
 @pytest.mark.parametrize("args,names", [
-    (["--reload", "hello:app"], {"reload"}),
-    (["hello:app", "--reload"], {"reload"}),
+    # honoured (a flag, then flags with values): silent, and the app is the app
+    (["--reload", "hello:app"], set()),
+    (["hello:app", "--reload"], set()),
+    (["--reload-extra-file", "files.py", "--reload-extra-file=data.bin", "--reload-engine",
+      "poll", "hello:app"], set()),
     (["--statsd-host", "127.0.0.1:9", "hello:app"], {"statsd_host"}),
     (["--statsd-host=127.0.0.1:9", "--statsd-prefix", "web", "hello:app"],
      {"statsd_host", "statsd_prefix"}),
     (["--spew", "--log-syslog", "--log-syslog-to", "udp://10.0.0.1:514", "hello:app"],
      {"spew", "syslog", "syslog_addr"}),
     (["-R", "hello:app"], {"enable_stdio_inheritance"}),
-    (["--reload-extra-file", "a.html", "--reload-extra-file=b.html", "--reload-engine",
-      "poll", "hello:app"], {"reload_extra_files", "reload_engine"}),
+    (["--paste-global", "K=V", "--paste-global=L=W", "--reload-engine", "inotify",
+      "hello:app"], {"raw_paste_global_conf"}),
     (["--log-config", "log.ini", "--log-config-json", "log.json", "--logger-class",
       "my.Logger", "hello:app"], {"logconfig", "logconfig_json", "logger_class"}),
     (["--paste-global", "K=V", "--header-map", "refuse", "--forwarder-headers",
@@ -217,7 +221,7 @@ def test_gunicorn_cmd_args_accepted(appdir):
     rc, out, err, left = run(["--check-config", "hello:app"], appdir,
                              {"GUNICORN_CMD_ARGS": "--reload --statsd-host 127.0.0.1:9 -R"})
     assert rc == 0, err
-    assert warned(err) == {"reload": 1, "statsd_host": 1, "enable_stdio_inheritance": 1}
+    assert warned(err) == {"statsd_host": 1, "enable_stdio_inheritance": 1}
 
 
 def test_config_file_accepted_with_warnings(appdir):
@@ -226,12 +230,11 @@ def test_config_file_accepted_with_warnings(appdir):
         statsd_host = "localhost:8125"
         logconfig_dict = {"version": 1}
         tmp_upload_dir = "/tmp"
-        reload_extra_files = ["templates/a.html"]
+        reload_extra_files = ["data.bin"]
     """))
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "hello:app"], appdir)
     assert rc == 0, err
-    assert warned(err) == {"reload": 1, "statsd_host": 1, "logconfig_dict": 1,
-                           "tmp_upload_dir": 1, "reload_extra_files": 1}, err
+    assert warned(err) == {"statsd_host": 1, "logconfig_dict": 1, "tmp_upload_dir": 1}, err
 
 
 def test_final_value_decides(appdir):
@@ -245,8 +248,8 @@ def test_final_value_decides(appdir):
     assert err == "", err
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "--statsd-host=",
                               "--header-map", "drop", "--certfile=", "hello:app"], appdir,
-                             {"GUNICORN_CMD_ARGS": "--reload"})
-    assert rc == 0 and warned(err) == {"reload": 1}, err
+                             {"GUNICORN_CMD_ARGS": "--spew"})
+    assert rc == 0 and warned(err) == {"spew": 1}, err
 
 
 # ---- refused -----------------------------------------------------------------
@@ -265,7 +268,7 @@ def test_final_value_decides(appdir):
     (["--paster", "development.ini"], "paste: PasteDeploy"),
     (["--protocol", "uwsgi"], "protocol: the uWSGI protocol is not supported"),
     (["--http2-cleartext", "prior-knowledge"], "http2_cleartext:"),
-    (["--reload", "--certfile", "x.pem"], TLS_LINE),    # the refusal alone
+    (["--spew", "--certfile", "x.pem"], TLS_LINE),      # the refusal alone
 ])
 def test_command_line_refused(appdir, args, needle):
     rc, out, err, left = run(["-b", "127.0.0.1:%d" % free_port()] + args + ["hello:app"],
@@ -351,8 +354,10 @@ def test_print_config_stays_valid(appdir):
     assert len({l.index(" = ") for l in lines}) == 1
     cfg = dict((k.strip(), v) for k, v in (l.split(" = ", 1) for l in lines))
     assert cfg["sendfile"] == "False" and cfg["initgroups"] == "True"
-    assert "reload" not in cfg and "statsd_host" not in cfg   # printed: what runs
-    assert warned(err) == {"reload": 1, "statsd_host": 1}
+    assert cfg["reload"] == "True" and cfg["reload_engine"] == "auto"
+    assert cfg["reload_extra_files"] == "[]"
+    assert "statsd_host" not in cfg             # printed: what runs
+    assert warned(err) == {"statsd_host": 1}
 
 
 # ---- honoured: sendfile, initgroups ------------------------------------------

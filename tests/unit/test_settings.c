@@ -291,6 +291,8 @@ test_defaults(void)
 	CHECK(s.virtualenv == NULL && s.config == NULL);
 	CHECK(!s.preload_app && !s.daemon && !s.reuse_port && !s.capture_output);
 	CHECK(!s.check_config && !s.print_config);
+	CHECK(!s.reload && s.reload_extra_files.len == 0);
+	CHECK_STR(s.reload_engine, "auto");
 	for (int i = 0; i < HOOK_COUNT; i++)
 		CHECK(s.hooks[i] == NULL);
 	settings_free(&s);
@@ -1017,14 +1019,14 @@ test_unsupported_cli(void)
 		const char *args[6];
 		const char *warned;	/* NULL: nothing at all on stderr */
 	} accepted[] = {
-		{ { "--reload", "a:b" }, "reload" },
+		{ { "--spew", "a:b" }, "spew" },
 		{ { "--statsd-host", "127.0.0.1:9", "a:b" }, "statsd_host" },
 		{ { "--statsd-host=127.0.0.1:9", "a:b" }, "statsd_host" },
 		{ { "-R", "a:b" }, "enable_stdio_inheritance" },
 		{ { "--enable-stdio-inheritance", "a:b" },
 		  "enable_stdio_inheritance" },
-		{ { "--reload-extra-file", "x.txt", "--reload-extra-file=y",
-		    "a:b" }, "reload_extra_files" },
+		{ { "--paste-global", "K=V", "--paste-global=L=W", "a:b" },
+		  "raw_paste_global_conf" },
 		{ { "--log-syslog-to", "udp://h:514", "a:b" }, "syslog_addr" },
 		{ { "--paste-global", "K=V", "a:b" }, "raw_paste_global_conf" },
 		{ { "--control-socket-mode", "0660", "a:b" },
@@ -1066,16 +1068,19 @@ test_unsupported_cli(void)
 		settings_free(&s);
 	}
 
-	/* several at once: one line each, in the table's order */
+	/* several at once: one line each, in the table's order; the reload
+	 * settings among them are honoured, not warned about */
 	settings_defaults(&s);
 	CHECK(parse(&s, "-DR", "--spew", "--reload", "--log-syslog",
-	    "--reload-engine", "poll", "a:b", NULL) == 0);
-	CHECK(s.daemon == 1);
+	    "--statsd-host", "h:1", "--reload-engine", "poll", "a:b",
+	    NULL) == 0);
+	CHECK(s.daemon == 1 && s.reload == 1);
+	CHECK_STR(s.reload_engine, "poll");
 	CHECK(finalize_captured(&s) == 0);
-	CHECK(count_lines(captured) == 5);
+	CHECK(count_lines(captured) == 4);
 	CHECK(warned_once("enable_stdio_inheritance") && warned_once("spew") &&
-	    warned_once("reload") && warned_once("syslog") &&
-	    warned_once("reload_engine"));
+	    warned_once("syslog") && warned_once("statsd_host"));
+	CHECK(strstr(captured, "'reload") == NULL);
 	settings_free(&s);
 
 	/* refused: one Error line naming the setting, whatever the source */
@@ -1110,14 +1115,14 @@ test_unsupported_cli(void)
 	}
 	/* a refused setting wins over the warnings: only its line */
 	settings_defaults(&s);
-	CHECK(parse(&s, "--reload", "--certfile", "c.pem", "a:b", NULL) == 0);
+	CHECK(parse(&s, "--spew", "--certfile", "c.pem", "a:b", NULL) == 0);
 	CHECK(finalize_captured(&s) == -1);
 	CHECK(one_error_line(captured, "certfile"));
 	settings_free(&s);
 	/* from GUNICORN_CMD_ARGS too */
 	settings_defaults(&s);
 	CHECK(parse(&s, "a:b", NULL) == 0);
-	CHECK(settings_parse_env(&s, "--keyfile /k.pem --reload") == 0);
+	CHECK(settings_parse_env(&s, "--keyfile /k.pem --spew") == 0);
 	CHECK(finalize_captured(&s) == -1);
 	CHECK(one_error_line(captured, "keyfile: TLS"));
 	settings_free(&s);
@@ -1192,18 +1197,18 @@ test_unsupported_file(void)
 	settings_defaults(&s);
 	CHECK(parse(&s, "a:b", NULL) == 0);
 	CHECK(load_text(&s,
-	    "reload = True\n"
+	    "spew = True\n"
 	    "statsd_host = 'localhost:8125'\n"
 	    "logconfig_dict = {'version': 1}\n"
 	    "tmp_upload_dir = '/tmp'\n"
-	    "reload_extra_files = ('a.html',)\n"
+	    "raw_paste_global_conf = ('K=V',)\n"
 	    "asgi_disconnect_grace_period = 5\n") == 0);
 	CHECK(captured[0] == '\0');
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(count_lines(captured) == 6);
-	CHECK(warned_once("reload") && warned_once("statsd_host") &&
+	CHECK(warned_once("spew") && warned_once("statsd_host") &&
 	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
-	    warned_once("reload_extra_files") &&
+	    warned_once("raw_paste_global_conf") &&
 	    warned_once("asgi_disconnect_grace_period"));
 	settings_free(&s);
 
@@ -1243,10 +1248,10 @@ test_unsupported_file(void)
 	CHECK(captured[0] == '\0');
 	settings_free(&s);
 	settings_defaults(&s);
-	CHECK(parse(&s, "--reload", "a:b", NULL) == 0);
-	CHECK(load_text(&s, "reload = False\n") == 0);
+	CHECK(parse(&s, "--spew", "a:b", NULL) == 0);
+	CHECK(load_text(&s, "spew = False\n") == 0);
 	CHECK(finalize_captured(&s) == 0);
-	CHECK(warned_once("reload") && count_lines(captured) == 1);
+	CHECK(warned_once("spew") && count_lines(captured) == 1);
 	settings_free(&s);
 	settings_defaults(&s);
 	CHECK(parse(&s, "a:b", NULL) == 0);
@@ -1305,6 +1310,140 @@ test_sendfile_initgroups(void)
 	}
 }
 
+/* gunicorn's reload, reload_engine, reload_extra_files: honoured (the
+ * sync worker polls), from every source, printed, seen by hooks. */
+static void
+test_reload(void)
+{
+	struct settings s;
+	char a[300], b[300], conf[900], *text;
+	PyObject *cfg, *g, *r;
+	int rc;
+
+	snprintf(a, sizeof(a), "%s/extra-a.txt", tmpdir);
+	snprintf(b, sizeof(b), "%s/extra-b.txt", tmpdir);
+	write_file(a, "a");
+	write_file(b, "b");
+
+	/* the command line: a flag, a choice, a repeatable existing file */
+	{
+		char eq[320];
+		snprintf(eq, sizeof(eq), "--reload-extra-file=%s", b);
+		settings_defaults(&s);
+		CHECK(parse(&s, "--reload", "--reload-engine", "inotify",
+		    "--reload-extra-file", a, eq, "a:b", NULL) == 0);
+	}
+	CHECK(s.reload == 1);
+	CHECK_STR(s.reload_engine, "inotify");
+	CHECK(s.reload_extra_files.len == 2);
+	CHECK_STR(s.reload_extra_files.items[0], a);
+	CHECK_STR(s.reload_extra_files.items[1], b);
+	CHECK_STR(s.app_uri, "a:b");
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	text = print_to_string(&s);
+	CHECK(printed_is(text, "reload", "True"));
+	CHECK(printed_is(text, "reload_engine", "inotify"));
+	snprintf(conf, sizeof(conf), "['%s', '%s']", a, b);
+	CHECK(printed_is(text, "reload_extra_files", conf));
+	free(text);
+
+	/* hooks read them as gunicorn's types */
+	cfg = settings_to_python(&s);
+	CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		g = PyDict_New();
+		PyDict_SetItemString(g, "cfg", cfg);
+		r = PyUnicode_FromString(a);
+		PyDict_SetItemString(g, "a", r);
+		Py_XDECREF(r);
+		PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
+		r = PyRun_String(
+		    "assert cfg.reload is True\n"
+		    "assert cfg.reload_engine == 'inotify'\n"
+		    "assert cfg.reload_extra_files[0] == a\n"
+		    "assert len(cfg.reload_extra_files) == 2\n",
+		    Py_file_input, g, g);
+		CHECK(r != NULL);
+		if (r == NULL)
+			PyErr_Print();
+		Py_XDECREF(r);
+		Py_DECREF(g);
+		Py_DECREF(cfg);
+	}
+	settings_free(&s);
+
+	/* the config file, and the command line over it (a list given on
+	 * the command line replaces the file's) */
+	snprintf(conf, sizeof(conf), "reload = True\nreload_engine = 'poll'\n"
+	    "reload_extra_files = ['%s', '%s']\n", a, b);
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s, conf) == 0 && captured[0] == '\0');
+	CHECK(s.reload == 1 && s.reload_extra_files.len == 2);
+	CHECK_STR(s.reload_engine, "poll");
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--reload-extra-file", b, "a:b", NULL) == 0);
+	CHECK(settings_parse_env(&s, "--reload-engine auto") == 0);
+	CHECK(load_text(&s, conf) == 0);
+	CHECK(s.reload == 1 && s.reload_extra_files.len == 1);
+	CHECK_STR(s.reload_extra_files.items[0], b);
+	CHECK_STR(s.reload_engine, "auto");
+	settings_free(&s);
+	/* a string is one file, as gunicorn's validate_list_string */
+	snprintf(conf, sizeof(conf), "reload_extra_files = '%s'\n", a);
+	settings_defaults(&s);
+	CHECK(load_text(&s, conf) == 0);
+	CHECK(s.reload_extra_files.len == 1);
+	CHECK_STR(s.reload_extra_files.items[0], a);
+	settings_free(&s);
+
+	/* bad values: one error line naming the setting, from every source */
+	parse_fails(&rc, "--reload-engine", "fsevents", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "Invalid value for reload_engine: fsevents (expected auto, poll "
+	    "or inotify)"));
+	parse_fails(&rc, "--reload-engine", "POLL", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "reload_engine: POLL"));
+	parse_fails(&rc, "--reload-extra-file", "/no/such/file", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "Invalid value for reload_extra_files: /no/such/file (no such "
+	    "file)"));
+	parse_fails(&rc, "--reload-extra-file", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "reload_extra_files: a:b"));
+	parse_fails(&rc, "--reload-extra-file=", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "reload_extra_files:  (no "
+	    "such file)"));
+	parse_fails(&rc, "--reload=yes", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "argument --reload: ignored explicit argument 'yes'"));
+	parse_fails(&rc, "--reload-e", "poll", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "ambiguous option: --reload-e"));
+	settings_defaults(&s);
+	CHECK(load_text(&s, "reload_engine = 'kqueue'\n") == -1);
+	CHECK(one_error_line(captured, "reload_engine: kqueue"));
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(load_text(&s, "reload_extra_files = ['/no/such/file']\n") == -1);
+	CHECK(one_error_line(captured, "reload_extra_files: /no/such/file"));
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(load_text(&s, "reload = 'yes'\n") == -1);
+	CHECK(one_error_line(captured, "Invalid value for reload: yes"));
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	capture_begin();
+	rc = settings_parse_env(&s, "--reload-engine nope");
+	capture_end();
+	CHECK(rc == -1 && one_error_line(captured, "reload_engine: nope"));
+	settings_free(&s);
+	unlink(a);
+	unlink(b);
+}
+
 int
 main(void)
 {
@@ -1332,6 +1471,7 @@ main(void)
 	test_unsupported_cli();
 	test_unsupported_file();
 	test_sendfile_initgroups();
+	test_reload();
 
 	PyRun_SimpleString("import sys\nsys.modules.pop('__config__', None)\n");
 	Py_FinalizeEx();
