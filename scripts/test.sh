@@ -102,7 +102,8 @@ sanitized_run() {
 		tests/integration/test_master.py tests/integration/test_dirty_arbiter.py \
 		tests/integration/test_dirty_protocol_errors.py tests/integration/test_stash.py \
 		tests/integration/test_streaming.py tests/integration/test_config.py \
-		tests/integration/test_unsupported_settings.py tests/integration/test_reload_bind.py
+		tests/integration/test_unsupported_settings.py tests/integration/test_reload_bind.py \
+		tests/integration/test_reload.py
 	local rc=$?
 	if [ -n "$(ls -A build-san/logs)" ]; then
 		echo "test.sh: sanitizer reports:"
