@@ -241,6 +241,23 @@ reload_changed(struct reload_watch *rw)
 	return changed;
 }
 
+/* The app; under reload, a SyntaxError gives an app that shows it (see
+ * cunicorn/_reloader.py) rather than a failed boot. */
+static PyObject *
+reload_load_app(struct reload_watch *rw, const char *uri)
+{
+	PyObject *loader, *app;
+
+	if (rw->reloader == NULL ||
+	    (loader = PyObject_GetAttrString(rw->reloader, "load_app")) == NULL) {
+		PyErr_Clear();
+		return python_load_app(uri);
+	}
+	app = python_load_app_with(loader, uri);
+	Py_DECREF(loader);
+	return app;
+}
+
 /* ---- one connection ---- */
 
 struct worker_state {
@@ -435,7 +452,7 @@ http_worker_main(struct http_worker_ctx *ctx)
 		Py_INCREF(app);
 	} else {
 		const char *uri = cfg->app_uri ? cfg->app_uri : cfg->wsgi_app;
-		if (uri == NULL || (app = python_load_app(uri)) == NULL) {
+		if (uri == NULL || (app = reload_load_app(&rw, uri)) == NULL) {
 			if (uri == NULL)
 				log_errorx("No application module specified.");
 			worker_exit(WORKER_BOOT_ERROR);

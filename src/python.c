@@ -285,7 +285,15 @@ python_log_exception(int level, int tb_level, const char *context)
 void *
 python_load_app(const char *uri)
 {
-	PyObject *app = PyObject_CallMethod(hooks_module, "load_app", "s", uri);
+	return python_load_app_with(NULL, uri);
+}
+
+void *
+python_load_app_with(void *loader, const char *uri)
+{
+	PyObject *app = loader != NULL ?
+	    PyObject_CallFunction((PyObject *)loader, "s", uri) :
+	    PyObject_CallMethod(hooks_module, "load_app", "s", uri);
 	if (app != NULL)
 		return app;
 	/* AppLoadError carries a one-line message; anything else is the app's

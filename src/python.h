@@ -31,6 +31,9 @@ void python_fini(void);
  * NULL after logging one clear line (module not found, no such callable,
  * not callable) and, at debug level, the traceback. */
 void *python_load_app(const char *uri);
+/* The same through loader(uri) (a PyObject * callable that imports as
+ * cunicorn._hooks.load_app does), errors logged the same way. */
+void *python_load_app_with(void *loader, const char *uri);
 
 /* In the master before forking: move every object the master made into
  * the GC's permanent generation (gc.freeze()), so that a collection in a

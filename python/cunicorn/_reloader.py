@@ -17,9 +17,17 @@ reload_extra_files, by their mtimes:
 
 Paths are used as given: relative ones against the worker's working
 directory (after --chdir), as gunicorn's reloader does.
+
+Reloader.load_app() is how a reloading worker imports the app: a
+SyntaxError (an edit saved half-way) does not fail the worker's boot, which
+would stop the whole server; as gunicorn's worker does under reload, it is
+logged, the broken file is watched, and every request gets a 500 showing
+the error until the fix reloads the worker.  Any other error propagates.
 """
 import os
 import sys
+
+import _cunicorn
 
 
 class Reloader:
@@ -37,6 +45,20 @@ class Reloader:
             yield path
         yield from self._extra_files
 
+    def load_app(self, uri):
+        from cunicorn import _hooks
+        try:
+            return _hooks.load_app(uri)
+        except SyntaxError as e:
+            import traceback    # only then: a worker need not carry it
+            text = "".join(traceback.format_exception(e))
+            _cunicorn.log(_cunicorn.ERROR, "Exception in worker process: %s: %s"
+                          % (type(e).__name__, e))
+            _cunicorn.log(_cunicorn.ERROR, text.rstrip("\n"))
+            if e.filename:
+                self._extra_files.append(e.filename)
+            return _error_app(text.encode("utf-8", "replace"))
+
     def changed(self):
         """The first watched file whose mtime differs from the one recorded,
         or None; new files are recorded without counting as a change."""
@@ -51,3 +73,12 @@ class Reloader:
             if old is not None and old != mtime:
                 return path
         return None
+
+
+def _error_app(body):
+    """gunicorn's make_fail_app: 500, the error as text."""
+    def app(environ, start_response):
+        start_response("500 Internal Server Error",
+                       [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+    return app

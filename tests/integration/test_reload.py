@@ -185,6 +185,38 @@ def test_deleted_file_is_skipped_until_it_returns(make_server, tmp_path):
     assert_clean(s)
 
 
+def test_syntax_error_is_served_until_the_fix(make_server, tmp_path):
+    """As gunicorn's worker under reload: a module saved with a syntax error
+    does not stop the server (a failed boot would); the worker logs it,
+    answers 500 with the error, and the fix reloads it."""
+    appdir = os.path.realpath(str(tmp_path))
+    module = os.path.join(appdir, "reapp.py")
+    write(module, APP % b"one")
+    s = serve(make_server, appdir, "--reload")
+    old = worker_pid(s.port)
+
+    write(module, "def app(environ, start_response:\n")
+    s.wait_log("Worker reloading: %s modified" % module, timeout=10)
+    s.wait_log("Exception in worker process: SyntaxError:", timeout=10)
+
+    def error_page():
+        try:
+            status, _, body = http_get(s.port, "/", timeout=5)
+        except OSError:
+            return None
+        return body if status == 500 else None
+    body = wait_for(error_page, 10, what="the error page")
+    assert b"SyntaxError" in body and module.encode() in body, body
+
+    write(module, APP % b"fixed")
+    assert wait_for(lambda: get(s.port) == b"fixed", 10, what="the fixed app")
+    assert s.proc.poll() is None
+    log = s.log()
+    assert log.count("Worker reloading:") == 2, log[-3000:]
+    assert "failed to boot" not in log and "was terminated" not in log, log[-3000:]
+    assert "exited with code" not in log and not pid_alive(old)
+
+
 def test_without_reload_a_changed_module_stays_as_loaded(make_server, tmp_path):
     appdir = os.path.realpath(str(tmp_path))
     module = os.path.join(appdir, "reapp.py")
