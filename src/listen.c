@@ -305,9 +305,12 @@ named:
 }
 
 /* Bind s->bind, taking sockets from inherited[] where the address
- * matches; closes the inherited ones left over. */
+ * matches; closes the inherited ones left over.  On failure nothing of
+ * `keep` (the listeners serving now, on HUP) is closed: fd://N names
+ * their very descriptor. */
 static int
-listeners_open_from(const struct settings *s, struct listener **out, size_t *n)
+listeners_open_from(const struct settings *s, struct listener **out, size_t *n,
+    const struct listener *keep, size_t nkeep)
 {
 	struct listener *ls = xcalloc(s->bind.len ? s->bind.len : 1, sizeof(*ls));
 	size_t i;
@@ -331,6 +334,9 @@ listeners_open_from(const struct settings *s, struct listener **out, size_t *n)
 			for (size_t j = 0; j <= i; j++) {
 				if (!ls[j].reused && ls[j].unix_path != NULL)
 					unlink(ls[j].unix_path);
+				for (size_t k = 0; k < nkeep; k++)
+					if (ls[j].fd == keep[k].fd)
+						ls[j].fd = -1;
 				listener_free(&ls[j]);
 			}
 			free(ls);
@@ -349,7 +355,7 @@ int
 listeners_open(const struct settings *s, struct listener **out, size_t *n)
 {
 	inherited_load();
-	return listeners_open_from(s, out, n);
+	return listeners_open_from(s, out, n, NULL, 0);
 }
 
 void
@@ -384,8 +390,12 @@ listeners_rebind(const struct settings *s, struct listener **ls, size_t *n,
 		}
 		inherited[ninherited++] = fd;
 	}
-	if (listeners_open_from(s, &fresh, &nfresh) == -1)
+	if (listeners_open_from(s, &fresh, &nfresh, old, nold) == -1)
 		return -1;
+	/* a socket kept takes the new backlog */
+	for (size_t j = 0; j < nfresh; j++)
+		if (fresh[j].reused && listen(fresh[j].fd, s->backlog) == -1)
+			log_warn("listen %s", fresh[j].name);
 	/* the old sockets go; a socket file goes with its socket unless the
 	 * new list serves the same path */
 	for (size_t i = 0; i < nold; i++) {

@@ -16,7 +16,8 @@
  *   CHLD        reap, respawn (or halt)      reap
  *   TERM        stop gracefully              -
  *   INT, QUIT   stop at once                 escalate to at once
- *   HUP         reload config, new workers   -
+ *   HUP         reload config, rebind,       -
+ *               new workers, old ones retire
  *   TTIN/TTOU   +1 / -1 worker               -
  *   USR1        reopen logs, forward         -
  *   USR2        re-exec a new master         -
@@ -30,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -543,10 +545,51 @@ begin_stop(int quick)
 	}
 }
 
+/* The pid a pid file names, or 0 (missing, unreadable, not a pid). */
+static pid_t
+pidfile_read(const char *path)
+{
+	char buf[32], *end;
+	ssize_t n;
+	long pid;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, &end, 10);
+	return (end != buf && (*end == '\n' || *end == '\0') && pid > 0 &&
+	    pid <= INT_MAX) ? (pid_t)pid : 0;
+}
+
+/* Remove a pid file of ours; one another master has written since (a
+ * second start that failed, USR2's new master) is not ours to remove. */
+static void
+pidfile_remove(const char *path)
+{
+	if (pidfile_read(path) == M.pid)
+		unlink(path);
+}
+
+/* Write our pid, atomically.  As gunicorn: a file naming another live
+ * process means a server already runs there -- refuse rather than take
+ * its pid file (and remove it at our exit). */
 static int
 pidfile_write(const char *path)
 {
 	char buf[32];
+	pid_t other = pidfile_read(path);
+
+	if (other > 0 && other != getpid() &&
+	    (kill(other, 0) == 0 || errno == EPERM)) {
+		log_errorx("Already running on PID %d (or pid file '%s' is stale)",
+		    (int)other, path);
+		return -1;
+	}
 	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
@@ -657,7 +700,7 @@ reload(void)
 			ns.pidfile = M.cfg->pidfile ? xstrdup(M.cfg->pidfile) : NULL;
 		} else {
 			if (M.pidfile_written)
-				unlink(M.cfg->pidfile);
+				pidfile_remove(M.cfg->pidfile);
 			M.pidfile_written = ns.pidfile != NULL &&
 			    pidfile_write(ns.pidfile) == 0;
 		}
@@ -884,6 +927,7 @@ master_loop(void)
 		if (M.old_master_pid != 0 && getppid() != M.old_master_pid) {
 			log_info("Master has been promoted.");
 			M.old_master_pid = 0;
+			python_setenv("GUNICORN_PID", NULL);	/* as gunicorn */
 		}
 		manage_workers();
 	}
@@ -946,7 +990,7 @@ master_release(void)
 		/* after USR2 the pid file is the new master's: ours is .oldbin */
 		char *path = M.reexec_pid > 0 ? xasprintf("%s.oldbin", M.cfg->pidfile)
 		    : xstrdup(M.cfg->pidfile);
-		unlink(path);
+		pidfile_remove(path);
 		free(path);
 	}
 	if (M.dirty)
@@ -972,8 +1016,15 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	M.start_cwd = start_cwd ? xstrdup(start_cwd) : NULL;
 	/* started by USR2: the old master named itself (gunicorn's variable);
 	 * while it is our parent, the listeners are shared with it */
-	if (getenv("GUNICORN_FD") != NULL && getenv("GUNICORN_PID") != NULL)
-		M.old_master_pid = (pid_t)atoi(getenv("GUNICORN_PID"));
+	if (getenv("GUNICORN_FD") != NULL) {
+		const char *env = getenv("GUNICORN_PID");
+		char *end;
+		long pid = env != NULL ? strtol(env, &end, 10) : 0;
+
+		/* from a master too old to say: its child, unless it died */
+		M.old_master_pid = env != NULL && *env != '\0' && *end == '\0' &&
+		    pid > 1 && pid <= INT_MAX ? (pid_t)pid : getppid();
+	}
 	M.argc = argc;
 	M.argv = argv;
 	M.num_workers = s->workers;

@@ -1913,7 +1913,10 @@ unsupported_text(PyObject *v)
 	}
 	r = xstrdup("");
 	for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-		char *item = unsupported_text(PySequence_Fast_GET_ITEM(seq, i));
+		PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+		/* one level only: a list holding itself must not recurse */
+		char *item = PyList_Check(it) || PyTuple_Check(it) ||
+		    PyAnySet_Check(it) ? xstrdup("<object>") : unsupported_text(it);
 		char *joined = xasprintf("%s%s%s", r, i > 0 ? "," : "",
 		    item != NULL ? item : "None");
 		free(item);

@@ -180,9 +180,12 @@ privileges_drop(const struct settings *s)
 		struct passwd *pw = s->initgroups && s->user != NULL ?
 		    getpwuid(s->uid) : NULL;
 
+		/* a worker must never run with root's groups: fail its boot */
 		if (pw != NULL ? initgroups(pw->pw_name, s->gid) == -1
-		    : setgroups(1, &s->gid) == -1)
-			log_warn("supplementary groups");
+		    : setgroups(1, &s->gid) == -1) {
+			log_error("setting the supplementary groups");
+			return -1;
+		}
 	}
 	if (geteuid() != s->uid && setuid(s->uid) == -1) {
 		log_error("setuid(%d)", (int)s->uid);

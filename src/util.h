@@ -32,7 +32,7 @@ struct settings;
  * settings' gid and uid.  As root, the supplementary groups become the
  * user's own with initgroups (gunicorn's setting), else gid alone: root's
  * are never kept.  Nothing changes when neither user nor group was given.
- * Logs and returns -1 when gid or uid cannot be set. */
+ * Logs and returns -1 when gid, the groups or uid cannot be set. */
 int privileges_drop(const struct settings *s);
 
 #endif

@@ -237,13 +237,14 @@ class Server:
     """build/cunicorn started with `args`, in its own process group."""
 
     def __init__(self, *args, port=None, bind=True, binary=BINARY, cwd=ROOT,
-                 env=None, workdir=None, runtime_dir=None, groups=None):
+                 env=None, workdir=None, runtime_dir=None, groups=None, pass_fds=()):
         # a port we picked may be taken by someone else before the server
         # binds it: start() then tries another one
         self._auto_port = port is None and bind
         self.port = port if port is not None else free_port()
         self.binary = binary
         self.groups = groups    # supplementary groups to start with (root only)
+        self.pass_fds = tuple(pass_fds)     # descriptors the server inherits
         self._bind, self._args = bind, [str(a) for a in args]
         self._set_argv()
         self.cwd = cwd
@@ -284,7 +285,8 @@ class Server:
             self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=self._out,
                                          stderr=self._err, start_new_session=True,
-                                         extra_groups=self.groups)
+                                         extra_groups=self.groups,
+                                         pass_fds=self.pass_fds)
             self.pid = self.proc.pid
             if not wait:
                 return self

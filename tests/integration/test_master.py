@@ -325,6 +325,68 @@ def test_worker_tmp_dir(make_server, tmp_path):
         bad.cleanup()
 
 
+def test_pidfile_of_a_running_server_is_refused_and_kept(make_server, tmp_path):
+    """As gunicorn: a pid file naming a live process means a server already
+    runs; a second start fails (before it binds) and leaves the file alone."""
+    pidfile = tmp_path / "app.pid"
+    s = make_server(*app_args("master_app:hello", "-p", str(pidfile)))
+    for port in (None, s.port):         # a free port, and the one in use
+        other = Server(*app_args("master_app:hello", "-p", str(pidfile)), port=port,
+                       workdir=str(tmp_path / ("other%s" % port)))
+        try:
+            other.start(wait=False)
+            assert other.wait(15) not in (None, 0)
+            assert "Already running on PID %d (or pid file '%s' is stale)" % (
+                s.pid, pidfile) in other.log()
+            assert other.leftovers() == []
+        finally:
+            other.cleanup()
+        assert int(pidfile.read_text()) == s.pid
+    assert http_get(s.port, "/")[2] == b"OK"
+    assert s.stop() == 0
+    assert not pidfile.exists()
+
+
+def test_stale_pidfile_is_replaced(make_server, tmp_path):
+    pidfile = tmp_path / "app.pid"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pidfile.write_text("%d\n" % dead.pid)
+    s = make_server(*app_args("master_app:hello", "-p", str(pidfile)))
+    assert int(pidfile.read_text()) == s.pid
+
+
+def test_listeners_inherited_without_gunicorn_pid_stay_the_parents(make_server, tmp_path):
+    """$GUNICORN_FD from a master that does not set $GUNICORN_PID (an
+    earlier cunicorn): the parent is taken as the old master, still serving
+    the unix socket, so the new master leaves the file in place."""
+    path = str(tmp_path / "u.sock")
+    usock = socket.socket(socket.AF_UNIX)
+    usock.bind(path)
+    usock.listen(16)
+    fd = usock.fileno()
+    env = {"GUNICORN_FD": str(fd)}
+    s = make_server(*app_args("master_app:hello", "-b", "unix:" + path), bind=False,
+                    start=False, env=env, pass_fds=(fd,))
+    s.env.pop("GUNICORN_PID", None)
+    s.start(wait=False)
+    try:
+        def answered():
+            c = socket.socket(socket.AF_UNIX)
+            c.settimeout(10)
+            try:
+                c.connect(path)
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                return c.recv(4096)
+            finally:
+                c.close()
+        assert wait_for(lambda: b"OK" in answered(), 15, what="an answer on the inherited socket")
+        assert s.stop() == 0
+        assert os.path.exists(path)
+    finally:
+        usock.close()
+
+
 def test_preload_loads_in_master(make_server):
     s = make_server(*app_args("master_app:preload_pid", "--preload", "-w", "2"))
     info = get_json(s.port)

@@ -132,3 +132,34 @@ def test_hup_moves_the_pidfile(make_server, tmp_path):
     assert not p1.exists()
     assert s.stop() == 0
     assert not p2.exists()
+
+
+def test_hup_keeps_an_inherited_fd_when_the_new_bind_fails(make_server, tmp_path):
+    """fd://N names the listener's very descriptor: a reload that fails on
+    another address must not close it (the next workers would inherit a
+    closed fd)."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port, fd = lsock.getsockname()[1], lsock.fileno()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        conf = tmp_path / "conf.py"
+        conf.write_text("bind = ['fd://%d']\n" % fd)
+        s = make_server("-c", str(conf), "--chdir", APPS, "master_app:hello",
+                        port=port, bind=False, pass_fds=(fd,))
+        lsock.close()
+        old = wait_for(lambda: s.pids_titled("worker"), what="a worker")
+        hup(s, conf, ["fd://%d" % fd, "127.0.0.1:%d" % busy.getsockname()[1]])
+        s.wait_log("Reload: cannot bind the new addresses")
+        # served by the workers booted after the reload, once the old retired
+        wait_for(lambda: not any(pid_alive(p) for p in old), 15, what="old workers gone")
+        for _ in range(3):
+            assert http_get(port, "/", timeout=10)[2] == b"OK"
+        assert "non-socket" not in s.log() and "Bad file descriptor" not in s.log()
+    finally:
+        busy.close()
+

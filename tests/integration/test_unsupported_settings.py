@@ -168,6 +168,17 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
     assert "Traceback" not in s.log()
 
 
+def test_a_value_holding_itself_is_no_crash(appdir):
+    """A config value that contains itself (statsd_host = [statsd_host]) is
+    shown without recursing: a warning, not a crash."""
+    (appdir / "conf.py").write_text("statsd_host = []\nstatsd_host.append(statsd_host)\n")
+    rc, out, err, left = run(["-c", str(appdir / "conf.py"), "--check-config", "hello:app"],
+                             appdir)
+    assert rc == 0, err
+    assert warned(err) == {"statsd_host": 1}, err
+    assert not left
+
+
 @pytest.mark.parametrize("args,names", [
     # honoured (a flag, then flags with values): silent, and the app is the app
     (["--reload", "hello:app"], set()),
