@@ -159,6 +159,57 @@ def accepted(port, client):
     return False
 
 
+def unix_request(path, request=b"GET / HTTP/1.0\r\n\r\n", timeout=10.0):
+    """Send the raw `request` on a fresh connection to the unix socket at
+    `path`; return all the server sent until it closed the connection."""
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall(request)
+        data = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return data
+            data += d
+
+
+def run_to_exit(args, cwd, env_extra=None, timeout=30, binary=BINARY):
+    """Run the binary to completion in its own session, without the
+    environment variables that are settings.  Returns (returncode, stdout,
+    stderr, leftovers): leftovers are processes of its process group still
+    alive 5 s after the master exited (then killed)."""
+    assert os.access(binary, os.X_OK), "%s is missing: run `make` first" % binary
+    env = dict(os.environ)
+    for k in ("GUNICORN_CMD_ARGS", "PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
+              "VIRTUAL_ENV", "SENDFILE"):
+        env.pop(k, None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["XDG_RUNTIME_DIR"] = str(cwd)
+    env.update(env_extra or {})
+    p = subprocess.Popen([binary] + [str(a) for a in args], cwd=str(cwd), env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        raise AssertionError("did not exit within %ds; stderr:\n%s"
+                             % (timeout, err.decode(errors="replace")[-3000:]))
+    finally:
+        deadline = time.monotonic() + 5
+        left = pgroup_members(p.pid)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = pgroup_members(p.pid)
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), left
+
+
 def http_get(port, path="/", headers=None, method="GET", body=None, timeout=10.0, host="127.0.0.1"):
     """One HTTP request on a fresh connection: (status, headers dict lowercased, body bytes)."""
     c = http.client.HTTPConnection(host, port, timeout=timeout)

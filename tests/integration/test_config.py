@@ -10,15 +10,13 @@ ports are ephemeral.
 """
 
 import os
-import signal
 import socket
-import subprocess
 import textwrap
-import time
 
 import pytest
 
-from conftest import BINARY, COMPAT_BINARY, free_port, pgroup_members
+from conftest import COMPAT_BINARY, free_port
+from conftest import run_to_exit as run
 
 APP = textwrap.dedent("""\
     def app(environ, start_response):
@@ -26,42 +24,6 @@ APP = textwrap.dedent("""\
         return [b"hello"]
     application = app
 """)
-
-
-def run(args, cwd, env_extra=None, timeout=30, binary=BINARY):
-    """Run the binary to completion in its own session.  Returns
-    (returncode, stdout, stderr, leftovers): leftovers are processes of its
-    process group still alive 5 s after the master exited (then killed)."""
-    assert os.access(binary, os.X_OK), "%s is missing: run `make` first" % binary
-    env = dict(os.environ)
-    for k in ("GUNICORN_CMD_ARGS", "PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
-              "VIRTUAL_ENV"):
-        env.pop(k, None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["XDG_RUNTIME_DIR"] = str(cwd)
-    if env_extra:
-        env.update(env_extra)
-    p = subprocess.Popen([binary] + [str(a) for a in args], cwd=str(cwd), env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise AssertionError("did not exit within %ds; stderr:\n%s"
-                             % (timeout, err.decode(errors="replace")[-3000:]))
-    finally:
-        deadline = time.monotonic() + 5
-        left = pgroup_members(p.pid)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = pgroup_members(p.pid)
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), left
 
 
 def printed(out):

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, children_map, free_port,
-                      has_open, http_get, pid_alive, port_open, proc_title, wait_for)
+                      has_open, http_get, pid_alive, port_open, proc_title, unix_request,
+                      wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -247,20 +248,10 @@ def test_unix_socket_bind(make_server, tmp_path):
     s.start(wait=False)
     wait_for(lambda: os.path.exists(path), what="unix socket")
     def get():
-        c = socket.socket(socket.AF_UNIX)
         try:
-            c.connect(path)
-            c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                d = c.recv(4096)
-                if not d:
-                    return data
-                data += d
+            return unix_request(path)
         except OSError:
             return None
-        finally:
-            c.close()
     data = wait_for(get, what="answer over the unix socket")
     assert data.startswith(b"HTTP/1.0 200") and data.endswith(b"OK")
     assert s.stop() == 0
@@ -371,16 +362,8 @@ def test_listeners_inherited_without_gunicorn_pid_stay_the_parents(make_server, 
     s.env.pop("GUNICORN_PID", None)
     s.start(wait=False)
     try:
-        def answered():
-            c = socket.socket(socket.AF_UNIX)
-            c.settimeout(10)
-            try:
-                c.connect(path)
-                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                return c.recv(4096)
-            finally:
-                c.close()
-        assert wait_for(lambda: b"OK" in answered(), 15, what="an answer on the inherited socket")
+        assert wait_for(lambda: unix_request(path).endswith(b"OK"), 15,
+                        what="an answer on the inherited socket")
         assert s.stop() == 0
         assert os.path.exists(path)
     finally:
@@ -587,17 +570,7 @@ def test_usr2_unix_socket_survives_the_old_master(make_server, tmp_path):
     s.send(signal.SIGTERM)
     assert s.wait(10) == 0
     assert os.path.exists(path)
-    c = socket.socket(socket.AF_UNIX)
-    c.settimeout(10)
-    c.connect(path)
-    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        data += d
-    assert data.endswith(b"OK")
+    assert unix_request(path).endswith(b"OK")
     os.kill(new, signal.SIGTERM)
     wait_for(lambda: not pid_alive(new), what="new master exit")
     assert not os.path.exists(path)

@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 
-from conftest import free_port, http_get, listening_inodes, pid_alive, wait_for
+from conftest import free_port, http_get, listening_inodes, pid_alive, unix_request, wait_for
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 
@@ -38,21 +38,6 @@ def refused(port):
         return False
     except ConnectionRefusedError:
         return True
-
-
-def unix_get(path):
-    c = socket.socket(socket.AF_UNIX)
-    c.settimeout(10)
-    c.connect(path)
-    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    data = b""
-    while True:
-        d = c.recv(4096)
-        if not d:
-            break
-        data += d
-    c.close()
-    return data
 
 
 def test_hup_moves_to_a_new_port(make_server, tmp_path):
@@ -88,11 +73,11 @@ def test_hup_moves_a_unix_socket(make_server, tmp_path):
     a = free_port()
     conf = tmp_path / "conf.py"
     s = start(make_server, conf, a, ["127.0.0.1:%d" % a, "unix:" + p1])
-    assert unix_get(p1).endswith(b"OK")
+    assert unix_request(p1).endswith(b"OK")
     hup(s, conf, ["127.0.0.1:%d" % a, "unix:" + p2])
     s.wait_log("Listening at: unix:%s (%d)" % (p2, s.pid))
     assert not os.path.exists(p1)
-    assert unix_get(p2).endswith(b"OK")
+    assert unix_request(p2).endswith(b"OK")
     assert s.stop() == 0
     assert not os.path.exists(p2)
 

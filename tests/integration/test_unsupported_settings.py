@@ -24,15 +24,13 @@ import json
 import os
 import pwd
 import re
-import signal
 import socket
-import subprocess
 import textwrap
-import time
 
 import pytest
 
-from conftest import BINARY, ROOT, free_port, http_get, pgroup_members, wait_for
+from conftest import ROOT, free_port, http_get, wait_for
+from conftest import run_to_exit as run
 
 HELLO = textwrap.dedent("""\
     def app(environ, start_response):
@@ -64,40 +62,6 @@ DATA = bytes(range(256)) * 400          # 100 kB
 
 TLS_LINE = "Error: certfile: TLS is not supported by cunicorn; terminate TLS in front of it"
 WARNING = re.compile(r"\[WARNING\] Setting '(\w+)' is not supported by cunicorn; ignored$")
-
-
-def run(args, cwd, env_extra=None, timeout=30):
-    """build/cunicorn to completion in its own session: (rc, stdout, stderr,
-    processes of its group still alive 5 s after it exited)."""
-    assert os.access(BINARY, os.X_OK), "%s is missing: run `make` first" % BINARY
-    env = dict(os.environ)
-    for k in ("GUNICORN_CMD_ARGS", "PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS",
-              "VIRTUAL_ENV", "SENDFILE"):
-        env.pop(k, None)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["XDG_RUNTIME_DIR"] = str(cwd)
-    env.update(env_extra or {})
-    p = subprocess.Popen([BINARY] + [str(a) for a in args], cwd=str(cwd), env=env,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        raise AssertionError("did not exit within %ds; stderr:\n%s"
-                             % (timeout, err.decode(errors="replace")[-3000:]))
-    finally:
-        deadline = time.monotonic() + 5
-        left = pgroup_members(p.pid)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = pgroup_members(p.pid)
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), left
 
 
 def warned(text):
