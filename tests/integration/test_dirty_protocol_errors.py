@@ -150,6 +150,7 @@ def test_misbehaving_worker_is_replaced(server):
     server.wait_log("Dirty worker (pid: %d) sent a malformed message" % victim)
     wait_for(lambda: len(t.dirty_workers(server)) == 2 and victim not in t.dirty_workers(server),
              10, what="a replacement worker")
-    assert not pid_alive(victim)
+    # killed: a process that is still exiting has lost its title already
+    wait_for(lambda: not pid_alive(victim), 10, what="the killed worker gone")
     assert d.result(c.call(2, ECHO, "echo", "fine")) == "fine"
     assert arbiter_pid(server) == server.arbiter
