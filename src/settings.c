@@ -2200,26 +2200,114 @@ print_value(FILE *f, const struct settings *s, const struct setting_def *d)
 	}
 }
 
+/* gunicorn's default of a setting cunicorn does not implement, as
+ * gunicorn's --print-config shows it: that is the value that runs. */
+static void
+print_unsupported_default(FILE *f, const struct unsupported_def *u)
+{
+	const char *v = u->dflt;
+	size_t len;
+
+	if (u->kind == U_APPEND) {
+		fputs("[]", f);
+		return;
+	}
+	if (v == NULL) {
+		/* a dict setting: None is not gunicorn's default */
+		fputs(strcmp(u->name, "logconfig_dict") == 0 ? "{}" : "None", f);
+		return;
+	}
+	len = strcspn(v, "|");		/* the first spelling is gunicorn's */
+	if (u->compare & U_NUMBER) {
+		char buf[32], *end;
+		long n;
+		snprintf(buf, sizeof(buf), "%.*s", (int)len, v);
+		n = strncmp(buf, "0o", 2) == 0 ? strtol(buf + 2, &end, 8)
+		    : strtol(buf, &end, 0);
+		fprintf(f, "%ld", n);
+	} else if (u->compare & U_LIST) {
+		fputc('[', f);
+		for (size_t i = 0; i < len;) {
+			size_t n = strcspn(v + i, ",|");
+			char item[64];
+			snprintf(item, sizeof(item), "%.*s", (int)n, v + i);
+			fputs(i > 0 ? ", " : "", f);
+			print_repr(f, item);
+			i += n + 1;
+		}
+		fputc(']', f);
+	} else
+		fprintf(f, "%.*s", (int)len, v);
+}
+
+/* One printed row: a setting of settings_table or of unsupported_table. */
+struct print_row {
+	const char *name;
+	const struct setting_def *def;
+	const struct unsupported_def *unsupported;
+};
+
+static int
+print_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct print_row *)a)->name,
+	    ((const struct print_row *)b)->name);
+}
+
+/* Every setting gunicorn has (ours and the ones we do not implement),
+ * sorted by name, each line "<prefix><name><sep><value>\n"; width pads
+ * the name when not 0. */
+static void
+print_all(FILE *f, const struct settings *s, const char *prefix,
+    const char *sep, int pad)
+{
+	struct print_row rows[NSETTINGS + NUNSUPPORTED];
+	size_t n = 0;
+	int width = 0;
+
+	for (size_t i = 0; i < NSETTINGS; i++)
+		if (!(settings_table[i].flags & F_NOPRINT))
+			rows[n++] = (struct print_row){ settings_table[i].name,
+			    &settings_table[i], NULL };
+	for (size_t i = 0; i < NUNSUPPORTED; i++)
+		rows[n++] = (struct print_row){ unsupported_table[i].name,
+		    NULL, &unsupported_table[i] };
+	qsort(rows, n, sizeof(rows[0]), print_row_cmp);
+	for (size_t i = 0; pad && i < n; i++)
+		if ((int)strlen(rows[i].name) > width)
+			width = (int)strlen(rows[i].name);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%s%-*s%s", prefix, width, rows[i].name, sep);
+		if (rows[i].def != NULL)
+			print_value(f, s, rows[i].def);
+		else
+			print_unsupported_default(f, rows[i].unsupported);
+		fputc('\n', f);
+	}
+}
+
 void
 settings_print(const struct settings *s, void *out)
 {
-	FILE *f = out;
-	int width = 0;
+	print_all(out, s, "", " = ", 1);
+	fflush(out);
+}
 
-	/* the table is sorted by name */
-	for (size_t i = 0; i < NSETTINGS; i++)
-		if (!(settings_table[i].flags & F_NOPRINT) &&
-		    (int)strlen(settings_table[i].name) > width)
-			width = (int)strlen(settings_table[i].name);
-	for (size_t i = 0; i < NSETTINGS; i++) {
-		const struct setting_def *d = &settings_table[i];
-		if (d->flags & F_NOPRINT)
-			continue;
-		fprintf(f, "%-*s = ", width, d->name);
-		print_value(f, s, d);
-		fputc('\n', f);
-	}
-	fflush(f);
+char *
+settings_describe(const struct settings *s)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL)
+		fatal("open_memstream");
+	print_all(f, s, "  ", ": ", 0);
+	if (fclose(f) != 0 || text == NULL)
+		fatal("open_memstream");
+	if (len > 0 && text[len - 1] == '\n')
+		text[len - 1] = '\0';
+	return text;
 }
 
 static PyObject *

@@ -177,8 +177,13 @@ const char *settings_default_config_path(void);
  * Returns 0 or -1 after printing one "Error: ..." line. */
 int settings_finalize(struct settings *s);
 
-/* --print-config: every setting as "name = value", sorted by name. */
+/* --print-config: every setting gunicorn has as "name = value", sorted
+ * by name; the ones cunicorn does not implement show gunicorn's default
+ * (the value that runs). */
 void settings_print(const struct settings *s, void *out /* FILE* */);
+/* The same rows as "  name: value" lines, joined by newlines (gunicorn's
+ * debug "Current configuration:" dump).  A new string; the caller frees. */
+char *settings_describe(const struct settings *s);
 
 /* A Python object with every setting as attribute (worker.cfg in hooks).
  * Returns a new reference (PyObject *), NULL with a Python error set. */

@@ -873,7 +873,17 @@ test_print(void)
 	free(prev);
 	CHECK(sorted);
 	CHECK(aligned);
-	CHECK(width == (int)strlen("limit_request_field_size"));
+	/* the longest name is one of gunicorn's that cunicorn does not
+	 * implement: they are printed too, with gunicorn's default */
+	CHECK(width == (int)strlen("permit_unconventional_http_version"));
+	CHECK(printed_is(text, "statsd_host", "None"));
+	CHECK(printed_is(text, "spew", "False"));
+	CHECK(printed_is(text, "logconfig_dict", "{}"));
+	CHECK(printed_is(text, "raw_paste_global_conf", "[]"));
+	CHECK(printed_is(text, "forwarder_headers", "['SCRIPT_NAME', 'PATH_INFO']"));
+	CHECK(printed_is(text, "control_socket_mode", "384"));
+	CHECK(printed_is(text, "cert_reqs", "0"));
+	CHECK(printed_is(text, "syslog_addr", "udp://localhost:514"));
 	CHECK(printed_is(text, "workers", "4"));
 	CHECK(printed_is(text, "bind", "['127.0.0.1:1', '[::1]:2']"));
 	CHECK(printed_is(text, "umask", "18"));
@@ -894,7 +904,16 @@ test_print(void)
 	CHECK(printed_is(text, "when_ready", "<WhenReady.when_ready()>"));
 	CHECK(printed_is(text, "dirty_timeout", "300"));
 	CHECK(printed_is(text, "config", conf_path("conf.py")));
-	CHECK(strstr(text, "help") == NULL && strstr(text, "version ") == NULL);
+	CHECK(strstr(text, "\nhelp ") == NULL && strstr(text, "\nversion ") == NULL);
+	free(text);
+
+	/* the same rows for the debug dump: "  name: value", no last newline */
+	text = settings_describe(&s);
+	CHECK(strncmp(text, "  access_log_format: %(h)s", 26) == 0);
+	CHECK(strstr(text, "\n  workers: 4\n") != NULL);
+	CHECK(strstr(text, "\n  statsd_host: None\n") != NULL);
+	CHECK(strstr(text, " = ") == NULL);
+	CHECK(text[strlen(text) - 1] != '\n');
 	free(text);
 
 	/* Python's repr of awkward strings in lists */
