@@ -33,7 +33,7 @@ main(int argc, char **argv)
 		return 2;
 	log_set_level(s.loglevel);
 
-	python_init(argv[0], s.virtualenv);
+	python_init(argc, argv, s.virtualenv);
 	config = s.config != NULL ? s.config : settings_default_config_path();
 	rc = config != NULL ? settings_load_file(&s, config) : settings_apply_overrides(&s);
 	if (rc == -1 || settings_finalize(&s) == -1)

@@ -54,8 +54,6 @@
 #include "util.h"
 #include "wsgi.h"
 
-#define WORKER_BOOT_ERROR	3	/* gunicorn's exit codes for a worker */
-#define APP_LOAD_ERROR		4
 #define HEARTBEAT_SLOTS		1024
 #define QUICK_STOP_MS		900	/* INT/QUIT: then KILL */
 #define ARBITER_RESPAWN_MIN_MS	1000	/* crash-loop brake for the arbiter */
@@ -87,6 +85,7 @@ static struct {
 	size_t cap;
 
 	int num_workers;		/* wanted HTTP workers */
+	int logged_workers;		/* the count last logged ("N workers") */
 	int worker_age;
 	int stopping;			/* 0, 1 graceful, 2 quick */
 	int exit_code;
@@ -399,6 +398,10 @@ manage_workers(void)
 			break;
 		child_signal(oldest, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
 		running--;
+	}
+	if (running != M.logged_workers) {	/* gunicorn's debug line */
+		M.logged_workers = running;
+		log_debug("%d workers", running);
 	}
 	if (M.dirty && !M.stopping &&
 	    count_role(ROLE_DIRTY_ARBITER, 0) == 0 &&
@@ -996,6 +999,8 @@ master_release(void)
 	if (M.dirty)
 		dirty_master_cleanup();
 	log_info("Shutting down: Master");
+	if (M.halt_reason != NULL)
+		log_info("Reason: %s", M.halt_reason);
 	if (sig_pipe[0] != -1) {
 		close(sig_pipe[0]);
 		close(sig_pipe[1]);
@@ -1039,6 +1044,19 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		dup2(log_error_fd(), STDERR_FILENO);
 	}
 	M.server_obj = python_server_object(s, M.pid);
+	M.logged_workers = -1;
+	/* gunicorn's Arbiter.setup(): the count goes from None to workers,
+	 * then the whole configuration at debug */
+	if (s->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
+		PyObject *n = PyLong_FromLong(M.num_workers);
+		python_hook(s, HOOK_NWORKERS_CHANGED, 3, M.server_obj, n, Py_None);
+		Py_XDECREF(n);
+	}
+	if (log_get_level() <= LOG_DEBUG) {
+		char *conf = settings_describe(s);
+		log_debug("Current configuration:\n%s", conf);
+		free(conf);
+	}
 	call_hook_server(HOOK_ON_STARTING);
 	log_info("Starting %s %s", "cunicorn", "0.1.0");
 
@@ -1052,6 +1070,16 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		}
 		python_setenv("GUNICORN_DIRTY_SOCKET", dirty_socket_path());
 	}
+	/* gunicorn imports a preloaded app before it binds: an app that
+	 * fails to load never holds the port */
+	if (s->preload_app && s->reload)
+		log_warnx("reload with preload_app: the app's code is loaded "
+		    "once, in the master; a change restarts the workers with "
+		    "that same code (restart the server to load it)");
+	if (s->preload_app && (M.app = python_load_app(s->app_uri)) == NULL) {
+		halt("App failed to load.", APP_LOAD_ERROR);
+		goto fail;
+	}
 	/* gunicorn's order: the pid file exists before the port answers, so a
 	 * script that waits for the port can read it */
 	if (s->pidfile != NULL) {
@@ -1061,6 +1089,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	}
 	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1)
 		goto fail;
+	log_debug("Arbiter booted");
 	for (size_t i = 0; i < M.nlisteners; i++)
 		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
 	log_info("Using worker: %s", "sync");
@@ -1068,14 +1097,6 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));
 
-	if (s->preload_app && s->reload)
-		log_warnx("reload with preload_app: the app's code is loaded "
-		    "once, in the master; a change restarts the workers with "
-		    "that same code (restart the server to load it)");
-	if (s->preload_app && (M.app = python_load_app(s->app_uri)) == NULL) {
-		M.exit_code = APP_LOAD_ERROR;
-		goto fail;
-	}
 	if (!s->preload_app)
 		python_warm_import(s->app_uri);
 	if (wsgi_prepare() == -1)	/* workers try again and report */
@@ -1090,8 +1111,6 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	call_hook_server(HOOK_WHEN_READY);
 
 	master_loop();
-	if (M.halt_reason != NULL)
-		log_info("Reason: %s", M.halt_reason);
 	call_hook_server(HOOK_ON_EXIT);
 	master_release();
 	return M.exit_code;

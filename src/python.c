@@ -124,9 +124,113 @@ fatal_pystatus(PyStatus st, const char *what)
 	    st.err_msg ? st.err_msg : "unknown error");
 }
 
-void
-python_init(const char *argv0, const char *virtualenv)
+/* An executable file at dir/name, as a new string, else NULL. */
+static char *
+executable_in(const char *dir, const char *name)
 {
+	char *path = xasprintf("%s/%s", dir, name);
+
+	if (access(path, X_OK) == 0)
+		return path;
+	free(path);
+	return NULL;
+}
+
+/* The interpreter a `python` started in place of cunicorn would be: the
+ * virtualenv's (it picks up the venv's site-packages by itself), else the
+ * system's one of the version we embed.  NULL when none is found. */
+static char *
+find_interpreter(const char *dir)
+{
+	static const char *names[] = {
+		"python" Py_STRINGIFY(PY_MAJOR_VERSION) "." Py_STRINGIFY(PY_MINOR_VERSION),
+		"python" Py_STRINGIFY(PY_MAJOR_VERSION), "python",
+	};
+	char *bin = xasprintf("%s/bin", dir), *path = NULL;
+
+	for (size_t i = 0; path == NULL && i < sizeof(names) / sizeof(names[0]); i++)
+		path = executable_in(bin, names[i]);
+	free(bin);
+	return path;
+}
+
+/* argv[0] as the shell found it: a bare name is looked up in $PATH, as
+ * gunicorn's sys.argv[0] is the full path of its script.  New string. */
+static char *
+full_argv0(const char *argv0)
+{
+	const char *env = getenv("PATH");
+	char *copy, *dir, *save = NULL, *found = NULL;
+
+	if (strchr(argv0, '/') != NULL || env == NULL)
+		return xstrdup(argv0);
+	copy = xstrdup(env);
+	for (dir = strtok_r(copy, ":", &save); dir != NULL && found == NULL;
+	    dir = strtok_r(NULL, ":", &save))
+		found = executable_in(*dir ? dir : ".", argv0);
+	free(copy);
+	return found != NULL ? found : xstrdup(argv0);
+}
+
+static int
+sys_set_string(const char *name, const char *value)
+{
+	PyObject *v = PyUnicode_DecodeFSDefault(value);
+	int rc = v != NULL ? PySys_SetObject(name, v) : -1;
+
+	Py_XDECREF(v);
+	return rc;
+}
+
+/*
+ * sys.executable must name a Python interpreter: subprocess and
+ * multiprocessing's spawn start it with `-c ...`, which the cunicorn
+ * binary would take for its own options.  sys.argv is the command line
+ * cunicorn was started with, as gunicorn's is its own.
+ */
+static void
+set_sys_identity(int argc, char **argv, const char *virtualenv)
+{
+	PyObject *base_prefix = PySys_GetObject("base_prefix");	/* borrowed */
+	const char *prefix = base_prefix ? PyUnicode_AsUTF8(base_prefix) : NULL;
+	char *base = NULL, *exe = NULL;
+	PyObject *list;
+
+	PyErr_Clear();
+	if (prefix != NULL)
+		base = find_interpreter(prefix);
+	if (base == NULL)
+		base = find_interpreter("/usr");
+	if (base == NULL)
+		base = find_interpreter("/usr/local");
+	if (virtualenv != NULL && *virtualenv != '\0')
+		exe = find_interpreter(virtualenv);
+	/* none found: an empty string, as Python itself says "unknown" */
+	if (sys_set_string("executable", exe ? exe : base ? base : "") == -1 ||
+	    sys_set_string("_base_executable", base ? base : "") == -1)
+		fatalx("cannot set sys.executable");
+	free(exe);
+	free(base);
+
+	if ((list = PyList_New(0)) == NULL)
+		fatalx("cannot set sys.argv");
+	for (int i = 0; i < argc; i++) {
+		char *a = i == 0 ? full_argv0(argv[0]) : NULL;
+		PyObject *item = PyUnicode_DecodeFSDefault(a ? a : argv[i]);
+		free(a);
+		if (item == NULL || PyList_Append(list, item) == -1)
+			fatalx("cannot set sys.argv");
+		Py_DECREF(item);
+	}
+	if (PySys_SetObject("argv", list) == -1)
+		fatalx("cannot set sys.argv");
+	Py_DECREF(list);
+}
+
+void
+python_init(int argc, char **argv, const char *virtualenv)
+{
+	const char *argv0 = argc > 0 ? argv[0] : "cunicorn";
 	PyConfig config;
 	PyStatus st;
 	char *pydir;
@@ -144,8 +248,8 @@ python_init(const char *argv0, const char *virtualenv)
 	if (PyStatus_Exception(st))
 		fatal_pystatus(st, "program name");
 	{
-		char *argv[1] = { (char *)argv0 };
-		st = PyConfig_SetBytesArgv(&config, 1, argv);
+		char *one[1] = { (char *)argv0 };
+		st = PyConfig_SetBytesArgv(&config, 1, one);
 		if (PyStatus_Exception(st))
 			fatal_pystatus(st, "argv");
 	}
@@ -153,6 +257,7 @@ python_init(const char *argv0, const char *virtualenv)
 	PyConfig_Clear(&config);
 	if (PyStatus_Exception(st))
 		fatal_pystatus(st, "initialize");
+	set_sys_identity(argc, argv, virtualenv);
 
 	pydir = find_python_dir();
 	if (pydir == NULL)
@@ -227,10 +332,37 @@ python_fini(void)
 
 /* ---- errors ---- */
 
+/* The traceback of an exception as one string without its last newline,
+ * or NULL.  A new string; the caller frees. */
+static char *
+format_traceback(PyObject *type, PyObject *value, PyObject *tb)
+{
+	PyObject *tbmod = PyImport_ImportModule("traceback");
+	PyObject *lines = tbmod ? PyObject_CallMethod(tbmod, "format_exception",
+	    "OOO", type, value ? value : Py_None, tb) : NULL;
+	PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+	PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+	const char *t = text ? PyUnicode_AsUTF8(text) : NULL;
+	char *r = NULL;
+
+	if (t != NULL) {
+		size_t len = strlen(t);
+		r = xasprintf("%.*s", (int)(len && t[len - 1] == '\n' ? len - 1 : len), t);
+	}
+	PyErr_Clear();
+	Py_XDECREF(text);
+	Py_XDECREF(empty);
+	Py_XDECREF(lines);
+	Py_XDECREF(tbmod);
+	return r;
+}
+
 void
 python_log_exception(int level, int tb_level, const char *context)
 {
-	PyObject *type, *value, *tb, *tbmod, *lines, *text;
+	PyObject *type, *value, *tb, *s;
+	const char *name, *msg;
+	char *head, *trace = NULL;
 
 	if (!PyErr_Occurred())
 		return;
@@ -239,41 +371,29 @@ python_log_exception(int level, int tb_level, const char *context)
 	if (tb != NULL && value != NULL)
 		PyException_SetTraceback(value, tb);
 
-	{
-		PyObject *s = value ? PyObject_Str(value) : NULL;
-		const char *name = type ? ((PyTypeObject *)type)->tp_name : "Exception";
-		const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
-		if (msg == NULL) {
-			PyErr_Clear();
-			msg = "";
-		}
-		if (*msg)
-			log_msg(level, "%s: %s: %s", context, name, msg);
-		else
-			log_msg(level, "%s: %s", context, name);
-		Py_XDECREF(s);
+	s = value ? PyObject_Str(value) : NULL;
+	name = type ? ((PyTypeObject *)type)->tp_name : "Exception";
+	msg = s ? PyUnicode_AsUTF8(s) : NULL;
+	if (msg == NULL) {
+		PyErr_Clear();
+		msg = "";
 	}
-	if (tb != NULL && tb_level >= log_get_level() &&
-	    (tbmod = PyImport_ImportModule("traceback")) != NULL) {
-		lines = PyObject_CallMethod(tbmod, "format_exception", "OOO",
-		    type, value ? value : Py_None, tb);
-		if (lines != NULL) {
-			PyObject *empty = PyUnicode_FromString("");
-			text = empty ? PyUnicode_Join(empty, lines) : NULL;
-			if (text != NULL) {
-				const char *t = PyUnicode_AsUTF8(text);
-				if (t != NULL) {
-					size_t len = strlen(t);
-					/* one log record, without the last newline */
-					log_msg(tb_level, "%.*s", (int)(len && t[len - 1] == '\n' ? len - 1 : len), t);
-				}
-			}
-			Py_XDECREF(text);
-			Py_XDECREF(empty);
-			Py_DECREF(lines);
-		}
-		Py_DECREF(tbmod);
+	head = *msg ? xasprintf("%s: %s: %s", context, name, msg)
+	    : xasprintf("%s: %s", context, name);
+	Py_XDECREF(s);
+	if (tb != NULL && tb_level >= log_get_level())
+		trace = format_traceback(type, value, tb);
+	/* one record, as gunicorn's log.exception(): the line, then the
+	 * traceback; a traceback at another level is a record of its own */
+	if (trace != NULL && tb_level == level)
+		log_msg(level, "%s\n%s", head, trace);
+	else {
+		log_msg(level, "%s", head);
+		if (trace != NULL)
+			log_msg(tb_level, "%s", trace);
 	}
+	free(head);
+	free(trace);
 	PyErr_Clear();
 	Py_XDECREF(type);
 	Py_XDECREF(value);

@@ -14,11 +14,18 @@
 #include <sys/types.h>
 #include "settings.h"
 
+/* gunicorn's exit codes for a worker (its Arbiter's): the master stops
+ * with "Worker failed to boot." / "App failed to load." and this code. */
+#define WORKER_BOOT_ERROR	3	/* the worker could not start */
+#define APP_LOAD_ERROR		4	/* the app's import or lookup failed */
+
 /* Start the interpreter: sys.path gets cunicorn's python/ dir (for the
  * gunicorn / cunicorn packages), the virtualenv's site-packages
- * (--virtualenv or $VIRTUAL_ENV), and the working directory.  Registers
+ * (--virtualenv or $VIRTUAL_ENV), and the working directory.
+ * sys.executable names a real interpreter (the virtualenv's, else the
+ * system's python3.X) and sys.argv is cunicorn's command line.  Registers
  * the built-in modules _cunicorn and _cunicorn_dirty.  Fatal on failure. */
-void python_init(const char *argv0, const char *virtualenv);
+void python_init(int argc, char **argv, const char *virtualenv);
 /* After chdir and pythonpath are known: put them on sys.path. */
 void python_setup_paths(const struct settings *s);
 /* In a forked child that will run Python. */
