@@ -645,6 +645,19 @@ keep_restart_only_settings(struct settings *ns, const struct settings *old)
 		    "dirty_workers and dirty_threads need a restart; kept the running values");
 }
 
+/* gunicorn's debug dump of every setting, one record. */
+static void
+log_current_configuration(const struct settings *s)
+{
+	char *text;
+
+	if (log_get_level() > LOG_DEBUG)
+		return;
+	text = settings_describe(s);
+	log_debug("Current configuration:\n%s", text);
+	free(text);
+}
+
 static void
 reload(void)
 {
@@ -710,6 +723,7 @@ reload(void)
 	}
 	settings_free(M.cfg);
 	*M.cfg = ns;
+	log_current_configuration(M.cfg);	/* gunicorn's setup() again */
 	python_setup_paths(M.cfg);
 	if (M.app != NULL) {		/* a preloaded app is loaded again */
 		PyObject *app = python_load_app(M.cfg->app_uri);
@@ -1052,11 +1066,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		python_hook(s, HOOK_NWORKERS_CHANGED, 3, M.server_obj, n, Py_None);
 		Py_XDECREF(n);
 	}
-	if (log_get_level() <= LOG_DEBUG) {
-		char *conf = settings_describe(s);
-		log_debug("Current configuration:\n%s", conf);
-		free(conf);
-	}
+	log_current_configuration(s);
 	call_hook_server(HOOK_ON_STARTING);
 	log_info("Starting %s %s", "cunicorn", "0.1.0");
 

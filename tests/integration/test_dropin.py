@@ -259,6 +259,9 @@ def test_debug_lines_and_nworkers_changed_at_start(make_server, tmp_path):
     s.wait_log("NWORKERS 3 2")
     s.wait_log("[DEBUG] 3 workers")
     assert s.log().count("[DEBUG] 2 workers") == 1   # logged when it changes
+    # a reload logs the configuration again, as gunicorn's setup() does
+    s.send(signal.SIGHUP)
+    s.wait_log("[DEBUG] Current configuration:", count=2, timeout=20)
 
 
 def test_no_debug_lines_at_info(make_server, tmp_path):
