@@ -30,9 +30,11 @@
  * connections wait in the kernel's backlog.
  *
  * Stopping (TERM, HUP, max_requests, --reload, the master gone): stop
- * accepting, close idle connections (between requests only), let every
- * request in flight finish with "Connection: close", exit when none is
- * left or after graceful_timeout.  INT/QUIT: worker_int hook, exit now.
+ * accepting; from then on every response says "Connection: close"; a
+ * connection closes only between requests — after its response, or when
+ * its head or keep-alive deadline passes, never while the client may be
+ * sending a request it was told it could send; exit when none is left or
+ * after graceful_timeout.  INT/QUIT: worker_int hook, exit now.
  * ABRT (the master's timeout): worker_abort hook, exit.  USR1: reopen
  * logs.  The heartbeat is the loop's: it beats while the loop turns, as
  * gunicorn's gthread notifies from its main loop.
@@ -257,14 +259,10 @@ start_stopping(void)
 	G.stop_deadline = monotonic_ms() + (uint64_t)(G.cfg->graceful_timeout > 0 ?
 	    G.cfg->graceful_timeout : 0) * 1000u;
 	listeners_watch(0);
-	/* idle connections go now; heads already under way may finish */
-	while (G.timers[CS_IDLE].head != NULL)
-		conn_close(G.timers[CS_IDLE].head);
-	for (struct http_conn *c = G.timers[CS_HEAD].head, *n; c != NULL; c = n) {
-		n = c->tnext;
-		if (c->len == 0)
-			conn_close(c);
-	}
+	/* Nothing is closed here.  A connection accepted or left idle after a
+	 * "keep-alive" response may carry a request the client is sending
+	 * right now (gunicorn's #3038): it is served with "Connection: close",
+	 * or closed when its own head or keep-alive deadline passes. */
 }
 
 /* A refused request: the error page, then a short linger in the loop. */
@@ -351,10 +349,6 @@ on_done(struct http_conn *c)
 {
 	if (gconn_of(c)->closed) {
 		conn_free(c);
-		return;
-	}
-	if (G.stopping && c->len == 0) {
-		conn_close(c);
 		return;
 	}
 	if (c->len > 0) {	/* the start of a pipelined request */
@@ -563,7 +557,7 @@ setup(struct http_worker_ctx *ctx)
 		if (fd_set_nonblock(ctx->listeners[i].fd, 1) == -1)
 			log_warn("listener: O_NONBLOCK");
 
-	http_worker_boot(ctx, threads, NULL);
+	http_worker_boot(ctx, threads, NULL, &G.keepalive_on);
 	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
 		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 	G.pool = pythreads_start(threads, serve, NULL);

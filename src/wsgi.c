@@ -141,6 +141,8 @@ static const char *const method_names[10] = {
 };
 /* SERVER_NAME / SERVER_PORT per listener (NULL for unix listeners) */
 static PyObject **srv_name, **srv_port;
+static void (*urgent_signals)(void);
+static const _Atomic int *keepalive_gate;
 static const struct listener *listeners;
 static size_t nlisteners;
 
@@ -684,6 +686,8 @@ build_head(struct response *r)
 		sbuf_adds(&headbuf, "\r\nDate: ");
 		sbuf_adds(&headbuf, http_date());
 	}
+	if (keepalive_gate != NULL && !*keepalive_gate)
+		r->keepalive = 0;	/* the worker is stopping */
 	/* a body the client cannot delimit ends with the connection */
 	if (!r->chunked && r->content_length < 0 && !r->head_only &&
 	    r->status_code >= 200 && r->status_code != 204 && r->status_code != 304)
@@ -2160,7 +2164,6 @@ done:
 
 /* ---- Python-level signal handlers: let INT/QUIT/ABRT interrupt the app ---- */
 
-static void (*urgent_signals)(void);
 
 static PyObject *
 py_signal_handler(PyObject *self, PyObject *args)
@@ -2323,6 +2326,7 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 	listeners = setup->listeners;
 	nlisteners = setup->nlisteners;
 	urgent_signals = setup->urgent_signals;
+	keepalive_gate = setup->keepalive_gate;
 	/* a client that stalls this long is dropped, before the master's
 	 * timeout would kill the whole worker */
 	io_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 750 : -1;

@@ -30,6 +30,10 @@ struct wsgi_setup {
 	 * handlers so that those signals interrupt a running app.  NULL
 	 * (gthread): the event loop takes signals, no Python handler. */
 	void (*urgent_signals)(void);
+	/* gthread: the worker's keep-alive switch, read when a response head
+	 * is built; 0 once the worker stops, so that every response from
+	 * then on says "Connection: close".  NULL: always on. */
+	const _Atomic int *keepalive_gate;
 };
 
 /*
