@@ -431,8 +431,8 @@ give_back(struct http_conn *c)
 		(void)!write(G.wakefd, &one, sizeof(one));
 }
 
-/* In a pool thread, without the GIL: answer the request, and those
- * already pipelined behind it, in order. */
+/* In a pool thread, GIL held: answer the request, and those already
+ * pipelined behind it, in order. */
 static void
 serve(struct pythreads_job *job, void *arg)
 {
@@ -441,7 +441,6 @@ serve(struct pythreads_job *job, void *arg)
 	struct http_error err;
 	int rc;
 
-	pythreads_gil_take();
 	for (;;) {
 		c->keepalive = atomic_load(&G.keepalive_on);
 		c->body_unread = 0;
@@ -455,9 +454,13 @@ serve(struct pythreads_job *job, void *arg)
 			break;
 		atomic_fetch_add(&G.served, 1);
 	}
-	pythreads_gil_drop();
 	if (rc != 0 || !c->keepalive) {
-		http_io_close(c->fd, rc == 0 && c->body_unread);
+		if (rc == 0 && c->body_unread) {
+			pythreads_gil_drop();	/* a lingering close waits */
+			http_io_close(c->fd, 1);
+			pythreads_gil_take();
+		} else
+			close(c->fd);
 		g->closed = 1;
 	}
 	give_back(c);

@@ -46,13 +46,23 @@ thread_main(void *arg)
 	struct pythreads *p = arg;
 	PyGILState_STATE st;
 
+	int holding = 1;
+
 	st = PyGILState_Ensure();	/* a thread state of our own */
 	(void)st;
-	thread_state = PyEval_SaveThread();
 	for (;;) {
 		struct pythreads_job *job;
 
 		pthread_mutex_lock(&p->lock);
+		if (p->head == NULL && holding) {
+			/* nothing queued: give the GIL back before sleeping (a
+			 * thread that finds work right away keeps it: no handoff
+			 * between two requests) */
+			pthread_mutex_unlock(&p->lock);
+			pythreads_gil_drop();
+			holding = 0;
+			pthread_mutex_lock(&p->lock);
+		}
 		while (p->head == NULL)
 			pthread_cond_wait(&p->cond, &p->lock);
 		job = p->head;
@@ -62,6 +72,10 @@ thread_main(void *arg)
 		p->queued--;
 		pthread_mutex_unlock(&p->lock);
 		job->next = NULL;
+		if (!holding) {
+			pythreads_gil_take();
+			holding = 1;
+		}
 		p->run(job, p->arg);
 	}
 	return NULL;

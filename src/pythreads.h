@@ -3,10 +3,12 @@
  *
  * Jobs are intrusive (a struct pythreads_job inside the caller's own
  * object), queued FIFO under one mutex; each thread takes one, runs it
- * and takes the next.  run() is called WITHOUT the GIL: it takes it with
- * pythreads_gil_take() around the Python it calls and does its socket
- * work without it.  Threads block every signal (the process's loop takes
- * them) and live as long as the process.
+ * and takes the next.  run() is called with the GIL held and returns with
+ * it held; it releases it around anything that blocks (socket waits).  A
+ * thread that finds the next job queued keeps the GIL for it, so under
+ * load the GIL does not change hands between every two jobs.  Threads
+ * block every signal (the process's loop takes them) and live as long as
+ * the process.
  */
 #ifndef CUNICORN_PYTHREADS_H
 #define CUNICORN_PYTHREADS_H
@@ -26,7 +28,7 @@ void pythreads_submit(struct pythreads *p, struct pythreads_job *job);
 /* Jobs queued, not yet taken. */
 int pythreads_queued(struct pythreads *p);
 
-/* In run(): take and give back this thread's GIL. */
+/* Take and give back the calling pool thread's GIL. */
 void pythreads_gil_take(void);
 void pythreads_gil_drop(void);
 
