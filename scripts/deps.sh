@@ -13,7 +13,7 @@ for group in "$@"; do
     build) ;;
     test) want+=(python3-pytest curl procps util-linux clang libclang-rt-14-dev iproute2) ;;
     container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
-    bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn) ;;
+    bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn nginx-light) ;;
     *) echo "deps.sh: unknown group '$group' (build, test, container, bench)" >&2; exit 2 ;;
   esac
 done

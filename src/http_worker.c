@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include "http_conn.h"
 #include "http_parser.h"
 #include "listen.h"
 #include "log.h"
@@ -43,8 +44,6 @@
 #include "util.h"
 #include "wsgi.h"
 
-#define BODY_ROOM	(64 * 1024)	/* buffer space after the head for body reads */
-#define HEAD_MAX_CAP	(16 * 1024 * 1024)
 #define WORKER_BOOT_ERROR 3		/* gunicorn's exit code: master stops */
 #define RELOAD_INTERVAL_MS 1000		/* --reload: gunicorn's poll interval */
 
@@ -106,7 +105,7 @@ worker_exit(int code)
 	_exit(code);
 }
 
-void
+static void
 http_worker_urgent_signals(void)
 {
 	if (sig_usr1) {
@@ -261,56 +260,36 @@ reload_load_app(struct reload_watch *rw, const char *uri)
 /* ---- one connection ---- */
 
 struct worker_state {
-	char *buf;
-	size_t cap;
-	size_t head_max;
-	struct http_header *headers;
-	size_t max_headers;
-	struct http_limits limits;
+	struct http_conn_limits limits;
+	struct http_conn conn;		/* buffers reused for every connection */
 	int head_timeout_ms;
 	unsigned long nr;
 	unsigned long limit;	/* max_requests + jitter; 0 = none */
 	int alive;
 };
 
-static const char *
-peer_string(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	buf[0] = '\0';
-	if (ss->ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, (socklen_t)len);
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, buf, (socklen_t)len);
-	return buf;
-}
-
-/* Read until a full head parses.  1 ok, 0 connection done (closed). */
+/* Read until a full head parses, within one deadline counted from the
+ * accept: a client's pace never extends it.  1 ok, 0 connection done
+ * (closed). */
 static int
-read_head(struct worker_state *w, struct wsgi_conn *c)
+read_head(struct worker_state *w, struct http_conn *c)
 {
 	struct http_error err;
 	char ip[64];
+	uint64_t deadline = monotonic_ms() + (uint64_t)w->head_timeout_ms;
 
 	for (;;) {
-		ssize_t n = read(c->fd, c->buf + c->len, w->head_max - c->len);
+		ssize_t n = http_conn_read_some(c, &w->limits);
 		if (n > 0) {
-			c->len += (size_t)n;
-			int r = http_parse_request(c->buf, c->len, &w->limits, &c->req,
-			    w->headers, w->max_headers, &err);
-			if (r == HTTP_PARSE_OK)
+			int r = http_conn_parse(c, &w->limits, &err);
+			if (r == HTTP_HEAD_READY)
 				return 1;
-			if (r == HTTP_PARSE_ERROR) {
-				log_debug("Invalid request from ip=%s: %s",
-				    peer_string(&c->peer, ip, sizeof(ip)), err.reason);
-				wsgi_write_error(c->fd, err.status,
+			if (r == HTTP_HEAD_BAD) {
+				http_peer_format(&c->peer, ip, sizeof(ip));
+				log_debug("Invalid request from ip=%s: %s", ip, err.reason);
+				http_write_error(c->fd, err.status,
 				    http_reason_phrase(err.status), err.reason);
-				wsgi_close(c->fd, 1);
-				return 0;
-			}
-			if (c->len >= w->head_max) {
-				wsgi_write_error(c->fd, 431, http_reason_phrase(431),
-				    "Error parsing headers: 'limit request headers fields size'");
-				wsgi_close(c->fd, 1);
+				http_io_close(c->fd, 1);
 				return 0;
 			}
 			continue;
@@ -321,16 +300,16 @@ read_head(struct worker_state *w, struct wsgi_conn *c)
 			close(c->fd);
 			return 0;
 		}
-		if (errno == EINTR) {
-			http_worker_urgent_signals();
-			continue;
-		}
 		if (errno == EAGAIN) {
+			uint64_t now = monotonic_ms();
 			struct pollfd p = { .fd = c->fd, .events = POLLIN };
-			int k;
-			Py_BEGIN_ALLOW_THREADS
-			k = poll(&p, 1, w->head_timeout_ms);
-			Py_END_ALLOW_THREADS
+			int k = -1;
+			if (now < deadline) {
+				Py_BEGIN_ALLOW_THREADS
+				k = poll(&p, 1, (int)(deadline - now));
+				Py_END_ALLOW_THREADS
+			} else
+				k = 0;
 			if (k > 0 || (k == -1 && errno == EINTR)) {
 				if (k == -1)
 					http_worker_urgent_signals();
@@ -354,19 +333,18 @@ static void
 handle_connection(struct worker_state *w, int fd, const struct listener *l,
     const struct sockaddr_storage *peer, socklen_t peerlen)
 {
-	struct wsgi_conn c;
+	struct http_conn *c = &w->conn;
 
 	if (wctx->heartbeat != NULL)
 		*wctx->heartbeat = monotonic_ms();
-	c.fd = fd;
-	c.listener = l;
-	memcpy(&c.peer, peer, sizeof(c.peer));
-	c.peerlen = peerlen;
-	c.buf = w->buf;
-	c.len = 0;
-	c.cap = w->cap;
-	c.body_unread = 0;
-	if (!read_head(w, &c))
+	c->fd = fd;
+	c->listener = l;
+	memcpy(&c->peer, peer, sizeof(c->peer));
+	c->peerlen = peerlen;
+	c->len = 0;
+	c->next = 0;
+	c->body_unread = 0;
+	if (!read_head(w, c))
 		return;
 
 	w->nr++;
@@ -374,8 +352,9 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 		log_info("Autorestarting worker after current request.");
 		w->alive = 0;
 	}
-	if (wsgi_handle(&c) == 0)
-		wsgi_close(fd, c.body_unread);
+	c->keepalive = 0;	/* the sync worker: one request, Connection: close */
+	if (wsgi_handle(c) == 0)
+		http_io_close(fd, c->body_unread);
 	else
 		close(fd);
 }
@@ -399,30 +378,10 @@ setup_listeners(struct http_worker_ctx *ctx)
 static void
 setup_state(struct worker_state *w, const struct settings *cfg)
 {
-	size_t line = cfg->limit_request_line > 0 && cfg->limit_request_line <= 8190 ?
-	    (size_t)cfg->limit_request_line : 8190;
-	size_t fields = cfg->limit_request_fields > 0 && cfg->limit_request_fields <= 32768 ?
-	    (size_t)cfg->limit_request_fields : 32768;
-	size_t fsize = cfg->limit_request_field_size > 0 ?
-	    (size_t)cfg->limit_request_field_size : 8190;
-
 	memset(w, 0, sizeof(*w));
-	w->limits.request_line = (size_t)(cfg->limit_request_line > 0 ? cfg->limit_request_line : 0);
-	w->limits.fields = (size_t)(cfg->limit_request_fields > 0 ? cfg->limit_request_fields : 0);
-	w->limits.field_size = (size_t)(cfg->limit_request_field_size > 0 ?
-	    cfg->limit_request_field_size : 0);
-	w->head_max = line + 2 + fields * (fsize + 2) + 4;
-	if (w->head_max > HEAD_MAX_CAP)
-		w->head_max = HEAD_MAX_CAP;
-	w->cap = w->head_max + BODY_ROOM;
-	w->buf = xmalloc(w->cap);
-	w->max_headers = fields + 1;
-	w->headers = xcalloc(w->max_headers, sizeof(*w->headers));
-	/* a client that stalls mid-head is dropped well before the master's
-	 * timeout would kill the whole worker */
-	w->head_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 500 : 15000;
-	if (w->head_timeout_ms < 1000)
-		w->head_timeout_ms = 1000;
+	http_conn_limits_init(&w->limits, cfg);
+	http_conn_alloc(&w->conn, &w->limits, 0);
+	w->head_timeout_ms = w->limits.head_timeout_ms;
 	w->alive = 1;
 	if (cfg->max_requests > 0) {
 		unsigned long jitter = 0;
@@ -434,15 +393,15 @@ setup_state(struct worker_state *w, const struct settings *cfg)
 	}
 }
 
+static struct reload_watch rw;
+
 void
-http_worker_main(struct http_worker_ctx *ctx)
+http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
+    const _Atomic int *keepalive_gate)
 {
 	struct settings *cfg = ctx->cfg;
-	struct worker_state w;
-	struct reload_watch rw = { NULL, 0 };
-	struct pollfd *pfd;
+	struct wsgi_setup setup;
 	PyObject *app;
-	int poll_ms, idle = 1;
 
 	wctx = ctx;
 	if (cfg->reload)
@@ -458,10 +417,66 @@ http_worker_main(struct http_worker_ctx *ctx)
 			worker_exit(WORKER_BOOT_ERROR);
 		}
 	}
-	if (wsgi_init(ctx, app) == -1)
+	setup = (struct wsgi_setup){
+		.cfg = cfg,
+		.listeners = ctx->listeners,
+		.nlisteners = ctx->nlisteners,
+		.age = ctx->age,
+		.threads = threads,
+		.urgent_signals = urgent,
+		.keepalive_gate = keepalive_gate,
+	};
+	if (wsgi_init(&setup, app) == -1)
 		worker_exit(WORKER_BOOT_ERROR);
 	if (rw.reloader != NULL)
 		(void)reload_changed(&rw);	/* records the app's files */
+}
+
+int
+http_worker_reload_due(void)
+{
+	return rw.reloader != NULL && reload_changed(&rw);
+}
+
+void
+http_worker_exit(int code)
+{
+	worker_exit(code);
+}
+
+/* ---- the worker types ---- */
+
+static void sync_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
+
+static const struct {
+	const char *name;
+	void (*main)(struct http_worker_ctx *);
+} worker_types[] = {
+	{ "sync", sync_worker_main },
+	{ "gthread", gthread_worker_main },
+};
+
+void
+http_worker_main(struct http_worker_ctx *ctx)
+{
+	for (size_t i = 0; i < sizeof(worker_types) / sizeof(worker_types[0]); i++)
+		if (strcmp(ctx->cfg->worker_class, worker_types[i].name) == 0)
+			worker_types[i].main(ctx);
+	/* settings_finalize() left only names of this table */
+	fatalx("worker class %s: no such worker type", ctx->cfg->worker_class);
+}
+
+/* ---- the sync worker ---- */
+
+static void
+sync_worker_main(struct http_worker_ctx *ctx)
+{
+	struct settings *cfg = ctx->cfg;
+	struct worker_state w;
+	struct pollfd *pfd;
+	int poll_ms, idle = 1;
+
+	http_worker_boot(ctx, 1, http_worker_urgent_signals, NULL);
 	install_signals();
 	setup_listeners(ctx);
 	setup_state(&w, cfg);
@@ -492,7 +507,7 @@ http_worker_main(struct http_worker_ctx *ctx)
 			log_info("Parent changed, shutting down: <Worker %ld>", (long)getpid());
 			break;
 		}
-		if (rw.reloader != NULL && reload_changed(&rw))
+		if (http_worker_reload_due())
 			break;		/* as max_requests: the master boots another */
 		if (ctx->heartbeat != NULL)
 			*ctx->heartbeat = monotonic_ms();

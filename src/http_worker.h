@@ -1,10 +1,17 @@
 /*
- * http_worker.h — the sync HTTP worker role.
+ * http_worker.h — the HTTP worker role, and its worker types.
  *
  * Forked by the master; the child enters http_worker_main() and never
- * returns.  It accepts on the inherited listeners, one connection at a
- * time, parses with http_parser, calls the WSGI app through wsgi.c,
- * answers and closes the connection (the sync worker's behaviour).
+ * returns.  It runs the worker type settings.worker_class names (a table
+ * in http_worker.c):
+ *   sync     one connection at a time, parsed with http_conn/http_parser,
+ *            the WSGI app called through wsgi.c, answered with
+ *            "Connection: close" (gunicorn's sync worker);
+ *   gthread  gthread_worker.c: an event loop owns every connection
+ *            (keep-alive, pipelining, deadlines), a pool of `threads`
+ *            Python threads runs the app.
+ * What follows describes the sync worker; gthread_worker.c says how the
+ * threaded one differs.
  *
  * Signals (the master leaves them blocked across fork; the worker installs
  * flag-only handlers and unblocks):
@@ -39,5 +46,22 @@ struct http_worker_ctx {
 };
 
 void http_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
+
+/* ---- for the worker types ---- */
+
+/* Load the app (honouring --reload's SyntaxError page), set up wsgi.c
+ * for `threads` app threads; urgent: see wsgi_setup.  Exits the worker
+ * (boot error) on failure.  GIL held. */
+void http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
+    const _Atomic int *keepalive_gate);
+/* --reload: 1 when a watched file changed (logged; the worker should
+ * stop as on max_requests).  Looks at most once a second; 0 when reload
+ * is off.  GIL held. */
+int http_worker_reload_due(void);
+/* The one way out: worker_exit hook, "Worker exiting", _exit.  GIL held. */
+void http_worker_exit(int code) __attribute__((noreturn));
+
+/* gthread_worker.c */
+void gthread_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
 
 #endif

@@ -1102,7 +1102,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	log_debug("Arbiter booted");
 	for (size_t i = 0; i < M.nlisteners; i++)
 		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
-	log_info("Using worker: %s", "sync");
+	log_info("Using worker: %s", M.cfg->worker_class);
 	if (heartbeats_init(s) == -1)
 		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));

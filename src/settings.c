@@ -2025,6 +2025,8 @@ resolve_id(const char *name, int is_group, unsigned *out)
 	return 0;
 }
 
+static int worker_class_resolve(struct settings *s);
+
 int
 settings_finalize(struct settings *s)
 {
@@ -2062,23 +2064,48 @@ settings_finalize(struct settings *s)
 		error_line("Invalid value for bind: [] (no address to bind)");
 		return -1;
 	}
-	{
-		const char *wc = s->worker_class;
-		size_t n = strlen(wc);
-		int is_sync = strcmp(wc, "sync") == 0 ||
-		    (n >= 10 && strcmp(wc + n - 10, "SyncWorker") == 0);
-		if (!is_sync || s->threads > 1) {
-			log_warnx("worker class %s not available yet; running "
-			    "sync workers", is_sync ? "gthread" : wc);
-			free(s->worker_class);
-			s->worker_class = xstrdup("sync");
-		}
-	}
+	if (worker_class_resolve(s) == -1)
+		return -1;
 	/* as gunicorn's HTTP parser does */
 	if (s->limit_request_line > 8190)
 		s->limit_request_line = 8190;
 	if (s->limit_request_fields == 0 || s->limit_request_fields > 32768)
 		s->limit_request_fields = 32768;
+	return 0;
+}
+
+/*
+ * worker_class to one of http_worker.c's worker types: "sync" or
+ * "gthread" (gunicorn's names, short or as a class path).  As gunicorn,
+ * sync with threads > 1 runs gthread.  gevent and eventlet (many
+ * connections per worker) run gthread with a warning; other classes run
+ * sync with a warning.
+ */
+static int
+worker_class_resolve(struct settings *s)
+{
+	static const struct { const char *name, *type; } known[] = {
+		{ "sync", "sync" },
+		{ "gunicorn.workers.sync.SyncWorker", "sync" },
+		{ "gthread", "gthread" },
+		{ "gunicorn.workers.gthread.ThreadWorker", "gthread" },
+	};
+	const char *wc = s->worker_class, *type = NULL;
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(wc, known[i].name) == 0)
+			type = known[i].type;
+	if (type == NULL) {
+		int many = strstr(wc, "gevent") != NULL || strstr(wc, "eventlet") != NULL;
+		type = many ? "gthread" : "sync";
+		log_warnx("worker class %s not available; running %s workers", wc, type);
+	}
+	if (strcmp(type, "sync") == 0 && s->threads > 1)
+		type = "gthread";
+	if (strcmp(type, wc) != 0) {
+		free(s->worker_class);
+		s->worker_class = xstrdup(type);
+	}
 	return 0;
 }
 

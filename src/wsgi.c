@@ -48,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http_worker.h"
+#include "http_conn.h"
 #include "listen.h"
 #include "log.h"
 #include "python.h"
@@ -123,7 +123,6 @@ static int worker_age;
 static PyObject *base_env;		/* constant part of every environ */
 static PyObject *ns_type;		/* types.SimpleNamespace, for hook objects */
 static PyObject *signal_mod;		/* _signal */
-static int io_timeout_ms = -1;
 static int trust_all_proxies;
 static char *script_name;		/* $SCRIPT_NAME or "" */
 static size_t script_name_len;
@@ -142,6 +141,8 @@ static const char *const method_names[10] = {
 };
 /* SERVER_NAME / SERVER_PORT per listener (NULL for unix listeners) */
 static PyObject **srv_name, **srv_port;
+static void (*urgent_signals)(void);
+static const _Atomic int *keepalive_gate;
 static const struct listener *listeners;
 static size_t nlisteners;
 
@@ -212,181 +213,6 @@ env_key(const char *name, size_t len)
 	return NULL;	/* not cacheable: caller builds its own */
 }
 
-/* ---- I/O on non-blocking client sockets ---- */
-
-int
-wsgi_wait(int fd, short events)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int n, saved;
-
-	for (;;) {
-		if (PyGILState_Check()) {
-			Py_BEGIN_ALLOW_THREADS
-			n = poll(&p, 1, io_timeout_ms);
-			saved = errno;
-			Py_END_ALLOW_THREADS
-			errno = saved;
-		} else
-			n = poll(&p, 1, io_timeout_ms);
-		if (n > 0)
-			return 0;
-		if (n == 0) {
-			errno = ETIMEDOUT;
-			return -1;
-		}
-		if (errno != EINTR)
-			return -1;
-		http_worker_urgent_signals();
-	}
-}
-
-ssize_t
-wsgi_recv(int fd, void *buf, size_t n)
-{
-	for (;;) {
-		ssize_t r = read(fd, buf, n);
-		if (r >= 0)
-			return r;
-		if (errno == EINTR) {
-			http_worker_urgent_signals();
-			continue;
-		}
-		if (errno != EAGAIN)
-			return -1;
-		if (wsgi_wait(fd, POLLIN) == -1)
-			return -1;
-	}
-}
-
-int
-wsgi_send_iov(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		ssize_t w = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
-		if (w == -1) {
-			if (errno == EINTR) {
-				http_worker_urgent_signals();
-				continue;
-			}
-			if (errno != EAGAIN)
-				return -1;
-			if (wsgi_wait(fd, POLLOUT) == -1)
-				return -1;
-			continue;
-		}
-		size_t done = (size_t)w;
-		while (iovcnt > 0 && done >= iov->iov_len) {
-			done -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + done;
-			iov->iov_len -= done;
-		}
-	}
-	return 0;
-}
-
-static int
-send_all(int fd, const void *p, size_t n)
-{
-	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
-	return wsgi_send_iov(fd, &iov, 1);
-}
-
-void
-wsgi_close(int fd, int linger)
-{
-	if (linger) {
-		char sink[16384];
-		size_t total = 0;
-		uint64_t deadline = monotonic_ms() + 500;
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-
-		shutdown(fd, SHUT_WR);
-		while (total < (1u << 20)) {
-			uint64_t now = monotonic_ms();
-			if (now >= deadline)
-				break;
-			ssize_t r = read(fd, sink, sizeof(sink));
-			if (r > 0) {
-				total += (size_t)r;
-				continue;
-			}
-			if (r == 0 || (errno != EAGAIN && errno != EINTR))
-				break;
-			if (errno == EAGAIN) {
-				int k;
-				if (PyGILState_Check()) {
-					Py_BEGIN_ALLOW_THREADS
-					k = poll(&p, 1, (int)(deadline - now));
-					Py_END_ALLOW_THREADS
-				} else
-					k = poll(&p, 1, (int)(deadline - now));
-				if (k <= 0)
-					break;
-			}
-		}
-	}
-	close(fd);
-}
-
-void
-wsgi_write_error(int fd, int status, const char *reason, const char *mesg)
-{
-	struct sbuf body = { 0 }, head = { 0 };
-
-	sbuf_printf(&body, "<html>\n  <head>\n    <title>%s</title>\n  </head>\n"
-	    "  <body>\n    <h1><p>%s</p></h1>\n    ", reason, reason);
-	for (const char *s = mesg; *s; s++) {
-		switch (*s) {
-		case '&': sbuf_adds(&body, "&amp;"); break;
-		case '<': sbuf_adds(&body, "&lt;"); break;
-		case '>': sbuf_adds(&body, "&gt;"); break;
-		case '"': sbuf_adds(&body, "&quot;"); break;
-		case '\'': sbuf_adds(&body, "&#x27;"); break;
-		default: sbuf_add(&body, s, 1);
-		}
-	}
-	sbuf_adds(&body, "\n  </body>\n</html>\n");
-	sbuf_printf(&head, "HTTP/1.1 %d %s\r\nConnection: close\r\n"
-	    "Content-Type: text/html\r\nContent-Length: %zu\r\n\r\n",
-	    status, reason, body.len);
-	struct iovec iov[2] = {
-		{ .iov_base = head.p, .iov_len = head.len },
-		{ .iov_base = body.p, .iov_len = body.len },
-	};
-	if (wsgi_send_iov(fd, iov, 2) == -1)
-		log_debug("Failed to send error message.");
-	free(head.p);
-	free(body.p);
-}
-
-/* ---- the HTTP Date header, cached per second ---- */
-
-static const char *
-http_date(void)
-{
-	static char buf[40];
-	static time_t last = -1;
-	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-	static const char mons[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	time_t now = time(NULL);
-	struct tm tm;
-
-	if (now != last) {
-		gmtime_r(&now, &tm);
-		snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-		    days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon],
-		    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-		last = now;
-	}
-	return buf;
-}
-
 /* ---- request body: wsgi.input ---- */
 
 struct body {
@@ -405,11 +231,14 @@ struct body {
 	const char *err_reason;
 };
 
-static struct body cur_body;
-static uint64_t cur_gen;	/* generation of the running request */
+static __thread struct body cur_body;
+static __thread uint64_t cur_gen;	/* generation of this thread's running request */
+/* Generations are unique across threads (handed out under the GIL): an
+ * object of one thread's request is stale in every other thread. */
+static uint64_t gen_counter;
 
 static void
-body_begin(struct wsgi_conn *c)
+body_begin(struct http_conn *c)
 {
 	struct body *b = &cur_body;
 
@@ -447,7 +276,7 @@ body_send_continue(struct body *b)
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 	b->continue_pending = 0;
-	if (send_all(b->fd, cont, sizeof(cont) - 1) == -1) {
+	if (http_io_send(b->fd, cont, sizeof(cont) - 1) == -1) {
 		b->io_error = 1;
 		return body_fail(b, PyExc_OSError, "cannot send 100 Continue");
 	}
@@ -509,7 +338,7 @@ body_more(struct body *b)
 		}
 		/* need more bytes from the socket */
 		b->pos = b->len = b->base;
-		ssize_t n = wsgi_recv(b->fd, b->buf + b->base, b->cap - b->base);
+		ssize_t n = http_io_recv(b->fd, b->buf + b->base, b->cap - b->base);
 		if (n <= 0)
 			b->io_error = 1;
 		if (n <= 0)
@@ -538,6 +367,29 @@ body_unread(const struct body *b)
 	if (b->kind == HTTP_BODY_LENGTH)	/* beyond what the buffer holds */
 		return b->remaining > (uint64_t)(b->len - b->pos);
 	return !b->ch.done;
+}
+
+/* Read and drop what is left of the body, up to DRAIN_MAX bytes: 0 when
+ * the body ended, -1 when the connection cannot be reused. */
+#define DRAIN_MAX	(1024 * 1024)
+static int
+body_drain(struct body *b)
+{
+	size_t dropped = 0;
+
+	for (;;) {
+		int r = body_more(b);
+		if (r == 0)
+			return 0;
+		if (r == -1) {
+			PyErr_Clear();
+			return -1;
+		}
+		dropped += b->pend_len;
+		body_consume(b, b->pend_len);
+		if (dropped > DRAIN_MAX)
+			return -1;
+	}
 }
 
 typedef struct {
@@ -600,7 +452,7 @@ input_read(InputObject *self, PyObject *const *args, Py_ssize_t nargs)
 			if (b->continue_pending && body_send_continue(b) == -1)
 				goto fail;
 			size_t n = want - got;
-			ssize_t rd = wsgi_recv(b->fd, PyBytes_AS_STRING(out) + got, n);
+			ssize_t rd = http_io_recv(b->fd, PyBytes_AS_STRING(out) + got, n);
 			if (rd <= 0) {
 				b->io_error = 1;
 				body_fail(b, PyExc_OSError, rd == 0 ?
@@ -782,13 +634,16 @@ struct response {
 	int chunked;
 	int auto_length;	/* we add Content-Length ourselves */
 	int64_t content_length;	/* -1: none given */
+	int keepalive;		/* the connection may stay open after this response */
+	int app_server;		/* the app set its own Server header */
+	int app_date;		/* ... its own Date header */
 	uint64_t sent;		/* body bytes sent */
 	struct sbuf status;	/* as given by the app */
 	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
 };
 
-static struct response cur_resp;
-static struct sbuf headbuf;	/* the serialized response head */
+static __thread struct response cur_resp;
+static __thread struct sbuf headbuf;	/* the serialized response head */
 
 typedef struct {
 	PyObject_HEAD
@@ -796,11 +651,11 @@ typedef struct {
 } CallableObject;		/* start_response and write */
 
 static PyTypeObject StartResponseType, WriteType;
-static CallableObject *sr_obj, *write_obj;
-static InputObject *input_obj;
+static __thread CallableObject *sr_obj, *write_obj;
+static __thread InputObject *input_obj;
 
 static void
-resp_begin(struct wsgi_conn *c)
+resp_begin(struct http_conn *c)
 {
 	struct response *r = &cur_resp;
 
@@ -814,6 +669,8 @@ resp_begin(struct wsgi_conn *c)
 	r->sent = 0;
 	r->status.len = 0;
 	r->headers.len = 0;
+	r->keepalive = c->keepalive && c->req.keep_alive;
+	r->app_server = r->app_date = 0;
 }
 
 static void
@@ -822,9 +679,21 @@ build_head(struct response *r)
 	headbuf.len = 0;
 	sbuf_adds(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
 	sbuf_add(&headbuf, r->status.p, r->status.len);
-	sbuf_adds(&headbuf, "\r\nServer: " SERVER_HEADER "\r\nDate: ");
-	sbuf_adds(&headbuf, http_date());
-	sbuf_adds(&headbuf, "\r\nConnection: close\r\n");
+	/* an app's own Server or Date replaces ours, as in gunicorn */
+	if (!r->app_server)
+		sbuf_adds(&headbuf, "\r\nServer: " SERVER_HEADER);
+	if (!r->app_date) {
+		sbuf_adds(&headbuf, "\r\nDate: ");
+		sbuf_adds(&headbuf, http_date());
+	}
+	if (keepalive_gate != NULL && !*keepalive_gate)
+		r->keepalive = 0;	/* the worker is stopping */
+	/* a body the client cannot delimit ends with the connection */
+	if (!r->chunked && r->content_length < 0 && !r->head_only &&
+	    r->status_code >= 200 && r->status_code != 204 && r->status_code != 304)
+		r->keepalive = 0;
+	sbuf_adds(&headbuf, r->keepalive ? "\r\nConnection: keep-alive\r\n" :
+	    "\r\nConnection: close\r\n");
 	if (r->chunked)
 		sbuf_adds(&headbuf, "Transfer-Encoding: chunked\r\n");
 	if (r->auto_length)
@@ -878,7 +747,7 @@ resp_write(struct response *r, const char *data, size_t len)
 		iov[n].iov_base = (void *)"\r\n";
 		iov[n++].iov_len = 2;
 	}
-	if (wsgi_send_iov(r->fd, iov, n) == -1)
+	if (http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	r->sent += len;
@@ -905,7 +774,7 @@ resp_finish(struct response *r)
 		iov[n].iov_base = (void *)"0\r\n\r\n";
 		iov[n++].iov_len = 5;
 	}
-	if (n > 0 && wsgi_send_iov(r->fd, iov, n) == -1)
+	if (n > 0 && http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	return 0;
@@ -931,6 +800,16 @@ is_hop_by_hop(const char *n, size_t len)
 	return 0;
 }
 
+/* A Connection header value naming "close" (any case). */
+static int
+has_close_token(const char *v, size_t n)
+{
+	for (size_t i = 0; i + 5 <= n; i++)
+		if (strncasecmp(v + i, "close", 5) == 0)
+			return 1;
+	return 0;
+}
+
 /* Latin-1 bytes of a str whose characters are all <= U+00FF. */
 static const char *
 latin1_of(PyObject *s, Py_ssize_t *len)
@@ -952,6 +831,7 @@ set_headers(struct response *r, PyObject *headers)
 		return -1;
 	r->headers.len = 0;
 	r->content_length = -1;
+	r->app_server = r->app_date = 0;
 	n = PySequence_Fast_GET_SIZE(seq);
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *name, *value;
@@ -1009,8 +889,17 @@ set_headers(struct response *r, PyObject *headers)
 			if (errno || *end || v < 0 || tmp[0] == '-' || tmp[0] == '+')
 				goto bad_length;
 			r->content_length = v;
-		} else if (is_hop_by_hop(ns, (size_t)nl))
+		} else if (is_hop_by_hop(ns, (size_t)nl)) {
+			/* the app asking to close is honoured */
+			if (nl == 10 && strncasecmp(ns, "connection", 10) == 0 &&
+			    has_close_token(vs, (size_t)vl))
+				r->keepalive = 0;
 			continue;
+		}
+		else if (nl == 6 && strncasecmp(ns, "server", 6) == 0)
+			r->app_server = 1;
+		else if (nl == 4 && strncasecmp(ns, "date", 4) == 0)
+			r->app_date = 1;
 		sbuf_add(&r->headers, ns, (size_t)nl);
 		sbuf_add(&r->headers, ": ", 2);
 		sbuf_add(&r->headers, vs, (size_t)vl);
@@ -1305,28 +1194,18 @@ static PyTypeObject FileWrapperType = {
 
 /* ---- environ ---- */
 
-static struct sbuf scratch;	/* percent-decoding, header keys */
-static char peer_text[INET6_ADDRSTRLEN + 8];
-static int peer_port = -1;
+static __thread struct sbuf scratch;	/* percent-decoding, header keys */
+static __thread char peer_text[INET6_ADDRSTRLEN + 8];
+static __thread int peer_port = -1;
 
 static void
-format_peer(struct wsgi_conn *c)
+format_peer(struct http_conn *c)
 {
-	peer_port = -1;
-	peer_text[0] = '\0';
-	if (c->peer.ss_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&c->peer;
-		inet_ntop(AF_INET, &in->sin_addr, peer_text, sizeof(peer_text));
-		peer_port = ntohs(in->sin_port);
-	} else if (c->peer.ss_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->peer;
-		inet_ntop(AF_INET6, &in6->sin6_addr, peer_text, sizeof(peer_text));
-		peer_port = ntohs(in6->sin6_port);
-	}
+	peer_port = http_peer_format(&c->peer, peer_text, sizeof(peer_text));
 }
 
 static int
-peer_trusted(struct wsgi_conn *c)
+peer_trusted(struct http_conn *c)
 {
 	if (trust_all_proxies || c->peer.ss_family == AF_UNIX)
 		return 1;
@@ -1387,11 +1266,11 @@ set_new(PyObject *env, PyObject *key, PyObject *value)
 }
 
 /* Why a request was refused before the app ran (400), or NULL. */
-static const char *bad_request;
-static char bad_request_buf[512];
+static __thread const char *bad_request;
+static __thread char bad_request_buf[512];
 
 static PyObject *
-build_environ(struct wsgi_conn *c)
+build_environ(struct http_conn *c)
 {
 	const struct http_request *q = &c->req;
 	PyObject *env, *key, *val, *old;
@@ -1577,7 +1456,7 @@ make_namespace(PyObject *kw)
 }
 
 static PyObject *
-make_req_object(struct wsgi_conn *c)
+make_req_object(struct http_conn *c)
 {
 	const struct http_request *q = &c->req;
 	PyObject *headers = PyList_New((Py_ssize_t)q->nheaders);
@@ -1681,7 +1560,7 @@ struct alog_seg {
 
 static struct alog_seg *alog;
 static size_t nalog;
-static struct sbuf logline;
+static __thread struct sbuf logline;
 
 static void
 alog_add(enum alog_kind kind, char atom, const char *text, size_t len)
@@ -1810,7 +1689,7 @@ none:
 }
 
 static void
-access_log(struct wsgi_conn *c, PyObject *env, const struct response *r,
+access_log(struct http_conn *c, PyObject *env, const struct response *r,
     int status_code, uint64_t elapsed_us)
 {
 	const struct http_request *q = &c->req;
@@ -1970,7 +1849,7 @@ send_sequence(struct response *r, PyObject *seq)
 		left -= len;
 		body += len;
 	}
-	if (wsgi_send_iov(r->fd, iov, k) == -1)
+	if (http_io_send_iov(r->fd, iov, k) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	r->sent = body;
@@ -2029,7 +1908,7 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->chunked)
 		return 0;
 	build_head(r);
-	if (send_all(r->fd, headbuf.p, headbuf.len) == -1)
+	if (http_io_send(r->fd, headbuf.p, headbuf.len) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	if (r->head_only)
@@ -2046,10 +1925,10 @@ send_file(struct response *r, FileWrapperObject *fw)
 		if (w == 0)
 			break;	/* file shrank */
 		if (errno == EINTR) {
-			http_worker_urgent_signals();
+			http_io_interrupted();
 			continue;
 		}
-		if (errno == EAGAIN && wsgi_wait(r->fd, POLLOUT) == 0)
+		if (errno == EAGAIN && http_io_wait(r->fd, POLLOUT) == 0)
 			continue;
 		return resp_io_error(r);
 	}
@@ -2137,7 +2016,7 @@ close_result(PyObject *result)
 }
 
 static void
-log_app_error(struct wsgi_conn *c, int with_uri)
+log_app_error(struct http_conn *c, int with_uri)
 {
 	char ctx[600];
 
@@ -2150,7 +2029,7 @@ log_app_error(struct wsgi_conn *c, int with_uri)
 }
 
 int
-wsgi_handle(struct wsgi_conn *c)
+wsgi_handle(struct http_conn *c)
 {
 	struct response *r = &cur_resp;
 	PyObject *env = NULL, *result = NULL, *reqobj = NULL;
@@ -2160,7 +2039,7 @@ wsgi_handle(struct wsgi_conn *c)
 	    cfg->hooks[HOOK_POST_REQUEST] != NULL;
 	uint64_t start;
 
-	cur_gen++;
+	cur_gen = ++gen_counter;
 	if (want_hooks) {
 		if ((reqobj = make_req_object(c)) == NULL) {
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "request object for hooks");
@@ -2176,7 +2055,8 @@ wsgi_handle(struct wsgi_conn *c)
 		if (bad_request != NULL) {
 			PyErr_Clear();
 			log_debug("Invalid request from ip=%s: %s", peer_text, bad_request);
-			wsgi_write_error(c->fd, 400, "Bad Request", bad_request);
+			http_write_error(c->fd, 400, "Bad Request", bad_request);
+			r->keepalive = 0;
 			c->body_unread = body_unread(&cur_body);
 			goto done;
 		}
@@ -2194,6 +2074,10 @@ wsgi_handle(struct wsgi_conn *c)
 	if (result == NULL || send_result(r, result) == -1 || resp_finish(r) == -1)
 		failed = 1;
 	else {
+		/* fewer bytes than its Content-Length: the client would wait */
+		if (r->content_length >= 0 && r->sent < (uint64_t)r->content_length &&
+		    !r->head_only)
+			r->keepalive = 0;
 		status_code = r->status_code;
 		if (log_access_enabled())
 			access_log(c, env, r, status_code, realtime_us() - start);
@@ -2212,6 +2096,7 @@ wsgi_handle(struct wsgi_conn *c)
 	}
 error:
 	if (failed) {
+		r->keepalive = 0;	/* every error page says Connection: close */
 		if (r->failed || (cur_body.io_error && !r->headers_sent)) {
 			if (PyErr_Occurred() && log_get_level() <= LOG_DEBUG)
 				python_log_exception(LOG_DEBUG, LOG_DEBUG,
@@ -2224,7 +2109,7 @@ error:
 			PyErr_Clear();
 			format_peer(c);
 			log_debug("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
-			wsgi_write_error(c->fd, cur_body.err_status,
+			http_write_error(c->fd, cur_body.err_status,
 			    http_reason_phrase(cur_body.err_status), cur_body.err_reason);
 			r->status_code = cur_body.err_status;
 			if (log_access_enabled())
@@ -2232,7 +2117,7 @@ error:
 		} else if (!r->headers_sent) {
 			log_app_error(c, 1);
 			PyErr_Clear();
-			wsgi_write_error(c->fd, 500, "Internal Server Error", "");
+			http_write_error(c->fd, 500, "Internal Server Error", "");
 			r->status_set = 1;
 			r->status_code = 500;
 			r->status.len = 0;
@@ -2261,7 +2146,16 @@ done:
 			log_debug("Exception in post_request hook");
 		Py_DECREF(respobj);
 	}
-	cur_gen++;	/* every object of this request is now stale */
+	/* Keep the connection only when the request's bytes end exactly where
+	 * the next request's begin: the unread body is read and dropped (up
+	 * to a bound), a client still waiting for 100-continue is closed. */
+	if (r->keepalive && rc == 0 && !cur_body.continue_pending &&
+	    body_drain(&cur_body) == 0) {
+		c->keepalive = 1;
+		c->next = cur_body.pos;
+	} else
+		c->keepalive = 0;
+	cur_gen = ++gen_counter;	/* every object of this request is now stale */
 	Py_XDECREF(result);
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);
@@ -2270,10 +2164,12 @@ done:
 
 /* ---- Python-level signal handlers: let INT/QUIT/ABRT interrupt the app ---- */
 
+
 static PyObject *
 py_signal_handler(PyObject *self, PyObject *args)
 {
-	http_worker_urgent_signals();
+	if (urgent_signals != NULL)
+		urgent_signals();
 	Py_RETURN_NONE;
 }
 
@@ -2404,20 +2300,45 @@ wsgi_flush_stdio(void)
 	}
 }
 
+/* Around every socket wait: let other threads run Python meanwhile. */
+static void *
+io_unlock(void)
+{
+	return PyGILState_Check() ? (void *)PyEval_SaveThread() : NULL;
+}
+
+static void
+io_relock(void *ts)
+{
+	if (ts != NULL)
+		PyEval_RestoreThread((PyThreadState *)ts);
+}
+
 int
-wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
+wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 {
 	PyObject *errors, *v;
+	struct http_io_hooks hooks;
+	int io_timeout_ms;
 
-	cfg = ctx->cfg;
+	cfg = setup->cfg;
 	app = app_obj;
-	listeners = ctx->listeners;
-	nlisteners = ctx->nlisteners;
+	listeners = setup->listeners;
+	nlisteners = setup->nlisteners;
+	urgent_signals = setup->urgent_signals;
+	keepalive_gate = setup->keepalive_gate;
 	/* a client that stalls this long is dropped, before the master's
 	 * timeout would kill the whole worker */
 	io_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 750 : -1;
 	if (io_timeout_ms >= 0 && io_timeout_ms < 1000)
 		io_timeout_ms = 1000;
+	hooks = (struct http_io_hooks){
+		.timeout_ms = io_timeout_ms,
+		.on_eintr = setup->urgent_signals,
+		.unlock = io_unlock,
+		.relock = io_relock,
+	};
+	http_io_configure(&hooks);
 	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
 		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
 			trust_all_proxies = 1;
@@ -2450,7 +2371,9 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	    PyDict_SetItemString(base_env, "wsgi.version", v) == -1)
 		goto pyfail;
 	Py_DECREF(v);
-	if (PyDict_SetItemString(base_env, "wsgi.multithread", Py_False) == -1 ||
+	/* gunicorn: multithread is threads > 1 */
+	if (PyDict_SetItemString(base_env, "wsgi.multithread",
+	        setup->threads > 1 ? Py_True : Py_False) == -1 ||
 	    PyDict_SetItemString(base_env, "wsgi.multiprocess",
 	        cfg->workers > 1 ? Py_True : Py_False) == -1 ||
 	    PyDict_SetItemString(base_env, "wsgi.run_once", Py_False) == -1 ||
@@ -2466,7 +2389,9 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 		goto pyfail;
 	Py_DECREF(v);
 
-	if (install_python_signal_handlers() == -1)
+	/* Only a worker whose main thread runs the app (sync) lets INT, QUIT
+	 * and ABRT interrupt it through Python's handlers. */
+	if (setup->urgent_signals != NULL && install_python_signal_handlers() == -1)
 		goto pyfail;
 
 	if (cfg->access_log_format != NULL)
@@ -2474,7 +2399,7 @@ wsgi_init(struct http_worker_ctx *ctx, void *app_obj)
 	else
 		alog_compile("%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"");
 
-	worker_age = ctx->age;
+	worker_age = setup->age;
 	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL || cfg->hooks[HOOK_WORKER_INT] != NULL ||
 	    cfg->hooks[HOOK_WORKER_ABORT] != NULL || cfg->hooks[HOOK_PRE_REQUEST] != NULL ||
 	    cfg->hooks[HOOK_POST_REQUEST] != NULL || cfg->hooks[HOOK_WORKER_EXIT] != NULL)

@@ -1,42 +1,39 @@
 /*
- * wsgi.h — the WSGI glue (PEP 3333) between the sync HTTP worker and the
- * Python application: environ, wsgi.input, start_response/write, the
- * response writer (writev, chunked, sendfile), the 500 page, hooks around
- * a request and the access log.
+ * wsgi.h — the WSGI glue (PEP 3333) between a worker and the Python
+ * application: environ, wsgi.input, start_response/write, the response
+ * writer (writev, chunked, sendfile), the 500 page, hooks around a request
+ * and the access log.
  *
- * Used only by http_worker.c.  Everything here runs in the worker's one
- * thread with the GIL held; the GIL is released only while waiting in
- * poll(2) for a socket.  Client sockets are non-blocking: every wait goes
- * through wsgi_wait(), which bounds the stall by the worker timeout and
- * reacts to the worker's urgent signals.
+ * Every worker type calls it with the GIL held, from one thread (sync) or
+ * from several in turn (gthread): the state of a running request is per
+ * thread, and the Python objects handed to the app belong to their
+ * request (stale after it, and in any other thread).  The GIL is released
+ * only while waiting for a socket (http_conn.c's waits).  Client sockets
+ * are non-blocking; every wait is bounded by the worker timeout.
  */
 #ifndef CUNICORN_WSGI_H
 #define CUNICORN_WSGI_H
 
 #include <stddef.h>
-#include <stdint.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
-#include "http_parser.h"
-
-struct http_worker_ctx;
+struct http_conn;
 struct listener;
+struct settings;
 
-/* One accepted connection and its parsed request head.  buf belongs to
- * the worker (reused for every connection); req points into buf[0..
- * head_len), and the body bytes already read follow at buf[head_len..len).
- * The body reader may use buf[head_len..cap) but never touches the head. */
-struct wsgi_conn {
-	int fd;
-	const struct listener *listener;
-	struct sockaddr_storage peer;
-	socklen_t peerlen;
-	char *buf;
-	size_t len;
-	size_t cap;
-	struct http_request req;
-	int body_unread;		/* out: request body bytes may remain on the wire */
+struct wsgi_setup {
+	struct settings *cfg;
+	const struct listener *listeners;	/* SERVER_NAME / SERVER_PORT */
+	size_t nlisteners;
+	int age;				/* the worker's spawn counter */
+	int threads;				/* > 1: wsgi.multithread */
+	/* Sync worker: run on EINTR and from Python-level INT/QUIT/ABRT
+	 * handlers so that those signals interrupt a running app.  NULL
+	 * (gthread): the event loop takes signals, no Python handler. */
+	void (*urgent_signals)(void);
+	/* gthread: the worker's keep-alive switch, read when a response head
+	 * is built; 0 once the worker stops, so that every response from
+	 * then on says "Connection: close".  NULL: always on. */
+	const _Atomic int *keepalive_gate;
 };
 
 /*
@@ -45,7 +42,7 @@ struct wsgi_conn {
  * app: new reference to the WSGI callable (stolen).  Returns 0, or -1
  * after logging.
  */
-int wsgi_init(struct http_worker_ctx *ctx, void *app);
+int wsgi_init(const struct wsgi_setup *setup, void *app);
 /*
  * Optional, in the master before forking (before gc.freeze()): make the
  * worker-independent part (types, interned keys, modules the glue uses)
@@ -60,26 +57,15 @@ int wsgi_prepare(void);
 void *wsgi_worker_object(void);
 
 /*
- * Run the application for c->req and write the whole response.
- * Returns 0 when the response was sent completely, -1 when the connection
- * must be dropped without more (socket error, error after headers).
+ * Run the application for c->req (a parsed head) and write the whole
+ * response.  c->keepalive in: the worker lets this connection live on;
+ * out: it may serve another request, which begins at c->buf[c->next]
+ * (the unread rest of the body was read and dropped).  Returns 0 when
+ * the response was sent completely, -1 when the connection must be
+ * dropped without more (socket error, error after headers); with 0 and
+ * no keep-alive, c->body_unread says whether to linger on close.
  */
-int wsgi_handle(struct wsgi_conn *c);
-
-/* gunicorn's error page: status line, Connection: close, text/html body
- * with reason and the (HTML-escaped) message. */
-void wsgi_write_error(int fd, int status, const char *reason, const char *mesg);
-
-/* Socket I/O on non-blocking fds, waiting with poll (GIL released).
- * wsgi_recv: >0 bytes, 0 EOF, -1 error or stall (errno ETIMEDOUT). */
-ssize_t wsgi_recv(int fd, void *buf, size_t n);
-/* Write every iov; 0 or -1 (errno set).  The iov array is modified. */
-int wsgi_send_iov(int fd, struct iovec *iov, int iovcnt);
-int wsgi_wait(int fd, short events);
-/* Shut the connection down gently: when request bytes may be left
- * unread, half-close and drain a little first so that the client gets the
- * response instead of a reset; then close. */
-void wsgi_close(int fd, int linger);
+int wsgi_handle(struct http_conn *c);
 
 /* From a signal handler (async-signal-safe): make the Python-level
  * handler wsgi_init() registered for sig run at the next bytecode. */
@@ -87,13 +73,5 @@ void wsgi_signal_trip(int sig);
 
 /* Flush Python's sys.stdout / sys.stderr (exit paths). */
 void wsgi_flush_stdio(void);
-
-/*
- * Provided by http_worker.c for wsgi.c: act on urgent signal flags
- * (INT/QUIT/ABRT: hooks and exit now; USR1: reopen logs).  Called after
- * EINTR and from the Python-level handlers wsgi.c registers, which let
- * those signals interrupt a running app as they do under gunicorn.
- */
-void http_worker_urgent_signals(void);
 
 #endif

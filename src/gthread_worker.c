@@ -1,0 +1,622 @@
+/*
+ * gthread_worker.c — the threaded HTTP worker (-k gthread, --threads N):
+ * gunicorn's gthread, with its event loop in C.
+ *
+ * Threads:
+ *   loop     the process's main thread; never holds the GIL but to call a
+ *            hook or to exit.  One epoll set owns the listeners, every
+ *            connection, the signals (signalfd) and the completion
+ *            eventfd.  It accepts, reads and parses request heads (C,
+ *            http_conn.c), keeps idle keep-alive connections, enforces
+ *            every deadline, and hands a connection with a complete head
+ *            to the pool.
+ *   pool     `threads` pythreads that take a connection, run the app
+ *            through wsgi.c (GIL held, released while waiting for the
+ *            socket), write the response, answer the requests already
+ *            pipelined behind it, and give the connection back.
+ *
+ * Connection states (one timer list each, FIFO = deadline order since
+ * every deadline of a list is now + the same constant):
+ *   HEAD    reading a head: one total deadline (limits.head_timeout_ms)
+ *           from the accept or from the first byte after an idle wait;
+ *           a client's pace never extends it
+ *   IDLE    keep-alive, waiting for the next request: `keepalive` s
+ *   BUSY    in the pool (no timer: the app and the socket waits of wsgi.c
+ *           are bounded there)
+ *   LINGER  a refused request was answered; reading what the client still
+ *           sends for a moment so that it sees the answer, not a reset
+ * An idle connection holds no buffer: it costs its struct and its fd.
+ * Past worker_connections the listeners leave the epoll set and new
+ * connections wait in the kernel's backlog.
+ *
+ * Stopping (TERM, HUP, max_requests, --reload, the master gone): stop
+ * accepting; from then on every response says "Connection: close"; a
+ * connection closes only between requests — after its response, or when
+ * its head or keep-alive deadline passes, never while the client may be
+ * sending a request it was told it could send; exit when none is left or
+ * after graceful_timeout.  INT/QUIT: worker_int hook, exit now.
+ * ABRT (the master's timeout): worker_abort hook, exit.  USR1: reopen
+ * logs.  The heartbeat is the loop's: it beats while the loop turns, as
+ * gunicorn's gthread notifies from its main loop.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include "http_conn.h"
+#include "http_worker.h"
+#include "listen.h"
+#include "log.h"
+#include "python.h"
+#include "pythreads.h"
+#include "settings.h"
+#include "util.h"
+#include "wsgi.h"
+
+#define FIRST_BUF	(16 * 1024)	/* a connection's buffer; grows for long heads */
+#define LINGER_MS	500
+#define MAX_EVENTS	256
+#define MAX_THREADS	1024
+/* epoll tags below this are not connections */
+#define TAG_SIGNAL	1
+#define TAG_WAKE	2
+#define TAG_LISTENER	16
+
+enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER };
+
+struct gconn {
+	struct http_conn c;
+	struct pythreads_job job;	/* while BUSY */
+	int closed;			/* set by the pool: fd closed, free me */
+};
+
+struct tlist {
+	struct http_conn *head, *tail;
+};
+
+static struct {
+	struct http_worker_ctx *ctx;
+	struct settings *cfg;
+	struct http_conn_limits limits;
+	int epfd, sigfd, wakefd;
+	struct pythreads *pool;
+	PyThreadState *loop_ts;		/* the loop's, while it does not hold the GIL */
+
+	/* pool -> loop */
+	pthread_mutex_t done_lock;
+	struct http_conn *done_head;
+
+	/* loop only */
+	struct tlist timers[4];		/* by state; BUSY's stays empty */
+	size_t nconns;
+	size_t max_conns;
+	int listening;
+	uint64_t accept_pause_until;	/* after EMFILE: listeners off until then */
+	int stopping;
+	uint64_t stop_deadline;
+	unsigned long limit;		/* max_requests + jitter; 0 = none */
+	uint64_t keepalive_ms;
+
+	/* both */
+	atomic_ulong served;		/* requests handed to the app */
+	atomic_int keepalive_on;	/* 0 once stopping: responses close */
+} G;
+
+static struct gconn *
+gconn_of(struct http_conn *c)
+{
+	return (struct gconn *)c;
+}
+
+/* ---- timer lists ---- */
+
+static void
+timer_del(struct http_conn *c)
+{
+	struct tlist *l = &G.timers[c->state];
+
+	if (c->tprev != NULL)
+		c->tprev->tnext = c->tnext;
+	else if (l->head == c)
+		l->head = c->tnext;
+	else
+		return;		/* not on the list */
+	if (c->tnext != NULL)
+		c->tnext->tprev = c->tprev;
+	else
+		l->tail = c->tprev;
+	c->tprev = c->tnext = NULL;
+}
+
+/* Enter state st with a deadline `ms` from now (no timer for BUSY). */
+static void
+set_state(struct http_conn *c, int st, uint64_t ms)
+{
+	timer_del(c);
+	c->state = st;
+	if (st == CS_BUSY)
+		return;
+	struct tlist *l = &G.timers[st];
+	c->deadline_ms = monotonic_ms() + ms;
+	c->tprev = l->tail;
+	c->tnext = NULL;
+	if (l->tail != NULL)
+		l->tail->tnext = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+/* ---- connections ---- */
+
+static void
+epoll_arm(struct http_conn *c, int op)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+
+	if (epoll_ctl(G.epfd, op, c->fd, &ev) == -1)
+		log_warn("epoll_ctl");
+}
+
+static void
+conn_give_buffers(struct http_conn *c)
+{
+	if (c->buf == NULL)
+		http_conn_alloc(c, &G.limits, FIRST_BUF);
+}
+
+static void
+conn_free(struct http_conn *c)
+{
+	timer_del(c);
+	http_conn_free_buffers(c);
+	free(gconn_of(c));
+	G.nconns--;
+}
+
+static void
+conn_close(struct http_conn *c)
+{
+	close(c->fd);		/* leaves the epoll set with it */
+	conn_free(c);
+}
+
+static void listeners_watch(int on);
+
+static void
+accept_one(const struct listener *l)
+{
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	struct gconn *g;
+	int fd, one = 1;
+
+	fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1) {
+		if (errno == EMFILE || errno == ENFILE) {
+			/* out of descriptors: stop accepting for a while (the
+			 * connections wait in the backlog), log once per episode */
+			if (G.accept_pause_until == 0)
+				log_warn("accept on %s", l->name ? l->name : "listener");
+			G.accept_pause_until = monotonic_ms() + 100;
+			listeners_watch(0);
+		}
+		return;
+	}
+	if (l->family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	g = xcalloc(1, sizeof(*g));
+	g->c.fd = fd;
+	g->c.listener = l;
+	memcpy(&g->c.peer, &peer, sizeof(peer));
+	g->c.peerlen = plen;
+	G.nconns++;
+	G.accept_pause_until = 0;
+	set_state(&g->c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+	epoll_arm(&g->c, EPOLL_CTL_ADD);
+	if (G.nconns >= G.max_conns)
+		listeners_watch(0);
+}
+
+/* The listeners in the epoll set (on) or not: past worker_connections,
+ * out of fds, or stopping. */
+static void
+listeners_watch(int on)
+{
+	if (on == G.listening || (on && G.stopping))
+		return;
+	for (size_t i = 0; i < G.ctx->nlisteners; i++) {
+		struct epoll_event ev = {
+			.events = EPOLLIN | EPOLLEXCLUSIVE,
+			.data.u64 = TAG_LISTENER + i,
+		};
+		if (epoll_ctl(G.epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
+		    G.ctx->listeners[i].fd, &ev) == -1)
+			log_warn("epoll_ctl (listener)");
+	}
+	G.listening = on;
+}
+
+static void
+start_stopping(void)
+{
+	if (G.stopping)
+		return;
+	G.stopping = 1;
+	atomic_store(&G.keepalive_on, 0);
+	G.stop_deadline = monotonic_ms() + (uint64_t)(G.cfg->graceful_timeout > 0 ?
+	    G.cfg->graceful_timeout : 0) * 1000u;
+	listeners_watch(0);
+	/* Nothing is closed here.  A connection accepted or left idle after a
+	 * "keep-alive" response may carry a request the client is sending
+	 * right now (gunicorn's #3038): it is served with "Connection: close",
+	 * or closed when its own head or keep-alive deadline passes. */
+}
+
+/* A refused request: the error page, then a short linger in the loop. */
+static void
+refuse(struct http_conn *c, const struct http_error *err)
+{
+	char ip[64];
+
+	http_peer_format(&c->peer, ip, sizeof(ip));
+	log_debug("Invalid request from ip=%s: %s", ip, err->reason);
+	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
+	shutdown(c->fd, SHUT_WR);
+	c->len = 0;
+	set_state(c, CS_LINGER, LINGER_MS);
+	epoll_arm(c, EPOLL_CTL_MOD);
+}
+
+static void
+dispatch(struct http_conn *c)
+{
+	unsigned long n = atomic_fetch_add(&G.served, 1) + 1;
+
+	set_state(c, CS_BUSY, 0);
+	pythreads_submit(G.pool, &gconn_of(c)->job);
+	if (G.limit > 0 && n >= G.limit && !G.stopping) {
+		log_info("Autorestarting worker after current request.");
+		start_stopping();
+	}
+}
+
+/* Bytes are in c->buf: a request to run, more to wait for, or a refusal. */
+static void
+try_head(struct http_conn *c)
+{
+	struct http_error err;
+
+	switch (http_conn_parse(c, &G.limits, &err)) {
+	case HTTP_HEAD_READY:
+		dispatch(c);
+		break;
+	case HTTP_HEAD_BAD:
+		refuse(c, &err);
+		break;
+	default:
+		if (c->state != CS_HEAD)
+			set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		epoll_arm(c, EPOLL_CTL_MOD);
+	}
+}
+
+static void
+on_readable(struct http_conn *c)
+{
+	ssize_t n;
+
+	if (c->state == CS_LINGER) {
+		char sink[4096];
+		while ((n = read(c->fd, sink, sizeof(sink))) > 0)
+			;
+		if (n == 0 || errno != EAGAIN)
+			conn_close(c);
+		else
+			epoll_arm(c, EPOLL_CTL_MOD);
+		return;
+	}
+	conn_give_buffers(c);
+	n = http_conn_read_some(c, &G.limits);
+	if (n > 0) {
+		try_head(c);
+		return;
+	}
+	if (n == -1 && errno == EAGAIN) {
+		epoll_arm(c, EPOLL_CTL_MOD);
+		return;
+	}
+	if (n == 0 && c->len > 0)
+		log_debug("Ignored premature client disconnection.");
+	conn_close(c);
+}
+
+/* A connection back from the pool. */
+static void
+on_done(struct http_conn *c)
+{
+	if (gconn_of(c)->closed) {
+		conn_free(c);
+		return;
+	}
+	if (c->len > 0) {	/* the start of a pipelined request */
+		set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		try_head(c);
+		return;
+	}
+	http_conn_free_buffers(c);	/* idle: no buffer */
+	set_state(c, CS_IDLE, G.keepalive_ms);
+	epoll_arm(c, EPOLL_CTL_MOD);
+}
+
+static void
+drain_done(void)
+{
+	struct http_conn *list, *rev = NULL;
+	uint64_t v;
+
+	(void)!read(G.wakefd, &v, sizeof(v));
+	pthread_mutex_lock(&G.done_lock);
+	list = G.done_head;
+	G.done_head = NULL;
+	pthread_mutex_unlock(&G.done_lock);
+	while (list != NULL) {		/* oldest first */
+		struct http_conn *n = list->qnext;
+		list->qnext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev != NULL) {
+		struct http_conn *n = rev->qnext;
+		on_done(rev);
+		rev = n;
+	}
+}
+
+static void
+expire_timers(uint64_t now)
+{
+	for (int st = 0; st < 4; st++) {
+		struct tlist *l = &G.timers[st];
+		while (l->head != NULL && l->head->deadline_ms <= now) {
+			struct http_conn *c = l->head;
+			if (st == CS_HEAD && c->len > 0)
+				log_debug("Closing connection: no complete request head in time");
+			conn_close(c);
+		}
+	}
+}
+
+static int
+next_timeout(uint64_t now)
+{
+	uint64_t t = now + 1000;	/* the master's death and the heartbeat: 1 s */
+
+	for (int st = 0; st < 4; st++)
+		if (G.timers[st].head != NULL && G.timers[st].head->deadline_ms < t)
+			t = G.timers[st].head->deadline_ms;
+	if (G.stopping && G.stop_deadline < t)
+		t = G.stop_deadline;
+	if (!G.listening && G.accept_pause_until > now && G.accept_pause_until < t)
+		t = G.accept_pause_until;
+	return t > now ? (int)(t - now) : 0;
+}
+
+/* ---- the pool's side ---- */
+
+static void
+give_back(struct http_conn *c)
+{
+	uint64_t one = 1;
+	int first;
+
+	pthread_mutex_lock(&G.done_lock);
+	first = G.done_head == NULL;
+	c->qnext = G.done_head;
+	G.done_head = c;
+	pthread_mutex_unlock(&G.done_lock);
+	if (first)
+		(void)!write(G.wakefd, &one, sizeof(one));
+}
+
+/* In a pool thread, GIL held: answer the request, and those already
+ * pipelined behind it, in order. */
+static void
+serve(struct pythreads_job *job, void *arg)
+{
+	struct gconn *g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
+	struct http_conn *c = &g->c;
+	struct http_error err;
+	int rc;
+
+	for (;;) {
+		c->keepalive = atomic_load(&G.keepalive_on);
+		c->body_unread = 0;
+		c->next = 0;
+		rc = wsgi_handle(c);
+		if (rc != 0 || !c->keepalive)
+			break;
+		http_conn_shift(c);
+		if (c->len == 0 || !atomic_load(&G.keepalive_on) ||
+		    http_conn_parse(c, &G.limits, &err) != HTTP_HEAD_READY)
+			break;
+		atomic_fetch_add(&G.served, 1);
+	}
+	if (rc != 0 || !c->keepalive) {
+		if (rc == 0 && c->body_unread) {
+			pythreads_gil_drop();	/* a lingering close waits */
+			http_io_close(c->fd, 1);
+			pythreads_gil_take();
+		} else
+			close(c->fd);
+		g->closed = 1;
+	}
+	give_back(c);
+}
+
+/* ---- signals and the way out ---- */
+
+static void __attribute__((noreturn))
+loop_exit(int code)
+{
+	PyEval_RestoreThread(G.loop_ts);
+	http_worker_exit(code);
+}
+
+static void
+loop_hook(enum hook_id id)
+{
+	if (G.cfg->hooks[id] == NULL)
+		return;
+	PyEval_RestoreThread(G.loop_ts);
+	python_hook(G.cfg, id, 1, wsgi_worker_object());
+	G.loop_ts = PyEval_SaveThread();
+}
+
+static void
+on_signals(void)
+{
+	struct signalfd_siginfo si;
+
+	while (read(G.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGHUP:
+			start_stopping();
+			break;
+		case SIGINT:
+		case SIGQUIT:
+			loop_hook(HOOK_WORKER_INT);
+			loop_exit(0);
+		case SIGABRT:
+			loop_hook(HOOK_WORKER_ABORT);
+			loop_exit(1);
+		case SIGUSR1:
+			log_reopen();
+			break;
+		}
+	}
+}
+
+/* ---- setup and the loop ---- */
+
+static void
+setup(struct http_worker_ctx *ctx)
+{
+	static const int sigs[] = { SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGABRT, SIGUSR1 };
+	struct settings *cfg = ctx->cfg;
+	struct epoll_event ev;
+	sigset_t set;
+	int threads = cfg->threads < 1 ? 1 : cfg->threads > MAX_THREADS ? MAX_THREADS : cfg->threads;
+
+	G.ctx = ctx;
+	G.cfg = cfg;
+	http_conn_limits_init(&G.limits, cfg);
+	G.max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
+	G.keepalive_ms = (uint64_t)(cfg->keepalive > 0 ? cfg->keepalive : 0) * 1000u;
+	atomic_store(&G.keepalive_on, cfg->keepalive > 0);
+	pthread_mutex_init(&G.done_lock, NULL);
+	if (cfg->max_requests > 0) {
+		unsigned long jitter = 0;
+		if (cfg->max_requests_jitter > 0) {
+			srandom((unsigned)(getpid() ^ monotonic_ms()));
+			jitter = (unsigned long)random() % ((unsigned long)cfg->max_requests_jitter + 1);
+		}
+		G.limit = (unsigned long)cfg->max_requests + jitter;
+	}
+
+	/* signals: blocked in every thread, read from a signalfd by the loop */
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(&set, sigs[i]);
+	if ((G.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	sigprocmask(SIG_SETMASK, &set, NULL);	/* the rest unblocked */
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((G.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	if ((G.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		fatal("eventfd");
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
+	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.sigfd, &ev) == -1)
+		fatal("epoll_ctl");
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_WAKE };
+	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.wakefd, &ev) == -1)
+		fatal("epoll_ctl");
+	for (size_t i = 0; i < ctx->nlisteners; i++)
+		if (fd_set_nonblock(ctx->listeners[i].fd, 1) == -1)
+			log_warn("listener: O_NONBLOCK");
+
+	http_worker_boot(ctx, threads, NULL, &G.keepalive_on);
+	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
+		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
+	G.pool = pythreads_start(threads, serve, NULL);
+	G.loop_ts = PyEval_SaveThread();
+	listeners_watch(1);
+}
+
+void
+gthread_worker_main(struct http_worker_ctx *ctx)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t next_look = 0;
+
+	setup(ctx);
+	for (;;) {
+		uint64_t now = monotonic_ms();
+		int n = epoll_wait(G.epfd, evs, MAX_EVENTS, next_timeout(now));
+
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == TAG_SIGNAL)
+				on_signals();
+			else if (tag == TAG_WAKE)
+				drain_done();
+			else if (tag >= TAG_LISTENER && tag < TAG_LISTENER + ctx->nlisteners) {
+				if (G.listening)
+					accept_one(&ctx->listeners[tag - TAG_LISTENER]);
+			} else
+				on_readable(evs[i].data.ptr);
+		}
+		now = monotonic_ms();
+		expire_timers(now);
+		if (!G.stopping && !G.listening && G.nconns < G.max_conns &&
+		    now >= G.accept_pause_until)
+			listeners_watch(1);	/* after EMFILE or a full house */
+		if (now >= next_look) {
+			next_look = now + 1000;
+			if (ctx->heartbeat != NULL)
+				*ctx->heartbeat = now;
+			if (getppid() != ctx->master_pid && !G.stopping) {
+				log_info("Parent changed, shutting down: <Worker %ld>",
+				    (long)getpid());
+				start_stopping();
+			}
+			if (G.cfg->reload && !G.stopping) {
+				int due;
+				PyEval_RestoreThread(G.loop_ts);
+				due = http_worker_reload_due();
+				G.loop_ts = PyEval_SaveThread();
+				if (due)
+					start_stopping();
+			}
+		}
+		if (G.stopping && (G.nconns == 0 || now >= G.stop_deadline))
+			loop_exit(0);
+	}
+}

@@ -1,0 +1,373 @@
+/*
+ * http_conn.c — the HTTP connection layer (contract: http_conn.h).
+ *
+ * Owns: request limits (the one place that clamps them), a connection's
+ * buffer and head parsing, pipelined bytes, socket I/O with bounded
+ * waits, gunicorn's error page and the Date header.  Never: calls Python
+ * (waits call the hooks the app glue registered, which release the GIL),
+ * decides keep-alive, or blocks without a timeout.
+ */
+#include "http_conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "settings.h"
+#include "util.h"
+
+#define HEAD_MAX_CAP	(16 * 1024 * 1024)
+#define BODY_ROOM	(64 * 1024)
+#define LINGER_MS	500
+#define HEAD_TIMEOUT_MAX_MS	10000
+#define LINGER_BYTES	(1u << 20)
+
+/* ---- limits ---- */
+
+void
+http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg)
+{
+	/* gunicorn: limit_request_line 0 or > 8190 means 8190; fields 0 or
+	 * > 32768 means 32768; field_size 0 means unlimited (8190 for the
+	 * buffer estimate) */
+	size_t line = cfg->limit_request_line > 0 && cfg->limit_request_line <= 8190 ?
+	    (size_t)cfg->limit_request_line : 8190;
+	size_t fields = cfg->limit_request_fields > 0 && cfg->limit_request_fields <= 32768 ?
+	    (size_t)cfg->limit_request_fields : 32768;
+	size_t fsize = cfg->limit_request_field_size > 0 ?
+	    (size_t)cfg->limit_request_field_size : 8190;
+
+	memset(l, 0, sizeof(*l));
+	l->parse.request_line = (size_t)(cfg->limit_request_line > 0 ? cfg->limit_request_line : 0);
+	l->parse.fields = (size_t)(cfg->limit_request_fields > 0 ? cfg->limit_request_fields : 0);
+	l->parse.field_size = (size_t)(cfg->limit_request_field_size > 0 ?
+	    cfg->limit_request_field_size : 0);
+	l->head_max = line + 2 + fields * (fsize + 2) + 4;
+	if (l->head_max > HEAD_MAX_CAP)
+		l->head_max = HEAD_MAX_CAP;
+	l->max_headers = fields + 1;
+	l->body_room = BODY_ROOM;
+	/* One total deadline for a head, whatever the client's pace: half
+	 * the worker timeout, 10 s at most, 1 s at least.  A sync worker is
+	 * busy meanwhile, so it stays far below `timeout` (the master never
+	 * kills a worker for a slow client). */
+	l->head_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 500 : HEAD_TIMEOUT_MAX_MS;
+	if (l->head_timeout_ms > HEAD_TIMEOUT_MAX_MS)
+		l->head_timeout_ms = HEAD_TIMEOUT_MAX_MS;
+	if (l->head_timeout_ms < 1000)
+		l->head_timeout_ms = 1000;
+}
+
+/* ---- a connection's buffer and head ---- */
+
+void
+http_conn_alloc(struct http_conn *c, const struct http_conn_limits *l, size_t initial)
+{
+	size_t full = l->head_max + l->body_room;
+
+	c->cap = initial > 0 && initial < full ? initial : full;
+	c->buf = xmalloc(c->cap);
+	c->len = 0;
+	c->headers = xcalloc(l->max_headers, sizeof(*c->headers));
+}
+
+void
+http_conn_free_buffers(struct http_conn *c)
+{
+	free(c->buf);
+	free(c->headers);
+	c->buf = NULL;
+	c->headers = NULL;
+	c->len = c->cap = 0;
+}
+
+int
+http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
+    struct http_error *err)
+{
+	int r = http_parse_request(c->buf, c->len, &l->parse, &c->req,
+	    c->headers, l->max_headers, err);
+
+	if (r == HTTP_PARSE_OK)
+		return HTTP_HEAD_READY;
+	if (r == HTTP_PARSE_ERROR)
+		return HTTP_HEAD_BAD;
+	if (c->len >= l->head_max) {
+		err->status = 431;
+		err->reason = "Error parsing headers: 'limit request headers fields size'";
+		return HTTP_HEAD_BAD;
+	}
+	return HTTP_HEAD_MORE;
+}
+
+ssize_t
+http_conn_read_some(struct http_conn *c, const struct http_conn_limits *l)
+{
+	ssize_t n;
+
+	if (c->len >= l->head_max) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	if (c->len == c->cap) {
+		/* a head longer than the first buffer: grow, up to the limit
+		 * (no parsed request points into it yet) */
+		size_t full = l->head_max + l->body_room, ncap = c->cap * 2;
+		c->cap = ncap < full ? ncap : full;
+		c->buf = xrealloc(c->buf, c->cap);
+	}
+	do
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+	while (n == -1 && errno == EINTR);
+	if (n > 0)
+		c->len += (size_t)n;
+	return n;
+}
+
+void
+http_conn_shift(struct http_conn *c)
+{
+	size_t keep = c->next < c->len ? c->len - c->next : 0;
+
+	if (keep > 0 && c->next > 0)
+		memmove(c->buf, c->buf + c->next, keep);
+	c->len = keep;
+	c->next = 0;
+}
+
+/* ---- socket I/O ---- */
+
+static struct http_io_hooks io = { .timeout_ms = -1 };
+
+void
+http_io_configure(const struct http_io_hooks *h)
+{
+	io = *h;
+}
+
+int
+http_io_wait(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int n, saved;
+
+	for (;;) {
+		void *token = io.unlock ? io.unlock() : NULL;
+		n = poll(&p, 1, io.timeout_ms);
+		saved = errno;
+		if (io.relock)
+			io.relock(token);
+		errno = saved;
+		if (n > 0)
+			return 0;
+		if (n == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (errno != EINTR)
+			return -1;
+		if (io.on_eintr)
+			io.on_eintr();
+	}
+}
+
+ssize_t
+http_io_recv(int fd, void *buf, size_t n)
+{
+	for (;;) {
+		ssize_t r = read(fd, buf, n);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR) {
+			if (io.on_eintr)
+				io.on_eintr();
+			continue;
+		}
+		if (errno != EAGAIN)
+			return -1;
+		if (http_io_wait(fd, POLLIN) == -1)
+			return -1;
+	}
+}
+
+int
+http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt > 0) {
+		ssize_t w = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+		if (w == -1) {
+			if (errno == EINTR) {
+				if (io.on_eintr)
+					io.on_eintr();
+				continue;
+			}
+			if (errno != EAGAIN)
+				return -1;
+			if (http_io_wait(fd, POLLOUT) == -1)
+				return -1;
+			continue;
+		}
+		size_t done = (size_t)w;
+		while (iovcnt > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
+	}
+	return 0;
+}
+
+int
+http_io_send(int fd, const void *p, size_t n)
+{
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
+	return http_io_send_iov(fd, &iov, 1);
+}
+
+void
+http_io_interrupted(void)
+{
+	if (io.on_eintr)
+		io.on_eintr();
+}
+
+void
+http_io_close(int fd, int linger)
+{
+	if (linger) {
+		char sink[16384];
+		size_t total = 0;
+		uint64_t deadline = monotonic_ms() + LINGER_MS;
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		shutdown(fd, SHUT_WR);
+		while (total < LINGER_BYTES) {
+			uint64_t now = monotonic_ms();
+			if (now >= deadline)
+				break;
+			ssize_t r = read(fd, sink, sizeof(sink));
+			if (r > 0) {
+				total += (size_t)r;
+				continue;
+			}
+			if (r == 0 || (errno != EAGAIN && errno != EINTR))
+				break;
+			if (errno == EAGAIN) {
+				void *token = io.unlock ? io.unlock() : NULL;
+				int k = poll(&p, 1, (int)(deadline - now));
+				if (io.relock)
+					io.relock(token);
+				if (k <= 0)
+					break;
+			}
+		}
+	}
+	close(fd);
+}
+
+/* ---- error page ---- */
+
+static size_t
+html_escape(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s; s++) {
+		const char *rep;
+		char one[2] = { *s, '\0' };
+		switch (*s) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&#x27;"; break;
+		default: rep = one;
+		}
+		size_t n = strlen(rep);
+		if (o + n >= cap)
+			break;
+		memcpy(out + o, rep, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+void
+http_write_error(int fd, int status, const char *reason, const char *mesg)
+{
+	char esc[4096], body[5120], head[256];
+	int blen, hlen;
+
+	html_escape(esc, sizeof(esc), mesg);
+	blen = snprintf(body, sizeof(body), "<html>\n  <head>\n    <title>%s</title>\n"
+	    "  </head>\n  <body>\n    <h1><p>%s</p></h1>\n    %s\n  </body>\n</html>\n",
+	    reason, reason, esc);
+	if (blen < 0)
+		return;
+	if ((size_t)blen >= sizeof(body))
+		blen = (int)sizeof(body) - 1;
+	hlen = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nConnection: close\r\n"
+	    "Content-Type: text/html\r\nContent-Length: %d\r\n\r\n",
+	    status, reason, blen);
+	if (hlen < 0 || (size_t)hlen >= sizeof(head))
+		return;
+	struct iovec iov[2] = {
+		{ .iov_base = head, .iov_len = (size_t)hlen },
+		{ .iov_base = body, .iov_len = (size_t)blen },
+	};
+	if (http_io_send_iov(fd, iov, 2) == -1)
+		log_debug("Failed to send error message.");
+}
+
+/* ---- Date ---- */
+
+const char *
+http_date(void)
+{
+	static __thread char buf[40];
+	static __thread time_t last = -1;
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char mons[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != last) {
+		gmtime_r(&now, &tm);
+		snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+		    days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon],
+		    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		last = now;
+	}
+	return buf;
+}
+
+int
+http_peer_format(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)len);
+		return ntohs(in->sin_port);
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)len);
+		return ntohs(in6->sin6_port);
+	}
+	return -1;
+}

@@ -1,0 +1,125 @@
+/*
+ * http_conn.h — the HTTP connection layer every worker type shares.
+ * No Python here (wsgi.c is the only place that calls the app).
+ *
+ * A connection owns its read buffer: the request head is parsed in place
+ * (http_parser.c), the body reader (wsgi.c) decodes from the same buffer,
+ * and what follows the body — the next pipelined request — stays there
+ * for the next round (http_conn_shift).  The layer also owns the socket
+ * I/O with bounded waits, gunicorn's error page, the Date header and the
+ * request limits, clamped in one place.
+ *
+ * Worker types (http_worker.c: sync; gthread_worker.c: keep-alive, event
+ * loop and threads) decide when to read, which deadline applies and what
+ * happens after a response; this file decides nothing of the kind.
+ */
+#ifndef CUNICORN_HTTP_CONN_H
+#define CUNICORN_HTTP_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "http_parser.h"
+
+struct settings;
+struct listener;
+
+/* Request limits from the settings, clamped as gunicorn's parser does. */
+struct http_conn_limits {
+	struct http_limits parse;	/* what http_parse_request enforces */
+	size_t head_max;		/* a head longer than this is refused (431) */
+	size_t max_headers;		/* header slots per connection */
+	size_t body_room;		/* buffer space after the head for body reads */
+	int head_timeout_ms;		/* a whole head must arrive within this,
+					   counted from the accept (or from the end
+					   of the previous response) */
+};
+
+void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg);
+
+struct http_conn {
+	int fd;
+	const struct listener *listener;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	char *buf;			/* owned by whoever set it up; cap bytes */
+	size_t len;			/* bytes read so far: buf[0..len) */
+	size_t cap;			/* head_max + body_room */
+	struct http_header *headers;	/* max_headers slots */
+	struct http_request req;	/* after a parsed head: points into buf */
+
+	/* Per request, for and from the app glue (wsgi.c): */
+	int keepalive;		/* in: this response may leave the connection open;
+				   out: it did, another request may follow */
+	size_t next;		/* out, keepalive: the next request starts at buf[next] */
+	int body_unread;	/* out, closing: request bytes may be unread (linger) */
+
+	/* Worker bookkeeping (gthread_worker.c); unused by the sync worker. */
+	int state;
+	unsigned long served;		/* requests answered on this connection */
+	uint64_t deadline_ms;		/* of the current state's timer */
+	struct http_conn *tprev, *tnext;	/* timer list */
+	struct http_conn *qnext;	/* hand-off queues */
+};
+
+/* Allocate buf (initial bytes, or 0: the most a request needs) and
+ * headers for l; free them.  A smaller buffer grows while a head is
+ * read (http_conn_read_some). */
+void http_conn_alloc(struct http_conn *c, const struct http_conn_limits *l,
+    size_t initial);
+void http_conn_free_buffers(struct http_conn *c);
+
+enum http_head_result {
+	HTTP_HEAD_READY,	/* c->req holds a request */
+	HTTP_HEAD_MORE,		/* incomplete, within limits */
+	HTTP_HEAD_BAD,		/* *err says what to answer */
+};
+/* Parse buf[0..len). */
+int http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
+    struct http_error *err);
+/* One non-blocking read into buf[len..cap), growing buf first if it is
+ * full and the head limit allows: >0 bytes, 0 EOF, -1
+ * error (EAGAIN: nothing yet).  Never waits. */
+ssize_t http_conn_read_some(struct http_conn *c, const struct http_conn_limits *l);
+/* After a keep-alive response: drop the request just served, move the
+ * pipelined bytes buf[next..len) to the front. */
+void http_conn_shift(struct http_conn *c);
+
+/* ---- socket I/O with bounded waits (any thread) ----
+ * The fds are non-blocking; a wait longer than the configured timeout
+ * fails with ETIMEDOUT.  on_eintr runs after a signal interrupted a wait
+ * (the sync worker acts on urgent signals there).  unlock/relock, when
+ * set, are called around every wait (the app glue releases the GIL). */
+struct http_io_hooks {
+	int timeout_ms;			/* -1: none */
+	void (*on_eintr)(void);
+	void *(*unlock)(void);
+	void (*relock)(void *);
+};
+void http_io_configure(const struct http_io_hooks *h);
+int http_io_wait(int fd, short events);
+/* >0 bytes, 0 EOF, -1 error or stall (errno ETIMEDOUT) */
+ssize_t http_io_recv(int fd, void *buf, size_t n);
+/* Write every iov (the array is modified); 0 or -1 (errno set). */
+int http_io_send_iov(int fd, struct iovec *iov, int iovcnt);
+int http_io_send(int fd, const void *p, size_t n);
+/* After EINTR outside these functions (sendfile): run the on_eintr hook. */
+void http_io_interrupted(void);
+/* Close; when request bytes may be left unread, half-close and drain a
+ * little first so that the client reads the response, not a reset. */
+void http_io_close(int fd, int linger);
+
+/* gunicorn's error page: status line, Connection: close, text/html body
+ * with the reason and the HTML-escaped message. */
+void http_write_error(int fd, int status, const char *reason, const char *mesg);
+
+/* The Date header's value, cached per second per thread. */
+const char *http_date(void);
+
+/* "1.2.3.4" / "::1" of a peer address ("" for unix); its port or -1. */
+int http_peer_format(const struct sockaddr_storage *ss, char *buf, size_t len);
+
+#endif

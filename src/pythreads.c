@@ -1,0 +1,140 @@
+/*
+ * pythreads.c — a pool of Python-running threads (contract: pythreads.h).
+ *
+ * Owns: the threads, their Python thread states, the job queue.  Never:
+ * holds the GIL while waiting for a job, or touches a job after run()
+ * returned.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "pythreads.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "log.h"
+
+struct pythreads {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pythreads_job *head, *tail;
+	int queued;
+	void (*run)(struct pythreads_job *, void *);
+	void *arg;
+};
+
+static __thread PyThreadState *thread_state;
+
+void
+pythreads_gil_take(void)
+{
+	PyEval_RestoreThread(thread_state);
+}
+
+void
+pythreads_gil_drop(void)
+{
+	thread_state = PyEval_SaveThread();
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct pythreads *p = arg;
+	PyGILState_STATE st;
+
+	int holding = 1;
+
+	st = PyGILState_Ensure();	/* a thread state of our own */
+	(void)st;
+	for (;;) {
+		struct pythreads_job *job;
+
+		pthread_mutex_lock(&p->lock);
+		if (p->head == NULL && holding) {
+			/* nothing queued: give the GIL back before sleeping (a
+			 * thread that finds work right away keeps it: no handoff
+			 * between two requests) */
+			pthread_mutex_unlock(&p->lock);
+			pythreads_gil_drop();
+			holding = 0;
+			pthread_mutex_lock(&p->lock);
+		}
+		while (p->head == NULL)
+			pthread_cond_wait(&p->cond, &p->lock);
+		job = p->head;
+		p->head = job->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued--;
+		pthread_mutex_unlock(&p->lock);
+		job->next = NULL;
+		if (!holding) {
+			pythreads_gil_take();
+			holding = 1;
+		}
+		p->run(job, p->arg);
+	}
+	return NULL;
+}
+
+struct pythreads *
+pythreads_start(int n, void (*run)(struct pythreads_job *, void *), void *arg)
+{
+	struct pythreads *p = xcalloc(1, sizeof(*p));
+	sigset_t all, saved;
+	pthread_attr_t attr;
+	PyThreadState *ts;
+
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	p->run = run;
+	p->arg = arg;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	/* the new threads take the GIL to make their thread states */
+	ts = PyEval_SaveThread();
+	for (int i = 0; i < n; i++) {
+		pthread_t t;
+		int rc = pthread_create(&t, &attr, thread_main, p);
+		if (rc != 0) {
+			errno = rc;
+			fatal("pthread_create");
+		}
+	}
+	PyEval_RestoreThread(ts);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	pthread_attr_destroy(&attr);
+	return p;
+}
+
+void
+pythreads_submit(struct pythreads *p, struct pythreads_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&p->lock);
+	if (p->tail != NULL)
+		p->tail->next = job;
+	else
+		p->head = job;
+	p->tail = job;
+	p->queued++;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+pythreads_queued(struct pythreads *p)
+{
+	int n;
+
+	pthread_mutex_lock(&p->lock);
+	n = p->queued;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}

@@ -1,0 +1,108 @@
+"""Raw HTTP/1.x over one socket, for keep-alive and pipelining tests.
+
+Connection(port) keeps one TCP connection; send() writes raw bytes;
+response() reads exactly one response (Content-Length, chunked, or up to
+EOF when neither) and returns (status, headers dict lower-cased, body).
+closed() tells whether the server closed the connection (EOF, not reset).
+"""
+
+import socket
+import time
+
+
+class Connection:
+    def __init__(self, port, timeout=10.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("connection closed by the server")
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self, head_only=False):
+        status_line = self._line()
+        parts = status_line.split(b" ", 2)
+        status = int(parts[1])
+        headers, raw = {}, []
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, v = line.split(b":", 1)
+            raw.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+            headers.setdefault(k.strip().lower().decode("latin-1"), v.strip().decode("latin-1"))
+        self.raw_headers = raw
+        self.version = parts[0].decode()
+        if head_only or status in (204, 304) or 100 <= status < 200:
+            return status, headers, b""
+        if "content-length" in headers:
+            return status, headers, self._take(int(headers["content-length"]))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    return status, headers, body
+                body += self._take(size)
+                self._take(2)
+        body = self.buf
+        self.buf = b""
+        while True:
+            try:
+                d = self.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not d:
+                break
+            body += d
+        return status, headers, body
+
+    def closed(self, timeout=5.0):
+        """True when the server closed its side (EOF) within timeout, with
+        no bytes left unread; False if the connection stays open."""
+        if self.buf:
+            return False
+        self.sock.settimeout(timeout)
+        try:
+            d = self.sock.recv(1)
+        except socket.timeout:
+            return False
+        return d == b""
+
+
+def get(path="/", host="x", extra=b""):
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra + b"\r\n"
+
+
+def wait_closed(conn, timeout):
+    t0 = time.monotonic()
+    ok = conn.closed(timeout)
+    return ok, time.monotonic() - t0

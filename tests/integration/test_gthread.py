@@ -1,0 +1,349 @@
+"""The keep-alive threaded worker (-k gthread) and the HTTP connection
+layer both worker types share, through the real binary over raw sockets:
+persistent connections, pipelining, HTTP/1.0 and close semantics, idle and
+slow-client deadlines, worker_connections, thread concurrency, and
+stopping (TERM, max_requests) without dropping a request."""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import http_get, wait_for
+from httpraw import Connection, get
+
+APP = "tests.integration.apps.gthread_apps"
+
+
+def gthread(make_server, app, *extra, threads=4):
+    return make_server("-k", "gthread", "--threads", str(threads), *extra,
+                       "%s:%s" % (APP, app))
+
+
+def test_keepalive_serves_many_requests_on_one_connection(make_server):
+    s = gthread(make_server, "hello")
+    with Connection(s.port) as c:
+        for i in range(20):
+            c.send(get("/r%d" % i))
+            status, h, body = c.response()
+            assert status == 200
+            assert body == b"hello /r%d" % i
+            assert h["connection"] == "keep-alive"
+        assert not c.closed(0.3)
+    assert "Using worker: gthread" in s.log()
+
+
+def test_threads_setting_alone_selects_gthread(make_server):
+    s = make_server("--threads", "2", "%s:hello" % APP)
+    with Connection(s.port) as c:
+        c.send(get("/a"))
+        assert c.response()[1]["connection"] == "keep-alive"
+    assert "Using worker: gthread" in s.log()
+
+
+def test_pipelined_requests_answered_in_order(make_server):
+    s = gthread(make_server, "echo")
+    body = b"x" * 5000
+    chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    burst = (get("/one")
+             + b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+             + get("/three")
+             + b"PUT /four HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked
+             + get("/five"))
+    with Connection(s.port) as c:
+        c.send(burst)
+        got = []
+        for _ in range(5):
+            status, h, b = c.response()
+            assert status == 200
+            got.append(json.loads(b))
+        assert [g["path"] for g in got] == ["/one", "/two", "/three", "/four", "/five"]
+        assert got[1]["body"] == body.decode()
+        assert got[3]["body"] == "hello world"
+        assert got[0]["multithread"] is True
+        assert not c.closed(0.3)
+
+
+def test_pipelined_request_split_across_writes(make_server):
+    s = gthread(make_server, "echo")
+    with Connection(s.port) as c:
+        c.send(get("/a") + b"GET /b HTTP/1.1\r\nHo")
+        assert json.loads(c.response()[2])["path"] == "/a"
+        time.sleep(0.1)
+        c.send(b"st: x\r\n\r\n")
+        assert json.loads(c.response()[2])["path"] == "/b"
+
+
+def test_unread_body_is_skipped_before_the_next_request(make_server):
+    s = gthread(make_server, "unread")
+    with Connection(s.port) as c:
+        c.send(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"y" * 100000
+               + get("/b"))
+        assert c.response()[2] == b"ok"
+        status, h, b = c.response()
+        assert (status, b) == (200, b"ok")
+
+
+def test_http10_closes_unless_keepalive_asked(make_server):
+    s = gthread(make_server, "hello")
+    with Connection(s.port) as c:
+        c.send(b"GET /old HTTP/1.0\r\n\r\n")
+        status, h, body = c.response()
+        assert c.version == "HTTP/1.0"
+        assert h["connection"] == "close"
+        assert c.closed()
+    with Connection(s.port) as c:
+        for _ in range(3):
+            c.send(b"GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, h, body = c.response()
+            assert (status, body, h["connection"]) == (200, b"hello /ka", "keep-alive")
+        assert not c.closed(0.3)
+
+
+def test_http10_body_without_length_ends_with_the_connection(make_server):
+    s = gthread(make_server, "nolength")
+    with Connection(s.port) as c:
+        c.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, h, body = c.response()
+        assert body == b"one,two"
+        assert h["connection"] == "close"
+    with Connection(s.port) as c:        # HTTP/1.1: chunked, stays open
+        c.send(get("/"))
+        status, h, body = c.response()
+        assert (body, h["transfer-encoding"], h["connection"]) == (b"one,two", "chunked", "keep-alive")
+        assert not c.closed(0.3)
+
+
+def test_connection_close_from_client_and_from_app(make_server):
+    s = gthread(make_server, "hello")
+    with Connection(s.port) as c:
+        c.send(get("/", extra=b"Connection: close\r\n"))
+        assert c.response()[1]["connection"] == "close"
+        assert c.closed()
+    s2 = gthread(make_server, "wants_close")
+    with Connection(s2.port) as c:
+        c.send(get("/"))
+        status, h, body = c.response()
+        assert [v for k, v in c.raw_headers if k.lower() == "connection"] == ["close"]
+        assert c.closed()
+
+
+def test_idle_keepalive_connection_closed_after_keepalive_seconds(make_server):
+    s = gthread(make_server, "hello", "--keep-alive", "1")
+    with Connection(s.port) as c:
+        c.send(get("/"))
+        c.response()
+        t0 = time.monotonic()
+        assert c.closed(10.0)
+        assert 0.5 <= time.monotonic() - t0 < 5.0
+
+
+def test_expect_100_continue(make_server):
+    s = gthread(make_server, "echo")
+    with Connection(s.port) as c:
+        c.send(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        status, h, _ = c.response()
+        assert status == 100
+        c.send(b"data")
+        status, h, body = c.response()
+        assert json.loads(body)["body"] == "data"
+        c.send(get("/after"))
+        assert json.loads(c.response()[2])["path"] == "/after"
+
+
+def test_bad_request_on_a_kept_connection(make_server):
+    s = gthread(make_server, "hello")
+    with Connection(s.port) as c:
+        c.send(get("/ok"))
+        assert c.response()[0] == 200
+        c.send(b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        status, h, body = c.response()
+        assert status == 400
+        assert h["connection"] == "close"
+        assert c.closed()
+    assert http_get(s.port, "/still")[0] == 200
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_app_server_and_date_headers_replace_ours(make_server, worker):
+    s = make_server("-k", worker, "%s:own_headers" % APP)
+    with Connection(s.port) as c:
+        c.send(get("/"))
+        c.response()
+        names = [k.lower() for k, v in c.raw_headers]
+        assert names.count("server") == 1 and names.count("date") == 1
+        assert dict((k.lower(), v) for k, v in c.raw_headers)["server"] == "myapp/1.0"
+
+
+def test_app_runs_in_several_threads_at_once(make_server, tmp_path):
+    s = gthread(make_server, "counter", threads=4)
+    results = []
+
+    def one():
+        results.append(json.loads(http_get(s.port, "/?0.5")[2]))
+
+    ts = [threading.Thread(target=one) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert len(results) == 4
+    assert max(r["count"] for r in results) == 4
+    assert max(r["max_active"] for r in results) >= 2     # ran concurrently
+    assert len({r["pid"] for r in results}) == 1
+
+
+def test_counter_is_consistent_under_concurrent_clients(make_server):
+    s = gthread(make_server, "counter", threads=8)
+    n_clients, per_client = 8, 25
+    errors = []
+
+    def client():
+        try:
+            with Connection(s.port) as c:
+                for _ in range(per_client):
+                    c.send(get("/"))
+                    assert c.response()[0] == 200
+        except Exception as e:     # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=client) for _ in range(n_clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    last = json.loads(http_get(s.port, "/")[2])
+    assert last["count"] == n_clients * per_client + 1
+
+
+def test_slow_head_costs_a_connection_not_the_worker(make_server):
+    """One worker, one thread: three clients trickle a head byte by byte;
+    others are served meanwhile, and the tricklers are cut at the head
+    deadline (timeout 4 -> 2 s) with no WORKER TIMEOUT."""
+    s = gthread(make_server, "hello", "-w", "1", "-t", "4", threads=1)
+    slow = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+    stop = threading.Event()
+
+    def trickle(sock):
+        for ch in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            if stop.is_set():
+                return
+            try:
+                sock.send(bytes([ch]))
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    ts = [threading.Thread(target=trickle, args=(x,)) for x in slow]
+    for t in ts:
+        t.start()
+    try:
+        t0 = time.monotonic()
+        for i in range(10):
+            assert http_get(s.port, "/fast%d" % i, timeout=2)[0] == 200
+        assert time.monotonic() - t0 < 2.0
+        for x in slow:
+            x.settimeout(10)
+            assert x.recv(1) == b""            # closed at the head deadline
+        assert time.monotonic() - t0 < 6.0
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+        for x in slow:
+            x.close()
+    assert "WORKER TIMEOUT" not in s.log()
+
+
+def test_sync_worker_head_deadline_is_total(make_server):
+    """The sync worker: a head trickled one byte every 0.3 s is cut at one
+    total deadline (timeout 4 -> 2 s), not kept alive by each byte."""
+    s = make_server("-w", "1", "-t", "4", "%s:hello" % APP)
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.settimeout(0.3)
+    t0 = time.monotonic()
+    closed = False
+    try:
+        for ch in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+            try:
+                sock.send(bytes([ch]))
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+    finally:
+        sock.close()
+    assert closed
+    assert time.monotonic() - t0 < 5.0
+    assert http_get(s.port, "/after")[0] == 200
+    assert "WORKER TIMEOUT" not in s.log()
+
+
+def test_worker_connections_leaves_the_rest_in_the_backlog(make_server):
+    s = gthread(make_server, "hello", "-w", "1", "--worker-connections", "2",
+                "--keep-alive", "30")
+    a, b = Connection(s.port), Connection(s.port)
+    for c in (a, b):
+        c.send(get("/held"))
+        assert c.response()[0] == 200
+    third = Connection(s.port, timeout=0.7)
+    third.send(get("/third"))
+    with pytest.raises(socket.timeout):
+        third.response()                   # waits in the backlog
+    a.close()                              # a slot frees: it is accepted
+    third.sock.settimeout(10)
+    assert third.response()[2] == b"hello /third"
+    b.close()
+    third.close()
+
+
+def test_term_finishes_inflight_request_and_closes_idle_ones(make_server, tmp_path):
+    s = gthread(make_server, "counter", "--graceful-timeout", "10")
+    idle = Connection(s.port)
+    idle.send(get("/"))
+    idle.response()
+    marker = str(tmp_path / "inside")
+    busy = Connection(s.port)
+    busy.send(get("/?1.5", extra=b"X-Marker: " + marker.encode() + b"\r\n"))
+    wait_for(lambda: os.path.exists(marker), 10, what="request inside the app")
+    s.send(signal.SIGTERM)
+    assert idle.closed(5.0)                 # an EOF between requests, no reset
+    status, h, body = busy.response()
+    assert status == 200 and h["connection"] == "close"
+    assert busy.closed(5.0)
+    assert s.wait(10) == 0
+
+
+def test_max_requests_recycling_drops_nothing(make_server):
+    s = gthread(make_server, "hello", "-w", "2", "--max-requests", "7")
+    failures = []
+
+    def client(k):
+        for i in range(15):
+            try:
+                with Connection(s.port) as c:
+                    for j in range(3):
+                        c.send(get("/%d-%d-%d" % (k, i, j)))
+                        status, h, body = c.response()
+                        assert status == 200
+                        if h["connection"] == "close":
+                            break
+            except Exception as e:   # noqa: BLE001 - counted
+                failures.append(repr(e))
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert failures == []
+    assert s.log().count("Autorestarting worker after current request.") >= 2
