@@ -44,7 +44,6 @@
 #include "util.h"
 #include "wsgi.h"
 
-#define WORKER_BOOT_ERROR 3		/* gunicorn's exit code: master stops */
 #define RELOAD_INTERVAL_MS 1000		/* --reload: gunicorn's poll interval */
 
 static volatile sig_atomic_t sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
@@ -414,7 +413,7 @@ http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
 		if (uri == NULL || (app = reload_load_app(&rw, uri)) == NULL) {
 			if (uri == NULL)
 				log_errorx("No application module specified.");
-			worker_exit(WORKER_BOOT_ERROR);
+			worker_exit(APP_LOAD_ERROR);
 		}
 	}
 	setup = (struct wsgi_setup){

@@ -166,9 +166,6 @@ def assert_app_failed_to_load(rc, err, left):
 APP_ERRORS = ["no_such_module_xyz:app", "broken_import:app", "hello:no_such_callable"]
 
 
-@pytest.mark.xfail(strict=True, reason="the HTTP worker (src/http_worker.c) still "
-                   "exits WORKER_BOOT_ERROR when the app fails to load; it must "
-                   "exit APP_LOAD_ERROR (python.h)")
 @pytest.mark.parametrize("app", APP_ERRORS)
 def test_app_load_error_exits_4(brokendir, app):
     rc, out, err, left = run(["-b", "127.0.0.1:%d" % free_port(), app], brokendir,
