@@ -70,3 +70,34 @@ def test_closed_stdout_and_stderr_are_never_reused(make_server):
         targets = {fd: os.readlink("/proc/%d/fd/%d" % (pid, fd)) for fd in (1, 2)}
         assert targets == {1: "/dev/null", 2: "/dev/null"}, (pid, targets)
     assert s.stop() == 0
+
+
+# ---- 2. pid file: the temporary never follows a symlink -----------------
+
+def test_pidfile_temporary_never_follows_a_planted_symlink(make_server, tmp_path):
+    precious = tmp_path / "precious"
+    precious.write_text("root only\n")
+    os.chmod(precious, 0o600)
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    pidfile = rundir / "app.pid"
+    s = make_server("-p", str(pidfile), *HELLO, start=False)
+    # The temporary used to be <pidfile>.<master pid>.tmp, opened with
+    # O_CREAT|O_TRUNC: plant it for the pid the master will have (exec
+    # keeps the shell's pid).
+    launch(s, ["sh", "-c", 'ln -s "$0" "$1.$$.tmp" && shift && exec "$@"',
+               str(precious), str(pidfile)] + s.argv,
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s.wait_ready()
+    planted = rundir / ("app.pid.%d.tmp" % s.pid)
+    assert os.path.islink(planted)
+    assert precious.read_text() == "root only\n"
+    assert stat.S_IMODE(os.stat(precious).st_mode) == 0o600
+    st = os.lstat(pidfile)
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
+    assert pidfile.read_text() == "%d\n" % s.pid
+    # nothing else was left beside it
+    assert sorted(os.listdir(rundir)) == sorted(["app.pid", planted.name])
+    assert s.stop() == 0
+    assert sorted(os.listdir(rundir)) == [planted.name]
+    assert precious.read_text() == "root only\n"
