@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "proctitle.h"
@@ -55,6 +56,10 @@ main(int argc, char **argv)
 	int rc;
 
 	process_hygiene();
+	/* $GUNICORN_FD is judged before anything can open a descriptor
+	 * that takes a number it lists */
+	if (listeners_check_inherited() == -1)
+		return 1;
 	proctitle_init(argc, argv);
 	settings_defaults(&s);
 	if (settings_parse_args(&s, argc, argv) == -1)

@@ -101,3 +101,106 @@ def test_pidfile_temporary_never_follows_a_planted_symlink(make_server, tmp_path
     assert s.stop() == 0
     assert sorted(os.listdir(rundir)) == [planted.name]
     assert precious.read_text() == "root only\n"
+
+
+# ---- 4. $GUNICORN_FD: only listening sockets ---------------------------
+
+def _pipe():
+    r, w = os.pipe()
+    return [r, w], w
+
+
+def _file(tmp_path):
+    fd = os.open(str(tmp_path / "a-file"), os.O_RDWR | os.O_CREAT, 0o600)
+    return [fd], fd
+
+
+def _connected_tcp():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    c = socket.create_connection(srv.getsockname())
+    srv.close()
+    return [c], c.fileno()
+
+
+def _bound_tcp_not_listening():
+    c = socket.socket()
+    c.bind(("127.0.0.1", 0))
+    return [c], c.fileno()
+
+
+def _udp():
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("127.0.0.1", 0))
+    return [c], c.fileno()
+
+
+def _unix_dgram():
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    return [c], c.fileno()
+
+
+@pytest.mark.parametrize("kind", ["pipe", "file", "connected_tcp", "bound_tcp", "udp",
+                                  "unix_dgram", "not_open", "garbage"])
+def test_gunicorn_fd_that_is_not_a_listener_fails_the_start(make_server, tmp_path, kind):
+    held = []
+    try:
+        if kind == "pipe":
+            held, fd = _pipe()
+        elif kind == "file":
+            held, fd = _file(tmp_path)
+        elif kind == "connected_tcp":
+            held, fd = _connected_tcp()
+        elif kind == "bound_tcp":
+            held, fd = _bound_tcp_not_listening()
+        elif kind == "udp":
+            held, fd = _udp()
+        elif kind == "unix_dgram":
+            held, fd = _unix_dgram()
+        else:
+            fd = None
+        value = {"not_open": "987", "garbage": "5x"}.get(kind, str(fd))
+        s = make_server(*HELLO, start=False, env={"GUNICORN_FD": value})
+        launch(s, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+               pass_fds=[fd] if fd is not None else [])
+        _, err = s.proc.communicate(timeout=15)
+        err = err.decode(errors="replace")
+        assert s.proc.returncode == 1, err
+        lines = [l for l in err.splitlines() if "GUNICORN_FD" in l]
+        assert len(lines) == 1 and lines[0].startswith("Error: GUNICORN_FD: "), err
+        if fd is not None:
+            assert "fd %d " % fd in lines[0], err
+        assert "Traceback" not in err
+        assert s.leftovers() == []
+    finally:
+        for h in held:
+            if isinstance(h, int):
+                os.close(h)
+            else:
+                h.close()
+
+
+def test_gunicorn_fd_listener_is_served_and_others_are_kept(make_server, tmp_path):
+    """A listening socket is still taken (the USR2 hand-over); a file the
+    master holds (its error log) is never closed because of it."""
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    errlog = tmp_path / "error.log"
+    try:
+        s = make_server("--error-logfile", str(errlog), *HELLO, start=False, bind=False,
+                        port=port, env={"GUNICORN_FD": str(lsock.fileno())})
+        s._args[:0] = ["-b", "127.0.0.1:%d" % port]
+        s._set_argv()
+        launch(s, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+               pass_fds=[lsock.fileno()])
+        s.wait_ready()
+    finally:
+        lsock.close()
+    assert http_get(port, "/")[2] == b"OK"
+    assert str(errlog) in fd_targets(s.pid)
+    assert s.stop() == 0
+    assert "Shutting down: Master" in errlog.read_text()
