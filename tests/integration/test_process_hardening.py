@@ -204,3 +204,113 @@ def test_gunicorn_fd_listener_is_served_and_others_are_kept(make_server, tmp_pat
     assert str(errlog) in fd_targets(s.pid)
     assert s.stop() == 0
     assert "Shutting down: Master" in errlog.read_text()
+
+
+# ---- 3. runtime dir under -u/-g: nothing an unprivileged user can change
+
+NOBODY = 65534
+
+
+def nogroup():
+    import grp
+    return grp.getgrnam("nogroup").gr_gid
+
+
+def unique_name(tag):
+    return "ph-%s-%s" % (tag, os.urandom(4).hex())
+
+
+def dirty_socket(s):
+    import re
+    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()),
+                 10, what="the Spawned dirty arbiter line")
+    return m[-1]
+
+
+def start_as_nobody(make_server, name):
+    assert os.geteuid() == 0, "switching users needs root"
+    s = make_server("-u", "nobody", "-g", "nogroup", "-n", name, *DIRTY)
+    s.sock = dirty_socket(s)
+    assert wait_for(lambda: (lambda r: r if "result" in r else None)(dirty_call(s.port, "n")),
+                    15, what="a dirty call") == {"result": "n"}
+    return s
+
+
+ATTACK = r"""
+import os, sys
+d, top = sys.argv[1], sys.argv[2]
+tries = [lambda: os.symlink("/etc/passwd", os.path.join(d, "evil")),
+         lambda: os.mkdir(os.path.join(d, "x")),
+         lambda: os.rename(os.path.join(d, "dirty.sock"), os.path.join(d, "moved")),
+         lambda: os.unlink(os.path.join(d, "dirty-arbiter.pid")),
+         lambda: os.chmod(d, 0o777),
+         lambda: os.symlink("/etc", os.path.join(top, "evil")),
+         lambda: os.rename(d, d + ".moved")]
+done = []
+for i, t in enumerate(tries):
+    try:
+        t()
+        done.append(i)
+    except PermissionError:
+        pass
+    except OSError as e:
+        done.append((i, e.errno))
+print(done)
+"""
+
+
+def test_workers_user_cannot_change_the_runtime_dir(make_server):
+    """The arbiter stays root and works by path in its runtime dir (bind,
+    lchown, unlink): no directory on that path may be writable by the
+    workers' user, who could swap a symlink in."""
+    s = start_as_nobody(make_server, unique_name("user"))
+    d = os.path.dirname(s.sock)
+    top = os.path.dirname(d)
+    # as the workers' user: every attempt to change what root works in fails
+    r = subprocess.run(["/usr/bin/python3", "-c", ATTACK, d, top], user=NOBODY,
+                       group=nogroup(), extra_groups=[], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == b"[]", r.stdout
+    assert top == "/tmp/cunicorn-%d" % os.geteuid()
+    st = os.lstat(d)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, nogroup(), 0o710)
+    st = os.lstat(top)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o711)
+    st = os.lstat(s.sock)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, nogroup(), 0o600)
+    # and the workers still reach the socket
+    assert dirty_call(s.port, "again") == {"result": "again"}
+    assert s.stop() == 0
+    assert not os.path.exists(d)
+
+
+# ---- 5. nothing left behind by runs with -u/-g --------------------------
+
+@pytest.mark.parametrize("how", ["TERM", "QUIT", "INT", "KILL master"])
+def test_runs_as_another_user_leave_no_runtime_dir(make_server, how):
+    s = start_as_nobody(make_server, unique_name("left"))
+    d = os.path.dirname(s.sock)
+    sig = getattr(signal, "SIG" + how.split()[0])
+    rc = s.stop(sig, 15)
+    assert rc == (-signal.SIGKILL if how == "KILL master" else 0)
+    wait_for(lambda: not s.leftovers(), 10, what="every process gone")
+    wait_for(lambda: not os.path.exists(d), 10, what="%s removed" % d)
+
+
+def test_runtime_dir_of_a_server_killed_whole_is_removed_by_the_next(make_server):
+    """SIGKILL to every process of a server leaves nobody to clean up: the
+    next server (any proc_name) removes the directory nothing uses."""
+    first = start_as_nobody(make_server, unique_name("killed"))
+    d1 = os.path.dirname(first.sock)
+    first.kill()
+    assert first.wait(10) == -signal.SIGKILL    # reaped, as its parent would
+    wait_for(lambda: not first.leftovers(), 10, what="the first server gone")
+    assert os.path.isdir(d1)    # what a whole-group SIGKILL leaves
+    second = start_as_nobody(make_server, unique_name("next"))
+    d2 = os.path.dirname(second.sock)
+    assert os.path.dirname(d1) == os.path.dirname(d2)
+    assert not os.path.exists(d1)
+    assert "Killing orphaned" not in second.log()
+    assert second.stop() == 0
+    assert not os.path.exists(d2)
