@@ -9,6 +9,12 @@
  * a holder whose recorded master is alive and still its parent (a sibling
  * server with the same proc_name).
  * Never follows a symlink inside the runtime directory.
+ * Every directory it makes is owned by our euid and writable by nobody
+ * else, also when the workers run as another user: a privileged arbiter
+ * never works by path inside a directory an unprivileged user can change
+ * (a symlink swapped in there once made root chmod a file of the
+ * attacker's choice).  Workers of another user/group are let in by group
+ * and search permission alone.
  */
 #include "dirty.h"
 #include "dirty_runtime.h"
@@ -41,10 +47,11 @@ static char *base_dir;		/* $XDG_RUNTIME_DIR or /tmp */
 static char *top_dir_name;	/* cunicorn-<uid> */
 static char *base_name;		/* <sanitized proc_name>-<hash> */
 static char *dir_name;		/* base_name, or base_name.N (N >= 2) */
-static uid_t runtime_uid;
+static uid_t runtime_uid;	/* the workers' uid and gid */
 static int lock_fd = -1;		/* arbiter: the locked pid file */
 static pid_t lock_master;		/* arbiter: the master it records */
 static gid_t runtime_gid;
+static int runtime_shared;	/* workers run as another uid or gid */
 
 const char *dirty_runtime_dir(void) { return runtime_dir; }
 const char *dirty_runtime_socket(void) { return socket_path; }
@@ -92,7 +99,7 @@ runtime_base(size_t tail_len)
 
 	/* Workers running as another user could not traverse our private
 	 * $XDG_RUNTIME_DIR: use the world-traversable /tmp then. */
-	if (runtime_uid != geteuid())
+	if (runtime_shared)
 		return "/tmp";
 	if (x != NULL && x[0] == '/' &&
 	    strlen(x) + tail_len < sizeof(((struct sockaddr_un *)0)->sun_path) &&
@@ -103,12 +110,17 @@ runtime_base(size_t tail_len)
 
 /*
  * mkdir (if needed) and open `name` under parent without following a
- * symlink; make sure it is a directory owned by uid with mode 0700.
- * Returns an O_DIRECTORY fd or -1 after logging.
+ * symlink; make sure it is a directory owned by our euid, writable by
+ * nobody else.  top: <base>/cunicorn-<euid>, mode 0700, or 0711 when the
+ * workers run as another user (never narrowed back from 0711: a sibling
+ * server with such workers may rely on it).  Otherwise our own directory:
+ * 0700, or 0710 with the workers' group when they run as another
+ * user/group.  Returns an O_DIRECTORY fd or -1 after logging.
  */
 static int
-ensure_dir(int parent, const char *parent_path, const char *name)
+ensure_dir(int parent, const char *parent_path, const char *name, int top)
 {
+	mode_t want, mode;
 	struct stat st;
 	int fd;
 
@@ -128,19 +140,25 @@ ensure_dir(int parent, const char *parent_path, const char *name)
 		log_warn("dirty: cannot stat %s/%s", parent_path, name);
 		goto fail;
 	}
-	if (st.st_uid != runtime_uid) {
-		/* Ours (root creating it for workers that drop privileges):
-		 * hand it over.  Anybody else's: refuse. */
-		if (st.st_uid != geteuid() ||
-		    fchown(fd, runtime_uid, runtime_gid) == -1) {
-			log_errorx("dirty: %s/%s is owned by uid %u, expected %u",
-			    parent_path, name, (unsigned)st.st_uid,
-			    (unsigned)runtime_uid);
-			goto fail;
-		}
+	if (st.st_uid != geteuid()) {
+		log_errorx("dirty: %s/%s is owned by uid %u, expected %u",
+		    parent_path, name, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto fail;
 	}
-	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) == -1) {
-		log_warn("dirty: cannot chmod 0700 %s/%s", parent_path, name);
+	if (!top && runtime_shared && st.st_gid != runtime_gid &&
+	    fchown(fd, (uid_t)-1, runtime_gid) == -1) {
+		log_warn("dirty: cannot give %s/%s to group %u", parent_path,
+		    name, (unsigned)runtime_gid);
+		goto fail;
+	}
+	mode = st.st_mode & 07777;
+	if (top)
+		want = runtime_shared || mode == 0711 ? 0711 : 0700;
+	else
+		want = runtime_shared ? 0710 : 0700;
+	if (mode != want && fchmod(fd, want) == -1) {
+		log_warn("dirty: cannot chmod %o %s/%s", (unsigned)want,
+		    parent_path, name);
 		goto fail;
 	}
 	return fd;
@@ -274,10 +292,11 @@ enum dir_state { DIR_FREE, DIR_SIBLING, DIR_ERROR };
  *   - unlocked otherwise: stale.
  * A directory whose lock is free, or whose orphan was killed, has its
  * leftovers (pid file, socket) removed: DIR_FREE.  DIR_ERROR after
- * logging when the lock cannot be judged.
+ * logging when the lock cannot be judged.  !may_kill (another
+ * proc_name's directory): any lock holder is left alone, DIR_SIBLING.
  */
 static enum dir_state
-examine_dir(int dfd, const char *path, pid_t *master)
+examine_dir(int dfd, const char *path, pid_t *master, int may_kill)
 {
 	pid_t holder;
 	int fd, rc = 0;
@@ -291,6 +310,10 @@ examine_dir(int dfd, const char *path, pid_t *master)
 	}
 	if (fd != -1) {
 		holder = lock_holder_fd(fd);
+		if (holder != 0 && !may_kill) {
+			close(fd);
+			return DIR_SIBLING;
+		}
 		if (holder > 0) {
 			/* A fresh arbiter writes its line right after
 			 * taking the lock: give it a moment. */
@@ -347,9 +370,9 @@ open_dirs(void)
 	/* Another master's exit may rmdir the shared top directory between
 	 * our open and our mkdirat below: retry a few times. */
 	for (int attempt = 0; attempt < 5; attempt++) {
-		if ((tfd = ensure_dir(bfd, base_dir, top_dir_name)) == -1)
+		if ((tfd = ensure_dir(bfd, base_dir, top_dir_name, 1)) == -1)
 			break;
-		if ((dfd = ensure_dir(tfd, runtime_top, dir_name)) != -1)
+		if ((dfd = ensure_dir(tfd, runtime_top, dir_name, 0)) != -1)
 			break;
 		if (errno != ENOENT)
 			break;
@@ -374,7 +397,7 @@ open_top(void)
 		log_warn("dirty: cannot open %s", base_dir);
 		return -1;
 	}
-	tfd = ensure_dir(bfd, base_dir, top_dir_name);
+	tfd = ensure_dir(bfd, base_dir, top_dir_name, 1);
 	close(bfd);
 	if (tfd == -1)
 		log_errorx("dirty: cannot create %s", runtime_top);
@@ -417,6 +440,58 @@ set_paths(int idx)
 	pidfile_path = xasprintf("%s/%s", runtime_dir, DIRTY_PIDFILE_NAME);
 }
 
+/* Whether entry is named like a runtime directory of some proc_name:
+ * "<sanitized>-<8 hex digits>", maybe followed by ".N". */
+static int
+runtime_dir_like(const char *entry)
+{
+	const char *end = strrchr(entry, '.'), *dash;
+	size_t len = strlen(entry);
+
+	if (end != NULL && end != entry && end[1] >= '1' && end[1] <= '9' &&
+	    strspn(end + 1, "0123456789") == strlen(end + 1))
+		len = (size_t)(end - entry);
+	if (len < 10 || entry[0] == '.')
+		return 0;
+	dash = entry + len - 9;
+	if (*dash != '-')
+		return 0;
+	for (int i = 1; i <= 8; i++)
+		if (!((dash[i] >= '0' && dash[i] <= '9') ||
+		    (dash[i] >= 'a' && dash[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/*
+ * Another proc_name's directory: removed when nothing uses it any more
+ * (no lock holder, no live master recorded) -- what a server killed with
+ * its whole process group (SIGKILL to every process, nobody left to
+ * clean up) leaves.  Never signals anyone: orphans are only the business
+ * of the next master of their own proc_name.
+ */
+static void
+sweep_foreign(int tfd, const char *entry)
+{
+	struct stat st;
+	pid_t master;
+	int fd;
+
+	if (!runtime_dir_like(entry))
+		return;
+	fd = openat(tfd, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return;
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid()) {
+		char *path = xasprintf("%s/%s", runtime_top, entry);
+		if (examine_dir(fd, path, &master, 0) == DIR_FREE &&
+		    unlinkat(tfd, entry, AT_REMOVEDIR) == 0)
+			log_debug("dirty: removed the stale runtime dir %s", path);
+		free(path);
+	}
+	close(fd);
+}
+
 /*
  * Look at every directory of our proc_name (<name>, <name>.2, ...): kill
  * the orphans, remove what is free (it is recreated if we choose it),
@@ -439,18 +514,20 @@ scan_dirs(int tfd, unsigned char *busy, pid_t *sibling)
 		return;
 	}
 	while ((e = readdir(d)) != NULL) {
-		if ((idx = dir_index(e->d_name)) == 0)
+		if ((idx = dir_index(e->d_name)) == 0) {
+			sweep_foreign(tfd, e->d_name);
 			continue;
+		}
 		fd = openat(tfd, e->d_name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd == -1)	/* a symlink...: refused if ever chosen */
 			continue;
-		if (fstat(fd, &st) == -1 || st.st_uid != runtime_uid) {
+		if (fstat(fd, &st) == -1 || st.st_uid != geteuid()) {
 			close(fd);
 			continue;
 		}
 		char *path = xasprintf("%s/%s", runtime_top, e->d_name);
-		switch (examine_dir(fd, path, &master)) {
+		switch (examine_dir(fd, path, &master, 1)) {
 		case DIR_FREE:
 			unlinkat(tfd, e->d_name, AT_REMOVEDIR);
 			break;
@@ -501,8 +578,9 @@ dirty_runtime_prepare(struct settings *s)
 
 	runtime_uid = s->uid;
 	runtime_gid = s->gid;
+	runtime_shared = runtime_uid != geteuid() || runtime_gid != getegid();
 	name = sanitized_name(settings_proc_name(s));
-	top_name = xasprintf("cunicorn-%u", (unsigned)runtime_uid);
+	top_name = xasprintf("cunicorn-%u", (unsigned)geteuid());
 	base = runtime_base(strlen(top_name) + strlen(name) +
 	    sizeof(".NNN//" DIRTY_SOCKET_NAME));
 
@@ -539,7 +617,7 @@ dirty_runtime_prepare(struct settings *s)
 		}
 		if ((dfd = open_dirs()) == -1)
 			goto out;
-		switch (examine_dir(dfd, runtime_dir, &master)) {
+		switch (examine_dir(dfd, runtime_dir, &master, 1)) {
 		case DIR_FREE:
 			/* ENOENT: the orphan just killed removed the
 			 * directory on its way out; EEXIST: a sibling
@@ -674,14 +752,18 @@ dirty_runtime_listen(const struct settings *s)
 	}
 	if (unlink(socket_path) == -1 && errno != ENOENT)
 		log_warn("dirty: cannot remove stale %s", socket_path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+	/* Mode 0600 from its creation (umask: the arbiter has one thread),
+	 * never a chmod by path.  The lchown below is by path, but in a
+	 * directory chain only our euid can write (ensure_dir). */
+	mode_t saved_umask = umask(0177);
+	int bound = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(saved_umask);
+	if (bound == -1) {
 		log_warn("dirty: cannot bind %s", socket_path);
 		goto fail;
 	}
-	if (chmod(socket_path, 0600) == -1 ||
-	    (s->uid != geteuid() || s->gid != getegid() ?
-	    lchown(socket_path, s->uid, s->gid) : 0) == -1) {
-		log_warn("dirty: cannot set the owner/mode of %s", socket_path);
+	if (runtime_shared && lchown(socket_path, s->uid, s->gid) == -1) {
+		log_warn("dirty: cannot set the owner of %s", socket_path);
 		goto fail;
 	}
 	if (listen(fd, SOMAXCONN) == -1) {

@@ -6,27 +6,39 @@
  * Layout (deterministic from proc_name, so the next master of the same
  * proc_name finds what the previous one left):
  *
- *   <base>/cunicorn-<uid>/             mode 0700, owner <uid>
- *   <base>/cunicorn-<uid>/<name>/      mode 0700, owner <uid>
+ *   <base>/cunicorn-<euid>/            mode 0700 (0711 once a server's
+ *                                      workers ran as another user)
+ *   <base>/cunicorn-<euid>/<name>/     mode 0700; 0710 and the workers'
+ *                                      group when they run as another
+ *                                      user or group
  *       dirty.sock                     the arbiter's listening socket
+ *                                      (0600, the workers' uid and gid)
  *       dirty-arbiter.pid              "ARBITER_PID MASTER_PID\n", fcntl-
  *                                      write-locked by the arbiter for its
  *                                      whole life ("0 MASTER_PID\n": the
  *                                      master's claim before its arbiter)
- *   <base>/cunicorn-<uid>/<name>.2/    the same, for a second server with
- *   <base>/cunicorn-<uid>/<name>.3/    the same proc_name running at once
+ *   <base>/cunicorn-<euid>/<name>.2/   the same, for a second server with
+ *   <base>/cunicorn-<euid>/<name>.3/   the same proc_name running at once
  *   ...                                (blue/green deploys), up to .100
  *
  * <base> is $XDG_RUNTIME_DIR when it is an absolute directory short enough
- * for a socket path, else /tmp; <uid> is the uid the workers run as (the
- * `user` setting, else our euid); <name> is proc_name with every byte
- * outside [A-Za-z0-9._-] replaced by '_', cut to 40 bytes, followed by
- * '-' and a 32-bit FNV-1a hash of the full proc_name (so two names that
- * sanitize alike never share a directory).
+ * for a socket path and the workers run as ourselves, else /tmp; <euid>
+ * is the master's (and the arbiter's) effective uid: every directory is
+ * owned by it and writable by nobody else, even when the workers run as
+ * another user (-u/-g), so a privileged arbiter never works by path in a
+ * directory an unprivileged user can change; <name> is proc_name with
+ * every byte outside [A-Za-z0-9._-] replaced by '_', cut to 40 bytes,
+ * followed by '-' and a 32-bit FNV-1a hash of the full proc_name (so two
+ * names that sanitize alike never share a directory).
  *
  * Every directory is created with mkdirat() and opened with
  * O_DIRECTORY|O_NOFOLLOW; its owner and mode are checked with fstat();
  * nothing here follows a symlink.
+ *
+ * Leftovers: a starting master also removes the directories of other
+ * proc_names that nothing uses any more (no lock holder, no live master
+ * recorded: a server killed with its whole process group), never
+ * signalling anyone.
  *
  * Orphan rule: only a process PROVEN to hold the pid file's write lock
  * (F_GETLK names it) is ever signalled, and only when the master the file

@@ -30,33 +30,118 @@
  * address matches one is served by it (never re-bound, so the port never
  * closes); the ones nobody asks for are closed.  listeners_rebind() (HUP)
  * puts duplicates of the current listeners there the same way.
+ *
+ * Only a listening stream socket (SO_ACCEPTCONN) of a family we serve is
+ * taken: any other entry (a pipe, a file, a connected or datagram socket,
+ * a number that is not open) fails the start with one line.  Taking it
+ * and closing it as "matching no bind" once closed the error log and the
+ * master's signal pipe, and the master busy-looped.
  */
 #define MAX_INHERITED 64
 static int inherited[MAX_INHERITED];
 static size_t ninherited;
 
-static void
-inherited_load(void)
+/* Why fd cannot be an inherited listener, or NULL when it can. */
+static const char *
+inherited_refusal(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int type, accepting;
+
+	if (fcntl(fd, F_GETFD) == -1)
+		return "is not an open descriptor";
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1)
+		return "is not a socket";
+	if (type != SOCK_STREAM)
+		return "is not a stream socket";
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 &&
+	    ss.ss_family != AF_UNIX))
+		return "is not an IPv4, IPv6 or unix socket";
+	len = sizeof(accepting);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == -1 ||
+	    !accepting)
+		return "is not a listening socket";
+	return NULL;
+}
+
+/*
+ * The descriptors $GUNICORN_FD lists, into fds[] (at most MAX_INHERITED),
+ * each checked by inherited_refusal().  0 (also when the variable is not
+ * set), or -1 with the reason in why ("fd 5 is not a socket").
+ */
+static int
+inherited_parse(int *fds, size_t *n, char *why, size_t whylen)
 {
 	const char *env = getenv("GUNICORN_FD");
 	char *copy, *tok, *save = NULL;
+	int rc = 0;
 
-	ninherited = 0;
+	*n = 0;
 	if (env == NULL)
-		return;
+		return 0;
 	copy = xstrdup(env);
-	for (tok = strtok_r(copy, ",", &save); tok != NULL && ninherited < MAX_INHERITED;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save)) {
+		const char *refusal;
 		char *end;
 		long fd = strtol(tok, &end, 10);
-		if (*tok != '\0' && *end == '\0' && fd >= 3 && fd < 65536 &&
-		    fcntl((int)fd, F_GETFD) != -1) {
-			fd_set_cloexec((int)fd, 1);
-			inherited[ninherited++] = (int)fd;
+
+		if (*tok == '\0' || *end != '\0' || fd < 3 || fd > 65535) {
+			snprintf(why, whylen, "'%s' is not a descriptor number "
+			    "(3 or more)", tok);
+			rc = -1;
+			break;
 		}
+		if ((refusal = inherited_refusal((int)fd)) != NULL) {
+			snprintf(why, whylen, "fd %ld %s", fd, refusal);
+			rc = -1;
+			break;
+		}
+		if (*n == MAX_INHERITED) {
+			snprintf(why, whylen, "more than %d descriptors",
+			    MAX_INHERITED);
+			rc = -1;
+			break;
+		}
+		fds[(*n)++] = (int)fd;
 	}
 	free(copy);
+	return rc;
+}
+
+int
+listeners_check_inherited(void)
+{
+	int fds[MAX_INHERITED];
+	char why[160];
+	size_t n;
+
+	if (inherited_parse(fds, &n, why, sizeof(why)) == -1) {
+		fprintf(stderr, "Error: GUNICORN_FD: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+inherited_load(void)
+{
+	char why[160];
+
+	ninherited = 0;
+	if (inherited_parse(inherited, &ninherited, why, sizeof(why)) == -1) {
+		log_errorx("Error: GUNICORN_FD: %s", why);
+		ninherited = 0;
+		return -1;
+	}
+	for (size_t i = 0; i < ninherited; i++)
+		fd_set_cloexec(inherited[i], 1);
 	unsetenv("GUNICORN_FD");
+	return 0;
 }
 
 static int
@@ -354,7 +439,8 @@ listeners_open_from(const struct settings *s, struct listener **out, size_t *n,
 int
 listeners_open(const struct settings *s, struct listener **out, size_t *n)
 {
-	inherited_load();
+	if (inherited_load() == -1)
+		return -1;
 	return listeners_open_from(s, out, n, NULL, 0);
 }
 

@@ -22,6 +22,10 @@ struct listener {
 	int reused;		/* the fd came from an earlier set of listeners */
 };
 
+/* Check $GUNICORN_FD at start, before anything opens a descriptor: every
+ * number it lists must be a listening stream socket (IPv4, IPv6, unix).
+ * 0, or -1 after one "Error: GUNICORN_FD: ..." line on stderr. */
+int listeners_check_inherited(void);
 /* Bind all of s->bind.  On failure logs one clear line (address in use,
  * bad address, ...) and returns -1, having closed what it opened.
  * inherit: fds from a previous master (USR2 re-exec), reused by address. */

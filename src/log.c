@@ -136,6 +136,10 @@ void log_set_level(int level) { log_level = level; }
 int log_error_fd(void) { return error_fd; }
 int log_access_enabled(void) { return access_fd != -1; }
 
+/* A sink that fails (EPIPE: its reader is gone, as when `docker exec
+ * ... sh -c "gunicorn ... &"` closes the session; EBADF; ENOSPC) loses
+ * the line and nothing else: SIGPIPE is ignored in every process
+ * (main.c), and no error here ever stops the server. */
 static void
 write_all(int fd, const char *buf, size_t len)
 {

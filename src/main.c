@@ -5,16 +5,47 @@
  * one line, on a bad option, value, config file or app.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "listen.h"
 #include "log.h"
 #include "master.h"
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+
+/*
+ * Before anything is written or opened.  SIGPIPE is ignored, as the
+ * Python interpreter does at start (gunicorn's behaviour): a log sink
+ * whose reader went away -- `docker exec C sh -c "gunicorn ... &"`
+ * closes the exec session's pipe as soon as sh exits -- must cost a
+ * failed write, never the server.  Every child keeps it ignored
+ * (signals_reset_child*).  A closed 0, 1 or 2 is opened on /dev/null,
+ * so that the first file or socket we open never takes its number and
+ * receives log lines or the access log.
+ */
+static void
+process_hygiene(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGPIPE, &sa, NULL);
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		int null = open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+		if (null != -1 && null != fd) {	/* lower ones are open by now */
+			dup2(null, fd);
+			close(null);
+		}
+	}
+}
 
 int
 main(int argc, char **argv)
@@ -24,6 +55,11 @@ main(int argc, char **argv)
 	char *start_cwd = NULL;
 	int rc;
 
+	process_hygiene();
+	/* $GUNICORN_FD is judged before anything can open a descriptor
+	 * that takes a number it lists */
+	if (listeners_check_inherited() == -1)
+		return 1;
 	proctitle_init(argc, argv);
 	settings_defaults(&s);
 	if (settings_parse_args(&s, argc, argv) == -1)

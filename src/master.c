@@ -580,7 +580,11 @@ pidfile_remove(const char *path)
 
 /* Write our pid, atomically.  As gunicorn: a file naming another live
  * process means a server already runs there -- refuse rather than take
- * its pid file (and remove it at our exit). */
+ * its pid file (and remove it at our exit).
+ * The temporary is created beside the pid file under a random name with
+ * O_EXCL (mkostemp: never an existing file, never through a symlink, so
+ * whoever can write that directory cannot make us -- often root --
+ * truncate a file of their choosing), then renamed over the pid file. */
 static int
 pidfile_write(const char *path)
 {
@@ -593,14 +597,20 @@ pidfile_write(const char *path)
 		    (int)other, path);
 		return -1;
 	}
-	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char *tmp = xasprintf("%s.XXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
 	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	int ok = fd != -1 && fchmod(fd, 0644) == 0 &&
+	    write_full(fd, buf, (size_t)n) == 0;
 
-	if (fd == -1 || write_full(fd, buf, (size_t)n) == -1 || close(fd) == -1 ||
-	    rename(tmp, path) == -1) {
+	if (fd != -1 && close(fd) == -1)
+		ok = 0;
+	if (!ok || rename(tmp, path) == -1) {
+		int saved = errno;
+		if (fd != -1)
+			unlink(tmp);
+		errno = saved;
 		log_error("Cannot write pidfile %s", path);
-		unlink(tmp);
 		free(tmp);
 		return -1;
 	}

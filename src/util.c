@@ -147,6 +147,8 @@ signals_reset_child(void)
 			continue;
 		sigaction(sig, &sa, NULL);
 	}
+	sa.sa_handler = SIG_IGN;	/* EPIPE from write(), as in the master */
+	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
@@ -165,6 +167,8 @@ signals_reset_child_blocked(void)
 			continue;
 		sigaction(sig, &sa, NULL);
 	}
+	sa.sa_handler = SIG_IGN;	/* EPIPE from write(), as in the master */
+	sigaction(SIGPIPE, &sa, NULL);
 }
 
 int

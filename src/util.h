@@ -20,7 +20,9 @@ int write_full(int fd, const void *buf, size_t n);
 int read_full(int fd, void *buf, size_t n);	/* -1 on EOF too (errno 0) */
 /* Close every descriptor >= 3 except those listed (after fork). */
 void close_fds_except(const int *keep, size_t nkeep);
-/* Signals a child role must reset: restore SIG_DFL for all and unblock. */
+/* Signals a child role must reset: restore SIG_DFL for all but SIGPIPE
+ * (kept ignored: a write to a closed pipe or socket is an EPIPE, never a
+ * death) and unblock. */
 void signals_reset_child(void);
 /* The same, but every signal is left blocked: a signal that arrives before
  * the child installs its handlers stays pending instead of killing it by

@@ -169,6 +169,31 @@ class Backend:
         path = "export PATH=%s:$PATH; " % self.bin_dir if self.bin_dir else ""
         self.sh("%scd %s && (%s >>/proc/1/fd/1 2>&1 &)\n" % (path, self.appdir, START_CMD))
 
+    def exec_argv(self, argv):
+        """(full argv, env) that runs argv inside, as exec() does."""
+        raise NotImplementedError
+
+    def start_master_exec_detached(self, timeout=60):
+        """Start a master the way gunicorn's own container tests restart
+        one: `docker exec C sh -c "gunicorn ... &"`.  sh exits at once and
+        the exec session's pipes lose their reader: every line the server
+        writes from then on meets a pipe nobody reads (EPIPE, or SIGPIPE
+        for a process that does not ignore it).  Returns once sh has
+        exited and our end of both pipes is closed."""
+        path = "export PATH=%s:$PATH; " % self.bin_dir if self.bin_dir else ""
+        argv, env = self.exec_argv(["sh", "-c", "%scd %s && %s &" % (path, self.appdir, START_CMD)])
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)
+        try:
+            p.wait(timeout)
+        finally:
+            p.stdout.close()
+            p.stderr.close()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        return p.returncode
+
     def wait_ready(self, timeout=60, exclude=()):
         """Wait for master, worker, dirty arbiter and dirty worker (none of
         whose pids is in `exclude`) and for `/` to answer 200."""
@@ -305,8 +330,11 @@ class SandboxBackend(Backend):
         return [e for e in Backend.runtime_entries(self)
                 if not (e == root or root.startswith(e + "/") or e.startswith(root + "/"))]
 
+    def exec_argv(self, argv):
+        return ["nsenter", "-t", str(self.pid1), "-p", "-m", "-n"] + argv, None
+
     def exec(self, argv, input=None, timeout=60):
-        return subprocess.run(["nsenter", "-t", str(self.pid1), "-p", "-m", "-n"] + argv,
+        return subprocess.run(self.exec_argv(argv)[0],
                               input=input, capture_output=True, text=True, timeout=timeout)
 
     def logs(self):
@@ -415,6 +443,10 @@ class ContainerBackend(Backend):
         self.started = True
         if r.returncode != 0:
             raise BackendUnavailable("%s run failed: %s" % (engine()[0][0], r.stderr))
+
+    def exec_argv(self, argv):
+        eng, env = engine()
+        return eng + ["exec", self.cname] + argv, env
 
     def exec(self, argv, input=None, timeout=60):
         return self._run(["exec", "-i", self.cname] + argv, input=input, timeout=timeout)

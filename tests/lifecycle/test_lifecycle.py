@@ -107,6 +107,33 @@ def test_orphan_cleanup_kills_stopped_orphan(env):
     assert code == 200 and '"pong": true' in body, body
 
 
+# -- 2b. restart with `exec sh -c "gunicorn ... &"` ----------------------------
+
+def test_restart_through_exec_sh_with_the_session_closed(env):
+    """gunicorn's own container tests restart a killed server with
+    `docker exec C sh -c "gunicorn app:application -c gunicorn_conf.py &"`:
+    the exec session (and the pipe the server logs to) closes as soon as
+    sh exits.  The server must start and keep serving with every log line
+    (debug level, access log on stdout) written to a pipe nobody reads."""
+    r = env.roles()
+    master = _one(r, "master")
+    everyone = env.tree()
+    t = env.timed("kill -9 %d" % master,
+                  [("whole tree gone", " && ".join("gone %d" % p for p in everyone))], timeout=10)
+    assert t["whole tree gone"] is not None, env.roles()
+    rc = env.start_master_exec_detached()
+    assert rc == 0, "exec sh -c '... &' failed: %s" % rc
+    r2 = env.wait_ready(timeout=30, exclude=everyone)
+    new_master = _one(r2, "master")
+    for i in range(5):      # access log and debug lines: one EPIPE each, at least
+        code, body = env.http("/dirty/ping")
+        assert code == 200 and '"pong": true' in body, (code, body)
+    assert env.http("/")[0] == 200
+    assert env.roles()["master"] == [new_master], env.roles()
+    # and it still stops cleanly, its last lines lost
+    _stop(env, "TERM", 12, "SIGTERM after an exec-detached restart")
+
+
 def test_stale_pidfile_never_kills_an_unrelated_process(env):
     r = env.roles()
     files = _glob(env, PIDFILE_GLOB)

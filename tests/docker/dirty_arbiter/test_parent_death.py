@@ -2,7 +2,8 @@
 `docker compose` (Docker) or `podman-compose` (Podman, configured by
 scripts/podman-env.sh), start the service with its published port, check
 it answers from the host, SIGKILL the master inside and watch the whole
-tree go, read the logs, tear everything down.
+tree go, read the logs, restart it with `exec sh -c "gunicorn ... &"` (as
+gunicorn's own tests do) and see it serve, tear everything down.
 
 Every lifecycle scenario (parent death, orphan cleanup, respawn, graceful
 and quick stops, nothing left behind) runs in tests/lifecycle/ against both
@@ -142,3 +143,15 @@ def test_compose_service_parent_sigkill(compose):
         compose.logs()[-3000:]
     # Nothing holds the published port any more.
     assert host_get() is None
+
+    # Restarted as gunicorn's own container tests do it: the exec session
+    # ends as soon as sh does, and the server logs into its closed pipe.
+    r = compose.exec("sh", "-c", "gunicorn app:application -c gunicorn_conf.py &")
+    assert r.returncode == 0, r
+    p2 = wait(lambda: (lambda p: p if p["master"] and p["dirty-worker"] else None)(compose.pids()), 60)
+    assert p2, "no restart: %s\n%s" % (compose.pids(), compose.logs()[-3000:])
+    got = wait(host_get, 30)
+    assert got and got[0] == 200 and '"pong": true' in got[1], got
+    for _ in range(3):
+        assert host_get()[0] == 200
+    assert compose.pids()["master"] == p2["master"], compose.pids()
