@@ -55,7 +55,7 @@ build-san/gunicorn: build-san/cunicorn
 build/san/%.o: src/%.c $(wildcard src/*.h) | build/san
 	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -c -o $@ $<
 
-build/unit/%: tests/unit/%.c $(SAN_OBJS) | build/unit
+build/unit/%: tests/unit/%.c tests/unit/check.h $(SAN_OBJS) | build/unit
 	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -Isrc -o $@ $< $(SAN_OBJS) $(LDLIBS_ALL)
 
 unit: $(UNIT_BINS)

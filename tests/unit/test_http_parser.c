@@ -10,24 +10,12 @@
  * failure.
  */
 #include "http_parser.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-	}								\
-} while (0)
 
 /* gunicorn's defaults */
 static const struct http_limits default_limits = { 4094, 100, 8190 };
@@ -346,43 +334,43 @@ test_row(const struct row *r)
 
 	memset(&err, 0, sizeof(err));
 	rc = parse_copy(r->raw, r->len, lim, maxh, &req, hdrs, &err, &copy);
-	CHECK(rc == r->result, "[%s] result %d, want %d (%d %s)", r->name, rc,
+	CHECK_MSG(rc == r->result, "[%s] result %d, want %d (%d %s)", r->name, rc,
 	    r->result, err.status, err.reason ? err.reason : "");
 	if (rc == ERR && r->result == ERR) {
-		CHECK(err.status == r->status && err.reason != NULL &&
+		CHECK_MSG(err.status == r->status && err.reason != NULL &&
 		    err.reason[0] != '\0', "[%s] status %d (%s), want %d",
 		    r->name, err.status, err.reason, r->status);
 	}
 	if (rc == OK && r->result == OK) {
 		head_len = r->head_len ? r->head_len : r->len;
 		copy_cstr(buf, sizeof(buf), req.method, req.method_len);
-		CHECK(slice_is(req.method, req.method_len, r->method),
+		CHECK_MSG(slice_is(req.method, req.method_len, r->method),
 		    "[%s] method '%s'", r->name, buf);
 		copy_cstr(buf, sizeof(buf), req.path, req.path_len);
-		CHECK(slice_is(req.path, req.path_len, r->path),
+		CHECK_MSG(slice_is(req.path, req.path_len, r->path),
 		    "[%s] path '%s' want '%s'", r->name, buf, r->path);
 		copy_cstr(buf, sizeof(buf), req.query, req.query_len);
-		CHECK(slice_is(req.query, req.query_len, r->query),
+		CHECK_MSG(slice_is(req.query, req.query_len, r->query),
 		    "[%s] query '%s'", r->name, buf);
 		copy_cstr(buf, sizeof(buf), req.fragment, req.fragment_len);
-		CHECK(slice_is(req.fragment, req.fragment_len, r->fragment),
+		CHECK_MSG(slice_is(req.fragment, req.fragment_len, r->fragment),
 		    "[%s] fragment '%s'", r->name, buf);
-		CHECK(req.version_major == 1 && req.version_minor == r->minor,
+		CHECK_MSG(req.version_major == 1 && req.version_minor == r->minor,
 		    "[%s] version %d.%d", r->name, req.version_major,
 		    req.version_minor);
-		CHECK(req.body == r->body && req.content_length ==
+		CHECK_MSG(req.body == r->body && req.content_length ==
 		    r->content_length, "[%s] body %d/%llu", r->name,
 		    (int)req.body, (unsigned long long)req.content_length);
-		CHECK(req.keep_alive == r->keep_alive, "[%s] keep_alive %d",
+		CHECK_MSG(req.keep_alive == r->keep_alive, "[%s] keep_alive %d",
 		    r->name, req.keep_alive);
-		CHECK(req.expect_continue == r->expect, "[%s] expect %d",
+		CHECK_MSG(req.expect_continue == r->expect, "[%s] expect %d",
 		    r->name, req.expect_continue);
-		CHECK(r->nheaders < 0 || req.nheaders == (size_t)r->nheaders,
+		CHECK_MSG(r->nheaders < 0 || req.nheaders == (size_t)r->nheaders,
 		    "[%s] nheaders %zu", r->name, req.nheaders);
-		CHECK(req.head_len == head_len, "[%s] head_len %zu want %zu",
+		CHECK_MSG(req.head_len == head_len, "[%s] head_len %zu want %zu",
 		    r->name, req.head_len, head_len);
 		/* the target spans method end + 1 .. and contains the path */
-		CHECK(req.target >= copy && req.target + req.target_len <=
+		CHECK_MSG(req.target >= copy && req.target + req.target_len <=
 		    copy + r->len && req.path >= req.target &&
 		    req.path + req.path_len <= req.target + req.target_len,
 		    "[%s] pointers outside the buffer", r->name);
@@ -411,7 +399,7 @@ test_row(const struct row *r)
 		}
 		free(pcopy);
 	}
-	CHECK(prefix_ok, "[%s] a prefix disagrees with the whole", r->name);
+	CHECK_MSG(prefix_ok, "[%s] a prefix disagrees with the whole", r->name);
 	free(copy);
 }
 
@@ -426,20 +414,20 @@ test_header_values(void)
 	struct http_error err;
 	const struct http_header *h;
 
-	CHECK(http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
+	CHECK_MSG(http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
 	    hdrs, 8, &err) == OK, "header values parse");
-	CHECK(req.nheaders == 4 && req.headers == hdrs, "header count %zu",
+	CHECK_MSG(req.nheaders == 4 && req.headers == hdrs, "header count %zu",
 	    req.nheaders);
 	h = http_header_find(&req, "x-pad");
-	CHECK(h != NULL && slice_is(h->name, h->name_len, "X-Pad") &&
+	CHECK_MSG(h != NULL && slice_is(h->name, h->name_len, "X-Pad") &&
 	    slice_is(h->value, h->value_len, "a  b"), "OWS stripped");
 	h = http_header_find(&req, "X-EMPTY");
-	CHECK(h != NULL && h->value_len == 0, "empty value");
+	CHECK_MSG(h != NULL && h->value_len == 0, "empty value");
 	h = http_header_find(&req, "content-type");
-	CHECK(h != NULL && slice_is(h->value, h->value_len, "text/plain"),
+	CHECK_MSG(h != NULL && slice_is(h->value, h->value_len, "text/plain"),
 	    "value without OWS");
-	CHECK(http_header_find(&req, "Content") == NULL, "prefix not a match");
-	CHECK(http_header_find(&req, "Missing") == NULL, "missing header");
+	CHECK_MSG(http_header_find(&req, "Content") == NULL, "prefix not a match");
+	CHECK_MSG(http_header_find(&req, "Missing") == NULL, "missing header");
 }
 
 /* A keep-alive stream: chunked POST, then a GET, in one buffer. */
@@ -461,7 +449,7 @@ test_pipeline(void)
 
 	rc = http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
 	    hdrs, 8, &err);
-	CHECK(rc == OK && req.body == HTTP_BODY_CHUNKED && req.keep_alive,
+	CHECK_MSG(rc == OK && req.body == HTTP_BODY_CHUNKED && req.keep_alive,
 	    "pipeline: first head");
 	pos = req.head_len;
 	http_chunked_init(&c);
@@ -474,11 +462,11 @@ test_pipeline(void)
 		outlen += dlen;
 		pos += used;
 	}
-	CHECK(c.done && slice_is(out, outlen, "Wikipedia"),
+	CHECK_MSG(c.done && slice_is(out, outlen, "Wikipedia"),
 	    "pipeline: chunked body");
 	rc = http_parse_request(raw + pos, sizeof(raw) - 1 - pos,
 	    &default_limits, &req, hdrs, 8, &err);
-	CHECK(rc == OK && slice_is(req.path, req.path_len, "/next") &&
+	CHECK_MSG(rc == OK && slice_is(req.path, req.path_len, "/next") &&
 	    slice_is(req.query, req.query_len, "a") &&
 	    pos + req.head_len == sizeof(raw) - 1, "pipeline: second head");
 }
@@ -486,13 +474,13 @@ test_pipeline(void)
 static void
 test_reason_phrases(void)
 {
-	CHECK(strcmp(http_reason_phrase(200), "OK") == 0, "200");
-	CHECK(strcmp(http_reason_phrase(404), "Not Found") == 0, "404");
-	CHECK(strcmp(http_reason_phrase(400), "Bad Request") == 0, "400");
-	CHECK(strcmp(http_reason_phrase(431),
+	CHECK_MSG(strcmp(http_reason_phrase(200), "OK") == 0, "200");
+	CHECK_MSG(strcmp(http_reason_phrase(404), "Not Found") == 0, "404");
+	CHECK_MSG(strcmp(http_reason_phrase(400), "Bad Request") == 0, "400");
+	CHECK_MSG(strcmp(http_reason_phrase(431),
 	    "Request Header Fields Too Large") == 0, "431");
-	CHECK(strcmp(http_reason_phrase(501), "Not Implemented") == 0, "501");
-	CHECK(http_reason_phrase(799) != NULL, "unknown status has text");
+	CHECK_MSG(strcmp(http_reason_phrase(501), "Not Implemented") == 0, "501");
+	CHECK_MSG(http_reason_phrase(799) != NULL, "unknown status has text");
 }
 
 /* Build "GET /aaa... HTTP/1.1\r\n" + headers at run time for big limits. */
@@ -542,53 +530,53 @@ test_limits_runtime(void)
 
 	/* request line: "GET /" + t + " HTTP/1.1" = t + 14 bytes */
 	b = build_request(8190 - 14, 0, 0, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == OK, "line 8190 with limit 0");
-	CHECK(parse_big(b, n, 9000, 0, 0, &err) == OK, "line 8190, limit 9000");
-	CHECK(parse_big(b, n, 8189, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == OK, "line 8190 with limit 0");
+	CHECK_MSG(parse_big(b, n, 9000, 0, 0, &err) == OK, "line 8190, limit 9000");
+	CHECK_MSG(parse_big(b, n, 8189, 0, 0, &err) == ERR && err.status == 400,
 	    "line 8190, limit 8189");
 	free(b);
 	b = build_request(8191 - 14, 0, 0, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 400,
 	    "line 8191 with limit 0 (= 8190)");
-	CHECK(parse_big(b, n, 100000, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 100000, 0, 0, &err) == ERR && err.status == 400,
 	    "limit above 8190 is capped");
 	/* an endless line is refused once the limit is passed */
-	CHECK(parse_big(b, 4095, 4094, 0, 0, &err) == ERR &&
+	CHECK_MSG(parse_big(b, 4095, 4094, 0, 0, &err) == ERR &&
 	    err.status == 400, "endless request line refused at limit+1");
-	CHECK(parse_big(b, 4094, 4094, 0, 0, &err) == INC,
+	CHECK_MSG(parse_big(b, 4094, 4094, 0, 0, &err) == INC,
 	    "request line at limit still incomplete");
 	free(b);
 
 	/* fields: 0 means 32768 */
 	b = build_request(1, 32768, 1, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == OK, "32768 fields, limit 0");
-	CHECK(parse_big(b, n, 0, 32767, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == OK, "32768 fields, limit 0");
+	CHECK_MSG(parse_big(b, n, 0, 32767, 0, &err) == ERR && err.status == 431,
 	    "32768 fields, limit 32767");
 	free(b);
 	b = build_request(1, 32769, 1, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 431,
 	    "32769 fields, limit 0 (= 32768)");
-	CHECK(parse_big(b, n, 0, 50000, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 50000, 0, &err) == ERR && err.status == 431,
 	    "fields limit above 32768 is capped");
 	free(b);
 
 	/* field_size 0: no per-line limit, but the block is bounded */
 	b = build_request(1, 1, 20000, &n);
-	CHECK(parse_big(b, n, 0, 100, 0, &err) == OK,
+	CHECK_MSG(parse_big(b, n, 0, 100, 0, &err) == OK,
 	    "20000-byte field, field_size 0");
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
 	    "20000-byte field, field_size 8190");
-	CHECK(parse_big(b, n, 0, 1, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 1, 0, &err) == ERR && err.status == 431,
 	    "20000-byte field over the header block bound");
-	CHECK(parse_big(b, 8300, 0, 100, 8190, &err) == ERR &&
+	CHECK_MSG(parse_big(b, 8300, 0, 100, 8190, &err) == ERR &&
 	    err.status == 431, "endless field refused before its CRLF");
 	free(b);
 	/* default field size: "X-0: " + v + CRLF = v + 7 */
 	b = build_request(1, 1, 8190 - 7, &n);
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == OK, "field of 8190");
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == OK, "field of 8190");
 	free(b);
 	b = build_request(1, 1, 8191 - 7, &n);
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
 	    "field of 8191");
 	free(b);
 }
@@ -732,7 +720,7 @@ test_chunk_row(const struct chunk_row *r)
 		abort();
 	/* whole */
 	rc = decode_pieces(r->raw, r->len, NULL, 0, out, &outlen, &used, &err);
-	CHECK(chunk_outcome_ok(r, rc, out, outlen, used, &err),
+	CHECK_MSG(chunk_outcome_ok(r, rc, out, outlen, used, &err),
 	    "[chunked %s] whole: rc %d outlen %zu used %zu", r->name, rc,
 	    outlen, used);
 	/* two pieces, cut at every byte */
@@ -744,7 +732,7 @@ test_chunk_row(const struct chunk_row *r)
 		if (!ok)
 			fprintf(stderr, "  cut at %zu: rc %d\n", k, rc);
 	}
-	CHECK(ok, "[chunked %s] split in two at every byte", r->name);
+	CHECK_MSG(ok, "[chunked %s] split in two at every byte", r->name);
 	/* one byte at a time */
 	every = malloc(sizeof(*every) * (r->len + 1));
 	if (every == NULL)
@@ -753,7 +741,7 @@ test_chunk_row(const struct chunk_row *r)
 		every[i] = i + 1;
 	rc = decode_pieces(r->raw, r->len, every, r->len, out, &outlen, &used,
 	    &err);
-	CHECK(chunk_outcome_ok(r, rc, out, outlen, used, &err),
+	CHECK_MSG(chunk_outcome_ok(r, rc, out, outlen, used, &err),
 	    "[chunked %s] byte at a time: rc %d", r->name, rc);
 	free(every);
 	free(out);
@@ -773,15 +761,15 @@ test_chunked_misc(void)
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, "0\r\n\r\nXY", 7, &consumed, &data, &dlen,
 	    &err);
-	CHECK(rc == OK && c.done && consumed == 5 && dlen == 0, "done at 5");
+	CHECK_MSG(rc == OK && c.done && consumed == 5 && dlen == 0, "done at 5");
 	rc = http_chunked_next(&c, "XY", 2, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && consumed == 0 && dlen == 0, "after done");
+	CHECK_MSG(rc == OK && consumed == 0 && dlen == 0, "after done");
 
 	/* largest size accepted; data is handed out as it comes */
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, "ffffffffffffffff\r\nabc", 21, &consumed,
 	    &data, &dlen, &err);
-	CHECK(rc == OK && consumed == 21 && dlen == 3 &&
+	CHECK_MSG(rc == OK && consumed == 21 && dlen == 3 &&
 	    memcmp(data, "abc", 3) == 0 && !c.done, "2^64-1 chunk");
 
 	/* the size line is bounded (4096) */
@@ -792,24 +780,24 @@ test_chunked_misc(void)
 	memset(big + 4, 'x', 5000);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 5004, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 400, "size line over 4096");
+	CHECK_MSG(rc == ERR && err.status == 400, "size line over 4096");
 	memset(big, '0', 4093);	/* 4093 + "5" + CRLF = 4096 */
 	memcpy(big + 4093, "5\r\nhello\r\n0\r\n\r\n", 15);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 4108, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && dlen == 5, "size line of 4096 with zeros");
+	CHECK_MSG(rc == OK && dlen == 5, "size line of 4096 with zeros");
 	memset(big, '0', 4094);
 	memcpy(big + 4094, "5\r\nhello\r\n0\r\n\r\n", 15);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 4109, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 400, "size line of 4097");
+	CHECK_MSG(rc == ERR && err.status == 400, "size line of 4097");
 
 	/* the trailer section is bounded (16384) */
 	memcpy(big, "0\r\nX: ", 6);
 	memset(big + 6, 'v', 17000);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 17006, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 431, "trailers over 16384");
+	CHECK_MSG(rc == ERR && err.status == 431, "trailers over 16384");
 	n = 3;
 	memcpy(big, "0\r\n", 3);
 	while (n < 16000) {
@@ -819,7 +807,7 @@ test_chunked_misc(void)
 	memcpy(big + n, "\r\n", 2);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, n + 2, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && c.done && consumed == n + 2, "trailers of %zu", n);
+	CHECK_MSG(rc == OK && c.done && consumed == n + 2, "trailers of %zu", n);
 	free(big);
 }
 
@@ -858,7 +846,7 @@ bench(void)
 		ok += http_parse_request(raw, sizeof(raw) - 1, &default_limits,
 		    &req, hdrs, 101, &err) == OK;
 	t1 = now_ns();
-	CHECK(ok == iters, "bench parses");
+	CHECK_MSG(ok == iters, "bench parses");
 	printf("bench: %zu-byte request, %.0f ns/request\n", sizeof(raw) - 1,
 	    (t1 - t0) / iters);
 }
@@ -880,6 +868,5 @@ main(void)
 	printf("%zu chunked rows\n", sizeof(chunk_rows) / sizeof(chunk_rows[0]));
 	test_chunked_misc();
 	bench();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return check_summary("test_http_parser");
 }
