@@ -9,29 +9,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, http_get, wait_for
+from conftest import ROOT, http_get, raw_http as raw, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
-
-
-def raw(port, data, timeout=10.0, half_close=False):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-            if half_close:
-                s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            out += b
-        return out
 
 
 @pytest.fixture(scope="module")
