@@ -40,6 +40,13 @@ log), accepted(port, sock) (a worker took the connection), pid_alive(pid).
 Raw sockets: raw_http(port, bytes) sends a request as given and returns
 everything the server sent until it closed; unix_request(path, bytes) does
 the same over a Unix socket.
+
+Marker `nosan(reason)`: scripts/test.sh runs every test of
+tests/integration a second time against the ASan + UBSan build
+(CUNICORN_BIN_DIR=build-san, `-m "not nosan"`); a test or module that must
+not run there says so, with the reason, e.g.
+    @pytest.mark.nosan(reason="measures RSS; ASan's shadow memory inflates it")
+A nosan marker without a reason is a collection error.
 """
 
 import http.client
@@ -539,6 +546,20 @@ def make_server(tmp_path):
     yield factory
     for s in servers:
         s.cleanup()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "nosan(reason): not run against the ASan + UBSan build "
+        "(scripts/test.sh's sanitized stage); the reason is required")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("nosan"):
+            if not mark.kwargs.get("reason"):
+                raise pytest.UsageError(
+                    "%s: @pytest.mark.nosan needs reason=\"...\"" % item.nodeid)
 
 
 def pytest_report_header(config):
