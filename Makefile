@@ -55,14 +55,14 @@ build-san/gunicorn: build-san/cunicorn
 build/san/%.o: src/%.c $(wildcard src/*.h) | build/san
 	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -c -o $@ $<
 
-build/unit/%: tests/unit/%.c $(SAN_OBJS) | build/unit
+build/unit/%: tests/unit/%.c tests/unit/check.h $(SAN_OBJS) | build/unit
 	$(CC) $(CFLAGS_ALL) $(SAN) -O1 -Isrc -o $@ $< $(SAN_OBJS) $(LDLIBS_ALL)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 # libFuzzer targets link only the pure-C modules they exercise.
-FUZZ_DEPS := src/dirty_wire.c src/http_parser.c src/log.c
+FUZZ_DEPS := src/dirty_wire.c src/dirty_stash.c src/http_parser.c src/log.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS)
 

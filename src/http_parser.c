@@ -16,8 +16,9 @@
  * limit is exceeded yet: the (limit+1)th byte of an over-long line is
  * enough to answer, without waiting for its CRLF.
  *
- * gunicorn compatibility (gunicorn 23, http/message.py + workers/base.py
- * handle_error), errors and the status they are answered with:
+ * gunicorn compatibility (gunicorn 23-26, http/message.py +
+ * workers/base.py handle_error), errors and the status they are
+ * answered with:
  *   request line longer than limit_request_line   400 LimitRequestLine
  *   (limit 0 or > 8190 means 8190, gunicorn's MAX_REQUEST_LINE)
  *   method not a token, lowercase or '#', not 3..20 chars   400
@@ -34,6 +35,12 @@
  *   compress, x-compress, identity                           501
  *   Transfer-Encoding whose final coding is not chunked,
  *   chunked twice, TE in HTTP/1.0, TE with Content-Length    400
+ *   (a TE of "identity" alone is no coding: Content-Length frames)
+ *   a second Content-Type (gunicorn 26, RFC 9110 5.3)       400
+ *   request-target "*" with a method other than OPTIONS      400
+ *   absolute-form whose authority is not RFC 3986's          400
+ *   chunk size followed by whitespace but no extension       400
+ *   a trailer field that must not be a trailer (list below) 400
  * Stricter than gunicorn, on purpose (RFC 9112 smuggling vectors):
  *   - any duplicate Content-Length is rejected, even identical copies
  *     (gunicorn 23 does the same); the value is 1*DIGIT, <= 2^63-1;
@@ -44,8 +51,12 @@
  *   - a second Host header is rejected (RFC 9112 3.2);
  *   - a TE without chunked as final coding is 400 (gunicorn would read
  *     an empty body and close; RFC 9112 6.3 says 400);
- *   - a request-target must be origin-form ("/..."), "*", absolute-form
- *     ("scheme://authority[/...]"), or anything for CONNECT.
+ *   - a request-target must be origin-form ("/..."), "*" (OPTIONS only),
+ *     absolute-form ("scheme://authority[/...]" with an RFC 3986
+ *     authority, a non-empty host for http and https), or anything for
+ *     CONNECT;
+ *   - trailers may not carry any field of RFC 9110 6.5.1's families
+ *     (gunicorn 26: six names; the list is above trailer_forbidden[]).
  * keep_alive: "close" in any Connection header wins, then HTTP/1.1+
  * keeps alive, HTTP/1.0 only with "keep-alive" (token lists, any case);
  * a compression coding before chunked turns it off (gunicorn must_close).
@@ -57,10 +68,11 @@
  * accepted here; gunicorn's header_map policy belongs to the WSGI layer.
  *
  * Chunked decoding (RFC 9112 7.1): chunk-size is 1*HEXDIG (leading zeros
- * allowed, overflow of 64 bits rejected), optionally followed by BWS and
- * chunk extensions that must follow the grammar (token [= token /
- * quoted-string]); the whole size line, CRLF included, is bounded to
- * CHUNK_LINE_MAX bytes.  Chunk data must be followed by exactly CRLF.  Trailer fields are
+ * allowed, overflow of 64 bits rejected), optionally followed by chunk
+ * extensions that must follow the grammar (BWS ";" token [= token /
+ * quoted-string]; BWS after the size only before a ';', as gunicorn);
+ * the whole size line, CRLF included, is bounded to CHUNK_LINE_MAX bytes.
+ * Chunk data must be followed by exactly CRLF.  Trailer fields are
  * validated like header fields (token name, no whitespace before ':', no
  * folding, no CTL) and the trailer section is bounded to TRAILER_MAX
  * bytes (431 beyond, like gunicorn's header limits); they are not returned.
@@ -204,6 +216,7 @@ fail(struct http_error *err, int status, const char *reason)
 #define E_TE		"Invalid HTTP Header: TRANSFER-ENCODING"
 #define E_TE_CODING	"Unsupported transfer coding"
 #define E_HOST		"Invalid HTTP Header: duplicate HOST"
+#define E_CONTENT_TYPE	"Invalid HTTP Header: duplicate CONTENT-TYPE"
 
 /* What the framing-relevant headers said, gathered while parsing. */
 struct head_facts {
@@ -217,6 +230,7 @@ struct head_facts {
 	int conn_keep_alive;
 	int expect_continue;
 	int host_seen;
+	int content_type_seen;
 };
 
 static int
@@ -324,6 +338,13 @@ note_header(struct head_facts *f, const struct http_header *h,
 			each_list_element(value, h->value_len, f,
 			    connection_token);
 		break;
+	case 12:
+		if (EQUALS(name, 12, "content-type")) {
+			if (f->content_type_seen)
+				return fail(err, 400, E_CONTENT_TYPE);
+			f->content_type_seen = 1;
+		}
+		break;
 	case 14:
 		if (EQUALS(name, 14, "content-length")) {
 			if (f->content_length_seen ||
@@ -350,21 +371,100 @@ note_header(struct head_facts *f, const struct http_header *h,
 	return 0;
 }
 
+/* RFC 3986: unreserved / sub-delims, what a reg-name or userinfo holds
+ * besides pct-encoded octets. */
+static int
+is_authority_char(unsigned char c)
+{
+	return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+	    (c >= '0' && c <= '9') || (c != 0 && strchr("-._~!$&'()*+,;=", c));
+}
+
+/* s[*i] is '%': a pct-encoded octet "%" HEXDIG HEXDIG; advances *i. */
+static int
+skip_pct_encoded(const char *s, size_t n, size_t *i)
+{
+	if (n - *i < 3 || !(byte_class[(unsigned char)s[*i + 1]] & C_HEX) ||
+	    !(byte_class[(unsigned char)s[*i + 2]] & C_HEX))
+		return -1;
+	*i += 3;
+	return 0;
+}
+
 /*
- * Split the request-target into path, query and fragment.
- * origin-form "/p?q#f"; asterisk-form "*"; absolute-form
- * "scheme://authority/p?q#f" (path is the "/p" part, empty if absent);
- * authority-form "host:port" only with CONNECT (empty path).
+ * authority = [ userinfo "@" ] host [ ":" port ]  (RFC 3986 3.2), where
+ * host is an IP-literal "[...]" (its content: unreserved / sub-delims /
+ * ":", not empty) or a reg-name (IPv4 addresses are reg-names
+ * syntactically), and port is *DIGIT.  An http or https URI must have a
+ * host (RFC 9110 4.2.1-4.2.2).  Returns 0 if a[0..n) is one.
  */
 static int
-split_target(struct http_request *req, int is_connect)
+valid_authority(const char *a, size_t n, int needs_host)
+{
+	const char *at = memchr(a, '@', n);
+	size_t i = 0, host_start;
+
+	if (at != NULL) {
+		for (; a + i < at; ) {
+			if (a[i] == '%') {
+				if (skip_pct_encoded(a, n, &i) == -1)
+					return -1;
+			} else if (a[i] == ':' || is_authority_char(a[i]))
+				i++;
+			else
+				return -1;
+		}
+		i++;	/* the '@'; a second one fails as a host byte */
+	}
+	host_start = i;
+	if (i < n && a[i] == '[') {
+		for (i++; i < n && a[i] != ']'; i++)
+			if (a[i] != ':' && !is_authority_char(a[i]))
+				return -1;
+		if (i == n || i == host_start + 1)
+			return -1;
+		i++;
+	} else {
+		while (i < n && a[i] != ':') {
+			if (a[i] == '%') {
+				if (skip_pct_encoded(a, n, &i) == -1)
+					return -1;
+			} else if (is_authority_char(a[i]))
+				i++;
+			else
+				return -1;
+		}
+		if (needs_host && i == host_start)
+			return -1;
+	}
+	if (i < n && a[i++] != ':')
+		return -1;
+	for (; i < n; i++)
+		if (a[i] < '0' || a[i] > '9')
+			return -1;
+	return 0;
+}
+
+/*
+ * Check the request-target and split it into path, query and fragment.
+ * origin-form "/p?q#f"; asterisk-form "*", only with OPTIONS (RFC 9112
+ * 3.2.4); absolute-form "scheme://authority/p?q#f" with a valid authority
+ * (path is the "/p" part, empty if absent); authority-form "host:port"
+ * only with CONNECT (empty path).
+ */
+static int
+split_target(struct http_request *req)
 {
 	const char *t = req->target;
-	size_t n = req->target_len, i = 0, path_start;
+	size_t n = req->target_len, i = 0, path_start, scheme_len;
+	int is_connect = req->method_len == 7 &&
+	    memcmp(req->method, "CONNECT", 7) == 0;
 
 	if (t[0] == '/') {
 		path_start = 0;
 	} else if (n == 1 && t[0] == '*') {
+		if (req->method_len != 7 || memcmp(req->method, "OPTIONS", 7))
+			return -1;
 		path_start = 0;
 	} else if (is_connect) {
 		path_start = i = n;
@@ -382,10 +482,16 @@ split_target(struct http_request *req, int is_connect)
 		if (n - i < 3 || t[i] != ':' || t[i + 1] != '/' ||
 		    t[i + 2] != '/')
 			return -1;
+		scheme_len = i;
 		for (i += 3; i < n; i++)
 			if (t[i] == '/' || t[i] == '?' || t[i] == '#')
 				break;
 		path_start = i;
+		if (valid_authority(t + scheme_len + 3,
+		    path_start - scheme_len - 3,
+		    EQUALS((const unsigned char *)t, scheme_len, "http") ||
+		    EQUALS((const unsigned char *)t, scheme_len, "https")) == -1)
+			return -1;
 	}
 	for (i = path_start; i < n && t[i] != '?' && t[i] != '#'; i++)
 		;
@@ -475,8 +581,7 @@ parse_request_line(const unsigned char *s, size_t n, size_t *pos,
 	if (s[i] != '\n')
 		return fail(err, 400, E_CR);
 	*pos = i + 1;
-	if (split_target(req, req->method_len == 7 &&
-	    memcmp(req->method, "CONNECT", 7) == 0) == -1)
+	if (split_target(req) == -1)
 		return fail(err, 400, E_TARGET);
 	return HTTP_PARSE_OK;
 
@@ -597,6 +702,10 @@ http_parse_request(const char *buf, size_t len,
 	req->headers = headers;
 	req->nheaders = nheaders;
 	req->head_len = i;
+	/* "identity" alone is no transfer coding at all (gunicorn): the
+	 * Content-Length, if any, frames the body, in 1.0 and 1.1 alike. */
+	if (facts.te_seen && !facts.te_chunked && !facts.te_must_close)
+		facts.te_seen = 0;
 	if (facts.te_seen) {
 		if (!facts.te_chunked || req->version_minor == 0)
 			return fail(err, 400, E_TE);
@@ -677,6 +786,62 @@ enum chunked_state {
 #define E_CHUNK_TERM	"Invalid chunk terminator is not '\\r\\n'"
 #define E_TRAILER	"Invalid HTTP trailer"
 #define E_TRAILER_SIZE	"limit request trailers size"
+#define E_TRAILER_NAME	"Invalid HTTP trailer: field not allowed in trailers"
+
+/*
+ * Fields a trailer section must not carry (RFC 9110 6.5.1: whatever has to
+ * be known before the content is processed).  gunicorn 26 refuses Host,
+ * Content-Length, Transfer-Encoding, Trailer, Authorization and TE; we
+ * refuse the whole of 6.5.1's families as they apply to a request:
+ *   framing:            Content-Length, Transfer-Encoding, Trailer, TE,
+ *                       Connection, Keep-Alive, Upgrade, Proxy-Connection
+ *   routing:            Host
+ *   request modifiers:  controls (Cache-Control, Expect, Max-Forwards,
+ *                       Pragma, Range) and conditionals (If-Match,
+ *                       If-None-Match, If-Modified-Since,
+ *                       If-Unmodified-Since, If-Range)
+ *   authentication:     Authorization, Proxy-Authorization, Cookie
+ *   content processing: Content-Encoding, Content-Type, Content-Range
+ * (Response control data — Age, Expires, Location, Vary, ... — describes
+ * responses and is left alone.)  Each is at most HTTP_TRAILER_NAME_MAX
+ * bytes; a longer name is never one of them.
+ */
+static const char *const trailer_forbidden[] = {
+	"content-length", "transfer-encoding", "trailer", "te",
+	"connection", "keep-alive", "upgrade", "proxy-connection",
+	"host",
+	"cache-control", "expect", "max-forwards", "pragma", "range",
+	"if-match", "if-none-match", "if-modified-since",
+	"if-unmodified-since", "if-range",
+	"authorization", "proxy-authorization", "cookie",
+	"content-encoding", "content-type", "content-range",
+};
+
+static int
+trailer_name_forbidden(const struct http_chunked *c)
+{
+	size_t k;
+
+	if (c->trailer_name_len > HTTP_TRAILER_NAME_MAX)
+		return 0;
+	for (k = 0; k < sizeof(trailer_forbidden) /
+	    sizeof(trailer_forbidden[0]); k++)
+		if (equals_lower((const unsigned char *)c->trailer_name,
+		    c->trailer_name_len, trailer_forbidden[k],
+		    strlen(trailer_forbidden[k])))
+			return 1;
+	return 0;
+}
+
+/* Remember a trailer name's byte; past the buffer only the length grows. */
+static void
+trailer_name_add(struct http_chunked *c, unsigned char ch)
+{
+	if (c->trailer_name_len < HTTP_TRAILER_NAME_MAX)
+		c->trailer_name[c->trailer_name_len] = (char)ch;
+	if (c->trailer_name_len <= HTTP_TRAILER_NAME_MAX)
+		c->trailer_name_len++;
+}
 
 void
 http_chunked_init(struct http_chunked *c)
@@ -761,6 +926,17 @@ http_chunked_next(struct http_chunked *c, const char *buf, size_t len,
 			}
 			break;
 		case CH_SIZE_BWS:
+			/* gunicorn: whitespace after the size only before an
+			 * extension ("5 ;a" but never "0 \r\n") */
+			if (is_ows(ch))
+				next = c->state;
+			else if (ch == ';')
+				next = CH_EXT_PRE_NAME;
+			else {
+				*consumed = i;
+				return fail(err, 400, E_CHUNK_SIZE);
+			}
+			break;
 		case CH_EXT_POST_NAME:
 		case CH_EXT_POST_VALUE:
 			if (is_ows(ch))
@@ -832,16 +1008,25 @@ http_chunked_next(struct http_chunked *c, const char *buf, size_t len,
 			    CH_SIZE_FIRST;
 			break;
 		case CH_TRAILER_START:
+			c->trailer_name_len = 0;
 			if (ch == '\r')
 				next = CH_END_LF;
-			else if (cls & C_TCHAR)
+			else if (cls & C_TCHAR) {
+				trailer_name_add(c, ch);
 				next = CH_TRAILER_NAME;
+			}
 			break;
 		case CH_TRAILER_NAME:
-			if (cls & C_TCHAR)
+			if (cls & C_TCHAR) {
+				trailer_name_add(c, ch);
 				next = c->state;
-			else if (ch == ':')
+			} else if (ch == ':') {
+				if (trailer_name_forbidden(c)) {
+					*consumed = i;
+					return fail(err, 400, E_TRAILER_NAME);
+				}
 				next = CH_TRAILER_VALUE;
+			}
 			break;
 		case CH_TRAILER_VALUE:
 			if (cls & C_VALUE)

@@ -79,10 +79,13 @@ int http_parse_request(const char *buf, size_t len,
     struct http_header *headers, size_t max_headers, struct http_error *err);
 
 /* Chunked body decoding, incrementally, one piece at a time. */
+#define HTTP_TRAILER_NAME_MAX	20	/* longest name a trailer may not carry */
 struct http_chunked {
 	int state;			/* private */
 	uint64_t remaining;		/* private: bytes left in current chunk */
 	size_t trailer_bytes;		/* private: size of trailer block so far */
+	size_t trailer_name_len;	/* private: current trailer's name so far */
+	char trailer_name[HTTP_TRAILER_NAME_MAX];	/* private: its start */
 	int done;			/* set once the last chunk and trailers are read */
 };
 
@@ -92,8 +95,9 @@ void http_chunked_init(struct http_chunked *c);
  * *data, *data_len is a slice of body (possibly empty: framing only); call
  * again with the rest.  c->done is set after the terminating chunk and
  * trailer section.  INCOMPLETE: *consumed bytes used, need more input.
- * ERROR: bad chunk size / framing, *err filled.  Trailers are parsed and
- * validated but not returned.
+ * ERROR: bad chunk size / framing, or a trailer field that must not be
+ * a trailer (the list is in http_parser.c), *err filled.  Trailers are
+ * parsed and validated but not returned.
  */
 int http_chunked_next(struct http_chunked *c, const char *buf, size_t len,
     size_t *consumed, const char **data, size_t *data_len,

@@ -36,6 +36,17 @@ log reopening, accepting a connection, exits after a signal): never sleep
 and then assert that something happened; poll with wait_for(predicate,
 seconds).  Observables for it: has_open(pid, path) (a process reopened its
 log), accepted(port, sock) (a worker took the connection), pid_alive(pid).
+
+Raw sockets: raw_http(port, bytes) sends a request as given and returns
+everything the server sent until it closed; unix_request(path, bytes) does
+the same over a Unix socket.
+
+Marker `nosan(reason)`: scripts/test.sh runs every test of
+tests/integration a second time against the ASan + UBSan build
+(CUNICORN_BIN_DIR=build-san, `-m "not nosan"`); a test or module that must
+not run there says so, with the reason, e.g.
+    @pytest.mark.nosan(reason="measures RSS; ASan's shadow memory inflates it")
+A nosan marker without a reason is a collection error.
 """
 
 import http.client
@@ -159,6 +170,34 @@ def accepted(port, client):
     return False
 
 
+def read_until_close(sock):
+    """Everything `sock` receives until the peer closes (or resets) it."""
+    data = b""
+    while True:
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not d:
+            return data
+        data += d
+
+
+def raw_http(port, data, timeout=10.0, half_close=False, host="127.0.0.1"):
+    """Send `data` as given on a fresh TCP connection (then shut down our
+    side if half_close); return all the server sent until it closed.  A
+    server that closes before reading everything is fine: what it answered
+    is returned."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_until_close(s)
+
+
 def unix_request(path, request=b"GET / HTTP/1.0\r\n\r\n", timeout=10.0):
     """Send the raw `request` on a fresh connection to the unix socket at
     `path`; return all the server sent until it closed the connection."""
@@ -166,12 +205,7 @@ def unix_request(path, request=b"GET / HTTP/1.0\r\n\r\n", timeout=10.0):
         c.settimeout(timeout)
         c.connect(path)
         c.sendall(request)
-        data = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                return data
-            data += d
+        return read_until_close(c)
 
 
 def run_to_exit(args, cwd, env_extra=None, timeout=30, binary=BINARY):
@@ -512,6 +546,20 @@ def make_server(tmp_path):
     yield factory
     for s in servers:
         s.cleanup()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "nosan(reason): not run against the ASan + UBSan build "
+        "(scripts/test.sh's sanitized stage); the reason is required")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("nosan"):
+            if not mark.kwargs.get("reason"):
+                raise pytest.UsageError(
+                    "%s: @pytest.mark.nosan needs reason=\"...\"" % item.nodeid)
 
 
 def pytest_report_header(config):

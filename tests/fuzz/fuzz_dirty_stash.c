@@ -3,18 +3,27 @@
  * the input is a sequence of STASH payloads (u16 BE length, bytes); each
  * one that dirty_validate() accepts (as the arbiter requires before it
  * calls the stash) is executed against one persistent set of tables, and
- * every reply must be one well-formed frame.  dirty_stash.c is compiled
- * in here (the Makefile's FUZZ_DEPS lists only the shared codec).
+ * every reply must be one well-formed frame.  Links dirty_stash.c like
+ * any other caller (the Makefile's FUZZ_DEPS) and uses only its API.
  */
-#include "../../src/dirty_stash.c"
+#include "dirty_stash.h"
+#include "dirty_wire.h"
 
 #include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Inputs between two resets: the tables persist across inputs (so a PUT
+ * in one and a GET in the next meet), and memory stays bounded: at most
+ * this many inputs of -max_len bytes each, whatever the cap counts. */
+#define RUNS_PER_RESET	256
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static unsigned long runs;
 	struct dirty_buf out;
 	struct dirty_header h;
 	const char *why;
@@ -39,8 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= n;
 	}
 	dirty_buf_free(&out);
-	/* keep memory bounded across runs */
-	if (ntables > 64)
+	if (++runs % RUNS_PER_RESET == 0)
 		dirty_stash_reset();
 	return 0;
 }

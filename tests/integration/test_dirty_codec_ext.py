@@ -32,6 +32,10 @@ import _cunicorn_dirty as d  # noqa: E402
 if __name__ != "__main__":
     import pytest
 
+    pytestmark = pytest.mark.nosan(
+        reason="tests the standalone extension inside this Python process; the "
+               "sanitized server binary is never started, so a second run adds nothing")
+
 # ---------------------------------------------------------------------------
 # An independent oracle: the wire format written from SPEC.md §5 in Python.
 

@@ -9,29 +9,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, http_get, wait_for
+from conftest import ROOT, http_get, raw_http as raw, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
-
-
-def raw(port, data, timeout=10.0, half_close=False):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        try:
-            s.sendall(data)
-            if half_close:
-                s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            out += b
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +92,69 @@ def test_malformed_request_is_refused_and_worker_keeps_serving(server, name):
     # never reached the app: the body app answers JSON
     assert b'"pieces"' not in resp
     assert_served(server)
+
+
+CHUNKED_HEAD = b"POST /?mode=read HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+# The requests of gunicorn's own corpus that gunicorn 26 refuses with 400
+# (and a few neighbours of each): the parser must refuse them the same way.
+GUNICORN_CORPUS_400 = {
+    "absolute_form_not_a_uri": b"PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n"
+                               b"Content-Length: 0\r\n\r\n",
+    "absolute_form_unclosed_ipv6": b"GET http://[::1/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    "absolute_form_http_no_host": b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk_with_get": b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+    "asterisk_with_post": b"POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    "chunk_size_then_space": CHUNKED_HEAD + b"0 \r\n\r\n",
+    "chunk_size_then_tab": CHUNKED_HEAD + b"5\t\r\nhello\r\n0\r\n\r\n",
+    "trailer_content_length": CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n",
+    "trailer_host": CHUNKED_HEAD + b"0\r\nHost: evil\r\n\r\n",
+    "trailer_transfer_encoding": CHUNKED_HEAD + b"0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "trailer_authorization": CHUNKED_HEAD + b"0\r\nX-Ok: 1\r\nAuthorization: x\r\n\r\n",
+    "trailer_content_type": CHUNKED_HEAD + b"0\r\ncontent-type: a/b\r\n\r\n",
+    "duplicate_content_type": b"POST /?mode=read HTTP/1.1\r\nHost: h\r\n"
+                              b"Content-Type: text/plain\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: 2\r\n\r\n{}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUNICORN_CORPUS_400))
+def test_gunicorn_corpus_request_is_400_and_worker_keeps_serving(server, name):
+    resp = raw(server.port, GUNICORN_CORPUS_400[name])
+    head = resp.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), resp[:300]
+    assert b"\r\nConnection: close" in head
+    assert b'"pieces"' not in resp
+    assert_served(server)
+
+
+def test_transfer_encoding_identity_with_content_length_is_framed_by_length(server):
+    """gunicorn accepts "identity" (no coding at all) beside a Content-Length:
+    the length frames the body, the bytes after it are not body."""
+    resp = raw(server.port, b"POST /?mode=read HTTP/1.1\r\nHost: h\r\n"
+                            b"Transfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n"
+                            b"helloEXTRA", half_close=True)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), resp[:300]
+    got = json.loads(body)
+    assert got["pieces"] == ["hello"] and got["extra"] == ""
+    assert got["content_length"] == "5"
+    assert_served(server)
+
+
+def test_neighbours_of_the_corpus_cases_are_still_served(server):
+    """What the new rules must not catch: OPTIONS *, a valid absolute-form
+    with userinfo and an IPv6 literal, whitespace before a chunk extension,
+    trailers merely named like forbidden fields."""
+    resp = raw(server.port, b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200 "), resp[:300]
+    resp = raw(server.port, b"POST http://u:p@[::1]:8080/?mode=read HTTP/1.1\r\nHost: h\r\n"
+                            b"Content-Length: 2\r\n\r\nok")
+    assert resp.startswith(b"HTTP/1.1 200 "), resp[:300]
+    assert json.loads(resp.partition(b"\r\n\r\n")[2])["pieces"] == ["ok"]
+    resp = raw(server.port, CHUNKED_HEAD + b"5 ;ext\r\nhello\r\n0\r\n"
+                            b"X-Host: a\r\nContent-MD5: b\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 200 "), resp[:300]
+    assert json.loads(resp.partition(b"\r\n\r\n")[2])["pieces"] == ["hello"]
 
 
 def test_error_page_looks_like_gunicorns(server):

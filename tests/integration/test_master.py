@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, children_map, free_port,
-                      has_open, http_get, pid_alive, port_open, proc_title, unix_request,
-                      wait_for)
+                      has_open, http_get, pid_alive, port_open, proc_title,
+                      read_until_close, unix_request, wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -149,13 +149,8 @@ def test_term_lets_the_current_request_finish(make_server, tmp_path):
     c = slow_request(s.port, 1.5, tmp_path)
     t0 = time.monotonic()
     s.send(signal.SIGTERM)
-    data = b""
     c.settimeout(10)
-    while True:
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_until_close(c)
     assert data.startswith(b"HTTP/1.1 200"), data
     assert s.wait(10) == 0
     assert time.monotonic() - t0 < 8

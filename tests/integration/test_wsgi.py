@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, accepted, has_open, http_get, pid_alive, wait_for
+from conftest import ROOT, accepted, has_open, http_get, pid_alive, raw_http as raw, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -23,22 +23,6 @@ def serve(make_server, app, *extra, **kw):
 
 
 # -- raw HTTP helpers ----------------------------------------------------------
-
-def raw(port, data, timeout=10.0, pause_after=None):
-    """Send bytes, read until the server closes; return the raw response."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            out += b
-        return out
-
 
 def dechunk(body):
     """Decode a chunked body; returns (data, complete)."""

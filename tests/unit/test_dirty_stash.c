@@ -20,6 +20,7 @@
 #include "dirty_wire.h"
 #include "log.h"
 #include "settings.h"
+#include "check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,19 +32,6 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-	}								\
-} while (0)
 
 /* ---- stash helpers: request {"op", "table", ["key": int], ["value": int]} */
 
@@ -95,7 +83,7 @@ do_op(struct reply *r, int op, const char *table, const int64_t *key,
 	    dirty_header_decode(r->raw.data, &h, &why) == -1 || h.id != 99 ||
 	    h.length != r->raw.len - DIRTY_HEADER_SIZE ||
 	    dirty_validate(r->raw.data + DIRTY_HEADER_SIZE, h.length, 0, &why)) {
-		CHECK(0, "bad reply frame");
+		CHECK_MSG(0, "bad reply frame");
 		return;
 	}
 	r->type = h.type;
@@ -121,7 +109,7 @@ do_op(struct reply *r, int op, const char *table, const int64_t *key,
 		return;
 	}
 	if (dirty_dict_lookup(pl, h.length, "result", &c, &why) != 0)
-		CHECK(0, "no result");
+		CHECK_MSG(0, "no result");
 	r->tlv = dirty_peek_type(&c);
 	if (r->tlv == DIRTY_TLV_BOOL) {
 		int b;
@@ -205,37 +193,37 @@ test_stash_ops(void)
 	dirty_buf_init(&r.raw);
 	dirty_stash_init();
 	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
-	CHECK(r.type == DIRTY_MSG_ERROR &&
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
 	    strcmp(r.error_type, "StashTableNotFoundError") == 0,
 	    "get on a missing table: %s", r.error_type);
 	do_op(&r, DIRTY_STASH_PUT, "t", &k, &v, NULL);
-	CHECK(r.type == DIRTY_MSG_RESPONSE && r.tlv == DIRTY_TLV_BOOL && r.i == 1,
+	CHECK_MSG(r.type == DIRTY_MSG_RESPONSE && r.tlv == DIRTY_TLV_BOOL && r.i == 1,
 	    "put");
 	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
-	CHECK(r.tlv == DIRTY_TLV_INT64 && r.i == 42, "get");
+	CHECK_MSG(r.tlv == DIRTY_TLV_INT64 && r.i == 42, "get");
 	k = 2;
 	do_op(&r, DIRTY_STASH_GET, "t", &k, NULL, NULL);
-	CHECK(strcmp(r.error_type, "StashKeyNotFoundError") == 0, "missing key");
+	CHECK_MSG(strcmp(r.error_type, "StashKeyNotFoundError") == 0, "missing key");
 	do_op(&r, DIRTY_STASH_EXISTS, "t", NULL, NULL, NULL);
-	CHECK(r.i == 1, "table exists");
+	CHECK_MSG(r.i == 1, "table exists");
 	do_op(&r, DIRTY_STASH_EXISTS, "u", NULL, NULL, NULL);
-	CHECK(r.i == 0, "table u does not exist");
+	CHECK_MSG(r.i == 0, "table u does not exist");
 	do_op(&r, DIRTY_STASH_ENSURE, "u", NULL, NULL, NULL);
 	do_op(&r, DIRTY_STASH_TABLES, "", NULL, NULL, NULL);
-	CHECK(r.tlv == DIRTY_TLV_LIST && r.count == 2, "two tables");
+	CHECK_MSG(r.tlv == DIRTY_TLV_LIST && r.count == 2, "two tables");
 	do_op(&r, DIRTY_STASH_INFO, "t", NULL, NULL, NULL);
-	CHECK(info_size(&r) == 1, "info size 1");
+	CHECK_MSG(info_size(&r) == 1, "info size 1");
 	do_op(&r, DIRTY_STASH_CLEAR, "t", NULL, NULL, NULL);
 	do_op(&r, DIRTY_STASH_INFO, "t", NULL, NULL, NULL);
-	CHECK(info_size(&r) == 0, "info size 0 after clear");
+	CHECK_MSG(info_size(&r) == 0, "info size 0 after clear");
 	do_op(&r, DIRTY_STASH_DELETE_TABLE, "t", NULL, NULL, NULL);
-	CHECK(r.i == 1, "delete_table");
+	CHECK_MSG(r.i == 1, "delete_table");
 	do_op(&r, DIRTY_STASH_DELETE_TABLE, "t", NULL, NULL, NULL);
-	CHECK(r.i == 0, "delete_table twice");
+	CHECK_MSG(r.i == 0, "delete_table twice");
 	do_op(&r, 77, "t", NULL, NULL, NULL);
-	CHECK(r.type == DIRTY_MSG_ERROR, "unknown op");
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR, "unknown op");
 	do_op(&r, DIRTY_STASH_PUT, "t", &k, NULL, NULL);
-	CHECK(r.type == DIRTY_MSG_ERROR, "put without a value");
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR, "put without a value");
 
 	/* random ops against the model */
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
@@ -272,9 +260,9 @@ test_stash_ops(void)
 			break;
 		}
 	}
-	CHECK(mismatches == 0, "%d mismatches against the model", mismatches);
+	CHECK_MSG(mismatches == 0, "%d mismatches against the model", mismatches);
 	do_op(&r, DIRTY_STASH_INFO, "m", NULL, NULL, NULL);
-	CHECK(info_size(&r) == model_n, "final size %lld vs %d",
+	CHECK_MSG(info_size(&r) == model_n, "final size %lld vs %d",
 	    (long long)info_size(&r), model_n);
 	dirty_stash_reset();
 	dirty_buf_free(&r.raw);
@@ -302,7 +290,7 @@ fork_lock_holder(void)
 	}
 	close(p[1]);
 	if (read(p[0], &c, 1) != 1 || c != 'y')
-		CHECK(0, "child could not take the lock");
+		CHECK_MSG(0, "child could not take the lock");
 	close(p[0]);
 	return pid;
 }
@@ -337,7 +325,7 @@ fork_orphan_holder(void)
 	close(up[1]);
 	close(out[1]);
 	if (read(out[0], &pid, sizeof(pid)) != sizeof(pid) || pid <= 0)
-		CHECK(0, "orphan could not take the lock");
+		CHECK_MSG(0, "orphan could not take the lock");
 	close(up[0]);
 	close(out[0]);
 	waitpid(mid, NULL, 0);
@@ -367,15 +355,15 @@ test_runtime(void)
 	s.proc_name = "unit test/../name";
 	s.uid = geteuid();
 	s.gid = getegid();
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare");
-	CHECK(strncmp(dirty_runtime_dir(), tmpl, strlen(tmpl)) == 0 &&
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare");
+	CHECK_MSG(strncmp(dirty_runtime_dir(), tmpl, strlen(tmpl)) == 0 &&
 	    strstr(dirty_runtime_dir(), "/../") == NULL, "dir %s",
 	    dirty_runtime_dir());
-	CHECK(getenv("GUNICORN_DIRTY_SOCKET") != NULL &&
+	CHECK_MSG(getenv("GUNICORN_DIRTY_SOCKET") != NULL &&
 	    strcmp(getenv("GUNICORN_DIRTY_SOCKET"), dirty_runtime_socket()) == 0,
 	    "GUNICORN_DIRTY_SOCKET exported");
 	struct stat st;
-	CHECK(lstat(dirty_runtime_dir(), &st) == 0 &&
+	CHECK_MSG(lstat(dirty_runtime_dir(), &st) == 0 &&
 	    (st.st_mode & 07777) == 0700, "mode 0700");
 	char *base = xstrdup(dirty_runtime_dir());
 	char *base_pidfile = xstrdup(dirty_runtime_pidfile());
@@ -383,30 +371,30 @@ test_runtime(void)
 	/* a live sibling (its recorded master, us, is its parent): left
 	 * alone, the next master uses <name>.2 */
 	pid_t sibling = fork_lock_holder();
-	CHECK(dirty_runtime_lock_holder() == sibling, "holder is %d",
+	CHECK_MSG(dirty_runtime_lock_holder() == sibling, "holder is %d",
 	    (int)sibling);
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a sibling");
-	CHECK(ends_with(dirty_runtime_dir(), ".2") &&
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare with a sibling");
+	CHECK_MSG(ends_with(dirty_runtime_dir(), ".2") &&
 	    strncmp(dirty_runtime_dir(), base, strlen(base)) == 0,
 	    "sibling: dir %s", dirty_runtime_dir());
-	CHECK(waitpid(sibling, &status, WNOHANG) == 0, "sibling alive");
-	CHECK(access(base_pidfile, F_OK) == 0, "sibling's pid file kept");
+	CHECK_MSG(waitpid(sibling, &status, WNOHANG) == 0, "sibling alive");
+	CHECK_MSG(access(base_pidfile, F_OK) == 0, "sibling's pid file kept");
 	char *second = xstrdup(dirty_runtime_dir());
 
 	/* an orphan in <name>.2 (its recorded master died) is found and
 	 * killed by the next master, even though <name> is free again */
 	pid_t orphan = fork_orphan_holder();
-	CHECK(dirty_runtime_lock_holder() == orphan, "orphan holds .2");
+	CHECK_MSG(dirty_runtime_lock_holder() == orphan, "orphan holds .2");
 	kill(sibling, SIGKILL);
 	waitpid(sibling, NULL, 0);
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with an orphan");
-	CHECK(waitpid(orphan, &status, 0) == orphan && WIFSIGNALED(status) &&
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare with an orphan");
+	CHECK_MSG(waitpid(orphan, &status, 0) == orphan && WIFSIGNALED(status) &&
 	    WTERMSIG(status) == SIGTERM, "orphan got SIGTERM");
-	CHECK(strcmp(dirty_runtime_dir(), base) == 0, "back to %s, got %s",
+	CHECK_MSG(strcmp(dirty_runtime_dir(), base) == 0, "back to %s, got %s",
 	    base, dirty_runtime_dir());
-	CHECK(access(second, F_OK) == -1 && errno == ENOENT, "%s removed",
+	CHECK_MSG(access(second, F_OK) == -1 && errno == ENOENT, "%s removed",
 	    second);
-	CHECK(dirty_runtime_lock_holder() == 0, "no holder left");
+	CHECK_MSG(dirty_runtime_lock_holder() == 0, "no holder left");
 	free(second);
 	free(base_pidfile);
 	free(base);
@@ -419,9 +407,9 @@ test_runtime(void)
 	char buf[32];
 	int fd = open(dirty_runtime_pidfile(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	snprintf(buf, sizeof(buf), "%d\n", (int)bystander);
-	CHECK(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write stale pid");
+	CHECK_MSG(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write stale pid");
 	close(fd);
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a stale pid file");
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare with a stale pid file");
 	/* replaced by our claim, "0 <our pid>" */
 	char claim[32], want[32];
 	fd = open(dirty_runtime_pidfile(), O_RDONLY);
@@ -429,45 +417,45 @@ test_runtime(void)
 	claim[got > 0 ? got : 0] = '\0';
 	close(fd);
 	snprintf(want, sizeof(want), "0 %d\n", (int)getpid());
-	CHECK(strcmp(claim, want) == 0, "stale pid file replaced by the "
+	CHECK_MSG(strcmp(claim, want) == 0, "stale pid file replaced by the "
 	    "claim: \"%s\"", claim);
-	CHECK(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
+	CHECK_MSG(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
 
 	/* unlocked, recording a live master other than us (a sibling
 	 * between two arbiters): neither removed nor signalled */
 	fd = open(dirty_runtime_pidfile(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	snprintf(buf, sizeof(buf), "0 %d\n", (int)bystander);
-	CHECK(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write claim");
+	CHECK_MSG(fd >= 0 && write(fd, buf, strlen(buf)) > 0, "write claim");
 	close(fd);
 	char *claimed = xstrdup(dirty_runtime_pidfile());
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare with a claim");
-	CHECK(ends_with(dirty_runtime_dir(), ".2"), "claimed: dir %s",
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare with a claim");
+	CHECK_MSG(ends_with(dirty_runtime_dir(), ".2"), "claimed: dir %s",
 	    dirty_runtime_dir());
-	CHECK(access(claimed, F_OK) == 0, "claim kept");
-	CHECK(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
+	CHECK_MSG(access(claimed, F_OK) == 0, "claim kept");
+	CHECK_MSG(waitpid(bystander, &status, WNOHANG) == 0, "bystander alive");
 	kill(bystander, SIGKILL);
 	waitpid(bystander, NULL, 0);
 	dirty_runtime_master_cleanup();
-	CHECK(dirty_runtime_prepare(&s) == 0, "prepare, claim now stale");
-	CHECK(!ends_with(dirty_runtime_dir(), ".2") &&
+	CHECK_MSG(dirty_runtime_prepare(&s) == 0, "prepare, claim now stale");
+	CHECK_MSG(!ends_with(dirty_runtime_dir(), ".2") &&
 	    access(claimed, F_OK) == 0, "stale claim's dir reused");
 	free(claimed);
 
 	/* a symlink where the directory should be: refused */
 	dirty_runtime_master_cleanup();
 	char *dir = xstrdup(dirty_runtime_dir());
-	CHECK(access(dir, F_OK) == -1, "master cleanup removed %s", dir);
+	CHECK_MSG(access(dir, F_OK) == -1, "master cleanup removed %s", dir);
 	char *top = xstrdup(dir);
 	*strrchr(top, '/') = '\0';
 	mkdir(top, 0700);
-	CHECK(symlink(tmpl, dir) == 0, "symlink");
-	CHECK(dirty_runtime_prepare(&s) == -1, "symlinked dir refused");
+	CHECK_MSG(symlink(tmpl, dir) == 0, "symlink");
+	CHECK_MSG(dirty_runtime_prepare(&s) == -1, "symlinked dir refused");
 	unlink(dir);
 	free(dir);
 	rmdir(top);
 	free(top);
 	rmdir(tmpl);
-	CHECK(access(tmpl, F_OK) == -1, "nothing left in %s", tmpl);
+	CHECK_MSG(access(tmpl, F_OK) == -1, "nothing left in %s", tmpl);
 }
 
 int
@@ -476,6 +464,5 @@ main(void)
 	log_set_level(LOG_CRITICAL);	/* the expected warnings are noise */
 	test_stash_ops();
 	test_runtime();
-	printf("test_dirty_stash: %d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return check_summary("test_dirty_stash");
 }

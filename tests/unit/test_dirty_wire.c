@@ -13,18 +13,7 @@
 
 #include "dirty_wire.h"
 #include "log.h"
-
-static int passed, failed;
-
-#define CHECK(cond) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__,	\
-		    #cond);						\
-	}								\
-} while (0)
+#include "check.h"
 
 /* Parse a hex string (spaces and '|' ignored; "'text'" inserts ASCII)
  * into buf; returns the length. */
@@ -637,6 +626,5 @@ main(void)
 	test_roundtrip();
 	test_boundaries();
 	test_malformed();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return check_summary("test_dirty_wire");
 }

@@ -10,24 +10,12 @@
  * failure.
  */
 #include "http_parser.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);	\
-		fprintf(stderr, __VA_ARGS__);				\
-		fputc('\n', stderr);					\
-	}								\
-} while (0)
 
 /* gunicorn's defaults */
 static const struct http_limits default_limits = { 4094, 100, 8190 };
@@ -157,9 +145,39 @@ static const struct row rows[] = {
 	{ "authority-form CONNECT", RAW("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
 	  .result = OK, .method = "CONNECT", .path = "", .minor = 1,
 	  .keep_alive = 1, .nheaders = 1 },
-	{ "token method with dash", RAW("M-SEARCH * HTTP/1.1\r\nHost: h\r\n\r\n"),
-	  .result = OK, .method = "M-SEARCH", .path = "*", .minor = 1,
+	{ "token method with dash", RAW("M-SEARCH / HTTP/1.1\r\nHost: h\r\n\r\n"),
+	  .result = OK, .method = "M-SEARCH", .path = "/", .minor = 1,
 	  .keep_alive = 1, .nheaders = 1 },
+	{ "absolute-form userinfo, IPv6, empty port",
+	  RAW(GET11("http://u%20s:pw@[::1]:/p")), .result = OK,
+	  .method = "GET", .path = "/p", .minor = 1, .keep_alive = 1,
+	  .nheaders = 1 },
+	{ "absolute-form reg-name sub-delims, pct-encoded",
+	  RAW(GET11("http://a-b.c_~!$&'()*+,;=%41/")), .result = OK,
+	  .method = "GET", .path = "/", .minor = 1, .keep_alive = 1,
+	  .nheaders = 1 },
+	{ "absolute-form other scheme, empty host",
+	  RAW(GET11("file:///etc")), .result = OK, .method = "GET",
+	  .path = "/etc", .minor = 1, .keep_alive = 1, .nheaders = 1 },
+	{ "TE identity with CL: the length frames (gunicorn)",
+	  RAW(POST11("Transfer-Encoding: identity\r\nContent-Length: 5\r\n") "hello"),
+	  .result = OK, .method = "POST", .path = "/submit", .minor = 1,
+	  .body = HTTP_BODY_LENGTH, .content_length = 5, .keep_alive = 1,
+	  .nheaders = 3, .head_len = sizeof(POST11("Transfer-Encoding: identity\r\nContent-Length: 5\r\n")) - 1 },
+	{ "CL then TE identity, any case",
+	  RAW(POST11("Content-Length: 2\r\nTransfer-Encoding: IDENTITY\r\n")),
+	  .result = OK, .method = "POST", .path = "/submit", .minor = 1,
+	  .body = HTTP_BODY_LENGTH, .content_length = 2, .keep_alive = 1,
+	  .nheaders = 3 },
+	{ "TE identity alone: no body",
+	  RAW(POST11("Transfer-Encoding: identity, identity\r\n")),
+	  .result = OK, .method = "POST", .path = "/submit", .minor = 1,
+	  .body = HTTP_BODY_NONE, .keep_alive = 1, .nheaders = 2 },
+	{ "TE identity with CL in HTTP/1.0",
+	  RAW("POST / HTTP/1.0\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n"),
+	  .result = OK, .method = "POST", .path = "/", .minor = 0,
+	  .body = HTTP_BODY_LENGTH, .content_length = 3, .keep_alive = 0,
+	  .nheaders = 2 },
 	{ "20-char method", RAW("ABCDEFGHIJKLMNOPQRST / HTTP/1.1\r\n\r\n"),
 	  .result = OK, .method = "ABCDEFGHIJKLMNOPQRST", .path = "/",
 	  .minor = 1, .keep_alive = 1, .nheaders = 0 },
@@ -226,6 +244,21 @@ static const struct row rows[] = {
 	{ "relative target", RAW("GET foo HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
 	{ "bad absolute-form", RAW("GET http:/x HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
 	{ "asterisk with suffix", RAW("OPTIONS *x HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "asterisk with GET", RAW("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "asterisk with M-SEARCH", RAW("M-SEARCH * HTTP/1.1\r\nHost: h\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "asterisk with OPTION", RAW("OPTION * HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "absolute-form stray ']' (gunicorn corpus)", RAW("PUT s://]ufd/: HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "absolute-form '[' never closed", RAW(GET11("http://[::1/")), .result = ERR, .status = 400 },
+	{ "absolute-form empty IP-literal", RAW(GET11("http://[]/")), .result = ERR, .status = 400 },
+	{ "absolute-form junk after IP-literal", RAW(GET11("http://[::1]x/")), .result = ERR, .status = 400 },
+	{ "absolute-form port not digits", RAW(GET11("http://h:8x/")), .result = ERR, .status = 400 },
+	{ "absolute-form two ports", RAW(GET11("http://h:1:2/")), .result = ERR, .status = 400 },
+	{ "absolute-form two '@'", RAW(GET11("http://a@b@c/")), .result = ERR, .status = 400 },
+	{ "absolute-form bad pct-encoding", RAW(GET11("http://h%4g/")), .result = ERR, .status = 400 },
+	{ "absolute-form truncated pct-encoding", RAW(GET11("http://h%4")), .result = ERR, .status = 400 },
+	{ "absolute-form '<' in host", RAW(GET11("http://a<b/")), .result = ERR, .status = 400 },
+	{ "absolute-form http without host", RAW(GET11("http:///p")), .result = ERR, .status = 400 },
+	{ "absolute-form https userinfo, no host", RAW(GET11("https://u@:443/")), .result = ERR, .status = 400 },
 	{ "bare LF ends request line", RAW("GET / HTTP/1.1\nHost: x\r\n\r\n"), .result = ERR, .status = 400 },
 	{ "bare CR in request line", RAW("GET /\r HTTP/1.1\r\n\r\n"), .result = ERR, .status = 400 },
 	{ "CR CR LF", RAW("GET / HTTP/1.1\r\r\n\r\n"), .result = ERR, .status = 400 },
@@ -256,6 +289,8 @@ static const struct row rows[] = {
 	{ "bare LF ends head", RAW("GET / HTTP/1.1\r\nX: a\r\n\n"), .result = ERR, .status = 400 },
 	{ "CR without LF ends head", RAW("GET / HTTP/1.1\r\nX: a\r\n\rX"), .result = ERR, .status = 400 },
 	{ "duplicate Host", RAW("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), .result = ERR, .status = 400 },
+	{ "duplicate Content-Type (gunicorn 26)", RAW(POST11("Content-Type: text/plain\r\ncontent-type: application/json\r\n")), .result = ERR, .status = 400 },
+	{ "identical duplicate Content-Type", RAW(POST11("Content-Type: a/b\r\nContent-Type: a/b\r\n")), .result = ERR, .status = 400 },
 
 	/* ---- framing / smuggling ---- */
 	{ "CL + TE", RAW(POST11("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")), .result = ERR, .status = 400 },
@@ -346,43 +381,43 @@ test_row(const struct row *r)
 
 	memset(&err, 0, sizeof(err));
 	rc = parse_copy(r->raw, r->len, lim, maxh, &req, hdrs, &err, &copy);
-	CHECK(rc == r->result, "[%s] result %d, want %d (%d %s)", r->name, rc,
+	CHECK_MSG(rc == r->result, "[%s] result %d, want %d (%d %s)", r->name, rc,
 	    r->result, err.status, err.reason ? err.reason : "");
 	if (rc == ERR && r->result == ERR) {
-		CHECK(err.status == r->status && err.reason != NULL &&
+		CHECK_MSG(err.status == r->status && err.reason != NULL &&
 		    err.reason[0] != '\0', "[%s] status %d (%s), want %d",
 		    r->name, err.status, err.reason, r->status);
 	}
 	if (rc == OK && r->result == OK) {
 		head_len = r->head_len ? r->head_len : r->len;
 		copy_cstr(buf, sizeof(buf), req.method, req.method_len);
-		CHECK(slice_is(req.method, req.method_len, r->method),
+		CHECK_MSG(slice_is(req.method, req.method_len, r->method),
 		    "[%s] method '%s'", r->name, buf);
 		copy_cstr(buf, sizeof(buf), req.path, req.path_len);
-		CHECK(slice_is(req.path, req.path_len, r->path),
+		CHECK_MSG(slice_is(req.path, req.path_len, r->path),
 		    "[%s] path '%s' want '%s'", r->name, buf, r->path);
 		copy_cstr(buf, sizeof(buf), req.query, req.query_len);
-		CHECK(slice_is(req.query, req.query_len, r->query),
+		CHECK_MSG(slice_is(req.query, req.query_len, r->query),
 		    "[%s] query '%s'", r->name, buf);
 		copy_cstr(buf, sizeof(buf), req.fragment, req.fragment_len);
-		CHECK(slice_is(req.fragment, req.fragment_len, r->fragment),
+		CHECK_MSG(slice_is(req.fragment, req.fragment_len, r->fragment),
 		    "[%s] fragment '%s'", r->name, buf);
-		CHECK(req.version_major == 1 && req.version_minor == r->minor,
+		CHECK_MSG(req.version_major == 1 && req.version_minor == r->minor,
 		    "[%s] version %d.%d", r->name, req.version_major,
 		    req.version_minor);
-		CHECK(req.body == r->body && req.content_length ==
+		CHECK_MSG(req.body == r->body && req.content_length ==
 		    r->content_length, "[%s] body %d/%llu", r->name,
 		    (int)req.body, (unsigned long long)req.content_length);
-		CHECK(req.keep_alive == r->keep_alive, "[%s] keep_alive %d",
+		CHECK_MSG(req.keep_alive == r->keep_alive, "[%s] keep_alive %d",
 		    r->name, req.keep_alive);
-		CHECK(req.expect_continue == r->expect, "[%s] expect %d",
+		CHECK_MSG(req.expect_continue == r->expect, "[%s] expect %d",
 		    r->name, req.expect_continue);
-		CHECK(r->nheaders < 0 || req.nheaders == (size_t)r->nheaders,
+		CHECK_MSG(r->nheaders < 0 || req.nheaders == (size_t)r->nheaders,
 		    "[%s] nheaders %zu", r->name, req.nheaders);
-		CHECK(req.head_len == head_len, "[%s] head_len %zu want %zu",
+		CHECK_MSG(req.head_len == head_len, "[%s] head_len %zu want %zu",
 		    r->name, req.head_len, head_len);
 		/* the target spans method end + 1 .. and contains the path */
-		CHECK(req.target >= copy && req.target + req.target_len <=
+		CHECK_MSG(req.target >= copy && req.target + req.target_len <=
 		    copy + r->len && req.path >= req.target &&
 		    req.path + req.path_len <= req.target + req.target_len,
 		    "[%s] pointers outside the buffer", r->name);
@@ -411,7 +446,7 @@ test_row(const struct row *r)
 		}
 		free(pcopy);
 	}
-	CHECK(prefix_ok, "[%s] a prefix disagrees with the whole", r->name);
+	CHECK_MSG(prefix_ok, "[%s] a prefix disagrees with the whole", r->name);
 	free(copy);
 }
 
@@ -426,20 +461,20 @@ test_header_values(void)
 	struct http_error err;
 	const struct http_header *h;
 
-	CHECK(http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
+	CHECK_MSG(http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
 	    hdrs, 8, &err) == OK, "header values parse");
-	CHECK(req.nheaders == 4 && req.headers == hdrs, "header count %zu",
+	CHECK_MSG(req.nheaders == 4 && req.headers == hdrs, "header count %zu",
 	    req.nheaders);
 	h = http_header_find(&req, "x-pad");
-	CHECK(h != NULL && slice_is(h->name, h->name_len, "X-Pad") &&
+	CHECK_MSG(h != NULL && slice_is(h->name, h->name_len, "X-Pad") &&
 	    slice_is(h->value, h->value_len, "a  b"), "OWS stripped");
 	h = http_header_find(&req, "X-EMPTY");
-	CHECK(h != NULL && h->value_len == 0, "empty value");
+	CHECK_MSG(h != NULL && h->value_len == 0, "empty value");
 	h = http_header_find(&req, "content-type");
-	CHECK(h != NULL && slice_is(h->value, h->value_len, "text/plain"),
+	CHECK_MSG(h != NULL && slice_is(h->value, h->value_len, "text/plain"),
 	    "value without OWS");
-	CHECK(http_header_find(&req, "Content") == NULL, "prefix not a match");
-	CHECK(http_header_find(&req, "Missing") == NULL, "missing header");
+	CHECK_MSG(http_header_find(&req, "Content") == NULL, "prefix not a match");
+	CHECK_MSG(http_header_find(&req, "Missing") == NULL, "missing header");
 }
 
 /* A keep-alive stream: chunked POST, then a GET, in one buffer. */
@@ -461,7 +496,7 @@ test_pipeline(void)
 
 	rc = http_parse_request(raw, sizeof(raw) - 1, &default_limits, &req,
 	    hdrs, 8, &err);
-	CHECK(rc == OK && req.body == HTTP_BODY_CHUNKED && req.keep_alive,
+	CHECK_MSG(rc == OK && req.body == HTTP_BODY_CHUNKED && req.keep_alive,
 	    "pipeline: first head");
 	pos = req.head_len;
 	http_chunked_init(&c);
@@ -474,11 +509,11 @@ test_pipeline(void)
 		outlen += dlen;
 		pos += used;
 	}
-	CHECK(c.done && slice_is(out, outlen, "Wikipedia"),
+	CHECK_MSG(c.done && slice_is(out, outlen, "Wikipedia"),
 	    "pipeline: chunked body");
 	rc = http_parse_request(raw + pos, sizeof(raw) - 1 - pos,
 	    &default_limits, &req, hdrs, 8, &err);
-	CHECK(rc == OK && slice_is(req.path, req.path_len, "/next") &&
+	CHECK_MSG(rc == OK && slice_is(req.path, req.path_len, "/next") &&
 	    slice_is(req.query, req.query_len, "a") &&
 	    pos + req.head_len == sizeof(raw) - 1, "pipeline: second head");
 }
@@ -486,13 +521,13 @@ test_pipeline(void)
 static void
 test_reason_phrases(void)
 {
-	CHECK(strcmp(http_reason_phrase(200), "OK") == 0, "200");
-	CHECK(strcmp(http_reason_phrase(404), "Not Found") == 0, "404");
-	CHECK(strcmp(http_reason_phrase(400), "Bad Request") == 0, "400");
-	CHECK(strcmp(http_reason_phrase(431),
+	CHECK_MSG(strcmp(http_reason_phrase(200), "OK") == 0, "200");
+	CHECK_MSG(strcmp(http_reason_phrase(404), "Not Found") == 0, "404");
+	CHECK_MSG(strcmp(http_reason_phrase(400), "Bad Request") == 0, "400");
+	CHECK_MSG(strcmp(http_reason_phrase(431),
 	    "Request Header Fields Too Large") == 0, "431");
-	CHECK(strcmp(http_reason_phrase(501), "Not Implemented") == 0, "501");
-	CHECK(http_reason_phrase(799) != NULL, "unknown status has text");
+	CHECK_MSG(strcmp(http_reason_phrase(501), "Not Implemented") == 0, "501");
+	CHECK_MSG(http_reason_phrase(799) != NULL, "unknown status has text");
 }
 
 /* Build "GET /aaa... HTTP/1.1\r\n" + headers at run time for big limits. */
@@ -542,53 +577,53 @@ test_limits_runtime(void)
 
 	/* request line: "GET /" + t + " HTTP/1.1" = t + 14 bytes */
 	b = build_request(8190 - 14, 0, 0, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == OK, "line 8190 with limit 0");
-	CHECK(parse_big(b, n, 9000, 0, 0, &err) == OK, "line 8190, limit 9000");
-	CHECK(parse_big(b, n, 8189, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == OK, "line 8190 with limit 0");
+	CHECK_MSG(parse_big(b, n, 9000, 0, 0, &err) == OK, "line 8190, limit 9000");
+	CHECK_MSG(parse_big(b, n, 8189, 0, 0, &err) == ERR && err.status == 400,
 	    "line 8190, limit 8189");
 	free(b);
 	b = build_request(8191 - 14, 0, 0, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 400,
 	    "line 8191 with limit 0 (= 8190)");
-	CHECK(parse_big(b, n, 100000, 0, 0, &err) == ERR && err.status == 400,
+	CHECK_MSG(parse_big(b, n, 100000, 0, 0, &err) == ERR && err.status == 400,
 	    "limit above 8190 is capped");
 	/* an endless line is refused once the limit is passed */
-	CHECK(parse_big(b, 4095, 4094, 0, 0, &err) == ERR &&
+	CHECK_MSG(parse_big(b, 4095, 4094, 0, 0, &err) == ERR &&
 	    err.status == 400, "endless request line refused at limit+1");
-	CHECK(parse_big(b, 4094, 4094, 0, 0, &err) == INC,
+	CHECK_MSG(parse_big(b, 4094, 4094, 0, 0, &err) == INC,
 	    "request line at limit still incomplete");
 	free(b);
 
 	/* fields: 0 means 32768 */
 	b = build_request(1, 32768, 1, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == OK, "32768 fields, limit 0");
-	CHECK(parse_big(b, n, 0, 32767, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == OK, "32768 fields, limit 0");
+	CHECK_MSG(parse_big(b, n, 0, 32767, 0, &err) == ERR && err.status == 431,
 	    "32768 fields, limit 32767");
 	free(b);
 	b = build_request(1, 32769, 1, &n);
-	CHECK(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 0, 0, &err) == ERR && err.status == 431,
 	    "32769 fields, limit 0 (= 32768)");
-	CHECK(parse_big(b, n, 0, 50000, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 50000, 0, &err) == ERR && err.status == 431,
 	    "fields limit above 32768 is capped");
 	free(b);
 
 	/* field_size 0: no per-line limit, but the block is bounded */
 	b = build_request(1, 1, 20000, &n);
-	CHECK(parse_big(b, n, 0, 100, 0, &err) == OK,
+	CHECK_MSG(parse_big(b, n, 0, 100, 0, &err) == OK,
 	    "20000-byte field, field_size 0");
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
 	    "20000-byte field, field_size 8190");
-	CHECK(parse_big(b, n, 0, 1, 0, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 1, 0, &err) == ERR && err.status == 431,
 	    "20000-byte field over the header block bound");
-	CHECK(parse_big(b, 8300, 0, 100, 8190, &err) == ERR &&
+	CHECK_MSG(parse_big(b, 8300, 0, 100, 8190, &err) == ERR &&
 	    err.status == 431, "endless field refused before its CRLF");
 	free(b);
 	/* default field size: "X-0: " + v + CRLF = v + 7 */
 	b = build_request(1, 1, 8190 - 7, &n);
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == OK, "field of 8190");
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == OK, "field of 8190");
 	free(b);
 	b = build_request(1, 1, 8191 - 7, &n);
-	CHECK(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
+	CHECK_MSG(parse_big(b, n, 0, 100, 8190, &err) == ERR && err.status == 431,
 	    "field of 8191");
 	free(b);
 }
@@ -617,7 +652,11 @@ static const struct chunk_row chunk_rows[] = {
 	{ "empty body", RAW("0\r\n\r\n"), OK, 0, B(""), 0 },
 	{ "extensions", RAW("5;a=b;c;d=\"q\\\"x; y\" ; e = f\r\nhello\r\n0;last\r\n\r\n"),
 	  OK, 0, B("hello"), 0 },
-	{ "BWS after size", RAW("5 \t\r\nhello\r\n0\r\n\r\n"), OK, 0, B("hello"), 0 },
+	{ "BWS after size before an extension", RAW("5 \t;a\r\nhello\r\n0 ;b\r\n\r\n"), OK, 0, B("hello"), 0 },
+	{ "trailer names near the forbidden ones",
+	  RAW("0\r\nHosts: a\r\nX-Host: b\r\nContent-Lengthy: 1\r\n"
+	      "If-Unmodified-Since-X: c\r\nContent-MD5: d\r\nETag: e\r\n\r\n"),
+	  OK, 0, B(""), 0 },
 	{ "trailers", RAW("5\r\nhello\r\n0\r\nX-Sum: abc\r\nX-E:\r\n\r\nrest"),
 	  OK, 0, B("hello"), 4 },
 	{ "data holding CRLF and NUL", RAW("6\r\n\r\n\x00\r\n\n\r\n0\r\n\r\n"),
@@ -651,6 +690,23 @@ static const struct chunk_row chunk_rows[] = {
 	{ "trailer bare LF", RAW("0\r\nX: a\n\r\n"), ERR, 400, NULL, 0, 0 },
 	{ "final bare LF", RAW("0\r\n\n"), ERR, 400, NULL, 0, 0 },
 	{ "final CR junk", RAW("0\r\n\rX"), ERR, 400, NULL, 0, 0 },
+	{ "whitespace after size (gunicorn corpus)", RAW("0 \r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "tab after size", RAW("5\t\r\nhello\r\n0\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Content-Length", RAW("5\r\nhello\r\n0\r\nContent-Length: 5\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Transfer-Encoding", RAW("0\r\ntransfer-encoding: chunked\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Host after another", RAW("0\r\nX: y\r\nHOST: evil\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Trailer", RAW("0\r\nTrailer: X\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer TE", RAW("0\r\nTE: trailers\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Authorization", RAW("0\r\nAuthorization: Basic x\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Cookie", RAW("0\r\nCookie: a=b\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Content-Type", RAW("0\r\nContent-Type: a/b\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Content-Encoding", RAW("0\r\nContent-Encoding: gzip\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Connection", RAW("0\r\nConnection: close\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Expect", RAW("0\r\nExpect: 100-continue\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Range", RAW("0\r\nRange: bytes=0-1\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer If-Unmodified-Since (longest name)", RAW("0\r\nIf-Unmodified-Since: x\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Proxy-Authorization (longest name)", RAW("0\r\nProxy-Authorization: x\r\n\r\n"), ERR, 400, NULL, 0, 0 },
+	{ "trailer Cache-Control, empty value", RAW("0\r\nCache-Control:\r\n\r\n"), ERR, 400, NULL, 0, 0 },
 };
 
 /*
@@ -732,7 +788,7 @@ test_chunk_row(const struct chunk_row *r)
 		abort();
 	/* whole */
 	rc = decode_pieces(r->raw, r->len, NULL, 0, out, &outlen, &used, &err);
-	CHECK(chunk_outcome_ok(r, rc, out, outlen, used, &err),
+	CHECK_MSG(chunk_outcome_ok(r, rc, out, outlen, used, &err),
 	    "[chunked %s] whole: rc %d outlen %zu used %zu", r->name, rc,
 	    outlen, used);
 	/* two pieces, cut at every byte */
@@ -744,7 +800,7 @@ test_chunk_row(const struct chunk_row *r)
 		if (!ok)
 			fprintf(stderr, "  cut at %zu: rc %d\n", k, rc);
 	}
-	CHECK(ok, "[chunked %s] split in two at every byte", r->name);
+	CHECK_MSG(ok, "[chunked %s] split in two at every byte", r->name);
 	/* one byte at a time */
 	every = malloc(sizeof(*every) * (r->len + 1));
 	if (every == NULL)
@@ -753,7 +809,7 @@ test_chunk_row(const struct chunk_row *r)
 		every[i] = i + 1;
 	rc = decode_pieces(r->raw, r->len, every, r->len, out, &outlen, &used,
 	    &err);
-	CHECK(chunk_outcome_ok(r, rc, out, outlen, used, &err),
+	CHECK_MSG(chunk_outcome_ok(r, rc, out, outlen, used, &err),
 	    "[chunked %s] byte at a time: rc %d", r->name, rc);
 	free(every);
 	free(out);
@@ -773,15 +829,15 @@ test_chunked_misc(void)
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, "0\r\n\r\nXY", 7, &consumed, &data, &dlen,
 	    &err);
-	CHECK(rc == OK && c.done && consumed == 5 && dlen == 0, "done at 5");
+	CHECK_MSG(rc == OK && c.done && consumed == 5 && dlen == 0, "done at 5");
 	rc = http_chunked_next(&c, "XY", 2, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && consumed == 0 && dlen == 0, "after done");
+	CHECK_MSG(rc == OK && consumed == 0 && dlen == 0, "after done");
 
 	/* largest size accepted; data is handed out as it comes */
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, "ffffffffffffffff\r\nabc", 21, &consumed,
 	    &data, &dlen, &err);
-	CHECK(rc == OK && consumed == 21 && dlen == 3 &&
+	CHECK_MSG(rc == OK && consumed == 21 && dlen == 3 &&
 	    memcmp(data, "abc", 3) == 0 && !c.done, "2^64-1 chunk");
 
 	/* the size line is bounded (4096) */
@@ -792,24 +848,24 @@ test_chunked_misc(void)
 	memset(big + 4, 'x', 5000);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 5004, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 400, "size line over 4096");
+	CHECK_MSG(rc == ERR && err.status == 400, "size line over 4096");
 	memset(big, '0', 4093);	/* 4093 + "5" + CRLF = 4096 */
 	memcpy(big + 4093, "5\r\nhello\r\n0\r\n\r\n", 15);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 4108, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && dlen == 5, "size line of 4096 with zeros");
+	CHECK_MSG(rc == OK && dlen == 5, "size line of 4096 with zeros");
 	memset(big, '0', 4094);
 	memcpy(big + 4094, "5\r\nhello\r\n0\r\n\r\n", 15);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 4109, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 400, "size line of 4097");
+	CHECK_MSG(rc == ERR && err.status == 400, "size line of 4097");
 
 	/* the trailer section is bounded (16384) */
 	memcpy(big, "0\r\nX: ", 6);
 	memset(big + 6, 'v', 17000);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, 17006, &consumed, &data, &dlen, &err);
-	CHECK(rc == ERR && err.status == 431, "trailers over 16384");
+	CHECK_MSG(rc == ERR && err.status == 431, "trailers over 16384");
 	n = 3;
 	memcpy(big, "0\r\n", 3);
 	while (n < 16000) {
@@ -819,7 +875,7 @@ test_chunked_misc(void)
 	memcpy(big + n, "\r\n", 2);
 	http_chunked_init(&c);
 	rc = http_chunked_next(&c, big, n + 2, &consumed, &data, &dlen, &err);
-	CHECK(rc == OK && c.done && consumed == n + 2, "trailers of %zu", n);
+	CHECK_MSG(rc == OK && c.done && consumed == n + 2, "trailers of %zu", n);
 	free(big);
 }
 
@@ -858,7 +914,7 @@ bench(void)
 		ok += http_parse_request(raw, sizeof(raw) - 1, &default_limits,
 		    &req, hdrs, 101, &err) == OK;
 	t1 = now_ns();
-	CHECK(ok == iters, "bench parses");
+	CHECK_MSG(ok == iters, "bench parses");
 	printf("bench: %zu-byte request, %.0f ns/request\n", sizeof(raw) - 1,
 	    (t1 - t0) / iters);
 }
@@ -880,6 +936,5 @@ main(void)
 	printf("%zu chunked rows\n", sizeof(chunk_rows) / sizeof(chunk_rows[0]));
 	test_chunked_misc();
 	bench();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return check_summary("test_http_parser");
 }

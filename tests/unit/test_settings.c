@@ -25,8 +25,7 @@
 
 #include "log.h"
 #include "settings.h"
-
-static int passed, failed;
+#include "check.h"
 
 /*
  * LeakSanitizer: the interpreter keeps some allocations past
@@ -39,28 +38,6 @@ __lsan_default_suppressions(void)
 {
 	return "leak:libpython3\n";
 }
-
-#define CHECK(cond) do {						\
-	if (cond)							\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__,	\
-		    #cond);						\
-	}								\
-} while (0)
-
-#define CHECK_STR(a, b) do {						\
-	const char *a_ = (a), *b_ = (b);				\
-	if (a_ != NULL && b_ != NULL && strcmp(a_, b_) == 0)		\
-		passed++;						\
-	else {								\
-		failed++;						\
-		fprintf(stderr, "FAIL %s:%d: %s == \"%s\" (got \"%s\")\n",\
-		    __FILE__, __LINE__, #a, b_ ? b_ : "(null)",		\
-		    a_ ? a_ : "(null)");				\
-	}								\
-} while (0)
 
 static char tmpdir[256];
 
@@ -1497,6 +1474,5 @@ main(void)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmpdir);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed != 0;
+	return check_summary("test_settings");
 }
