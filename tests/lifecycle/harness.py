@@ -97,6 +97,7 @@ class Proc:
 
 class Backend:
     name = "?"
+    start_cmd = START_CMD
     bin_dir = None		# prepended to PATH inside, where gunicorn is
 
     # -- to implement ---------------------------------------------------
@@ -167,7 +168,7 @@ class Backend:
         """Start another master in the same place, detached, its output
         appended to PID 1's (= the logs)."""
         path = "export PATH=%s:$PATH; " % self.bin_dir if self.bin_dir else ""
-        self.sh("%scd %s && (%s >>/proc/1/fd/1 2>&1 &)\n" % (path, self.appdir, START_CMD))
+        self.sh("%scd %s && (%s >>/proc/1/fd/1 2>&1 &)\n" % (path, self.appdir, self.start_cmd))
 
     def exec_argv(self, argv):
         """(full argv, env) that runs argv inside, as exec() does."""
@@ -181,7 +182,7 @@ class Backend:
         for a process that does not ignore it).  Returns once sh has
         exited and our end of both pipes is closed."""
         path = "export PATH=%s:$PATH; " % self.bin_dir if self.bin_dir else ""
-        argv, env = self.exec_argv(["sh", "-c", "%scd %s && %s &" % (path, self.appdir, START_CMD)])
+        argv, env = self.exec_argv(["sh", "-c", "%scd %s && %s &" % (path, self.appdir, self.start_cmd)])
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=env)
         try:
@@ -290,7 +291,7 @@ class SandboxBackend(Backend):
                   "cd %s\n"
                   "export PATH=%s:$PATH\n"
                   "set +e\n"
-                  "%s & while true; do sleep 1; done\n") % (self.appdir, self.bin_dir, START_CMD)
+                  "%s & while true; do sleep 1; done\n") % (self.appdir, self.bin_dir, self.start_cmd)
         env = dict(os.environ)
         for k in ("GUNICORN_CMD_ARGS", "GUNICORN_DIRTY_SOCKET", "XDG_RUNTIME_DIR", "PYTHONPATH",
                   "PYTHONHOME", "VIRTUAL_ENV"):
@@ -468,4 +469,12 @@ BACKENDS = {"sandbox": SandboxBackend, "container": ContainerBackend}
 
 
 def make(name):
-    return BACKENDS[name]()
+    """A backend by name; "<backend>-gthread" runs the same scenarios with
+    `-k gthread --threads 2` (gunicorn's own dirty-arbiter container test
+    runs gthread)."""
+    base, _, worker = name.partition("-")
+    b = BACKENDS[base]()
+    if worker:
+        b.start_cmd = START_CMD + " -k %s --threads 2" % worker
+        b.name = name
+    return b

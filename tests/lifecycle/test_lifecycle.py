@@ -11,7 +11,7 @@ import pytest
 import harness
 from harness import TITLES, BackendUnavailable, record
 
-BACKENDS = ["sandbox", "container"]
+BACKENDS = ["sandbox", "container", "sandbox-gthread"]
 PIDFILE_GLOB = "/tmp/cunicorn-0/*/dirty-arbiter.pid"
 SOCKET_GLOB = "/tmp/cunicorn-0/*/dirty.sock"
 
