@@ -1718,6 +1718,30 @@ Connection_fileno(ConnectionObject *self, PyObject *unused)
 	return PyLong_FromLong(self->fd);
 }
 
+/* Hand the socket over (cunicorn's event loop relays a stream): returns
+ * (fd, the bytes read but not consumed yet); the connection is closed
+ * afterwards without closing the fd, which the caller now owns. */
+static PyObject *
+Connection_detach(ConnectionObject *self, PyObject *unused)
+{
+	PyObject *r;
+
+	if (self->busy || self->fd == -1) {
+		PyErr_SetString(PyExc_OSError, self->fd == -1 ? "connection closed" :
+		    "connection busy");
+		return NULL;
+	}
+	r = Py_BuildValue("(iy#)", self->fd, self->rbuf.data != NULL ?
+	    (const char *)self->rbuf.data + self->rpos : "",
+	    (Py_ssize_t)(self->rbuf.len - self->rpos));
+	if (r == NULL)
+		return NULL;
+	self->fd = -1;
+	self->rpos = 0;
+	self->rbuf.len = 0;
+	return r;
+}
+
 static PyObject *
 Connection_enter(ConnectionObject *self, PyObject *unused)
 {
@@ -1789,6 +1813,8 @@ static PyMethodDef Connection_methods[] = {
 	    "ERROR frames." },
 	{ "close", (PyCFunction)Connection_close, METH_NOARGS, NULL },
 	{ "fileno", (PyCFunction)Connection_fileno, METH_NOARGS, NULL },
+	{ "detach", (PyCFunction)Connection_detach, METH_NOARGS,
+	    "detach() -> (fd, unread bytes); the caller owns the fd" },
 	{ "__enter__", (PyCFunction)Connection_enter, METH_NOARGS, NULL },
 	{ "__exit__", (PyCFunction)Connection_exit, METH_VARARGS, NULL },
 	{ NULL, NULL, 0, NULL },

@@ -40,6 +40,17 @@ struct http_conn_limits {
 
 void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg);
 
+/* A response body the worker's loop relays from a dirty stream after the
+ * app's thread returned (gthread): the connection to the arbiter with the
+ * call under way.  Made by wsgi.c, owned by the worker from then on. */
+struct http_relay {
+	int fd;				/* to the dirty arbiter */
+	uint64_t id;			/* the call's request id */
+	char *pending;			/* bytes already read from fd (owned) */
+	size_t pending_len;
+	unsigned idle_ms, total_ms;	/* between chunks / whole stream; 0: none */
+};
+
 struct http_conn {
 	int fd;
 	const struct listener *listener;
@@ -56,6 +67,7 @@ struct http_conn {
 				   out: it did, another request may follow */
 	size_t next;		/* out, keepalive: the next request starts at buf[next] */
 	int body_unread;	/* out, closing: request bytes may be unread (linger) */
+	struct http_relay *relay;	/* out: the body is still to come (relay) */
 
 	/* Worker bookkeeping (gthread_worker.c); unused by the sync worker. */
 	int state;

@@ -396,7 +396,7 @@ static struct reload_watch rw;
 
 void
 http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
-    const _Atomic int *keepalive_gate)
+    const _Atomic int *keepalive_gate, int relay_streams)
 {
 	struct settings *cfg = ctx->cfg;
 	struct wsgi_setup setup;
@@ -424,6 +424,7 @@ http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
 		.threads = threads,
 		.urgent_signals = urgent,
 		.keepalive_gate = keepalive_gate,
+		.relay_streams = relay_streams,
 	};
 	if (wsgi_init(&setup, app) == -1)
 		worker_exit(WORKER_BOOT_ERROR);
@@ -475,7 +476,7 @@ sync_worker_main(struct http_worker_ctx *ctx)
 	struct pollfd *pfd;
 	int poll_ms, idle = 1;
 
-	http_worker_boot(ctx, 1, http_worker_urgent_signals, NULL);
+	http_worker_boot(ctx, 1, http_worker_urgent_signals, NULL, 0);
 	install_signals();
 	setup_listeners(ctx);
 	setup_state(&w, cfg);

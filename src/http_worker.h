@@ -53,7 +53,7 @@ void http_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
  * for `threads` app threads; urgent: see wsgi_setup.  Exits the worker
  * (boot error) on failure.  GIL held. */
 void http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
-    const _Atomic int *keepalive_gate);
+    const _Atomic int *keepalive_gate, int relay_streams);
 /* --reload: 1 when a watched file changed (logged; the worker should
  * stop as on max_requests).  Looks at most once a second; 0 when reload
  * is off.  GIL held. */

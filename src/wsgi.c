@@ -143,6 +143,8 @@ static const char *const method_names[10] = {
 static PyObject **srv_name, **srv_port;
 static void (*urgent_signals)(void);
 static const _Atomic int *keepalive_gate;
+static int relay_streams;
+static PyObject *k_relay;		/* "_cunicorn_relay" */
 static const struct listener *listeners;
 static size_t nlisteners;
 
@@ -637,6 +639,8 @@ struct response {
 	int keepalive;		/* the connection may stay open after this response */
 	int app_server;		/* the app set its own Server header */
 	int app_date;		/* ... its own Date header */
+	int relayed;		/* the body goes on in the worker's loop */
+	struct http_conn *conn;
 	uint64_t sent;		/* body bytes sent */
 	struct sbuf status;	/* as given by the app */
 	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
@@ -671,6 +675,9 @@ resp_begin(struct http_conn *c)
 	r->headers.len = 0;
 	r->keepalive = c->keepalive && c->req.keep_alive;
 	r->app_server = r->app_date = 0;
+	r->relayed = 0;
+	r->conn = c;
+	c->relay = NULL;
 }
 
 static void
@@ -765,6 +772,8 @@ resp_finish(struct response *r)
 		PyErr_SetString(PyExc_OSError, "connection lost");
 		return -1;
 	}
+	if (r->relayed)
+		return 0;	/* the worker's loop ends it */
 	if (!r->headers_sent) {
 		build_head(r);
 		iov[n].iov_base = headbuf.p;
@@ -1935,6 +1944,57 @@ send_file(struct response *r, FileWrapperObject *fw)
 	return 1;	/* sendfile() with an offset leaves the file position alone */
 }
 
+/* A dirty stream as the body, in the gthread worker: start the call, send
+ * the head, and leave the chunks to the worker's loop (r->conn->relay).
+ * 1 handed over, 0 not a relayable stream (iterate it), -1 error. */
+static int
+send_relayed(struct response *r, PyObject *result)
+{
+	PyObject *meth, *t;
+	int fd;
+	unsigned long long id;
+	const char *pending;
+	Py_ssize_t plen;
+	double idle, total;
+
+	if (_PyObject_LookupAttr(result, k_relay, &meth) <= 0)
+		return meth == NULL && PyErr_Occurred() ? -1 : 0;
+	t = PyObject_CallNoArgs(meth);
+	Py_DECREF(meth);
+	if (t == NULL)
+		return -1;
+	if (t == Py_None) {
+		Py_DECREF(t);
+		return 0;
+	}
+	if (!PyArg_ParseTuple(t, "iKy#dd", &fd, &id, &pending, &plen, &idle, &total)) {
+		Py_DECREF(t);
+		return -1;
+	}
+	struct http_relay *rl = xcalloc(1, sizeof(*rl));
+	rl->fd = fd;
+	rl->id = id;
+	if (plen > 0) {
+		rl->pending = xmalloc((size_t)plen);
+		memcpy(rl->pending, pending, (size_t)plen);
+		rl->pending_len = (size_t)plen;
+	}
+	Py_DECREF(t);
+	rl->idle_ms = idle > 0 ? (unsigned)(idle * 1000) : 0;
+	rl->total_ms = total > 0 ? (unsigned)(total * 1000) : 0;
+	build_head(r);
+	if (http_io_send(r->fd, headbuf.p, headbuf.len) == -1) {
+		close(rl->fd);
+		free(rl->pending);
+		free(rl);
+		return resp_io_error(r);
+	}
+	r->headers_sent = 1;
+	r->relayed = 1;
+	r->conn->relay = rl;
+	return 1;
+}
+
 static int
 send_result(struct response *r, PyObject *result)
 {
@@ -1958,6 +2018,11 @@ send_result(struct response *r, PyObject *result)
 			if (rc != -2)
 				return rc;
 		}
+	}
+	if (relay_streams && !r->headers_sent && r->status_set && r->chunked) {
+		int rc = send_relayed(r, result);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
 	}
 	if ((it = PyObject_GetIter(result)) == NULL)
 		return -1;
@@ -2244,6 +2309,7 @@ wsgi_prepare(void)
 	k_content_length = intern("CONTENT_LENGTH");
 	k_url_scheme = intern("wsgi.url_scheme");
 	k_input = intern("wsgi.input");
+	k_relay = intern("_cunicorn_relay");
 	k_http_authorization = intern("HTTP_AUTHORIZATION");
 	k_http_referer = intern("HTTP_REFERER");
 	k_http_user_agent = intern("HTTP_USER_AGENT");
@@ -2327,6 +2393,7 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 	nlisteners = setup->nlisteners;
 	urgent_signals = setup->urgent_signals;
 	keepalive_gate = setup->keepalive_gate;
+	relay_streams = setup->relay_streams;
 	/* a client that stalls this long is dropped, before the master's
 	 * timeout would kill the whole worker */
 	io_timeout_ms = cfg->timeout > 0 ? cfg->timeout * 750 : -1;

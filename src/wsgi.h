@@ -34,6 +34,10 @@ struct wsgi_setup {
 	 * is built; 0 once the worker stops, so that every response from
 	 * then on says "Connection: close".  NULL: always on. */
 	const _Atomic int *keepalive_gate;
+	/* gthread: a dirty stream returned as the body (it has a
+	 * _cunicorn_relay method) is handed to the worker's loop in
+	 * c->relay after the head is sent, instead of being iterated. */
+	int relay_streams;
 };
 
 /*

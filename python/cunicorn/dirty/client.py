@@ -383,6 +383,22 @@ class DirtyStreamIterator(_StreamBase):
             conn.timeout = self.client.timeout
         self.client._checkin(conn)
 
+    def _cunicorn_relay(self):
+        """For cunicorn's threaded worker: start the call and hand its
+        connection over, so that the worker's event loop relays the chunks
+        to the HTTP client and no thread waits for them.  Returns (fd,
+        request id, bytes already read, idle timeout, total timeout;
+        seconds, 0 for none); the iterator is over then.  None when it
+        was already iterated (the worker iterates it as any other)."""
+        if self._done or self._conn is not None:
+            return None
+        self._start()
+        conn, self._conn = self._conn, None
+        self._done = True
+        fd, pending = conn.detach()
+        return (fd, self._id, pending, float(self.idle_timeout or 0),
+                float(self.total_timeout or 0))
+
     def close(self):
         """Abandon the stream; its connection (with chunks still coming)
         is closed, not reused: the arbiter forgets the call and the dirty

@@ -64,6 +64,27 @@ class Streamer(DirtyApp):
         time.sleep(seconds)
         return os.getpid()
 
+    def endless_bytes(self, tag, delay):
+        """endless() as bytes: an HTTP body the gthread worker relays."""
+        i = 0
+        try:
+            while True:
+                stash.put("stream_progress", tag, i)
+                yield b"%d\n" % i
+                i += 1
+                time.sleep(delay)
+        finally:
+            stash.put("stream_progress", tag + ":closed", i)
+
+    def fail_bytes(self, n):
+        for i in range(n):
+            yield b"%d\n" % i
+        raise RuntimeError("broke after %d" % n)
+
+    def not_bytes(self):
+        yield b"fine\n"
+        yield {"not": "bytes"}
+
 
 class Stasher(DirtyApp):
     stashes = ["declared_a", "declared_b"]
@@ -100,6 +121,14 @@ def application(environ, start_response):
         it = client.stream("stream_apps:Streamer", "endless", q["tag"],
                            float(q.get("delay", 0.02)))
         return (("%d\n" % i).encode() for i in it)
+    if path in ("/endless_raw", "/fail_raw", "/not_bytes"):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if path == "/endless_raw":
+            return client.stream("stream_apps:Streamer", "endless_bytes", q["tag"],
+                                 float(q.get("delay", 0.02)))
+        if path == "/fail_raw":
+            return client.stream("stream_apps:Streamer", "fail_bytes", int(q.get("n", 3)))
+        return client.stream("stream_apps:Streamer", "not_bytes")
     if path == "/stash/put":
         stash.put(q["table"], q["key"], q["value"])
         body = {"ok": True, "pid": os.getpid()}

@@ -1,0 +1,134 @@
+"""Streams don't hold threads: in the gthread worker, a WSGI app that
+returns a dirty stream (client.stream(...)) as its body has its thread back
+at once; the worker's event loop relays the chunks to the client.
+
+Through the real binary, one HTTP worker with ONE thread: several streams
+run at once and plain requests are answered meanwhile; chunks arrive as
+produced; the connection is reused after a stream; the client going away
+cancels the generator in the dirty worker; an error or a non-bytes chunk
+mid-stream cuts the response (headers are out) and is logged; an iterator
+the app wraps itself is iterated by a thread as before.
+
+Apps: tests/integration/apps/stream_apps.py.
+"""
+import socket
+import threading
+import time
+
+from conftest import http_get, wait_for
+from httpraw import Connection, get
+from streamkit import start, use_stash
+
+ONE_THREAD = ("-k", "gthread", "--threads", "1", "--dirty-threads", "16")
+
+
+def read_chunk(sock_buf):
+    """(data, rest) of one chunk from a Connection's buffer, reading more."""
+    c = sock_buf
+    while b"\r\n" not in c.buf:
+        c._fill()
+    size_line, c.buf = c.buf.split(b"\r\n", 1)
+    size = int(size_line, 16)
+    while len(c.buf) < size + 2:
+        c._fill()
+    data, c.buf = c.buf[:size], c.buf[size + 2:]
+    return data
+
+
+def open_stream(port, path):
+    c = Connection(port)
+    c.send(get(path))
+    while b"\r\n\r\n" not in c.buf:
+        c._fill()
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    return c, head
+
+
+def test_streams_run_while_the_only_thread_serves_others(make_server):
+    s = start(make_server, "relay1", extra=ONE_THREAD)
+    streams = [open_stream(s.port, "/stream?n=8&delay=0.25") for _ in range(4)]
+    for c, head in streams:
+        assert b"Transfer-Encoding: chunked" in head
+        assert read_chunk(c).startswith(b"line 0 ")
+    # every stream has started and none can have ended (8 x 0.25 s):
+    # the one thread answers other requests meanwhile
+    t0 = time.monotonic()
+    for i in range(5):
+        assert http_get(s.port, "/")[0] == 200
+    assert time.monotonic() - t0 < 1.0
+    for c, _ in streams:
+        got = [read_chunk(c) for _ in range(8)]
+        assert [g.split()[:2] for g in got[:7]] == [[b"line", b"%d" % i] for i in range(1, 8)]
+        assert got[7] == b""                    # the last chunk
+        # the connection is reused after the stream
+        c.send(get("/"))
+        status, h, body = c.response()
+        assert status == 200 and b'"ok"' in body
+        c.close()
+
+
+def test_chunks_arrive_as_produced(make_server):
+    s = start(make_server, "relay2", extra=ONE_THREAD)
+    c, head = open_stream(s.port, "/stream?n=4&delay=0.4")
+    t0 = time.monotonic()
+    stamps = []
+    for _ in range(4):
+        read_chunk(c)
+        stamps.append(time.monotonic() - t0)
+    assert read_chunk(c) == b""
+    # one by one, not all at the end
+    assert stamps[0] < stamps[3] - 0.6, stamps
+    c.close()
+
+
+def test_many_concurrent_streams_on_one_thread(make_server):
+    s = start(make_server, "relay3", extra=ONE_THREAD + ("--dirty-threads", "64"))
+    n = 50
+    streams = [open_stream(s.port, "/stream?n=3&delay=0.2") for _ in range(n)]
+    for c, _ in streams:
+        got = [read_chunk(c) for _ in range(4)]
+        assert got[3] == b"" and all(g.startswith(b"line ") for g in got[:3])
+        c.close()
+
+
+def test_client_going_away_cancels_the_generator(make_server):
+    s = start(make_server, "relay4", extra=ONE_THREAD)
+    c, _ = open_stream(s.port, "/endless_raw?tag=r1&delay=0.02")
+    for i in range(3):
+        assert read_chunk(c) == b"%d\n" % i
+    c.close()
+    st = use_stash(s)
+    wait_for(lambda: st.get("stream_progress", "r1:closed") is not None, 10,
+             what="the abandoned generator to be closed")
+    p1 = st.get("stream_progress", "r1")
+    time.sleep(0.3)
+    assert st.get("stream_progress", "r1") == p1
+    assert http_get(s.port, "/")[0] == 200
+
+
+def test_error_mid_stream_cuts_the_response(make_server):
+    s = start(make_server, "relay5", extra=ONE_THREAD)
+    c, head = open_stream(s.port, "/fail_raw?n=2")
+    assert read_chunk(c) == b"0\n"
+    assert read_chunk(c) == b"1\n"
+    assert c.closed(10)            # no last chunk: the response is cut
+    wait_for(lambda: "Error in a relayed dirty stream: broke after 2" in s.log(), 10,
+             what="the stream's error in the log")
+    c2, _ = open_stream(s.port, "/not_bytes")
+    assert read_chunk(c2) == b"fine\n"
+    assert c2.closed(10)
+    wait_for(lambda: "a chunk is not bytes" in s.log(), 10, what="the non-bytes error")
+    assert http_get(s.port, "/")[0] == 200
+
+
+def test_wrapped_iterator_still_streams_through_a_thread(make_server):
+    """/endless wraps the stream in a generator of its own: not relayable,
+    a thread iterates it as the sync worker would."""
+    s = start(make_server, "relay6", extra=("-k", "gthread", "--threads", "2"))
+    c, head = open_stream(s.port, "/endless?tag=w1&delay=0.02")
+    for i in range(3):
+        assert read_chunk(c) == b"%d\n" % i
+    c.close()
+    st = use_stash(s)
+    wait_for(lambda: st.get("stream_progress", "w1:closed") is not None, 10,
+             what="the wrapped generator to be closed")
