@@ -14,10 +14,12 @@
  * the request body, or lets a header with CR/LF out.
  *
  * gunicorn behaviours matched (workers/sync.py, http/wsgi.py, glogging.py):
- * headers with '_' in their name are dropped (header_map = "drop"),
+ * headers with '_' in their name are dropped (header_map = "drop") but for
+ * forwarder_headers sent by a forwarded_allow_ips peer (gunicorn 22+),
  * duplicate headers are joined with ',', SCRIPT_NAME comes from the
- * environment and must prefix the path, wsgi.url_scheme from
- * secure_scheme_headers when the peer is in forwarded_allow_ips,
+ * environment (or a trusted SCRIPT_NAME header) and must prefix the path,
+ * wsgi.url_scheme from secure_scheme_headers when the peer is in
+ * forwarded_allow_ips (addresses or CIDR networks),
  * "Connection: close" on every response, hop-by-hop headers from the app
  * are dropped, 500 page without traceback, access log atoms.
  * Deliberate differences: when the app returns a list/tuple of bytes (or a
@@ -1204,13 +1206,110 @@ format_peer(struct http_conn *c)
 	peer_port = http_peer_format(&c->peer, peer_text, sizeof(peer_text));
 }
 
+/*
+ * forwarded_allow_ips, parsed once by allow_nets_init(): each entry is an
+ * address or a CIDR network (gunicorn 22+: "10.0.0.0/8", "::1/128"),
+ * matched on the peer's binary address.  An entry that is neither is kept
+ * as text and compared with the peer's printed address, as before.
+ * Read-only after init, so every gthread thread may read it.
+ */
+struct allow_net {
+	int family;			/* AF_INET, AF_INET6, 0 = text only */
+	int prefix;			/* network bits */
+	unsigned char addr[16];		/* host bits already cleared */
+	const char *text;		/* the setting's item (borrowed) */
+};
+static struct allow_net *allow_nets;
+static size_t nallow_nets;
+
+static void
+mask_addr(unsigned char *a, size_t len, int prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		int bits = prefix - (int)i * 8;
+		a[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (unsigned char)(0xff << (8 - bits));
+	}
+}
+
+static void
+allow_nets_init(void)
+{
+	const struct strlist *l = &cfg->forwarded_allow_ips;
+
+	allow_nets = xcalloc(l->len + 1, sizeof(*allow_nets));
+	for (size_t i = 0; i < l->len; i++) {
+		struct allow_net *n = &allow_nets[nallow_nets++];
+		char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+		long bits = -1;
+
+		n->text = l->items[i];
+		if (strlen(n->text) >= sizeof(buf))
+			continue;
+		strcpy(buf, n->text);
+		if ((slash = strchr(buf, '/')) != NULL) {
+			*slash = '\0';
+			errno = 0;
+			bits = strtol(slash + 1, &end, 10);
+			if (errno || end == slash + 1 || *end || bits < 0)
+				continue;
+		}
+		if (inet_pton(AF_INET, buf, n->addr) == 1) {
+			if (bits > 32)
+				continue;
+			n->family = AF_INET;
+			n->prefix = bits < 0 ? 32 : (int)bits;
+			mask_addr(n->addr, 4, n->prefix);
+		} else if (inet_pton(AF_INET6, buf, n->addr) == 1) {
+			if (bits > 128)
+				continue;
+			n->family = AF_INET6;
+			n->prefix = bits < 0 ? 128 : (int)bits;
+			mask_addr(n->addr, 16, n->prefix);
+		}
+	}
+}
+
+static int
+addr_in_net(const unsigned char *a, const struct allow_net *n)
+{
+	int full = n->prefix / 8, rest = n->prefix % 8;
+
+	if (memcmp(a, n->addr, (size_t)full) != 0)
+		return 0;
+	return rest == 0 || (a[full] & (unsigned char)(0xff << (8 - rest))) == n->addr[full];
+}
+
+/* peer_text must be formatted (format_peer) before this is called. */
 static int
 peer_trusted(struct http_conn *c)
 {
-	if (trust_all_proxies || c->peer.ss_family == AF_UNIX)
+	const unsigned char *a = NULL;
+	int family = c->peer.ss_family;
+
+	if (trust_all_proxies || family == AF_UNIX)
 		return 1;
-	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
-		if (strcmp(cfg->forwarded_allow_ips.items[i], peer_text) == 0)
+	if (family == AF_INET)
+		a = (const unsigned char *)&((const struct sockaddr_in *)&c->peer)->sin_addr;
+	else if (family == AF_INET6)
+		a = ((const struct sockaddr_in6 *)&c->peer)->sin6_addr.s6_addr;
+	for (size_t i = 0; i < nallow_nets; i++) {
+		const struct allow_net *n = &allow_nets[i];
+		if (n->family == 0 ? strcmp(n->text, peer_text) == 0 :
+		    n->family == family && a != NULL && addr_in_net(a, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* A header whose name has '_' that forwarder_headers lets a trusted peer set. */
+static int
+is_forwarder_header(const char *name, size_t len)
+{
+	const struct strlist *l = &cfg->forwarder_headers;
+
+	for (size_t i = 0; i < l->len; i++)
+		if (strcmp(l->items[i], "*") == 0 ||
+		    (strlen(l->items[i]) == len && strncasecmp(l->items[i], name, len) == 0))
 			return 1;
 	return 0;
 }
@@ -1278,6 +1377,8 @@ build_environ(struct http_conn *c)
 	size_t host_len = 0;
 	int trusted = -1, scheme = -1;	/* -1 unknown, 0 http, 1 https */
 	char kbuf[KEYCACHE_NAME + 8];
+	const char *sn = script_name, *fwd_script = NULL;
+	size_t sn_len = script_name_len, fwd_script_len = 0;
 
 	bad_request = NULL;
 	if ((env = PyDict_Copy(base_env)) == NULL)
@@ -1299,15 +1400,29 @@ build_environ(struct http_conn *c)
 
 	for (size_t i = 0; i < q->nheaders; i++) {
 		const struct http_header *h = &q->headers[i];
-		if (memchr(h->name, '_', h->name_len) != NULL)
-			continue;	/* gunicorn's header_map = "drop" */
+		if (memchr(h->name, '_', h->name_len) != NULL) {
+			/* gunicorn's header_map = "drop", but for the
+			 * forwarder_headers a trusted proxy sends */
+			if (!is_forwarder_header(h->name, h->name_len))
+				continue;
+			if (trusted == -1) {
+				format_peer(c);
+				trusted = peer_trusted(c);
+			}
+			if (!trusted)
+				continue;
+			if (h->name_len == 11 && strncasecmp(h->name, "script_name", 11) == 0) {
+				fwd_script = h->value;
+				fwd_script_len = h->value_len;
+			}
+		}
 		if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) {
 			host = h->value;
 			host_len = h->value_len;
 		}
 		for (size_t j = 0; j < cfg->secure_scheme_names.len; j++) {
-			const char *sn = cfg->secure_scheme_names.items[j];
-			if (strlen(sn) != h->name_len || strncasecmp(sn, h->name, h->name_len) != 0)
+			const char *scheme_name = cfg->secure_scheme_names.items[j];
+			if (strlen(scheme_name) != h->name_len || strncasecmp(scheme_name, h->name, h->name_len) != 0)
 				continue;
 			if (trusted == -1) {
 				format_peer(c);
@@ -1410,19 +1525,27 @@ build_environ(struct http_conn *c)
 			goto fail;
 	}
 
-	/* SCRIPT_NAME (in base_env) and PATH_INFO */
+	/* SCRIPT_NAME (in base_env, or a trusted proxy's header) and PATH_INFO */
 	const char *path = q->path;
 	size_t path_len = q->path_len;
-	if (script_name_len > 0) {
-		if (path_len < script_name_len || memcmp(path, script_name, script_name_len) != 0) {
+	if (fwd_script != NULL) {
+		sn = fwd_script;
+		sn_len = fwd_script_len;
+		if (set_new(env, k_script_name, PyUnicode_DecodeLatin1(sn,
+		    (Py_ssize_t)sn_len, NULL)) == -1)
+			goto fail;
+	}
+	if (sn_len > 0) {
+		if (path_len < sn_len || memcmp(path, sn, sn_len) != 0) {
 			snprintf(bad_request_buf, sizeof(bad_request_buf),
-			    "Configuration problem: Request path '%.*s' does not start with SCRIPT_NAME '%s'",
-			    (int)(path_len > 200 ? 200 : path_len), path, script_name);
+			    "Configuration problem: Request path '%.*s' does not start with SCRIPT_NAME '%.*s'",
+			    (int)(path_len > 200 ? 200 : path_len), path,
+			    (int)(sn_len > 200 ? 200 : sn_len), sn);
 			bad_request = bad_request_buf;
 			goto fail;
 		}
-		path += script_name_len;
-		path_len -= script_name_len;
+		path += sn_len;
+		path_len -= sn_len;
 	}
 	if (set_new(env, k_path_info, unquote_latin1(path, path_len)) == -1)
 		goto fail;
@@ -2342,6 +2465,7 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
 		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
 			trust_all_proxies = 1;
+	allow_nets_init();
 	const char *sn = getenv("SCRIPT_NAME");
 	script_name = xstrdup(sn ? sn : "");
 	script_name_len = strlen(script_name);

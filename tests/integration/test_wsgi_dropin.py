@@ -1,0 +1,109 @@
+"""Drop-in fidelity of the WSGI side (issue 8 §4): forwarder_headers, CIDR
+ranges in forwarded_allow_ips, gunicorn.socket, wsgi.early_hints, Upgrade
+responses, invalid-request logging and the 500 answer on a quick stop.
+The real binary on a loopback port; apps in apps/dropin_wsgi_apps.py."""
+import json
+import os
+import signal
+import socket
+
+import pytest
+
+from conftest import ROOT, free_port, http_get, wait_for
+
+APPS = os.path.join(ROOT, "tests", "integration", "apps")
+
+
+def serve(make_server, app, *extra, **kw):
+    return make_server("--chdir", APPS, *extra, "dropin_wsgi_apps:" + app, **kw)
+
+
+def raw(port, data, timeout=10.0, host="127.0.0.1"):
+    """Send bytes, read until the server closes; return what came back."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not b:
+                break
+            out += b
+        return out
+
+
+def get_env(port, path="/", headers=(), host="127.0.0.1"):
+    req = "GET %s HTTP/1.0\r\nHost: h\r\n" % path
+    req += "".join("%s: %s\r\n" % kv for kv in headers) + "\r\n"
+    resp = raw(port, req.encode(), host=host)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"200", resp
+    return json.loads(body)
+
+
+# -- 1. forwarder_headers ------------------------------------------------------
+
+def test_forwarder_headers_from_trusted_peer(make_server):
+    s = serve(make_server, "environ")
+    env = get_env(s.port, "/app/x", [("SCRIPT_NAME", "/app"), ("PATH_INFO", "/y"),
+                                     ("X_OTHER", "dropped")])
+    assert env["SCRIPT_NAME"] == "/app"
+    assert env["PATH_INFO"] == "/x"
+    # as gunicorn: both also appear as HTTP_ keys; PATH_INFO comes from the path
+    assert env["HTTP_SCRIPT_NAME"] == "/app"
+    assert env["HTTP_PATH_INFO"] == "/y"
+    assert "HTTP_X_OTHER" not in env
+    # a SCRIPT_NAME the path does not start with is refused
+    resp = raw(s.port, b"GET /other HTTP/1.0\r\nSCRIPT_NAME: /app\r\n\r\n")
+    assert resp.split(b" ")[1] == b"400" and b"does not start with SCRIPT_NAME" in resp
+
+
+def test_forwarder_headers_ignored_from_untrusted_peer(make_server):
+    s = serve(make_server, "environ", "--forwarded-allow-ips", "10.9.9.9")
+    env = get_env(s.port, "/app/x", [("SCRIPT_NAME", "/app"), ("PATH_INFO", "/y")])
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/app/x"
+    assert "HTTP_SCRIPT_NAME" not in env and "HTTP_PATH_INFO" not in env
+
+
+def test_forwarder_headers_setting(make_server):
+    s = serve(make_server, "environ", "--forwarder-headers", "REMOTE_USER")
+    env = get_env(s.port, "/app/x", [("SCRIPT_NAME", "/app"), ("Remote_User", "bob")])
+    assert env["HTTP_REMOTE_USER"] == "bob"
+    assert env["SCRIPT_NAME"] == "" and "HTTP_SCRIPT_NAME" not in env
+    assert "forwarder_headers" not in s.log()   # honoured: no "not supported" warning
+
+
+# -- 2. CIDR ranges in forwarded_allow_ips --------------------------------------
+
+@pytest.mark.parametrize("allow,trusted", [
+    ("127.0.0.0/8", True), ("127.0.0.1/32", True), ("10.0.0.0/8", False),
+    ("10.0.0.0/8, 127.0.0.0/24", True), ("127.0.0.2", False), ("0.0.0.0/0", True),
+])
+def test_forwarded_allow_ips_ipv4_cidr(make_server, allow, trusted):
+    s = serve(make_server, "environ", "--forwarded-allow-ips", allow)
+    env = get_env(s.port, headers=[("X-Forwarded-Proto", "https")])
+    assert env["wsgi.url_scheme"] == ("https" if trusted else "http")
+
+
+def _has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as t:
+            t.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.parametrize("allow,trusted", [
+    ("::1/128", True), ("::/0", True), ("fe80::/10", False), ("127.0.0.0/8", False),
+])
+def test_forwarded_allow_ips_ipv6_cidr(make_server, allow, trusted):
+    port = free_port()
+    s = serve(make_server, "environ", "-b", "[::1]:%d" % port,
+              "--forwarded-allow-ips", allow, port=port, bind=False)
+    env = get_env(port, headers=[("X-Forwarded-Proto", "https")], host="::1")
+    assert env["wsgi.url_scheme"] == ("https" if trusted else "http")
