@@ -133,7 +133,7 @@ static size_t script_name_len;
 static PyObject *k_request_method, *k_script_name, *k_path_info,
     *k_query_string, *k_raw_uri, *k_server_name, *k_server_port,
     *k_server_protocol, *k_remote_addr, *k_remote_port, *k_content_type,
-    *k_content_length, *k_url_scheme, *k_input,
+    *k_content_length, *k_url_scheme, *k_input, *k_early_hints, *k_socket,
     *k_http_authorization, *k_http_referer, *k_http_user_agent;
 static PyObject *v_http, *v_https, *v_http11, *v_http10, *v_empty;
 static PyObject *v_methods[10];
@@ -652,8 +652,8 @@ typedef struct {
 	uint64_t gen;
 } CallableObject;		/* start_response and write */
 
-static PyTypeObject StartResponseType, WriteType;
-static __thread CallableObject *sr_obj, *write_obj;
+static PyTypeObject StartResponseType, WriteType, EarlyHintsType;
+static __thread CallableObject *sr_obj, *write_obj, *hints_obj;
 static __thread InputObject *input_obj;
 
 static void
@@ -1021,6 +1021,55 @@ static PyTypeObject WriteType = {
 	.tp_call = (ternaryfunc)write_call,
 };
 
+/*
+ * wsgi.early_hints (gunicorn 25+): early_hints([(name, value), ...]) sends
+ * a "103 Early Hints" interim response before the final one.  A no-op on
+ * HTTP/1.0 (no interim responses there) and once the final head is out.
+ * The headers are checked as start_response checks them.
+ */
+static PyObject *
+early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
+{
+	struct response hints = { 0 };
+	PyObject *headers;
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "O:early_hints", &headers))
+		return NULL;
+	if (self->gen != cur_gen) {
+		PyErr_SetString(PyExc_RuntimeError, "early_hints() called after the request ended");
+		return NULL;
+	}
+	if (set_headers(&hints, headers) == -1) {
+		free(hints.headers.p);
+		return NULL;
+	}
+	if (cur_resp.http10 || cur_resp.headers_sent || cur_resp.failed) {
+		free(hints.headers.p);
+		Py_RETURN_NONE;
+	}
+	struct iovec iov[3] = {
+		{ (void *)"HTTP/1.1 103 Early Hints\r\n", 26 },
+		{ hints.headers.p, hints.headers.len },
+		{ (void *)"\r\n", 2 },
+	};
+	rc = http_io_send_iov(cur_resp.fd, iov, 3);
+	free(hints.headers.p);
+	if (rc == -1) {
+		resp_io_error(&cur_resp);
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+static PyTypeObject EarlyHintsType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "cunicorn.EarlyHints",
+	.tp_basicsize = sizeof(CallableObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_call = (ternaryfunc)early_hints_call,
+};
+
 /* Reuse obj for the new request if nobody else holds it, else replace. */
 static int
 renew(PyObject **obj, PyTypeObject *type)
@@ -1364,6 +1413,79 @@ set_new(PyObject *env, PyObject *key, PyObject *value)
 	return rc;
 }
 
+/*
+ * gunicorn.socket: a socket.socket on the client's fd.  Making one costs
+ * ~3.5 us (Python __init__, getsockname), too much for every request, and
+ * a plain dict cannot make it on first access.  So one object per fd
+ * number is kept (fds are recycled: the sync worker sees the same number
+ * for every connection) and reused while nobody else holds it.  It never
+ * owns the fd: a request that ends with the object kept elsewhere (the
+ * app stored it) detaches it -- later calls fail with EBADF instead of
+ * touching another connection -- and the next request makes a new one.
+ * Only touched under the GIL.
+ */
+static PyObject *socket_type;		/* socket.socket */
+static PyObject **sock_by_fd;		/* [fd]: our reference */
+static int *sock_family;		/* [fd]: the family it was made for */
+static size_t sock_slots;
+static __thread int cur_sock_fd = -1;	/* the fd whose object this request uses */
+
+static void
+sock_drop(int fd)
+{
+	PyObject *s = sock_by_fd[fd], *r;
+
+	sock_by_fd[fd] = NULL;
+	if ((r = PyObject_CallMethod(s, "detach", NULL)) == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_DECREF(s);
+}
+
+/* Borrowed reference, or NULL with an exception. */
+static PyObject *
+client_socket(struct http_conn *c)
+{
+	int fd = c->fd, family = c->peer.ss_family;
+
+	if (fd < 0) {
+		PyErr_SetString(PyExc_OSError, "no client socket");
+		return NULL;
+	}
+	if ((size_t)fd >= sock_slots) {
+		size_t n = sock_slots ? sock_slots : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		sock_by_fd = xrealloc(sock_by_fd, n * sizeof(*sock_by_fd));
+		sock_family = xrealloc(sock_family, n * sizeof(*sock_family));
+		memset(sock_by_fd + sock_slots, 0, (n - sock_slots) * sizeof(*sock_by_fd));
+		sock_slots = n;
+	}
+	if (sock_by_fd[fd] != NULL && (Py_REFCNT(sock_by_fd[fd]) > 1 ||
+	    sock_family[fd] != family))
+		sock_drop(fd);
+	if (sock_by_fd[fd] == NULL) {
+		sock_by_fd[fd] = PyObject_CallFunction(socket_type, "iiii",
+		    family, SOCK_STREAM, 0, fd);
+		if (sock_by_fd[fd] == NULL)
+			return NULL;
+		sock_family[fd] = family;
+	}
+	cur_sock_fd = fd;
+	return sock_by_fd[fd];
+}
+
+/* End of a request: an object the app kept must not outlive the fd. */
+static void
+client_socket_release(void)
+{
+	int fd = cur_sock_fd;
+
+	cur_sock_fd = -1;
+	if (fd >= 0 && sock_by_fd[fd] != NULL && Py_REFCNT(sock_by_fd[fd]) > 1)
+		sock_drop(fd);
+}
+
 /* Why a request was refused before the app ran (400), or NULL. */
 static __thread const char *bad_request;
 static __thread char bad_request_buf[512];
@@ -1551,7 +1673,11 @@ build_environ(struct http_conn *c)
 		goto fail;
 
 	if (renew((PyObject **)&input_obj, &InputType) == -1 ||
-	    PyDict_SetItem(env, k_input, (PyObject *)input_obj) == -1)
+	    PyDict_SetItem(env, k_input, (PyObject *)input_obj) == -1 ||
+	    renew((PyObject **)&hints_obj, &EarlyHintsType) == -1 ||
+	    PyDict_SetItem(env, k_early_hints, (PyObject *)hints_obj) == -1 ||
+	    (val = client_socket(c)) == NULL ||
+	    PyDict_SetItem(env, k_socket, val) == -1)
 		goto fail;
 	return env;
 fail:
@@ -2282,6 +2408,7 @@ done:
 	Py_XDECREF(result);
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);
+	client_socket_release();
 	return rc;
 }
 
@@ -2350,7 +2477,7 @@ wsgi_prepare(void)
 		return 0;
 	if (PyType_Ready(&InputType) < 0 || PyType_Ready(&StartResponseType) < 0 ||
 	    PyType_Ready(&WriteType) < 0 || PyType_Ready(&ErrorsType) < 0 ||
-	    PyType_Ready(&FileWrapperType) < 0)
+	    PyType_Ready(&FileWrapperType) < 0 || PyType_Ready(&EarlyHintsType) < 0)
 		return -1;
 
 	k_request_method = intern("REQUEST_METHOD");
@@ -2367,6 +2494,8 @@ wsgi_prepare(void)
 	k_content_length = intern("CONTENT_LENGTH");
 	k_url_scheme = intern("wsgi.url_scheme");
 	k_input = intern("wsgi.input");
+	k_early_hints = intern("wsgi.early_hints");
+	k_socket = intern("gunicorn.socket");
 	k_http_authorization = intern("HTTP_AUTHORIZATION");
 	k_http_referer = intern("HTTP_REFERER");
 	k_http_user_agent = intern("HTTP_USER_AGENT");
@@ -2387,6 +2516,13 @@ wsgi_prepare(void)
 	/* _signal (built in), not signal: signal.py imports enum, ~1.7 MB
 	 * more in every worker when the app does not import it anyway */
 	if ((signal_mod = PyImport_ImportModule("_signal")) == NULL)
+		return -1;
+	/* for gunicorn.socket; imported here so that workers share it */
+	if ((mod = PyImport_ImportModule("socket")) == NULL)
+		return -1;
+	socket_type = PyObject_GetAttrString(mod, "socket");
+	Py_DECREF(mod);
+	if (socket_type == NULL)
 		return -1;
 	done = 1;
 	return 0;

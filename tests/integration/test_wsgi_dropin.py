@@ -107,3 +107,61 @@ def test_forwarded_allow_ips_ipv6_cidr(make_server, allow, trusted):
               "--forwarded-allow-ips", allow, port=port, bind=False)
     env = get_env(port, headers=[("X-Forwarded-Proto", "https")], host="::1")
     assert env["wsgi.url_scheme"] == ("https" if trusted else "http")
+
+
+# -- 3. gunicorn.socket and wsgi.early_hints ----------------------------------
+
+def _worker_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+@pytest.mark.parametrize("worker", [(), ("-k", "gthread", "--threads", "2")])
+def test_gunicorn_socket(make_server, worker):
+    s = serve(make_server, "sock", *worker)
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        resp = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            resp += b
+        mine = list(c.getsockname()[:2])
+    out = json.loads(resp.partition(b"\r\n\r\n")[2])
+    assert out["type"] == "socket" and out["isinstance"]
+    assert out["peer"] == mine
+    # reused, not made (nor an fd dup'd) per request; kept ones are detached
+    fds = None
+    for i in range(30):
+        out = get_env(s.port, "/" + ("?keep=1" if i % 3 == 0 else ""))
+        if i == 5:
+            fds = _worker_fds(out["pid"])
+    assert _worker_fds(out["pid"]) == fds
+    kept = get_env(s.port, "/kept")
+    assert kept["fds"] and all(fd == -1 for fd in kept["fds"])
+
+
+def test_environ_has_socket_and_early_hints(make_server):
+    s = make_server("--chdir", APPS, "dropin_wsgi_apps:environ")
+    env = get_env(s.port)
+    assert env["gunicorn.socket"] == "<socket>"
+    assert env["wsgi.early_hints"].startswith("<")
+
+
+def test_early_hints_http11(make_server):
+    s = serve(make_server, "hints")
+    resp = raw(s.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    parts = resp.split(b"\r\n\r\n")
+    assert parts[0] == (b"HTTP/1.1 103 Early Hints\r\n"
+                        b"Link: </style.css>; rel=preload; as=style")
+    assert parts[1] == (b"HTTP/1.1 103 Early Hints\r\n"
+                        b"Link: </app.js>; rel=preload; as=script\r\nX-Hint: two")
+    assert parts[2].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert parts[3] == b'{"ok": true}'
+
+
+def test_early_hints_noop_on_http10(make_server):
+    s = serve(make_server, "hints", "-k", "gthread", "--threads", "2")
+    resp = raw(s.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.0 200 OK\r\n") and b"103" not in resp
+    assert resp.endswith(b'{"ok": true}')

@@ -21,6 +21,8 @@ def environ(environ, start_response):
 
 
 def sock(environ, start_response):
+    if environ["PATH_INFO"] == "/kept":
+        return kept(environ, start_response)
     """gunicorn.socket: its peer must be the client; ?keep=1 keeps it."""
     s = environ["gunicorn.socket"]
     out = {"type": type(s).__name__, "isinstance": isinstance(s, socket.socket),
