@@ -21,7 +21,8 @@
  * wsgi.url_scheme from secure_scheme_headers when the peer is in
  * forwarded_allow_ips (addresses or CIDR networks),
  * "Connection: close" on every response, hop-by-hop headers from the app
- * are dropped, 500 page without traceback, access log atoms.
+ * are dropped but for a websocket handshake's (Connection: upgrade,
+ * Upgrade: websocket), environ's gunicorn.socket and wsgi.early_hints, 500 page without traceback, access log atoms.
  * Deliberate differences: when the app returns a list/tuple of bytes (or a
  * file_wrapper) without Content-Length, we send Content-Length instead of
  * chunked framing (the length is known; one writev); HEAD sends no body.
@@ -639,6 +640,7 @@ struct response {
 	int keepalive;		/* the connection may stay open after this response */
 	int app_server;		/* the app set its own Server header */
 	int app_date;		/* ... its own Date header */
+	int upgrade;		/* the app said "Connection: upgrade" */
 	uint64_t sent;		/* body bytes sent */
 	struct sbuf status;	/* as given by the app */
 	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
@@ -672,7 +674,7 @@ resp_begin(struct http_conn *c)
 	r->status.len = 0;
 	r->headers.len = 0;
 	r->keepalive = c->keepalive && c->req.keep_alive;
-	r->app_server = r->app_date = 0;
+	r->app_server = r->app_date = r->upgrade = 0;
 }
 
 static void
@@ -694,8 +696,11 @@ build_head(struct response *r)
 	if (!r->chunked && r->content_length < 0 && !r->head_only &&
 	    r->status_code >= 200 && r->status_code != 204 && r->status_code != 304)
 		r->keepalive = 0;
-	sbuf_adds(&headbuf, r->keepalive ? "\r\nConnection: keep-alive\r\n" :
-	    "\r\nConnection: close\r\n");
+	/* after a protocol switch the app owned the connection: it ends */
+	if (r->upgrade)
+		r->keepalive = 0;
+	sbuf_adds(&headbuf, r->upgrade ? "\r\nConnection: upgrade\r\n" :
+	    r->keepalive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (r->chunked)
 		sbuf_adds(&headbuf, "Transfer-Encoding: chunked\r\n");
 	if (r->auto_length)
@@ -833,7 +838,7 @@ set_headers(struct response *r, PyObject *headers)
 		return -1;
 	r->headers.len = 0;
 	r->content_length = -1;
-	r->app_server = r->app_date = 0;
+	r->app_server = r->app_date = r->upgrade = 0;
 	n = PySequence_Fast_GET_SIZE(seq);
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *name, *value;
@@ -892,11 +897,19 @@ set_headers(struct response *r, PyObject *headers)
 				goto bad_length;
 			r->content_length = v;
 		} else if (is_hop_by_hop(ns, (size_t)nl)) {
-			/* the app asking to close is honoured */
-			if (nl == 10 && strncasecmp(ns, "connection", 10) == 0 &&
-			    has_close_token(vs, (size_t)vl))
-				r->keepalive = 0;
-			continue;
+			/* the app asking to close is honoured; as gunicorn,
+			 * "Connection: upgrade" and "Upgrade: websocket" pass
+			 * (a websocket handshake), every other hop-by-hop not */
+			if (nl == 10 && strncasecmp(ns, "connection", 10) == 0) {
+				if (vl == 7 && strncasecmp(vs, "upgrade", 7) == 0)
+					r->upgrade = 1;
+				else if (has_close_token(vs, (size_t)vl))
+					r->keepalive = 0;
+				continue;
+			}
+			if (!(nl == 7 && strncasecmp(ns, "upgrade", 7) == 0 &&
+			    vl == 9 && strncasecmp(vs, "websocket", 9) == 0))
+				continue;
 		}
 		else if (nl == 6 && strncasecmp(ns, "server", 6) == 0)
 			r->app_server = 1;

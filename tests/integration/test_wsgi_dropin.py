@@ -165,3 +165,32 @@ def test_early_hints_noop_on_http10(make_server):
     resp = raw(s.port, b"GET / HTTP/1.0\r\n\r\n")
     assert resp.startswith(b"HTTP/1.0 200 OK\r\n") and b"103" not in resp
     assert resp.endswith(b'{"ok": true}')
+
+
+# -- 4. Upgrade responses --------------------------------------------------------
+
+def _head(resp):
+    head = resp.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    return head[0], [tuple(h.decode().split(": ", 1)) for h in head[1:]]
+
+
+@pytest.mark.parametrize("worker", [(), ("-k", "gthread", "--threads", "2")])
+def test_websocket_upgrade_headers_pass(make_server, worker):
+    s = serve(make_server, "upgrade", *worker)
+    resp = raw(s.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
+                       b"Upgrade: websocket\r\n\r\n")
+    status, headers = _head(resp)
+    assert status == b"HTTP/1.1 101 Switching Protocols"
+    assert ("Upgrade", "websocket") in headers
+    assert [v for k, v in headers if k == "Connection"] == ["upgrade"]
+    assert not any(k.lower() == "transfer-encoding" for k, v in headers)
+
+
+def test_other_upgrade_values_dropped_as_gunicorn(make_server):
+    s = serve(make_server, "upgrade_200")
+    resp = raw(s.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    status, headers = _head(resp)
+    assert status == b"HTTP/1.1 200 OK"
+    assert not any(k.lower() == "upgrade" for k, v in headers)
+    assert [v for k, v in headers if k == "Connection"] == ["upgrade"]
+    assert resp.endswith(b"\r\n\r\nok")
