@@ -272,7 +272,7 @@ refuse(struct http_conn *c, const struct http_error *err)
 	char ip[64];
 
 	http_peer_format(&c->peer, ip, sizeof(ip));
-	log_debug("Invalid request from ip=%s: %s", ip, err->reason);
+	log_warnx("Invalid request from ip=%s: %s", ip, err->reason);
 	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
 	shutdown(c->fd, SHUT_WR);
 	c->len = 0;

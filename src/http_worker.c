@@ -285,7 +285,7 @@ read_head(struct worker_state *w, struct http_conn *c)
 				return 1;
 			if (r == HTTP_HEAD_BAD) {
 				http_peer_format(&c->peer, ip, sizeof(ip));
-				log_debug("Invalid request from ip=%s: %s", ip, err.reason);
+				log_warnx("Invalid request from ip=%s: %s", ip, err.reason);
 				http_write_error(c->fd, err.status,
 				    http_reason_phrase(err.status), err.reason);
 				http_io_close(c->fd, 1);

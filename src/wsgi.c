@@ -2309,6 +2309,10 @@ wsgi_handle(struct http_conn *c)
 		}
 		python_hook(cfg, HOOK_PRE_REQUEST, 2, wsgi_worker_object(), reqobj);
 	}
+	/* gunicorn's default pre_request hook logs "METHOD path" at debug */
+	if (cfg->hooks[HOOK_PRE_REQUEST] == NULL && log_get_level() <= LOG_DEBUG)
+		log_debug("%.*s %.*s", (int)c->req.method_len, c->req.method,
+		    (int)c->req.path_len, c->req.path);
 	start = realtime_us();
 	resp_begin(c);
 	body_begin(c);
@@ -2316,7 +2320,7 @@ wsgi_handle(struct http_conn *c)
 	if ((env = build_environ(c)) == NULL) {
 		if (bad_request != NULL) {
 			PyErr_Clear();
-			log_debug("Invalid request from ip=%s: %s", peer_text, bad_request);
+			log_warnx("Invalid request from ip=%s: %s", peer_text, bad_request);
 			http_write_error(c->fd, 400, "Bad Request", bad_request);
 			r->keepalive = 0;
 			c->body_unread = body_unread(&cur_body);
@@ -2370,7 +2374,7 @@ error:
 			/* malformed chunked body: the client's fault, not the app's */
 			PyErr_Clear();
 			format_peer(c);
-			log_debug("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
+			log_warnx("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
 			http_write_error(c->fd, cur_body.err_status,
 			    http_reason_phrase(cur_body.err_status), cur_body.err_reason);
 			r->status_code = cur_body.err_status;

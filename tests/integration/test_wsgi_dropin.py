@@ -194,3 +194,23 @@ def test_other_upgrade_values_dropped_as_gunicorn(make_server):
     assert not any(k.lower() == "upgrade" for k, v in headers)
     assert [v for k, v in headers if k == "Connection"] == ["upgrade"]
     assert resp.endswith(b"\r\n\r\nok")
+
+
+# -- 5. logging --------------------------------------------------------------------
+
+@pytest.mark.parametrize("worker", [(), ("-k", "gthread", "--threads", "2")])
+def test_invalid_request_logged_at_warning(make_server, worker):
+    s = serve(make_server, "environ", *worker)
+    resp = raw(s.port, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+    assert resp.split(b" ")[1] == b"400"
+    s.wait_log("[WARNING] Invalid request from ip=127.0.0.1:")
+    # refused by the WSGI glue (SCRIPT_NAME not a prefix of the path)
+    resp = raw(s.port, b"GET /x HTTP/1.0\r\nSCRIPT_NAME: /app\r\n\r\n")
+    assert resp.split(b" ")[1] == b"400"
+    s.wait_log("[WARNING] Invalid request from ip=127.0.0.1:", count=2)
+
+
+def test_debug_request_line(make_server):
+    s = serve(make_server, "environ", "--log-level", "debug")
+    get_env(s.port, "/some/path?q=1")
+    s.wait_log("[DEBUG] GET /some/path\n")
