@@ -641,6 +641,8 @@ struct response {
 	int app_server;		/* the app set its own Server header */
 	int app_date;		/* ... its own Date header */
 	int upgrade;		/* the app said "Connection: upgrade" */
+	int in_flight;		/* between resp_begin and the request's end */
+	int writing;		/* bytes of a head may be half on the wire */
 	uint64_t sent;		/* body bytes sent */
 	struct sbuf status;	/* as given by the app */
 	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
@@ -675,6 +677,8 @@ resp_begin(struct http_conn *c)
 	r->headers.len = 0;
 	r->keepalive = c->keepalive && c->req.keep_alive;
 	r->app_server = r->app_date = r->upgrade = 0;
+	r->writing = 0;
+	r->in_flight = 1;
 }
 
 static void
@@ -754,6 +758,7 @@ resp_write(struct response *r, const char *data, size_t len)
 		iov[n].iov_base = (void *)"\r\n";
 		iov[n++].iov_len = 2;
 	}
+	r->writing = 1;
 	if (http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
@@ -781,6 +786,7 @@ resp_finish(struct response *r)
 		iov[n].iov_base = (void *)"0\r\n\r\n";
 		iov[n++].iov_len = 5;
 	}
+	r->writing = 1;
 	if (n > 0 && http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
@@ -1066,7 +1072,9 @@ early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
 		{ hints.headers.p, hints.headers.len },
 		{ (void *)"\r\n", 2 },
 	};
+	cur_resp.writing = 1;
 	rc = http_io_send_iov(cur_resp.fd, iov, 3);
+	cur_resp.writing = 0;
 	free(hints.headers.p);
 	if (rc == -1) {
 		resp_io_error(&cur_resp);
@@ -2426,7 +2434,21 @@ done:
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);
 	client_socket_release();
+	r->in_flight = 0;
 	return rc;
+}
+
+int
+wsgi_abort_response(void)
+{
+	struct response *r = &cur_resp;
+
+	if (!r->in_flight || r->headers_sent || r->writing || r->failed)
+		return 0;
+	r->writing = 1;		/* once */
+	log_debug("Answering 500 to the request in flight: the worker is stopping");
+	http_write_error(r->fd, 500, "Internal Server Error", "");
+	return 1;
 }
 
 /* ---- Python-level signal handlers: let INT/QUIT/ABRT interrupt the app ---- */

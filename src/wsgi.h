@@ -71,6 +71,12 @@ int wsgi_handle(struct http_conn *c);
  * handler wsgi_init() registered for sig run at the next bytecode. */
 void wsgi_signal_trip(int sig);
 
+/* A worker stopping at once (INT, QUIT, ABRT) with a request of this
+ * thread in flight: if no byte of its response went out yet, send
+ * gunicorn's 500 page on its connection, as gunicorn 26 does.  1 if
+ * sent.  Only from the thread running the request. */
+int wsgi_abort_response(void);
+
 /* Flush Python's sys.stdout / sys.stderr (exit paths). */
 void wsgi_flush_stdio(void);
 

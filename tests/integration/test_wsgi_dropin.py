@@ -214,3 +214,34 @@ def test_debug_request_line(make_server):
     s = serve(make_server, "environ", "--log-level", "debug")
     get_env(s.port, "/some/path?q=1")
     s.wait_log("[DEBUG] GET /some/path\n")
+
+
+# -- 6. a quick stop with a request in flight answers 500 ------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT, signal.SIGABRT])
+def test_quick_stop_answers_500_in_flight(make_server, tmp_path, sig):
+    s = serve(make_server, "slow")
+    mark = str(tmp_path / "in-app")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"GET /?mark=" + mark.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+        wait_for(lambda: os.path.exists(mark), what="the app running")
+        with open(mark) as f:
+            worker = int(f.read())
+        os.kill(worker, sig)
+        resp = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            resp += b
+    assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), resp
+    assert b"Connection: close" in resp
+
+
+def test_worker_timeout_answers_500_in_flight(make_server, tmp_path):
+    s = serve(make_server, "slow", "--timeout", "1")
+    mark = str(tmp_path / "in-app")
+    resp = raw(s.port, b"GET /?mark=" + mark.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+               timeout=20)
+    assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), resp
+    s.wait_log("WORKER TIMEOUT")

@@ -60,8 +60,11 @@ def upgrade_200(environ, start_response):
 
 
 def slow(environ, start_response):
-    """Sleeps until the test has signalled the worker."""
-    with open(os.environ["DROPIN_MARK"], "w") as f:
+    """Says it runs (?mark=PATH gets its pid), then sleeps: the test stops
+    the worker meanwhile."""
+    mark = environ["QUERY_STRING"].partition("mark=")[2]
+    with open(mark + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.rename(mark + ".tmp", mark)
     time.sleep(30)
     return _json(start_response, {"slept": True})
