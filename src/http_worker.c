@@ -115,14 +115,14 @@ http_worker_urgent_signals(void)
 		return;
 	if (sig_int || sig_quit) {
 		exiting = 1;
-		(void)wsgi_abort_response();
+		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_INT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
 		worker_exit(0);
 	}
 	if (sig_abrt) {
 		exiting = 1;
-		(void)wsgi_abort_response();
+		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_ABORT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
 		worker_exit(1);

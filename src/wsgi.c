@@ -649,6 +649,10 @@ struct response {
 };
 
 static __thread struct response cur_resp;
+/* Every thread's cur_resp, for wsgi_abort_responses(); under the GIL. */
+static struct response **live_resps;
+static size_t nlive_resps;
+static __thread int resp_registered;
 static __thread struct sbuf headbuf;	/* the serialized response head */
 
 typedef struct {
@@ -679,6 +683,11 @@ resp_begin(struct http_conn *c)
 	r->app_server = r->app_date = r->upgrade = 0;
 	r->writing = 0;
 	r->in_flight = 1;
+	if (!resp_registered) {
+		resp_registered = 1;
+		live_resps = xrealloc(live_resps, (nlive_resps + 1) * sizeof(*live_resps));
+		live_resps[nlive_resps++] = r;
+	}
 }
 
 static void
@@ -2439,16 +2448,21 @@ done:
 }
 
 int
-wsgi_abort_response(void)
+wsgi_abort_responses(void)
 {
-	struct response *r = &cur_resp;
+	int n = 0;
 
-	if (!r->in_flight || r->headers_sent || r->writing || r->failed)
-		return 0;
-	r->writing = 1;		/* once */
-	log_debug("Answering 500 to the request in flight: the worker is stopping");
-	http_write_error(r->fd, 500, "Internal Server Error", "");
-	return 1;
+	for (size_t i = 0; i < nlive_resps; i++) {
+		struct response *r = live_resps[i];
+		if (!r->in_flight || r->headers_sent || r->writing || r->failed)
+			continue;
+		r->writing = 1;
+		log_debug("Answering 500 to the request in flight: the worker is stopping");
+		http_write_error(r->fd, 500, "Internal Server Error", "");
+		r->failed = 1;	/* the app's own response never follows */
+		n++;
+	}
+	return n;
 }
 
 /* ---- Python-level signal handlers: let INT/QUIT/ABRT interrupt the app ---- */

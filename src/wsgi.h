@@ -71,11 +71,13 @@ int wsgi_handle(struct http_conn *c);
  * handler wsgi_init() registered for sig run at the next bytecode. */
 void wsgi_signal_trip(int sig);
 
-/* A worker stopping at once (INT, QUIT, ABRT) with a request of this
- * thread in flight: if no byte of its response went out yet, send
- * gunicorn's 500 page on its connection, as gunicorn 26 does.  1 if
- * sent.  Only from the thread running the request. */
-int wsgi_abort_response(void);
+/* A worker stopping at once (INT, QUIT, ABRT) with requests in flight:
+ * to each whose response has not begun (not a byte out, none being
+ * written), send gunicorn's 500 page, as gunicorn 26 does, and make the
+ * app's own response fail.  Returns how many.  Call with the GIL held
+ * (the other threads' responses then stand still: a thread writes or
+ * starts a write only holding it), or from the worker's only thread. */
+int wsgi_abort_responses(void);
 
 /* Flush Python's sys.stdout / sys.stderr (exit paths). */
 void wsgi_flush_stdio(void);
