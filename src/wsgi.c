@@ -690,9 +690,12 @@ resp_begin(struct http_conn *c)
 	}
 }
 
+/* Every head is built right before it is sent: from here on a 500 from
+ * wsgi_abort_responses() could interleave with it. */
 static void
 build_head(struct response *r)
 {
+	r->writing = 1;
 	headbuf.len = 0;
 	sbuf_adds(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
 	sbuf_add(&headbuf, r->status.p, r->status.len);
@@ -767,7 +770,6 @@ resp_write(struct response *r, const char *data, size_t len)
 		iov[n].iov_base = (void *)"\r\n";
 		iov[n++].iov_len = 2;
 	}
-	r->writing = 1;
 	if (http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
@@ -795,7 +797,6 @@ resp_finish(struct response *r)
 		iov[n].iov_base = (void *)"0\r\n\r\n";
 		iov[n++].iov_len = 5;
 	}
-	r->writing = 1;
 	if (n > 0 && http_io_send_iov(r->fd, iov, n) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
