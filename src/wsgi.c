@@ -1453,6 +1453,7 @@ set_new(PyObject *env, PyObject *key, PyObject *value)
  * owns the fd: a request that ends with the object kept elsewhere (the
  * app stored it) detaches it -- later calls fail with EBADF instead of
  * touching another connection -- and the next request makes a new one.
+ * Its class turns close() into a detach that also forgets the object.
  * Only touched under the GIL.
  */
 static PyObject *socket_type;		/* socket.socket */
@@ -1472,6 +1473,27 @@ sock_drop(int fd)
 	Py_XDECREF(r);
 	Py_DECREF(s);
 }
+
+/* ClientSocket.close(): the app is done with the object; the next
+ * request on this fd gets a fresh one. */
+static PyObject *
+sock_forget(PyObject *self, PyObject *args)
+{
+	PyObject *obj;
+	int fd;
+
+	if (!PyArg_ParseTuple(args, "iO", &fd, &obj))
+		return NULL;
+	if (fd >= 0 && (size_t)fd < sock_slots && sock_by_fd[fd] == obj) {
+		sock_by_fd[fd] = NULL;
+		Py_DECREF(obj);		/* the caller still holds it */
+	}
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef sock_forget_def = {
+	"_forget", sock_forget, METH_VARARGS, NULL
+};
 
 /* Borrowed reference, or NULL with an exception. */
 static PyObject *
@@ -2571,11 +2593,38 @@ wsgi_prepare(void)
 	 * more in every worker when the app does not import it anyway */
 	if ((signal_mod = PyImport_ImportModule("_signal")) == NULL)
 		return -1;
-	/* for gunicorn.socket; imported here so that workers share it */
-	if ((mod = PyImport_ImportModule("socket")) == NULL)
+	/* gunicorn.socket's class, made here so that workers share it: a
+	 * socket.socket whose close() gives the fd back instead of closing
+	 * it -- the worker closes the connection, and an fd number closed
+	 * twice could be another connection's by then */
+	static const char sock_src[] =
+	    "import socket\n"
+	    "class ClientSocket(socket.socket):\n"
+	    "    # the connection's socket, owned by the worker\n"
+	    "    __slots__ = ()\n"
+	    "    def _real_close(self, _ss=socket._socket.socket, _forget=_forget):\n"
+	    "        if self.fileno() >= 0:\n"
+	    "            _forget(self.fileno(), self)\n"
+	    "            _ss.detach(self)\n"
+	    "    def close(self):\n"
+	    "        self._closed = True\n"
+	    "        if self._io_refs <= 0:\n"
+	    "            self._real_close()\n";
+	PyObject *globals = PyDict_New(), *res = NULL;
+	if (globals == NULL || PyDict_SetItemString(globals, "__builtins__",
+	    PyEval_GetBuiltins()) == -1 ||
+	    PyDict_SetItemString(globals, "__name__", v_empty) == -1 ||
+	    (res = PyCFunction_New(&sock_forget_def, NULL)) == NULL ||
+	    PyDict_SetItemString(globals, "_forget", res) == -1) {
+		Py_XDECREF(globals);
 		return -1;
-	socket_type = PyObject_GetAttrString(mod, "socket");
-	Py_DECREF(mod);
+	}
+	Py_DECREF(res);
+	res = PyRun_String(sock_src, Py_file_input, globals, globals);
+	Py_XDECREF(res);
+	socket_type = res ? PyDict_GetItemString(globals, "ClientSocket") : NULL;
+	Py_XINCREF(socket_type);
+	Py_DECREF(globals);
 	if (socket_type == NULL)
 		return -1;
 	done = 1;

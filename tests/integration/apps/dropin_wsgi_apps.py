@@ -29,6 +29,9 @@ def sock(environ, start_response):
            "peer": list(s.getpeername()[:2]), "fd": s.fileno(), "pid": os.getpid()}
     if "keep=1" in environ.get("QUERY_STRING", ""):
         _kept.append(s)
+    if "close=1" in environ.get("QUERY_STRING", ""):
+        s.close()       # must not close the worker's connection
+        out["closed_fd"] = s.fileno()
     return _json(start_response, out)
 
 
