@@ -36,8 +36,8 @@
  * sending a request it was told it could send; exit when none is left or
  * after graceful_timeout.  INT/QUIT: worker_int hook, exit now.
  * ABRT (the master's timeout): worker_abort hook, exit.  Either way a
- * request in the pool whose response has not begun is answered 500.  USR1: reopen
- * logs.  The heartbeat is the loop's: it beats while the loop turns, as
+ * request in the pool whose response has not begun is answered 500.
+ * USR1: reopen logs.  The heartbeat is the loop's: it beats while the loop turns, as
  * gunicorn's gthread notifies from its main loop.
  */
 #define PY_SSIZE_T_CLEAN
