@@ -35,8 +35,9 @@
  * its head or keep-alive deadline passes, never while the client may be
  * sending a request it was told it could send; exit when none is left or
  * after graceful_timeout.  INT/QUIT: worker_int hook, exit now.
- * ABRT (the master's timeout): worker_abort hook, exit.  USR1: reopen
- * logs.  The heartbeat is the loop's: it beats while the loop turns, as
+ * ABRT (the master's timeout): worker_abort hook, exit.  Either way a
+ * request in the pool whose response has not begun is answered 500.
+ * USR1: reopen logs.  The heartbeat is the loop's: it beats while the loop turns, as
  * gunicorn's gthread notifies from its main loop.
  */
 #define PY_SSIZE_T_CLEAN
@@ -317,7 +318,7 @@ refuse(struct http_conn *c, const struct http_error *err)
 	char ip[64];
 
 	http_peer_format(&c->peer, ip, sizeof(ip));
-	log_debug("Invalid request from ip=%s: %s", ip, err->reason);
+	log_warnx("Invalid request from ip=%s: %s", ip, err->reason);
 	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
 	shutdown(c->fd, SHUT_WR);
 	c->len = 0;
@@ -831,6 +832,16 @@ loop_hook(enum hook_id id)
 	G.loop_ts = PyEval_SaveThread();
 }
 
+/* INT/QUIT/ABRT: the requests in the pool whose answer has not begun get
+ * gunicorn 26's 500 (wsgi.c decides, under the GIL). */
+static void
+loop_abort_requests(void)
+{
+	PyEval_RestoreThread(G.loop_ts);
+	(void)wsgi_abort_responses();
+	G.loop_ts = PyEval_SaveThread();
+}
+
 static void
 on_signals(void)
 {
@@ -844,9 +855,11 @@ on_signals(void)
 			break;
 		case SIGINT:
 		case SIGQUIT:
+			loop_abort_requests();
 			loop_hook(HOOK_WORKER_INT);
 			loop_exit(0);
 		case SIGABRT:
+			loop_abort_requests();
 			loop_hook(HOOK_WORKER_ABORT);
 			loop_exit(1);
 		case SIGUSR1:

@@ -115,12 +115,14 @@ http_worker_urgent_signals(void)
 		return;
 	if (sig_int || sig_quit) {
 		exiting = 1;
+		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_INT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
 		worker_exit(0);
 	}
 	if (sig_abrt) {
 		exiting = 1;
+		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_ABORT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
 		worker_exit(1);
@@ -285,7 +287,7 @@ read_head(struct worker_state *w, struct http_conn *c)
 				return 1;
 			if (r == HTTP_HEAD_BAD) {
 				http_peer_format(&c->peer, ip, sizeof(ip));
-				log_debug("Invalid request from ip=%s: %s", ip, err.reason);
+				log_warnx("Invalid request from ip=%s: %s", ip, err.reason);
 				http_write_error(c->fd, err.status,
 				    http_reason_phrase(err.status), err.reason);
 				http_io_close(c->fd, 1);

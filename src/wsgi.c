@@ -14,12 +14,15 @@
  * the request body, or lets a header with CR/LF out.
  *
  * gunicorn behaviours matched (workers/sync.py, http/wsgi.py, glogging.py):
- * headers with '_' in their name are dropped (header_map = "drop"),
+ * headers with '_' in their name are dropped (header_map = "drop") but for
+ * forwarder_headers sent by a forwarded_allow_ips peer (gunicorn 22+),
  * duplicate headers are joined with ',', SCRIPT_NAME comes from the
- * environment and must prefix the path, wsgi.url_scheme from
- * secure_scheme_headers when the peer is in forwarded_allow_ips,
+ * environment (or a trusted SCRIPT_NAME header) and must prefix the path,
+ * wsgi.url_scheme from secure_scheme_headers when the peer is in
+ * forwarded_allow_ips (addresses or CIDR networks),
  * "Connection: close" on every response, hop-by-hop headers from the app
- * are dropped, 500 page without traceback, access log atoms.
+ * are dropped but for a websocket handshake's (Connection: upgrade,
+ * Upgrade: websocket), environ's gunicorn.socket and wsgi.early_hints, 500 page without traceback, access log atoms.
  * Deliberate differences: when the app returns a list/tuple of bytes (or a
  * file_wrapper) without Content-Length, we send Content-Length instead of
  * chunked framing (the length is known; one writev); HEAD sends no body.
@@ -131,7 +134,7 @@ static size_t script_name_len;
 static PyObject *k_request_method, *k_script_name, *k_path_info,
     *k_query_string, *k_raw_uri, *k_server_name, *k_server_port,
     *k_server_protocol, *k_remote_addr, *k_remote_port, *k_content_type,
-    *k_content_length, *k_url_scheme, *k_input,
+    *k_content_length, *k_url_scheme, *k_input, *k_early_hints, *k_socket,
     *k_http_authorization, *k_http_referer, *k_http_user_agent;
 static PyObject *v_http, *v_https, *v_http11, *v_http10, *v_empty;
 static PyObject *v_methods[10];
@@ -641,12 +644,19 @@ struct response {
 	int app_date;		/* ... its own Date header */
 	int relayed;		/* the body goes on in the worker's loop */
 	struct http_conn *conn;
+	int upgrade;		/* the app said "Connection: upgrade" */
+	int in_flight;		/* between resp_begin and the request's end */
+	int writing;		/* bytes of a head may be half on the wire */
 	uint64_t sent;		/* body bytes sent */
 	struct sbuf status;	/* as given by the app */
 	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
 };
 
 static __thread struct response cur_resp;
+/* Every thread's cur_resp, for wsgi_abort_responses(); under the GIL. */
+static struct response **live_resps;
+static size_t nlive_resps;
+static __thread int resp_registered;
 static __thread struct sbuf headbuf;	/* the serialized response head */
 
 typedef struct {
@@ -654,8 +664,8 @@ typedef struct {
 	uint64_t gen;
 } CallableObject;		/* start_response and write */
 
-static PyTypeObject StartResponseType, WriteType;
-static __thread CallableObject *sr_obj, *write_obj;
+static PyTypeObject StartResponseType, WriteType, EarlyHintsType;
+static __thread CallableObject *sr_obj, *write_obj, *hints_obj;
 static __thread InputObject *input_obj;
 
 static void
@@ -674,15 +684,25 @@ resp_begin(struct http_conn *c)
 	r->status.len = 0;
 	r->headers.len = 0;
 	r->keepalive = c->keepalive && c->req.keep_alive;
-	r->app_server = r->app_date = 0;
+	r->app_server = r->app_date = r->upgrade = 0;
+	r->writing = 0;
+	r->in_flight = 1;
+	if (!resp_registered) {
+		resp_registered = 1;
+		live_resps = xrealloc(live_resps, (nlive_resps + 1) * sizeof(*live_resps));
+		live_resps[nlive_resps++] = r;
+	}
 	r->relayed = 0;
 	r->conn = c;
 	c->relay = NULL;
 }
 
+/* Every head is built right before it is sent: from here on a 500 from
+ * wsgi_abort_responses() could interleave with it. */
 static void
 build_head(struct response *r)
 {
+	r->writing = 1;
 	headbuf.len = 0;
 	sbuf_adds(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
 	sbuf_add(&headbuf, r->status.p, r->status.len);
@@ -699,8 +719,11 @@ build_head(struct response *r)
 	if (!r->chunked && r->content_length < 0 && !r->head_only &&
 	    r->status_code >= 200 && r->status_code != 204 && r->status_code != 304)
 		r->keepalive = 0;
-	sbuf_adds(&headbuf, r->keepalive ? "\r\nConnection: keep-alive\r\n" :
-	    "\r\nConnection: close\r\n");
+	/* after a protocol switch the app owned the connection: it ends */
+	if (r->upgrade)
+		r->keepalive = 0;
+	sbuf_adds(&headbuf, r->upgrade ? "\r\nConnection: upgrade\r\n" :
+	    r->keepalive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (r->chunked)
 		sbuf_adds(&headbuf, "Transfer-Encoding: chunked\r\n");
 	if (r->auto_length)
@@ -840,7 +863,7 @@ set_headers(struct response *r, PyObject *headers)
 		return -1;
 	r->headers.len = 0;
 	r->content_length = -1;
-	r->app_server = r->app_date = 0;
+	r->app_server = r->app_date = r->upgrade = 0;
 	n = PySequence_Fast_GET_SIZE(seq);
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *name, *value;
@@ -899,11 +922,19 @@ set_headers(struct response *r, PyObject *headers)
 				goto bad_length;
 			r->content_length = v;
 		} else if (is_hop_by_hop(ns, (size_t)nl)) {
-			/* the app asking to close is honoured */
-			if (nl == 10 && strncasecmp(ns, "connection", 10) == 0 &&
-			    has_close_token(vs, (size_t)vl))
-				r->keepalive = 0;
-			continue;
+			/* the app asking to close is honoured; as gunicorn,
+			 * "Connection: upgrade" and "Upgrade: websocket" pass
+			 * (a websocket handshake), every other hop-by-hop not */
+			if (nl == 10 && strncasecmp(ns, "connection", 10) == 0) {
+				if (vl == 7 && strncasecmp(vs, "upgrade", 7) == 0)
+					r->upgrade = 1;
+				else if (has_close_token(vs, (size_t)vl))
+					r->keepalive = 0;
+				continue;
+			}
+			if (!(nl == 7 && strncasecmp(ns, "upgrade", 7) == 0 &&
+			    vl == 9 && strncasecmp(vs, "websocket", 9) == 0))
+				continue;
 		}
 		else if (nl == 6 && strncasecmp(ns, "server", 6) == 0)
 			r->app_server = 1;
@@ -1026,6 +1057,57 @@ static PyTypeObject WriteType = {
 	.tp_basicsize = sizeof(CallableObject),
 	.tp_flags = Py_TPFLAGS_DEFAULT,
 	.tp_call = (ternaryfunc)write_call,
+};
+
+/*
+ * wsgi.early_hints (gunicorn 25+): early_hints([(name, value), ...]) sends
+ * a "103 Early Hints" interim response before the final one.  A no-op on
+ * HTTP/1.0 (no interim responses there) and once the final head is out.
+ * The headers are checked as start_response checks them.
+ */
+static PyObject *
+early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
+{
+	struct response hints = { 0 };
+	PyObject *headers;
+	int rc;
+
+	if (!PyArg_ParseTuple(args, "O:early_hints", &headers))
+		return NULL;
+	if (self->gen != cur_gen) {
+		PyErr_SetString(PyExc_RuntimeError, "early_hints() called after the request ended");
+		return NULL;
+	}
+	if (set_headers(&hints, headers) == -1) {
+		free(hints.headers.p);
+		return NULL;
+	}
+	if (cur_resp.http10 || cur_resp.headers_sent || cur_resp.failed) {
+		free(hints.headers.p);
+		Py_RETURN_NONE;
+	}
+	struct iovec iov[3] = {
+		{ (void *)"HTTP/1.1 103 Early Hints\r\n", 26 },
+		{ hints.headers.p, hints.headers.len },
+		{ (void *)"\r\n", 2 },
+	};
+	cur_resp.writing = 1;
+	rc = http_io_send_iov(cur_resp.fd, iov, 3);
+	cur_resp.writing = 0;
+	free(hints.headers.p);
+	if (rc == -1) {
+		resp_io_error(&cur_resp);
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
+static PyTypeObject EarlyHintsType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "cunicorn.EarlyHints",
+	.tp_basicsize = sizeof(CallableObject),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_call = (ternaryfunc)early_hints_call,
 };
 
 /* Reuse obj for the new request if nobody else holds it, else replace. */
@@ -1213,13 +1295,110 @@ format_peer(struct http_conn *c)
 	peer_port = http_peer_format(&c->peer, peer_text, sizeof(peer_text));
 }
 
+/*
+ * forwarded_allow_ips, parsed once by allow_nets_init(): each entry is an
+ * address or a CIDR network (gunicorn 22+: "10.0.0.0/8", "::1/128"),
+ * matched on the peer's binary address.  An entry that is neither is kept
+ * as text and compared with the peer's printed address, as before.
+ * Read-only after init, so every gthread thread may read it.
+ */
+struct allow_net {
+	int family;			/* AF_INET, AF_INET6, 0 = text only */
+	int prefix;			/* network bits */
+	unsigned char addr[16];		/* host bits already cleared */
+	const char *text;		/* the setting's item (borrowed) */
+};
+static struct allow_net *allow_nets;
+static size_t nallow_nets;
+
+static void
+mask_addr(unsigned char *a, size_t len, int prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		int bits = prefix - (int)i * 8;
+		a[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (unsigned char)(0xff << (8 - bits));
+	}
+}
+
+static void
+allow_nets_init(void)
+{
+	const struct strlist *l = &cfg->forwarded_allow_ips;
+
+	allow_nets = xcalloc(l->len + 1, sizeof(*allow_nets));
+	for (size_t i = 0; i < l->len; i++) {
+		struct allow_net *n = &allow_nets[nallow_nets++];
+		char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+		long bits = -1;
+
+		n->text = l->items[i];
+		if (strlen(n->text) >= sizeof(buf))
+			continue;
+		strcpy(buf, n->text);
+		if ((slash = strchr(buf, '/')) != NULL) {
+			*slash = '\0';
+			errno = 0;
+			bits = strtol(slash + 1, &end, 10);
+			if (errno || end == slash + 1 || *end || bits < 0)
+				continue;
+		}
+		if (inet_pton(AF_INET, buf, n->addr) == 1) {
+			if (bits > 32)
+				continue;
+			n->family = AF_INET;
+			n->prefix = bits < 0 ? 32 : (int)bits;
+			mask_addr(n->addr, 4, n->prefix);
+		} else if (inet_pton(AF_INET6, buf, n->addr) == 1) {
+			if (bits > 128)
+				continue;
+			n->family = AF_INET6;
+			n->prefix = bits < 0 ? 128 : (int)bits;
+			mask_addr(n->addr, 16, n->prefix);
+		}
+	}
+}
+
+static int
+addr_in_net(const unsigned char *a, const struct allow_net *n)
+{
+	int full = n->prefix / 8, rest = n->prefix % 8;
+
+	if (memcmp(a, n->addr, (size_t)full) != 0)
+		return 0;
+	return rest == 0 || (a[full] & (unsigned char)(0xff << (8 - rest))) == n->addr[full];
+}
+
+/* peer_text must be formatted (format_peer) before this is called. */
 static int
 peer_trusted(struct http_conn *c)
 {
-	if (trust_all_proxies || c->peer.ss_family == AF_UNIX)
+	const unsigned char *a = NULL;
+	int family = c->peer.ss_family;
+
+	if (trust_all_proxies || family == AF_UNIX)
 		return 1;
-	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
-		if (strcmp(cfg->forwarded_allow_ips.items[i], peer_text) == 0)
+	if (family == AF_INET)
+		a = (const unsigned char *)&((const struct sockaddr_in *)&c->peer)->sin_addr;
+	else if (family == AF_INET6)
+		a = ((const struct sockaddr_in6 *)&c->peer)->sin6_addr.s6_addr;
+	for (size_t i = 0; i < nallow_nets; i++) {
+		const struct allow_net *n = &allow_nets[i];
+		if (n->family == 0 ? strcmp(n->text, peer_text) == 0 :
+		    n->family == family && a != NULL && addr_in_net(a, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* A header whose name has '_' that forwarder_headers lets a trusted peer set. */
+static int
+is_forwarder_header(const char *name, size_t len)
+{
+	const struct strlist *l = &cfg->forwarder_headers;
+
+	for (size_t i = 0; i < l->len; i++)
+		if (strcmp(l->items[i], "*") == 0 ||
+		    (strlen(l->items[i]) == len && strncasecmp(l->items[i], name, len) == 0))
 			return 1;
 	return 0;
 }
@@ -1274,6 +1453,101 @@ set_new(PyObject *env, PyObject *key, PyObject *value)
 	return rc;
 }
 
+/*
+ * gunicorn.socket: a socket.socket on the client's fd.  Making one costs
+ * ~3.5 us (Python __init__, getsockname), too much for every request, and
+ * a plain dict cannot make it on first access.  So one object per fd
+ * number is kept (fds are recycled: the sync worker sees the same number
+ * for every connection) and reused while nobody else holds it.  It never
+ * owns the fd: a request that ends with the object kept elsewhere (the
+ * app stored it) detaches it -- later calls fail with EBADF instead of
+ * touching another connection -- and the next request makes a new one.
+ * Its class turns close() into a detach that also forgets the object.
+ * Only touched under the GIL.
+ */
+static PyObject *socket_type;		/* socket.socket */
+static PyObject **sock_by_fd;		/* [fd]: our reference */
+static int *sock_family;		/* [fd]: the family it was made for */
+static size_t sock_slots;
+static __thread int cur_sock_fd = -1;	/* the fd whose object this request uses */
+
+static void
+sock_drop(int fd)
+{
+	PyObject *s = sock_by_fd[fd], *r;
+
+	sock_by_fd[fd] = NULL;
+	if ((r = PyObject_CallMethod(s, "detach", NULL)) == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_DECREF(s);
+}
+
+/* ClientSocket.close(): the app is done with the object; the next
+ * request on this fd gets a fresh one. */
+static PyObject *
+sock_forget(PyObject *self, PyObject *args)
+{
+	PyObject *obj;
+	int fd;
+
+	if (!PyArg_ParseTuple(args, "iO", &fd, &obj))
+		return NULL;
+	if (fd >= 0 && (size_t)fd < sock_slots && sock_by_fd[fd] == obj) {
+		sock_by_fd[fd] = NULL;
+		Py_DECREF(obj);		/* the caller still holds it */
+	}
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef sock_forget_def = {
+	"_forget", sock_forget, METH_VARARGS, NULL
+};
+
+/* Borrowed reference, or NULL with an exception. */
+static PyObject *
+client_socket(struct http_conn *c)
+{
+	int fd = c->fd, family = c->peer.ss_family;
+
+	if (fd < 0) {
+		PyErr_SetString(PyExc_OSError, "no client socket");
+		return NULL;
+	}
+	if ((size_t)fd >= sock_slots) {
+		size_t n = sock_slots ? sock_slots : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		sock_by_fd = xrealloc(sock_by_fd, n * sizeof(*sock_by_fd));
+		sock_family = xrealloc(sock_family, n * sizeof(*sock_family));
+		memset(sock_by_fd + sock_slots, 0, (n - sock_slots) * sizeof(*sock_by_fd));
+		sock_slots = n;
+	}
+	if (sock_by_fd[fd] != NULL && (Py_REFCNT(sock_by_fd[fd]) > 1 ||
+	    sock_family[fd] != family))
+		sock_drop(fd);
+	if (sock_by_fd[fd] == NULL) {
+		sock_by_fd[fd] = PyObject_CallFunction(socket_type, "iiii",
+		    family, SOCK_STREAM, 0, fd);
+		if (sock_by_fd[fd] == NULL)
+			return NULL;
+		sock_family[fd] = family;
+	}
+	cur_sock_fd = fd;
+	return sock_by_fd[fd];
+}
+
+/* End of a request: an object the app kept must not outlive the fd. */
+static void
+client_socket_release(void)
+{
+	int fd = cur_sock_fd;
+
+	cur_sock_fd = -1;
+	if (fd >= 0 && sock_by_fd[fd] != NULL && Py_REFCNT(sock_by_fd[fd]) > 1)
+		sock_drop(fd);
+}
+
 /* Why a request was refused before the app ran (400), or NULL. */
 static __thread const char *bad_request;
 static __thread char bad_request_buf[512];
@@ -1287,6 +1561,8 @@ build_environ(struct http_conn *c)
 	size_t host_len = 0;
 	int trusted = -1, scheme = -1;	/* -1 unknown, 0 http, 1 https */
 	char kbuf[KEYCACHE_NAME + 8];
+	const char *sn = script_name, *fwd_script = NULL;
+	size_t sn_len = script_name_len, fwd_script_len = 0;
 
 	bad_request = NULL;
 	if ((env = PyDict_Copy(base_env)) == NULL)
@@ -1308,15 +1584,29 @@ build_environ(struct http_conn *c)
 
 	for (size_t i = 0; i < q->nheaders; i++) {
 		const struct http_header *h = &q->headers[i];
-		if (memchr(h->name, '_', h->name_len) != NULL)
-			continue;	/* gunicorn's header_map = "drop" */
+		if (memchr(h->name, '_', h->name_len) != NULL) {
+			/* gunicorn's header_map = "drop", but for the
+			 * forwarder_headers a trusted proxy sends */
+			if (!is_forwarder_header(h->name, h->name_len))
+				continue;
+			if (trusted == -1) {
+				format_peer(c);
+				trusted = peer_trusted(c);
+			}
+			if (!trusted)
+				continue;
+			if (h->name_len == 11 && strncasecmp(h->name, "script_name", 11) == 0) {
+				fwd_script = h->value;
+				fwd_script_len = h->value_len;
+			}
+		}
 		if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) {
 			host = h->value;
 			host_len = h->value_len;
 		}
 		for (size_t j = 0; j < cfg->secure_scheme_names.len; j++) {
-			const char *sn = cfg->secure_scheme_names.items[j];
-			if (strlen(sn) != h->name_len || strncasecmp(sn, h->name, h->name_len) != 0)
+			const char *scheme_name = cfg->secure_scheme_names.items[j];
+			if (strlen(scheme_name) != h->name_len || strncasecmp(scheme_name, h->name, h->name_len) != 0)
 				continue;
 			if (trusted == -1) {
 				format_peer(c);
@@ -1419,25 +1709,37 @@ build_environ(struct http_conn *c)
 			goto fail;
 	}
 
-	/* SCRIPT_NAME (in base_env) and PATH_INFO */
+	/* SCRIPT_NAME (in base_env, or a trusted proxy's header) and PATH_INFO */
 	const char *path = q->path;
 	size_t path_len = q->path_len;
-	if (script_name_len > 0) {
-		if (path_len < script_name_len || memcmp(path, script_name, script_name_len) != 0) {
+	if (fwd_script != NULL) {
+		sn = fwd_script;
+		sn_len = fwd_script_len;
+		if (set_new(env, k_script_name, PyUnicode_DecodeLatin1(sn,
+		    (Py_ssize_t)sn_len, NULL)) == -1)
+			goto fail;
+	}
+	if (sn_len > 0) {
+		if (path_len < sn_len || memcmp(path, sn, sn_len) != 0) {
 			snprintf(bad_request_buf, sizeof(bad_request_buf),
-			    "Configuration problem: Request path '%.*s' does not start with SCRIPT_NAME '%s'",
-			    (int)(path_len > 200 ? 200 : path_len), path, script_name);
+			    "Configuration problem: Request path '%.*s' does not start with SCRIPT_NAME '%.*s'",
+			    (int)(path_len > 200 ? 200 : path_len), path,
+			    (int)(sn_len > 200 ? 200 : sn_len), sn);
 			bad_request = bad_request_buf;
 			goto fail;
 		}
-		path += script_name_len;
-		path_len -= script_name_len;
+		path += sn_len;
+		path_len -= sn_len;
 	}
 	if (set_new(env, k_path_info, unquote_latin1(path, path_len)) == -1)
 		goto fail;
 
 	if (renew((PyObject **)&input_obj, &InputType) == -1 ||
-	    PyDict_SetItem(env, k_input, (PyObject *)input_obj) == -1)
+	    PyDict_SetItem(env, k_input, (PyObject *)input_obj) == -1 ||
+	    renew((PyObject **)&hints_obj, &EarlyHintsType) == -1 ||
+	    PyDict_SetItem(env, k_early_hints, (PyObject *)hints_obj) == -1 ||
+	    (val = client_socket(c)) == NULL ||
+	    PyDict_SetItem(env, k_socket, val) == -1)
 		goto fail;
 	return env;
 fail:
@@ -2112,6 +2414,10 @@ wsgi_handle(struct http_conn *c)
 		}
 		python_hook(cfg, HOOK_PRE_REQUEST, 2, wsgi_worker_object(), reqobj);
 	}
+	/* gunicorn's default pre_request hook logs "METHOD path" at debug */
+	if (cfg->hooks[HOOK_PRE_REQUEST] == NULL && log_get_level() <= LOG_DEBUG)
+		log_debug("%.*s %.*s", (int)c->req.method_len, c->req.method,
+		    (int)c->req.path_len, c->req.path);
 	start = realtime_us();
 	resp_begin(c);
 	body_begin(c);
@@ -2119,7 +2425,7 @@ wsgi_handle(struct http_conn *c)
 	if ((env = build_environ(c)) == NULL) {
 		if (bad_request != NULL) {
 			PyErr_Clear();
-			log_debug("Invalid request from ip=%s: %s", peer_text, bad_request);
+			log_warnx("Invalid request from ip=%s: %s", peer_text, bad_request);
 			http_write_error(c->fd, 400, "Bad Request", bad_request);
 			r->keepalive = 0;
 			c->body_unread = body_unread(&cur_body);
@@ -2173,7 +2479,7 @@ error:
 			/* malformed chunked body: the client's fault, not the app's */
 			PyErr_Clear();
 			format_peer(c);
-			log_debug("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
+			log_warnx("Invalid request from ip=%s: %s", peer_text, cur_body.err_reason);
 			http_write_error(c->fd, cur_body.err_status,
 			    http_reason_phrase(cur_body.err_status), cur_body.err_reason);
 			r->status_code = cur_body.err_status;
@@ -2224,7 +2530,27 @@ done:
 	Py_XDECREF(result);
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);
+	client_socket_release();
+	r->in_flight = 0;
 	return rc;
+}
+
+int
+wsgi_abort_responses(void)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < nlive_resps; i++) {
+		struct response *r = live_resps[i];
+		if (!r->in_flight || r->headers_sent || r->writing || r->failed)
+			continue;
+		r->writing = 1;
+		log_debug("Answering 500 to the request in flight: the worker is stopping");
+		http_write_error(r->fd, 500, "Internal Server Error", "");
+		r->failed = 1;	/* the app's own response never follows */
+		n++;
+	}
+	return n;
 }
 
 /* ---- Python-level signal handlers: let INT/QUIT/ABRT interrupt the app ---- */
@@ -2292,7 +2618,7 @@ wsgi_prepare(void)
 		return 0;
 	if (PyType_Ready(&InputType) < 0 || PyType_Ready(&StartResponseType) < 0 ||
 	    PyType_Ready(&WriteType) < 0 || PyType_Ready(&ErrorsType) < 0 ||
-	    PyType_Ready(&FileWrapperType) < 0)
+	    PyType_Ready(&FileWrapperType) < 0 || PyType_Ready(&EarlyHintsType) < 0)
 		return -1;
 
 	k_request_method = intern("REQUEST_METHOD");
@@ -2310,6 +2636,8 @@ wsgi_prepare(void)
 	k_url_scheme = intern("wsgi.url_scheme");
 	k_input = intern("wsgi.input");
 	k_relay = intern("_cunicorn_relay");
+	k_early_hints = intern("wsgi.early_hints");
+	k_socket = intern("gunicorn.socket");
 	k_http_authorization = intern("HTTP_AUTHORIZATION");
 	k_http_referer = intern("HTTP_REFERER");
 	k_http_user_agent = intern("HTTP_USER_AGENT");
@@ -2330,6 +2658,40 @@ wsgi_prepare(void)
 	/* _signal (built in), not signal: signal.py imports enum, ~1.7 MB
 	 * more in every worker when the app does not import it anyway */
 	if ((signal_mod = PyImport_ImportModule("_signal")) == NULL)
+		return -1;
+	/* gunicorn.socket's class, made here so that workers share it: a
+	 * socket.socket whose close() gives the fd back instead of closing
+	 * it -- the worker closes the connection, and an fd number closed
+	 * twice could be another connection's by then */
+	static const char sock_src[] =
+	    "import socket\n"
+	    "class ClientSocket(socket.socket):\n"
+	    "    # the connection's socket, owned by the worker\n"
+	    "    __slots__ = ()\n"
+	    "    def _real_close(self, _ss=socket._socket.socket, _forget=_forget):\n"
+	    "        if self.fileno() >= 0:\n"
+	    "            _forget(self.fileno(), self)\n"
+	    "            _ss.detach(self)\n"
+	    "    def close(self):\n"
+	    "        self._closed = True\n"
+	    "        if self._io_refs <= 0:\n"
+	    "            self._real_close()\n";
+	PyObject *globals = PyDict_New(), *res = NULL;
+	if (globals == NULL || PyDict_SetItemString(globals, "__builtins__",
+	    PyEval_GetBuiltins()) == -1 ||
+	    PyDict_SetItemString(globals, "__name__", v_empty) == -1 ||
+	    (res = PyCFunction_New(&sock_forget_def, NULL)) == NULL ||
+	    PyDict_SetItemString(globals, "_forget", res) == -1) {
+		Py_XDECREF(globals);
+		return -1;
+	}
+	Py_DECREF(res);
+	res = PyRun_String(sock_src, Py_file_input, globals, globals);
+	Py_XDECREF(res);
+	socket_type = res ? PyDict_GetItemString(globals, "ClientSocket") : NULL;
+	Py_XINCREF(socket_type);
+	Py_DECREF(globals);
+	if (socket_type == NULL)
 		return -1;
 	done = 1;
 	return 0;
@@ -2409,6 +2771,7 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
 		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
 			trust_all_proxies = 1;
+	allow_nets_init();
 	const char *sn = getenv("SCRIPT_NAME");
 	script_name = xstrdup(sn ? sn : "");
 	script_name_len = strlen(script_name);

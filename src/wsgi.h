@@ -75,6 +75,14 @@ int wsgi_handle(struct http_conn *c);
  * handler wsgi_init() registered for sig run at the next bytecode. */
 void wsgi_signal_trip(int sig);
 
+/* A worker stopping at once (INT, QUIT, ABRT) with requests in flight:
+ * to each whose response has not begun (not a byte out, none being
+ * written), send gunicorn's 500 page, as gunicorn 26 does, and make the
+ * app's own response fail.  Returns how many.  Call with the GIL held
+ * (the other threads' responses then stand still: a thread writes or
+ * starts a write only holding it), or from the worker's only thread. */
+int wsgi_abort_responses(void);
+
 /* Flush Python's sys.stdout / sys.stderr (exit paths). */
 void wsgi_flush_stdio(void);
 
