@@ -153,15 +153,26 @@ http_io_configure(const struct http_io_hooks *h)
 	io = *h;
 }
 
-int
-http_io_wait(int fd, short events)
+/* Wait for events, at most the I/O timeout and until deadline (0: none). */
+static int
+wait_until(int fd, short events, uint64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 	int n, saved;
 
 	for (;;) {
+		int ms = io.timeout_ms;
+		if (deadline != 0) {
+			uint64_t now = monotonic_ms();
+			if (now >= deadline) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (ms < 0 || deadline - now < (uint64_t)ms)
+				ms = (int)(deadline - now);
+		}
 		void *token = io.unlock ? io.unlock() : NULL;
-		n = poll(&p, 1, io.timeout_ms);
+		n = poll(&p, 1, ms);
 		saved = errno;
 		if (io.relock)
 			io.relock(token);
@@ -179,8 +190,14 @@ http_io_wait(int fd, short events)
 	}
 }
 
+int
+http_io_wait(int fd, short events)
+{
+	return wait_until(fd, events, 0);
+}
+
 ssize_t
-http_io_recv(int fd, void *buf, size_t n)
+http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline)
 {
 	for (;;) {
 		ssize_t r = read(fd, buf, n);
@@ -193,9 +210,15 @@ http_io_recv(int fd, void *buf, size_t n)
 		}
 		if (errno != EAGAIN)
 			return -1;
-		if (http_io_wait(fd, POLLIN) == -1)
+		if (wait_until(fd, POLLIN, deadline) == -1)
 			return -1;
 	}
+}
+
+ssize_t
+http_io_recv(int fd, void *buf, size_t n)
+{
+	return http_io_recv_until(fd, buf, n, 0);
 }
 
 int

@@ -115,6 +115,8 @@ void http_io_configure(const struct http_io_hooks *h);
 int http_io_wait(int fd, short events);
 /* >0 bytes, 0 EOF, -1 error or stall (errno ETIMEDOUT) */
 ssize_t http_io_recv(int fd, void *buf, size_t n);
+/* The same, also failing with ETIMEDOUT at deadline (monotonic ms). */
+ssize_t http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline);
 /* Write every iov (the array is modified); 0 or -1 (errno set). */
 int http_io_send_iov(int fd, struct iovec *iov, int iovcnt);
 int http_io_send(int fd, const void *p, size_t n);

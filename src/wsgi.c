@@ -234,7 +234,37 @@ struct body {
 	int io_error;		/* the client went away or stalled */
 	int err_status;		/* bad chunked framing: answer this (400) */
 	const char *err_reason;
+	uint64_t start_ms;	/* the body's deadline: start + base + received / rate */
+	uint64_t received;	/* bytes read from the socket for the body */
 };
+
+/* A body must keep coming: one total deadline that starts at BODY_BASE
+ * (the head's deadline) and grows with every byte received at
+ * BODY_MIN_RATE bytes per second, so that a big upload at a sane pace
+ * goes through and a trickle of a byte now and then is cut, whatever the
+ * pause between two bytes. */
+#define BODY_MIN_RATE	(64 * 1024)
+/* A read() of a long body starts with at most this much room and grows
+ * as the bytes arrive: a Content-Length alone reserves nothing. */
+#define READ_FIRST_ALLOC	(256 * 1024)
+static int body_base_ms = 10000;
+
+/* Read for the body within its deadline; as http_io_recv. */
+static ssize_t
+body_recv(struct body *b, void *buf, size_t n)
+{
+	uint64_t deadline = b->start_ms + (uint64_t)body_base_ms +
+	    b->received * 1000 / BODY_MIN_RATE;
+	ssize_t r = http_io_recv_until(b->fd, buf, n, deadline);
+
+	if (r > 0)
+		b->received += (uint64_t)r;
+	else if (r == -1 && errno == ETIMEDOUT)
+		log_debug("Request body too slow: %llu bytes in %llu ms",
+		    (unsigned long long)b->received,
+		    (unsigned long long)(monotonic_ms() - b->start_ms));
+	return r;
+}
 
 static __thread struct body cur_body;
 static __thread uint64_t cur_gen;	/* generation of this thread's running request */
@@ -258,6 +288,8 @@ body_begin(struct http_conn *c)
 	b->pend = NULL;
 	b->pend_len = 0;
 	b->failed = b->io_error = b->err_status = 0;
+	b->start_ms = monotonic_ms();
+	b->received = 0;
 	b->err_reason = NULL;
 	b->eof = (b->kind == HTTP_BODY_NONE) ||
 	    (b->kind == HTTP_BODY_LENGTH && b->remaining == 0);
@@ -343,7 +375,7 @@ body_more(struct body *b)
 		}
 		/* need more bytes from the socket */
 		b->pos = b->len = b->base;
-		ssize_t n = http_io_recv(b->fd, b->buf + b->base, b->cap - b->base);
+		ssize_t n = body_recv(b, b->buf + b->base, b->cap - b->base);
 		if (n <= 0)
 			b->io_error = 1;
 		if (n <= 0)
@@ -442,7 +474,7 @@ input_read(InputObject *self, PyObject *const *args, Py_ssize_t nargs)
 	if (b->kind == HTTP_BODY_LENGTH) {
 		uint64_t left = b->pend_len + b->remaining;
 		want = (size < 0 || (uint64_t)size > left) ? (size_t)left : (size_t)size;
-		alloc = want;
+		alloc = want < READ_FIRST_ALLOC ? want : READ_FIRST_ALLOC;
 	} else {
 		want = size < 0 ? SIZE_MAX : (size_t)size;
 		alloc = want < 65536 ? want : 65536;
@@ -456,8 +488,14 @@ input_read(InputObject *self, PyObject *const *args, Py_ssize_t nargs)
 		    want - got >= 16384) {
 			if (b->continue_pending && body_send_continue(b) == -1)
 				goto fail;
-			size_t n = want - got;
-			ssize_t rd = http_io_recv(b->fd, PyBytes_AS_STRING(out) + got, n);
+			if (got == alloc) {	/* grows as the bytes arrive */
+				size_t nalloc = alloc * 2 < want ? alloc * 2 : want;
+				if (_PyBytes_Resize(&out, (Py_ssize_t)nalloc) == -1)
+					return NULL;
+				alloc = nalloc;
+			}
+			size_t n = alloc - got;
+			ssize_t rd = body_recv(b, PyBytes_AS_STRING(out) + got, n);
 			if (rd <= 0) {
 				b->io_error = 1;
 				body_fail(b, PyExc_OSError, rd == 0 ?
@@ -2754,6 +2792,11 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 	listeners = setup->listeners;
 	nlisteners = setup->nlisteners;
 	urgent_signals = setup->urgent_signals;
+	{
+		struct http_conn_limits lim;
+		http_conn_limits_init(&lim, setup->cfg);
+		body_base_ms = lim.head_timeout_ms;
+	}
 	keepalive_gate = setup->keepalive_gate;
 	relay_streams = setup->relay_streams;
 	/* a client that stalls this long is dropped, before the master's

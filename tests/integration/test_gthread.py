@@ -347,3 +347,57 @@ def test_max_requests_recycling_drops_nothing(make_server):
         t.join(120)
     assert failures == []
     assert s.log().count("Autorestarting worker after current request.") >= 2
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_body_trickle_is_cut_at_one_deadline(make_server, worker):
+    """A body sent a byte every 0.3 s: each byte would restart a per-read
+    timeout; the body's one deadline (timeout 4 -> 2 s, growing only with
+    the bytes received) cuts it, and the worker serves the next client."""
+    s = make_server("-k", worker, "-w", "1", "-t", "4", "%s:reader" % APP)
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+    sock.settimeout(0.3)
+    t0 = time.monotonic()
+    answer = None
+    for _ in range(60):
+        try:
+            sock.send(b"a")
+            answer = sock.recv(65536)
+            break                       # the app's answer, or EOF
+        except socket.timeout:
+            continue
+        except OSError:
+            answer = b""
+            break
+    sock.close()
+    assert answer is not None, "the trickle went on for 18 s"
+    assert time.monotonic() - t0 < 8.0
+    # the app's read() failed (it answers so), or the connection was cut
+    assert answer == b"" or b"error" in answer, answer
+    assert http_get(s.port, "/after")[0] == 200
+    assert "WORKER TIMEOUT" not in s.log()
+
+
+def vm_size_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_huge_content_length_reserves_nothing_up_front(make_server, tmp_path, worker):
+    s = make_server("-k", worker, "-w", "1", "%s:reader" % APP)
+    worker_pid = wait_for(lambda: s.pids_titled("worker"), 10, what="the worker")[0]
+    before = vm_size_kb(worker_pid)
+    marker = str(tmp_path / "reading")
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Marker: " + marker.encode()
+                 + b"\r\nContent-Length: 8000000000\r\n\r\n" + b"x" * 100000)
+    wait_for(lambda: os.path.exists(marker), 10, what="the app reading")
+    time.sleep(0.3)            # read() is under way, waiting for more bytes
+    grown = vm_size_kb(worker_pid) - before
+    sock.close()
+    assert grown < 512 * 1024, "read() reserved %d kB" % grown
+    assert http_get(s.port, "/after")[0] == 200

@@ -76,3 +76,17 @@ def own_headers(environ, start_response):
 def wants_close(environ, start_response):
     start_response("200 OK", [("Connection", "close"), ("Content-Length", "2")])
     return [b"ok"]
+
+
+def reader(environ, start_response):
+    """Reads the whole body; reports how much came."""
+    marker = environ.get("HTTP_X_MARKER")
+    if marker:
+        open(marker, "w").close()
+    try:
+        data = environ["wsgi.input"].read()
+        body = b"got %d" % len(data)
+    except OSError as e:
+        body = b"error %s" % str(e).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
