@@ -112,9 +112,10 @@ client_accept(void)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("dirty: accept");
+				listen_pause(errno);	/* EMFILE...: back off */
 			return;
 		}
+		listen_accepted();
 		size_t i;
 		for (i = 0; i < arb.nclient_slots; i++)
 			if (arb.clients[i].fd == -1)

@@ -4,13 +4,21 @@ against the real binary with raw frames (dirty_raw.py):
 - reply amplification: sixteen stash GETs of a 40 MiB value in one write
   from a client that reads nothing.  The per-client output cap (256 MiB)
   is checked at each frame, so the arbiter drops the client after the
-  seventh reply instead of queueing all sixteen (640 MiB).
+  seventh reply instead of queueing all sixteen (640 MiB);
+- accept errors (EMFILE): the arbiter's descriptor limit is lowered under
+  it so accept() fails; it must stop polling the listener for a while
+  (not spin at 100% CPU), log the episode once, and accept again once
+  descriptors are available.
 
 Apps: tests/integration/apps/dirty_apps.py (Echo).
 """
+import os
+import resource
+import time
+
 from conftest import wait_for
 import dirty_raw as d
-from test_dirty_arbiter import ECHO, connect, start, unique_name, vm_kb
+from test_dirty_arbiter import ECHO, connect, start, status, unique_name, vm_kb
 
 MiB = 1024 * 1024
 
@@ -44,3 +52,60 @@ def test_reply_amplification_is_capped_per_frame(make_server):
         assert d.result(c.call(3, ECHO, "echo", "after")) == "after"
     finally:
         c.close()
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sockets(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def test_accept_errors_back_off_and_recover(make_server):
+    s = start(make_server, unique_name("emfile"), workers=1)
+    arb = s.arbiter
+    status(s)                               # serving
+    # no client left (the listener and the worker's channel are the only
+    # sockets): then no descriptor will be freed under us
+    wait_for(lambda: _sockets(arb) == 2, 10, what="the STATUS client to be closed")
+    limits = resource.prlimit(arb, resource.RLIMIT_NOFILE)
+    nfds = len(os.listdir("/proc/%d/fd" % arb))
+    # no descriptor left: the next accept() fails with EMFILE, and the
+    # connection stays in the listener's backlog (readable forever)
+    resource.prlimit(arb, resource.RLIMIT_NOFILE, (nfds, limits[1]))
+    stuck = d.Conn(s.sock, timeout=30)
+    try:
+        stuck.send(d.frame(d.STATUS, 5))
+        s.wait_log("Too many open files", 10)
+        cpu0 = _cpu_seconds(arb)
+        # a 2 s window with the error present all along (the old arbiter
+        # spun here: 100% CPU, thousands of log lines); it ends early
+        # once the CPU used already fails the test
+        t_end = time.monotonic() + 2.0
+        while time.monotonic() < t_end and _cpu_seconds(arb) - cpu0 <= 0.5:
+            time.sleep(0.05)
+        used = _cpu_seconds(arb) - cpu0
+        lines = [l for l in s.log().splitlines() if "accept" in l and "dirty" in l]
+        print("EMFILE for 2 s: arbiter CPU %.2f s, %d log lines" % (used, len(lines)))
+        assert used < 0.5, used
+        assert len(lines) == 1, lines[:5]
+        assert "Too many open files" in lines[0]
+        # descriptors back: the waiting connection is accepted and served
+        resource.prlimit(arb, resource.RLIMIT_NOFILE, limits)
+        t, rid, v = stuck.recv_frame()      # within the socket timeout (30 s)
+        assert (t, rid) == (d.RESPONSE, 5), (t, rid, v)
+        s.wait_log("accepting connections again", 10)
+        status(s)
+    finally:
+        stuck.close()
+        if resource.prlimit(arb, resource.RLIMIT_NOFILE) != limits:
+            resource.prlimit(arb, resource.RLIMIT_NOFILE, limits)
