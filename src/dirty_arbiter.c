@@ -372,6 +372,12 @@ on_signal(void)
 		case SIGTTIN:
 			if (arb.stopping)
 				break;
+			if (arb.target >= workers_ceiling()) {
+				log_warnx("SIGTTIN: Cannot increase above %d "
+				    "dirty workers (16 x dirty_workers, at most "
+				    "1024)", workers_ceiling());
+				break;
+			}
 			arb.target++;
 			log_info("SIGTTIN: Increasing dirty workers to %d",
 			    arb.target);

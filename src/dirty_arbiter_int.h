@@ -213,6 +213,7 @@ void	 worker_reply(struct worker *, const uint8_t *,
 void	 apps_parse(void);
 int	 app_find(const char *, size_t);
 int	 workers_required(void);
+int	 workers_ceiling(void);
 uint64_t worker_key(const struct worker *);
 void	 workers_manage(void);
 void	 worker_retire(struct worker *);

@@ -102,6 +102,24 @@ workers_required(void)
 	return req;
 }
 
+/* Most dirty workers MANAGE add and TTIN may ask for: 16 per configured
+ * worker, at most 1024 -- but never fewer than the configuration itself
+ * asks for (dirty_workers, the largest per-app limit).  Each is a Python
+ * process; without a ceiling a client of the socket could fork the
+ * machine to death, 1024 at a time. */
+int
+workers_ceiling(void)
+{
+	int configured = arb.s->dirty_workers;
+	int c = configured > 1024 / 16 ? 1024 : configured * 16;
+
+	if (c < configured)
+		c = configured;
+	if (c < workers_required())
+		c = workers_required();
+	return c;
+}
+
 /* ---- workers ---- */
 
 uint64_t
@@ -673,10 +691,18 @@ manage_request(struct client *c, const uint8_t *payload,
 		return;
 	}
 	if (op == DIRTY_MANAGE_ADD) {
-		arb.target += (int)count;
-		done = (int)count;
-		log_info("MANAGE: increasing dirty workers to %d", arb.target);
-		workers_manage();
+		int room = workers_ceiling() - arb.target;
+		done = room <= 0 ? 0 : count < room ? (int)count : room;
+		arb.target += done;
+		if (done < (int)count)
+			log_warnx("MANAGE: cannot increase above %d dirty workers "
+			    "(the ceiling: 16 x dirty_workers, at most 1024)",
+			    workers_ceiling());
+		if (done > 0) {
+			log_info("MANAGE: increasing dirty workers to %d",
+			    arb.target);
+			workers_manage();
+		}
 	} else {
 		done = workers_decrease((int)count);
 		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
