@@ -581,6 +581,19 @@ put_key(struct dirty_buf *b, const char *k)
 	dirty_put_cstring(b, k);
 }
 
+/* Close the reply frame begun at f; one that would exceed a frame (only
+ * an absurd configuration: thousands of apps with huge names) is taken
+ * back and answered with a short error, never sent with a wrong length. */
+static void
+reply_end(struct dirty_buf *b, size_t f, uint64_t id)
+{
+	if (dirty_frame_end(b, f) == 0)
+		return;
+	b->len = f;
+	dirty_put_error_frame(b, id, DIRTY_E_ERROR,
+	    "reply too large for one message");
+}
+
 void
 status_reply(struct client *c, uint64_t id)
 {
@@ -653,7 +666,7 @@ status_reply(struct client *c, uint64_t id)
 		put_key(b, "last_heartbeat_ms_ago");
 		dirty_put_int64(b, (int64_t)(monotonic_ms() - *w->heartbeat));
 	}
-	dirty_frame_end(b, f);
+	reply_end(b, f, id);
 	client_queue_flush(c);
 }
 
@@ -718,7 +731,7 @@ manage_request(struct client *c, const uint8_t *payload,
 	dirty_put_int64(b, done);
 	put_key(b, "num_workers");
 	dirty_put_int64(b, arb.target);
-	dirty_frame_end(b, f);
+	reply_end(b, f, h->id);
 	client_queue_flush(c);
 }
 
