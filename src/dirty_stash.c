@@ -18,6 +18,8 @@
  *   index[]  open addressing (linear probing, load <= 3/4) of entry
  *            number + 1, by a hash of the key bytes (no hash stored: the
  *            key is compared, the hash recomputed on rebuild)
+ * Tables themselves are found through a second index of the same kind
+ * (by name, see table_find()).
  * The hash is SipHash-1-3 keyed with 16 random bytes drawn from
  * getrandom() when the stash starts (each arbiter has its own key), so a
  * client cannot choose keys that all land in one probe chain: unkeyed,
@@ -94,7 +96,9 @@ struct stash_table {
 };
 
 static struct stash_table *tables;
-static size_t ntables;
+static size_t ntables, tables_cap;	/* tables[] grows by doubling */
+static uint32_t *tables_index;		/* see table_find() */
+static size_t tables_index_cap;		/* power of two, or 0 */
 static uint64_t total_bytes, max_bytes;	/* as counted for the cap */
 static uint8_t hash_key[16];		/* SipHash key, random per arbiter */
 
@@ -352,7 +356,7 @@ void
 dirty_stash_init(void)
 {
 	tables = NULL;
-	ntables = 0;
+	ntables = tables_cap = 0;
 	total_bytes = 0;
 	hash_key_init();
 }
@@ -369,16 +373,58 @@ dirty_stash_reset(void)
 	for (size_t i = 0; i < ntables; i++)
 		table_free(&tables[i]);
 	free(tables);
+	free(tables_index);
+	tables_index = NULL;
+	tables_index_cap = 0;
 	dirty_stash_init();
+}
+
+/* The tables are found through their own index: open addressing of
+ * table number + 1 by the keyed hash of the name, like the entries (a
+ * linear scan made each op cost O(tables): a client creating a million
+ * tables stalled the arbiter for hours).  Rebuilt on growth and after a
+ * delete_table (tables[] is kept dense, so the numbers move). */
+
+static void
+tables_index_insert(size_t i)
+{
+	size_t mask = tables_index_cap - 1;
+	size_t slot = hash_bytes((const uint8_t *)tables[i].name,
+	    tables[i].name_len) & mask;
+
+	while (tables_index[slot] != 0)
+		slot = (slot + 1) & mask;
+	tables_index[slot] = (uint32_t)i + 1;
+}
+
+static void
+tables_index_rebuild(void)
+{
+	size_t cap = 8;
+
+	while (cap * 3 < (ntables + 1) * 4)
+		cap *= 2;
+	free(tables_index);
+	tables_index = xcalloc(cap, sizeof(*tables_index));
+	tables_index_cap = cap;
+	for (size_t i = 0; i < ntables; i++)
+		tables_index_insert(i);
 }
 
 static struct stash_table *
 table_find(const char *name, uint32_t n)
 {
-	for (size_t i = 0; i < ntables; i++)
-		if (tables[i].name_len == n &&
-		    memcmp(tables[i].name, name, n) == 0)
-			return &tables[i];
+	if (tables_index_cap == 0)
+		return NULL;
+	size_t mask = tables_index_cap - 1;
+	size_t slot = hash_bytes((const uint8_t *)name, n) & mask;
+
+	for (uint32_t e; (e = tables_index[slot]) != 0;
+	    slot = (slot + 1) & mask) {
+		struct stash_table *t = &tables[e - 1];
+		if (t->name_len == n && memcmp(t->name, name, n) == 0)
+			return t;
+	}
 	return NULL;
 }
 
@@ -389,7 +435,10 @@ table_ensure(const char *name, uint32_t n)
 
 	if (t != NULL)
 		return t;
-	tables = xreallocarray(tables, ntables + 1, sizeof(*tables));
+	if (ntables == tables_cap) {
+		tables_cap = tables_cap ? tables_cap * 2 : 8;
+		tables = xreallocarray(tables, tables_cap, sizeof(*tables));
+	}
 	t = &tables[ntables++];
 	memset(t, 0, sizeof(*t));
 	total_bytes += table_cost(n);
@@ -397,6 +446,10 @@ table_ensure(const char *name, uint32_t n)
 	t->name = xmalloc(n + 1);
 	memcpy(t->name, name, n);
 	t->name[n] = '\0';
+	if (ntables * 4 > tables_index_cap * 3)
+		tables_index_rebuild();
+	else
+		tables_index_insert(ntables - 1);
 	return t;
 }
 
@@ -409,6 +462,7 @@ table_remove(struct stash_table *t)
 	table_free(t);
 	memmove(&tables[i], &tables[i + 1], (ntables - i - 1) * sizeof(*tables));
 	ntables--;
+	tables_index_rebuild();
 }
 
 /* Copy the live arena records into fresh blocks (insertion order kept). */
