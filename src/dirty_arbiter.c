@@ -52,6 +52,8 @@
 
 #define TICK_MS			200
 #define PPID_CHECK_MS		1000
+#define ACCEPT_PAUSE_MIN_MS	100
+#define ACCEPT_PAUSE_MAX_MS	1000
 
 struct arbiter_state arb;
 uint8_t arb_scratch[READ_CHUNK];
@@ -163,6 +165,61 @@ flush_all(void)
 	arb.nflush = 0;
 }
 
+/* ---- the listener: paused after accept errors ---- */
+
+/* accept() failed with err (not EAGAIN): out of descriptors, memory or
+ * buffers.  The connection stays in the backlog, so polling the listener
+ * again at once would spin (and log) as fast as the CPU allows; instead
+ * take it out of the epoll set for a while, the pause doubling up to
+ * ACCEPT_PAUSE_MAX_MS while the errors last.  One line per episode. */
+void
+listen_pause(int err)
+{
+	uint64_t now = monotonic_ms();
+
+	if (arb.listen_fd == -1)
+		return;
+	arb.accept_failures++;
+	if (!arb.accept_episode) {
+		arb.accept_episode = 1;
+		arb.accept_pause_ms = ACCEPT_PAUSE_MIN_MS;
+		errno = err;
+		log_warn("dirty: accept failed, pausing new connections "
+		    "(logged once until one is accepted again)");
+	} else if (arb.accept_pause_ms < ACCEPT_PAUSE_MAX_MS) {
+		arb.accept_pause_ms *= 2;
+		if (arb.accept_pause_ms > ACCEPT_PAUSE_MAX_MS)
+			arb.accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
+	}
+	if (!arb.listen_paused) {
+		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+		arb.listen_paused = 1;
+	}
+	arb.accept_resume_ms = now + arb.accept_pause_ms;
+}
+
+/* An accept succeeded: an episode of errors, if any, is over. */
+void
+listen_accepted(void)
+{
+	if (!arb.accept_episode)
+		return;
+	log_info("dirty: accepting connections again (%llu accept errors "
+	    "meanwhile)", (unsigned long long)arb.accept_failures);
+	arb.accept_episode = 0;
+	arb.accept_failures = 0;
+}
+
+static void
+listen_resume_due(uint64_t now)
+{
+	if (!arb.listen_paused || now < arb.accept_resume_ms)
+		return;
+	arb.listen_paused = 0;
+	if (arb.listen_fd != -1)
+		ep_add(arb.listen_fd, EPOLLIN, EV_KEY(EV_LISTEN, 0, 0));
+}
+
 /* ---- timers: timeouts, heartbeats, retirement, shutdown ---- */
 
 static void
@@ -190,6 +247,7 @@ tick(void)
 		arb.last_ppid_check = now;
 		check_parent();
 	}
+	listen_resume_due(now);
 	calls_expire(now, timeout);
 	workers_tick(now, timeout, grace);
 	clients_expire(now);
@@ -235,7 +293,8 @@ stop_graceful(void)
 	arb.stop_deadline = monotonic_ms() +
 	    (uint64_t)arb.s->dirty_graceful_timeout * 1000u;
 	if (arb.listen_fd != -1) {
-		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+		if (!arb.listen_paused)
+			epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
 		close(arb.listen_fd);
 		arb.listen_fd = -1;
 	}
@@ -313,6 +372,12 @@ on_signal(void)
 		case SIGTTIN:
 			if (arb.stopping)
 				break;
+			if (arb.target >= workers_ceiling()) {
+				log_warnx("SIGTTIN: Cannot increase above %d "
+				    "dirty workers (16 x dirty_workers, at most "
+				    "1024)", workers_ceiling());
+				break;
+			}
 			arb.target++;
 			log_info("SIGTTIN: Increasing dirty workers to %d",
 			    arb.target);

@@ -159,6 +159,16 @@ struct arbiter_state {
 	uint64_t *flush;
 	size_t nflush, flush_cap;
 
+	/* dirty_arbiter.c: accepts paused after an accept error (EMFILE,
+	 * ENFILE, ENOBUFS...): the listener is out of the epoll set until
+	 * accept_resume_ms; one log line per episode (until an accept
+	 * succeeds), the pause doubling from 100 ms to 1 s */
+	int listen_paused;
+	int accept_episode;
+	uint64_t accept_resume_ms;
+	uint64_t accept_pause_ms;
+	uint64_t accept_failures;
+
 	/* dirty_arbiter.c, read by the others */
 	int stopping;		/* graceful: TERM received */
 	uint64_t stop_deadline;
@@ -180,6 +190,8 @@ int	 outq_send(int, struct outq *);
 void	 ep_set(int, uint32_t *, uint32_t, uint64_t);
 int	 ep_add(int, uint32_t, uint64_t);
 void	 flush_queue(uint64_t, int *);
+void	 listen_pause(int);
+void	 listen_accepted(void);
 
 /* dirty_route.c: clients, calls, routing, replies */
 struct client	*client_lookup(uint32_t, uint32_t);
@@ -201,6 +213,7 @@ void	 worker_reply(struct worker *, const uint8_t *,
 void	 apps_parse(void);
 int	 app_find(const char *, size_t);
 int	 workers_required(void);
+int	 workers_ceiling(void);
 uint64_t worker_key(const struct worker *);
 void	 workers_manage(void);
 void	 worker_retire(struct worker *);

@@ -102,6 +102,24 @@ workers_required(void)
 	return req;
 }
 
+/* Most dirty workers MANAGE add and TTIN may ask for: 16 per configured
+ * worker, at most 1024 -- but never fewer than the configuration itself
+ * asks for (dirty_workers, the largest per-app limit).  Each is a Python
+ * process; without a ceiling a client of the socket could fork the
+ * machine to death, 1024 at a time. */
+int
+workers_ceiling(void)
+{
+	int configured = arb.s->dirty_workers;
+	int c = configured > 1024 / 16 ? 1024 : configured * 16;
+
+	if (c < configured)
+		c = configured;
+	if (c < workers_required())
+		c = workers_required();
+	return c;
+}
+
 /* ---- workers ---- */
 
 uint64_t
@@ -563,6 +581,19 @@ put_key(struct dirty_buf *b, const char *k)
 	dirty_put_cstring(b, k);
 }
 
+/* Close the reply frame begun at f; one that would exceed a frame (only
+ * an absurd configuration: thousands of apps with huge names) is taken
+ * back and answered with a short error, never sent with a wrong length. */
+static void
+reply_end(struct dirty_buf *b, size_t f, uint64_t id)
+{
+	if (dirty_frame_end(b, f) == 0)
+		return;
+	b->len = f;
+	dirty_put_error_frame(b, id, DIRTY_E_ERROR,
+	    "reply too large for one message");
+}
+
 void
 status_reply(struct client *c, uint64_t id)
 {
@@ -635,7 +666,7 @@ status_reply(struct client *c, uint64_t id)
 		put_key(b, "last_heartbeat_ms_ago");
 		dirty_put_int64(b, (int64_t)(monotonic_ms() - *w->heartbeat));
 	}
-	dirty_frame_end(b, f);
+	reply_end(b, f, id);
 	client_queue_flush(c);
 }
 
@@ -673,10 +704,18 @@ manage_request(struct client *c, const uint8_t *payload,
 		return;
 	}
 	if (op == DIRTY_MANAGE_ADD) {
-		arb.target += (int)count;
-		done = (int)count;
-		log_info("MANAGE: increasing dirty workers to %d", arb.target);
-		workers_manage();
+		int room = workers_ceiling() - arb.target;
+		done = room <= 0 ? 0 : count < room ? (int)count : room;
+		arb.target += done;
+		if (done < (int)count)
+			log_warnx("MANAGE: cannot increase above %d dirty workers "
+			    "(the ceiling: 16 x dirty_workers, at most 1024)",
+			    workers_ceiling());
+		if (done > 0) {
+			log_info("MANAGE: increasing dirty workers to %d",
+			    arb.target);
+			workers_manage();
+		}
 	} else {
 		done = workers_decrease((int)count);
 		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
@@ -692,7 +731,7 @@ manage_request(struct client *c, const uint8_t *payload,
 	dirty_put_int64(b, done);
 	put_key(b, "num_workers");
 	dirty_put_int64(b, arb.target);
-	dirty_frame_end(b, f);
+	reply_end(b, f, h->id);
 	client_queue_flush(c);
 }
 

@@ -26,7 +26,11 @@
  * input is read into one shared 64 KiB scratch buffer and only a partial
  * frame is kept per peer.  A client's input is never paused (a client
  * that pipelines before reading would deadlock); a client with more than
- * CLIENT_MAX_OUT of unread replies is dropped.  Requests waiting for a
+ * CLIENT_MAX_OUT of unread replies is dropped.  The cap is checked at
+ * each frame, never only once per read: a worker's reply that would pass
+ * it is not queued, and a client whose own request (a stash get) put it
+ * over is dropped before its next frame is read, so sixteen GETs of a
+ * 40 MiB value in one write cost at most the cap plus one reply.  Requests waiting for a
  * worker's socket are bounded by WORKER_MAX_OUT per worker: past it a new
  * request goes to another worker having the app, or gets
  * DirtyNoWorkersAvailableError at once.
@@ -108,9 +112,10 @@ client_accept(void)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("dirty: accept");
+				listen_pause(errno);	/* EMFILE...: back off */
 			return;
 		}
+		listen_accepted();
 		size_t i;
 		for (i = 0; i < arb.nclient_slots; i++)
 			if (arb.clients[i].fd == -1)
@@ -174,6 +179,27 @@ client_send_error(struct client *c, uint64_t id, const char *type,
 {
 	dirty_put_error_frame(&c->out.b, id, type, message);
 	client_queue_flush(c);
+}
+
+/* Whether c's unread replies plus `more` bytes stay within CLIENT_MAX_OUT.
+ * Past it, try to send first (a client that reads keeps up); still past
+ * it: the client is dropped and 0 returned (c is closed, its calls
+ * forgotten). */
+static int
+client_within_cap(struct client *c, size_t more)
+{
+	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+		return 1;
+	if (outq_send(c->fd, &c->out) == -1) {
+		client_close(c);	/* gone */
+		return 0;
+	}
+	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+		return 1;
+	log_warnx("dirty: dropping a client that does not read its replies "
+	    "(over %u MiB unread)", CLIENT_MAX_OUT >> 20);
+	client_close(c);
+	return 0;
 }
 
 /* The id of a header whose magic and version are right, else 0. */
@@ -416,7 +442,8 @@ client_frame(struct client *c, const uint8_t *frame,
 	}
 }
 
-/* Handle every complete frame in p[0..len); returns bytes consumed. */
+/* Handle every complete frame in p[0..len); returns bytes consumed.  c
+ * may be closed on return (fd -1): over the output cap. */
 static size_t
 client_frames(struct client *c, const uint8_t *p, size_t len)
 {
@@ -434,6 +461,10 @@ client_frames(struct client *c, const uint8_t *p, size_t len)
 			break;
 		client_frame(c, p + off, &h);
 		off += DIRTY_HEADER_SIZE + h.length;
+		/* its reply is queued: over the cap, stop here (p may have
+		 * been c->in, freed with c) */
+		if (!client_within_cap(c, 0))
+			return len;
 	}
 	return c->closing ? len : off;
 }
@@ -466,12 +497,16 @@ client_read(struct client *c)
 		if (c->in.len == 0) {
 			/* the common case: whole frames, no copy */
 			size_t used = client_frames(c, arb_scratch, (size_t)n);
+			if (c->fd == -1)
+				return;		/* dropped: over the cap */
 			if (!c->closing && used < (size_t)n)
 				dirty_buf_append(&c->in, arb_scratch + used,
 				    (size_t)n - used);
 		} else {
 			dirty_buf_append(&c->in, arb_scratch, (size_t)n);
 			size_t used = client_frames(c, c->in.data, c->in.len);
+			if (c->fd == -1)
+				return;
 			if (!c->closing)
 				dirty_buf_consume(&c->in, used);
 		}
@@ -495,12 +530,8 @@ client_flush(struct client *c)
 		client_close(c);
 		return;
 	}
-	if (outq_pending(&c->out) > CLIENT_MAX_OUT) {
-		log_warnx("dirty: dropping a client that does not read its "
-		    "replies");
-		client_close(c);
+	if (!client_within_cap(c, 0))
 		return;
-	}
 	if (c->closing && outq_pending(&c->out) == 0) {
 		client_close(c);
 		return;
@@ -522,6 +553,10 @@ worker_reply(struct worker *w, const uint8_t *frame,
 		return;		/* timed out or forgotten: drop */
 	struct client *c = client_lookup(k->client, k->client_gen);
 	if (c != NULL && !c->closing) {
+		/* the cap before queueing: dropping c forgets its calls,
+		 * this one included */
+		if (!client_within_cap(c, DIRTY_HEADER_SIZE + h->length))
+			return;
 		size_t at = c->out.b.len;
 		dirty_buf_append(&c->out.b, frame,
 		    DIRTY_HEADER_SIZE + h->length);

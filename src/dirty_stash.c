@@ -18,13 +18,30 @@
  *   index[]  open addressing (linear probing, load <= 3/4) of entry
  *            number + 1, by a hash of the key bytes (no hash stored: the
  *            key is compared, the hash recomputed on rebuild)
+ * Tables themselves are found through a second index of the same kind
+ * (by name, see table_find()).
+ * The hash is SipHash-1-3 keyed with 16 random bytes drawn from
+ * getrandom() when the stash starts (each arbiter has its own key), so a
+ * client cannot choose keys that all land in one probe chain: unkeyed,
+ * 65,536 crafted keys cost every put a walk over all of them.
  * An overwrite with a value of the same length is done in place; other
  * overwrites and deletes leave dead bytes in the arena, reclaimed by a
  * compaction (copy of the live records) once they outweigh the live ones.
  *
- * dirty_stash_max_bytes (dirty_stash_set_max_bytes): a cap on the sum of
- * the live keys' and values' encoded sizes over all tables; a put that
- * would exceed it is refused with a StashError naming the setting.
+ * dirty_stash_max_bytes (dirty_stash_set_max_bytes): a cap on what the
+ * arbiter holds for the stash, counted as
+ *   per table  its name's bytes + TABLE_COST (the table's own state)
+ *   per entry  its key's and value's encoded bytes + ENTRY_COST (the
+ *              record's length prefixes, its recs[] pointer and its
+ *              share of the index, rounded up)
+ * A put or an ensure that would exceed it is refused with a StashError
+ * naming the setting, so neither long table names nor many tiny entries
+ * get past it.
+ *
+ * Replies are bounded like any frame (DIRTY_MAX_PAYLOAD bytes, lists of at
+ * most DIRTY_MAX_COUNT items): a reply that would not fit (keys of a huge
+ * table, an error quoting a near-64 MiB key) is answered with a short
+ * StashError instead, never with a frame a peer cannot decode.
  *
  * Errors are answered with ERROR frames whose error_type the Python stash
  * client maps to its exceptions: StashTableNotFoundError (details
@@ -37,19 +54,33 @@
 #include "dirty_wire.h"
 #include "log.h"
 
+#include <errno.h>
 #include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #define BLOCK_MIN	(4u * 1024)
 #define BLOCK_MAX	(1024u * 1024)
 #define RECORD_LARGE	(64u * 1024)	/* larger records are malloc'ed alone */
 #define COMPACT_MIN	(64u * 1024)	/* dead arena bytes worth a compaction */
+/* What dirty_stash_max_bytes charges beyond the encoded keys and values
+ * (see the top of this file): a table's struct and slot in tables[] is
+ * about 100 bytes; an entry's two length varints (2-10 bytes), recs[]
+ * pointer (8, up to 12 with the 1.5x growth slack) and index slots (4
+ * bytes at a load of 3/8 to 3/4: 5-11) come to 15-33, 24 typical. */
+#define TABLE_COST	128u
+#define ENTRY_COST	24u
+/* Tables a TABLES reply can list (a List's count limit). */
+#define TABLES_MAX	DIRTY_MAX_COUNT
 
 struct stash_table {
-	char *name;
+	char *name;		/* name_len bytes (may hold NULs), then a NUL */
+	uint32_t name_len;
 	uint8_t **recs;		/* records in insertion order; NULL: deleted */
 	uint32_t nrecs;		/* used slots, tombstones included */
 	uint32_t cap;
@@ -61,12 +92,27 @@ struct stash_table {
 	size_t cur_used, cur_cap;	/* of the last block */
 	size_t dead;		/* bytes of dead records in the arena */
 	size_t arena_live;	/* bytes of live records in the arena */
-	uint64_t bytes;		/* live keys' + values' encoded bytes */
+	uint64_t bytes;		/* entry_cost() of the live entries */
 };
 
 static struct stash_table *tables;
-static size_t ntables;
-static uint64_t total_bytes, max_bytes;
+static size_t ntables, tables_cap;	/* tables[] grows by doubling */
+static uint32_t *tables_index;		/* see table_find() */
+static size_t tables_index_cap;		/* power of two, or 0 */
+static uint64_t total_bytes, max_bytes;	/* as counted for the cap */
+static uint8_t hash_key[16];		/* SipHash key, random per arbiter */
+
+static uint64_t
+entry_cost(uint32_t kn, uint32_t vn)
+{
+	return (uint64_t)kn + vn + ENTRY_COST;
+}
+
+static uint64_t
+table_cost(uint32_t name_len)
+{
+	return (uint64_t)name_len + TABLE_COST;
+}
 
 /* ---- records ---- */
 
@@ -174,8 +220,8 @@ rec_release(struct stash_table *t, uint8_t *r)
 	struct rec x;
 
 	rec_read(r, &x);
-	t->bytes -= (uint64_t)x.keylen + x.valuelen;
-	total_bytes -= (uint64_t)x.keylen + x.valuelen;
+	t->bytes -= entry_cost(x.keylen, x.valuelen);
+	total_bytes -= entry_cost(x.keylen, x.valuelen);
 	if (x.size > RECORD_LARGE)
 		free(r);
 	else {
@@ -186,16 +232,103 @@ rec_release(struct stash_table *t, uint8_t *r)
 
 /* ---- tables ---- */
 
+/* SipHash (Aumasson and Bernstein), written from the paper's
+ * description: four 64-bit lanes, message words read little-endian,
+ * c_rounds per word and d_rounds to finish.  The stash uses 1-3. */
+#define ROTL64(x, b)	(((x) << (b)) | ((x) >> (64 - (b))))
+
+static inline uint64_t
+le64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void
+sip_rounds(uint64_t v[4], int n)
+{
+	while (n-- > 0) {
+		v[0] += v[1]; v[1] = ROTL64(v[1], 13); v[1] ^= v[0];
+		v[0] = ROTL64(v[0], 32);
+		v[2] += v[3]; v[3] = ROTL64(v[3], 16); v[3] ^= v[2];
+		v[0] += v[3]; v[3] = ROTL64(v[3], 21); v[3] ^= v[0];
+		v[2] += v[1]; v[1] = ROTL64(v[1], 17); v[1] ^= v[2];
+		v[2] = ROTL64(v[2], 32);
+	}
+}
+
+uint64_t
+dirty_stash_siphash(const uint8_t key[16], const void *data, size_t n,
+    int c_rounds, int d_rounds)
+{
+	const uint8_t *p = data;
+	uint64_t k0 = le64_get(key), k1 = le64_get(key + 8);
+	uint64_t v[4] = {
+		k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull,
+		k0 ^ 0x6c7967656e657261ull, k1 ^ 0x7465646279746573ull,
+	};
+	uint64_t m;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		m = le64_get(p + i);
+		v[3] ^= m;
+		sip_rounds(v, c_rounds);
+		v[0] ^= m;
+	}
+	m = (uint64_t)(n & 0xff) << 56;
+	for (size_t j = 0; i + j < n; j++)
+		m |= (uint64_t)p[i + j] << (8 * j);
+	v[3] ^= m;
+	sip_rounds(v, c_rounds);
+	v[0] ^= m;
+	v[2] ^= 0xff;
+	sip_rounds(v, d_rounds);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
 static uint32_t
 hash_bytes(const uint8_t *p, size_t n)
 {
-	uint32_t h = 2166136261u;
+	return (uint32_t)dirty_stash_siphash(hash_key, p, n, 1, 3);
+}
 
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 16777619u;
+/* A fresh random hash key.  getrandom() cannot fail on Linux >= 3.17 for
+ * 16 bytes once the pool is ready; should it, the clock and pid still
+ * make the key differ per arbiter (a warning says so). */
+static void
+hash_key_init(void)
+{
+	ssize_t got = 0;
+
+	while (got < (ssize_t)sizeof(hash_key)) {
+		ssize_t n = getrandom(hash_key + got, sizeof(hash_key) -
+		    (size_t)got, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += n;
 	}
-	return h;
+	if (got < (ssize_t)sizeof(hash_key)) {
+		struct timespec ts;
+		log_warn("dirty: getrandom (stash hash key from the clock)");
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
+		uint64_t b = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull ^
+		    (uint64_t)(uintptr_t)&ts;
+		memcpy(hash_key, &a, 8);
+		memcpy(hash_key + 8, &b, 8);
+	}
+}
+
+void
+dirty_stash_set_hash_key(const uint8_t key[16])
+{
+	memcpy(hash_key, key, sizeof(hash_key));
 }
 
 static void
@@ -223,8 +356,9 @@ void
 dirty_stash_init(void)
 {
 	tables = NULL;
-	ntables = 0;
+	ntables = tables_cap = 0;
 	total_bytes = 0;
+	hash_key_init();
 }
 
 void
@@ -233,22 +367,88 @@ dirty_stash_set_max_bytes(uint64_t max)
 	max_bytes = max;
 }
 
+int
+dirty_stash_check(void)
+{
+	uint64_t sum = 0;
+	struct rec x;
+
+	for (size_t i = 0; i < ntables; i++) {
+		uint64_t tb = 0;
+		sum += table_cost(tables[i].name_len);
+		for (uint32_t j = 0; j < tables[i].nrecs; j++) {
+			if (tables[i].recs[j] == NULL)
+				continue;
+			rec_read(tables[i].recs[j], &x);
+			tb += entry_cost(x.keylen, x.valuelen);
+		}
+		if (tb != tables[i].bytes)
+			return -1;
+		sum += tb;
+	}
+	if (sum != total_bytes || (max_bytes != 0 && total_bytes > max_bytes))
+		return -1;
+	return 0;
+}
+
 void
 dirty_stash_reset(void)
 {
 	for (size_t i = 0; i < ntables; i++)
 		table_free(&tables[i]);
 	free(tables);
+	free(tables_index);
+	tables_index = NULL;
+	tables_index_cap = 0;
 	dirty_stash_init();
+}
+
+/* The tables are found through their own index: open addressing of
+ * table number + 1 by the keyed hash of the name, like the entries (a
+ * linear scan made each op cost O(tables): a client creating a million
+ * tables stalled the arbiter for hours).  Rebuilt on growth and after a
+ * delete_table (tables[] is kept dense, so the numbers move). */
+
+static void
+tables_index_insert(size_t i)
+{
+	size_t mask = tables_index_cap - 1;
+	size_t slot = hash_bytes((const uint8_t *)tables[i].name,
+	    tables[i].name_len) & mask;
+
+	while (tables_index[slot] != 0)
+		slot = (slot + 1) & mask;
+	tables_index[slot] = (uint32_t)i + 1;
+}
+
+static void
+tables_index_rebuild(void)
+{
+	size_t cap = 8;
+
+	while (cap * 3 < (ntables + 1) * 4)
+		cap *= 2;
+	free(tables_index);
+	tables_index = xcalloc(cap, sizeof(*tables_index));
+	tables_index_cap = cap;
+	for (size_t i = 0; i < ntables; i++)
+		tables_index_insert(i);
 }
 
 static struct stash_table *
 table_find(const char *name, uint32_t n)
 {
-	for (size_t i = 0; i < ntables; i++)
-		if (strlen(tables[i].name) == n &&
-		    memcmp(tables[i].name, name, n) == 0)
-			return &tables[i];
+	if (tables_index_cap == 0)
+		return NULL;
+	size_t mask = tables_index_cap - 1;
+	size_t slot = hash_bytes((const uint8_t *)name, n) & mask;
+
+	for (uint32_t e; (e = tables_index[slot]) != 0;
+	    slot = (slot + 1) & mask) {
+		struct stash_table *t = &tables[e - 1];
+		if (t->name_len == n && memcmp(t->name, name, n) == 0)
+			return t;
+	}
 	return NULL;
 }
 
@@ -259,12 +459,21 @@ table_ensure(const char *name, uint32_t n)
 
 	if (t != NULL)
 		return t;
-	tables = xreallocarray(tables, ntables + 1, sizeof(*tables));
+	if (ntables == tables_cap) {
+		tables_cap = tables_cap ? tables_cap * 2 : 8;
+		tables = xreallocarray(tables, tables_cap, sizeof(*tables));
+	}
 	t = &tables[ntables++];
 	memset(t, 0, sizeof(*t));
+	total_bytes += table_cost(n);
+	t->name_len = n;
 	t->name = xmalloc(n + 1);
 	memcpy(t->name, name, n);
 	t->name[n] = '\0';
+	if (ntables * 4 > tables_index_cap * 3)
+		tables_index_rebuild();
+	else
+		tables_index_insert(ntables - 1);
 	return t;
 }
 
@@ -273,9 +482,11 @@ table_remove(struct stash_table *t)
 {
 	size_t i = (size_t)(t - tables);
 
+	total_bytes -= table_cost(t->name_len);
 	table_free(t);
 	memmove(&tables[i], &tables[i + 1], (ntables - i - 1) * sizeof(*tables));
 	ntables--;
+	tables_index_rebuild();
 }
 
 /* Copy the live arena records into fresh blocks (insertion order kept). */
@@ -360,18 +571,22 @@ table_get(const struct stash_table *t, const uint8_t *key, uint32_t n)
 	return e != 0 ? t->recs[e - 1] : NULL;
 }
 
-/* What a put of key/value would add to the stash's bytes (may be < 0). */
+/* What a put of key/value would add to the counted bytes (may be < 0):
+ * t is the table, NULL when the put would create it (named with
+ * name_len bytes). */
 static int64_t
-table_put_delta(const struct stash_table *t, const uint8_t *key, uint32_t n,
-    uint32_t vn)
+table_put_delta(const struct stash_table *t, uint32_t name_len,
+    const uint8_t *key, uint32_t n, uint32_t vn)
 {
-	int64_t d = (int64_t)n + vn;
-	const uint8_t *r = t != NULL ? table_get(t, key, n) : NULL;
+	int64_t d = (int64_t)entry_cost(n, vn);
+	const uint8_t *r;
 	struct rec x;
 
-	if (r != NULL) {
+	if (t == NULL)
+		d += (int64_t)table_cost(name_len);
+	else if ((r = table_get(t, key, n)) != NULL) {
 		rec_read(r, &x);
-		d -= (int64_t)x.keylen + x.valuelen;
+		d -= (int64_t)entry_cost(x.keylen, x.valuelen);
 	}
 	return d;
 }
@@ -411,8 +626,8 @@ table_put(struct stash_table *t, const uint8_t *key, uint32_t n,
 	uint8_t *r = rec_alloc(t, size);
 	rec_write(r, key, n, value, vn);
 	t->recs[e - 1] = r;
-	t->bytes += (uint64_t)n + vn;
-	total_bytes += (uint64_t)n + vn;
+	t->bytes += entry_cost(n, vn);
+	total_bytes += entry_cost(n, vn);
 	if (t->dead > COMPACT_MIN && t->dead > t->arena_live)
 		table_compact(t);
 }
@@ -441,13 +656,39 @@ static void
 table_clear(struct stash_table *t)
 {
 	char *name = t->name;
+	uint32_t name_len = t->name_len;
 
 	t->name = NULL;
 	table_free(t);
 	t->name = name;
+	t->name_len = name_len;
 }
 
 /* ---- replies ---- */
+
+/* A short StashError in place of a reply that cannot be one frame. */
+static void
+reply_too_large(struct dirty_buf *out, uint64_t id, const char *what)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "Stash reply too large: %s (a reply is "
+	    "at most %u bytes and lists at most %u items)", what,
+	    DIRTY_MAX_PAYLOAD, DIRTY_MAX_COUNT);
+	dirty_put_error_frame(out, id, "StashError", msg);
+}
+
+/* Close the frame begun at f.  A payload over DIRTY_MAX_PAYLOAD is taken
+ * back whole and answered reply_too_large(): a frame is never sent with
+ * a length that does not match its payload. */
+static void
+reply_end(struct dirty_buf *out, size_t f, uint64_t id)
+{
+	if (dirty_frame_end(out, f) == 0)
+		return;
+	out->len = f;
+	reply_too_large(out, id, "over the frame size limit");
+}
 
 static size_t
 reply_begin(struct dirty_buf *out, uint64_t id)
@@ -463,7 +704,7 @@ reply_bool(struct dirty_buf *out, uint64_t id, int v)
 {
 	size_t f = reply_begin(out, id);
 	dirty_put_bool(out, v);
-	dirty_frame_end(out, f);
+	reply_end(out, f, id);
 }
 
 static void
@@ -499,7 +740,7 @@ reply_error(struct dirty_buf *out, uint64_t id, const char *type,
 		dirty_put_cstring(out, "key");
 		dirty_buf_append(out, key, kn);
 	}
-	dirty_frame_end(out, f);
+	reply_end(out, f, id);
 }
 
 /* A put refused by dirty_stash_max_bytes: StashError naming the setting. */
@@ -509,9 +750,10 @@ reply_full(struct dirty_buf *out, uint64_t id, uint64_t need)
 	char msg[256];
 	size_t f;
 
-	snprintf(msg, sizeof(msg), "Stash is full: this put of %" PRIu64
-	    " bytes would exceed dirty_stash_max_bytes (%" PRIu64 " bytes, %"
-	    PRIu64 " in use)", need, max_bytes, total_bytes);
+	snprintf(msg, sizeof(msg), "Stash is full: %" PRIu64 " more bytes "
+	    "would exceed dirty_stash_max_bytes (%" PRIu64 " bytes, %" PRIu64
+	    " in use, table names and per-entry overhead included)", need,
+	    max_bytes, total_bytes);
 	f = dirty_frame_begin(out, DIRTY_MSG_ERROR, id);
 	dirty_put_dict(out, 1);
 	dirty_put_cstring(out, "error");
@@ -526,7 +768,17 @@ reply_full(struct dirty_buf *out, uint64_t id, uint64_t need)
 	dirty_put_int64(out, (int64_t)max_bytes);
 	dirty_put_cstring(out, "used_bytes");
 	dirty_put_int64(out, (int64_t)total_bytes);
-	dirty_frame_end(out, f);
+	reply_end(out, f, id);
+}
+
+static void
+reply_too_many_tables(struct dirty_buf *out, uint64_t id)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "Too many stash tables (at most %u)",
+	    TABLES_MAX);
+	dirty_put_error_frame(out, id, "StashError", msg);
 }
 
 /* Locate field `name` of the payload dict: its encoded bytes. 0 found. */
@@ -548,6 +800,10 @@ field_raw(const uint8_t *p, size_t len, const char *name,
 	return 0;
 }
 
+/* The keys of t matching pattern (all when NULL), in insertion order.
+ * Stops as soon as the list would exceed a frame (DIRTY_MAX_COUNT items
+ * or DIRTY_MAX_PAYLOAD bytes) and answers StashError instead, so a huge
+ * table never costs more than one frame's worth of buffer. */
 static void
 reply_keys(struct dirty_buf *out, uint64_t id, const struct stash_table *t,
     const char *pattern)
@@ -580,6 +836,15 @@ reply_keys(struct dirty_buf *out, uint64_t id, const struct stash_table *t,
 			if (!match)
 				continue;
 		}
+		if (count == DIRTY_MAX_COUNT ||
+		    out->len - f - DIRTY_HEADER_SIZE + x.keylen >
+		    DIRTY_MAX_PAYLOAD) {
+			out->len = f;
+			reply_too_large(out, id, count == DIRTY_MAX_COUNT ?
+			    "more keys match than one list can hold" :
+			    "the matching keys exceed the frame size limit");
+			return;
+		}
 		dirty_buf_append(out, x.key, x.keylen);
 		count++;
 	}
@@ -587,7 +852,7 @@ reply_keys(struct dirty_buf *out, uint64_t id, const struct stash_table *t,
 	out->data[count_at + 1] = (uint8_t)(count >> 16);
 	out->data[count_at + 2] = (uint8_t)(count >> 8);
 	out->data[count_at + 3] = (uint8_t)count;
-	dirty_frame_end(out, f);
+	reply_end(out, f, id);
 }
 
 void
@@ -627,10 +892,14 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 			    "key and value", NULL, 0, NULL, 0);
 			return;
 		}
+		if (t == NULL && ntables >= TABLES_MAX) {
+			reply_too_many_tables(out, id);
+			return;
+		}
 		if (max_bytes > 0) {
-			int64_t d = table_put_delta(t, key, kn, vn);
+			int64_t d = table_put_delta(t, tn, key, kn, vn);
 			if (d > 0 && total_bytes + (uint64_t)d > max_bytes) {
-				reply_full(out, id, (uint64_t)kn + vn);
+				reply_full(out, id, (uint64_t)d);
 				return;
 			}
 		}
@@ -658,7 +927,7 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 		rec_read(r, &x);
 		f = reply_begin(out, id);
 		dirty_buf_append(out, x.value, x.valuelen);
-		dirty_frame_end(out, f);
+		reply_end(out, f, id);
 		return;
 	}
 	case DIRTY_STASH_DELETE:
@@ -697,9 +966,18 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 		dirty_put_int64(out, t->live);
 		dirty_put_cstring(out, "table");
 		dirty_put_string(out, table, tn);
-		dirty_frame_end(out, f);
+		reply_end(out, f, id);
 		return;
 	case DIRTY_STASH_ENSURE:
+		if (t == NULL && ntables >= TABLES_MAX) {
+			reply_too_many_tables(out, id);
+			return;
+		}
+		if (t == NULL && max_bytes > 0 &&
+		    total_bytes + table_cost(tn) > max_bytes) {
+			reply_full(out, id, table_cost(tn));
+			return;
+		}
 		table_ensure(table, tn);
 		reply_bool(out, id, 1);
 		return;
@@ -712,8 +990,9 @@ dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
 		f = reply_begin(out, id);
 		dirty_put_list(out, (uint32_t)ntables);
 		for (size_t i = 0; i < ntables; i++)
-			dirty_put_cstring(out, tables[i].name);
-		dirty_frame_end(out, f);
+			dirty_put_string(out, tables[i].name,
+			    tables[i].name_len);
+		reply_end(out, f, id);
 		return;
 	case DIRTY_STASH_EXISTS:
 		reply_bool(out, id, t != NULL &&

@@ -3,8 +3,11 @@
  * the input is a sequence of STASH payloads (u16 BE length, bytes); each
  * one that dirty_validate() accepts (as the arbiter requires before it
  * calls the stash) is executed against one persistent set of tables, and
- * every reply must be one well-formed frame.  Links dirty_stash.c like
- * any other caller (the Makefile's FUZZ_DEPS) and uses only its API.
+ * every reply must be one well-formed frame, and what the cap counts
+ * (dirty_stash_max_bytes) must stay the sum over the tables and entries
+ * held, within the cap when one is set (an odd first byte of the first
+ * input after a reset sets a 4 KiB cap).  Links dirty_stash.c like any
+ * other caller (the Makefile's FUZZ_DEPS) and uses only its API.
  */
 #include "dirty_stash.h"
 #include "dirty_wire.h"
@@ -29,6 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why;
 
 	dirty_buf_init(&out);
+	if (runs % RUNS_PER_RESET == 0)
+		dirty_stash_set_max_bytes(size > 0 && (data[0] & 1) ? 4096 : 0);
 	while (size >= 2) {
 		size_t n = ((size_t)data[0] << 8) | data[1];
 		data += 2;
@@ -43,6 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(h.id == 7 && h.length == out.len - DIRTY_HEADER_SIZE);
 			assert(dirty_validate(out.data + DIRTY_HEADER_SIZE, h.length,
 			    0, &why) == 0);
+			assert(dirty_stash_check() == 0);
 		}
 		data += n;
 		size -= n;

@@ -810,6 +810,8 @@ def _recv_polls(taskset, calls=20):
         return out.stderr.count("EAGAIN")
     finally:
         os.killpg(proc.pid, 9)
+        proc.wait()
+        shutil.rmtree(tmp)              # the fake arbiter's socket and dir
 
 
 def test_no_poll_window_on_one_cpu():
@@ -822,6 +824,22 @@ def test_no_poll_window_on_one_cpu():
           % (spread, pinned))
     assert spread >= 3           # the window is used (until it stops paying)
     assert pinned == 0           # and never on one CPU
+
+
+def test_recv_polls_leaves_nothing_behind(monkeypatch):
+    """The strace helper removes its fake arbiter's directory (issue 8,
+    section 5: the suite left cunicorn-dirty-spin-* in /tmp)."""
+    if not shutil.which("strace"):
+        pytest.skip("needs strace")
+    made = []
+    real = tempfile.mkdtemp
+
+    def recording(*a, **kw):
+        made.append(real(*a, **kw))
+        return made[-1]
+    monkeypatch.setattr(tempfile, "mkdtemp", recording)
+    _recv_polls(taskset=False, calls=2)
+    assert made and not any(os.path.exists(p) for p in made), made
 
 
 def test_poll_window_closes_when_replies_come_late():

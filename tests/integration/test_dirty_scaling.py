@@ -152,6 +152,26 @@ def test_manage_add_remove_under_load_no_failed_call(make_server):
     assert load.calls > 20 and load.streams > 5
 
 
+def test_manage_add_and_ttin_have_a_ceiling(make_server):
+    """MANAGE add (and TTIN) stop at 16 x dirty_workers, at most 1024
+    (README, Decisions): one client asking for 1024 workers at a time
+    used to get them all, again and again (issue 8)."""
+    s = start(make_server, "ceil", workers=1)
+    r = manage(s, 1, 1, 20)
+    assert r == {"success": False, "added": 15, "num_workers": 16}, r
+    r = manage(s, 2, 1, 1)
+    assert r == {"success": False, "added": 0, "num_workers": 16}, r
+    s.wait_log("MANAGE: cannot increase above 16 dirty workers", count=2)
+    os.kill(s.arbiter, signal.SIGTTIN)
+    s.wait_log("SIGTTIN: Cannot increase above 16 dirty workers")
+    assert status(s)["num_workers"] == 16
+    r = manage(s, 3, 2, 15)
+    assert r == {"success": True, "removed": 15, "num_workers": 1}, r
+    r = manage(s, 4, 1, 1)                  # room again below the ceiling
+    assert r == {"success": True, "added": 1, "num_workers": 2}, r
+    settle(s, 2)
+
+
 def test_status_reports_pids_apps_in_flight_and_served(make_server):
     s = start(make_server, "stat", workers=2, apps=APPS)
     c = client(s)

@@ -25,6 +25,7 @@ from streamkit import (STASHER, arbiter_pid, client, derrors, dirty_workers,
                        start, use_stash)
 
 import _cunicorn_dirty as wire
+import dirty_raw as d
 
 
 def test_every_op_globs_and_errors(make_server):
@@ -144,29 +145,79 @@ def test_four_dirty_workers_writing_one_table(make_server):
 
 
 def test_max_bytes_cap(make_server):
+    """dirty_stash_max_bytes counts every table (its name + 128 bytes) and
+    every entry (its encoded key and value + 24 bytes): neither long table
+    names nor tiny entries get past it (issue 8)."""
     s = start(make_server, "cap", extra=("--dirty-stash-max-bytes", "2000"))
     st = use_stash(s)
-    val = "x" * 85                          # key 1+4+4, value 1+4+85: 99 bytes
+    # held already: the tables the apps declare, "stream_progress",
+    # "declared_a", "declared_b": 35 name bytes + 3 * 128 = 419
+    with pytest.raises(derrors.StashError) as ei:
+        st.ensure("n" * 2000)               # a name alone over the cap
+    assert "dirty_stash_max_bytes" in str(ei.value)
+    with pytest.raises(derrors.StashError):
+        st.put("t" * 1600, "k", 1)          # a new table's name counts too
+    assert "n" * 2000 not in st.tables() and "t" * 1600 not in st.tables()
+    val = "x" * 85                          # key 1+4+4, value 1+4+85: 99 + 24
     put = 0
     with pytest.raises(derrors.StashError) as ei:
         for i in range(100):
             st.put("capped", "k%03d" % i, val)
             put += 1
-    assert put == 20                        # 20 * 99 = 1980 <= 2000 < 2079
+    assert put == 11                        # 419 + 134 + 11 * 123 = 1906 <= 2000 < 2029
     msg = str(ei.value)
     assert "dirty_stash_max_bytes" in msg and "2000" in msg, msg
     assert not isinstance(ei.value, derrors.StashTableNotFoundError)
-    assert st.info("capped")["size"] == 20
+    assert st.info("capped")["size"] == 11
     st.put("capped", "k000", "y" * 85)      # same size: still fits
     assert st.get("capped", "k000") == "y" * 85
-    assert st.delete("capped", "k001")      # room again
-    st.put("capped", "new", "z" * 86)
+    assert st.delete("capped", "k001")      # room again: 1783
+    st.put("capped", "new", "z" * 86)       # 8 + 91 + 24: 1906
     with pytest.raises(derrors.StashError):
-        st.put("capped", "new2", "z" * 20)   # 1980 + 34 > 2000
+        st.put("capped", "new2", "z" * 60)   # 9 + 65 + 24: 2004 > 2000
     # from a dirty worker the same error reaches the app (and its caller)
     with pytest.raises(derrors.DirtyAppError) as ei:
         client(s).execute(STASHER, "fill", "capped", "more", 5)
     assert "dirty_stash_max_bytes" in ei.value.message
+
+
+def test_replies_over_64_mib_fail_cleanly(make_server):
+    """keys() and tables() whose answer would exceed one frame (64 MiB)
+    raise StashError, and the connection stays in step: the next call on
+    it works (issue 8: the reply went out with length 0 and the raw
+    payload after it; tables() returned [] and the next call failed with
+    "bad magic")."""
+    s = start(make_server, "huge")
+    st = use_stash(s)
+    name = 33 * 1024 * 1024
+    st.ensure("a" * name)
+    st.ensure("b" * name)
+    with pytest.raises(derrors.StashError) as ei:
+        st.tables()
+    assert "too large" in str(ei.value)
+    st.put("after", "k", 1)                 # the same connection, in step
+    assert st.get("after", "k") == 1
+    st.delete_table("a" * name)
+    st.delete_table("b" * name)
+    assert "after" in st.tables()
+    st.put("big", b"a" * name, 1)
+    st.put("big", b"b" * name, 2)
+    with pytest.raises(derrors.StashError):
+        st.keys("big")
+    assert st.keys("big", pattern="nothing*") == []
+    assert st.get("big", b"b" * name) == 2
+    # the raw frames: one well-formed ERROR of a few hundred bytes
+    c = d.Conn(s.sock)
+    try:
+        c.send(d.frame(d.STASH, 7, {"op": 4, "table": "big"}))
+        t, rid, v = c.recv_frame()
+        assert (t, rid) == (d.ERROR, 7) and v["error"]["error_type"] == "StashError"
+        c.send(d.frame(d.STATUS, 8))
+        t, rid, v = c.recv_frame()
+        assert (t, rid) == (d.RESPONSE, 8), (t, rid, v)
+    finally:
+        c.close()
+    st.delete_table("big")
 
 
 def test_survives_dirty_worker_restart_lost_with_arbiter(make_server):

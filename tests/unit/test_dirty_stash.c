@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -45,14 +46,13 @@ struct reply {
 	struct dirty_buf raw;
 };
 
+static void do_payload(struct reply *, const uint8_t *, size_t);
+
 static void
 do_op(struct reply *r, int op, const char *table, const int64_t *key,
     const int64_t *value, const char *pattern)
 {
 	struct dirty_buf p;
-	struct dirty_cursor c;
-	struct dirty_header h;
-	const char *why;
 	uint32_t n = 2 + (key != NULL) + (value != NULL) + (pattern != NULL);
 
 	dirty_buf_init(&p);
@@ -73,9 +73,21 @@ do_op(struct reply *r, int op, const char *table, const int64_t *key,
 		dirty_put_cstring(&p, "pattern");
 		dirty_put_cstring(&p, pattern);
 	}
-	dirty_buf_reset(&r->raw);
-	dirty_stash_handle(p.data, p.len, 99, &r->raw);
+	do_payload(r, p.data, p.len);
 	dirty_buf_free(&p);
+}
+
+/* Run one STASH payload; parse its reply into r (any malformed frame is
+ * a failure). */
+static void
+do_payload(struct reply *r, const uint8_t *payload, size_t len)
+{
+	struct dirty_cursor c;
+	struct dirty_header h;
+	const char *why;
+
+	dirty_buf_reset(&r->raw);
+	dirty_stash_handle(payload, len, 99, &r->raw);
 
 	memset(r->error_type, 0, sizeof(r->error_type));
 	r->type = r->tlv = -1;
@@ -458,11 +470,351 @@ test_runtime(void)
 	CHECK_MSG(access(tmpl, F_OK) == -1, "nothing left in %s", tmpl);
 }
 
+/* ---- hardening: reply bounds, the keyed hash, what the cap counts ---- */
+
+/* A STASH payload {"op", "table": <tn bytes of tc>, ["key": Bytes of kn
+ * bytes of kc], ["value": Int64 1]}; the caller frees p. */
+static void
+build_payload(struct dirty_buf *p, int op, char tc, size_t tn, char kc,
+    size_t kn, int with_value)
+{
+	char *t = malloc(tn + 1), *k = NULL;
+
+	memset(t, tc, tn);
+	t[tn] = '\0';
+	dirty_buf_init(p);
+	dirty_put_dict(p, 2 + (kn > 0) + (with_value != 0));
+	dirty_put_cstring(p, "op");
+	dirty_put_int64(p, op);
+	dirty_put_cstring(p, "table");
+	dirty_put_string(p, t, (uint32_t)tn);
+	if (kn > 0) {
+		k = malloc(kn);
+		memset(k, kc, kn);
+		dirty_put_cstring(p, "key");
+		dirty_put_bytes(p, k, (uint32_t)kn);
+	}
+	if (with_value) {
+		dirty_put_cstring(p, "value");
+		dirty_put_int64(p, 1);
+	}
+	free(t);
+	free(k);
+}
+
+static void
+do_built(struct reply *r, int op, char tc, size_t tn, char kc, size_t kn,
+    int with_value)
+{
+	struct dirty_buf p;
+
+	build_payload(&p, op, tc, tn, kc, kn, with_value);
+	do_payload(r, p.data, p.len);
+	dirty_buf_free(&p);
+}
+
+/* Replies that cannot be one frame are a short StashError, never a frame
+ * whose length does not match its payload (issue 8: a length of 0 with
+ * the raw payload after it desynchronised the stream). */
+static void
+test_reply_bounds(void)
+{
+	static struct reply r;
+	const size_t big = 40u * 1024 * 1024;
+
+	dirty_buf_init(&r.raw);
+	dirty_stash_init();
+	/* keys() whose list is over 64 MiB: two 40 MiB keys */
+	do_built(&r, DIRTY_STASH_PUT, 't', 1, 'a', big, 1);
+	CHECK_MSG(r.type == DIRTY_MSG_RESPONSE, "put a 40 MiB key");
+	do_built(&r, DIRTY_STASH_PUT, 't', 1, 'b', big, 1);
+	CHECK_MSG(r.type == DIRTY_MSG_RESPONSE, "put another 40 MiB key");
+	do_op(&r, DIRTY_STASH_KEYS, "t", NULL, NULL, NULL);
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashError") == 0,
+	    "keys over 64 MiB: %d %s", r.type, r.error_type);
+	CHECK_MSG(r.raw.len < 4096, "the error is short: %zu bytes", r.raw.len);
+	/* a missing key of 64 MiB - 64: the error quoting it is over 64 MiB */
+	do_built(&r, DIRTY_STASH_GET, 't', 1, 'c',
+	    DIRTY_MAX_PAYLOAD - 64, 0);
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashError") == 0,
+	    "key-not-found quoting a 64 MiB key: %d %s", r.type, r.error_type);
+	dirty_stash_reset();
+
+	/* tables() over 64 MiB: two tables named with 33 MiB each */
+	do_built(&r, DIRTY_STASH_ENSURE, 'x', 33u * 1024 * 1024, 0, 0, 0);
+	do_built(&r, DIRTY_STASH_ENSURE, 'y', 33u * 1024 * 1024, 0, 0, 0);
+	do_op(&r, DIRTY_STASH_TABLES, "", NULL, NULL, NULL);
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashError") == 0,
+	    "tables over 64 MiB: %d %s", r.type, r.error_type);
+	dirty_stash_reset();
+
+	/* keys() of more than DIRTY_MAX_COUNT keys: StashError; a pattern
+	 * that narrows it down still works */
+	for (int64_t k = 0; k <= (int64_t)DIRTY_MAX_COUNT; k++) {
+		int64_t v = k;
+		do_op(&r, DIRTY_STASH_PUT, "many", &k, &v, NULL);
+	}
+	do_op(&r, DIRTY_STASH_INFO, "many", NULL, NULL, NULL);
+	CHECK_MSG(info_size(&r) == (int64_t)DIRTY_MAX_COUNT + 1, "1M + 1 keys");
+	do_op(&r, DIRTY_STASH_KEYS, "many", NULL, NULL, NULL);
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashError") == 0,
+	    "keys over the count limit: %d %s", r.type, r.error_type);
+	int64_t one = 1;
+	do_op(&r, DIRTY_STASH_DELETE, "many", &one, NULL, NULL);
+	do_op(&r, DIRTY_STASH_KEYS, "many", NULL, NULL, NULL);
+	CHECK_MSG(r.type == DIRTY_MSG_RESPONSE && r.count == DIRTY_MAX_COUNT,
+	    "exactly the count limit is one list: %d %u", r.type, r.count);
+	dirty_stash_reset();
+	dirty_buf_free(&r.raw);
+}
+
+/* SipHash-2-4 reference vectors (key 00..0f, message 00..n-1), from the
+ * SipHash paper's appendix and its reference implementation. */
+static void
+test_siphash_vectors(void)
+{
+	uint8_t key[16], msg[16];
+
+	for (int i = 0; i < 16; i++)
+		key[i] = msg[i] = (uint8_t)i;
+	CHECK_MSG(dirty_stash_siphash(key, msg, 0, 2, 4) == 0x726fdb47dd0e0e31ull,
+	    "siphash-2-4 of the empty message");
+	CHECK_MSG(dirty_stash_siphash(key, msg, 1, 2, 4) == 0x74f839c593dc67fdull,
+	    "siphash-2-4 of 1 byte");
+	CHECK_MSG(dirty_stash_siphash(key, msg, 15, 2, 4) == 0xa129ca6149be45e5ull,
+	    "siphash-2-4 of 15 bytes");
+	uint8_t key2[16] = { 1 };
+	CHECK_MSG(dirty_stash_siphash(key, msg, 15, 1, 3) !=
+	    dirty_stash_siphash(key2, msg, 15, 1, 3), "the key matters");
+}
+
+/* 32,768 keys that all share the low 17 bits of their unkeyed FNV-1a
+ * hash (the old index hash: every one of them in one probe chain, so the
+ * n-th put compared n keys) must cost about what random keys cost. */
+#define FLOOD_N		32768
+#define FLOOD_KEYLEN	12	/* Bytes TLV: 0x10, u32 length 7, 7 bytes */
+static uint8_t flood_keys[FLOOD_N][FLOOD_KEYLEN];
+
+static uint32_t
+fnv1a(const uint8_t *p, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static void
+flood_make_keys(void)
+{
+	const uint32_t P = 16777619u, M = (1u << 17) - 1, T = 0x1d2a5;
+	uint32_t pinv = P;
+	int n = 0;
+
+	for (int i = 0; i < 5; i++)		/* Newton: P * pinv == 1 mod 2^32 */
+		pinv *= 2 - P * pinv;
+	uint32_t want = (T * pinv) & M;	/* what (h ^ b3) must be, mod 2^17 */
+	for (uint32_t prefix = 0; n < FLOOD_N; prefix++) {
+		uint8_t k[FLOOD_KEYLEN] = { 0x10, 0, 0, 0, 7,
+		    (uint8_t)(prefix >> 24), (uint8_t)(prefix >> 16),
+		    (uint8_t)(prefix >> 8), (uint8_t)prefix };
+		uint32_t s = fnv1a(k, 9);
+		for (uint32_t b1 = 0; b1 < 256 && n < FLOOD_N; b1++) {
+			uint32_t h1 = (s ^ b1) * P;
+			for (uint32_t b2 = 0; b2 < 256 && n < FLOOD_N; b2++) {
+				uint32_t h2 = (h1 ^ b2) * P;
+				uint32_t b3 = (want ^ h2) & M;
+				if (b3 > 255)
+					continue;
+				k[9] = (uint8_t)b1;
+				k[10] = (uint8_t)b2;
+				k[11] = (uint8_t)b3;
+				memcpy(flood_keys[n++], k, FLOOD_KEYLEN);
+			}
+		}
+	}
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Put every key (as a raw Bytes key) into table `table`; seconds taken. */
+static double
+flood_put_all(struct reply *r, const char *table)
+{
+	double t0 = now_s();
+	struct dirty_buf p;
+
+	dirty_buf_init(&p);
+	for (int i = 0; i < FLOOD_N; i++) {
+		dirty_buf_reset(&p);
+		dirty_put_dict(&p, 4);
+		dirty_put_cstring(&p, "op");
+		dirty_put_int64(&p, DIRTY_STASH_PUT);
+		dirty_put_cstring(&p, "table");
+		dirty_put_cstring(&p, table);
+		dirty_put_cstring(&p, "key");
+		dirty_buf_append(&p, flood_keys[i], FLOOD_KEYLEN);
+		dirty_put_cstring(&p, "value");
+		dirty_put_int64(&p, i);
+		do_payload(r, p.data, p.len);
+	}
+	dirty_buf_free(&p);
+	return now_s() - t0;
+}
+
+static void
+test_hash_flooding(void)
+{
+	static struct reply r;
+	int colliding = 0;
+
+	flood_make_keys();
+	for (int i = 0; i < FLOOD_N; i++)
+		colliding += (fnv1a(flood_keys[i], FLOOD_KEYLEN) &
+		    ((1u << 17) - 1)) == 0x1d2a5;
+	CHECK_MSG(colliding == FLOOD_N, "the crafted keys collide under FNV-1a");
+	dirty_buf_init(&r.raw);
+	dirty_stash_init();
+	double crafted = flood_put_all(&r, "crafted");
+	/* the same number of keys, ordinary ones: the crafted keys with
+	 * their prefix scrambled */
+	for (int i = 0; i < FLOOD_N; i++) {
+		uint32_t x = (uint32_t)i * 2654435761u;
+		memcpy(&flood_keys[i][5], &x, 4);
+	}
+	double ordinary = flood_put_all(&r, "ordinary");
+	do_op(&r, DIRTY_STASH_INFO, "crafted", NULL, NULL, NULL);
+	CHECK_MSG(info_size(&r) == FLOOD_N, "every crafted key stored");
+	printf("hash flooding: %d crafted keys %.3f s, ordinary %.3f s\n",
+	    FLOOD_N, crafted, ordinary);
+	CHECK_MSG(crafted < 4 * ordinary + 0.25,
+	    "crafted keys cost %.3f s, ordinary %.3f s", crafted, ordinary);
+	dirty_stash_reset();
+	dirty_buf_free(&r.raw);
+}
+
+/* dirty_stash_max_bytes counts table names and per-entry overhead
+ * (issue 8: ten ENSUREs with 10 MiB names passed a 1 MiB cap). */
+static void
+test_cap_counts_everything(void)
+{
+	static struct reply r;
+	int ok = 0;
+
+	dirty_buf_init(&r.raw);
+	dirty_stash_init();
+	dirty_stash_set_max_bytes(1024 * 1024);
+	for (int i = 0; i < 10; i++) {
+		do_built(&r, DIRTY_STASH_ENSURE, (char)('a' + i),
+		    2 * 1024 * 1024, 0, 0, 0);
+		ok += r.type == DIRTY_MSG_RESPONSE;
+	}
+	CHECK_MSG(ok == 0, "%d tables with 2 MiB names fit in a 1 MiB cap", ok);
+	CHECK_MSG(strcmp(r.error_type, "StashError") == 0, "ensure refused: %s",
+	    r.error_type);
+	/* a put creating a table with a long name is refused the same way */
+	do_built(&r, DIRTY_STASH_PUT, 'p', 2 * 1024 * 1024, 'k', 1, 1);
+	CHECK_MSG(r.type == DIRTY_MSG_ERROR &&
+	    strcmp(r.error_type, "StashError") == 0, "put into a new table "
+	    "with a 2 MiB name: %d %s", r.type, r.error_type);
+	do_op(&r, DIRTY_STASH_TABLES, "", NULL, NULL, NULL);
+	CHECK_MSG(r.tlv == DIRTY_TLV_LIST && r.count == 0, "no table created");
+
+	/* many tiny entries: 18 encoded bytes each, but each costs more */
+	dirty_stash_set_max_bytes(100000);
+	int64_t k;
+	for (k = 0; k < 100000; k++) {
+		do_op(&r, DIRTY_STASH_PUT, "tiny", &k, &k, NULL);
+		if (r.type != DIRTY_MSG_RESPONSE)
+			break;
+	}
+	CHECK_MSG(k > 1000 && k * (18 + 16) < 100000, "%lld tiny entries fit in "
+	    "100000 bytes", (long long)k);
+	/* deleting the table gives everything back */
+	do_op(&r, DIRTY_STASH_DELETE_TABLE, "tiny", NULL, NULL, NULL);
+	int64_t again;
+	for (again = 0; again < 100000; again++) {
+		do_op(&r, DIRTY_STASH_PUT, "tiny2", &again, &again, NULL);
+		if (r.type != DIRTY_MSG_RESPONSE)
+			break;
+	}
+	CHECK_MSG(again == k, "after delete_table: %lld fit again (was %lld)",
+	    (long long)again, (long long)k);
+	dirty_stash_set_max_bytes(0);
+	dirty_stash_reset();
+	dirty_buf_free(&r.raw);
+}
+
+/* Tables are found by a hash index, not a scan: the last 10,000 of
+ * 100,000 ENSUREs cost about what the first 10,000 did (a scan made them
+ * ~19x dearer), and the index stays right through delete_table. */
+static void
+test_many_tables(void)
+{
+	static struct reply r;
+	char name[32];
+	double t[2] = { 0, 0 };
+	const int n = 100000, part = 10000;
+	int wrong = 0;
+
+	dirty_buf_init(&r.raw);
+	dirty_stash_init();
+	for (int i = 0; i < n; i++) {
+		double t0 = (i < part || i >= n - part) ? now_s() : 0;
+		snprintf(name, sizeof(name), "table-%06d", i);
+		do_op(&r, DIRTY_STASH_ENSURE, name, NULL, NULL, NULL);
+		if (i < part)
+			t[0] += now_s() - t0;
+		else if (i >= n - part)
+			t[1] += now_s() - t0;
+	}
+	printf("100,000 tables: first 10,000 ensures %.3f s, last %.3f s\n",
+	    t[0], t[1]);
+	CHECK_MSG(t[1] < 4 * t[0] + 0.05, "ensure slows with the table count: "
+	    "%.3f s then %.3f s", t[0], t[1]);
+	for (int i = 0; i < 600; i += 3) {
+		snprintf(name, sizeof(name), "table-%06d", i);
+		do_op(&r, DIRTY_STASH_DELETE_TABLE, name, NULL, NULL, NULL);
+		wrong += r.i != 1;
+	}
+	for (int i = 0; i < 600; i++) {
+		snprintf(name, sizeof(name), "table-%06d", i);
+		do_op(&r, DIRTY_STASH_EXISTS, name, NULL, NULL, NULL);
+		wrong += r.i != (i % 3 != 0);
+	}
+	int64_t k = 5, v = 6;
+	do_op(&r, DIRTY_STASH_PUT, "table-099999", &k, &v, NULL);
+	do_op(&r, DIRTY_STASH_GET, "table-099999", &k, NULL, NULL);
+	wrong += r.tlv != DIRTY_TLV_INT64 || r.i != 6;
+	do_op(&r, DIRTY_STASH_TABLES, "", NULL, NULL, NULL);
+	CHECK_MSG(wrong == 0 && r.count == (uint32_t)(n - 200),
+	    "%d wrong answers, %u tables", wrong, r.count);
+	dirty_stash_reset();
+	dirty_buf_free(&r.raw);
+}
+
 int
 main(void)
 {
 	log_set_level(LOG_CRITICAL);	/* the expected warnings are noise */
 	test_stash_ops();
+	test_reply_bounds();
+	test_siphash_vectors();
+	test_hash_flooding();
+	test_cap_counts_everything();
+	test_many_tables();
 	test_runtime();
 	return check_summary("test_dirty_stash");
 }

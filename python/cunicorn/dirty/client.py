@@ -250,7 +250,12 @@ def _raw_call(conn, msg_type, payload):
     rid = conn.send_raw(msg_type, payload)
     kind, reply = conn.recv_reply(rid)
     if kind == MSG_RESPONSE:
-        return reply.get("result") if isinstance(reply, dict) else None
+        if isinstance(reply, dict) and "result" in reply:
+            return reply["result"]
+        # An empty or foreign payload means the peers no longer agree on
+        # the stream: never answer None for it, and drop the connection.
+        conn.close()
+        raise DirtyProtocolError("malformed RESPONSE: no result")
     if kind == MSG_ERROR:
         err = reply.get("error") if isinstance(reply, dict) else None
         if not isinstance(err, dict):

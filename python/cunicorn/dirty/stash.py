@@ -12,12 +12,16 @@ thread's dirty client (get_dirty_client()).  Usable from HTTP workers, dirty
 workers and any process that can reach the socket.  Tables live in the
 arbiter's memory: they survive dirty worker restarts, and are lost when the
 arbiter restarts.  The setting dirty_stash_max_bytes caps the encoded size
-of all keys and values; a put beyond it raises StashError naming it.
+of what the stash holds (keys, values, table names and a fixed overhead
+per table and per entry); a put or ensure beyond it raises StashError
+naming it.  keys() and tables() raise StashError when the answer would
+not fit in one message (over 64 MiB, or over 1,048,576 names).
 """
 
 from .client import MSG_STASH, get_dirty_client
 from .errors import (
     DirtyError,
+    DirtyProtocolError,
     StashError,
     StashKeyNotFoundError,
     StashTableNotFoundError,
@@ -60,6 +64,15 @@ def _op(op, table, key=_MISSING, value=_MISSING, pattern=None):
         raise
 
 
+def _list_result(result):
+    """keys() and tables() answer a list; anything else is an error, never
+    an empty list (a reply too large for one frame is a StashError)."""
+    if not isinstance(result, list):
+        raise DirtyProtocolError("stash reply is not a list: %r"
+                                 % type(result).__name__)
+    return result
+
+
 def put(table, key, value):
     """Store value under key (the table is created if needed)."""
     _op(STASH_OP_PUT, table, key, value)
@@ -87,7 +100,7 @@ def exists(table, key=None):
 
 def keys(table, pattern=None):
     """The keys of the table, optionally only those matching a glob."""
-    return list(_op(STASH_OP_KEYS, table, pattern=pattern) or [])
+    return _list_result(_op(STASH_OP_KEYS, table, pattern=pattern))
 
 
 def clear(table):
@@ -112,7 +125,7 @@ def delete_table(table):
 
 def tables():
     """The names of every table."""
-    return list(_op(STASH_OP_TABLES, "") or [])
+    return _list_result(_op(STASH_OP_TABLES, ""))
 
 
 class StashTable:
