@@ -17,6 +17,7 @@ Apps: tests/integration/apps/dirty_apps.py (Echo).
 import os
 import resource
 import time
+import pytest
 
 from conftest import wait_for
 import dirty_raw as d
