@@ -130,7 +130,10 @@ static struct {
 	size_t nconns;
 	size_t max_conns;
 	int listening;
-	uint64_t accept_pause_until;	/* after EMFILE: listeners off until then */
+	uint64_t accept_pause_until;	/* listeners off until then (EMFILE, deferring) */
+	int emfile_episode;		/* logged once per episode */
+	int defers;			/* deferred accepts in a row (sibling_less_loaded) */
+	uint64_t last_defer_ms;
 	int stopping;
 	uint64_t stop_deadline;
 	unsigned long limit;		/* max_requests + jitter; 0 = none */
@@ -145,6 +148,51 @@ static struct gconn *
 gconn_of(struct http_conn *c)
 {
 	return (struct gconn *)c;
+}
+
+/* ---- sharing the connections with the sibling workers ----
+ * Every worker is woken for a new connection and the first to call
+ * accept() gets it: one worker could take nearly all of a burst (wrk's 32
+ * connections: 30 and 2 were seen), and one process runs Python on one
+ * CPU at a time.  So each worker publishes how many connections it holds
+ * (the master's shared slots), and one that holds more than a live
+ * sibling lets it accept first: it leaves the next connection alone for
+ * DEFER_MS, at most MAX_DEFERS times in a row (a sibling that does not
+ * take it is busy or gone: then it accepts). */
+#define DEFER_MS	1
+#define MAX_DEFERS	3
+#define LIVE_MS		3000	/* a heartbeat this old: not a live sibling */
+
+static void
+publish_load(void)
+{
+	if (G.ctx->loads != NULL)
+		G.ctx->loads[G.ctx->slot] = G.nconns;
+}
+
+static int
+sibling_less_loaded(uint64_t now)
+{
+	const struct http_worker_ctx *ctx = G.ctx;
+	int scan;
+
+	if (ctx->loads == NULL || ctx->heartbeats == NULL)
+		return 0;
+	/* the master hands out the lowest free slots */
+	scan = 2 * (G.cfg->workers > 0 ? G.cfg->workers : 1) + 16;
+	if (scan > ctx->nslots)
+		scan = ctx->nslots;
+	for (int j = 0; j < scan; j++) {
+		uint64_t hb;
+		if (j == ctx->slot)
+			continue;
+		hb = ctx->heartbeats[j];
+		if (hb == 0 || (hb < now && now - hb > LIVE_MS))
+			continue;
+		if (ctx->loads[j] < G.nconns)
+			return 1;
+	}
+	return 0;
 }
 
 /* ---- timer lists ---- */
@@ -220,6 +268,7 @@ conn_free(struct http_conn *c)
 	g->rnext = G.graveyard;
 	G.graveyard = g;
 	G.nconns--;
+	publish_load();
 }
 
 static void
@@ -254,8 +303,9 @@ accept_one(const struct listener *l)
 		if (errno == EMFILE || errno == ENFILE) {
 			/* out of descriptors: stop accepting for a while (the
 			 * connections wait in the backlog), log once per episode */
-			if (G.accept_pause_until == 0)
+			if (!G.emfile_episode)
 				log_warn("accept on %s", l->name ? l->name : "listener");
+			G.emfile_episode = 1;
 			G.accept_pause_until = monotonic_ms() + 100;
 			listeners_watch(0);
 		}
@@ -269,7 +319,8 @@ accept_one(const struct listener *l)
 	memcpy(&g->c.peer, &peer, sizeof(peer));
 	g->c.peerlen = plen;
 	G.nconns++;
-	G.accept_pause_until = 0;
+	G.emfile_episode = 0;
+	publish_load();
 	set_state(&g->c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
 	epoll_arm(&g->c, EPOLL_CTL_ADD);
 	if (G.nconns >= G.max_conns)
@@ -285,7 +336,7 @@ listeners_watch(int on)
 		return;
 	for (size_t i = 0; i < G.ctx->nlisteners; i++) {
 		struct epoll_event ev = {
-			.events = EPOLLIN | EPOLLEXCLUSIVE,
+			.events = EPOLLIN,
 			.data.u64 = TAG_LISTENER + i,
 		};
 		if (epoll_ctl(G.epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL,
@@ -940,6 +991,7 @@ gthread_worker_main(struct http_worker_ctx *ctx)
 
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
+		now = monotonic_ms();
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			if (tag == TAG_SIGNAL)
@@ -947,8 +999,19 @@ gthread_worker_main(struct http_worker_ctx *ctx)
 			else if (tag == TAG_WAKE)
 				drain_done();
 			else if (tag >= TAG_LISTENER && tag < TAG_LISTENER + ctx->nlisteners) {
-				if (G.listening)
-					accept_one(&ctx->listeners[tag - TAG_LISTENER]);
+				if (!G.listening)
+					continue;
+				if (now - G.last_defer_ms > 5 * DEFER_MS)
+					G.defers = 0;
+				if (G.defers < MAX_DEFERS && sibling_less_loaded(now)) {
+					G.defers++;
+					G.last_defer_ms = now;
+					G.accept_pause_until = now + DEFER_MS;
+					listeners_watch(0);
+					continue;
+				}
+				G.defers = 0;
+				accept_one(&ctx->listeners[tag - TAG_LISTENER]);
 			} else if ((uintptr_t)evs[i].data.ptr & TAG_RELAY_BIT) {
 				struct gconn *g = (struct gconn *)((uintptr_t)evs[i].data.ptr &
 				    ~(uintptr_t)TAG_RELAY_BIT);

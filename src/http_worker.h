@@ -40,6 +40,11 @@ struct http_worker_ctx {
 	struct listener *listeners;
 	size_t nlisteners;
 	volatile uint64_t *heartbeat;	/* shared with the master (mmap) */
+	/* Every HTTP worker's heartbeat and load (connections held), by slot:
+	 * a gthread worker lets a less loaded live sibling accept first. */
+	volatile const uint64_t *heartbeats;
+	volatile uint64_t *loads;
+	int slot, nslots;
 	pid_t master_pid;		/* getppid() at fork time */
 	int age;			/* gunicorn's worker.age: spawn counter */
 	void *app;			/* PyObject*: the WSGI callable if preloaded, else NULL */

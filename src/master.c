@@ -180,7 +180,8 @@ alloc_slot(void)
 static int
 heartbeats_init(const struct settings *s)
 {
-	size_t size = HEARTBEAT_SLOTS * sizeof(uint64_t);
+	/* heartbeats, then each slot's load (connections held, gthread) */
+	size_t size = 2 * HEARTBEAT_SLOTS * sizeof(uint64_t);
 	void *p;
 
 	if (s->worker_tmp_dir != NULL) {
@@ -312,6 +313,7 @@ spawn_http_worker(void)
 		return;
 	}
 	M.heartbeats[slot] = monotonic_ms();
+	M.heartbeats[HEARTBEAT_SLOTS + slot] = 0;	/* its load */
 	if (M.cfg->hooks[HOOK_PRE_FORK] != NULL) {
 		wobj = python_worker_object(M.cfg, 0, age);
 		python_hook(M.cfg, HOOK_PRE_FORK, 2, M.server_obj, wobj);
@@ -351,6 +353,10 @@ spawn_http_worker(void)
 			.listeners = M.listeners,
 			.nlisteners = M.nlisteners,
 			.heartbeat = &M.heartbeats[slot],
+			.heartbeats = M.heartbeats,
+			.loads = &M.heartbeats[HEARTBEAT_SLOTS],
+			.slot = slot,
+			.nslots = HEARTBEAT_SLOTS,
 			.master_pid = M.pid,
 			.age = age,
 			.app = M.app,
@@ -1030,7 +1036,7 @@ master_release(void)
 		close(sig_pipe[1]);
 	}
 	if (M.heartbeats != NULL)
-		munmap((void *)M.heartbeats, HEARTBEAT_SLOTS * sizeof(uint64_t));
+		munmap((void *)M.heartbeats, 2 * HEARTBEAT_SLOTS * sizeof(uint64_t));
 	Py_XDECREF((PyObject *)M.server_obj);
 	Py_XDECREF((PyObject *)M.app);
 	free(M.children);
