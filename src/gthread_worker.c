@@ -46,6 +46,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -195,10 +196,16 @@ sibling_less_loaded(uint64_t now)
 	return 0;
 }
 
-/* ---- timer lists ---- */
+/* ---- timer lists ----
+ * Loop-owned but for one move: a pool thread that kept a connection with
+ * nothing pipelined puts it on the IDLE list and back in the epoll set
+ * itself (no hand-back to the loop, no wake-up).  timer_lock guards the
+ * lists, each connection's state and deadline. */
+
+static pthread_mutex_t timer_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
-timer_del(struct http_conn *c)
+timer_del_locked(struct http_conn *c)
 {
 	struct tlist *l = &G.timers[c->state];
 
@@ -215,11 +222,10 @@ timer_del(struct http_conn *c)
 	c->tprev = c->tnext = NULL;
 }
 
-/* Enter state st with a deadline `ms` from now (no timer for BUSY). */
 static void
-set_state(struct http_conn *c, int st, uint64_t ms)
+set_state_locked(struct http_conn *c, int st, uint64_t ms)
 {
-	timer_del(c);
+	timer_del_locked(c);
 	c->state = st;
 	if (st == CS_BUSY || st == CS_RELAY)
 		return;
@@ -232,6 +238,23 @@ set_state(struct http_conn *c, int st, uint64_t ms)
 	else
 		l->head = c;
 	l->tail = c;
+}
+
+static void
+timer_del(struct http_conn *c)
+{
+	pthread_mutex_lock(&timer_lock);
+	timer_del_locked(c);
+	pthread_mutex_unlock(&timer_lock);
+}
+
+/* Enter state st with a deadline `ms` from now (no timer for BUSY). */
+static void
+set_state(struct http_conn *c, int st, uint64_t ms)
+{
+	pthread_mutex_lock(&timer_lock);
+	set_state_locked(c, st, ms);
+	pthread_mutex_unlock(&timer_lock);
 }
 
 /* ---- connections ---- */
@@ -776,14 +799,25 @@ drain_done(void)
 static void
 expire_timers(uint64_t now)
 {
+	struct http_conn *expired = NULL;
+
+	pthread_mutex_lock(&timer_lock);
 	for (int st = 0; st < NSTATES; st++) {
 		struct tlist *l = &G.timers[st];
 		while (l->head != NULL && l->head->deadline_ms <= now) {
 			struct http_conn *c = l->head;
-			if (st == CS_HEAD && c->len > 0)
-				log_debug("Closing connection: no complete request head in time");
-			conn_close(c);
+			timer_del_locked(c);
+			c->qnext = expired;
+			expired = c;
 		}
+	}
+	pthread_mutex_unlock(&timer_lock);
+	while (expired != NULL) {
+		struct http_conn *c = expired;
+		expired = c->qnext;
+		if (c->state == CS_HEAD && c->len > 0)
+			log_debug("Closing connection: no complete request head in time");
+		conn_close(c);
 	}
 }
 
@@ -794,9 +828,11 @@ next_timeout(uint64_t now)
 
 	if (G.nrelays > 0 && now + RELAY_TICK_MS < t)
 		t = now + RELAY_TICK_MS;
+	pthread_mutex_lock(&timer_lock);
 	for (int st = 0; st < NSTATES; st++)
 		if (G.timers[st].head != NULL && G.timers[st].head->deadline_ms < t)
 			t = G.timers[st].head->deadline_ms;
+	pthread_mutex_unlock(&timer_lock);
 	if (G.stopping && G.stop_deadline < t)
 		t = G.stop_deadline;
 	if (!G.listening && G.accept_pause_until > now && G.accept_pause_until < t)
@@ -852,7 +888,15 @@ serve(struct pythreads_job *job, void *arg)
 	}
 	if (c->relay != NULL)
 		;	/* the loop relays the body; keepalive says what comes after */
-	else if (rc != 0 || !c->keepalive) {
+	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
+		/* kept, nothing pipelined: idle, and back in the epoll set from
+		 * here, without waking the loop (the epoll_ctl is the last touch:
+		 * the loop may take the connection the moment it is armed) */
+		http_conn_free_buffers(c);
+		set_state(c, CS_IDLE, G.keepalive_ms);
+		epoll_arm(c, EPOLL_CTL_MOD);
+		return;
+	} else if (rc != 0 || !c->keepalive) {
 		if (rc == 0 && c->body_unread) {
 			pythreads_gil_drop();	/* a lingering close waits */
 			http_io_close(c->fd, 1);
