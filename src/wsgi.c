@@ -51,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "http_conn.h"
 #include "listen.h"
 #include "log.h"
@@ -61,61 +62,6 @@
 #define SERVER_SOFTWARE	"cunicorn/0.1.0"
 #define SERVER_HEADER	"cunicorn"
 #define MAX_FAST_IOV	64
-
-/* ---- small growable buffer ---- */
-
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-static void
-sbuf_reserve(struct sbuf *b, size_t more)
-{
-	if (b->len + more <= b->cap)
-		return;
-	size_t ncap = b->cap ? b->cap : 256;
-	while (ncap < b->len + more)
-		ncap *= 2;
-	b->p = xrealloc(b->p, ncap);
-	b->cap = ncap;
-}
-
-static void
-sbuf_add(struct sbuf *b, const void *p, size_t n)
-{
-	sbuf_reserve(b, n);
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-static void
-sbuf_adds(struct sbuf *b, const char *s)
-{
-	sbuf_add(b, s, strlen(s));
-}
-
-static void PRINTF_LIKE(2, 3)
-sbuf_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	sbuf_reserve(b, 64);
-	va_start(ap, fmt);
-	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= b->cap - b->len) {
-		sbuf_reserve(b, (size_t)n + 1);
-		va_start(ap, fmt);
-		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-	}
-	b->len += (size_t)n;
-}
 
 /* ---- worker-wide state ---- */
 
@@ -536,7 +482,7 @@ static PyObject *
 input_readline_size(InputObject *self, Py_ssize_t size)
 {
 	struct body *b = input_body(self);
-	struct sbuf acc = { 0 };
+	struct buf acc = { 0 };
 	PyObject *out;
 	int r;
 
@@ -544,7 +490,7 @@ input_readline_size(InputObject *self, Py_ssize_t size)
 		return PyBytes_FromStringAndSize(NULL, 0);
 	for (;;) {
 		if ((r = body_more(b)) == -1) {
-			free(acc.p);
+			free(acc.chars);
 			return NULL;
 		}
 		if (r == 0)
@@ -560,13 +506,13 @@ input_readline_size(InputObject *self, Py_ssize_t size)
 			body_consume(b, take);
 			return out;
 		}
-		sbuf_add(&acc, b->pend, take);
+		buf_append(&acc, b->pend, take);
 		body_consume(b, take);
 		if (nl || (size > 0 && acc.len >= (size_t)size))
 			break;
 	}
-	out = PyBytes_FromStringAndSize(acc.p, (Py_ssize_t)acc.len);
-	free(acc.p);
+	out = PyBytes_FromStringAndSize(acc.chars, (Py_ssize_t)acc.len);
+	free(acc.chars);
 	return out;
 }
 
@@ -686,8 +632,8 @@ struct response {
 	int in_flight;		/* between resp_begin and the request's end */
 	int writing;		/* bytes of a head may be half on the wire */
 	uint64_t sent;		/* body bytes sent */
-	struct sbuf status;	/* as given by the app */
-	struct sbuf headers;	/* "Name: value\r\n" ... (app's, filtered) */
+	struct buf status;	/* as given by the app */
+	struct buf headers;	/* "Name: value\r\n" ... (app's, filtered) */
 };
 
 static __thread struct response cur_resp;
@@ -695,7 +641,7 @@ static __thread struct response cur_resp;
 static struct response **live_resps;
 static size_t nlive_resps;
 static __thread int resp_registered;
-static __thread struct sbuf headbuf;	/* the serialized response head */
+static __thread struct buf headbuf;	/* the serialized response head */
 
 typedef struct {
 	PyObject_HEAD
@@ -742,14 +688,14 @@ build_head(struct response *r)
 {
 	r->writing = 1;
 	headbuf.len = 0;
-	sbuf_adds(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-	sbuf_add(&headbuf, r->status.p, r->status.len);
+	buf_appends(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+	buf_append(&headbuf, r->status.chars, r->status.len);
 	/* an app's own Server or Date replaces ours, as in gunicorn */
 	if (!r->app_server)
-		sbuf_adds(&headbuf, "\r\nServer: " SERVER_HEADER);
+		buf_appends(&headbuf, "\r\nServer: " SERVER_HEADER);
 	if (!r->app_date) {
-		sbuf_adds(&headbuf, "\r\nDate: ");
-		sbuf_adds(&headbuf, http_date());
+		buf_appends(&headbuf, "\r\nDate: ");
+		buf_appends(&headbuf, http_date());
 	}
 	if (keepalive_gate != NULL && !*keepalive_gate)
 		r->keepalive = 0;	/* the worker is stopping */
@@ -760,14 +706,14 @@ build_head(struct response *r)
 	/* after a protocol switch the app owned the connection: it ends */
 	if (r->upgrade)
 		r->keepalive = 0;
-	sbuf_adds(&headbuf, r->upgrade ? "\r\nConnection: upgrade\r\n" :
+	buf_appends(&headbuf, r->upgrade ? "\r\nConnection: upgrade\r\n" :
 	    r->keepalive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (r->chunked)
-		sbuf_adds(&headbuf, "Transfer-Encoding: chunked\r\n");
+		buf_appends(&headbuf, "Transfer-Encoding: chunked\r\n");
 	if (r->auto_length)
-		sbuf_printf(&headbuf, "Content-Length: %lld\r\n", (long long)r->content_length);
-	sbuf_add(&headbuf, r->headers.p, r->headers.len);
-	sbuf_add(&headbuf, "\r\n", 2);
+		buf_printf(&headbuf, "Content-Length: %lld\r\n", (long long)r->content_length);
+	buf_append(&headbuf, r->headers.chars, r->headers.len);
+	buf_append(&headbuf, "\r\n", 2);
 }
 
 static int
@@ -802,7 +748,7 @@ resp_write(struct response *r, const char *data, size_t len)
 		return 0;	/* headers go out with the first non-empty write */
 	if (!r->headers_sent) {
 		build_head(r);
-		iov[n].iov_base = headbuf.p;
+		iov[n].iov_base = headbuf.chars;
 		iov[n++].iov_len = headbuf.len;
 	}
 	if (r->chunked) {
@@ -837,7 +783,7 @@ resp_finish(struct response *r)
 		return 0;	/* the worker's loop ends it */
 	if (!r->headers_sent) {
 		build_head(r);
-		iov[n].iov_base = headbuf.p;
+		iov[n].iov_base = headbuf.chars;
 		iov[n++].iov_len = headbuf.len;
 	}
 	if (r->chunked) {
@@ -978,10 +924,10 @@ set_headers(struct response *r, PyObject *headers)
 			r->app_server = 1;
 		else if (nl == 4 && strncasecmp(ns, "date", 4) == 0)
 			r->app_date = 1;
-		sbuf_add(&r->headers, ns, (size_t)nl);
-		sbuf_add(&r->headers, ": ", 2);
-		sbuf_add(&r->headers, vs, (size_t)vl);
-		sbuf_add(&r->headers, "\r\n", 2);
+		buf_append(&r->headers, ns, (size_t)nl);
+		buf_append(&r->headers, ": ", 2);
+		buf_append(&r->headers, vs, (size_t)vl);
+		buf_append(&r->headers, "\r\n", 2);
 	}
 	Py_DECREF(seq);
 	return 0;
@@ -1045,7 +991,7 @@ start_response(CallableObject *self, PyObject *args, PyObject *kw)
 	if (set_headers(r, headers) == -1)
 		return NULL;
 	r->status.len = 0;
-	sbuf_add(&r->status, ss, (size_t)sl);
+	buf_append(&r->status, ss, (size_t)sl);
 	r->status_code = (ss[0] - '0') * 100 + (ss[1] - '0') * 10 + (ss[2] - '0');
 	r->status_set = 1;
 	r->auto_length = 0;
@@ -1117,22 +1063,22 @@ early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
 		return NULL;
 	}
 	if (set_headers(&hints, headers) == -1) {
-		free(hints.headers.p);
+		free(hints.headers.chars);
 		return NULL;
 	}
 	if (cur_resp.http10 || cur_resp.headers_sent || cur_resp.failed) {
-		free(hints.headers.p);
+		free(hints.headers.chars);
 		Py_RETURN_NONE;
 	}
 	struct iovec iov[3] = {
 		{ (void *)"HTTP/1.1 103 Early Hints\r\n", 26 },
-		{ hints.headers.p, hints.headers.len },
+		{ hints.headers.chars, hints.headers.len },
 		{ (void *)"\r\n", 2 },
 	};
 	cur_resp.writing = 1;
 	rc = http_io_send_iov(cur_resp.fd, iov, 3);
 	cur_resp.writing = 0;
-	free(hints.headers.p);
+	free(hints.headers.chars);
 	if (rc == -1) {
 		resp_io_error(&cur_resp);
 		return NULL;
@@ -1323,7 +1269,7 @@ static PyTypeObject FileWrapperType = {
 
 /* ---- environ ---- */
 
-static __thread struct sbuf scratch;	/* percent-decoding, header keys */
+static __thread struct buf scratch;	/* percent-decoding, header keys */
 static __thread char peer_text[INET6_ADDRSTRLEN + 8];
 static __thread int peer_port = -1;
 
@@ -1457,17 +1403,17 @@ unquote_latin1(const char *s, size_t n)
 	if (memchr(s, '%', n) == NULL)
 		return PyUnicode_DecodeLatin1(s, (Py_ssize_t)n, NULL);
 	scratch.len = 0;
-	sbuf_reserve(&scratch, n);
+	buf_reserve(&scratch, n);
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
 		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
 		    (lo = hexval(s[i + 2])) >= 0) {
-			scratch.p[scratch.len++] = (char)(hi * 16 + lo);
+			scratch.chars[scratch.len++] = (char)(hi * 16 + lo);
 			i += 2;
 		} else
-			scratch.p[scratch.len++] = s[i];
+			scratch.chars[scratch.len++] = s[i];
 	}
-	return PyUnicode_DecodeLatin1(scratch.p, (Py_ssize_t)scratch.len, NULL);
+	return PyUnicode_DecodeLatin1(scratch.chars, (Py_ssize_t)scratch.len, NULL);
 }
 
 static PyObject *
@@ -1675,17 +1621,17 @@ build_environ(struct http_conn *c)
 		}
 		if (key == NULL) {
 			scratch.len = 0;
-			sbuf_adds(&scratch, "HTTP_");
+			buf_appends(&scratch, "HTTP_");
 			for (size_t j = 0; j < h->name_len; j++) {
 				unsigned char ch = (unsigned char)h->name[j];
 				char u = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? ch - 32 : ch;
-				sbuf_add(&scratch, &u, 1);
+				buf_append(&scratch, &u, 1);
 			}
-			if (scratch.len == 17 && memcmp(scratch.p + 5, "CONTENT_TYPE", 12) == 0)
+			if (scratch.len == 17 && memcmp(scratch.chars + 5, "CONTENT_TYPE", 12) == 0)
 				key = Py_NewRef(k_content_type);
-			else if (scratch.len == 19 && memcmp(scratch.p + 5, "CONTENT_LENGTH", 14) == 0)
+			else if (scratch.len == 19 && memcmp(scratch.chars + 5, "CONTENT_LENGTH", 14) == 0)
 				key = Py_NewRef(k_content_length);
-			else if ((key = PyUnicode_DecodeLatin1(scratch.p,
+			else if ((key = PyUnicode_DecodeLatin1(scratch.chars,
 			    (Py_ssize_t)scratch.len, NULL)) == NULL)
 				goto fail;
 		}
@@ -1818,9 +1764,9 @@ make_req_object(struct http_conn *c)
 		for (size_t j = 0; j < h->name_len; j++) {
 			unsigned char ch = (unsigned char)h->name[j];
 			char u = (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : (char)ch;
-			sbuf_add(&scratch, &u, 1);
+			buf_append(&scratch, &u, 1);
 		}
-		PyObject *t = Py_BuildValue("(s#y#)", scratch.p, (Py_ssize_t)scratch.len,
+		PyObject *t = Py_BuildValue("(s#y#)", scratch.chars, (Py_ssize_t)scratch.len,
 		    h->value, (Py_ssize_t)h->value_len);
 		if (t == NULL) {
 			Py_DECREF(headers);
@@ -1855,7 +1801,7 @@ static PyObject *
 resp_headers_list(const struct response *r)
 {
 	PyObject *list = PyList_New(0);
-	const char *p = r->headers.p, *end = r->headers.p + r->headers.len;
+	const char *p = r->headers.chars, *end = r->headers.chars + r->headers.len;
 
 	if (list == NULL)
 		return NULL;
@@ -1882,7 +1828,7 @@ static PyObject *
 make_resp_object(const struct response *r)
 {
 	PyObject *status = r->status_set ?
-	    PyUnicode_DecodeLatin1(r->status.p, (Py_ssize_t)r->status.len, NULL) :
+	    PyUnicode_DecodeLatin1(r->status.chars, (Py_ssize_t)r->status.len, NULL) :
 	    Py_NewRef(Py_None);
 	PyObject *kw = Py_BuildValue("{s:N,s:N,s:N,s:K,s:N,s:O,s:O}",
 	    "status", status,
@@ -1909,7 +1855,7 @@ struct alog_seg {
 
 static struct alog_seg *alog;
 static size_t nalog;
-static __thread struct sbuf logline;
+static __thread struct buf logline;
 
 static void
 alog_add(enum alog_kind kind, char atom, const char *text, size_t len)
@@ -1984,11 +1930,11 @@ log_add_env(PyObject *env, PyObject *key, const char *dflt)
 	const char *s;
 
 	if (v != NULL && PyUnicode_Check(v) && (s = PyUnicode_AsUTF8AndSize(v, &n)) != NULL) {
-		sbuf_add(&logline, s, (size_t)n);
+		buf_append(&logline, s, (size_t)n);
 		return;
 	}
 	PyErr_Clear();
-	sbuf_adds(&logline, dflt);
+	buf_appends(&logline, dflt);
 }
 
 static int
@@ -2030,11 +1976,11 @@ log_add_user(PyObject *env)
 	char *colon = memchr(out, ':', o);
 	if (colon == NULL || colon == out)
 		goto none;
-	sbuf_add(&logline, out, (size_t)(colon - out));
+	buf_append(&logline, out, (size_t)(colon - out));
 	return;
 none:
 	PyErr_Clear();
-	sbuf_adds(&logline, "-");
+	buf_appends(&logline, "-");
 }
 
 static void
@@ -2048,15 +1994,15 @@ access_log(struct http_conn *c, PyObject *env, const struct response *r,
 		const struct alog_seg *s = &alog[i];
 		switch (s->kind) {
 		case AL_TEXT:
-			sbuf_add(&logline, s->text, s->len);
+			buf_append(&logline, s->text, s->len);
 			break;
 		case AL_NONE:
-			sbuf_adds(&logline, "-");
+			buf_appends(&logline, "-");
 			break;
 		case AL_ATOM:
 			switch (s->atom) {
 			case 'h': log_add_env(env, k_remote_addr, "-"); break;
-			case 'l': sbuf_adds(&logline, "-"); break;
+			case 'l': buf_appends(&logline, "-"); break;
 			case 'u': log_add_user(env); break;
 			case 't': {
 				char tb[64];
@@ -2064,31 +2010,31 @@ access_log(struct http_conn *c, PyObject *env, const struct response *r,
 				time_t now = time(NULL);
 				localtime_r(&now, &tm);
 				strftime(tb, sizeof(tb), "[%d/%b/%Y:%H:%M:%S %z]", &tm);
-				sbuf_adds(&logline, tb);
+				buf_appends(&logline, tb);
 				break;
 			}
 			case 'r':
 				log_add_env(env, k_request_method, "-");
-				sbuf_adds(&logline, " ");
+				buf_appends(&logline, " ");
 				log_add_env(env, k_raw_uri, "-");
-				sbuf_adds(&logline, " ");
+				buf_appends(&logline, " ");
 				log_add_env(env, k_server_protocol, "-");
 				break;
-			case 's': sbuf_printf(&logline, "%d", status_code); break;
+			case 's': buf_printf(&logline, "%d", status_code); break;
 			case 'm': log_add_env(env, k_request_method, "-"); break;
 			case 'U': log_add_env(env, k_path_info, "-"); break;
 			case 'q': log_add_env(env, k_query_string, "-"); break;
 			case 'H': log_add_env(env, k_server_protocol, "-"); break;
 			case 'b':
-			case 'B': sbuf_printf(&logline, "%llu", (unsigned long long)r->sent); break;
+			case 'B': buf_printf(&logline, "%llu", (unsigned long long)r->sent); break;
 			case 'f': log_add_env(env, k_http_referer, "-"); break;
 			case 'a': log_add_env(env, k_http_user_agent, "-"); break;
-			case 'T': sbuf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000000)); break;
-			case 'D': sbuf_printf(&logline, "%llu", (unsigned long long)elapsed_us); break;
-			case 'M': sbuf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000)); break;
-			case 'L': sbuf_printf(&logline, "%llu.%06llu", (unsigned long long)(elapsed_us / 1000000),
+			case 'T': buf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000000)); break;
+			case 'D': buf_printf(&logline, "%llu", (unsigned long long)elapsed_us); break;
+			case 'M': buf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000)); break;
+			case 'L': buf_printf(&logline, "%llu.%06llu", (unsigned long long)(elapsed_us / 1000000),
 			    (unsigned long long)(elapsed_us % 1000000)); break;
-			case 'p': sbuf_printf(&logline, "<%ld>", (long)getpid()); break;
+			case 'p': buf_printf(&logline, "<%ld>", (long)getpid()); break;
 			}
 			break;
 		case AL_REQ_HEADER: {
@@ -2098,13 +2044,13 @@ access_log(struct http_conn *c, PyObject *env, const struct response *r,
 				    strncasecmp(q->headers[j].name, s->text, s->len) == 0)
 					found = &q->headers[j];
 			if (found)
-				sbuf_add(&logline, found->value, found->value_len);
+				buf_append(&logline, found->value, found->value_len);
 			else
-				sbuf_adds(&logline, "-");
+				buf_appends(&logline, "-");
 			break;
 		}
 		case AL_RESP_HEADER: {
-			const char *p = r->headers.p, *end = p + r->headers.len;
+			const char *p = r->headers.chars, *end = p + r->headers.len;
 			const char *val = NULL;
 			size_t vlen = 0;
 			while (p < end) {
@@ -2119,9 +2065,9 @@ access_log(struct http_conn *c, PyObject *env, const struct response *r,
 				p = eol + 2;
 			}
 			if (val)
-				sbuf_add(&logline, val, vlen);
+				buf_append(&logline, val, vlen);
 			else
-				sbuf_adds(&logline, "-");
+				buf_appends(&logline, "-");
 			break;
 		}
 		case AL_ENV: {
@@ -2137,17 +2083,17 @@ access_log(struct http_conn *c, PyObject *env, const struct response *r,
 			}
 			const char *vs = str ? PyUnicode_AsUTF8AndSize(str, &kl) : NULL;
 			if (vs)
-				sbuf_add(&logline, vs, (size_t)kl);
+				buf_append(&logline, vs, (size_t)kl);
 			else
-				sbuf_adds(&logline, "-");
+				buf_appends(&logline, "-");
 			Py_XDECREF(str);
 			PyErr_Clear();
 			break;
 		}
 		}
 	}
-	sbuf_add(&logline, "\n", 1);
-	log_access_write(logline.p, logline.len);
+	buf_append(&logline, "\n", 1);
+	log_access_write(logline.chars, logline.len);
 }
 
 /* ---- running the app ---- */
@@ -2183,7 +2129,7 @@ send_sequence(struct response *r, PyObject *seq)
 	if (r->chunked)
 		return -2;	/* 1xx/204/304 without length: general path */
 	build_head(r);
-	iov[k].iov_base = headbuf.p;
+	iov[k].iov_base = headbuf.chars;
 	iov[k++].iov_len = headbuf.len;
 	uint64_t body = 0;
 	for (Py_ssize_t i = 0; i < n && left > 0; i++) {
@@ -2257,7 +2203,7 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->chunked)
 		return 0;
 	build_head(r);
-	if (http_io_send(r->fd, headbuf.p, headbuf.len) == -1)
+	if (http_io_send(r->fd, headbuf.chars, headbuf.len) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	if (r->head_only)
@@ -2323,7 +2269,7 @@ send_relayed(struct response *r, PyObject *result)
 	rl->idle_ms = idle > 0 ? (unsigned)(idle * 1000) : 0;
 	rl->total_ms = total > 0 ? (unsigned)(total * 1000) : 0;
 	build_head(r);
-	if (http_io_send(r->fd, headbuf.p, headbuf.len) == -1) {
+	if (http_io_send(r->fd, headbuf.chars, headbuf.len) == -1) {
 		close(rl->fd);
 		free(rl->pending);
 		free(rl);
@@ -2530,7 +2476,7 @@ error:
 			r->status_set = 1;
 			r->status_code = 500;
 			r->status.len = 0;
-			sbuf_adds(&r->status, "500 Internal Server Error");
+			buf_appends(&r->status, "500 Internal Server Error");
 			r->headers.len = 0;
 			r->sent = 0;
 			if (log_access_enabled())
