@@ -44,9 +44,8 @@ static PyObject *ns_type;		/* types.SimpleNamespace, for hook objects */
 static PyObject *signal_mod;		/* _signal */
 static void (*urgent_signals)(void);
 
-__thread uint64_t wsgi_cur_gen;		/* see wsgi_int.h */
-/* Generations are unique across threads (handed out under the GIL): an
- * object of one thread's request is stale in every other thread. */
+/* Request generations (wsgi_int.h), unique across threads: handed out
+ * under the GIL. */
 static uint64_t gen_counter;
 
 /* ---- hook objects (built only when a request hook is set) ---- */
@@ -234,9 +233,8 @@ wsgi_handle(struct http_conn *c)
 	int rc = 0, failed = 0, status_code = 0;
 	int want_hooks = cfg->hooks[HOOK_PRE_REQUEST] != NULL ||
 	    cfg->hooks[HOOK_POST_REQUEST] != NULL;
-	uint64_t start;
+	uint64_t start, gen = ++gen_counter;
 
-	wsgi_cur_gen = ++gen_counter;
 	if (want_hooks) {
 		if ((reqobj = make_req_object(c)) == NULL) {
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "request object for hooks");
@@ -249,8 +247,8 @@ wsgi_handle(struct http_conn *c)
 		log_debug("%.*s %.*s", (int)c->req.method_len, c->req.method,
 		    (int)c->req.path_len, c->req.path);
 	start = realtime_us();
-	r = wsgi_resp_begin(c);
-	b = wsgi_body_begin(c);
+	r = wsgi_resp_begin(c, gen);
+	b = wsgi_body_begin(c, gen);
 
 	if ((env = wsgi_build_environ(c, &bad_request)) == NULL) {
 		if (bad_request != NULL) {
@@ -354,7 +352,8 @@ done:
 		c->next = b->pos;
 	} else
 		c->keepalive = 0;
-	wsgi_cur_gen = ++gen_counter;	/* every object of this request is now stale */
+	wsgi_body_end();	/* every object of this request is now stale */
+	wsgi_resp_end(r);
 	Py_XDECREF(result);
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);

@@ -52,11 +52,14 @@ body_recv(struct body *b, void *buf, size_t n)
 
 static __thread struct body cur_body;
 static __thread RequestBoundObject *input_obj;	/* this thread's wsgi.input */
+static __thread uint64_t input_gen;	/* the running request's, 0 between requests */
 
 struct body *
-wsgi_body_begin(struct http_conn *c)
+wsgi_body_begin(struct http_conn *c, uint64_t gen)
 {
 	struct body *b = &cur_body;
+
+	input_gen = gen;
 
 	b->fd = c->fd;
 	b->buf = c->buf;
@@ -216,7 +219,7 @@ static PyTypeObject InputType;
 static struct body *
 input_body(InputObject *self)
 {
-	return self->gen == wsgi_cur_gen ? &cur_body : NULL;
+	return self->gen == input_gen ? &cur_body : NULL;
 }
 
 static int
@@ -456,7 +459,13 @@ wsgi_input_init(int base_ms)
 PyObject *
 wsgi_input_object(void)
 {
-	if (wsgi_renew((PyObject **)&input_obj, &InputType) == -1)
+	if (wsgi_renew((PyObject **)&input_obj, &InputType, input_gen) == -1)
 		return NULL;
 	return (PyObject *)input_obj;
+}
+
+void
+wsgi_body_end(void)
+{
+	input_gen = 0;
 }

@@ -32,33 +32,32 @@
 #include "wsgi.h"
 
 /*
- * The generation of this thread's running request, owned by wsgi.c (set
- * when a request starts, bumped again when it ends).  Generations are
- * unique across threads, so an object of one thread's request is stale in
- * every other thread, and in its own once the request is over.
+ * A Python object handed to the app that belongs to one request:
+ * wsgi.input, start_response, write, wsgi.early_hints.  It carries the
+ * request's generation: wsgi.c hands out a new one to every request
+ * (unique across threads), the file that owns the object keeps the
+ * running request's in a per-thread variable and sets it to 0 when the
+ * request ends, so an object is stale in every other thread, and in its
+ * own once its request is over.
  */
-extern __thread uint64_t wsgi_cur_gen;
-
-/* A Python object handed to the app that belongs to one request:
- * wsgi.input, start_response, write, wsgi.early_hints. */
 typedef struct {
 	PyObject_HEAD
 	uint64_t gen;
 } RequestBoundObject;
 
-/* Reuse *obj for the running request if nobody else holds it, else
- * replace it with a new one of type.  0, or -1 with an exception. */
+/* Reuse *obj for the request of generation gen if nobody else holds it,
+ * else replace it with a new one of type.  0, or -1 with an exception. */
 static inline int
-wsgi_renew(PyObject **obj, PyTypeObject *type)
+wsgi_renew(PyObject **obj, PyTypeObject *type, uint64_t gen)
 {
 	if (*obj != NULL && Py_REFCNT(*obj) == 1) {
-		((RequestBoundObject *)*obj)->gen = wsgi_cur_gen;
+		((RequestBoundObject *)*obj)->gen = gen;
 		return 0;
 	}
 	Py_XDECREF(*obj);
 	if ((*obj = (PyObject *)PyObject_New(RequestBoundObject, type)) == NULL)
 		return -1;
-	((RequestBoundObject *)*obj)->gen = wsgi_cur_gen;
+	((RequestBoundObject *)*obj)->gen = gen;
 	return 0;
 }
 
@@ -119,8 +118,10 @@ struct body {
 int wsgi_input_prepare(void);		/* as wsgi_environ_prepare */
 /* base_ms: what the body's deadline starts with (the head's timeout). */
 void wsgi_input_init(int base_ms);
-/* This thread's body, set up for c->req. */
-struct body *wsgi_body_begin(struct http_conn *c);
+/* This thread's body, set up for c->req, the request of generation gen. */
+struct body *wsgi_body_begin(struct http_conn *c, uint64_t gen);
+/* The request is over: its wsgi.input goes stale. */
+void wsgi_body_end(void);
 /* This thread's wsgi.input for the running request (borrowed), or NULL
  * with an exception. */
 PyObject *wsgi_input_object(void);
@@ -133,9 +134,10 @@ int wsgi_body_drain(struct body *b);
 /* ---- wsgi_response.c ---- */
 
 /* One response being written.  Owned by wsgi_response.c; wsgi.c reads it
- * after the app returned, and on an error page sets keepalive,
- * status_set, status_code, status, headers and sent to what the log and
- * the post_request hook must see. */
+ * after the app returned, on an error page sets keepalive, status_set,
+ * status_code, status, headers and sent to what the log and the
+ * post_request hook must see, and clears in_flight when the request is
+ * over. */
 struct response {
 	int fd;
 	int status_set;
@@ -164,8 +166,13 @@ int wsgi_response_prepare(void);	/* as wsgi_environ_prepare */
 void wsgi_response_init(const struct wsgi_setup *setup);
 /* wsgi.file_wrapper (borrowed). */
 PyObject *wsgi_file_wrapper_type(void);
-/* This thread's response, set up for c->req; c->relay cleared. */
-struct response *wsgi_resp_begin(struct http_conn *c);
+/* This thread's response, set up for c->req, the request of generation
+ * gen; c->relay cleared. */
+struct response *wsgi_resp_begin(struct http_conn *c, uint64_t gen);
+/* The request is over: its start_response, write and early_hints go
+ * stale.  (wsgi.c clears r->in_flight last, once its references are
+ * dropped.) */
+void wsgi_resp_end(struct response *r);
 /* This thread's start_response for the running request (borrowed; its
  * write() renewed too), or NULL with an exception. */
 PyObject *wsgi_start_response_object(void);

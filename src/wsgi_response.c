@@ -55,11 +55,14 @@ typedef RequestBoundObject CallableObject;	/* start_response, write, early_hints
 
 static PyTypeObject StartResponseType, WriteType, EarlyHintsType;
 static __thread CallableObject *sr_obj, *write_obj, *hints_obj;
+static __thread uint64_t resp_gen;	/* the running request's, 0 between requests */
 
 struct response *
-wsgi_resp_begin(struct http_conn *c)
+wsgi_resp_begin(struct http_conn *c, uint64_t gen)
 {
 	struct response *r = &cur_resp;
+
+	resp_gen = gen;
 
 	r->fd = c->fd;
 	r->status_set = r->headers_sent = r->failed = 0;
@@ -354,7 +357,7 @@ start_response(CallableObject *self, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist,
 	    &status, &headers, &exc_info))
 		return NULL;
-	if (self->gen != wsgi_cur_gen) {
+	if (self->gen != resp_gen) {
 		PyErr_SetString(PyExc_RuntimeError, "start_response() called after the request ended");
 		return NULL;
 	}
@@ -414,7 +417,7 @@ write_call(CallableObject *self, PyObject *args, PyObject *kw)
 
 	if (!PyArg_ParseTuple(args, "O:write", &data))
 		return NULL;
-	if (self->gen != wsgi_cur_gen) {
+	if (self->gen != resp_gen) {
 		PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
 		return NULL;
 	}
@@ -462,7 +465,7 @@ early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
 
 	if (!PyArg_ParseTuple(args, "O:early_hints", &headers))
 		return NULL;
-	if (self->gen != wsgi_cur_gen) {
+	if (self->gen != resp_gen) {
 		PyErr_SetString(PyExc_RuntimeError, "early_hints() called after the request ended");
 		return NULL;
 	}
@@ -876,8 +879,8 @@ wsgi_file_wrapper_type(void)
 PyObject *
 wsgi_start_response_object(void)
 {
-	if (wsgi_renew((PyObject **)&sr_obj, &StartResponseType) == -1 ||
-	    wsgi_renew((PyObject **)&write_obj, &WriteType) == -1)
+	if (wsgi_renew((PyObject **)&sr_obj, &StartResponseType, resp_gen) == -1 ||
+	    wsgi_renew((PyObject **)&write_obj, &WriteType, resp_gen) == -1)
 		return NULL;
 	return (PyObject *)sr_obj;
 }
@@ -885,7 +888,13 @@ wsgi_start_response_object(void)
 PyObject *
 wsgi_early_hints_object(void)
 {
-	if (wsgi_renew((PyObject **)&hints_obj, &EarlyHintsType) == -1)
+	if (wsgi_renew((PyObject **)&hints_obj, &EarlyHintsType, resp_gen) == -1)
 		return NULL;
 	return (PyObject *)hints_obj;
+}
+
+void
+wsgi_resp_end(struct response *r)
+{
+	resp_gen = 0;
 }
