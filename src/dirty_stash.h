@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct dirty_buf;
+struct buf;	/* buf.h; dirty_wire.h calls it struct dirty_buf */
 
 /* Start empty, with a fresh random hash key (getrandom()). */
 void dirty_stash_init(void);
@@ -24,7 +24,7 @@ void dirty_stash_set_max_bytes(uint64_t max);
 /* Execute one validated STASH payload; append the reply frame (RESPONSE
  * or ERROR, with `id`) to out. */
 void dirty_stash_handle(const uint8_t *payload, size_t len, uint64_t id,
-    struct dirty_buf *out);
+    struct buf *out);
 /* Drop every table (tests). */
 void dirty_stash_reset(void);
 /* Tests and fuzzing: recount what every table holds; 0 when it equals

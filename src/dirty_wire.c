@@ -4,7 +4,7 @@
  * the bounded cursor decoder, and the parser of "module:Class:N"
  * dirty_apps entries shared by the settings, the arbiter and the worker.
  *
- * Owns nothing but the dirty_buf memory its callers hand it.  Decoding
+ * Owns nothing but the buffer memory (buf.h) its callers hand it.  Decoding
  * never allocates, never reads past `end`, and checks every length and
  * count against the bytes left and the maxima before using it.  This file
  * must never call Python nor do I/O: it is shared by the arbiter (C only),
@@ -110,67 +110,6 @@ void
 dirty_header_set_id(uint8_t buf[DIRTY_HEADER_SIZE], uint64_t id)
 {
 	be64_put(buf + 8, id);
-}
-
-/* ---- growable buffer ---- */
-
-void
-dirty_buf_init(struct dirty_buf *b)
-{
-	b->data = NULL;
-	b->len = 0;
-	b->cap = 0;
-}
-
-void
-dirty_buf_free(struct dirty_buf *b)
-{
-	free(b->data);
-	dirty_buf_init(b);
-}
-
-void
-dirty_buf_reset(struct dirty_buf *b)
-{
-	b->len = 0;
-}
-
-void
-dirty_buf_reserve(struct dirty_buf *b, size_t extra)
-{
-	size_t need, cap;
-
-	if (b->cap - b->len >= extra)
-		return;
-	if (extra > SIZE_MAX / 2 - b->len)
-		fatalx("dirty_buf_reserve: size overflow");
-	need = b->len + extra;
-	cap = b->cap ? b->cap : 256;
-	while (cap < need)
-		cap *= 2;
-	b->data = xrealloc(b->data, cap);
-	b->cap = cap;
-}
-
-void
-dirty_buf_append(struct dirty_buf *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	dirty_buf_reserve(b, n);
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-}
-
-void
-dirty_buf_consume(struct dirty_buf *b, size_t n)
-{
-	if (n >= b->len) {
-		b->len = 0;
-		return;
-	}
-	memmove(b->data, b->data + n, b->len - n);
-	b->len -= n;
 }
 
 /* ---- encoding ---- */

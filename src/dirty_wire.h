@@ -52,6 +52,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 #define DIRTY_HEADER_SIZE	16
 #define DIRTY_MAGIC0		0x47
 #define DIRTY_MAGIC1		0x44
@@ -117,20 +119,19 @@ void dirty_header_encode(uint8_t buf[DIRTY_HEADER_SIZE], uint8_t type,
 /* Rewrite only the id field of an encoded header (the arbiter's routing). */
 void dirty_header_set_id(uint8_t buf[DIRTY_HEADER_SIZE], uint64_t id);
 
-/* ---- encoding: a growable buffer (aborts on OOM via xrealloc) ---- */
-struct dirty_buf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
-};
+/* ---- encoding: into the tree's one growable buffer (buf.h) ----
+ * The codec's callers keep their names for it: `struct dirty_buf` is
+ * `struct buf`, and dirty_buf_*() are buf_*() (aborts on OOM via
+ * xrealloc). */
+#define dirty_buf buf
 
-void dirty_buf_init(struct dirty_buf *b);
-void dirty_buf_free(struct dirty_buf *b);
-void dirty_buf_reset(struct dirty_buf *b);		/* len = 0, keeps memory */
-void dirty_buf_reserve(struct dirty_buf *b, size_t extra);
-void dirty_buf_append(struct dirty_buf *b, const void *p, size_t n);
+static inline void dirty_buf_init(struct buf *b) { buf_init(b); }
+static inline void dirty_buf_free(struct buf *b) { buf_free(b); }
+static inline void dirty_buf_reset(struct buf *b) { buf_reset(b); }	/* len = 0, keeps memory */
+static inline void dirty_buf_reserve(struct buf *b, size_t extra) { buf_reserve(b, extra); }
+static inline void dirty_buf_append(struct buf *b, const void *p, size_t n) { buf_append(b, p, n); }
 /* Drop the first n bytes (consumed input). */
-void dirty_buf_consume(struct dirty_buf *b, size_t n);
+static inline void dirty_buf_consume(struct buf *b, size_t n) { buf_consume(b, n); }
 
 /* Start a frame (writes a header with length 0); returns its offset.
  * dirty_frame_end patches the length; returns -1 if payload too large. */
