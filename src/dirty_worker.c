@@ -569,7 +569,13 @@ stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
 		}
 	}
 	size_t off = dirty_frame_begin(&c->out, DIRTY_MSG_END, id);
-	dirty_frame_end(&c->out, off);
+	if (dirty_frame_end(&c->out, off) == -1) {
+		/* never with an empty payload; were it ever, an ERROR ends the
+		 * stream rather than a frame whose length lies */
+		c->out.len = off;
+		dirty_put_error_frame(&c->out, id, DIRTY_E_WORKER,
+		    "cannot encode the end of the stream");
+	}
 	flush_out(c);
 }
 
@@ -1105,8 +1111,12 @@ report_app_declarations(void)
 		dirty_put_cstring(&b, W.apps[i].path);
 		dirty_put_int64(&b, limits[i]);
 	}
-	dirty_frame_end(&b, off);
-	if (send_all(b.data, b.len) == -1)
+	/* An unsolicited report has no caller to answer: one too large for a
+	 * frame (thousands of apps) is logged and not sent, never sent with
+	 * a length that does not match its payload. */
+	if (dirty_frame_end(&b, off) == -1)
+		log_warnx("dirty worker: app workers report too large, not sent");
+	else if (send_all(b.data, b.len) == -1)
 		log_warn("dirty worker: cannot report app workers to the arbiter");
 	dirty_buf_free(&b);
 	free(limits);
