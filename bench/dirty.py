@@ -8,6 +8,9 @@ for an endpoint making one dirty call vs hello world.
 
   bench/dirty.py [CALLS]      default 20000 calls (BENCH_CALLS)
 
+BENCH_DIRTY_THREADS=N runs the dirty worker with --dirty-threads N
+(default 1: the worker serves on its main thread; N > 1: a pool of N).
+
 The socket path is the one the master logs at start-up ("Spawned dirty
 arbiter (pid: N) at PATH").  Prints figures; asserts nothing.
 """
@@ -24,6 +27,7 @@ from common import BENCH, BUILD, PYTHON, ROOT, Proc, fmt, free_port, have, wrk
 
 CALLS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_CALLS", "20000"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+DIRTY_THREADS = int(os.environ.get("BENCH_DIRTY_THREADS", "1"))
 
 # Runs in a child Python with the client package on its path.
 CLIENT = r'''
@@ -102,7 +106,7 @@ def main():
     rtdir = tempfile.mkdtemp(prefix="cub-", dir="/tmp")
     port = free_port()
     p = Proc([cun, "-w", "2", "-b", "127.0.0.1:%d" % port, "--dirty-app", "hello:BenchDirtyApp",
-              "--dirty-workers", "1", "hello:application"], port, cwd=BENCH,
+              "--dirty-workers", "1", "--dirty-threads", str(DIRTY_THREADS), "hello:application"], port, cwd=BENCH,
              env={"XDG_RUNTIME_DIR": rtdir})
     try:
         if not p.ok:
@@ -121,8 +125,9 @@ def main():
                    GUNICORN_DIRTY_SOCKET=sock)
         env.pop("PYTHONHOME", None)
         ext = [f for f in os.listdir(os.path.join(BUILD, "python"))] if os.path.isdir(os.path.join(BUILD, "python")) else []
-        print("dirty calls, 1 dirty worker, Python client (%s), %d calls each" %
-              ("standalone extension" if ext else "NO build/python: run make ext", CALLS))
+        print("dirty calls, 1 dirty worker (%d dirty thread%s), Python client (%s), %d calls each" %
+              (DIRTY_THREADS, "" if DIRTY_THREADS == 1 else "s",
+               "standalone extension" if ext else "NO build/python: run make ext", CALLS))
         print("%-34s %12s %12s %14s" % ("", "µs/call", "calls/s", "floor µs/rt"))
         for size in (16, 1024, 65536):
             n = CALLS if size < 65536 else max(CALLS // 10, 100)

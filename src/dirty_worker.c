@@ -13,9 +13,11 @@
  *             and writes the reply itself (no thread hop); it holds the GIL
  *             except while blocked in poll/read/write.  dirty_threads > 1:
  *             it only queues the raw frames and never holds the GIL.
- *   callers   (dirty_threads > 1 only) pthreads that take a queued frame,
- *             take the GIL, call the app, release the GIL and write the
- *             reply under the write lock (one writer at a time).
+ *   callers   (dirty_threads > 1 only) the pool of Python threads the
+ *             gthread worker uses too (pythreads.h): each takes a queued
+ *             frame, calls the app with the GIL and writes the reply
+ *             under the write lock (one writer at a time, never awaited
+ *             holding the GIL).
  *   watch     a pthread that never touches Python: it acts on signals
  *             (their handlers only set flags) and writes the heartbeat
  *             every 250 ms — also while a call runs — as long as no call
@@ -62,6 +64,7 @@
 #include "log.h"
 #include "proctitle.h"
 #include "python.h"
+#include "pythreads.h"
 #include "settings.h"
 #include "util.h"
 
@@ -84,15 +87,13 @@ struct dirty_app {
 /* One calling context: the main thread (single mode) or a pool thread. */
 struct caller {
 	int slot;		/* index into busy_since[] */
-	pthread_t thread;
-	PyThreadState *ts;	/* saved while not holding the GIL */
 	PyObject *aloop;	/* this thread's asyncio loop, lazily created */
 	struct dirty_buf out;	/* reply being encoded */
 };
 
-/* A frame received and not yet served (threaded mode). */
+/* A frame received and not yet served (threaded mode); freed once served. */
 struct job {
-	struct job *next;
+	struct pythreads_job link;	/* first: a job is its link */
 	uint64_t id;
 	uint8_t type;
 	uint32_t len;
@@ -126,15 +127,9 @@ static struct {
 	struct dirty_buf in;		/* bytes read from the arbiter */
 	size_t in_pos;			/* consumed prefix of `in` */
 
-	struct caller *callers;		/* [0] main; [1..n] pool (threaded) */
+	struct caller *callers;		/* [0] main; [1..n] pool thread n-1 */
 
-	/* threaded mode */
-	pthread_mutex_t qlock;
-	pthread_cond_t qcond;		/* job queued, or quit */
-	pthread_cond_t idle;		/* queue empty and nobody busy */
-	struct job *qhead, *qtail;
-	int nbusy;
-	int quit;
+	struct pythreads *pool;		/* threaded mode: the callers */
 	pthread_mutex_t wlock;		/* one writer on fd at a time */
 } W;
 
@@ -569,7 +564,13 @@ stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
 		}
 	}
 	size_t off = dirty_frame_begin(&c->out, DIRTY_MSG_END, id);
-	dirty_frame_end(&c->out, off);
+	if (dirty_frame_end(&c->out, off) == -1) {
+		/* never with an empty payload; were it ever, an ERROR ends the
+		 * stream rather than a frame whose length lies */
+		c->out.len = off;
+		dirty_put_error_frame(&c->out, id, DIRTY_E_WORKER,
+		    "cannot encode the end of the stream");
+	}
 	flush_out(c);
 }
 
@@ -727,40 +728,16 @@ serve_frame(struct caller *c, uint8_t type, uint64_t id,
 
 /* ---- the caller threads (dirty_threads > 1) ---- */
 
-static void *
-caller_thread(void *arg)
+/* A pool thread's job (GIL held): serve the frame on that thread's caller,
+ * whose busy_since slot the watch thread reads. */
+static void
+serve_job(struct pythreads_job *link, int thread, void *arg)
 {
-	struct caller *c = arg;
-	PyGILState_STATE g = PyGILState_Ensure();
-	struct job *j;
+	struct job *j = (struct job *)link;
 
-	c->ts = PyEval_SaveThread();
-	for (;;) {
-		pthread_mutex_lock(&W.qlock);
-		while (W.qhead == NULL && !W.quit)
-			pthread_cond_wait(&W.qcond, &W.qlock);
-		if ((j = W.qhead) == NULL) {
-			pthread_mutex_unlock(&W.qlock);
-			break;
-		}
-		if ((W.qhead = j->next) == NULL)
-			W.qtail = NULL;
-		W.nbusy++;
-		pthread_mutex_unlock(&W.qlock);
-
-		PyEval_RestoreThread(c->ts);
-		serve_frame(c, j->type, j->id, j->payload, j->len);
-		c->ts = PyEval_SaveThread();
-		free(j);
-
-		pthread_mutex_lock(&W.qlock);
-		if (--W.nbusy == 0 && W.qhead == NULL)
-			pthread_cond_broadcast(&W.idle);
-		pthread_mutex_unlock(&W.qlock);
-	}
-	PyEval_RestoreThread(c->ts);
-	PyGILState_Release(g);
-	return NULL;
+	(void)arg;
+	serve_frame(&W.callers[thread + 1], j->type, j->id, j->payload, j->len);
+	free(j);
 }
 
 static void
@@ -768,19 +745,11 @@ enqueue(uint8_t type, uint64_t id, const uint8_t *payload, uint32_t len)
 {
 	struct job *j = xmalloc(sizeof(*j) + len);
 
-	j->next = NULL;
 	j->type = type;
 	j->id = id;
 	j->len = len;
 	memcpy(j->payload, payload, len);
-	pthread_mutex_lock(&W.qlock);
-	if (W.qtail != NULL)
-		W.qtail->next = j;
-	else
-		W.qhead = j;
-	W.qtail = j;
-	pthread_cond_signal(&W.qcond);
-	pthread_mutex_unlock(&W.qlock);
+	pythreads_submit(W.pool, &j->link);
 }
 
 /* ---- the main loop ---- */
@@ -916,14 +885,7 @@ main_loop_threaded(void)
 		if (r == -1)
 			break;
 	}
-	pthread_mutex_lock(&W.qlock);
-	while (W.qhead != NULL || W.nbusy > 0)
-		pthread_cond_wait(&W.idle, &W.qlock);
-	W.quit = 1;
-	pthread_cond_broadcast(&W.qcond);
-	pthread_mutex_unlock(&W.qlock);
-	for (int i = 1; i <= W.nthreads; i++)
-		pthread_join(W.callers[i].thread, NULL);
+	pythreads_drain(W.pool);	/* the pool stays, idle, until _exit */
 	PyEval_RestoreThread(ts);
 }
 
@@ -1105,8 +1067,12 @@ report_app_declarations(void)
 		dirty_put_cstring(&b, W.apps[i].path);
 		dirty_put_int64(&b, limits[i]);
 	}
-	dirty_frame_end(&b, off);
-	if (send_all(b.data, b.len) == -1)
+	/* An unsolicited report has no caller to answer: one too large for a
+	 * frame (thousands of apps) is logged and not sent, never sent with
+	 * a length that does not match its payload. */
+	if (dirty_frame_end(&b, off) == -1)
+		log_warnx("dirty worker: app workers report too large, not sent");
+	else if (send_all(b.data, b.len) == -1)
 		log_warn("dirty worker: cannot report app workers to the arbiter");
 	dirty_buf_free(&b);
 	free(limits);
@@ -1233,9 +1199,6 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	W.timeout_ms = W.cfg->dirty_timeout > 0 ?
 	    (uint64_t)W.cfg->dirty_timeout * 1000u : 0;
 	dirty_buf_init(&W.in);
-	pthread_mutex_init(&W.qlock, NULL);
-	pthread_cond_init(&W.qcond, NULL);
-	pthread_cond_init(&W.idle, NULL);
 	pthread_mutex_init(&W.wlock, NULL);
 	fd_set_nonblock(W.fd, 0);
 	fd_set_cloexec(W.fd, 1);
@@ -1272,12 +1235,8 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 		W.callers[i].slot = i;
 		dirty_buf_init(&W.callers[i].out);
 	}
-	if (W.nthreads > 1) {
-		for (int i = 1; i <= W.nthreads; i++)
-			if (pthread_create(&W.callers[i].thread, NULL,
-			    caller_thread, &W.callers[i]) != 0)
-				fatalx("dirty worker: cannot start caller thread %d", i);
-	}
+	if (W.nthreads > 1)
+		W.pool = pythreads_start(W.nthreads, serve_job, NULL);
 	atomic_store(&W.busy_since[0], 0);
 	atomic_store(&W.loop_tick, monotonic_ms());
 

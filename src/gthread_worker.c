@@ -860,7 +860,7 @@ give_back(struct http_conn *c)
 /* In a pool thread, GIL held: answer the request, and those already
  * pipelined behind it, in order. */
 static void
-serve(struct pythreads_job *job, void *arg)
+serve(struct pythreads_job *job, int thread, void *arg)
 {
 	struct gconn *g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
 	struct http_conn *c = &g->c;

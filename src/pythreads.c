@@ -3,7 +3,9 @@
  *
  * Owns: the threads, their Python thread states, the job queue.  Never:
  * holds the GIL while waiting for a job, or touches a job after run()
- * returned.
+ * returned.  A thread counts as running from taking a job until it comes
+ * back for the next one (then under the lock it takes anyway), so
+ * pythreads_drain() costs the jobs no extra locking.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -12,7 +14,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 
 #include "log.h"
@@ -20,9 +21,13 @@
 struct pythreads {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	pthread_cond_t drained;		/* nothing queued, nothing running */
 	struct pythreads_job *head, *tail;
 	int queued;
-	void (*run)(struct pythreads_job *, void *);
+	int running;			/* jobs taken, run() not yet over */
+	int draining;			/* someone waits on `drained` */
+	int started;			/* threads given an index so far */
+	void (*run)(struct pythreads_job *, int, void *);
 	void *arg;
 };
 
@@ -45,15 +50,22 @@ thread_main(void *arg)
 {
 	struct pythreads *p = arg;
 	PyGILState_STATE st;
-
-	int holding = 1;
+	int holding = 1, ran = 0, index;
 
 	st = PyGILState_Ensure();	/* a thread state of our own */
 	(void)st;
+	pthread_mutex_lock(&p->lock);
+	index = p->started++;
+	pthread_mutex_unlock(&p->lock);
 	for (;;) {
 		struct pythreads_job *job;
 
 		pthread_mutex_lock(&p->lock);
+		if (ran) {
+			ran = 0;
+			if (--p->running == 0 && p->head == NULL && p->draining)
+				pthread_cond_broadcast(&p->drained);
+		}
 		if (p->head == NULL && holding) {
 			/* nothing queued: give the GIL back before sleeping (a
 			 * thread that finds work right away keeps it: no handoff
@@ -70,33 +82,34 @@ thread_main(void *arg)
 		if (p->head == NULL)
 			p->tail = NULL;
 		p->queued--;
+		p->running++;
 		pthread_mutex_unlock(&p->lock);
 		job->next = NULL;
 		if (!holding) {
 			pythreads_gil_take();
 			holding = 1;
 		}
-		p->run(job, p->arg);
+		p->run(job, index, p->arg);
+		ran = 1;
 	}
 	return NULL;
 }
 
 struct pythreads *
-pythreads_start(int n, void (*run)(struct pythreads_job *, void *), void *arg)
+pythreads_start(int n, void (*run)(struct pythreads_job *, int, void *),
+    void *arg)
 {
 	struct pythreads *p = xcalloc(1, sizeof(*p));
-	sigset_t all, saved;
 	pthread_attr_t attr;
 	PyThreadState *ts;
 
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->drained, NULL);
 	p->run = run;
 	p->arg = arg;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &saved);
 	/* the new threads take the GIL to make their thread states */
 	ts = PyEval_SaveThread();
 	for (int i = 0; i < n; i++) {
@@ -108,7 +121,6 @@ pythreads_start(int n, void (*run)(struct pythreads_job *, void *), void *arg)
 		}
 	}
 	PyEval_RestoreThread(ts);
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	pthread_attr_destroy(&attr);
 	return p;
 }
@@ -137,4 +149,15 @@ pythreads_queued(struct pythreads *p)
 	n = p->queued;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+void
+pythreads_drain(struct pythreads *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->draining++;
+	while (p->head != NULL || p->running > 0)
+		pthread_cond_wait(&p->drained, &p->lock);
+	p->draining--;
+	pthread_mutex_unlock(&p->lock);
 }

@@ -342,9 +342,11 @@ def test_quit_exits_at_once_even_in_a_call(make_server, tmp_path):
     assert not any(l.startswith("close") for l in side_lines(s))
 
 
-def test_processes_spawned_by_apps_obey_sigterm(make_server, tmp_path):
-    # the worker's signal handling must not leak a blocked mask into them
-    s = start(make_server, tmp_path)
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_processes_spawned_by_apps_obey_sigterm(make_server, tmp_path, threads):
+    # the worker's signal handling must not leak a blocked mask into them,
+    # from the main thread or from a pool thread
+    s = start(make_server, tmp_path, "--dirty-threads", threads)
     ready(s)
     child = call(s, BASIC, "spawn_sleeper")["ok"]
     try:
@@ -416,8 +418,9 @@ def test_class_workers_attribute_limits_the_app(make_server, tmp_path):
     assert pids == set(loaders)
 
 
-def test_heartbeat_goes_on_during_a_long_call(make_server, tmp_path):
-    s = start(make_server, tmp_path, "--dirty-timeout", "5")
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_heartbeat_goes_on_during_a_long_call(make_server, tmp_path, threads):
+    s = start(make_server, tmp_path, "--dirty-timeout", "5", "--dirty-threads", threads)
     ready(s)
     (wpid,) = dirty_workers(s)
     status(s)                                    # warm: socket path known
@@ -434,8 +437,11 @@ def test_heartbeat_goes_on_during_a_long_call(make_server, tmp_path):
     assert json.loads(out)["pids"] == [wpid]
 
 
-def test_stuck_call_times_out_and_worker_is_replaced(make_server, tmp_path):
-    s = start(make_server, tmp_path, "--dirty-timeout", "2")
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_stuck_call_times_out_and_worker_is_replaced(make_server, tmp_path, threads):
+    # with a pool, the stuck call's thread speaks for the worker: the
+    # other threads idling does not keep it beating
+    s = start(make_server, tmp_path, "--dirty-timeout", "2", "--dirty-threads", threads)
     ready(s)
     (wpid,) = dirty_workers(s)
     t0 = time.monotonic()
