@@ -5,7 +5,7 @@
  * Threads:
  *   loop     the process's main thread; never holds the GIL but to call a
  *            hook or to exit.  One epoll set owns the listeners, every
- *            connection, the signals (signalfd) and the completion
+ *            connection, the signals (a self-pipe) and the completion
  *            eventfd.  It accepts, reads and parses request heads (C,
  *            http_conn.c), keeps idle keep-alive connections, enforces
  *            every deadline, and hands a connection with a complete head
@@ -44,6 +44,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -54,7 +55,6 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 
 #include "dirty_wire.h"
@@ -114,7 +114,8 @@ static struct {
 	struct http_worker_ctx *ctx;
 	struct settings *cfg;
 	struct http_conn_limits limits;
-	int epfd, sigfd, wakefd;
+	int epfd, wakefd;
+	int sig_pipe[2];		/* the handlers write the signal's number */
 	struct pythreads *pool;
 	PyThreadState *loop_ts;		/* the loop's, while it does not hold the GIL */
 
@@ -938,29 +939,47 @@ loop_abort_requests(void)
 }
 
 static void
+on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
+	(void)!write(G.sig_pipe[1], &b, 1);
+	errno = saved;
+}
+
+static void
+on_one_signal(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGHUP:
+		start_stopping();
+		break;
+	case SIGINT:
+	case SIGQUIT:
+		loop_abort_requests();
+		loop_hook(HOOK_WORKER_INT);
+		loop_exit(0);
+	case SIGABRT:
+		loop_abort_requests();
+		loop_hook(HOOK_WORKER_ABORT);
+		loop_exit(1);
+	case SIGUSR1:
+		log_reopen();
+		break;
+	}
+}
+
+static void
 on_signals(void)
 {
-	struct signalfd_siginfo si;
+	unsigned char sigs[64];
+	ssize_t n;
 
-	while (read(G.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
-		case SIGTERM:
-		case SIGHUP:
-			start_stopping();
-			break;
-		case SIGINT:
-		case SIGQUIT:
-			loop_abort_requests();
-			loop_hook(HOOK_WORKER_INT);
-			loop_exit(0);
-		case SIGABRT:
-			loop_abort_requests();
-			loop_hook(HOOK_WORKER_ABORT);
-			loop_exit(1);
-		case SIGUSR1:
-			log_reopen();
-			break;
-		}
+	while ((n = read(G.sig_pipe[0], sigs, sizeof(sigs))) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			on_one_signal(sigs[i]);
 	}
 }
 
@@ -973,6 +992,7 @@ setup(struct http_worker_ctx *ctx)
 	struct settings *cfg = ctx->cfg;
 	struct epoll_event ev;
 	sigset_t set;
+	struct sigaction sa;
 	int threads = cfg->threads < 1 ? 1 : cfg->threads > MAX_THREADS ? MAX_THREADS : cfg->threads;
 
 	G.ctx = ctx;
@@ -991,21 +1011,29 @@ setup(struct http_worker_ctx *ctx)
 		G.limit = (unsigned long)cfg->max_requests + jitter;
 	}
 
-	/* signals: blocked in every thread, read from a signalfd by the loop */
-	sigemptyset(&set);
+	/* Signals: flag-only handlers feed a self-pipe the loop reads.  Not
+	 * signalfd: that needs the signals blocked in every thread, and a
+	 * process an app starts from a pool thread would inherit them
+	 * blocked (a child that ignores TERM).  Whichever thread a signal
+	 * lands on, the handler only writes its number. */
+	if (pipe2(G.sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
+		fatal("pipe2");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaddset(&set, sigs[i]);
-	if ((G.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
-		fatal("signalfd");
-	sigprocmask(SIG_SETMASK, &set, NULL);	/* the rest unblocked */
+		sigaction(sigs[i], &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigprocmask(SIG_SETMASK, &set, NULL);	/* the master forked us blocked */
 
 	if ((G.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	if ((G.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
-	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.sigfd, &ev) == -1)
+	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.sig_pipe[0], &ev) == -1)
 		fatal("epoll_ctl");
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_WAKE };
 	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.wakefd, &ev) == -1)

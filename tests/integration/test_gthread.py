@@ -401,3 +401,24 @@ def test_huge_content_length_reserves_nothing_up_front(make_server, tmp_path, wo
     sock.close()
     assert grown < 512 * 1024, "read() reserved %d kB" % grown
     assert http_get(s.port, "/after")[0] == 200
+
+
+def test_a_process_the_app_starts_has_no_signal_blocked(make_server):
+    """The loop takes signals through handlers, not by blocking them: a
+    child an app thread starts must not inherit TERM blocked (it would
+    ignore a TERM)."""
+    s = gthread(make_server, "spawner")
+    pid = int(http_get(s.port, "/")[2])
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            blocked = [l for l in f if l.startswith("SigBlk:")][0].split()[1]
+        assert int(blocked, 16) == 0, "blocked signals: %s" % blocked
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 open("/proc/%d/stat" % pid).read().split()[2] == "Z", 5,
+                 what="the child to obey TERM")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

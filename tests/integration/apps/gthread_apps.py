@@ -90,3 +90,12 @@ def reader(environ, start_response):
         body = b"error %s" % str(e).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
+
+
+def spawner(environ, start_response):
+    """Starts `sleep 30` from the app's thread; answers its pid."""
+    import subprocess
+    p = subprocess.Popen(["sleep", "30"])
+    body = str(p.pid).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
