@@ -221,8 +221,10 @@ def loaded():
             print("idle connections: stopped at %d: %s" % (len(socks), e))
         time.sleep(0.5)
         after = memory(worker)
-        print("%d idle keep-alive connections on one worker: RSS %d -> %d kB (+%.1f MB)"
-              % (len(socks) - 3, before[0], after[0], (after[0] - before[0]) / 1024.0))
+        print("%d idle keep-alive connections on one worker: private memory %d -> %d kB "
+              "(+%.1f MB; peak RSS while their first requests were all in flight: +%.1f MB)"
+              % (len(socks) - 3, before[1], after[1], (after[1] - before[1]) / 1024.0,
+                 (after[0] - before[0]) / 1024.0))
         for s in socks:
             s.close()
     finally:
