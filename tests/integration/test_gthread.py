@@ -422,3 +422,44 @@ def test_a_process_the_app_starts_has_no_signal_blocked(make_server):
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def test_hups_drop_nothing(make_server):
+    """Clients on keep-alive connections while the master gets HUPs: the
+    old workers finish what they were told they could send, nothing is
+    refused or reset."""
+    s = gthread(make_server, "hello", "-w", "2")
+    failures, done = [], threading.Event()
+    counts = []
+
+    def client(k):
+        n = 0
+        while not done.is_set():
+            try:
+                with Connection(s.port) as c:
+                    for j in range(20):
+                        c.send(get("/%d-%d" % (k, j)))
+                        status, h, body = c.response()
+                        assert status == 200
+                        n += 1
+                        if h["connection"] == "close":
+                            break
+            except Exception as e:   # noqa: BLE001 - counted
+                failures.append(repr(e))
+        counts.append(n)
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    try:
+        for _ in range(5):
+            booted = s.log().count("Booting worker")
+            s.send(signal.SIGHUP)
+            wait_for(lambda: s.log().count("Booting worker") >= booted + 2, 15,
+                     what="new workers after HUP")
+    finally:
+        done.set()
+        for t in ts:
+            t.join(60)
+    assert failures == []
+    assert sum(counts) > 100
