@@ -556,10 +556,11 @@ start_request(Proto *p)
 		return;
 	}
 	/* the head is in the scope now: keep only the body and what follows */
+	int expect_continue = q->expect_continue;
 	buf_consume(p, q->head_len);
 	memset(&p->c.req, 0, sizeof(p->c.req));
 	set_state(p, PS_BUSY, 0);
-	if (q->expect_continue && !p->body_done) {
+	if (expect_continue && !p->body_done) {
 		PyObject *cont = PyBytes_FromString("HTTP/1.1 100 Continue\r\n\r\n");
 		if (cont == NULL || transport_write(p, cont) == -1)
 			PyErr_Clear();
@@ -704,7 +705,8 @@ feed_receiver(Proto *p)
 
 	if (p->recv_waiter == NULL)
 		return;
-	if (p->lost || p->rstate == R_DONE) {
+	if (p->lost || p->rstate == R_DONE || (p->client_eof && (p->body_sent ||
+	    p->c.len == 0))) {
 		if ((m = disconnect_message()) != NULL)
 			future_resolve(&p->recv_waiter, m);
 		Py_XDECREF(m);
@@ -1132,7 +1134,8 @@ channel_receive(Channel *ch)
 	PyObject *m;
 	int bad;
 
-	if (ch->gen != p->gen || p->lost || p->rstate == R_DONE) {
+	if (ch->gen != p->gen || p->lost || p->rstate == R_DONE ||
+	    (p->client_eof && (p->body_sent || (p->c.len == 0 && !p->body_done)))) {
 		if ((m = disconnect_message()) == NULL)
 			return NULL;
 		PyObject *r = (PyObject *)ready_new(m);
@@ -1181,8 +1184,8 @@ channel_done(Channel *ch, PyObject *task)
 	Py_XDECREF(r);
 	if (ch->gen != p->gen || p->rstate == R_DONE || p->lost)
 		return;
-	if (r != NULL)
-		log_error(p->rstate == R_SENT ?
+	if (r != NULL && !p->client_eof)
+		log_errorx(p->rstate == R_SENT ?
 		    "ASGI callable returned without completing response." :
 		    "ASGI callable returned without starting response.");
 	if (p->rstate != R_SENT) {
@@ -1364,9 +1367,14 @@ static PyObject *
 proto_eof_received(Proto *p, PyObject *unused)
 {
 	p->client_eof = 1;
-	/* a request in flight still gets its response (half-close) */
-	if (p->state == PS_BUSY && p->rstate != R_DONE)
+	/* A request in flight still gets its response (a half-close), but
+	 * the client will send nothing more: a receive() waiting for more
+	 * body or for the end learns at once that the client is gone (an
+	 * SSE stream stops).  A real close shows later as connection_lost. */
+	if (p->state == PS_BUSY && p->rstate != R_DONE) {
+		feed_receiver(p);
 		Py_RETURN_TRUE;
+	}
 	Py_RETURN_FALSE;
 }
 

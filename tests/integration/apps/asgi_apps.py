@@ -60,7 +60,11 @@ async def stream(scope, receive, send):
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-DISCONNECTS = []
+def _mark(path, text):
+    import os
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)   # the test sees it whole
 
 
 async def until_disconnect(scope, receive, send):
@@ -74,8 +78,7 @@ async def until_disconnect(scope, receive, send):
     import os
     path = os.environ.get("ASGI_MARKER")
     if path:
-        with open(path, "w") as f:
-            f.write(m["type"])
+        _mark(path, m["type"])
 
 
 async def boom(scope, receive, send):
@@ -120,8 +123,7 @@ class LifespanApp:
                 elif m["type"] == "lifespan.shutdown":
                     path = os.environ.get("ASGI_MARKER")
                     if path:
-                        with open(path, "w") as f:
-                            f.write("shutdown")
+                        _mark(path, "shutdown")
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         body = json.dumps({"state": dict(scope.get("state", {}))}).encode()
