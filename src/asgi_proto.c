@@ -1036,7 +1036,8 @@ response_body(Proto *p, PyObject *msg)
 		if (!had_length && p->resp_length >= 0)
 			o += (size_t)snprintf(w + o, room - o, "Content-Length: %lld\r\n",
 			    (long long)p->resp_length);
-		memcpy(w + o, p->rhead, p->rhead_len);
+		if (p->rhead_len > 0)
+			memcpy(w + o, p->rhead, p->rhead_len);
 		o += p->rhead_len;
 		memcpy(w + o, "\r\n", 2);
 		o += 2;
