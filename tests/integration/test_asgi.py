@@ -330,3 +330,21 @@ def test_quit_and_usr1(make_server):
     s.send(signal.SIGUSR1)
     assert http_get(s.port, "/")[0] == 200
     assert s.stop(signal.SIGQUIT, 5) == 0
+
+
+@pytest.mark.parametrize("flag,value", [("--asgi-loop", "trio"), ("--asgi-lifespan", "maybe")])
+def test_bad_asgi_setting_fails_the_start(tmp_path, flag, value):
+    from conftest import ROOT, run_to_exit
+    rc, out, err, left = run_to_exit(["-k", "asgi", flag, value, "%s:hello" % APP], tmp_path,
+                                     env_extra={"PYTHONPATH": ROOT})
+    assert rc != 0 and "Error:" in err and flag.lstrip("-").replace("-", "_") in err, err
+    assert left == []
+
+
+def test_print_config_shows_the_asgi_settings(tmp_path):
+    from conftest import ROOT, run_to_exit
+    rc, out, err, left = run_to_exit(["--print-config", "-k", "uvicorn.workers.UvicornWorker",
+                                      "--root-path", "/api", "%s:hello" % APP], tmp_path,
+                                     env_extra={"PYTHONPATH": ROOT})
+    assert rc == 0, err
+    assert "asgi_loop" in out and "asgi_lifespan" in out and "/api" in out
