@@ -91,7 +91,22 @@ typedef struct proto {
 	uint64_t resp_sent;
 	char *rhead;			/* the app's headers, serialized */
 	size_t rhead_len, rhead_cap;
+
+	/* a websocket (RFC 6455) once the head asked for one */
+	int is_ws;
+	int ws_state;			/* WS_* */
+	int ws_close_code;		/* for websocket.disconnect */
+	PyObject *ws_queue;		/* list: messages no receive() took yet */
+	PyObject *ws_accept;		/* bytes: Sec-WebSocket-Accept's value */
+	char *ws_msg;			/* a fragmented message so far */
+	size_t ws_msg_len, ws_msg_cap;
+	int ws_msg_opcode;		/* 0: none in progress */
+	struct proto *wsprev, *wsnext;	/* open websockets (closed when draining) */
 } Proto;
+
+enum { WS_CONNECTING, WS_CONNECT_SENT, WS_OPEN, WS_CLOSED };
+#define WS_MAX_MESSAGE	(16u * 1024 * 1024)	/* uvicorn's ws_max_size */
+#define WS_MAX_QUEUE	64			/* messages held before reading pauses */
 
 /* Receive, send and the task's done callback of one request. */
 enum { CH_RECEIVE, CH_SEND, CH_DONE };
@@ -125,7 +140,8 @@ static struct {
 	PyObject *asgi_info, *v_http, *v_https, *v_11, *v_10, *v_http_scope;
 	PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
 	    *k_method, *k_root_path, *k_path, *k_raw_path, *k_query_string,
-	    *k_headers, *k_state, *k_body, *k_more_body, *k_status;
+	    *k_headers, *k_state, *k_body, *k_more_body, *k_status, *k_code, *k_text,
+	    *k_bytes, *k_subprotocol, *k_subprotocols, *k_reason, *v_websocket, *v_ws, *v_wss;
 	PyObject *m_request, *m_disconnect_msg, *v_empty_bytes;
 	PyObject *s_write, *s_close, *s_pause_reading, *s_resume_reading,
 	    *s_set_result, *s_done, *s_result, *s_add_done_callback,
@@ -135,6 +151,8 @@ static struct {
 	int trust_all;
 	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
 	size_t nconns;
+	Proto *websockets;		/* list of open ones */
+	int websockets_closed;		/* draining closed them */
 	unsigned long served, limit;
 	int stopping;
 	uint64_t stop_deadline, keepalive_ms, next_look;
@@ -515,18 +533,69 @@ channel_new(Proto *p, int kind)
 }
 
 static void try_head(Proto *p);
+static int ws_wanted(const struct http_request *q);
+static void ws_start(Proto *p);
+
+/* Call the app with scope (stolen) and this request's channels; run the
+ * coroutine as a task.  A failure to even start is a 500. */
+static void
+run_app(Proto *p, PyObject *scope)
+{
+	PyObject *recv = NULL, *send = NULL, *done = NULL, *coro = NULL, *task = NULL, *r;
+
+	if ((recv = channel_new(p, CH_RECEIVE)) == NULL ||
+	    (send = channel_new(p, CH_SEND)) == NULL ||
+	    (done = channel_new(p, CH_DONE)) == NULL)
+		goto fail;
+	if ((coro = PyObject_CallFunctionObjArgs(A.app, scope, recv, send, NULL)) == NULL)
+		goto fail;
+	if ((task = PyObject_CallOneArg(A.loop_create_task, coro)) == NULL)
+		goto fail;
+	if (PySet_Add(A.tasks, task) == -1)
+		goto fail;
+	if ((r = PyObject_CallMethodOneArg(task, A.s_add_done_callback, done)) == NULL)
+		goto fail;
+	Py_DECREF(r);
+	Py_DECREF(scope);
+	Py_DECREF(recv);
+	Py_DECREF(send);
+	Py_DECREF(done);
+	Py_DECREF(coro);
+	Py_DECREF(task);
+	return;
+fail:
+	python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
+	Py_XDECREF(scope);
+	Py_XDECREF(recv);
+	Py_XDECREF(send);
+	Py_XDECREF(done);
+	Py_XDECREF(coro);
+	Py_XDECREF(task);
+	if ((p->rstate == R_NONE || p->rstate == R_STARTED) &&
+	    (!p->is_ws || p->ws_state < WS_OPEN)) {
+		PyObject *page = error_page(500, "");
+		if (page == NULL || transport_write(p, page) == -1)
+			PyErr_Clear();
+		Py_XDECREF(page);
+	}
+	p->rstate = R_DONE;
+	proto_close(p);
+}
 
 /* A parsed head in p->c.req: build the scope, run the app as a task. */
 static void
 start_request(Proto *p)
 {
 	const struct http_request *q = &p->c.req;
-	PyObject *scope, *recv = NULL, *send = NULL, *done = NULL, *coro = NULL,
-	    *task = NULL, *r;
+	PyObject *scope;
 	const char *bad;
 
 	if (q->version_major != 1 || q->version_minor > 1) {
 		refuse(p, 505, "Unsupported HTTP version");
+		return;
+	}
+	if (ws_wanted(q)) {
+		ws_start(p);
 		return;
 	}
 	p->gen++;
@@ -575,42 +644,7 @@ start_request(Proto *p)
 		wake_glue();
 	}
 
-	if ((recv = channel_new(p, CH_RECEIVE)) == NULL ||
-	    (send = channel_new(p, CH_SEND)) == NULL ||
-	    (done = channel_new(p, CH_DONE)) == NULL)
-		goto fail;
-	if ((coro = PyObject_CallFunctionObjArgs(A.app, scope, recv, send, NULL)) == NULL)
-		goto fail;
-	if ((task = PyObject_CallOneArg(A.loop_create_task, coro)) == NULL)
-		goto fail;
-	if (PySet_Add(A.tasks, task) == -1)
-		goto fail;
-	if ((r = PyObject_CallMethodOneArg(task, A.s_add_done_callback, done)) == NULL)
-		goto fail;
-	Py_DECREF(r);
-	Py_DECREF(scope);
-	Py_DECREF(recv);
-	Py_DECREF(send);
-	Py_DECREF(done);
-	Py_DECREF(coro);
-	Py_DECREF(task);
-	return;
-fail:
-	python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
-	Py_XDECREF(scope);
-	Py_XDECREF(recv);
-	Py_XDECREF(send);
-	Py_XDECREF(done);
-	Py_XDECREF(coro);
-	Py_XDECREF(task);
-	if (p->rstate == R_NONE || p->rstate == R_STARTED) {
-		PyObject *page = error_page(500, "");
-		if (page == NULL || transport_write(p, page) == -1)
-			PyErr_Clear();
-		Py_XDECREF(page);
-	}
-	p->rstate = R_DONE;
-	proto_close(p);
+	run_app(p, scope);
 }
 
 /* Bytes of the request body now in the buffer: the next http.request
@@ -1086,6 +1120,617 @@ fail:
 	return -1;
 }
 
+/* ---- websockets (RFC 6455) ----
+ *
+ * A GET with "Upgrade: websocket" becomes a websocket scope; the app's
+ * websocket.accept answers 101, websocket.close before it answers 403
+ * (uvicorn).  Frames are decoded here from the connection's buffer:
+ * client frames must be masked, control frames short and whole, no
+ * extension bits; a message (fragments joined) is at most WS_MAX_MESSAGE
+ * bytes, its length checked before anything is buffered for it.  A
+ * malformed frame closes with 1002, bad UTF-8 in text with 1007, a
+ * message too big with 1009; the app then sees websocket.disconnect
+ * with that code.  Pings are answered with pongs.
+ */
+
+static int
+token_in(const char *v, size_t n, const char *tok)
+{
+	size_t tl = strlen(tok);
+
+	for (size_t i = 0; i + tl <= n; i++)
+		if (strncasecmp(v + i, tok, tl) == 0 &&
+		    (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ' || v[i - 1] == '\t') &&
+		    (i + tl == n || v[i + tl] == ',' || v[i + tl] == ' ' || v[i + tl] == '\t'))
+			return 1;
+	return 0;
+}
+
+static int
+ws_wanted(const struct http_request *q)
+{
+	const struct http_header *up = http_header_find(q, "upgrade");
+
+	return up != NULL && token_in(up->value, up->value_len, "websocket");
+}
+
+static void
+ws_unlink(Proto *p)
+{
+	if (p->wsprev != NULL)
+		p->wsprev->wsnext = p->wsnext;
+	else if (A.websockets == p)
+		A.websockets = p->wsnext;
+	else
+		return;
+	if (p->wsnext != NULL)
+		p->wsnext->wsprev = p->wsprev;
+	p->wsprev = p->wsnext = NULL;
+}
+
+static PyObject *
+ws_message(const char *type)
+{
+	PyObject *m = PyDict_New(), *t;
+
+	if (m == NULL)
+		return NULL;
+	if ((t = PyUnicode_FromString(type)) == NULL || PyDict_SetItem(m, A.k_type, t) == -1) {
+		Py_XDECREF(t);
+		Py_DECREF(m);
+		return NULL;
+	}
+	Py_DECREF(t);
+	return m;
+}
+
+static PyObject *
+ws_disconnect_message(int code)
+{
+	PyObject *m = ws_message("websocket.disconnect");
+
+	if (m != NULL && set_new(m, A.k_code, PyLong_FromLong(code)) == -1)
+		Py_CLEAR(m);
+	return m;
+}
+
+/* One message for the app: to a waiting receive(), else queued. */
+static void
+ws_deliver(Proto *p, PyObject *m)
+{
+	if (m == NULL) {
+		PyErr_Clear();
+		return;
+	}
+	if (p->recv_waiter != NULL && PyList_GET_SIZE(p->ws_queue) == 0)
+		future_resolve(&p->recv_waiter, m);
+	else if (PyList_Append(p->ws_queue, m) == -1)
+		PyErr_Clear();
+	Py_DECREF(m);
+	PyErr_Clear();
+}
+
+static void
+ws_write_frame(Proto *p, int opcode, const char *data, size_t len)
+{
+	PyObject *out;
+	char *w;
+	size_t h = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+
+	if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(h + len))) == NULL) {
+		PyErr_Clear();
+		return;
+	}
+	w = PyBytes_AS_STRING(out);
+	w[0] = (char)(0x80 | opcode);
+	if (len < 126)
+		w[1] = (char)len;
+	else if (len <= 0xffff) {
+		w[1] = 126;
+		w[2] = (char)(len >> 8);
+		w[3] = (char)len;
+	} else {
+		w[1] = 127;
+		for (int i = 0; i < 8; i++)
+			w[2 + i] = (char)((uint64_t)len >> (56 - 8 * i));
+	}
+	if (len > 0)
+		memcpy(w + h, data, len);
+	if (transport_write(p, out) == -1)
+		PyErr_Clear();
+	Py_DECREF(out);
+}
+
+/* Close with code (we start it, or we answer the client's close):
+ * the close frame, the app's disconnect, then the TCP close. */
+static void
+ws_fail(Proto *p, int code, const char *why)
+{
+	char b[2] = { (char)(code >> 8), (char)code };
+
+	if (p->ws_state == WS_CLOSED) {
+		ws_unlink(p);
+		return;
+	}
+	if (why != NULL)
+		log_debug("websocket closed with %d: %s", code, why);
+	ws_write_frame(p, 0x8, b, 2);
+	ws_unlink(p);
+	p->ws_state = WS_CLOSED;
+	p->ws_close_code = code;
+	ws_deliver(p, ws_disconnect_message(code));
+	p->c.len = 0;
+	proto_close(p);
+}
+
+static void
+ws_message_done(Proto *p, int opcode, const char *data, size_t len)
+{
+	PyObject *m, *v;
+
+	if (opcode == 0x1) {
+		if ((v = PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, "strict")) == NULL) {
+			PyErr_Clear();
+			ws_fail(p, 1007, "invalid UTF-8 in a text message");
+			return;
+		}
+	} else if ((v = PyBytes_FromStringAndSize(data, (Py_ssize_t)len)) == NULL) {
+		PyErr_Clear();
+		return;
+	}
+	if ((m = ws_message("websocket.receive")) == NULL ||
+	    PyDict_SetItem(m, opcode == 0x1 ? A.k_text : A.k_bytes, v) == -1) {
+		Py_XDECREF(m);
+		Py_DECREF(v);
+		PyErr_Clear();
+		return;
+	}
+	Py_DECREF(v);
+	ws_deliver(p, m);
+}
+
+/* Decode every whole frame in the buffer. */
+static void
+ws_feed(Proto *p)
+{
+	while (p->ws_state == WS_OPEN && p->c.len >= 2) {
+		unsigned char *b = (unsigned char *)p->c.buf;
+		int fin = b[0] & 0x80, opcode = b[0] & 0x0f, masked = b[1] & 0x80;
+		uint64_t len = b[1] & 0x7f;
+		size_t h = 2;
+
+		if (b[0] & 0x70) {
+			ws_fail(p, 1002, "reserved bits set (no extension was agreed)");
+			return;
+		}
+		if (!masked) {
+			ws_fail(p, 1002, "client frame not masked");
+			return;
+		}
+		if (opcode >= 0x8) {
+			if (!fin || len > 125 || (opcode != 0x8 && opcode != 0x9 && opcode != 0xa)) {
+				ws_fail(p, 1002, "bad control frame");
+				return;
+			}
+		} else if (opcode != 0x0 && opcode != 0x1 && opcode != 0x2) {
+			ws_fail(p, 1002, "unknown opcode");
+			return;
+		} else if (opcode == 0x0 && p->ws_msg_opcode == 0) {
+			ws_fail(p, 1002, "continuation frame without a message");
+			return;
+		} else if (opcode != 0x0 && p->ws_msg_opcode != 0) {
+			ws_fail(p, 1002, "new message inside a fragmented one");
+			return;
+		}
+		if (len == 126) {
+			if (p->c.len < 4)
+				return;
+			len = ((uint64_t)b[2] << 8) | b[3];
+			h = 4;
+		} else if (len == 127) {
+			if (p->c.len < 10)
+				return;
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = (len << 8) | b[2 + i];
+			h = 10;
+			if (len >> 63) {
+				ws_fail(p, 1002, "bad length");
+				return;
+			}
+		}
+		/* bounded before anything is buffered for it */
+		if (len > WS_MAX_MESSAGE || (opcode == 0x0 && p->ws_msg_len + len > WS_MAX_MESSAGE)) {
+			ws_fail(p, 1009, "message too big");
+			return;
+		}
+		if (p->c.len < h + 4 + len) {
+			if (p->paused_reading && p->c.cap < h + 4 + len) {
+				p->paused_reading = 0;	/* a big frame: let it come */
+				transport_call(p, A.s_resume_reading);
+			}
+			return;
+		}
+		unsigned char *mask = b + h, *data = b + h + 4;
+		for (uint64_t i = 0; i < len; i++)
+			data[i] ^= mask[i & 3];
+		size_t total = h + 4 + (size_t)len;
+
+		if (opcode == 0x8) {
+			int code = 1005;
+			if (len == 1) {
+				ws_fail(p, 1002, "bad close frame");
+				return;
+			}
+			if (len >= 2)
+				code = (data[0] << 8) | data[1];
+			if (len >= 2 && (code < 1000 || code == 1004 || code == 1005 ||
+			    code == 1006 || (code > 1014 && code < 3000) || code > 4999)) {
+				ws_fail(p, 1002, "bad close code");
+				return;
+			}
+			ws_fail(p, code == 1005 ? 1000 : code, NULL);
+			p->ws_close_code = code;
+			return;
+		} else if (opcode == 0x9) {
+			ws_write_frame(p, 0xa, (const char *)data, (size_t)len);
+		} else if (opcode == 0xa) {
+			/* unsolicited pong: ignored */
+		} else if (fin && opcode != 0x0) {
+			ws_message_done(p, opcode, (const char *)data, (size_t)len);
+		} else {
+			if (opcode != 0x0)
+				p->ws_msg_opcode = opcode;
+			if (p->ws_msg_len + len > p->ws_msg_cap) {
+				size_t want = p->ws_msg_cap ? p->ws_msg_cap : 4096;
+				while (want < p->ws_msg_len + len)
+					want *= 2;
+				p->ws_msg = xrealloc(p->ws_msg, want);
+				p->ws_msg_cap = want;
+			}
+			if (len > 0)
+				memcpy(p->ws_msg + p->ws_msg_len, data, (size_t)len);
+			p->ws_msg_len += (size_t)len;
+			if (fin) {
+				int op = p->ws_msg_opcode;
+				p->ws_msg_opcode = 0;
+				ws_message_done(p, op, p->ws_msg, p->ws_msg_len);
+				p->ws_msg_len = 0;
+			}
+		}
+		if (p->ws_state != WS_OPEN)
+			return;
+		buf_consume(p, total);
+	}
+	if (p->ws_queue != NULL && PyList_GET_SIZE(p->ws_queue) >= WS_MAX_QUEUE &&
+	    !p->paused_reading && !p->lost) {
+		p->paused_reading = 1;	/* the app reads first */
+		transport_call(p, A.s_pause_reading);
+	}
+}
+
+/* "Sec-WebSocket-Accept": base64(sha1(key + GUID)) (hashlib, once per
+ * handshake). */
+static PyObject *
+ws_accept_value(const struct http_header *key)
+{
+	static PyObject *sha1, *b64;
+	PyObject *in, *d, *r;
+
+	if (sha1 == NULL) {
+		PyObject *h = PyImport_ImportModule("hashlib");
+		PyObject *b = PyImport_ImportModule("binascii");
+		if (h != NULL)
+			sha1 = PyObject_GetAttrString(h, "sha1");
+		if (b != NULL)
+			b64 = PyObject_GetAttrString(b, "b2a_base64");
+		Py_XDECREF(h);
+		Py_XDECREF(b);
+		if (sha1 == NULL || b64 == NULL)
+			return NULL;
+	}
+	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+	if ((in = PyBytes_FromStringAndSize(NULL,
+	    (Py_ssize_t)(key->value_len + sizeof(guid) - 1))) == NULL)
+		return NULL;
+	memcpy(PyBytes_AS_STRING(in), key->value, key->value_len);
+	memcpy(PyBytes_AS_STRING(in) + key->value_len, guid, sizeof(guid) - 1);
+	d = PyObject_CallOneArg(sha1, in);
+	Py_DECREF(in);
+	if (d == NULL)
+		return NULL;
+	r = PyObject_CallMethod(d, "digest", NULL);
+	Py_DECREF(d);
+	if (r == NULL)
+		return NULL;
+	d = PyObject_CallOneArg(b64, r);	/* 28 characters and a newline */
+	Py_DECREF(r);
+	if (d == NULL)
+		return NULL;
+	r = PyBytes_FromStringAndSize(PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d) - 1);
+	Py_DECREF(d);
+	return r;
+}
+
+static void
+ws_start(Proto *p)
+{
+	const struct http_request *q = &p->c.req;
+	const struct http_header *key = http_header_find(q, "sec-websocket-key");
+	const struct http_header *ver = http_header_find(q, "sec-websocket-version");
+	const struct http_header *conn = http_header_find(q, "connection");
+	const struct http_header *proto = http_header_find(q, "sec-websocket-protocol");
+	PyObject *scope, *subs, *v;
+	const char *bad;
+
+	if (q->method_len != 3 || memcmp(q->method, "GET", 3) != 0 || q->version_minor != 1 ||
+	    conn == NULL || !token_in(conn->value, conn->value_len, "upgrade") ||
+	    key == NULL || key->value_len != 24) {
+		refuse(p, 400, "Invalid websocket handshake");
+		return;
+	}
+	if (ver == NULL || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0) {
+		PyObject *r = PyBytes_FromString("HTTP/1.1 426 Upgrade Required\r\n"
+		    "Sec-WebSocket-Version: 13\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+		if (r == NULL || transport_write(p, r) == -1)
+			PyErr_Clear();
+		Py_XDECREF(r);
+		p->c.len = 0;
+		proto_close(p);
+		return;
+	}
+	p->gen++;
+	p->is_ws = 1;
+	p->ws_state = WS_CONNECTING;
+	p->ws_close_code = 1006;
+	p->rstate = R_NONE;
+	p->http10 = 0;
+	p->body_done = p->body_sent = 1;
+	p->body_kind = HTTP_BODY_NONE;
+	if ((p->ws_queue = PyList_New(0)) == NULL ||
+	    (p->ws_accept = ws_accept_value(key)) == NULL) {
+		python_log_exception(LOG_ERROR, LOG_ERROR, "websocket handshake");
+		refuse(p, 500, "");
+		return;
+	}
+	if ((scope = build_scope(p, &bad)) == NULL) {
+		PyErr_Clear();
+		refuse(p, 400, bad ? bad : "Bad request");
+		return;
+	}
+	if ((subs = PyList_New(0)) == NULL)
+		goto fail;
+	for (const char *s = proto ? proto->value : NULL, *e = s ? s + proto->value_len : NULL;
+	    s != NULL && s < e;) {
+		const char *c = memchr(s, ',', (size_t)(e - s));
+		const char *end = c ? c : e;
+		while (s < end && (*s == ' ' || *s == '\t'))
+			s++;
+		const char *t = end;
+		while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
+			t--;
+		if (t > s) {
+			if ((v = PyUnicode_DecodeLatin1(s, t - s, NULL)) == NULL ||
+			    PyList_Append(subs, v) == -1) {
+				Py_XDECREF(v);
+				Py_DECREF(subs);
+				goto fail;
+			}
+			Py_DECREF(v);
+		}
+		s = c ? c + 1 : e;
+	}
+	if (set_new(scope, A.k_subprotocols, subs) == -1 ||
+	    PyDict_SetItem(scope, A.k_type, A.v_websocket) == -1 ||
+	    PyDict_SetItem(scope, A.k_scheme,
+	        PyUnicode_CompareWithASCIIString(PyDict_GetItem(scope, A.k_scheme), "https") == 0 ?
+	        A.v_wss : A.v_ws) == -1 ||
+	    PyDict_DelItem(scope, A.k_method) == -1)
+		goto fail;
+	buf_consume(p, q->head_len);
+	memset(&p->c.req, 0, sizeof(p->c.req));
+	set_state(p, PS_BUSY, 0);
+	A.served++;
+	run_app(p, scope);
+	return;
+fail:
+	Py_DECREF(scope);
+	python_log_exception(LOG_ERROR, LOG_ERROR, "websocket scope");
+	refuse(p, 500, "");
+}
+
+static PyObject *
+ws_receive(Proto *p)
+{
+	PyObject *m;
+
+	if (p->ws_state == WS_CONNECTING) {
+		p->ws_state = WS_CONNECT_SENT;
+		m = ws_message("websocket.connect");
+	} else if (PyList_GET_SIZE(p->ws_queue) > 0) {
+		m = Py_NewRef(PyList_GET_ITEM(p->ws_queue, 0));
+		if (PySequence_DelItem(p->ws_queue, 0) == -1) {
+			Py_DECREF(m);
+			return NULL;
+		}
+		if (p->paused_reading && PyList_GET_SIZE(p->ws_queue) < WS_MAX_QUEUE / 2 &&
+		    !p->lost) {
+			p->paused_reading = 0;
+			transport_call(p, A.s_resume_reading);
+		}
+	} else if (p->ws_state == WS_CLOSED || p->lost) {
+		m = ws_disconnect_message(p->ws_close_code);
+	} else {
+		if (p->recv_waiter != NULL) {
+			PyErr_SetString(PyExc_RuntimeError, "receive() while another receive() waits");
+			return NULL;
+		}
+		if ((p->recv_waiter = new_future()) == NULL)
+			return NULL;
+		return Py_NewRef(p->recv_waiter);
+	}
+	if (m == NULL)
+		return NULL;
+	PyObject *r = (PyObject *)ready_new(m);
+	Py_DECREF(m);
+	return r;
+}
+
+static int
+ws_send(Proto *p, PyObject *msg, PyObject *type)
+{
+	const char *t = PyUnicode_Check(type) ? PyUnicode_AsUTF8(type) : NULL;
+
+	if (t == NULL) {
+		PyErr_SetString(PyExc_TypeError, "message type must be a str");
+		return -1;
+	}
+	if (p->ws_state == WS_CLOSED || p->lost) {
+		PyErr_SetString(PyExc_ConnectionResetError, "the websocket is closed");
+		return -1;
+	}
+	if (strcmp(t, "websocket.accept") == 0) {
+		PyObject *sub, *hdrs, *out;
+		const char *sv = NULL;
+		Py_ssize_t sl = 0;
+		if (p->ws_state == WS_OPEN) {
+			PyErr_SetString(PyExc_RuntimeError, "websocket.accept sent twice");
+			return -1;
+		}
+		p->rhead_len = 0;
+		sub = PyDict_GetItemWithError(msg, A.k_subprotocol);
+		if (sub != NULL && sub != Py_None && bytes_of(sub, &sv, &sl) == -1)
+			return -1;
+		hdrs = PyDict_GetItemWithError(msg, A.k_headers);
+		if (PyErr_Occurred())
+			return -1;
+		if (hdrs != NULL && hdrs != Py_None) {
+			/* reuse the response header checks */
+			PyObject *fake = Py_BuildValue("{sisO}", "status", 101, "headers", hdrs);
+			int rc = fake ? response_start(p, fake) : -1;
+			Py_XDECREF(fake);
+			if (rc == -1)
+				return -1;
+		}
+		for (size_t i = 0; i < (size_t)sl; i++)
+			if (sv[i] == '\r' || sv[i] == '\n' || sv[i] == '\0') {
+				PyErr_SetString(PyExc_ValueError, "invalid subprotocol");
+				return -1;
+			}
+		{
+			static const char h1[] = "HTTP/1.1 101 Switching Protocols\r\n"
+			    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+			static const char h2[] = "\r\nSec-WebSocket-Protocol: ";
+			size_t al = (size_t)PyBytes_GET_SIZE(p->ws_accept);
+			size_t n = sizeof(h1) - 1 + al + (sl ? sizeof(h2) - 1 + (size_t)sl : 0) +
+			    2 + p->rhead_len + 2;
+			char *w;
+			if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n)) == NULL)
+				return -1;
+			w = PyBytes_AS_STRING(out);
+			memcpy(w, h1, sizeof(h1) - 1);
+			w += sizeof(h1) - 1;
+			memcpy(w, PyBytes_AS_STRING(p->ws_accept), al);
+			w += al;
+			if (sl) {
+				memcpy(w, h2, sizeof(h2) - 1);
+				w += sizeof(h2) - 1;
+				memcpy(w, sv, (size_t)sl);
+				w += sl;
+			}
+			memcpy(w, "\r\n", 2);
+			w += 2;
+			if (p->rhead_len)
+				memcpy(w, p->rhead, p->rhead_len);
+			w += p->rhead_len;
+			memcpy(w, "\r\n", 2);
+		}
+		int rc = transport_write(p, out);
+		Py_DECREF(out);
+		if (rc == -1)
+			return -1;
+		p->ws_state = WS_OPEN;
+		p->rstate = R_SENT;
+		if (A.stopping) {
+			ws_fail(p, 1001, "the worker is stopping");
+			return 0;
+		}
+		p->wsnext = A.websockets;
+		if (A.websockets != NULL)
+			A.websockets->wsprev = p;
+		A.websockets = p;
+		ws_feed(p);		/* frames that came with the handshake */
+		return 0;
+	}
+	if (strcmp(t, "websocket.close") == 0) {
+		PyObject *c = PyDict_GetItemWithError(msg, A.k_code);
+		long code = 1000;
+		if (PyErr_Occurred())
+			return -1;
+		if (c != NULL && c != Py_None && (code = PyLong_AsLong(c)) == -1 && PyErr_Occurred())
+			return -1;
+		if (p->ws_state != WS_OPEN) {	/* refused before the handshake: 403 */
+			PyObject *r = error_page(403, "");
+			if (r == NULL || transport_write(p, r) == -1)
+				PyErr_Clear();
+			Py_XDECREF(r);
+			p->ws_state = WS_CLOSED;
+			p->rstate = R_DONE;
+			proto_close(p);
+			return 0;
+		}
+		PyObject *reason = PyDict_GetItemWithError(msg, A.k_reason);
+		const char *rs = "";
+		Py_ssize_t rl = 0;
+		char frame[125];
+		if (reason != NULL && reason != Py_None && bytes_of(reason, &rs, &rl) == -1)
+			return -1;
+		if (rl > 123)
+			rl = 123;
+		frame[0] = (char)(code >> 8);
+		frame[1] = (char)code;
+		if (rl > 0)
+			memcpy(frame + 2, rs, (size_t)rl);
+		ws_write_frame(p, 0x8, frame, (size_t)rl + 2);
+		ws_unlink(p);
+		p->ws_state = WS_CLOSED;
+		p->ws_close_code = (int)code;
+		p->rstate = R_DONE;
+		proto_close(p);
+		return 0;
+	}
+	if (strcmp(t, "websocket.send") == 0) {
+		PyObject *b, *tx;
+		const char *d;
+		Py_ssize_t n;
+		if (p->ws_state != WS_OPEN) {
+			PyErr_SetString(PyExc_RuntimeError, "websocket.send before websocket.accept");
+			return -1;
+		}
+		b = PyDict_GetItemWithError(msg, A.k_bytes);
+		if (b == NULL && PyErr_Occurred())
+			return -1;
+		tx = PyDict_GetItemWithError(msg, A.k_text);
+		if (tx == NULL && PyErr_Occurred())
+			return -1;
+		if (b != NULL && b != Py_None) {
+			if (bytes_of(b, &d, &n) == -1)
+				return -1;
+			ws_write_frame(p, 0x2, d, (size_t)n);
+		} else if (tx != NULL && tx != Py_None && PyUnicode_Check(tx)) {
+			if ((d = PyUnicode_AsUTF8AndSize(tx, &n)) == NULL)
+				return -1;
+			ws_write_frame(p, 0x1, d, (size_t)n);
+		} else {
+			PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
+			return -1;
+		}
+		return 0;
+	}
+	PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message '%s' sent to a websocket", t);
+	return -1;
+}
+
 /* send(message) */
 static PyObject *
 channel_send(Channel *ch, PyObject *msg)
@@ -1101,14 +1746,17 @@ channel_send(Channel *ch, PyObject *msg)
 		PyErr_SetString(PyExc_RuntimeError, "send() of a request that is over");
 		return NULL;
 	}
-	if (p->lost)
+	if (p->lost && !p->is_ws)
 		return (PyObject *)ready_new(Py_None);	/* uvicorn: a no-op */
 	if ((type = PyDict_GetItemWithError(msg, A.k_type)) == NULL) {
 		if (!PyErr_Occurred())
 			PyErr_SetString(PyExc_KeyError, "type");
 		return NULL;
 	}
-	if (PyUnicode_Check(type) && PyUnicode_Compare(type, A.s_body_msg) == 0) {
+	if (p->is_ws) {
+		if (ws_send(p, msg, type) == -1)
+			return NULL;
+	} else if (PyUnicode_Check(type) && PyUnicode_Compare(type, A.s_body_msg) == 0) {
 		if (response_body(p, msg) == -1)
 			return NULL;
 	} else if (PyUnicode_Check(type) && PyUnicode_Compare(type, A.s_start) == 0) {
@@ -1135,6 +1783,8 @@ channel_receive(Channel *ch)
 	PyObject *m;
 	int bad;
 
+	if (p->is_ws && ch->gen == p->gen)
+		return ws_receive(p);
 	if (ch->gen != p->gen || p->lost || p->rstate == R_DONE ||
 	    (p->client_eof && (p->body_sent || (p->c.len == 0 && !p->body_done)))) {
 		if ((m = disconnect_message()) == NULL)
@@ -1185,7 +1835,16 @@ channel_done(Channel *ch, PyObject *task)
 	Py_XDECREF(r);
 	if (ch->gen != p->gen || p->rstate == R_DONE || p->lost)
 		return;
-	if (r != NULL && !p->client_eof)
+	if (p->is_ws) {
+		if (p->ws_state == WS_OPEN) {		/* the app ended: close */
+			ws_fail(p, r != NULL ? 1000 : 1011, NULL);
+			return;
+		}
+		if (r != NULL)
+			log_errorx("ASGI callable returned without sending handshake.");
+		p->rstate = R_NONE;	/* not accepted: a 500 page below */
+	}
+	if (r != NULL && !p->client_eof && !p->is_ws)
 		log_errorx(p->rstate == R_SENT ?
 		    "ASGI callable returned without completing response." :
 		    "ASGI callable returned without starting response.");
@@ -1346,7 +2005,8 @@ proto_data_received(Proto *p, PyObject *data)
 	buf_reserve(p, (size_t)n);
 	memcpy(p->c.buf + p->c.len, s, (size_t)n);
 	p->c.len += (size_t)n;
-	if (p->c.len >= A.limits.head_max + A.limits.body_room && !p->paused_reading) {
+	if (!p->is_ws && p->c.len >= A.limits.head_max + A.limits.body_room &&
+	    !p->paused_reading) {
 		p->paused_reading = 1;	/* the app reads first */
 		transport_call(p, A.s_pause_reading);
 	}
@@ -1358,7 +2018,11 @@ proto_data_received(Proto *p, PyObject *data)
 		try_head(p);
 		break;
 	case PS_BUSY:
-		feed_receiver(p);
+		if (p->is_ws) {
+			if (p->ws_state == WS_OPEN)
+				ws_feed(p);
+		} else
+			feed_receiver(p);
 		break;
 	}
 	Py_RETURN_NONE;
@@ -1368,6 +2032,8 @@ static PyObject *
 proto_eof_received(Proto *p, PyObject *unused)
 {
 	p->client_eof = 1;
+	if (p->is_ws)
+		Py_RETURN_FALSE;	/* no close frame: an abnormal end (1006) */
 	/* A request in flight still gets its response (a half-close), but
 	 * the client will send nothing more: a receive() waiting for more
 	 * body or for the end learns at once that the client is gone (an
@@ -1387,7 +2053,15 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	p->lost = 1;
 	timer_del(p);
 	p->state = PS_CLOSING;
-	if (p->recv_waiter != NULL && (m = disconnect_message()) != NULL) {
+	if (p->is_ws) {
+		ws_unlink(p);
+		if (p->ws_state != WS_CLOSED) {
+			p->ws_state = WS_CLOSED;
+			ws_deliver(p, ws_disconnect_message(p->ws_close_code));
+		}
+		if (p->recv_waiter != NULL)
+			ws_deliver(p, ws_disconnect_message(p->ws_close_code));
+	} else if (p->recv_waiter != NULL && (m = disconnect_message()) != NULL) {
 		future_resolve(&p->recv_waiter, m);
 		Py_DECREF(m);
 	}
@@ -1427,6 +2101,8 @@ proto_traverse(Proto *p, visitproc visit, void *arg)
 	Py_VISIT(p->client);
 	Py_VISIT(p->recv_waiter);
 	Py_VISIT(p->drain_waiter);
+	Py_VISIT(p->ws_queue);
+	Py_VISIT(p->ws_accept);
 	return 0;
 }
 
@@ -1437,6 +2113,8 @@ proto_clear(Proto *p)
 	Py_CLEAR(p->client);
 	Py_CLEAR(p->recv_waiter);
 	Py_CLEAR(p->drain_waiter);
+	Py_CLEAR(p->ws_queue);
+	Py_CLEAR(p->ws_accept);
 	return 0;
 }
 
@@ -1445,6 +2123,7 @@ proto_dealloc(Proto *p)
 {
 	PyObject_GC_UnTrack(p);
 	timer_del(p);
+	ws_unlink(p);
 	if (p->counted) {
 		p->counted = 0;
 		A.nconns--;
@@ -1452,6 +2131,7 @@ proto_dealloc(Proto *p)
 	proto_clear(p);
 	http_conn_free_buffers(&p->c);
 	free(p->rhead);
+	free(p->ws_msg);
 	Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
@@ -1552,6 +2232,12 @@ mod_tick(PyObject *self, PyObject *unused)
 		}
 		if (A.cfg->reload && !A.stopping && http_worker_reload_due())
 			start_stopping();
+	}
+	if (A.stopping && !A.websockets_closed) {
+		/* a websocket has no "between requests": going away (1001) */
+		A.websockets_closed = 1;
+		while (A.websockets != NULL)
+			ws_fail(A.websockets, 1001, "the worker is stopping");
 	}
 	if (A.stopping && A.stop_deadline < next)
 		next = A.stop_deadline;
@@ -1675,6 +2361,15 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	A.k_body = intern("body");
 	A.k_more_body = intern("more_body");
 	A.k_status = intern("status");
+	A.k_code = intern("code");
+	A.k_text = intern("text");
+	A.k_bytes = intern("bytes");
+	A.k_subprotocol = intern("subprotocol");
+	A.k_subprotocols = intern("subprotocols");
+	A.k_reason = intern("reason");
+	A.v_websocket = intern("websocket");
+	A.v_ws = intern("ws");
+	A.v_wss = intern("wss");
 	A.v_http_scope = intern("http");
 	A.v_http = intern("http");
 	A.v_https = intern("https");

@@ -138,3 +138,39 @@ async def lifespan_raises(scope, receive, send):
     if scope["type"] == "lifespan":
         raise RuntimeError("lifespan not here")
     await hello(scope, receive, send)
+
+
+async def ws_echo(scope, receive, send):
+    """websocket: echo text and bytes; "close" -> close 4001; "who" -> the
+    scope as JSON; "deny" in the path -> refused before the handshake.
+    The disconnect code goes to $ASGI_MARKER."""
+    import os
+    if scope["type"] == "http":
+        await hello(scope, receive, send)
+        return
+    if scope["type"] != "websocket":
+        return
+    m = await receive()
+    assert m["type"] == "websocket.connect"
+    if "deny" in scope["path"]:
+        await send({"type": "websocket.close"})
+        return
+    sub = scope["subprotocols"][0] if scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": sub,
+                "headers": [(b"x-ws", b"yes")]})
+    while True:
+        m = await receive()
+        if m["type"] == "websocket.disconnect":
+            path = os.environ.get("ASGI_MARKER")
+            if path:
+                _mark(path, str(m["code"]))
+            return
+        if m.get("text") == "close":
+            await send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+            return
+        if m.get("text") == "who":
+            await send({"type": "websocket.send", "text": json.dumps(_jsonable(scope))})
+        elif m.get("text") is not None:
+            await send({"type": "websocket.send", "text": m["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": m["bytes"]})
