@@ -97,6 +97,8 @@ async def slow(scope, receive, send):
     if scope["type"] != "http":
         return
     qs = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
+    if qs.get("mark"):
+        _mark(qs["mark"], "inside")
     await asyncio.sleep(int(qs.get("ms", "500")) / 1000)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"slow done"})
@@ -174,3 +176,19 @@ async def ws_echo(scope, receive, send):
             await send({"type": "websocket.send", "text": m["text"]})
         else:
             await send({"type": "websocket.send", "bytes": m["bytes"]})
+
+
+async def body_steps(scope, receive, send):
+    """Streams one line per http.request message as it gets it, so that a
+    client can wait for the app to have a piece before sending the next."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    while True:
+        m = await receive()
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": ("got %d more=%s\n" % (len(m.get("body", b"")),
+                                                      m.get("more_body"))).encode()})
+        if not m.get("more_body"):
+            break
+    await send({"type": "http.response.body", "body": b"end\n"})
