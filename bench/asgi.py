@@ -7,7 +7,9 @@ machine (figures printed; nothing asserted).
 Every server: 2 workers, wrk -t2 -c32 keep-alive.  Apps (bench/asgi_app.py):
 a raw ASGI callable and a FastAPI route.  Peers: `uvicorn --workers 2
 --http httptools --loop uvloop` and Debian's gunicorn 20.1 with
--k uvicorn.workers.UvicornWorker.
+-k uvicorn.workers.UvicornWorker.  Then cunicorn alone: a FastAPI route
+awaiting one execute_async on a dirty worker per request, beside the
+same hello route.
 """
 
 import os
@@ -59,6 +61,20 @@ def main():
             print("%-34s %-10s %12s %8s %s" % (name, "raw" if app == "hello" else "FastAPI",
                                                fmt(rps), non2xx, sock))
             p.stop()
+    # one dirty call per request (cunicorn only: the peers have no dirty arbiter)
+    port = free_port()
+    p = Proc([CUN, "-w", "2", "-k", "asgi", "-b", "127.0.0.1:%d" % port, "--log-level",
+              "warning", "--dirty-workers", "1", "--dirty-app", "asgi_app:Echo",
+              "asgi_app:api"], port, cwd=appdir)
+    if p.ok:
+        url = "http://127.0.0.1:%d/dirty" % port
+        for _ in range(50):     # the dirty worker is up once a call answers
+            if wrk(url, 1, conns=1, threads=1, close=False)[0]:
+                break
+        rps, non2xx, sock = wrk(url, SECONDS, close=False)
+        print("%-34s %-10s %12s %8s %s" % ("cunicorn -k asgi", "FastAPI+dirty", fmt(rps),
+                                           non2xx, sock))
+    p.stop()
     shutil.rmtree(appdir, ignore_errors=True)
 
 

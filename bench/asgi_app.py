@@ -21,3 +21,29 @@ api = FastAPI()
 @api.get("/", response_class=PlainTextResponse)
 async def root():
     return "Hello, World!"
+
+
+class Echo:
+    """A dirty app (cunicorn --dirty-app asgi_app:Echo): one call per request."""
+
+    def __init__(self):
+        pass
+
+    def __call__(self, action, *args, **kwargs):
+        return getattr(self, action)(*args, **kwargs)
+
+    def init(self):
+        pass
+
+    def close(self):
+        pass
+
+    def echo(self, value):
+        return value
+
+
+@api.get("/dirty", response_class=PlainTextResponse)
+async def dirty():
+    from gunicorn.dirty import get_dirty_client_async
+    client = await get_dirty_client_async()
+    return await client.execute_async("asgi_app:Echo", "echo", "Hello, World!")
