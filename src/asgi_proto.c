@@ -51,6 +51,7 @@
 #include "settings.h"
 #include "util.h"
 #include "wsgi.h"
+#include "ws_frame.h"
 
 #define SERVER_HEADER	"cunicorn"
 #define FIRST_BUF	(16 * 1024)
@@ -1213,29 +1214,17 @@ ws_deliver(Proto *p, PyObject *m)
 static void
 ws_write_frame(Proto *p, int opcode, const char *data, size_t len)
 {
+	unsigned char head[10];
+	size_t h = ws_frame_header(head, opcode, len);
 	PyObject *out;
-	char *w;
-	size_t h = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
 
 	if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(h + len))) == NULL) {
 		PyErr_Clear();
 		return;
 	}
-	w = PyBytes_AS_STRING(out);
-	w[0] = (char)(0x80 | opcode);
-	if (len < 126)
-		w[1] = (char)len;
-	else if (len <= 0xffff) {
-		w[1] = 126;
-		w[2] = (char)(len >> 8);
-		w[3] = (char)len;
-	} else {
-		w[1] = 127;
-		for (int i = 0; i < 8; i++)
-			w[2 + i] = (char)((uint64_t)len >> (56 - 8 * i));
-	}
+	memcpy(PyBytes_AS_STRING(out), head, h);
 	if (len > 0)
-		memcpy(w + h, data, len);
+		memcpy(PyBytes_AS_STRING(out) + h, data, len);
 	if (transport_write(p, out) == -1)
 		PyErr_Clear();
 	Py_DECREF(out);
@@ -1289,98 +1278,53 @@ ws_message_done(Proto *p, int opcode, const char *data, size_t len)
 	ws_deliver(p, m);
 }
 
-/* Decode every whole frame in the buffer. */
+/* Decode every whole frame in the buffer (ws_frame.c checks them). */
 static void
 ws_feed(Proto *p)
 {
-	while (p->ws_state == WS_OPEN && p->c.len >= 2) {
+	while (p->ws_state == WS_OPEN) {
 		unsigned char *b = (unsigned char *)p->c.buf;
-		int fin = b[0] & 0x80, opcode = b[0] & 0x0f, masked = b[1] & 0x80;
-		uint64_t len = b[1] & 0x7f;
-		size_t h = 2;
+		struct ws_frame f;
+		const char *why;
+		int code;
 
-		if (b[0] & 0x70) {
-			ws_fail(p, 1002, "reserved bits set (no extension was agreed)");
+		switch (ws_frame_parse(b, p->c.len, p->ws_msg_opcode, p->ws_msg_len,
+		    WS_MAX_MESSAGE, &f, &code, &why)) {
+		case WS_FRAME_BAD:
+			ws_fail(p, code, why);
 			return;
+		case WS_FRAME_MORE:
+			goto out;
 		}
-		if (!masked) {
-			ws_fail(p, 1002, "client frame not masked");
-			return;
-		}
-		if (opcode >= 0x8) {
-			if (!fin || len > 125 || (opcode != 0x8 && opcode != 0x9 && opcode != 0xa)) {
-				ws_fail(p, 1002, "bad control frame");
-				return;
-			}
-		} else if (opcode != 0x0 && opcode != 0x1 && opcode != 0x2) {
-			ws_fail(p, 1002, "unknown opcode");
-			return;
-		} else if (opcode == 0x0 && p->ws_msg_opcode == 0) {
-			ws_fail(p, 1002, "continuation frame without a message");
-			return;
-		} else if (opcode != 0x0 && p->ws_msg_opcode != 0) {
-			ws_fail(p, 1002, "new message inside a fragmented one");
-			return;
-		}
-		if (len == 126) {
-			if (p->c.len < 4)
-				return;
-			len = ((uint64_t)b[2] << 8) | b[3];
-			h = 4;
-		} else if (len == 127) {
-			if (p->c.len < 10)
-				return;
-			len = 0;
-			for (int i = 0; i < 8; i++)
-				len = (len << 8) | b[2 + i];
-			h = 10;
-			if (len >> 63) {
-				ws_fail(p, 1002, "bad length");
-				return;
-			}
-		}
-		/* bounded before anything is buffered for it */
-		if (len > WS_MAX_MESSAGE || (opcode == 0x0 && p->ws_msg_len + len > WS_MAX_MESSAGE)) {
-			ws_fail(p, 1009, "message too big");
-			return;
-		}
-		if (p->c.len < h + 4 + len) {
-			if (p->paused_reading && p->c.cap < h + 4 + len) {
+		if (p->c.len < f.head_len + f.len) {
+			if (p->paused_reading) {
 				p->paused_reading = 0;	/* a big frame: let it come */
 				transport_call(p, A.s_resume_reading);
 			}
-			return;
+			goto out;
 		}
-		unsigned char *mask = b + h, *data = b + h + 4;
-		for (uint64_t i = 0; i < len; i++)
-			data[i] ^= mask[i & 3];
-		size_t total = h + 4 + (size_t)len;
+		unsigned char *data = b + f.head_len;
+		size_t len = (size_t)f.len, total = f.head_len + len;
+		ws_unmask(data, f.len, f.mask);
 
-		if (opcode == 0x8) {
-			int code = 1005;
-			if (len == 1) {
+		if (f.opcode == 0x8) {
+			int c = ws_close_code(data, len);
+			if (c == -1) {
 				ws_fail(p, 1002, "bad close frame");
 				return;
 			}
-			if (len >= 2)
-				code = (data[0] << 8) | data[1];
-			if (len >= 2 && (code < 1000 || code == 1004 || code == 1005 ||
-			    code == 1006 || (code > 1014 && code < 3000) || code > 4999)) {
-				ws_fail(p, 1002, "bad close code");
-				return;
-			}
-			ws_fail(p, code == 1005 ? 1000 : code, NULL);
-			p->ws_close_code = code;
+			ws_fail(p, c == 1005 ? 1000 : c, NULL);
+			p->ws_close_code = c;
 			return;
-		} else if (opcode == 0x9) {
-			ws_write_frame(p, 0xa, (const char *)data, (size_t)len);
-		} else if (opcode == 0xa) {
+		} else if (f.opcode == 0x9) {
+			ws_write_frame(p, 0xa, (const char *)data, len);
+		} else if (f.opcode == 0xa) {
 			/* unsolicited pong: ignored */
-		} else if (fin && opcode != 0x0) {
-			ws_message_done(p, opcode, (const char *)data, (size_t)len);
+		} else if (f.fin && f.opcode != 0x0) {
+			ws_message_done(p, f.opcode, (const char *)data, len);
 		} else {
-			if (opcode != 0x0)
-				p->ws_msg_opcode = opcode;
+			if (f.opcode != 0x0)
+				p->ws_msg_opcode = f.opcode;
 			if (p->ws_msg_len + len > p->ws_msg_cap) {
 				size_t want = p->ws_msg_cap ? p->ws_msg_cap : 4096;
 				while (want < p->ws_msg_len + len)
@@ -1389,9 +1333,9 @@ ws_feed(Proto *p)
 				p->ws_msg_cap = want;
 			}
 			if (len > 0)
-				memcpy(p->ws_msg + p->ws_msg_len, data, (size_t)len);
-			p->ws_msg_len += (size_t)len;
-			if (fin) {
+				memcpy(p->ws_msg + p->ws_msg_len, data, len);
+			p->ws_msg_len += len;
+			if (f.fin) {
 				int op = p->ws_msg_opcode;
 				p->ws_msg_opcode = 0;
 				ws_message_done(p, op, p->ws_msg, p->ws_msg_len);
@@ -1402,6 +1346,7 @@ ws_feed(Proto *p)
 			return;
 		buf_consume(p, total);
 	}
+out:
 	if (p->ws_queue != NULL && PyList_GET_SIZE(p->ws_queue) >= WS_MAX_QUEUE &&
 	    !p->paused_reading && !p->lost) {
 		p->paused_reading = 1;	/* the app reads first */
