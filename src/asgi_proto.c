@@ -37,11 +37,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 
 #include "asgi.h"
+#include "asgi_alog.h"
 #include "http_conn.h"
 #include "http_parser.h"
 #include "http_worker.h"
@@ -92,6 +94,11 @@ typedef struct proto {
 	uint64_t resp_sent;
 	char *rhead;			/* the app's headers, serialized */
 	size_t rhead_len, rhead_cap;
+
+	/* the access log's copy of the request head (only when it is on) */
+	char *alog_head;
+	size_t alog_head_len, alog_head_cap;
+	uint64_t alog_start_us;
 
 	/* a websocket (RFC 6455) once the head asked for one */
 	int is_ws;
@@ -343,6 +350,42 @@ error_page(int status, const char *mesg)
 	return PyBytes_FromFormat("HTTP/1.1 %d %s\r\nConnection: close\r\n"
 	    "Content-Type: text/html\r\nContent-Length: %d\r\n\r\n%s",
 	    status, reason, blen, body);
+}
+
+static uint64_t
+realtime_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* One access log line for the request just answered with status. */
+static void
+access_log(Proto *p, int status)
+{
+	struct asgi_alog_entry e;
+	const char *client = NULL;
+
+	if (!asgi_alog_enabled() || p->alog_head_len == 0)
+		return;
+	if (p->client != NULL && PyTuple_Check(p->client) &&
+	    PyUnicode_Check(PyTuple_GET_ITEM(p->client, 0)))
+		client = PyUnicode_AsUTF8(PyTuple_GET_ITEM(p->client, 0));
+	PyErr_Clear();
+	e = (struct asgi_alog_entry){
+		.head = p->alog_head,
+		.head_len = p->alog_head_len,
+		.client = client,
+		.status = status,
+		.sent = p->resp_sent,
+		.resp_headers = p->rhead,
+		.resp_headers_len = p->rhead_len,
+		.elapsed_us = realtime_us() - p->alog_start_us,
+	};
+	asgi_alog_write(&e);
+	p->alog_head_len = 0;
 }
 
 static void
@@ -625,6 +668,15 @@ start_request(Proto *p)
 		}
 		return;
 	}
+	if (asgi_alog_enabled()) {
+		if (q->head_len > p->alog_head_cap) {
+			p->alog_head = xrealloc(p->alog_head, q->head_len);
+			p->alog_head_cap = q->head_len;
+		}
+		memcpy(p->alog_head, p->c.buf, q->head_len);
+		p->alog_head_len = q->head_len;
+		p->alog_start_us = realtime_us();
+	}
 	/* the head is in the scope now: keep only the body and what follows */
 	int expect_continue = q->expect_continue;
 	buf_consume(p, q->head_len);
@@ -765,6 +817,7 @@ static void
 response_done(Proto *p)
 {
 	p->rstate = R_DONE;
+	access_log(p, p->status);
 	feed_receiver(p);	/* a pending receive() gets http.disconnect */
 	if (!p->resp_keepalive || p->lost || p->client_eof) {
 		proto_close(p);
@@ -1798,7 +1851,11 @@ channel_done(Channel *ch, PyObject *task)
 		if (page == NULL || transport_write(p, page) == -1)
 			PyErr_Clear();
 		Py_XDECREF(page);
-	}
+		p->resp_sent = 0;
+		p->rhead_len = 0;
+		access_log(p, 500);
+	} else
+		access_log(p, p->status);
 	p->rstate = R_DONE;
 	feed_receiver(p);
 	proto_close(p);
@@ -2077,6 +2134,7 @@ proto_dealloc(Proto *p)
 	http_conn_free_buffers(&p->c);
 	free(p->rhead);
 	free(p->ws_msg);
+	free(p->alog_head);
 	Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
@@ -2277,6 +2335,7 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	A.cfg = cfg;
 	A.sigfd = sigfd;
 	http_conn_limits_init(&A.limits, cfg);
+	asgi_alog_init(cfg->access_log_format, &A.limits);
 	A.keepalive_ms = (uint64_t)(cfg->keepalive > 0 ? cfg->keepalive : 0) * 1000u;
 	if (cfg->max_requests > 0) {
 		unsigned long jitter = 0;

@@ -352,3 +352,18 @@ def test_print_config_shows_the_asgi_settings(tmp_path):
                                      env_extra={"PYTHONPATH": ROOT})
     assert rc == 0, err
     assert "asgi_loop" in out and "asgi_lifespan" in out and "/api" in out
+
+
+def test_access_log(make_server):
+    s = asgi(make_server, "hello", "--access-logfile", "-", "--access-logformat",
+             '%(h)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(u)s <%({x-trace}i)s> '
+             '<%({content-type}o)s> %(m)s %(U)s %(q)s %(H)s %({nope}e)s')
+    with Connection(s.port) as c:
+        c.send(b"GET /p?a=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua/1\r\n"
+               b"X-Trace: t1\r\nAuthorization: Basic dXNlcjpwdw==\r\n\r\n")
+        c.response()
+    s.wait_log('127.0.0.1 "GET /p?a=1 HTTP/1.1" 200 8 "http://r/" "ua/1" user <t1> '
+               '<text/plain> GET /p a=1 HTTP/1.1 -')
+    s2 = asgi(make_server, "boom", "--access-logfile", "-")
+    http_get(s2.port, "/early")
+    s2.wait_log('"GET /early HTTP/1.1" 500 0')
