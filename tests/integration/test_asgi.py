@@ -367,3 +367,20 @@ def test_access_log(make_server):
     s2 = asgi(make_server, "boom", "--access-logfile", "-")
     http_get(s2.port, "/early")
     s2.wait_log('"GET /early HTTP/1.1" 500 0')
+
+
+def test_reload_replaces_the_worker_with_new_code(make_server, tmp_path):
+    app = tmp_path / "reload_asgi_app.py"
+    src = ('async def app(scope, receive, send):\n'
+           '    if scope["type"] != "http":\n'
+           '        return\n'
+           '    await send({"type": "http.response.start", "status": 200, "headers": []})\n'
+           '    await send({"type": "http.response.body", "body": b"%s"})\n')
+    app.write_text(src % "v1")
+    s = make_server("-k", "asgi", "--reload", "--chdir", str(tmp_path), "reload_asgi_app:app")
+    assert http_get(s.port, "/")[2] == b"v1"
+    st = os.stat(app)
+    app.write_text(src % "v2")
+    os.utime(app, (st.st_atime + 5, st.st_mtime + 5))
+    s.wait_log("Worker reloading:", timeout=15)
+    wait_for(lambda: http_get(s.port, "/")[2] == b"v2", 15, what="the new code")
