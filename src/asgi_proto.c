@@ -143,6 +143,7 @@ static struct {
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
 	PyObject *wake;			/* glue's callable: something to look at */
+	PyObject *stop_accepting;	/* glue's callable: close the servers now */
 	PyObject **servers;		/* per listener: (host, port) or (path, None) */
 	PyObject *root_path;
 	PyObject *asgi_info, *v_http, *v_https, *v_11, *v_10, *v_http_scope;
@@ -159,6 +160,8 @@ static struct {
 	int trust_all;
 	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
 	size_t nconns;
+	size_t max_conns;		/* worker_connections */
+	int full;			/* at max_conns: the glue stops accepting */
 	Proto *websockets;		/* list of open ones */
 	int websockets_closed;		/* draining closed them */
 	unsigned long served, limit;
@@ -1990,6 +1993,14 @@ proto_connection_made(Proto *p, PyObject *transport)
 	Py_XDECREF(peer);
 	A.nconns++;
 	p->counted = 1;
+	if (A.nconns >= A.max_conns && !A.full) {
+		PyObject *r;
+		A.full = 1;		/* the rest wait in the kernel's backlog */
+		if (A.stop_accepting != NULL &&
+		    (r = PyObject_CallNoArgs(A.stop_accepting)) != NULL)
+			Py_DECREF(r);
+		PyErr_Clear();
+	}
 	set_state(p, PS_HEAD, (uint64_t)A.limits.head_timeout_ms);
 	Py_RETURN_NONE;
 }
@@ -2074,8 +2085,10 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	if (p->counted) {
 		p->counted = 0;
 		A.nconns--;
-		if (A.stopping && A.nconns == 0)
+		if ((A.stopping && A.nconns == 0) || (A.full && A.nconns < A.max_conns)) {
+			A.full = A.nconns >= A.max_conns;
 			wake_glue();
+		}
 	}
 	Py_RETURN_NONE;
 }
@@ -2208,8 +2221,9 @@ mod_on_signals(PyObject *self, PyObject *unused)
 	return PyBool_FromLong(A.stopping);
 }
 
-/* tick() -> (seconds to the next tick, stopping, done): deadlines,
- * heartbeat, the master's death, --reload. */
+/* tick() -> (seconds to the next tick, stopping, done, full): deadlines,
+ * heartbeat, the master's death, --reload; full: worker_connections
+ * reached, the glue stops accepting until a connection ends. */
 static PyObject *
 mod_tick(PyObject *self, PyObject *unused)
 {
@@ -2245,18 +2259,23 @@ mod_tick(PyObject *self, PyObject *unused)
 	if (A.stopping && A.stop_deadline < next)
 		next = A.stop_deadline;
 	int done = A.stopping && (A.nconns == 0 || now >= A.stop_deadline);
-	return Py_BuildValue("(dOO)", next > now ? (double)(next - now) / 1000.0 : 0.0,
-	    A.stopping ? Py_True : Py_False, done ? Py_True : Py_False);
+	A.full = A.nconns >= A.max_conns;
+	return Py_BuildValue("(dOOO)", next > now ? (double)(next - now) / 1000.0 : 0.0,
+	    A.stopping ? Py_True : Py_False, done ? Py_True : Py_False,
+	    A.full ? Py_True : Py_False);
 }
 
-/* configure(loop, app, tasks, state_or_None, wake) once the loop runs. */
+/* configure(loop, app, tasks, state_or_None, wake, stop_accepting) once
+ * the loop runs. */
 static PyObject *
 mod_configure(PyObject *self, PyObject *args)
 {
-	PyObject *loop, *app, *tasks, *state, *wake;
+	PyObject *loop, *app, *tasks, *state, *wake, *stop;
 
-	if (!PyArg_ParseTuple(args, "OOO!OO", &loop, &app, &PySet_Type, &tasks, &state, &wake))
+	if (!PyArg_ParseTuple(args, "OOO!OOO", &loop, &app, &PySet_Type, &tasks, &state, &wake,
+	    &stop))
 		return NULL;
+	Py_XSETREF(A.stop_accepting, Py_NewRef(stop));
 	Py_XSETREF(A.app, Py_NewRef(app));
 	Py_XSETREF(A.tasks, Py_NewRef(tasks));
 	Py_XSETREF(A.wake, Py_NewRef(wake));
@@ -2337,6 +2356,7 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	http_conn_limits_init(&A.limits, cfg);
 	asgi_alog_init(cfg->access_log_format, &A.limits);
 	A.keepalive_ms = (uint64_t)(cfg->keepalive > 0 ? cfg->keepalive : 0) * 1000u;
+	A.max_conns = cfg->worker_connections > 0 ? (size_t)cfg->worker_connections : 1;
 	if (cfg->max_requests > 0) {
 		unsigned long jitter = 0;
 		if (cfg->max_requests_jitter > 0) {

@@ -12,6 +12,7 @@ failed to boot.") when the app's lifespan startup failed.
 
 import asyncio
 import functools
+import os
 import socket
 
 import _cunicorn
@@ -128,15 +129,28 @@ async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
         return WORKER_BOOT_ERROR
     wake = asyncio.Event()
     tasks = set()
+    servers = []
+
+    def stop_accepting():
+        # stopping, or worker_connections reached (then called from inside
+        # connection_made, so that not one more connection is accepted);
+        # tick() says when to listen again
+        while servers:
+            servers.pop().close()
+
+    async def listen():
+        # each server owns a duplicate of the inherited listener, so that
+        # closing it leaves the socket itself to be listened on again
+        for i, (fd, family) in enumerate(listeners):
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, os.dup(fd))
+            servers.append(await loop.create_server(
+                functools.partial(_cunicorn_asgi.Protocol, i), sock=sock,
+                backlog=backlog))
+
     _cunicorn_asgi.configure(loop, app, tasks,
                              lifespan.state if lifespan.supported else None,
-                             wake.set)
-    servers = []
-    for i, (fd, family) in enumerate(listeners):
-        sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
-        servers.append(await loop.create_server(
-            functools.partial(_cunicorn_asgi.Protocol, i), sock=sock,
-            backlog=backlog))
+                             wake.set, stop_accepting)
+    await listen()
 
     def on_signals():
         _cunicorn_asgi.on_signals()
@@ -144,16 +158,15 @@ async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
 
     loop.add_reader(sigfd, on_signals)
     _cunicorn_asgi.post_worker_init()
-    closed = False
     while True:
-        delay, stopping, done = _cunicorn_asgi.tick()
-        if stopping and not closed:
-            closed = True
-            for s in servers:
-                s.close()
-            continue
+        delay, stopping, done, full = _cunicorn_asgi.tick()
+        if (stopping or full) and servers:
+            stop_accepting()
         if done:
             break
+        if not stopping and not full and not servers:
+            await listen()
+            continue
         wake.clear()
         try:
             await asyncio.wait_for(wake.wait(), delay)

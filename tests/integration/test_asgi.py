@@ -384,3 +384,20 @@ def test_reload_replaces_the_worker_with_new_code(make_server, tmp_path):
     os.utime(app, (st.st_atime + 5, st.st_mtime + 5))
     s.wait_log("Worker reloading:", timeout=15)
     wait_for(lambda: http_get(s.port, "/")[2] == b"v2", 15, what="the new code")
+
+
+def test_worker_connections_leaves_the_rest_in_the_backlog(make_server):
+    s = asgi(make_server, "hello", "--worker-connections", "2", "--keep-alive", "30")
+    a, b = Connection(s.port), Connection(s.port)
+    for c in (a, b):
+        c.send(get("/held"))
+        assert c.response()[0] == 200
+    third = Connection(s.port, timeout=0.7)
+    third.send(get("/third"))
+    with pytest.raises(socket.timeout):
+        third.response()                   # waits in the backlog
+    a.close()                              # a slot frees: it is accepted
+    third.sock.settimeout(10)
+    assert third.response()[2] == b"hello /third"
+    b.close()
+    third.close()
