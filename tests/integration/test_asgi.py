@@ -401,3 +401,9 @@ def test_worker_connections_leaves_the_rest_in_the_backlog(make_server):
     assert third.response()[2] == b"hello /third"
     b.close()
     third.close()
+
+
+def test_preload_runs_lifespan_in_each_worker(make_server):
+    s = asgi(make_server, "lifespan", "--preload", "-w", "2")
+    s.wait_log("Application startup complete.", count=2)
+    assert json.loads(http_get(s.port, "/")[2])["state"] == {"db": "connected"}
