@@ -65,6 +65,7 @@
 #include "python.h"
 #include "pythreads.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -115,7 +116,6 @@ static struct {
 	struct settings *cfg;
 	struct http_conn_limits limits;
 	int epfd, wakefd;
-	int sig_pipe[2];		/* the handlers write the signal's number */
 	struct pythreads *pool;
 	PyThreadState *loop_ts;		/* the loop's, while it does not hold the GIL */
 
@@ -938,15 +938,6 @@ loop_abort_requests(void)
 	G.loop_ts = PyEval_SaveThread();
 }
 
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-
-	(void)!write(G.sig_pipe[1], &b, 1);
-	errno = saved;
-}
 
 static void
 on_one_signal(int sig)
@@ -974,13 +965,10 @@ on_one_signal(int sig)
 static void
 on_signals(void)
 {
-	unsigned char sigs[64];
-	ssize_t n;
+	int sig;
 
-	while ((n = read(G.sig_pipe[0], sigs, sizeof(sigs))) > 0) {
-		for (ssize_t i = 0; i < n; i++)
-			on_one_signal(sigs[i]);
-	}
+	while ((sig = sigpipe_next()) != 0)
+		on_one_signal(sig);
 }
 
 /* ---- setup and the loop ---- */
@@ -991,8 +979,7 @@ setup(struct http_worker_ctx *ctx)
 	static const int sigs[] = { SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGABRT, SIGUSR1 };
 	struct settings *cfg = ctx->cfg;
 	struct epoll_event ev;
-	sigset_t set;
-	struct sigaction sa;
+	int sigfd;
 	int threads = cfg->threads < 1 ? 1 : cfg->threads > MAX_THREADS ? MAX_THREADS : cfg->threads;
 
 	G.ctx = ctx;
@@ -1011,29 +998,16 @@ setup(struct http_worker_ctx *ctx)
 		G.limit = (unsigned long)cfg->max_requests + jitter;
 	}
 
-	/* Signals: flag-only handlers feed a self-pipe the loop reads.  Not
-	 * signalfd: that needs the signals blocked in every thread, and a
-	 * process an app starts from a pool thread would inherit them
-	 * blocked (a child that ignores TERM).  Whichever thread a signal
-	 * lands on, the handler only writes its number. */
-	if (pipe2(G.sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		fatal("pipe2");
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&set);
-	sigprocmask(SIG_SETMASK, &set, NULL);	/* the master forked us blocked */
+	/* signals: flag-only handlers and a pipe the loop reads (sigpipe.h
+	 * says why not signalfd) */
+	sigfd = sigpipe_open(sigs, sizeof(sigs) / sizeof(sigs[0]));
 
 	if ((G.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
 	if ((G.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
-	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.sig_pipe[0], &ev) == -1)
+	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, sigfd, &ev) == -1)
 		fatal("epoll_ctl");
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_WAKE };
 	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, G.wakefd, &ev) == -1)

@@ -396,7 +396,7 @@ setup_state(struct worker_state *w, const struct settings *cfg)
 
 static struct reload_watch rw;
 
-void
+void *
 http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
     const _Atomic int *keepalive_gate, int relay_streams)
 {
@@ -432,6 +432,7 @@ http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
 		worker_exit(WORKER_BOOT_ERROR);
 	if (rw.reloader != NULL)
 		(void)reload_changed(&rw);	/* records the app's files */
+	return app;
 }
 
 int
@@ -456,6 +457,7 @@ static const struct {
 } worker_types[] = {
 	{ "sync", sync_worker_main },
 	{ "gthread", gthread_worker_main },
+	{ "asgi", asgi_worker_main },
 };
 
 void

@@ -10,6 +10,8 @@
  *   gthread  gthread_worker.c: an event loop owns every connection
  *            (keep-alive, pipelining, deadlines), a pool of `threads`
  *            Python threads runs the app.
+ *   asgi     asgi_worker.c: an asyncio loop runs an ASGI 3.0 app, the
+ *            HTTP of every connection is C (asgi_proto.c).
  * What follows describes the sync worker; gthread_worker.c says how the
  * threaded one differs.
  *
@@ -56,8 +58,9 @@ void http_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
 
 /* Load the app (honouring --reload's SyntaxError page), set up wsgi.c
  * for `threads` app threads; urgent: see wsgi_setup.  Exits the worker
- * (boot error) on failure.  GIL held. */
-void http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
+ * (boot error) on failure.  Returns the app (borrowed: wsgi.c holds it
+ * for the worker's life).  GIL held. */
+void *http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
     const _Atomic int *keepalive_gate, int relay_streams);
 /* --reload: 1 when a watched file changed (logged; the worker should
  * stop as on max_requests).  Looks at most once a second; 0 when reload
@@ -68,5 +71,7 @@ void http_worker_exit(int code) __attribute__((noreturn));
 
 /* gthread_worker.c */
 void gthread_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
+/* asgi_worker.c */
+void asgi_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));
 
 #endif

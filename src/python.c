@@ -23,6 +23,7 @@
 #include "log.h"
 
 PyObject *PyInit__cunicorn_dirty(void);	/* dirty_pyext.c */
+PyObject *PyInit__cunicorn_asgi(void);	/* asgi_proto.c */
 
 static PyObject *hooks_module;	/* cunicorn._hooks */
 
@@ -236,7 +237,8 @@ python_init(int argc, char **argv, const char *virtualenv)
 	char *pydir;
 
 	if (PyImport_AppendInittab("_cunicorn", PyInit__cunicorn) == -1 ||
-	    PyImport_AppendInittab("_cunicorn_dirty", PyInit__cunicorn_dirty) == -1)
+	    PyImport_AppendInittab("_cunicorn_dirty", PyInit__cunicorn_dirty) == -1 ||
+	    PyImport_AppendInittab("_cunicorn_asgi", PyInit__cunicorn_asgi) == -1)
 		fatalx("cannot register built-in modules");
 
 	PyConfig_InitPythonConfig(&config);

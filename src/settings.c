@@ -104,6 +104,8 @@ static const char *check_env(const char *);
 static const char *check_dirty_app(const char *);
 static const char *check_reload_engine(const char *);
 static const char *check_file_exists(const char *);
+static const char *check_asgi_loop(const char *);
+static const char *check_asgi_lifespan(const char *);
 
 #define OFF(field)	offsetof(struct settings, field)
 #define HOOK(n, id, ar, dfl, h) \
@@ -117,6 +119,12 @@ static const struct setting_def settings_table[] = {
 	{ "accesslog", NULL, "--access-logfile", NULL, T_STR, OFF(accesslog),
 	  0, F_NULLABLE, NULL, NULL, 0, 0, "FILE",
 	  "The access log file to write to ('-' = stdout)." },
+	{ "asgi_lifespan", NULL, "--asgi-lifespan", NULL, T_STR,
+	  OFF(asgi_lifespan), 0, 0, "auto", check_asgi_lifespan, 0, 0,
+	  "STRING", "ASGI lifespan: auto, on or off (-k asgi)." },
+	{ "asgi_loop", NULL, "--asgi-loop", NULL, T_STR, OFF(asgi_loop), 0, 0,
+	  "auto", check_asgi_loop, 0, 0, "STRING",
+	  "The ASGI worker's event loop: auto (uvloop if installed), asyncio, uvloop." },
 	{ "backlog", NULL, "--backlog", NULL, T_INT, OFF(backlog), 0, 0,
 	  "2048", NULL, 0, 0, "INT", "The maximum number of pending connections." },
 	{ "bind", "-b", "--bind", NULL, T_LIST, OFF(bind), 0, 0,
@@ -244,6 +252,9 @@ static const struct setting_def settings_table[] = {
 	{ "reuse_port", NULL, "--reuse-port", NULL, T_BOOL, OFF(reuse_port),
 	  0, 0, NULL, NULL, 0, 0, NULL,
 	  "Set SO_REUSEPORT on the listening socket." },
+	{ "root_path", NULL, "--root-path", NULL, T_STR, OFF(root_path), 0, 0,
+	  "", NULL, 0, 0, "STRING",
+	  "The ASGI root_path: the path the app is mounted at behind a proxy." },
 	{ "secure_scheme_headers", NULL, NULL, NULL, T_SCHEME, 0, 0, 0, NULL,
 	  NULL, 0, 0, NULL, NULL },
 	/* default: $SENDFILE (y, 1, yes, true), else on -- see sendfile_default() */
@@ -266,7 +277,7 @@ static const struct setting_def settings_table[] = {
 	  NULL),
 	{ "worker_class", "-k", "--worker-class", NULL, T_STR,
 	  OFF(worker_class), 0, 0, "sync", NULL, 0, 0, "STRING",
-	  "The type of workers to use (only sync for now)." },
+	  "The type of workers to use: sync, gthread or asgi." },
 	{ "worker_connections", NULL, "--worker-connections", NULL, T_INT,
 	  OFF(worker_connections), 1, 0, "1000", NULL, 0, 0, "INT",
 	  "The maximum number of simultaneous clients." },
@@ -374,10 +385,6 @@ static const struct unsupported_def unsupported_table[] = {
 	{ .name = "asgi_disconnect_grace_period",
 	  .flag = "--asgi-disconnect-grace-period", .kind = U_VALUE,
 	  .dflt = "3", .compare = U_NUMBER, .policy = WARN },
-	{ .name = "asgi_lifespan", .flag = "--asgi-lifespan", .kind = U_VALUE,
-	  .dflt = "auto", .policy = WARN },
-	{ .name = "asgi_loop", .flag = "--asgi-loop", .kind = U_VALUE,
-	  .dflt = "auto", .policy = WARN },
 	{ .name = "casefold_http_method", .flag = "--casefold-http-method",
 	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
 	/* its default depends on $XDG_RUNTIME_DIR / $HOME: any path warns */
@@ -432,8 +439,6 @@ static const struct unsupported_def unsupported_table[] = {
 	  .policy = WARN },
 	{ .name = "raw_paste_global_conf", .flag = "--paste-global",
 	  .kind = U_APPEND, .policy = WARN },
-	{ .name = "root_path", .flag = "--root-path", .kind = U_VALUE,
-	  .dflt = "", .policy = WARN },
 	{ .name = "spew", .flag = "--spew", .kind = U_FLAG, .dflt = "False",
 	  .policy = WARN },
 	{ .name = "statsd_host", .flag = "--statsd-host", .kind = U_VALUE,
@@ -640,6 +645,20 @@ check_reload_engine(const char *v)
 {
 	return strcmp(v, "auto") == 0 || strcmp(v, "poll") == 0 ||
 	    strcmp(v, "inotify") == 0 ? NULL : "expected auto, poll or inotify";
+}
+
+static const char *
+check_asgi_loop(const char *v)
+{
+	return strcmp(v, "auto") == 0 || strcmp(v, "asyncio") == 0 ||
+	    strcmp(v, "uvloop") == 0 ? NULL : "expected auto, asyncio or uvloop";
+}
+
+static const char *
+check_asgi_lifespan(const char *v)
+{
+	return strcmp(v, "auto") == 0 || strcmp(v, "on") == 0 ||
+	    strcmp(v, "off") == 0 ? NULL : "expected auto, on or off";
 }
 
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */
@@ -2075,8 +2094,9 @@ settings_finalize(struct settings *s)
 }
 
 /*
- * worker_class to one of http_worker.c's worker types: "sync" or
- * "gthread" (gunicorn's names, short or as a class path).  As gunicorn,
+ * worker_class to one of http_worker.c's worker types: "sync",
+ * "gthread" or "asgi" (gunicorn's names, short or as a class path;
+ * uvicorn's two gunicorn worker classes run asgi, with one info line).  As gunicorn,
  * sync with threads > 1 runs gthread.  gevent and eventlet (many
  * connections per worker) run gthread with a warning; other classes run
  * sync with a warning.
@@ -2089,12 +2109,24 @@ worker_class_resolve(struct settings *s)
 		{ "gunicorn.workers.sync.SyncWorker", "sync" },
 		{ "gthread", "gthread" },
 		{ "gunicorn.workers.gthread.ThreadWorker", "gthread" },
+		{ "asgi", "asgi" },
+		{ "gunicorn.workers.gasgi.ASGIWorker", "asgi" },
+	};
+	/* uvicorn's gunicorn workers: the same app contract, run by ours */
+	static const char *const uvicorn[] = {
+		"uvicorn.workers.UvicornWorker",
+		"uvicorn.workers.UvicornH11Worker",
 	};
 	const char *wc = s->worker_class, *type = NULL;
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (strcmp(wc, known[i].name) == 0)
 			type = known[i].type;
+	for (size_t i = 0; type == NULL && i < sizeof(uvicorn) / sizeof(uvicorn[0]); i++)
+		if (strcmp(wc, uvicorn[i]) == 0) {
+			type = "asgi";
+			log_info("worker class %s: running cunicorn's asgi worker", wc);
+		}
 	if (type == NULL) {
 		int many = strstr(wc, "gevent") != NULL || strstr(wc, "eventlet") != NULL;
 		type = many ? "gthread" : "sync";

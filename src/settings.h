@@ -78,6 +78,9 @@ struct settings {
 	int timeout;			/* 30 s; 0 = off */
 	int graceful_timeout;		/* 30 s */
 	int keepalive;			/* 2 s */
+	char *asgi_loop;		/* "auto": uvloop when installed; asyncio; uvloop */
+	char *asgi_lifespan;		/* "auto", "on", "off" */
+	char *root_path;		/* "": the ASGI scope's root_path */
 
 	/* security */
 	int limit_request_line;		/* 4094; 0 = unlimited (capped at 8190 as gunicorn) */

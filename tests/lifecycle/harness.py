@@ -471,10 +471,15 @@ BACKENDS = {"sandbox": SandboxBackend, "container": ContainerBackend}
 def make(name):
     """A backend by name; "<backend>-gthread" runs the same scenarios with
     `-k gthread --threads 2` (gunicorn's own dirty-arbiter container test
-    runs gthread)."""
+    runs gthread); "<backend>-asgi" with `-k asgi` and app.py's ASGI app
+    (gunicorn's dirty-arbiter examples run asgi)."""
     base, _, worker = name.partition("-")
     b = BACKENDS[base]()
-    if worker:
+    if worker == "asgi":    # the seed's routes as an ASGI app
+        b.start_cmd = (START_CMD.replace("app:application", "app:asgi_application")
+                       + " -k asgi")
+        b.name = name
+    elif worker:
         b.start_cmd = START_CMD + " -k %s --threads 2" % worker
         b.name = name
     return b

@@ -11,7 +11,7 @@ import pytest
 import harness
 from harness import TITLES, BackendUnavailable, record
 
-BACKENDS = ["sandbox", "container", "sandbox-gthread"]
+BACKENDS = ["sandbox", "container", "sandbox-gthread", "sandbox-asgi"]
 PIDFILE_GLOB = "/tmp/cunicorn-0/*/dirty-arbiter.pid"
 SOCKET_GLOB = "/tmp/cunicorn-0/*/dirty.sock"
 

@@ -8,6 +8,8 @@ Routes:  /            -> "OK"
          /dirty/sleep?s=N[&mark=PATH] -> a dirty call that takes N seconds
                           (creating PATH first: a test sees it is running)
 A failed dirty call answers 502 with the error's class name and message.
+asgi_application serves the same routes as an ASGI app (-k asgi), with
+the async dirty client.
 """
 
 import json
@@ -48,6 +50,37 @@ def application(environ, start_response):
     start_response(status, [("Content-Type", "text/plain"),
                             ("Content-Length", str(len(data)))])
     return [data]
+
+
+async def asgi_application(scope, receive, send):
+    """The same routes for -k asgi (lifecycle backend "<backend>-asgi")."""
+    if scope["type"] != "http":
+        return
+    from gunicorn.dirty import get_dirty_client_async
+    path = scope["path"]
+    q = parse_qs(scope["query_string"].decode("latin-1"))
+    try:
+        client = await get_dirty_client_async(timeout=10)
+        if path == "/dirty/ping":
+            body = json.dumps(await client.execute_async(APP, "ping"))
+        elif path == "/dirty/echo":
+            body = json.dumps(await client.execute_async(APP, "echo", q.get("m", [""])[0]))
+        elif path == "/dirty/pid":
+            body = json.dumps(await client.execute_async(APP, "pid"))
+        elif path == "/dirty/sleep":
+            body = json.dumps(await client.execute_async(
+                APP, "sleep", float(q.get("s", ["1"])[0]), q.get("mark", [None])[0]))
+        else:
+            body = "OK"
+        status = 200
+    except Exception as e:  # report, don't hide: the tests read this
+        body = "%s: %s" % (type(e).__name__, e)
+        status = 502
+    data = body.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
 
 
 class TestDirtyApp(DirtyApp):

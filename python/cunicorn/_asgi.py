@@ -1,0 +1,184 @@
+"""The ASGI worker's Python side (the worker: src/asgi_worker.c).
+
+Owns the event loop (uvloop when asgi_loop asks for it and it is
+installed, asyncio otherwise), the lifespan protocol, and the servers
+over the inherited listening sockets.  Every connection's HTTP -- heads,
+deadlines, the scope, receive/send, framing -- is the C protocol
+_cunicorn_asgi.Protocol; nothing per request runs here.
+
+run() returns the worker's exit status: 0, or 3 (gunicorn's "Worker
+failed to boot.") when the app's lifespan startup failed.
+"""
+
+import asyncio
+import functools
+import os
+import socket
+
+import _cunicorn
+import _cunicorn_asgi
+
+WORKER_BOOT_ERROR = 3
+
+
+def _log(level, msg):
+    _cunicorn.log(level, msg)
+
+
+def _new_loop(kind):
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                _log(_cunicorn.WARNING, "asgi_loop = uvloop but uvloop is not "
+                     "installed; using asyncio")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class Lifespan:
+    """The ASGI lifespan protocol: one task that lives as long as the
+    worker; startup before the first connection, shutdown after the last."""
+
+    def __init__(self, app, mode):
+        self.app = app
+        self.mode = mode
+        self.state = {}
+        self.supported = True
+        self.failed = None
+        self.queue = asyncio.Queue()
+        self.started = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.task = None
+
+    async def _main(self):
+        scope = {"type": "lifespan",
+                 "asgi": {"version": "3.0", "spec_version": "2.0"},
+                 "state": self.state}
+        try:
+            await self.app(scope, self.queue.get, self._send)
+        except BaseException as e:  # noqa: B902 -- the app's own failure
+            if not self.started.is_set():
+                if self.mode == "auto":
+                    self.supported = False
+                    _log(_cunicorn.INFO,
+                         "ASGI 'lifespan' protocol appears unsupported.")
+                else:
+                    self.failed = "%s: %s" % (type(e).__name__, e)
+                    import traceback
+                    _log(_cunicorn.ERROR, "Exception in 'lifespan' protocol\n"
+                         + "".join(traceback.format_exception(e)).rstrip())
+            elif not self.finished.is_set():
+                import traceback
+                _log(_cunicorn.ERROR, "Exception in 'lifespan' protocol\n"
+                     + "".join(traceback.format_exception(e)).rstrip())
+        finally:
+            self.started.set()
+            self.finished.set()
+
+    async def _send(self, message):
+        t = message.get("type")
+        if t == "lifespan.startup.complete":
+            self.started.set()
+        elif t == "lifespan.startup.failed":
+            self.failed = message.get("message") or "lifespan.startup.failed"
+            self.started.set()
+        elif t in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if t == "lifespan.shutdown.failed":
+                _log(_cunicorn.ERROR, "Application shutdown failed: %s"
+                     % (message.get("message") or ""))
+            self.finished.set()
+        else:
+            raise RuntimeError("Unexpected ASGI lifespan message %r" % (t,))
+
+    async def startup(self):
+        if self.mode == "off":
+            self.supported = False
+            return True
+        _log(_cunicorn.INFO, "Waiting for application startup.")
+        self.task = asyncio.get_running_loop().create_task(self._main())
+        await self.queue.put({"type": "lifespan.startup"})
+        await self.started.wait()
+        if self.failed is not None:
+            _log(_cunicorn.ERROR, "Application startup failed: %s" % self.failed)
+            _log(_cunicorn.ERROR, "Application startup failed. Exiting.")
+            return False
+        if self.supported:
+            _log(_cunicorn.INFO, "Application startup complete.")
+        return True
+
+    async def shutdown(self, timeout):
+        if not self.supported or self.task is None or self.task.done():
+            return
+        _log(_cunicorn.INFO, "Waiting for application shutdown.")
+        await self.queue.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self.finished.wait(), timeout)
+        except asyncio.TimeoutError:
+            _log(_cunicorn.WARNING, "Application shutdown timed out.")
+            return
+        _log(_cunicorn.INFO, "Application shutdown complete.")
+
+
+async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
+    loop = asyncio.get_running_loop()
+    lifespan = Lifespan(app, lifespan_mode)
+    if not await lifespan.startup():
+        return WORKER_BOOT_ERROR
+    wake = asyncio.Event()
+    tasks = set()
+    servers = []
+
+    def stop_accepting():
+        # stopping, or worker_connections reached (then called from inside
+        # connection_made, so that not one more connection is accepted);
+        # tick() says when to listen again
+        while servers:
+            servers.pop().close()
+
+    async def listen():
+        # each server owns a duplicate of the inherited listener, so that
+        # closing it leaves the socket itself to be listened on again
+        for i, (fd, family) in enumerate(listeners):
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, os.dup(fd))
+            servers.append(await loop.create_server(
+                functools.partial(_cunicorn_asgi.Protocol, i), sock=sock,
+                backlog=backlog))
+
+    _cunicorn_asgi.configure(loop, app, tasks,
+                             lifespan.state if lifespan.supported else None,
+                             wake.set, stop_accepting)
+    await listen()
+
+    def on_signals():
+        _cunicorn_asgi.on_signals()
+        wake.set()
+
+    loop.add_reader(sigfd, on_signals)
+    _cunicorn_asgi.post_worker_init()
+    while True:
+        delay, stopping, done, full = _cunicorn_asgi.tick()
+        if (stopping or full) and servers:
+            stop_accepting()
+        if done:
+            break
+        if not stopping and not full and not servers:
+            await listen()
+            continue
+        wake.clear()
+        try:
+            await asyncio.wait_for(wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+    loop.remove_reader(sigfd)
+    await lifespan.shutdown(5.0)
+    return 0
+
+
+def run(app, listeners, sigfd, loop_kind, lifespan_mode, backlog):
+    loop = _new_loop(loop_kind)
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(
+        _serve(app, listeners, sigfd, lifespan_mode, backlog))
