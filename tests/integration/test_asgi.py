@@ -407,3 +407,19 @@ def test_preload_runs_lifespan_in_each_worker(make_server):
     s = asgi(make_server, "lifespan", "--preload", "-w", "2")
     s.wait_log("Application startup complete.", count=2)
     assert json.loads(http_get(s.port, "/")[2])["state"] == {"db": "connected"}
+
+
+def test_a_process_the_app_starts_has_no_signal_blocked(make_server):
+    """The worker takes its signals through handlers (sigpipe.c), not by
+    blocking them: a child the app starts must not inherit TERM blocked."""
+    s = asgi(make_server, "spawner")
+    pid = int(http_get(s.port, "/")[2])
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            blocked = [l for l in f if l.startswith("SigBlk:")][0].split()[1]
+        assert int(blocked, 16) == 0, "blocked signals: %s" % blocked
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

@@ -192,3 +192,15 @@ async def body_steps(scope, receive, send):
         if not m.get("more_body"):
             break
     await send({"type": "http.response.body", "body": b"end\n"})
+
+
+async def spawner(scope, receive, send):
+    """Starts `sleep 30`; answers its pid (signal mask test)."""
+    if scope["type"] != "http":
+        return
+    import subprocess
+    p = subprocess.Popen(["sleep", "30"])
+    body = str(p.pid).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
