@@ -333,6 +333,7 @@ class Server:
         self._bind, self._args = bind, [str(a) for a in args]
         self._set_argv()
         self.cwd = cwd
+        self._own_workdir = workdir is None     # removed by cleanup()
         self.workdir = workdir or tempfile.mkdtemp(prefix="cunicorn-test-")
         os.makedirs(self.workdir, exist_ok=True)
         # Short on purpose: the dirty socket path under it must fit in
@@ -454,6 +455,8 @@ class Server:
         if self.proc is None:
             if self._own_runtime:
                 shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
             return
         for p in self.leftovers():
             try:
@@ -473,6 +476,8 @@ class Server:
                 f.close()
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         if self.proc is None:
