@@ -25,7 +25,11 @@
  *           are bounded there)
  *   LINGER  a refused request was answered; reading what the client still
  *           sends for a moment so that it sees the answer, not a reset
+ *   RELAY   the app returned a dirty stream: its thread is back in the
+ *           pool and the loop relays the chunks (gthread_relay.c)
  * An idle connection holds no buffer: it costs its struct and its fd.
+ * A pool thread that kept a connection with nothing pipelined puts it
+ * back in the IDLE state and the epoll set itself (timer_lock).
  * Past worker_connections the listeners leave the epoll set and new
  * connections wait in the kernel's backlog.
  *
@@ -57,7 +61,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
-#include "dirty_wire.h"
+#include "gthread_relay.h"
 #include "http_conn.h"
 #include "http_worker.h"
 #include "listen.h"
@@ -73,9 +77,6 @@
 #define LINGER_MS	500
 #define MAX_EVENTS	256
 #define MAX_THREADS	1024
-#define RELAY_OUT_MAX	(256 * 1024)	/* client output held per relay */
-#define RELAY_READ	(64 * 1024)
-#define RELAY_TICK_MS	100		/* relay timeouts are looked at this often */
 #define TAG_RELAY_BIT	1		/* epoll data.ptr | 1: a relay's arbiter side */
 /* epoll tags below this are not connections */
 #define TAG_SIGNAL	1
@@ -85,26 +86,14 @@
 enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER, CS_RELAY };
 #define NSTATES		5
 
-/* A dirty stream relayed by the loop (CS_RELAY): frames from the arbiter
- * in `in`, chunked HTTP for the client in `out`. */
-struct relay {
-	struct http_relay *r;		/* fd, id, timeouts (from wsgi.c) */
-	struct dirty_buf in;
-	struct dirty_buf out;
-	size_t out_off;			/* sent of out */
-	uint64_t last_ms, end_ms;	/* last chunk; total deadline (0: none) */
-	int ended;			/* END seen: out holds the last chunk */
-	const char *failed;		/* why the response is cut once out is sent */
-	unsigned long chunks;
-};
 
 struct gconn {
 	struct http_conn c;
 	struct pythreads_job job;	/* while BUSY */
 	int closed;			/* set by the pool: fd closed, free me */
 	int dead;			/* freed at the end of this loop turn */
-	struct relay rl;		/* while RELAY */
-	struct gconn *rnext, *rprev;	/* the relay list */
+	struct relay rl;		/* while RELAY (gthread_relay.c) */
+	struct gconn *rnext;		/* the graveyard */
 };
 
 struct tlist {
@@ -125,8 +114,6 @@ static struct {
 
 	/* loop only */
 	struct tlist timers[NSTATES];	/* by state; BUSY's and RELAY's stay empty */
-	struct gconn *relays;		/* every RELAY connection (own timeouts) */
-	size_t nrelays;
 	uint64_t relay_look_ms;
 	struct gconn *graveyard;	/* dead connections, freed after the turn */
 	size_t nconns;
@@ -276,7 +263,6 @@ conn_give_buffers(struct http_conn *c)
 		http_conn_alloc(c, &G.limits, FIRST_BUF);
 }
 
-static void relay_free(struct gconn *g);
 
 /* Events of this loop turn may still name the connection: it is marked
  * dead (its events are skipped) and freed once the turn is over. */
@@ -286,7 +272,7 @@ conn_free(struct http_conn *c)
 	struct gconn *g = gconn_of(c);
 
 	timer_del(c);
-	relay_free(g);
+	relay_free(&g->rl);
 	http_conn_free_buffers(c);
 	g->dead = 1;
 	g->rnext = G.graveyard;
@@ -464,7 +450,6 @@ on_readable(struct http_conn *c)
 	conn_close(c);
 }
 
-static void relay_start(struct http_conn *c);
 
 /* After a complete response on a kept connection: the next request. */
 static void
@@ -489,289 +474,14 @@ on_done(struct http_conn *c)
 		return;
 	}
 	if (c->relay != NULL) {
-		relay_start(c);
+		struct gconn *g = gconn_of(c);
+		set_state(c, CS_RELAY, 0);
+		relay_start(&g->rl, c, (void *)((uintptr_t)g | TAG_RELAY_BIT));
 		return;
 	}
 	conn_next_request(c);
 }
 
-/* ---- relaying a dirty stream (CS_RELAY) ----
- *
- * The app returned client.stream(...) and its thread went back to the
- * pool (wsgi.c sent the head and handed over the arbiter connection):
- * the loop reads the call's frames, writes each CHUNK's bytes to the
- * client as an HTTP chunk, and ends the response at END.  Backpressure:
- * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
- * not read.  The client going away, an ERROR, a malformed frame or a
- * timeout (the stream's idle and total ones, as its iterator has) close
- * both sides; closing the arbiter side cancels the call in the dirty
- * worker.  The headers are out, so an error can only cut the response. */
-
-static void
-relay_arm_client(struct gconn *g)
-{
-	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = &g->c };
-
-	if (g->rl.out.len > g->rl.out_off)
-		ev.events |= EPOLLOUT;
-	if (epoll_ctl(G.epfd, EPOLL_CTL_MOD, g->c.fd, &ev) == -1)
-		log_warn("epoll_ctl (relay client)");
-}
-
-static void
-relay_arm_source(struct gconn *g, int op)
-{
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT,
-	    .data.ptr = (void *)((uintptr_t)g | TAG_RELAY_BIT) };
-
-	if (epoll_ctl(G.epfd, op, g->rl.r->fd, &ev) == -1)
-		log_warn("epoll_ctl (relay)");
-}
-
-static void
-relay_free(struct gconn *g)
-{
-	struct relay *rl = &g->rl;
-
-	if (rl->r == NULL)
-		return;
-	close(rl->r->fd);	/* unfinished: the arbiter cancels the call */
-	free(rl->r->pending);
-	free(rl->r);
-	rl->r = NULL;
-	dirty_buf_free(&rl->in);
-	dirty_buf_free(&rl->out);
-	if (g->rprev != NULL)
-		g->rprev->rnext = g->rnext;
-	else
-		G.relays = g->rnext;
-	if (g->rnext != NULL)
-		g->rnext->rprev = g->rprev;
-	g->rnext = g->rprev = NULL;
-	G.nrelays--;
-}
-
-static int
-relay_abort(struct gconn *g, const char *why)
-{
-	log_debug("Relayed stream cut after %lu chunks: %s", g->rl.chunks, why);
-	conn_close(&g->c);
-	return -1;
-}
-
-/* The stream ended and its last chunk is out: the connection goes on. */
-static int
-relay_finish(struct gconn *g)
-{
-	struct http_conn *c = &g->c;
-
-	relay_free(g);
-	if (!c->keepalive) {
-		conn_close(c);
-		return -1;
-	}
-	http_conn_shift(c);
-	conn_next_request(c);
-	return -1;	/* no longer relaying */
-}
-
-static void
-relay_put_chunk(struct relay *rl, const void *p, uint32_t n)
-{
-	char hex[16];
-	int k = snprintf(hex, sizeof(hex), "%x\r\n", n);
-
-	dirty_buf_append(&rl->out, hex, (size_t)k);
-	dirty_buf_append(&rl->out, p, n);
-	dirty_buf_append(&rl->out, "\r\n", 2);
-}
-
-static void
-relay_log_error(const uint8_t *p, size_t len)
-{
-	struct dirty_cursor v, m;
-	const char *why, *msg = "?";
-	uint32_t n = 1;
-
-	if (dirty_dict_lookup(p, len, "error", &v, &why) == 0 &&
-	    dirty_dict_lookup(v.p, (size_t)(v.end - v.p), "message", &m, &why) == 0 &&
-	    dirty_get_string(&m, &msg, &n) == 0)
-		;
-	else
-		msg = "?", n = 1;
-	log_error("Error in a relayed dirty stream: %.*s", (int)(n > 2000 ? 2000 : n), msg);
-}
-
-/* Turn the frames read into chunks, write what the client takes.
- * 0: still relaying; -1: the relay is over (the connection may be gone). */
-static int
-relay_pump(struct gconn *g)
-{
-	struct relay *rl = &g->rl;
-	size_t pos = 0;
-
-	while (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX &&
-	    rl->in.len - pos >= DIRTY_HEADER_SIZE) {
-		struct dirty_header h;
-		struct dirty_cursor v;
-		const uint8_t *p, *b;
-		const char *why;
-		uint32_t n;
-
-		if (dirty_header_decode(rl->in.data + pos, &h, &why) == -1)
-			return relay_abort(g, why);
-		if (rl->in.len - pos - DIRTY_HEADER_SIZE < h.length)
-			break;
-		p = rl->in.data + pos + DIRTY_HEADER_SIZE;
-		pos += DIRTY_HEADER_SIZE + h.length;
-		if (h.id != rl->r->id)
-			return relay_abort(g, "a frame of another call");
-		switch (h.type) {
-		case DIRTY_MSG_CHUNK:
-		case DIRTY_MSG_RESPONSE:
-			if (dirty_dict_lookup(p, h.length, h.type == DIRTY_MSG_CHUNK ?
-			    "data" : "result", &v, &why) != 0 ||
-			    dirty_get_bytes(&v, &b, &n) == -1) {
-				log_error("Error in a relayed dirty stream: a chunk is not bytes");
-				rl->failed = "a chunk that is not bytes";
-				rl->ended = 1;
-				break;
-			}
-			if (n > 0)
-				relay_put_chunk(rl, b, n);
-			rl->chunks++;
-			rl->last_ms = monotonic_ms();
-			if (h.type == DIRTY_MSG_CHUNK)
-				break;
-			/* a plain result is the stream's one item */
-			__attribute__((fallthrough));
-		case DIRTY_MSG_END:
-			dirty_buf_append(&rl->out, "0\r\n\r\n", 5);
-			rl->ended = 1;
-			break;
-		case DIRTY_MSG_ERROR:
-			/* what came before still goes out, then the cut */
-			relay_log_error(p, h.length);
-			rl->failed = "the stream raised";
-			rl->ended = 1;
-			break;
-		default:
-			return relay_abort(g, "an unexpected frame");
-		}
-	}
-	dirty_buf_consume(&rl->in, pos);
-	while (rl->out.len > rl->out_off) {
-		ssize_t w = write(g->c.fd, rl->out.data + rl->out_off, rl->out.len - rl->out_off);
-		if (w > 0) {
-			rl->out_off += (size_t)w;
-			continue;
-		}
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1 && errno == EAGAIN)
-			break;
-		return relay_abort(g, "the client went away");
-	}
-	if (rl->out_off == rl->out.len) {
-		dirty_buf_reset(&rl->out);
-		rl->out_off = 0;
-	}
-	if (rl->ended && rl->out.len == 0)
-		return rl->failed ? relay_abort(g, rl->failed) : relay_finish(g);
-	relay_arm_client(g);
-	if (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX)
-		relay_arm_source(g, EPOLL_CTL_MOD);
-	return 0;
-}
-
-static void
-relay_start(struct http_conn *c)
-{
-	struct gconn *g = gconn_of(c);
-	struct relay *rl = &g->rl;
-	uint64_t now = monotonic_ms();
-
-	memset(rl, 0, sizeof(*rl));
-	rl->r = c->relay;
-	c->relay = NULL;
-	dirty_buf_init(&rl->in);
-	dirty_buf_init(&rl->out);
-	if (rl->r->pending_len > 0)
-		dirty_buf_append(&rl->in, rl->r->pending, rl->r->pending_len);
-	rl->last_ms = now;
-	rl->end_ms = rl->r->total_ms ? now + rl->r->total_ms : 0;
-	g->rprev = NULL;
-	g->rnext = G.relays;
-	if (G.relays != NULL)
-		G.relays->rprev = g;
-	G.relays = g;
-	G.nrelays++;
-	set_state(c, CS_RELAY, 0);
-	(void)fd_set_nonblock(rl->r->fd, 1);
-	relay_arm_source(g, EPOLL_CTL_ADD);
-	(void)relay_pump(g);
-}
-
-static void
-relay_readable(struct gconn *g)
-{
-	struct relay *rl = &g->rl;
-	size_t want = RELAY_READ;
-	ssize_t n;
-
-	if (rl->in.len >= DIRTY_HEADER_SIZE) {
-		/* a frame larger than what is buffered: room for all of it */
-		size_t flen = DIRTY_HEADER_SIZE + (((size_t)rl->in.data[4] << 24) |
-		    ((size_t)rl->in.data[5] << 16) | ((size_t)rl->in.data[6] << 8) |
-		    rl->in.data[7]);
-		if (flen > rl->in.len && flen - rl->in.len > want &&
-		    flen <= DIRTY_HEADER_SIZE + DIRTY_MAX_PAYLOAD)
-			want = flen - rl->in.len;
-	}
-	dirty_buf_reserve(&rl->in, want);
-	do
-		n = read(rl->r->fd, rl->in.data + rl->in.len, rl->in.cap - rl->in.len);
-	while (n == -1 && errno == EINTR);
-	if (n > 0) {
-		rl->in.len += (size_t)n;
-		(void)relay_pump(g);
-		return;
-	}
-	if (n == -1 && errno == EAGAIN) {
-		relay_arm_source(g, EPOLL_CTL_MOD);
-		return;
-	}
-	log_error("Error in a relayed dirty stream: the dirty arbiter closed the call");
-	(void)relay_abort(g, "the arbiter closed the connection");
-}
-
-static void
-relay_client_event(struct gconn *g, uint32_t events)
-{
-	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-		(void)relay_abort(g, "the client went away");
-		return;
-	}
-	(void)relay_pump(g);	/* writable again */
-}
-
-static void
-relay_timeouts(uint64_t now)
-{
-	for (struct gconn *g = G.relays, *n; g != NULL; g = n) {
-		struct relay *rl = &g->rl;
-		n = g->rnext;
-		if (rl->r->idle_ms && now - rl->last_ms > rl->r->idle_ms) {
-			log_error("Error in a relayed dirty stream: no chunk for %u ms",
-			    rl->r->idle_ms);
-			(void)relay_abort(g, "idle timeout");
-		} else if (rl->end_ms && now > rl->end_ms) {
-			log_error("Error in a relayed dirty stream: longer than %u ms",
-			    rl->r->total_ms);
-			(void)relay_abort(g, "total timeout");
-		}
-	}
-}
 
 static void
 drain_done(void)
@@ -827,7 +537,7 @@ next_timeout(uint64_t now)
 {
 	uint64_t t = now + 1000;	/* the master's death and the heartbeat: 1 s */
 
-	if (G.nrelays > 0 && now + RELAY_TICK_MS < t)
+	if (relay_count() > 0 && now + RELAY_TICK_MS < t)
 		t = now + RELAY_TICK_MS;
 	pthread_mutex_lock(&timer_lock);
 	for (int st = 0; st < NSTATES; st++)
@@ -1006,6 +716,11 @@ setup(struct http_worker_ctx *ctx)
 		fatal("epoll_create1");
 	if ((G.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
+	relay_setup(&(struct relay_host){
+		.epfd = G.epfd,
+		.close_conn = conn_close,
+		.next_request = conn_next_request,
+	});
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
 	if (epoll_ctl(G.epfd, EPOLL_CTL_ADD, sigfd, &ev) == -1)
 		fatal("epoll_ctl");
@@ -1062,20 +777,20 @@ gthread_worker_main(struct http_worker_ctx *ctx)
 				struct gconn *g = (struct gconn *)((uintptr_t)evs[i].data.ptr &
 				    ~(uintptr_t)TAG_RELAY_BIT);
 				if (!g->dead)
-					relay_readable(g);
+					relay_readable(&g->rl);
 			} else {
 				struct gconn *g = gconn_of(evs[i].data.ptr);
 				if (g->dead)
 					continue;
 				if (g->c.state == CS_RELAY)
-					relay_client_event(g, evs[i].events);
+					relay_client_event(&g->rl, evs[i].events);
 				else
 					on_readable(&g->c);
 			}
 		}
 		now = monotonic_ms();
 		expire_timers(now);
-		if (G.nrelays > 0 && now >= G.relay_look_ms) {
+		if (relay_count() > 0 && now >= G.relay_look_ms) {
 			G.relay_look_ms = now + RELAY_TICK_MS;
 			relay_timeouts(now);
 		}

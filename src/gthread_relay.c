@@ -1,0 +1,311 @@
+/*
+ * gthread_relay.c — the gthread worker's relay of dirty streams
+ * (contract: gthread_relay.h).
+ *
+ * The app returned client.stream(...) and its thread went back to the
+ * pool (wsgi.c sent the head and handed over the arbiter connection):
+ * the loop reads the call's frames, writes each CHUNK's bytes to the
+ * client as an HTTP chunk, and ends the response at END.  Backpressure:
+ * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
+ * not read.  The client going away, an ERROR, a malformed frame or a
+ * timeout (the stream's idle and total ones, as its iterator has) close
+ * both sides; closing the arbiter side cancels the call in the dirty
+ * worker.  The headers are out, so an error can only cut the response
+ * (after what came before it).
+ *
+ * Owns: each relay's buffers and the arbiter-side descriptor, the list of
+ * active relays.  Never: calls Python, blocks, or frees a connection
+ * itself (the worker's close_conn does, deferred past the loop turn).
+ */
+#include "gthread_relay.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+
+#include "http_conn.h"
+#include "log.h"
+#include "util.h"
+
+#define RELAY_OUT_MAX	(256 * 1024)	/* client output held per relay */
+#define RELAY_READ	(64 * 1024)
+
+static struct relay_host H;
+static struct relay *relays;
+static size_t nrelays;
+
+void
+relay_setup(const struct relay_host *host)
+{
+	H = *host;
+}
+
+size_t
+relay_count(void)
+{
+	return nrelays;
+}
+
+static void
+relay_arm_client(struct relay *rl)
+{
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = rl->conn };
+
+	if (rl->out.len > rl->out_off)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(H.epfd, EPOLL_CTL_MOD, rl->conn->fd, &ev) == -1)
+		log_warn("epoll_ctl (relay client)");
+}
+
+static void
+relay_arm_source(struct relay *rl, int op)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT,
+	    .data.ptr = rl->tag };
+
+	if (epoll_ctl(H.epfd, op, rl->r->fd, &ev) == -1)
+		log_warn("epoll_ctl (relay)");
+}
+
+void
+relay_free(struct relay *rl)
+{
+	
+	if (rl->r == NULL)
+		return;
+	close(rl->r->fd);	/* unfinished: the arbiter cancels the call */
+	free(rl->r->pending);
+	free(rl->r);
+	rl->r = NULL;
+	dirty_buf_free(&rl->in);
+	dirty_buf_free(&rl->out);
+	if (rl->prev != NULL)
+		rl->prev->next = rl->next;
+	else
+		relays = rl->next;
+	if (rl->next != NULL)
+		rl->next->prev = rl->prev;
+	rl->next = rl->prev = NULL;
+	nrelays--;
+}
+
+static int
+relay_abort(struct relay *rl, const char *why)
+{
+	log_debug("Relayed stream cut after %lu chunks: %s", rl->chunks, why);
+	H.close_conn(rl->conn);
+	return -1;
+}
+
+/* The stream ended and its last chunk is out: the connection goes on. */
+static int
+relay_finish(struct relay *rl)
+{
+	struct http_conn *c = rl->conn;
+
+	relay_free(rl);
+	if (!c->keepalive) {
+		H.close_conn(c);
+		return -1;
+	}
+	http_conn_shift(c);
+	H.next_request(c);
+	return -1;	/* no longer relaying */
+}
+
+static void
+relay_put_chunk(struct relay *rl, const void *p, uint32_t n)
+{
+	char hex[16];
+	int k = snprintf(hex, sizeof(hex), "%x\r\n", n);
+
+	dirty_buf_append(&rl->out, hex, (size_t)k);
+	dirty_buf_append(&rl->out, p, n);
+	dirty_buf_append(&rl->out, "\r\n", 2);
+}
+
+static void
+relay_log_error(const uint8_t *p, size_t len)
+{
+	struct dirty_cursor v, m;
+	const char *why, *msg = "?";
+	uint32_t n = 1;
+
+	if (dirty_dict_lookup(p, len, "error", &v, &why) == 0 &&
+	    dirty_dict_lookup(v.p, (size_t)(v.end - v.p), "message", &m, &why) == 0 &&
+	    dirty_get_string(&m, &msg, &n) == 0)
+		;
+	else
+		msg = "?", n = 1;
+	log_error("Error in a relayed dirty stream: %.*s", (int)(n > 2000 ? 2000 : n), msg);
+}
+
+/* Turn the frames read into chunks, write what the client takes.
+ * 0: still relaying; -1: the relay is over (the connection may be gone). */
+static int
+relay_pump(struct relay *rl)
+{
+		size_t pos = 0;
+
+	while (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX &&
+	    rl->in.len - pos >= DIRTY_HEADER_SIZE) {
+		struct dirty_header h;
+		struct dirty_cursor v;
+		const uint8_t *p, *b;
+		const char *why;
+		uint32_t n;
+
+		if (dirty_header_decode(rl->in.data + pos, &h, &why) == -1)
+			return relay_abort(rl, why);
+		if (rl->in.len - pos - DIRTY_HEADER_SIZE < h.length)
+			break;
+		p = rl->in.data + pos + DIRTY_HEADER_SIZE;
+		pos += DIRTY_HEADER_SIZE + h.length;
+		if (h.id != rl->r->id)
+			return relay_abort(rl, "a frame of another call");
+		switch (h.type) {
+		case DIRTY_MSG_CHUNK:
+		case DIRTY_MSG_RESPONSE:
+			if (dirty_dict_lookup(p, h.length, h.type == DIRTY_MSG_CHUNK ?
+			    "data" : "result", &v, &why) != 0 ||
+			    dirty_get_bytes(&v, &b, &n) == -1) {
+				log_error("Error in a relayed dirty stream: a chunk is not bytes");
+				rl->failed = "a chunk that is not bytes";
+				rl->ended = 1;
+				break;
+			}
+			if (n > 0)
+				relay_put_chunk(rl, b, n);
+			rl->chunks++;
+			rl->last_ms = monotonic_ms();
+			if (h.type == DIRTY_MSG_CHUNK)
+				break;
+			/* a plain result is the stream's one item */
+			__attribute__((fallthrough));
+		case DIRTY_MSG_END:
+			dirty_buf_append(&rl->out, "0\r\n\r\n", 5);
+			rl->ended = 1;
+			break;
+		case DIRTY_MSG_ERROR:
+			/* what came before still goes out, then the cut */
+			relay_log_error(p, h.length);
+			rl->failed = "the stream raised";
+			rl->ended = 1;
+			break;
+		default:
+			return relay_abort(rl, "an unexpected frame");
+		}
+	}
+	dirty_buf_consume(&rl->in, pos);
+	while (rl->out.len > rl->out_off) {
+		ssize_t w = write(rl->conn->fd, rl->out.data + rl->out_off, rl->out.len - rl->out_off);
+		if (w > 0) {
+			rl->out_off += (size_t)w;
+			continue;
+		}
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1 && errno == EAGAIN)
+			break;
+		return relay_abort(rl, "the client went away");
+	}
+	if (rl->out_off == rl->out.len) {
+		dirty_buf_reset(&rl->out);
+		rl->out_off = 0;
+	}
+	if (rl->ended && rl->out.len == 0)
+		return rl->failed ? relay_abort(rl, rl->failed) : relay_finish(rl);
+	relay_arm_client(rl);
+	if (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX)
+		relay_arm_source(rl, EPOLL_CTL_MOD);
+	return 0;
+}
+
+void
+relay_start(struct relay *rl, struct http_conn *c, void *tag)
+{
+	uint64_t now = monotonic_ms();
+
+	memset(rl, 0, sizeof(*rl));
+	rl->conn = c;
+	rl->tag = tag;
+	rl->r = c->relay;
+	c->relay = NULL;
+	dirty_buf_init(&rl->in);
+	dirty_buf_init(&rl->out);
+	if (rl->r->pending_len > 0)
+		dirty_buf_append(&rl->in, rl->r->pending, rl->r->pending_len);
+	rl->last_ms = now;
+	rl->end_ms = rl->r->total_ms ? now + rl->r->total_ms : 0;
+	rl->prev = NULL;
+	rl->next = relays;
+	if (relays != NULL)
+		relays->prev = rl;
+	relays = rl;
+	nrelays++;
+	(void)fd_set_nonblock(rl->r->fd, 1);
+	relay_arm_source(rl, EPOLL_CTL_ADD);
+	(void)relay_pump(rl);
+}
+
+void
+relay_readable(struct relay *rl)
+{
+		size_t want = RELAY_READ;
+	ssize_t n;
+
+	if (rl->in.len >= DIRTY_HEADER_SIZE) {
+		/* a frame larger than what is buffered: room for all of it */
+		size_t flen = DIRTY_HEADER_SIZE + (((size_t)rl->in.data[4] << 24) |
+		    ((size_t)rl->in.data[5] << 16) | ((size_t)rl->in.data[6] << 8) |
+		    rl->in.data[7]);
+		if (flen > rl->in.len && flen - rl->in.len > want &&
+		    flen <= DIRTY_HEADER_SIZE + DIRTY_MAX_PAYLOAD)
+			want = flen - rl->in.len;
+	}
+	dirty_buf_reserve(&rl->in, want);
+	do
+		n = read(rl->r->fd, rl->in.data + rl->in.len, rl->in.cap - rl->in.len);
+	while (n == -1 && errno == EINTR);
+	if (n > 0) {
+		rl->in.len += (size_t)n;
+		(void)relay_pump(rl);
+		return;
+	}
+	if (n == -1 && errno == EAGAIN) {
+		relay_arm_source(rl, EPOLL_CTL_MOD);
+		return;
+	}
+	log_error("Error in a relayed dirty stream: the dirty arbiter closed the call");
+	(void)relay_abort(rl, "the arbiter closed the connection");
+}
+
+void
+relay_client_event(struct relay *rl, uint32_t events)
+{
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		(void)relay_abort(rl, "the client went away");
+		return;
+	}
+	(void)relay_pump(rl);	/* writable again */
+}
+
+void
+relay_timeouts(uint64_t now)
+{
+	for (struct relay *rl = relays, *n; rl != NULL; rl = n) {
+		n = rl->next;
+		if (rl->r->idle_ms && now - rl->last_ms > rl->r->idle_ms) {
+			log_error("Error in a relayed dirty stream: no chunk for %u ms",
+			    rl->r->idle_ms);
+			(void)relay_abort(rl, "idle timeout");
+		} else if (rl->end_ms && now > rl->end_ms) {
+			log_error("Error in a relayed dirty stream: longer than %u ms",
+			    rl->r->total_ms);
+			(void)relay_abort(rl, "total timeout");
+		}
+	}
+}
