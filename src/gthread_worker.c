@@ -648,7 +648,6 @@ loop_abort_requests(void)
 	G.loop_ts = PyEval_SaveThread();
 }
 
-
 static void
 on_one_signal(int sig)
 {
