@@ -37,7 +37,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -55,7 +54,6 @@
 #include "sigpipe.h"
 #include "util.h"
 #include "wsgi.h"
-#include "ws_frame.h"
 
 static PyTypeObject ProtoType, ChannelType;
 
