@@ -4,7 +4,8 @@
  *
  *   asgi_worker.c   the worker role: signals (a signalfd the loop
  *                   watches), boot, the Python glue's run(), the exit
- *   asgi_proto.c    the built-in module _cunicorn_asgi: the asyncio
+ *   asgi_proto.c    the built-in module _cunicorn_asgi (with asgi_http.c,
+ *                   asgi_ws.c, asgi_state.c; see asgi_int.h): the asyncio
  *                   protocol (one object per connection) that parses
  *                   heads, enforces limits and deadlines, builds the
  *                   `http` scope and provides receive/send, all in C;

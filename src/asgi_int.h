@@ -1,0 +1,386 @@
+/*
+ * asgi_int.h — what the files of _cunicorn_asgi share (not for the rest
+ * of the tree: asgi.h is the worker's interface).
+ *
+ *   asgi_proto.c   the module: the Protocol type (one object per
+ *                  connection, asyncio's transport callbacks), the app's
+ *                  task and its channels (receive/send/done), the timers,
+ *                  the worker's stop/drain state the glue polls, setup
+ *   asgi_ws.c      websockets (RFC 6455) over ws_frame.c
+ *   asgi_http.c    the `http` scope, the request body (receive), the
+ *                  response's framing (send)
+ *   asgi_state.c   the shared state's definition, error pages, access
+ *                  log lines, the Ready awaitable
+ *
+ * Calls go one way: proto -> ws -> http -> state (and everything uses the
+ * inline helpers below); nothing lower calls up.  When a response ends
+ * with a pipelined head in the buffer, asgi_response_body() says so and
+ * asgi_proto.c parses it.
+ *
+ * Who writes which field of a Proto:
+ *   connection (transport .. tprev/tnext)   asgi_proto.c; the inline
+ *       helpers set_state/timer_del/proto_close keep state and timers
+ *   the request and the response (gen .. rhead, alog_*)   asgi_http.c
+ *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
+ *       asgi_proto.c's channels read them, and end rstate on errors)
+ *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
+ *   the read buffer p->c   asgi_proto.c appends, the others consume
+ * Who writes which field of `asgi` (the worker's state, one per process):
+ *   everything set up once (ctx .. methods, trust_all)   asgi_proto.c
+ *       (asgi_proto_setup and configure())
+ *   timers, nconns, full, stopping, stop_deadline, next_look   asgi_proto.c
+ *       (asgi_http.c sets stopping at max_requests)
+ *   served   asgi_http.c and asgi_ws.c count requests
+ *   websockets (the list), websockets_closed   asgi_ws.c links and
+ *       unlinks; asgi_proto.c closes them all when draining
+ *
+ * Everything runs on the loop's thread with the GIL held.
+ */
+#ifndef CUNICORN_ASGI_INT_H
+#define CUNICORN_ASGI_INT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include "http_conn.h"
+#include "http_parser.h"
+#include "log.h"
+#include "util.h"
+
+struct http_worker_ctx;
+struct settings;
+
+#define SERVER_HEADER	"cunicorn"
+#define FIRST_BUF	(16 * 1024)
+#define DRAIN_MAX	(1u << 20)	/* unread body skipped to keep a connection */
+
+enum { PS_HEAD, PS_IDLE, PS_BUSY, PS_CLOSING };
+
+/* response progress */
+enum { R_NONE, R_STARTED, R_SENT, R_DONE };
+
+typedef struct proto {
+	PyObject_HEAD
+	struct http_conn c;		/* buf/len/cap/headers/req; fd unused */
+	PyObject *transport;		/* NULL once lost */
+	PyObject *client;		/* (host, port) or None */
+	int listener;			/* index in the worker's listeners */
+	int state;			/* PS_* */
+	int lost, client_eof, paused_reading, paused_writing, counted;
+	uint64_t deadline_ms;
+	struct proto *tprev, *tnext;	/* HEAD / IDLE timer lists */
+
+	/* the current request (gen counts them; stale channels are refused) */
+	uint64_t gen;
+	PyObject *recv_waiter;		/* future of a waiting receive() */
+	PyObject *drain_waiter;		/* future of a send() waiting for resume_writing */
+	int body_kind;			/* enum http_body_kind */
+	uint64_t body_left;		/* HTTP_BODY_LENGTH: bytes still to come */
+	struct http_chunked chunked;
+	int body_done, body_sent;	/* all read; the last http.request given */
+	int want_keepalive;		/* the request allows it */
+	int head_only, http10;
+
+	/* the response */
+	int rstate;			/* R_* */
+	int status;
+	int resp_chunked, resp_keepalive, app_server, app_date, app_close;
+	int64_t resp_length;		/* -1: none given */
+	uint64_t resp_sent;
+	char *rhead;			/* the app's headers, serialized */
+	size_t rhead_len, rhead_cap;
+
+	/* the access log's copy of the request head (only when it is on) */
+	char *alog_head;
+	size_t alog_head_len, alog_head_cap;
+	uint64_t alog_start_us;
+
+	/* a websocket (RFC 6455) once the head asked for one */
+	int is_ws;
+	int ws_state;			/* WS_* */
+	int ws_close_code;		/* for websocket.disconnect */
+	PyObject *ws_queue;		/* list: messages no receive() took yet */
+	PyObject *ws_accept;		/* bytes: Sec-WebSocket-Accept's value */
+	char *ws_msg;			/* a fragmented message so far */
+	size_t ws_msg_len, ws_msg_cap;
+	int ws_msg_opcode;		/* 0: none in progress */
+	struct proto *wsprev, *wsnext;	/* open websockets (closed when draining) */
+} Proto;
+
+enum { WS_CONNECTING, WS_CONNECT_SENT, WS_OPEN, WS_CLOSED };
+#define WS_MAX_MESSAGE	(16u * 1024 * 1024)	/* uvicorn's ws_max_size */
+#define WS_MAX_QUEUE	64			/* messages held before reading pauses */
+
+/* Receive, send and the task's done callback of one request. */
+enum { CH_RECEIVE, CH_SEND, CH_DONE };
+typedef struct {
+	PyObject_HEAD
+	Proto *p;
+	uint64_t gen;
+	int kind;
+} Channel;
+
+/* An awaitable that is already done: `await` gives value at once. */
+typedef struct {
+	PyObject_HEAD
+	PyObject *value;
+} Ready;
+
+struct asgi_state {
+	struct http_worker_ctx *ctx;
+	struct settings *cfg;
+	struct http_conn_limits limits;
+	int sigfd;
+	PyObject *app;
+	PyObject *loop_create_future, *loop_create_task;
+	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
+	PyObject *lifespan_state;	/* dict or NULL */
+	PyObject *wake;			/* glue's callable: something to look at */
+	PyObject *stop_accepting;	/* glue's callable: close the servers now */
+	PyObject **servers;		/* per listener: (host, port) or (path, None) */
+	PyObject *root_path;
+	PyObject *asgi_info, *v_http, *v_https, *v_11, *v_10, *v_http_scope;
+	PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
+	    *k_method, *k_root_path, *k_path, *k_raw_path, *k_query_string,
+	    *k_headers, *k_state, *k_body, *k_more_body, *k_status, *k_code, *k_text,
+	    *k_bytes, *k_subprotocol, *k_subprotocols, *k_reason, *v_websocket, *v_ws, *v_wss;
+	PyObject *m_request, *m_disconnect_msg, *v_empty_bytes;
+	PyObject *s_write, *s_close, *s_pause_reading, *s_resume_reading,
+	    *s_set_result, *s_done, *s_result, *s_add_done_callback,
+	    *s_get_extra_info, *s_peername, *s_discard, *s_add, *s_start,
+	    *s_body_msg, *s_copy;
+	PyObject *methods[9];
+	int trust_all;
+	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
+	size_t nconns;
+	size_t max_conns;		/* worker_connections */
+	int full;			/* at max_conns: the glue stops accepting */
+	Proto *websockets;		/* list of open ones */
+	int websockets_closed;		/* draining closed them */
+	unsigned long served, limit;
+	int stopping;
+	uint64_t stop_deadline, keepalive_ms, next_look;
+};
+extern struct asgi_state asgi;
+
+
+/* asgi_state.c */
+extern PyTypeObject asgi_ready_type;
+PyObject *asgi_error_page(int status, const char *mesg);
+uint64_t asgi_realtime_us(void);
+void asgi_access_log(Proto *p, int status);
+void asgi_refuse(Proto *p, int status, const char *why);
+
+/* asgi_http.c */
+extern const char *const asgi_method_names[9];
+PyObject *asgi_build_scope(Proto *p, const char **bad);
+PyObject *asgi_http_begin(Proto *p);
+PyObject *asgi_body_message(Proto *p, int *bad);
+PyObject *asgi_disconnect_message(void);
+void asgi_feed_receiver(Proto *p);
+int asgi_response_start(Proto *p, PyObject *msg);
+int asgi_response_body(Proto *p, PyObject *msg);
+
+/* asgi_ws.c */
+int asgi_ws_wanted(const struct http_request *q);
+PyObject *asgi_ws_start(Proto *p);
+void asgi_ws_feed(Proto *p);
+void asgi_ws_fail(Proto *p, int code, const char *why);
+void asgi_ws_unlink(Proto *p);
+PyObject *asgi_ws_disconnect_message(int code);
+void asgi_ws_deliver(Proto *p, PyObject *m);
+PyObject *asgi_ws_receive(Proto *p);
+int asgi_ws_send(Proto *p, PyObject *msg, PyObject *type);
+
+
+/* ---- small helpers (inline: they are on every request's path) ---- */
+
+static inline Ready *
+ready_new(PyObject *value)
+{
+	Ready *r = PyObject_New(Ready, &asgi_ready_type);
+
+	if (r != NULL)
+		r->value = Py_NewRef(value);
+	return r;
+}
+
+static inline void
+wake_glue(void)
+{
+	PyObject *r;
+
+	if (asgi.wake == NULL)
+		return;
+	if ((r = PyObject_CallNoArgs(asgi.wake)) == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+}
+
+static inline void
+timer_del(Proto *p)
+{
+	int l = p->state == PS_IDLE ? 1 : 0;
+
+	if (p->state != PS_HEAD && p->state != PS_IDLE)
+		return;
+	if (p->tprev != NULL)
+		p->tprev->tnext = p->tnext;
+	else if (asgi.timers[l].head == p)
+		asgi.timers[l].head = p->tnext;
+	else
+		return;
+	if (p->tnext != NULL)
+		p->tnext->tprev = p->tprev;
+	else
+		asgi.timers[l].tail = p->tprev;
+	p->tprev = p->tnext = NULL;
+}
+
+/* Enter state st; HEAD and IDLE get a deadline ms from now (FIFO lists:
+ * every deadline of a list is now + the same constant). */
+static inline void
+set_state(Proto *p, int st, uint64_t ms)
+{
+	timer_del(p);
+	p->state = st;
+	if (st != PS_HEAD && st != PS_IDLE)
+		return;
+	int l = st == PS_IDLE ? 1 : 0;
+	p->deadline_ms = monotonic_ms() + ms;
+	p->tprev = asgi.timers[l].tail;
+	p->tnext = NULL;
+	if (asgi.timers[l].tail != NULL)
+		asgi.timers[l].tail->tnext = p;
+	else
+		asgi.timers[l].head = p;
+	asgi.timers[l].tail = p;
+}
+
+static inline void
+transport_call(Proto *p, PyObject *name)
+{
+	PyObject *r;
+
+	if (p->transport == NULL)
+		return;
+	r = PyObject_CallMethodNoArgs(p->transport, name);
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+}
+
+static inline int
+transport_write(Proto *p, PyObject *bytes)
+{
+	PyObject *r;
+
+	if (p->transport == NULL)
+		return 0;
+	r = PyObject_CallMethodOneArg(p->transport, asgi.s_write, bytes);
+	if (r == NULL)
+		return -1;
+	Py_DECREF(r);
+	return 0;
+}
+
+static inline void
+proto_close(Proto *p)
+{
+	if (p->state == PS_CLOSING)
+		return;
+	set_state(p, PS_CLOSING, 0);
+	transport_call(p, asgi.s_close);
+}
+
+/* Resolve a waiting future (if the app did not cancel it). */
+static inline void
+future_resolve(PyObject **fp, PyObject *value)
+{
+	PyObject *f = *fp, *r;
+
+	*fp = NULL;
+	if (f == NULL)
+		return;
+	r = PyObject_CallMethodNoArgs(f, asgi.s_done);
+	if (r != NULL && r == Py_False) {
+		Py_DECREF(r);
+		r = PyObject_CallMethodOneArg(f, asgi.s_set_result, value);
+	}
+	if (r == NULL)
+		PyErr_Clear();
+	Py_XDECREF(r);
+	Py_DECREF(f);
+}
+
+static inline PyObject *
+new_future(void)
+{
+	return PyObject_CallNoArgs(asgi.loop_create_future);
+}
+
+/* The buffer: room for n more bytes.  Bounded by the caller (reading
+ * pauses at cap), so growth is at most one transport read past it. */
+static inline void
+buf_reserve(Proto *p, size_t n)
+{
+	if (p->c.buf == NULL)
+		http_conn_alloc(&p->c, &asgi.limits, FIRST_BUF);
+	if (p->c.len + n <= p->c.cap)
+		return;
+	size_t want = p->c.cap * 2;
+	if (want < p->c.len + n)
+		want = p->c.len + n;
+	p->c.buf = xrealloc(p->c.buf, want);
+	p->c.cap = want;
+}
+
+static inline void
+buf_consume(Proto *p, size_t n)
+{
+	if (n >= p->c.len) {
+		p->c.len = 0;
+		return;
+	}
+	memmove(p->c.buf, p->c.buf + n, p->c.len - n);
+	p->c.len -= n;
+}
+
+static inline int
+asgi_bytes_of(PyObject *o, const char **s, Py_ssize_t *n)
+{
+	if (PyBytes_Check(o)) {
+		*s = PyBytes_AS_STRING(o);
+		*n = PyBytes_GET_SIZE(o);
+		return 0;
+	}
+	if (PyByteArray_Check(o)) {
+		*s = PyByteArray_AS_STRING(o);
+		*n = PyByteArray_GET_SIZE(o);
+		return 0;
+	}
+	if (PyUnicode_Check(o)) {	/* lenient: latin-1 text */
+		if ((*s = PyUnicode_AsUTF8AndSize(o, n)) == NULL)
+			return -1;
+		return 0;
+	}
+	PyErr_Format(PyExc_TypeError, "expected bytes, got %.100s", Py_TYPE(o)->tp_name);
+	return -1;
+}
+
+static inline int
+set_new(PyObject *d, PyObject *k, PyObject *v)
+{
+	int rc;
+
+	if (v == NULL)
+		return -1;
+	rc = PyDict_SetItem(d, k, v);
+	Py_DECREF(v);
+	return rc;
+}
+
+#endif
