@@ -33,6 +33,7 @@
 #include "log.h"
 #include "proctitle.h"
 #include "settings.h"
+#include "spawn.h"
 #include "util.h"
 
 #include <errno.h>
@@ -43,7 +44,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -398,24 +398,15 @@ on_signal(void)
 	}
 }
 
+/* spawn_process() left every signal blocked with default dispositions
+ * (SIGPIPE ignored); the ones we handle become the signalfd, the rest are
+ * unblocked. */
 static int
 signals_setup(void)
 {
 	static const int handled[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP,
 	    SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD };
-	struct sigaction sa = { .sa_handler = SIG_DFL };
-	sigset_t set, all;
-
-	/* Everything stays blocked while dispositions are reset (the master
-	 * forked us with all signals blocked). */
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	sigset_t set;
 
 	sigemptyset(&set);
 	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
@@ -432,13 +423,29 @@ signals_setup(void)
 /* ---- the arbiter process ---- */
 
 static void __attribute__((noreturn))
-arbiter_main(struct settings *s, pid_t master_pid)
+arbiter_parent_gone(void *arg)
 {
-	int keep[1] = { log_error_fd() };
-	struct epoll_event evs[64];
+	log_warnx("Parent changed, shutting down dirty arbiter");
+	dirty_runtime_remove_dirs();
+	_exit(0);
+}
 
-	close_fds_except(keep, 1);
-	log_reopen();
+/*
+ * The arbiter, once spawn_process() made it one: it holds only the error
+ * log (no listener, no descriptor of the master's), its title is set, and
+ * PR_SET_PDEATHSIG(SIGUSR2) arrives through the signalfd.
+ */
+struct arbiter_boot {
+	struct settings *s;
+	pid_t master_pid;
+};
+
+static void __attribute__((noreturn))
+arbiter_main(void *arg)
+{
+	struct settings *s = ((struct arbiter_boot *)arg)->s;
+	pid_t master_pid = ((struct arbiter_boot *)arg)->master_pid;
+	struct epoll_event evs[64];
 
 	memset(&arb, 0, sizeof(arb));
 	arb.s = s;
@@ -449,9 +456,6 @@ arbiter_main(struct settings *s, pid_t master_pid)
 
 	if (signals_setup() == -1)
 		_exit(1);
-	prctl(PR_SET_PDEATHSIG, SIGUSR2);
-	proctitle_set("%s: dirty-arbiter [%s]", proctitle_prog(),
-	    settings_proc_name(s));
 	log_info("Dirty arbiter starting (pid: %d)", (int)arb.pid);
 
 	arb.pid_fd = (int)syscall(SYS_pidfd_open, master_pid, 0);
@@ -460,11 +464,8 @@ arbiter_main(struct settings *s, pid_t master_pid)
 		    strerror(errno));
 	else
 		fd_set_cloexec(arb.pid_fd, 1);
-	if (getppid() != master_pid) {	/* died before pidfd/prctl */
-		log_warnx("Parent changed, shutting down dirty arbiter");
-		dirty_runtime_remove_dirs();
-		_exit(0);
-	}
+	if (getppid() != master_pid)	/* died before pidfd_open */
+		arbiter_parent_gone(NULL);
 
 	if ((arb.lock_fd = dirty_runtime_lock_pidfile()) == -1)
 		_exit(1);
@@ -575,16 +576,25 @@ arbiter_main(struct settings *s, pid_t master_pid)
 pid_t
 dirty_arbiter_spawn(struct settings *s, pid_t master_pid)
 {
+	struct arbiter_boot boot = { .s = s, .master_pid = master_pid };
 	pid_t pid;
 
 	log_info("Spawning dirty arbiter");
-	pid = fork();
+	pid = spawn_process(&(struct spawn_spec){
+		.role = "dirty-arbiter",
+		.cfg = s,
+		.parent = master_pid,
+		.close_all = 1,		/* never an HTTP listener, nor the master's pipe */
+		.parent_death_signal = SIGUSR2,
+		.parent_gone = arbiter_parent_gone,
+		.boot_error = 1,
+		.main = arbiter_main,
+		.arg = &boot,
+	});
 	if (pid == -1) {
 		log_warn("cannot fork the dirty arbiter");
 		return -1;
 	}
-	if (pid == 0)
-		arbiter_main(s, master_pid);
 	log_info("Spawned dirty arbiter (pid: %d) at %s", (int)pid,
 	    dirty_socket_path() != NULL ? dirty_socket_path() : "?");
 	return pid;

@@ -7,11 +7,12 @@
  * arb.apps, arb.workers and arb.respawns (dirty_arbiter_int.h).  The
  * arbiter NEVER calls Python: the workers it forks do (dirty_worker.c).
  *
- * Dirty workers: forked with a socketpair end, a MAP_SHARED heartbeat
- * slot and their app list; in the child every other descriptor is closed,
- * PR_SET_PDEATHSIG(SIGKILL) is set (with the getppid() race check), the
- * privileges are dropped to the user/group settings, then
- * dirty_worker_main() runs.  The arbiter itself keeps the master's user.
+ * Dirty workers: spawned (spawn.c) with a socketpair end, a MAP_SHARED
+ * heartbeat slot and their app list; in the child every other descriptor
+ * is closed, PR_SET_PDEATHSIG(SIGKILL) is set (with the getppid() race
+ * check), the title set, the privileges dropped to the user/group
+ * settings, then dirty_worker_main() runs.  The arbiter itself keeps the
+ * master's user.
  *
  * Trust: a malformed frame from a worker gets the worker killed and
  * replaced (worker_misbehaved()); the arbiter carries on.
@@ -28,6 +29,7 @@
 #include "dirty_arbiter_int.h"
 #include "dirty_wire.h"
 #include "log.h"
+#include "spawn.h"
 #include "settings.h"
 #include "util.h"
 
@@ -39,7 +41,6 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -181,38 +182,36 @@ worker_allocate(unsigned char *apps)
 	}
 }
 
-static void __attribute__((noreturn))
-worker_child(int fd, volatile uint64_t *heartbeat, const unsigned char *apps,
-    int age)
-{
-	int keep[2] = { fd, log_error_fd() };
-	struct dirty_worker_ctx ctx;
+/* What a dirty worker child needs from the arbiter (on the arbiter's
+ * stack: the child has its copy). */
+struct worker_boot {
+	int fd;				/* its socketpair end */
+	volatile uint64_t *heartbeat;
+	const unsigned char *apps;	/* arb.napps flags */
+	int age;
+};
 
-	close_fds_except(keep, 2);
-	log_reopen();
-	/* Die with the arbiter, even when frozen; close the race with an
-	 * arbiter that died before the prctl. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != arb.pid)
-		_exit(0);
-	/* Blocked until dirty_worker_main() has its handlers: the USR1 we
-	 * forward to all workers (log reopen) would kill a fresh one. */
-	signals_reset_child_blocked();
-	/* Drop privileges like an HTTP worker (user / group settings). */
-	if (privileges_drop(arb.s) == -1)
-		_exit(1);
+/* The dirty worker child, once spawn_process() made it one (only its
+ * socketpair end and the error log held, PR_SET_PDEATHSIG(SIGKILL): it
+ * dies with the arbiter even when frozen, privileges dropped like an HTTP
+ * worker's). */
+static void __attribute__((noreturn))
+worker_child(void *arg)
+{
+	struct worker_boot *b = arg;
+	struct dirty_worker_ctx ctx;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg = arb.s;
-	ctx.fd = fd;
+	ctx.fd = b->fd;
 	ctx.apps = xcalloc(arb.napps + 1, sizeof(char *));
 	for (size_t i = 0; i < arb.napps; i++)
-		if (apps[i])
+		if (b->apps[i])
 			ctx.apps[ctx.napps++] = arb.apps[i].path;
-	ctx.heartbeat = heartbeat;
-	ctx.cancel = heartbeat + 1;
+	ctx.heartbeat = b->heartbeat;
+	ctx.cancel = b->heartbeat + 1;
 	ctx.arbiter_pid = arb.pid;
-	ctx.age = age;
+	ctx.age = b->age;
 	dirty_worker_main(&ctx);
 }
 
@@ -239,17 +238,29 @@ worker_spawn(const unsigned char *apps)
 	}
 	*hb = monotonic_ms();
 	arb.age++;
-	pid = fork();
+	struct worker_boot boot = {
+		.fd = sv[1], .heartbeat = hb, .apps = apps, .age = arb.age,
+	};
+	pid = spawn_process(&(struct spawn_spec){
+		.role = "dirty-worker",
+		.cfg = arb.s,
+		.parent = arb.pid,
+		.close_all = 1,
+		.keep_fds = &boot.fd,
+		.nkeep_fds = 1,
+		.python = 1,
+		.parent_death_signal = SIGKILL,
+		.drop_privileges = 1,
+		.boot_error = 1,
+		.main = worker_child,
+		.arg = &boot,
+	});
 	if (pid == -1) {
 		log_warn("dirty: fork");
 		close(sv[0]);
 		close(sv[1]);
 		munmap((void *)hb, SHARED_SIZE);
 		return -1;
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		worker_child(sv[1], hb, apps, arb.age);
 	}
 	close(sv[1]);
 	fd_set_nonblock(sv[0], 1);

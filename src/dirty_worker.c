@@ -55,14 +55,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include "dirty.h"
 #include "dirty_pyext.h"
 #include "dirty_wire.h"
 #include "log.h"
-#include "proctitle.h"
 #include "python.h"
 #include "pythreads.h"
 #include "settings.h"
@@ -1177,7 +1175,8 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	sigset_t none;
 	int nthreads;
 
-	python_after_fork();
+	/* spawn_process() did PyOS_AfterFork_Child, PR_SET_PDEATHSIG and the
+	 * title. */
 	memset(&W, 0, sizeof(W));
 	setup_signals();
 	/* The arbiter forked us with every signal blocked (a USR1 or HUP
@@ -1185,10 +1184,6 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	 * code runs, or the processes apps spawn would inherit the mask. */
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-		log_warn("dirty worker: prctl(PR_SET_PDEATHSIG)");
-	if (getppid() != ctx->arbiter_pid)
-		_exit(0);	/* the arbiter died before the prctl */
 
 	W.ctx = ctx;
 	W.cfg = ctx->cfg;
@@ -1202,9 +1197,6 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	pthread_mutex_init(&W.wlock, NULL);
 	fd_set_nonblock(W.fd, 0);
 	fd_set_cloexec(W.fd, 1);
-
-	proctitle_set("%s: dirty-worker [%s]", proctitle_prog(),
-	    settings_proc_name(W.cfg));
 
 	if ((W.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
 		fatal("dirty worker: eventfd");

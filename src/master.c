@@ -6,9 +6,11 @@
  * the signal pipe.  It forks and supervises; it never serves a request.
  *
  * Signal handlers only record the signal and wake the one loop
- * (master_loop) through a pipe, so nothing else runs in a handler.  Every
- * fork of ours happens with all signals blocked; each child role resets
- * the dispositions, installs its own and unblocks.
+ * (master_loop) through a pipe, so nothing else runs in a handler.  Its
+ * children are forked by spawn_process() (spawn.c) with all signals
+ * blocked and the dispositions reset; each role installs its own and
+ * unblocks.  Only the USR2 re-exec (straight into exec) and --daemon fork
+ * on their own.
  *
  * Python runs here only for the config file, a preloaded app and hooks.
  *
@@ -38,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +52,7 @@
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "spawn.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -263,7 +265,8 @@ signals_init(void)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* Around each fork of ours: the child starts with every signal blocked. */
+/* Around the USR2 fork (spawn_process() does the same for its children):
+ * the child starts with every signal blocked. */
 static void
 fork_block(sigset_t *saved)
 {
@@ -279,7 +282,7 @@ fork_unblock(const sigset_t *saved)
 	sigprocmask(SIG_SETMASK, saved, NULL);
 }
 
-/* In a child of ours, first thing: the master's handlers and pipe go. */
+/* In the USR2 child, first thing: the master's handlers and pipe go. */
 static void
 child_leave_master_signals(void)
 {
@@ -300,84 +303,103 @@ warn_threads(void)
 	}
 }
 
+/* What an HTTP worker child needs from the master (on the parent's stack:
+ * the child has its copy). */
+struct http_worker_boot {
+	int slot;
+	int age;
+	PyObject *wobj;			/* the pre_fork hook's worker object, or NULL */
+};
+
+static void
+http_worker_booting(void *arg)
+{
+	log_info("Booting worker with pid: %d", (int)getpid());
+}
+
+/* The HTTP worker child, after spawn_process() made it one: the post_fork
+ * hook, then the role. */
+static void __attribute__((noreturn))
+http_worker_child(void *arg)
+{
+	struct http_worker_boot *b = arg;
+	struct http_worker_ctx ctx;
+
+	if (M.cfg->hooks[HOOK_POST_FORK] != NULL) {
+		Py_XDECREF(b->wobj);
+		b->wobj = python_worker_object(M.cfg, getpid(), b->age);
+		python_hook(M.cfg, HOOK_POST_FORK, 2, M.server_obj, b->wobj);
+	}
+	Py_XDECREF(b->wobj);
+	ctx = (struct http_worker_ctx){
+		.cfg = M.cfg,
+		.listeners = M.listeners,
+		.nlisteners = M.nlisteners,
+		.heartbeat = &M.heartbeats[b->slot],
+		.heartbeats = M.heartbeats,
+		.loads = &M.heartbeats[HEARTBEAT_SLOTS],
+		.slot = b->slot,
+		.nslots = HEARTBEAT_SLOTS,
+		.master_pid = M.pid,
+		.age = b->age,
+		.app = M.app,
+	};
+	http_worker_main(&ctx);
+}
+
+/*
+ * An HTTP worker keeps what the master inherited or Python opened in it
+ * (listeners, GUNICORN_FD and systemd sockets, descriptors a preloaded app
+ * shares with its workers, as under gunicorn); it closes the master's own:
+ * the signal pipe.
+ */
 static void
 spawn_http_worker(void)
 {
-	int slot = alloc_slot(), age = ++M.worker_age;
+	struct http_worker_boot b = { .slot = alloc_slot(), .age = ++M.worker_age };
 	pid_t pid;
-	PyObject *wobj = NULL;
-	sigset_t saved;
 
-	if (slot < 0) {
+	if (b.slot < 0) {
 		log_errorx("too many workers (max %d)", HEARTBEAT_SLOTS);
 		return;
 	}
-	M.heartbeats[slot] = monotonic_ms();
-	M.heartbeats[HEARTBEAT_SLOTS + slot] = 0;	/* its load */
+	M.heartbeats[b.slot] = monotonic_ms();
+	M.heartbeats[HEARTBEAT_SLOTS + b.slot] = 0;	/* its load */
 	if (M.cfg->hooks[HOOK_PRE_FORK] != NULL) {
-		wobj = python_worker_object(M.cfg, 0, age);
-		python_hook(M.cfg, HOOK_PRE_FORK, 2, M.server_obj, wobj);
+		b.wobj = python_worker_object(M.cfg, 0, b.age);
+		python_hook(M.cfg, HOOK_PRE_FORK, 2, M.server_obj, b.wobj);
 	}
 	warn_threads();
-	fflush(NULL);
-	fork_block(&saved);
-	pid = fork();
-	if (pid != 0)
-		fork_unblock(&saved);
+	pid = spawn_process(&(struct spawn_spec){
+		.role = "worker",
+		.cfg = M.cfg,
+		.parent = M.pid,
+		.close_fds = sig_pipe,
+		.nclose_fds = 2,
+		.python = 1,
+		.parent_death_signal = SIGTERM,
+		.booting = http_worker_booting,
+		.drop_privileges = 1,
+		.boot_error = WORKER_BOOT_ERROR,
+		.main = http_worker_child,
+		.arg = &b,
+	});
+	Py_XDECREF(b.wobj);
 	if (pid == -1) {
 		log_error("fork");
-		M.slot_used[slot] = 0;
-		Py_XDECREF(wobj);
+		M.slot_used[b.slot] = 0;
 		return;
 	}
-	if (pid == 0) {
-		struct http_worker_ctx ctx;
-
-		child_leave_master_signals();
-		python_after_fork();
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != M.pid)		/* the master died before prctl */
-			_exit(0);
-		proctitle_set("%s: worker [%s]", proctitle_prog(), settings_proc_name(M.cfg));
-		log_info("Booting worker with pid: %d", (int)getpid());
-		if (privileges_drop(M.cfg) == -1)
-			_exit(WORKER_BOOT_ERROR);
-		if (M.cfg->hooks[HOOK_POST_FORK] != NULL) {
-			Py_XDECREF(wobj);
-			wobj = python_worker_object(M.cfg, getpid(), age);
-			python_hook(M.cfg, HOOK_POST_FORK, 2, M.server_obj, wobj);
-		}
-		Py_XDECREF(wobj);
-		ctx = (struct http_worker_ctx){
-			.cfg = M.cfg,
-			.listeners = M.listeners,
-			.nlisteners = M.nlisteners,
-			.heartbeat = &M.heartbeats[slot],
-			.heartbeats = M.heartbeats,
-			.loads = &M.heartbeats[HEARTBEAT_SLOTS],
-			.slot = slot,
-			.nslots = HEARTBEAT_SLOTS,
-			.master_pid = M.pid,
-			.age = age,
-			.app = M.app,
-		};
-		http_worker_main(&ctx);
-	}
-	Py_XDECREF(wobj);
-	child_add(pid, ROLE_HTTP_WORKER, slot, age);
+	child_add(pid, ROLE_HTTP_WORKER, b.slot, b.age);
 }
 
 static void
 spawn_arbiter(void)
 {
 	pid_t pid;
-	sigset_t saved;
 
 	M.arbiter_last_spawn_ms = monotonic_ms();
-	fflush(NULL);
-	fork_block(&saved);	/* the arbiter resets its dispositions, then unblocks */
 	pid = dirty_arbiter_spawn(M.cfg, M.pid);
-	fork_unblock(&saved);
 	if (pid > 0)
 		child_add(pid, ROLE_DIRTY_ARBITER, -1, 0);
 }

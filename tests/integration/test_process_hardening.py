@@ -206,6 +206,37 @@ def test_gunicorn_fd_listener_is_served_and_others_are_kept(make_server, tmp_pat
     assert "Shutting down: Master" in errlog.read_text()
 
 
+# ---- 4b. what an HTTP worker inherits (spawn.c) ------------------------
+
+HOLDER_APP = """
+import os
+held = open(os.environ["HELD_PATH"], "w")   # a preloaded app's descriptor
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"OK"]
+"""
+
+
+def test_http_worker_keeps_what_the_app_opened_and_not_the_masters_pipe(make_server, tmp_path):
+    """Decision: an HTTP worker does not close every inherited descriptor
+    (a preloaded app shares what it opened with its workers, as under
+    gunicorn), but the master's own signal pipe is gone from it."""
+    (tmp_path / "holder_app.py").write_text(HOLDER_APP)
+    held = tmp_path / "held.txt"
+    s = make_server("--chdir", str(tmp_path), "--preload", "-w", "1", "holder_app:application",
+                    env={"HELD_PATH": str(held)})
+    worker = wait_for(lambda: (lambda p: p[0] if len(p) == 1 else None)(s.pids_titled("worker")),
+                      10, what="the worker")
+    assert http_get(s.port, "/")[2] == b"OK"
+    master_fds, worker_fds = fd_targets(s.pid), fd_targets(worker)
+    master_pipes = {t for t in master_fds if t.startswith("pipe:")}
+    assert master_pipes, master_fds           # the master's signal pipe
+    assert not master_pipes & set(worker_fds), (master_fds, worker_fds)
+    assert str(held) in master_fds and str(held) in worker_fds
+    assert s.stop() == 0
+
+
 # ---- 3. runtime dir under -u/-g: nothing an unprivileged user can change
 
 NOBODY = 65534

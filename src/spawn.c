@@ -1,0 +1,91 @@
+/*
+ * spawn.c — fork a child role from a spawn_spec (spawn.h): the one place
+ * where a child of ours sheds what its parent held and becomes its role.
+ *
+ * Owns nothing across calls.  Must never run a role's code itself, nor
+ * touch the parent's table of children: it forks, prepares the child in
+ * the order spawn.h states, and hands over to spec->main.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proctitle.h"
+#include "python.h"
+#include "settings.h"
+#include "util.h"
+
+#define MAX_KEEP_FDS	64
+
+static void __attribute__((noreturn))
+spawn_child(const struct spawn_spec *spec)
+{
+	signals_reset_child_blocked();
+
+	if (spec->close_all) {
+		int keep[MAX_KEEP_FDS + 1];
+		size_t n = 0;
+
+		for (size_t i = 0; i < spec->nkeep_fds && n < MAX_KEEP_FDS; i++)
+			keep[n++] = spec->keep_fds[i];
+		keep[n++] = log_error_fd();
+		close_fds_except(keep, n);
+		log_reopen();
+	} else {
+		for (size_t i = 0; i < spec->nclose_fds; i++)
+			if (spec->close_fds[i] >= 0)
+				close(spec->close_fds[i]);
+	}
+
+	if (spec->python)
+		python_after_fork();
+
+	if (spec->parent_death_signal != 0) {
+		if (prctl(PR_SET_PDEATHSIG, spec->parent_death_signal) == -1)
+			log_warn("%s: prctl(PR_SET_PDEATHSIG)", spec->role);
+		if (getppid() != spec->parent) {
+			if (spec->parent_gone != NULL)
+				spec->parent_gone(spec->arg);
+			_exit(0);
+		}
+	}
+
+	proctitle_set("%s: %s [%s]", proctitle_prog(), spec->role,
+	    settings_proc_name(spec->cfg));
+	if (spec->booting != NULL)
+		spec->booting(spec->arg);
+	if (spec->drop_privileges && privileges_drop(spec->cfg) == -1)
+		_exit(spec->boot_error);
+
+	spec->main(spec->arg);
+	_exit(spec->boot_error);	/* a main that returned: a bug */
+}
+
+pid_t
+spawn_process(const struct spawn_spec *spec)
+{
+	sigset_t all, saved;
+	pid_t pid;
+	int saved_errno;
+
+	if (spec->nkeep_fds > MAX_KEEP_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	fflush(NULL);		/* nothing buffered gets written twice */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &saved);
+	pid = fork();
+	if (pid == 0)
+		spawn_child(spec);
+	saved_errno = errno;
+	sigprocmask(SIG_SETMASK, &saved, NULL);
+	errno = saved_errno;
+	return pid;
+}
