@@ -1549,106 +1549,21 @@ settings_default_config_path(void)
 
 /* ---- config file (Python) ---- */
 
-/* Helpers that are simpler in Python: loading the file like gunicorn
- * (importlib, module "__config__"), describing an exception in one line,
- * checking a hook's arity. */
-static const char config_helpers[] =
-"import importlib, importlib.machinery, importlib.util, os, sys\n"
-"def load(location):\n"
-"    if location.startswith('python:'):\n"
-"        return dict(vars(importlib.import_module(location[7:])))\n"
-"    if location.startswith('file:'):\n"
-"        location = location[5:]\n"
-"    name = '__config__'\n"
-"    loader = importlib.machinery.SourceFileLoader(name, location)\n"
-"    spec = importlib.util.spec_from_file_location(name, location,\n"
-"                                                  loader=loader)\n"
-"    mod = importlib.util.module_from_spec(spec)\n"
-"    sys.modules[name] = mod\n"
-"    loader.exec_module(mod)\n"
-"    return dict(vars(mod))\n"
-"def describe(exc, location):\n"
-"    if location.startswith('file:'):\n"
-"        location = location[5:]\n"
-"    line = None\n"
-"    if isinstance(exc, SyntaxError):\n"
-"        msg = exc.msg\n"
-"        line = exc.lineno\n"
-"    else:\n"
-"        msg = str(exc)\n"
-"    target = os.path.abspath(location)\n"
-"    tb = exc.__traceback__\n"
-"    while tb is not None:\n"
-"        fn = tb.tb_frame.f_code.co_filename\n"
-"        if fn and os.path.abspath(fn) == target:\n"
-"            line = tb.tb_lineno\n"
-"        tb = tb.tb_next\n"
-"    text = type(exc).__name__ + (': ' + msg if msg else '')\n"
-"    text = ' '.join(text.split())\n"
-"    if line:\n"
-"        text += ' (line %d)' % line\n"
-"    return text\n"
-"def _accepts(f, n):\n"
-"    import inspect  # only when a hook is set: keeps the master small\n"
-"    try:\n"
-"        sig = inspect.signature(f)\n"
-"    except (TypeError, ValueError):\n"
-"        return True\n"
-"    required = total = 0\n"
-"    for p in sig.parameters.values():\n"
-"        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):\n"
-"            total += 1\n"
-"            if p.default is p.empty:\n"
-"                required += 1\n"
-"        elif p.kind == p.VAR_POSITIONAL:\n"
-"            total = 1 << 30\n"
-"        elif p.kind == p.KEYWORD_ONLY and p.default is p.empty:\n"
-"            return False\n"
-"    return required <= n <= total\n"
-"def hook(f, n, name):\n"
-"    if isinstance(f, str):\n"
-"        mod, _, obj = f.rpartition('.')\n"
-"        if not mod:\n"
-"            raise TypeError(\"'%s' is not an import string \"\n"
-"                            '(module.callable)' % f)\n"
-"        try:\n"
-"            f = getattr(importlib.import_module(mod), obj)\n"
-"        except (ImportError, AttributeError) as e:\n"
-"            raise TypeError('cannot import %s: %s' % (f, e))\n"
-"    if not callable(f):\n"
-"        raise TypeError('not callable')\n"
-"    if name == 'post_request':\n"
-"        if _accepts(f, 4):\n"
-"            return f\n"
-"        if _accepts(f, 3):\n"
-"            return lambda worker, req, environ, resp: f(worker, req, environ)\n"
-"        if _accepts(f, 2):\n"
-"            return lambda worker, req, environ, resp: f(worker, req)\n"
-"        raise TypeError('must accept 4 arguments')\n"
-"    if not _accepts(f, n):\n"
-"        raise TypeError('must accept %d argument%s' % (n, 's' if n > 1 else ''))\n"
-"    return f\n"
-"def noop(*args, **kwargs):\n"
-"    pass\n";
-
-static PyObject *helpers;	/* the helpers' globals (dict), lazily built */
+/* The helpers that are simpler in Python (loading the file like gunicorn,
+ * an exception as one line, a hook's arity, the no-op hook) live in
+ * python/cunicorn/_config.py; imported on first use. */
+static PyObject *helpers;	/* cunicorn._config's globals (dict) */
 
 static PyObject *
 helper(const char *name)
 {
 	if (helpers == NULL) {
-		PyObject *g = PyDict_New(), *r;
-		if (g == NULL)
+		PyObject *mod = PyImport_ImportModule("cunicorn._config");
+		if (mod == NULL)
 			return NULL;
-		if (PyDict_SetItemString(g, "__builtins__",
-		    PyEval_GetBuiltins()) == -1 ||
-		    (r = PyRun_String(config_helpers, Py_file_input, g, g)) ==
-		    NULL) {
-			Py_DECREF(g);
-			return NULL;
-		}
-		Py_DECREF(r);
-		helpers = g;
+		helpers = PyModule_GetDict(mod);	/* borrowed ... */
+		Py_INCREF(helpers);			/* ... now ours */
+		Py_DECREF(mod);
 	}
 	return PyDict_GetItemString(helpers, name);	/* borrowed */
 }

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1443,6 +1444,29 @@ test_reload(void)
 	unlink(b);
 }
 
+/* The cunicorn package (python/, two levels above build/unit/) on
+ * sys.path, as python_init() puts it: settings.c imports cunicorn._config. */
+static void
+add_python_dir(void)
+{
+	char exe[PATH_MAX], cmd[PATH_MAX + 100];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		abort();
+	exe[n] = '\0';
+	for (int i = 0; i < 3; i++) {
+		if ((slash = strrchr(exe, '/')) == NULL)
+			abort();
+		*slash = '\0';
+	}
+	snprintf(cmd, sizeof(cmd), "import sys\nsys.path.insert(0, '%s/python')\n",
+	    exe);
+	if (PyRun_SimpleString(cmd) != 0)
+		abort();
+}
+
 int
 main(void)
 {
@@ -1455,6 +1479,7 @@ main(void)
 	}
 	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
 	Py_InitializeEx(0);
+	add_python_dir();
 
 	test_defaults();
 	test_cli_forms();
