@@ -1,5 +1,5 @@
 /*
- * test_settings.c — unit tests of settings.c: every command-line form,
+ * test_settings.c — unit tests of src/settings*.c: every command-line form,
  * GUNICORN_CMD_ARGS splitting, defaults and the environment variables
  * they read, the Python config file (values, hooks, errors), precedence
  * (file < env < command line), validation one-liners, settings_finalize,
@@ -1445,7 +1445,7 @@ test_reload(void)
 }
 
 /* The cunicorn package (python/, two levels above build/unit/) on
- * sys.path, as python_init() puts it: settings.c imports cunicorn._config. */
+ * sys.path, as python_init() puts it: settings_file.c imports cunicorn._config. */
 static void
 add_python_dir(void)
 {
