@@ -474,6 +474,14 @@ settings_find(const char *name)
 	return NULL;
 }
 
+int
+settings_restart_only(const char *name)
+{
+	const struct setting_def *d = settings_find(name);
+
+	return d != NULL && (d->flags & F_RESTART);
+}
+
 /* gunicorn's sendfile when no source sets it: $SENDFILE if set (y, 1,
  * yes, true: on; anything else: off), else on. */
 int

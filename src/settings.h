@@ -181,6 +181,9 @@ const char *settings_default_config_path(void);
  * not implement (warnings through log_warnx).
  * Returns 0 or -1 after printing one "Error: ..." line. */
 int settings_finalize(struct settings *s);
+/* Whether setting name (gunicorn's name) needs a restart: a reload (HUP)
+ * keeps its running value.  0 for a name that is not a setting. */
+int settings_restart_only(const char *name);
 
 /* --print-config: every setting gunicorn has as "name = value", sorted
  * by name; the ones cunicorn does not implement show gunicorn's default

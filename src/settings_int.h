@@ -44,6 +44,10 @@ enum setting_type {
 #define F_JOINED	0x04	/* T_CSV seen as its comma-joined string (pythonpath) */
 #define F_NOPRINT	0x08	/* not a setting: -h, -v */
 #define F_STORE_FALSE	0x10	/* T_BOOL whose flag means False (--no-sendfile) */
+/* a reload (HUP) keeps the running value: the processes were built from it
+ * (the dirty arbiter and its workers, the runtime dir named after
+ * proc_name, the privileges dropped) -- see settings_restart_only() */
+#define F_RESTART	0x20
 
 struct setting_def {
 	const char *name;		/* gunicorn's setting name */

@@ -978,6 +978,22 @@ test_default_config_path(void)
 	free(old);
 }
 
+/* The settings a reload keeps (the master's list), and only those. */
+static void
+test_restart_only(void)
+{
+	static const char *const kept[] = { "proc_name", "user", "group",
+	    "dirty_apps", "dirty_workers", "dirty_threads" };
+
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		CHECK(settings_restart_only(kept[i]));
+	CHECK(!settings_restart_only("workers"));
+	CHECK(!settings_restart_only("bind"));
+	CHECK(!settings_restart_only("dirty_timeout"));
+	CHECK(!settings_restart_only("help"));
+	CHECK(!settings_restart_only("no_such_setting"));
+}
+
 /* settings_finalize() with stderr captured; returns its rc. */
 static int
 finalize_captured(struct settings *s)
@@ -1492,6 +1508,7 @@ main(void)
 	test_print();
 	test_to_python();
 	test_default_config_path();
+	test_restart_only();
 	test_unsupported_cli();
 	test_unsupported_file();
 	test_sendfile_initgroups();
