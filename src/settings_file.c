@@ -167,6 +167,19 @@ set_scheme(struct settings *s, const struct setting_def *d, PyObject *v)
 	return 0;
 }
 
+/* A str value: its text to the setter. */
+static int
+set_str_py(struct settings *s, const struct setting_def *d, PyObject *v)
+{
+	const char *u = PyUnicode_AsUTF8(v);
+
+	if (u == NULL) {
+		PyErr_Clear();
+		return invalid_py(d, v, "not valid text");
+	}
+	return settings_set_value(s, d, u, 0);
+}
+
 /* A list setting from a str (one item / comma list), None, or a
  * sequence of str. */
 static int
@@ -176,14 +189,8 @@ set_list_py(struct settings *s, const struct setting_def *d, PyObject *v)
 	PyObject *seq;
 	Py_ssize_t n;
 
-	if (PyUnicode_Check(v)) {
-		const char *u = PyUnicode_AsUTF8(v);
-		if (u == NULL) {
-			PyErr_Clear();
-			return invalid_py(d, v, "not valid text");
-		}
-		return settings_set_value(s, d, u, 0);
-	}
+	if (PyUnicode_Check(v))
+		return set_str_py(s, d, v);
 	if (v == Py_None || v == Py_False) {
 		strlist_clear(l);
 		return 0;
@@ -270,14 +277,8 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 		free(text);
 		return rc;
 	}
-	if (PyUnicode_Check(v)) {
-		const char *u = PyUnicode_AsUTF8(v);
-		if (u == NULL) {
-			PyErr_Clear();
-			return invalid_py(d, v, "not valid text");
-		}
-		return settings_set_value(s, d, u, 0);
-	}
+	if (PyUnicode_Check(v))
+		return set_str_py(s, d, v);
 	switch (d->type) {
 	case T_INT: case T_INT64: case T_UMASK:
 		return invalid_py(d, v, "expected an integer");
