@@ -3,9 +3,10 @@
  * flags, defaults and precedence:
  *     command line > GUNICORN_CMD_ARGS > config file > defaults.
  *
- * One table in settings.c describes each setting (name, flags, type,
+ * One table (settings_table.c) describes each setting (name, flags, type,
  * default, validator); the command line, GUNICORN_CMD_ARGS, the config
- * file and --print-config all go through it.  The C struct below is what
+ * file and --print-config all go through it (the module's files are
+ * listed in settings_int.h).  The C struct below is what
  * the rest of the program reads; nothing else parses options.
  *
  * gunicorn's settings that cunicorn does not implement are parsed as
