@@ -3,9 +3,10 @@
  * flags, defaults and precedence:
  *     command line > GUNICORN_CMD_ARGS > config file > defaults.
  *
- * One table in settings.c describes each setting (name, flags, type,
+ * One table (settings_table.c) describes each setting (name, flags, type,
  * default, validator); the command line, GUNICORN_CMD_ARGS, the config
- * file and --print-config all go through it.  The C struct below is what
+ * file and --print-config all go through it (the module's files are
+ * listed in settings_int.h).  The C struct below is what
  * the rest of the program reads; nothing else parses options.
  *
  * gunicorn's settings that cunicorn does not implement are parsed as
@@ -181,6 +182,9 @@ const char *settings_default_config_path(void);
  * not implement (warnings through log_warnx).
  * Returns 0 or -1 after printing one "Error: ..." line. */
 int settings_finalize(struct settings *s);
+/* Whether setting name (gunicorn's name) needs a restart: a reload (HUP)
+ * keeps its running value.  0 for a name that is not a setting. */
+int settings_restart_only(const char *name);
 
 /* --print-config: every setting gunicorn has as "name = value", sorted
  * by name; the ones cunicorn does not implement show gunicorn's default

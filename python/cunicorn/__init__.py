@@ -3,6 +3,7 @@
 - cunicorn.dirty: the dirty-app API (DirtyApp, the clients, stash, errors),
   also importable as gunicorn.dirty for code written for gunicorn.
 - cunicorn._hooks: the process glue src/python.c calls (not an API).
+- cunicorn._config: config-file loading for src/settings_file.c (not an API).
 
 Nothing here runs at import time beyond defining names.
 """

@@ -1,5 +1,5 @@
 /*
- * test_settings.c — unit tests of settings.c: every command-line form,
+ * test_settings.c — unit tests of src/settings*.c: every command-line form,
  * GUNICORN_CMD_ARGS splitting, defaults and the environment variables
  * they read, the Python config file (values, hooks, errors), precedence
  * (file < env < command line), validation one-liners, settings_finalize,
@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -977,6 +978,22 @@ test_default_config_path(void)
 	free(old);
 }
 
+/* The settings a reload keeps (the master's list), and only those. */
+static void
+test_restart_only(void)
+{
+	static const char *const kept[] = { "proc_name", "user", "group",
+	    "dirty_apps", "dirty_workers", "dirty_threads" };
+
+	for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		CHECK(settings_restart_only(kept[i]));
+	CHECK(!settings_restart_only("workers"));
+	CHECK(!settings_restart_only("bind"));
+	CHECK(!settings_restart_only("dirty_timeout"));
+	CHECK(!settings_restart_only("help"));
+	CHECK(!settings_restart_only("no_such_setting"));
+}
+
 /* settings_finalize() with stderr captured; returns its rc. */
 static int
 finalize_captured(struct settings *s)
@@ -1443,6 +1460,29 @@ test_reload(void)
 	unlink(b);
 }
 
+/* The cunicorn package (python/, two levels above build/unit/) on
+ * sys.path, as python_init() puts it: settings_file.c imports cunicorn._config. */
+static void
+add_python_dir(void)
+{
+	char exe[PATH_MAX], cmd[PATH_MAX + 100];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		abort();
+	exe[n] = '\0';
+	for (int i = 0; i < 3; i++) {
+		if ((slash = strrchr(exe, '/')) == NULL)
+			abort();
+		*slash = '\0';
+	}
+	snprintf(cmd, sizeof(cmd), "import sys\nsys.path.insert(0, '%s/python')\n",
+	    exe);
+	if (PyRun_SimpleString(cmd) != 0)
+		abort();
+}
+
 int
 main(void)
 {
@@ -1455,6 +1495,7 @@ main(void)
 	}
 	setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
 	Py_InitializeEx(0);
+	add_python_dir();
 
 	test_defaults();
 	test_cli_forms();
@@ -1467,6 +1508,7 @@ main(void)
 	test_print();
 	test_to_python();
 	test_default_config_path();
+	test_restart_only();
 	test_unsupported_cli();
 	test_unsupported_file();
 	test_sendfile_initgroups();
