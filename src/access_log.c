@@ -170,21 +170,18 @@ b64val(int c)
 	return -1;
 }
 
-/* The user of "Authorization: Basic ...", as gunicorn's _get_user. */
-static void
-log_add_user(PyObject *env)
+size_t
+access_log_basic_user(const char *v, size_t n, char *out, size_t cap)
 {
-	PyObject *v = env ? PyDict_GetItemWithError(env, k_http_authorization) : NULL;
-	const char *s, *sp;
-	char out[512];
+	const char *sp, *end = v + n;
 	size_t o = 0;
 	unsigned acc = 0;
 	int bits = 0;
 
-	if (v == NULL || !PyUnicode_Check(v) || (s = PyUnicode_AsUTF8(v)) == NULL ||
-	    strncasecmp(s, "basic", 5) != 0 || (sp = strchr(s, ' ')) == NULL)
-		goto none;
-	for (sp++; *sp && o < sizeof(out); sp++) {
+	if (n < 5 || strncasecmp(v, "basic", 5) != 0 ||
+	    (sp = memchr(v, ' ', n)) == NULL)
+		return 0;
+	for (sp++; sp < end && o < cap; sp++) {
 		int d = b64val((unsigned char)*sp);
 		if (d < 0)
 			continue;
@@ -195,14 +192,27 @@ log_add_user(PyObject *env)
 			out[o++] = (char)((acc >> bits) & 0xff);
 		}
 	}
-	char *colon = memchr(out, ':', o);
-	if (colon == NULL || colon == out)
-		goto none;
-	buf_append(&logline, out, (size_t)(colon - out));
-	return;
-none:
+	const char *colon = memchr(out, ':', o);
+	return colon == NULL ? 0 : (size_t)(colon - out);
+}
+
+/* The user of "Authorization: Basic ...", as gunicorn's _get_user. */
+static void
+log_add_user(PyObject *env)
+{
+	PyObject *v = env ? PyDict_GetItemWithError(env, k_http_authorization) : NULL;
+	const char *s;
+	Py_ssize_t len;
+	char out[512];
+	size_t n = 0;
+
+	if (v != NULL && PyUnicode_Check(v) && (s = PyUnicode_AsUTF8AndSize(v, &len)) != NULL)
+		n = access_log_basic_user(s, (size_t)len, out, sizeof(out));
 	PyErr_Clear();
-	buf_appends(&logline, "-");
+	if (n == 0)
+		buf_appends(&logline, "-");
+	else
+		buf_append(&logline, out, n);
 }
 
 void

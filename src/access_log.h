@@ -31,4 +31,9 @@ void access_log_init(const char *format);
 void access_log_line(const struct http_request *q, void *env,
     const struct access_log_response *r, uint64_t elapsed_us);
 
+/* The user name of an "Authorization: Basic <base64>" value, decoded
+ * into out (at most cap bytes); its length, 0 for none.  No Python: the
+ * asgi worker's access log uses it too. */
+size_t access_log_basic_user(const char *v, size_t n, char *out, size_t cap);
+
 #endif

@@ -21,6 +21,7 @@
 
 #include "http_conn.h"
 #include "http_parser.h"
+#include "access_log.h"
 #include "log.h"
 
 enum seg_kind { SEG_TEXT, SEG_ATOM, SEG_REQ, SEG_RESP, SEG_NONE };
@@ -163,47 +164,18 @@ add_header(const struct http_request *q, const char *name)
 		adds("-");
 }
 
-static int
-b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z') return c - 'A';
-	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-	if (c >= '0' && c <= '9') return c - '0' + 52;
-	if (c == '+') return 62;
-	if (c == '/') return 63;
-	return -1;
-}
-
-/* The user of "Authorization: Basic ...", as gunicorn's _get_user. */
+/* The user of "Authorization: Basic ..." (access_log.c decodes it). */
 static void
 add_user(const struct http_request *q)
 {
 	const struct http_header *h = q ? req_header(q, "authorization", 13) : NULL;
 	char out[512];
-	size_t o = 0, i;
-	unsigned acc = 0;
-	int bits = 0;
+	size_t n = h ? access_log_basic_user(h->value, h->value_len, out, sizeof(out)) : 0;
 
-	if (h == NULL || h->value_len < 6 || strncasecmp(h->value, "basic ", 6) != 0) {
-		adds("-");
-		return;
-	}
-	for (i = 6; i < h->value_len && o < sizeof(out); i++) {
-		int d = b64val((unsigned char)h->value[i]);
-		if (d < 0)
-			continue;
-		acc = (acc << 6) | (unsigned)d;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	char *colon = memchr(out, ':', o);
-	if (colon == NULL || colon == out)
+	if (n == 0)
 		adds("-");
 	else
-		add(out, (size_t)(colon - out));
+		add(out, n);
 }
 
 void

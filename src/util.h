@@ -29,6 +29,16 @@ void signals_reset_child(void);
  * its default action.  The caller unblocks once its handlers are in. */
 void signals_reset_child_blocked(void);
 
+/* The value of a hex digit, or -1 (percent-decoding). */
+static inline int
+hex_digit(int c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
 struct settings;
 /* In a freshly forked worker (HTTP or dirty): become the group and user
  * settings' gid and uid.  As root, the supplementary groups become the

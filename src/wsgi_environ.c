@@ -306,15 +306,6 @@ is_forwarder_header(const char *name, size_t len)
 	return 0;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-	return -1;
-}
-
 /* urllib.parse.unquote_to_bytes(s).decode('latin-1') */
 static PyObject *
 unquote_latin1(const char *s, size_t n)
@@ -325,8 +316,8 @@ unquote_latin1(const char *s, size_t n)
 	buf_reserve(&scratch, n);
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
-		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-		    (lo = hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
+		    (lo = hex_digit(s[i + 2])) >= 0) {
 			scratch.chars[scratch.len++] = (char)(hi * 16 + lo);
 			i += 2;
 		} else

@@ -106,3 +106,32 @@ def wait_closed(conn, timeout):
     t0 = time.monotonic()
     ok = conn.closed(timeout)
     return ok, time.monotonic() - t0
+
+
+def keepalive_clients(port, clients=4, rounds=15, per_conn=3):
+    """`clients` threads, each opening `rounds` connections and sending up
+    to `per_conn` requests on each (a new connection after a "Connection:
+    close"); returns the failures (exceptions, non-200) as strings."""
+    import threading
+    failures = []
+
+    def client(k):
+        for i in range(rounds):
+            try:
+                with Connection(port) as c:
+                    for j in range(per_conn):
+                        c.send(get("/%d-%d-%d" % (k, i, j)))
+                        status, h, body = c.response()
+                        if status != 200:
+                            failures.append("status %d" % status)
+                        if h.get("connection") == "close":
+                            break
+            except Exception as e:   # noqa: BLE001 - reported
+                failures.append(repr(e))
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return failures
