@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, http_get, raw_http as raw, wait_for
+from conftest import ROOT, http_get, raw_http as raw, read_until_close, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -220,12 +220,7 @@ def test_slow_and_pipelined_head(server):
         for i in range(0, len(req), 7):
             s.sendall(req[i:i + 7])
             time.sleep(0.01)
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
+        out = read_until_close(s)
     assert out.startswith(b"HTTP/1.1 200 ")
     assert json.loads(out.partition(b"\r\n\r\n")[2])["pieces"] == ["abc"]
 

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, accepted, has_open, http_get, pid_alive, raw_http as raw, wait_for
+from conftest import (ROOT, accepted, has_open, http_get, pid_alive, raw_http as raw,
+                      read_until_close, wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -95,12 +96,7 @@ def test_environ_contents(make_server):
         c.sendall(b"POST /some/path?a=1&b=two HTTP/1.1\r\nHost: example.org:1234\r\n"
                   b"X-Custom: hello\r\nX-Dup: a\r\nX-Dup: b\r\nX_Under: dropped\r\n"
                   b"Content-Type: text/x-test\r\nContent-Length: 3\r\n\r\nabc")
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
     status, headers, _, body = parse(resp)
     assert status == 200
     env = json.loads(body)
@@ -232,12 +228,7 @@ def test_body_arriving_slowly_in_pieces(make_server):
         for piece in (b"4\r\nab\nc\r\n", b"3\r", b"\nde\n", b"\r\n0\r\n", b"\r\n"):
             time.sleep(0.05)
             c.sendall(piece)
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
     got = json.loads(parse(resp)[3])
     assert got["pieces"] == ["ab\n", "cde\n"]
 
@@ -265,12 +256,7 @@ def test_expect_100_continue_sent_when_app_reads(make_server):
         interim = c.recv(1024)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         c.sendall(b"hello")
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
     assert json.loads(parse(resp)[3])["pieces"] == ["hello"]
 
 
@@ -279,12 +265,7 @@ def test_no_100_continue_when_app_does_not_read(make_server):
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
         c.sendall(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
                   b"Expect: 100-continue\r\n\r\n")
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
     assert resp.startswith(b"HTTP/1.1 413 "), resp[:100]
     assert b"100 Continue" not in resp
     assert resp.endswith(b"too big!")
@@ -660,12 +641,7 @@ def test_unix_socket_listener(make_server, tmp_path):
             c.settimeout(10)
             wait_for(lambda: c.connect_ex(path) == 0, 5, what="connect")
             c.sendall(req)
-            out = b""
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                out += b
+            out = read_until_close(c)
             return json.loads(parse(out)[3])
 
     env = ask(b"GET /u HTTP/1.1\r\nHost: example.com:8080\r\n\r\n")
@@ -691,13 +667,7 @@ def test_ipv6_listener(make_server):
         try:
             with socket.create_connection(("::1", port), timeout=5) as c:
                 c.sendall(b"GET /six HTTP/1.1\r\nHost: h\r\n\r\n")
-                out = b""
-                while True:
-                    b = c.recv(65536)
-                    if not b:
-                        break
-                    out += b
-                return out
+                return read_until_close(c)
         except OSError:
             return None
 

@@ -9,29 +9,13 @@ import socket
 
 import pytest
 
-from conftest import ROOT, free_port, http_get, wait_for
+from conftest import ROOT, free_port, raw_http as raw, read_until_close, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
 
 def serve(make_server, app, *extra, **kw):
     return make_server("--chdir", APPS, *extra, "dropin_wsgi_apps:" + app, **kw)
-
-
-def raw(port, data, timeout=10.0, host="127.0.0.1"):
-    """Send bytes, read until the server closes; return what came back."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not b:
-                break
-            out += b
-        return out
 
 
 def get_env(port, path="/", headers=(), host="127.0.0.1"):
@@ -120,12 +104,7 @@ def test_gunicorn_socket(make_server, worker):
     s = serve(make_server, "sock", *worker)
     with socket.create_connection(("127.0.0.1", s.port)) as c:
         c.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
         mine = list(c.getsockname()[:2])
     out = json.loads(resp.partition(b"\r\n\r\n")[2])
     assert out["isinstance"]
@@ -236,12 +215,7 @@ def test_quick_stop_answers_500_in_flight(make_server, tmp_path, sig, worker):
         with open(mark) as f:
             worker = int(f.read())
         os.kill(worker, sig)
-        resp = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            resp += b
+        resp = read_until_close(c)
     assert resp.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), resp
     assert b"Connection: close" in resp
 
