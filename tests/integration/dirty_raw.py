@@ -24,8 +24,9 @@ def tlv(v):
         return b"\x05" + struct.pack(">q", v)
     if isinstance(v, float):
         return b"\x06" + struct.pack(">d", v)
-    if isinstance(v, (bytes, bytearray)):
-        return b"\x10" + struct.pack(">I", len(v)) + bytes(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        v = bytes(v)
+        return b"\x10" + struct.pack(">I", len(v)) + v
     if isinstance(v, str):
         b = v.encode()
         return b"\x11" + struct.pack(">I", len(b)) + b
@@ -73,6 +74,8 @@ def untlv(buf, off=0):
         out = {}
         for _ in range(n):
             k, off = untlv(buf, off)
+            if not isinstance(k, str):
+                raise ValueError("map key of type %s" % type(k).__name__)
             v, off = untlv(buf, off)
             out[k] = v
         return out, off

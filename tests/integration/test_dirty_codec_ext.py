@@ -11,6 +11,7 @@ round-trip measurement).  Run as a script (`python3 THIS --serve PATH`) it
 is that fake arbiter.
 """
 
+import contextlib
 import math
 import os
 import random
@@ -28,6 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "build", "python"))
 
 import _cunicorn_dirty as d  # noqa: E402
+# dirty_raw (this folder) is the oracle: the TLV encoding written from
+# SPEC.md §5 in plain Python, shared with the raw-socket arbiter tests.
+from dirty_raw import header, tlv as oracle_encode, untlv as oracle_decode  # noqa: E402
 
 if __name__ != "__main__":
     import pytest
@@ -37,74 +41,15 @@ if __name__ != "__main__":
                "sanitized server binary is never started, so a second run adds nothing")
 
 # ---------------------------------------------------------------------------
-# An independent oracle: the wire format written from SPEC.md §5 in Python.
+# An independent oracle: the wire format written from SPEC.md §5 in Python
+# (dirty_raw.py's tlv/untlv, and the frame header here).
 
 HDR = struct.Struct(">2sBBIQ")
 
 
-def oracle_encode(v):
-    if v is None:
-        return b"\x00"
-    if isinstance(v, bool):
-        return bytes([0x01, 1 if v else 0])
-    if isinstance(v, int):
-        return b"\x05" + struct.pack(">q", v)
-    if isinstance(v, float):
-        return b"\x06" + struct.pack(">d", v)
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        v = bytes(v)
-        return b"\x10" + struct.pack(">I", len(v)) + v
-    if isinstance(v, str):
-        e = v.encode("utf-8")
-        return b"\x11" + struct.pack(">I", len(e)) + e
-    if isinstance(v, (list, tuple)):
-        return b"\x20" + struct.pack(">I", len(v)) + b"".join(
-            oracle_encode(x) for x in v)
-    if isinstance(v, dict):
-        return b"\x21" + struct.pack(">I", len(v)) + b"".join(
-            oracle_encode(k) + oracle_encode(x) for k, x in v.items())
-    raise TypeError(type(v))
-
-
-def oracle_decode(b, i=0):
-    t = b[i]
-    i += 1
-    if t == 0x00:
-        return None, i
-    if t == 0x01:
-        return bool(b[i]), i + 1
-    if t == 0x05:
-        return struct.unpack_from(">q", b, i)[0], i + 8
-    if t == 0x06:
-        return struct.unpack_from(">d", b, i)[0], i + 8
-    if t in (0x10, 0x11):
-        n = struct.unpack_from(">I", b, i)[0]
-        raw = bytes(b[i + 4:i + 4 + n])
-        assert len(raw) == n
-        return (raw if t == 0x10 else raw.decode("utf-8")), i + 4 + n
-    if t == 0x20:
-        n = struct.unpack_from(">I", b, i)[0]
-        i += 4
-        out = []
-        for _ in range(n):
-            x, i = oracle_decode(b, i)
-            out.append(x)
-        return out, i
-    if t == 0x21:
-        n = struct.unpack_from(">I", b, i)[0]
-        i += 4
-        out = {}
-        for _ in range(n):
-            k, i = oracle_decode(b, i)
-            assert isinstance(k, str)
-            out[k], i = oracle_decode(b, i)
-        return out, i
-    raise ValueError("type 0x%02x" % t)
-
-
 def oracle_frame(mtype, rid, payload):
     body = b"" if payload is None else oracle_encode(payload)
-    return HDR.pack(b"GD", 1, mtype, len(body), rid) + body
+    return header(mtype, len(body), rid) + body
 
 
 # ---------------------------------------------------------------------------
@@ -233,6 +178,28 @@ def serve(path, ready=None, stop=None):
             threads.append(t)
     finally:
         lsock.close()
+
+
+@contextlib.contextmanager
+def arbiter_process(prefix):
+    """The fake arbiter in a child process (this file run as a script),
+    listening in a new temporary directory named prefix*: yields its
+    socket's path once it exists, then kills the child and removes the
+    directory (socket included)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(tmp, "arbiter.sock")
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
+                             "--serve", path], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        yield path
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        shutil.rmtree(tmp)
 
 
 if __name__ != "__main__":
@@ -788,15 +755,7 @@ def test_blocked_call_burns_no_cpu(arbiter):
 def _recv_polls(taskset, calls=20):
     """recvfrom calls that returned EAGAIN in a client making `calls` calls
     of 2 ms (strace), optionally pinned to one CPU."""
-    tmp = tempfile.mkdtemp(prefix="cunicorn-dirty-spin-")
-    path = os.path.join(tmp, "arbiter.sock")
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                             "--serve", path], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(path):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.01)
+    with arbiter_process("cunicorn-dirty-spin-") as path:
         code = ("import sys; sys.path.insert(0, %r)\n"
                 "import _cunicorn_dirty as d\n"
                 "c = d.Connection(%r, timeout=10)\n"
@@ -808,10 +767,6 @@ def _recv_polls(taskset, calls=20):
         out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stderr.count("EAGAIN")
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        shutil.rmtree(tmp)              # the fake arbiter's socket and dir
 
 
 def test_no_poll_window_on_one_cpu():
@@ -857,15 +812,7 @@ def test_poll_window_closes_when_replies_come_late():
 def test_round_trip_timing():
     """Informational: µs per request() against a fake arbiter in a child
     process (pure Python, so most of the time is the fake's)."""
-    tmp = tempfile.mkdtemp(prefix="cunicorn-dirty-bench-")
-    path = os.path.join(tmp, "arbiter.sock")
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__),
-                             "--serve", path], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(path):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.01)
+    with arbiter_process("cunicorn-dirty-bench-") as path:
         c = d.Connection(path, timeout=10)
         for i in range(200):
             assert c.request("a:B", "ret", [i]) == i
@@ -892,12 +839,6 @@ def test_round_trip_timing():
               "%.1f us/call, pure-Python client %.1f us/call"
               % (dt / n * 1e6, dt_py / n * 1e6))
         assert dt > 0
-    finally:
-        os.killpg(proc.pid, 9)
-        proc.wait()
-        if os.path.exists(path):
-            os.unlink(path)
-        os.rmdir(tmp)
 
 
 if __name__ == "__main__":
