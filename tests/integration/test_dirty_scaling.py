@@ -70,6 +70,20 @@ class Load:
         for t in self.threads:
             t.join(60)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def assert_clean(self, what):
+        """After stop(): no call or stream failed, and there were more than
+        wait_for_some()'s counts of them; prints the figures."""
+        assert self.errors == []
+        print("%s under load: %d calls, %d streams, 0 failed"
+              % (what, self.calls, self.streams))
+        assert self.calls > 20 and self.streams > 5
+
 
 def settle(s, n):
     wait_for(lambda: len(dirty_workers(s)) == n and
@@ -93,8 +107,7 @@ def test_ttin_ttou_under_load_no_failed_call(make_server):
     arb = arbiter_pid(s)
     assert proc_title(arb).startswith("cunicorn: dirty-arbiter [")
     first = set(dirty_workers(s))
-    load = Load(s)
-    try:
+    with Load(s) as load:
         time.sleep(0.3)
         # one signal at a time: a signal sent while the same one is still
         # pending is merged with it (by the kernel, as for any process)
@@ -116,12 +129,7 @@ def test_ttin_ttou_under_load_no_failed_call(make_server):
         calls_before = load.calls
         wait_for(lambda: load.calls > calls_before, 10, what="calls still served")
         load.wait_for_some()
-    finally:
-        load.stop()
-    assert load.errors == []
-    print("scaling by signal under load: %d calls, %d streams, 0 failed"
-          % (load.calls, load.streams))
-    assert load.calls > 20 and load.streams > 5
+    load.assert_clean("scaling by signal")
     # the limited app is still on exactly 2 workers
     c = client(s)
     assert {c.execute(STASHER, "pid") for _ in range(8)} == set(dirty_workers(s))
@@ -129,8 +137,7 @@ def test_ttin_ttou_under_load_no_failed_call(make_server):
 
 def test_manage_add_remove_under_load_no_failed_call(make_server):
     s = start(make_server, "mng", workers=2, apps=APPS)
-    load = Load(s)
-    try:
+    with Load(s) as load:
         r = manage(s, 1, 1, 3)
         assert r == {"success": True, "added": 3, "num_workers": 5}
         settle(s, 5)
@@ -144,12 +151,7 @@ def test_manage_add_remove_under_load_no_failed_call(make_server):
         st = status(s)
         assert st["num_workers"] == 2 and st["min_workers"] == 2
         load.wait_for_some()
-    finally:
-        load.stop()
-    assert load.errors == []
-    print("scaling by MANAGE under load: %d calls, %d streams, 0 failed"
-          % (load.calls, load.streams))
-    assert load.calls > 20 and load.streams > 5
+    load.assert_clean("scaling by MANAGE")
 
 
 def test_manage_add_and_ttin_have_a_ceiling(make_server):
