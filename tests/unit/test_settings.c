@@ -105,21 +105,31 @@ one_error_line(const char *out, const char *needle)
 
 /* ---- helpers ---- */
 
+/* parse_args on the NULL-terminated list in ap (argv[0] added). */
+static int
+parse_va(struct settings *s, va_list ap)
+{
+	char *argv[128];
+	int argc = 0;
+
+	argv[argc++] = "cunicorn";
+	for (char *a; (a = va_arg(ap, char *)) != NULL;)
+		argv[argc++] = a;
+	argv[argc] = NULL;
+	return settings_parse_args(s, argc, argv);
+}
+
 /* parse_args on a NULL-terminated list (argv[0] added). */
 static int
 parse(struct settings *s, ...)
 {
-	char *argv[128];
-	int argc = 0;
 	va_list ap;
+	int rc;
 
-	argv[argc++] = "cunicorn";
 	va_start(ap, s);
-	for (char *a; (a = va_arg(ap, char *)) != NULL;)
-		argv[argc++] = a;
+	rc = parse_va(s, ap);
 	va_end(ap);
-	argv[argc] = NULL;
-	return settings_parse_args(s, argc, argv);
+	return rc;
 }
 
 /* Parse argv expecting a failure; returns the captured stderr. */
@@ -127,22 +137,43 @@ static const char *
 parse_fails(int *rc, ...)
 {
 	struct settings s;
-	char *argv[128];
-	int argc = 0;
 	va_list ap;
 
-	argv[argc++] = "cunicorn";
-	va_start(ap, rc);
-	for (char *a; (a = va_arg(ap, char *)) != NULL;)
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
 	settings_defaults(&s);
 	capture_begin();
-	*rc = settings_parse_args(&s, argc, argv);
+	va_start(ap, rc);
+	*rc = parse_va(&s, ap);
+	va_end(ap);
 	capture_end();
 	settings_free(&s);
 	return captured;
+}
+
+/*
+ * Parse the NULL-terminated args (which must parse), then finalize: true
+ * if finalize fails with one "Error: " line containing `error` (else the
+ * stderr seen is printed).
+ */
+static int
+finalize_fails(const char *error, ...)
+{
+	struct settings s;
+	va_list ap;
+	int parsed, rc;
+
+	settings_defaults(&s);
+	va_start(ap, error);
+	parsed = parse_va(&s, ap);
+	va_end(ap);
+	capture_begin();
+	rc = settings_finalize(&s);
+	capture_end();
+	settings_free(&s);
+	if (parsed != 0 || rc != -1) {
+		fprintf(stderr, "  (parse %d, finalize %d; wanted 0, -1)\n", parsed, rc);
+		return 0;
+	}
+	return one_error_line(captured, error);
 }
 
 static void
@@ -777,29 +808,11 @@ test_finalize(void)
 {
 	struct settings s;
 
-	settings_defaults(&s);
-	CHECK(parse(&s, NULL) == 0);
-	capture_begin();
-	CHECK(settings_finalize(&s) == -1);
-	capture_end();
-	CHECK(one_error_line(captured, "No application module specified."));
-	settings_free(&s);
-
-	settings_defaults(&s);
-	CHECK(parse(&s, "-u", "no_such_user_xyz", "a:b", NULL) == 0);
-	capture_begin();
-	CHECK(settings_finalize(&s) == -1);
-	capture_end();
-	CHECK(one_error_line(captured, "No such user: 'no_such_user_xyz'"));
-	settings_free(&s);
-
-	settings_defaults(&s);
-	CHECK(parse(&s, "-g", "no_such_group_xyz", "a:b", NULL) == 0);
-	capture_begin();
-	CHECK(settings_finalize(&s) == -1);
-	capture_end();
-	CHECK(one_error_line(captured, "No such group: 'no_such_group_xyz'"));
-	settings_free(&s);
+	CHECK(finalize_fails("No application module specified.", NULL));
+	CHECK(finalize_fails("No such user: 'no_such_user_xyz'",
+	    "-u", "no_such_user_xyz", "a:b", NULL));
+	CHECK(finalize_fails("No such group: 'no_such_group_xyz'",
+	    "-g", "no_such_group_xyz", "a:b", NULL));
 
 	settings_defaults(&s);
 	CHECK(parse(&s, "-u", "nobody", "-g", "nogroup", "--threads", "4",
@@ -910,28 +923,51 @@ test_print(void)
 	settings_free(&s);
 }
 
+/*
+ * Run `code`, Python assert statements, with `cfg` bound to
+ * settings_to_python(s) and `a` to the string a (unless NULL): true if
+ * every assertion held, else false with the traceback printed.
+ */
+static int
+python_asserts(struct settings *s, const char *a, const char *code)
+{
+	PyObject *cfg, *g, *r;
+	int ok;
+
+	cfg = settings_to_python(s);
+	if (cfg == NULL) {
+		PyErr_Print();
+		return 0;
+	}
+	g = PyDict_New();
+	PyDict_SetItemString(g, "cfg", cfg);
+	if (a != NULL) {
+		r = PyUnicode_FromString(a);
+		PyDict_SetItemString(g, "a", r);
+		Py_XDECREF(r);
+	}
+	PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
+	r = PyRun_String(code, Py_file_input, g, g);
+	ok = r != NULL;
+	if (!ok)
+		PyErr_Print();
+	Py_XDECREF(r);
+	Py_DECREF(g);
+	Py_DECREF(cfg);
+	return ok;
+}
+
 static void
 test_to_python(void)
 {
 	struct settings s;
-	PyObject *cfg, *g, *r;
 
 	settings_defaults(&s);
 	CHECK(parse(&s, "-w", "3", "-e", "K=V", "--pythonpath", "p,q",
 	    "app:app", NULL) == 0);
 	CHECK(load_text(&s, "def on_starting(server):\n    return 42\n") == 0);
 	CHECK(settings_finalize(&s) == 0);
-	cfg = settings_to_python(&s);
-	CHECK(cfg != NULL);
-	if (cfg == NULL) {
-		PyErr_Print();
-		settings_free(&s);
-		return;
-	}
-	g = PyDict_New();
-	PyDict_SetItemString(g, "cfg", cfg);
-	PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
-	r = PyRun_String(
+	CHECK(python_asserts(&s, NULL,
 	    "assert cfg.workers == 3, cfg.workers\n"
 	    "assert cfg.bind == ['127.0.0.1:8000'], cfg.bind\n"
 	    "assert cfg.proc_name == 'app:app', cfg.proc_name\n"
@@ -949,14 +985,7 @@ test_to_python(void)
 	    "assert cfg.when_ready(None) is None\n"
 	    "assert cfg.dirty_timeout == 300 and cfg.dirty_apps == []\n"
 	    "assert isinstance(cfg.uid, int) and cfg.user == cfg.uid\n"
-	    "assert cfg.worker_class_str == 'sync'\n",
-	    Py_file_input, g, g);
-	CHECK(r != NULL);
-	if (r == NULL)
-		PyErr_Print();
-	Py_XDECREF(r);
-	Py_DECREF(g);
-	Py_DECREF(cfg);
+	    "assert cfg.worker_class_str == 'sync'\n"));
 	settings_free(&s);
 }
 
@@ -1333,7 +1362,6 @@ test_reload(void)
 {
 	struct settings s;
 	char a[300], b[300], conf[900], *text;
-	PyObject *cfg, *g, *r;
 	int rc;
 
 	snprintf(a, sizeof(a), "%s/extra-a.txt", tmpdir);
@@ -1364,28 +1392,11 @@ test_reload(void)
 	free(text);
 
 	/* hooks read them as gunicorn's types */
-	cfg = settings_to_python(&s);
-	CHECK(cfg != NULL);
-	if (cfg != NULL) {
-		g = PyDict_New();
-		PyDict_SetItemString(g, "cfg", cfg);
-		r = PyUnicode_FromString(a);
-		PyDict_SetItemString(g, "a", r);
-		Py_XDECREF(r);
-		PyDict_SetItemString(g, "__builtins__", PyEval_GetBuiltins());
-		r = PyRun_String(
-		    "assert cfg.reload is True\n"
-		    "assert cfg.reload_engine == 'inotify'\n"
-		    "assert cfg.reload_extra_files[0] == a\n"
-		    "assert len(cfg.reload_extra_files) == 2\n",
-		    Py_file_input, g, g);
-		CHECK(r != NULL);
-		if (r == NULL)
-			PyErr_Print();
-		Py_XDECREF(r);
-		Py_DECREF(g);
-		Py_DECREF(cfg);
-	}
+	CHECK(python_asserts(&s, a,
+	    "assert cfg.reload is True\n"
+	    "assert cfg.reload_engine == 'inotify'\n"
+	    "assert cfg.reload_extra_files[0] == a\n"
+	    "assert len(cfg.reload_extra_files) == 2\n"));
 	settings_free(&s);
 
 	/* the config file, and the command line over it (a list given on
