@@ -2,9 +2,14 @@
 protocol) with struct, independent of cunicorn's codec: frames are built
 and parsed by hand so tests can also send malformed ones.
 
-Owns nothing but its sockets.  Used by test_dirty_arbiter.py and
-test_dirty_protocol_errors.py.
+Also finds a started server's dirty side (arbiter pid, workers, socket)
+and asks its arbiter for STATUS.
+
+Owns nothing but its sockets.  Used by the test_dirty_*.py files,
+test_stash.py, test_process_hardening.py, streamkit.py and, as the TLV
+oracle, test_dirty_codec_ext.py.
 """
+import re
 import socket
 import struct
 
@@ -174,3 +179,36 @@ def error_type(reply):
     t, v = reply
     assert t == ERROR, reply
     return v["error"]["error_type"]
+
+
+# -- a started conftest.Server's dirty side --------------------------------
+
+def arbiter_pid(s):
+    """The dirty arbiter's pid, by its title; None unless exactly one."""
+    p = s.pids_titled("dirty-arbiter")
+    return p[0] if len(p) == 1 else None
+
+
+def dirty_workers(s):
+    return s.pids_titled("dirty-worker")
+
+
+def socket_path(s):
+    """The arbiter's socket, from the master's "Spawned dirty arbiter" line
+    (waited for; the last one after a respawn)."""
+    from conftest import wait_for
+    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()),
+                 10, what="the Spawned dirty arbiter line")
+    return m[-1]
+
+
+def status(path, rid=1):
+    """The arbiter's STATUS result, asked on a new connection to `path`."""
+    c = Conn(path)
+    try:
+        c.send(frame(STATUS, rid))
+        t, got, v = c.recv_frame()
+        assert (t, got) == (RESPONSE, rid), (t, got, v)
+        return v["result"]
+    finally:
+        c.close()

@@ -7,11 +7,11 @@ build/python) from inside the test process.
 Owns nothing but the clients it creates; servers are make_server's.
 """
 import os
-import re
 import sys
 import uuid
 
 from conftest import BUILD, ROOT, wait_for
+from dirty_raw import arbiter_pid, dirty_workers, socket_path  # noqa: F401 - for the tests
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 PYDIR = os.path.join(ROOT, "python")
@@ -39,9 +39,7 @@ def start(make_server, tag, workers=1, apps=(STREAMER, STASHER), extra=(), http_
         args += ["--dirty-app", a]
     s = make_server(*(args + list(extra) + ["stream_apps:application"]))
     s.arbiter = wait_for(lambda: arbiter_pid(s), 10, what="a dirty arbiter")
-    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()),
-                 10, what="the Spawned dirty arbiter line")
-    s.sock = m[-1]
+    s.sock = socket_path(s)
     wait_for(lambda: len(dirty_workers(s)) == workers, 15, what="%d dirty workers" % workers)
     # ready: every worker loaded its apps (the declared stash tables exist)
     c = client(s)
@@ -55,15 +53,6 @@ def _answers(c):
         return c.execute(STREAMER, "pid") > 0
     except derrors.DirtyError:
         return False
-
-
-def arbiter_pid(s):
-    p = s.pids_titled("dirty-arbiter")
-    return p[0] if len(p) == 1 else None
-
-
-def dirty_workers(s):
-    return s.pids_titled("dirty-worker")
 
 
 def client(s, timeout=30.0):

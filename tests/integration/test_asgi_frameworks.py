@@ -14,7 +14,7 @@ import httpx
 
 from conftest import wait_for
 from httpraw import Connection, get
-from streamkit import APPS, arbiter_pid, dirty_workers, unique_name, use_stash
+from streamkit import APPS, arbiter_pid, dirty_workers, socket_path, unique_name, use_stash
 
 
 def start(make_server, app, *extra, dirty=False, **kw):
@@ -24,9 +24,7 @@ def start(make_server, app, *extra, dirty=False, **kw):
     s = make_server(*(args + list(extra) + ["asgi_frameworks:" + app]), **kw)
     if dirty:
         wait_for(lambda: arbiter_pid(s), 10, what="a dirty arbiter")
-        m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)",
-                                        s.log()), 10, what="the Spawned dirty arbiter line")
-        s.sock = m[-1]
+        s.sock = socket_path(s)
         wait_for(lambda: len(dirty_workers(s)) == 1, 15, what="the dirty worker")
     return s
 

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import BUILD, PYTHON, ROOT, has_open, http_get, pid_alive, proc_title, wait_for
 import dirty_raw
+from dirty_raw import dirty_workers
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 CONF = os.path.join(APPS, "dirtyapi_conf.py")
@@ -90,9 +91,7 @@ def client_script(s, scenario, *args, stdin=None, timeout=60):
     """Run dirtyapi_client.py in a plain /usr/bin/python3 against s."""
     assert glob.glob(os.path.join(EXTDIR, "_cunicorn_dirty*.so")), \
         "build/python/_cunicorn_dirty*.so is missing: run `make ext`"
-    sock = getattr(s, "dirty_socket", None)
-    if sock is None:   # asked once: /socket does not involve the dirty worker
-        sock = s.dirty_socket = json.loads(http_get(s.port, "/socket")[2])["ok"]
+    sock = dirty_socket(s)
     assert sock and os.path.exists(sock), sock
     env = dict(os.environ, GUNICORN_DIRTY_SOCKET=sock, PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=os.pathsep.join([PYDIR, EXTDIR, APPS]))
@@ -124,28 +123,23 @@ def wait_sleeping(s, n, pid=None):
     wait_for(lambda: len(sleeps(s, "start", pid)) >= n, 15, what="%d sleep calls running" % n)
 
 
-def status(s):
-    """The arbiter's STATUS, asked from this process (no interpreter start)."""
+def dirty_socket(s):
+    """The arbiter's socket, asked of the app once (/socket does not
+    involve the dirty worker)."""
     sock = getattr(s, "dirty_socket", None)
     if sock is None:
         sock = s.dirty_socket = json.loads(http_get(s.port, "/socket")[2])["ok"]
-    c = dirty_raw.Conn(sock)
-    try:
-        c.send(dirty_raw.frame(dirty_raw.STATUS, 1))
-        t, _, v = c.recv_frame()
-        assert t == dirty_raw.RESPONSE, v
-        return v["result"]
-    finally:
-        c.close()
+    return sock
+
+
+def status(s):
+    """The arbiter's STATUS, asked from this process (no interpreter start)."""
+    return dirty_raw.status(dirty_socket(s))
 
 
 def ppid(pid):
     with open("/proc/%d/stat" % pid) as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
-
-
-def dirty_workers(s):
-    return s.pids_titled("dirty-worker")
 
 
 # ---- against the binary --------------------------------------------------

@@ -9,7 +9,6 @@ dirty apps with gunicorn.dirty.get_dirty_client().
 import concurrent.futures
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 
 from conftest import BINARY, ROOT, Server, has_open, http_get, pid_alive, proc_title, wait_for
 import dirty_raw as d
+from dirty_raw import arbiter_pid, dirty_workers, socket_path
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 BIN = os.environ.get("DIRTY_TEST_BINARY", BINARY)
@@ -49,34 +49,12 @@ def start(make_server, name, workers=1, apps=(ECHO,), extra=(), nworkers_ready=N
     return s
 
 
-def arbiter_pid(s):
-    p = s.pids_titled("dirty-arbiter")
-    return p[0] if len(p) == 1 else None
-
-
-def dirty_workers(s):
-    return s.pids_titled("dirty-worker")
-
-
-def socket_path(s):
-    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()), 10,
-                 what="the Spawned dirty arbiter line")
-    return m[-1]
-
-
 def connect(s):
     return d.Conn(s.sock)
 
 
 def status(s):
-    c = connect(s)
-    try:
-        c.send(d.frame(d.STATUS, 77))
-        t, rid, v = c.recv_frame()
-        assert (t, rid) == (d.RESPONSE, 77), (t, rid, v)
-        return v["result"]
-    finally:
-        c.close()
+    return d.status(s.sock, 77)
 
 
 def get_json(port, path):

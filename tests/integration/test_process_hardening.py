@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, fd_targets, http_get, wait_for
+from dirty_raw import socket_path
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 HELLO = ["--chdir", APPS, "master_app:hello"]
@@ -251,17 +252,10 @@ def unique_name(tag):
     return "ph-%s-%s" % (tag, os.urandom(4).hex())
 
 
-def dirty_socket(s):
-    import re
-    m = wait_for(lambda: re.findall(r"Spawned dirty arbiter \(pid: \d+\) at (\S+)", s.log()),
-                 10, what="the Spawned dirty arbiter line")
-    return m[-1]
-
-
 def start_as_nobody(make_server, name):
     assert os.geteuid() == 0, "switching users needs root"
     s = make_server("-u", "nobody", "-g", "nogroup", "-n", name, *DIRTY)
-    s.sock = dirty_socket(s)
+    s.sock = socket_path(s)
     assert wait_for(lambda: (lambda r: r if "result" in r else None)(dirty_call(s.port, "n")),
                     15, what="a dirty call") == {"result": "n"}
     return s
