@@ -11,8 +11,6 @@ the app wraps itself is iterated by a thread as before.
 
 Apps: tests/integration/apps/stream_apps.py.
 """
-import socket
-import threading
 import time
 
 from conftest import http_get, wait_for
@@ -42,6 +40,20 @@ def open_stream(port, path):
         c._fill()
     head, c.buf = c.buf.split(b"\r\n\r\n", 1)
     return c, head
+
+
+def read_three_and_leave(s, path, tag, what):
+    """Read chunks 0, 1, 2 of the endless stream at path?tag=TAG, close the
+    connection, and wait until `what` (the generator in the dirty worker)
+    is closed: it stores TAG:closed in the stash.  Returns the stash."""
+    c, _ = open_stream(s.port, "%s?tag=%s&delay=0.02" % (path, tag))
+    for i in range(3):
+        assert read_chunk(c) == b"%d\n" % i
+    c.close()
+    st = use_stash(s)
+    wait_for(lambda: st.get("stream_progress", tag + ":closed") is not None, 10,
+             what=what + " to be closed")
+    return st
 
 
 def test_streams_run_while_the_only_thread_serves_others(make_server):
@@ -93,13 +105,7 @@ def test_many_concurrent_streams_on_one_thread(make_server):
 
 def test_client_going_away_cancels_the_generator(make_server):
     s = start(make_server, "relay4", extra=ONE_THREAD)
-    c, _ = open_stream(s.port, "/endless_raw?tag=r1&delay=0.02")
-    for i in range(3):
-        assert read_chunk(c) == b"%d\n" % i
-    c.close()
-    st = use_stash(s)
-    wait_for(lambda: st.get("stream_progress", "r1:closed") is not None, 10,
-             what="the abandoned generator to be closed")
+    st = read_three_and_leave(s, "/endless_raw", "r1", "the abandoned generator")
     p1 = st.get("stream_progress", "r1")
     time.sleep(0.3)
     assert st.get("stream_progress", "r1") == p1
@@ -125,10 +131,4 @@ def test_wrapped_iterator_still_streams_through_a_thread(make_server):
     """/endless wraps the stream in a generator of its own: not relayable,
     a thread iterates it as the sync worker would."""
     s = start(make_server, "relay6", extra=("-k", "gthread", "--threads", "2"))
-    c, head = open_stream(s.port, "/endless?tag=w1&delay=0.02")
-    for i in range(3):
-        assert read_chunk(c) == b"%d\n" % i
-    c.close()
-    st = use_stash(s)
-    wait_for(lambda: st.get("stream_progress", "w1:closed") is not None, 10,
-             what="the wrapped generator to be closed")
+    read_three_and_leave(s, "/endless", "w1", "the wrapped generator")

@@ -127,41 +127,44 @@ def test_module_imported_later_is_watched_not_reloaded(make_server, tmp_path):
     assert_clean(s)
 
 
-def test_extra_file_reloads_from_the_command_line(make_server, tmp_path):
+def data_app(tmp_path):
+    """DATA_APP in a new app directory, with page.txt saying "page one";
+    returns (the directory, page.txt's path)."""
     appdir = os.path.realpath(str(tmp_path))
     write(os.path.join(appdir, "reapp.py"), DATA_APP)
     page = os.path.join(appdir, "page.txt")
     write(page, "page one")
-    # relative, as users write it: the worker runs in --chdir
-    s = serve(make_server, appdir, "--reload", "--reload-extra-file", "page.txt",
-              "--reload-engine", "inotify")
+    return appdir, page
+
+
+def assert_page_change_reloads(s, page, logged_as):
+    """s serves DATA_APP's "page one": page.txt edited, the worker logs it
+    (as `logged_as`) and a new worker serves "page two"."""
     assert get(s.port) == b"page one"
     old = worker_pid(s.port)
 
     write(page, "page two")
-    s.wait_log("Worker reloading: page.txt modified", timeout=10)
+    s.wait_log("Worker reloading: %s modified" % logged_as, timeout=10)
     assert wait_for(lambda: get(s.port) == b"page two", 10, what="the new page")
     assert worker_pid(s.port) != old
     assert_clean(s)
 
 
+def test_extra_file_reloads_from_the_command_line(make_server, tmp_path):
+    appdir, page = data_app(tmp_path)
+    # relative, as users write it: the worker runs in --chdir
+    s = serve(make_server, appdir, "--reload", "--reload-extra-file", "page.txt",
+              "--reload-engine", "inotify")
+    assert_page_change_reloads(s, page, "page.txt")
+
+
 def test_extra_file_reloads_from_a_config_file(make_server, tmp_path):
-    appdir = os.path.realpath(str(tmp_path))
-    write(os.path.join(appdir, "reapp.py"), DATA_APP)
-    page = os.path.join(appdir, "page.txt")
-    write(page, "page one")
+    appdir, page = data_app(tmp_path)
     conf = os.path.join(appdir, "conf.py")
     with open(conf, "w") as f:
         f.write("reload = True\nreload_engine = 'poll'\nreload_extra_files = [%r]\n" % page)
     s = serve(make_server, appdir, "-c", conf)
-    assert get(s.port) == b"page one"
-    old = worker_pid(s.port)
-
-    write(page, "page two")
-    s.wait_log("Worker reloading: %s modified" % page, timeout=10)
-    assert wait_for(lambda: get(s.port) == b"page two", 10, what="the new page")
-    assert worker_pid(s.port) != old
-    assert_clean(s)
+    assert_page_change_reloads(s, page, page)
 
 
 def test_deleted_file_is_skipped_until_it_returns(make_server, tmp_path):
