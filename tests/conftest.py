@@ -18,7 +18,8 @@ Usage in a test module (tests/integration/test_*.py):
 
 `make_server(*args, **kw)` builds a Server, starts it, waits for its port and
 registers it for teardown.  `Server(...)` can also be used directly
-(`with Server(...) as s:`).  Every Server:
+(`with Server(...) as s:`); `start_to_exit(*args, **kw)` runs one whose
+start must fail and returns (exit status, log, processes left).  Every Server:
   - prepends `-b 127.0.0.1:<free port>` unless bind=False (the command line
     wins over the config file, as in gunicorn);
   - runs with cwd = repository root, PYTHONPATH = repo root (for `examples.`
@@ -256,22 +257,35 @@ def http_get(port, path="/", headers=None, method="GET", body=None, timeout=10.0
         c.close()
 
 
+def proc_file(pid, name):
+    """The bytes of /proc/PID/NAME, or None once the process is gone."""
+    try:
+        with open("/proc/%s/%s" % (pid, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def pid_alive(pid):
     """True if pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-    except OSError:
+    stat = proc_file(pid, "stat")
+    if stat is None:
         return False
     return stat[stat.rindex(b")") + 2:][:1] != b"Z"
 
 
+def blocked_signals(pid):
+    """The mask of the signals `pid` blocks (SigBlk in /proc/PID/status)."""
+    for line in proc_file(pid, "status").decode().splitlines():
+        if line.startswith("SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line for pid %d" % pid)
+
+
 def proc_title(pid):
     """What `ps` shows as the command line (the process title), or None."""
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            raw = f.read()
-    except OSError:
+    raw = proc_file(pid, "cmdline")
+    if raw is None:
         return None
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
 
@@ -282,10 +296,8 @@ def children_map():
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                stat = f.read()
-        except OSError:
+        stat = proc_file(name, "stat")
+        if stat is None:
             continue
         rest = stat[stat.rindex(b")") + 2:].split()
         if rest[0] == b"Z":
@@ -532,6 +544,20 @@ class Server:
             if t and (": %s " % role in t + " "):
                 out.append(p)
         return sorted(out)
+
+
+def start_to_exit(*args, timeout=10.0, **kw):
+    """A Server(*args, **kw) that must exit by itself (a start that fails):
+    started without waiting for its port, given `timeout` seconds to exit,
+    then cleaned up.  Returns (its exit status, None if it did not exit;
+    its log; the pids of its processes still alive when it exited)."""
+    s = Server(*args, **kw)
+    try:
+        s.start(wait=False)
+        code = s.wait(timeout)
+        return code, s.log(), s.leftovers()
+    finally:
+        s.cleanup()
 
 
 @pytest.fixture

@@ -4,10 +4,16 @@ Connection(port) keeps one TCP connection; send() writes raw bytes;
 response() reads exactly one response (Content-Length, chunked, or up to
 EOF when neither) and returns (status, headers dict lower-cased, body).
 closed() tells whether the server closed the connection (EOF, not reset).
+keepalive_clients(), assert_worker_connections_backlog() and
+assert_term_finishes_inflight() are checks the worker types share.
 """
 
+import os
+import signal
 import socket
 import time
+
+import pytest
 
 
 class Connection:
@@ -96,6 +102,50 @@ class Connection:
         except socket.timeout:
             return False
         return d == b""
+
+
+def assert_worker_connections_backlog(port):
+    """A server on `port` with --worker-connections 2 (one worker) and the
+    app answering "hello <path>": two kept-alive connections fill it, a
+    third waits in the listen backlog, unanswered, until one of the two
+    closes; then it is served."""
+    a, b = Connection(port), Connection(port)
+    for c in (a, b):
+        c.send(get("/held"))
+        assert c.response()[0] == 200
+    third = Connection(port, timeout=0.7)
+    third.send(get("/third"))
+    with pytest.raises(socket.timeout):
+        third.response()                   # waits in the backlog
+    a.close()                              # a slot frees: it is accepted
+    third.sock.settimeout(10)
+    assert third.response()[2] == b"hello /third"
+    b.close()
+    third.close()
+
+
+def assert_term_finishes_inflight(s, idle_request, busy_request, marker, body=None):
+    """TERM to the server `s` (a conftest.Server) while one connection is
+    idle, kept alive after idle_request, and another has busy_request
+    inside the app (which creates the file `marker` there): the idle one
+    is closed (an EOF between requests, no reset), the busy one gets its
+    whole response (`body`, if given) with Connection: close and then EOF,
+    and the master exits 0."""
+    from conftest import wait_for
+    idle = Connection(s.port)
+    idle.send(idle_request)
+    idle.response()
+    busy = Connection(s.port)
+    busy.send(busy_request)
+    wait_for(lambda: os.path.exists(marker), 10, what="the request inside the app")
+    s.send(signal.SIGTERM)
+    assert idle.closed(5.0)
+    status, h, got = busy.response()
+    assert status == 200 and h["connection"] == "close"
+    if body is not None:
+        assert got == body
+    assert busy.closed(5.0)
+    assert s.wait(10) == 0
 
 
 def get(path="/", host="x", extra=b""):

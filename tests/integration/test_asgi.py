@@ -6,13 +6,13 @@ malformed requests, draining on TERM and max_requests."""
 import json
 import os
 import signal
-import socket
 import time
 
 import pytest
 
-from conftest import http_get, raw_http, wait_for
-from httpraw import Connection, get, keepalive_clients
+from conftest import blocked_signals, http_get, raw_http, start_to_exit, wait_for
+from httpraw import (Connection, assert_term_finishes_inflight,
+                     assert_worker_connections_backlog, get, keepalive_clients)
 
 APP = "tests.integration.apps.asgi_apps"
 
@@ -243,15 +243,11 @@ def test_lifespan_state_and_shutdown(make_server, tmp_path):
 
 
 def test_lifespan_startup_failure_stops_the_boot(make_server):
-    from conftest import Server
-    s = Server("-k", "asgi", "%s:lifespan" % APP, env={"ASGI_FAIL_STARTUP": "1"})
-    try:
-        s.start(wait=False)
-        assert s.wait(20) == 3
-        assert "Application startup failed: no database" in s.log()
-        assert "Worker failed to boot." in s.log()
-    finally:
-        s.cleanup()
+    code, log, _ = start_to_exit("-k", "asgi", "%s:lifespan" % APP,
+                                 env={"ASGI_FAIL_STARTUP": "1"}, timeout=20)
+    assert code == 3
+    assert "Application startup failed: no database" in log
+    assert "Worker failed to boot." in log
 
 
 def test_lifespan_auto_tolerates_an_app_without_it(make_server):
@@ -261,14 +257,10 @@ def test_lifespan_auto_tolerates_an_app_without_it(make_server):
 
 
 def test_lifespan_on_requires_it(make_server):
-    from conftest import Server
-    s = Server("-k", "asgi", "--asgi-lifespan", "on", "%s:lifespan_raises" % APP)
-    try:
-        s.start(wait=False)
-        assert s.wait(20) == 3
-        assert "lifespan not here" in s.log()
-    finally:
-        s.cleanup()
+    code, log, _ = start_to_exit("-k", "asgi", "--asgi-lifespan", "on",
+                                 "%s:lifespan_raises" % APP, timeout=20)
+    assert code == 3
+    assert "lifespan not here" in log
 
 
 def test_lifespan_off_never_calls_it(make_server):
@@ -286,19 +278,9 @@ def test_asgi_loop_setting(make_server):
 
 def test_term_finishes_inflight_request(make_server, tmp_path):
     s = asgi(make_server, "slow", "--graceful-timeout", "10")
-    idle = Connection(s.port)
-    idle.send(get("/?ms=1"))
-    idle.response()
-    busy = Connection(s.port)
     marker = str(tmp_path / "inside")
-    busy.send(get("/?ms=1500&mark=" + marker))
-    wait_for(lambda: os.path.exists(marker), 10, what="the request inside the app")
-    s.send(signal.SIGTERM)
-    status, h, body = busy.response()
-    assert status == 200 and body == b"slow done" and h["connection"] == "close"
-    assert busy.closed(5)
-    assert idle.closed(5)
-    assert s.wait(10) == 0
+    assert_term_finishes_inflight(s, get("/?ms=1"), get("/?ms=1500&mark=" + marker), marker,
+                                  body=b"slow done")
 
 
 def test_max_requests_recycling_drops_nothing(make_server):
@@ -367,19 +349,7 @@ def test_reload_replaces_the_worker_with_new_code(make_server, tmp_path):
 
 def test_worker_connections_leaves_the_rest_in_the_backlog(make_server):
     s = asgi(make_server, "hello", "--worker-connections", "2", "--keep-alive", "30")
-    a, b = Connection(s.port), Connection(s.port)
-    for c in (a, b):
-        c.send(get("/held"))
-        assert c.response()[0] == 200
-    third = Connection(s.port, timeout=0.7)
-    third.send(get("/third"))
-    with pytest.raises(socket.timeout):
-        third.response()                   # waits in the backlog
-    a.close()                              # a slot frees: it is accepted
-    third.sock.settimeout(10)
-    assert third.response()[2] == b"hello /third"
-    b.close()
-    third.close()
+    assert_worker_connections_backlog(s.port)
 
 
 def test_preload_runs_lifespan_in_each_worker(make_server):
@@ -394,9 +364,8 @@ def test_a_process_the_app_starts_has_no_signal_blocked(make_server):
     s = asgi(make_server, "spawner")
     pid = int(http_get(s.port, "/")[2])
     try:
-        with open("/proc/%d/status" % pid) as f:
-            blocked = [l for l in f if l.startswith("SigBlk:")][0].split()[1]
-        assert int(blocked, 16) == 0, "blocked signals: %s" % blocked
+        blocked = blocked_signals(pid)
+        assert blocked == 0, "blocked signals: %x" % blocked
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import BUILD, PYTHON, ROOT, has_open, http_get, pid_alive, proc_title, wait_for
+from conftest import (BUILD, PYTHON, ROOT, blocked_signals, has_open, http_get, pid_alive,
+                      proc_title, wait_for)
 import dirty_raw
 from dirty_raw import dirty_workers
 
@@ -344,9 +345,7 @@ def test_processes_spawned_by_apps_obey_sigterm(make_server, tmp_path, threads):
     ready(s)
     child = call(s, BASIC, "spawn_sleeper")["ok"]
     try:
-        with open("/proc/%d/status" % child) as f:
-            blocked = int([l for l in f if l.startswith("SigBlk:")][0].split()[1], 16)
-        assert blocked & (1 << (signal.SIGTERM - 1)) == 0
+        assert blocked_signals(child) & (1 << (signal.SIGTERM - 1)) == 0
         os.kill(child, signal.SIGTERM)
         assert call(s, BASIC, "reap")["ok"] == -signal.SIGTERM
     finally:

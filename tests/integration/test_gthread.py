@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from conftest import http_get, wait_for
-from httpraw import Connection, get, keepalive_clients
+from conftest import blocked_signals, http_get, wait_for
+from httpraw import (Connection, assert_term_finishes_inflight,
+                     assert_worker_connections_backlog, get, keepalive_clients)
 
 APP = "tests.integration.apps.gthread_apps"
 
@@ -291,36 +292,14 @@ def test_sync_worker_head_deadline_is_total(make_server):
 def test_worker_connections_leaves_the_rest_in_the_backlog(make_server):
     s = gthread(make_server, "hello", "-w", "1", "--worker-connections", "2",
                 "--keep-alive", "30")
-    a, b = Connection(s.port), Connection(s.port)
-    for c in (a, b):
-        c.send(get("/held"))
-        assert c.response()[0] == 200
-    third = Connection(s.port, timeout=0.7)
-    third.send(get("/third"))
-    with pytest.raises(socket.timeout):
-        third.response()                   # waits in the backlog
-    a.close()                              # a slot frees: it is accepted
-    third.sock.settimeout(10)
-    assert third.response()[2] == b"hello /third"
-    b.close()
-    third.close()
+    assert_worker_connections_backlog(s.port)
 
 
 def test_term_finishes_inflight_request_and_closes_idle_ones(make_server, tmp_path):
     s = gthread(make_server, "counter", "--graceful-timeout", "10")
-    idle = Connection(s.port)
-    idle.send(get("/"))
-    idle.response()
     marker = str(tmp_path / "inside")
-    busy = Connection(s.port)
-    busy.send(get("/?1.5", extra=b"X-Marker: " + marker.encode() + b"\r\n"))
-    wait_for(lambda: os.path.exists(marker), 10, what="request inside the app")
-    s.send(signal.SIGTERM)
-    assert idle.closed(5.0)                 # an EOF between requests, no reset
-    status, h, body = busy.response()
-    assert status == 200 and h["connection"] == "close"
-    assert busy.closed(5.0)
-    assert s.wait(10) == 0
+    busy = get("/?1.5", extra=b"X-Marker: " + marker.encode() + b"\r\n")
+    assert_term_finishes_inflight(s, get("/"), busy, marker)
 
 
 def test_max_requests_recycling_drops_nothing(make_server):
@@ -390,9 +369,8 @@ def test_a_process_the_app_starts_has_no_signal_blocked(make_server):
     s = gthread(make_server, "spawner")
     pid = int(http_get(s.port, "/")[2])
     try:
-        with open("/proc/%d/status" % pid) as f:
-            blocked = [l for l in f if l.startswith("SigBlk:")][0].split()[1]
-        assert int(blocked, 16) == 0, "blocked signals: %s" % blocked
+        blocked = blocked_signals(pid)
+        assert blocked == 0, "blocked signals: %x" % blocked
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
                  open("/proc/%d/stat" % pid).read().split()[2] == "Z", 5,

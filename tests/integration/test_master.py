@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, children_map, free_port,
-                      has_open, http_get, pid_alive, port_open, proc_title,
-                      read_until_close, unix_request, wait_for)
+from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, blocked_signals, children_map,
+                      free_port, has_open, http_get, pid_alive, port_open, proc_title,
+                      read_until_close, start_to_exit, unix_request, wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -301,14 +301,11 @@ def test_worker_tmp_dir(make_server, tmp_path):
     s = make_server(*app_args("master_app:hello", "--worker-tmp-dir", str(tmp_path)))
     assert http_get(s.port, "/")[2] == b"OK"
     assert os.listdir(tmp_path) != [] or True  # the file is unlinked at once
-    bad = Server(*app_args("master_app:hello", "--worker-tmp-dir", str(tmp_path / "missing")),
-                 workdir=str(tmp_path / "bad"))
-    try:
-        bad.start(wait=False)
-        assert bad.wait(10) not in (None, 0)
-        assert "worker_tmp_dir" in bad.log()
-    finally:
-        bad.cleanup()
+    code, log, _ = start_to_exit(*app_args("master_app:hello", "--worker-tmp-dir",
+                                           str(tmp_path / "missing")),
+                                 workdir=str(tmp_path / "bad"))
+    assert code not in (None, 0)
+    assert "worker_tmp_dir" in log
 
 
 def test_pidfile_of_a_running_server_is_refused_and_kept(make_server, tmp_path):
@@ -317,16 +314,12 @@ def test_pidfile_of_a_running_server_is_refused_and_kept(make_server, tmp_path):
     pidfile = tmp_path / "app.pid"
     s = make_server(*app_args("master_app:hello", "-p", str(pidfile)))
     for port in (None, s.port):         # a free port, and the one in use
-        other = Server(*app_args("master_app:hello", "-p", str(pidfile)), port=port,
-                       workdir=str(tmp_path / ("other%s" % port)))
-        try:
-            other.start(wait=False)
-            assert other.wait(15) not in (None, 0)
-            assert "Already running on PID %d (or pid file '%s' is stale)" % (
-                s.pid, pidfile) in other.log()
-            assert other.leftovers() == []
-        finally:
-            other.cleanup()
+        code, log, left = start_to_exit(*app_args("master_app:hello", "-p", str(pidfile)),
+                                        port=port, workdir=str(tmp_path / ("other%s" % port)),
+                                        timeout=15)
+        assert code not in (None, 0)
+        assert "Already running on PID %d (or pid file '%s' is stale)" % (s.pid, pidfile) in log
+        assert left == []
         assert int(pidfile.read_text()) == s.pid
     assert http_get(s.port, "/")[2] == b"OK"
     assert s.stop() == 0
@@ -401,28 +394,18 @@ def test_hooks_called_with_gunicorn_signatures(make_server, tmp_path):
 
 
 def test_missing_app_module_fails_cleanly(tmp_path):
-    s = Server(*app_args("no_such_module:app"), workdir=str(tmp_path))
-    try:
-        s.start(wait=False)
-        code = s.wait(10)
-        assert code not in (None, 0)
-        log = s.log()
-        assert "No module named 'no_such_module'" in log
-        assert "Traceback" not in log
-        assert s.leftovers() == []
-    finally:
-        s.cleanup()
+    code, log, left = start_to_exit(*app_args("no_such_module:app"), workdir=str(tmp_path))
+    assert code not in (None, 0)
+    assert "No module named 'no_such_module'" in log
+    assert "Traceback" not in log
+    assert left == []
 
 
 def test_missing_callable_fails_cleanly(tmp_path):
-    s = Server(*app_args("master_app:nope"), workdir=str(tmp_path))
-    try:
-        s.start(wait=False)
-        assert s.wait(10) not in (None, 0)
-        assert "Failed to find attribute 'nope' in 'master_app'." in s.log()
-        assert s.leftovers() == []
-    finally:
-        s.cleanup()
+    code, log, left = start_to_exit(*app_args("master_app:nope"), workdir=str(tmp_path))
+    assert code not in (None, 0)
+    assert "Failed to find attribute 'nope' in 'master_app'." in log
+    assert left == []
 
 
 def test_port_in_use_fails_cleanly(tmp_path):
@@ -430,16 +413,14 @@ def test_port_in_use_fails_cleanly(tmp_path):
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
     port = busy.getsockname()[1]
-    s = Server(*app_args(), port=port, workdir=str(tmp_path))
     try:
-        s.start(wait=False)
-        assert s.wait(10) not in (None, 0)
-        assert "Connection in use: ('127.0.0.1', %d)" % port in s.log()
-        assert "Traceback" not in s.log()
-        assert s.leftovers() == []
+        code, log, left = start_to_exit(*app_args(), port=port, workdir=str(tmp_path))
     finally:
-        s.cleanup()
         busy.close()
+    assert code not in (None, 0)
+    assert "Connection in use: ('127.0.0.1', %d)" % port in log
+    assert "Traceback" not in log
+    assert left == []
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
@@ -602,26 +583,19 @@ def test_usr2_with_dirty_arbiter(make_server, tmp_path):
 ])
 def test_app_uri_forms(make_server, tmp_path, uri, body):
     if body is None:
-        s = Server(*app_args(uri), workdir=str(tmp_path))
-        try:
-            s.start(wait=False)
-            assert s.wait(10) not in (None, 0)
-            assert "Failed to find attribute 'application' in 'master_app'." in s.log()
-        finally:
-            s.cleanup()
+        code, log, _ = start_to_exit(*app_args(uri), workdir=str(tmp_path))
+        assert code not in (None, 0)
+        assert "Failed to find attribute 'application' in 'master_app'." in log
         return
     s = make_server(*app_args(uri))
     assert http_get(s.port, "/")[2] == body
 
 
 def test_app_uri_rejects_code(tmp_path):
-    s = Server(*app_args("master_app:create_app(__import__('os'))"), workdir=str(tmp_path))
-    try:
-        s.start(wait=False)
-        assert s.wait(10) not in (None, 0)
-        assert "Failed to parse arguments as literal values" in s.log()
-    finally:
-        s.cleanup()
+    code, log, _ = start_to_exit(*app_args("master_app:create_app(__import__('os'))"),
+                                 workdir=str(tmp_path))
+    assert code not in (None, 0)
+    assert "Failed to parse arguments as literal values" in log
 
 
 def test_process_started_by_a_master_hook_does_not_inherit_blocked_signals(make_server, tmp_path):
@@ -649,9 +623,8 @@ def test_process_started_by_a_master_hook_does_not_inherit_blocked_signals(make_
         # sleep it still runs the master's copy, with the master's handlers
         # (a TERM then is caught and lost, and its mask is not the helper's)
         wait_for(lambda: proc_title(helper) == "sleep 60", 10, what="the helper to exec sleep")
-        with open("/proc/%d/status" % helper) as f:
-            status = dict(line.split(":", 1) for line in f)
-        assert int(status["SigBlk"].strip(), 16) == 0, status["SigBlk"]
+        blocked = blocked_signals(helper)
+        assert blocked == 0, "blocked signals: %x" % blocked
         os.kill(helper, signal.SIGTERM)
         wait_for(lambda: not pid_alive(helper), what="helper process obeys TERM")
     finally:
