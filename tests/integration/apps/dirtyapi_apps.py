@@ -1,8 +1,9 @@
 """Dirty apps and a WSGI front for test_dirty_api.py (the Python API as
 apps use it: `from gunicorn.dirty import ...`).
 
-  dirtyapi_apps:Basic     the seed's example (ping counts calls, echo)
-                          plus failing, streaming, async and slow actions
+  dirtyapi_apps:Basic     examples/app.py's TestDirtyApp (ping counts
+                          calls, echo) plus failing, streaming, async and
+                          slow actions
   dirtyapi_apps:Custom    overrides __call__ (no DirtyApp dispatch)
   dirtyapi_apps:Broken    init() raises: the worker must stay up
   dirtyapi_apps:Limited   class attribute workers = 1
@@ -26,6 +27,8 @@ from urllib.parse import parse_qs
 from gunicorn.dirty import DirtyApp, get_dirty_client
 from gunicorn.dirty.errors import DirtyError
 
+from examples.app import TestDirtyApp   # PYTHONPATH has the repository root (conftest)
+
 
 def _side(line):
     path = os.environ.get("DIRTYAPI_SIDE")
@@ -34,16 +37,8 @@ def _side(line):
             f.write(line + "\n")
 
 
-class Basic(DirtyApp):
-    def init(self):
-        self.calls = 0
-
-    def ping(self):
-        self.calls += 1
-        return {"pong": True, "calls": self.calls, "pid": os.getpid()}
-
-    def echo(self, message):
-        return message
+class Basic(TestDirtyApp):
+    """The bundled example's app (init, ping, echo) and more actions."""
 
     def kw(self, a, b=2, *, c=3):
         return [a, b, c]
