@@ -4,10 +4,12 @@ Connection(port) keeps one TCP connection; send() writes raw bytes;
 response() reads exactly one response (Content-Length, chunked, or up to
 EOF when neither) and returns (status, headers dict lower-cased, body).
 closed() tells whether the server closed the connection (EOF, not reset).
-keepalive_clients(), assert_worker_connections_backlog() and
-assert_term_finishes_inflight() are checks the worker types share.
+keepalive_clients(), seconds_to_idle_close(), check_expect_100_continue(),
+assert_worker_connections_backlog() and assert_term_finishes_inflight()
+are checks the keep-alive worker types (gthread, asgi) share.
 """
 
+import json
 import os
 import signal
 import socket
@@ -152,10 +154,26 @@ def get(path="/", host="x", extra=b""):
     return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra + b"\r\n"
 
 
-def wait_closed(conn, timeout):
-    t0 = time.monotonic()
-    ok = conn.closed(timeout)
-    return ok, time.monotonic() - t0
+def seconds_to_idle_close(port, timeout):
+    """One request on a new connection, then how long the server took to
+    close it, idle (asserted to happen within `timeout` seconds)."""
+    with Connection(port) as c:
+        c.send(get("/"))
+        c.response()
+        t0 = time.monotonic()
+        assert c.closed(timeout)
+        return time.monotonic() - t0
+
+
+def check_expect_100_continue(c, data):
+    """On Connection c, to an app answering JSON with the body it read as
+    "body": a POST of `data` with Expect: 100-continue gets the interim 100
+    before the body is sent, then the answer."""
+    c.send(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+           b"Expect: 100-continue\r\n\r\n" % len(data))
+    assert c.response()[0] == 100
+    c.send(data)
+    assert json.loads(c.response()[2])["body"] == data.decode()
 
 
 def keepalive_clients(port, clients=4, rounds=15, per_conn=3):
