@@ -87,6 +87,16 @@ def free_port(host="127.0.0.1"):
             return port
 
 
+def loopback_listener():
+    """A TCP socket listening on 127.0.0.1, on a port the kernel picked
+    (SO_REUSEADDR), for the tests that hand the server a listener."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     """Poll predicate() until it returns a truthy value; return that value.
     Raises AssertionError naming `what` after `timeout` seconds."""

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import (BINARY, COMPAT_BINARY, ROOT, Server, blocked_signals, children_map,
-                      free_port, has_open, http_get, pid_alive, port_open, proc_title,
-                      read_until_close, start_to_exit, unix_request, wait_for)
+                      free_port, has_open, http_get, loopback_listener, pid_alive, port_open,
+                      proc_title, read_until_close, start_to_exit, unix_request, wait_for)
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -266,10 +266,7 @@ def test_ipv6_and_second_bind(make_server):
 
 
 def test_fd_bind(tmp_path):
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    lsock = loopback_listener()
     port, fd = lsock.getsockname()[1], lsock.fileno()
     s = Server(*app_args("master_app:hello", "-b", "fd://%d" % fd), bind=False, port=port,
                workdir=str(tmp_path))

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, fd_targets, http_get, wait_for
+from conftest import ROOT, fd_targets, http_get, loopback_listener, wait_for
 from dirty_raw import socket_path
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
@@ -185,10 +185,7 @@ def test_gunicorn_fd_that_is_not_a_listener_fails_the_start(make_server, tmp_pat
 def test_gunicorn_fd_listener_is_served_and_others_are_kept(make_server, tmp_path):
     """A listening socket is still taken (the USR2 hand-over); a file the
     master holds (its error log) is never closed because of it."""
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    lsock = loopback_listener()
     port = lsock.getsockname()[1]
     errlog = tmp_path / "error.log"
     try:

@@ -12,7 +12,8 @@ import os
 import signal
 import socket
 
-from conftest import free_port, http_get, listening_inodes, pid_alive, unix_request, wait_for
+from conftest import (free_port, http_get, listening_inodes, loopback_listener, pid_alive,
+                      unix_request, wait_for)
 
 APPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "apps")
 
@@ -123,10 +124,7 @@ def test_hup_keeps_an_inherited_fd_when_the_new_bind_fails(make_server, tmp_path
     """fd://N names the listener's very descriptor: a reload that fails on
     another address must not close it (the next workers would inherit a
     closed fd)."""
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(16)
+    lsock = loopback_listener()
     port, fd = lsock.getsockname()[1], lsock.fileno()
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
