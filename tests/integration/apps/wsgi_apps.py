@@ -44,26 +44,14 @@ def body(environ, start_response):
     pieces = []
     if mode == "read":
         pieces.append(inp.read())
-    elif mode == "readn":
+    elif mode == "readn":               # each read until the empty one
         n = int(q.get("n", "3"))
-        while True:
-            b = inp.read(n)
-            if not b:
-                break
-            pieces.append(b)
+        pieces = list(iter(lambda: inp.read(n), b""))
     elif mode == "readline":
-        while True:
-            b = inp.readline()
-            if not b:
-                break
-            pieces.append(b)
+        pieces = list(iter(inp.readline, b""))
     elif mode == "readline_limit":
         n = int(q.get("n", "4"))
-        while True:
-            b = inp.readline(n)
-            if not b:
-                break
-            pieces.append(b)
+        pieces = list(iter(lambda: inp.readline(n), b""))
     elif mode == "readlines":
         pieces = inp.readlines()
     elif mode == "iter":
