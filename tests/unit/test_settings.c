@@ -467,62 +467,50 @@ test_cli_forms(void)
 	free(tmpreal);
 }
 
+/* Command lines refused with one "Error: " line containing `error`. */
+static const struct {
+	const char *args[3];	/* NULL-terminated, argv[0] left out */
+	const char *error;
+} cli_errors[] = {
+	{ { "--foo", "app:app" }, "unrecognized arguments: --foo" },
+	{ { "-Z" }, "unrecognized arguments: -Z" },
+	{ { "-w", "abc" }, "Invalid value for workers: abc" },
+	{ { "-w", "-1" }, "Invalid value for workers: -1" },
+	{ { "-w", "0" }, "workers" },
+	{ { "--timeout", "99999999999" }, "timeout" },
+	{ { "app:app", "-w" }, "-w/--workers: expected one argument" },
+	{ { "-b", "--preload" }, "-b/--bind: expected one argument" },
+	{ { "--preload=yes" }, "--preload" },
+	{ { "a:app", "b:app" }, "unrecognized arguments: b:app" },
+	{ { "--log-level", "loud" }, "Invalid value for loglevel: loud" },
+	{ { "-m", "9z" }, "Invalid value for umask" },
+	{ { "-m", "0999" }, "umask" },
+	{ { "-m", "01777" }, "umask" },
+	{ { "--chdir", "/nonexistent/dir" }, "can't chdir" },
+	{ { "-b", "127.0.0.1:http" }, "Invalid value for bind" },
+	{ { "-b", "127.0.0.1:70000" }, "bind" },
+	{ { "-b", "fd://x" }, "bind" },
+	{ { "--dirty-app", "nomodule" }, "Invalid value for dirty_apps" },
+	{ { "--dirty-app", "m:C:0" }, "dirty_apps" },
+	{ { "--dirty-app", "m:C:x" }, "dirty_apps" },
+	{ { "--dirty-workers", "-2" }, "dirty_workers" },
+	{ { "-e", "NOEQUALS" }, "Invalid value for raw_env" },
+	{ { "--w", "3" }, "ambiguous option: --w" },
+	{ { "--threads", "0" }, "threads" },
+};
+
 static void
 test_cli_errors(void)
 {
-	int rc;
-	const char *out;
+	for (size_t i = 0; i < sizeof(cli_errors) / sizeof(cli_errors[0]); i++) {
+		const char *const *a = cli_errors[i].args;
+		int rc;
+		const char *out = parse_fails(&rc, a[0], a[1], NULL);
 
-	out = parse_fails(&rc, "--foo", "app:app", NULL);
-	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: --foo"));
-	out = parse_fails(&rc, "-Z", NULL);
-	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: -Z"));
-	out = parse_fails(&rc, "-w", "abc", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for workers: abc"));
-	out = parse_fails(&rc, "-w", "-1", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for workers: -1"));
-	out = parse_fails(&rc, "-w", "0", NULL);
-	CHECK(rc == -1 && one_error_line(out, "workers"));
-	out = parse_fails(&rc, "--timeout", "99999999999", NULL);
-	CHECK(rc == -1 && one_error_line(out, "timeout"));
-	out = parse_fails(&rc, "app:app", "-w", NULL);
-	CHECK(rc == -1 && one_error_line(out, "-w/--workers: expected one argument"));
-	out = parse_fails(&rc, "-b", "--preload", NULL);
-	CHECK(rc == -1 && one_error_line(out, "-b/--bind: expected one argument"));
-	out = parse_fails(&rc, "--preload=yes", NULL);
-	CHECK(rc == -1 && one_error_line(out, "--preload"));
-	out = parse_fails(&rc, "a:app", "b:app", NULL);
-	CHECK(rc == -1 && one_error_line(out, "unrecognized arguments: b:app"));
-	out = parse_fails(&rc, "--log-level", "loud", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for loglevel: loud"));
-	out = parse_fails(&rc, "-m", "9z", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for umask"));
-	out = parse_fails(&rc, "-m", "0999", NULL);
-	CHECK(rc == -1 && one_error_line(out, "umask"));
-	out = parse_fails(&rc, "-m", "01777", NULL);
-	CHECK(rc == -1 && one_error_line(out, "umask"));
-	out = parse_fails(&rc, "--chdir", "/nonexistent/dir", NULL);
-	CHECK(rc == -1 && one_error_line(out, "can't chdir"));
-	out = parse_fails(&rc, "-b", "127.0.0.1:http", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for bind"));
-	out = parse_fails(&rc, "-b", "127.0.0.1:70000", NULL);
-	CHECK(rc == -1 && one_error_line(out, "bind"));
-	out = parse_fails(&rc, "-b", "fd://x", NULL);
-	CHECK(rc == -1 && one_error_line(out, "bind"));
-	out = parse_fails(&rc, "--dirty-app", "nomodule", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for dirty_apps"));
-	out = parse_fails(&rc, "--dirty-app", "m:C:0", NULL);
-	CHECK(rc == -1 && one_error_line(out, "dirty_apps"));
-	out = parse_fails(&rc, "--dirty-app", "m:C:x", NULL);
-	CHECK(rc == -1 && one_error_line(out, "dirty_apps"));
-	out = parse_fails(&rc, "--dirty-workers", "-2", NULL);
-	CHECK(rc == -1 && one_error_line(out, "dirty_workers"));
-	out = parse_fails(&rc, "-e", "NOEQUALS", NULL);
-	CHECK(rc == -1 && one_error_line(out, "Invalid value for raw_env"));
-	out = parse_fails(&rc, "--w", "3", NULL);
-	CHECK(rc == -1 && one_error_line(out, "ambiguous option: --w"));
-	out = parse_fails(&rc, "--threads", "0", NULL);
-	CHECK(rc == -1 && one_error_line(out, "threads"));
+		CHECK_MSG(rc == -1 && one_error_line(out, cli_errors[i].error),
+		    "cli_errors[%zu] (%s %s): rc %d", i, a[0],
+		    a[1] ? a[1] : "", rc);
+	}
 }
 
 static void
