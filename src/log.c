@@ -141,7 +141,7 @@ int log_access_enabled(void) { return access_fd != -1; }
  * the line and nothing else: SIGPIPE is ignored in every process
  * (main.c), and no error here ever stops the server. */
 static void
-write_all(int fd, const char *buf, size_t len)
+sink_write(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len);
@@ -159,7 +159,7 @@ void
 log_access_write(const char *line, size_t len)
 {
 	if (access_fd != -1)
-		write_all(access_fd, line, len);
+		sink_write(access_fd, line, len);
 }
 
 static void
@@ -190,7 +190,7 @@ emit(int level, const char *suffix, const char *fmt, va_list ap)
 			    : sizeof(buf) - 2;
 	}
 	buf[off++] = '\n';
-	write_all(error_fd, buf, off);
+	sink_write(error_fd, buf, off);
 	errno = saved;
 }
 
@@ -200,55 +200,53 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	emit(level, NULL, fmt, ap);
 }
 
+/* The variadic entry points: format through emit() with that suffix. */
+#define EMIT(level, suffix) do {		\
+	va_list ap;				\
+	va_start(ap, fmt);			\
+	emit((level), (suffix), fmt, ap);	\
+	va_end(ap);				\
+} while (0)
+
 void
 log_msg(int level, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	emit(level, NULL, fmt, ap);
-	va_end(ap);
+	EMIT(level, NULL);
 }
 
 void
 log_warn(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_WARNING, err, fmt, ap);
-	va_end(ap);
+
+	EMIT(LOG_WARNING, err);
 }
 
 void
 log_error(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_ERROR, err, fmt, ap);
-	va_end(ap);
+
+	EMIT(LOG_ERROR, err);
 }
 
 void
 fatal(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_CRITICAL, err, fmt, ap);
-	va_end(ap);
+
+	EMIT(LOG_CRITICAL, err);
 	exit(1);
 }
 
 void
 fatalx(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_CRITICAL, NULL, fmt, ap);
-	va_end(ap);
+	EMIT(LOG_CRITICAL, NULL);
 	exit(1);
 }
+
+#undef EMIT
 
 static void
 oom(size_t size)
@@ -256,7 +254,7 @@ oom(size_t size)
 	char buf[96];
 	int n = snprintf(buf, sizeof(buf), "cunicorn: out of memory (%zu bytes)\n", size);
 	if (n > 0)
-		write_all(STDERR_FILENO, buf, (size_t)n);
+		sink_write(STDERR_FILENO, buf, (size_t)n);
 	abort();
 }
 

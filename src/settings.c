@@ -193,26 +193,38 @@ settings_check_dirty_app(const char *v)
 	return NULL;
 }
 
+/* NULL when v is one of words ('|'-separated), else why. */
+static const char *
+check_choice(const char *v, const char *words, const char *why)
+{
+	size_t len = strlen(v);
+
+	for (const char *w = words; *w != '\0'; ) {
+		size_t n = strcspn(w, "|");
+		if (n == len && strncmp(w, v, n) == 0)
+			return NULL;
+		w += n + (w[n] == '|');
+	}
+	return why;
+}
+
 /* gunicorn's engines: cunicorn polls for all three (no inotify). */
 const char *
 settings_check_reload_engine(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "poll") == 0 ||
-	    strcmp(v, "inotify") == 0 ? NULL : "expected auto, poll or inotify";
+	return check_choice(v, "auto|poll|inotify", "expected auto, poll or inotify");
 }
 
 const char *
 settings_check_asgi_loop(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "asyncio") == 0 ||
-	    strcmp(v, "uvloop") == 0 ? NULL : "expected auto, asyncio or uvloop";
+	return check_choice(v, "auto|asyncio|uvloop", "expected auto, asyncio or uvloop");
 }
 
 const char *
 settings_check_asgi_lifespan(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "on") == 0 ||
-	    strcmp(v, "off") == 0 ? NULL : "expected auto, on or off";
+	return check_choice(v, "auto|on|off", "expected auto, on or off");
 }
 
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */
