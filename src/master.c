@@ -652,35 +652,17 @@ same_str(const char *a, const char *b)
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
-/*
- * Settings that the running processes were built from and that a reload
- * cannot change (the dirty arbiter and its runtime dir,
- * which is named after proc_name): keep the old values and say so.
- */
+/* The settings the running processes were built from (the dirty arbiter
+ * and its runtime dir, named after proc_name; the privileges dropped):
+ * a reload keeps their values, and says so. */
 static void
 keep_restart_only_settings(struct settings *ns, const struct settings *old)
 {
-	int changed = 0;
+	char *names = settings_keep_restart_only(ns, old);
 
-#define KEEP_INT(f) do { if (ns->f != old->f) { changed = 1; ns->f = old->f; } } while (0)
-#define KEEP_STR(f) do { if (!same_str(ns->f, old->f)) { changed = 1; \
-		free(ns->f); ns->f = old->f ? xstrdup(old->f) : NULL; } } while (0)
-#define KEEP_LIST(f) do { if (!strlist_equal(&ns->f, &old->f)) { changed = 1; \
-		strlist_assign(&ns->f, &old->f); } } while (0)
-	KEEP_LIST(dirty_apps);
-	KEEP_INT(dirty_workers);
-	KEEP_INT(dirty_threads);
-	KEEP_STR(proc_name);
-	KEEP_STR(user);
-	KEEP_STR(group);
-	KEEP_INT(uid);
-	KEEP_INT(gid);
-#undef KEEP_INT
-#undef KEEP_STR
-#undef KEEP_LIST
-	if (changed)
-		log_warnx("Reload: proc_name, user, group, dirty_apps, "
-		    "dirty_workers and dirty_threads need a restart; kept the running values");
+	if (names != NULL)
+		log_warnx("Reload: %s need a restart; kept the running values", names);
+	free(names);
 }
 
 /* gunicorn's debug dump of every setting, one record. */

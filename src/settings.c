@@ -494,6 +494,80 @@ settings_restart_only(const char *name)
 	return d != NULL && (d->flags & F_RESTART);
 }
 
+static int
+same_str(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+/* Row d's value in ns back to old's; 1 when it differed. */
+static int
+keep_value(struct settings *ns, const struct settings *old,
+    const struct setting_def *d)
+{
+	switch (d->type) {
+	case T_INT: case T_BOOL: case T_LEVEL:
+		if (*FIELD(ns, d, int) == *FIELD(old, d, int))
+			return 0;
+		*FIELD(ns, d, int) = *FIELD(old, d, int);
+		return 1;
+	case T_UMASK:
+		if (*FIELD(ns, d, mode_t) == *FIELD(old, d, mode_t))
+			return 0;
+		*FIELD(ns, d, mode_t) = *FIELD(old, d, mode_t);
+		return 1;
+	case T_INT64:
+		if (*FIELD(ns, d, long long) == *FIELD(old, d, long long))
+			return 0;
+		*FIELD(ns, d, long long) = *FIELD(old, d, long long);
+		return 1;
+	case T_STR: case T_CHDIR: case T_USER: case T_GROUP: {
+		char **dst = FIELD(ns, d, char *), *src = *FIELD(old, d, char *);
+		/* the ids resolved from user and group go with them */
+		int changed = !same_str(*dst, src) ||
+		    (d->type == T_USER && ns->uid != old->uid) ||
+		    (d->type == T_GROUP && ns->gid != old->gid);
+
+		if (!changed)
+			return 0;
+		free(*dst);
+		*dst = src != NULL ? xstrdup(src) : NULL;
+		if (d->type == T_USER)
+			ns->uid = old->uid;
+		if (d->type == T_GROUP)
+			ns->gid = old->gid;
+		return 1;
+	}
+	case T_LIST: case T_CSV:
+		if (strlist_equal(FIELD(ns, d, struct strlist), FIELD(old, d, struct strlist)))
+			return 0;
+		strlist_assign(FIELD(ns, d, struct strlist), FIELD(old, d, struct strlist));
+		return 1;
+	case T_SCHEME: case T_HOOK: case T_HELP: case T_VERSION:
+		break;
+	}
+	fatalx("setting %s: a restart-only row of a type that cannot be kept", d->name);
+}
+
+char *
+settings_keep_restart_only(struct settings *ns, const struct settings *old)
+{
+	char *names = NULL;
+
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		const struct setting_def *d = &settings_table[i];
+		char *more;
+
+		if (!(d->flags & F_RESTART) || !keep_value(ns, old, d))
+			continue;
+		more = names == NULL ? xstrdup(d->name)
+		    : xasprintf("%s, %s", names, d->name);
+		free(names);
+		names = more;
+	}
+	return names;
+}
+
 /* gunicorn's sendfile when no source sets it: $SENDFILE if set (y, 1,
  * yes, true: on; anything else: off), else on. */
 int
