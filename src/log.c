@@ -21,6 +21,7 @@ static int access_fd = -1;
 static int log_level = LOG_INFO;
 static char *error_path;	/* NULL: stderr */
 static char *access_path;	/* NULL: off or stdout (access_fd says) */
+static int forked_child;	/* fatal() ends us with _exit() */
 
 int
 log_level_parse(const char *name)
@@ -200,6 +201,24 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	emit(level, NULL, fmt, ap);
 }
 
+void
+log_forked_child(void)
+{
+	forked_child = 1;
+}
+
+/* fatal()'s way out.  A forked child must not run the atexit handlers it
+ * inherited (the parent's), only write what it buffered itself. */
+static void __attribute__((noreturn))
+fatal_exit(void)
+{
+	if (forked_child) {
+		fflush(NULL);
+		_exit(1);
+	}
+	exit(1);
+}
+
 /* The variadic entry points: format through emit() with that suffix. */
 #define EMIT(level, suffix) do {		\
 	va_list ap;				\
@@ -236,14 +255,14 @@ fatal(const char *fmt, ...)
 	const char *err = strerror(errno);
 
 	EMIT(LOG_CRITICAL, err);
-	exit(1);
+	fatal_exit();
 }
 
 void
 fatalx(const char *fmt, ...)
 {
 	EMIT(LOG_CRITICAL, NULL);
-	exit(1);
+	fatal_exit();
 }
 
 #undef EMIT

@@ -9,8 +9,8 @@
  * (master_loop) through a pipe, so nothing else runs in a handler.  Its
  * children are forked by spawn_process() (spawn.c) with all signals
  * blocked and the dispositions reset; each role installs its own and
- * unblocks.  Only the USR2 re-exec (straight into exec) and --daemon fork
- * on their own.
+ * unblocks.  So are the USR2 re-exec (straight into exec) and --daemon's
+ * two forks.
  *
  * Python runs here only for the config file, a preloaded app and hooks.
  *
@@ -263,32 +263,6 @@ signals_init(void)
 	sa.sa_handler = SIG_IGN;	/* EPIPE from write() instead */
 	sa.sa_flags = 0;
 	return sigaction(SIGPIPE, &sa, NULL);
-}
-
-/* Around the USR2 fork (spawn_process() does the same for its children):
- * the child starts with every signal blocked. */
-static void
-fork_block(sigset_t *saved)
-{
-	sigset_t all;
-
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, saved);
-}
-
-static void
-fork_unblock(const sigset_t *saved)
-{
-	sigprocmask(SIG_SETMASK, saved, NULL);
-}
-
-/* In the USR2 child, first thing: the master's handlers and pipe go. */
-static void
-child_leave_master_signals(void)
-{
-	signals_reset_child_blocked();
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
 }
 
 /* ---- spawning ---- */
@@ -790,6 +764,40 @@ set_num_workers(int n)
 	}
 }
 
+/* What the USR2 child needs (on the parent's stack: the child has its copy). */
+struct reexec_boot {
+	char exe[4096];
+};
+
+/* The USR2 child: hand the listeners over, exec the binary now on disk. */
+static void __attribute__((noreturn))
+reexec_child(void *arg)
+{
+	struct reexec_boot *b = arg;
+	char fds[512];
+	size_t off = 0;
+	sigset_t none;
+
+	for (size_t i = 0; i < M.nlisteners && off < sizeof(fds) - 16; i++) {
+		fd_set_cloexec(M.listeners[i].fd, 0);
+		off += (size_t)snprintf(fds + off, sizeof(fds) - off, "%s%d",
+		    i ? "," : "", M.listeners[i].fd);
+	}
+	setenv("GUNICORN_FD", fds, 1);
+	/* who we were started by: by the time the new master reads
+	 * getppid() we may already be gone */
+	snprintf(fds, sizeof(fds), "%d", (int)M.pid);
+	setenv("GUNICORN_PID", fds, 1);
+	unsetenv("GUNICORN_DIRTY_SOCKET");
+	if (M.start_cwd != NULL && chdir(M.start_cwd) == -1)
+		log_warn("USR2: chdir %s", M.start_cwd);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(b->exe, M.argv);
+	log_error("USR2: exec %s", b->exe);
+	_exit(1);
+}
+
 /*
  * SIGUSR2: start a new master from the binary now on disk, handing it our
  * listeners ($GUNICORN_FD, as gunicorn), so an upgrade never closes the
@@ -800,11 +808,9 @@ set_num_workers(int n)
 static void
 reexec(void)
 {
-	char exe[4096], fds[512];
-	size_t off = 0;
+	struct reexec_boot b;
 	ssize_t n;
 	pid_t pid;
-	sigset_t saved;
 
 	if (M.reexec_pid > 0) {
 		log_warnx("USR2 ignored: the new master (pid: %d) is still running",
@@ -812,14 +818,14 @@ reexec(void)
 		return;
 	}
 	/* the path we run from; after an upgrade in place, the new file */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	n = readlink("/proc/self/exe", b.exe, sizeof(b.exe) - 1);
 	if (n <= 0) {
 		log_error("USR2: readlink /proc/self/exe");
 		return;
 	}
-	exe[n] = '\0';
-	if (n > 10 && strcmp(exe + n - 10, " (deleted)") == 0)
-		exe[n - 10] = '\0';
+	b.exe[n] = '\0';
+	if (n > 10 && strcmp(b.exe + n - 10, " (deleted)") == 0)
+		b.exe[n - 10] = '\0';
 	if (M.pidfile_written) {
 		char *old = xasprintf("%s.oldbin", M.cfg->pidfile);
 		if (rename(M.cfg->pidfile, old) == -1)
@@ -827,41 +833,21 @@ reexec(void)
 		free(old);
 	}
 	call_hook_server(HOOK_PRE_EXEC);
-	fflush(NULL);
-	fork_block(&saved);
-	pid = fork();
-	if (pid != 0)
-		fork_unblock(&saved);
+	/* no title, no Python: it execs at once */
+	pid = spawn_process(&(struct spawn_spec){
+		.parent = M.pid,
+		.close_fds = sig_pipe,
+		.nclose_fds = 2,
+		.boot_error = 1,
+		.main = reexec_child,
+		.arg = &b,
+	});
 	if (pid == -1) {
 		log_error("USR2: fork");
 		return;
 	}
-	if (pid == 0) {
-		sigset_t none;
-
-		child_leave_master_signals();
-
-		for (size_t i = 0; i < M.nlisteners && off < sizeof(fds) - 16; i++) {
-			fd_set_cloexec(M.listeners[i].fd, 0);
-			off += (size_t)snprintf(fds + off, sizeof(fds) - off, "%s%d",
-			    i ? "," : "", M.listeners[i].fd);
-		}
-		setenv("GUNICORN_FD", fds, 1);
-		/* who we were started by: by the time the new master reads
-		 * getppid() we may already be gone */
-		snprintf(fds, sizeof(fds), "%d", (int)M.pid);
-		setenv("GUNICORN_PID", fds, 1);
-		unsetenv("GUNICORN_DIRTY_SOCKET");
-		if (M.start_cwd != NULL && chdir(M.start_cwd) == -1)
-			log_warn("USR2: chdir %s", M.start_cwd);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(exe, M.argv);
-		log_error("USR2: exec %s", exe);
-		_exit(1);
-	}
 	M.reexec_pid = pid;
-	log_info("Re-executing %s: new master (pid: %d)", exe, (int)pid);
+	log_info("Re-executing %s: new master (pid: %d)", b.exe, (int)pid);
 }
 
 static const char *
@@ -972,23 +958,24 @@ master_loop(void)
 
 /* ---- start and stop ---- */
 
+/* --daemon: the classic two forks (through spawn_process, which returns
+ * in the child here), a new session between them; stdio on /dev/null
+ * unless the error log is stderr. */
 static int
 daemonize(void)
 {
+	struct spawn_spec detach = { .parent = getpid(), .python = 1 };
 	pid_t pid;
 	int fd;
 
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	python_after_fork();
-	setsid();
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	python_after_fork();
+	for (int i = 0; i < 2; i++) {
+		if ((pid = spawn_process(&detach)) == -1)
+			return -1;
+		if (pid > 0)
+			_exit(0);
+		if (i == 0)
+			setsid();
+	}
 	if ((fd = open("/dev/null", O_RDWR)) != -1) {
 		dup2(fd, STDIN_FILENO);
 		if (log_error_fd() != STDERR_FILENO) {

@@ -23,11 +23,10 @@
 
 #define MAX_KEEP_FDS	64
 
-static void __attribute__((noreturn))
-spawn_child(const struct spawn_spec *spec)
+/* Steps 2 to 4 of spawn.h: what the child sheds, Python, parent death. */
+static void
+spawn_shed(const struct spawn_spec *spec)
 {
-	signals_reset_child_blocked();
-
 	if (spec->close_all) {
 		int keep[MAX_KEEP_FDS + 1];
 		size_t n = 0;
@@ -48,16 +47,25 @@ spawn_child(const struct spawn_spec *spec)
 
 	if (spec->parent_death_signal != 0) {
 		if (prctl(PR_SET_PDEATHSIG, spec->parent_death_signal) == -1)
-			log_warn("%s: prctl(PR_SET_PDEATHSIG)", spec->role);
+			log_warn("%s: prctl(PR_SET_PDEATHSIG)",
+			    spec->role != NULL ? spec->role : "child");
 		if (getppid() != spec->parent) {
 			if (spec->parent_gone != NULL)
 				spec->parent_gone(spec->arg);
 			_exit(0);
 		}
 	}
+}
 
-	proctitle_set("%s: %s [%s]", proctitle_prog(), spec->role,
-	    settings_proc_name(spec->cfg));
+static void __attribute__((noreturn))
+spawn_child(const struct spawn_spec *spec)
+{
+	signals_reset_child_blocked();
+	spawn_shed(spec);
+
+	if (spec->role != NULL)
+		proctitle_set("%s: %s [%s]", proctitle_prog(), spec->role,
+		    settings_proc_name(spec->cfg));
 	if (spec->booting != NULL)
 		spec->booting(spec->arg);
 	if (spec->drop_privileges && privileges_drop(spec->cfg) == -1)
@@ -82,8 +90,15 @@ spawn_process(const struct spawn_spec *spec)
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &saved);
 	pid = fork();
-	if (pid == 0)
-		spawn_child(spec);
+	if (pid == 0) {
+		if (spec->main != NULL) {
+			log_forked_child();
+			spawn_child(spec);
+		}
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		spawn_shed(spec);
+		return 0;
+	}
 	saved_errno = errno;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	errno = saved_errno;
