@@ -5,8 +5,8 @@
  * arbiter), the heartbeat slots shared with HTTP workers, the pid file and
  * the signal pipe.  It forks and supervises; it never serves a request.
  *
- * Signal handlers only record the signal and wake the one loop
- * (master_loop) through a pipe, so nothing else runs in a handler.  Its
+ * Signals reach the one loop (master_loop) as bytes on a pipe
+ * (sigpipe.c), so nothing else runs in a handler.  Its
  * children are forked by spawn_process() (spawn.c) with all signals
  * blocked and the dispositions reset; each role installs its own and
  * unblocks.  So are the USR2 re-exec (straight into exec) and --daemon's
@@ -52,6 +52,7 @@
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "spawn.h"
 #include "util.h"
 #include "wsgi.h"
@@ -221,49 +222,13 @@ static const int master_signals[] = {
 };
 
 /*
- * The handler only records the signal and wakes the loop through a pipe
- * (the self-pipe trick).  Signals are not kept blocked in the master, so
- * that a process a hook starts (subprocess from on_starting, say) does not
- * inherit a blocked mask and ignore TERM; our own forks block everything
- * around fork() instead, and each child role unblocks once its handlers are
- * in.  A child runs this handler only in that window, and then only keeps
- * the flag: the pipe is the master's.
+ * Signals are bytes on a pipe (sigpipe.h) the loop reads.  They are not
+ * kept blocked in the master, so that a process a hook starts (subprocess
+ * from on_starting, say) does not inherit a blocked mask and ignore TERM;
+ * our own forks block everything around fork() instead (spawn.c), and
+ * each child role unblocks once its handlers are in.
  */
-static volatile sig_atomic_t sig_pending[NSIG];
-static volatile sig_atomic_t handler_pid;
-static int sig_pipe[2] = { -1, -1 };
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-
-	sig_pending[sig] = 1;
-	if (getpid() == (pid_t)handler_pid)
-		(void)!write(sig_pipe[1], "", 1);
-	errno = saved;
-}
-
-static int
-signals_init(void)
-{
-	struct sigaction sa;
-
-	if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		return -1;
-	handler_pid = getpid();
-	memset(&sa, 0, sizeof(sa));
-	sigfillset(&sa.sa_mask);
-	sa.sa_handler = on_signal;
-	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
-		sa.sa_flags = SA_RESTART | (master_signals[i] == SIGCHLD ? SA_NOCLDSTOP : 0);
-		if (sigaction(master_signals[i], &sa, NULL) == -1)
-			return -1;
-	}
-	sa.sa_handler = SIG_IGN;	/* EPIPE from write() instead */
-	sa.sa_flags = 0;
-	return sigaction(SIGPIPE, &sa, NULL);
-}
+static int sig_fd = -1;
 
 /* ---- spawning ---- */
 
@@ -348,8 +313,6 @@ spawn_http_worker(void)
 		.role = "worker",
 		.cfg = M.cfg,
 		.parent = M.pid,
-		.close_fds = sig_pipe,
-		.nclose_fds = 2,
 		.python = 1,
 		.parent_death_signal = SIGTERM,
 		.booting = http_worker_booting,
@@ -836,8 +799,6 @@ reexec(void)
 	/* no title, no Python: it execs at once */
 	pid = spawn_process(&(struct spawn_spec){
 		.parent = M.pid,
-		.close_fds = sig_pipe,
-		.nclose_fds = 2,
 		.boot_error = 1,
 		.main = reexec_child,
 		.arg = &b,
@@ -919,25 +880,15 @@ handle_signal(int sig)
 static void
 master_loop(void)
 {
-	struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
+	struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
 
 	for (;;) {
-		int timeout = M.stopping ? 50 : 1000;
+		int timeout = M.stopping ? 50 : 1000, sig;
 
 		if (poll(&pfd, 1, timeout) == -1 && errno != EINTR)
 			fatal("poll");
-		if (pfd.revents & POLLIN) {
-			char drain[64];
-			while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
-				;
-		}
-		for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
-			int sig = master_signals[i];
-			if (sig_pending[sig]) {
-				sig_pending[sig] = 0;
-				handle_signal(sig);
-			}
-		}
+		while ((sig = sigpipe_next()) != 0)
+			handle_signal(sig);
 		reap();		/* CHLD may coalesce with other signals */
 		if (M.halt_reason != NULL && !M.stopping)
 			begin_stop(0);
@@ -1022,10 +973,7 @@ master_release(void)
 	log_info("Shutting down: Master");
 	if (M.halt_reason != NULL)
 		log_info("Reason: %s", M.halt_reason);
-	if (sig_pipe[0] != -1) {
-		close(sig_pipe[0]);
-		close(sig_pipe[1]);
-	}
+	sigpipe_close();
 	if (M.heartbeats != NULL)
 		munmap((void *)M.heartbeats, 2 * HEARTBEAT_SLOTS * sizeof(uint64_t));
 	Py_XDECREF((PyObject *)M.server_obj);
@@ -1077,8 +1025,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	call_hook_server(HOOK_ON_STARTING);
 	log_info("Starting %s %s", "cunicorn", "0.1.0");
 
-	if (signals_init() == -1)
-		fatal("signals");
+	sig_fd = sigpipe_open(master_signals, sizeof(master_signals) / sizeof(master_signals[0]));
 	M.dirty = dirty_enabled(s);
 	if (M.dirty) {
 		if (dirty_prepare(s) == -1) {

@@ -19,6 +19,7 @@
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "util.h"
 
 #define MAX_KEEP_FDS	64
@@ -61,6 +62,7 @@ static void __attribute__((noreturn))
 spawn_child(const struct spawn_spec *spec)
 {
 	signals_reset_child_blocked();
+	sigpipe_close();	/* the parent's signals are not the child's */
 	spawn_shed(spec);
 
 	if (spec->role != NULL)

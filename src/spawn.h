@@ -11,8 +11,9 @@
  *      still blocked: fork() ran with all of them blocked, so a signal sent
  *      before the role installs its handlers stays pending instead of
  *      killing it or running the parent's handler;
- *   2. descriptors: either every one >= 3 is closed but keep_fds and the
- *      error log (then the logs are reopened), or just close_fds;
+ *   2. descriptors: the parent's signal pipe (sigpipe.h) always goes;
+ *      then either every one >= 3 is closed but keep_fds and the error
+ *      log (then the logs are reopened), or just close_fds;
  *   3. PyOS_AfterFork_Child(), when the child runs Python;
  *   4. PR_SET_PDEATHSIG, then getppid() against the parent's pid recorded
  *      before fork(): a parent that died before the prctl() leaves no
