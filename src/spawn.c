@@ -9,6 +9,7 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,4 +106,33 @@ spawn_process(const struct spawn_spec *spec)
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	errno = saved_errno;
 	return pid;
+}
+
+/* The classic two forks, a new session between them; stdio on /dev/null
+ * unless the error log is stderr. */
+int
+spawn_daemon(void)
+{
+	struct spawn_spec detach = { .parent = getpid(), .python = 1 };
+	pid_t pid;
+	int fd;
+
+	for (int i = 0; i < 2; i++) {
+		if ((pid = spawn_process(&detach)) == -1)
+			return -1;
+		if (pid > 0)
+			_exit(0);
+		if (i == 0)
+			setsid();
+	}
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		if (log_error_fd() != STDERR_FILENO) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * spawn.h — the one way a process of ours forks a child role.
+ * spawn.h — the one way a process of ours forks: a child role, the USR2
+ * re-exec, the daemon.
  *
  * Every child (HTTP worker, dirty arbiter, dirty worker) is started by
  * spawn_process() from a spec that says what the child is (its title and
@@ -29,7 +30,7 @@
  * the parent's atexit handlers are not the child's to run.
  *
  * With main NULL the child is not a new role but the caller going on (the
- * daemon's forks, whose parent then leaves): only steps 2 to 4 run, the
+ * daemon's forks, spawn_daemon(), whose parent then leaves): only steps 2 to 4 run, the
  * dispositions and the signal mask stay the parent's, fatal() keeps
  * exit(), and spawn_process() returns 0 in the child, as fork() does.
  *
@@ -73,5 +74,10 @@ struct spawn_spec {
  * to) may live on the caller's stack: the child has its own copy.
  */
 pid_t spawn_process(const struct spawn_spec *spec);
+
+/* --daemon: go on in a grandchild in a session of its own (the caller's
+ * process and the middle one _exit(0)), stdin on /dev/null, and stdout
+ * and stderr too unless they are the error log.  0, or -1 (errno set). */
+int spawn_daemon(void);
 
 #endif
