@@ -185,8 +185,7 @@ wait_until(int fd, short events, uint64_t deadline)
 		}
 		if (errno != EINTR)
 			return -1;
-		if (io.on_eintr)
-			io.on_eintr();
+		http_io_interrupted();
 	}
 }
 
@@ -204,8 +203,7 @@ http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline)
 		if (r >= 0)
 			return r;
 		if (errno == EINTR) {
-			if (io.on_eintr)
-				io.on_eintr();
+			http_io_interrupted();
 			continue;
 		}
 		if (errno != EAGAIN)
@@ -228,8 +226,7 @@ http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
 		ssize_t w = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
 		if (w == -1) {
 			if (errno == EINTR) {
-				if (io.on_eintr)
-					io.on_eintr();
+				http_io_interrupted();
 				continue;
 			}
 			if (errno != EAGAIN)

@@ -2,7 +2,7 @@
  * http_worker.c — the sync HTTP worker role (contract: http_worker.h).
  *
  * Owns: the accept loop over the inherited listeners, the worker's signal
- * flags and self-pipe, the per-worker request buffer, reading and parsing
+ * flags (from sigpipe.c's pipe), the per-worker request buffer, reading and parsing
  * the request head, max_requests, the heartbeat and the worker's exit
  * path, and --reload (gunicorn's reload: a worker whose code changed on
  * disk exits so that the master boots a fresh one).  Hands every parsed
@@ -10,10 +10,10 @@
  * keeps serving.
  *
  * One connection at a time, "Connection: close" on every response, as
- * gunicorn's sync worker.  Signal handlers only set flags and poke the
- * self-pipe (and, for INT/QUIT/ABRT, ask Python to run its handler at the
- * next bytecode so a busy app is interrupted); everything else happens in
- * the loop.  Never: blocks without a timeout, calls Py_Finalize on the
+ * gunicorn's sync worker.  Signal handlers only write to the signal pipe
+ * (and, for INT/QUIT/ABRT, ask Python to run its handler at the next
+ * bytecode so a busy app is interrupted); everything else happens in the
+ * loop.  Never: blocks without a timeout, calls Py_Finalize on the
  * way out (exit is _exit after flushing Python's stdio), or handles two
  * connections at once.
  */
@@ -41,40 +41,64 @@
 #include "log.h"
 #include "python.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "util.h"
 #include "wsgi.h"
 
 #define RELOAD_INTERVAL_MS 1000		/* --reload: gunicorn's poll interval */
 
-static volatile sig_atomic_t sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
-/* For the TERM handler: when the master is gone nobody enforces
- * graceful_timeout, so the worker arms alarm() itself (SIGALRM's default
- * action ends it even inside a hung app call). */
+/*
+ * Signals come as bytes on a pipe (sigpipe.c); signals_collect() turns
+ * them into these flags, from the loop and from every place the app's
+ * I/O sees EINTR.  Two things cannot wait for the loop and are done in
+ * the handler itself (signal_now): INT, QUIT and ABRT ask Python to run
+ * its handler at the next bytecode, so a busy app is interrupted; TERM
+ * when the master is gone arms alarm(), since nobody else enforces
+ * graceful_timeout then (SIGALRM's default action ends the worker even
+ * inside a hung app call).
+ */
+static int sig_term, sig_int, sig_quit, sig_abrt, sig_usr1, sig_hup;
+static volatile sig_atomic_t signals_waiting;	/* bytes to collect */
 static volatile sig_atomic_t handler_master_pid, handler_grace_seconds;
-static int wake_pipe[2] = { -1, -1 };
+static int sig_fd = -1;
 static struct http_worker_ctx *wctx;
 static int exiting;
 
+/* In the handler, after sigpipe's byte: async-signal-safe calls only. */
 static void
-on_signal(int sig)
+signal_now(int sig)
 {
-	int saved = errno;
-
+	signals_waiting = 1;
 	switch (sig) {
 	case SIGTERM:
-		sig_term = 1;
 		if (getppid() != (pid_t)handler_master_pid)
 			alarm((unsigned)handler_grace_seconds + 1);
 		break;
-	case SIGHUP: sig_hup = 1; break;
-	case SIGUSR1: sig_usr1 = 1; break;
-	case SIGINT: sig_int = 1; wsgi_signal_trip(sig); break;
-	case SIGQUIT: sig_quit = 1; wsgi_signal_trip(sig); break;
-	case SIGABRT: sig_abrt = 1; wsgi_signal_trip(sig); break;
+	case SIGINT:
+	case SIGQUIT:
+	case SIGABRT:
+		wsgi_signal_trip(sig);
+		break;
 	}
-	if (wake_pipe[1] != -1)
-		(void)!write(wake_pipe[1], "", 1);
-	errno = saved;
+}
+
+static void
+signals_collect(void)
+{
+	int sig;
+
+	if (!signals_waiting)
+		return;
+	signals_waiting = 0;	/* before reading: a later byte sets it again */
+	while ((sig = sigpipe_next()) != 0)
+		switch (sig) {
+		case SIGTERM: sig_term = 1; break;
+		case SIGHUP: sig_hup = 1; break;
+		case SIGUSR1: sig_usr1 = 1; break;
+		case SIGINT: sig_int = 1; break;
+		case SIGQUIT: sig_quit = 1; break;
+		case SIGABRT: sig_abrt = 1; break;
+		}
 }
 
 /*
@@ -82,8 +106,8 @@ on_signal(int sig)
  * worker process itself, after the worker stopped (arbiter.spawn_worker's
  * finally), so it runs here, whatever the reason for exiting.
  */
-static void __attribute__((noreturn))
-worker_exit(int code)
+void
+http_worker_exit(int code)
 {
 	struct settings *cfg = wctx->cfg;
 
@@ -104,9 +128,13 @@ worker_exit(int code)
 	_exit(code);
 }
 
+/* What must not wait for the end of a request: USR1, and INT, QUIT, ABRT
+ * (which end the worker).  The loop calls it, and wsgi.c on EINTR and from
+ * Python's handler for INT, QUIT and ABRT. */
 static void
 http_worker_urgent_signals(void)
 {
+	signals_collect();
 	if (sig_usr1) {
 		sig_usr1 = 0;
 		log_reopen();
@@ -118,14 +146,14 @@ http_worker_urgent_signals(void)
 		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_INT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_INT, 1, wsgi_worker_object());
-		worker_exit(0);
+		http_worker_exit(0);
 	}
 	if (sig_abrt) {
 		exiting = 1;
 		(void)wsgi_abort_responses();
 		if (wctx->cfg->hooks[HOOK_WORKER_ABORT] != NULL)
 			python_hook(wctx->cfg, HOOK_WORKER_ABORT, 1, wsgi_worker_object());
-		worker_exit(1);
+		http_worker_exit(1);
 	}
 }
 
@@ -133,32 +161,11 @@ static void
 install_signals(void)
 {
 	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGABRT, SIGHUP };
-	struct sigaction sa;
-	sigset_t set;
 
-	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		fatal("pipe2");
 	handler_master_pid = wctx->master_pid;
 	handler_grace_seconds = wctx->cfg->graceful_timeout;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0;	/* no SA_RESTART: waits see EINTR */
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-	sa.sa_handler = SIG_IGN;	/* write errors come back as EPIPE */
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&set);
-	sigprocmask(SIG_SETMASK, &set, NULL);
-}
-
-static void
-drain_wake_pipe(void)
-{
-	char buf[64];
-
-	while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
-		;
+	/* no SA_RESTART: waits see EINTR */
+	sig_fd = sigpipe_open_with(sigs, sizeof(sigs) / sizeof(sigs[0]), 0, signal_now);
 }
 
 /* ---- --reload ---- */
@@ -415,7 +422,7 @@ http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
 		if (uri == NULL || (app = reload_load_app(&rw, uri)) == NULL) {
 			if (uri == NULL)
 				log_errorx("No application module specified.");
-			worker_exit(APP_LOAD_ERROR);
+			http_worker_exit(APP_LOAD_ERROR);
 		}
 	}
 	setup = (struct wsgi_setup){
@@ -429,7 +436,7 @@ http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(void),
 		.relay_streams = relay_streams,
 	};
 	if (wsgi_init(&setup, app) == -1)
-		worker_exit(WORKER_BOOT_ERROR);
+		http_worker_exit(WORKER_BOOT_ERROR);
 	if (rw.reloader != NULL)
 		(void)reload_changed(&rw);	/* records the app's files */
 	return app;
@@ -439,12 +446,6 @@ int
 http_worker_reload_due(void)
 {
 	return rw.reloader != NULL && reload_changed(&rw);
-}
-
-void
-http_worker_exit(int code)
-{
-	worker_exit(code);
 }
 
 /* ---- the worker types ---- */
@@ -492,7 +493,7 @@ sync_worker_main(struct http_worker_ctx *ctx)
 		pfd[i].fd = ctx->listeners[i].fd;
 		pfd[i].events = POLLIN;
 	}
-	pfd[ctx->nlisteners].fd = wake_pipe[0];
+	pfd[ctx->nlisteners].fd = sig_fd;
 	pfd[ctx->nlisteners].events = POLLIN;
 	poll_ms = cfg->timeout > 0 ? cfg->timeout * 500 : 1000;
 	if (poll_ms > 1000)
@@ -501,8 +502,7 @@ sync_worker_main(struct http_worker_ctx *ctx)
 	for (unsigned long loops = 0;; loops++) {
 		int served = 0;
 
-		if (sig_usr1 || sig_int || sig_quit || sig_abrt)
-			http_worker_urgent_signals();
+		http_worker_urgent_signals();
 		if (sig_term || sig_hup || !w.alive)
 			break;
 		/* the master's death: checked on every idle wake-up, and every
@@ -536,6 +536,7 @@ sync_worker_main(struct http_worker_ctx *ctx)
 			}
 			handle_connection(&w, fd, &ctx->listeners[i], &peer, plen);
 			served = 1;
+			signals_collect();
 			if (sig_term || sig_hup || !w.alive)
 				break;
 		}
@@ -547,10 +548,8 @@ sync_worker_main(struct http_worker_ctx *ctx)
 		Py_BEGIN_ALLOW_THREADS
 		n = poll(pfd, ctx->nlisteners + 1, poll_ms);
 		Py_END_ALLOW_THREADS
-		if (n > 0 && pfd[ctx->nlisteners].revents)
-			drain_wake_pipe();
 		if (n == -1 && errno != EINTR)
 			log_warn("poll");
 	}
-	worker_exit(0);
+	http_worker_exit(0);
 }

@@ -21,6 +21,7 @@ static int access_fd = -1;
 static int log_level = LOG_INFO;
 static char *error_path;	/* NULL: stderr */
 static char *access_path;	/* NULL: off or stdout (access_fd says) */
+static int forked_child;	/* fatal() ends us with _exit() */
 
 int
 log_level_parse(const char *name)
@@ -141,7 +142,7 @@ int log_access_enabled(void) { return access_fd != -1; }
  * the line and nothing else: SIGPIPE is ignored in every process
  * (main.c), and no error here ever stops the server. */
 static void
-write_all(int fd, const char *buf, size_t len)
+sink_write(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len);
@@ -159,7 +160,7 @@ void
 log_access_write(const char *line, size_t len)
 {
 	if (access_fd != -1)
-		write_all(access_fd, line, len);
+		sink_write(access_fd, line, len);
 }
 
 static void
@@ -190,7 +191,7 @@ emit(int level, const char *suffix, const char *fmt, va_list ap)
 			    : sizeof(buf) - 2;
 	}
 	buf[off++] = '\n';
-	write_all(error_fd, buf, off);
+	sink_write(error_fd, buf, off);
 	errno = saved;
 }
 
@@ -201,54 +202,70 @@ log_vmsg(int level, const char *fmt, va_list ap)
 }
 
 void
+log_forked_child(void)
+{
+	forked_child = 1;
+}
+
+/* fatal()'s way out.  A forked child must not run the atexit handlers it
+ * inherited (the parent's), only write what it buffered itself. */
+static void __attribute__((noreturn))
+fatal_exit(void)
+{
+	if (forked_child) {
+		fflush(NULL);
+		_exit(1);
+	}
+	exit(1);
+}
+
+/* The variadic entry points: format through emit() with that suffix. */
+#define EMIT(level, suffix) do {		\
+	va_list ap;				\
+	va_start(ap, fmt);			\
+	emit((level), (suffix), fmt, ap);	\
+	va_end(ap);				\
+} while (0)
+
+void
 log_msg(int level, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	emit(level, NULL, fmt, ap);
-	va_end(ap);
+	EMIT(level, NULL);
 }
 
 void
 log_warn(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_WARNING, err, fmt, ap);
-	va_end(ap);
+
+	EMIT(LOG_WARNING, err);
 }
 
 void
 log_error(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_ERROR, err, fmt, ap);
-	va_end(ap);
+
+	EMIT(LOG_ERROR, err);
 }
 
 void
 fatal(const char *fmt, ...)
 {
 	const char *err = strerror(errno);
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_CRITICAL, err, fmt, ap);
-	va_end(ap);
-	exit(1);
+
+	EMIT(LOG_CRITICAL, err);
+	fatal_exit();
 }
 
 void
 fatalx(const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	emit(LOG_CRITICAL, NULL, fmt, ap);
-	va_end(ap);
-	exit(1);
+	EMIT(LOG_CRITICAL, NULL);
+	fatal_exit();
 }
+
+#undef EMIT
 
 static void
 oom(size_t size)
@@ -256,7 +273,7 @@ oom(size_t size)
 	char buf[96];
 	int n = snprintf(buf, sizeof(buf), "cunicorn: out of memory (%zu bytes)\n", size);
 	if (n > 0)
-		write_all(STDERR_FILENO, buf, (size_t)n);
+		sink_write(STDERR_FILENO, buf, (size_t)n);
 	abort();
 }
 

@@ -52,9 +52,13 @@ void log_vmsg(int level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 /* As above, with ": strerror(errno)" appended. */
 void log_warn(const char *fmt, ...) PRINTF_LIKE(1, 2);
 void log_error(const char *fmt, ...) PRINTF_LIKE(1, 2);
-/* Log at CRITICAL and exit(1). */
+/* Log at CRITICAL and exit(1); in a forked child (log_forked_child()),
+ * _exit(1) after flushing stdio: the parent's atexit handlers are not the
+ * child's to run. */
 void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 void fatalx(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
+/* Called once in every child a role runs in (spawn_process does). */
+void log_forked_child(void);
 
 /* Whether an access log is configured, and writing one finished line
  * (the caller formats it and includes the trailing newline). */

@@ -5,12 +5,12 @@
  * arbiter), the heartbeat slots shared with HTTP workers, the pid file and
  * the signal pipe.  It forks and supervises; it never serves a request.
  *
- * Signal handlers only record the signal and wake the one loop
- * (master_loop) through a pipe, so nothing else runs in a handler.  Its
+ * Signals reach the one loop (master_loop) as bytes on a pipe
+ * (sigpipe.c), so nothing else runs in a handler.  Its
  * children are forked by spawn_process() (spawn.c) with all signals
  * blocked and the dispositions reset; each role installs its own and
- * unblocks.  Only the USR2 re-exec (straight into exec) and --daemon fork
- * on their own.
+ * unblocks.  So are the USR2 re-exec (straight into exec) and --daemon's
+ * two forks.
  *
  * Python runs here only for the config file, a preloaded app and hooks.
  *
@@ -49,9 +49,11 @@
 #include "http_worker.h"
 #include "listen.h"
 #include "log.h"
+#include "pidfile.h"
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "spawn.h"
 #include "util.h"
 #include "wsgi.h"
@@ -72,6 +74,7 @@ struct child {
 	uint64_t deadline_ms;		/* STOPPING/ABORTED: KILL after this */
 };
 
+/* The master's state: the one master of this process. */
 static struct {
 	struct settings *cfg;
 	int argc;
@@ -102,18 +105,18 @@ static struct {
 	pid_t reexec_pid;		/* the new master we started on USR2, or 0 */
 	pid_t old_master_pid;		/* the master that started us on USR2, while it
 					   lives; unix socket files are shared with it */
-} M;
+} master;
 
 /* ---- the table of children ---- */
 
 static struct child *
 child_add(pid_t pid, enum child_role role, int slot, int age)
 {
-	if (M.nchildren == M.cap) {
-		M.cap = M.cap ? M.cap * 2 : 16;
-		M.children = xreallocarray(M.children, M.cap, sizeof(*M.children));
+	if (master.nchildren == master.cap) {
+		master.cap = master.cap ? master.cap * 2 : 16;
+		master.children = xreallocarray(master.children, master.cap, sizeof(*master.children));
 	}
-	struct child *c = &M.children[M.nchildren++];
+	struct child *c = &master.children[master.nchildren++];
 	*c = (struct child){ .pid = pid, .role = role, .slot = slot, .age = age };
 	return c;
 }
@@ -121,9 +124,9 @@ child_add(pid_t pid, enum child_role role, int slot, int age)
 static struct child *
 child_find(pid_t pid)
 {
-	for (size_t i = 0; i < M.nchildren; i++)
-		if (M.children[i].pid == pid)
-			return &M.children[i];
+	for (size_t i = 0; i < master.nchildren; i++)
+		if (master.children[i].pid == pid)
+			return &master.children[i];
 	return NULL;
 }
 
@@ -131,17 +134,17 @@ static void
 child_remove(struct child *c)
 {
 	if (c->role == ROLE_HTTP_WORKER && c->slot >= 0)
-		M.slot_used[c->slot] = 0;
-	*c = M.children[--M.nchildren];
+		master.slot_used[c->slot] = 0;
+	*c = master.children[--master.nchildren];
 }
 
 static int
 count_role(enum child_role role, int running_only)
 {
 	int n = 0;
-	for (size_t i = 0; i < M.nchildren; i++)
-		if (M.children[i].role == role &&
-		    (!running_only || M.children[i].state == CHILD_RUNNING))
+	for (size_t i = 0; i < master.nchildren; i++)
+		if (master.children[i].role == role &&
+		    (!running_only || master.children[i].state == CHILD_RUNNING))
 			n++;
 	return n;
 }
@@ -162,16 +165,31 @@ child_signal(struct child *c, int sig, uint64_t grace_ms)
 static void
 call_hook_server(enum hook_id id)
 {
-	if (M.cfg->hooks[id] != NULL)
-		python_hook(M.cfg, id, 1, M.server_obj);
+	if (master.cfg->hooks[id] != NULL)
+		python_hook(master.cfg, id, 1, master.server_obj);
+}
+
+/* nworkers_changed(server, new, old); old < 0: None (the first count). */
+static void
+call_hook_nworkers_changed(int new_value, int old_value)
+{
+	PyObject *n, *o;
+
+	if (master.cfg->hooks[HOOK_NWORKERS_CHANGED] == NULL)
+		return;
+	n = PyLong_FromLong(new_value);
+	o = old_value < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(old_value);
+	python_hook(master.cfg, HOOK_NWORKERS_CHANGED, 3, master.server_obj, n, o);
+	Py_XDECREF(n);
+	Py_XDECREF(o);
 }
 
 static int
 alloc_slot(void)
 {
 	for (int i = 0; i < HEARTBEAT_SLOTS; i++)
-		if (!M.slot_used[i]) {
-			M.slot_used[i] = 1;
+		if (!master.slot_used[i]) {
+			master.slot_used[i] = 1;
 			return i;
 		}
 	return -1;
@@ -209,7 +227,7 @@ heartbeats_init(const struct settings *s)
 		log_error("mmap heartbeats");
 		return -1;
 	}
-	M.heartbeats = p;
+	master.heartbeats = p;
 	return 0;
 }
 
@@ -221,83 +239,21 @@ static const int master_signals[] = {
 };
 
 /*
- * The handler only records the signal and wakes the loop through a pipe
- * (the self-pipe trick).  Signals are not kept blocked in the master, so
- * that a process a hook starts (subprocess from on_starting, say) does not
- * inherit a blocked mask and ignore TERM; our own forks block everything
- * around fork() instead, and each child role unblocks once its handlers are
- * in.  A child runs this handler only in that window, and then only keeps
- * the flag: the pipe is the master's.
+ * Signals are bytes on a pipe (sigpipe.h) the loop reads.  They are not
+ * kept blocked in the master, so that a process a hook starts (subprocess
+ * from on_starting, say) does not inherit a blocked mask and ignore TERM;
+ * our own forks block everything around fork() instead (spawn.c), and
+ * each child role unblocks once its handlers are in.
  */
-static volatile sig_atomic_t sig_pending[NSIG];
-static volatile sig_atomic_t handler_pid;
-static int sig_pipe[2] = { -1, -1 };
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-
-	sig_pending[sig] = 1;
-	if (getpid() == (pid_t)handler_pid)
-		(void)!write(sig_pipe[1], "", 1);
-	errno = saved;
-}
-
-static int
-signals_init(void)
-{
-	struct sigaction sa;
-
-	if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		return -1;
-	handler_pid = getpid();
-	memset(&sa, 0, sizeof(sa));
-	sigfillset(&sa.sa_mask);
-	sa.sa_handler = on_signal;
-	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
-		sa.sa_flags = SA_RESTART | (master_signals[i] == SIGCHLD ? SA_NOCLDSTOP : 0);
-		if (sigaction(master_signals[i], &sa, NULL) == -1)
-			return -1;
-	}
-	sa.sa_handler = SIG_IGN;	/* EPIPE from write() instead */
-	sa.sa_flags = 0;
-	return sigaction(SIGPIPE, &sa, NULL);
-}
-
-/* Around the USR2 fork (spawn_process() does the same for its children):
- * the child starts with every signal blocked. */
-static void
-fork_block(sigset_t *saved)
-{
-	sigset_t all;
-
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, saved);
-}
-
-static void
-fork_unblock(const sigset_t *saved)
-{
-	sigprocmask(SIG_SETMASK, saved, NULL);
-}
-
-/* In the USR2 child, first thing: the master's handlers and pipe go. */
-static void
-child_leave_master_signals(void)
-{
-	signals_reset_child_blocked();
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
-}
+static int sig_fd = -1;
 
 /* ---- spawning ---- */
 
 static void
 warn_threads(void)
 {
-	if (!M.warned_threads && python_threads_running()) {
-		M.warned_threads = 1;
+	if (!master.warned_threads && python_threads_running()) {
+		master.warned_threads = 1;
 		log_warnx("A Python thread is running in the master (started by the "
 		    "config file or the preloaded app): forking now is unsafe");
 	}
@@ -325,24 +281,24 @@ http_worker_child(void *arg)
 	struct http_worker_boot *b = arg;
 	struct http_worker_ctx ctx;
 
-	if (M.cfg->hooks[HOOK_POST_FORK] != NULL) {
+	if (master.cfg->hooks[HOOK_POST_FORK] != NULL) {
 		Py_XDECREF(b->wobj);
-		b->wobj = python_worker_object(M.cfg, getpid(), b->age);
-		python_hook(M.cfg, HOOK_POST_FORK, 2, M.server_obj, b->wobj);
+		b->wobj = python_worker_object(master.cfg, getpid(), b->age);
+		python_hook(master.cfg, HOOK_POST_FORK, 2, master.server_obj, b->wobj);
 	}
 	Py_XDECREF(b->wobj);
 	ctx = (struct http_worker_ctx){
-		.cfg = M.cfg,
-		.listeners = M.listeners,
-		.nlisteners = M.nlisteners,
-		.heartbeat = &M.heartbeats[b->slot],
-		.heartbeats = M.heartbeats,
-		.loads = &M.heartbeats[HEARTBEAT_SLOTS],
+		.cfg = master.cfg,
+		.listeners = master.listeners,
+		.nlisteners = master.nlisteners,
+		.heartbeat = &master.heartbeats[b->slot],
+		.heartbeats = master.heartbeats,
+		.loads = &master.heartbeats[HEARTBEAT_SLOTS],
 		.slot = b->slot,
 		.nslots = HEARTBEAT_SLOTS,
-		.master_pid = M.pid,
+		.master_pid = master.pid,
 		.age = b->age,
-		.app = M.app,
+		.app = master.app,
 	};
 	http_worker_main(&ctx);
 }
@@ -356,26 +312,24 @@ http_worker_child(void *arg)
 static void
 spawn_http_worker(void)
 {
-	struct http_worker_boot b = { .slot = alloc_slot(), .age = ++M.worker_age };
+	struct http_worker_boot b = { .slot = alloc_slot(), .age = ++master.worker_age };
 	pid_t pid;
 
 	if (b.slot < 0) {
 		log_errorx("too many workers (max %d)", HEARTBEAT_SLOTS);
 		return;
 	}
-	M.heartbeats[b.slot] = monotonic_ms();
-	M.heartbeats[HEARTBEAT_SLOTS + b.slot] = 0;	/* its load */
-	if (M.cfg->hooks[HOOK_PRE_FORK] != NULL) {
-		b.wobj = python_worker_object(M.cfg, 0, b.age);
-		python_hook(M.cfg, HOOK_PRE_FORK, 2, M.server_obj, b.wobj);
+	master.heartbeats[b.slot] = monotonic_ms();
+	master.heartbeats[HEARTBEAT_SLOTS + b.slot] = 0;	/* its load */
+	if (master.cfg->hooks[HOOK_PRE_FORK] != NULL) {
+		b.wobj = python_worker_object(master.cfg, 0, b.age);
+		python_hook(master.cfg, HOOK_PRE_FORK, 2, master.server_obj, b.wobj);
 	}
 	warn_threads();
 	pid = spawn_process(&(struct spawn_spec){
 		.role = "worker",
-		.cfg = M.cfg,
-		.parent = M.pid,
-		.close_fds = sig_pipe,
-		.nclose_fds = 2,
+		.cfg = master.cfg,
+		.parent = master.pid,
 		.python = 1,
 		.parent_death_signal = SIGTERM,
 		.booting = http_worker_booting,
@@ -387,7 +341,7 @@ spawn_http_worker(void)
 	Py_XDECREF(b.wobj);
 	if (pid == -1) {
 		log_error("fork");
-		M.slot_used[b.slot] = 0;
+		master.slot_used[b.slot] = 0;
 		return;
 	}
 	child_add(pid, ROLE_HTTP_WORKER, b.slot, b.age);
@@ -398,8 +352,8 @@ spawn_arbiter(void)
 {
 	pid_t pid;
 
-	M.arbiter_last_spawn_ms = monotonic_ms();
-	pid = dirty_arbiter_spawn(M.cfg, M.pid);
+	master.arbiter_last_spawn_ms = monotonic_ms();
+	pid = dirty_arbiter_spawn(master.cfg, master.pid);
 	if (pid > 0)
 		child_add(pid, ROLE_DIRTY_ARBITER, -1, 0);
 }
@@ -410,30 +364,30 @@ manage_workers(void)
 {
 	int running = count_role(ROLE_HTTP_WORKER, 1);
 
-	while (running < M.num_workers && !M.stopping) {
+	while (running < master.num_workers && !master.stopping) {
 		spawn_http_worker();
 		running++;
 	}
-	while (running > M.num_workers) {
+	while (running > master.num_workers) {
 		struct child *oldest = NULL;
-		for (size_t i = 0; i < M.nchildren; i++) {
-			struct child *c = &M.children[i];
+		for (size_t i = 0; i < master.nchildren; i++) {
+			struct child *c = &master.children[i];
 			if (c->role == ROLE_HTTP_WORKER && c->state == CHILD_RUNNING &&
 			    (oldest == NULL || c->age < oldest->age))
 				oldest = c;
 		}
 		if (oldest == NULL)
 			break;
-		child_signal(oldest, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
+		child_signal(oldest, SIGTERM, (uint64_t)master.cfg->graceful_timeout * 1000);
 		running--;
 	}
-	if (running != M.logged_workers) {	/* gunicorn's debug line */
-		M.logged_workers = running;
+	if (running != master.logged_workers) {	/* gunicorn's debug line */
+		master.logged_workers = running;
 		log_debug("%d workers", running);
 	}
-	if (M.dirty && !M.stopping &&
+	if (master.dirty && !master.stopping &&
 	    count_role(ROLE_DIRTY_ARBITER, 0) == 0 &&
-	    monotonic_ms() - M.arbiter_last_spawn_ms >= ARBITER_RESPAWN_MIN_MS)
+	    monotonic_ms() - master.arbiter_last_spawn_ms >= ARBITER_RESPAWN_MIN_MS)
 		spawn_arbiter();
 }
 
@@ -442,9 +396,9 @@ manage_workers(void)
 static void
 halt(const char *reason, int code)
 {
-	if (M.halt_reason == NULL)
-		M.halt_reason = xstrdup(reason);
-	M.exit_code = code;
+	if (master.halt_reason == NULL)
+		master.halt_reason = xstrdup(reason);
+	master.exit_code = code;
 }
 
 static void
@@ -455,26 +409,23 @@ reap(void)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct child *c = child_find(pid);
-		if (pid == M.reexec_pid) {
+		if (pid == master.reexec_pid) {
 			log_warnx("The new master (pid: %d) exited; this one stays in charge",
 			    (int)pid);
-			M.reexec_pid = 0;
-			if (M.pidfile_written) {
-				char *old = xasprintf("%s.oldbin", M.cfg->pidfile);
-				rename(old, M.cfg->pidfile);
-				free(old);
-			}
+			master.reexec_pid = 0;
+			if (master.pidfile_written)
+				pidfile_oldbin(master.cfg->pidfile, 0);
 			continue;
 		}
 		if (c == NULL)
 			continue;
 		if (c->role == ROLE_DIRTY_ARBITER) {
 			if (WIFSIGNALED(status))
-				log_msg(M.stopping ? LOG_INFO : LOG_WARNING,
+				log_msg(master.stopping ? LOG_INFO : LOG_WARNING,
 				    "Dirty arbiter (pid:%d) was terminated by signal %d",
 				    (int)pid, WTERMSIG(status));
-			else if (!M.stopping || WEXITSTATUS(status) != 0)
-				log_msg(M.stopping ? LOG_INFO : LOG_WARNING,
+			else if (!master.stopping || WEXITSTATUS(status) != 0)
+				log_msg(master.stopping ? LOG_INFO : LOG_WARNING,
 				    "Dirty arbiter (pid:%d) exited with code %d",
 				    (int)pid, WEXITSTATUS(status));
 			child_remove(c);
@@ -495,9 +446,9 @@ reap(void)
 			else if (c->state == CHILD_RUNNING || sig != SIGTERM)
 				log_warnx("Worker with pid %d was terminated due to signal %d", (int)pid, sig);
 		}
-		if (M.cfg->hooks[HOOK_CHILD_EXIT] != NULL) {
-			PyObject *w = python_worker_object(M.cfg, pid, c->age);
-			python_hook(M.cfg, HOOK_CHILD_EXIT, 2, M.server_obj, w);
+		if (master.cfg->hooks[HOOK_CHILD_EXIT] != NULL) {
+			PyObject *w = python_worker_object(master.cfg, pid, c->age);
+			python_hook(master.cfg, HOOK_CHILD_EXIT, 2, master.server_obj, w);
 			Py_XDECREF(w);
 		}
 		child_remove(c);
@@ -510,8 +461,8 @@ check_children(void)
 {
 	uint64_t now = monotonic_ms();
 
-	for (size_t i = 0; i < M.nchildren; i++) {
-		struct child *c = &M.children[i];
+	for (size_t i = 0; i < master.nchildren; i++) {
+		struct child *c = &master.children[i];
 
 		if (c->state != CHILD_RUNNING) {
 			if (now >= c->deadline_ms) {
@@ -520,10 +471,10 @@ check_children(void)
 			}
 			continue;
 		}
-		if (c->role != ROLE_HTTP_WORKER || M.cfg->timeout <= 0)
+		if (c->role != ROLE_HTTP_WORKER || master.cfg->timeout <= 0)
 			continue;
-		uint64_t hb = M.heartbeats[c->slot];	/* may be a hair newer than now */
-		if (hb < now && now - hb > (uint64_t)M.cfg->timeout * 1000) {
+		uint64_t hb = master.heartbeats[c->slot];	/* may be a hair newer than now */
+		if (hb < now && now - hb > (uint64_t)master.cfg->timeout * 1000) {
 			log_msg(LOG_CRITICAL, "WORKER TIMEOUT (pid:%d)", (int)c->pid);
 			kill(c->pid, SIGABRT);
 			c->state = CHILD_ABORTED;
@@ -537,8 +488,8 @@ check_children(void)
 static void
 signal_children(int sig)
 {
-	for (size_t i = 0; i < M.nchildren; i++)
-		kill(M.children[i].pid, sig);
+	for (size_t i = 0; i < master.nchildren; i++)
+		kill(master.children[i].pid, sig);
 }
 
 /* Whether another master (USR2's old or new one) serves our listeners,
@@ -546,9 +497,9 @@ signal_children(int sig)
 static int
 shares_listeners(void)
 {
-	if (M.old_master_pid != 0 && getppid() != M.old_master_pid)
-		M.old_master_pid = 0;
-	return M.reexec_pid != 0 || M.old_master_pid != 0;
+	if (master.old_master_pid != 0 && getppid() != master.old_master_pid)
+		master.old_master_pid = 0;
+	return master.reexec_pid != 0 || master.old_master_pid != 0;
 }
 
 /* Begin stopping: graceful (TERM) or quick (QUIT). */
@@ -557,93 +508,23 @@ begin_stop(int quick)
 {
 	uint64_t http_grace, dirty_grace;
 
-	if (M.stopping == 2 || (M.stopping == 1 && !quick))
+	if (master.stopping == 2 || (master.stopping == 1 && !quick))
 		return;
-	M.stopping = quick ? 2 : 1;
-	if (M.listeners != NULL) {
-		listeners_close(M.listeners, M.nlisteners, !shares_listeners());
-		M.listeners = NULL;
-		M.nlisteners = 0;
+	master.stopping = quick ? 2 : 1;
+	if (master.listeners != NULL) {
+		listeners_close(master.listeners, master.nlisteners, !shares_listeners());
+		master.listeners = NULL;
+		master.nlisteners = 0;
 	}
-	http_grace = quick ? QUICK_STOP_MS : (uint64_t)M.cfg->graceful_timeout * 1000;
+	http_grace = quick ? QUICK_STOP_MS : (uint64_t)master.cfg->graceful_timeout * 1000;
 	dirty_grace = quick ? QUICK_STOP_MS
-	    : ((uint64_t)M.cfg->dirty_graceful_timeout + 2) * 1000;
-	for (size_t i = 0; i < M.nchildren; i++) {
-		struct child *c = &M.children[i];
+	    : ((uint64_t)master.cfg->dirty_graceful_timeout + 2) * 1000;
+	for (size_t i = 0; i < master.nchildren; i++) {
+		struct child *c = &master.children[i];
 		uint64_t grace = c->role == ROLE_DIRTY_ARBITER ? dirty_grace : http_grace;
 		c->state = CHILD_RUNNING;	/* re-arm the deadline */
 		child_signal(c, quick ? SIGQUIT : SIGTERM, grace);
 	}
-}
-
-/* The pid a pid file names, or 0 (missing, unreadable, not a pid). */
-static pid_t
-pidfile_read(const char *path)
-{
-	char buf[32], *end;
-	ssize_t n;
-	long pid;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	pid = strtol(buf, &end, 10);
-	return (end != buf && (*end == '\n' || *end == '\0') && pid > 0 &&
-	    pid <= INT_MAX) ? (pid_t)pid : 0;
-}
-
-/* Remove a pid file of ours; one another master has written since (a
- * second start that failed, USR2's new master) is not ours to remove. */
-static void
-pidfile_remove(const char *path)
-{
-	if (pidfile_read(path) == M.pid)
-		unlink(path);
-}
-
-/* Write our pid, atomically.  As gunicorn: a file naming another live
- * process means a server already runs there -- refuse rather than take
- * its pid file (and remove it at our exit).
- * The temporary is created beside the pid file under a random name with
- * O_EXCL (mkostemp: never an existing file, never through a symlink, so
- * whoever can write that directory cannot make us -- often root --
- * truncate a file of their choosing), then renamed over the pid file. */
-static int
-pidfile_write(const char *path)
-{
-	char buf[32];
-	pid_t other = pidfile_read(path);
-
-	if (other > 0 && other != getpid() &&
-	    (kill(other, 0) == 0 || errno == EPERM)) {
-		log_errorx("Already running on PID %d (or pid file '%s' is stale)",
-		    (int)other, path);
-		return -1;
-	}
-	char *tmp = xasprintf("%s.XXXXXX", path);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	int ok = fd != -1 && fchmod(fd, 0644) == 0 &&
-	    write_full(fd, buf, (size_t)n) == 0;
-
-	if (fd != -1 && close(fd) == -1)
-		ok = 0;
-	if (!ok || rename(tmp, path) == -1) {
-		int saved = errno;
-		if (fd != -1)
-			unlink(tmp);
-		errno = saved;
-		log_error("Cannot write pidfile %s", path);
-		free(tmp);
-		return -1;
-	}
-	free(tmp);
-	return 0;
 }
 
 static int
@@ -652,35 +533,17 @@ same_str(const char *a, const char *b)
 	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
-/*
- * Settings that the running processes were built from and that a reload
- * cannot change (the dirty arbiter and its runtime dir,
- * which is named after proc_name): keep the old values and say so.
- */
+/* The settings the running processes were built from (the dirty arbiter
+ * and its runtime dir, named after proc_name; the privileges dropped):
+ * a reload keeps their values, and says so. */
 static void
 keep_restart_only_settings(struct settings *ns, const struct settings *old)
 {
-	int changed = 0;
+	char *names = settings_keep_restart_only(ns, old);
 
-#define KEEP_INT(f) do { if (ns->f != old->f) { changed = 1; ns->f = old->f; } } while (0)
-#define KEEP_STR(f) do { if (!same_str(ns->f, old->f)) { changed = 1; \
-		free(ns->f); ns->f = old->f ? xstrdup(old->f) : NULL; } } while (0)
-#define KEEP_LIST(f) do { if (!strlist_equal(&ns->f, &old->f)) { changed = 1; \
-		strlist_assign(&ns->f, &old->f); } } while (0)
-	KEEP_LIST(dirty_apps);
-	KEEP_INT(dirty_workers);
-	KEEP_INT(dirty_threads);
-	KEEP_STR(proc_name);
-	KEEP_STR(user);
-	KEEP_STR(group);
-	KEEP_INT(uid);
-	KEEP_INT(gid);
-#undef KEEP_INT
-#undef KEEP_STR
-#undef KEEP_LIST
-	if (changed)
-		log_warnx("Reload: proc_name, user, group, dirty_apps, "
-		    "dirty_workers and dirty_threads need a restart; kept the running values");
+	if (names != NULL)
+		log_warnx("Reload: %s need a restart; kept the running values", names);
+	free(names);
 }
 
 /* gunicorn's debug dump of every setting, one record. */
@@ -700,12 +563,12 @@ static void
 reload(void)
 {
 	struct settings ns;
-	int old_workers = M.num_workers, rc;
+	int old_workers = master.num_workers, rc;
 	char *config;
 
 	log_info("Hang up: Master");
 	settings_defaults(&ns);
-	if (settings_parse_args(&ns, M.argc, M.argv) == -1 ||
+	if (settings_parse_args(&ns, master.argc, master.argv) == -1 ||
 	    (getenv("GUNICORN_CMD_ARGS") != NULL &&
 	     settings_parse_env(&ns, getenv("GUNICORN_CMD_ARGS")) == -1)) {
 		log_errorx("Reload failed: keeping the current configuration");
@@ -714,7 +577,7 @@ reload(void)
 	}
 	/* the file loaded at start (made absolute by main), even when it was
 	 * ./gunicorn.conf.py found by default */
-	config = M.cfg->config != NULL ? xstrdup(M.cfg->config) : NULL;
+	config = master.cfg->config != NULL ? xstrdup(master.cfg->config) : NULL;
 	rc = config != NULL ? settings_load_file(&ns, config) : settings_apply_overrides(&ns);
 	if (rc == -1 || settings_finalize(&ns) == -1) {
 		log_errorx("Reload failed: keeping the current configuration");
@@ -727,85 +590,110 @@ reload(void)
 		ns.config = config;
 	}
 	ns.default_proc_name = ns.default_proc_name ? ns.default_proc_name
-	    : (M.cfg->default_proc_name ? xstrdup(M.cfg->default_proc_name) : NULL);
-	keep_restart_only_settings(&ns, M.cfg);
+	    : (master.cfg->default_proc_name ? xstrdup(master.cfg->default_proc_name) : NULL);
+	keep_restart_only_settings(&ns, master.cfg);
 	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
 		log_warn("reopening logs");
 	/* a changed bind: the addresses kept keep their sockets (gunicorn
 	 * closes and binds them all again, refusing connections meanwhile) */
-	if (!strlist_equal(&ns.bind, &M.cfg->bind)) {
-		if (listeners_rebind(&ns, &M.listeners, &M.nlisteners,
+	if (!strlist_equal(&ns.bind, &master.cfg->bind)) {
+		if (listeners_rebind(&ns, &master.listeners, &master.nlisteners,
 		    !shares_listeners()) == 0) {
-			for (size_t i = 0; i < M.nlisteners; i++)
-				log_info("Listening at: %s (%d)", M.listeners[i].name,
-				    (int)M.pid);
+			for (size_t i = 0; i < master.nlisteners; i++)
+				log_info("Listening at: %s (%d)", master.listeners[i].name,
+				    (int)master.pid);
 		} else {
 			log_errorx("Reload: cannot bind the new addresses; kept the "
 			    "running listeners");
-			strlist_assign(&ns.bind, &M.cfg->bind);
+			strlist_assign(&ns.bind, &master.cfg->bind);
 		}
 	}
 	/* a new pid file: the old one goes (as gunicorn's reload); during a
 	 * USR2 upgrade ours is .oldbin and stays where it is */
-	if (!same_str(ns.pidfile, M.cfg->pidfile)) {
-		if (M.reexec_pid > 0) {
+	if (!same_str(ns.pidfile, master.cfg->pidfile)) {
+		if (master.reexec_pid > 0) {
 			log_warnx("Reload: pidfile kept during a binary upgrade");
 			free(ns.pidfile);
-			ns.pidfile = M.cfg->pidfile ? xstrdup(M.cfg->pidfile) : NULL;
+			ns.pidfile = master.cfg->pidfile ? xstrdup(master.cfg->pidfile) : NULL;
 		} else {
-			if (M.pidfile_written)
-				pidfile_remove(M.cfg->pidfile);
-			M.pidfile_written = ns.pidfile != NULL &&
+			if (master.pidfile_written)
+				pidfile_remove(master.cfg->pidfile, 0, master.pid);
+			master.pidfile_written = ns.pidfile != NULL &&
 			    pidfile_write(ns.pidfile) == 0;
 		}
 	}
-	settings_free(M.cfg);
-	*M.cfg = ns;
-	log_current_configuration(M.cfg);	/* gunicorn's setup() again */
-	python_setup_paths(M.cfg);
-	if (M.app != NULL) {		/* a preloaded app is loaded again */
-		PyObject *app = python_load_app(M.cfg->app_uri);
+	settings_free(master.cfg);
+	*master.cfg = ns;
+	log_current_configuration(master.cfg);	/* gunicorn's setup() again */
+	python_setup_paths(master.cfg);
+	if (master.app != NULL) {		/* a preloaded app is loaded again */
+		PyObject *app = python_load_app(master.cfg->app_uri);
 		if (app != NULL) {
-			Py_DECREF((PyObject *)M.app);
-			M.app = app;
+			Py_DECREF((PyObject *)master.app);
+			master.app = app;
 		}
 	}
-	Py_XDECREF((PyObject *)M.server_obj);
-	M.server_obj = python_server_object(M.cfg, M.pid);
+	Py_XDECREF((PyObject *)master.server_obj);
+	master.server_obj = python_server_object(master.cfg, master.pid);
 	call_hook_server(HOOK_ON_RELOAD);
-	M.num_workers = M.cfg->workers;
-	if (M.num_workers != old_workers && M.cfg->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
-		PyObject *n = PyLong_FromLong(M.num_workers), *o = PyLong_FromLong(old_workers);
-		python_hook(M.cfg, HOOK_NWORKERS_CHANGED, 3, M.server_obj, n, o);
-		Py_XDECREF(n);
-		Py_XDECREF(o);
-	}
+	master.num_workers = master.cfg->workers;
+	if (master.num_workers != old_workers)
+		call_hook_nworkers_changed(master.num_workers, old_workers);
 	/* new workers first, then the old ones retire gracefully */
-	for (size_t i = 0; i < M.nchildren; i++) {
-		struct child *c = &M.children[i];
+	for (size_t i = 0; i < master.nchildren; i++) {
+		struct child *c = &master.children[i];
 		if (c->role == ROLE_HTTP_WORKER && c->state == CHILD_RUNNING)
-			child_signal(c, SIGTERM, (uint64_t)M.cfg->graceful_timeout * 1000);
+			child_signal(c, SIGTERM, (uint64_t)master.cfg->graceful_timeout * 1000);
 		else if (c->role == ROLE_DIRTY_ARBITER)
 			kill(c->pid, SIGHUP);
 	}
-	for (int i = 0; i < M.num_workers; i++)
+	for (int i = 0; i < master.num_workers; i++)
 		spawn_http_worker();
 }
 
 static void
 set_num_workers(int n)
 {
-	int old = M.num_workers;
+	int old = master.num_workers;
 
 	if (n < 1 || n > HEARTBEAT_SLOTS / 2)
 		return;
-	M.num_workers = n;
-	if (M.cfg->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
-		PyObject *a = PyLong_FromLong(n), *b = PyLong_FromLong(old);
-		python_hook(M.cfg, HOOK_NWORKERS_CHANGED, 3, M.server_obj, a, b);
-		Py_XDECREF(a);
-		Py_XDECREF(b);
+	master.num_workers = n;
+	call_hook_nworkers_changed(n, old);
+}
+
+/* What the USR2 child needs (on the parent's stack: the child has its copy). */
+struct reexec_boot {
+	char exe[4096];
+};
+
+/* The USR2 child: hand the listeners over, exec the binary now on disk. */
+static void __attribute__((noreturn))
+reexec_child(void *arg)
+{
+	struct reexec_boot *b = arg;
+	char fds[512];
+	size_t off = 0;
+	sigset_t none;
+
+	for (size_t i = 0; i < master.nlisteners && off < sizeof(fds) - 16; i++) {
+		fd_set_cloexec(master.listeners[i].fd, 0);
+		off += (size_t)snprintf(fds + off, sizeof(fds) - off, "%s%d",
+		    i ? "," : "", master.listeners[i].fd);
 	}
+	setenv("GUNICORN_FD", fds, 1);
+	/* who we were started by: by the time the new master reads
+	 * getppid() we may already be gone */
+	snprintf(fds, sizeof(fds), "%d", (int)master.pid);
+	setenv("GUNICORN_PID", fds, 1);
+	unsetenv("GUNICORN_DIRTY_SOCKET");
+	if (master.start_cwd != NULL && chdir(master.start_cwd) == -1)
+		log_warn("USR2: chdir %s", master.start_cwd);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(b->exe, master.argv);
+	log_error("USR2: exec %s", b->exe);
+	_exit(1);
 }
 
 /*
@@ -818,68 +706,40 @@ set_num_workers(int n)
 static void
 reexec(void)
 {
-	char exe[4096], fds[512];
-	size_t off = 0;
+	struct reexec_boot b;
 	ssize_t n;
 	pid_t pid;
-	sigset_t saved;
 
-	if (M.reexec_pid > 0) {
+	if (master.reexec_pid > 0) {
 		log_warnx("USR2 ignored: the new master (pid: %d) is still running",
-		    (int)M.reexec_pid);
+		    (int)master.reexec_pid);
 		return;
 	}
 	/* the path we run from; after an upgrade in place, the new file */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	n = readlink("/proc/self/exe", b.exe, sizeof(b.exe) - 1);
 	if (n <= 0) {
 		log_error("USR2: readlink /proc/self/exe");
 		return;
 	}
-	exe[n] = '\0';
-	if (n > 10 && strcmp(exe + n - 10, " (deleted)") == 0)
-		exe[n - 10] = '\0';
-	if (M.pidfile_written) {
-		char *old = xasprintf("%s.oldbin", M.cfg->pidfile);
-		if (rename(M.cfg->pidfile, old) == -1)
-			log_warn("USR2: rename %s", M.cfg->pidfile);
-		free(old);
-	}
+	b.exe[n] = '\0';
+	if (n > 10 && strcmp(b.exe + n - 10, " (deleted)") == 0)
+		b.exe[n - 10] = '\0';
+	if (master.pidfile_written)
+		pidfile_oldbin(master.cfg->pidfile, 1);
 	call_hook_server(HOOK_PRE_EXEC);
-	fflush(NULL);
-	fork_block(&saved);
-	pid = fork();
-	if (pid != 0)
-		fork_unblock(&saved);
+	/* no title, no Python: it execs at once */
+	pid = spawn_process(&(struct spawn_spec){
+		.parent = master.pid,
+		.boot_error = 1,
+		.main = reexec_child,
+		.arg = &b,
+	});
 	if (pid == -1) {
 		log_error("USR2: fork");
 		return;
 	}
-	if (pid == 0) {
-		sigset_t none;
-
-		child_leave_master_signals();
-
-		for (size_t i = 0; i < M.nlisteners && off < sizeof(fds) - 16; i++) {
-			fd_set_cloexec(M.listeners[i].fd, 0);
-			off += (size_t)snprintf(fds + off, sizeof(fds) - off, "%s%d",
-			    i ? "," : "", M.listeners[i].fd);
-		}
-		setenv("GUNICORN_FD", fds, 1);
-		/* who we were started by: by the time the new master reads
-		 * getppid() we may already be gone */
-		snprintf(fds, sizeof(fds), "%d", (int)M.pid);
-		setenv("GUNICORN_PID", fds, 1);
-		unsetenv("GUNICORN_DIRTY_SOCKET");
-		if (M.start_cwd != NULL && chdir(M.start_cwd) == -1)
-			log_warn("USR2: chdir %s", M.start_cwd);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(exe, M.argv);
-		log_error("USR2: exec %s", exe);
-		_exit(1);
-	}
-	M.reexec_pid = pid;
-	log_info("Re-executing %s: new master (pid: %d)", exe, (int)pid);
+	master.reexec_pid = pid;
+	log_info("Re-executing %s: new master (pid: %d)", b.exe, (int)pid);
 }
 
 static const char *
@@ -906,7 +766,7 @@ handle_signal(int sig)
 		reap();
 		return;
 	}
-	if (sig == SIGWINCH && !M.cfg->daemon) {
+	if (sig == SIGWINCH && !master.cfg->daemon) {
 		log_debug("SIGWINCH ignored. Not daemonized");
 		return;
 	}
@@ -920,28 +780,28 @@ handle_signal(int sig)
 		begin_stop(1);
 		break;
 	case SIGHUP:
-		if (!M.stopping)
+		if (!master.stopping)
 			reload();
 		break;
 	case SIGTTIN:
-		if (!M.stopping)
-			set_num_workers(M.num_workers + 1);
+		if (!master.stopping)
+			set_num_workers(master.num_workers + 1);
 		break;
 	case SIGTTOU:
-		if (!M.stopping)
-			set_num_workers(M.num_workers - 1);
+		if (!master.stopping)
+			set_num_workers(master.num_workers - 1);
 		break;
 	case SIGUSR1:
 		log_reopen();
 		signal_children(SIGUSR1);
 		break;
 	case SIGUSR2:
-		if (!M.stopping)
+		if (!master.stopping)
 			reexec();
 		break;
 	case SIGWINCH:
 		log_info("graceful stop of workers");
-		M.num_workers = 0;
+		master.num_workers = 0;
 		break;
 	}
 }
@@ -951,37 +811,27 @@ handle_signal(int sig)
 static void
 master_loop(void)
 {
-	struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
+	struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
 
 	for (;;) {
-		int timeout = M.stopping ? 50 : 1000;
+		int timeout = master.stopping ? 50 : 1000, sig;
 
 		if (poll(&pfd, 1, timeout) == -1 && errno != EINTR)
 			fatal("poll");
-		if (pfd.revents & POLLIN) {
-			char drain[64];
-			while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
-				;
-		}
-		for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++) {
-			int sig = master_signals[i];
-			if (sig_pending[sig]) {
-				sig_pending[sig] = 0;
-				handle_signal(sig);
-			}
-		}
+		while ((sig = sigpipe_next()) != 0)
+			handle_signal(sig);
 		reap();		/* CHLD may coalesce with other signals */
-		if (M.halt_reason != NULL && !M.stopping)
+		if (master.halt_reason != NULL && !master.stopping)
 			begin_stop(0);
 		check_children();
-		if (M.stopping) {
-			if (M.nchildren == 0)
+		if (master.stopping) {
+			if (master.nchildren == 0)
 				return;
 			continue;
 		}
-		if (M.old_master_pid != 0 && getppid() != M.old_master_pid) {
+		if (master.old_master_pid != 0 && getppid() != master.old_master_pid) {
 			log_info("Master has been promoted.");
-			M.old_master_pid = 0;
+			master.old_master_pid = 0;
 			python_setenv("GUNICORN_PID", NULL);	/* as gunicorn */
 		}
 		manage_workers();
@@ -989,35 +839,6 @@ master_loop(void)
 }
 
 /* ---- start and stop ---- */
-
-static int
-daemonize(void)
-{
-	pid_t pid;
-	int fd;
-
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	python_after_fork();
-	setsid();
-	if ((pid = fork()) == -1)
-		return -1;
-	if (pid > 0)
-		_exit(0);
-	python_after_fork();
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		if (log_error_fd() != STDERR_FILENO) {
-			dup2(fd, STDOUT_FILENO);
-			dup2(fd, STDERR_FILENO);
-		}
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	return 0;
-}
 
 static void
 apply_raw_env(const struct settings *s)
@@ -1037,40 +858,33 @@ apply_raw_env(const struct settings *s)
 static void
 master_release(void)
 {
-	if (M.listeners != NULL) {
-		listeners_close(M.listeners, M.nlisteners, !shares_listeners());
-		M.listeners = NULL;
+	if (master.listeners != NULL) {
+		listeners_close(master.listeners, master.nlisteners, !shares_listeners());
+		master.listeners = NULL;
 	}
-	if (M.pidfile_written) {
-		/* after USR2 the pid file is the new master's: ours is .oldbin */
-		char *path = M.reexec_pid > 0 ? xasprintf("%s.oldbin", M.cfg->pidfile)
-		    : xstrdup(M.cfg->pidfile);
-		pidfile_remove(path);
-		free(path);
-	}
-	if (M.dirty)
+	/* after USR2 the pid file is the new master's: ours is .oldbin */
+	if (master.pidfile_written)
+		pidfile_remove(master.cfg->pidfile, master.reexec_pid > 0, master.pid);
+	if (master.dirty)
 		dirty_master_cleanup();
 	log_info("Shutting down: Master");
-	if (M.halt_reason != NULL)
-		log_info("Reason: %s", M.halt_reason);
-	if (sig_pipe[0] != -1) {
-		close(sig_pipe[0]);
-		close(sig_pipe[1]);
-	}
-	if (M.heartbeats != NULL)
-		munmap((void *)M.heartbeats, 2 * HEARTBEAT_SLOTS * sizeof(uint64_t));
-	Py_XDECREF((PyObject *)M.server_obj);
-	Py_XDECREF((PyObject *)M.app);
-	free(M.children);
-	free(M.halt_reason);
-	free(M.start_cwd);
+	if (master.halt_reason != NULL)
+		log_info("Reason: %s", master.halt_reason);
+	sigpipe_close();
+	if (master.heartbeats != NULL)
+		munmap((void *)master.heartbeats, 2 * HEARTBEAT_SLOTS * sizeof(uint64_t));
+	Py_XDECREF((PyObject *)master.server_obj);
+	Py_XDECREF((PyObject *)master.app);
+	free(master.children);
+	free(master.halt_reason);
+	free(master.start_cwd);
 }
 
 int
 master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 {
-	M.cfg = s;
-	M.start_cwd = start_cwd ? xstrdup(start_cwd) : NULL;
+	master.cfg = s;
+	master.start_cwd = start_cwd ? xstrdup(start_cwd) : NULL;
 	/* started by USR2: the old master named itself (gunicorn's variable);
 	 * while it is our parent, the listeners are shared with it */
 	if (getenv("GUNICORN_FD") != NULL) {
@@ -1079,41 +893,36 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		long pid = env != NULL ? strtol(env, &end, 10) : 0;
 
 		/* from a master too old to say: its child, unless it died */
-		M.old_master_pid = env != NULL && *env != '\0' && *end == '\0' &&
+		master.old_master_pid = env != NULL && *env != '\0' && *end == '\0' &&
 		    pid > 1 && pid <= INT_MAX ? (pid_t)pid : getppid();
 	}
-	M.argc = argc;
-	M.argv = argv;
-	M.num_workers = s->workers;
+	master.argc = argc;
+	master.argv = argv;
+	master.num_workers = s->workers;
 
-	if (s->daemon && daemonize() == -1)
+	if (s->daemon && spawn_daemon() == -1)
 		fatal("daemonize");
-	M.pid = getpid();
+	master.pid = getpid();
 	umask(s->umask);
 	apply_raw_env(s);
 	if (s->capture_output && log_error_fd() != STDERR_FILENO) {
 		dup2(log_error_fd(), STDOUT_FILENO);
 		dup2(log_error_fd(), STDERR_FILENO);
 	}
-	M.server_obj = python_server_object(s, M.pid);
-	M.logged_workers = -1;
+	master.server_obj = python_server_object(s, master.pid);
+	master.logged_workers = -1;
 	/* gunicorn's Arbiter.setup(): the count goes from None to workers,
 	 * then the whole configuration at debug */
-	if (s->hooks[HOOK_NWORKERS_CHANGED] != NULL) {
-		PyObject *n = PyLong_FromLong(M.num_workers);
-		python_hook(s, HOOK_NWORKERS_CHANGED, 3, M.server_obj, n, Py_None);
-		Py_XDECREF(n);
-	}
+	call_hook_nworkers_changed(master.num_workers, -1);
 	log_current_configuration(s);
 	call_hook_server(HOOK_ON_STARTING);
 	log_info("Starting %s %s", "cunicorn", "0.1.0");
 
-	if (signals_init() == -1)
-		fatal("signals");
-	M.dirty = dirty_enabled(s);
-	if (M.dirty) {
+	sig_fd = sigpipe_open(master_signals, sizeof(master_signals) / sizeof(master_signals[0]));
+	master.dirty = dirty_enabled(s);
+	if (master.dirty) {
 		if (dirty_prepare(s) == -1) {
-			M.dirty = 0;	/* nothing of ours to clean up */
+			master.dirty = 0;	/* nothing of ours to clean up */
 			goto fail;
 		}
 		python_setenv("GUNICORN_DIRTY_SOCKET", dirty_socket_path());
@@ -1124,7 +933,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		log_warnx("reload with preload_app: the app's code is loaded "
 		    "once, in the master; a change restarts the workers with "
 		    "that same code (restart the server to load it)");
-	if (s->preload_app && (M.app = python_load_app(s->app_uri)) == NULL) {
+	if (s->preload_app && (master.app = python_load_app(s->app_uri)) == NULL) {
 		halt("App failed to load.", APP_LOAD_ERROR);
 		goto fail;
 	}
@@ -1133,14 +942,14 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	if (s->pidfile != NULL) {
 		if (pidfile_write(s->pidfile) == -1)
 			goto fail;
-		M.pidfile_written = 1;
+		master.pidfile_written = 1;
 	}
-	if (listeners_open(s, &M.listeners, &M.nlisteners) == -1)
+	if (listeners_open(s, &master.listeners, &master.nlisteners) == -1)
 		goto fail;
 	log_debug("Arbiter booted");
-	for (size_t i = 0; i < M.nlisteners; i++)
-		log_info("Listening at: %s (%d)", M.listeners[i].name, (int)M.pid);
-	log_info("Using worker: %s", M.cfg->worker_class);
+	for (size_t i = 0; i < master.nlisteners; i++)
+		log_info("Listening at: %s (%d)", master.listeners[i].name, (int)master.pid);
+	log_info("Using worker: %s", master.cfg->worker_class);
 	if (heartbeats_init(s) == -1)
 		goto fail;
 	proctitle_set("%s: master [%s]", proctitle_prog(), settings_proc_name(s));
@@ -1150,9 +959,9 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	if (wsgi_prepare() == -1)	/* workers try again and report */
 		PyErr_Clear();
 	python_freeze();
-	if (M.dirty) {
+	if (master.dirty) {
 		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)
-			python_hook(s, HOOK_ON_DIRTY_STARTING, 1, M.server_obj);
+			python_hook(s, HOOK_ON_DIRTY_STARTING, 1, master.server_obj);
 		spawn_arbiter();
 	}
 	manage_workers();
@@ -1161,10 +970,10 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	master_loop();
 	call_hook_server(HOOK_ON_EXIT);
 	master_release();
-	return M.exit_code;
+	return master.exit_code;
 
 fail:
 	/* a start that failed half-way leaves nothing behind either */
 	master_release();
-	return M.exit_code ? M.exit_code : 1;
+	return master.exit_code ? master.exit_code : 1;
 }

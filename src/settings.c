@@ -193,26 +193,38 @@ settings_check_dirty_app(const char *v)
 	return NULL;
 }
 
+/* NULL when v is one of words ('|'-separated), else why. */
+static const char *
+check_choice(const char *v, const char *words, const char *why)
+{
+	size_t len = strlen(v);
+
+	for (const char *w = words; *w != '\0'; ) {
+		size_t n = strcspn(w, "|");
+		if (n == len && strncmp(w, v, n) == 0)
+			return NULL;
+		w += n + (w[n] == '|');
+	}
+	return why;
+}
+
 /* gunicorn's engines: cunicorn polls for all three (no inotify). */
 const char *
 settings_check_reload_engine(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "poll") == 0 ||
-	    strcmp(v, "inotify") == 0 ? NULL : "expected auto, poll or inotify";
+	return check_choice(v, "auto|poll|inotify", "expected auto, poll or inotify");
 }
 
 const char *
 settings_check_asgi_loop(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "asyncio") == 0 ||
-	    strcmp(v, "uvloop") == 0 ? NULL : "expected auto, asyncio or uvloop";
+	return check_choice(v, "auto|asyncio|uvloop", "expected auto, asyncio or uvloop");
 }
 
 const char *
 settings_check_asgi_lifespan(const char *v)
 {
-	return strcmp(v, "auto") == 0 || strcmp(v, "on") == 0 ||
-	    strcmp(v, "off") == 0 ? NULL : "expected auto, on or off";
+	return check_choice(v, "auto|on|off", "expected auto, on or off");
 }
 
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */
@@ -480,6 +492,80 @@ settings_restart_only(const char *name)
 	const struct setting_def *d = settings_find(name);
 
 	return d != NULL && (d->flags & F_RESTART);
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+	return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+/* Row d's value in ns back to old's; 1 when it differed. */
+static int
+keep_value(struct settings *ns, const struct settings *old,
+    const struct setting_def *d)
+{
+	switch (d->type) {
+	case T_INT: case T_BOOL: case T_LEVEL:
+		if (*FIELD(ns, d, int) == *FIELD(old, d, int))
+			return 0;
+		*FIELD(ns, d, int) = *FIELD(old, d, int);
+		return 1;
+	case T_UMASK:
+		if (*FIELD(ns, d, mode_t) == *FIELD(old, d, mode_t))
+			return 0;
+		*FIELD(ns, d, mode_t) = *FIELD(old, d, mode_t);
+		return 1;
+	case T_INT64:
+		if (*FIELD(ns, d, long long) == *FIELD(old, d, long long))
+			return 0;
+		*FIELD(ns, d, long long) = *FIELD(old, d, long long);
+		return 1;
+	case T_STR: case T_CHDIR: case T_USER: case T_GROUP: {
+		char **dst = FIELD(ns, d, char *), *src = *FIELD(old, d, char *);
+		/* the ids resolved from user and group go with them */
+		int changed = !same_str(*dst, src) ||
+		    (d->type == T_USER && ns->uid != old->uid) ||
+		    (d->type == T_GROUP && ns->gid != old->gid);
+
+		if (!changed)
+			return 0;
+		free(*dst);
+		*dst = src != NULL ? xstrdup(src) : NULL;
+		if (d->type == T_USER)
+			ns->uid = old->uid;
+		if (d->type == T_GROUP)
+			ns->gid = old->gid;
+		return 1;
+	}
+	case T_LIST: case T_CSV:
+		if (strlist_equal(FIELD(ns, d, struct strlist), FIELD(old, d, struct strlist)))
+			return 0;
+		strlist_assign(FIELD(ns, d, struct strlist), FIELD(old, d, struct strlist));
+		return 1;
+	case T_SCHEME: case T_HOOK: case T_HELP: case T_VERSION:
+		break;
+	}
+	fatalx("setting %s: a restart-only row of a type that cannot be kept", d->name);
+}
+
+char *
+settings_keep_restart_only(struct settings *ns, const struct settings *old)
+{
+	char *names = NULL;
+
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		const struct setting_def *d = &settings_table[i];
+		char *more;
+
+		if (!(d->flags & F_RESTART) || !keep_value(ns, old, d))
+			continue;
+		more = names == NULL ? xstrdup(d->name)
+		    : xasprintf("%s, %s", names, d->name);
+		free(names);
+		names = more;
+	}
+	return names;
 }
 
 /* gunicorn's sendfile when no source sets it: $SENDFILE if set (y, 1,

@@ -185,6 +185,10 @@ int settings_finalize(struct settings *s);
 /* Whether setting name (gunicorn's name) needs a restart: a reload (HUP)
  * keeps its running value.  0 for a name that is not a setting. */
 int settings_restart_only(const char *name);
+/* A reload: every restart-only setting (and the uid/gid resolved from
+ * user and group) that differs in ns gets old's value back.  Returns the
+ * names of those that differed, ", "-separated (a new string), or NULL. */
+char *settings_keep_restart_only(struct settings *ns, const struct settings *old);
 
 /* --print-config: every setting gunicorn has as "name = value", sorted
  * by name; the ones cunicorn does not implement show gunicorn's default

@@ -9,6 +9,7 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +20,15 @@
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "util.h"
 
 #define MAX_KEEP_FDS	64
 
-static void __attribute__((noreturn))
-spawn_child(const struct spawn_spec *spec)
+/* Steps 2 to 4 of spawn.h: what the child sheds, Python, parent death. */
+static void
+spawn_shed(const struct spawn_spec *spec)
 {
-	signals_reset_child_blocked();
-
 	if (spec->close_all) {
 		int keep[MAX_KEEP_FDS + 1];
 		size_t n = 0;
@@ -48,16 +49,26 @@ spawn_child(const struct spawn_spec *spec)
 
 	if (spec->parent_death_signal != 0) {
 		if (prctl(PR_SET_PDEATHSIG, spec->parent_death_signal) == -1)
-			log_warn("%s: prctl(PR_SET_PDEATHSIG)", spec->role);
+			log_warn("%s: prctl(PR_SET_PDEATHSIG)",
+			    spec->role != NULL ? spec->role : "child");
 		if (getppid() != spec->parent) {
 			if (spec->parent_gone != NULL)
 				spec->parent_gone(spec->arg);
 			_exit(0);
 		}
 	}
+}
 
-	proctitle_set("%s: %s [%s]", proctitle_prog(), spec->role,
-	    settings_proc_name(spec->cfg));
+static void __attribute__((noreturn))
+spawn_child(const struct spawn_spec *spec)
+{
+	signals_reset_child_blocked();
+	sigpipe_close();	/* the parent's signals are not the child's */
+	spawn_shed(spec);
+
+	if (spec->role != NULL)
+		proctitle_set("%s: %s [%s]", proctitle_prog(), spec->role,
+		    settings_proc_name(spec->cfg));
 	if (spec->booting != NULL)
 		spec->booting(spec->arg);
 	if (spec->drop_privileges && privileges_drop(spec->cfg) == -1)
@@ -82,10 +93,46 @@ spawn_process(const struct spawn_spec *spec)
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &saved);
 	pid = fork();
-	if (pid == 0)
-		spawn_child(spec);
+	if (pid == 0) {
+		if (spec->main != NULL) {
+			log_forked_child();
+			spawn_child(spec);
+		}
+		sigprocmask(SIG_SETMASK, &saved, NULL);
+		spawn_shed(spec);
+		return 0;
+	}
 	saved_errno = errno;
 	sigprocmask(SIG_SETMASK, &saved, NULL);
 	errno = saved_errno;
 	return pid;
+}
+
+/* The classic two forks, a new session between them; stdio on /dev/null
+ * unless the error log is stderr. */
+int
+spawn_daemon(void)
+{
+	struct spawn_spec detach = { .parent = getpid(), .python = 1 };
+	pid_t pid;
+	int fd;
+
+	for (int i = 0; i < 2; i++) {
+		if ((pid = spawn_process(&detach)) == -1)
+			return -1;
+		if (pid > 0)
+			_exit(0);
+		if (i == 0)
+			setsid();
+	}
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		if (log_error_fd() != STDERR_FILENO) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return 0;
 }

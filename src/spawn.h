@@ -1,5 +1,6 @@
 /*
- * spawn.h — the one way a process of ours forks a child role.
+ * spawn.h — the one way a process of ours forks: a child role, the USR2
+ * re-exec, the daemon.
  *
  * Every child (HTTP worker, dirty arbiter, dirty worker) is started by
  * spawn_process() from a spec that says what the child is (its title and
@@ -11,18 +12,27 @@
  *      still blocked: fork() ran with all of them blocked, so a signal sent
  *      before the role installs its handlers stays pending instead of
  *      killing it or running the parent's handler;
- *   2. descriptors: either every one >= 3 is closed but keep_fds and the
- *      error log (then the logs are reopened), or just close_fds;
+ *   2. descriptors: the parent's signal pipe (sigpipe.h) always goes;
+ *      then either every one >= 3 is closed but keep_fds and the error
+ *      log (then the logs are reopened), or just close_fds;
  *   3. PyOS_AfterFork_Child(), when the child runs Python;
  *   4. PR_SET_PDEATHSIG, then getppid() against the parent's pid recorded
  *      before fork(): a parent that died before the prctl() leaves no
  *      signal to come (parent_gone() runs, or the child exits 0);
- *   5. the title "<prog>: <role> [<proc_name>]";
+ *   5. the title "<prog>: <role> [<proc_name>]" (none when role is NULL);
  *   6. booting(), the role's first words (logged as its own user);
  *   7. the user and group settings, when drop_privileges (boot_error is
  *      the exit status if they cannot be taken);
  *   8. main(), which never returns; the role unblocks signals once its
  *      handlers are in.
+ *
+ * From step 1 on, fatal() ends the child with _exit() (log_forked_child):
+ * the parent's atexit handlers are not the child's to run.
+ *
+ * With main NULL the child is not a new role but the caller going on (the
+ * daemon's forks, spawn_daemon(), whose parent then leaves): only steps 2 to 4 run, the
+ * dispositions and the signal mask stay the parent's, fatal() keeps
+ * exit(), and spawn_process() returns 0 in the child, as fork() does.
  *
  * The parent side is only fork(): hooks around it and the table of
  * children belong to the caller.
@@ -36,7 +46,7 @@
 struct settings;
 
 struct spawn_spec {
-	const char *role;		/* title: "worker", "dirty-arbiter", ... */
+	const char *role;		/* title: "worker", "dirty-arbiter", ...; NULL: none */
 	const struct settings *cfg;	/* proc_name (title), user/group */
 	pid_t parent;			/* the forking process: getpid() before fork */
 
@@ -54,15 +64,20 @@ struct spawn_spec {
 	int drop_privileges;		/* take the user / group settings */
 	int boot_error;			/* exit status when that fails */
 
-	void (*main)(void *arg);	/* the role: never returns */
+	void (*main)(void *arg);	/* the role: never returns; NULL: see above */
 	void *arg;			/* for parent_gone, booting and main */
 };
 
 /*
  * Fork a child as `spec` says.  Parent: the child's pid, or -1 (errno set,
- * nothing logged).  Child: never returns.  The spec (and what arg points
+ * nothing logged).  Child: never returns (main NULL: returns 0).  The spec (and what arg points
  * to) may live on the caller's stack: the child has its own copy.
  */
 pid_t spawn_process(const struct spawn_spec *spec);
+
+/* --daemon: go on in a grandchild in a session of its own (the caller's
+ * process and the middle one _exit(0)), stdin on /dev/null, and stdout
+ * and stderr too unless they are the error log.  0, or -1 (errno set). */
+int spawn_daemon(void);
 
 #endif

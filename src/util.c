@@ -24,24 +24,28 @@ monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Turn one bit of a descriptor's flags on or off (get/set: F_GETFL and
+ * F_SETFL, or F_GETFD and F_SETFD). */
+static int
+fd_flag(int fd, int get, int set, int bit, int on)
+{
+	int fl = fcntl(fd, get);
+
+	if (fl == -1)
+		return -1;
+	return fcntl(fd, set, on ? (fl | bit) : (fl & ~bit));
+}
+
 int
 fd_set_nonblock(int fd, int on)
 {
-	int fl = fcntl(fd, F_GETFL);
-	if (fl == -1)
-		return -1;
-	fl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
-	return fcntl(fd, F_SETFL, fl);
+	return fd_flag(fd, F_GETFL, F_SETFL, O_NONBLOCK, on);
 }
 
 int
 fd_set_cloexec(int fd, int on)
 {
-	int fl = fcntl(fd, F_GETFD);
-	if (fl == -1)
-		return -1;
-	fl = on ? (fl | FD_CLOEXEC) : (fl & ~FD_CLOEXEC);
-	return fcntl(fd, F_SETFD, fl);
+	return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, on);
 }
 
 int
@@ -57,27 +61,6 @@ write_full(int fd, const void *buf, size_t n)
 		}
 		p += w;
 		n -= (size_t)w;
-	}
-	return 0;
-}
-
-int
-read_full(int fd, void *buf, size_t n)
-{
-	char *p = buf;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (r == 0) {
-			errno = 0;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
 	}
 	return 0;
 }
@@ -133,24 +116,6 @@ close_fds_except(const int *keep, size_t nkeep)
 			lo = sorted[i] + 1;
 	}
 	free(sorted);
-}
-
-void
-signals_reset_child(void)
-{
-	struct sigaction sa = { .sa_handler = SIG_DFL };
-	sigset_t none;
-
-	sigemptyset(&sa.sa_mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		sigaction(sig, &sa, NULL);
-	}
-	sa.sa_handler = SIG_IGN;	/* EPIPE from write(), as in the master */
-	sigaction(SIGPIPE, &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 void

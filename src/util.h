@@ -1,6 +1,6 @@
 /*
  * util.h — small helpers every role uses: clocks, descriptor flags,
- * blocking whole-buffer I/O, closing inherited descriptors after fork,
+ * a blocking whole-buffer write, closing inherited descriptors after fork,
  * dropping privileges in a child.
  */
 #ifndef CUNICORN_UTIL_H
@@ -15,18 +15,16 @@
 uint64_t monotonic_ms(void);
 int fd_set_nonblock(int fd, int on);
 int fd_set_cloexec(int fd, int on);
-/* Write/read all n bytes, retrying on EINTR (blocking fds).  0 or -1. */
+/* Write all n bytes, retrying on EINTR (blocking fds).  0 or -1. */
 int write_full(int fd, const void *buf, size_t n);
-int read_full(int fd, void *buf, size_t n);	/* -1 on EOF too (errno 0) */
 /* Close every descriptor >= 3 except those listed (after fork). */
 void close_fds_except(const int *keep, size_t nkeep);
-/* Signals a child role must reset: restore SIG_DFL for all but SIGPIPE
- * (kept ignored: a write to a closed pipe or socket is an EPIPE, never a
- * death) and unblock. */
-void signals_reset_child(void);
-/* The same, but every signal is left blocked: a signal that arrives before
- * the child installs its handlers stays pending instead of killing it by
- * its default action.  The caller unblocks once its handlers are in. */
+/* In a child, first thing: every signal blocked, then every disposition
+ * back to SIG_DFL but SIGPIPE's (kept ignored: a write to a closed pipe or
+ * socket is an EPIPE, never a death).  A signal that arrives before the
+ * child installs its handlers stays pending instead of killing it by its
+ * default action or running the parent's handler.  The caller unblocks
+ * once its handlers are in. */
 void signals_reset_child_blocked(void);
 
 /* The value of a hex digit, or -1 (percent-decoding). */

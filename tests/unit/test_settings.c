@@ -1011,6 +1011,39 @@ test_restart_only(void)
 	CHECK(!settings_restart_only("no_such_setting"));
 }
 
+/* A reload keeps the restart-only values (the ids from user and group
+ * with them), names what it kept, and leaves every other setting new. */
+static void
+test_keep_restart_only(void)
+{
+	struct settings old, ns;
+	char app[] = "mod:App", *apps[] = { app }, *names;
+
+	settings_defaults(&old);
+	settings_defaults(&ns);
+	CHECK(settings_keep_restart_only(&ns, &old) == NULL);
+
+	old.dirty_workers = 2;
+	old.uid = 1234;
+	ns.workers = 7;
+	ns.dirty_threads = 4;
+	free(ns.proc_name);
+	ns.proc_name = xstrdup("renamed");
+	strlist_assign(&ns.dirty_apps, &(struct strlist){ apps, 1 });
+	names = settings_keep_restart_only(&ns, &old);
+	CHECK(names != NULL && strcmp(names,
+	    "dirty_apps, dirty_threads, dirty_workers, proc_name, user") == 0);
+	CHECK(ns.dirty_workers == 2 && ns.dirty_threads == old.dirty_threads);
+	CHECK(ns.dirty_apps.len == 0 && ns.uid == 1234);
+	CHECK(ns.proc_name == NULL ? old.proc_name == NULL
+	    : old.proc_name != NULL && strcmp(ns.proc_name, old.proc_name) == 0);
+	CHECK(ns.workers == 7);
+	free(names);
+	CHECK(settings_keep_restart_only(&ns, &old) == NULL);
+	settings_free(&ns);
+	settings_free(&old);
+}
+
 /* settings_finalize() with stderr captured; returns its rc. */
 static int
 finalize_captured(struct settings *s)
@@ -1508,6 +1541,7 @@ main(void)
 	test_to_python();
 	test_default_config_path();
 	test_restart_only();
+	test_keep_restart_only();
 	test_unsupported_cli();
 	test_unsupported_file();
 	test_sendfile_initgroups();
