@@ -56,7 +56,7 @@ struct client {
 	int fd;			/* -1: free slot */
 	uint32_t gen;
 	uint32_t events;	/* current epoll mask */
-	struct dirty_buf in;	/* unconsumed input (partial frame) */
+	struct dirty_reader in;	/* a partial frame between reads */
 	struct outq out;
 	uint32_t ncalls;	/* calls in flight */
 	int closing;		/* close once out is flushed */
@@ -77,7 +77,7 @@ struct worker {
 	uint32_t gen;
 	int fd;			/* -1 once the channel is closed */
 	uint32_t events;
-	struct dirty_buf in;
+	struct dirty_reader in;
 	struct outq out;
 	unsigned char *apps;	/* napps flags: which apps it loads */
 	volatile uint64_t *heartbeat;	/* SHARED_SIZE bytes, see above */

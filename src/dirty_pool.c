@@ -405,7 +405,7 @@ worker_close_channel(struct worker *w, const char *why)
 		close(w->fd);
 		w->fd = -1;
 	}
-	dirty_buf_free(&w->in);
+	dirty_reader_free(&w->in);
 	dirty_buf_free(&w->out.b);
 	w->out.off = 0;
 	if (w->pid > 0 && !w->reaped)	/* unreaped: the pid is still its own */
@@ -748,23 +748,22 @@ manage_request(struct client *c, const uint8_t *payload,
 
 /* ---- worker input ---- */
 
-/* Handle complete frames from a worker; returns bytes consumed, or
- * (size_t)-1 if the worker misbehaved (and was killed). */
-static size_t
-worker_frames(struct worker *w, const uint8_t *p, size_t len)
+/* Handle every complete frame w's reader holds; returns 0, or -1 if the
+ * worker misbehaved (and was killed) or its channel closed. */
+static int
+worker_frames(struct worker *w)
 {
-	size_t off = 0;
 	struct dirty_header h;
+	const uint8_t *frame;
 	const char *why;
+	int got;
 
-	while (len - off >= DIRTY_HEADER_SIZE) {
-		if (dirty_header_decode(p + off, &h, &why) == -1) {
+	while ((got = dirty_reader_next(&w->in, &h, &frame, &why)) != 0) {
+		if (got == -1) {
 			worker_misbehaved(w, why);
-			return (size_t)-1;
+			return -1;
 		}
-		if (len - off - DIRTY_HEADER_SIZE < h.length)
-			break;
-		const uint8_t *payload = p + off + DIRTY_HEADER_SIZE;
+		const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 		switch (h.type) {
 		case DIRTY_MSG_RESPONSE:
 		case DIRTY_MSG_ERROR:
@@ -773,14 +772,14 @@ worker_frames(struct worker *w, const uint8_t *p, size_t len)
 			if (dirty_validate(payload, h.length,
 			    h.type == DIRTY_MSG_END, &why) == -1) {
 				worker_misbehaved(w, why);
-				return (size_t)-1;
+				return -1;
 			}
-			worker_reply(w, p + off, &h);
+			worker_reply(w, frame, &h);
 			break;
 		case DIRTY_MSG_STATUS:
 			if (dirty_validate(payload, h.length, 1, &why) == -1) {
 				worker_misbehaved(w, why);
-				return (size_t)-1;
+				return -1;
 			}
 			if (h.length > 0)
 				worker_app_report(w, payload, h.length);
@@ -788,13 +787,12 @@ worker_frames(struct worker *w, const uint8_t *p, size_t len)
 		default:
 			worker_misbehaved(w, "unexpected message type from a "
 			    "worker");
-			return (size_t)-1;
+			return -1;
 		}
-		off += DIRTY_HEADER_SIZE + h.length;
 		if (w->fd == -1)
-			return (size_t)-1;
+			return -1;
 	}
-	return off;
+	return 0;
 }
 
 void
@@ -815,23 +813,12 @@ worker_read(struct worker *w)
 			worker_close_channel(w, "closed its connection");
 			return;
 		}
-		size_t used;
-		if (w->in.len == 0) {
-			used = worker_frames(w, arb_scratch, (size_t)n);
-			if (used == (size_t)-1)
-				return;
-			if (used < (size_t)n)
-				dirty_buf_append(&w->in, arb_scratch + used,
-				    (size_t)n - used);
-		} else {
-			dirty_buf_append(&w->in, arb_scratch, (size_t)n);
-			used = worker_frames(w, w->in.data, w->in.len);
-			if (used == (size_t)-1)
-				return;
-			dirty_buf_consume(&w->in, used);
-		}
-		if (w->in.len == 0 && w->in.cap > BUF_KEEP)
-			dirty_buf_free(&w->in);
+		/* whole frames are served from arb_scratch without a copy */
+		dirty_reader_feed(&w->in, arb_scratch, (size_t)n);
+		if (worker_frames(w) == -1)
+			return;
+		dirty_reader_keep(&w->in);
+		dirty_reader_trim(&w->in, BUF_KEEP);
 		if ((size_t)n < sizeof(arb_scratch))
 			return;
 	}

@@ -1000,8 +1000,7 @@ typedef struct {
 	long sndopt_us;		/* SO_SNDTIMEO now set on fd (0: none) */
 	uint64_t next_id;
 	struct dirty_buf wbuf;
-	struct dirty_buf rbuf;
-	size_t rpos;		/* first unconsumed byte of rbuf */
+	struct dirty_reader rd;	/* replies, reassembled */
 	PyObject *path;
 } ConnectionObject;
 
@@ -1025,8 +1024,7 @@ conn_close_fd(ConnectionObject *self)
 		close(self->fd);
 		self->fd = -1;
 	}
-	self->rpos = 0;
-	self->rbuf.len = 0;
+	dirty_reader_reset(&self->rd);
 }
 
 static int
@@ -1102,12 +1100,7 @@ conn_end(ConnectionObject *self)
 		self->close_pending = 0;
 		conn_close_fd(self);
 	}
-	if (self->rpos == self->rbuf.len) {
-		self->rpos = 0;
-		self->rbuf.len = 0;
-		if (self->rbuf.cap > RBUF_KEEP)
-			dirty_buf_free(&self->rbuf);
-	}
+	dirty_reader_trim(&self->rd, RBUF_KEEP);
 	if (self->wbuf.cap > RBUF_KEEP)
 		dirty_buf_free(&self->wbuf);
 }
@@ -1198,20 +1191,22 @@ conn_send(ConnectionObject *self)
 /*
  * Read frames until one for `id` arrives; frames for other ids (replies to
  * calls that timed out, ...) are dropped.  On success *h is its header and
- * *payload points into rbuf, valid until the next read.  GIL held on entry
+ * *payload points into the reader, valid until the next read.  GIL held on entry
  * and exit, released while waiting.
  */
 static int
 conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
     struct dirty_header *h, const uint8_t **payload)
 {
-	struct dirty_buf *rb = &self->rbuf;
+	struct dirty_reader *rd = &self->rd;
 	enum io_status st;
 	const char *why = NULL;
+	const uint8_t *frame;
 	PyThreadState *ts;
-	size_t avail, need;
+	uint8_t *at;
+	size_t room;
 	ssize_t n;
-	int err = 0, flags;
+	int err = 0, flags, got;
 
 	double spin_end = spin_allowed() && spin_worthwhile()
 	    ? now_seconds() + SPIN_SECONDS : 0;
@@ -1220,37 +1215,20 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 		st = IO_OK;
 		ts = PyEval_SaveThread();
 		for (;;) {
-			avail = rb->len - self->rpos;
-			if (avail >= DIRTY_HEADER_SIZE) {
-				if (dirty_header_decode(rb->data + self->rpos,
-				    h, &why) == -1) {
-					st = IO_PROTOCOL;
+			got = dirty_reader_next(rd, h, &frame, &why);
+			if (got == -1) {
+				st = IO_PROTOCOL;
+				break;
+			}
+			if (got == 1) {
+				if (h->id == id) {
+					*payload = frame + DIRTY_HEADER_SIZE;
 					break;
 				}
-				need = DIRTY_HEADER_SIZE + (size_t)h->length;
-				if (avail >= need) {
-					const uint8_t *f = rb->data + self->rpos;
-
-					self->rpos += need;
-					if (h->id == id) {
-						*payload = f + DIRTY_HEADER_SIZE;
-						break;
-					}
-					continue;	/* stale: drop */
-				}
-			} else
-				need = DIRTY_HEADER_SIZE;
-			/* make room for the rest of this frame and more */
-			if (self->rpos > 0 && (self->rpos == rb->len ||
-			    rb->cap - rb->len < 4096 ||
-			    rb->cap - self->rpos < need)) {
-				dirty_buf_consume(rb, self->rpos);
-				self->rpos = 0;
+				continue;	/* stale: drop */
 			}
-			if (rb->cap - self->rpos < need ||
-			    rb->cap - rb->len < 4096)
-				dirty_buf_reserve(rb, need - avail >
-				    RBUF_INITIAL ? need - avail : RBUF_INITIAL);
+			/* room for the rest of this frame and more */
+			at = dirty_reader_space(rd, RBUF_INITIAL, &room);
 			flags = 0;
 			if (self->timeout >= 0) {
 				double left = deadline - now_seconds();
@@ -1276,10 +1254,9 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 					spin_outcome(0);
 				}
 			}
-			n = recv(self->fd, rb->data + rb->len,
-			    rb->cap - rb->len, flags);
+			n = recv(self->fd, at, room, flags);
 			if (n > 0) {
-				rb->len += (size_t)n;
+				dirty_reader_commit(rd, (size_t)n);
 				if (spin_end != 0) {
 					spin_end = 0;	/* caught: one outcome per wait */
 					spin_outcome(1);
@@ -1445,8 +1422,7 @@ Connection_init(ConnectionObject *self, PyObject *args, PyObject *kwds)
 	self->sockopt_us = 0;
 	self->sndopt_us = 0;
 	self->next_id = 1;
-	self->rpos = 0;
-	self->rbuf.len = 0;
+	dirty_reader_reset(&self->rd);
 	Py_INCREF(path_obj);
 	Py_XSETREF(self->path, path_obj);
 	return 0;
@@ -1462,7 +1438,7 @@ Connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 	self->fd = -1;
 	self->timeout = -1;
 	dirty_buf_init(&self->wbuf);
-	dirty_buf_init(&self->rbuf);
+	dirty_reader_init(&self->rd);
 	return (PyObject *)self;
 }
 
@@ -1471,7 +1447,7 @@ Connection_dealloc(ConnectionObject *self)
 {
 	conn_close_fd(self);
 	dirty_buf_free(&self->wbuf);
-	dirty_buf_free(&self->rbuf);
+	dirty_reader_free(&self->rd);
 	Py_CLEAR(self->path);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1725,20 +1701,20 @@ static PyObject *
 Connection_detach(ConnectionObject *self, PyObject *unused)
 {
 	PyObject *r;
+	size_t n;
 
 	if (self->busy || self->fd == -1) {
 		PyErr_SetString(PyExc_OSError, self->fd == -1 ? "connection closed" :
 		    "connection busy");
 		return NULL;
 	}
-	r = Py_BuildValue("(iy#)", self->fd, self->rbuf.data != NULL ?
-	    (const char *)self->rbuf.data + self->rpos : "",
-	    (Py_ssize_t)(self->rbuf.len - self->rpos));
+	const uint8_t *unread = dirty_reader_peek(&self->rd, &n);
+	r = Py_BuildValue("(iy#)", self->fd, (const char *)unread,
+	    (Py_ssize_t)n);
 	if (r == NULL)
 		return NULL;
 	self->fd = -1;
-	self->rpos = 0;
-	self->rbuf.len = 0;
+	dirty_reader_reset(&self->rd);
 	return r;
 }
 

@@ -167,7 +167,7 @@ client_close(struct client *c)
 	close(c->fd);
 	c->fd = -1;
 	c->gen++;	/* its calls in flight are forgotten: replies dropped */
-	dirty_buf_free(&c->in);
+	dirty_reader_free(&c->in);
 	dirty_buf_free(&c->out.b);
 	c->out.off = 0;
 	arb.nclients--;
@@ -229,7 +229,7 @@ client_protocol_error(struct client *c, uint64_t id, const char *why)
 	client_send_error(c, id, DIRTY_E_PROTOCOL, msg);
 	c->closing = 1;
 	c->close_deadline = monotonic_ms() + CLIENT_CLOSE_GRACE_MS;
-	dirty_buf_free(&c->in);
+	dirty_reader_free(&c->in);
 }
 
 /* ---- calls ---- */
@@ -442,31 +442,30 @@ client_frame(struct client *c, const uint8_t *frame,
 	}
 }
 
-/* Handle every complete frame in p[0..len); returns bytes consumed.  c
- * may be closed on return (fd -1): over the output cap. */
-static size_t
-client_frames(struct client *c, const uint8_t *p, size_t len)
+/* Handle every complete frame c's reader holds.  c may be closed on
+ * return (fd -1): over the output cap. */
+static void
+client_frames(struct client *c)
 {
-	size_t off = 0;
 	struct dirty_header h;
+	const uint8_t *frame;
 	const char *why;
+	size_t n;
+	int got;
 
-	while (!c->closing && len - off >= DIRTY_HEADER_SIZE) {
-		if (dirty_header_decode(p + off, &h, &why) == -1) {
-			client_protocol_error(c,
-			    header_readable_id(p + off, len - off), why);
-			return len;
+	while (!c->closing &&
+	    (got = dirty_reader_next(&c->in, &h, &frame, &why)) != 0) {
+		if (got == -1) {
+			const uint8_t *bad = dirty_reader_peek(&c->in, &n);
+			client_protocol_error(c, header_readable_id(bad, n), why);
+			return;
 		}
-		if (len - off - DIRTY_HEADER_SIZE < h.length)
-			break;
-		client_frame(c, p + off, &h);
-		off += DIRTY_HEADER_SIZE + h.length;
-		/* its reply is queued: over the cap, stop here (p may have
-		 * been c->in, freed with c) */
+		client_frame(c, frame, &h);
+		/* its reply is queued: over the cap, stop here (c's reader
+		 * was freed with c) */
 		if (!client_within_cap(c, 0))
-			return len;
+			return;
 	}
-	return c->closing ? len : off;
 }
 
 void
@@ -484,9 +483,11 @@ client_read(struct client *c)
 			return;
 		}
 		if (n == 0) {
-			if (c->in.len > 0) {	/* EOF inside a frame */
+			size_t held;
+			const uint8_t *p = dirty_reader_peek(&c->in, &held);
+			if (held > 0) {		/* EOF inside a frame */
 				client_protocol_error(c,
-				    header_readable_id(c->in.data, c->in.len),
+				    header_readable_id(p, held),
 				    "truncated message");
 				shutdown(c->fd, SHUT_RD);
 				break;
@@ -494,24 +495,17 @@ client_read(struct client *c)
 			client_close(c);
 			return;
 		}
-		if (c->in.len == 0) {
-			/* the common case: whole frames, no copy */
-			size_t used = client_frames(c, arb_scratch, (size_t)n);
-			if (c->fd == -1)
-				return;		/* dropped: over the cap */
-			if (!c->closing && used < (size_t)n)
-				dirty_buf_append(&c->in, arb_scratch + used,
-				    (size_t)n - used);
-		} else {
-			dirty_buf_append(&c->in, arb_scratch, (size_t)n);
-			size_t used = client_frames(c, c->in.data, c->in.len);
-			if (c->fd == -1)
-				return;
-			if (!c->closing)
-				dirty_buf_consume(&c->in, used);
-		}
-		if (c->in.len == 0 && c->in.cap > 0)
-			dirty_buf_free(&c->in);
+		/* the common case, whole frames, is served from
+		 * arb_scratch without a copy */
+		dirty_reader_feed(&c->in, arb_scratch, (size_t)n);
+		client_frames(c);
+		if (c->fd == -1)
+			return;		/* dropped: over the cap */
+		if (c->closing)
+			dirty_reader_free(&c->in);
+		else
+			dirty_reader_keep(&c->in);
+		dirty_reader_trim(&c->in, 0);
 		if ((size_t)n < sizeof(arb_scratch))
 			break;
 	}

@@ -122,8 +122,7 @@ static struct {
 	_Atomic uint64_t loop_tick;	/* main loop came round (ms) */
 	_Atomic uint64_t busy_since[MAX_THREADS + 1];	/* 0 = idle */
 
-	struct dirty_buf in;		/* bytes read from the arbiter */
-	size_t in_pos;			/* consumed prefix of `in` */
+	struct dirty_reader in;		/* frames read from the arbiter */
 
 	struct caller *callers;		/* [0] main; [1..n] pool thread n-1 */
 
@@ -761,35 +760,26 @@ static void
 dispatch_input(struct caller *main_caller)
 {
 	struct dirty_header h;
+	const uint8_t *frame;
 	const char *why;
+	int got;
 
-	while (W.in.len - W.in_pos >= DIRTY_HEADER_SIZE) {
-		const uint8_t *p = W.in.data + W.in_pos;
-		if (dirty_header_decode(p, &h, &why) == -1) {
+	while ((got = dirty_reader_next(&W.in, &h, &frame, &why)) != 0) {
+		if (got == -1) {
 			/* The arbiter is trusted: garbage from it is fatal,
 			 * at once (the GIL may not be held here). */
 			log_errorx("Dirty worker %d: bad frame from arbiter: %s",
 			    (int)getpid(), why);
 			_exit(1);
 		}
-		if (W.in.len - W.in_pos - DIRTY_HEADER_SIZE < h.length)
-			break;
 		if (W.nthreads == 1)
 			serve_frame(main_caller, h.type, h.id,
-			    p + DIRTY_HEADER_SIZE, h.length);
+			    frame + DIRTY_HEADER_SIZE, h.length);
 		else
-			enqueue(h.type, h.id, p + DIRTY_HEADER_SIZE, h.length);
-		W.in_pos += DIRTY_HEADER_SIZE + h.length;
+			enqueue(h.type, h.id, frame + DIRTY_HEADER_SIZE,
+			    h.length);
 	}
-	if (W.in_pos == W.in.len) {
-		dirty_buf_reset(&W.in);
-		W.in_pos = 0;
-		if (W.in.cap > BUF_KEEP)
-			dirty_buf_free(&W.in);
-	} else if (W.in_pos > 0 && W.in_pos >= W.in.len / 2) {
-		dirty_buf_consume(&W.in, W.in_pos);
-		W.in_pos = 0;
-	}
+	dirty_reader_trim(&W.in, BUF_KEEP);
 }
 
 /* Wait for input and read what is there.  Called WITHOUT the GIL.
@@ -813,13 +803,13 @@ read_input(void)
 	if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 		return 0;
 	for (;;) {
-		dirty_buf_reserve(&W.in, READ_CHUNK);
-		ssize_t r = recv(W.fd, W.in.data + W.in.len,
-		    W.in.cap - W.in.len, MSG_DONTWAIT);
+		size_t room;
+		uint8_t *at = dirty_reader_space(&W.in, READ_CHUNK, &room);
+		ssize_t r = recv(W.fd, at, room, MSG_DONTWAIT);
 		if (r > 0) {
-			W.in.len += (size_t)r;
+			dirty_reader_commit(&W.in, (size_t)r);
 			got = 1;
-			if (W.in.len < W.in.cap)
+			if ((size_t)r < room)
 				break;		/* drained */
 			continue;
 		}
@@ -853,8 +843,7 @@ main_loop_single(void)
 		Py_BEGIN_ALLOW_THREADS
 		r = read_input();
 		Py_END_ALLOW_THREADS
-		if (W.in.len > W.in_pos)
-			dispatch_input(mc);
+		dispatch_input(mc);
 		if (r == -1)
 			return;		/* arbiter gone; what it sent is served */
 	}
@@ -878,8 +867,7 @@ main_loop_threaded(void)
 		if (atomic_load(&W.stopping))
 			break;
 		r = read_input();
-		if (W.in.len > W.in_pos)
-			dispatch_input(NULL);
+		dispatch_input(NULL);
 		if (r == -1)
 			break;
 	}
@@ -1193,7 +1181,7 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	    MAX_THREADS : nthreads;
 	W.timeout_ms = W.cfg->dirty_timeout > 0 ?
 	    (uint64_t)W.cfg->dirty_timeout * 1000u : 0;
-	dirty_buf_init(&W.in);
+	dirty_reader_init(&W.in);
 	pthread_mutex_init(&W.wlock, NULL);
 	fd_set_nonblock(W.fd, 0);
 	fd_set_cloexec(W.fd, 1);
