@@ -4,9 +4,9 @@
  * (dirty_pool.c) and routes calls from clients to them over the dirty
  * wire protocol (dirty_route.c).  This file is the role itself: the
  * epoll loop and its timer, signals, parent death, graceful and quick
- * shutdown, plus the output queues and the flush list every peer uses.
- * It owns the descriptors and the shutdown state of `arb`
- * (dirty_arbiter_int.h).
+ * shutdown.  It owns the descriptors and the shutdown state of `arb`
+ * (dirty_arbiter_int.h); the peers' reading, output queues and flush list
+ * are dirty_peer.c's.
  *
  * The arbiter is C only and NEVER calls Python: everything Python (apps,
  * hooks) happens in the dirty workers it forks (dirty_worker.c).
@@ -56,7 +56,6 @@
 #define ACCEPT_PAUSE_MAX_MS	1000
 
 struct arbiter_state arb;
-uint8_t arb_scratch[READ_CHUNK];
 
 static void arbiter_exit(int code, int parent_died) __attribute__((noreturn));
 
@@ -66,103 +65,13 @@ dirty_enabled(const struct settings *s)
 	return s->dirty_workers > 0 && s->dirty_apps.len > 0;
 }
 
-/* ---- output queues and epoll ---- */
-
-size_t
-outq_pending(const struct outq *q)
+/* The peer an epoll key names (the flush list's lookup). */
+static struct dirty_peer *
+peer_lookup(uint64_t key)
 {
-	return q->b.len - q->off;
-}
-
-/* Send what we can.  0 (maybe something left), -1 on a dead peer. */
-int
-outq_send(int fd, struct outq *q)
-{
-	while (outq_pending(q) > 0) {
-		ssize_t n = send(fd, q->b.data + q->off, outq_pending(q),
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return -1;
-		}
-		q->off += (size_t)n;
-	}
-	if (q->off == q->b.len) {
-		q->off = 0;
-		if (q->b.cap > BUF_KEEP)
-			dirty_buf_free(&q->b);
-		else
-			dirty_buf_reset(&q->b);
-	} else if (q->off > BUF_KEEP && q->off > q->b.len / 2) {
-		dirty_buf_consume(&q->b, q->off);
-		q->off = 0;
-	}
-	return 0;
-}
-
-void
-ep_set(int fd, uint32_t *cur, uint32_t want, uint64_t key)
-{
-	struct epoll_event ev = { .events = want, .data.u64 = key };
-
-	if (*cur == want)
-		return;
-	if (epoll_ctl(arb.epfd, EPOLL_CTL_MOD, fd, &ev) == -1)
-		log_warn("dirty: epoll_ctl MOD");
-	*cur = want;
-}
-
-int
-ep_add(int fd, uint32_t events, uint64_t key)
-{
-	struct epoll_event ev = { .events = events, .data.u64 = key };
-
-	if (epoll_ctl(arb.epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-		log_warn("dirty: epoll_ctl ADD");
-		return -1;
-	}
-	return 0;
-}
-
-void
-flush_queue(uint64_t key, int *queued)
-{
-	if (*queued)
-		return;
-	if (arb.nflush == arb.flush_cap) {
-		arb.flush_cap = arb.flush_cap ? arb.flush_cap * 2 : 64;
-		arb.flush = xreallocarray(arb.flush, arb.flush_cap,
-		    sizeof(*arb.flush));
-	}
-	arb.flush[arb.nflush++] = key;
-	*queued = 1;
-}
-
-static void
-flush_all(void)
-{
-	/* the list may grow while we flush (a closed worker fails calls) */
-	for (size_t i = 0; i < arb.nflush; i++) {
-		uint64_t key = arb.flush[i];
-		uint32_t idx = EV_IDX(key);
-		if (EV_KIND(key) == EV_CLIENT) {
-			struct client *c = client_lookup(idx, EV_GEN(key));
-			if (c != NULL) {
-				c->flush_queued = 0;
-				client_flush(c);
-			}
-		} else if (idx < arb.nworkers_slots) {
-			struct worker *w = &arb.workers[idx];
-			if ((w->gen & 0xffffffu) == EV_GEN(key)) {
-				w->flush_queued = 0;
-				worker_flush(w);
-			}
-		}
-	}
-	arb.nflush = 0;
+	if (EV_KIND(key) == EV_CLIENT)
+		return client_peer(EV_IDX(key), EV_GEN(key));
+	return worker_peer(EV_IDX(key), EV_GEN(key));
 }
 
 /* ---- the listener: paused after accept errors ---- */
@@ -192,7 +101,7 @@ listen_pause(int err)
 			arb.accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
 	}
 	if (!arb.listen_paused) {
-		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+		dirty_peer_ep_del(arb.listen_fd);
 		arb.listen_paused = 1;
 	}
 	arb.accept_resume_ms = now + arb.accept_pause_ms;
@@ -217,7 +126,8 @@ listen_resume_due(uint64_t now)
 		return;
 	arb.listen_paused = 0;
 	if (arb.listen_fd != -1)
-		ep_add(arb.listen_fd, EPOLLIN, EV_KEY(EV_LISTEN, 0, 0));
+		dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+		    EV_KEY(EV_LISTEN, 0, 0));
 }
 
 /* ---- timers: timeouts, heartbeats, retirement, shutdown ---- */
@@ -294,7 +204,7 @@ stop_graceful(void)
 	    (uint64_t)arb.s->dirty_graceful_timeout * 1000u;
 	if (arb.listen_fd != -1) {
 		if (!arb.listen_paused)
-			epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+			dirty_peer_ep_del(arb.listen_fd);
 		close(arb.listen_fd);
 		arb.listen_fd = -1;
 	}
@@ -321,7 +231,7 @@ arbiter_exit(int code, int parent_died_)
 		}
 	}
 	for (size_t i = 0; i < arb.nclient_slots; i++)
-		if (arb.clients[i].fd != -1)
+		if (arb.clients[i].peer.fd != -1)
 			client_close(&arb.clients[i]);
 	dirty_runtime_arbiter_cleanup();
 	if (parent_died_)
@@ -488,11 +398,15 @@ arbiter_main(void *arg)
 		.it_value = { 0, TICK_MS * 1000000L },
 	};
 	timerfd_settime(arb.timer_fd, 0, &its, NULL);
-	if (ep_add(arb.listen_fd, EPOLLIN, EV_KEY(EV_LISTEN, 0, 0)) == -1 ||
-	    ep_add(arb.signal_fd, EPOLLIN, EV_KEY(EV_SIGNAL, 0, 0)) == -1 ||
-	    ep_add(arb.timer_fd, EPOLLIN, EV_KEY(EV_TIMER, 0, 0)) == -1 ||
-	    (arb.pid_fd != -1 &&
-	    ep_add(arb.pid_fd, EPOLLIN, EV_KEY(EV_PIDFD, 0, 0)) == -1))
+	dirty_peer_setup(arb.epfd);
+	if (dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+	    EV_KEY(EV_LISTEN, 0, 0)) == -1 ||
+	    dirty_peer_ep_add(arb.signal_fd, EPOLLIN,
+	    EV_KEY(EV_SIGNAL, 0, 0)) == -1 ||
+	    dirty_peer_ep_add(arb.timer_fd, EPOLLIN,
+	    EV_KEY(EV_TIMER, 0, 0)) == -1 ||
+	    (arb.pid_fd != -1 && dirty_peer_ep_add(arb.pid_fd, EPOLLIN,
+	    EV_KEY(EV_PIDFD, 0, 0)) == -1))
 		arbiter_exit(1, 0);
 	arb.last_ppid_check = monotonic_ms();
 
@@ -542,8 +456,8 @@ arbiter_main(void *arg)
 					break;
 				}
 				if (evs[i].events & EPOLLOUT)
-					client_flush(c);
-				if (c->fd != -1 && (evs[i].events &
+					c->peer.ops->flush(&c->peer);
+				if (c->peer.fd != -1 && (evs[i].events &
 				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
 					client_read(c);
 				break;
@@ -552,19 +466,19 @@ arbiter_main(void *arg)
 				if (idx >= arb.nworkers_slots)
 					break;
 				struct worker *w = &arb.workers[idx];
-				if (w->state == W_FREE || w->fd == -1 ||
-				    (w->gen & 0xffffffu) != EV_GEN(key))
+				if (w->state == W_FREE || w->peer.fd == -1 ||
+				    (w->peer.gen & 0xffffffu) != EV_GEN(key))
 					break;
 				if (evs[i].events & EPOLLOUT)
-					worker_flush(w);
-				if (w->fd != -1 && (evs[i].events &
+					worker_flush(&w->peer);
+				if (w->peer.fd != -1 && (evs[i].events &
 				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
 					worker_read(w);
 				break;
 			}
 			}
 		}
-		flush_all();
+		dirty_peer_flush_all(peer_lookup);
 		if (arb.manage_pending) {
 			arb.manage_pending = 0;
 			workers_manage();

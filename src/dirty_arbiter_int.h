@@ -3,8 +3,7 @@
  * arbiter process; internal to them, included by nothing else:
  *
  *   dirty_arbiter.c  the role: fork, signals, parent death, the epoll
- *                    loop and its timer, graceful and quick shutdown;
- *                    output queues, epoll helpers, the flush list.
+ *                    loop and its timer, graceful and quick shutdown.
  *   dirty_route.c    client connections, request routing, id rewriting,
  *                    the table of calls in flight, call timeouts,
  *                    replies back to clients, client protocol errors.
@@ -24,6 +23,7 @@
 #define DIRTY_ARBITER_INT_H
 
 #include "dirty.h"
+#include "dirty_peer.h"
 #include "dirty_wire.h"
 #include "settings.h"
 
@@ -34,34 +34,11 @@
  * (the binary is linked --export-dynamic for extension modules). */
 #pragma GCC visibility push(hidden)
 
-#define READ_CHUNK		(64 * 1024)
-#define BUF_KEEP		(256 * 1024)	/* free idle buffers above this */
-
-enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_PIDFD, EV_TIMER, EV_CLIENT, EV_WORKER };
-
-#define EV_KEY(kind, gen, idx) \
-	(((uint64_t)(kind) << 56) | ((uint64_t)((gen) & 0xffffffu) << 32) | \
-	 (uint32_t)(idx))
-#define EV_KIND(k)	((int)((k) >> 56))
-#define EV_GEN(k)	((uint32_t)(((k) >> 32) & 0xffffffu))
-#define EV_IDX(k)	((uint32_t)(k))
-
-/* Output queue: bytes [off, b.len) are still to be sent. */
-struct outq {
-	struct dirty_buf b;
-	size_t off;
-};
-
 struct client {
-	int fd;			/* -1: free slot */
-	uint32_t gen;
-	uint32_t events;	/* current epoll mask */
-	struct dirty_reader in;	/* a partial frame between reads */
-	struct outq out;
+	struct dirty_peer peer;	/* first: a client is its peer */
 	uint32_t ncalls;	/* calls in flight */
 	int closing;		/* close once out is flushed */
 	uint64_t close_deadline;
-	int flush_queued;
 };
 
 enum worker_state {
@@ -74,11 +51,7 @@ enum worker_state {
 struct worker {
 	int state;
 	pid_t pid;		/* 0 once reaped */
-	uint32_t gen;
-	int fd;			/* -1 once the channel is closed */
-	uint32_t events;
-	struct dirty_reader in;
-	struct outq out;
+	struct dirty_peer peer;	/* its socketpair end; fd -1 once closed */
 	unsigned char *apps;	/* napps flags: which apps it loads */
 	volatile uint64_t *heartbeat;	/* SHARED_SIZE bytes, see above */
 	uint32_t cancel_pos;		/* next cancel slot to write */
@@ -90,7 +63,6 @@ struct worker {
 	uint64_t term_ms;
 	int killed;		/* SIGKILL sent: timeout or misbehaviour */
 	int reaped;		/* waited for: its pid may be reused, never signal */
-	int flush_queued;
 };
 
 struct app {
@@ -116,7 +88,7 @@ struct respawn {
 
 /*
  * The arbiter's state.  Owners: dirty_arbiter.c sets it up in
- * arbiter_main() and owns the descriptors, the flush list and the
+ * arbiter_main() and owns the descriptors and the
  * shutdown fields; dirty_pool.c owns the apps, the worker table and the
  * respawns; dirty_route.c owns the clients and the call table.
  */
@@ -154,11 +126,6 @@ struct arbiter_state {
 	struct respawn *respawns;
 	size_t nrespawns;
 
-	/* dirty_arbiter.c: flush list: EV keys of peers with output queued
-	 * this round, added to by flush_queue() from every file */
-	uint64_t *flush;
-	size_t nflush, flush_cap;
-
 	/* dirty_arbiter.c: accepts paused after an accept error (EMFILE,
 	 * ENFILE, ENOBUFS...): the listener is out of the epoll set until
 	 * accept_resume_ms; one log line per episode (until an accept
@@ -180,16 +147,8 @@ struct arbiter_state {
 };
 
 extern struct arbiter_state arb;
-/* One read buffer for every peer: the loop is single-threaded and only a
- * partial frame is kept per peer (in its `in` buffer). */
-extern uint8_t arb_scratch[READ_CHUNK];
 
-/* dirty_arbiter.c: output queues, epoll, the flush list */
-size_t	 outq_pending(const struct outq *);
-int	 outq_send(int, struct outq *);
-void	 ep_set(int, uint32_t *, uint32_t, uint64_t);
-int	 ep_add(int, uint32_t, uint64_t);
-void	 flush_queue(uint64_t, int *);
+/* dirty_arbiter.c: the listener */
 void	 listen_pause(int);
 void	 listen_accepted(void);
 
@@ -202,7 +161,7 @@ void	 client_send_error(struct client *, uint64_t, const char *,
 	    const char *);
 void	 client_protocol_error(struct client *, uint64_t, const char *);
 void	 client_read(struct client *);
-void	 client_flush(struct client *);
+struct dirty_peer *client_peer(uint32_t, uint32_t);
 void	 call_fail(struct call *, const char *, const char *);
 void	 calls_expire(uint64_t, uint64_t);
 void	 clients_expire(uint64_t);
@@ -214,7 +173,6 @@ void	 apps_parse(void);
 int	 app_find(const char *, size_t);
 int	 workers_required(void);
 int	 workers_ceiling(void);
-uint64_t worker_key(const struct worker *);
 void	 workers_manage(void);
 void	 worker_retire(struct worker *);
 void	 worker_term(struct worker *);
@@ -224,7 +182,8 @@ int	 workers_count(void);
 void	 workers_signal(int);
 void	 workers_tick(uint64_t, uint64_t, uint64_t);
 void	 worker_read(struct worker *);
-void	 worker_flush(struct worker *);
+void	 worker_flush(struct dirty_peer *);
+struct dirty_peer *worker_peer(uint32_t, uint32_t);
 void	 status_reply(struct client *, uint64_t);
 void	 manage_request(struct client *, const uint8_t *,
 	    const struct dirty_header *);

@@ -123,22 +123,41 @@ workers_ceiling(void)
 
 /* ---- workers ---- */
 
-uint64_t
-worker_key(const struct worker *w)
+static int worker_on_frame(struct dirty_peer *, const struct dirty_header *,
+    const uint8_t *);
+
+static const struct dirty_peer_ops worker_ops = {
+	.kind = EV_WORKER,
+	.read_rounds = 16,
+	.in_keep = 256 * 1024,
+	.frame = worker_on_frame,
+	.flush = worker_flush,
+};
+
+static struct worker *
+worker_of(struct dirty_peer *p)
 {
-	return EV_KEY(EV_WORKER, w->gen, w - arb.workers);
+	return &arb.workers[p->idx];
+}
+
+/* The worker peer an event key names (a closed channel included: its
+ * flush is then a no-op), or NULL. */
+struct dirty_peer *
+worker_peer(uint32_t idx, uint32_t gen)
+{
+	if (idx >= arb.nworkers_slots)
+		return NULL;
+	struct worker *w = &arb.workers[idx];
+	if (w->state == W_FREE || (w->peer.gen & 0xffffffu) != (gen & 0xffffffu))
+		return NULL;
+	return &w->peer;
 }
 
 static void
 worker_update_events(struct worker *w)
 {
-	uint32_t want = EPOLLIN;
-
-	if (w->fd == -1)
-		return;
-	if (outq_pending(&w->out) > 0)
-		want |= EPOLLOUT;
-	ep_set(w->fd, &w->events, want, worker_key(w));
+	if (w->peer.fd != -1)
+		dirty_peer_watch(&w->peer, 1);
 }
 
 static struct worker *
@@ -154,7 +173,7 @@ worker_slot(void)
 	memset(arb.workers + arb.nworkers_slots, 0,
 	    (n - arb.nworkers_slots) * sizeof(*arb.workers));
 	for (size_t j = arb.nworkers_slots; j < n; j++)
-		arb.workers[j].fd = -1;
+		dirty_peer_init(&arb.workers[j].peer, &worker_ops, (uint32_t)j);
 	arb.nworkers_slots = n;
 	return &arb.workers[i];
 }
@@ -266,23 +285,19 @@ worker_spawn(const unsigned char *apps)
 	fd_set_nonblock(sv[0], 1);
 
 	w = worker_slot();
-	uint32_t gen = w->gen + 1;
+	struct dirty_peer peer = w->peer;
 	memset(w, 0, sizeof(*w));
-	w->gen = gen;
+	w->peer = peer;
+	w->peer.gen++;
 	w->state = W_ALIVE;
 	w->pid = pid;
-	w->fd = sv[0];
-	w->events = EPOLLIN;
 	w->apps = xmalloc(arb.napps ? arb.napps : 1);
 	memcpy(w->apps, apps, arb.napps);
 	w->heartbeat = hb;
 	w->age = arb.age;
 	w->spawned_ms = monotonic_ms();
-	if (ep_add(w->fd, EPOLLIN, worker_key(w)) == -1) {
+	if (dirty_peer_open(&w->peer, sv[0]) == -1)
 		kill(pid, SIGKILL);
-		close(w->fd);
-		w->fd = -1;
-	}
 	if (log_get_level() <= LOG_DEBUG) {
 		for (size_t i = 0; i < arb.napps; i++)
 			if (apps[i])
@@ -400,14 +415,7 @@ worker_close_channel(struct worker *w, const char *why)
 {
 	char msg[128];
 
-	if (w->fd != -1) {
-		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, w->fd, NULL);
-		close(w->fd);
-		w->fd = -1;
-	}
-	dirty_reader_free(&w->in);
-	dirty_buf_free(&w->out.b);
-	w->out.off = 0;
+	dirty_peer_close(&w->peer);
 	if (w->pid > 0 && !w->reaped)	/* unreaped: the pid is still its own */
 		kill(w->pid, SIGKILL);
 	if (w->inflight == 0)
@@ -417,7 +425,8 @@ worker_close_channel(struct worker *w, const char *why)
 	uint32_t idx = (uint32_t)(w - arb.workers);
 	for (uint32_t i = 0; i < arb.ncall_slots; i++) {
 		struct call *k = &arb.calls[i];
-		if (k->in_use && k->worker == idx && k->worker_gen == w->gen)
+		if (k->in_use && k->worker == idx &&
+		    k->worker_gen == w->peer.gen)
 			call_fail(k, DIRTY_E_WORKER, msg);
 	}
 }
@@ -458,7 +467,7 @@ worker_reaped(struct worker *w, int status)
 	status_text(status, how, sizeof(how));
 	snprintf(why, sizeof(why), "died (%s)", how);
 	w->reaped = 1;
-	if (w->fd != -1 || w->inflight > 0)
+	if (w->peer.fd != -1 || w->inflight > 0)
 		worker_close_channel(w, why);
 	if (w->state == W_ALIVE && !arb.stopping) {
 		log_warnx("Dirty worker (pid: %d) %s, spawning a replacement "
@@ -608,7 +617,7 @@ reply_end(struct dirty_buf *b, size_t f, uint64_t id)
 void
 status_reply(struct client *c, uint64_t id)
 {
-	struct dirty_buf *b = &c->out.b;
+	struct dirty_buf *b = &c->peer.out;
 	uint32_t n = 0;
 
 	for (size_t i = 0; i < arb.nworkers_slots; i++)
@@ -731,7 +740,7 @@ manage_request(struct client *c, const uint8_t *payload,
 		done = workers_decrease((int)count);
 		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
 	}
-	struct dirty_buf *b = &c->out.b;
+	struct dirty_buf *b = &c->peer.out;
 	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, h->id);
 	dirty_put_dict(b, 1);
 	put_key(b, "result");
@@ -748,88 +757,72 @@ manage_request(struct client *c, const uint8_t *payload,
 
 /* ---- worker input ---- */
 
-/* Handle every complete frame w's reader holds; returns 0, or -1 if the
+/* One whole frame from w (its peer's on-frame callback): -1 if the
  * worker misbehaved (and was killed) or its channel closed. */
 static int
-worker_frames(struct worker *w)
+worker_on_frame(struct dirty_peer *p, const struct dirty_header *h,
+    const uint8_t *frame)
 {
-	struct dirty_header h;
-	const uint8_t *frame;
+	struct worker *w = worker_of(p);
+	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	const char *why;
-	int got;
 
-	while ((got = dirty_reader_next(&w->in, &h, &frame, &why)) != 0) {
-		if (got == -1) {
+	switch (h->type) {
+	case DIRTY_MSG_RESPONSE:
+	case DIRTY_MSG_ERROR:
+	case DIRTY_MSG_CHUNK:
+	case DIRTY_MSG_END:
+		if (dirty_validate(payload, h->length,
+		    h->type == DIRTY_MSG_END, &why) == -1) {
 			worker_misbehaved(w, why);
 			return -1;
 		}
-		const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
-		switch (h.type) {
-		case DIRTY_MSG_RESPONSE:
-		case DIRTY_MSG_ERROR:
-		case DIRTY_MSG_CHUNK:
-		case DIRTY_MSG_END:
-			if (dirty_validate(payload, h.length,
-			    h.type == DIRTY_MSG_END, &why) == -1) {
-				worker_misbehaved(w, why);
-				return -1;
-			}
-			worker_reply(w, frame, &h);
-			break;
-		case DIRTY_MSG_STATUS:
-			if (dirty_validate(payload, h.length, 1, &why) == -1) {
-				worker_misbehaved(w, why);
-				return -1;
-			}
-			if (h.length > 0)
-				worker_app_report(w, payload, h.length);
-			break;
-		default:
-			worker_misbehaved(w, "unexpected message type from a "
-			    "worker");
+		worker_reply(w, frame, h);
+		break;
+	case DIRTY_MSG_STATUS:
+		if (dirty_validate(payload, h->length, 1, &why) == -1) {
+			worker_misbehaved(w, why);
 			return -1;
 		}
-		if (w->fd == -1)
-			return -1;
+		if (h->length > 0)
+			worker_app_report(w, payload, h->length);
+		break;
+	default:
+		worker_misbehaved(w, "unexpected message type from a worker");
+		return -1;
 	}
-	return 0;
+	return w->peer.fd == -1 ? -1 : 0;
 }
 
 void
 worker_read(struct worker *w)
 {
-	for (int round = 0; round < 16 && w->fd != -1; round++) {
-		ssize_t n = recv(w->fd, arb_scratch, sizeof(arb_scratch),
-		    MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			worker_close_channel(w, "connection lost");
-			return;
-		}
-		if (n == 0) {
-			worker_close_channel(w, "closed its connection");
-			return;
-		}
-		/* whole frames are served from arb_scratch without a copy */
-		dirty_reader_feed(&w->in, arb_scratch, (size_t)n);
-		if (worker_frames(w) == -1)
-			return;
-		dirty_reader_keep(&w->in);
-		dirty_reader_trim(&w->in, BUF_KEEP);
-		if ((size_t)n < sizeof(arb_scratch))
-			return;
+	const char *why = NULL;
+
+	switch (dirty_peer_read(&w->peer, &why)) {
+	case PEER_READ_DONE:
+	case PEER_READ_STOPPED:
+		break;
+	case PEER_READ_BAD:
+		worker_misbehaved(w, why);
+		break;
+	case PEER_READ_EOF:
+		worker_close_channel(w, "closed its connection");
+		break;
+	case PEER_READ_LOST:
+		worker_close_channel(w, "connection lost");
+		break;
 	}
 }
 
 void
-worker_flush(struct worker *w)
+worker_flush(struct dirty_peer *p)
 {
-	if (w->fd == -1)
+	struct worker *w = worker_of(p);
+
+	if (w->peer.fd == -1)
 		return;
-	if (outq_send(w->fd, &w->out) == -1) {
+	if (dirty_peer_send(&w->peer) == -1) {
 		worker_close_channel(w, "connection lost");
 		return;
 	}

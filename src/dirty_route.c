@@ -64,31 +64,36 @@
 
 static void call_free(struct call *k);
 static void call_cancel_worker(struct call *k);
+static int client_on_frame(struct dirty_peer *, const struct dirty_header *,
+    const uint8_t *);
+static void client_flush(struct dirty_peer *);
+
+static const struct dirty_peer_ops client_ops = {
+	.kind = EV_CLIENT,
+	.read_rounds = 8,
+	.in_keep = 0,		/* an idle client holds no input buffer */
+	.frame = client_on_frame,
+	.flush = client_flush,
+};
 
 /* ---- clients ---- */
 
-static uint64_t
-client_key(const struct client *c)
+static struct client *
+client_of(struct dirty_peer *p)
 {
-	return EV_KEY(EV_CLIENT, c->gen, c - arb.clients);
+	return (struct client *)p;	/* the peer is its first member */
 }
 
 static void
 client_update_events(struct client *c)
 {
-	uint32_t want = 0;
-
-	if (!c->closing)
-		want |= EPOLLIN;
-	if (outq_pending(&c->out) > 0)
-		want |= EPOLLOUT;
-	ep_set(c->fd, &c->events, want, client_key(c));
+	dirty_peer_watch(&c->peer, !c->closing);
 }
 
 void
 client_queue_flush(struct client *c)
 {
-	flush_queue(client_key(c), &c->flush_queued);
+	dirty_peer_queue_flush(&c->peer);
 }
 
 struct client *
@@ -97,9 +102,18 @@ client_lookup(uint32_t idx, uint32_t gen)
 	if (idx >= arb.nclient_slots)
 		return NULL;
 	struct client *c = &arb.clients[idx];
-	if (c->fd == -1 || (c->gen & 0xffffffu) != (gen & 0xffffffu))
+	if (c->peer.fd == -1 ||
+	    (c->peer.gen & 0xffffffu) != (gen & 0xffffffu))
 		return NULL;
 	return c;
+}
+
+struct dirty_peer *
+client_peer(uint32_t idx, uint32_t gen)
+{
+	struct client *c = client_lookup(idx, gen);
+
+	return c != NULL ? &c->peer : NULL;
 }
 
 void
@@ -118,7 +132,7 @@ client_accept(void)
 		listen_accepted();
 		size_t i;
 		for (i = 0; i < arb.nclient_slots; i++)
-			if (arb.clients[i].fd == -1)
+			if (arb.clients[i].peer.fd == -1)
 				break;
 		if (i == arb.nclient_slots) {
 			size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
@@ -127,20 +141,17 @@ client_accept(void)
 			memset(arb.clients + arb.nclient_slots, 0,
 			    (n - arb.nclient_slots) * sizeof(*arb.clients));
 			for (size_t j = arb.nclient_slots; j < n; j++)
-				arb.clients[j].fd = -1;
+				dirty_peer_init(&arb.clients[j].peer,
+				    &client_ops, (uint32_t)j);
 			arb.nclient_slots = n;
 		}
 		struct client *c = &arb.clients[i];
-		uint32_t gen = c->gen + 1;
-		memset(c, 0, sizeof(*c));
-		c->fd = fd;
-		c->gen = gen;
-		c->events = EPOLLIN;
-		if (ep_add(fd, EPOLLIN, client_key(c)) == -1) {
-			close(fd);
-			c->fd = -1;
+		c->ncalls = 0;
+		c->closing = 0;
+		c->close_deadline = 0;
+		c->peer.gen++;
+		if (dirty_peer_open(&c->peer, fd) == -1)
 			continue;
-		}
 		arb.nclients++;
 	}
 }
@@ -148,7 +159,7 @@ client_accept(void)
 void
 client_close(struct client *c)
 {
-	if (c->fd == -1)
+	if (c->peer.fd == -1)
 		return;
 	if (c->ncalls > 0) {
 		/* Its calls are forgotten, and their workers told to stop
@@ -157,19 +168,14 @@ client_close(struct client *c)
 		for (uint32_t i = 0; i < arb.ncall_slots && c->ncalls > 0; i++) {
 			struct call *k = &arb.calls[i];
 			if (k->in_use && k->client == idx &&
-			    k->client_gen == c->gen) {
+			    k->client_gen == c->peer.gen) {
 				call_cancel_worker(k);
 				call_free(k);
 			}
 		}
 	}
-	epoll_ctl(arb.epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
-	c->gen++;	/* its calls in flight are forgotten: replies dropped */
-	dirty_reader_free(&c->in);
-	dirty_buf_free(&c->out.b);
-	c->out.off = 0;
+	dirty_peer_close(&c->peer);
+	c->peer.gen++;	/* its calls in flight are forgotten: replies dropped */
 	arb.nclients--;
 }
 
@@ -177,7 +183,7 @@ void
 client_send_error(struct client *c, uint64_t id, const char *type,
     const char *message)
 {
-	dirty_put_error_frame(&c->out.b, id, type, message);
+	dirty_put_error_frame(&c->peer.out, id, type, message);
 	client_queue_flush(c);
 }
 
@@ -188,13 +194,13 @@ client_send_error(struct client *c, uint64_t id, const char *type,
 static int
 client_within_cap(struct client *c, size_t more)
 {
-	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
 		return 1;
-	if (outq_send(c->fd, &c->out) == -1) {
+	if (dirty_peer_send(&c->peer) == -1) {
 		client_close(c);	/* gone */
 		return 0;
 	}
-	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
 		return 1;
 	log_warnx("dirty: dropping a client that does not read its replies "
 	    "(over %u MiB unread)", CLIENT_MAX_OUT >> 20);
@@ -229,7 +235,7 @@ client_protocol_error(struct client *c, uint64_t id, const char *why)
 	client_send_error(c, id, DIRTY_E_PROTOCOL, msg);
 	c->closing = 1;
 	c->close_deadline = monotonic_ms() + CLIENT_CLOSE_GRACE_MS;
-	dirty_reader_free(&c->in);
+	dirty_peer_drop_input(&c->peer);
 }
 
 /* ---- calls ---- */
@@ -286,7 +292,7 @@ call_free(struct call *k)
 		c->ncalls--;
 	if (k->worker < arb.nworkers_slots) {
 		struct worker *w = &arb.workers[k->worker];
-		if (w->state != W_FREE && w->gen == k->worker_gen &&
+		if (w->state != W_FREE && w->peer.gen == k->worker_gen &&
 		    w->inflight > 0)
 			w->inflight--;
 	}
@@ -303,7 +309,7 @@ call_cancel_worker(struct call *k)
 	if (k->worker >= arb.nworkers_slots)
 		return;
 	struct worker *w = &arb.workers[k->worker];
-	if (w->state == W_FREE || w->gen != k->worker_gen ||
+	if (w->state == W_FREE || w->peer.gen != k->worker_gen ||
 	    w->heartbeat == NULL)
 		return;
 	uint64_t id = call_id((uint32_t)(k - arb.calls));
@@ -337,8 +343,8 @@ route_pick(size_t app, int *full)
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (arb.apps[app].rr + k) % n;
 		struct worker *w = &arb.workers[i];
-		if (w->state == W_ALIVE && w->fd != -1 && w->apps[app]) {
-			if (outq_pending(&w->out) >= WORKER_MAX_OUT) {
+		if (w->state == W_ALIVE && w->peer.fd != -1 && w->apps[app]) {
+			if (dirty_peer_pending(&w->peer) >= WORKER_MAX_OUT) {
 				*full = 1;
 				continue;
 			}
@@ -390,18 +396,18 @@ route_request(struct client *c, const uint8_t *frame,
 	}
 	struct call *k = call_alloc(&slot);
 	k->client = (uint32_t)(c - arb.clients);
-	k->client_gen = c->gen;
+	k->client_gen = c->peer.gen;
 	k->client_id = h->id;
 	k->worker = (uint32_t)(w - arb.workers);
-	k->worker_gen = w->gen;
+	k->worker_gen = w->peer.gen;
 	k->start_ms = monotonic_ms();
 	c->ncalls++;
 	w->inflight++;
 
-	size_t at = w->out.b.len;
-	dirty_buf_append(&w->out.b, frame, DIRTY_HEADER_SIZE + h->length);
-	dirty_header_set_id(w->out.b.data + at, call_id(slot));
-	flush_queue(worker_key(w), &w->flush_queued);
+	size_t at = w->peer.out.len;
+	dirty_buf_append(&w->peer.out, frame, DIRTY_HEADER_SIZE + h->length);
+	dirty_header_set_id(w->peer.out.data + at, call_id(slot));
+	dirty_peer_queue_flush(&w->peer);
 }
 
 /* ---- client input ---- */
@@ -431,7 +437,7 @@ client_frame(struct client *c, const uint8_t *frame,
 			client_protocol_error(c, h->id, why);
 		else {
 			dirty_stash_handle(payload, h->length, h->id,
-			    &c->out.b);
+			    &c->peer.out);
 			client_queue_flush(c);
 		}
 		break;
@@ -442,91 +448,72 @@ client_frame(struct client *c, const uint8_t *frame,
 	}
 }
 
-/* Handle every complete frame c's reader holds.  c may be closed on
- * return (fd -1): over the output cap. */
-static void
-client_frames(struct client *c)
+/* One whole frame from c (its peer's on-frame callback): -1 once c is
+ * closing or was dropped, which stops reading. */
+static int
+client_on_frame(struct dirty_peer *p, const struct dirty_header *h,
+    const uint8_t *frame)
 {
-	struct dirty_header h;
-	const uint8_t *frame;
-	const char *why;
-	size_t n;
-	int got;
+	struct client *c = client_of(p);
 
-	while (!c->closing &&
-	    (got = dirty_reader_next(&c->in, &h, &frame, &why)) != 0) {
-		if (got == -1) {
-			const uint8_t *bad = dirty_reader_peek(&c->in, &n);
-			client_protocol_error(c, header_readable_id(bad, n), why);
-			return;
-		}
-		client_frame(c, frame, &h);
-		/* its reply is queued: over the cap, stop here (c's reader
-		 * was freed with c) */
-		if (!client_within_cap(c, 0))
-			return;
-	}
+	client_frame(c, frame, h);
+	if (c->closing)
+		return -1;
+	/* its reply is queued: over the cap, stop here (c was closed) */
+	if (!client_within_cap(c, 0))
+		return -1;
+	return 0;
 }
 
 void
 client_read(struct client *c)
 {
-	for (int round = 0; round < 8 && c->fd != -1 && !c->closing; round++) {
-		ssize_t n = recv(c->fd, arb_scratch, sizeof(arb_scratch),
-		    MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			client_close(c);
-			return;
-		}
-		if (n == 0) {
-			size_t held;
-			const uint8_t *p = dirty_reader_peek(&c->in, &held);
-			if (held > 0) {		/* EOF inside a frame */
-				client_protocol_error(c,
-				    header_readable_id(p, held),
-				    "truncated message");
-				shutdown(c->fd, SHUT_RD);
-				break;
-			}
-			client_close(c);
-			return;
-		}
-		/* the common case, whole frames, is served from
-		 * arb_scratch without a copy */
-		dirty_reader_feed(&c->in, arb_scratch, (size_t)n);
-		client_frames(c);
-		if (c->fd == -1)
-			return;		/* dropped: over the cap */
-		if (c->closing)
-			dirty_reader_free(&c->in);
-		else
-			dirty_reader_keep(&c->in);
-		dirty_reader_trim(&c->in, 0);
-		if ((size_t)n < sizeof(arb_scratch))
+	const char *why = NULL;
+	const uint8_t *unread;
+	size_t n;
+
+	switch (dirty_peer_read(&c->peer, &why)) {
+	case PEER_READ_DONE:
+	case PEER_READ_STOPPED:
+		break;
+	case PEER_READ_BAD:
+		unread = dirty_peer_unread(&c->peer, &n);
+		client_protocol_error(c, header_readable_id(unread, n), why);
+		break;
+	case PEER_READ_EOF:
+		unread = dirty_peer_unread(&c->peer, &n);
+		if (n > 0) {		/* EOF inside a frame */
+			client_protocol_error(c, header_readable_id(unread, n),
+			    "truncated message");
+			shutdown(c->peer.fd, SHUT_RD);
 			break;
+		}
+		client_close(c);
+		return;
+	case PEER_READ_LOST:
+		client_close(c);
+		return;
 	}
-	if (c->fd != -1) {
+	if (c->peer.fd != -1) {
 		client_queue_flush(c);
 		client_update_events(c);
 	}
 }
 
-void
-client_flush(struct client *c)
+static void
+client_flush(struct dirty_peer *p)
 {
-	if (c->fd == -1)
+	struct client *c = client_of(p);
+
+	if (c->peer.fd == -1)
 		return;
-	if (outq_send(c->fd, &c->out) == -1) {
+	if (dirty_peer_send(&c->peer) == -1) {
 		client_close(c);
 		return;
 	}
 	if (!client_within_cap(c, 0))
 		return;
-	if (c->closing && outq_pending(&c->out) == 0) {
+	if (c->closing && dirty_peer_pending(&c->peer) == 0) {
 		client_close(c);
 		return;
 	}
@@ -543,7 +530,7 @@ worker_reply(struct worker *w, const uint8_t *frame,
 	struct call *k = call_lookup(h->id);
 
 	if (k == NULL || k->worker != (uint32_t)(w - arb.workers) ||
-	    k->worker_gen != w->gen)
+	    k->worker_gen != w->peer.gen)
 		return;		/* timed out or forgotten: drop */
 	struct client *c = client_lookup(k->client, k->client_gen);
 	if (c != NULL && !c->closing) {
@@ -551,10 +538,10 @@ worker_reply(struct worker *w, const uint8_t *frame,
 		 * this one included */
 		if (!client_within_cap(c, DIRTY_HEADER_SIZE + h->length))
 			return;
-		size_t at = c->out.b.len;
-		dirty_buf_append(&c->out.b, frame,
+		size_t at = c->peer.out.len;
+		dirty_buf_append(&c->peer.out, frame,
 		    DIRTY_HEADER_SIZE + h->length);
-		dirty_header_set_id(c->out.b.data + at, k->client_id);
+		dirty_header_set_id(c->peer.out.data + at, k->client_id);
 		client_queue_flush(c);
 	}
 	if (final) {
@@ -594,7 +581,8 @@ clients_expire(uint64_t now)
 {
 	for (size_t i = 0; i < arb.nclient_slots; i++) {
 		struct client *c = &arb.clients[i];
-		if (c->fd != -1 && c->closing && now >= c->close_deadline)
+		if (c->peer.fd != -1 && c->closing &&
+		    now >= c->close_deadline)
 			client_close(c);
 	}
 }
