@@ -27,6 +27,7 @@
  */
 #include "dirty.h"
 #include "dirty_arbiter_int.h"
+#include "dirty_calls.h"
 #include "dirty_runtime.h"
 #include "dirty_stash.h"
 #include "dirty_wire.h"
@@ -81,7 +82,7 @@ peer_lookup(uint64_t key)
  * again at once would spin (and log) as fast as the CPU allows; instead
  * take it out of the epoll set for a while, the pause doubling up to
  * ACCEPT_PAUSE_MAX_MS while the errors last.  One line per episode. */
-void
+static void
 listen_pause(int err)
 {
 	uint64_t now = monotonic_ms();
@@ -108,7 +109,7 @@ listen_pause(int err)
 }
 
 /* An accept succeeded: an episode of errors, if any, is over. */
-void
+static void
 listen_accepted(void)
 {
 	if (!arb.accept_episode)
@@ -117,6 +118,25 @@ listen_accepted(void)
 	    "meanwhile)", (unsigned long long)arb.accept_failures);
 	arb.accept_episode = 0;
 	arb.accept_failures = 0;
+}
+
+/* New connections become clients (dirty_route.c). */
+static void
+listen_accept(void)
+{
+	for (;;) {
+		int fd = accept4(arb.listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				listen_pause(errno);	/* EMFILE...: back off */
+			return;
+		}
+		listen_accepted();
+		client_open(fd);
+	}
 }
 
 static void
@@ -174,21 +194,12 @@ stop_progress(void)
 	if (!arb.stopping)
 		return;
 	if (!arb.workers_termed &&
-	    (arb.total_inflight == 0 || now >= arb.stop_deadline)) {
+	    (calls_inflight() == 0 || now >= arb.stop_deadline)) {
 		arb.workers_termed = 1;
-		for (size_t i = 0; i < arb.nworkers_slots; i++)
-			if (arb.workers[i].state != W_FREE)
-				worker_term(&arb.workers[i]);
+		workers_stop(0);
 	}
-	if (now >= arb.stop_deadline) {
-		for (size_t i = 0; i < arb.nworkers_slots; i++) {
-			struct worker *w = &arb.workers[i];
-			if (w->state != W_FREE && w->pid > 0 && !w->killed) {
-				w->killed = 1;
-				kill(w->pid, SIGKILL);
-			}
-		}
-	}
+	if (now >= arb.stop_deadline)
+		workers_kill();
 	if (workers_count() == 0)
 		arbiter_exit(0, 0);
 }
@@ -208,13 +219,9 @@ stop_graceful(void)
 		close(arb.listen_fd);
 		arb.listen_fd = -1;
 	}
-	for (size_t i = 0; i < arb.nrespawns; i++)
-		free(arb.respawns[i].apps);
-	arb.nrespawns = 0;
+	workers_stop_respawns();
 	/* Workers not yet routable-to stop now; the others after their calls. */
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state == W_RETIRING)
-			worker_term(&arb.workers[i]);
+	workers_stop(1);
 }
 
 /* Exit now: workers are killed and reaped first (never left behind). */
@@ -222,14 +229,7 @@ static void
 arbiter_exit(int code, int parent_died_)
 {
 	workers_signal(SIGKILL);
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
-		if (w->state != W_FREE && w->pid > 0) {
-			while (waitpid(w->pid, NULL, 0) == -1 && errno == EINTR)
-				;
-			w->pid = 0;
-		}
-	}
+	workers_wait();
 	for (size_t i = 0; i < arb.nclient_slots; i++)
 		if (arb.clients[i].peer.fd != -1)
 			client_close(&arb.clients[i]);
@@ -268,8 +268,7 @@ on_signal(void)
 			if (arb.stopping)
 				break;
 			log_info("SIGHUP: replacing all dirty workers");
-			for (size_t i = 0; i < arb.nworkers_slots; i++)
-				worker_retire(&arb.workers[i]);
+			workers_retire_all();
 			workers_manage();
 			break;
 		case SIGUSR1:
@@ -282,13 +281,12 @@ on_signal(void)
 		case SIGTTIN:
 			if (arb.stopping)
 				break;
-			if (arb.target >= workers_ceiling()) {
+			if (workers_increase(1) == 0) {
 				log_warnx("SIGTTIN: Cannot increase above %d "
 				    "dirty workers (16 x dirty_workers, at most "
 				    "1024)", workers_ceiling());
 				break;
 			}
-			arb.target++;
 			log_info("SIGTTIN: Increasing dirty workers to %d",
 			    arb.target);
 			workers_manage();
@@ -411,6 +409,7 @@ arbiter_main(void *arg)
 	arb.last_ppid_check = monotonic_ms();
 
 	apps_parse();
+	route_setup();
 	dirty_stash_init();
 	dirty_stash_set_max_bytes((uint64_t)s->dirty_stash_max_bytes);
 	workers_manage();
@@ -429,7 +428,7 @@ arbiter_main(void *arg)
 			switch (EV_KIND(key)) {
 			case EV_LISTEN:
 				if (arb.listen_fd != -1)
-					client_accept();
+					listen_accept();
 				break;
 			case EV_SIGNAL:
 				on_signal();
@@ -479,10 +478,7 @@ arbiter_main(void *arg)
 			}
 		}
 		dirty_peer_flush_all(peer_lookup);
-		if (arb.manage_pending) {
-			arb.manage_pending = 0;
-			workers_manage();
-		}
+		workers_manage_pending();
 		stop_progress();
 	}
 }

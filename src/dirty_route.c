@@ -2,7 +2,8 @@
  * dirty_route.c — the dirty arbiter's routing: client connections
  * (HTTP workers, scripts, dirty workers using the stash), the table of
  * calls in flight, and the way a call goes to a worker and its replies
- * come back.  It owns arb.clients and arb.calls (dirty_arbiter_int.h).
+ * come back.  It owns arb.clients (dirty_arbiter_int.h); the calls are
+ * dirty_calls.c's, the workers dirty_pool.c's.
  * Like the whole arbiter it NEVER calls Python.
  *
  * Routing: a client REQUEST is validated, its app_path looked up, and the
@@ -31,12 +32,13 @@
  * it is not queued, and a client whose own request (a stash get) put it
  * over is dropped before its next frame is read, so sixteen GETs of a
  * 40 MiB value in one write cost at most the cap plus one reply.  Requests waiting for a
- * worker's socket are bounded by WORKER_MAX_OUT per worker: past it a new
+ * worker's socket are bounded by WORKER_MAX_OUT (dirty_pool.c) per worker: past it a new
  * request goes to another worker having the app, or gets
  * DirtyNoWorkersAvailableError at once.
  */
 #include "dirty.h"
 #include "dirty_arbiter_int.h"
+#include "dirty_calls.h"
 #include "dirty_stash.h"
 #include "dirty_wire.h"
 #include "log.h"
@@ -54,15 +56,9 @@
  * never paused instead: a client that writes all its requests before
  * reading (pipelining) would then deadlock against us. */
 #define CLIENT_MAX_OUT		(256u * 1024 * 1024)
-/* Requests queued in the arbiter for one worker (not yet written to its
- * socket) are bounded: past this, a new request goes to another worker
- * having the app, or is answered DirtyNoWorkersAvailableError.  So one
- * client pipelining large requests to a busy worker cannot grow the
- * arbiter without bound (at most this plus one frame per worker). */
-#define WORKER_MAX_OUT		(64u * 1024 * 1024)
 #define CLIENT_CLOSE_GRACE_MS	2000
 
-static void call_free(struct call *k);
+static void call_forget(struct call *k, int answered);
 static void call_cancel_worker(struct call *k);
 static int client_on_frame(struct dirty_peer *, const struct dirty_header *,
     const uint8_t *);
@@ -116,44 +112,34 @@ client_peer(uint32_t idx, uint32_t gen)
 	return c != NULL ? &c->peer : NULL;
 }
 
+/* A connection the arbiter accepted (fd nonblocking): a new client. */
 void
-client_accept(void)
+client_open(int fd)
 {
-	for (;;) {
-		int fd = accept4(arb.listen_fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				listen_pause(errno);	/* EMFILE...: back off */
-			return;
-		}
-		listen_accepted();
-		size_t i;
-		for (i = 0; i < arb.nclient_slots; i++)
-			if (arb.clients[i].peer.fd == -1)
-				break;
-		if (i == arb.nclient_slots) {
-			size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
-			arb.clients = xreallocarray(arb.clients, n,
-			    sizeof(*arb.clients));
-			memset(arb.clients + arb.nclient_slots, 0,
-			    (n - arb.nclient_slots) * sizeof(*arb.clients));
-			for (size_t j = arb.nclient_slots; j < n; j++)
-				dirty_peer_init(&arb.clients[j].peer,
-				    &client_ops, (uint32_t)j);
-			arb.nclient_slots = n;
-		}
-		struct client *c = &arb.clients[i];
-		c->ncalls = 0;
-		c->closing = 0;
-		c->close_deadline = 0;
-		c->peer.gen++;
-		if (dirty_peer_open(&c->peer, fd) == -1)
-			continue;
-		arb.nclients++;
+	size_t i;
+
+	for (i = 0; i < arb.nclient_slots; i++)
+		if (arb.clients[i].peer.fd == -1)
+			break;
+	if (i == arb.nclient_slots) {
+		size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
+		arb.clients = xreallocarray(arb.clients, n,
+		    sizeof(*arb.clients));
+		memset(arb.clients + arb.nclient_slots, 0,
+		    (n - arb.nclient_slots) * sizeof(*arb.clients));
+		for (size_t j = arb.nclient_slots; j < n; j++)
+			dirty_peer_init(&arb.clients[j].peer,
+			    &client_ops, (uint32_t)j);
+		arb.nclient_slots = n;
 	}
+	struct client *c = &arb.clients[i];
+	c->ncalls = 0;
+	c->closing = 0;
+	c->close_deadline = 0;
+	c->peer.gen++;
+	if (dirty_peer_open(&c->peer, fd) == -1)
+		return;
+	arb.nclients++;
 }
 
 void
@@ -164,13 +150,13 @@ client_close(struct client *c)
 	if (c->ncalls > 0) {
 		/* Its calls are forgotten, and their workers told to stop
 		 * producing for them (a stream stops at its next chunk). */
-		uint32_t idx = (uint32_t)(c - arb.clients);
-		for (uint32_t i = 0; i < arb.ncall_slots && c->ncalls > 0; i++) {
-			struct call *k = &arb.calls[i];
-			if (k->in_use && k->client == idx &&
+		uint32_t cursor = 0;
+		struct call *k;
+		while (c->ncalls > 0 && (k = calls_next(&cursor)) != NULL) {
+			if (k->client == c->peer.idx &&
 			    k->client_gen == c->peer.gen) {
 				call_cancel_worker(k);
-				call_free(k);
+				call_forget(k, 0);
 			}
 		}
 	}
@@ -240,120 +226,39 @@ client_protocol_error(struct client *c, uint64_t id, const char *why)
 
 /* ---- calls ---- */
 
-static struct call *
-call_alloc(uint32_t *slot)
-{
-	if (arb.ncall_free == 0) {
-		uint32_t n = arb.ncall_slots ? arb.ncall_slots * 2 : 64;
-		arb.calls = xreallocarray(arb.calls, n, sizeof(*arb.calls));
-		memset(arb.calls + arb.ncall_slots, 0,
-		    (n - arb.ncall_slots) * sizeof(*arb.calls));
-		arb.call_free = xreallocarray(arb.call_free, n,
-		    sizeof(*arb.call_free));
-		for (uint32_t i = n; i > arb.ncall_slots; i--)
-			arb.call_free[arb.ncall_free++] = i - 1;
-		arb.ncall_slots = n;
-	}
-	*slot = arb.call_free[--arb.ncall_free];
-	struct call *k = &arb.calls[*slot];
-	k->gen++;
-	if (k->gen == 0)
-		k->gen = 1;
-	k->in_use = 1;
-	arb.total_inflight++;
-	return k;
-}
-
-static uint64_t
-call_id(uint32_t slot)
-{
-	return ((uint64_t)arb.calls[slot].gen << 32) | slot;
-}
-
-static struct call *
-call_lookup(uint64_t id)
-{
-	uint32_t slot = (uint32_t)id;
-
-	if (slot >= arb.ncall_slots)
-		return NULL;
-	struct call *k = &arb.calls[slot];
-	if (!k->in_use || k->gen != (uint32_t)(id >> 32))
-		return NULL;
-	return k;
-}
-
-/* Forget a call: the client's and the worker's counts go down. */
+/* Forget a call (answered: it got its final reply): the client's and
+ * the worker's counts go down. */
 static void
-call_free(struct call *k)
+call_forget(struct call *k, int answered)
 {
 	struct client *c = client_lookup(k->client, k->client_gen);
+
 	if (c != NULL && c->ncalls > 0)
 		c->ncalls--;
-	if (k->worker < arb.nworkers_slots) {
-		struct worker *w = &arb.workers[k->worker];
-		if (w->state != W_FREE && w->peer.gen == k->worker_gen &&
-		    w->inflight > 0)
-			w->inflight--;
-	}
-	k->in_use = 0;
-	arb.call_free[arb.ncall_free++] = (uint32_t)(k - arb.calls);
-	arb.total_inflight--;
+	worker_call_ended(k->worker, k->worker_gen, answered);
+	calls_free(k, answered);
 }
 
-/* Tell the call's worker to stop producing for it (dirty.h: the cancel
- * ring); the call itself is not freed here. */
+/* Tell the call's worker to stop producing for it; the call itself is
+ * not forgotten here. */
 static void
 call_cancel_worker(struct call *k)
 {
-	if (k->worker >= arb.nworkers_slots)
-		return;
-	struct worker *w = &arb.workers[k->worker];
-	if (w->state == W_FREE || w->peer.gen != k->worker_gen ||
-	    w->heartbeat == NULL)
-		return;
-	uint64_t id = call_id((uint32_t)(k - arb.calls));
-	__atomic_store_n(&w->heartbeat[1 + w->cancel_pos % DIRTY_CANCEL_SLOTS],
-	    id, __ATOMIC_RELEASE);
-	w->cancel_pos++;
+	worker_cancel_call(k->worker, k->worker_gen, calls_id(k));
 }
 
 /* Answer a call with an error (if its client is still there), forget it. */
-void
+static void
 call_fail(struct call *k, const char *type, const char *message)
 {
 	struct client *c = client_lookup(k->client, k->client_gen);
 
 	if (c != NULL && !c->closing)
 		client_send_error(c, k->client_id, type, message);
-	call_free(k);
+	call_forget(k, 0);
 }
 
 /* ---- routing ---- */
-
-/* The next live worker having the app whose queue has room (round
- * robin); NULL if none, with *full set when some had the app but a full
- * queue (WORKER_MAX_OUT). */
-static struct worker *
-route_pick(size_t app, int *full)
-{
-	size_t n = arb.nworkers_slots;
-
-	*full = 0;
-	for (size_t k = 0; k < n; k++) {
-		size_t i = (arb.apps[app].rr + k) % n;
-		struct worker *w = &arb.workers[i];
-		if (w->state == W_ALIVE && w->peer.fd != -1 && w->apps[app]) {
-			if (dirty_peer_pending(&w->peer) >= WORKER_MAX_OUT) {
-				*full = 1;
-				continue;
-			}
-			arb.apps[app].rr = (uint32_t)(i + 1);
-			return w;
-		}
-	}
-	return NULL;
-}
 
 static void
 route_request(struct client *c, const uint8_t *frame,
@@ -362,7 +267,8 @@ route_request(struct client *c, const uint8_t *frame,
 	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	struct dirty_cursor v;
 	const char *why, *name;
-	uint32_t nlen, slot;
+	uint32_t nlen;
+	uint64_t id;
 	char msg[256];
 
 	if (dirty_validate(payload, h->length, 0, &why) == -1) {
@@ -385,7 +291,7 @@ route_request(struct client *c, const uint8_t *frame,
 		return;
 	}
 	int full;
-	struct worker *w = route_pick((size_t)app, &full);
+	struct worker *w = pool_pick((size_t)app, &full);
 	if (w == NULL) {
 		snprintf(msg, sizeof(msg),
 		    "No dirty workers available for app %s%s",
@@ -394,20 +300,15 @@ route_request(struct client *c, const uint8_t *frame,
 		client_send_error(c, h->id, DIRTY_E_NO_WORKERS, msg);
 		return;
 	}
-	struct call *k = call_alloc(&slot);
-	k->client = (uint32_t)(c - arb.clients);
+	struct call *k = calls_alloc(&id);
+	k->client = c->peer.idx;
 	k->client_gen = c->peer.gen;
 	k->client_id = h->id;
-	k->worker = (uint32_t)(w - arb.workers);
+	k->worker = w->peer.idx;
 	k->worker_gen = w->peer.gen;
 	k->start_ms = monotonic_ms();
 	c->ncalls++;
-	w->inflight++;
-
-	size_t at = w->peer.out.len;
-	dirty_buf_append(&w->peer.out, frame, DIRTY_HEADER_SIZE + h->length);
-	dirty_header_set_id(w->peer.out.data + at, call_id(slot));
-	dirty_peer_queue_flush(&w->peer);
+	worker_forward(w, frame, DIRTY_HEADER_SIZE + h->length, id);
 }
 
 /* ---- client input ---- */
@@ -426,11 +327,19 @@ client_frame(struct client *c, const uint8_t *frame,
 	case DIRTY_MSG_STATUS:
 		if (dirty_validate(payload, h->length, 1, &why) == -1)
 			client_protocol_error(c, h->id, why);
-		else
-			status_reply(c, h->id);
+		else {
+			pool_status_reply(&c->peer.out, h->id,
+			    calls_inflight(), calls_answered());
+			client_queue_flush(c);
+		}
 		break;
 	case DIRTY_MSG_MANAGE:
-		manage_request(c, payload, h);
+		if (dirty_validate(payload, h->length, 0, &why) == -1)
+			client_protocol_error(c, h->id, why);
+		else {
+			pool_manage_reply(&c->peer.out, payload, h);
+			client_queue_flush(c);
+		}
 		break;
 	case DIRTY_MSG_STASH:
 		if (dirty_validate(payload, h->length, 0, &why) == -1)
@@ -522,14 +431,15 @@ client_flush(struct dirty_peer *p)
 
 /* ---- replies from workers ---- */
 
-void
+/* A reply from worker w (the pool's reply hook). */
+static void
 worker_reply(struct worker *w, const uint8_t *frame,
     const struct dirty_header *h)
 {
 	int final = h->type != DIRTY_MSG_CHUNK;
-	struct call *k = call_lookup(h->id);
+	struct call *k = calls_lookup(h->id);
 
-	if (k == NULL || k->worker != (uint32_t)(w - arb.workers) ||
+	if (k == NULL || k->worker != w->peer.idx ||
 	    k->worker_gen != w->peer.gen)
 		return;		/* timed out or forgotten: drop */
 	struct client *c = client_lookup(k->client, k->client_gen);
@@ -544,11 +454,9 @@ worker_reply(struct worker *w, const uint8_t *frame,
 		dirty_header_set_id(c->peer.out.data + at, k->client_id);
 		client_queue_flush(c);
 	}
-	if (final) {
-		w->served++;
-		arb.total_served++;
-		call_free(k);
-	} else
+	if (final)
+		call_forget(k, 1);
+	else
 		k->start_ms = monotonic_ms();	/* a stream making progress */
 }
 
@@ -564,9 +472,10 @@ calls_expire(uint64_t now, uint64_t timeout)
 	if (timeout > 0) {
 		snprintf(msg, sizeof(msg), "Request timed out after %d seconds",
 		    arb.s->dirty_timeout);
-		for (uint32_t i = 0; i < arb.ncall_slots; i++) {
-			struct call *k = &arb.calls[i];
-			if (k->in_use && now - k->start_ms >= timeout) {
+		uint32_t cursor = 0;
+		struct call *k;
+		while ((k = calls_next(&cursor)) != NULL) {
+			if (now - k->start_ms >= timeout) {
 				call_cancel_worker(k);
 				call_fail(k, DIRTY_E_TIMEOUT, msg);
 			}
@@ -585,4 +494,27 @@ clients_expire(uint64_t now)
 		    now >= c->close_deadline)
 			client_close(c);
 	}
+}
+
+/* A worker's channel is gone (the pool's lost hook): fail its calls. */
+static void
+worker_lost(struct worker *w, const char *msg)
+{
+	uint32_t cursor = 0;
+	struct call *k;
+
+	while ((k = calls_next(&cursor)) != NULL)
+		if (k->worker == w->peer.idx && k->worker_gen == w->peer.gen)
+			call_fail(k, DIRTY_E_WORKER, msg);
+}
+
+static const struct pool_hooks route_hooks = {
+	.reply = worker_reply,
+	.lost = worker_lost,
+};
+
+void
+route_setup(void)
+{
+	pool_set_hooks(&route_hooks);
 }
