@@ -14,7 +14,8 @@
  * One epoll loop; every event source is a descriptor:
  *   - the listening Unix socket and the client connections,
  *   - one socketpair per dirty worker,
- *   - a signalfd (TERM INT QUIT HUP USR1 USR2 TTIN TTOU CHLD),
+ *   - the read end of the signal pipe (sigpipe.h: TERM INT QUIT HUP USR1
+ *     USR2 TTIN TTOU CHLD),
  *   - a pidfd of the master (its death is readable at once; PDEATHSIG,
  *     delivered as SIGUSR2, and a periodic getppid() check back it up),
  *   - a timerfd ticking every TICK_MS for timeouts and heartbeats.
@@ -34,6 +35,7 @@
 #include "log.h"
 #include "proctitle.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "spawn.h"
 #include "util.h"
 
@@ -45,7 +47,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -246,10 +247,10 @@ arbiter_exit(int code, int parent_died_)
 static void
 on_signal(void)
 {
-	struct signalfd_siginfo si;
+	int sig;
 
-	while (read(arb.signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
+	while ((sig = sigpipe_next()) != 0) {
+		switch (sig) {
 		case SIGCHLD:
 			workers_reap();
 			if (!arb.stopping)
@@ -261,7 +262,7 @@ on_signal(void)
 		case SIGINT:
 		case SIGQUIT:
 			log_info("Dirty arbiter quick shutdown (signal %d)",
-			    (int)si.ssi_signo);
+			    sig);
 			arbiter_exit(0, 0);
 			break;
 		case SIGHUP:
@@ -307,25 +308,18 @@ on_signal(void)
 }
 
 /* spawn_process() left every signal blocked with default dispositions
- * (SIGPIPE ignored); the ones we handle become the signalfd, the rest are
- * unblocked. */
-static int
+ * (SIGPIPE ignored); the ones we handle become bytes on a pipe the loop
+ * watches (sigpipe.h, as the gthread and asgi loops), and every signal is
+ * unblocked: the dirty workers we fork start from default dispositions
+ * (spawn_process resets them), never with a blocked mask to pass on. */
+static void
 signals_setup(void)
 {
 	static const int handled[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP,
 	    SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD };
-	sigset_t set;
 
-	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-		sigaddset(&set, handled[i]);
-	arb.signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (arb.signal_fd == -1) {
-		log_warn("dirty: signalfd");
-		return -1;
-	}
-	sigprocmask(SIG_SETMASK, &set, NULL);
-	return 0;
+	arb.signal_fd = sigpipe_open(handled,
+	    sizeof(handled) / sizeof(handled[0]));
 }
 
 /* ---- the arbiter process ---- */
@@ -341,7 +335,7 @@ arbiter_parent_gone(void *arg)
 /*
  * The arbiter, once spawn_process() made it one: it holds only the error
  * log (no listener, no descriptor of the master's), its title is set, and
- * PR_SET_PDEATHSIG(SIGUSR2) arrives through the signalfd.
+ * PR_SET_PDEATHSIG(SIGUSR2) arrives through the signal pipe.
  */
 struct arbiter_boot {
 	struct settings *s;
@@ -362,8 +356,7 @@ arbiter_main(void *arg)
 	arb.listen_fd = arb.signal_fd = arb.pid_fd = arb.timer_fd = -1;
 	arb.target = s->dirty_workers;
 
-	if (signals_setup() == -1)
-		_exit(1);
+	signals_setup();
 	log_info("Dirty arbiter starting (pid: %d)", (int)arb.pid);
 
 	arb.pid_fd = (int)syscall(SYS_pidfd_open, master_pid, 0);

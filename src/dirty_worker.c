@@ -21,13 +21,15 @@
  *             under the write lock (one writer at a time, never awaited
  *             holding the GIL).
  *   watch     a pthread that never touches Python: it acts on signals
- *             (their handlers only set flags) and writes the heartbeat
+ *             (sigpipe.h: handlers only write a byte) and writes the heartbeat
  *             every 250 ms — also while a call runs — as long as no call
  *             has been running for longer than dirty_timeout and the main
  *             loop has come round in the last LOOP_STALL_MS.  A stuck
  *             worker so stops beating and the arbiter replaces it.
  *
- * Signals (flag-only handlers; the watch thread acts on the flags):
+ * Signals (sigpipe.h, as in the arbiter and the gthread and asgi
+ * workers: handlers write the signal's number on a pipe; the watch thread
+ * reads it and acts):
  * TERM and HUP: finish the calls already received, then exit cleanly
  * (apps' close(), dirty_worker_exit hook).  INT and QUIT: exit at once
  * (from the watch thread, _exit), even in the middle of a call.  USR1:
@@ -65,6 +67,7 @@
 #include "python.h"
 #include "pythreads.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "util.h"
 
 struct dirty_worker_state W;
@@ -103,51 +106,32 @@ healthy(uint64_t now)
 	return elapsed_ms(now, atomic_load(&W.loop_tick)) <= LOOP_STALL_MS;
 }
 
-/* Signal handler: only records the signal and wakes the watch thread. */
-static volatile sig_atomic_t sig_quick, sig_stop, sig_reopen;
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-	uint64_t one = 1;
-	ssize_t r;
-
-	if (sig == SIGINT || sig == SIGQUIT)
-		sig_quick = 1;
-	else if (sig == SIGTERM || sig == SIGHUP)
-		sig_stop = 1;
-	else if (sig == SIGUSR1)
-		sig_reopen = 1;
-	r = write(W.sigfd, &one, sizeof(one));
-	(void)r;
-	errno = saved;
-}
-
 static void *
 watch_thread(void *arg)
 {
 	struct pollfd pfd = { .fd = W.sigfd, .events = POLLIN };
-	uint64_t v;
+	int sig;
 
 	(void)arg;
 	for (;;) {
-		if (poll(&pfd, 1, WATCH_PERIOD_MS) == 1 &&
-		    read(W.sigfd, &v, sizeof(v)) == -1 && errno != EAGAIN)
-			log_warn("dirty worker: signal eventfd");
-		if (sig_quick) {
-			log_info("Dirty worker %d exiting (quick)", (int)getpid());
-			_exit(0);
-		}
-		if (sig_stop) {
-			sig_stop = 0;
-			atomic_store(&W.stopping, 1);
-			wake_main();
-		}
-		if (sig_reopen) {
-			sig_reopen = 0;
-			atomic_store(&W.reopen, 1);
-			wake_main();
+		poll(&pfd, 1, WATCH_PERIOD_MS);
+		while ((sig = sigpipe_next()) != 0) {
+			switch (sig) {
+			case SIGINT:
+			case SIGQUIT:
+				log_info("Dirty worker %d exiting (quick)",
+				    (int)getpid());
+				_exit(0);
+			case SIGTERM:
+			case SIGHUP:
+				atomic_store(&W.stopping, 1);
+				wake_main();
+				break;
+			case SIGUSR1:
+				atomic_store(&W.reopen, 1);
+				wake_main();
+				break;
+			}
 		}
 		uint64_t now = monotonic_ms();
 		if (W.ctx->heartbeat != NULL && healthy(now))
@@ -427,46 +411,24 @@ worker_exit(int status)
 	_exit(status);
 }
 
-/*
- * Flag-only handlers (SA_RESTART), not a blocked mask read with
- * sigwait: a blocked mask would be inherited by every process an app
- * spawns (subprocess keeps the mask across exec), which would then ignore
- * SIGTERM.  Handlers are reset to the default by exec.
- */
-static void
-setup_signals(void)
-{
-	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
-	struct sigaction sa = { .sa_handler = SIG_IGN };
-
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGPIPE, &sa, NULL);
-	if ((W.sigfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
-		fatal("dirty worker: eventfd");
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaddset(&sa.sa_mask, sigs[i]);
-	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-}
-
 void
 dirty_worker_main(struct dirty_worker_ctx *ctx)
 {
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 };
 	pthread_t watch;
-	sigset_t none;
 	int nthreads;
 
 	/* spawn_process() did PyOS_AfterFork_Child, PR_SET_PDEATHSIG and the
 	 * title. */
 	memset(&W, 0, sizeof(W));
-	setup_signals();
-	/* The arbiter forked us with every signal blocked (a USR1 or HUP
-	 * sent before setup_signals() stays pending); unblock before any app
-	 * code runs, or the processes apps spawn would inherit the mask. */
-	sigemptyset(&none);
-	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/* Signals as bytes on a pipe the watch thread reads (sigpipe.h), not
+	 * a blocked mask read with sigwait or a signalfd: a blocked mask
+	 * would be inherited by every process an app spawns (subprocess
+	 * keeps the mask across exec), which would then ignore SIGTERM.
+	 * The arbiter forked us with every signal blocked (a USR1 or HUP
+	 * sent before this stays pending); sigpipe_open() unblocks them,
+	 * before any app code runs. */
+	W.sigfd = sigpipe_open(sigs, sizeof(sigs) / sizeof(sigs[0]));
 
 	W.ctx = ctx;
 	W.cfg = ctx->cfg;

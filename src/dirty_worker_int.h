@@ -69,7 +69,7 @@ struct dirty_worker_state {
 	int wakefd;			/* eventfd: watch thread -> main loop */
 	int nthreads;			/* dirty_threads */
 	uint64_t timeout_ms;		/* dirty_timeout, 0 = none */
-	int sigfd;			/* eventfd: signal handler -> watch thread */
+	int sigfd;			/* sigpipe.h: signals -> watch thread */
 
 	struct dirty_app *apps;
 	size_t napps;

@@ -1,7 +1,8 @@
 /*
- * sigpipe.h — signals as bytes on a pipe, for the event-loop workers
- * (gthread, asgi): flag-only handlers write the signal's number; the loop
- * watches the read end like any descriptor.
+ * sigpipe.h — signals as bytes on a pipe, for the event loops (gthread,
+ * asgi, the dirty arbiter, the dirty worker's watch thread): flag-only
+ * handlers write the signal's number; the loop watches the read end
+ * like any descriptor.
  *
  * Not signalfd: that needs the signals blocked in every thread, and a
  * process an app starts (subprocess, from a pool thread or the asyncio
