@@ -4,9 +4,9 @@
  * (dirty_pool.c) and routes calls from clients to them over the dirty
  * wire protocol (dirty_route.c).  This file is the role itself: the
  * epoll loop and its timer, signals, parent death, graceful and quick
- * shutdown, plus the output queues and the flush list every peer uses.
- * It owns the descriptors and the shutdown state of `arb`
- * (dirty_arbiter_int.h).
+ * shutdown.  It owns the descriptors and the shutdown state of `arb`
+ * (dirty_arbiter_int.h); the peers' reading, output queues and flush list
+ * are dirty_peer.c's.
  *
  * The arbiter is C only and NEVER calls Python: everything Python (apps,
  * hooks) happens in the dirty workers it forks (dirty_worker.c).
@@ -14,7 +14,8 @@
  * One epoll loop; every event source is a descriptor:
  *   - the listening Unix socket and the client connections,
  *   - one socketpair per dirty worker,
- *   - a signalfd (TERM INT QUIT HUP USR1 USR2 TTIN TTOU CHLD),
+ *   - the read end of the signal pipe (sigpipe.h: TERM INT QUIT HUP USR1
+ *     USR2 TTIN TTOU CHLD),
  *   - a pidfd of the master (its death is readable at once; PDEATHSIG,
  *     delivered as SIGUSR2, and a periodic getppid() check back it up),
  *   - a timerfd ticking every TICK_MS for timeouts and heartbeats.
@@ -27,12 +28,14 @@
  */
 #include "dirty.h"
 #include "dirty_arbiter_int.h"
+#include "dirty_calls.h"
 #include "dirty_runtime.h"
 #include "dirty_stash.h"
 #include "dirty_wire.h"
 #include "log.h"
 #include "proctitle.h"
 #include "settings.h"
+#include "sigpipe.h"
 #include "spawn.h"
 #include "util.h"
 
@@ -44,7 +47,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -56,7 +58,6 @@
 #define ACCEPT_PAUSE_MAX_MS	1000
 
 struct arbiter_state arb;
-uint8_t arb_scratch[READ_CHUNK];
 
 static void arbiter_exit(int code, int parent_died) __attribute__((noreturn));
 
@@ -66,103 +67,13 @@ dirty_enabled(const struct settings *s)
 	return s->dirty_workers > 0 && s->dirty_apps.len > 0;
 }
 
-/* ---- output queues and epoll ---- */
-
-size_t
-outq_pending(const struct outq *q)
+/* The peer an epoll key names (the flush list's lookup). */
+static struct dirty_peer *
+peer_lookup(uint64_t key)
 {
-	return q->b.len - q->off;
-}
-
-/* Send what we can.  0 (maybe something left), -1 on a dead peer. */
-int
-outq_send(int fd, struct outq *q)
-{
-	while (outq_pending(q) > 0) {
-		ssize_t n = send(fd, q->b.data + q->off, outq_pending(q),
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return -1;
-		}
-		q->off += (size_t)n;
-	}
-	if (q->off == q->b.len) {
-		q->off = 0;
-		if (q->b.cap > BUF_KEEP)
-			dirty_buf_free(&q->b);
-		else
-			dirty_buf_reset(&q->b);
-	} else if (q->off > BUF_KEEP && q->off > q->b.len / 2) {
-		dirty_buf_consume(&q->b, q->off);
-		q->off = 0;
-	}
-	return 0;
-}
-
-void
-ep_set(int fd, uint32_t *cur, uint32_t want, uint64_t key)
-{
-	struct epoll_event ev = { .events = want, .data.u64 = key };
-
-	if (*cur == want)
-		return;
-	if (epoll_ctl(arb.epfd, EPOLL_CTL_MOD, fd, &ev) == -1)
-		log_warn("dirty: epoll_ctl MOD");
-	*cur = want;
-}
-
-int
-ep_add(int fd, uint32_t events, uint64_t key)
-{
-	struct epoll_event ev = { .events = events, .data.u64 = key };
-
-	if (epoll_ctl(arb.epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
-		log_warn("dirty: epoll_ctl ADD");
-		return -1;
-	}
-	return 0;
-}
-
-void
-flush_queue(uint64_t key, int *queued)
-{
-	if (*queued)
-		return;
-	if (arb.nflush == arb.flush_cap) {
-		arb.flush_cap = arb.flush_cap ? arb.flush_cap * 2 : 64;
-		arb.flush = xreallocarray(arb.flush, arb.flush_cap,
-		    sizeof(*arb.flush));
-	}
-	arb.flush[arb.nflush++] = key;
-	*queued = 1;
-}
-
-static void
-flush_all(void)
-{
-	/* the list may grow while we flush (a closed worker fails calls) */
-	for (size_t i = 0; i < arb.nflush; i++) {
-		uint64_t key = arb.flush[i];
-		uint32_t idx = EV_IDX(key);
-		if (EV_KIND(key) == EV_CLIENT) {
-			struct client *c = client_lookup(idx, EV_GEN(key));
-			if (c != NULL) {
-				c->flush_queued = 0;
-				client_flush(c);
-			}
-		} else if (idx < arb.nworkers_slots) {
-			struct worker *w = &arb.workers[idx];
-			if ((w->gen & 0xffffffu) == EV_GEN(key)) {
-				w->flush_queued = 0;
-				worker_flush(w);
-			}
-		}
-	}
-	arb.nflush = 0;
+	if (EV_KIND(key) == EV_CLIENT)
+		return client_peer(EV_IDX(key), EV_GEN(key));
+	return worker_peer(EV_IDX(key), EV_GEN(key));
 }
 
 /* ---- the listener: paused after accept errors ---- */
@@ -172,7 +83,7 @@ flush_all(void)
  * again at once would spin (and log) as fast as the CPU allows; instead
  * take it out of the epoll set for a while, the pause doubling up to
  * ACCEPT_PAUSE_MAX_MS while the errors last.  One line per episode. */
-void
+static void
 listen_pause(int err)
 {
 	uint64_t now = monotonic_ms();
@@ -192,14 +103,14 @@ listen_pause(int err)
 			arb.accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
 	}
 	if (!arb.listen_paused) {
-		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+		dirty_peer_ep_del(arb.listen_fd);
 		arb.listen_paused = 1;
 	}
 	arb.accept_resume_ms = now + arb.accept_pause_ms;
 }
 
 /* An accept succeeded: an episode of errors, if any, is over. */
-void
+static void
 listen_accepted(void)
 {
 	if (!arb.accept_episode)
@@ -210,6 +121,25 @@ listen_accepted(void)
 	arb.accept_failures = 0;
 }
 
+/* New connections become clients (dirty_route.c). */
+static void
+listen_accept(void)
+{
+	for (;;) {
+		int fd = accept4(arb.listen_fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				listen_pause(errno);	/* EMFILE...: back off */
+			return;
+		}
+		listen_accepted();
+		client_open(fd);
+	}
+}
+
 static void
 listen_resume_due(uint64_t now)
 {
@@ -217,7 +147,8 @@ listen_resume_due(uint64_t now)
 		return;
 	arb.listen_paused = 0;
 	if (arb.listen_fd != -1)
-		ep_add(arb.listen_fd, EPOLLIN, EV_KEY(EV_LISTEN, 0, 0));
+		dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+		    EV_KEY(EV_LISTEN, 0, 0));
 }
 
 /* ---- timers: timeouts, heartbeats, retirement, shutdown ---- */
@@ -264,21 +195,12 @@ stop_progress(void)
 	if (!arb.stopping)
 		return;
 	if (!arb.workers_termed &&
-	    (arb.total_inflight == 0 || now >= arb.stop_deadline)) {
+	    (calls_inflight() == 0 || now >= arb.stop_deadline)) {
 		arb.workers_termed = 1;
-		for (size_t i = 0; i < arb.nworkers_slots; i++)
-			if (arb.workers[i].state != W_FREE)
-				worker_term(&arb.workers[i]);
+		workers_stop(0);
 	}
-	if (now >= arb.stop_deadline) {
-		for (size_t i = 0; i < arb.nworkers_slots; i++) {
-			struct worker *w = &arb.workers[i];
-			if (w->state != W_FREE && w->pid > 0 && !w->killed) {
-				w->killed = 1;
-				kill(w->pid, SIGKILL);
-			}
-		}
-	}
+	if (now >= arb.stop_deadline)
+		workers_kill();
 	if (workers_count() == 0)
 		arbiter_exit(0, 0);
 }
@@ -294,17 +216,13 @@ stop_graceful(void)
 	    (uint64_t)arb.s->dirty_graceful_timeout * 1000u;
 	if (arb.listen_fd != -1) {
 		if (!arb.listen_paused)
-			epoll_ctl(arb.epfd, EPOLL_CTL_DEL, arb.listen_fd, NULL);
+			dirty_peer_ep_del(arb.listen_fd);
 		close(arb.listen_fd);
 		arb.listen_fd = -1;
 	}
-	for (size_t i = 0; i < arb.nrespawns; i++)
-		free(arb.respawns[i].apps);
-	arb.nrespawns = 0;
+	workers_stop_respawns();
 	/* Workers not yet routable-to stop now; the others after their calls. */
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state == W_RETIRING)
-			worker_term(&arb.workers[i]);
+	workers_stop(1);
 }
 
 /* Exit now: workers are killed and reaped first (never left behind). */
@@ -312,16 +230,9 @@ static void
 arbiter_exit(int code, int parent_died_)
 {
 	workers_signal(SIGKILL);
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
-		if (w->state != W_FREE && w->pid > 0) {
-			while (waitpid(w->pid, NULL, 0) == -1 && errno == EINTR)
-				;
-			w->pid = 0;
-		}
-	}
+	workers_wait();
 	for (size_t i = 0; i < arb.nclient_slots; i++)
-		if (arb.clients[i].fd != -1)
+		if (arb.clients[i].peer.fd != -1)
 			client_close(&arb.clients[i]);
 	dirty_runtime_arbiter_cleanup();
 	if (parent_died_)
@@ -336,10 +247,10 @@ arbiter_exit(int code, int parent_died_)
 static void
 on_signal(void)
 {
-	struct signalfd_siginfo si;
+	int sig;
 
-	while (read(arb.signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
+	while ((sig = sigpipe_next()) != 0) {
+		switch (sig) {
 		case SIGCHLD:
 			workers_reap();
 			if (!arb.stopping)
@@ -351,15 +262,14 @@ on_signal(void)
 		case SIGINT:
 		case SIGQUIT:
 			log_info("Dirty arbiter quick shutdown (signal %d)",
-			    (int)si.ssi_signo);
+			    sig);
 			arbiter_exit(0, 0);
 			break;
 		case SIGHUP:
 			if (arb.stopping)
 				break;
 			log_info("SIGHUP: replacing all dirty workers");
-			for (size_t i = 0; i < arb.nworkers_slots; i++)
-				worker_retire(&arb.workers[i]);
+			workers_retire_all();
 			workers_manage();
 			break;
 		case SIGUSR1:
@@ -372,13 +282,12 @@ on_signal(void)
 		case SIGTTIN:
 			if (arb.stopping)
 				break;
-			if (arb.target >= workers_ceiling()) {
+			if (workers_increase(1) == 0) {
 				log_warnx("SIGTTIN: Cannot increase above %d "
 				    "dirty workers (16 x dirty_workers, at most "
 				    "1024)", workers_ceiling());
 				break;
 			}
-			arb.target++;
 			log_info("SIGTTIN: Increasing dirty workers to %d",
 			    arb.target);
 			workers_manage();
@@ -399,25 +308,18 @@ on_signal(void)
 }
 
 /* spawn_process() left every signal blocked with default dispositions
- * (SIGPIPE ignored); the ones we handle become the signalfd, the rest are
- * unblocked. */
-static int
+ * (SIGPIPE ignored); the ones we handle become bytes on a pipe the loop
+ * watches (sigpipe.h, as the gthread and asgi loops), and every signal is
+ * unblocked: the dirty workers we fork start from default dispositions
+ * (spawn_process resets them), never with a blocked mask to pass on. */
+static void
 signals_setup(void)
 {
 	static const int handled[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP,
 	    SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD };
-	sigset_t set;
 
-	sigemptyset(&set);
-	for (size_t i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
-		sigaddset(&set, handled[i]);
-	arb.signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (arb.signal_fd == -1) {
-		log_warn("dirty: signalfd");
-		return -1;
-	}
-	sigprocmask(SIG_SETMASK, &set, NULL);
-	return 0;
+	arb.signal_fd = sigpipe_open(handled,
+	    sizeof(handled) / sizeof(handled[0]));
 }
 
 /* ---- the arbiter process ---- */
@@ -433,7 +335,7 @@ arbiter_parent_gone(void *arg)
 /*
  * The arbiter, once spawn_process() made it one: it holds only the error
  * log (no listener, no descriptor of the master's), its title is set, and
- * PR_SET_PDEATHSIG(SIGUSR2) arrives through the signalfd.
+ * PR_SET_PDEATHSIG(SIGUSR2) arrives through the signal pipe.
  */
 struct arbiter_boot {
 	struct settings *s;
@@ -454,8 +356,7 @@ arbiter_main(void *arg)
 	arb.listen_fd = arb.signal_fd = arb.pid_fd = arb.timer_fd = -1;
 	arb.target = s->dirty_workers;
 
-	if (signals_setup() == -1)
-		_exit(1);
+	signals_setup();
 	log_info("Dirty arbiter starting (pid: %d)", (int)arb.pid);
 
 	arb.pid_fd = (int)syscall(SYS_pidfd_open, master_pid, 0);
@@ -488,15 +389,20 @@ arbiter_main(void *arg)
 		.it_value = { 0, TICK_MS * 1000000L },
 	};
 	timerfd_settime(arb.timer_fd, 0, &its, NULL);
-	if (ep_add(arb.listen_fd, EPOLLIN, EV_KEY(EV_LISTEN, 0, 0)) == -1 ||
-	    ep_add(arb.signal_fd, EPOLLIN, EV_KEY(EV_SIGNAL, 0, 0)) == -1 ||
-	    ep_add(arb.timer_fd, EPOLLIN, EV_KEY(EV_TIMER, 0, 0)) == -1 ||
-	    (arb.pid_fd != -1 &&
-	    ep_add(arb.pid_fd, EPOLLIN, EV_KEY(EV_PIDFD, 0, 0)) == -1))
+	dirty_peer_setup(arb.epfd);
+	if (dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+	    EV_KEY(EV_LISTEN, 0, 0)) == -1 ||
+	    dirty_peer_ep_add(arb.signal_fd, EPOLLIN,
+	    EV_KEY(EV_SIGNAL, 0, 0)) == -1 ||
+	    dirty_peer_ep_add(arb.timer_fd, EPOLLIN,
+	    EV_KEY(EV_TIMER, 0, 0)) == -1 ||
+	    (arb.pid_fd != -1 && dirty_peer_ep_add(arb.pid_fd, EPOLLIN,
+	    EV_KEY(EV_PIDFD, 0, 0)) == -1))
 		arbiter_exit(1, 0);
 	arb.last_ppid_check = monotonic_ms();
 
 	apps_parse();
+	route_setup();
 	dirty_stash_init();
 	dirty_stash_set_max_bytes((uint64_t)s->dirty_stash_max_bytes);
 	workers_manage();
@@ -515,7 +421,7 @@ arbiter_main(void *arg)
 			switch (EV_KIND(key)) {
 			case EV_LISTEN:
 				if (arb.listen_fd != -1)
-					client_accept();
+					listen_accept();
 				break;
 			case EV_SIGNAL:
 				on_signal();
@@ -542,8 +448,8 @@ arbiter_main(void *arg)
 					break;
 				}
 				if (evs[i].events & EPOLLOUT)
-					client_flush(c);
-				if (c->fd != -1 && (evs[i].events &
+					c->peer.ops->flush(&c->peer);
+				if (c->peer.fd != -1 && (evs[i].events &
 				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
 					client_read(c);
 				break;
@@ -552,23 +458,20 @@ arbiter_main(void *arg)
 				if (idx >= arb.nworkers_slots)
 					break;
 				struct worker *w = &arb.workers[idx];
-				if (w->state == W_FREE || w->fd == -1 ||
-				    (w->gen & 0xffffffu) != EV_GEN(key))
+				if (w->state == W_FREE || w->peer.fd == -1 ||
+				    (w->peer.gen & 0xffffffu) != EV_GEN(key))
 					break;
 				if (evs[i].events & EPOLLOUT)
-					worker_flush(w);
-				if (w->fd != -1 && (evs[i].events &
+					worker_flush(&w->peer);
+				if (w->peer.fd != -1 && (evs[i].events &
 				    (EPOLLIN | EPOLLHUP | EPOLLERR)))
 					worker_read(w);
 				break;
 			}
 			}
 		}
-		flush_all();
-		if (arb.manage_pending) {
-			arb.manage_pending = 0;
-			workers_manage();
-		}
+		dirty_peer_flush_all(peer_lookup);
+		workers_manage_pending();
 		stop_progress();
 	}
 }

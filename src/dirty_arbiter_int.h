@@ -1,21 +1,31 @@
 /*
- * dirty_arbiter_int.h — state shared by the three files of the dirty
- * arbiter process; internal to them, included by nothing else:
+ * dirty_arbiter_int.h — state shared by the files of the dirty arbiter
+ * process; internal to them, included by nothing else.  Who calls whom
+ * (one way only):
  *
  *   dirty_arbiter.c  the role: fork, signals, parent death, the epoll
- *                    loop and its timer, graceful and quick shutdown;
- *                    output queues, epoll helpers, the flush list.
- *   dirty_route.c    client connections, request routing, id rewriting,
- *                    the table of calls in flight, call timeouts,
- *                    replies back to clients, client protocol errors.
- *   dirty_pool.c     the table of dirty workers: spawn, reap, respawn
- *                    throttle, heartbeats, per-app allocation,
- *                    TTIN/TTOU/MANAGE scaling, STATUS, worker input.
+ *                    loop and its timer, graceful and quick shutdown.
+ *    -> dirty_route.c  client connections and their requests: routing
+ *                    (id rewriting), stash, STATUS and MANAGE passed on,
+ *                    call timeouts, replies back to clients, client
+ *                    protocol errors.
+ *        -> dirty_calls.c  the table of calls in flight (client <-> worker).
+ *        -> dirty_pool.c   the table of dirty workers: spawn, reap,
+ *                    respawn throttle, heartbeats, per-app allocation,
+ *                    picking one for a call, TTIN/TTOU/MANAGE scaling,
+ *                    the STATUS and MANAGE replies, worker input.  It
+ *                    hands replies and lost channels to the router
+ *                    through the hooks the router sets (pool_hooks), and
+ *                    never calls it otherwise.
+ *        -> dirty_stash.c  the stash tables.
+ *            -> dirty_peer.c  clients' and workers' sockets: reading
+ *                    frames, output queues, epoll, the flush list.
+ *                -> dirty_wire.c  the codec.
  *
  * There is one arbiter per process and one thread, so the state is one
  * struct, `arb`, defined in dirty_arbiter.c; its fields are grouped below
  * by the file that owns (allocates, frees, changes) them.  The others
- * only read them, except the counters named at each field.
+ * only read them; a change goes through the owner's functions.
  *
  * Nothing here, nor in the three files, ever calls Python: the dirty
  * workers forked by dirty_pool.c do (dirty_worker.c).
@@ -24,6 +34,7 @@
 #define DIRTY_ARBITER_INT_H
 
 #include "dirty.h"
+#include "dirty_peer.h"
 #include "dirty_wire.h"
 #include "settings.h"
 
@@ -34,34 +45,11 @@
  * (the binary is linked --export-dynamic for extension modules). */
 #pragma GCC visibility push(hidden)
 
-#define READ_CHUNK		(64 * 1024)
-#define BUF_KEEP		(256 * 1024)	/* free idle buffers above this */
-
-enum ev_kind { EV_LISTEN = 1, EV_SIGNAL, EV_PIDFD, EV_TIMER, EV_CLIENT, EV_WORKER };
-
-#define EV_KEY(kind, gen, idx) \
-	(((uint64_t)(kind) << 56) | ((uint64_t)((gen) & 0xffffffu) << 32) | \
-	 (uint32_t)(idx))
-#define EV_KIND(k)	((int)((k) >> 56))
-#define EV_GEN(k)	((uint32_t)(((k) >> 32) & 0xffffffu))
-#define EV_IDX(k)	((uint32_t)(k))
-
-/* Output queue: bytes [off, b.len) are still to be sent. */
-struct outq {
-	struct dirty_buf b;
-	size_t off;
-};
-
 struct client {
-	int fd;			/* -1: free slot */
-	uint32_t gen;
-	uint32_t events;	/* current epoll mask */
-	struct dirty_buf in;	/* unconsumed input (partial frame) */
-	struct outq out;
+	struct dirty_peer peer;	/* first: a client is its peer */
 	uint32_t ncalls;	/* calls in flight */
 	int closing;		/* close once out is flushed */
 	uint64_t close_deadline;
-	int flush_queued;
 };
 
 enum worker_state {
@@ -74,11 +62,7 @@ enum worker_state {
 struct worker {
 	int state;
 	pid_t pid;		/* 0 once reaped */
-	uint32_t gen;
-	int fd;			/* -1 once the channel is closed */
-	uint32_t events;
-	struct dirty_buf in;
-	struct outq out;
+	struct dirty_peer peer;	/* its socketpair end; fd -1 once closed */
 	unsigned char *apps;	/* napps flags: which apps it loads */
 	volatile uint64_t *heartbeat;	/* SHARED_SIZE bytes, see above */
 	uint32_t cancel_pos;		/* next cancel slot to write */
@@ -90,7 +74,6 @@ struct worker {
 	uint64_t term_ms;
 	int killed;		/* SIGKILL sent: timeout or misbehaviour */
 	int reaped;		/* waited for: its pid may be reused, never signal */
-	int flush_queued;
 };
 
 struct app {
@@ -100,15 +83,6 @@ struct app {
 	uint32_t rr;		/* round-robin cursor */
 };
 
-struct call {
-	uint32_t gen;		/* high half of the arbiter id */
-	int in_use;
-	uint32_t client, client_gen;
-	uint64_t client_id;
-	uint32_t worker, worker_gen;
-	uint64_t start_ms;
-};
-
 struct respawn {
 	unsigned char *apps;
 	uint64_t due_ms;
@@ -116,9 +90,10 @@ struct respawn {
 
 /*
  * The arbiter's state.  Owners: dirty_arbiter.c sets it up in
- * arbiter_main() and owns the descriptors, the flush list and the
+ * arbiter_main() and owns the descriptors and the
  * shutdown fields; dirty_pool.c owns the apps, the worker table and the
- * respawns; dirty_route.c owns the clients and the call table.
+ * respawns; dirty_route.c owns the clients (the calls are
+ * dirty_calls.c's own).
  */
 struct arbiter_state {
 	/* dirty_arbiter.c */
@@ -126,12 +101,12 @@ struct arbiter_state {
 	pid_t pid, master_pid;
 	int epfd, listen_fd, signal_fd, pid_fd, timer_fd, lock_fd;
 
-	/* dirty_pool.c; route_pick() (dirty_route.c) moves the rr cursor */
+	/* dirty_pool.c */
 	struct app *apps;
 	size_t napps;
 
-	/* dirty_pool.c; dirty_route.c counts each worker's inflight and
-	 * served as it routes calls to it and gets their replies */
+	/* dirty_pool.c (a worker's inflight and served change through
+	 * worker_forward() and worker_call_ended()) */
 	struct worker *workers;
 	size_t nworkers_slots;
 	int target;		/* how many routable workers we want */
@@ -142,22 +117,10 @@ struct arbiter_state {
 	size_t nclient_slots;
 	size_t nclients;
 
-	/* dirty_route.c */
-	struct call *calls;
-	uint32_t ncall_slots;
-	uint32_t *call_free;
-	uint32_t ncall_free;
-	uint64_t total_inflight;
-	uint64_t total_served;	/* calls answered (RESPONSE, ERROR, END) */
-
-	/* dirty_pool.c; stop_graceful() (dirty_arbiter.c) drops them */
+	/* dirty_pool.c; stop_graceful() drops them through
+	 * workers_stop_respawns() */
 	struct respawn *respawns;
 	size_t nrespawns;
-
-	/* dirty_arbiter.c: flush list: EV keys of peers with output queued
-	 * this round, added to by flush_queue() from every file */
-	uint64_t *flush;
-	size_t nflush, flush_cap;
 
 	/* dirty_arbiter.c: accepts paused after an accept error (EMFILE,
 	 * ENFILE, ENOBUFS...): the listener is out of the epoll set until
@@ -180,41 +143,47 @@ struct arbiter_state {
 };
 
 extern struct arbiter_state arb;
-/* One read buffer for every peer: the loop is single-threaded and only a
- * partial frame is kept per peer (in its `in` buffer). */
-extern uint8_t arb_scratch[READ_CHUNK];
 
-/* dirty_arbiter.c: output queues, epoll, the flush list */
-size_t	 outq_pending(const struct outq *);
-int	 outq_send(int, struct outq *);
-void	 ep_set(int, uint32_t *, uint32_t, uint64_t);
-int	 ep_add(int, uint32_t, uint64_t);
-void	 flush_queue(uint64_t, int *);
-void	 listen_pause(int);
-void	 listen_accepted(void);
-
-/* dirty_route.c: clients, calls, routing, replies */
+/* dirty_route.c: clients, routing, replies */
+void	 route_setup(void);
 struct client	*client_lookup(uint32_t, uint32_t);
 void	 client_queue_flush(struct client *);
-void	 client_accept(void);
+void	 client_open(int);
 void	 client_close(struct client *);
 void	 client_send_error(struct client *, uint64_t, const char *,
 	    const char *);
 void	 client_protocol_error(struct client *, uint64_t, const char *);
 void	 client_read(struct client *);
-void	 client_flush(struct client *);
-void	 call_fail(struct call *, const char *, const char *);
+struct dirty_peer *client_peer(uint32_t, uint32_t);
 void	 calls_expire(uint64_t, uint64_t);
 void	 clients_expire(uint64_t);
-void	 worker_reply(struct worker *, const uint8_t *,
-	    const struct dirty_header *);
+
+/* dirty_pool.c: what the router hands it (set once, at start) */
+struct pool_hooks {
+	/* a RESPONSE, ERROR, CHUNK or END frame from w, validated */
+	void (*reply)(struct worker *w, const uint8_t *frame,
+	    const struct dirty_header *h);
+	/* w's channel is gone with calls in flight: fail them (msg) */
+	void (*lost)(struct worker *w, const char *msg);
+};
 
 /* dirty_pool.c: apps, the worker table, scaling, STATUS and MANAGE */
+void	 pool_set_hooks(const struct pool_hooks *);
+struct worker *pool_pick(size_t, int *);
+void	 worker_forward(struct worker *, const uint8_t *, size_t, uint64_t);
+void	 worker_call_ended(uint32_t, uint32_t, int);
+void	 worker_cancel_call(uint32_t, uint32_t, uint64_t);
+void	 workers_stop_respawns(void);
+int	 workers_increase(int);
+void	 workers_retire_all(void);
+void	 workers_stop(int);
+void	 workers_kill(void);
+void	 workers_wait(void);
+void	 workers_manage_pending(void);
 void	 apps_parse(void);
 int	 app_find(const char *, size_t);
 int	 workers_required(void);
 int	 workers_ceiling(void);
-uint64_t worker_key(const struct worker *);
 void	 workers_manage(void);
 void	 worker_retire(struct worker *);
 void	 worker_term(struct worker *);
@@ -224,9 +193,10 @@ int	 workers_count(void);
 void	 workers_signal(int);
 void	 workers_tick(uint64_t, uint64_t, uint64_t);
 void	 worker_read(struct worker *);
-void	 worker_flush(struct worker *);
-void	 status_reply(struct client *, uint64_t);
-void	 manage_request(struct client *, const uint8_t *,
+void	 worker_flush(struct dirty_peer *);
+struct dirty_peer *worker_peer(uint32_t, uint32_t);
+void	 pool_status_reply(struct dirty_buf *, uint64_t, uint64_t, uint64_t);
+void	 pool_manage_reply(struct dirty_buf *, const uint8_t *,
 	    const struct dirty_header *);
 
 #pragma GCC visibility pop

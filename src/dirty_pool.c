@@ -45,6 +45,12 @@
 #include <sys/wait.h>
 
 #define RESPAWN_DELAY_MS	1000	/* a worker that died younger than this */
+/* Requests queued in the arbiter for one worker (not yet written to its
+ * socket) are bounded: past this, a new request goes to another worker
+ * having the app, or is answered DirtyNoWorkersAvailableError.  So one
+ * client pipelining large requests to a busy worker cannot grow the
+ * arbiter without bound (at most this plus one frame per worker). */
+#define WORKER_MAX_OUT		(64u * 1024 * 1024)
 /* Per worker, shared: [0] its heartbeat, [1..DIRTY_CANCEL_SLOTS] the ids
  * of its calls whose caller went away (dirty.h). */
 #define SHARED_SIZE		((1 + DIRTY_CANCEL_SLOTS) * sizeof(uint64_t))
@@ -123,22 +129,129 @@ workers_ceiling(void)
 
 /* ---- workers ---- */
 
-uint64_t
-worker_key(const struct worker *w)
+static int worker_on_frame(struct dirty_peer *, const struct dirty_header *,
+    const uint8_t *);
+
+static const struct dirty_peer_ops worker_ops = {
+	.kind = EV_WORKER,
+	.read_rounds = 16,
+	.in_keep = 256 * 1024,
+	.frame = worker_on_frame,
+	.flush = worker_flush,
+};
+
+static struct worker *
+worker_of(struct dirty_peer *p)
 {
-	return EV_KEY(EV_WORKER, w->gen, w - arb.workers);
+	return &arb.workers[p->idx];
+}
+
+/* The worker peer an event key names (a closed channel included: its
+ * flush is then a no-op), or NULL. */
+struct dirty_peer *
+worker_peer(uint32_t idx, uint32_t gen)
+{
+	if (idx >= arb.nworkers_slots)
+		return NULL;
+	struct worker *w = &arb.workers[idx];
+	if (w->state == W_FREE || (w->peer.gen & 0xffffffu) != (gen & 0xffffffu))
+		return NULL;
+	return &w->peer;
 }
 
 static void
 worker_update_events(struct worker *w)
 {
-	uint32_t want = EPOLLIN;
+	if (w->peer.fd != -1)
+		dirty_peer_watch(&w->peer, 1);
+}
 
-	if (w->fd == -1)
+/* ---- the router's side: hooks, picking, forwarding, call counts ---- */
+
+static const struct pool_hooks *hooks;
+
+void
+pool_set_hooks(const struct pool_hooks *h)
+{
+	hooks = h;
+}
+
+/* The next live worker having the app whose queue has room (round
+ * robin); NULL if none, with *full set when some had the app but a full
+ * queue (WORKER_MAX_OUT). */
+struct worker *
+pool_pick(size_t app, int *full)
+{
+	size_t n = arb.nworkers_slots;
+
+	*full = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (arb.apps[app].rr + k) % n;
+		struct worker *w = &arb.workers[i];
+		if (w->state == W_ALIVE && w->peer.fd != -1 && w->apps[app]) {
+			if (dirty_peer_pending(&w->peer) >= WORKER_MAX_OUT) {
+				*full = 1;
+				continue;
+			}
+			arb.apps[app].rr = (uint32_t)(i + 1);
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* Queue a request frame for w with the arbiter's id in place of the
+ * client's; one more call in flight on w. */
+void
+worker_forward(struct worker *w, const uint8_t *frame, size_t len,
+    uint64_t id)
+{
+	size_t at = w->peer.out.len;
+
+	dirty_buf_append(&w->peer.out, frame, len);
+	dirty_header_set_id(w->peer.out.data + at, id);
+	dirty_peer_queue_flush(&w->peer);
+	w->inflight++;
+}
+
+/* The worker of a call, if it is still the same one. */
+static struct worker *
+worker_of_call(uint32_t idx, uint32_t gen)
+{
+	if (idx >= arb.nworkers_slots)
+		return NULL;
+	struct worker *w = &arb.workers[idx];
+	if (w->state == W_FREE || w->peer.gen != gen)
+		return NULL;
+	return w;
+}
+
+/* A call on worker (idx, gen) ended; answered: with its final reply. */
+void
+worker_call_ended(uint32_t idx, uint32_t gen, int answered)
+{
+	struct worker *w = worker_of_call(idx, gen);
+
+	if (w == NULL)
 		return;
-	if (outq_pending(&w->out) > 0)
-		want |= EPOLLOUT;
-	ep_set(w->fd, &w->events, want, worker_key(w));
+	if (w->inflight > 0)
+		w->inflight--;
+	if (answered)
+		w->served++;
+}
+
+/* Tell worker (idx, gen) to stop producing for call id (dirty.h: the
+ * cancel ring it reads). */
+void
+worker_cancel_call(uint32_t idx, uint32_t gen, uint64_t id)
+{
+	struct worker *w = worker_of_call(idx, gen);
+
+	if (w == NULL || w->heartbeat == NULL)
+		return;
+	__atomic_store_n(&w->heartbeat[1 + w->cancel_pos % DIRTY_CANCEL_SLOTS],
+	    id, __ATOMIC_RELEASE);
+	w->cancel_pos++;
 }
 
 static struct worker *
@@ -154,7 +267,7 @@ worker_slot(void)
 	memset(arb.workers + arb.nworkers_slots, 0,
 	    (n - arb.nworkers_slots) * sizeof(*arb.workers));
 	for (size_t j = arb.nworkers_slots; j < n; j++)
-		arb.workers[j].fd = -1;
+		dirty_peer_init(&arb.workers[j].peer, &worker_ops, (uint32_t)j);
 	arb.nworkers_slots = n;
 	return &arb.workers[i];
 }
@@ -266,23 +379,19 @@ worker_spawn(const unsigned char *apps)
 	fd_set_nonblock(sv[0], 1);
 
 	w = worker_slot();
-	uint32_t gen = w->gen + 1;
+	struct dirty_peer peer = w->peer;
 	memset(w, 0, sizeof(*w));
-	w->gen = gen;
+	w->peer = peer;
+	w->peer.gen++;
 	w->state = W_ALIVE;
 	w->pid = pid;
-	w->fd = sv[0];
-	w->events = EPOLLIN;
 	w->apps = xmalloc(arb.napps ? arb.napps : 1);
 	memcpy(w->apps, apps, arb.napps);
 	w->heartbeat = hb;
 	w->age = arb.age;
 	w->spawned_ms = monotonic_ms();
-	if (ep_add(w->fd, EPOLLIN, worker_key(w)) == -1) {
+	if (dirty_peer_open(&w->peer, sv[0]) == -1)
 		kill(pid, SIGKILL);
-		close(w->fd);
-		w->fd = -1;
-	}
 	if (log_get_level() <= LOG_DEBUG) {
 		for (size_t i = 0; i < arb.napps; i++)
 			if (apps[i])
@@ -329,6 +438,84 @@ workers_manage(void)
 			break;
 	}
 	free(apps);
+}
+
+/* Up the target by up to n, never above the ceiling; how many. */
+int
+workers_increase(int n)
+{
+	int room = workers_ceiling() - arb.target;
+	int done = room <= 0 ? 0 : n < room ? n : room;
+
+	arb.target += done;
+	return done;
+}
+
+/* SIGHUP: replace every worker. */
+void
+workers_retire_all(void)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++)
+		worker_retire(&arb.workers[i]);
+}
+
+/* Graceful stop: TERM the retiring workers (only_retiring), or all. */
+void
+workers_stop(int only_retiring)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		struct worker *w = &arb.workers[i];
+		if (w->state == W_FREE ||
+		    (only_retiring && w->state != W_RETIRING))
+			continue;
+		worker_term(w);
+	}
+}
+
+/* The graceful stop's deadline: KILL every worker still there. */
+void
+workers_kill(void)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		struct worker *w = &arb.workers[i];
+		if (w->state != W_FREE && w->pid > 0 && !w->killed) {
+			w->killed = 1;
+			kill(w->pid, SIGKILL);
+		}
+	}
+}
+
+/* The arbiter's exit: wait for every worker (signalled already). */
+void
+workers_wait(void)
+{
+	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+		struct worker *w = &arb.workers[i];
+		if (w->state != W_FREE && w->pid > 0) {
+			while (waitpid(w->pid, NULL, 0) == -1 && errno == EINTR)
+				;
+			w->pid = 0;
+		}
+	}
+}
+
+/* End of a round: the workers_manage() a worker's report asked for. */
+void
+workers_manage_pending(void)
+{
+	if (arb.manage_pending) {
+		arb.manage_pending = 0;
+		workers_manage();
+	}
+}
+
+/* Graceful stop: no more respawns. */
+void
+workers_stop_respawns(void)
+{
+	for (size_t i = 0; i < arb.nrespawns; i++)
+		free(arb.respawns[i].apps);
+	arb.nrespawns = 0;
 }
 
 /* Stop routing to w; TERM it once its calls are done. */
@@ -400,26 +587,14 @@ worker_close_channel(struct worker *w, const char *why)
 {
 	char msg[128];
 
-	if (w->fd != -1) {
-		epoll_ctl(arb.epfd, EPOLL_CTL_DEL, w->fd, NULL);
-		close(w->fd);
-		w->fd = -1;
-	}
-	dirty_buf_free(&w->in);
-	dirty_buf_free(&w->out.b);
-	w->out.off = 0;
+	dirty_peer_close(&w->peer);
 	if (w->pid > 0 && !w->reaped)	/* unreaped: the pid is still its own */
 		kill(w->pid, SIGKILL);
 	if (w->inflight == 0)
 		return;
 	snprintf(msg, sizeof(msg), "Dirty worker (pid: %d) %s", (int)w->pid,
 	    why);
-	uint32_t idx = (uint32_t)(w - arb.workers);
-	for (uint32_t i = 0; i < arb.ncall_slots; i++) {
-		struct call *k = &arb.calls[i];
-		if (k->in_use && k->worker == idx && k->worker_gen == w->gen)
-			call_fail(k, DIRTY_E_WORKER, msg);
-	}
+	hooks->lost(w, msg);
 }
 
 static void
@@ -458,7 +633,7 @@ worker_reaped(struct worker *w, int status)
 	status_text(status, how, sizeof(how));
 	snprintf(why, sizeof(why), "died (%s)", how);
 	w->reaped = 1;
-	if (w->fd != -1 || w->inflight > 0)
+	if (w->peer.fd != -1 || w->inflight > 0)
 		worker_close_channel(w, why);
 	if (w->state == W_ALIVE && !arb.stopping) {
 		log_warnx("Dirty worker (pid: %d) %s, spawning a replacement "
@@ -584,7 +759,7 @@ worker_app_report(struct worker *w, const uint8_t *p, size_t len)
 	(void)w;
 }
 
-/* ---- STATUS and MANAGE from clients ---- */
+/* ---- STATUS and MANAGE: the replies (the router passes them on) ---- */
 
 static void
 put_key(struct dirty_buf *b, const char *k)
@@ -606,9 +781,9 @@ reply_end(struct dirty_buf *b, size_t f, uint64_t id)
 }
 
 void
-status_reply(struct client *c, uint64_t id)
+pool_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
+    uint64_t answered)
 {
-	struct dirty_buf *b = &c->out.b;
 	uint32_t n = 0;
 
 	for (size_t i = 0; i < arb.nworkers_slots; i++)
@@ -625,9 +800,9 @@ status_reply(struct client *c, uint64_t id)
 	put_key(b, "min_workers");
 	dirty_put_int64(b, workers_required());
 	put_key(b, "in_flight");
-	dirty_put_int64(b, (int64_t)arb.total_inflight);
+	dirty_put_int64(b, (int64_t)inflight);
 	put_key(b, "served");
-	dirty_put_int64(b, (int64_t)arb.total_served);
+	dirty_put_int64(b, (int64_t)answered);
 	put_key(b, "apps");
 	dirty_put_list(b, (uint32_t)arb.napps);
 	for (size_t i = 0; i < arb.napps; i++) {
@@ -678,11 +853,10 @@ status_reply(struct client *c, uint64_t id)
 		dirty_put_int64(b, (int64_t)(monotonic_ms() - *w->heartbeat));
 	}
 	reply_end(b, f, id);
-	client_queue_flush(c);
 }
 
 void
-manage_request(struct client *c, const uint8_t *payload,
+pool_manage_reply(struct dirty_buf *b, const uint8_t *payload,
     const struct dirty_header *h)
 {
 	struct dirty_cursor v;
@@ -690,14 +864,10 @@ manage_request(struct client *c, const uint8_t *payload,
 	int64_t op = 0, count = 1;
 	int done = 0;
 
-	if (dirty_validate(payload, h->length, 0, &why) == -1) {
-		client_protocol_error(c, h->id, why);
-		return;
-	}
 	if (dirty_dict_lookup(payload, h->length, "op", &v, &why) != 0 ||
 	    dirty_get_int64(&v, &op) == -1 ||
 	    (op != DIRTY_MANAGE_ADD && op != DIRTY_MANAGE_REMOVE)) {
-		client_send_error(c, h->id, DIRTY_E_ERROR,
+		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
 		    "MANAGE needs op 1 (add) or 2 (remove)");
 		return;
 	}
@@ -705,19 +875,17 @@ manage_request(struct client *c, const uint8_t *payload,
 	    dirty_get_int64(&v, &count) == -1)
 		count = -1;
 	if (count < 1 || count > 1024) {
-		client_send_error(c, h->id, DIRTY_E_ERROR,
+		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
 		    "MANAGE count must be between 1 and 1024");
 		return;
 	}
 	if (arb.stopping) {
-		client_send_error(c, h->id, DIRTY_E_ERROR,
+		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
 		    "dirty arbiter is shutting down");
 		return;
 	}
 	if (op == DIRTY_MANAGE_ADD) {
-		int room = workers_ceiling() - arb.target;
-		done = room <= 0 ? 0 : count < room ? (int)count : room;
-		arb.target += done;
+		done = workers_increase((int)count);
 		if (done < (int)count)
 			log_warnx("MANAGE: cannot increase above %d dirty workers "
 			    "(the ceiling: 16 x dirty_workers, at most 1024)",
@@ -731,7 +899,6 @@ manage_request(struct client *c, const uint8_t *payload,
 		done = workers_decrease((int)count);
 		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
 	}
-	struct dirty_buf *b = &c->out.b;
 	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, h->id);
 	dirty_put_dict(b, 1);
 	put_key(b, "result");
@@ -743,106 +910,76 @@ manage_request(struct client *c, const uint8_t *payload,
 	put_key(b, "num_workers");
 	dirty_put_int64(b, arb.target);
 	reply_end(b, f, h->id);
-	client_queue_flush(c);
 }
 
 /* ---- worker input ---- */
 
-/* Handle complete frames from a worker; returns bytes consumed, or
- * (size_t)-1 if the worker misbehaved (and was killed). */
-static size_t
-worker_frames(struct worker *w, const uint8_t *p, size_t len)
+/* One whole frame from w (its peer's on-frame callback): -1 if the
+ * worker misbehaved (and was killed) or its channel closed. */
+static int
+worker_on_frame(struct dirty_peer *p, const struct dirty_header *h,
+    const uint8_t *frame)
 {
-	size_t off = 0;
-	struct dirty_header h;
+	struct worker *w = worker_of(p);
+	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	const char *why;
 
-	while (len - off >= DIRTY_HEADER_SIZE) {
-		if (dirty_header_decode(p + off, &h, &why) == -1) {
+	switch (h->type) {
+	case DIRTY_MSG_RESPONSE:
+	case DIRTY_MSG_ERROR:
+	case DIRTY_MSG_CHUNK:
+	case DIRTY_MSG_END:
+		if (dirty_validate(payload, h->length,
+		    h->type == DIRTY_MSG_END, &why) == -1) {
 			worker_misbehaved(w, why);
-			return (size_t)-1;
+			return -1;
 		}
-		if (len - off - DIRTY_HEADER_SIZE < h.length)
-			break;
-		const uint8_t *payload = p + off + DIRTY_HEADER_SIZE;
-		switch (h.type) {
-		case DIRTY_MSG_RESPONSE:
-		case DIRTY_MSG_ERROR:
-		case DIRTY_MSG_CHUNK:
-		case DIRTY_MSG_END:
-			if (dirty_validate(payload, h.length,
-			    h.type == DIRTY_MSG_END, &why) == -1) {
-				worker_misbehaved(w, why);
-				return (size_t)-1;
-			}
-			worker_reply(w, p + off, &h);
-			break;
-		case DIRTY_MSG_STATUS:
-			if (dirty_validate(payload, h.length, 1, &why) == -1) {
-				worker_misbehaved(w, why);
-				return (size_t)-1;
-			}
-			if (h.length > 0)
-				worker_app_report(w, payload, h.length);
-			break;
-		default:
-			worker_misbehaved(w, "unexpected message type from a "
-			    "worker");
-			return (size_t)-1;
+		hooks->reply(w, frame, h);
+		break;
+	case DIRTY_MSG_STATUS:
+		if (dirty_validate(payload, h->length, 1, &why) == -1) {
+			worker_misbehaved(w, why);
+			return -1;
 		}
-		off += DIRTY_HEADER_SIZE + h.length;
-		if (w->fd == -1)
-			return (size_t)-1;
+		if (h->length > 0)
+			worker_app_report(w, payload, h->length);
+		break;
+	default:
+		worker_misbehaved(w, "unexpected message type from a worker");
+		return -1;
 	}
-	return off;
+	return w->peer.fd == -1 ? -1 : 0;
 }
 
 void
 worker_read(struct worker *w)
 {
-	for (int round = 0; round < 16 && w->fd != -1; round++) {
-		ssize_t n = recv(w->fd, arb_scratch, sizeof(arb_scratch),
-		    MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			worker_close_channel(w, "connection lost");
-			return;
-		}
-		if (n == 0) {
-			worker_close_channel(w, "closed its connection");
-			return;
-		}
-		size_t used;
-		if (w->in.len == 0) {
-			used = worker_frames(w, arb_scratch, (size_t)n);
-			if (used == (size_t)-1)
-				return;
-			if (used < (size_t)n)
-				dirty_buf_append(&w->in, arb_scratch + used,
-				    (size_t)n - used);
-		} else {
-			dirty_buf_append(&w->in, arb_scratch, (size_t)n);
-			used = worker_frames(w, w->in.data, w->in.len);
-			if (used == (size_t)-1)
-				return;
-			dirty_buf_consume(&w->in, used);
-		}
-		if (w->in.len == 0 && w->in.cap > BUF_KEEP)
-			dirty_buf_free(&w->in);
-		if ((size_t)n < sizeof(arb_scratch))
-			return;
+	const char *why = NULL;
+
+	switch (dirty_peer_read(&w->peer, &why)) {
+	case PEER_READ_DONE:
+	case PEER_READ_STOPPED:
+		break;
+	case PEER_READ_BAD:
+		worker_misbehaved(w, why);
+		break;
+	case PEER_READ_EOF:
+		worker_close_channel(w, "closed its connection");
+		break;
+	case PEER_READ_LOST:
+		worker_close_channel(w, "connection lost");
+		break;
 	}
 }
 
 void
-worker_flush(struct worker *w)
+worker_flush(struct dirty_peer *p)
 {
-	if (w->fd == -1)
+	struct worker *w = worker_of(p);
+
+	if (w->peer.fd == -1)
 		return;
-	if (outq_send(w->fd, &w->out) == -1) {
+	if (dirty_peer_send(&w->peer) == -1) {
 		worker_close_channel(w, "connection lost");
 		return;
 	}

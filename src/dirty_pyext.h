@@ -1,7 +1,8 @@
 /*
  * dirty_pyext.h — the dirty protocol seen from Python: the extension
- * module _cunicorn_dirty (dirty_pyext.c) and the C API the dirty worker
- * (dirty_worker.c) uses to turn wire values into Python objects and back.
+ * module _cunicorn_dirty (dirty_pyext.c, its Connection in dirty_pyconn.c)
+ * and the C API (dirty_pycodec.c) the dirty worker (dirty_serve.c) uses
+ * to turn wire values into Python objects and back.
  *
  * Include after nothing else that includes Python.h differently: this
  * header pulls in <Python.h> with PY_SSIZE_T_CLEAN.

@@ -2,7 +2,8 @@
  * dirty_route.c — the dirty arbiter's routing: client connections
  * (HTTP workers, scripts, dirty workers using the stash), the table of
  * calls in flight, and the way a call goes to a worker and its replies
- * come back.  It owns arb.clients and arb.calls (dirty_arbiter_int.h).
+ * come back.  It owns arb.clients (dirty_arbiter_int.h); the calls are
+ * dirty_calls.c's, the workers dirty_pool.c's.
  * Like the whole arbiter it NEVER calls Python.
  *
  * Routing: a client REQUEST is validated, its app_path looked up, and the
@@ -31,12 +32,13 @@
  * it is not queued, and a client whose own request (a stash get) put it
  * over is dropped before its next frame is read, so sixteen GETs of a
  * 40 MiB value in one write cost at most the cap plus one reply.  Requests waiting for a
- * worker's socket are bounded by WORKER_MAX_OUT per worker: past it a new
+ * worker's socket are bounded by WORKER_MAX_OUT (dirty_pool.c) per worker: past it a new
  * request goes to another worker having the app, or gets
  * DirtyNoWorkersAvailableError at once.
  */
 #include "dirty.h"
 #include "dirty_arbiter_int.h"
+#include "dirty_calls.h"
 #include "dirty_stash.h"
 #include "dirty_wire.h"
 #include "log.h"
@@ -54,41 +56,40 @@
  * never paused instead: a client that writes all its requests before
  * reading (pipelining) would then deadlock against us. */
 #define CLIENT_MAX_OUT		(256u * 1024 * 1024)
-/* Requests queued in the arbiter for one worker (not yet written to its
- * socket) are bounded: past this, a new request goes to another worker
- * having the app, or is answered DirtyNoWorkersAvailableError.  So one
- * client pipelining large requests to a busy worker cannot grow the
- * arbiter without bound (at most this plus one frame per worker). */
-#define WORKER_MAX_OUT		(64u * 1024 * 1024)
 #define CLIENT_CLOSE_GRACE_MS	2000
 
-static void call_free(struct call *k);
+static void call_forget(struct call *k, int answered);
 static void call_cancel_worker(struct call *k);
+static int client_on_frame(struct dirty_peer *, const struct dirty_header *,
+    const uint8_t *);
+static void client_flush(struct dirty_peer *);
+
+static const struct dirty_peer_ops client_ops = {
+	.kind = EV_CLIENT,
+	.read_rounds = 8,
+	.in_keep = 0,		/* an idle client holds no input buffer */
+	.frame = client_on_frame,
+	.flush = client_flush,
+};
 
 /* ---- clients ---- */
 
-static uint64_t
-client_key(const struct client *c)
+static struct client *
+client_of(struct dirty_peer *p)
 {
-	return EV_KEY(EV_CLIENT, c->gen, c - arb.clients);
+	return (struct client *)p;	/* the peer is its first member */
 }
 
 static void
 client_update_events(struct client *c)
 {
-	uint32_t want = 0;
-
-	if (!c->closing)
-		want |= EPOLLIN;
-	if (outq_pending(&c->out) > 0)
-		want |= EPOLLOUT;
-	ep_set(c->fd, &c->events, want, client_key(c));
+	dirty_peer_watch(&c->peer, !c->closing);
 }
 
 void
 client_queue_flush(struct client *c)
 {
-	flush_queue(client_key(c), &c->flush_queued);
+	dirty_peer_queue_flush(&c->peer);
 }
 
 struct client *
@@ -97,79 +98,70 @@ client_lookup(uint32_t idx, uint32_t gen)
 	if (idx >= arb.nclient_slots)
 		return NULL;
 	struct client *c = &arb.clients[idx];
-	if (c->fd == -1 || (c->gen & 0xffffffu) != (gen & 0xffffffu))
+	if (c->peer.fd == -1 ||
+	    (c->peer.gen & 0xffffffu) != (gen & 0xffffffu))
 		return NULL;
 	return c;
 }
 
-void
-client_accept(void)
+struct dirty_peer *
+client_peer(uint32_t idx, uint32_t gen)
 {
-	for (;;) {
-		int fd = accept4(arb.listen_fd, NULL, NULL,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				listen_pause(errno);	/* EMFILE...: back off */
-			return;
-		}
-		listen_accepted();
-		size_t i;
-		for (i = 0; i < arb.nclient_slots; i++)
-			if (arb.clients[i].fd == -1)
-				break;
-		if (i == arb.nclient_slots) {
-			size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
-			arb.clients = xreallocarray(arb.clients, n,
-			    sizeof(*arb.clients));
-			memset(arb.clients + arb.nclient_slots, 0,
-			    (n - arb.nclient_slots) * sizeof(*arb.clients));
-			for (size_t j = arb.nclient_slots; j < n; j++)
-				arb.clients[j].fd = -1;
-			arb.nclient_slots = n;
-		}
-		struct client *c = &arb.clients[i];
-		uint32_t gen = c->gen + 1;
-		memset(c, 0, sizeof(*c));
-		c->fd = fd;
-		c->gen = gen;
-		c->events = EPOLLIN;
-		if (ep_add(fd, EPOLLIN, client_key(c)) == -1) {
-			close(fd);
-			c->fd = -1;
-			continue;
-		}
-		arb.nclients++;
+	struct client *c = client_lookup(idx, gen);
+
+	return c != NULL ? &c->peer : NULL;
+}
+
+/* A connection the arbiter accepted (fd nonblocking): a new client. */
+void
+client_open(int fd)
+{
+	size_t i;
+
+	for (i = 0; i < arb.nclient_slots; i++)
+		if (arb.clients[i].peer.fd == -1)
+			break;
+	if (i == arb.nclient_slots) {
+		size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
+		arb.clients = xreallocarray(arb.clients, n,
+		    sizeof(*arb.clients));
+		memset(arb.clients + arb.nclient_slots, 0,
+		    (n - arb.nclient_slots) * sizeof(*arb.clients));
+		for (size_t j = arb.nclient_slots; j < n; j++)
+			dirty_peer_init(&arb.clients[j].peer,
+			    &client_ops, (uint32_t)j);
+		arb.nclient_slots = n;
 	}
+	struct client *c = &arb.clients[i];
+	c->ncalls = 0;
+	c->closing = 0;
+	c->close_deadline = 0;
+	c->peer.gen++;
+	if (dirty_peer_open(&c->peer, fd) == -1)
+		return;
+	arb.nclients++;
 }
 
 void
 client_close(struct client *c)
 {
-	if (c->fd == -1)
+	if (c->peer.fd == -1)
 		return;
 	if (c->ncalls > 0) {
 		/* Its calls are forgotten, and their workers told to stop
 		 * producing for them (a stream stops at its next chunk). */
-		uint32_t idx = (uint32_t)(c - arb.clients);
-		for (uint32_t i = 0; i < arb.ncall_slots && c->ncalls > 0; i++) {
-			struct call *k = &arb.calls[i];
-			if (k->in_use && k->client == idx &&
-			    k->client_gen == c->gen) {
+		uint32_t cursor = 0;
+		struct call *k;
+		while (c->ncalls > 0 && (k = calls_next(&cursor)) != NULL) {
+			if (k->client == c->peer.idx &&
+			    k->client_gen == c->peer.gen) {
 				call_cancel_worker(k);
-				call_free(k);
+				call_forget(k, 0);
 			}
 		}
 	}
-	epoll_ctl(arb.epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
-	c->gen++;	/* its calls in flight are forgotten: replies dropped */
-	dirty_buf_free(&c->in);
-	dirty_buf_free(&c->out.b);
-	c->out.off = 0;
+	dirty_peer_close(&c->peer);
+	c->peer.gen++;	/* its calls in flight are forgotten: replies dropped */
 	arb.nclients--;
 }
 
@@ -177,7 +169,7 @@ void
 client_send_error(struct client *c, uint64_t id, const char *type,
     const char *message)
 {
-	dirty_put_error_frame(&c->out.b, id, type, message);
+	dirty_put_error_frame(&c->peer.out, id, type, message);
 	client_queue_flush(c);
 }
 
@@ -188,13 +180,13 @@ client_send_error(struct client *c, uint64_t id, const char *type,
 static int
 client_within_cap(struct client *c, size_t more)
 {
-	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
 		return 1;
-	if (outq_send(c->fd, &c->out) == -1) {
+	if (dirty_peer_send(&c->peer) == -1) {
 		client_close(c);	/* gone */
 		return 0;
 	}
-	if (outq_pending(&c->out) + more <= CLIENT_MAX_OUT)
+	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
 		return 1;
 	log_warnx("dirty: dropping a client that does not read its replies "
 	    "(over %u MiB unread)", CLIENT_MAX_OUT >> 20);
@@ -229,125 +221,44 @@ client_protocol_error(struct client *c, uint64_t id, const char *why)
 	client_send_error(c, id, DIRTY_E_PROTOCOL, msg);
 	c->closing = 1;
 	c->close_deadline = monotonic_ms() + CLIENT_CLOSE_GRACE_MS;
-	dirty_buf_free(&c->in);
+	dirty_peer_drop_input(&c->peer);
 }
 
 /* ---- calls ---- */
 
-static struct call *
-call_alloc(uint32_t *slot)
-{
-	if (arb.ncall_free == 0) {
-		uint32_t n = arb.ncall_slots ? arb.ncall_slots * 2 : 64;
-		arb.calls = xreallocarray(arb.calls, n, sizeof(*arb.calls));
-		memset(arb.calls + arb.ncall_slots, 0,
-		    (n - arb.ncall_slots) * sizeof(*arb.calls));
-		arb.call_free = xreallocarray(arb.call_free, n,
-		    sizeof(*arb.call_free));
-		for (uint32_t i = n; i > arb.ncall_slots; i--)
-			arb.call_free[arb.ncall_free++] = i - 1;
-		arb.ncall_slots = n;
-	}
-	*slot = arb.call_free[--arb.ncall_free];
-	struct call *k = &arb.calls[*slot];
-	k->gen++;
-	if (k->gen == 0)
-		k->gen = 1;
-	k->in_use = 1;
-	arb.total_inflight++;
-	return k;
-}
-
-static uint64_t
-call_id(uint32_t slot)
-{
-	return ((uint64_t)arb.calls[slot].gen << 32) | slot;
-}
-
-static struct call *
-call_lookup(uint64_t id)
-{
-	uint32_t slot = (uint32_t)id;
-
-	if (slot >= arb.ncall_slots)
-		return NULL;
-	struct call *k = &arb.calls[slot];
-	if (!k->in_use || k->gen != (uint32_t)(id >> 32))
-		return NULL;
-	return k;
-}
-
-/* Forget a call: the client's and the worker's counts go down. */
+/* Forget a call (answered: it got its final reply): the client's and
+ * the worker's counts go down. */
 static void
-call_free(struct call *k)
+call_forget(struct call *k, int answered)
 {
 	struct client *c = client_lookup(k->client, k->client_gen);
+
 	if (c != NULL && c->ncalls > 0)
 		c->ncalls--;
-	if (k->worker < arb.nworkers_slots) {
-		struct worker *w = &arb.workers[k->worker];
-		if (w->state != W_FREE && w->gen == k->worker_gen &&
-		    w->inflight > 0)
-			w->inflight--;
-	}
-	k->in_use = 0;
-	arb.call_free[arb.ncall_free++] = (uint32_t)(k - arb.calls);
-	arb.total_inflight--;
+	worker_call_ended(k->worker, k->worker_gen, answered);
+	calls_free(k, answered);
 }
 
-/* Tell the call's worker to stop producing for it (dirty.h: the cancel
- * ring); the call itself is not freed here. */
+/* Tell the call's worker to stop producing for it; the call itself is
+ * not forgotten here. */
 static void
 call_cancel_worker(struct call *k)
 {
-	if (k->worker >= arb.nworkers_slots)
-		return;
-	struct worker *w = &arb.workers[k->worker];
-	if (w->state == W_FREE || w->gen != k->worker_gen ||
-	    w->heartbeat == NULL)
-		return;
-	uint64_t id = call_id((uint32_t)(k - arb.calls));
-	__atomic_store_n(&w->heartbeat[1 + w->cancel_pos % DIRTY_CANCEL_SLOTS],
-	    id, __ATOMIC_RELEASE);
-	w->cancel_pos++;
+	worker_cancel_call(k->worker, k->worker_gen, calls_id(k));
 }
 
 /* Answer a call with an error (if its client is still there), forget it. */
-void
+static void
 call_fail(struct call *k, const char *type, const char *message)
 {
 	struct client *c = client_lookup(k->client, k->client_gen);
 
 	if (c != NULL && !c->closing)
 		client_send_error(c, k->client_id, type, message);
-	call_free(k);
+	call_forget(k, 0);
 }
 
 /* ---- routing ---- */
-
-/* The next live worker having the app whose queue has room (round
- * robin); NULL if none, with *full set when some had the app but a full
- * queue (WORKER_MAX_OUT). */
-static struct worker *
-route_pick(size_t app, int *full)
-{
-	size_t n = arb.nworkers_slots;
-
-	*full = 0;
-	for (size_t k = 0; k < n; k++) {
-		size_t i = (arb.apps[app].rr + k) % n;
-		struct worker *w = &arb.workers[i];
-		if (w->state == W_ALIVE && w->fd != -1 && w->apps[app]) {
-			if (outq_pending(&w->out) >= WORKER_MAX_OUT) {
-				*full = 1;
-				continue;
-			}
-			arb.apps[app].rr = (uint32_t)(i + 1);
-			return w;
-		}
-	}
-	return NULL;
-}
 
 static void
 route_request(struct client *c, const uint8_t *frame,
@@ -356,7 +267,8 @@ route_request(struct client *c, const uint8_t *frame,
 	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	struct dirty_cursor v;
 	const char *why, *name;
-	uint32_t nlen, slot;
+	uint32_t nlen;
+	uint64_t id;
 	char msg[256];
 
 	if (dirty_validate(payload, h->length, 0, &why) == -1) {
@@ -379,7 +291,7 @@ route_request(struct client *c, const uint8_t *frame,
 		return;
 	}
 	int full;
-	struct worker *w = route_pick((size_t)app, &full);
+	struct worker *w = pool_pick((size_t)app, &full);
 	if (w == NULL) {
 		snprintf(msg, sizeof(msg),
 		    "No dirty workers available for app %s%s",
@@ -388,20 +300,15 @@ route_request(struct client *c, const uint8_t *frame,
 		client_send_error(c, h->id, DIRTY_E_NO_WORKERS, msg);
 		return;
 	}
-	struct call *k = call_alloc(&slot);
-	k->client = (uint32_t)(c - arb.clients);
-	k->client_gen = c->gen;
+	struct call *k = calls_alloc(&id);
+	k->client = c->peer.idx;
+	k->client_gen = c->peer.gen;
 	k->client_id = h->id;
-	k->worker = (uint32_t)(w - arb.workers);
-	k->worker_gen = w->gen;
+	k->worker = w->peer.idx;
+	k->worker_gen = w->peer.gen;
 	k->start_ms = monotonic_ms();
 	c->ncalls++;
-	w->inflight++;
-
-	size_t at = w->out.b.len;
-	dirty_buf_append(&w->out.b, frame, DIRTY_HEADER_SIZE + h->length);
-	dirty_header_set_id(w->out.b.data + at, call_id(slot));
-	flush_queue(worker_key(w), &w->flush_queued);
+	worker_forward(w, frame, DIRTY_HEADER_SIZE + h->length, id);
 }
 
 /* ---- client input ---- */
@@ -420,18 +327,26 @@ client_frame(struct client *c, const uint8_t *frame,
 	case DIRTY_MSG_STATUS:
 		if (dirty_validate(payload, h->length, 1, &why) == -1)
 			client_protocol_error(c, h->id, why);
-		else
-			status_reply(c, h->id);
+		else {
+			pool_status_reply(&c->peer.out, h->id,
+			    calls_inflight(), calls_answered());
+			client_queue_flush(c);
+		}
 		break;
 	case DIRTY_MSG_MANAGE:
-		manage_request(c, payload, h);
+		if (dirty_validate(payload, h->length, 0, &why) == -1)
+			client_protocol_error(c, h->id, why);
+		else {
+			pool_manage_reply(&c->peer.out, payload, h);
+			client_queue_flush(c);
+		}
 		break;
 	case DIRTY_MSG_STASH:
 		if (dirty_validate(payload, h->length, 0, &why) == -1)
 			client_protocol_error(c, h->id, why);
 		else {
 			dirty_stash_handle(payload, h->length, h->id,
-			    &c->out.b);
+			    &c->peer.out);
 			client_queue_flush(c);
 		}
 		break;
@@ -442,97 +357,72 @@ client_frame(struct client *c, const uint8_t *frame,
 	}
 }
 
-/* Handle every complete frame in p[0..len); returns bytes consumed.  c
- * may be closed on return (fd -1): over the output cap. */
-static size_t
-client_frames(struct client *c, const uint8_t *p, size_t len)
+/* One whole frame from c (its peer's on-frame callback): -1 once c is
+ * closing or was dropped, which stops reading. */
+static int
+client_on_frame(struct dirty_peer *p, const struct dirty_header *h,
+    const uint8_t *frame)
 {
-	size_t off = 0;
-	struct dirty_header h;
-	const char *why;
+	struct client *c = client_of(p);
 
-	while (!c->closing && len - off >= DIRTY_HEADER_SIZE) {
-		if (dirty_header_decode(p + off, &h, &why) == -1) {
-			client_protocol_error(c,
-			    header_readable_id(p + off, len - off), why);
-			return len;
-		}
-		if (len - off - DIRTY_HEADER_SIZE < h.length)
-			break;
-		client_frame(c, p + off, &h);
-		off += DIRTY_HEADER_SIZE + h.length;
-		/* its reply is queued: over the cap, stop here (p may have
-		 * been c->in, freed with c) */
-		if (!client_within_cap(c, 0))
-			return len;
-	}
-	return c->closing ? len : off;
+	client_frame(c, frame, h);
+	if (c->closing)
+		return -1;
+	/* its reply is queued: over the cap, stop here (c was closed) */
+	if (!client_within_cap(c, 0))
+		return -1;
+	return 0;
 }
 
 void
 client_read(struct client *c)
 {
-	for (int round = 0; round < 8 && c->fd != -1 && !c->closing; round++) {
-		ssize_t n = recv(c->fd, arb_scratch, sizeof(arb_scratch),
-		    MSG_DONTWAIT);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			client_close(c);
-			return;
-		}
-		if (n == 0) {
-			if (c->in.len > 0) {	/* EOF inside a frame */
-				client_protocol_error(c,
-				    header_readable_id(c->in.data, c->in.len),
-				    "truncated message");
-				shutdown(c->fd, SHUT_RD);
-				break;
-			}
-			client_close(c);
-			return;
-		}
-		if (c->in.len == 0) {
-			/* the common case: whole frames, no copy */
-			size_t used = client_frames(c, arb_scratch, (size_t)n);
-			if (c->fd == -1)
-				return;		/* dropped: over the cap */
-			if (!c->closing && used < (size_t)n)
-				dirty_buf_append(&c->in, arb_scratch + used,
-				    (size_t)n - used);
-		} else {
-			dirty_buf_append(&c->in, arb_scratch, (size_t)n);
-			size_t used = client_frames(c, c->in.data, c->in.len);
-			if (c->fd == -1)
-				return;
-			if (!c->closing)
-				dirty_buf_consume(&c->in, used);
-		}
-		if (c->in.len == 0 && c->in.cap > 0)
-			dirty_buf_free(&c->in);
-		if ((size_t)n < sizeof(arb_scratch))
+	const char *why = NULL;
+	const uint8_t *unread;
+	size_t n;
+
+	switch (dirty_peer_read(&c->peer, &why)) {
+	case PEER_READ_DONE:
+	case PEER_READ_STOPPED:
+		break;
+	case PEER_READ_BAD:
+		unread = dirty_peer_unread(&c->peer, &n);
+		client_protocol_error(c, header_readable_id(unread, n), why);
+		break;
+	case PEER_READ_EOF:
+		unread = dirty_peer_unread(&c->peer, &n);
+		if (n > 0) {		/* EOF inside a frame */
+			client_protocol_error(c, header_readable_id(unread, n),
+			    "truncated message");
+			shutdown(c->peer.fd, SHUT_RD);
 			break;
+		}
+		client_close(c);
+		return;
+	case PEER_READ_LOST:
+		client_close(c);
+		return;
 	}
-	if (c->fd != -1) {
+	if (c->peer.fd != -1) {
 		client_queue_flush(c);
 		client_update_events(c);
 	}
 }
 
-void
-client_flush(struct client *c)
+static void
+client_flush(struct dirty_peer *p)
 {
-	if (c->fd == -1)
+	struct client *c = client_of(p);
+
+	if (c->peer.fd == -1)
 		return;
-	if (outq_send(c->fd, &c->out) == -1) {
+	if (dirty_peer_send(&c->peer) == -1) {
 		client_close(c);
 		return;
 	}
 	if (!client_within_cap(c, 0))
 		return;
-	if (c->closing && outq_pending(&c->out) == 0) {
+	if (c->closing && dirty_peer_pending(&c->peer) == 0) {
 		client_close(c);
 		return;
 	}
@@ -541,15 +431,16 @@ client_flush(struct client *c)
 
 /* ---- replies from workers ---- */
 
-void
+/* A reply from worker w (the pool's reply hook). */
+static void
 worker_reply(struct worker *w, const uint8_t *frame,
     const struct dirty_header *h)
 {
 	int final = h->type != DIRTY_MSG_CHUNK;
-	struct call *k = call_lookup(h->id);
+	struct call *k = calls_lookup(h->id);
 
-	if (k == NULL || k->worker != (uint32_t)(w - arb.workers) ||
-	    k->worker_gen != w->gen)
+	if (k == NULL || k->worker != w->peer.idx ||
+	    k->worker_gen != w->peer.gen)
 		return;		/* timed out or forgotten: drop */
 	struct client *c = client_lookup(k->client, k->client_gen);
 	if (c != NULL && !c->closing) {
@@ -557,17 +448,15 @@ worker_reply(struct worker *w, const uint8_t *frame,
 		 * this one included */
 		if (!client_within_cap(c, DIRTY_HEADER_SIZE + h->length))
 			return;
-		size_t at = c->out.b.len;
-		dirty_buf_append(&c->out.b, frame,
+		size_t at = c->peer.out.len;
+		dirty_buf_append(&c->peer.out, frame,
 		    DIRTY_HEADER_SIZE + h->length);
-		dirty_header_set_id(c->out.b.data + at, k->client_id);
+		dirty_header_set_id(c->peer.out.data + at, k->client_id);
 		client_queue_flush(c);
 	}
-	if (final) {
-		w->served++;
-		arb.total_served++;
-		call_free(k);
-	} else
+	if (final)
+		call_forget(k, 1);
+	else
 		k->start_ms = monotonic_ms();	/* a stream making progress */
 }
 
@@ -583,9 +472,10 @@ calls_expire(uint64_t now, uint64_t timeout)
 	if (timeout > 0) {
 		snprintf(msg, sizeof(msg), "Request timed out after %d seconds",
 		    arb.s->dirty_timeout);
-		for (uint32_t i = 0; i < arb.ncall_slots; i++) {
-			struct call *k = &arb.calls[i];
-			if (k->in_use && now - k->start_ms >= timeout) {
+		uint32_t cursor = 0;
+		struct call *k;
+		while ((k = calls_next(&cursor)) != NULL) {
+			if (now - k->start_ms >= timeout) {
 				call_cancel_worker(k);
 				call_fail(k, DIRTY_E_TIMEOUT, msg);
 			}
@@ -600,7 +490,31 @@ clients_expire(uint64_t now)
 {
 	for (size_t i = 0; i < arb.nclient_slots; i++) {
 		struct client *c = &arb.clients[i];
-		if (c->fd != -1 && c->closing && now >= c->close_deadline)
+		if (c->peer.fd != -1 && c->closing &&
+		    now >= c->close_deadline)
 			client_close(c);
 	}
+}
+
+/* A worker's channel is gone (the pool's lost hook): fail its calls. */
+static void
+worker_lost(struct worker *w, const char *msg)
+{
+	uint32_t cursor = 0;
+	struct call *k;
+
+	while ((k = calls_next(&cursor)) != NULL)
+		if (k->worker == w->peer.idx && k->worker_gen == w->peer.gen)
+			call_fail(k, DIRTY_E_WORKER, msg);
+}
+
+static const struct pool_hooks route_hooks = {
+	.reply = worker_reply,
+	.lost = worker_lost,
+};
+
+void
+route_setup(void)
+{
+	pool_set_hooks(&route_hooks);
 }

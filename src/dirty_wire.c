@@ -112,6 +112,141 @@ dirty_header_set_id(uint8_t buf[DIRTY_HEADER_SIZE], uint64_t id)
 	be64_put(buf + 8, id);
 }
 
+/* ---- reading frames from a byte stream ---- */
+
+void
+dirty_reader_init(struct dirty_reader *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void
+dirty_reader_free(struct dirty_reader *r)
+{
+	buf_free(&r->held);
+	dirty_reader_init(r);
+}
+
+int
+dirty_reader_next(struct dirty_reader *r, struct dirty_header *h,
+    const uint8_t **frame, const char **why)
+{
+	const uint8_t *p;
+	size_t avail, *pos;
+
+	if (r->chunk != NULL) {
+		p = r->chunk;
+		pos = &r->chunk_pos;
+		avail = r->chunk_len - r->chunk_pos;
+	} else {
+		p = r->held.data;
+		pos = &r->pos;
+		avail = r->held.len - r->pos;
+	}
+	if (avail < DIRTY_HEADER_SIZE)
+		return 0;
+	p += *pos;
+	if (dirty_header_decode(p, h, why) == -1)
+		return -1;
+	if (avail - DIRTY_HEADER_SIZE < h->length)
+		return 0;
+	*frame = p;
+	*pos += DIRTY_HEADER_SIZE + (size_t)h->length;
+	return 1;
+}
+
+uint8_t *
+dirty_reader_space(struct dirty_reader *r, size_t min, size_t *room)
+{
+	struct buf *b = &r->held;
+	size_t avail = b->len - r->pos, need = DIRTY_HEADER_SIZE, rest;
+	struct dirty_header h;
+	const char *why;
+
+	if (r->chunk != NULL)
+		dirty_reader_keep(r);
+	if (avail >= DIRTY_HEADER_SIZE &&
+	    dirty_header_decode(b->data + r->pos, &h, &why) == 0)
+		need += h.length;	/* <= DIRTY_MAX_PAYLOAD: checked */
+	/* move the unread bytes to the front when the room at the end is
+	 * short, or the frame would not fit from where it starts */
+	if (r->pos > 0 && (r->pos == b->len || b->cap - b->len < min ||
+	    b->cap - r->pos < need)) {
+		buf_consume(b, r->pos);
+		r->pos = 0;
+	}
+	rest = need > avail ? need - avail : 0;
+	if (b->cap - b->len < min || b->cap - b->len < rest)
+		buf_reserve(b, rest > min ? rest : min);
+	*room = b->cap - b->len;
+	return b->data + b->len;
+}
+
+void
+dirty_reader_commit(struct dirty_reader *r, size_t n)
+{
+	r->held.len += n;
+}
+
+void
+dirty_reader_feed(struct dirty_reader *r, const uint8_t *p, size_t n)
+{
+	if (r->chunk != NULL)
+		dirty_reader_keep(r);
+	if (r->pos < r->held.len) {
+		buf_append(&r->held, p, n);	/* a frame already begun */
+		return;
+	}
+	r->held.len = r->pos = 0;
+	r->chunk = p;
+	r->chunk_len = n;
+	r->chunk_pos = 0;
+}
+
+void
+dirty_reader_keep(struct dirty_reader *r)
+{
+	if (r->chunk != NULL) {
+		/* held is empty while a chunk is borrowed */
+		buf_append(&r->held, r->chunk + r->chunk_pos,
+		    r->chunk_len - r->chunk_pos);
+		r->chunk = NULL;
+		r->chunk_len = r->chunk_pos = 0;
+	} else if (r->pos > 0) {
+		buf_consume(&r->held, r->pos);
+		r->pos = 0;
+	}
+}
+
+const uint8_t *
+dirty_reader_peek(const struct dirty_reader *r, size_t *len)
+{
+	if (r->chunk != NULL) {
+		*len = r->chunk_len - r->chunk_pos;
+		return r->chunk + r->chunk_pos;
+	}
+	*len = r->held.len - r->pos;
+	return *len > 0 ? r->held.data + r->pos : (const uint8_t *)"";
+}
+
+void
+dirty_reader_reset(struct dirty_reader *r)
+{
+	r->chunk = NULL;
+	r->chunk_len = r->chunk_pos = 0;
+	r->held.len = r->pos = 0;
+}
+
+void
+dirty_reader_trim(struct dirty_reader *r, size_t keep)
+{
+	if (r->chunk != NULL || r->pos < r->held.len)
+		return;
+	r->held.len = r->pos = 0;
+	if (r->held.cap > keep)
+		buf_free(&r->held);
+}
+
 /* ---- encoding ---- */
 
 size_t

@@ -178,6 +178,55 @@ void dirty_put_error_frame_details(struct dirty_buf *b, uint64_t id,
  * the arbiter and the dirty worker. */
 int dirty_app_spec_split(const char *spec, size_t *path_len, int *limit);
 
+/* ---- reading frames from a byte stream: the one reassembler ----
+ *
+ * A dirty_reader keeps the bytes of a stream that do not make a whole
+ * frame yet, and hands out whole frames.  Filled one of two ways:
+ *
+ *   in place      dirty_reader_space() gives room at the end of its
+ *                 buffer (enough for the rest of the frame being received
+ *                 once its header is in); the caller reads into it and
+ *                 calls dirty_reader_commit() with the count.
+ *   from a chunk  the caller read into memory of its own (the arbiter's
+ *                 one scratch buffer): dirty_reader_feed() borrows it, and
+ *                 frames wholly inside it are handed out without a copy;
+ *                 dirty_reader_keep() copies the unread rest before that
+ *                 memory is reused.
+ *
+ * dirty_reader_next() returns 1 with the next whole frame (*h decoded,
+ * *frame at its header, DIRTY_HEADER_SIZE + h->length bytes), 0 when more
+ * bytes are needed, -1 when the next header is invalid (*why, static; the
+ * reader stays at it: dirty_reader_peek() shows it; the stream cannot be
+ * trusted any more).  A frame handed out stays valid until the reader is
+ * next filled, kept, trimmed, reset or freed.  Bounded: nothing is
+ * reserved for a frame before its header is validated (its length <=
+ * DIRTY_MAX_PAYLOAD).  One owner, one thread; never does I/O.
+ */
+struct dirty_reader {
+	struct buf held;	/* [pos, held.len): unread bytes kept */
+	size_t pos;
+	const uint8_t *chunk;	/* borrowed by dirty_reader_feed(), or NULL */
+	size_t chunk_len, chunk_pos;
+};
+
+void	 dirty_reader_init(struct dirty_reader *r);
+void	 dirty_reader_free(struct dirty_reader *r);
+int	 dirty_reader_next(struct dirty_reader *r, struct dirty_header *h,
+	    const uint8_t **frame, const char **why);
+/* In place: room for at least min bytes (more when the frame being
+ * received needs it); *room is the whole room at the returned pointer. */
+uint8_t	*dirty_reader_space(struct dirty_reader *r, size_t min, size_t *room);
+void	 dirty_reader_commit(struct dirty_reader *r, size_t n);
+/* From a chunk (p borrowed until dirty_reader_keep()). */
+void	 dirty_reader_feed(struct dirty_reader *r, const uint8_t *p, size_t n);
+void	 dirty_reader_keep(struct dirty_reader *r);
+/* The unread bytes (a partial frame, or a bad header). */
+const uint8_t *dirty_reader_peek(const struct dirty_reader *r, size_t *len);
+/* Drop every unread byte (the rest of a stream no longer trusted). */
+void	 dirty_reader_reset(struct dirty_reader *r);
+/* With nothing unread, release the buffer if it grew above keep bytes. */
+void	 dirty_reader_trim(struct dirty_reader *r, size_t keep);
+
 /* ---- decoding: a bounded cursor ---- */
 struct dirty_cursor {
 	const uint8_t *p;

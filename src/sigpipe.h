@@ -1,8 +1,9 @@
 /*
  * sigpipe.h — signals as bytes on a pipe, the one way our loops take
- * signals (the master, the sync, gthread and asgi workers): flag-only
- * handlers write the signal's number; the loop watches the read end like
- * any descriptor and reads the signals back in the order they came.
+ * signals (the master, the sync, gthread and asgi workers, the dirty
+ * arbiter, the dirty worker's watch thread): flag-only handlers write the
+ * signal's number; the loop watches the read end like any descriptor and
+ * reads the signals back in the order they came.
  *
  * Not signalfd: that needs the signals blocked in every thread, and a
  * process an app or a hook starts (subprocess, from a pool thread or the

@@ -1,12 +1,16 @@
 /*
  * fuzz_dirty_wire.c — libFuzzer target for the dirty protocol decoder
  * (dirty_wire.c): header decode, dirty_validate, a full walk with the
- * cursor API, and dirty_dict_lookup, on arbitrary bytes.
+ * cursor API, and dirty_dict_lookup, on arbitrary bytes; and the frame
+ * reassembler (dirty_reader) reading the input as a stream.
  *
  * Invariants checked (abort on violation): the cursor walk and
  * dirty_validate agree; a walk never moves outside the input; a found
  * dict value lies inside the payload and re-validates; whatever is
- * accepted re-encodes to the same bytes.
+ * accepted re-encodes to the same bytes; the reader, fed the input in
+ * chunks or in place in steps of any size, hands out exactly the frames a
+ * plain walk of the headers finds, byte for byte, and then stops at the
+ * same place (a bad header, or a partial frame).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +98,101 @@ walk(struct dirty_cursor *c, struct dirty_buf *out)
 		/* unknown type or end: the skipper must refuse it too */
 		return dirty_skip(c);
 	}
+}
+
+/* The reference: whole frames from offset 0, header by header.  Returns
+ * how many; *stop is where it stopped, *bad whether at a bad header. */
+static size_t
+split_frames(const uint8_t *p, size_t len, size_t *stop, int *bad)
+{
+	struct dirty_header h;
+	const char *why;
+	size_t off = 0, n = 0;
+
+	*bad = 0;
+	while (len - off >= DIRTY_HEADER_SIZE) {
+		if (dirty_header_decode(p + off, &h, &why) == -1) {
+			*bad = 1;
+			break;
+		}
+		if (len - off - DIRTY_HEADER_SIZE < h.length)
+			break;
+		off += DIRTY_HEADER_SIZE + h.length;
+		n++;
+	}
+	*stop = off;
+	return n;
+}
+
+/* Take every whole frame from r; each must be the input's next one. */
+static int
+drain(struct dirty_reader *r, const uint8_t *data, size_t *off, size_t *n)
+{
+	struct dirty_header h;
+	const uint8_t *frame;
+	const char *why = NULL;
+	int got;
+
+	while ((got = dirty_reader_next(r, &h, &frame, &why)) == 1) {
+		size_t flen = DIRTY_HEADER_SIZE + (size_t)h.length;
+		if (memcmp(frame, data + *off, flen) != 0)
+			abort();
+		*off += flen;
+		(*n)++;
+	}
+	if (got == -1 && why == NULL)
+		abort();
+	return got;
+}
+
+static void
+check_reader(const uint8_t *data, size_t size)
+{
+	size_t stop, nref, off, n, step, left;
+	int bad, got = 0;
+	struct dirty_reader r;
+	uint8_t *scratch;
+
+	nref = split_frames(data, size, &stop, &bad);
+	step = size > 0 ? (size_t)data[size - 1] % 61 + 1 : 1;
+
+	/* from chunks copied into a scratch buffer that is then spoilt */
+	dirty_reader_init(&r);
+	scratch = malloc(step);
+	off = n = 0;
+	for (size_t at = 0; at < size && got != -1; at += step) {
+		size_t k = size - at < step ? size - at : step;
+		memcpy(scratch, data + at, k);
+		dirty_reader_feed(&r, scratch, k);
+		got = drain(&r, data, &off, &n);
+		dirty_reader_keep(&r);
+		memset(scratch, 0xa5, step);
+		dirty_reader_trim(&r, step & 1 ? 0 : 4096);
+	}
+	free(scratch);
+	dirty_reader_peek(&r, &left);
+	if (n != nref || off != stop || (got == -1) != bad ||
+	    (!bad && left != size - stop))
+		abort();
+	dirty_reader_free(&r);
+
+	/* in place, by the same steps */
+	dirty_reader_init(&r);
+	off = n = 0;
+	got = 0;
+	for (size_t at = 0; at < size && got != -1;) {
+		size_t room, k = size - at < step ? size - at : step;
+		uint8_t *p = dirty_reader_space(&r, step, &room);
+		if (room < step)
+			abort();
+		memcpy(p, data + at, k);
+		dirty_reader_commit(&r, k);
+		at += k;
+		got = drain(&r, data, &off, &n);
+	}
+	if (n != nref || off != stop || (got == -1) != bad)
+		abort();
+	dirty_reader_free(&r);
 }
 
 int
