@@ -9,8 +9,9 @@
  *   asgi_ws.c      websockets (RFC 6455) over ws_frame.c
  *   asgi_http.c    the `http` scope, the request body (receive), the
  *                  response's framing (send)
- *   asgi_state.c   the shared state's definition, error pages, access
- *                  log lines, the Ready awaitable
+ *   asgi_state.c   the shared state's definition, error pages, the
+ *                  Ready awaitable
+ *   asgi_alog.c    access log lines (the facts for access_log.c)
  *
  * Calls go one way: proto -> ws -> http -> state (and everything uses the
  * inline helpers below); nothing lower calls up.  When a response ends
@@ -52,6 +53,7 @@
 
 struct http_worker_ctx;
 struct settings;
+struct ws_deflate;
 
 #define SERVER_HEADER	"cunicorn"
 #define FIRST_BUF	(16 * 1024)
@@ -107,6 +109,9 @@ typedef struct proto {
 	char *ws_msg;			/* a fragmented message so far */
 	size_t ws_msg_len, ws_msg_cap;
 	int ws_msg_opcode;		/* 0: none in progress */
+	int ws_msg_deflated;		/* it came with RSV1: inflated as it arrives */
+	struct ws_deflate *ws_pmd;	/* permessage-deflate, once agreed */
+	char *ws_ext;			/* its Sec-WebSocket-Extensions answer */
 	struct proto *wsprev, *wsnext;	/* open websockets (closed when draining) */
 } Proto;
 
@@ -171,8 +176,11 @@ extern struct asgi_state asgi;
 extern PyTypeObject asgi_ready_type;
 PyObject *asgi_error_page(int status, const char *mesg);
 uint64_t asgi_realtime_us(void);
-void asgi_access_log(Proto *p, int status);
 void asgi_refuse(Proto *p, int status, const char *why);
+
+/* asgi_alog.c (and asgi_alog.h) */
+void asgi_alog_keep_head(Proto *p);
+void asgi_access_log(Proto *p, int status);
 
 /* asgi_http.c */
 extern const char *const asgi_method_names[9];
@@ -190,6 +198,8 @@ PyObject *asgi_ws_start(Proto *p);
 void asgi_ws_feed(Proto *p);
 void asgi_ws_fail(Proto *p, int code, const char *why);
 void asgi_ws_unlink(Proto *p);
+void asgi_ws_ended(Proto *p);
+void asgi_ws_free(Proto *p);
 PyObject *asgi_ws_disconnect_message(int code);
 void asgi_ws_deliver(Proto *p, PyObject *m);
 PyObject *asgi_ws_receive(Proto *p);

@@ -435,7 +435,7 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	timer_del(p);
 	p->state = PS_CLOSING;
 	if (p->is_ws) {
-		asgi_ws_unlink(p);
+		asgi_ws_ended(p);
 		if (p->ws_state != WS_CLOSED) {
 			p->ws_state = WS_CLOSED;
 			asgi_ws_deliver(p, asgi_ws_disconnect_message(p->ws_close_code));
@@ -514,7 +514,7 @@ proto_dealloc(Proto *p)
 	proto_clear(p);
 	http_conn_free_buffers(&p->c);
 	free(p->rhead);
-	free(p->ws_msg);
+	asgi_ws_free(p);
 	free(p->alog_head);
 	Py_TYPE(p)->tp_free((PyObject *)p);
 }
