@@ -245,6 +245,21 @@ ws_deflate_free(struct ws_deflate *d)
 	free(d);
 }
 
+/* zlib counts input in uInt: hand it the next piece once it used one. */
+static void
+refill(z_stream *z, const unsigned char **next, size_t *left)
+{
+	uInt take;
+
+	if (z->avail_in != 0 || *left == 0)
+		return;
+	take = *left > (1u << 30) ? (1u << 30) : (uInt)*left;
+	z->next_in = *next;
+	z->avail_in = take;
+	*next += take;
+	*left -= take;
+}
+
 /* Inflate in[0..n) onto out, bounded by max (ws_inflate's contract). */
 static int
 inflate_some(struct ws_deflate *d, const unsigned char *in, size_t n,
@@ -262,13 +277,7 @@ inflate_some(struct ws_deflate *d, const unsigned char *in, size_t n,
 		uInt room, before_in;
 		int rc, at_limit = 0;
 
-		if (z->avail_in == 0 && left > 0) {
-			uInt take = left > (1u << 30) ? (1u << 30) : (uInt)left;
-			z->next_in = next;
-			z->avail_in = take;
-			next += take;
-			left -= take;
-		}
+		refill(z, &next, &left);
 		if (*len == *cap) {
 			if (*cap >= max)
 				at_limit = 1;
@@ -391,13 +400,7 @@ ws_deflate_message(struct ws_deflate *d, const unsigned char *in, size_t n,
 		int flush, rc;
 		uInt room;
 
-		if (z->avail_in == 0 && left > 0) {
-			uInt take = left > (1u << 30) ? (1u << 30) : (uInt)left;
-			z->next_in = next;
-			z->avail_in = take;
-			next += take;
-			left -= take;
-		}
+		refill(z, &next, &left);
 		flush = left > 0 ? Z_NO_FLUSH : Z_SYNC_FLUSH;
 		if (d->cap - len < 64)
 			out_reserve(d, d->cap * 2);
