@@ -77,18 +77,15 @@ header_of(const struct http_request *q, const char *name)
 	return h != NULL ? str_of(h->value, h->value_len) : str_of(NULL, 0);
 }
 
-/* One access log line for the request just answered with status (once:
- * the kept head is spent). */
-void
-asgi_access_log(Proto *p, int status)
+/* The line, from the kept head (spent by it). */
+static void
+alog_line(Proto *p, int status)
 {
 	struct http_request req, *q = NULL;
 	struct http_error err;
 	const char *client = NULL;
 	char proto[16];
 
-	if (!enabled || p->alog_head_len == 0)
-		return;
 	if (http_parse_request(p->alog_head, p->alog_head_len, &lim->parse, &req, hdrs,
 	    lim->max_headers, &err) == HTTP_PARSE_OK)
 		q = &req;
@@ -118,4 +115,14 @@ asgi_access_log(Proto *p, int status)
 	};
 	access_log_write(&f);
 	p->alog_head_len = 0;
+}
+
+/* The request just answered with status: its access log line (once),
+ * then the post_request hook (asgi_hooks.c), as gunicorn orders them. */
+void
+asgi_access_log(Proto *p, int status)
+{
+	if (enabled && p->alog_head_len != 0)
+		alog_line(p, status);
+	asgi_hook_post_request(p, status);
 }

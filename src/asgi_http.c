@@ -215,6 +215,7 @@ asgi_http_begin(Proto *p)
 		return NULL;
 	}
 	asgi_alog_keep_head(p);
+	asgi_hook_pre_request(p);
 	/* the head is in the scope now: keep only the body and what follows */
 	int expect_continue = q->expect_continue;
 	buf_consume(p, q->head_len);

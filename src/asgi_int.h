@@ -12,6 +12,7 @@
  *   asgi_state.c   the shared state's definition, error pages, the
  *                  Ready awaitable
  *   asgi_alog.c    access log lines (the facts for access_log.c)
+ *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
  * Calls go one way: proto -> ws -> http -> state (and everything uses the
  * inline helpers below); nothing lower calls up.  When a response ends
@@ -22,6 +23,7 @@
  *   connection (transport .. tprev/tnext)   asgi_proto.c; the inline
  *       helpers set_state/timer_del/proto_close keep state and timers
  *   the request and the response (gen .. rhead, alog_*)   asgi_http.c
+ *       (task: asgi_proto.c; hook_req: asgi_hooks.c)
  *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
@@ -94,6 +96,9 @@ typedef struct proto {
 	uint64_t resp_sent;
 	char *rhead;			/* the app's headers, serialized */
 	size_t rhead_len, rhead_cap;
+
+	PyObject *task;			/* the app's task of the current request */
+	PyObject *hook_req;		/* (req, environ) from pre_ to post_request */
 
 	/* the access log's copy of the request head (only when it is on) */
 	char *alog_head;
@@ -177,6 +182,12 @@ extern PyTypeObject asgi_ready_type;
 PyObject *asgi_error_page(int status, const char *mesg);
 uint64_t asgi_realtime_us(void);
 void asgi_refuse(Proto *p, int status, const char *why);
+
+/* asgi_hooks.c */
+void asgi_hook_pre_request(Proto *p);
+void asgi_hook_post_request(Proto *p, int status);
+void asgi_disconnect_grace(Proto *p);
+int asgi_cancelled_after_disconnect(Proto *p);
 
 /* asgi_alog.c (and asgi_alog.h) */
 void asgi_alog_keep_head(Proto *p);
