@@ -31,7 +31,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "asgi_alog.h"
 #include "asgi_int.h"
 #include "http_conn.h"
 #include "http_parser.h"

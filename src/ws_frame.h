@@ -1,7 +1,7 @@
 /*
  * ws_frame.h — the WebSocket frame codec (RFC 6455 §5), no Python, no
  * allocation: parse a client frame's header, unmask, check a close
- * payload, write a server frame's header.  asgi_proto.c uses it; the
+ * payload, write a server frame's header.  asgi_ws.c uses it; the
  * fuzz target tests/fuzz/fuzz_ws_frame.c drives it.
  *
  * A client frame (RFC 6455 §5.2):
