@@ -6,12 +6,14 @@
 PYTHON      ?= /usr/bin/python3
 PY_CFLAGS   := $(shell pkg-config --cflags python3-embed)
 PY_LIBS     := $(shell pkg-config --libs python3-embed)
+Z_CFLAGS    := $(shell pkg-config --cflags zlib)
+Z_LIBS      := $(shell pkg-config --libs zlib)
 PY_EXT      := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 CC          ?= cc
 OPT         ?= -O2 -g
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_ALL  := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -pthread $(PY_CFLAGS) $(CFLAGS)
-LDLIBS_ALL  := $(PY_LIBS) -pthread -lm $(LDLIBS)
+CFLAGS_ALL  := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -pthread $(PY_CFLAGS) $(Z_CFLAGS) $(CFLAGS)
+LDLIBS_ALL  := $(PY_LIBS) $(Z_LIBS) -pthread -lm $(LDLIBS)
 SAN         := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS        := $(wildcard src/*.c)
@@ -63,9 +65,9 @@ unit: $(UNIT_BINS)
 
 # libFuzzer targets link only the pure-C modules they exercise.
 FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/http_parser.c src/http_chunked.c src/http_conn.c src/util.c src/log.c \
-             src/ws_frame.c
+             src/ws_frame.c src/ws_deflate.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS)
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — every benchmark, one after the other: installs the peers (uWSGI,
 # Debian's gunicorn, wrk) if missing, builds, then prints the figures of
-# bench/http.py, bench/keepalive.py, bench/sse.py, bench/dirty.py,
+# bench/http.py, bench/keepalive.py, bench/sse.py, bench/websocket.py, bench/dirty.py,
 # bench/stream_stash.py and bench/lifecycle.py
 # (root only).
 # Benchmarks print; they never assert timings.
@@ -12,6 +12,7 @@ make -j2 >/dev/null
 echo "## HTTP"; /usr/bin/python3 bench/http.py "$@"
 echo; echo "## keep-alive (gthread)"; /usr/bin/python3 bench/keepalive.py "$@"
 echo; echo "## SSE streams relayed by the gthread loop"; /usr/bin/python3 bench/sse.py
+echo; echo "## websocket echo, permessage-deflate on and off"; /usr/bin/python3 bench/websocket.py "$@"
 echo; echo "## memory"; /usr/bin/python3 bench/memory.py
 echo; echo "## dirty calls"; /usr/bin/python3 bench/dirty.py
 echo; echo "## streaming and stash"; /usr/bin/python3 bench/stream_stash.py

@@ -1,13 +1,16 @@
 /*
- * access_log.c — gunicorn's access log: the access_log_format compiled
- * once into segments (text, atoms such as %(h)s, %({header}i)s,
- * %({header}o)s, %({key}e)s), and one line formatted per request
- * (contract: access_log.h).
+ * access_log.c — gunicorn's access log, for every worker: the
+ * access_log_format compiled once into segments (text, atoms such as
+ * %(h)s, %({header}i)s, %({header}o)s, %({key}e)s), and one line
+ * formatted per request from a struct access_log_facts (contract:
+ * access_log.h).  The WSGI workers' facts come from the environ, as
+ * gunicorn's glogging reads them (an app or middleware may have changed
+ * it); the asgi worker fills them from the parsed head (asgi_alog.c).
  *
- * Owns: the compiled format (read-only after access_log_init, so every
- * gthread thread may format), a per-thread line buffer, the interned
- * environ keys the atoms read.  Knows nothing of WSGI's own structs: the
- * caller hands it the parsed request, the environ and what was sent.
+ * Owns: the compiled format and the facts it needs (read-only after
+ * access_log_init, so every gthread thread may format), a per-thread
+ * line buffer, the interned environ keys the atoms read.  Knows nothing
+ * of a worker's own structs.
  *
  * Never: fails or changes a request (a missing or odd value logs "-", a
  * Python error while reading the environ is cleared), calls the app, or
@@ -39,6 +42,7 @@ struct alog_seg {
 
 static struct alog_seg *alog;		/* the compiled format, read-only after init */
 static size_t nalog;
+static unsigned needs;			/* ACCESS_LOG_* of its atoms */
 static __thread struct buf logline;	/* the line being formatted (per thread) */
 
 /* environ keys the atoms read (interned: the environ uses the same objects) */
@@ -57,6 +61,23 @@ alog_add(enum alog_kind kind, char atom, const char *text, size_t len)
 	alog[nalog].text[len] = '\0';
 	alog[nalog].len = len;
 	nalog++;
+}
+
+static unsigned
+atom_needs(char atom)
+{
+	switch (atom) {
+	case 'h': return ACCESS_LOG_REMOTE_ADDR;
+	case 'u': return ACCESS_LOG_AUTHORIZATION;
+	case 'r': return ACCESS_LOG_METHOD | ACCESS_LOG_URI | ACCESS_LOG_PROTOCOL;
+	case 'm': return ACCESS_LOG_METHOD;
+	case 'U': return ACCESS_LOG_PATH;
+	case 'q': return ACCESS_LOG_QUERY;
+	case 'H': return ACCESS_LOG_PROTOCOL;
+	case 'f': return ACCESS_LOG_REFERER;
+	case 'a': return ACCESS_LOG_USER_AGENT;
+	default: return 0;
+	}
 }
 
 /* Python %-format with a mapping: "%(name)s" (any conversion letter
@@ -96,8 +117,10 @@ alog_compile(const char *fmt)
 		for (size_t i = 0; i < bl; i++)
 			buf[i] = (char)(name[0] == '{' ? tolower((unsigned char)name[i]) : name[i]);
 		buf[bl] = '\0';
-		if (bl == 1 && strchr("hlutrsmUqHbBfaTDMLp", buf[0]))
+		if (bl == 1 && strchr("hlutrsmUqHbBfaTDMLp", buf[0])) {
 			alog_add(AL_ATOM, buf[0], buf, bl);
+			needs |= atom_needs(buf[0]);
+		}
 		else if (bl > 3 && buf[0] == '{' && buf[bl - 2] == '}' && strchr("ioe", buf[bl - 1])) {
 			enum alog_kind k = buf[bl - 1] == 'i' ? AL_REQ_HEADER :
 			    buf[bl - 1] == 'o' ? AL_RESP_HEADER : AL_ENV;
@@ -140,23 +163,16 @@ void
 access_log_init(const char *format)
 {
 	access_log_prepare();
+	if (alog != NULL)
+		return;		/* once per process */
 	alog_compile(format != NULL ? format :
 	    "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\"");
 }
 
-static void
-log_add_env(PyObject *env, PyObject *key, const char *dflt)
+unsigned
+access_log_needs(void)
 {
-	PyObject *v = env ? PyDict_GetItemWithError(env, key) : NULL;
-	Py_ssize_t n;
-	const char *s;
-
-	if (v != NULL && PyUnicode_Check(v) && (s = PyUnicode_AsUTF8AndSize(v, &n)) != NULL) {
-		buf_append(&logline, s, (size_t)n);
-		return;
-	}
-	PyErr_Clear();
-	buf_appends(&logline, dflt);
+	return needs;
 }
 
 static int
@@ -170,8 +186,11 @@ b64val(int c)
 	return -1;
 }
 
-size_t
-access_log_basic_user(const char *v, size_t n, char *out, size_t cap)
+/* The user name of an "Authorization: Basic <base64>" value, decoded
+ * into out (at most cap bytes), as gunicorn's _get_user; its length, 0
+ * for none. */
+static size_t
+basic_user(const char *v, size_t n, char *out, size_t cap)
 {
 	const char *sp, *end = v + n;
 	size_t o = 0;
@@ -196,31 +215,61 @@ access_log_basic_user(const char *v, size_t n, char *out, size_t cap)
 	return colon == NULL ? 0 : (size_t)(colon - out);
 }
 
-/* The user of "Authorization: Basic ...", as gunicorn's _get_user. */
 static void
-log_add_user(PyObject *env)
+add_str(struct access_log_str v)
 {
-	PyObject *v = env ? PyDict_GetItemWithError(env, k_http_authorization) : NULL;
-	const char *s;
-	Py_ssize_t len;
-	char out[512];
-	size_t n = 0;
-
-	if (v != NULL && PyUnicode_Check(v) && (s = PyUnicode_AsUTF8AndSize(v, &len)) != NULL)
-		n = access_log_basic_user(s, (size_t)len, out, sizeof(out));
-	PyErr_Clear();
-	if (n == 0)
-		buf_appends(&logline, "-");
+	if (v.s != NULL)
+		buf_append(&logline, v.s, v.n);
 	else
-		buf_append(&logline, out, n);
+		buf_appends(&logline, "-");
+}
+
+/* The value of the last line named name (len bytes) in "Name: value\r\n"
+ * lines, or NULL. */
+static const char *
+resp_header(const char *p, size_t n, const char *name, size_t len, size_t *vlen)
+{
+	const char *end = p + n, *val = NULL;
+
+	while (p != NULL && p < end) {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+		const char *eol = memchr(p, '\r', (size_t)(end - p));
+		if (colon == NULL || eol == NULL || colon > eol)
+			break;
+		if ((size_t)(colon - p) == len && strncasecmp(p, name, len) == 0) {
+			val = colon + 2;
+			*vlen = (size_t)(eol - colon - 2);
+		}
+		p = eol + 2;
+	}
+	return val;
+}
+
+/* %({key}e)s: the environ's value for key, compared without case. */
+static void
+add_env(PyObject *env, const struct alog_seg *s)
+{
+	PyObject *k, *v, *str = NULL;
+	Py_ssize_t pos = 0, kl;
+	const char *ks, *vs;
+
+	while (env != NULL && PyDict_Next(env, &pos, &k, &v))
+		if (PyUnicode_Check(k) && (ks = PyUnicode_AsUTF8AndSize(k, &kl)) != NULL &&
+		    (size_t)kl == s->len && strncasecmp(ks, s->text, s->len) == 0)
+			Py_XSETREF(str, PyObject_Str(v));
+	vs = str ? PyUnicode_AsUTF8AndSize(str, &kl) : NULL;
+	if (vs)
+		buf_append(&logline, vs, (size_t)kl);
+	else
+		buf_appends(&logline, "-");
+	Py_XDECREF(str);
+	PyErr_Clear();
 }
 
 void
-access_log_line(const struct http_request *q, void *env_obj,
-    const struct access_log_response *r, uint64_t elapsed_us)
+access_log_write(const struct access_log_facts *f)
 {
-	PyObject *env = env_obj;
-	int status_code = r->status;
+	uint64_t us = f->elapsed_us;
 
 	logline.len = 0;
 	for (size_t i = 0; i < nalog; i++) {
@@ -234,9 +283,18 @@ access_log_line(const struct http_request *q, void *env_obj,
 			break;
 		case AL_ATOM:
 			switch (s->atom) {
-			case 'h': log_add_env(env, k_remote_addr, "-"); break;
+			case 'h': add_str(f->remote_addr); break;
 			case 'l': buf_appends(&logline, "-"); break;
-			case 'u': log_add_user(env); break;
+			case 'u': {
+				char out[512];
+				size_t n = f->authorization.s == NULL ? 0 :
+				    basic_user(f->authorization.s, f->authorization.n, out, sizeof(out));
+				if (n == 0)
+					buf_appends(&logline, "-");
+				else
+					buf_append(&logline, out, n);
+				break;
+			}
 			case 't': {
 				char tb[64];
 				struct tm tm;
@@ -247,35 +305,35 @@ access_log_line(const struct http_request *q, void *env_obj,
 				break;
 			}
 			case 'r':
-				log_add_env(env, k_request_method, "-");
+				add_str(f->method);
 				buf_appends(&logline, " ");
-				log_add_env(env, k_raw_uri, "-");
+				add_str(f->uri);
 				buf_appends(&logline, " ");
-				log_add_env(env, k_server_protocol, "-");
+				add_str(f->protocol);
 				break;
-			case 's': buf_printf(&logline, "%d", status_code); break;
-			case 'm': log_add_env(env, k_request_method, "-"); break;
-			case 'U': log_add_env(env, k_path_info, "-"); break;
-			case 'q': log_add_env(env, k_query_string, "-"); break;
-			case 'H': log_add_env(env, k_server_protocol, "-"); break;
+			case 's': buf_printf(&logline, "%d", f->status); break;
+			case 'm': add_str(f->method); break;
+			case 'U': add_str(f->path); break;
+			case 'q': add_str(f->query); break;
+			case 'H': add_str(f->protocol); break;
 			case 'b':
-			case 'B': buf_printf(&logline, "%llu", (unsigned long long)r->sent); break;
-			case 'f': log_add_env(env, k_http_referer, "-"); break;
-			case 'a': log_add_env(env, k_http_user_agent, "-"); break;
-			case 'T': buf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000000)); break;
-			case 'D': buf_printf(&logline, "%llu", (unsigned long long)elapsed_us); break;
-			case 'M': buf_printf(&logline, "%llu", (unsigned long long)(elapsed_us / 1000)); break;
-			case 'L': buf_printf(&logline, "%llu.%06llu", (unsigned long long)(elapsed_us / 1000000),
-			    (unsigned long long)(elapsed_us % 1000000)); break;
+			case 'B': buf_printf(&logline, "%llu", (unsigned long long)f->sent); break;
+			case 'f': add_str(f->referer); break;
+			case 'a': add_str(f->user_agent); break;
+			case 'T': buf_printf(&logline, "%llu", (unsigned long long)(us / 1000000)); break;
+			case 'D': buf_printf(&logline, "%llu", (unsigned long long)us); break;
+			case 'M': buf_printf(&logline, "%llu", (unsigned long long)(us / 1000)); break;
+			case 'L': buf_printf(&logline, "%llu.%06llu", (unsigned long long)(us / 1000000),
+			    (unsigned long long)(us % 1000000)); break;
 			case 'p': buf_printf(&logline, "<%ld>", (long)getpid()); break;
 			}
 			break;
 		case AL_REQ_HEADER: {
 			const struct http_header *found = NULL;
-			for (size_t j = 0; j < q->nheaders; j++)
-				if (q->headers[j].name_len == s->len &&
-				    strncasecmp(q->headers[j].name, s->text, s->len) == 0)
-					found = &q->headers[j];
+			for (size_t j = 0; f->req != NULL && j < f->req->nheaders; j++)
+				if (f->req->headers[j].name_len == s->len &&
+				    strncasecmp(f->req->headers[j].name, s->text, s->len) == 0)
+					found = &f->req->headers[j];
 			if (found)
 				buf_append(&logline, found->value, found->value_len);
 			else
@@ -283,48 +341,65 @@ access_log_line(const struct http_request *q, void *env_obj,
 			break;
 		}
 		case AL_RESP_HEADER: {
-			const char *p = r->headers, *end = p + r->headers_len;
-			const char *val = NULL;
 			size_t vlen = 0;
-			while (p < end) {
-				const char *colon = memchr(p, ':', (size_t)(end - p));
-				const char *eol = memchr(p, '\r', (size_t)(end - p));
-				if (colon == NULL || eol == NULL)
-					break;
-				if ((size_t)(colon - p) == s->len && strncasecmp(p, s->text, s->len) == 0) {
-					val = colon + 2;
-					vlen = (size_t)(eol - colon - 2);
-				}
-				p = eol + 2;
-			}
+			const char *val = resp_header(f->resp_headers, f->resp_headers_len, s->text,
+			    s->len, &vlen);
 			if (val)
 				buf_append(&logline, val, vlen);
 			else
 				buf_appends(&logline, "-");
 			break;
 		}
-		case AL_ENV: {
-			PyObject *k, *v, *str = NULL;
-			Py_ssize_t pos = 0;
-			const char *ks;
-			Py_ssize_t kl;
-			while (env && PyDict_Next(env, &pos, &k, &v)) {
-				if (PyUnicode_Check(k) && (ks = PyUnicode_AsUTF8AndSize(k, &kl)) != NULL &&
-				    (size_t)kl == s->len && strncasecmp(ks, s->text, s->len) == 0) {
-					Py_XSETREF(str, PyObject_Str(v));
-				}
-			}
-			const char *vs = str ? PyUnicode_AsUTF8AndSize(str, &kl) : NULL;
-			if (vs)
-				buf_append(&logline, vs, (size_t)kl);
-			else
-				buf_appends(&logline, "-");
-			Py_XDECREF(str);
-			PyErr_Clear();
+		case AL_ENV:
+			add_env(f->environ, s);
 			break;
-		}
 		}
 	}
 	buf_append(&logline, "\n", 1);
 	log_access_write(logline.chars, logline.len);
+}
+
+/* ---- the WSGI workers' facts: the environ, as gunicorn reads it ---- */
+
+static struct access_log_str
+env_str(PyObject *env, PyObject *key, unsigned bit)
+{
+	struct access_log_str v = { NULL, 0 };
+	PyObject *o;
+	Py_ssize_t n;
+
+	if (env == NULL || !(needs & bit))
+		return v;
+	o = PyDict_GetItemWithError(env, key);
+	if (o != NULL && PyUnicode_Check(o) && (v.s = PyUnicode_AsUTF8AndSize(o, &n)) != NULL)
+		v.n = (size_t)n;
+	PyErr_Clear();
+	return v;
+}
+
+void
+access_log_line(const struct http_request *q, void *env_obj,
+    const struct access_log_response *r, uint64_t elapsed_us)
+{
+	PyObject *env = env_obj;
+	struct access_log_facts f = {
+		.remote_addr = env_str(env, k_remote_addr, ACCESS_LOG_REMOTE_ADDR),
+		.method = env_str(env, k_request_method, ACCESS_LOG_METHOD),
+		.uri = env_str(env, k_raw_uri, ACCESS_LOG_URI),
+		.protocol = env_str(env, k_server_protocol, ACCESS_LOG_PROTOCOL),
+		.path = env_str(env, k_path_info, ACCESS_LOG_PATH),
+		.query = env_str(env, k_query_string, ACCESS_LOG_QUERY),
+		.referer = env_str(env, k_http_referer, ACCESS_LOG_REFERER),
+		.user_agent = env_str(env, k_http_user_agent, ACCESS_LOG_USER_AGENT),
+		.authorization = env_str(env, k_http_authorization, ACCESS_LOG_AUTHORIZATION),
+		.req = q,
+		.environ = env,
+		.status = r->status,
+		.sent = r->sent,
+		.resp_headers = r->headers,
+		.resp_headers_len = r->headers_len,
+		.elapsed_us = elapsed_us,
+	};
+
+	access_log_write(&f);
 }

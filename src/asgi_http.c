@@ -214,15 +214,8 @@ asgi_http_begin(Proto *p)
 		}
 		return NULL;
 	}
-	if (asgi_alog_enabled()) {
-		if (q->head_len > p->alog_head_cap) {
-			p->alog_head = xrealloc(p->alog_head, q->head_len);
-			p->alog_head_cap = q->head_len;
-		}
-		memcpy(p->alog_head, p->c.buf, q->head_len);
-		p->alog_head_len = q->head_len;
-		p->alog_start_us = asgi_realtime_us();
-	}
+	asgi_alog_keep_head(p);
+	asgi_hook_pre_request(p);
 	/* the head is in the scope now: keep only the body and what follows */
 	int expect_continue = q->expect_continue;
 	buf_consume(p, q->head_len);

@@ -9,8 +9,10 @@
  *   asgi_ws.c      websockets (RFC 6455) over ws_frame.c
  *   asgi_http.c    the `http` scope, the request body (receive), the
  *                  response's framing (send)
- *   asgi_state.c   the shared state's definition, error pages, access
- *                  log lines, the Ready awaitable
+ *   asgi_state.c   the shared state's definition, error pages, the
+ *                  Ready awaitable
+ *   asgi_alog.c    access log lines (the facts for access_log.c)
+ *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
  * Calls go one way: proto -> ws -> http -> state (and everything uses the
  * inline helpers below); nothing lower calls up.  When a response ends
@@ -21,6 +23,7 @@
  *   connection (transport .. tprev/tnext)   asgi_proto.c; the inline
  *       helpers set_state/timer_del/proto_close keep state and timers
  *   the request and the response (gen .. rhead, alog_*)   asgi_http.c
+ *       (task: asgi_proto.c; hook_req: asgi_hooks.c)
  *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
@@ -52,6 +55,7 @@
 
 struct http_worker_ctx;
 struct settings;
+struct ws_deflate;
 
 #define SERVER_HEADER	"cunicorn"
 #define FIRST_BUF	(16 * 1024)
@@ -93,6 +97,9 @@ typedef struct proto {
 	char *rhead;			/* the app's headers, serialized */
 	size_t rhead_len, rhead_cap;
 
+	PyObject *task;			/* the app's task of the current request */
+	PyObject *hook_req;		/* (req, environ) from pre_ to post_request */
+
 	/* the access log's copy of the request head (only when it is on) */
 	char *alog_head;
 	size_t alog_head_len, alog_head_cap;
@@ -107,6 +114,9 @@ typedef struct proto {
 	char *ws_msg;			/* a fragmented message so far */
 	size_t ws_msg_len, ws_msg_cap;
 	int ws_msg_opcode;		/* 0: none in progress */
+	int ws_msg_deflated;		/* it came with RSV1: inflated as it arrives */
+	struct ws_deflate *ws_pmd;	/* permessage-deflate, once agreed */
+	char *ws_ext;			/* its Sec-WebSocket-Extensions answer */
 	struct proto *wsprev, *wsnext;	/* open websockets (closed when draining) */
 } Proto;
 
@@ -171,8 +181,17 @@ extern struct asgi_state asgi;
 extern PyTypeObject asgi_ready_type;
 PyObject *asgi_error_page(int status, const char *mesg);
 uint64_t asgi_realtime_us(void);
-void asgi_access_log(Proto *p, int status);
 void asgi_refuse(Proto *p, int status, const char *why);
+
+/* asgi_hooks.c */
+void asgi_hook_pre_request(Proto *p);
+void asgi_hook_post_request(Proto *p, int status);
+void asgi_disconnect_grace(Proto *p);
+int asgi_cancelled_after_disconnect(Proto *p);
+
+/* asgi_alog.c (and asgi_alog.h) */
+void asgi_alog_keep_head(Proto *p);
+void asgi_access_log(Proto *p, int status);
 
 /* asgi_http.c */
 extern const char *const asgi_method_names[9];
@@ -190,6 +209,8 @@ PyObject *asgi_ws_start(Proto *p);
 void asgi_ws_feed(Proto *p);
 void asgi_ws_fail(Proto *p, int code, const char *why);
 void asgi_ws_unlink(Proto *p);
+void asgi_ws_ended(Proto *p);
+void asgi_ws_free(Proto *p);
 PyObject *asgi_ws_disconnect_message(int code);
 void asgi_ws_deliver(Proto *p, PyObject *m);
 PyObject *asgi_ws_receive(Proto *p);

@@ -89,6 +89,7 @@ run_app(Proto *p, PyObject *scope)
 		goto fail;
 	if (PySet_Add(asgi.tasks, task) == -1)
 		goto fail;
+	Py_XSETREF(p->task, Py_NewRef(task));
 	if ((r = PyObject_CallMethodOneArg(task, asgi.s_add_done_callback, done)) == NULL)
 		goto fail;
 	Py_DECREF(r);
@@ -247,16 +248,21 @@ channel_done(Channel *ch, PyObject *task)
 	Proto *p = ch->p;
 	PyObject *r;
 
+	if (p->task == task)
+		Py_CLEAR(p->task);
 	r = PyObject_CallMethodNoArgs(task, asgi.s_result);
 	if (PySet_Discard(asgi.tasks, task) == -1)
 		PyErr_Clear();
 	if (r == NULL) {
 		if (PyErr_ExceptionMatches(PyExc_BaseException) &&
-		    !(p->lost && PyErr_ExceptionMatches(PyExc_OSError)))
+		    !(p->lost && PyErr_ExceptionMatches(PyExc_OSError)) &&
+		    !asgi_cancelled_after_disconnect(p))
 			python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
 		PyErr_Clear();
 	}
 	Py_XDECREF(r);
+	if (ch->gen == p->gen && p->lost)	/* no response to log: the hook still runs */
+		asgi_hook_post_request(p, p->rstate == R_NONE ? 500 : p->status);
 	if (ch->gen != p->gen || p->rstate == R_DONE || p->lost)
 		return;
 	if (p->is_ws) {
@@ -421,6 +427,7 @@ proto_eof_received(Proto *p, PyObject *unused)
 	 * SSE stream stops).  A real close shows later as connection_lost. */
 	if (p->state == PS_BUSY && p->rstate != R_DONE) {
 		asgi_feed_receiver(p);
+		asgi_disconnect_grace(p);
 		Py_RETURN_TRUE;
 	}
 	Py_RETURN_FALSE;
@@ -435,7 +442,7 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	timer_del(p);
 	p->state = PS_CLOSING;
 	if (p->is_ws) {
-		asgi_ws_unlink(p);
+		asgi_ws_ended(p);
 		if (p->ws_state != WS_CLOSED) {
 			p->ws_state = WS_CLOSED;
 			asgi_ws_deliver(p, asgi_ws_disconnect_message(p->ws_close_code));
@@ -448,6 +455,7 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	}
 	future_resolve(&p->drain_waiter, Py_None);
 	PyErr_Clear();
+	asgi_disconnect_grace(p);
 	Py_CLEAR(p->transport);
 	http_conn_free_buffers(&p->c);
 	if (p->counted) {
@@ -486,6 +494,8 @@ proto_traverse(Proto *p, visitproc visit, void *arg)
 	Py_VISIT(p->drain_waiter);
 	Py_VISIT(p->ws_queue);
 	Py_VISIT(p->ws_accept);
+	Py_VISIT(p->task);
+	Py_VISIT(p->hook_req);
 	return 0;
 }
 
@@ -498,6 +508,8 @@ proto_clear(Proto *p)
 	Py_CLEAR(p->drain_waiter);
 	Py_CLEAR(p->ws_queue);
 	Py_CLEAR(p->ws_accept);
+	Py_CLEAR(p->task);
+	Py_CLEAR(p->hook_req);
 	return 0;
 }
 
@@ -514,7 +526,7 @@ proto_dealloc(Proto *p)
 	proto_clear(p);
 	http_conn_free_buffers(&p->c);
 	free(p->rhead);
-	free(p->ws_msg);
+	asgi_ws_free(p);
 	free(p->alog_head);
 	Py_TYPE(p)->tp_free((PyObject *)p);
 }

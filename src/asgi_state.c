@@ -1,7 +1,7 @@
 /*
  * asgi_state.c — what every file of _cunicorn_asgi leans on (asgi_int.h
  * names the files): the worker's shared state `asgi`, gunicorn's error
- * pages, the access log line of one response, and Ready, an awaitable
+ * pages, and Ready, an awaitable
  * that is already done (send() and a receive() answered from the buffer
  * return one: no future, no loop iteration).
  *
@@ -18,7 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "asgi_alog.h"
 #include "asgi_int.h"
 #include "http_parser.h"
 #include "log.h"
@@ -61,33 +60,6 @@ asgi_realtime_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* One access log line for the request just answered with status. */
-void
-asgi_access_log(Proto *p, int status)
-{
-	struct asgi_alog_entry e;
-	const char *client = NULL;
-
-	if (!asgi_alog_enabled() || p->alog_head_len == 0)
-		return;
-	if (p->client != NULL && PyTuple_Check(p->client) &&
-	    PyUnicode_Check(PyTuple_GET_ITEM(p->client, 0)))
-		client = PyUnicode_AsUTF8(PyTuple_GET_ITEM(p->client, 0));
-	PyErr_Clear();
-	e = (struct asgi_alog_entry){
-		.head = p->alog_head,
-		.head_len = p->alog_head_len,
-		.client = client,
-		.status = status,
-		.sent = p->resp_sent,
-		.resp_headers = p->rhead,
-		.resp_headers_len = p->rhead_len,
-		.elapsed_us = asgi_realtime_us() - p->alog_start_us,
-	};
-	asgi_alog_write(&e);
-	p->alog_head_len = 0;
 }
 
 void

@@ -7,9 +7,21 @@
  * Owns: a Proto's websocket fields and the worker's list of open
  * websockets (closed with 1001 when the worker drains).
  *
+ * permessage-deflate (RFC 7692, ws_deflate.c) is agreed when the client
+ * offers it in a form we can honour: a compressed message (RSV1 on its
+ * first frame) is inflated frame by frame as it arrives, bounded by
+ * WS_MAX_MESSAGE like any other (a bomb closes with 1009, undecodable
+ * data with 1007), and every message we send is compressed.
+ *
+ * Access log: one line per websocket, written when it ends: status 101
+ * and the handshake's request line for an accepted one (%(b)s: the data
+ * frames' payload bytes sent, compressed; %(D)s and friends: its whole
+ * life), 403 when the app closed it before accepting, 500 when the app
+ * failed before answering (asgi_proto.c).
+ *
  * Never: buffers a message past WS_MAX_MESSAGE (the length is checked
- * before any byte is kept), answers an unmasked client frame, or writes
- * to a socket itself (the transport does).
+ * before any byte is kept; inflated bytes too), answers an unmasked
+ * client frame, or writes to a socket itself (the transport does).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,6 +37,7 @@
 #include "log.h"
 #include "python.h"
 #include "util.h"
+#include "ws_deflate.h"
 #include "ws_frame.h"
 
 /* ---- websockets (RFC 6455) ----
@@ -59,6 +72,34 @@ asgi_ws_wanted(const struct http_request *q)
 	const struct http_header *up = http_header_find(q, "upgrade");
 
 	return up != NULL && token_in(up->value, up->value_len, "websocket");
+}
+
+/* The access log line of an accepted websocket, once. */
+static void
+ws_log_end(Proto *p)
+{
+	if (p->status == 101)
+		asgi_access_log(p, 101);
+}
+
+/* The connection is gone (asgi_proto.c's connection_lost). */
+void
+asgi_ws_ended(Proto *p)
+{
+	asgi_ws_unlink(p);
+	ws_log_end(p);
+}
+
+/* What a Proto's websocket owns outside Python (its dealloc). */
+void
+asgi_ws_free(Proto *p)
+{
+	free(p->ws_msg);
+	p->ws_msg = NULL;
+	ws_deflate_free(p->ws_pmd);
+	p->ws_pmd = NULL;
+	free(p->ws_ext);
+	p->ws_ext = NULL;
 }
 
 void
@@ -117,16 +158,31 @@ asgi_ws_deliver(Proto *p, PyObject *m)
 	PyErr_Clear();
 }
 
-static void
+/* One frame; a data frame is compressed once permessage-deflate is
+ * agreed.  0, or -1 when zlib failed (the caller closes with 1011). */
+static int
 ws_write_frame(Proto *p, int opcode, const char *data, size_t len)
 {
 	unsigned char head[10];
-	size_t h = ws_frame_header(head, opcode, len);
+	size_t h;
 	PyObject *out;
+	int deflated = 0;
 
+	if (p->ws_pmd != NULL && (opcode == 0x1 || opcode == 0x2)) {
+		const unsigned char *z;
+		if (ws_deflate_message(p->ws_pmd, (const unsigned char *)data, len, &z, &len) == -1)
+			return -1;
+		data = (const char *)z;
+		deflated = 1;
+	}
+	h = ws_frame_header(head, opcode, len);
+	if (deflated)
+		head[0] |= 0x40;	/* RSV1: a compressed message */
+	if (opcode == 0x1 || opcode == 0x2)
+		p->resp_sent += len;
 	if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(h + len))) == NULL) {
 		PyErr_Clear();
-		return;
+		return 0;
 	}
 	memcpy(PyBytes_AS_STRING(out), head, h);
 	if (len > 0)
@@ -134,6 +190,7 @@ ws_write_frame(Proto *p, int opcode, const char *data, size_t len)
 	if (transport_write(p, out) == -1)
 		PyErr_Clear();
 	Py_DECREF(out);
+	return 0;
 }
 
 /* Close with code (we start it, or we answer the client's close):
@@ -149,13 +206,32 @@ asgi_ws_fail(Proto *p, int code, const char *why)
 	}
 	if (why != NULL)
 		log_debug("websocket closed with %d: %s", code, why);
-	ws_write_frame(p, 0x8, b, 2);
+	(void)ws_write_frame(p, 0x8, b, 2);
 	asgi_ws_unlink(p);
 	p->ws_state = WS_CLOSED;
 	p->ws_close_code = code;
 	asgi_ws_deliver(p, asgi_ws_disconnect_message(code));
 	p->c.len = 0;
 	proto_close(p);
+	ws_log_end(p);
+}
+
+/* Inflate one frame's payload of a compressed message onto ws_msg;
+ * 0, or -1 once the connection failed. */
+static int
+ws_inflate_frame(Proto *p, const unsigned char *data, size_t len, int fin)
+{
+	unsigned char *m = (unsigned char *)p->ws_msg;
+	int r = ws_inflate(p->ws_pmd, data, len, fin, &m, &p->ws_msg_len, &p->ws_msg_cap,
+	    WS_MAX_MESSAGE);
+
+	p->ws_msg = (char *)m;
+	if (r == WS_INFLATE_OK)
+		return 0;
+	ws_inflate_abort(p->ws_pmd);
+	asgi_ws_fail(p, r == WS_INFLATE_TOO_BIG ? 1009 : 1007, r == WS_INFLATE_TOO_BIG ?
+	    "message too big once inflated" : "compressed message not valid DEFLATE");
+	return -1;
 }
 
 static void
@@ -194,8 +270,10 @@ asgi_ws_feed(Proto *p)
 		const char *why;
 		int code;
 
-		switch (ws_frame_parse(b, p->c.len, p->ws_msg_opcode, p->ws_msg_len,
-		    WS_MAX_MESSAGE, &f, &code, &why)) {
+		/* a compressed message's limit is on its inflated bytes */
+		switch (ws_frame_parse(b, p->c.len, p->ws_msg_opcode,
+		    p->ws_msg_deflated ? 0 : p->ws_msg_len, WS_MAX_MESSAGE, p->ws_pmd != NULL,
+		    &f, &code, &why)) {
 		case WS_FRAME_BAD:
 			asgi_ws_fail(p, code, why);
 			return;
@@ -223,9 +301,24 @@ asgi_ws_feed(Proto *p)
 			p->ws_close_code = c;
 			return;
 		} else if (f.opcode == 0x9) {
-			ws_write_frame(p, 0xa, (const char *)data, len);
+			(void)ws_write_frame(p, 0xa, (const char *)data, len);
 		} else if (f.opcode == 0xa) {
 			/* unsolicited pong: ignored */
+		} else if (f.rsv1 || (f.opcode == 0x0 && p->ws_msg_deflated)) {
+			if (f.opcode != 0x0) {
+				p->ws_msg_opcode = f.opcode;
+				p->ws_msg_deflated = 1;
+				p->ws_msg_len = 0;
+			}
+			if (ws_inflate_frame(p, data, len, f.fin) == -1)
+				return;
+			if (f.fin) {
+				int op = p->ws_msg_opcode;
+				p->ws_msg_opcode = 0;
+				p->ws_msg_deflated = 0;
+				ws_message_done(p, op, p->ws_msg, p->ws_msg_len);
+				p->ws_msg_len = 0;
+			}
 		} else if (f.fin && f.opcode != 0x0) {
 			ws_message_done(p, f.opcode, (const char *)data, len);
 		} else {
@@ -303,6 +396,34 @@ ws_accept_value(const struct http_header *key)
 	return r;
 }
 
+/* permessage-deflate: the first offer of the client's we can honour
+ * (every Sec-WebSocket-Extensions header, in order, is one list). */
+static void
+ws_negotiate_deflate(Proto *p, const struct http_request *q)
+{
+	struct ws_deflate_params agreed;
+	char answer[128], *offers = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < q->nheaders; i++) {
+		const struct http_header *h = &q->headers[i];
+		if (h->name_len != 24 || strncasecmp(h->name, "sec-websocket-extensions", 24) != 0)
+			continue;
+		offers = xrealloc(offers, n + h->value_len + 2);
+		if (n > 0) {
+			offers[n++] = ',';
+			offers[n++] = ' ';
+		}
+		memcpy(offers + n, h->value, h->value_len);
+		n += h->value_len;
+	}
+	if (offers != NULL && ws_deflate_negotiate(offers, n, &agreed, answer, sizeof(answer))) {
+		p->ws_pmd = ws_deflate_new(&agreed);
+		p->ws_ext = xstrdup(answer);
+	}
+	free(offers);
+}
+
 /* A head that asked for a websocket: its scope (new, for the app), or
  * NULL once refused. */
 PyObject *
@@ -337,6 +458,11 @@ asgi_ws_start(Proto *p)
 	p->ws_state = WS_CONNECTING;
 	p->ws_close_code = 1006;
 	p->rstate = R_NONE;
+	p->status = 0;
+	p->resp_sent = 0;
+	p->rhead_len = 0;
+	ws_negotiate_deflate(p, q);
+	asgi_alog_keep_head(p);
 	p->http10 = 0;
 	p->body_done = p->body_sent = 1;
 	p->body_kind = HTTP_BODY_NONE;
@@ -474,9 +600,11 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 			static const char h1[] = "HTTP/1.1 101 Switching Protocols\r\n"
 			    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
 			static const char h2[] = "\r\nSec-WebSocket-Protocol: ";
+			static const char h3[] = "\r\nSec-WebSocket-Extensions: ";
 			size_t al = (size_t)PyBytes_GET_SIZE(p->ws_accept);
+			size_t el = p->ws_ext != NULL ? strlen(p->ws_ext) : 0;
 			size_t n = sizeof(h1) - 1 + al + (sl ? sizeof(h2) - 1 + (size_t)sl : 0) +
-			    2 + p->rhead_len + 2;
+			    (el ? sizeof(h3) - 1 + el : 0) + 2 + p->rhead_len + 2;
 			char *w;
 			if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n)) == NULL)
 				return -1;
@@ -491,6 +619,12 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 				memcpy(w, sv, (size_t)sl);
 				w += sl;
 			}
+			if (el) {
+				memcpy(w, h3, sizeof(h3) - 1);
+				w += sizeof(h3) - 1;
+				memcpy(w, p->ws_ext, el);
+				w += el;
+			}
 			memcpy(w, "\r\n", 2);
 			w += 2;
 			if (p->rhead_len)
@@ -504,6 +638,7 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 			return -1;
 		p->ws_state = WS_OPEN;
 		p->rstate = R_SENT;
+		p->status = 101;
 		if (asgi.stopping) {
 			asgi_ws_fail(p, 1001, "the worker is stopping");
 			return 0;
@@ -530,6 +665,7 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 			p->ws_state = WS_CLOSED;
 			p->rstate = R_DONE;
 			proto_close(p);
+			asgi_access_log(p, 403);
 			return 0;
 		}
 		PyObject *reason = PyDict_GetItemWithError(msg, asgi.k_reason);
@@ -544,12 +680,13 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 		frame[1] = (char)code;
 		if (rl > 0)
 			memcpy(frame + 2, rs, (size_t)rl);
-		ws_write_frame(p, 0x8, frame, (size_t)rl + 2);
+		(void)ws_write_frame(p, 0x8, frame, (size_t)rl + 2);
 		asgi_ws_unlink(p);
 		p->ws_state = WS_CLOSED;
 		p->ws_close_code = (int)code;
 		p->rstate = R_DONE;
 		proto_close(p);
+		ws_log_end(p);
 		return 0;
 	}
 	if (strcmp(t, "websocket.send") == 0) {
@@ -566,16 +703,23 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 		tx = PyDict_GetItemWithError(msg, asgi.k_text);
 		if (tx == NULL && PyErr_Occurred())
 			return -1;
+		int op;
 		if (b != NULL && b != Py_None) {
 			if (asgi_bytes_of(b, &d, &n) == -1)
 				return -1;
-			ws_write_frame(p, 0x2, d, (size_t)n);
+			op = 0x2;
 		} else if (tx != NULL && tx != Py_None && PyUnicode_Check(tx)) {
 			if ((d = PyUnicode_AsUTF8AndSize(tx, &n)) == NULL)
 				return -1;
-			ws_write_frame(p, 0x1, d, (size_t)n);
+			op = 0x1;
 		} else {
 			PyErr_SetString(PyExc_ValueError, "websocket.send needs bytes or text");
+			return -1;
+		}
+		if (ws_write_frame(p, op, d, (size_t)n) == -1) {
+			log_errorx("websocket: cannot compress a message (zlib)");
+			asgi_ws_fail(p, 1011, NULL);
+			PyErr_SetString(PyExc_ConnectionResetError, "the websocket is closed");
 			return -1;
 		}
 		return 0;

@@ -81,6 +81,7 @@ struct settings {
 	int keepalive;			/* 2 s */
 	char *asgi_loop;		/* "auto": uvloop when installed; asyncio; uvloop */
 	char *asgi_lifespan;		/* "auto", "on", "off" */
+	int asgi_disconnect_grace_period; /* 3 s: the app's task after its client left; 0 = cancel at once */
 	char *root_path;		/* "": the ASGI scope's root_path */
 
 	/* security */

@@ -115,8 +115,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	75
-#define NUNSUPPORTED	49
+#define NSETTINGS	76
+#define NUNSUPPORTED	48
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 

@@ -24,6 +24,12 @@ const struct setting_def settings_table[] = {
 	{ .name = "accesslog", .long_flag = "--access-logfile", .type = T_STR,
 	  .off = OFF(accesslog), .flags = F_NULLABLE, .meta = "FILE",
 	  .help = "The access log file to write to ('-' = stdout)." },
+	{ .name = "asgi_disconnect_grace_period",
+	  .long_flag = "--asgi-disconnect-grace-period", .type = T_INT,
+	  .off = OFF(asgi_disconnect_grace_period), .min = 0, .dflt = "3",
+	  .meta = "INT",
+	  .help = "Seconds an ASGI app's task may run on after its client went away "
+	  "before it is cancelled (0: at once; -k asgi)." },
 	{ .name = "asgi_lifespan", .long_flag = "--asgi-lifespan",
 	  .type = T_STR, .off = OFF(asgi_lifespan), .dflt = "auto",
 	  .check = settings_check_asgi_lifespan, .meta = "STRING",
@@ -284,9 +290,6 @@ const struct unsupported_def unsupported_table[] = {
 	  .kind = U_FLAG, .dflt = "True", .policy = REFUSE, .why = NO_TLS },
 
 	/* accepted with a warning */
-	{ .name = "asgi_disconnect_grace_period",
-	  .flag = "--asgi-disconnect-grace-period", .kind = U_VALUE,
-	  .dflt = "3", .compare = U_NUMBER, .policy = WARN },
 	{ .name = "casefold_http_method", .flag = "--casefold-http-method",
 	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
 	/* its default depends on $XDG_RUNTIME_DIR / $HOME: any path warns */

@@ -8,7 +8,7 @@
 
 int
 ws_frame_parse(const unsigned char *buf, size_t len, int msg_opcode,
-    uint64_t msg_len, uint64_t max, struct ws_frame *f, int *code,
+    uint64_t msg_len, uint64_t max, int rsv1_ok, struct ws_frame *f, int *code,
     const char **why)
 {
 	uint64_t n;
@@ -17,10 +17,19 @@ ws_frame_parse(const unsigned char *buf, size_t len, int msg_opcode,
 	if (len < 2)
 		return WS_FRAME_MORE;
 	f->fin = (buf[0] & 0x80) != 0;
+	f->rsv1 = (buf[0] & 0x40) != 0;
 	f->opcode = buf[0] & 0x0f;
 	*code = 1002;
-	if (buf[0] & 0x70) {
-		*why = "reserved bits set (no extension was agreed)";
+	if (buf[0] & 0x30) {
+		*why = "RSV2 or RSV3 set (no extension uses them)";
+		return WS_FRAME_BAD;
+	}
+	if (f->rsv1 && !rsv1_ok) {
+		*why = "RSV1 set (no extension was agreed)";
+		return WS_FRAME_BAD;
+	}
+	if (f->rsv1 && f->opcode != 0x1 && f->opcode != 0x2) {
+		*why = "RSV1 on a continuation or control frame";
 		return WS_FRAME_BAD;
 	}
 	if (!(buf[1] & 0x80)) {

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "hook_objects.h"
 #include "python.h"
 #include "settings.h"
 
@@ -40,7 +41,6 @@ static struct settings *cfg;
 static PyObject *app;			/* the WSGI callable */
 static PyObject *worker_obj;		/* hook argument, see wsgi_worker_object() */
 static int worker_age;
-static PyObject *ns_type;		/* types.SimpleNamespace, for hook objects */
 static PyObject *signal_mod;		/* _signal */
 static void (*urgent_signals)(void);
 
@@ -49,72 +49,6 @@ static void (*urgent_signals)(void);
 static uint64_t gen_counter;
 
 /* ---- hook objects (built only when a request hook is set) ---- */
-
-static __thread struct buf hook_names;	/* upper-cased header names */
-
-static PyObject *
-make_namespace(PyObject *kw)
-{
-	PyObject *empty, *o;
-
-	if (kw == NULL)
-		return NULL;
-	if ((empty = PyTuple_New(0)) == NULL) {
-		Py_DECREF(kw);
-		return NULL;
-	}
-	o = PyObject_Call(ns_type, empty, kw);
-	Py_DECREF(empty);
-	Py_DECREF(kw);
-	return o;
-}
-
-static PyObject *
-make_req_object(struct http_conn *c)
-{
-	const struct http_request *q = &c->req;
-	PyObject *headers = PyList_New((Py_ssize_t)q->nheaders);
-
-	if (headers == NULL)
-		return NULL;
-	for (size_t i = 0; i < q->nheaders; i++) {
-		const struct http_header *h = &q->headers[i];
-		hook_names.len = 0;
-		for (size_t j = 0; j < h->name_len; j++) {
-			unsigned char ch = (unsigned char)h->name[j];
-			char u = (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : (char)ch;
-			buf_append(&hook_names, &u, 1);
-		}
-		PyObject *t = Py_BuildValue("(s#y#)", hook_names.chars, (Py_ssize_t)hook_names.len,
-		    h->value, (Py_ssize_t)h->value_len);
-		if (t == NULL) {
-			Py_DECREF(headers);
-			return NULL;
-		}
-		/* values as latin-1 str, like gunicorn */
-		PyObject *v = PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
-		if (v == NULL) {
-			Py_DECREF(t);
-			Py_DECREF(headers);
-			return NULL;
-		}
-		PyTuple_SetItem(t, 1, v);
-		PyList_SET_ITEM(headers, (Py_ssize_t)i, t);
-	}
-	const char *peer = wsgi_peer_text(c);
-	PyObject *kw = Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:(ii),s:N,s:s,s:s}",
-	    "method", PyUnicode_DecodeLatin1(q->method, (Py_ssize_t)q->method_len, NULL),
-	    "uri", PyUnicode_DecodeLatin1(q->target, (Py_ssize_t)q->target_len, NULL),
-	    "path", PyUnicode_DecodeLatin1(q->path, (Py_ssize_t)q->path_len, NULL),
-	    "query", PyUnicode_DecodeLatin1(q->query ? q->query : "", (Py_ssize_t)q->query_len, NULL),
-	    "fragment", PyUnicode_DecodeLatin1(q->fragment ? q->fragment : "",
-	        (Py_ssize_t)q->fragment_len, NULL),
-	    "version", q->version_major, q->version_minor,
-	    "headers", headers,
-	    "scheme", "http",
-	    "remote_addr", peer);
-	return make_namespace(kw);
-}
 
 static PyObject *
 resp_headers_list(const struct response *r)
@@ -158,7 +92,7 @@ make_resp_object(const struct response *r)
 	        PyLong_FromLongLong(r->content_length) : Py_NewRef(Py_None),
 	    "chunked", r->chunked ? Py_True : Py_False,
 	    "headers_sent", r->headers_sent ? Py_True : Py_False);
-	return make_namespace(kw);
+	return hook_namespace(kw);
 }
 
 /* ---- running the app ---- */
@@ -236,7 +170,7 @@ wsgi_handle(struct http_conn *c)
 	uint64_t start, gen = ++gen_counter;
 
 	if (want_hooks) {
-		if ((reqobj = make_req_object(c)) == NULL) {
+		if ((reqobj = hook_request_object(&c->req, "http", wsgi_peer_text(c))) == NULL) {
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "request object for hooks");
 			reqobj = Py_NewRef(Py_None);
 		}
@@ -421,7 +355,6 @@ int
 wsgi_prepare(void)
 {
 	static int done;
-	PyObject *mod;
 
 	if (done)
 		return 0;
@@ -430,11 +363,7 @@ wsgi_prepare(void)
 		return -1;
 	access_log_prepare();
 
-	if ((mod = PyImport_ImportModule("types")) == NULL)
-		return -1;
-	ns_type = PyObject_GetAttrString(mod, "SimpleNamespace");
-	Py_DECREF(mod);
-	if (ns_type == NULL)
+	if (hook_objects_prepare() == -1)
 		return -1;
 	/* _signal (built in), not signal: signal.py imports enum, ~1.7 MB
 	 * more in every worker when the app does not import it anyway */

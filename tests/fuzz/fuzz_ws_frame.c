@@ -3,7 +3,8 @@
  *
  * Treats the input as a client's byte stream and decodes frames from it
  * the way asgi_proto.c does (fragments joined, control frames between
- * them, a message limit), whole and again one byte at a time, checking
+ * them, a message limit, RSV1 allowed for odd sizes), whole and again one
+ * byte at a time, checking
  * that a header is never accepted with a length over the limit, that
  * every pointer lies in the input, and that both ways see the same
  * frames and the same outcome.  Owns only its scratch buffer.
@@ -18,6 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define ASSERT(c)	do { if (!(c)) abort(); } while (0)
 #define MAX_MESSAGE	4096
+
+static int rsv1_ok;	/* permessage-deflate agreed: odd-sized inputs */
 
 struct outcome {
 	int frames, bad, code;
@@ -37,7 +40,7 @@ decode(unsigned char *buf, size_t len, struct outcome *o, size_t *used,
 		const char *why = NULL;
 		int code = 0;
 		int r = ws_frame_parse(buf + at, len - at, *msg_op, *msg_len, MAX_MESSAGE,
-		    &f, &code, &why);
+		    rsv1_ok, &f, &code, &why);
 		if (r == WS_FRAME_MORE)
 			break;
 		if (r == WS_FRAME_BAD) {
@@ -47,6 +50,7 @@ decode(unsigned char *buf, size_t len, struct outcome *o, size_t *used,
 			break;
 		}
 		ASSERT(f.head_len >= 6 && f.head_len <= 14 && f.len <= MAX_MESSAGE);
+		ASSERT(!f.rsv1 || (rsv1_ok && (f.opcode == 1 || f.opcode == 2)));
 		ASSERT(f.mask >= buf + at && f.mask + 4 <= buf + at + f.head_len);
 		if (f.opcode == 0)
 			ASSERT(*msg_len + f.len <= MAX_MESSAGE);
@@ -82,6 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int op = 0;
 	uint64_t ml = 0;
 
+	rsv1_ok = size % 2;
 	memcpy(a, data, size);
 	decode(a, size, &whole, &used, &op, &ml);
 

@@ -169,10 +169,8 @@ def test_a_value_holding_itself_is_no_crash(appdir):
       "permit_unconventional_http_method", "permit_unconventional_http_version",
       "tolerate_dangerous_framing"}),
     (["--http-protocols", "h2,h1", "--http2-max-concurrent-streams", "200",
-      "--asgi-disconnect-grace-period", "5", "--control-socket", "/tmp/x.ctl",
-      "hello:app"],
-     {"http_protocols", "http2_max_concurrent_streams", "asgi_disconnect_grace_period",
-      "control_socket"}),
+      "--control-socket", "/tmp/x.ctl", "hello:app"],
+     {"http_protocols", "http2_max_concurrent_streams", "control_socket"}),
     # gunicorn's defaults, however spelled, and what cunicorn already does: silent
     (["--proxy-protocol", "off", "hello:app"], set()),
     (["--suppress-ragged-eofs", "--ssl-version", "TLS", "--cert-reqs", "0",

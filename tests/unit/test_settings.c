@@ -1268,14 +1268,14 @@ test_unsupported_file(void)
 	    "logconfig_dict = {'version': 1}\n"
 	    "tmp_upload_dir = '/tmp'\n"
 	    "raw_paste_global_conf = ('K=V',)\n"
-	    "asgi_disconnect_grace_period = 5\n") == 0);
+	    "casefold_http_method = True\n") == 0);
 	CHECK(captured[0] == '\0');
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(count_lines(captured) == 6);
 	CHECK(warned_once("spew") && warned_once("statsd_host") &&
 	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
 	    warned_once("raw_paste_global_conf") &&
-	    warned_once("asgi_disconnect_grace_period"));
+	    warned_once("casefold_http_method"));
 	settings_free(&s);
 
 	/* refused from the file */

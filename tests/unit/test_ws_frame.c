@@ -10,12 +10,14 @@
 
 #include "check.h"
 
+static int rsv1_ok;	/* permessage-deflate agreed, for parse() */
+
 static int
 parse(const unsigned char *b, size_t n, int msg_op, uint64_t msg_len, uint64_t max,
     struct ws_frame *f, int *code)
 {
 	const char *why = NULL;
-	int r = ws_frame_parse(b, n, msg_op, msg_len, max, f, code, &why);
+	int r = ws_frame_parse(b, n, msg_op, msg_len, max, rsv1_ok, f, code, &why);
 
 	if (r == WS_FRAME_BAD)
 		CHECK(why != NULL);
@@ -106,6 +108,40 @@ test_malformed(void)
 	CHECK(parse(b, 6, 1, 10, 1 << 20, &f, &code) == WS_FRAME_OK && f.opcode == 9);
 }
 
+/* With permessage-deflate agreed, RSV1 marks the first frame of a
+ * compressed message, and nothing else. */
+static void
+test_rsv1_with_deflate(void)
+{
+	unsigned char b[16] = { 0 };
+	struct ws_frame f;
+	int code;
+
+	rsv1_ok = 1;
+	b[1] = 0x81;
+	b[0] = 0xc1;		/* compressed text, one frame */
+	CHECK(parse(b, 7, 0, 0, 1 << 20, &f, &code) == WS_FRAME_OK && f.rsv1 && f.opcode == 1);
+	b[0] = 0x42;		/* compressed binary, first of several */
+	CHECK(parse(b, 7, 0, 0, 1 << 20, &f, &code) == WS_FRAME_OK && f.rsv1 && !f.fin);
+	b[0] = 0x82;		/* plain binary: still fine */
+	CHECK(parse(b, 7, 0, 0, 1 << 20, &f, &code) == WS_FRAME_OK && !f.rsv1);
+	static const struct { unsigned char b0; int msg_op; } bad[] = {
+		{ 0xc0, 2 },	/* RSV1 on a continuation */
+		{ 0xc9, 0 },	/* RSV1 on a ping */
+		{ 0xc8, 0 },	/* RSV1 on a close */
+		{ 0xe1, 0 },	/* RSV2 is still no one's */
+		{ 0xd1, 0 },	/* RSV3 too */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		b[0] = bad[i].b0;
+		CHECK_MSG(parse(b, sizeof(b), bad[i].msg_op, 0, 1 << 20, &f, &code) == WS_FRAME_BAD &&
+		    code == 1002, "row %zu", i);
+	}
+	rsv1_ok = 0;
+	b[0] = 0xc1;
+	CHECK(parse(b, 7, 0, 0, 1 << 20, &f, &code) == WS_FRAME_BAD && code == 1002);
+}
+
 static void
 test_close_codes(void)
 {
@@ -146,6 +182,7 @@ main(void)
 	test_rfc_examples();
 	test_lengths();
 	test_malformed();
+	test_rsv1_with_deflate();
 	test_close_codes();
 	test_server_header();
 	return check_summary("test_ws_frame");
