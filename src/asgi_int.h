@@ -137,9 +137,7 @@ struct asgi_state {
 	int sigfd;
 	PyObject *app;
 	PyObject *loop, *loop_create_future, *loop_create_task;
-	PyObject *enter_task, *leave_task;	/* asyncio's */
-	PyTypeObject *task_type;	/* asyncio.Task; NULL: no eager step */
-	PyObject *no_args;		/* () */
+	PyObject *enter_task, *leave_task;	/* asyncio's; NULL: no eager step */
 	PyObject *kw_context;		/* ("context",): create_task's keyword */
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
@@ -156,7 +154,7 @@ struct asgi_state {
 	PyObject *s_write, *s_close, *s_pause_reading, *s_resume_reading,
 	    *s_set_result, *s_done, *s_result, *s_add_done_callback,
 	    *s_get_extra_info, *s_peername, *s_discard, *s_add, *s_start,
-	    *s_body_msg, *s_copy, *s_throw, *s_loop, *s_context;
+	    *s_body_msg, *s_copy, *s_throw;
 	PyObject *methods[9];
 	int trust_all;
 	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */

@@ -286,82 +286,14 @@ task_swap(PyObject *fn, PyObject *task)
 	return 0;
 }
 
-static Resume *
-resume_new(PyObject *coro)
-{
-	Resume *res = PyObject_GC_New(Resume, &ResumeType);
-
-	if (res == NULL)
-		return NULL;
-	res->coro = coro != NULL ? Py_NewRef(coro) : NULL;
-	res->first = NULL;
-	res->has_first = 0;
-	PyObject_GC_Track(res);
-	return res;
-}
-
-/* Initialize task (made by tp_new only) to run res in ctx on the loop:
- * asyncio.Task.__init__(task, res, loop=loop, context=ctx). */
-static int
-task_init(PyObject *task, Resume *res, PyObject *ctx)
-{
-	PyObject *args, *kw;
-	int rc = -1;
-
-	if ((args = PyTuple_Pack(1, (PyObject *)res)) == NULL)
-		return -1;
-	if ((kw = PyDict_New()) != NULL && PyDict_SetItem(kw, asgi.s_loop, asgi.loop) == 0 &&
-	    PyDict_SetItem(kw, asgi.s_context, ctx) == 0)
-		rc = Py_TYPE(task)->tp_init(task, args, kw);
-	Py_XDECREF(kw);
-	Py_DECREF(args);
-	return rc;
-}
-
-/* Someone kept the task of an eager step that finished (a strong
- * reference, or a weak one: anyio's task states). */
-static int
-task_kept(PyObject *task)
-{
-	Py_ssize_t off = Py_TYPE(task)->tp_weaklistoffset;
-
-	return Py_REFCNT(task) > 1 || (off > 0 && *(PyObject **)((char *)task + off) != NULL);
-}
-
-/* Follow a task that waits: keep it (asyncio holds tasks weakly) and
- * learn when it ends. */
-static void
-follow_task(Proto *p, PyObject *task, uint64_t gen)
-{
-	PyObject *done, *r = NULL;
-
-	if ((done = channel_new(p, CH_DONE)) != NULL && PySet_Add(asgi.tasks, task) == 0)
-		r = PyObject_CallMethodOneArg(task, asgi.s_add_done_callback, done);
-	Py_XDECREF(done);
-	if (r != NULL) {
-		Py_DECREF(r);
-		return;
-	}
-	if (p->gen == gen)
-		start_failed(p);	/* cannot follow it: the request fails */
-	else
-		python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
-}
-
-/* Call the app with scope (stolen) and this request's channels.
- *
- * Its first step runs now (unless the app itself is running: a
- * pipelined request started from send(); or asyncio is not the C one)
- * as the current step of an asyncio.Task that is only allocated: the
- * step sees it as current_task(), and only when the coroutine waits (or
- * something kept the task) is it initialized, with the same identity,
- * to run the rest.  A request answered in its first step costs no Task
- * set-up, no registration, no loop iteration. */
+/* Call the app with scope (stolen) and this request's channels, as a
+ * Task whose first step runs now unless the app itself is running (a
+ * pipelined request started from send()). */
 static void
 run_app(Proto *p, PyObject *scope)
 {
-	PyObject *recv = NULL, *send = NULL, *coro = NULL, *task = NULL;
-	PyObject *ctx = NULL, *val = NULL, *et, *ev, *etb;
+	PyObject *recv = NULL, *send = NULL, *done = NULL, *coro = NULL, *task = NULL;
+	PyObject *ctx = NULL, *val = NULL, *r, *et, *ev, *etb;
 	Resume *res = NULL;
 	uint64_t gen = p->gen;
 	PySendResult st;
@@ -373,35 +305,36 @@ run_app(Proto *p, PyObject *scope)
 	Py_CLEAR(scope);
 	Py_CLEAR(recv);
 	Py_CLEAR(send);
-	if (coro == NULL || (ctx = PyContext_CopyCurrent()) == NULL)
+	if (coro == NULL)
 		goto fail;
-	if (in_app > 0 || asgi.task_type == NULL) {
-		PyObject *args[2];
-lazy:
-		if ((res = resume_new(coro)) == NULL)
-			goto fail;
-		args[0] = (PyObject *)res;
-		args[1] = ctx;
-		if ((task = PyObject_Vectorcall(asgi.loop_create_task, args, 1,
-		    asgi.kw_context)) == NULL)
-			goto fail;
-		follow_task(p, task, gen);
-		goto out;
+	if ((res = PyObject_GC_New(Resume, &ResumeType)) == NULL)
+		goto fail;
+	res->coro = Py_NewRef(coro);
+	res->first = NULL;
+	res->has_first = 0;
+	PyObject_GC_Track(res);
+	if ((ctx = PyContext_CopyCurrent()) == NULL)
+		goto fail;
+	{
+		PyObject *args[2] = { (PyObject *)res, ctx };
+		task = PyObject_Vectorcall(asgi.loop_create_task, args, 1, asgi.kw_context);
 	}
-	if ((task = asgi.task_type->tp_new(asgi.task_type, asgi.no_args, NULL)) == NULL)
+	if (task == NULL)
 		goto fail;
+	if (in_app > 0 || asgi.enter_task == NULL)
+		goto wait;
 
-	/* the eager step, in its context, as the current task */
+	/* the eager step, in the task's context, as the current task */
 	if (PyContext_Enter(ctx) == -1)
 		goto fail;
 	if (task_swap(asgi.enter_task, task) == -1) {
-		/* a task runs (data fed from inside one): no eager step */
+		/* another task runs (data fed from inside one): no eager step */
 		PyErr_Clear();
 		if (PyContext_Exit(ctx) == -1)
 			goto fail;
-		Py_CLEAR(task);
-		goto lazy;
+		goto wait;
 	}
+	Py_CLEAR(res->coro);	/* the step owns the coroutine; given back if it waits */
 	st = PyIter_Send(coro, Py_None, &val);
 	PyErr_Fetch(&et, &ev, &etb);
 	if (task_swap(asgi.leave_task, task) == -1)
@@ -409,46 +342,38 @@ lazy:
 	if (PyContext_Exit(ctx) == -1)
 		PyErr_Clear();
 	PyErr_Restore(et, ev, etb);
-
 	if (st == PYGEN_NEXT) {
-		/* it waits on val: the Task takes over from here */
-		if ((res = resume_new(coro)) == NULL) {
-			Py_DECREF(val);
-			goto fail_started;
-		}
+		res->coro = Py_NewRef(coro);
 		res->first = val;
 		res->has_first = 1;
-		if (task_init(task, res, ctx) == -1)
-			goto fail_started;
-		follow_task(p, task, gen);
-		goto out;
+		goto wait;
 	}
-	/* finished in one step */
-	if (task_kept(task)) {
-		/* someone holds the task: make it a real one that ends at once */
-		PyErr_Fetch(&et, &ev, &etb);
-		if ((res = resume_new(NULL)) == NULL || task_init(task, res, ctx) == -1)
-			PyErr_Clear();
-		PyErr_Restore(et, ev, etb);
-	}
+	/* finished in one step: its Task's step will find Resume done */
 	app_finished(p, gen, st == PYGEN_RETURN ? val : NULL);
 	Py_XDECREF(val);
-out:
 	Py_DECREF(coro);
-	Py_XDECREF(res);
+	Py_DECREF(res);
 	Py_DECREF(ctx);
 	Py_DECREF(task);
 	return;
-fail_started:
-	/* the coroutine waits on something and cannot be resumed: end it */
-	{
-		PyObject *r;
-		PyErr_Fetch(&et, &ev, &etb);
-		if ((r = PyObject_CallMethodNoArgs(coro, asgi.s_close)) == NULL)
-			PyErr_Clear();
-		Py_XDECREF(r);
-		PyErr_Restore(et, ev, etb);
-	}
+wait:
+	if ((done = channel_new(p, CH_DONE)) == NULL ||
+	    PySet_Add(asgi.tasks, task) == -1 ||
+	    (r = PyObject_CallMethodOneArg(task, asgi.s_add_done_callback, done)) == NULL) {
+		/* cannot follow the task: the request fails */
+		python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
+		Py_XDECREF(done);
+		done = NULL;
+		if (p->gen == gen)
+			start_failed(p);
+	} else
+		Py_DECREF(r);
+	Py_XDECREF(done);
+	Py_DECREF(coro);
+	Py_DECREF(res);
+	Py_DECREF(ctx);
+	Py_DECREF(task);
+	return;
 fail:
 	Py_XDECREF(scope);
 	Py_XDECREF(recv);
@@ -998,7 +923,7 @@ mod_tick(PyObject *self, PyObject *unused)
 static PyObject *
 mod_configure(PyObject *self, PyObject *args)
 {
-	PyObject *loop, *app, *tasks, *state, *wake, *stop, *tasks_mod, *task_type, *factory;
+	PyObject *loop, *app, *tasks, *state, *wake, *stop, *tasks_mod;
 
 	if (!PyArg_ParseTuple(args, "OOO!OOO", &loop, &app, &PySet_Type, &tasks, &state, &wake,
 	    &stop))
@@ -1015,23 +940,17 @@ mod_configure(PyObject *self, PyObject *args)
 	Py_XSETREF(asgi.loop, Py_NewRef(loop));
 	Py_CLEAR(asgi.enter_task);
 	Py_CLEAR(asgi.leave_task);
-	Py_CLEAR(asgi.task_type);
 	if ((tasks_mod = PyImport_ImportModule("asyncio.tasks")) == NULL)
 		return NULL;
 	asgi.enter_task = PyObject_GetAttrString(tasks_mod, "_enter_task");
 	asgi.leave_task = PyObject_GetAttrString(tasks_mod, "_leave_task");
-	task_type = PyObject_GetAttrString(tasks_mod, "Task");
 	Py_DECREF(tasks_mod);
-	factory = PyObject_CallMethod(loop, "get_task_factory", NULL);
-	/* the eager step needs asyncio's C Task (allocated apart from its
-	 * __init__) and no task factory of the app's */
-	if (asgi.enter_task != NULL && asgi.leave_task != NULL && task_type != NULL &&
-	    PyType_Check(task_type) && factory == Py_None &&
-	    strcmp(((PyTypeObject *)task_type)->tp_name, "_asyncio.Task") == 0)
-		asgi.task_type = (PyTypeObject *)Py_NewRef(task_type);
-	Py_XDECREF(task_type);
-	Py_XDECREF(factory);
-	PyErr_Clear();
+	if (asgi.enter_task == NULL || asgi.leave_task == NULL) {
+		/* no eager step: every app runs from its task's first step */
+		Py_CLEAR(asgi.enter_task);
+		Py_CLEAR(asgi.leave_task);
+		PyErr_Clear();
+	}
 	Py_RETURN_NONE;
 }
 
@@ -1161,11 +1080,8 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	asgi.s_result = intern("result");
 	asgi.s_add_done_callback = intern("add_done_callback");
 	asgi.s_throw = intern("throw");
-	asgi.s_loop = intern("loop");
-	asgi.s_context = intern("context");
-	asgi.no_args = PyTuple_New(0);
 	asgi.kw_context = Py_BuildValue("(s)", "context");
-	if (asgi.kw_context == NULL || asgi.no_args == NULL)
+	if (asgi.kw_context == NULL)
 		fatalx("out of memory");
 	asgi.s_get_extra_info = intern("get_extra_info");
 	asgi.s_peername = intern("peername");
