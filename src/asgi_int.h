@@ -139,6 +139,7 @@ struct asgi_state {
 	PyObject *loop, *loop_create_future, *loop_create_task;
 	PyObject *enter_task, *leave_task;	/* asyncio's; NULL: no eager step */
 	PyObject *kw_context;		/* ("context",): create_task's keyword */
+	PyObject *base_ctx;		/* every request runs in a copy of it */
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
 	PyObject *wake;			/* glue's callable: something to look at */

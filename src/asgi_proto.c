@@ -313,7 +313,10 @@ run_app(Proto *p, PyObject *scope)
 	res->first = NULL;
 	res->has_first = 0;
 	PyObject_GC_Track(res);
-	if ((ctx = PyContext_CopyCurrent()) == NULL)
+	/* a copy of the current context (the loop's, in data_received), but
+	 * not inside the app: a pipelined request starts from the previous
+	 * one's send(), whose context variables are not its own */
+	if ((ctx = in_app > 0 ? PyContext_Copy(asgi.base_ctx) : PyContext_CopyCurrent()) == NULL)
 		goto fail;
 	{
 		PyObject *args[2] = { (PyObject *)res, ctx };
@@ -938,6 +941,9 @@ mod_configure(PyObject *self, PyObject *args)
 	if (asgi.loop_create_future == NULL || asgi.loop_create_task == NULL)
 		return NULL;
 	Py_XSETREF(asgi.loop, Py_NewRef(loop));
+	Py_XSETREF(asgi.base_ctx, PyContext_CopyCurrent());
+	if (asgi.base_ctx == NULL)
+		return NULL;
 	Py_CLEAR(asgi.enter_task);
 	Py_CLEAR(asgi.leave_task);
 	if ((tasks_mod = PyImport_ImportModule("asyncio.tasks")) == NULL)
