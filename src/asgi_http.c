@@ -388,7 +388,7 @@ response_done(Proto *p)
 		set_state(p, PS_HEAD, (uint64_t)asgi.limits.head_timeout_ms);
 		return 1;	/* a pipelined head: the caller parses it */
 	}
-	http_conn_free_buffers(&p->c);	/* idle: no buffer */
+	buf_release(p);		/* idle: no buffer */
 	set_state(p, PS_IDLE, asgi.keepalive_ms);
 	if (p->paused_reading) {
 		p->paused_reading = 0;
@@ -540,14 +540,56 @@ head_size(Proto *p)
 	return p->rhead_len + 256;
 }
 
-/* Our part of the head (status line, Server, Date, Connection, framing)
- * into out; decides keep-alive.  The caller adds Content-Length when the
- * app gave none, then the app's headers. */
 static size_t
-head_write(Proto *p, char *out, size_t room, int more)
+put(char *out, size_t o, const char *s, size_t n)
+{
+	memcpy(out + o, s, n);
+	return o + n;
+}
+
+#define PUTS(out, o, lit)	put(out, o, lit, sizeof(lit) - 1)
+
+/* v in decimal at out + o (no terminator); the new offset. */
+static size_t
+put_u64(char *out, size_t o, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n > 0)
+		out[o++] = tmp[--n];
+	return o;
+}
+
+static size_t
+put_hex(char *out, size_t o, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v > 0);
+	while (n > 0)
+		out[o++] = tmp[--n];
+	return o;
+}
+
+/* Our part of the head (status line, Server, Date, Connection, framing)
+ * into out (head_size() bytes of room); decides keep-alive.  The caller
+ * adds Content-Length when the app gave none, then the app's headers.
+ * (By hand, not snprintf: this is on every response.) */
+static size_t
+head_write(Proto *p, char *out, int more)
 {
 	int nobody = p->status < 200 || p->status == 204 || p->status == 304;
-	int n;
+	const char *reason = http_reason_phrase(p->status);
+	size_t o = 0;
 
 	if (!nobody && p->resp_length < 0 && more && !p->http10)
 		p->resp_chunked = 1;
@@ -555,14 +597,24 @@ head_write(Proto *p, char *out, size_t room, int more)
 	    !p->client_eof &&
 	    (nobody || p->head_only || p->resp_chunked || p->resp_length >= 0) &&
 	    (p->body_done || (p->body_kind == HTTP_BODY_LENGTH && p->c.len >= p->body_left));
-	n = snprintf(out, room, "HTTP/1.%d %d %s\r\n%s%s%s%s%sConnection: %s\r\n",
-	    p->http10 ? 0 : 1, p->status, http_reason_phrase(p->status),
-	    p->app_server ? "" : "Server: " SERVER_HEADER "\r\n",
-	    p->app_date ? "" : "Date: ", p->app_date ? "" : http_date(),
-	    p->app_date ? "" : "\r\n",
-	    p->resp_chunked ? "Transfer-Encoding: chunked\r\n" : "",
-	    p->resp_keepalive ? "keep-alive" : "close");
-	return n > 0 && (size_t)n < room ? (size_t)n : 0;
+	o = p->http10 ? PUTS(out, o, "HTTP/1.0 ") : PUTS(out, o, "HTTP/1.1 ");
+	o = put_u64(out, o, (uint64_t)p->status);
+	out[o++] = ' ';
+	o = put(out, o, reason, strnlen(reason, 64));
+	o = PUTS(out, o, "\r\n");
+	if (!p->app_server)
+		o = PUTS(out, o, "Server: " SERVER_HEADER "\r\n");
+	if (!p->app_date) {
+		const char *d = http_date();
+		o = PUTS(out, o, "Date: ");
+		o = put(out, o, d, strnlen(d, 40));
+		o = PUTS(out, o, "\r\n");
+	}
+	if (p->resp_chunked)
+		o = PUTS(out, o, "Transfer-Encoding: chunked\r\n");
+	o = p->resp_keepalive ? PUTS(out, o, "Connection: keep-alive\r\n") :
+	    PUTS(out, o, "Connection: close\r\n");
+	return o;
 }
 
 int
@@ -620,10 +672,12 @@ asgi_response_body(Proto *p, PyObject *msg)
 		goto fail;
 	w = PyBytes_AS_STRING(out);
 	if (send_head) {
-		o = head_write(p, w, room, more);
-		if (!had_length && p->resp_length >= 0)
-			o += (size_t)snprintf(w + o, room - o, "Content-Length: %lld\r\n",
-			    (long long)p->resp_length);
+		o = head_write(p, w, more);
+		if (!had_length && p->resp_length >= 0) {
+			o = PUTS(w, o, "Content-Length: ");
+			o = put_u64(w, o, (uint64_t)p->resp_length);
+			o = PUTS(w, o, "\r\n");
+		}
 		if (p->rhead_len > 0)
 			memcpy(w + o, p->rhead, p->rhead_len);
 		o += p->rhead_len;
@@ -633,7 +687,10 @@ asgi_response_body(Proto *p, PyObject *msg)
 	}
 	if (dlen > 0) {
 		if (p->resp_chunked)
-			o += (size_t)snprintf(w + o, room - o, "%zx\r\n", (size_t)dlen);
+		{
+			o = put_hex(w, o, (uint64_t)dlen);
+			o = PUTS(w, o, "\r\n");
+		}
 		memcpy(w + o, data, (size_t)dlen);
 		o += (size_t)dlen;
 		if (p->resp_chunked) {

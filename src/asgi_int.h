@@ -59,6 +59,7 @@ struct ws_deflate;
 
 #define SERVER_HEADER	"cunicorn"
 #define FIRST_BUF	(16 * 1024)
+#define ASGI_SPARE	64		/* idle buffers kept (1 MB at most) */
 #define DRAIN_MAX	(1u << 20)	/* unread body skipped to keep a connection */
 
 enum { PS_HEAD, PS_IDLE, PS_BUSY, PS_CLOSING };
@@ -145,7 +146,10 @@ struct asgi_state {
 	struct http_conn_limits limits;
 	int sigfd;
 	PyObject *app;
-	PyObject *loop_create_future, *loop_create_task;
+	PyObject *loop, *loop_create_future, *loop_create_task;
+	PyObject *enter_task, *leave_task;	/* asyncio's; NULL: no eager step */
+	PyObject *kw_context;		/* ("context",): create_task's keyword */
+	PyObject *base_ctx;		/* every request runs in a copy of it */
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
 	PyObject *wake;			/* glue's callable: something to look at */
@@ -161,7 +165,7 @@ struct asgi_state {
 	PyObject *s_write, *s_close, *s_pause_reading, *s_resume_reading,
 	    *s_set_result, *s_done, *s_result, *s_add_done_callback,
 	    *s_get_extra_info, *s_peername, *s_discard, *s_add, *s_start,
-	    *s_body_msg, *s_copy;
+	    *s_body_msg, *s_copy, *s_throw;
 	PyObject *methods[9];
 	int trust_all;
 	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
@@ -171,6 +175,8 @@ struct asgi_state {
 	Proto *websockets;		/* list of open ones */
 	int websockets_closed;		/* draining closed them */
 	unsigned long served, limit;
+	struct { char *buf; struct http_header *headers; } spare[ASGI_SPARE];
+	int nspare;			/* buf_release() keeps them */
 	int stopping;
 	uint64_t stop_deadline, keepalive_ms, next_look;
 };
@@ -348,8 +354,16 @@ new_future(void)
 static inline void
 buf_reserve(Proto *p, size_t n)
 {
-	if (p->c.buf == NULL)
-		http_conn_alloc(&p->c, &asgi.limits, FIRST_BUF);
+	if (p->c.buf == NULL) {
+		if (asgi.nspare > 0) {	/* a buffer of a connection gone idle */
+			asgi.nspare--;
+			p->c.buf = asgi.spare[asgi.nspare].buf;
+			p->c.headers = asgi.spare[asgi.nspare].headers;
+			p->c.cap = FIRST_BUF;
+			p->c.len = 0;
+		} else
+			http_conn_alloc(&p->c, &asgi.limits, FIRST_BUF);
+	}
 	if (p->c.len + n <= p->c.cap)
 		return;
 	size_t want = p->c.cap * 2;
@@ -357,6 +371,25 @@ buf_reserve(Proto *p, size_t n)
 		want = p->c.len + n;
 	p->c.buf = xrealloc(p->c.buf, want);
 	p->c.cap = want;
+}
+
+/* The connection needs no buffer for now (idle or gone): a first-size
+ * one is kept for the next connection that needs one (malloc and the
+ * header array's calloc per keep-alive request cost more than the rest
+ * of a hello world's C). */
+static inline void
+buf_release(Proto *p)
+{
+	if (p->c.buf != NULL && p->c.cap == FIRST_BUF && asgi.nspare < ASGI_SPARE) {
+		asgi.spare[asgi.nspare].buf = p->c.buf;
+		asgi.spare[asgi.nspare].headers = p->c.headers;
+		asgi.nspare++;
+		p->c.buf = NULL;
+		p->c.headers = NULL;
+		p->c.len = p->c.cap = 0;
+		return;
+	}
+	http_conn_free_buffers(&p->c);
 }
 
 static inline void

@@ -430,6 +430,12 @@ class DirtyStreamIterator(_StreamBase):
 _END = object()
 
 
+def _expire(fut, timeout):
+    if not fut.done():
+        fut.set_exception(DirtyTimeoutError("Timeout waiting for dirty app response",
+                                            timeout=timeout))
+
+
 class _AsyncChannel:
     """One asyncio connection to the arbiter, many calls in flight matched
     by id; a reader task routes replies to futures and stream queues."""
@@ -557,7 +563,8 @@ class _AsyncChannel:
             w.close()
 
     async def _send(self, rid, app_path, action, args, kwargs):
-        await self.connect()
+        if self.writer is None:
+            await self.connect()
         try:
             frame = _wire.encode_request(rid, app_path, action, list(args), kwargs or None)
         except Exception as exc:
@@ -573,19 +580,21 @@ class _AsyncChannel:
             await w.drain()
 
     async def execute(self, app_path, action, args, kwargs):
-        import asyncio
         rid = next(self.ids)
         fut = self.loop.create_future()
         self.pending[rid] = fut
         try:
             await self._send(rid, app_path, action, args, kwargs)
             timeout = self.client.timeout
-            if timeout:
-                return await asyncio.wait_for(fut, timeout)
-            return await fut
-        except asyncio.TimeoutError:
-            raise DirtyTimeoutError("Timeout waiting for dirty app response",
-                                    timeout=self.client.timeout) from None
+            if not timeout:
+                return await fut
+            # a timer on the future itself: asyncio.wait_for() would add a
+            # waiter future, a callback and a task switch to every call
+            timer = self.loop.call_later(timeout, _expire, fut, timeout)
+            try:
+                return await fut
+            finally:
+                timer.cancel()
         finally:
             self.pending.pop(rid, None)
 
