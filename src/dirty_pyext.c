@@ -942,6 +942,8 @@ out:
  */
 #define SPIN_SECONDS	50e-6
 
+void (*dirty_client_wait_hook)(void);
+
 static int
 spin_allowed(void)
 {
@@ -1218,6 +1220,8 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 
 	for (;;) {
 		st = IO_OK;
+		if (dirty_client_wait_hook != NULL)
+			dirty_client_wait_hook();
 		ts = PyEval_SaveThread();
 		for (;;) {
 			avail = rb->len - self->rpos;

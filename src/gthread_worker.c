@@ -61,6 +61,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include "dirty_pyext.h"
 #include "gthread_relay.h"
 #include "http_conn.h"
 #include "http_worker.h"
@@ -77,6 +78,7 @@
 #define LINGER_MS	500
 #define MAX_EVENTS	256
 #define MAX_THREADS	1024
+#define STALL_MS	1		/* queued, none taken this long: wake a thread */
 #define TAG_RELAY_BIT	1		/* epoll data.ptr | 1: a relay's arbiter side */
 /* epoll tags below this are not connections */
 #define TAG_SIGNAL	1
@@ -544,6 +546,11 @@ next_timeout(uint64_t now)
 		if (G.timers[st].head != NULL && G.timers[st].head->deadline_ms < t)
 			t = G.timers[st].head->deadline_ms;
 	pthread_mutex_unlock(&timer_lock);
+	{
+		int k = pythreads_kick(G.pool, now, STALL_MS);
+		if (k >= 0 && now + (uint64_t)k < t)
+			t = now + (uint64_t)k;
+	}
 	if (G.stopping && G.stop_deadline < t)
 		t = G.stop_deadline;
 	if (!G.listening && G.accept_pause_until > now && G.accept_pause_until < t)
@@ -734,6 +741,8 @@ setup(struct http_worker_ctx *ctx)
 	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
 		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 	G.pool = pythreads_start(threads, serve, NULL);
+	pythreads_set_lazy(G.pool, 1);
+	dirty_client_wait_hook = pythreads_blocking;
 	G.loop_ts = PyEval_SaveThread();
 	listeners_watch(1);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct pythreads {
 	pthread_mutex_t lock;
@@ -27,11 +28,16 @@ struct pythreads {
 	int running;			/* jobs taken, run() not yet over */
 	int draining;			/* someone waits on `drained` */
 	int started;			/* threads given an index so far */
+	int sleeping;			/* threads waiting on cond */
+	int waking;			/* of them, signalled, not yet up */
+	int lazy;			/* a running thread takes what is queued */
+	uint64_t progress_ms;		/* lazy: a job was queued or taken */
 	void (*run)(struct pythreads_job *, int, void *);
 	void *arg;
 };
 
 static __thread PyThreadState *thread_state;
+static __thread struct pythreads *thread_pool;	/* the pool of this thread */
 
 void
 pythreads_gil_take(void)
@@ -54,6 +60,7 @@ thread_main(void *arg)
 
 	st = PyGILState_Ensure();	/* a thread state of our own */
 	(void)st;
+	thread_pool = p;
 	pthread_mutex_lock(&p->lock);
 	index = p->started++;
 	pthread_mutex_unlock(&p->lock);
@@ -75,14 +82,21 @@ thread_main(void *arg)
 			holding = 0;
 			pthread_mutex_lock(&p->lock);
 		}
-		while (p->head == NULL)
+		while (p->head == NULL) {
+			p->sleeping++;
 			pthread_cond_wait(&p->cond, &p->lock);
+			p->sleeping--;
+			if (p->waking > 0)
+				p->waking--;
+		}
 		job = p->head;
 		p->head = job->next;
 		if (p->head == NULL)
 			p->tail = NULL;
-		p->queued--;
+		__atomic_fetch_sub(&p->queued, 1, __ATOMIC_RELAXED);
 		p->running++;
+		if (p->lazy && p->head != NULL)
+			p->progress_ms = monotonic_ms();
 		pthread_mutex_unlock(&p->lock);
 		job->next = NULL;
 		if (!holding) {
@@ -125,6 +139,16 @@ pythreads_start(int n, void (*run)(struct pythreads_job *, int, void *),
 	return p;
 }
 
+/* p->lock held: wake a sleeping thread not already woken. */
+static void
+wake_one(struct pythreads *p)
+{
+	if (p->sleeping > p->waking) {
+		p->waking++;
+		pthread_cond_signal(&p->cond);
+	}
+}
+
 void
 pythreads_submit(struct pythreads *p, struct pythreads_job *job)
 {
@@ -135,9 +159,52 @@ pythreads_submit(struct pythreads *p, struct pythreads_job *job)
 	else
 		p->head = job;
 	p->tail = job;
-	p->queued++;
-	pthread_cond_signal(&p->cond);
+	__atomic_fetch_add(&p->queued, 1, __ATOMIC_RELAXED);
+	if (!p->lazy || (p->running == 0 && p->waking == 0))
+		wake_one(p);
+	else if (p->queued == 1)
+		p->progress_ms = monotonic_ms();
 	pthread_mutex_unlock(&p->lock);
+}
+
+void
+pythreads_set_lazy(struct pythreads *p, int on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->lazy = on;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+pythreads_blocking(void)
+{
+	struct pythreads *p = thread_pool;
+
+	if (p == NULL || __atomic_load_n(&p->queued, __ATOMIC_RELAXED) == 0)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->lazy && p->head != NULL)
+		wake_one(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+pythreads_kick(struct pythreads *p, uint64_t now_ms, unsigned stall_ms)
+{
+	int left = -1;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->head != NULL) {
+		if (now_ms >= p->progress_ms + stall_ms) {
+			/* no job taken for stall_ms: the running threads are
+			 * waiting on something (a sleep, a socket, a lock) */
+			wake_one(p);
+			p->progress_ms = now_ms;
+		}
+		left = (int)(p->progress_ms + stall_ms - now_ms);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return left;
 }
 
 int

@@ -34,6 +34,7 @@
 
 #include "access_log.h"
 #include "python.h"
+#include "pythreads.h"
 #include "settings.h"
 
 static struct settings *cfg;
@@ -479,7 +480,10 @@ wsgi_flush_stdio(void)
 static void *
 io_unlock(void)
 {
-	return PyGILState_Check() ? (void *)PyEval_SaveThread() : NULL;
+	if (!PyGILState_Check())
+		return NULL;
+	pythreads_blocking();	/* the requests queued behind this one */
+	return (void *)PyEval_SaveThread();
 }
 
 static void
