@@ -942,7 +942,7 @@ out:
  */
 #define SPIN_SECONDS	50e-6
 
-void (*dirty_client_wait_hook)(void);
+void (*dirty_client_wait_hook)(int waiting);
 
 static int
 spin_allowed(void)
@@ -1221,7 +1221,7 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 	for (;;) {
 		st = IO_OK;
 		if (dirty_client_wait_hook != NULL)
-			dirty_client_wait_hook();
+			dirty_client_wait_hook(1);
 		ts = PyEval_SaveThread();
 		for (;;) {
 			avail = rb->len - self->rpos;
@@ -1311,6 +1311,8 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 			break;
 		}
 		PyEval_RestoreThread(ts);
+		if (dirty_client_wait_hook != NULL)
+			dirty_client_wait_hook(0);
 		if (st == IO_OK)
 			return 0;
 		if (st == IO_EINTR) {

@@ -31,6 +31,7 @@ struct pythreads {
 	int sleeping;			/* threads waiting on cond */
 	int waking;			/* of them, signalled, not yet up */
 	int lazy;			/* a running thread takes what is queued */
+	int blocked;			/* lazy: running threads in a wait without the GIL */
 	uint64_t progress_ms;		/* lazy: a job was queued or taken */
 	void (*run)(struct pythreads_job *, int, void *);
 	void *arg;
@@ -160,11 +161,35 @@ pythreads_submit(struct pythreads *p, struct pythreads_job *job)
 		p->head = job;
 	p->tail = job;
 	__atomic_fetch_add(&p->queued, 1, __ATOMIC_RELAXED);
-	if (!p->lazy || (p->running == 0 && p->waking == 0))
+	if (!p->lazy || (p->running == p->blocked && p->waking == 0))
 		wake_one(p);
 	else if (p->queued == 1)
 		p->progress_ms = monotonic_ms();
 	pthread_mutex_unlock(&p->lock);
+}
+
+void
+pythreads_submit_urgent(struct pythreads *p, struct pythreads_job *job)
+{
+	pthread_mutex_lock(&p->lock);
+	job->next = p->head;
+	p->head = job;
+	if (p->tail == NULL)
+		p->tail = job;
+	__atomic_fetch_add(&p->queued, 1, __ATOMIC_RELAXED);
+	wake_one(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+pythreads_idle(struct pythreads *p)
+{
+	int idle;
+
+	pthread_mutex_lock(&p->lock);
+	idle = p->head == NULL && p->running == 0 && p->waking == 0;
+	pthread_mutex_unlock(&p->lock);
+	return idle;
 }
 
 void
@@ -175,16 +200,27 @@ pythreads_set_lazy(struct pythreads *p, int on)
 	pthread_mutex_unlock(&p->lock);
 }
 
+void (*pythreads_outside_blocking)(int waiting);
+
 void
-pythreads_blocking(void)
+pythreads_blocking(int waiting)
 {
 	struct pythreads *p = thread_pool;
 
-	if (p == NULL || __atomic_load_n(&p->queued, __ATOMIC_RELAXED) == 0)
+	if (p == NULL) {
+		if (pythreads_outside_blocking != NULL)
+			pythreads_outside_blocking(waiting);
+		return;
+	}
+	if (!p->lazy)
 		return;
 	pthread_mutex_lock(&p->lock);
-	if (p->lazy && p->head != NULL)
-		wake_one(p);
+	if (waiting) {
+		p->blocked++;
+		if (p->head != NULL)
+			wake_one(p);
+	} else
+		p->blocked--;
 	pthread_mutex_unlock(&p->lock);
 }
 

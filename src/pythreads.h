@@ -41,10 +41,16 @@ void pythreads_submit(struct pythreads *p, struct pythreads_job *job);
  * until the next look is due, or -1 when nothing is queued. */
 void pythreads_set_lazy(struct pythreads *p, int on);
 int pythreads_kick(struct pythreads *p, uint64_t now_ms, unsigned stall_ms);
-/* A pool thread about to wait without the GIL (a socket, a dirty call):
- * wake another for the jobs queued behind it.  Any thread; a no-op
- * outside a lazy pool. */
-void pythreads_blocking(void);
+/* A thread about to wait without the GIL (a socket, a dirty call;
+ * waiting 1) and back from it with the GIL (0): in a lazy pool, a job
+ * queued while every running thread waits wakes another thread; any
+ * other thread calls pythreads_outside_blocking, when set. */
+void pythreads_blocking(int waiting);
+extern void (*pythreads_outside_blocking)(int waiting);
+/* Queue a job first in line and wake a thread for it, lazy or not. */
+void pythreads_submit_urgent(struct pythreads *p, struct pythreads_job *job);
+/* Nothing queued, running, or about to run. */
+int pythreads_idle(struct pythreads *p);
 /* Jobs queued, not yet taken. */
 int pythreads_queued(struct pythreads *p);
 /* Wait until no job is queued or running (WITHOUT the GIL: the jobs need

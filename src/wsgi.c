@@ -482,15 +482,17 @@ io_unlock(void)
 {
 	if (!PyGILState_Check())
 		return NULL;
-	pythreads_blocking();	/* the requests queued behind this one */
+	pythreads_blocking(1);	/* the requests queued behind this one */
 	return (void *)PyEval_SaveThread();
 }
 
 static void
 io_relock(void *ts)
 {
-	if (ts != NULL)
+	if (ts != NULL) {
 		PyEval_RestoreThread((PyThreadState *)ts);
+		pythreads_blocking(0);
+	}
 }
 
 int
