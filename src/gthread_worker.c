@@ -103,6 +103,8 @@ struct gconn {
 	struct http_conn c;
 	struct pythreads_job job;	/* while BUSY */
 	int closed;			/* set by the pool: fd closed, free me */
+	int rd_pending;			/* timer_lock: readable while BUSY (or more
+					   than the buffer held): look again after */
 	int dead;			/* freed at the end of this loop turn */
 	struct relay rl;		/* while RELAY (gthread_relay.c) */
 	struct gconn *rnext;		/* the graveyard */
@@ -277,10 +279,15 @@ set_state(struct http_conn *c, int st, uint64_t ms)
 
 /* ---- connections ---- */
 
+/* Connections are edge-triggered: registered once, never re-armed after
+ * a request (one epoll_ctl less per request).  The loop reads until
+ * EAGAIN; an edge that comes while the connection is BUSY sets
+ * rd_pending, and the connection then goes back to the loop, which
+ * re-arms it (EPOLL_CTL_MOD reports what is already there). */
 static void
 epoll_arm(struct http_conn *c, int op)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = c };
 
 	if (epoll_ctl(G.epfd, op, c->fd, &ev) == -1)
 		log_warn("epoll_ctl");
@@ -455,13 +462,17 @@ try_head(struct http_conn *c)
 	default:
 		if (c->state != CS_HEAD)
 			set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		gconn_of(c)->rd_pending = 0;
 		epoll_arm(c, EPOLL_CTL_MOD);
 	}
 }
 
+/* An edge on a HEAD, IDLE or LINGER connection: read until EAGAIN (the
+ * next edge brings more), a complete head, or a refusal. */
 static void
 on_readable(struct http_conn *c)
 {
+	struct http_error err;
 	ssize_t n;
 
 	if (c->state == CS_LINGER) {
@@ -470,20 +481,30 @@ on_readable(struct http_conn *c)
 			;
 		if (n == 0 || errno != EAGAIN)
 			conn_close(c);
-		else
-			epoll_arm(c, EPOLL_CTL_MOD);
 		return;
 	}
 	conn_give_buffers(c);
-	n = http_conn_read_some(c, &G.limits);
-	if (n > 0) {
-		try_head(c);
-		return;
+	for (;;) {
+		n = http_conn_read_some(c, &G.limits);
+		if (n <= 0)
+			break;
+		switch (http_conn_parse(c, &G.limits, &err)) {
+		case HTTP_HEAD_READY:
+			/* a full buffer may have left bytes in the socket */
+			if (c->len == c->cap)
+				gconn_of(c)->rd_pending = 1;
+			dispatch(c);
+			return;
+		case HTTP_HEAD_BAD:
+			refuse(c, &err);
+			return;
+		default:
+			if (c->state != CS_HEAD)
+				set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		}
 	}
-	if (n == -1 && errno == EAGAIN) {
-		epoll_arm(c, EPOLL_CTL_MOD);
+	if (n == -1 && errno == EAGAIN)
 		return;
-	}
 	if (n == 0 && c->len > 0)
 		log_debug("Ignored premature client disconnection.");
 	conn_close(c);
@@ -501,7 +522,8 @@ conn_next_request(struct http_conn *c)
 	}
 	http_conn_free_buffers(c);	/* idle: no buffer */
 	set_state(c, CS_IDLE, G.keepalive_ms);
-	epoll_arm(c, EPOLL_CTL_MOD);
+	gconn_of(c)->rd_pending = 0;
+	epoll_arm(c, EPOLL_CTL_MOD);	/* reports bytes that came meanwhile */
 }
 
 /* A connection back from the pool. */
@@ -645,13 +667,17 @@ serve_conn(struct gconn *g)
 	if (c->relay != NULL)
 		;	/* the loop relays the body; keepalive says what comes after */
 	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
-		/* kept, nothing pipelined: idle, and back in the epoll set from
-		 * here, without waking the loop (the epoll_ctl is the last touch:
-		 * the loop may take the connection the moment it is armed) */
+		/* kept, nothing pipelined: idle from here, without waking the
+		 * loop, unless bytes came meanwhile (then the loop re-arms).
+		 * The state change is the last touch: the loop may take the
+		 * connection the moment it is IDLE. */
+		int idle;
 		http_conn_free_buffers(c);
-		set_state(c, CS_IDLE, G.keepalive_ms);
-		epoll_arm(c, EPOLL_CTL_MOD);
-		return 0;
+		pthread_mutex_lock(&timer_lock);
+		if ((idle = !g->rd_pending))
+			set_state_locked(c, CS_IDLE, G.keepalive_ms);
+		pthread_mutex_unlock(&timer_lock);
+		return !idle;
 	} else if (rc != 0 || !c->keepalive) {
 		if (rc == 0 && c->body_unread) {
 			PyThreadState *ts = PyEval_SaveThread();	/* a lingering close waits */
@@ -867,11 +893,16 @@ loop_turn(void)
 				relay_readable(&g->rl);
 		} else {
 			struct gconn *g = gconn_of(evs[i].data.ptr);
+			int st;
 			if (g->dead)
 				continue;
-			if (g->c.state == CS_RELAY)
+			pthread_mutex_lock(&timer_lock);
+			if ((st = g->c.state) == CS_BUSY)
+				g->rd_pending = 1;	/* its thread hands it back */
+			pthread_mutex_unlock(&timer_lock);
+			if (st == CS_RELAY)
 				relay_client_event(&g->rl, evs[i].events);
-			else
+			else if (st != CS_BUSY)
 				on_readable(&g->c);
 		}
 	}
