@@ -861,7 +861,13 @@ loop_turn(void)
 	struct http_worker_ctx *ctx = G.ctx;
 	struct epoll_event evs[MAX_EVENTS];
 	uint64_t now = monotonic_ms();
-	int n = epoll_wait(G.epfd, evs, MAX_EVENTS, next_timeout(now));
+	int n;
+
+	/* the last connections may have closed in inline requests, after
+	 * the previous turn's look */
+	if (G.stopping && G.nconns == 0)
+		loop_exit(0);
+	n = epoll_wait(G.epfd, evs, MAX_EVENTS, next_timeout(now));
 
 	if (n == -1 && errno != EINTR)
 		fatal("epoll_wait");
