@@ -228,6 +228,10 @@ def loaded():
               "--keep-alive", "120", "-b", "127.0.0.1:%d" % port, "hello:application"],
              port, cwd=BENCH)
     try:
+        for _ in range(100):         # the master may bind before it forks
+            if children(p.p.pid):
+                break
+            time.sleep(0.05)
         worker = children(p.p.pid)[0]
         socks = []
         for _ in range(3):           # warm the worker

@@ -42,6 +42,9 @@
  */
 #define SPIN_SECONDS	50e-6
 
+/* set by the gthread worker (dirty_pyext.h) */
+void (*dirty_client_wait_hook)(int waiting);
+
 static int
 spin_allowed(void)
 {
@@ -313,6 +316,8 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 
 	for (;;) {
 		st = IO_OK;
+		if (dirty_client_wait_hook != NULL)
+			dirty_client_wait_hook(1);
 		ts = PyEval_SaveThread();
 		for (;;) {
 			got = dirty_reader_next(rd, h, &frame, &why);
@@ -384,6 +389,8 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 			break;
 		}
 		PyEval_RestoreThread(ts);
+		if (dirty_client_wait_hook != NULL)
+			dirty_client_wait_hook(0);
 		if (st == IO_OK)
 			return 0;
 		if (st == IO_EINTR) {

@@ -62,6 +62,11 @@
 
 #include "dirty_wire.h"
 
+/* Called (GIL held, when set) right before a client waits for a reply
+ * without the GIL (waiting 1) and once it has it back (0): the gthread
+ * worker lets another of its threads run the requests queued meanwhile. */
+extern void (*dirty_client_wait_hook)(int waiting);
+
 /* Module init: python.c registers it with
  * PyImport_AppendInittab("_cunicorn_dirty", PyInit__cunicorn_dirty). */
 PyObject *PyInit__cunicorn_dirty(void);

@@ -3,17 +3,25 @@
  * gunicorn's gthread, with its event loop in C.
  *
  * Threads:
- *   loop     the process's main thread; never holds the GIL but to call a
- *            hook or to exit.  One epoll set owns the listeners, every
- *            connection, the signals (a self-pipe) and the completion
- *            eventfd.  It accepts, reads and parses request heads (C,
- *            http_conn.c), keeps idle keep-alive connections, enforces
- *            every deadline, and hands a connection with a complete head
- *            to the pool.
+ *   loop     the process's main thread.  One epoll set owns the
+ *            listeners, every connection, the signals (a self-pipe) and
+ *            the completion eventfd.  It accepts, reads and parses request
+ *            heads (C, http_conn.c), keeps idle keep-alive connections,
+ *            enforces every deadline, and hands a connection with a
+ *            complete head to the pool — or, when no pool thread is busy,
+ *            runs it itself at the end of the turn ("inline", below): one
+ *            thread, no wake-up, no GIL handoff, as a single-threaded
+ *            server would.  Whoever runs loop turns holds G.role: the main
+ *            thread, or a pool thread standing in (the deputy) while the
+ *            main thread is inside an inline request that waits.
  *   pool     `threads` pythreads that take a connection, run the app
  *            through wsgi.c (GIL held, released while waiting for the
  *            socket), write the response, answer the requests already
- *            pipelined behind it, and give the connection back.
+ *            pipelined behind it, and give the connection back.  Lazy
+ *            wake-ups (pythreads.h): a request queued while a thread runs
+ *            Python waits for that thread.
+ *   watchdog no Python: while inline requests run, looks every
+ *            WATCHDOG_MS for one that has not ended and calls a deputy.
  *
  * Connection states (one timer list each, FIFO = deadline order since
  * every deadline of a list is now + the same constant):
@@ -52,15 +60,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include "dirty_pyext.h"
 #include "gthread_relay.h"
 #include "http_conn.h"
 #include "http_worker.h"
@@ -77,6 +88,7 @@
 #define LINGER_MS	500
 #define MAX_EVENTS	256
 #define MAX_THREADS	1024
+#define STALL_MS	1		/* queued, none taken this long: wake a thread */
 #define TAG_RELAY_BIT	1		/* epoll data.ptr | 1: a relay's arbiter side */
 /* epoll tags below this are not connections */
 #define TAG_SIGNAL	1
@@ -91,6 +103,8 @@ struct gconn {
 	struct http_conn c;
 	struct pythreads_job job;	/* while BUSY */
 	int closed;			/* set by the pool: fd closed, free me */
+	int rd_pending;			/* timer_lock: readable while BUSY (or more
+					   than the buffer held): look again after */
 	int dead;			/* freed at the end of this loop turn */
 	struct relay rl;		/* while RELAY (gthread_relay.c) */
 	struct gconn *rnext;		/* the graveyard */
@@ -128,10 +142,28 @@ static struct {
 	unsigned long limit;		/* max_requests + jitter; 0 = none */
 	uint64_t keepalive_ms;
 
+	uint64_t next_look;		/* heartbeat, parent, reload: once a second */
+
+	/* the loop role and requests run in the main thread (see "inline") */
+	pthread_mutex_t role;		/* held by whoever runs loop turns */
+	struct http_conn *inline_head, *inline_tail;	/* role: heads to run inline */
+	uint64_t inline_off_until;	/* role: an inline request blocked: pool only */
+	atomic_int inline_busy;		/* the main thread is in an inline request */
+	atomic_ulong inline_seq;	/* inline requests started */
+	atomic_int takeover_pending;	/* a deputy was asked for (job queued) */
+	atomic_int main_wants_back;	/* the main thread waits for the role */
+	atomic_ullong inline_last_ms;	/* last inline request (watchdog ticking) */
+	struct pythreads_job takeover_job;
+	pthread_mutex_t wd_lock;
+	pthread_cond_t wd_cond;
+	int wd_ticking;			/* wd_lock */
+
 	/* both */
 	atomic_ulong served;		/* requests handed to the app */
 	atomic_int keepalive_on;	/* 0 once stopping: responses close */
 } G;
+
+static __thread int on_main;		/* the process's main thread */
 
 static struct gconn *
 gconn_of(struct http_conn *c)
@@ -247,10 +279,15 @@ set_state(struct http_conn *c, int st, uint64_t ms)
 
 /* ---- connections ---- */
 
+/* Connections are edge-triggered: registered once, never re-armed after
+ * a request (one epoll_ctl less per request).  The loop reads until
+ * EAGAIN; an edge that comes while the connection is BUSY sets
+ * rd_pending, and the connection then goes back to the loop, which
+ * re-arms it (EPOLL_CTL_MOD reports what is already there). */
 static void
 epoll_arm(struct http_conn *c, int op)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = c };
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = c };
 
 	if (epoll_ctl(G.epfd, op, c->fd, &ev) == -1)
 		log_warn("epoll_ctl");
@@ -393,7 +430,16 @@ dispatch(struct http_conn *c)
 	unsigned long n = atomic_fetch_add(&G.served, 1) + 1;
 
 	set_state(c, CS_BUSY, 0);
-	pythreads_submit(G.pool, &gconn_of(c)->job);
+	if (on_main && monotonic_ms() >= G.inline_off_until &&
+	    (G.inline_head != NULL || pythreads_idle(G.pool))) {
+		c->qnext = NULL;	/* run by this thread at the end of the turn */
+		if (G.inline_tail != NULL)
+			G.inline_tail->qnext = c;
+		else
+			G.inline_head = c;
+		G.inline_tail = c;
+	} else
+		pythreads_submit(G.pool, &gconn_of(c)->job);
 	if (G.limit > 0 && n >= G.limit && !G.stopping) {
 		log_info("Autorestarting worker after current request.");
 		start_stopping();
@@ -416,13 +462,17 @@ try_head(struct http_conn *c)
 	default:
 		if (c->state != CS_HEAD)
 			set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		gconn_of(c)->rd_pending = 0;
 		epoll_arm(c, EPOLL_CTL_MOD);
 	}
 }
 
+/* An edge on a HEAD, IDLE or LINGER connection: read until EAGAIN (the
+ * next edge brings more), a complete head, or a refusal. */
 static void
 on_readable(struct http_conn *c)
 {
+	struct http_error err;
 	ssize_t n;
 
 	if (c->state == CS_LINGER) {
@@ -431,20 +481,30 @@ on_readable(struct http_conn *c)
 			;
 		if (n == 0 || errno != EAGAIN)
 			conn_close(c);
-		else
-			epoll_arm(c, EPOLL_CTL_MOD);
 		return;
 	}
 	conn_give_buffers(c);
-	n = http_conn_read_some(c, &G.limits);
-	if (n > 0) {
-		try_head(c);
-		return;
+	for (;;) {
+		n = http_conn_read_some(c, &G.limits);
+		if (n <= 0)
+			break;
+		switch (http_conn_parse(c, &G.limits, &err)) {
+		case HTTP_HEAD_READY:
+			/* a full buffer may have left bytes in the socket */
+			if (c->len == c->cap)
+				gconn_of(c)->rd_pending = 1;
+			dispatch(c);
+			return;
+		case HTTP_HEAD_BAD:
+			refuse(c, &err);
+			return;
+		default:
+			if (c->state != CS_HEAD)
+				set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		}
 	}
-	if (n == -1 && errno == EAGAIN) {
-		epoll_arm(c, EPOLL_CTL_MOD);
+	if (n == -1 && errno == EAGAIN)
 		return;
-	}
 	if (n == 0 && c->len > 0)
 		log_debug("Ignored premature client disconnection.");
 	conn_close(c);
@@ -462,7 +522,8 @@ conn_next_request(struct http_conn *c)
 	}
 	http_conn_free_buffers(c);	/* idle: no buffer */
 	set_state(c, CS_IDLE, G.keepalive_ms);
-	epoll_arm(c, EPOLL_CTL_MOD);
+	gconn_of(c)->rd_pending = 0;
+	epoll_arm(c, EPOLL_CTL_MOD);	/* reports bytes that came meanwhile */
 }
 
 /* A connection back from the pool. */
@@ -544,6 +605,11 @@ next_timeout(uint64_t now)
 		if (G.timers[st].head != NULL && G.timers[st].head->deadline_ms < t)
 			t = G.timers[st].head->deadline_ms;
 	pthread_mutex_unlock(&timer_lock);
+	{
+		int k = pythreads_kick(G.pool, now, STALL_MS);
+		if (k >= 0 && now + (uint64_t)k < t)
+			t = now + (uint64_t)k;
+	}
 	if (G.stopping && G.stop_deadline < t)
 		t = G.stop_deadline;
 	if (!G.listening && G.accept_pause_until > now && G.accept_pause_until < t)
@@ -568,12 +634,13 @@ give_back(struct http_conn *c)
 		(void)!write(G.wakefd, &one, sizeof(one));
 }
 
-/* In a pool thread, GIL held: answer the request, and those already
- * pipelined behind it, in order. */
-static void
-serve(struct pythreads_job *job, int thread, void *arg)
+/* GIL held (a pool thread, or the main thread inline): answer the
+ * request, and those already pipelined behind it, in order.  1: the
+ * connection goes back to the loop (on_done); 0: it is idle in the epoll
+ * set again. */
+static int
+serve_conn(struct gconn *g)
 {
-	struct gconn *g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
 	struct http_conn *c = &g->c;
 	struct http_error err;
 	int rc;
@@ -600,31 +667,71 @@ serve(struct pythreads_job *job, int thread, void *arg)
 	if (c->relay != NULL)
 		;	/* the loop relays the body; keepalive says what comes after */
 	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
-		/* kept, nothing pipelined: idle, and back in the epoll set from
-		 * here, without waking the loop (the epoll_ctl is the last touch:
-		 * the loop may take the connection the moment it is armed) */
+		/* kept, nothing pipelined: idle from here, without waking the
+		 * loop, unless bytes came meanwhile (then the loop re-arms).
+		 * The state change is the last touch: the loop may take the
+		 * connection the moment it is IDLE. */
+		int idle;
 		http_conn_free_buffers(c);
-		set_state(c, CS_IDLE, G.keepalive_ms);
-		epoll_arm(c, EPOLL_CTL_MOD);
-		return;
+		pthread_mutex_lock(&timer_lock);
+		if ((idle = !g->rd_pending))
+			set_state_locked(c, CS_IDLE, G.keepalive_ms);
+		pthread_mutex_unlock(&timer_lock);
+		return !idle;
 	} else if (rc != 0 || !c->keepalive) {
 		if (rc == 0 && c->body_unread) {
-			pythreads_gil_drop();	/* a lingering close waits */
+			PyThreadState *ts = PyEval_SaveThread();	/* a lingering close waits */
 			http_io_close(c->fd, 1);
-			pythreads_gil_take();
+			PyEval_RestoreThread(ts);
 		} else
 			close(c->fd);
 		g->closed = 1;
 	}
-	give_back(c);
+	return 1;
+}
+
+static void deputy(void);
+
+/* A pool thread's job: a connection, or the loop role (deputy). */
+static void
+serve(struct pythreads_job *job, int thread, void *arg)
+{
+	struct gconn *g;
+
+	if (job == &G.takeover_job) {
+		deputy();
+		return;
+	}
+	g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
+	if (serve_conn(g))
+		give_back(&g->c);
 }
 
 /* ---- signals and the way out ---- */
 
+/* The GIL for loop code: the main thread's state, or a deputy's own. */
+static void
+loop_py_enter(void)
+{
+	if (on_main)
+		PyEval_RestoreThread(G.loop_ts);
+	else
+		pythreads_gil_take();
+}
+
+static void
+loop_py_leave(void)
+{
+	if (on_main)
+		G.loop_ts = PyEval_SaveThread();
+	else
+		pythreads_gil_drop();
+}
+
 static void __attribute__((noreturn))
 loop_exit(int code)
 {
-	PyEval_RestoreThread(G.loop_ts);
+	loop_py_enter();
 	http_worker_exit(code);
 }
 
@@ -633,9 +740,9 @@ loop_hook(enum hook_id id)
 {
 	if (G.cfg->hooks[id] == NULL)
 		return;
-	PyEval_RestoreThread(G.loop_ts);
+	loop_py_enter();
 	python_hook(G.cfg, id, 1, wsgi_worker_object());
-	G.loop_ts = PyEval_SaveThread();
+	loop_py_leave();
 }
 
 /* INT/QUIT/ABRT: the requests in the pool whose answer has not begun get
@@ -643,9 +750,9 @@ loop_hook(enum hook_id id)
 static void
 loop_abort_requests(void)
 {
-	PyEval_RestoreThread(G.loop_ts);
+	loop_py_enter();
 	(void)wsgi_abort_responses();
-	G.loop_ts = PyEval_SaveThread();
+	loop_py_leave();
 }
 
 static void
@@ -681,6 +788,9 @@ on_signals(void)
 }
 
 /* ---- setup and the loop ---- */
+
+static void gthread_blocking(int waiting);
+static void watchdog_start(void);
 
 static void
 setup(struct http_worker_ctx *ctx)
@@ -734,88 +844,302 @@ setup(struct http_worker_ctx *ctx)
 	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
 		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 	G.pool = pythreads_start(threads, serve, NULL);
+	pythreads_set_lazy(G.pool, 1);
+	dirty_client_wait_hook = pythreads_blocking;
+	pythreads_outside_blocking = gthread_blocking;
+	pthread_mutex_init(&G.role, NULL);
+	watchdog_start();
 	G.loop_ts = PyEval_SaveThread();
 	listeners_watch(1);
+}
+
+/* One turn of the loop: wait, handle the events, timers, the once-a-second
+ * checks.  Whoever holds the loop role runs it. */
+static void
+loop_turn(void)
+{
+	struct http_worker_ctx *ctx = G.ctx;
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t now = monotonic_ms();
+	int n;
+
+	/* the last connections may have closed in inline requests, after
+	 * the previous turn's look */
+	if (G.stopping && G.nconns == 0)
+		loop_exit(0);
+	n = epoll_wait(G.epfd, evs, MAX_EVENTS, next_timeout(now));
+
+	if (n == -1 && errno != EINTR)
+		fatal("epoll_wait");
+	now = monotonic_ms();
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+		if (tag == TAG_SIGNAL)
+			on_signals();
+		else if (tag == TAG_WAKE)
+			drain_done();
+		else if (tag >= TAG_LISTENER && tag < TAG_LISTENER + ctx->nlisteners) {
+			if (!G.listening)
+				continue;
+			if (now - G.last_defer_ms > 5 * DEFER_MS)
+				G.defers = 0;
+			if (G.defers < MAX_DEFERS && sibling_less_loaded(now)) {
+				G.defers++;
+				G.last_defer_ms = now;
+				G.accept_pause_until = now + DEFER_MS;
+				listeners_watch(0);
+				continue;
+			}
+			G.defers = 0;
+			accept_one(&ctx->listeners[tag - TAG_LISTENER]);
+		} else if ((uintptr_t)evs[i].data.ptr & TAG_RELAY_BIT) {
+			struct gconn *g = (struct gconn *)((uintptr_t)evs[i].data.ptr &
+			    ~(uintptr_t)TAG_RELAY_BIT);
+			if (!g->dead)
+				relay_readable(&g->rl);
+		} else {
+			struct gconn *g = gconn_of(evs[i].data.ptr);
+			int st;
+			if (g->dead)
+				continue;
+			pthread_mutex_lock(&timer_lock);
+			if ((st = g->c.state) == CS_BUSY)
+				g->rd_pending = 1;	/* its thread hands it back */
+			pthread_mutex_unlock(&timer_lock);
+			if (st == CS_RELAY)
+				relay_client_event(&g->rl, evs[i].events);
+			else if (st != CS_BUSY)
+				on_readable(&g->c);
+		}
+	}
+	now = monotonic_ms();
+	expire_timers(now);
+	if (relay_count() > 0 && now >= G.relay_look_ms) {
+		G.relay_look_ms = now + RELAY_TICK_MS;
+		relay_timeouts(now);
+	}
+	bury_the_dead();
+	if (!G.stopping && !G.listening && G.nconns < G.max_conns &&
+	    now >= G.accept_pause_until)
+		listeners_watch(1);	/* after EMFILE or a full house */
+	if (now >= G.next_look) {
+		G.next_look = now + 1000;
+		if (ctx->heartbeat != NULL)
+			*ctx->heartbeat = now;
+		if (getppid() != ctx->master_pid && !G.stopping) {
+			log_info("Parent changed, shutting down: <Worker %ld>",
+			    (long)getpid());
+			start_stopping();
+		}
+		if (G.cfg->reload && !G.stopping) {
+			int due;
+			loop_py_enter();
+			due = http_worker_reload_due();
+			loop_py_leave();
+			if (due)
+				start_stopping();
+		}
+	}
+	if (G.stopping && (G.nconns == 0 || now >= G.stop_deadline))
+		loop_exit(0);
+}
+
+/* ---- inline: the main thread runs requests itself ----
+ * A head that is ready while no pool thread is running or waking is run
+ * by the main thread at the end of its loop turn, GIL taken uncontended:
+ * no wake-up of a pool thread, no context switch, no GIL handoff (the
+ * cost that dominated a keep-alive hello world).  The main thread lets go
+ * of the loop role while it runs one, so that the loop never waits for
+ * an app: when the request waits without the GIL in a place we know (a
+ * socket wait in wsgi, a dirty call) or runs longer than WATCHDOG_MS (the
+ * watchdog thread sees the same request twice), a pool thread is asked
+ * to become the deputy: it takes the role, hands the rest of the inline
+ * queue to the pool and runs loop turns until the main thread is back.
+ * After such a request, heads go to the pool for INLINE_BACKOFF_MS. */
+#define WATCHDOG_MS		2
+#define WATCHDOG_IDLE_MS	100	/* no inline request this long: stop ticking */
+#define INLINE_BACKOFF_MS	1000
+
+static void
+request_takeover(void)
+{
+	if (atomic_exchange(&G.takeover_pending, 1) == 0)
+		pythreads_submit_urgent(G.pool, &G.takeover_job);
+}
+
+/* A thread outside the pool is about to wait without the GIL (wsgi's
+ * socket waits, the dirty client, through pythreads_blocking): when it
+ * is the main thread in an inline request, a deputy takes the loop. */
+static void
+gthread_blocking(int waiting)
+{
+	if (waiting && on_main && atomic_load(&G.inline_busy))
+		request_takeover();
+}
+
+static void
+deputy(void)
+{
+	pythreads_gil_drop();
+	pythreads_blocking(1);	/* the jobs it queues are for other threads */
+	/* The main thread holds the role only between two inline requests
+	 * (then it clears takeover_pending once it has the role back) or
+	 * when it is back from the one that needed a deputy: never wait for
+	 * the role, that thread would be lost to the pool. */
+	for (;;) {
+		if (!atomic_load(&G.takeover_pending)) {
+			pythreads_blocking(0);
+			pythreads_gil_take();
+			return;
+		}
+		if (pthread_mutex_trylock(&G.role) == 0)
+			break;
+		sched_yield();
+	}
+	if (atomic_load(&G.takeover_pending) && atomic_load(&G.inline_busy)) {
+		G.inline_off_until = monotonic_ms() + INLINE_BACKOFF_MS;
+		while (G.inline_head != NULL) {		/* not for the main thread now */
+			struct http_conn *c = G.inline_head;
+			G.inline_head = c->qnext;
+			c->qnext = NULL;
+			pythreads_submit(G.pool, &gconn_of(c)->job);
+		}
+		G.inline_tail = NULL;
+		while (!atomic_load(&G.main_wants_back))
+			loop_turn();
+	}
+	pthread_mutex_unlock(&G.role);
+	pythreads_blocking(0);
+	pythreads_gil_take();
+}
+
+static void
+wake_loop(void)
+{
+	uint64_t one = 1;
+
+	(void)!write(G.wakefd, &one, sizeof(one));
+}
+
+/* Main thread, role held, GIL not held: run the inline queue. */
+static void
+run_inline(void)
+{
+	int have_gil = 0;
+
+	while (G.inline_head != NULL) {
+		struct http_conn *c = G.inline_head;
+		int back;
+
+		G.inline_head = c->qnext;
+		if (G.inline_head == NULL)
+			G.inline_tail = NULL;
+		c->qnext = NULL;
+		atomic_fetch_add(&G.inline_seq, 1);
+		atomic_store(&G.inline_busy, 1);
+		pthread_mutex_unlock(&G.role);
+		if (!have_gil) {
+			PyEval_RestoreThread(G.loop_ts);
+			have_gil = 1;
+		}
+		back = serve_conn(gconn_of(c));
+		atomic_store(&G.inline_busy, 0);
+		atomic_store(&G.main_wants_back, 1);
+		if (pthread_mutex_trylock(&G.role) != 0) {
+			/* a deputy runs the loop: it may need the GIL */
+			G.loop_ts = PyEval_SaveThread();
+			have_gil = 0;
+			wake_loop();
+			pthread_mutex_lock(&G.role);
+		}
+		atomic_store(&G.main_wants_back, 0);
+		atomic_store(&G.takeover_pending, 0);
+		if (back)
+			on_done(c);
+	}
+	if (have_gil)
+		G.loop_ts = PyEval_SaveThread();
+	atomic_store(&G.inline_last_ms, monotonic_ms());
+}
+
+static void *
+watchdog_main(void *arg)
+{
+	unsigned long seen = 0;
+
+	pthread_mutex_lock(&G.wd_lock);
+	for (;;) {
+		struct timespec ts;
+		unsigned long seq;
+
+		if (!G.wd_ticking) {
+			pthread_cond_wait(&G.wd_cond, &G.wd_lock);
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += WATCHDOG_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&G.wd_cond, &G.wd_lock, &ts);
+		seq = atomic_load(&G.inline_seq);
+		if (atomic_load(&G.inline_busy)) {
+			if (seq == seen)	/* the same request, WATCHDOG_MS or more */
+				request_takeover();
+		} else if (monotonic_ms() > atomic_load(&G.inline_last_ms) + WATCHDOG_IDLE_MS)
+			G.wd_ticking = 0;
+		seen = seq;
+	}
+	return NULL;
+}
+
+static void
+watchdog_start(void)
+{
+	pthread_condattr_t ca;
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_mutex_init(&G.wd_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&G.wd_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if ((rc = pthread_create(&t, &attr, watchdog_main, NULL)) != 0) {
+		errno = rc;
+		fatal("pthread_create");
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static void
+watchdog_arm(void)
+{
+	pthread_mutex_lock(&G.wd_lock);
+	if (!G.wd_ticking) {
+		G.wd_ticking = 1;
+		pthread_cond_signal(&G.wd_cond);
+	}
+	pthread_mutex_unlock(&G.wd_lock);
 }
 
 void
 gthread_worker_main(struct http_worker_ctx *ctx)
 {
-	struct epoll_event evs[MAX_EVENTS];
-	uint64_t next_look = 0;
-
 	setup(ctx);
+	on_main = 1;
+	pthread_mutex_lock(&G.role);
 	for (;;) {
-		uint64_t now = monotonic_ms();
-		int n = epoll_wait(G.epfd, evs, MAX_EVENTS, next_timeout(now));
-
-		if (n == -1 && errno != EINTR)
-			fatal("epoll_wait");
-		now = monotonic_ms();
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == TAG_SIGNAL)
-				on_signals();
-			else if (tag == TAG_WAKE)
-				drain_done();
-			else if (tag >= TAG_LISTENER && tag < TAG_LISTENER + ctx->nlisteners) {
-				if (!G.listening)
-					continue;
-				if (now - G.last_defer_ms > 5 * DEFER_MS)
-					G.defers = 0;
-				if (G.defers < MAX_DEFERS && sibling_less_loaded(now)) {
-					G.defers++;
-					G.last_defer_ms = now;
-					G.accept_pause_until = now + DEFER_MS;
-					listeners_watch(0);
-					continue;
-				}
-				G.defers = 0;
-				accept_one(&ctx->listeners[tag - TAG_LISTENER]);
-			} else if ((uintptr_t)evs[i].data.ptr & TAG_RELAY_BIT) {
-				struct gconn *g = (struct gconn *)((uintptr_t)evs[i].data.ptr &
-				    ~(uintptr_t)TAG_RELAY_BIT);
-				if (!g->dead)
-					relay_readable(&g->rl);
-			} else {
-				struct gconn *g = gconn_of(evs[i].data.ptr);
-				if (g->dead)
-					continue;
-				if (g->c.state == CS_RELAY)
-					relay_client_event(&g->rl, evs[i].events);
-				else
-					on_readable(&g->c);
-			}
+		loop_turn();
+		if (G.inline_head != NULL) {
+			if (monotonic_ms() > atomic_load(&G.inline_last_ms) + WATCHDOG_IDLE_MS / 2)
+				watchdog_arm();
+			run_inline();
 		}
-		now = monotonic_ms();
-		expire_timers(now);
-		if (relay_count() > 0 && now >= G.relay_look_ms) {
-			G.relay_look_ms = now + RELAY_TICK_MS;
-			relay_timeouts(now);
-		}
-		bury_the_dead();
-		if (!G.stopping && !G.listening && G.nconns < G.max_conns &&
-		    now >= G.accept_pause_until)
-			listeners_watch(1);	/* after EMFILE or a full house */
-		if (now >= next_look) {
-			next_look = now + 1000;
-			if (ctx->heartbeat != NULL)
-				*ctx->heartbeat = now;
-			if (getppid() != ctx->master_pid && !G.stopping) {
-				log_info("Parent changed, shutting down: <Worker %ld>",
-				    (long)getpid());
-				start_stopping();
-			}
-			if (G.cfg->reload && !G.stopping) {
-				int due;
-				PyEval_RestoreThread(G.loop_ts);
-				due = http_worker_reload_due();
-				G.loop_ts = PyEval_SaveThread();
-				if (due)
-					start_stopping();
-			}
-		}
-		if (G.stopping && (G.nconns == 0 || now >= G.stop_deadline))
-			loop_exit(0);
 	}
 }

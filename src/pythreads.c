@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct pythreads {
 	pthread_mutex_t lock;
@@ -27,11 +28,17 @@ struct pythreads {
 	int running;			/* jobs taken, run() not yet over */
 	int draining;			/* someone waits on `drained` */
 	int started;			/* threads given an index so far */
+	int sleeping;			/* threads waiting on cond */
+	int waking;			/* of them, signalled, not yet up */
+	int lazy;			/* a running thread takes what is queued */
+	int blocked;			/* lazy: running threads in a wait without the GIL */
+	uint64_t progress_ms;		/* lazy: a job was queued or taken */
 	void (*run)(struct pythreads_job *, int, void *);
 	void *arg;
 };
 
 static __thread PyThreadState *thread_state;
+static __thread struct pythreads *thread_pool;	/* the pool of this thread */
 
 void
 pythreads_gil_take(void)
@@ -54,6 +61,7 @@ thread_main(void *arg)
 
 	st = PyGILState_Ensure();	/* a thread state of our own */
 	(void)st;
+	thread_pool = p;
 	pthread_mutex_lock(&p->lock);
 	index = p->started++;
 	pthread_mutex_unlock(&p->lock);
@@ -75,14 +83,21 @@ thread_main(void *arg)
 			holding = 0;
 			pthread_mutex_lock(&p->lock);
 		}
-		while (p->head == NULL)
+		while (p->head == NULL) {
+			p->sleeping++;
 			pthread_cond_wait(&p->cond, &p->lock);
+			p->sleeping--;
+			if (p->waking > 0)
+				p->waking--;
+		}
 		job = p->head;
 		p->head = job->next;
 		if (p->head == NULL)
 			p->tail = NULL;
-		p->queued--;
+		__atomic_fetch_sub(&p->queued, 1, __ATOMIC_RELAXED);
 		p->running++;
+		if (p->lazy && p->head != NULL)
+			p->progress_ms = monotonic_ms();
 		pthread_mutex_unlock(&p->lock);
 		job->next = NULL;
 		if (!holding) {
@@ -125,6 +140,16 @@ pythreads_start(int n, void (*run)(struct pythreads_job *, int, void *),
 	return p;
 }
 
+/* p->lock held: wake a sleeping thread not already woken. */
+static void
+wake_one(struct pythreads *p)
+{
+	if (p->sleeping > p->waking) {
+		p->waking++;
+		pthread_cond_signal(&p->cond);
+	}
+}
+
 void
 pythreads_submit(struct pythreads *p, struct pythreads_job *job)
 {
@@ -135,9 +160,87 @@ pythreads_submit(struct pythreads *p, struct pythreads_job *job)
 	else
 		p->head = job;
 	p->tail = job;
-	p->queued++;
-	pthread_cond_signal(&p->cond);
+	__atomic_fetch_add(&p->queued, 1, __ATOMIC_RELAXED);
+	if (!p->lazy || (p->running == p->blocked && p->waking == 0))
+		wake_one(p);
+	else if (p->queued == 1)
+		p->progress_ms = monotonic_ms();
 	pthread_mutex_unlock(&p->lock);
+}
+
+void
+pythreads_submit_urgent(struct pythreads *p, struct pythreads_job *job)
+{
+	pthread_mutex_lock(&p->lock);
+	job->next = p->head;
+	p->head = job;
+	if (p->tail == NULL)
+		p->tail = job;
+	__atomic_fetch_add(&p->queued, 1, __ATOMIC_RELAXED);
+	wake_one(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+pythreads_idle(struct pythreads *p)
+{
+	int idle;
+
+	pthread_mutex_lock(&p->lock);
+	idle = p->head == NULL && p->running == 0 && p->waking == 0;
+	pthread_mutex_unlock(&p->lock);
+	return idle;
+}
+
+void
+pythreads_set_lazy(struct pythreads *p, int on)
+{
+	pthread_mutex_lock(&p->lock);
+	p->lazy = on;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void (*pythreads_outside_blocking)(int waiting);
+
+void
+pythreads_blocking(int waiting)
+{
+	struct pythreads *p = thread_pool;
+
+	if (p == NULL) {
+		if (pythreads_outside_blocking != NULL)
+			pythreads_outside_blocking(waiting);
+		return;
+	}
+	if (!p->lazy)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (waiting) {
+		p->blocked++;
+		if (p->head != NULL)
+			wake_one(p);
+	} else
+		p->blocked--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+pythreads_kick(struct pythreads *p, uint64_t now_ms, unsigned stall_ms)
+{
+	int left = -1;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->head != NULL) {
+		if (now_ms >= p->progress_ms + stall_ms) {
+			/* no job taken for stall_ms: the running threads are
+			 * waiting on something (a sleep, a socket, a lock) */
+			wake_one(p);
+			p->progress_ms = now_ms;
+		}
+		left = (int)(p->progress_ms + stall_ms - now_ms);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return left;
 }
 
 int

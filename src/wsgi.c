@@ -35,6 +35,7 @@
 #include "access_log.h"
 #include "hook_objects.h"
 #include "python.h"
+#include "pythreads.h"
 #include "settings.h"
 
 static struct settings *cfg;
@@ -408,14 +409,19 @@ wsgi_flush_stdio(void)
 static void *
 io_unlock(void)
 {
-	return PyGILState_Check() ? (void *)PyEval_SaveThread() : NULL;
+	if (!PyGILState_Check())
+		return NULL;
+	pythreads_blocking(1);	/* the requests queued behind this one */
+	return (void *)PyEval_SaveThread();
 }
 
 static void
 io_relock(void *ts)
 {
-	if (ts != NULL)
+	if (ts != NULL) {
 		PyEval_RestoreThread((PyThreadState *)ts);
+		pythreads_blocking(0);
+	}
 }
 
 int

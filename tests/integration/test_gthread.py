@@ -80,6 +80,37 @@ def test_pipelined_request_split_across_writes(make_server):
         assert json.loads(c.response()[2])["path"] == "/b"
 
 
+def test_pipelined_burst_larger_than_the_first_buffer(make_server):
+    """300 pipelined requests of 64 bytes in one write: the first read
+    fills a connection's 16 kB buffer with exactly 256 whole requests; the
+    bytes left in the socket (no new edge will come for them) are read
+    once those are answered."""
+    s = gthread(make_server, "echo")
+    paths = ["/p%03d-%s" % (i, "x" * 32) for i in range(300)]
+    assert {len(get(p)) for p in paths} == {64}
+    with Connection(s.port) as c:
+        c.send(b"".join(get(p) for p in paths))
+        got = [json.loads(c.response()[2])["path"] for _ in paths]
+        assert got == paths
+        assert not c.closed(0.3)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_next_request_sent_while_the_previous_one_runs(make_server, threads):
+    """The next request arrives while its connection is busy in the app
+    (an edge the loop cannot act on yet): it is answered after it."""
+    s = gthread(make_server, "counter", threads=threads)
+    with Connection(s.port) as c:
+        c.send(b"GET /?0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        c.send(b"GET /?0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = json.loads(c.response()[2])
+        second = json.loads(c.response()[2])
+        assert second["count"] == first["count"] + 1
+        c.send(get("/"))           # and the connection goes on
+        assert c.response()[0] == 200
+
+
 def test_unread_body_is_skipped_before_the_next_request(make_server):
     s = gthread(make_server, "unread")
     with Connection(s.port) as c:

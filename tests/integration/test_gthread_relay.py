@@ -11,6 +11,7 @@ the app wraps itself is iterated by a thread as before.
 
 Apps: tests/integration/apps/stream_apps.py.
 """
+import select
 import time
 
 from conftest import http_get, wait_for
@@ -132,3 +133,24 @@ def test_wrapped_iterator_still_streams_through_a_thread(make_server):
     a thread iterates it as the sync worker would."""
     s = start(make_server, "relay6", extra=("-k", "gthread", "--threads", "2"))
     read_three_and_leave(s, "/endless", "w1", "the wrapped generator")
+
+
+
+def test_requests_answered_while_one_waits_on_a_dirty_call(make_server):
+    """The first request on an idle worker runs in the loop's own thread
+    (inline); when it waits on a dirty call, a pool thread takes over the
+    loop, so the other connections are answered meanwhile, and the long
+    call still gets its answer on its kept connection."""
+    s = start(make_server, "inline1", extra=("-k", "gthread", "--threads", "2"))
+    assert http_get(s.port, "/")[0] == 200
+    with Connection(s.port) as slow:
+        slow.send(get("/call?s=3"))
+        time.sleep(0.2)            # the call is under way in the dirty worker
+        for _ in range(5):
+            assert http_get(s.port, "/")[0] == 200
+        # answered while the call still runs (it has nearly 3 s to go)
+        assert select.select([slow.sock], [], [], 0)[0] == []
+        status, h, body = slow.response()
+        assert status == 200 and b"pid" in body
+        slow.send(get("/"))
+        assert slow.response()[0] == 200
