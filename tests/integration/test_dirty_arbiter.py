@@ -766,13 +766,22 @@ def uid_of(pid):
             return int(line.split()[2])
 
 
+def dropped_uid(pid, uid):
+    """A worker is titled before it drops its privileges (as in gunicorn:
+    title, post_fork hook as root, then the switch), so a test that found
+    it by title waits for the switch; returns the effective uid seen."""
+    wait_for(lambda: uid_of(pid) == uid, timeout=15,
+             what="pid %d to run as uid %d" % (pid, uid))
+    return uid_of(pid)
+
+
 def test_workers_running_as_another_user_reach_the_socket(make_server):
     if os.geteuid() != 0:
         pytest.skip("needs root to switch users")
     name = unique_name("user")
     s = start(make_server, name, extra=("-u", "nobody", "-g", "nogroup"))
     nobody = 65534
-    assert uid_of(dirty_workers(s)[0]) == nobody
+    assert dropped_uid(dirty_workers(s)[0], nobody) == nobody
     # the private XDG_RUNTIME_DIR is not traversable by nobody: /tmp is
     # used; the directory stays root's, nobody gets in by group
     assert s.sock.startswith("/tmp/cunicorn-%d/" % os.geteuid())
@@ -800,7 +809,7 @@ def test_user_without_group_keeps_none_of_roots_groups(make_server):
     assert groups_of(s.pid) == [4242]
     http_worker = wait_for(lambda: s.pids_titled("worker"), what="an HTTP worker")[0]
     for pid in (http_worker, dirty_workers(s)[0]):
-        assert uid_of(pid) == 65534
+        assert dropped_uid(pid, 65534) == 65534
         assert groups_of(pid) == [os.getegid()], pid
     out = get_json(s.port, '/call?app=dirty_apps:Echo&action=echo&arg="g"')
     assert out == {"result": "g"}
