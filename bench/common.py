@@ -105,6 +105,17 @@ def children(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of one process so far (seconds), 0 if gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    fields = st[st.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def title(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:

@@ -1,22 +1,32 @@
-"""Server-sent event streams relayed by the gthread worker: N concurrent
-token streams from dirty generators on ONE HTTP worker with --threads 4.
-Prints how many completed, and the delay from each token's production (a
-timestamp the generator puts in it) to its arrival at the client: the
-first token's and all tokens' median / p99 / max.  Nothing asserted.
+"""Server-sent event streams from dirty generators: N concurrent token
+streams on ONE HTTP worker, either a WSGI app returning client.stream(...)
+under the gthread worker (--threads 4; the loop relays the stream) or a
+FastAPI endpoint returning StreamingResponse(client.stream_async(...))
+under the asgi worker.  Prints how many completed, and the delay from each
+token's production (a timestamp the generator puts in it) to its arrival
+at the client: the first token's and all tokens' median / p99 / max.
+Nothing asserted.
 
-    /usr/bin/python3 bench/sse.py [STREAMS] [TOKENS] [DELAY]
+    /usr/bin/python3 bench/sse.py [STREAMS] [TOKENS] [DELAY] [gthread|asgi|asgi-raw] [burst|spread]
 """
 import os
 import selectors
+import shutil
 import socket
 import sys
+import tempfile
 import time
 
-from common import BENCH, BUILD, Proc, free_port
+from common import BENCH, BUILD, Proc, children, cpu_seconds, free_port, title
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 TOKENS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 DELAY = float(sys.argv[3]) if len(sys.argv) > 3 else 0.2
+WORKER = sys.argv[4] if len(sys.argv) > 4 else "gthread"
+# "burst": every stream opens at once, so every generator yields at the
+# same instant (the worst case: N tokens to relay together); "spread": the
+# streams open evenly over one DELAY, as independent clients would
+OPENING = sys.argv[5] if len(sys.argv) > 5 else "burst"
 
 
 def pct(xs, p):
@@ -24,76 +34,115 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
 
 
+def one_round(port, worker):
+    """Open N streams, read them to their end; the delays seen, how many
+    completed, and the HTTP worker's CPU time over the round."""
+    cpu0 = sum(cpu_seconds(c) for c in worker)
+    sel = selectors.DefaultSelector()
+    req = b"GET /?n=%d&delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (TOKENS, str(DELAY).encode())
+    state = {}
+    t0 = time.time()
+    for i in range(N):
+        if OPENING == "spread":
+            time.sleep(max(0.0, t0 + DELAY * i / N - time.time()))
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setblocking(False)
+        s.sendall(req)
+        state[s] = [b"", 0]    # buffer, tokens seen
+        sel.register(s, selectors.EVENT_READ)
+    open_at = time.time() - t0
+    first, alltok, done = [], [], 0
+    deadline = time.time() + TOKENS * DELAY + 60
+    while state and time.time() < deadline:
+        for key, _ in sel.select(1.0):
+            s = key.fileobj
+            try:
+                d = s.recv(65536)
+            except BlockingIOError:
+                continue
+            now = time.time()
+            st = state[s]
+            if not d:
+                sel.unregister(s)
+                s.close()
+                del state[s]
+                continue
+            st[0] += d
+            while b"data: " in st[0]:
+                i = st[0].index(b"data: ")
+                j = st[0].find(b"\n\n", i)
+                if j < 0:
+                    break
+                _, stamp = st[0][i + 6:j].split()
+                lag = (now - float(stamp)) * 1000
+                if st[1] == 0:
+                    first.append(lag)
+                alltok.append(lag)
+                st[1] += 1
+                st[0] = st[0][j + 2:]
+            if st[1] == TOKENS and st[0].endswith(b"0\r\n\r\n"):
+                done += 1
+                sel.unregister(s)
+                s.close()
+                del state[s]
+    cpu = sum(cpu_seconds(c) for c in worker) - cpu0
+    for s in list(state):
+        s.close()
+    sel.close()
+    return {"done": done, "open_at": open_at, "first": first, "all": alltok, "cpu": cpu}
+
+
 def main():
     port = free_port()
     dirty_threads = (N + 3) // 4 + 8
-    p = Proc([os.path.join(BUILD, "cunicorn"), "-w", "1", "-k", "gthread", "--threads", "4",
-              "--worker-connections", str(N + 100), "-b", "127.0.0.1:%d" % port,
+    if WORKER == "asgi":
+        worker, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, FastAPI + stream_async()"
+        app = "sse_app:api"
+    elif WORKER == "asgi-raw":
+        worker, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, a bare ASGI app + stream_async()"
+        app = "sse_app:raw"
+    else:
+        worker, what = ["-k", "gthread", "--threads", "4"], "1 HTTP worker, --threads 4"
+        app = "sse_app:application"
+    # the app runs from a directory holding only it: bench/http.py would
+    # shadow the standard library's http package (FastAPI imports it)
+    appdir = tempfile.mkdtemp(prefix="cunicorn-bench-sse-")
+    shutil.copy(os.path.join(BENCH, "sse_app.py"), appdir)
+    p = Proc([os.path.join(BUILD, "cunicorn"), "-w", "1"] + worker +
+             ["--worker-connections", str(N + 100), "-b", "127.0.0.1:%d" % port,
               "--dirty-app", "sse_app:Tokens", "--dirty-workers", "4",
               "--dirty-threads", str(dirty_threads), "--timeout", "120",
-              "sse_app:application"], port, cwd=BENCH)
+              app], port, cwd=appdir)
     if not p.ok:
         print("cunicorn did not start:", p.log()[-500:])
         p.stop()
+        shutil.rmtree(appdir, ignore_errors=True)
         return 1
     try:
         time.sleep(2.0)      # dirty workers up
-        sel = selectors.DefaultSelector()
-        req = b"GET /?n=%d&delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (TOKENS, str(DELAY).encode())
-        state = {}
-        t0 = time.time()
-        for _ in range(N):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.setblocking(False)
-            s.sendall(req)
-            state[s] = [b"", 0, []]    # buffer, tokens seen, delays
-            sel.register(s, selectors.EVENT_READ)
-        open_at = time.time() - t0
-        first, alltok, done = [], [], 0
-        deadline = time.time() + TOKENS * DELAY + 60
-        while state and time.time() < deadline:
-            for key, _ in sel.select(1.0):
-                s = key.fileobj
-                try:
-                    d = s.recv(65536)
-                except BlockingIOError:
-                    continue
-                now = time.time()
-                st = state[s]
-                if not d:
-                    sel.unregister(s)
-                    s.close()
-                    del state[s]
-                    continue
-                st[0] += d
-                while b"data: " in st[0]:
-                    i = st[0].index(b"data: ")
-                    j = st[0].find(b"\n\n", i)
-                    if j < 0:
-                        break
-                    _, stamp = st[0][i + 6:j].split()
-                    lag = (now - float(stamp)) * 1000
-                    if st[1] == 0:
-                        first.append(lag)
-                    alltok.append(lag)
-                    st[1] += 1
-                    st[0] = st[0][j + 2:]
-                if st[1] == TOKENS and st[0].endswith(b"0\r\n\r\n"):
-                    done += 1
-                    sel.unregister(s)
-                    s.close()
-                    del state[s]
-        for s in list(state):
-            s.close()
-        print("%d concurrent SSE streams of %d tokens (%.0f ms apart), 1 HTTP worker, "
-              "--threads 4; connections opened in %.2f s" % (N, TOKENS, DELAY * 1000, open_at))
-        print("  streams complete: %d / %d" % (done, N))
-        print("  token production -> arrival, first token: median %.2f ms, p99 %.2f ms, max %.2f ms"
-              % (pct(first, 0.5), pct(first, 0.99), max(first) if first else float("nan")))
-        print("  every token: median %.2f ms, p99 %.2f ms (%d tokens)"
-              % (pct(alltok, 0.5), pct(alltok, 0.99), len(alltok)))
+        worker = [c for c in children(p.p.pid) if "worker" in title(c) and "dirty" not in title(c)]
+        print("%d concurrent SSE streams of %d tokens (%.0f ms apart), %s; connections "
+              "opened %s" % (N, TOKENS, DELAY * 1000, what,
+                             "at once" if OPENING == "burst" else "evenly over %.0f ms"
+                             % (DELAY * 1000)))
+        # two rounds on the same server: the first grows the worker's memory
+        # (page faults, first allocations), the second is the steady state
+        for name in ("first round (cold)", "second round"):
+            r = one_round(port, worker)
+            print("  %s: streams complete %d / %d; connections opened in %.2f s"
+                  % (name, r["done"], N, r["open_at"]))
+            first, alltok = r["first"], r["all"]
+            print("    token production -> arrival, first token: median %.2f ms, "
+                  "p99 %.2f ms, max %.2f ms" % (pct(first, 0.5), pct(first, 0.99),
+                                                max(first) if first else float("nan")))
+            print("    every token: median %.2f ms, p99 %.2f ms (%d tokens)"
+                  % (pct(alltok, 0.5), pct(alltok, 0.99), len(alltok)))
+            print("    the HTTP worker's CPU time: %.0f ms in all, %.0f us per stream "
+                  "(request, %d tokens, end)" % (r["cpu"] * 1000, r["cpu"] * 1e6 / max(N, 1),
+                                                TOKENS))
     finally:
         p.stop()
+        shutil.rmtree(appdir, ignore_errors=True)
     return 0
 
 

@@ -264,6 +264,7 @@ def test_asyncio_client(make_server, tmp_path, threads):
     assert "ValueError" in r["app_error"]["traceback"]
     assert r["notfound"]["class"] == "DirtyAppNotFoundError"
     assert r["slow"] == [True, "fast"]
+    assert r["big_ok"] == [True] * 6
 
 
 def test_dirty_threads_run_calls_concurrently(make_server, tmp_path):

@@ -30,6 +30,7 @@ about 5 MB per process, which every HTTP worker of an app doing
 `from gunicorn.dirty import ...` would pay without ever calling async.
 """
 
+import collections
 import itertools
 import os
 import threading
@@ -436,24 +437,122 @@ def _expire(fut, timeout):
                                             timeout=timeout))
 
 
+class _Sink:
+    """A stream's chunks as they arrive, and the one waiter for the next:
+    what asyncio.Queue would do without its getter futures and locks."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self):
+        self.items = collections.deque()
+        self.waiter = None
+
+    def put(self, item):
+        self.items.append(item)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class _ChannelProtocol:
+    """The asyncio protocol of one connection of a channel: frames are cut
+    out of the bytes in data_received and routed at once, with no reader
+    task and no StreamReader between the socket and the caller's future
+    (asyncio and uvloop call these methods by name: no base class, so
+    that importing this module does not import asyncio)."""
+
+    def __init__(self, channel):
+        self.channel = channel
+        self.transport = None
+        self.buf = b""           # bytes of a frame not complete yet
+        self.paused = None       # a future while the transport is full
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        ch = self.channel
+        if ch.proto is not self:
+            return
+        if self.buf:             # a frame's start waits in a bytearray
+            buf = self.buf
+            buf += data
+        else:
+            buf = data
+        size = len(buf)
+        pos = 0
+        wire = _wire
+        header = wire.HEADER_SIZE
+        try:
+            while size - pos >= header:
+                kind, length, rid = wire.decode_header(buf[pos:pos + header])
+                end = pos + header + length
+                if end > size:
+                    break
+                msg = wire.decode(buf[pos + header:end]) if length else None
+                pos = end
+                ch._route(kind, rid, msg)
+        except Exception as exc:
+            if isinstance(exc, wire.ProtocolError):
+                exc = DirtyProtocolError("Protocol error: %s" % exc)
+            else:
+                exc = DirtyConnectionError("Communication error: %s" % exc,
+                                           socket_path=ch.client.socket_path)
+            ch._fail_all(exc)
+            return
+        if pos >= size:
+            self.buf = b""
+        elif pos or buf is data:     # keep the rest; a kept buffer grows in place
+            self.buf = bytearray(buf[pos:])
+
+    def eof_received(self):
+        return False             # close: the arbiter has nothing more to say
+
+    def connection_lost(self, exc):
+        self._wake()
+        ch = self.channel
+        if ch.proto is not self:
+            return
+        if ch.closed:
+            err = DirtyConnectionError("dirty connection closed",
+                                       socket_path=ch.client.socket_path)
+        elif exc is not None:
+            err = DirtyConnectionError("Communication error: %s" % exc,
+                                       socket_path=ch.client.socket_path)
+        else:
+            err = DirtyConnectionError("dirty arbiter closed the connection",
+                                       socket_path=ch.client.socket_path)
+        ch._fail_all(err)
+
+    def pause_writing(self):
+        if self.paused is None:
+            self.paused = self.channel.loop.create_future()
+
+    def resume_writing(self):
+        self._wake()
+
+    def _wake(self):
+        p, self.paused = self.paused, None
+        if p is not None and not p.done():
+            p.set_result(None)
+
+
 class _AsyncChannel:
     """One asyncio connection to the arbiter, many calls in flight matched
-    by id; a reader task routes replies to futures and stream queues."""
+    by id; its protocol routes replies to futures and stream sinks."""
 
     def __init__(self, client, loop):
         self.client = client
         self.loop = loop
-        self.reader = None
-        self.writer = None
-        self.reader_task = None
-        self.pending = {}            # id -> Future (execute) or Queue (stream)
+        self.proto = None            # the _ChannelProtocol of the connection
+        self.pending = {}            # id -> Future (execute) or _Sink (stream)
         self.ids = itertools.count(1)
         self.closed = False
         self._connecting = None
 
     async def connect(self):
         import asyncio
-        if self.writer is not None:
+        if self.proto is not None:
             return
         if self._connecting is None:
             self._connecting = self.loop.create_task(self._open())
@@ -470,9 +569,10 @@ class _AsyncChannel:
         deadline = self.loop.time() + min(CONNECT_RETRY_SECONDS,
                                           client.timeout or CONNECT_RETRY_SECONDS)
         delay = 0.01
+        proto = _ChannelProtocol(self)
         while True:
             try:
-                r, w = await asyncio.open_unix_connection(client.socket_path)
+                await self.loop.create_unix_connection(lambda: proto, client.socket_path)
                 break
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 if self.loop.time() + delay > deadline:
@@ -485,38 +585,13 @@ class _AsyncChannel:
                 raise DirtyConnectionError(
                     "Failed to connect to dirty arbiter: %s" % exc,
                     socket_path=client.socket_path) from exc
-        self.reader, self.writer = r, w
-        self.reader_task = self.loop.create_task(self._read_loop())
-
-    async def _read_loop(self):
-        import asyncio
-        wire = _wire
-        header_size = wire.HEADER_SIZE
-        err = None
-        try:
-            while True:
-                head = await self.reader.readexactly(header_size)
-                kind, length, rid = wire.decode_header(head)
-                payload = await self.reader.readexactly(length) if length else b""
-                msg = wire.decode(payload) if length else None
-                self._route(kind, rid, msg)
-        except asyncio.IncompleteReadError:
-            err = DirtyConnectionError("dirty arbiter closed the connection",
-                                       socket_path=self.client.socket_path)
-        except asyncio.CancelledError:
-            err = DirtyConnectionError("dirty connection closed",
-                                       socket_path=self.client.socket_path)
-        except Exception as exc:  # protocol or socket error
-            if wire is not None and isinstance(exc, wire.ProtocolError):
-                err = DirtyProtocolError("Protocol error: %s" % exc)
-            else:
-                err = DirtyConnectionError("Communication error: %s" % exc,
-                                           socket_path=self.client.socket_path)
-        finally:
-            self._fail_all(err or DirtyConnectionError("dirty connection closed"))
+        if self.closed:              # closed while connecting
+            proto.transport.close()
+            raise DirtyConnectionError("dirty connection closed",
+                                       socket_path=client.socket_path)
+        self.proto = proto
 
     def _route(self, kind, rid, msg):
-        import asyncio
         target = self.pending.get(rid)
         if target is None:
             return  # a call that timed out or was abandoned
@@ -533,7 +608,7 @@ class _AsyncChannel:
             item = _END
         else:
             item = DirtyProtocolError("unexpected message type 0x%02x" % kind)
-        if isinstance(target, asyncio.Future):
+        if type(target) is not _Sink:
             self.pending.pop(rid, None)
             if target.done():
                 return
@@ -547,37 +622,39 @@ class _AsyncChannel:
         else:
             if item is _END or isinstance(item, BaseException) or item[0] == "result":
                 self.pending.pop(rid, None)
-            target.put_nowait(item)
+            target.put(item)
 
     def _fail_all(self, exc):
-        import asyncio
         pending, self.pending = self.pending, {}
         for target in pending.values():
-            if isinstance(target, asyncio.Future):
+            if type(target) is not _Sink:
                 if not target.done():
                     target.set_exception(exc)
             else:
-                target.put_nowait(exc)
-        w, self.writer, self.reader = self.writer, None, None
-        if w is not None:
-            w.close()
+                target.put(exc)
+        proto, self.proto = self.proto, None
+        if proto is not None:
+            proto._wake()
+            if proto.transport is not None:
+                proto.transport.close()
 
     async def _send(self, rid, app_path, action, args, kwargs):
-        if self.writer is None:
+        if self.proto is None:
             await self.connect()
         try:
             frame = _wire.encode_request(rid, app_path, action, list(args), kwargs or None)
         except Exception as exc:
             self.pending.pop(rid, None)
             raise DirtyProtocolError("cannot encode request: %s" % exc) from exc
-        w = self.writer
-        if w is None or w.is_closing():
+        proto = self.proto
+        t = proto.transport if proto is not None else None
+        if t is None or t.is_closing():
             self.pending.pop(rid, None)
             raise DirtyConnectionError("dirty connection closed",
                                        socket_path=self.client.socket_path)
-        w.write(frame)
-        if w.transport.get_write_buffer_size() > 65536:
-            await w.drain()
+        t.write(frame)
+        if proto.paused is not None:
+            await proto.paused       # the arbiter reads slower than we write
 
     async def execute(self, app_path, action, args, kwargs):
         rid = next(self.ids)
@@ -599,16 +676,19 @@ class _AsyncChannel:
             self.pending.pop(rid, None)
 
     async def stream_start(self, app_path, action, args, kwargs):
-        import asyncio
+        """Start a stream on this channel, the stream's own: nobody shares
+        its connecting, so it needs neither connect()'s task nor its shield."""
         rid = next(self.ids)
-        q = asyncio.Queue()
-        self.pending[rid] = q
+        sink = _Sink()
+        self.pending[rid] = sink
         try:
+            if self.proto is None:
+                await self._open()
             await self._send(rid, app_path, action, args, kwargs)
         except BaseException:
             self.pending.pop(rid, None)
             raise
-        return rid, q
+        return rid, sink
 
     def forget(self, rid):
         self.pending.pop(rid, None)
@@ -616,64 +696,65 @@ class _AsyncChannel:
     def abort(self):
         """Close now, without waiting (usable outside a coroutine)."""
         self.closed = True
-        task, self.reader_task = self.reader_task, None
-        if task is not None and not task.done():
-            task.cancel()
-        w, self.writer, self.reader = self.writer, None, None
-        if w is not None:
-            w.close()
+        proto, self.proto = self.proto, None
+        if proto is not None:
+            proto._wake()
+            if proto.transport is not None:
+                proto.transport.close()
 
     async def close(self):
         self.closed = True
-        task, self.reader_task = self.reader_task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
         self._fail_all(DirtyConnectionError("dirty client closed"))
 
 
 class DirtyAsyncStreamIterator(_StreamBase):
     """The async iterator stream_async() returns.  The stream runs on a
     channel (connection) of its own, so that abandoning it can be told to
-    the arbiter the one way every arbiter understands: by closing it."""
+    the arbiter the one way every arbiter understands: by closing it.
+    Each wait for a chunk is one future and, when a timeout applies, one
+    timer on it (no task, no asyncio.wait_for)."""
 
     _chan = None
-    _queue = None
+    _sink = None
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        import asyncio
         if self._done:
             raise StopAsyncIteration
-        if self._queue is None:
+        sink = self._sink
+        if sink is None:
+            import asyncio
             self._chan = _AsyncChannel(self.client, asyncio.get_running_loop())
             try:
-                self._id, self._queue = await self._chan.stream_start(
+                self._id, sink = await self._chan.stream_start(
                     self.app_path, self.action, self.args, self.kwargs)
+                self._sink = sink
             except BaseException:
                 self._finish()
                 raise
             self._arm()
-        try:
-            budget = self._wait_budget()
-            q = self._queue
-            if not q.empty():
-                item = q.get_nowait()
-            elif budget is not None:
-                item = await asyncio.wait_for(q.get(), budget)
-            else:
-                item = await q.get()
-        except (asyncio.TimeoutError, DirtyTimeoutError):
-            self._finish()
-            raise self._timeout_error() from None
-        except BaseException:
-            self._finish()          # cancelled: the caller went away
-            raise
+        if not sink.items:
+            try:
+                budget = self._wait_budget()
+                loop = self._chan.loop
+                fut = sink.waiter = loop.create_future()
+                timer = (loop.call_later(budget, _expire, fut, budget)
+                         if budget is not None else None)
+                try:
+                    await fut
+                finally:
+                    sink.waiter = None
+                    if timer is not None:
+                        timer.cancel()
+            except DirtyTimeoutError:
+                self._finish()
+                raise self._timeout_error() from None
+            except BaseException:
+                self._finish()          # cancelled: the caller went away
+                raise
+        item = sink.items.popleft()
         if item is _END:
             self._finish()
             raise StopAsyncIteration

@@ -44,13 +44,20 @@ async def scenario_async():
         notfound = None
     except DirtyAppNotFoundError as e:
         notfound = err(e)
+    # frames larger than a socket read, both ways, several in flight: the
+    # request waits for the socket to drain, each reply is cut out of many
+    # reads (and the 64-byte echoes between them out of the same reads)
+    big = [bytes([65 + i]) * (3 << 20) for i in range(3)]
+    bigs = await asyncio.gather(*(client.execute_async(APP, "echo", b) for b in big),
+                                *(client.execute_async(APP, "echo", "s" * 64) for _ in range(3)))
+    big_ok = [r == b for r, b in zip(bigs, big)] + [r == "s" * 64 for r in bigs[3:]]
     # concurrent slow calls + a stream interleaved
     t0 = time.monotonic()
     slow = await asyncio.gather(client.execute_async(APP, "sleep", 0.3),
                                 client.execute_async(APP, "echo", "fast"))
     return {"same": same, "values": values, "coro": coro, "chunks": chunks,
             "achunks": achunks, "partial": partial, "stream_error": stream_error,
-            "app_error": app_error, "notfound": notfound,
+            "app_error": app_error, "notfound": notfound, "big_ok": big_ok,
             "slow": [isinstance(slow[0], int), slow[1]],
             "slow_elapsed": time.monotonic() - t0}
 
