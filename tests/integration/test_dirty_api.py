@@ -265,6 +265,8 @@ def test_asyncio_client(make_server, tmp_path, threads):
     assert r["notfound"]["class"] == "DirtyAppNotFoundError"
     assert r["slow"] == [True, "fast"]
     assert r["big_ok"] == [True] * 6
+    assert r["reuse"] == {"again": [{"i": 0}, {"i": 1}], "reused": True,
+                          "abandoned_closed": True}
 
 
 def test_dirty_threads_run_calls_concurrently(make_server, tmp_path):

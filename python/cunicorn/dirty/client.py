@@ -61,6 +61,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 30.0  # streams: longest wait for the next chunk
 CONNECT_RETRY_SECONDS = 2.0  # keep retrying a refused/missing socket this long
 _MAX_IDLE = 4                # idle sync connections kept per client
+_MAX_IDLE_STREAMS = 32       # idle async stream connections kept per client
 
 
 def _need_wire():
@@ -86,6 +87,7 @@ class DirtyClient:
         self.timeout = timeout
         self._idle = []          # idle _cunicorn_dirty.Connection objects
         self._achan = None       # _AsyncChannel (asyncio side)
+        self._astreams = []      # idle stream channels, reused by stream_async
 
     def __repr__(self):
         return "<DirtyClient %s>" % (self.socket_path,)
@@ -230,7 +232,31 @@ class DirtyClient:
         times out: the worker then stops producing for it."""
         return DirtyAsyncStreamIterator(self, app_path, action, args, kwargs)
 
+    def _stream_channel(self, loop):
+        """A channel for one stream: an idle one on this loop (its stream
+        ended cleanly, the arbiter holds nothing for it) or a new one;
+        reusing spares a connect and an accept per stream."""
+        idle = self._astreams
+        while idle:
+            ch = idle.pop()
+            if ch.loop is loop and ch.proto is not None and not ch.closed:
+                return ch
+            ch.abort()
+        return _AsyncChannel(self, loop)
+
+    def _stream_done(self, ch):
+        """A stream ended with its END, result or error frame: its channel
+        is kept for the next stream if it is healthy and there is room."""
+        if (not ch.pending and ch.proto is not None and not ch.closed
+                and len(self._astreams) < _MAX_IDLE_STREAMS):
+            self._astreams.append(ch)
+        else:
+            ch.abort()
+
     async def close_async(self):
+        idle, self._astreams = self._astreams, []
+        for ch in idle:
+            ch.abort()
         ch, self._achan = self._achan, None
         if ch is not None:
             await ch.close()
@@ -710,7 +736,9 @@ class _AsyncChannel:
 class DirtyAsyncStreamIterator(_StreamBase):
     """The async iterator stream_async() returns.  The stream runs on a
     channel (connection) of its own, so that abandoning it can be told to
-    the arbiter the one way every arbiter understands: by closing it.
+    the arbiter the one way every arbiter understands: by closing it.  A
+    stream that ran to its end (END, a result, an error frame) leaves its
+    channel to the client for the next stream.
     Each wait for a chunk is one future and, when a timeout applies, one
     timer on it (no task, no asyncio.wait_for)."""
 
@@ -726,7 +754,7 @@ class DirtyAsyncStreamIterator(_StreamBase):
         sink = self._sink
         if sink is None:
             import asyncio
-            self._chan = _AsyncChannel(self.client, asyncio.get_running_loop())
+            self._chan = self.client._stream_channel(asyncio.get_running_loop())
             try:
                 self._id, sink = await self._chan.stream_start(
                     self.app_path, self.action, self.args, self.kwargs)
@@ -756,13 +784,13 @@ class DirtyAsyncStreamIterator(_StreamBase):
                 raise
         item = sink.items.popleft()
         if item is _END:
-            self._finish()
+            self._release()
             raise StopAsyncIteration
         if isinstance(item, BaseException):
-            self._finish()
+            self._release()     # an error frame; a broken channel is not kept
             raise item
         if item[0] == "result":
-            self._finish()
+            self._release()
         self._last = time.monotonic()
         return item[1]
 
@@ -774,6 +802,14 @@ class DirtyAsyncStreamIterator(_StreamBase):
         if ch is not None:
             ch.forget(self._id)
             ch.abort()
+
+    def _release(self):
+        """Ended by the arbiter's last frame: the channel may serve again."""
+        self._done = True
+        ch, self._chan = self._chan, None
+        if ch is not None:
+            ch.forget(self._id)
+            self.client._stream_done(ch)
 
     async def aclose(self):
         self._finish()

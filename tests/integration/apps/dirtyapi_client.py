@@ -5,6 +5,7 @@ prints one JSON object on stdout.  Uses only the public API.
 """
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -18,6 +19,19 @@ APP = "dirtyapi_apps:Basic"
 def err(e):
     return {"class": type(e).__name__, "message": e.message,
             "traceback": getattr(e, "traceback", None)}
+
+
+def sockets():
+    """The sockets this process holds (their inodes)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if link.startswith("socket:"):
+            out.add(link)
+    return out
 
 
 async def scenario_async():
@@ -55,7 +69,20 @@ async def scenario_async():
     t0 = time.monotonic()
     slow = await asyncio.gather(client.execute_async(APP, "sleep", 0.3),
                                 client.execute_async(APP, "echo", "fast"))
-    return {"same": same, "values": values, "coro": coro, "chunks": chunks,
+    # a stream that ran to its end leaves its connection for the next one;
+    # an abandoned stream's connection is closed, never reused
+    await asyncio.sleep(0.05)
+    s0 = sockets()
+    again = [c async for c in client.stream_async(APP, "count", 2)]
+    s1 = sockets()
+    it = client.stream_async(APP, "count", 100)
+    await it.__anext__()
+    await it.aclose()
+    await asyncio.sleep(0.05)
+    s2 = sockets()
+    reuse = {"again": again, "reused": s1 == s0,
+             "abandoned_closed": len(s0 - s2) == 1 and not (s2 - s0)}
+    return {"same": same, "values": values, "coro": coro, "chunks": chunks, "reuse": reuse,
             "achunks": achunks, "partial": partial, "stream_error": stream_error,
             "app_error": app_error, "notfound": notfound, "big_ok": big_ok,
             "slow": [isinstance(slow[0], int), slow[1]],
