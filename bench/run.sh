@@ -12,9 +12,10 @@ make -j2 >/dev/null
 echo "## HTTP"; /usr/bin/python3 bench/http.py "$@"
 echo; echo "## keep-alive (gthread)"; /usr/bin/python3 bench/keepalive.py "$@"
 echo; echo "## SSE streams from dirty generators: relayed by the gthread loop; FastAPI + stream_async on the asgi worker"
-/usr/bin/python3 bench/sse.py 1000 10 0.2 gthread
-/usr/bin/python3 bench/sse.py 1000 10 0.2 asgi
+/usr/bin/python3 bench/sse.py 1000 10 0.2 gthread burst
+/usr/bin/python3 bench/sse.py 1000 10 0.2 gthread spread
 /usr/bin/python3 bench/sse.py 1000 10 0.2 asgi spread
+/usr/bin/python3 bench/sse.py 1000 10 0.2 asgi-raw spread
 echo; echo "## websocket echo, permessage-deflate on and off"; /usr/bin/python3 bench/websocket.py "$@"
 echo; echo "## memory"; /usr/bin/python3 bench/memory.py
 echo; echo "## dirty calls"; /usr/bin/python3 bench/dirty.py

@@ -25,7 +25,8 @@ DELAY = float(sys.argv[3]) if len(sys.argv) > 3 else 0.2
 WORKER = sys.argv[4] if len(sys.argv) > 4 else "gthread"
 # "burst": every stream opens at once, so every generator yields at the
 # same instant (the worst case: N tokens to relay together); "spread": the
-# streams open evenly over one DELAY, as independent clients would
+# streams open evenly over half a stream's life (TOKENS x DELAY / 2), as
+# independent clients would, so that all N are open during its second half
 OPENING = sys.argv[5] if len(sys.argv) > 5 else "burst"
 
 
@@ -42,19 +43,24 @@ def one_round(port, worker):
     req = b"GET /?n=%d&delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (TOKENS, str(DELAY).encode())
     state = {}
     t0 = time.time()
-    for i in range(N):
-        if OPENING == "spread":
-            time.sleep(max(0.0, t0 + DELAY * i / N - time.time()))
-        s = socket.create_connection(("127.0.0.1", port))
-        s.setblocking(False)
-        s.sendall(req)
-        state[s] = [b"", 0]    # buffer, tokens seen
-        sel.register(s, selectors.EVENT_READ)
-    open_at = time.time() - t0
-    first, alltok, done = [], [], 0
-    deadline = time.time() + TOKENS * DELAY + 60
-    while state and time.time() < deadline:
-        for key, _ in sel.select(1.0):
+    span = TOKENS * DELAY / 2 if OPENING == "spread" else 0.0
+    opened, open_at = 0, None
+    first, alltok, done, failed = [], [], 0, []
+    deadline = t0 + span + TOKENS * DELAY + 60
+    # connections are opened from the loop that reads them: a token is
+    # never left waiting in a socket because the client was busy opening
+    while (opened < N or state) and time.time() < deadline:
+        while opened < N and time.time() >= t0 + span * opened / N:
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setblocking(False)
+            s.sendall(req)
+            state[s] = [b"", 0, b""]    # buffer, tokens seen, the first bytes
+            sel.register(s, selectors.EVENT_READ)
+            opened += 1
+        if opened == N and open_at is None:
+            open_at = time.time() - t0
+        wait = 1.0 if opened == N else max(0.0, t0 + span * opened / N - time.time())
+        for key, _ in sel.select(wait):
             s = key.fileobj
             try:
                 d = s.recv(65536)
@@ -63,10 +69,13 @@ def one_round(port, worker):
             now = time.time()
             st = state[s]
             if not d:
+                failed.append(st[2] or b"(closed before any byte)")
                 sel.unregister(s)
                 s.close()
                 del state[s]
                 continue
+            if not st[2]:
+                st[2] = d[:120]
             st[0] += d
             while b"data: " in st[0]:
                 i = st[0].index(b"data: ")
@@ -89,7 +98,7 @@ def one_round(port, worker):
     for s in list(state):
         s.close()
     sel.close()
-    return {"done": done, "open_at": open_at, "first": first, "all": alltok, "cpu": cpu}
+    return {"failed": failed, "done": done, "open_at": float("nan") if open_at is None else open_at, "first": first, "all": alltok, "cpu": cpu}
 
 
 def main():
@@ -124,7 +133,7 @@ def main():
         print("%d concurrent SSE streams of %d tokens (%.0f ms apart), %s; connections "
               "opened %s" % (N, TOKENS, DELAY * 1000, what,
                              "at once" if OPENING == "burst" else "evenly over %.0f ms"
-                             % (DELAY * 1000)))
+                             % (TOKENS * DELAY / 2 * 1000)))
         # two rounds on the same server: the first grows the worker's memory
         # (page faults, first allocations), the second is the steady state
         for name in ("first round (cold)", "second round"):
@@ -132,6 +141,9 @@ def main():
             print("  %s: streams complete %d / %d; connections opened in %.2f s"
                   % (name, r["done"], N, r["open_at"]))
             first, alltok = r["first"], r["all"]
+            if r["failed"]:
+                print("    %d ended early; the first's first bytes: %r"
+                      % (len(r["failed"]), r["failed"][0]))
             print("    token production -> arrival, first token: median %.2f ms, "
                   "p99 %.2f ms, max %.2f ms" % (pct(first, 0.5), pct(first, 0.99),
                                                 max(first) if first else float("nan")))
