@@ -43,7 +43,10 @@ struct alog_seg {
 static struct alog_seg *alog;		/* the compiled format, read-only after init */
 static size_t nalog;
 static unsigned needs;			/* ACCESS_LOG_* of its atoms */
-static __thread struct buf logline;	/* the line being formatted (per thread) */
+/* The line being formatted: scratch, filled and written within one
+ * access_log_line() call, so per thread (threads format at once without
+ * a lock) rather than in a worker's request struct. */
+static __thread struct buf logline;
 
 /* environ keys the atoms read (interned: the environ uses the same objects) */
 static PyObject *k_remote_addr, *k_request_method, *k_raw_uri,

@@ -120,6 +120,9 @@ static struct {
 	struct http_conn_limits limits;
 	int epfd, wakefd;
 	struct pythreads *pool;
+	/* WSGI request slots, one per thread that runs requests (one
+	 * request at a time): pool thread i's, the main thread's (inline) */
+	struct wsgi_req **slots, *inline_slot;
 	PyThreadState *loop_ts;		/* the loop's, while it does not hold the GIL */
 
 	/* pool -> loop */
@@ -639,7 +642,7 @@ give_back(struct http_conn *c)
  * connection goes back to the loop (on_done); 0: it is idle in the epoll
  * set again. */
 static int
-serve_conn(struct gconn *g)
+serve_conn(struct gconn *g, struct wsgi_req *slot)
 {
 	struct http_conn *c = &g->c;
 	struct http_error err;
@@ -649,7 +652,7 @@ serve_conn(struct gconn *g)
 		c->keepalive = atomic_load(&G.keepalive_on);
 		c->body_unread = 0;
 		c->next = 0;
-		rc = wsgi_handle(c);
+		rc = wsgi_handle(slot, c);
 		if (rc != 0 || !c->keepalive || c->relay != NULL)
 			break;
 		http_conn_shift(c);
@@ -703,7 +706,7 @@ serve(struct pythreads_job *job, int thread, void *arg)
 		return;
 	}
 	g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
-	if (serve_conn(g))
+	if (serve_conn(g, G.slots[thread]))
 		give_back(&g->c);
 }
 
@@ -841,6 +844,10 @@ setup(struct http_worker_ctx *ctx)
 			log_warn("listener: O_NONBLOCK");
 
 	http_worker_boot(ctx, threads, NULL, &G.keepalive_on, 1);
+	G.slots = xcalloc((size_t)threads, sizeof(*G.slots));
+	for (int i = 0; i < threads; i++)
+		G.slots[i] = wsgi_req_new();
+	G.inline_slot = wsgi_req_new();
 	if (cfg->hooks[HOOK_POST_WORKER_INIT] != NULL)
 		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 	G.pool = pythreads_start(threads, serve, NULL);
@@ -1042,7 +1049,7 @@ run_inline(void)
 			PyEval_RestoreThread(G.loop_ts);
 			have_gil = 1;
 		}
-		back = serve_conn(gconn_of(c));
+		back = serve_conn(gconn_of(c), G.inline_slot);
 		atomic_store(&G.inline_busy, 0);
 		atomic_store(&G.main_wants_back, 1);
 		if (pthread_mutex_trylock(&G.role) != 0) {

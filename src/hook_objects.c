@@ -12,7 +12,9 @@
 #include "http_parser.h"
 
 static PyObject *ns_type;			/* types.SimpleNamespace */
-static __thread struct buf hook_names;		/* upper-cased header names */
+/* Upper-cased header names: scratch within one call, so per thread
+ * rather than in a worker's request struct. */
+static __thread struct buf hook_names;
 
 int
 hook_objects_prepare(void)

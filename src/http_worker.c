@@ -2,12 +2,12 @@
  * http_worker.c — the sync HTTP worker role (contract: http_worker.h).
  *
  * Owns: the accept loop over the inherited listeners, the worker's signal
- * flags (from sigpipe.c's pipe), the per-worker request buffer, reading and parsing
- * the request head, max_requests, the heartbeat and the worker's exit
- * path, and --reload (gunicorn's reload: a worker whose code changed on
- * disk exits so that the master boots a fresh one).  Hands every parsed
- * request to wsgi.c; answers malformed ones with gunicorn's error page and
- * keeps serving.
+ * flags (from sigpipe.c's pipe), the per-worker request buffer and WSGI
+ * request slot (struct wsgi_req), reading and parsing the request head,
+ * max_requests, the heartbeat and the worker's exit path, and --reload
+ * (gunicorn's reload: a worker whose code changed on disk exits so that
+ * the master boots a fresh one).  Hands every parsed request to wsgi.c;
+ * answers malformed ones with gunicorn's error page and keeps serving.
  *
  * One connection at a time, "Connection: close" on every response, as
  * gunicorn's sync worker.  Signal handlers only write to the signal pipe
@@ -270,6 +270,7 @@ reload_load_app(struct reload_watch *rw, const char *uri)
 struct worker_state {
 	struct http_conn_limits limits;
 	struct http_conn conn;		/* buffers reused for every connection */
+	struct wsgi_req *wsgi;		/* the request slot every request runs in */
 	int head_timeout_ms;
 	unsigned long nr;
 	unsigned long limit;	/* max_requests + jitter; 0 = none */
@@ -361,7 +362,7 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 		w->alive = 0;
 	}
 	c->keepalive = 0;	/* the sync worker: one request, Connection: close */
-	if (wsgi_handle(c) == 0)
+	if (wsgi_handle(w->wsgi, c) == 0)
 		http_io_close(fd, c->body_unread);
 	else
 		close(fd);
@@ -389,6 +390,7 @@ setup_state(struct worker_state *w, const struct settings *cfg)
 	memset(w, 0, sizeof(*w));
 	http_conn_limits_init(&w->limits, cfg);
 	http_conn_alloc(&w->conn, &w->limits, 0);
+	w->wsgi = wsgi_req_new();
 	w->head_timeout_ms = w->limits.head_timeout_ms;
 	w->alive = 1;
 	if (cfg->max_requests > 0) {

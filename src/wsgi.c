@@ -6,12 +6,14 @@
  * (wsgi_input.c), the response (wsgi_response.c), the access log
  * (access_log.c); what they share is in wsgi_int.h.
  *
- * Owns: the app, the worker hook object, the request generations (the
- * Python objects handed to the app carry one and go stale when their
- * request ends, so an app that keeps one cannot touch the next request;
- * objects nobody kept are reused: no churn on the hot path), and the
- * choice of what a failed request gets: a 400 for the client's fault, a
- * 500 page without traceback before the head, a cut connection after it.
+ * Owns: the app, the worker hook object, making request slots (struct
+ * wsgi_req; the worker keeps them) and the request generations (the
+ * Python objects handed to the app carry their slot and generation and
+ * go stale when their request ends, so an app that keeps one cannot
+ * touch the next request; objects nobody kept are reused: no churn on
+ * the hot path), and the choice of what a failed request gets: a 400 for
+ * the client's fault, a 500 page without traceback before the head, a
+ * cut connection after it.
  *
  * Never: sends a traceback to a client, keeps a connection whose request
  * bytes were not all read (but for a bounded drain), or calls back into
@@ -45,8 +47,8 @@ static int worker_age;
 static PyObject *signal_mod;		/* _signal */
 static void (*urgent_signals)(void);
 
-/* Request generations (wsgi_int.h), unique across threads: handed out
- * under the GIL. */
+/* Request generations (struct wsgi_req), unique across slots: handed
+ * out under the GIL. */
 static uint64_t gen_counter;
 
 /* ---- hook objects (built only when a request hook is set) ---- */
@@ -157,8 +159,19 @@ log_app_error(struct http_conn *c, int with_uri)
 	python_log_exception(LOG_ERROR, LOG_ERROR, ctx);
 }
 
+struct wsgi_req *
+wsgi_req_new(void)
+{
+	struct wsgi_req *q = xcalloc(1, sizeof(*q));
+
+	q->sock_fd = -1;
+	q->peer_port = -1;
+	wsgi_response_register(q);
+	return q;
+}
+
 int
-wsgi_handle(struct http_conn *c)
+wsgi_handle(struct wsgi_req *q, struct http_conn *c)
 {
 	struct response *r;
 	struct body *b;
@@ -168,10 +181,10 @@ wsgi_handle(struct http_conn *c)
 	int rc = 0, failed = 0, status_code = 0;
 	int want_hooks = cfg->hooks[HOOK_PRE_REQUEST] != NULL ||
 	    cfg->hooks[HOOK_POST_REQUEST] != NULL;
-	uint64_t start, gen = ++gen_counter;
+	uint64_t start;
 
 	if (want_hooks) {
-		if ((reqobj = hook_request_object(&c->req, "http", wsgi_peer_text(c))) == NULL) {
+		if ((reqobj = hook_request_object(&c->req, "http", wsgi_peer_text(q, c))) == NULL) {
 			python_log_exception(LOG_ERROR, LOG_DEBUG, "request object for hooks");
 			reqobj = Py_NewRef(Py_None);
 		}
@@ -182,13 +195,15 @@ wsgi_handle(struct http_conn *c)
 		log_debug("%.*s %.*s", (int)c->req.method_len, c->req.method,
 		    (int)c->req.path_len, c->req.path);
 	start = realtime_us();
-	r = wsgi_resp_begin(c, gen);
-	b = wsgi_body_begin(c, gen);
+	q->gen = ++gen_counter;
+	q->thread = PyThreadState_Get();
+	r = wsgi_resp_begin(q, c);
+	b = wsgi_body_begin(q, c);
 
-	if ((env = wsgi_build_environ(c, &bad_request)) == NULL) {
+	if ((env = wsgi_build_environ(q, c, &bad_request)) == NULL) {
 		if (bad_request != NULL) {
 			PyErr_Clear();
-			log_warnx("Invalid request from ip=%s: %s", wsgi_peer_text(c), bad_request);
+			log_warnx("Invalid request from ip=%s: %s", wsgi_peer_text(q, c), bad_request);
 			http_write_error(c->fd, 400, "Bad Request", bad_request);
 			r->keepalive = 0;
 			c->body_unread = wsgi_body_unread(b);
@@ -197,7 +212,7 @@ wsgi_handle(struct http_conn *c)
 		failed = 1;
 		goto error;
 	}
-	if ((sr = wsgi_start_response_object()) == NULL) {
+	if ((sr = wsgi_start_response_object(q)) == NULL) {
 		failed = 1;
 		goto error;
 	}
@@ -240,7 +255,7 @@ error:
 		} else if (b->err_status && !r->headers_sent) {
 			/* malformed chunked body: the client's fault, not the app's */
 			PyErr_Clear();
-			log_warnx("Invalid request from ip=%s: %s", wsgi_peer_text(c), b->err_reason);
+			log_warnx("Invalid request from ip=%s: %s", wsgi_peer_text(q, c), b->err_reason);
 			http_write_error(c->fd, b->err_status,
 			    http_reason_phrase(b->err_status), b->err_reason);
 			r->status_code = b->err_status;
@@ -287,12 +302,11 @@ done:
 		c->next = b->pos;
 	} else
 		c->keepalive = 0;
-	wsgi_body_end();	/* every object of this request is now stale */
-	wsgi_resp_end(r);
+	q->gen = 0;	/* every object of this request is now stale */
 	Py_XDECREF(result);
 	Py_XDECREF(env);
 	Py_XDECREF(reqobj);
-	wsgi_client_socket_release();
+	wsgi_client_socket_release(q);
 	r->in_flight = 0;
 	return rc;
 }

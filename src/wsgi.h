@@ -5,9 +5,11 @@
  * and the access log.
  *
  * Every worker type calls it with the GIL held, from one thread (sync) or
- * from several in turn (gthread): the state of a running request is per
- * thread, and the Python objects handed to the app belong to their
- * request (stale after it, and in any other thread).  The GIL is released
+ * from several in turn (gthread).  The state of a running request lives
+ * in a request slot (struct wsgi_req) that the worker owns and passes to
+ * wsgi_handle(): one per thread that runs requests.  The Python objects
+ * handed to the app belong to their request (stale after it, and in any
+ * other thread).  The GIL is released
  * only while waiting for a socket (http_conn.c's waits).  Client sockets
  * are non-blocking; every wait is bounded by the worker timeout.
  */
@@ -19,6 +21,7 @@
 struct http_conn;
 struct listener;
 struct settings;
+struct wsgi_req;
 
 struct wsgi_setup {
 	struct settings *cfg;
@@ -61,15 +64,25 @@ int wsgi_prepare(void);
 void *wsgi_worker_object(void);
 
 /*
- * Run the application for c->req (a parsed head) and write the whole
- * response.  c->keepalive in: the worker lets this connection live on;
+ * A request slot: runs one request at a time (its body, its response, the
+ * start_response / write / wsgi.input / early_hints objects reused from
+ * request to request).  The worker makes one per thread that will call
+ * wsgi_handle() and owns it; it is never freed (an object the app kept
+ * points to it and must find it stale, not freed).  After wsgi_init(),
+ * GIL held; aborts when out of memory.
+ */
+struct wsgi_req *wsgi_req_new(void);
+
+/*
+ * Run the application for c->req (a parsed head) in slot q (idle: no
+ * other request running in it) and write the whole response.  c->keepalive in: the worker lets this connection live on;
  * out: it may serve another request, which begins at c->buf[c->next]
  * (the unread rest of the body was read and dropped).  Returns 0 when
  * the response was sent completely, -1 when the connection must be
  * dropped without more (socket error, error after headers); with 0 and
  * no keep-alive, c->body_unread says whether to linger on close.
  */
-int wsgi_handle(struct http_conn *c);
+int wsgi_handle(struct wsgi_req *q, struct http_conn *c);
 
 /* From a signal handler (async-signal-safe): make the Python-level
  * handler wsgi_init() registered for sig run at the next bytecode. */

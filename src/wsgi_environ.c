@@ -6,7 +6,9 @@
  * keys and values, the cache of header name -> HTTP_* key, the trusted
  * proxies (forwarded_allow_ips as addresses and CIDR networks), SCRIPT_NAME,
  * SERVER_NAME/PORT per listener, wsgi.errors, the gunicorn.socket object
- * per fd.  Per thread: a scratch buffer and the peer's printed address.
+ * per fd.  In the request slot (struct wsgi_req): the peer's printed
+ * address, the fd of the request's gunicorn.socket, why a request was
+ * refused.  Per thread: a scratch buffer (see below).
  *
  * gunicorn behaviours matched: headers with '_' in their name are dropped
  * (header_map = "drop") but for forwarder_headers sent by a trusted peer;
@@ -181,21 +183,22 @@ static PyTypeObject ErrorsType = {
 
 /* ---- environ ---- */
 
-static __thread struct buf scratch;	/* percent-decoding, header keys */
-static __thread char peer_text[INET6_ADDRSTRLEN + 8];
-static __thread int peer_port = -1;
+/* Percent-decoding, header keys: filled and read within one call, never
+ * across a wait, so a per-thread cache rather than request state (it
+ * keeps its allocation from request to request without a parameter). */
+static __thread struct buf scratch;
 
 static void
-format_peer(struct http_conn *c)
+format_peer(struct wsgi_req *q, struct http_conn *c)
 {
-	peer_port = http_peer_format(&c->peer, peer_text, sizeof(peer_text));
+	q->peer_port = http_peer_format(&c->peer, q->peer_text, sizeof(q->peer_text));
 }
 
 const char *
-wsgi_peer_text(struct http_conn *c)
+wsgi_peer_text(struct wsgi_req *q, struct http_conn *c)
 {
-	format_peer(c);
-	return peer_text;
+	format_peer(q, c);
+	return q->peer_text;
 }
 
 /*
@@ -271,9 +274,9 @@ addr_in_net(const unsigned char *a, const struct allow_net *n)
 	return rest == 0 || (a[full] & (unsigned char)(0xff << (8 - rest))) == n->addr[full];
 }
 
-/* peer_text must be formatted (format_peer) before this is called. */
+/* q->peer_text must be formatted (format_peer) before this is called. */
 static int
-peer_trusted(struct http_conn *c)
+peer_trusted(struct wsgi_req *q, struct http_conn *c)
 {
 	const unsigned char *a = NULL;
 	int family = c->peer.ss_family;
@@ -286,7 +289,7 @@ peer_trusted(struct http_conn *c)
 		a = ((const struct sockaddr_in6 *)&c->peer)->sin6_addr.s6_addr;
 	for (size_t i = 0; i < nallow_nets; i++) {
 		const struct allow_net *n = &allow_nets[i];
-		if (n->family == 0 ? strcmp(n->text, peer_text) == 0 :
+		if (n->family == 0 ? strcmp(n->text, q->peer_text) == 0 :
 		    n->family == family && a != NULL && addr_in_net(a, n))
 			return 1;
 	}
@@ -363,7 +366,6 @@ static PyObject *socket_type;		/* socket.socket */
 static PyObject **sock_by_fd;		/* [fd]: our reference */
 static int *sock_family;		/* [fd]: the family it was made for */
 static size_t sock_slots;
-static __thread int cur_sock_fd = -1;	/* the fd whose object this request uses */
 
 static void
 sock_drop(int fd)
@@ -400,7 +402,7 @@ static PyMethodDef sock_forget_def = {
 
 /* Borrowed reference, or NULL with an exception. */
 static PyObject *
-client_socket(struct http_conn *c)
+client_socket(struct wsgi_req *q, struct http_conn *c)
 {
 	int fd = c->fd, family = c->peer.ss_family;
 
@@ -427,27 +429,24 @@ client_socket(struct http_conn *c)
 			return NULL;
 		sock_family[fd] = family;
 	}
-	cur_sock_fd = fd;
+	q->sock_fd = fd;
 	return sock_by_fd[fd];
 }
 
 void
-wsgi_client_socket_release(void)
+wsgi_client_socket_release(struct wsgi_req *q)
 {
-	int fd = cur_sock_fd;
+	int fd = q->sock_fd;
 
-	cur_sock_fd = -1;
+	q->sock_fd = -1;
 	if (fd >= 0 && sock_by_fd[fd] != NULL && Py_REFCNT(sock_by_fd[fd]) > 1)
 		sock_drop(fd);
 }
 
-/* Why a request was refused before the app ran (400). */
-static __thread char bad_request_buf[512];
-
 PyObject *
-wsgi_build_environ(struct http_conn *c, const char **bad_request)
+wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_request)
 {
-	const struct http_request *q = &c->req;
+	const struct http_request *hr = &c->req;
 	PyObject *env, *key, *val, *old;
 	const char *host = NULL;
 	size_t host_len = 0;
@@ -459,31 +458,31 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 	*bad_request = NULL;
 	if ((env = PyDict_Copy(base_env)) == NULL)
 		return NULL;
-	if (set_new(env, k_request_method, method_object(q->method, q->method_len)) == -1 ||
-	    set_new(env, k_query_string, q->query_len ? PyUnicode_DecodeLatin1(q->query,
-	        (Py_ssize_t)q->query_len, NULL) : Py_NewRef(v_empty)) == -1 ||
-	    set_new(env, k_raw_uri, PyUnicode_DecodeLatin1(q->target,
-	        (Py_ssize_t)q->target_len, NULL)) == -1 ||
+	if (set_new(env, k_request_method, method_object(hr->method, hr->method_len)) == -1 ||
+	    set_new(env, k_query_string, hr->query_len ? PyUnicode_DecodeLatin1(hr->query,
+	        (Py_ssize_t)hr->query_len, NULL) : Py_NewRef(v_empty)) == -1 ||
+	    set_new(env, k_raw_uri, PyUnicode_DecodeLatin1(hr->target,
+	        (Py_ssize_t)hr->target_len, NULL)) == -1 ||
 	    PyDict_SetItem(env, k_server_protocol,
-	        q->version_minor == 0 ? v_http10 : v_http11) == -1)
+	        hr->version_minor == 0 ? v_http10 : v_http11) == -1)
 		goto fail;
-	if (q->version_major != 1 || q->version_minor > 1) {
+	if (hr->version_major != 1 || hr->version_minor > 1) {
 		char proto[32];
-		snprintf(proto, sizeof(proto), "HTTP/%d.%d", q->version_major, q->version_minor);
+		snprintf(proto, sizeof(proto), "HTTP/%d.%d", hr->version_major, hr->version_minor);
 		if (set_new(env, k_server_protocol, PyUnicode_FromString(proto)) == -1)
 			goto fail;
 	}
 
-	for (size_t i = 0; i < q->nheaders; i++) {
-		const struct http_header *h = &q->headers[i];
+	for (size_t i = 0; i < hr->nheaders; i++) {
+		const struct http_header *h = &hr->headers[i];
 		if (memchr(h->name, '_', h->name_len) != NULL) {
 			/* gunicorn's header_map = "drop", but for the
 			 * forwarder_headers a trusted proxy sends */
 			if (!is_forwarder_header(h->name, h->name_len))
 				continue;
 			if (trusted == -1) {
-				format_peer(c);
-				trusted = peer_trusted(c);
+				format_peer(q, c);
+				trusted = peer_trusted(q, c);
 			}
 			if (!trusted)
 				continue;
@@ -501,8 +500,8 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 			if (strlen(scheme_name) != h->name_len || strncasecmp(scheme_name, h->name, h->name_len) != 0)
 				continue;
 			if (trusted == -1) {
-				format_peer(c);
-				trusted = peer_trusted(c);
+				format_peer(q, c);
+				trusted = peer_trusted(q, c);
 			}
 			if (!trusted)
 				break;
@@ -567,12 +566,12 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 
 	/* REMOTE_* */
 	if (trusted == -1)
-		format_peer(c);
+		format_peer(q, c);
 	if (c->peer.ss_family == AF_UNIX) {
 		if (PyDict_SetItem(env, k_remote_addr, v_empty) == -1)
 			goto fail;
-	} else if (set_new(env, k_remote_addr, PyUnicode_FromString(peer_text)) == -1 ||
-	    set_new(env, k_remote_port, PyUnicode_FromFormat("%d", peer_port)) == -1)
+	} else if (set_new(env, k_remote_addr, PyUnicode_FromString(q->peer_text)) == -1 ||
+	    set_new(env, k_remote_port, PyUnicode_FromFormat("%d", q->peer_port)) == -1)
 		goto fail;
 
 	/* SERVER_* : the listener's address, or the Host header for unix */
@@ -602,8 +601,8 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 	}
 
 	/* SCRIPT_NAME (in base_env, or a trusted proxy's header) and PATH_INFO */
-	const char *path = q->path;
-	size_t path_len = q->path_len;
+	const char *path = hr->path;
+	size_t path_len = hr->path_len;
 	if (fwd_script != NULL) {
 		sn = fwd_script;
 		sn_len = fwd_script_len;
@@ -613,11 +612,11 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 	}
 	if (sn_len > 0) {
 		if (path_len < sn_len || memcmp(path, sn, sn_len) != 0) {
-			snprintf(bad_request_buf, sizeof(bad_request_buf),
+			snprintf(q->bad_request, sizeof(q->bad_request),
 			    "Configuration problem: Request path '%.*s' does not start with SCRIPT_NAME '%.*s'",
 			    (int)(path_len > 200 ? 200 : path_len), path,
 			    (int)(sn_len > 200 ? 200 : sn_len), sn);
-			*bad_request = bad_request_buf;
+			*bad_request = q->bad_request;
 			goto fail;
 		}
 		path += sn_len;
@@ -626,11 +625,11 @@ wsgi_build_environ(struct http_conn *c, const char **bad_request)
 	if (set_new(env, k_path_info, unquote_latin1(path, path_len)) == -1)
 		goto fail;
 
-	if ((val = wsgi_input_object()) == NULL ||
+	if ((val = wsgi_input_object(q)) == NULL ||
 	    PyDict_SetItem(env, k_input, val) == -1 ||
-	    (val = wsgi_early_hints_object()) == NULL ||
+	    (val = wsgi_early_hints_object(q)) == NULL ||
 	    PyDict_SetItem(env, k_early_hints, val) == -1 ||
-	    (val = client_socket(c)) == NULL ||
+	    (val = client_socket(q, c)) == NULL ||
 	    PyDict_SetItem(env, k_socket, val) == -1)
 		goto fail;
 	return env;

@@ -2,8 +2,8 @@
  * wsgi_input.c — the request body and wsgi.input (PEP 3333's input
  * stream; interface: wsgi_int.h).
  *
- * Owns: this thread's struct body and wsgi.input object, the body's
- * deadline.  The body is decoded lazily, when the app reads: first from
+ * Owns: a request slot's struct body and wsgi.input object (struct
+ * wsgi_req's body and input_obj), the body's deadline.  The body is decoded lazily, when the app reads: first from
  * what the connection buffer already holds past the head, then from the
  * socket into the same buffer; Content-Length and chunked framing
  * (http_parser.c's decoder), "100 Continue" on the first read.  A long
@@ -50,16 +50,10 @@ body_recv(struct body *b, void *buf, size_t n)
 	return r;
 }
 
-static __thread struct body cur_body;
-static __thread RequestBoundObject *input_obj;	/* this thread's wsgi.input */
-static __thread uint64_t input_gen;	/* the running request's, 0 between requests */
-
 struct body *
-wsgi_body_begin(struct http_conn *c, uint64_t gen)
+wsgi_body_begin(struct wsgi_req *q, struct http_conn *c)
 {
-	struct body *b = &cur_body;
-
-	input_gen = gen;
+	struct body *b = &q->body;
 
 	b->fd = c->fd;
 	b->buf = c->buf;
@@ -216,10 +210,13 @@ typedef RequestBoundObject InputObject;
 
 static PyTypeObject InputType;
 
+/* The body of the request self was handed out for, NULL once stale. */
 static struct body *
 input_body(InputObject *self)
 {
-	return self->gen == input_gen ? &cur_body : NULL;
+	struct wsgi_req *q = wsgi_req_of((PyObject *)self);
+
+	return q != NULL ? &q->body : NULL;
 }
 
 static int
@@ -457,15 +454,9 @@ wsgi_input_init(int base_ms)
 }
 
 PyObject *
-wsgi_input_object(void)
+wsgi_input_object(struct wsgi_req *q)
 {
-	if (wsgi_renew((PyObject **)&input_obj, &InputType, input_gen) == -1)
+	if (wsgi_renew(q, &q->input_obj, &InputType) == -1)
 		return NULL;
-	return (PyObject *)input_obj;
-}
-
-void
-wsgi_body_end(void)
-{
-	input_gen = 0;
+	return q->input_obj;
 }

@@ -4,9 +4,10 @@
  * wsgi.file_wrapper, building the head and framing the body, sending the
  * app's result.
  *
- * Owns: this thread's struct response and its head buffer, the
- * start_response / write / early_hints objects of the running request,
- * the table of every thread's response (wsgi_abort_responses()).  Fast
+ * Owns: a request slot's struct response (with its head buffer) and its
+ * start_response / write / early_hints objects (struct wsgi_req's resp,
+ * sr_obj, write_obj, hints_obj), the list of every slot
+ * (wsgi_abort_responses()).  Fast
  * paths: a list or tuple of bytes goes out with the head in one writev
  * with Content-Length; a file_wrapper around a real file with
  * sendfile(2); in the gthread worker, a dirty stream is handed to the
@@ -44,25 +45,24 @@ static PyObject *k_relay;			/* "_cunicorn_relay" */
 
 /* ---- response: start_response, write() ---- */
 
-static __thread struct response cur_resp;
-/* Every thread's cur_resp, for wsgi_abort_responses(); under the GIL. */
-static struct response **live_resps;
-static size_t nlive_resps;
-static __thread int resp_registered;
-static __thread struct buf headbuf;	/* the serialized response head */
+/* Every slot, for wsgi_abort_responses(); under the GIL. */
+static struct wsgi_req *all_slots;
 
 typedef RequestBoundObject CallableObject;	/* start_response, write, early_hints */
 
 static PyTypeObject StartResponseType, WriteType, EarlyHintsType;
-static __thread CallableObject *sr_obj, *write_obj, *hints_obj;
-static __thread uint64_t resp_gen;	/* the running request's, 0 between requests */
+
+void
+wsgi_response_register(struct wsgi_req *q)
+{
+	q->next = all_slots;
+	all_slots = q;
+}
 
 struct response *
-wsgi_resp_begin(struct http_conn *c, uint64_t gen)
+wsgi_resp_begin(struct wsgi_req *q, struct http_conn *c)
 {
-	struct response *r = &cur_resp;
-
-	resp_gen = gen;
+	struct response *r = &q->resp;
 
 	r->fd = c->fd;
 	r->status_set = r->headers_sent = r->failed = 0;
@@ -78,11 +78,6 @@ wsgi_resp_begin(struct http_conn *c, uint64_t gen)
 	r->app_server = r->app_date = r->upgrade = 0;
 	r->writing = 0;
 	r->in_flight = 1;
-	if (!resp_registered) {
-		resp_registered = 1;
-		live_resps = xrealloc(live_resps, (nlive_resps + 1) * sizeof(*live_resps));
-		live_resps[nlive_resps++] = r;
-	}
 	r->relayed = 0;
 	r->conn = c;
 	c->relay = NULL;
@@ -94,16 +89,18 @@ wsgi_resp_begin(struct http_conn *c, uint64_t gen)
 static void
 build_head(struct response *r)
 {
+	struct buf *h = &r->head;
+
 	r->writing = 1;
-	headbuf.len = 0;
-	buf_appends(&headbuf, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-	buf_append(&headbuf, r->status.chars, r->status.len);
+	h->len = 0;
+	buf_appends(h, r->http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+	buf_append(h, r->status.chars, r->status.len);
 	/* an app's own Server or Date replaces ours, as in gunicorn */
 	if (!r->app_server)
-		buf_appends(&headbuf, "\r\nServer: " SERVER_HEADER);
+		buf_appends(h, "\r\nServer: " SERVER_HEADER);
 	if (!r->app_date) {
-		buf_appends(&headbuf, "\r\nDate: ");
-		buf_appends(&headbuf, http_date());
+		buf_appends(h, "\r\nDate: ");
+		buf_appends(h, http_date());
 	}
 	if (keepalive_gate != NULL && !*keepalive_gate)
 		r->keepalive = 0;	/* the worker is stopping */
@@ -114,14 +111,14 @@ build_head(struct response *r)
 	/* after a protocol switch the app owned the connection: it ends */
 	if (r->upgrade)
 		r->keepalive = 0;
-	buf_appends(&headbuf, r->upgrade ? "\r\nConnection: upgrade\r\n" :
+	buf_appends(h, r->upgrade ? "\r\nConnection: upgrade\r\n" :
 	    r->keepalive ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
 	if (r->chunked)
-		buf_appends(&headbuf, "Transfer-Encoding: chunked\r\n");
+		buf_appends(h, "Transfer-Encoding: chunked\r\n");
 	if (r->auto_length)
-		buf_printf(&headbuf, "Content-Length: %lld\r\n", (long long)r->content_length);
-	buf_append(&headbuf, r->headers.chars, r->headers.len);
-	buf_append(&headbuf, "\r\n", 2);
+		buf_printf(h, "Content-Length: %lld\r\n", (long long)r->content_length);
+	buf_append(h, r->headers.chars, r->headers.len);
+	buf_append(h, "\r\n", 2);
 }
 
 static int
@@ -156,8 +153,8 @@ resp_write(struct response *r, const char *data, size_t len)
 		return 0;	/* headers go out with the first non-empty write */
 	if (!r->headers_sent) {
 		build_head(r);
-		iov[n].iov_base = headbuf.chars;
-		iov[n++].iov_len = headbuf.len;
+		iov[n].iov_base = r->head.chars;
+		iov[n++].iov_len = r->head.len;
 	}
 	if (r->chunked) {
 		iov[n].iov_base = chunk;
@@ -190,8 +187,8 @@ wsgi_resp_finish(struct response *r)
 		return 0;	/* the worker's loop ends it */
 	if (!r->headers_sent) {
 		build_head(r);
-		iov[n].iov_base = headbuf.chars;
-		iov[n++].iov_len = headbuf.len;
+		iov[n].iov_base = r->head.chars;
+		iov[n++].iov_len = r->head.len;
 	}
 	if (r->chunked) {
 		iov[n].iov_base = (void *)"0\r\n\r\n";
@@ -349,7 +346,8 @@ static PyObject *
 start_response(CallableObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = { "status", "headers", "exc_info", NULL };
-	struct response *r = &cur_resp;
+	struct wsgi_req *q;
+	struct response *r;
 	PyObject *status, *headers, *exc_info = Py_None;
 	Py_ssize_t sl;
 	const char *ss;
@@ -357,10 +355,11 @@ start_response(CallableObject *self, PyObject *args, PyObject *kw)
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist,
 	    &status, &headers, &exc_info))
 		return NULL;
-	if (self->gen != resp_gen) {
+	if ((q = wsgi_req_of((PyObject *)self)) == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "start_response() called after the request ended");
 		return NULL;
 	}
+	r = &q->resp;
 	if (exc_info != Py_None && PyObject_IsTrue(exc_info)) {
 		if (r->headers_sent) {
 			if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
@@ -404,7 +403,7 @@ start_response(CallableObject *self, PyObject *args, PyObject *kw)
 	r->auto_length = 0;
 	r->chunked = r->content_length < 0 && !r->http10 && !r->head_only &&
 	    r->status_code != 204 && r->status_code != 304 && r->status_code >= 200;
-	return Py_NewRef((PyObject *)write_obj);
+	return Py_NewRef(q->write_obj);
 bad_status:
 	PyErr_Format(PyExc_ValueError, "invalid status %R", status);
 	return NULL;
@@ -413,15 +412,16 @@ bad_status:
 static PyObject *
 write_call(CallableObject *self, PyObject *args, PyObject *kw)
 {
+	struct wsgi_req *q;
 	PyObject *data;
 
 	if (!PyArg_ParseTuple(args, "O:write", &data))
 		return NULL;
-	if (self->gen != resp_gen) {
+	if ((q = wsgi_req_of((PyObject *)self)) == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
 		return NULL;
 	}
-	if (!cur_resp.status_set) {
+	if (!q->resp.status_set) {
 		PyErr_SetString(PyExc_AssertionError, "write() before start_response()");
 		return NULL;
 	}
@@ -429,7 +429,7 @@ write_call(CallableObject *self, PyObject *args, PyObject *kw)
 		PyErr_Format(PyExc_TypeError, "%R is not a byte", data);
 		return NULL;
 	}
-	if (resp_write(&cur_resp, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) == -1)
+	if (resp_write(&q->resp, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) == -1)
 		return NULL;
 	Py_RETURN_NONE;
 }
@@ -459,21 +459,23 @@ static PyTypeObject WriteType = {
 static PyObject *
 early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
 {
-	struct response hints = { 0 };
+	struct response hints = { 0 }, *r;
+	struct wsgi_req *q;
 	PyObject *headers;
 	int rc;
 
 	if (!PyArg_ParseTuple(args, "O:early_hints", &headers))
 		return NULL;
-	if (self->gen != resp_gen) {
+	if ((q = wsgi_req_of((PyObject *)self)) == NULL) {
 		PyErr_SetString(PyExc_RuntimeError, "early_hints() called after the request ended");
 		return NULL;
 	}
+	r = &q->resp;
 	if (set_headers(&hints, headers) == -1) {
 		free(hints.headers.chars);
 		return NULL;
 	}
-	if (cur_resp.http10 || cur_resp.headers_sent || cur_resp.failed) {
+	if (r->http10 || r->headers_sent || r->failed) {
 		free(hints.headers.chars);
 		Py_RETURN_NONE;
 	}
@@ -482,12 +484,12 @@ early_hints_call(CallableObject *self, PyObject *args, PyObject *kw)
 		{ hints.headers.chars, hints.headers.len },
 		{ (void *)"\r\n", 2 },
 	};
-	cur_resp.writing = 1;
-	rc = http_io_send_iov(cur_resp.fd, iov, 3);
-	cur_resp.writing = 0;
+	r->writing = 1;
+	rc = http_io_send_iov(r->fd, iov, 3);
+	r->writing = 0;
 	free(hints.headers.chars);
 	if (rc == -1) {
-		resp_io_error(&cur_resp);
+		resp_io_error(r);
 		return NULL;
 	}
 	Py_RETURN_NONE;
@@ -621,8 +623,8 @@ send_sequence(struct response *r, PyObject *seq)
 	if (r->chunked)
 		return -2;	/* 1xx/204/304 without length: general path */
 	build_head(r);
-	iov[k].iov_base = headbuf.chars;
-	iov[k++].iov_len = headbuf.len;
+	iov[k].iov_base = r->head.chars;
+	iov[k++].iov_len = r->head.len;
 	uint64_t body = 0;
 	for (Py_ssize_t i = 0; i < n && left > 0; i++) {
 		PyObject *b = PySequence_Fast_GET_ITEM(seq, i);
@@ -695,7 +697,7 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->chunked)
 		return 0;
 	build_head(r);
-	if (http_io_send(r->fd, headbuf.chars, headbuf.len) == -1)
+	if (http_io_send(r->fd, r->head.chars, r->head.len) == -1)
 		return resp_io_error(r);
 	r->headers_sent = 1;
 	if (r->head_only)
@@ -761,7 +763,7 @@ send_relayed(struct response *r, PyObject *result)
 	rl->idle_ms = idle > 0 ? (unsigned)(idle * 1000) : 0;
 	rl->total_ms = total > 0 ? (unsigned)(total * 1000) : 0;
 	build_head(r);
-	if (http_io_send(r->fd, headbuf.chars, headbuf.len) == -1) {
+	if (http_io_send(r->fd, r->head.chars, r->head.len) == -1) {
 		close(rl->fd);
 		free(rl->pending);
 		free(rl);
@@ -839,8 +841,8 @@ wsgi_abort_responses(void)
 {
 	int n = 0;
 
-	for (size_t i = 0; i < nlive_resps; i++) {
-		struct response *r = live_resps[i];
+	for (struct wsgi_req *q = all_slots; q != NULL; q = q->next) {
+		struct response *r = &q->resp;
 		if (!r->in_flight || r->headers_sent || r->writing || r->failed)
 			continue;
 		r->writing = 1;
@@ -877,24 +879,18 @@ wsgi_file_wrapper_type(void)
 }
 
 PyObject *
-wsgi_start_response_object(void)
+wsgi_start_response_object(struct wsgi_req *q)
 {
-	if (wsgi_renew((PyObject **)&sr_obj, &StartResponseType, resp_gen) == -1 ||
-	    wsgi_renew((PyObject **)&write_obj, &WriteType, resp_gen) == -1)
+	if (wsgi_renew(q, &q->sr_obj, &StartResponseType) == -1 ||
+	    wsgi_renew(q, &q->write_obj, &WriteType) == -1)
 		return NULL;
-	return (PyObject *)sr_obj;
+	return q->sr_obj;
 }
 
 PyObject *
-wsgi_early_hints_object(void)
+wsgi_early_hints_object(struct wsgi_req *q)
 {
-	if (wsgi_renew((PyObject **)&hints_obj, &EarlyHintsType, resp_gen) == -1)
+	if (wsgi_renew(q, &q->hints_obj, &EarlyHintsType) == -1)
 		return NULL;
-	return (PyObject *)hints_obj;
-}
-
-void
-wsgi_resp_end(struct response *r)
-{
-	resp_gen = 0;
+	return q->hints_obj;
 }

@@ -291,6 +291,28 @@ def test_write_callable(make_server):
     assert dechunk(body)[1], "the response must end with the last chunk"
 
 
+@pytest.mark.parametrize("worker", [[], ["-k", "gthread", "--threads", "2"]],
+                         ids=["sync", "gthread"])
+def test_objects_kept_past_their_request_fail_cleanly(make_server, worker):
+    """start_response, write, wsgi.input and wsgi.early_hints belong to
+    their request: kept by the app, they fail (or read nothing) in a later
+    request instead of touching it, and another thread of the app cannot
+    use the running request's."""
+    s = serve(make_server, "kept", *worker)
+    for _ in range(3):
+        status, _, body = http_get(s.port, "/?step=keep", method="POST", body=b"first body")
+        assert (status, body) == (200, b"kept")
+        r = get_json(s.port, "/?step=use", method="POST", body=b"second body")
+        assert r == {
+            "kept_input_read": "", "kept_input_readline": "",
+            "kept_start_response": "RuntimeError", "kept_write": "RuntimeError",
+            "kept_early_hints": "RuntimeError",
+            "thread_input_read": "", "thread_start_response": "RuntimeError",
+            "thread_early_hints": "RuntimeError",
+            "own_body": "second body",
+        }
+
+
 def test_chunked_response_and_http10_close_delimited(make_server):
     s = serve(make_server, "chunks")
     status, headers, body, decoded = parse(raw(s.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"))

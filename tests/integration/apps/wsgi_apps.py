@@ -260,3 +260,48 @@ def sendfile_after_read(environ, start_response):
     f.read(10)
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return environ["wsgi.file_wrapper"](f)
+
+
+_kept = {}
+
+
+def _attempt(fn, *args):
+    """What calling fn did: its result (bytes as text) or the exception type."""
+    try:
+        r = fn(*args)
+    except Exception as e:  # noqa: BLE001 - the test asserts on the type
+        return type(e).__name__
+    return r.decode("latin-1") if isinstance(r, bytes) else repr(r)
+
+
+def kept(environ, start_response):
+    """POST /?step=keep: keep this request's start_response, write,
+    wsgi.input (its body left unread) and wsgi.early_hints.  POST
+    /?step=use: call the kept ones, and this request's own from another
+    thread, and report what each did; then read this request's body.  A
+    kept object that still worked would steal this body or write into
+    this response."""
+    step = _qs(environ).get("step")
+    inp, hints = environ["wsgi.input"], environ["wsgi.early_hints"]
+    if step == "keep":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        _kept.update(sr=start_response, write=write, input=inp, hints=hints)
+        return [b"kept"]
+    out = {
+        "kept_input_read": _attempt(_kept["input"].read),
+        "kept_input_readline": _attempt(_kept["input"].readline),
+        "kept_start_response": _attempt(_kept["sr"], "500 Stolen", []),
+        "kept_write": _attempt(_kept["write"], b"stolen"),
+        "kept_early_hints": _attempt(_kept["hints"], [("Link", "</x>")]),
+    }
+
+    def other_thread():
+        out["thread_input_read"] = _attempt(inp.read, 3)
+        out["thread_start_response"] = _attempt(start_response, "500 Other", [])
+        out["thread_early_hints"] = _attempt(hints, [("Link", "</y>")])
+    import threading
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    out["own_body"] = inp.read().decode()
+    return _json(start_response, out)
