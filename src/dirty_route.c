@@ -328,7 +328,7 @@ client_frame(struct client *c, const uint8_t *frame,
 		if (dirty_validate(payload, h->length, 1, &why) == -1)
 			client_protocol_error(c, h->id, why);
 		else {
-			pool_status_reply(&c->peer.out, h->id,
+			control_status_reply(&c->peer.out, h->id,
 			    calls_inflight(), calls_answered());
 			client_queue_flush(c);
 		}
@@ -337,7 +337,7 @@ client_frame(struct client *c, const uint8_t *frame,
 		if (dirty_validate(payload, h->length, 0, &why) == -1)
 			client_protocol_error(c, h->id, why);
 		else {
-			pool_manage_reply(&c->peer.out, payload, h);
+			control_manage_reply(&c->peer.out, payload, h);
 			client_queue_flush(c);
 		}
 		break;
