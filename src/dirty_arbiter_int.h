@@ -25,7 +25,7 @@
  *                -> dirty_wire.c  the codec.
  *
  * There is one arbiter per process and one thread, so the state is one
- * struct, `arb`, defined in dirty_arbiter.c; its fields are grouped below
+ * struct, `arbiter`, defined in dirty_arbiter.c; its fields are grouped below
  * by the file that owns (allocates, frees, changes) them.  The others
  * only read them; a change goes through the owner's functions.
  *
@@ -144,7 +144,7 @@ struct arbiter_state {
 	int manage_pending;	/* run workers_manage() at the end of the round */
 };
 
-extern struct arbiter_state arb;
+extern struct arbiter_state arbiter;
 
 /* dirty_route.c: clients, routing, replies */
 void	 route_setup(void);

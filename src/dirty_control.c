@@ -5,8 +5,8 @@
  * router (dirty_route.c) validates the frame and passes it here; the
  * reply frame is appended to the client's output buffer.
  *
- * Owns nothing: it reads the pool's state (arb.apps, arb.workers,
- * arb.target) and changes it only through dirty_pool.c's functions
+ * Owns nothing: it reads the pool's state (arbiter.apps, arbiter.workers,
+ * arbiter.target) and changes it only through dirty_pool.c's functions
  * (workers_increase(), workers_decrease(), workers_manage()).  It never
  * touches a socket, never calls into the router, and (like the whole
  * arbiter) never calls Python.
@@ -44,17 +44,17 @@ control_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
 {
 	uint32_t n = 0;
 
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state != W_FREE && arb.workers[i].pid > 0)
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state != W_FREE && arbiter.workers[i].pid > 0)
 			n++;
 	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, id);
 	dirty_put_dict(b, 1);
 	put_key(b, "result");
 	dirty_put_dict(b, 7);
 	put_key(b, "arbiter_pid");
-	dirty_put_int64(b, arb.pid);
+	dirty_put_int64(b, arbiter.pid);
 	put_key(b, "num_workers");
-	dirty_put_int64(b, arb.target);
+	dirty_put_int64(b, arbiter.target);
 	put_key(b, "min_workers");
 	dirty_put_int64(b, workers_required());
 	put_key(b, "in_flight");
@@ -62,19 +62,19 @@ control_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
 	put_key(b, "served");
 	dirty_put_int64(b, (int64_t)answered);
 	put_key(b, "apps");
-	dirty_put_list(b, (uint32_t)arb.napps);
-	for (size_t i = 0; i < arb.napps; i++) {
+	dirty_put_list(b, (uint32_t)arbiter.napps);
+	for (size_t i = 0; i < arbiter.napps; i++) {
 		uint32_t have = 0;
-		for (size_t j = 0; j < arb.nworkers_slots; j++)
-			if (arb.workers[j].state == W_ALIVE &&
-			    arb.workers[j].apps[i])
+		for (size_t j = 0; j < arbiter.nworkers_slots; j++)
+			if (arbiter.workers[j].state == W_ALIVE &&
+			    arbiter.workers[j].apps[i])
 				have++;
 		dirty_put_dict(b, 3);
 		put_key(b, "app_path");
-		dirty_put_cstring(b, arb.apps[i].path);
+		dirty_put_cstring(b, arbiter.apps[i].path);
 		put_key(b, "worker_count");
-		if (arb.apps[i].limit > 0)
-			dirty_put_int64(b, arb.apps[i].limit);
+		if (arbiter.apps[i].limit > 0)
+			dirty_put_int64(b, arbiter.apps[i].limit);
 		else
 			dirty_put_none(b);
 		put_key(b, "workers");
@@ -82,14 +82,14 @@ control_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
 	}
 	put_key(b, "workers");
 	dirty_put_list(b, n);
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
 		static const char *states[] = { "free", "alive", "retiring",
 		    "stopping" };
-		struct worker *w = &arb.workers[i];
+		struct worker *w = &arbiter.workers[i];
 		uint32_t na = 0;
 		if (w->state == W_FREE || w->pid <= 0)
 			continue;
-		for (size_t j = 0; j < arb.napps; j++)
+		for (size_t j = 0; j < arbiter.napps; j++)
 			na += w->apps[j] ? 1 : 0;
 		dirty_put_dict(b, 7);
 		put_key(b, "pid");
@@ -100,9 +100,9 @@ control_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
 		dirty_put_cstring(b, states[w->state]);
 		put_key(b, "apps");
 		dirty_put_list(b, na);
-		for (size_t j = 0; j < arb.napps; j++)
+		for (size_t j = 0; j < arbiter.napps; j++)
 			if (w->apps[j])
-				dirty_put_cstring(b, arb.apps[j].path);
+				dirty_put_cstring(b, arbiter.apps[j].path);
 		put_key(b, "in_flight");
 		dirty_put_int64(b, w->inflight);
 		put_key(b, "served");
@@ -137,7 +137,7 @@ control_manage_reply(struct dirty_buf *b, const uint8_t *payload,
 		    "MANAGE count must be between 1 and 1024");
 		return;
 	}
-	if (arb.stopping) {
+	if (arbiter.stopping) {
 		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
 		    "dirty arbiter is shutting down");
 		return;
@@ -150,12 +150,12 @@ control_manage_reply(struct dirty_buf *b, const uint8_t *payload,
 			    workers_ceiling());
 		if (done > 0) {
 			log_info("MANAGE: increasing dirty workers to %d",
-			    arb.target);
+			    arbiter.target);
 			workers_manage();
 		}
 	} else {
 		done = workers_decrease((int)count);
-		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
+		log_info("MANAGE: decreasing dirty workers to %d", arbiter.target);
 	}
 	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, h->id);
 	dirty_put_dict(b, 1);
@@ -166,6 +166,6 @@ control_manage_reply(struct dirty_buf *b, const uint8_t *payload,
 	put_key(b, op == DIRTY_MANAGE_ADD ? "added" : "removed");
 	dirty_put_int64(b, done);
 	put_key(b, "num_workers");
-	dirty_put_int64(b, arb.target);
+	dirty_put_int64(b, arbiter.target);
 	reply_end(b, f, h->id);
 }
