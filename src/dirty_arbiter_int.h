@@ -19,7 +19,8 @@
  *                    hands replies and lost channels to the router
  *                    through the hooks the router sets (pool_hooks), and
  *                    never calls it otherwise.
- *        -> dirty_stash.c  the stash tables.
+ *        -> dirty_stash.c  the stash requests (-> dirty_stash_table.c,
+ *                    its tables).
  *            -> dirty_peer.c  clients' and workers' sockets: reading
  *                    frames, output queues, epoll, the flush list.
  *                -> dirty_wire.c  the codec.
