@@ -304,6 +304,17 @@ read_input(void)
 	return got;
 }
 
+/* Each turn of either loop begins here: the tick the watch thread
+ * checks, a log reopen asked for by USR1.  1 when the worker is stopping. */
+static int
+loop_turn(void)
+{
+	atomic_store(&dirty_worker.loop_tick, monotonic_ms());
+	if (atomic_exchange(&dirty_worker.reopen, 0))
+		log_reopen();
+	return atomic_load(&dirty_worker.stopping);
+}
+
 /*
  * dirty_threads == 1: the GIL is held except while waiting for input, and
  * each frame is served right here.
@@ -315,10 +326,7 @@ main_loop_single(void)
 	int r;
 
 	for (;;) {
-		atomic_store(&dirty_worker.loop_tick, monotonic_ms());
-		if (atomic_exchange(&dirty_worker.reopen, 0))
-			log_reopen();
-		if (atomic_load(&dirty_worker.stopping))
+		if (loop_turn())
 			return;
 		Py_BEGIN_ALLOW_THREADS
 		r = read_input();
@@ -341,10 +349,7 @@ main_loop_threaded(void)
 	int r;
 
 	for (;;) {
-		atomic_store(&dirty_worker.loop_tick, monotonic_ms());
-		if (atomic_exchange(&dirty_worker.reopen, 0))
-			log_reopen();
-		if (atomic_load(&dirty_worker.stopping))
+		if (loop_turn())
 			break;
 		r = read_input();
 		dispatch_input(NULL);
