@@ -320,41 +320,30 @@ client_frame(struct client *c, const uint8_t *frame,
 	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	const char *why;
 
-	switch (h->type) {
-	case DIRTY_MSG_REQUEST:
+	if (h->type == DIRTY_MSG_REQUEST) {
 		route_request(c, frame, h);
-		break;
-	case DIRTY_MSG_STATUS:
-		if (dirty_validate(payload, h->length, 1, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			control_status_reply(&c->peer.out, h->id,
-			    calls_inflight(), calls_answered());
-			client_queue_flush(c);
-		}
-		break;
-	case DIRTY_MSG_MANAGE:
-		if (dirty_validate(payload, h->length, 0, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			control_manage_reply(&c->peer.out, payload, h);
-			client_queue_flush(c);
-		}
-		break;
-	case DIRTY_MSG_STASH:
-		if (dirty_validate(payload, h->length, 0, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			dirty_stash_handle(payload, h->length, h->id,
-			    &c->peer.out);
-			client_queue_flush(c);
-		}
-		break;
-	default:
+		return;
+	}
+	if (h->type != DIRTY_MSG_STATUS && h->type != DIRTY_MSG_MANAGE &&
+	    h->type != DIRTY_MSG_STASH) {
 		client_protocol_error(c, h->id,
 		    "unexpected message type from a client");
-		break;
+		return;
 	}
+	/* answered here, the reply appended to c's output */
+	if (dirty_validate(payload, h->length, h->type == DIRTY_MSG_STATUS,
+	    &why) == -1) {
+		client_protocol_error(c, h->id, why);
+		return;
+	}
+	if (h->type == DIRTY_MSG_STATUS)
+		control_status_reply(&c->peer.out, h->id, calls_inflight(),
+		    calls_answered());
+	else if (h->type == DIRTY_MSG_MANAGE)
+		control_manage_reply(&c->peer.out, payload, h);
+	else
+		dirty_stash_handle(payload, h->length, h->id, &c->peer.out);
+	client_queue_flush(c);
 }
 
 /* One whole frame from c (its peer's on-frame callback): -1 once c is
