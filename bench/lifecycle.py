@@ -54,20 +54,20 @@ def arbiter_sigkill(b):
                     ("dirty call ok", "http_ok /dirty/ping")], timeout=20)
 
 
-def worker_sigkill(b):
-    r = b.roles()
-    w = r["dirty-worker"][0]
-    return b.timed("kill -9 %d" % w,
-                   [("new dirty worker", "titled '%s' %d" % (T["dirty-worker"], w)),
-                    ("dirty call ok", "gone %d && http_ok /dirty/ping" % w)], timeout=20)
+def sigkill(role, replaced, served, path):
+    """SIGKILL the first `role` process: time until a new one is titled
+    (`replaced`) and `path` answers again (`served`)."""
+    def f(b):
+        w = b.roles()[role][0]
+        return b.timed("kill -9 %d" % w,
+                       [(replaced, "titled '%s' %d" % (T[role], w)),
+                        (served, "gone %d && http_ok %s" % (w, path))], timeout=20)
+    return f
 
 
-def http_worker_sigkill(b):
-    r = b.roles()
-    w = r["worker"][0]
-    return b.timed("kill -9 %d" % w,
-                   [("new HTTP worker", "titled '%s' %d" % (T["worker"], w)),
-                    ("HTTP ok", "gone %d && http_ok /" % w)], timeout=20)
+worker_sigkill = sigkill("dirty-worker", "new dirty worker", "dirty call ok",
+                         "/dirty/ping")
+http_worker_sigkill = sigkill("worker", "new HTTP worker", "HTTP ok", "/")
 
 
 def stop(sig):

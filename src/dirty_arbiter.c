@@ -4,7 +4,7 @@
  * (dirty_pool.c) and routes calls from clients to them over the dirty
  * wire protocol (dirty_route.c).  This file is the role itself: the
  * epoll loop and its timer, signals, parent death, graceful and quick
- * shutdown.  It owns the descriptors and the shutdown state of `arb`
+ * shutdown.  It owns the descriptors and the shutdown state of `arbiter`
  * (dirty_arbiter_int.h); the peers' reading, output queues and flush list
  * are dirty_peer.c's.
  *
@@ -57,7 +57,7 @@
 #define ACCEPT_PAUSE_MIN_MS	100
 #define ACCEPT_PAUSE_MAX_MS	1000
 
-struct arbiter_state arb;
+struct arbiter_state arbiter;
 
 static void arbiter_exit(int code, int parent_died) __attribute__((noreturn));
 
@@ -88,37 +88,37 @@ listen_pause(int err)
 {
 	uint64_t now = monotonic_ms();
 
-	if (arb.listen_fd == -1)
+	if (arbiter.listen_fd == -1)
 		return;
-	arb.accept_failures++;
-	if (!arb.accept_episode) {
-		arb.accept_episode = 1;
-		arb.accept_pause_ms = ACCEPT_PAUSE_MIN_MS;
+	arbiter.accept_failures++;
+	if (!arbiter.accept_episode) {
+		arbiter.accept_episode = 1;
+		arbiter.accept_pause_ms = ACCEPT_PAUSE_MIN_MS;
 		errno = err;
 		log_warn("dirty: accept failed, pausing new connections "
 		    "(logged once until one is accepted again)");
-	} else if (arb.accept_pause_ms < ACCEPT_PAUSE_MAX_MS) {
-		arb.accept_pause_ms *= 2;
-		if (arb.accept_pause_ms > ACCEPT_PAUSE_MAX_MS)
-			arb.accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
+	} else if (arbiter.accept_pause_ms < ACCEPT_PAUSE_MAX_MS) {
+		arbiter.accept_pause_ms *= 2;
+		if (arbiter.accept_pause_ms > ACCEPT_PAUSE_MAX_MS)
+			arbiter.accept_pause_ms = ACCEPT_PAUSE_MAX_MS;
 	}
-	if (!arb.listen_paused) {
-		dirty_peer_ep_del(arb.listen_fd);
-		arb.listen_paused = 1;
+	if (!arbiter.listen_paused) {
+		dirty_peer_ep_del(arbiter.listen_fd);
+		arbiter.listen_paused = 1;
 	}
-	arb.accept_resume_ms = now + arb.accept_pause_ms;
+	arbiter.accept_resume_ms = now + arbiter.accept_pause_ms;
 }
 
 /* An accept succeeded: an episode of errors, if any, is over. */
 static void
 listen_accepted(void)
 {
-	if (!arb.accept_episode)
+	if (!arbiter.accept_episode)
 		return;
 	log_info("dirty: accepting connections again (%llu accept errors "
-	    "meanwhile)", (unsigned long long)arb.accept_failures);
-	arb.accept_episode = 0;
-	arb.accept_failures = 0;
+	    "meanwhile)", (unsigned long long)arbiter.accept_failures);
+	arbiter.accept_episode = 0;
+	arbiter.accept_failures = 0;
 }
 
 /* New connections become clients (dirty_route.c). */
@@ -126,7 +126,7 @@ static void
 listen_accept(void)
 {
 	for (;;) {
-		int fd = accept4(arb.listen_fd, NULL, NULL,
+		int fd = accept4(arbiter.listen_fd, NULL, NULL,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EINTR || errno == ECONNABORTED)
@@ -143,11 +143,11 @@ listen_accept(void)
 static void
 listen_resume_due(uint64_t now)
 {
-	if (!arb.listen_paused || now < arb.accept_resume_ms)
+	if (!arbiter.listen_paused || now < arbiter.accept_resume_ms)
 		return;
-	arb.listen_paused = 0;
-	if (arb.listen_fd != -1)
-		dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+	arbiter.listen_paused = 0;
+	if (arbiter.listen_fd != -1)
+		dirty_peer_ep_add(arbiter.listen_fd, EPOLLIN,
 		    EV_KEY(EV_LISTEN, 0, 0));
 }
 
@@ -163,7 +163,7 @@ parent_died(void)
 static void
 check_parent(void)
 {
-	if (getppid() != arb.master_pid)
+	if (getppid() != arbiter.master_pid)
 		parent_died();
 }
 
@@ -171,11 +171,11 @@ static void
 tick(void)
 {
 	uint64_t now = monotonic_ms();
-	uint64_t timeout = (uint64_t)arb.s->dirty_timeout * 1000u;
-	uint64_t grace = (uint64_t)arb.s->dirty_graceful_timeout * 1000u;
+	uint64_t timeout = (uint64_t)arbiter.s->dirty_timeout * 1000u;
+	uint64_t grace = (uint64_t)arbiter.s->dirty_graceful_timeout * 1000u;
 
-	if (now - arb.last_ppid_check >= PPID_CHECK_MS) {
-		arb.last_ppid_check = now;
+	if (now - arbiter.last_ppid_check >= PPID_CHECK_MS) {
+		arbiter.last_ppid_check = now;
 		check_parent();
 	}
 	listen_resume_due(now);
@@ -192,14 +192,14 @@ stop_progress(void)
 {
 	uint64_t now = monotonic_ms();
 
-	if (!arb.stopping)
+	if (!arbiter.stopping)
 		return;
-	if (!arb.workers_termed &&
-	    (calls_inflight() == 0 || now >= arb.stop_deadline)) {
-		arb.workers_termed = 1;
+	if (!arbiter.workers_termed &&
+	    (calls_inflight() == 0 || now >= arbiter.stop_deadline)) {
+		arbiter.workers_termed = 1;
 		workers_stop(0);
 	}
-	if (now >= arb.stop_deadline)
+	if (now >= arbiter.stop_deadline)
 		workers_kill();
 	if (workers_count() == 0)
 		arbiter_exit(0, 0);
@@ -208,17 +208,17 @@ stop_progress(void)
 static void
 stop_graceful(void)
 {
-	if (arb.stopping)
+	if (arbiter.stopping)
 		return;
-	log_info("Dirty arbiter shutting down gracefully (pid: %d)", arb.pid);
-	arb.stopping = 1;
-	arb.stop_deadline = monotonic_ms() +
-	    (uint64_t)arb.s->dirty_graceful_timeout * 1000u;
-	if (arb.listen_fd != -1) {
-		if (!arb.listen_paused)
-			dirty_peer_ep_del(arb.listen_fd);
-		close(arb.listen_fd);
-		arb.listen_fd = -1;
+	log_info("Dirty arbiter shutting down gracefully (pid: %d)", arbiter.pid);
+	arbiter.stopping = 1;
+	arbiter.stop_deadline = monotonic_ms() +
+	    (uint64_t)arbiter.s->dirty_graceful_timeout * 1000u;
+	if (arbiter.listen_fd != -1) {
+		if (!arbiter.listen_paused)
+			dirty_peer_ep_del(arbiter.listen_fd);
+		close(arbiter.listen_fd);
+		arbiter.listen_fd = -1;
 	}
 	workers_stop_respawns();
 	/* Workers not yet routable-to stop now; the others after their calls. */
@@ -231,13 +231,13 @@ arbiter_exit(int code, int parent_died_)
 {
 	workers_signal(SIGKILL);
 	workers_wait();
-	for (size_t i = 0; i < arb.nclient_slots; i++)
-		if (arb.clients[i].peer.fd != -1)
-			client_close(&arb.clients[i]);
+	for (size_t i = 0; i < arbiter.nclient_slots; i++)
+		if (arbiter.clients[i].peer.fd != -1)
+			client_close(&arbiter.clients[i]);
 	dirty_runtime_arbiter_cleanup();
 	if (parent_died_)
 		dirty_runtime_remove_dirs();
-	log_info("Dirty arbiter exiting (pid: %d)", arb.pid);
+	log_info("Dirty arbiter exiting (pid: %d)", arbiter.pid);
 	/* _exit: never run the master's atexit handlers in this process. */
 	_exit(code);
 }
@@ -253,7 +253,7 @@ on_signal(void)
 		switch (sig) {
 		case SIGCHLD:
 			workers_reap();
-			if (!arb.stopping)
+			if (!arbiter.stopping)
 				workers_manage();
 			break;
 		case SIGTERM:
@@ -266,7 +266,7 @@ on_signal(void)
 			arbiter_exit(0, 0);
 			break;
 		case SIGHUP:
-			if (arb.stopping)
+			if (arbiter.stopping)
 				break;
 			log_info("SIGHUP: replacing all dirty workers");
 			workers_retire_all();
@@ -280,7 +280,7 @@ on_signal(void)
 			check_parent();
 			break;
 		case SIGTTIN:
-			if (arb.stopping)
+			if (arbiter.stopping)
 				break;
 			if (workers_increase(1) == 0) {
 				log_warnx("SIGTTIN: Cannot increase above %d "
@@ -289,11 +289,11 @@ on_signal(void)
 				break;
 			}
 			log_info("SIGTTIN: Increasing dirty workers to %d",
-			    arb.target);
+			    arbiter.target);
 			workers_manage();
 			break;
 		case SIGTTOU:
-			if (arb.stopping)
+			if (arbiter.stopping)
 				break;
 			if (workers_decrease(1) == 0)
 				log_warnx("SIGTTOU: Cannot decrease below %d "
@@ -301,7 +301,7 @@ on_signal(void)
 				    workers_required());
 			else
 				log_info("SIGTTOU: Decreasing dirty workers "
-				    "to %d", arb.target);
+				    "to %d", arbiter.target);
 			break;
 		}
 	}
@@ -318,7 +318,7 @@ signals_setup(void)
 	static const int handled[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP,
 	    SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGCHLD };
 
-	arb.signal_fd = sigpipe_open(handled,
+	arbiter.signal_fd = sigpipe_open(handled,
 	    sizeof(handled) / sizeof(handled[0]));
 }
 
@@ -349,38 +349,38 @@ arbiter_main(void *arg)
 	pid_t master_pid = ((struct arbiter_boot *)arg)->master_pid;
 	struct epoll_event evs[64];
 
-	memset(&arb, 0, sizeof(arb));
-	arb.s = s;
-	arb.pid = getpid();
-	arb.master_pid = master_pid;
-	arb.listen_fd = arb.signal_fd = arb.pid_fd = arb.timer_fd = -1;
-	arb.target = s->dirty_workers;
+	memset(&arbiter, 0, sizeof(arbiter));
+	arbiter.s = s;
+	arbiter.pid = getpid();
+	arbiter.master_pid = master_pid;
+	arbiter.listen_fd = arbiter.signal_fd = arbiter.pid_fd = arbiter.timer_fd = -1;
+	arbiter.target = s->dirty_workers;
 
 	signals_setup();
-	log_info("Dirty arbiter starting (pid: %d)", (int)arb.pid);
+	log_info("Dirty arbiter starting (pid: %d)", (int)arbiter.pid);
 
-	arb.pid_fd = (int)syscall(SYS_pidfd_open, master_pid, 0);
-	if (arb.pid_fd == -1)
+	arbiter.pid_fd = (int)syscall(SYS_pidfd_open, master_pid, 0);
+	if (arbiter.pid_fd == -1)
 		log_debug("dirty: pidfd_open: %s (using getppid() checks)",
 		    strerror(errno));
 	else
-		fd_set_cloexec(arb.pid_fd, 1);
+		fd_set_cloexec(arbiter.pid_fd, 1);
 	if (getppid() != master_pid)	/* died before pidfd_open */
 		arbiter_parent_gone(NULL);
 
-	if ((arb.lock_fd = dirty_runtime_lock_pidfile()) == -1)
+	if ((arbiter.lock_fd = dirty_runtime_lock_pidfile()) == -1)
 		_exit(1);
 	/* From here on the pid file and the socket are ours: every exit
 	 * goes through arbiter_exit(), which removes them (and reaps). */
-	if ((arb.listen_fd = dirty_runtime_listen(s)) == -1)
+	if ((arbiter.listen_fd = dirty_runtime_listen(s)) == -1)
 		arbiter_exit(1, 0);
-	if ((arb.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+	if ((arbiter.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1) {
 		log_warn("dirty: epoll_create1");
 		arbiter_exit(1, 0);
 	}
-	arb.timer_fd = timerfd_create(CLOCK_MONOTONIC,
+	arbiter.timer_fd = timerfd_create(CLOCK_MONOTONIC,
 	    TFD_NONBLOCK | TFD_CLOEXEC);
-	if (arb.timer_fd == -1) {
+	if (arbiter.timer_fd == -1) {
 		log_warn("dirty: timerfd_create");
 		arbiter_exit(1, 0);
 	}
@@ -388,18 +388,18 @@ arbiter_main(void *arg)
 		.it_interval = { 0, TICK_MS * 1000000L },
 		.it_value = { 0, TICK_MS * 1000000L },
 	};
-	timerfd_settime(arb.timer_fd, 0, &its, NULL);
-	dirty_peer_setup(arb.epfd);
-	if (dirty_peer_ep_add(arb.listen_fd, EPOLLIN,
+	timerfd_settime(arbiter.timer_fd, 0, &its, NULL);
+	dirty_peer_setup(arbiter.epfd);
+	if (dirty_peer_ep_add(arbiter.listen_fd, EPOLLIN,
 	    EV_KEY(EV_LISTEN, 0, 0)) == -1 ||
-	    dirty_peer_ep_add(arb.signal_fd, EPOLLIN,
+	    dirty_peer_ep_add(arbiter.signal_fd, EPOLLIN,
 	    EV_KEY(EV_SIGNAL, 0, 0)) == -1 ||
-	    dirty_peer_ep_add(arb.timer_fd, EPOLLIN,
+	    dirty_peer_ep_add(arbiter.timer_fd, EPOLLIN,
 	    EV_KEY(EV_TIMER, 0, 0)) == -1 ||
-	    (arb.pid_fd != -1 && dirty_peer_ep_add(arb.pid_fd, EPOLLIN,
+	    (arbiter.pid_fd != -1 && dirty_peer_ep_add(arbiter.pid_fd, EPOLLIN,
 	    EV_KEY(EV_PIDFD, 0, 0)) == -1))
 		arbiter_exit(1, 0);
-	arb.last_ppid_check = monotonic_ms();
+	arbiter.last_ppid_check = monotonic_ms();
 
 	apps_parse();
 	route_setup();
@@ -408,7 +408,7 @@ arbiter_main(void *arg)
 	workers_manage();
 
 	for (;;) {
-		int n = epoll_wait(arb.epfd, evs, 64, -1);
+		int n = epoll_wait(arbiter.epfd, evs, 64, -1);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -420,7 +420,7 @@ arbiter_main(void *arg)
 			uint32_t idx = EV_IDX(key);
 			switch (EV_KIND(key)) {
 			case EV_LISTEN:
-				if (arb.listen_fd != -1)
+				if (arbiter.listen_fd != -1)
 					listen_accept();
 				break;
 			case EV_SIGNAL:
@@ -431,7 +431,7 @@ arbiter_main(void *arg)
 				break;
 			case EV_TIMER: {
 				uint64_t ticks;
-				while (read(arb.timer_fd, &ticks,
+				while (read(arbiter.timer_fd, &ticks,
 				    sizeof(ticks)) > 0)
 					;
 				tick();
@@ -455,9 +455,9 @@ arbiter_main(void *arg)
 				break;
 			}
 			case EV_WORKER: {
-				if (idx >= arb.nworkers_slots)
+				if (idx >= arbiter.nworkers_slots)
 					break;
-				struct worker *w = &arb.workers[idx];
+				struct worker *w = &arbiter.workers[idx];
 				if (w->state == W_FREE || w->peer.fd == -1 ||
 				    (w->peer.gen & 0xffffffu) != EV_GEN(key))
 					break;

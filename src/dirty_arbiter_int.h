@@ -10,20 +10,23 @@
  *                    call timeouts, replies back to clients, client
  *                    protocol errors.
  *        -> dirty_calls.c  the table of calls in flight (client <-> worker).
+ *        -> dirty_control.c  the STATUS and MANAGE replies (reads the
+ *                    pool, scales it through dirty_pool.c).
  *        -> dirty_pool.c   the table of dirty workers: spawn, reap,
  *                    respawn throttle, heartbeats, per-app allocation,
  *                    picking one for a call, TTIN/TTOU/MANAGE scaling,
- *                    the STATUS and MANAGE replies, worker input.  It
+ *                    worker input.  It
  *                    hands replies and lost channels to the router
  *                    through the hooks the router sets (pool_hooks), and
  *                    never calls it otherwise.
- *        -> dirty_stash.c  the stash tables.
+ *        -> dirty_stash.c  the stash requests (-> dirty_stash_table.c,
+ *                    its tables).
  *            -> dirty_peer.c  clients' and workers' sockets: reading
  *                    frames, output queues, epoll, the flush list.
  *                -> dirty_wire.c  the codec.
  *
  * There is one arbiter per process and one thread, so the state is one
- * struct, `arb`, defined in dirty_arbiter.c; its fields are grouped below
+ * struct, `arbiter`, defined in dirty_arbiter.c; its fields are grouped below
  * by the file that owns (allocates, frees, changes) them.  The others
  * only read them; a change goes through the owner's functions.
  *
@@ -142,7 +145,7 @@ struct arbiter_state {
 	int manage_pending;	/* run workers_manage() at the end of the round */
 };
 
-extern struct arbiter_state arb;
+extern struct arbiter_state arbiter;
 
 /* dirty_route.c: clients, routing, replies */
 void	 route_setup(void);
@@ -167,7 +170,7 @@ struct pool_hooks {
 	void (*lost)(struct worker *w, const char *msg);
 };
 
-/* dirty_pool.c: apps, the worker table, scaling, STATUS and MANAGE */
+/* dirty_pool.c: apps, the worker table, scaling */
 void	 pool_set_hooks(const struct pool_hooks *);
 struct worker *pool_pick(size_t, int *);
 void	 worker_forward(struct worker *, const uint8_t *, size_t, uint64_t);
@@ -195,8 +198,10 @@ void	 workers_tick(uint64_t, uint64_t, uint64_t);
 void	 worker_read(struct worker *);
 void	 worker_flush(struct dirty_peer *);
 struct dirty_peer *worker_peer(uint32_t, uint32_t);
-void	 pool_status_reply(struct dirty_buf *, uint64_t, uint64_t, uint64_t);
-void	 pool_manage_reply(struct dirty_buf *, const uint8_t *,
+
+/* dirty_control.c: the STATUS and MANAGE replies (appended to a buffer) */
+void	 control_status_reply(struct dirty_buf *, uint64_t, uint64_t, uint64_t);
+void	 control_manage_reply(struct dirty_buf *, const uint8_t *,
 	    const struct dirty_header *);
 
 #pragma GCC visibility pop

@@ -2,10 +2,11 @@
  * dirty_pool.c — the dirty arbiter's table of dirty workers: spawning
  * them (fork, socketpair, shared heartbeat slot, privileges), reaping and
  * replacing them (with a brake on crash loops), heartbeats and graceful
- * retirement, which apps each one loads, scaling by TTIN/TTOU/MANAGE,
- * the STATUS reply, and reading the workers' channels.  It owns
- * arb.apps, arb.workers and arb.respawns (dirty_arbiter_int.h).  The
- * arbiter NEVER calls Python: the workers it forks do (dirty_worker.c).
+ * retirement, which apps each one loads, scaling by TTIN/TTOU/MANAGE
+ * (the MANAGE and STATUS replies themselves are dirty_control.c's), and
+ * reading the workers' channels.  It owns arbiter.apps, arbiter.workers
+ * and arbiter.respawns (dirty_arbiter_int.h).  The arbiter NEVER calls
+ * Python: the workers it forks do (dirty_worker.c).
  *
  * Dirty workers: spawned (spawn.c) with a socketpair end, a MAP_SHARED
  * heartbeat slot and their app list; in the child every other descriptor
@@ -60,9 +61,9 @@
 void
 apps_parse(void)
 {
-	const struct strlist *l = &arb.s->dirty_apps;
+	const struct strlist *l = &arbiter.s->dirty_apps;
 
-	arb.apps = xcalloc(l->len ? l->len : 1, sizeof(*arb.apps));
+	arbiter.apps = xcalloc(l->len ? l->len : 1, sizeof(*arbiter.apps));
 	for (size_t i = 0; i < l->len; i++) {
 		const char *spec = l->items[i];
 		size_t path_len;
@@ -72,27 +73,27 @@ apps_parse(void)
 		(void)dirty_app_spec_split(spec, &path_len, &limit);
 		char *path = xasprintf("%.*s", (int)path_len, spec);
 		size_t j;
-		for (j = 0; j < arb.napps; j++)
-			if (strcmp(arb.apps[j].path, path) == 0)
+		for (j = 0; j < arbiter.napps; j++)
+			if (strcmp(arbiter.apps[j].path, path) == 0)
 				break;
-		if (j < arb.napps) {	/* listed twice: the last one wins */
+		if (j < arbiter.napps) {	/* listed twice: the last one wins */
 			free(path);
-			arb.apps[j].limit = arb.apps[j].config_limit = limit;
+			arbiter.apps[j].limit = arbiter.apps[j].config_limit = limit;
 			continue;
 		}
-		arb.apps[arb.napps].path = path;
-		arb.apps[arb.napps].limit = limit;
-		arb.apps[arb.napps].config_limit = limit;
-		arb.napps++;
+		arbiter.apps[arbiter.napps].path = path;
+		arbiter.apps[arbiter.napps].limit = limit;
+		arbiter.apps[arbiter.napps].config_limit = limit;
+		arbiter.napps++;
 	}
 }
 
 int
 app_find(const char *name, size_t n)
 {
-	for (size_t i = 0; i < arb.napps; i++)
-		if (strlen(arb.apps[i].path) == n &&
-		    memcmp(arb.apps[i].path, name, n) == 0)
+	for (size_t i = 0; i < arbiter.napps; i++)
+		if (strlen(arbiter.apps[i].path) == n &&
+		    memcmp(arbiter.apps[i].path, name, n) == 0)
 			return (int)i;
 	return -1;
 }
@@ -103,9 +104,9 @@ workers_required(void)
 {
 	int req = 1;
 
-	for (size_t i = 0; i < arb.napps; i++)
-		if (arb.apps[i].limit > req)
-			req = arb.apps[i].limit;
+	for (size_t i = 0; i < arbiter.napps; i++)
+		if (arbiter.apps[i].limit > req)
+			req = arbiter.apps[i].limit;
 	return req;
 }
 
@@ -117,7 +118,7 @@ workers_required(void)
 int
 workers_ceiling(void)
 {
-	int configured = arb.s->dirty_workers;
+	int configured = arbiter.s->dirty_workers;
 	int c = configured > 1024 / 16 ? 1024 : configured * 16;
 
 	if (c < configured)
@@ -143,7 +144,7 @@ static const struct dirty_peer_ops worker_ops = {
 static struct worker *
 worker_of(struct dirty_peer *p)
 {
-	return &arb.workers[p->idx];
+	return &arbiter.workers[p->idx];
 }
 
 /* The worker peer an event key names (a closed channel included: its
@@ -151,9 +152,9 @@ worker_of(struct dirty_peer *p)
 struct dirty_peer *
 worker_peer(uint32_t idx, uint32_t gen)
 {
-	if (idx >= arb.nworkers_slots)
+	if (idx >= arbiter.nworkers_slots)
 		return NULL;
-	struct worker *w = &arb.workers[idx];
+	struct worker *w = &arbiter.workers[idx];
 	if (w->state == W_FREE || (w->peer.gen & 0xffffffu) != (gen & 0xffffffu))
 		return NULL;
 	return &w->peer;
@@ -182,18 +183,18 @@ pool_set_hooks(const struct pool_hooks *h)
 struct worker *
 pool_pick(size_t app, int *full)
 {
-	size_t n = arb.nworkers_slots;
+	size_t n = arbiter.nworkers_slots;
 
 	*full = 0;
 	for (size_t k = 0; k < n; k++) {
-		size_t i = (arb.apps[app].rr + k) % n;
-		struct worker *w = &arb.workers[i];
+		size_t i = (arbiter.apps[app].rr + k) % n;
+		struct worker *w = &arbiter.workers[i];
 		if (w->state == W_ALIVE && w->peer.fd != -1 && w->apps[app]) {
 			if (dirty_peer_pending(&w->peer) >= WORKER_MAX_OUT) {
 				*full = 1;
 				continue;
 			}
-			arb.apps[app].rr = (uint32_t)(i + 1);
+			arbiter.apps[app].rr = (uint32_t)(i + 1);
 			return w;
 		}
 	}
@@ -218,9 +219,9 @@ worker_forward(struct worker *w, const uint8_t *frame, size_t len,
 static struct worker *
 worker_of_call(uint32_t idx, uint32_t gen)
 {
-	if (idx >= arb.nworkers_slots)
+	if (idx >= arbiter.nworkers_slots)
 		return NULL;
-	struct worker *w = &arb.workers[idx];
+	struct worker *w = &arbiter.workers[idx];
 	if (w->state == W_FREE || w->peer.gen != gen)
 		return NULL;
 	return w;
@@ -259,17 +260,17 @@ worker_slot(void)
 {
 	size_t i;
 
-	for (i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state == W_FREE)
-			return &arb.workers[i];
-	size_t n = arb.nworkers_slots ? arb.nworkers_slots * 2 : 8;
-	arb.workers = xreallocarray(arb.workers, n, sizeof(*arb.workers));
-	memset(arb.workers + arb.nworkers_slots, 0,
-	    (n - arb.nworkers_slots) * sizeof(*arb.workers));
-	for (size_t j = arb.nworkers_slots; j < n; j++)
-		dirty_peer_init(&arb.workers[j].peer, &worker_ops, (uint32_t)j);
-	arb.nworkers_slots = n;
-	return &arb.workers[i];
+	for (i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state == W_FREE)
+			return &arbiter.workers[i];
+	size_t n = arbiter.nworkers_slots ? arbiter.nworkers_slots * 2 : 8;
+	arbiter.workers = xreallocarray(arbiter.workers, n, sizeof(*arbiter.workers));
+	memset(arbiter.workers + arbiter.nworkers_slots, 0,
+	    (n - arbiter.nworkers_slots) * sizeof(*arbiter.workers));
+	for (size_t j = arbiter.nworkers_slots; j < n; j++)
+		dirty_peer_init(&arbiter.workers[j].peer, &worker_ops, (uint32_t)j);
+	arbiter.nworkers_slots = n;
+	return &arbiter.workers[i];
 }
 
 /* Apps a brand-new worker loads: every unlimited app, and each limited
@@ -278,20 +279,20 @@ worker_slot(void)
 static void
 worker_allocate(unsigned char *apps)
 {
-	for (size_t i = 0; i < arb.napps; i++) {
+	for (size_t i = 0; i < arbiter.napps; i++) {
 		int have = 0;
-		if (arb.apps[i].limit == 0) {
+		if (arbiter.apps[i].limit == 0) {
 			apps[i] = 1;
 			continue;
 		}
-		for (size_t j = 0; j < arb.nworkers_slots; j++)
-			if (arb.workers[j].state == W_ALIVE &&
-			    arb.workers[j].apps[i])
+		for (size_t j = 0; j < arbiter.nworkers_slots; j++)
+			if (arbiter.workers[j].state == W_ALIVE &&
+			    arbiter.workers[j].apps[i])
 				have++;
-		for (size_t j = 0; j < arb.nrespawns; j++)
-			if (arb.respawns[j].apps[i])
+		for (size_t j = 0; j < arbiter.nrespawns; j++)
+			if (arbiter.respawns[j].apps[i])
 				have++;
-		apps[i] = have < arb.apps[i].limit;
+		apps[i] = have < arbiter.apps[i].limit;
 	}
 }
 
@@ -300,7 +301,7 @@ worker_allocate(unsigned char *apps)
 struct worker_boot {
 	int fd;				/* its socketpair end */
 	volatile uint64_t *heartbeat;
-	const unsigned char *apps;	/* arb.napps flags */
+	const unsigned char *apps;	/* arbiter.napps flags */
 	int age;
 };
 
@@ -315,15 +316,15 @@ worker_child(void *arg)
 	struct dirty_worker_ctx ctx;
 
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.cfg = arb.s;
+	ctx.cfg = arbiter.s;
 	ctx.fd = b->fd;
-	ctx.apps = xcalloc(arb.napps + 1, sizeof(char *));
-	for (size_t i = 0; i < arb.napps; i++)
+	ctx.apps = xcalloc(arbiter.napps + 1, sizeof(char *));
+	for (size_t i = 0; i < arbiter.napps; i++)
 		if (b->apps[i])
-			ctx.apps[ctx.napps++] = arb.apps[i].path;
+			ctx.apps[ctx.napps++] = arbiter.apps[i].path;
 	ctx.heartbeat = b->heartbeat;
 	ctx.cancel = b->heartbeat + 1;
-	ctx.arbiter_pid = arb.pid;
+	ctx.arbiter_pid = arbiter.pid;
 	ctx.age = b->age;
 	dirty_worker_main(&ctx);
 }
@@ -350,14 +351,14 @@ worker_spawn(const unsigned char *apps)
 		return -1;
 	}
 	*hb = monotonic_ms();
-	arb.age++;
+	arbiter.age++;
 	struct worker_boot boot = {
-		.fd = sv[1], .heartbeat = hb, .apps = apps, .age = arb.age,
+		.fd = sv[1], .heartbeat = hb, .apps = apps, .age = arbiter.age,
 	};
 	pid = spawn_process(&(struct spawn_spec){
 		.role = "dirty-worker",
-		.cfg = arb.s,
-		.parent = arb.pid,
+		.cfg = arbiter.s,
+		.parent = arbiter.pid,
 		.close_all = 1,
 		.keep_fds = &boot.fd,
 		.nkeep_fds = 1,
@@ -385,18 +386,18 @@ worker_spawn(const unsigned char *apps)
 	w->peer.gen++;
 	w->state = W_ALIVE;
 	w->pid = pid;
-	w->apps = xmalloc(arb.napps ? arb.napps : 1);
-	memcpy(w->apps, apps, arb.napps);
+	w->apps = xmalloc(arbiter.napps ? arbiter.napps : 1);
+	memcpy(w->apps, apps, arbiter.napps);
 	w->heartbeat = hb;
-	w->age = arb.age;
+	w->age = arbiter.age;
 	w->spawned_ms = monotonic_ms();
 	if (dirty_peer_open(&w->peer, sv[0]) == -1)
 		kill(pid, SIGKILL);
 	if (log_get_level() <= LOG_DEBUG) {
-		for (size_t i = 0; i < arb.napps; i++)
+		for (size_t i = 0; i < arbiter.napps; i++)
 			if (apps[i])
 				log_debug("dirty worker %d loads %s", (int)pid,
-				    arb.apps[i].path);
+				    arbiter.apps[i].path);
 	}
 	log_info("Spawned dirty worker (pid: %d)", (int)pid);
 	return 0;
@@ -407,8 +408,8 @@ workers_routable(void)
 {
 	int n = 0;
 
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state == W_ALIVE)
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state == W_ALIVE)
 			n++;
 	return n;
 }
@@ -419,20 +420,20 @@ workers_manage(void)
 {
 	uint64_t now = monotonic_ms();
 
-	if (arb.stopping)
+	if (arbiter.stopping)
 		return;
-	for (size_t i = 0; i < arb.nrespawns;) {
-		if (arb.respawns[i].due_ms <= now) {
-			unsigned char *apps = arb.respawns[i].apps;
-			arb.respawns[i] = arb.respawns[--arb.nrespawns];
+	for (size_t i = 0; i < arbiter.nrespawns;) {
+		if (arbiter.respawns[i].due_ms <= now) {
+			unsigned char *apps = arbiter.respawns[i].apps;
+			arbiter.respawns[i] = arbiter.respawns[--arbiter.nrespawns];
 			worker_spawn(apps);
 			free(apps);
 		} else
 			i++;
 	}
-	int have = workers_routable() + (int)arb.nrespawns;
-	unsigned char *apps = xmalloc(arb.napps ? arb.napps : 1);
-	for (; have < arb.target; have++) {
+	int have = workers_routable() + (int)arbiter.nrespawns;
+	unsigned char *apps = xmalloc(arbiter.napps ? arbiter.napps : 1);
+	for (; have < arbiter.target; have++) {
 		worker_allocate(apps);
 		if (worker_spawn(apps) == -1)
 			break;
@@ -444,10 +445,10 @@ workers_manage(void)
 int
 workers_increase(int n)
 {
-	int room = workers_ceiling() - arb.target;
+	int room = workers_ceiling() - arbiter.target;
 	int done = room <= 0 ? 0 : n < room ? n : room;
 
-	arb.target += done;
+	arbiter.target += done;
 	return done;
 }
 
@@ -455,16 +456,16 @@ workers_increase(int n)
 void
 workers_retire_all(void)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		worker_retire(&arb.workers[i]);
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		worker_retire(&arbiter.workers[i]);
 }
 
 /* Graceful stop: TERM the retiring workers (only_retiring), or all. */
 void
 workers_stop(int only_retiring)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+		struct worker *w = &arbiter.workers[i];
 		if (w->state == W_FREE ||
 		    (only_retiring && w->state != W_RETIRING))
 			continue;
@@ -476,8 +477,8 @@ workers_stop(int only_retiring)
 void
 workers_kill(void)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+		struct worker *w = &arbiter.workers[i];
 		if (w->state != W_FREE && w->pid > 0 && !w->killed) {
 			w->killed = 1;
 			kill(w->pid, SIGKILL);
@@ -489,8 +490,8 @@ workers_kill(void)
 void
 workers_wait(void)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+		struct worker *w = &arbiter.workers[i];
 		if (w->state != W_FREE && w->pid > 0) {
 			while (waitpid(w->pid, NULL, 0) == -1 && errno == EINTR)
 				;
@@ -503,8 +504,8 @@ workers_wait(void)
 void
 workers_manage_pending(void)
 {
-	if (arb.manage_pending) {
-		arb.manage_pending = 0;
+	if (arbiter.manage_pending) {
+		arbiter.manage_pending = 0;
 		workers_manage();
 	}
 }
@@ -513,9 +514,9 @@ workers_manage_pending(void)
 void
 workers_stop_respawns(void)
 {
-	for (size_t i = 0; i < arb.nrespawns; i++)
-		free(arb.respawns[i].apps);
-	arb.nrespawns = 0;
+	for (size_t i = 0; i < arbiter.nrespawns; i++)
+		free(arbiter.respawns[i].apps);
+	arbiter.nrespawns = 0;
 }
 
 /* Stop routing to w; TERM it once its calls are done. */
@@ -546,13 +547,13 @@ worker_pick_victim(void)
 	struct worker *best = NULL;
 	int best_limited = 0;
 
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+		struct worker *w = &arbiter.workers[i];
 		int limited = 0;
 		if (w->state != W_ALIVE)
 			continue;
-		for (size_t j = 0; j < arb.napps; j++)
-			if (w->apps[j] && arb.apps[j].limit > 0)
+		for (size_t j = 0; j < arbiter.napps; j++)
+			if (w->apps[j] && arbiter.apps[j].limit > 0)
 				limited++;
 		if (best == NULL || limited < best_limited ||
 		    (limited == best_limited && w->age > best->age)) {
@@ -570,11 +571,11 @@ workers_decrease(int n)
 {
 	int removed = 0;
 
-	while (removed < n && arb.target > workers_required()) {
-		arb.target--;
+	while (removed < n && arbiter.target > workers_required()) {
+		arbiter.target--;
 		removed++;
 		struct worker *w = worker_pick_victim();
-		if (w != NULL && workers_routable() > arb.target)
+		if (w != NULL && workers_routable() > arbiter.target)
 			worker_retire(w);
 	}
 	return removed;
@@ -609,9 +610,9 @@ worker_misbehaved(struct worker *w, const char *why)
 static struct worker *
 worker_by_pid(pid_t pid)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state != W_FREE && arb.workers[i].pid == pid)
-			return &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state != W_FREE && arbiter.workers[i].pid == pid)
+			return &arbiter.workers[i];
 	return NULL;
 }
 
@@ -635,13 +636,13 @@ worker_reaped(struct worker *w, int status)
 	w->reaped = 1;
 	if (w->peer.fd != -1 || w->inflight > 0)
 		worker_close_channel(w, why);
-	if (w->state == W_ALIVE && !arb.stopping) {
+	if (w->state == W_ALIVE && !arbiter.stopping) {
 		log_warnx("Dirty worker (pid: %d) %s, spawning a replacement "
 		    "with the same apps", (int)w->pid, why);
-		if (arb.nrespawns % 8 == 0)
-			arb.respawns = xreallocarray(arb.respawns,
-			    arb.nrespawns + 8, sizeof(*arb.respawns));
-		struct respawn *r = &arb.respawns[arb.nrespawns++];
+		if (arbiter.nrespawns % 8 == 0)
+			arbiter.respawns = xreallocarray(arbiter.respawns,
+			    arbiter.nrespawns + 8, sizeof(*arbiter.respawns));
+		struct respawn *r = &arbiter.respawns[arbiter.nrespawns++];
 		r->apps = w->apps;
 		w->apps = NULL;
 		/* Workers dying right after their start one after another
@@ -649,10 +650,10 @@ worker_reaped(struct worker *w, int status)
 		 * loop: the second young death within 5 s waits a second. */
 		r->due_ms = now;
 		if (now - w->spawned_ms < RESPAWN_DELAY_MS) {
-			if (arb.last_young_death != 0 &&
-			    now - arb.last_young_death < 5 * RESPAWN_DELAY_MS)
+			if (arbiter.last_young_death != 0 &&
+			    now - arbiter.last_young_death < 5 * RESPAWN_DELAY_MS)
 				r->due_ms = now + RESPAWN_DELAY_MS;
-			arb.last_young_death = now;
+			arbiter.last_young_death = now;
 		}
 	} else
 		log_info("Dirty worker (pid: %d) exited (%s)", (int)w->pid, how);
@@ -682,8 +683,8 @@ workers_count(void)
 {
 	int n = 0;
 
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state != W_FREE)
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state != W_FREE)
 			n++;
 	return n;
 }
@@ -691,9 +692,9 @@ workers_count(void)
 void
 workers_signal(int sig)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state != W_FREE && arb.workers[i].pid > 0)
-			kill(arb.workers[i].pid, sig);
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state != W_FREE && arbiter.workers[i].pid > 0)
+			kill(arbiter.workers[i].pid, sig);
 }
 
 /* ---- class-level `workers = N` reported by a worker ---- */
@@ -703,20 +704,20 @@ apply_class_limit(size_t app, int limit)
 {
 	int have = 0;
 
-	if (arb.apps[app].config_limit > 0 || limit <= 0 ||
-	    arb.apps[app].limit == limit)
+	if (arbiter.apps[app].config_limit > 0 || limit <= 0 ||
+	    arbiter.apps[app].limit == limit)
 		return;
-	arb.apps[app].limit = limit;
+	arbiter.apps[app].limit = limit;
 	log_info("dirty app %s: class attribute workers = %d",
-	    arb.apps[app].path, limit);
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state == W_ALIVE && arb.workers[i].apps[app])
+	    arbiter.apps[app].path, limit);
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++)
+		if (arbiter.workers[i].state == W_ALIVE && arbiter.workers[i].apps[app])
 			have++;
 	/* Replace the extra ones, newest first, by workers without it. */
 	while (have > limit) {
 		struct worker *newest = NULL;
-		for (size_t i = 0; i < arb.nworkers_slots; i++) {
-			struct worker *w = &arb.workers[i];
+		for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+			struct worker *w = &arbiter.workers[i];
 			if (w->state == W_ALIVE && w->apps[app] &&
 			    (newest == NULL || w->age > newest->age))
 				newest = w;
@@ -724,9 +725,9 @@ apply_class_limit(size_t app, int limit)
 		worker_retire(newest);
 		have--;
 	}
-	/* Not workers_manage() here: spawning may move arb.workers while
+	/* Not workers_manage() here: spawning may move arbiter.workers while
 	 * our caller still holds a pointer into it. */
-	arb.manage_pending = 1;
+	arbiter.manage_pending = 1;
 }
 
 static void
@@ -757,159 +758,6 @@ worker_app_report(struct worker *w, const uint8_t *p, size_t len)
 			apply_class_limit((size_t)app, (int)v);
 	}
 	(void)w;
-}
-
-/* ---- STATUS and MANAGE: the replies (the router passes them on) ---- */
-
-static void
-put_key(struct dirty_buf *b, const char *k)
-{
-	dirty_put_cstring(b, k);
-}
-
-/* Close the reply frame begun at f; one that would exceed a frame (only
- * an absurd configuration: thousands of apps with huge names) is taken
- * back and answered with a short error, never sent with a wrong length. */
-static void
-reply_end(struct dirty_buf *b, size_t f, uint64_t id)
-{
-	if (dirty_frame_end(b, f) == 0)
-		return;
-	b->len = f;
-	dirty_put_error_frame(b, id, DIRTY_E_ERROR,
-	    "reply too large for one message");
-}
-
-void
-pool_status_reply(struct dirty_buf *b, uint64_t id, uint64_t inflight,
-    uint64_t answered)
-{
-	uint32_t n = 0;
-
-	for (size_t i = 0; i < arb.nworkers_slots; i++)
-		if (arb.workers[i].state != W_FREE && arb.workers[i].pid > 0)
-			n++;
-	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, id);
-	dirty_put_dict(b, 1);
-	put_key(b, "result");
-	dirty_put_dict(b, 7);
-	put_key(b, "arbiter_pid");
-	dirty_put_int64(b, arb.pid);
-	put_key(b, "num_workers");
-	dirty_put_int64(b, arb.target);
-	put_key(b, "min_workers");
-	dirty_put_int64(b, workers_required());
-	put_key(b, "in_flight");
-	dirty_put_int64(b, (int64_t)inflight);
-	put_key(b, "served");
-	dirty_put_int64(b, (int64_t)answered);
-	put_key(b, "apps");
-	dirty_put_list(b, (uint32_t)arb.napps);
-	for (size_t i = 0; i < arb.napps; i++) {
-		uint32_t have = 0;
-		for (size_t j = 0; j < arb.nworkers_slots; j++)
-			if (arb.workers[j].state == W_ALIVE &&
-			    arb.workers[j].apps[i])
-				have++;
-		dirty_put_dict(b, 3);
-		put_key(b, "app_path");
-		dirty_put_cstring(b, arb.apps[i].path);
-		put_key(b, "worker_count");
-		if (arb.apps[i].limit > 0)
-			dirty_put_int64(b, arb.apps[i].limit);
-		else
-			dirty_put_none(b);
-		put_key(b, "workers");
-		dirty_put_int64(b, have);
-	}
-	put_key(b, "workers");
-	dirty_put_list(b, n);
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		static const char *states[] = { "free", "alive", "retiring",
-		    "stopping" };
-		struct worker *w = &arb.workers[i];
-		uint32_t na = 0;
-		if (w->state == W_FREE || w->pid <= 0)
-			continue;
-		for (size_t j = 0; j < arb.napps; j++)
-			na += w->apps[j] ? 1 : 0;
-		dirty_put_dict(b, 7);
-		put_key(b, "pid");
-		dirty_put_int64(b, w->pid);
-		put_key(b, "age");
-		dirty_put_int64(b, w->age);
-		put_key(b, "state");
-		dirty_put_cstring(b, states[w->state]);
-		put_key(b, "apps");
-		dirty_put_list(b, na);
-		for (size_t j = 0; j < arb.napps; j++)
-			if (w->apps[j])
-				dirty_put_cstring(b, arb.apps[j].path);
-		put_key(b, "in_flight");
-		dirty_put_int64(b, w->inflight);
-		put_key(b, "served");
-		dirty_put_int64(b, (int64_t)w->served);
-		put_key(b, "last_heartbeat_ms_ago");
-		dirty_put_int64(b, (int64_t)(monotonic_ms() - *w->heartbeat));
-	}
-	reply_end(b, f, id);
-}
-
-void
-pool_manage_reply(struct dirty_buf *b, const uint8_t *payload,
-    const struct dirty_header *h)
-{
-	struct dirty_cursor v;
-	const char *why;
-	int64_t op = 0, count = 1;
-	int done = 0;
-
-	if (dirty_dict_lookup(payload, h->length, "op", &v, &why) != 0 ||
-	    dirty_get_int64(&v, &op) == -1 ||
-	    (op != DIRTY_MANAGE_ADD && op != DIRTY_MANAGE_REMOVE)) {
-		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
-		    "MANAGE needs op 1 (add) or 2 (remove)");
-		return;
-	}
-	if (dirty_dict_lookup(payload, h->length, "count", &v, &why) == 0 &&
-	    dirty_get_int64(&v, &count) == -1)
-		count = -1;
-	if (count < 1 || count > 1024) {
-		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
-		    "MANAGE count must be between 1 and 1024");
-		return;
-	}
-	if (arb.stopping) {
-		dirty_put_error_frame(b, h->id, DIRTY_E_ERROR,
-		    "dirty arbiter is shutting down");
-		return;
-	}
-	if (op == DIRTY_MANAGE_ADD) {
-		done = workers_increase((int)count);
-		if (done < (int)count)
-			log_warnx("MANAGE: cannot increase above %d dirty workers "
-			    "(the ceiling: 16 x dirty_workers, at most 1024)",
-			    workers_ceiling());
-		if (done > 0) {
-			log_info("MANAGE: increasing dirty workers to %d",
-			    arb.target);
-			workers_manage();
-		}
-	} else {
-		done = workers_decrease((int)count);
-		log_info("MANAGE: decreasing dirty workers to %d", arb.target);
-	}
-	size_t f = dirty_frame_begin(b, DIRTY_MSG_RESPONSE, h->id);
-	dirty_put_dict(b, 1);
-	put_key(b, "result");
-	dirty_put_dict(b, 3);
-	put_key(b, "success");
-	dirty_put_bool(b, done == (int)count);
-	put_key(b, op == DIRTY_MANAGE_ADD ? "added" : "removed");
-	dirty_put_int64(b, done);
-	put_key(b, "num_workers");
-	dirty_put_int64(b, arb.target);
-	reply_end(b, f, h->id);
 }
 
 /* ---- worker input ---- */
@@ -994,8 +842,8 @@ worker_flush(struct dirty_peer *p)
 void
 workers_tick(uint64_t now, uint64_t timeout, uint64_t grace)
 {
-	for (size_t i = 0; i < arb.nworkers_slots; i++) {
-		struct worker *w = &arb.workers[i];
+	for (size_t i = 0; i < arbiter.nworkers_slots; i++) {
+		struct worker *w = &arbiter.workers[i];
 		if (w->state == W_FREE || w->pid <= 0)
 			continue;
 		if (timeout > 0 && !w->killed && now > *w->heartbeat &&

@@ -442,6 +442,20 @@ dirty_py_encode(struct dirty_buf *b, PyObject *o)
 	return 0;
 }
 
+/* Close the frame begun at off whose payload encoded (ok) or failed: 0,
+ * or -1 with the frame taken back (and OverflowError set if too large). */
+static int
+frame_close(struct dirty_buf *b, size_t off, int ok)
+{
+	if (ok && dirty_frame_end(b, off) == -1) {
+		too_large();
+		ok = 0;
+	}
+	if (!ok)
+		b->len = off;
+	return ok ? 0 : -1;
+}
+
 /* Frame with payload {key: value}; value NULL means an empty payload. */
 int
 dirty_py_put_keyed_frame(struct dirty_buf *b, uint8_t type, uint64_t id,
@@ -450,21 +464,15 @@ dirty_py_put_keyed_frame(struct dirty_buf *b, uint8_t type, uint64_t id,
 	size_t off = dirty_frame_begin(b, type, id);
 	struct encoder e = { b, off + DIRTY_HEADER_SIZE + DIRTY_MAX_PAYLOAD };
 
+	int ok = 1;
+
 	if (key != NULL) {
 		dirty_put_dict(b, 1);
 		dirty_put_cstring(b, key);
-		if (encode_value(&e, value, 1) == -1)
-			goto fail;
-	} else if (value != NULL && encode_value(&e, value, 0) == -1)
-		goto fail;
-	if (dirty_frame_end(b, off) == -1) {
-		too_large();
-		goto fail;
-	}
-	return 0;
-fail:
-	b->len = off;
-	return -1;
+		ok = encode_value(&e, value, 1) == 0;
+	} else if (value != NULL)
+		ok = encode_value(&e, value, 0) == 0;
+	return frame_close(b, off, ok);
 }
 
 int
@@ -513,14 +521,9 @@ dirty_py_put_request(struct dirty_buf *b, uint64_t id, PyObject *app_path,
 			goto fail;
 	} else
 		dirty_put_dict(b, 0);
-	if (dirty_frame_end(b, off) == -1) {
-		too_large();
-		goto fail;
-	}
-	return 0;
+	return frame_close(b, off, 1);
 fail:
-	b->len = off;
-	return -1;
+	return frame_close(b, off, 0);
 }
 
 int

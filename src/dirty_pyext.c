@@ -16,11 +16,15 @@
 
 /* ---- module-level functions ---- */
 
+/* What an encoder wrote into b, as bytes; rc -1: it failed (the
+ * exception is set), NULL.  b is freed either way. */
 static PyObject *
-bytes_from_buf(struct dirty_buf *b)
+bytes_from_buf(struct dirty_buf *b, int rc)
 {
-	PyObject *r = PyBytes_FromStringAndSize((const char *)b->data, b->len);
+	PyObject *r = NULL;
 
+	if (rc == 0)
+		r = PyBytes_FromStringAndSize((const char *)b->data, b->len);
 	dirty_buf_free(b);
 	return r;
 }
@@ -31,11 +35,7 @@ mod_encode(PyObject *self, PyObject *o)
 	struct dirty_buf b;
 
 	dirty_buf_init(&b);
-	if (dirty_py_encode(&b, o) == -1) {
-		dirty_buf_free(&b);
-		return NULL;
-	}
-	return bytes_from_buf(&b);
+	return bytes_from_buf(&b, dirty_py_encode(&b, o));
 }
 
 static PyObject *
@@ -65,12 +65,8 @@ mod_encode_frame(PyObject *self, PyObject *args)
 	if (dirty_py_msg_type_arg(type) == -1)
 		return NULL;
 	dirty_buf_init(&b);
-	if (dirty_py_put_keyed_frame(&b, (uint8_t)type, id, NULL,
-	    payload == Py_None ? NULL : payload) == -1) {
-		dirty_buf_free(&b);
-		return NULL;
-	}
-	return bytes_from_buf(&b);
+	return bytes_from_buf(&b, dirty_py_put_keyed_frame(&b, (uint8_t)type,
+	    id, NULL, payload == Py_None ? NULL : payload));
 }
 
 static PyObject *
@@ -84,46 +80,37 @@ mod_encode_request(PyObject *self, PyObject *args)
 	    &id, &app_path, &action, &a, &kw))
 		return NULL;
 	dirty_buf_init(&b);
-	if (dirty_py_put_request(&b, id, app_path, action, a, kw) == -1) {
-		dirty_buf_free(&b);
+	return bytes_from_buf(&b, dirty_py_put_request(&b, id, app_path, action,
+	    a, kw));
+}
+
+/* encode_response(id, result), encode_chunk(id, data): an id and one
+ * value through `put`. */
+static PyObject *
+encode_id_value(PyObject *args, const char *format,
+    int (*put)(struct dirty_buf *, uint64_t, PyObject *))
+{
+	unsigned long long id;
+	PyObject *v;
+	struct dirty_buf b;
+
+	if (!PyArg_ParseTuple(args, format, dirty_py_id_converter, &id, &v))
 		return NULL;
-	}
-	return bytes_from_buf(&b);
+	dirty_buf_init(&b);
+	return bytes_from_buf(&b, put(&b, id, v));
 }
 
 static PyObject *
 mod_encode_response(PyObject *self, PyObject *args)
 {
-	unsigned long long id;
-	PyObject *v;
-	struct dirty_buf b;
-
-	if (!PyArg_ParseTuple(args, "O&O:encode_response", dirty_py_id_converter, &id,
-	    &v))
-		return NULL;
-	dirty_buf_init(&b);
-	if (dirty_py_put_response(&b, id, v) == -1) {
-		dirty_buf_free(&b);
-		return NULL;
-	}
-	return bytes_from_buf(&b);
+	return encode_id_value(args, "O&O:encode_response",
+	    dirty_py_put_response);
 }
 
 static PyObject *
 mod_encode_chunk(PyObject *self, PyObject *args)
 {
-	unsigned long long id;
-	PyObject *v;
-	struct dirty_buf b;
-
-	if (!PyArg_ParseTuple(args, "O&O:encode_chunk", dirty_py_id_converter, &id, &v))
-		return NULL;
-	dirty_buf_init(&b);
-	if (dirty_py_put_chunk(&b, id, v) == -1) {
-		dirty_buf_free(&b);
-		return NULL;
-	}
-	return bytes_from_buf(&b);
+	return encode_id_value(args, "O&O:encode_chunk", dirty_py_put_chunk);
 }
 
 static PyObject *
@@ -136,7 +123,7 @@ mod_encode_end(PyObject *self, PyObject *arg)
 		return NULL;
 	dirty_buf_init(&b);
 	dirty_py_put_end(&b, id);
-	return bytes_from_buf(&b);
+	return bytes_from_buf(&b, 0);
 }
 
 static PyObject *
@@ -152,7 +139,7 @@ mod_encode_error(PyObject *self, PyObject *args)
 		return NULL;
 	dirty_buf_init(&b);
 	dirty_py_put_error(&b, id, error_type, message, details);
-	return bytes_from_buf(&b);
+	return bytes_from_buf(&b, 0);
 }
 
 static PyObject *

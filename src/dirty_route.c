@@ -2,7 +2,7 @@
  * dirty_route.c — the dirty arbiter's routing: client connections
  * (HTTP workers, scripts, dirty workers using the stash), the table of
  * calls in flight, and the way a call goes to a worker and its replies
- * come back.  It owns arb.clients (dirty_arbiter_int.h); the calls are
+ * come back.  It owns arbiter.clients (dirty_arbiter_int.h); the calls are
  * dirty_calls.c's, the workers dirty_pool.c's.
  * Like the whole arbiter it NEVER calls Python.
  *
@@ -31,9 +31,9 @@
  * each frame, never only once per read: a worker's reply that would pass
  * it is not queued, and a client whose own request (a stash get) put it
  * over is dropped before its next frame is read, so sixteen GETs of a
- * 40 MiB value in one write cost at most the cap plus one reply.  Requests waiting for a
- * worker's socket are bounded by WORKER_MAX_OUT (dirty_pool.c) per worker: past it a new
- * request goes to another worker having the app, or gets
+ * 40 MiB value in one write cost at most the cap plus one reply.
+ * Requests waiting for a worker's socket are bounded by WORKER_MAX_OUT
+ * (dirty_pool.c) per worker: past it a new request goes to another worker having the app, or gets
  * DirtyNoWorkersAvailableError at once.
  */
 #include "dirty.h"
@@ -95,9 +95,9 @@ client_queue_flush(struct client *c)
 struct client *
 client_lookup(uint32_t idx, uint32_t gen)
 {
-	if (idx >= arb.nclient_slots)
+	if (idx >= arbiter.nclient_slots)
 		return NULL;
-	struct client *c = &arb.clients[idx];
+	struct client *c = &arbiter.clients[idx];
 	if (c->peer.fd == -1 ||
 	    (c->peer.gen & 0xffffffu) != (gen & 0xffffffu))
 		return NULL;
@@ -118,28 +118,28 @@ client_open(int fd)
 {
 	size_t i;
 
-	for (i = 0; i < arb.nclient_slots; i++)
-		if (arb.clients[i].peer.fd == -1)
+	for (i = 0; i < arbiter.nclient_slots; i++)
+		if (arbiter.clients[i].peer.fd == -1)
 			break;
-	if (i == arb.nclient_slots) {
-		size_t n = arb.nclient_slots ? arb.nclient_slots * 2 : 16;
-		arb.clients = xreallocarray(arb.clients, n,
-		    sizeof(*arb.clients));
-		memset(arb.clients + arb.nclient_slots, 0,
-		    (n - arb.nclient_slots) * sizeof(*arb.clients));
-		for (size_t j = arb.nclient_slots; j < n; j++)
-			dirty_peer_init(&arb.clients[j].peer,
+	if (i == arbiter.nclient_slots) {
+		size_t n = arbiter.nclient_slots ? arbiter.nclient_slots * 2 : 16;
+		arbiter.clients = xreallocarray(arbiter.clients, n,
+		    sizeof(*arbiter.clients));
+		memset(arbiter.clients + arbiter.nclient_slots, 0,
+		    (n - arbiter.nclient_slots) * sizeof(*arbiter.clients));
+		for (size_t j = arbiter.nclient_slots; j < n; j++)
+			dirty_peer_init(&arbiter.clients[j].peer,
 			    &client_ops, (uint32_t)j);
-		arb.nclient_slots = n;
+		arbiter.nclient_slots = n;
 	}
-	struct client *c = &arb.clients[i];
+	struct client *c = &arbiter.clients[i];
 	c->ncalls = 0;
 	c->closing = 0;
 	c->close_deadline = 0;
 	c->peer.gen++;
 	if (dirty_peer_open(&c->peer, fd) == -1)
 		return;
-	arb.nclients++;
+	arbiter.nclients++;
 }
 
 void
@@ -162,7 +162,7 @@ client_close(struct client *c)
 	}
 	dirty_peer_close(&c->peer);
 	c->peer.gen++;	/* its calls in flight are forgotten: replies dropped */
-	arb.nclients--;
+	arbiter.nclients--;
 }
 
 void
@@ -295,7 +295,7 @@ route_request(struct client *c, const uint8_t *frame,
 	if (w == NULL) {
 		snprintf(msg, sizeof(msg),
 		    "No dirty workers available for app %s%s",
-		    arb.apps[app].path, full ?
+		    arbiter.apps[app].path, full ?
 		    " (every worker's queue of requests is full)" : "");
 		client_send_error(c, h->id, DIRTY_E_NO_WORKERS, msg);
 		return;
@@ -320,41 +320,30 @@ client_frame(struct client *c, const uint8_t *frame,
 	const uint8_t *payload = frame + DIRTY_HEADER_SIZE;
 	const char *why;
 
-	switch (h->type) {
-	case DIRTY_MSG_REQUEST:
+	if (h->type == DIRTY_MSG_REQUEST) {
 		route_request(c, frame, h);
-		break;
-	case DIRTY_MSG_STATUS:
-		if (dirty_validate(payload, h->length, 1, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			pool_status_reply(&c->peer.out, h->id,
-			    calls_inflight(), calls_answered());
-			client_queue_flush(c);
-		}
-		break;
-	case DIRTY_MSG_MANAGE:
-		if (dirty_validate(payload, h->length, 0, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			pool_manage_reply(&c->peer.out, payload, h);
-			client_queue_flush(c);
-		}
-		break;
-	case DIRTY_MSG_STASH:
-		if (dirty_validate(payload, h->length, 0, &why) == -1)
-			client_protocol_error(c, h->id, why);
-		else {
-			dirty_stash_handle(payload, h->length, h->id,
-			    &c->peer.out);
-			client_queue_flush(c);
-		}
-		break;
-	default:
+		return;
+	}
+	if (h->type != DIRTY_MSG_STATUS && h->type != DIRTY_MSG_MANAGE &&
+	    h->type != DIRTY_MSG_STASH) {
 		client_protocol_error(c, h->id,
 		    "unexpected message type from a client");
-		break;
+		return;
 	}
+	/* answered here, the reply appended to c's output */
+	if (dirty_validate(payload, h->length, h->type == DIRTY_MSG_STATUS,
+	    &why) == -1) {
+		client_protocol_error(c, h->id, why);
+		return;
+	}
+	if (h->type == DIRTY_MSG_STATUS)
+		control_status_reply(&c->peer.out, h->id, calls_inflight(),
+		    calls_answered());
+	else if (h->type == DIRTY_MSG_MANAGE)
+		control_manage_reply(&c->peer.out, payload, h);
+	else
+		dirty_stash_handle(payload, h->length, h->id, &c->peer.out);
+	client_queue_flush(c);
 }
 
 /* One whole frame from c (its peer's on-frame callback): -1 once c is
@@ -471,7 +460,7 @@ calls_expire(uint64_t now, uint64_t timeout)
 
 	if (timeout > 0) {
 		snprintf(msg, sizeof(msg), "Request timed out after %d seconds",
-		    arb.s->dirty_timeout);
+		    arbiter.s->dirty_timeout);
 		uint32_t cursor = 0;
 		struct call *k;
 		while ((k = calls_next(&cursor)) != NULL) {
@@ -488,8 +477,8 @@ calls_expire(uint64_t now, uint64_t timeout)
 void
 clients_expire(uint64_t now)
 {
-	for (size_t i = 0; i < arb.nclient_slots; i++) {
-		struct client *c = &arb.clients[i];
+	for (size_t i = 0; i < arbiter.nclient_slots; i++) {
+		struct client *c = &arbiter.clients[i];
 		if (c->peer.fd != -1 && c->closing &&
 		    now >= c->close_deadline)
 			client_close(c);

@@ -6,8 +6,8 @@
  * loop, a generator as a stream of CHUNK frames and an END), and encodes
  * the RESPONSE or the ERROR with its traceback.
  *
- * Owns: the apps table (W.apps) and the Python functions it imports once
- * (traceback.format_exception, asyncio.new_event_loop, DirtyApp.__call__).
+ * Owns: the apps table (dirty_worker.apps) and the Python functions it
+ * imports once (traceback.format_exception, asyncio.new_event_loop, DirtyApp.__call__).
  * Everything here runs with the GIL held, on the caller's thread (the
  * main thread, or a pool thread with dirty_threads > 1); replies leave
  * through dirty_worker_flush_out() (dirty_worker.c).  Never reads the
@@ -30,7 +30,7 @@
 static int
 call_cancelled(uint64_t id)
 {
-	volatile uint64_t *ring = W.ctx->cancel;
+	volatile uint64_t *ring = dirty_worker.ctx->cancel;
 
 	if (ring == NULL)
 		return 0;
@@ -103,9 +103,9 @@ put_exception(struct caller *c, uint64_t id, const char *error_type,
 		msg = full;
 		msglen = (Py_ssize_t)strlen(full);
 	}
-	if (value != NULL && lazy_function(&W.format_exception, "traceback",
+	if (value != NULL && lazy_function(&dirty_worker.format_exception, "traceback",
 	    "format_exception") != NULL) {
-		lines = PyObject_CallFunctionObjArgs(W.format_exception,
+		lines = PyObject_CallFunctionObjArgs(dirty_worker.format_exception,
 		    type, value, tb != NULL ? tb : Py_None, NULL);
 		if (lines != NULL) {
 			PyObject *empty = PyUnicode_FromString("");
@@ -184,9 +184,9 @@ put_value(struct caller *c, uint64_t id, uint8_t type, PyObject *v,
 static PyObject *
 caller_loop(struct caller *c)
 {
-	if (c->aloop == NULL && lazy_function(&W.asyncio_new_loop, "asyncio",
-	    "new_event_loop") != NULL)
-		c->aloop = PyObject_CallNoArgs(W.asyncio_new_loop);
+	if (c->aloop == NULL && lazy_function(&dirty_worker.asyncio_new_loop,
+	    "asyncio", "new_event_loop") != NULL)
+		c->aloop = PyObject_CallNoArgs(dirty_worker.asyncio_new_loop);
 	if (c->aloop == NULL && !PyErr_Occurred())
 		PyErr_SetString(PyExc_RuntimeError, "asyncio is not available");
 	return c->aloop;
@@ -208,9 +208,10 @@ run_awaitable(struct caller *c, PyObject *aw)
 static struct dirty_app *
 find_app(const char *path, size_t len)
 {
-	for (size_t i = 0; i < W.napps; i++)
-		if (W.apps[i].pathlen == len && memcmp(W.apps[i].path, path, len) == 0)
-			return &W.apps[i];
+	for (size_t i = 0; i < dirty_worker.napps; i++)
+		if (dirty_worker.apps[i].pathlen == len &&
+		    memcmp(dirty_worker.apps[i].path, path, len) == 0)
+			return &dirty_worker.apps[i];
 	return NULL;
 }
 
@@ -271,7 +272,7 @@ stream_result(struct caller *c, uint64_t id, PyObject *it, int async,
 		if (dirty_worker_flush_out(c) == -1)
 			rc = -1;
 		/* A stream making progress is healthy, however long it runs. */
-		atomic_store(&W.busy_since[c->slot], monotonic_ms());
+		atomic_store(&dirty_worker.busy_since[c->slot], monotonic_ms());
 		if (rc == 0 && call_cancelled(id))
 			rc = -1;	/* its caller went away */
 		if (rc == -1) {
@@ -434,7 +435,7 @@ dirty_serve_frame(struct caller *c, uint8_t type, uint64_t id,
 {
 	uint64_t now = monotonic_ms();
 
-	atomic_store(&W.busy_since[c->slot], now != 0 ? now : 1);
+	atomic_store(&dirty_worker.busy_since[c->slot], now != 0 ? now : 1);
 	if (type == DIRTY_MSG_REQUEST && call_cancelled(id))
 		;	/* its caller went away while it waited: nothing to do */
 	else if (type == DIRTY_MSG_REQUEST)
@@ -446,7 +447,7 @@ dirty_serve_frame(struct caller *c, uint8_t type, uint64_t id,
 		free(m);
 		dirty_worker_flush_out(c);
 	}
-	atomic_store(&W.busy_since[c->slot], 0);
+	atomic_store(&dirty_worker.busy_since[c->slot], 0);
 }
 
 /* ---- loading the apps ---- */
@@ -522,18 +523,19 @@ dirty_apps_load(void)
 	if ((m = PyImport_ImportModule("cunicorn.dirty.app")) != NULL) {
 		PyObject *cls = PyObject_GetAttrString(m, "DirtyApp");
 		if (cls != NULL)
-			W.dirtyapp_call = PyObject_GetAttrString(cls, "__call__");
+			dirty_worker.dirtyapp_call = PyObject_GetAttrString(cls, "__call__");
 		dirtyapp = cls;
 		Py_DECREF(m);
 	}
 	PyErr_Clear();
 	Py_XDECREF(dirtyapp);
 
-	W.napps = W.ctx->napps;
-	W.apps = xcalloc(W.napps > 0 ? W.napps : 1, sizeof(*W.apps));
-	for (size_t i = 0; i < W.napps; i++) {
-		struct dirty_app *a = &W.apps[i];
-		a->path = app_path_normalize(W.ctx->apps[i]);
+	dirty_worker.napps = dirty_worker.ctx->napps;
+	dirty_worker.apps = xcalloc(dirty_worker.napps > 0 ?
+	    dirty_worker.napps : 1, sizeof(*dirty_worker.apps));
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		struct dirty_app *a = &dirty_worker.apps[i];
+		a->path = app_path_normalize(dirty_worker.ctx->apps[i]);
 		a->pathlen = strlen(a->path);
 		if ((a->obj = app_instantiate(a->path)) == NULL) {
 			PyObject *type, *value, *tb, *keep;
@@ -552,10 +554,10 @@ dirty_apps_load(void)
 			free(ctx);
 			continue;
 		}
-		if (W.dirtyapp_call != NULL) {
+		if (dirty_worker.dirtyapp_call != NULL) {
 			PyObject *call = PyObject_GetAttrString(
 			    (PyObject *)Py_TYPE(a->obj), "__call__");
-			a->fast_dispatch = call == W.dirtyapp_call;
+			a->fast_dispatch = call == dirty_worker.dirtyapp_call;
 			Py_XDECREF(call);
 			PyErr_Clear();
 		}
@@ -577,13 +579,15 @@ dirty_apps_report(void)
 {
 	struct dirty_buf b;
 	uint32_t n = 0;
-	int64_t *limits = xcalloc(W.napps > 0 ? W.napps : 1, sizeof(*limits));
+	int64_t *limits = xcalloc(dirty_worker.napps > 0 ?
+	    dirty_worker.napps : 1, sizeof(*limits));
 	PyObject *v, *ensure = NULL, *r;
 
-	for (size_t i = 0; i < W.napps; i++) {
-		if (W.apps[i].obj == NULL)
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		if (dirty_worker.apps[i].obj == NULL)
 			continue;
-		if ((v = PyObject_GetAttrString(W.apps[i].obj, "workers")) != NULL &&
+		if ((v = PyObject_GetAttrString(dirty_worker.apps[i].obj,
+		    "workers")) != NULL &&
 		    PyLong_Check(v) && !PyBool_Check(v)) {
 			long long l = PyLong_AsLongLong(v);
 			if (l > 0) {
@@ -594,7 +598,8 @@ dirty_apps_report(void)
 		Py_XDECREF(v);
 		PyErr_Clear();
 
-		if ((v = PyObject_GetAttrString(W.apps[i].obj, "stashes")) == NULL) {
+		if ((v = PyObject_GetAttrString(dirty_worker.apps[i].obj,
+		    "stashes")) == NULL) {
 			PyErr_Clear();
 			continue;
 		}
@@ -602,7 +607,7 @@ dirty_apps_report(void)
 		    "cunicorn.dirty.stash", "_ensure_tables") != NULL) {
 			if ((r = PyObject_CallOneArg(ensure, v)) == NULL) {
 				char *ctx = xasprintf("Dirty app %s: cannot "
-				    "create its stash tables", W.apps[i].path);
+				    "create its stash tables", dirty_worker.apps[i].path);
 				python_log_exception(LOG_WARNING, LOG_DEBUG, ctx);
 				free(ctx);
 			}
@@ -621,10 +626,10 @@ dirty_apps_report(void)
 	dirty_put_dict(&b, 1);
 	dirty_put_cstring(&b, "app_workers");
 	dirty_put_dict(&b, n);
-	for (size_t i = 0; i < W.napps; i++) {
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
 		if (limits[i] == 0)
 			continue;
-		dirty_put_cstring(&b, W.apps[i].path);
+		dirty_put_cstring(&b, dirty_worker.apps[i].path);
 		dirty_put_int64(&b, limits[i]);
 	}
 	/* An unsolicited report has no caller to answer: one too large for a
@@ -632,7 +637,7 @@ dirty_apps_report(void)
 	 * a length that does not match its payload. */
 	if (dirty_frame_end(&b, off) == -1)
 		log_warnx("dirty worker: app workers report too large, not sent");
-	else if (dirty_worker_send_all(b.data, b.len) == -1)
+	else if (write_full(dirty_worker.fd, b.data, b.len) == -1)
 		log_warn("dirty worker: cannot report app workers to the arbiter");
 	dirty_buf_free(&b);
 	free(limits);
@@ -645,24 +650,25 @@ dirty_apps_decorate_worker(void)
 {
 	PyObject *paths, *apps, *v;
 
-	if (W.worker_obj == NULL)
+	if (dirty_worker.worker_obj == NULL)
 		return;
 	paths = PyList_New(0);
 	apps = PyDict_New();
-	for (size_t i = 0; paths != NULL && apps != NULL && i < W.napps; i++) {
-		if ((v = PyUnicode_FromString(W.apps[i].path)) == NULL)
+	for (size_t i = 0; paths != NULL && apps != NULL &&
+	    i < dirty_worker.napps; i++) {
+		if ((v = PyUnicode_FromString(dirty_worker.apps[i].path)) == NULL)
 			break;
 		PyList_Append(paths, v);
-		if (W.apps[i].obj != NULL)
-			PyDict_SetItem(apps, v, W.apps[i].obj);
+		if (dirty_worker.apps[i].obj != NULL)
+			PyDict_SetItem(apps, v, dirty_worker.apps[i].obj);
 		Py_DECREF(v);
 	}
 	if (paths != NULL)
-		PyObject_SetAttrString(W.worker_obj, "app_paths", paths);
+		PyObject_SetAttrString(dirty_worker.worker_obj, "app_paths", paths);
 	if (apps != NULL)
-		PyObject_SetAttrString(W.worker_obj, "apps", apps);
-	if ((v = PyLong_FromLong((long)W.ctx->arbiter_pid)) != NULL) {
-		PyObject_SetAttrString(W.worker_obj, "ppid", v);
+		PyObject_SetAttrString(dirty_worker.worker_obj, "apps", apps);
+	if ((v = PyLong_FromLong((long)dirty_worker.ctx->arbiter_pid)) != NULL) {
+		PyObject_SetAttrString(dirty_worker.worker_obj, "ppid", v);
 		Py_DECREF(v);
 	}
 	Py_XDECREF(paths);

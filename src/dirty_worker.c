@@ -70,9 +70,9 @@
 #include "sigpipe.h"
 #include "util.h"
 
-struct dirty_worker_state W;
+struct dirty_worker_state dirty_worker;
 
-static void worker_exit(int status) __attribute__((noreturn));
+static void dirty_worker_exit(int status) __attribute__((noreturn));
 
 /* ---- the watch thread: signals and heartbeat (never touches Python) ---- */
 
@@ -80,7 +80,7 @@ static void
 wake_main(void)
 {
 	uint64_t one = 1;
-	ssize_t r = write(W.wakefd, &one, sizeof(one));
+	ssize_t r = write(dirty_worker.wakefd, &one, sizeof(one));
 	(void)r;
 }
 
@@ -93,23 +93,23 @@ elapsed_ms(uint64_t now, uint64_t then)
 static int
 healthy(uint64_t now)
 {
-	for (int i = 0; i <= W.nthreads && i <= MAX_THREADS; i++) {
-		uint64_t since = atomic_load(&W.busy_since[i]);
-		if (since != 0 && W.timeout_ms != 0 &&
-		    elapsed_ms(now, since) > W.timeout_ms)
+	for (int i = 0; i <= dirty_worker.nthreads && i <= MAX_THREADS; i++) {
+		uint64_t since = atomic_load(&dirty_worker.busy_since[i]);
+		if (since != 0 && dirty_worker.timeout_ms != 0 &&
+		    elapsed_ms(now, since) > dirty_worker.timeout_ms)
 			return 0;
 	}
 	/* Slot 0 is the main thread's: busy loading the apps, or serving a
 	 * call in single mode.  While it is, that slot speaks for it. */
-	if (atomic_load(&W.busy_since[0]) != 0)
+	if (atomic_load(&dirty_worker.busy_since[0]) != 0)
 		return 1;
-	return elapsed_ms(now, atomic_load(&W.loop_tick)) <= LOOP_STALL_MS;
+	return elapsed_ms(now, atomic_load(&dirty_worker.loop_tick)) <= LOOP_STALL_MS;
 }
 
 static void *
 watch_thread(void *arg)
 {
-	struct pollfd pfd = { .fd = W.sigfd, .events = POLLIN };
+	struct pollfd pfd = { .fd = dirty_worker.sigfd, .events = POLLIN };
 	int sig;
 
 	(void)arg;
@@ -124,19 +124,19 @@ watch_thread(void *arg)
 				_exit(0);
 			case SIGTERM:
 			case SIGHUP:
-				atomic_store(&W.stopping, 1);
+				atomic_store(&dirty_worker.stopping, 1);
 				wake_main();
 				break;
 			case SIGUSR1:
-				atomic_store(&W.reopen, 1);
+				atomic_store(&dirty_worker.reopen, 1);
 				wake_main();
 				break;
 			}
 		}
 		uint64_t now = monotonic_ms();
-		if (W.ctx->heartbeat != NULL && healthy(now))
-			*W.ctx->heartbeat = now;
-		if (getppid() != W.ctx->arbiter_pid) {
+		if (dirty_worker.ctx->heartbeat != NULL && healthy(now))
+			*dirty_worker.ctx->heartbeat = now;
+		if (getppid() != dirty_worker.ctx->arbiter_pid) {
 			log_info("Dirty worker %d: arbiter gone, exiting",
 			    (int)getpid());
 			_exit(0);
@@ -146,28 +146,6 @@ watch_thread(void *arg)
 }
 
 /* ---- writing frames ---- */
-
-/* Send all of b.  The GIL is NOT held here.  0, or -1 (arbiter gone). */
-int
-dirty_worker_send_all(const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = send(W.fd, p, n, MSG_NOSIGNAL);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd pfd = { .fd = W.fd, .events = POLLOUT };
-				poll(&pfd, 1, -1);
-				continue;
-			}
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* Write the caller's out buffer and reset it.  Called with the GIL held;
  * releases it only if the write would block (single mode) or always
@@ -182,12 +160,13 @@ dirty_worker_flush_out(struct caller *c)
 
 	if (b->len == 0)
 		return 0;
-	if (atomic_load(&W.channel_broken)) {
+	if (atomic_load(&dirty_worker.channel_broken)) {
 		dirty_buf_reset(b);
 		return -1;
 	}
-	if (W.nthreads == 1) {
-		ssize_t w = send(W.fd, b->data, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (dirty_worker.nthreads == 1) {
+		ssize_t w = send(dirty_worker.fd, b->data, b->len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
 		size_t done = w > 0 ? (size_t)w : 0;
 		if (w == (ssize_t)b->len)
 			rc = 0;
@@ -196,23 +175,24 @@ dirty_worker_flush_out(struct caller *c)
 			err = errno;
 		} else {
 			Py_BEGIN_ALLOW_THREADS
-			rc = dirty_worker_send_all(b->data + done, b->len - done);
+			rc = write_full(dirty_worker.fd, b->data + done,
+			    b->len - done);
 			err = errno;
 			Py_END_ALLOW_THREADS
 		}
 	} else {
 		Py_BEGIN_ALLOW_THREADS
-		pthread_mutex_lock(&W.wlock);
-		rc = dirty_worker_send_all(b->data, b->len);
+		pthread_mutex_lock(&dirty_worker.wlock);
+		rc = write_full(dirty_worker.fd, b->data, b->len);
 		err = errno;
-		pthread_mutex_unlock(&W.wlock);
+		pthread_mutex_unlock(&dirty_worker.wlock);
 		Py_END_ALLOW_THREADS
 	}
 	dirty_buf_reset(b);
 	if (b->cap > BUF_KEEP)
 		dirty_buf_free(b);	/* one huge reply: do not keep its memory */
 	if (rc == -1) {
-		atomic_store(&W.channel_broken, 1);
+		atomic_store(&dirty_worker.channel_broken, 1);
 		if (err != EPIPE && err != ECONNRESET) {
 			errno = err;
 			log_warn("dirty worker: write to arbiter");
@@ -231,7 +211,8 @@ serve_job(struct pythreads_job *link, int thread, void *arg)
 	struct job *j = (struct job *)link;
 
 	(void)arg;
-	dirty_serve_frame(&W.callers[thread + 1], j->type, j->id, j->payload, j->len);
+	dirty_serve_frame(&dirty_worker.callers[thread + 1], j->type, j->id,
+	    j->payload, j->len);
 	free(j);
 }
 
@@ -244,15 +225,15 @@ enqueue(uint8_t type, uint64_t id, const uint8_t *payload, uint32_t len)
 	j->id = id;
 	j->len = len;
 	memcpy(j->payload, payload, len);
-	pythreads_submit(W.pool, &j->link);
+	pythreads_submit(dirty_worker.pool, &j->link);
 }
 
 /* ---- the main loop ---- */
 
 /*
  * Serve (single mode, GIL held) or queue (threaded mode, no GIL) every
- * complete frame in W.in.  Frames already read count as received: they
- * are served even after a TERM.
+ * complete frame in dirty_worker.in.  Frames already read count as
+ * received: they are served even after a TERM.
  */
 static void
 dispatch_input(struct caller *main_caller)
@@ -262,7 +243,7 @@ dispatch_input(struct caller *main_caller)
 	const char *why;
 	int got;
 
-	while ((got = dirty_reader_next(&W.in, &h, &frame, &why)) != 0) {
+	while ((got = dirty_reader_next(&dirty_worker.in, &h, &frame, &why)) != 0) {
 		if (got == -1) {
 			/* The arbiter is trusted: garbage from it is fatal,
 			 * at once (the GIL may not be held here). */
@@ -270,14 +251,14 @@ dispatch_input(struct caller *main_caller)
 			    (int)getpid(), why);
 			_exit(1);
 		}
-		if (W.nthreads == 1)
+		if (dirty_worker.nthreads == 1)
 			dirty_serve_frame(main_caller, h.type, h.id,
 			    frame + DIRTY_HEADER_SIZE, h.length);
 		else
 			enqueue(h.type, h.id, frame + DIRTY_HEADER_SIZE,
 			    h.length);
 	}
-	dirty_reader_trim(&W.in, BUF_KEEP);
+	dirty_reader_trim(&dirty_worker.in, BUF_KEEP);
 }
 
 /* Wait for input and read what is there.  Called WITHOUT the GIL.
@@ -286,8 +267,8 @@ static int
 read_input(void)
 {
 	struct pollfd pfd[2] = {
-		{ .fd = W.fd, .events = POLLIN },
-		{ .fd = W.wakefd, .events = POLLIN },
+		{ .fd = dirty_worker.fd, .events = POLLIN },
+		{ .fd = dirty_worker.wakefd, .events = POLLIN },
 	};
 	int got = 0;
 
@@ -295,17 +276,18 @@ read_input(void)
 		return errno == EINTR ? 0 : -1;
 	if (pfd[1].revents & POLLIN) {
 		uint64_t v;
-		ssize_t r = read(W.wakefd, &v, sizeof(v));
+		ssize_t r = read(dirty_worker.wakefd, &v, sizeof(v));
 		(void)r;
 	}
 	if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
 		return 0;
 	for (;;) {
 		size_t room;
-		uint8_t *at = dirty_reader_space(&W.in, READ_CHUNK, &room);
-		ssize_t r = recv(W.fd, at, room, MSG_DONTWAIT);
+		uint8_t *at = dirty_reader_space(&dirty_worker.in,
+		    CHANNEL_READ_CHUNK, &room);
+		ssize_t r = recv(dirty_worker.fd, at, room, MSG_DONTWAIT);
 		if (r > 0) {
-			dirty_reader_commit(&W.in, (size_t)r);
+			dirty_reader_commit(&dirty_worker.in, (size_t)r);
 			got = 1;
 			if ((size_t)r < room)
 				break;		/* drained */
@@ -322,6 +304,17 @@ read_input(void)
 	return got;
 }
 
+/* Each turn of either loop begins here: the tick the watch thread
+ * checks, a log reopen asked for by USR1.  1 when the worker is stopping. */
+static int
+loop_turn(void)
+{
+	atomic_store(&dirty_worker.loop_tick, monotonic_ms());
+	if (atomic_exchange(&dirty_worker.reopen, 0))
+		log_reopen();
+	return atomic_load(&dirty_worker.stopping);
+}
+
 /*
  * dirty_threads == 1: the GIL is held except while waiting for input, and
  * each frame is served right here.
@@ -329,14 +322,11 @@ read_input(void)
 static void
 main_loop_single(void)
 {
-	struct caller *mc = &W.callers[0];
+	struct caller *mc = &dirty_worker.callers[0];
 	int r;
 
 	for (;;) {
-		atomic_store(&W.loop_tick, monotonic_ms());
-		if (atomic_exchange(&W.reopen, 0))
-			log_reopen();
-		if (atomic_load(&W.stopping))
+		if (loop_turn())
 			return;
 		Py_BEGIN_ALLOW_THREADS
 		r = read_input();
@@ -359,17 +349,14 @@ main_loop_threaded(void)
 	int r;
 
 	for (;;) {
-		atomic_store(&W.loop_tick, monotonic_ms());
-		if (atomic_exchange(&W.reopen, 0))
-			log_reopen();
-		if (atomic_load(&W.stopping))
+		if (loop_turn())
 			break;
 		r = read_input();
 		dispatch_input(NULL);
 		if (r == -1)
 			break;
 	}
-	pythreads_drain(W.pool);	/* the pool stays, idle, until _exit */
+	pythreads_drain(dirty_worker.pool);	/* the pool stays, idle, until _exit */
 	PyEval_RestoreThread(ts);
 }
 
@@ -378,18 +365,18 @@ main_loop_threaded(void)
 static void
 mark_not_alive(void)
 {
-	if (W.worker_obj != NULL &&
-	    PyObject_SetAttrString(W.worker_obj, "alive", Py_False) == -1)
+	if (dirty_worker.worker_obj != NULL &&
+	    PyObject_SetAttrString(dirty_worker.worker_obj, "alive", Py_False) == -1)
 		PyErr_Clear();
 }
 
 /* Clean exit: apps' close(), the exit hook, the log line.  GIL held. */
 static void
-worker_exit(int status)
+dirty_worker_exit(int status)
 {
 	mark_not_alive();
-	for (size_t i = 0; i < W.napps; i++) {
-		struct dirty_app *a = &W.apps[i];
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		struct dirty_app *a = &dirty_worker.apps[i];
 		PyObject *r;
 		if (a->obj == NULL || !PyObject_HasAttrString(a->obj, "close"))
 			continue;
@@ -402,9 +389,9 @@ worker_exit(int status)
 			log_debug("Closed dirty app: %s", a->path);
 		}
 	}
-	python_hook(W.cfg, HOOK_DIRTY_WORKER_EXIT, 2,
-	    W.arbiter_obj != NULL ? W.arbiter_obj : Py_None,
-	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+	python_hook(dirty_worker.cfg, HOOK_DIRTY_WORKER_EXIT, 2,
+	    dirty_worker.arbiter_obj != NULL ? dirty_worker.arbiter_obj : Py_None,
+	    dirty_worker.worker_obj != NULL ? dirty_worker.worker_obj : Py_None);
 	log_info("Dirty worker %d exiting", (int)getpid());
 	fflush(stdout);
 	fflush(stderr);
@@ -420,7 +407,7 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 
 	/* spawn_process() did PyOS_AfterFork_Child, PR_SET_PDEATHSIG and the
 	 * title. */
-	memset(&W, 0, sizeof(W));
+	memset(&dirty_worker, 0, sizeof(dirty_worker));
 	/* Signals as bytes on a pipe the watch thread reads (sigpipe.h), not
 	 * a blocked mask read with sigwait or a signalfd: a blocked mask
 	 * would be inherited by every process an app spawns (subprocess
@@ -428,58 +415,61 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	 * The arbiter forked us with every signal blocked (a USR1 or HUP
 	 * sent before this stays pending); sigpipe_open() unblocks them,
 	 * before any app code runs. */
-	W.sigfd = sigpipe_open(sigs, sizeof(sigs) / sizeof(sigs[0]));
+	dirty_worker.sigfd = sigpipe_open(sigs, sizeof(sigs) / sizeof(sigs[0]));
 
-	W.ctx = ctx;
-	W.cfg = ctx->cfg;
-	W.fd = ctx->fd;
-	nthreads = W.cfg->dirty_threads;
-	W.nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ?
+	dirty_worker.ctx = ctx;
+	dirty_worker.cfg = ctx->cfg;
+	dirty_worker.fd = ctx->fd;
+	nthreads = dirty_worker.cfg->dirty_threads;
+	dirty_worker.nthreads = nthreads < 1 ? 1 : nthreads > MAX_THREADS ?
 	    MAX_THREADS : nthreads;
-	W.timeout_ms = W.cfg->dirty_timeout > 0 ?
-	    (uint64_t)W.cfg->dirty_timeout * 1000u : 0;
-	dirty_reader_init(&W.in);
-	pthread_mutex_init(&W.wlock, NULL);
-	fd_set_nonblock(W.fd, 0);
-	fd_set_cloexec(W.fd, 1);
+	dirty_worker.timeout_ms = dirty_worker.cfg->dirty_timeout > 0 ?
+	    (uint64_t)dirty_worker.cfg->dirty_timeout * 1000u : 0;
+	dirty_reader_init(&dirty_worker.in);
+	pthread_mutex_init(&dirty_worker.wlock, NULL);
+	fd_set_nonblock(dirty_worker.fd, 0);
+	fd_set_cloexec(dirty_worker.fd, 1);
 
-	if ((W.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
+	if ((dirty_worker.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
 		fatal("dirty worker: eventfd");
 	/* Loading the apps counts as a call: the heartbeat goes on for up to
 	 * dirty_timeout while a model loads. */
-	atomic_store(&W.loop_tick, monotonic_ms());
-	atomic_store(&W.busy_since[0], monotonic_ms());
+	atomic_store(&dirty_worker.loop_tick, monotonic_ms());
+	atomic_store(&dirty_worker.busy_since[0], monotonic_ms());
 	if (ctx->heartbeat != NULL)
 		*ctx->heartbeat = monotonic_ms();
 	if (pthread_create(&watch, NULL, watch_thread, NULL) != 0)
 		fatalx("dirty worker: cannot start the watch thread");
 
-	W.arbiter_obj = python_server_object(W.cfg, ctx->arbiter_pid);
-	W.worker_obj = python_worker_object(W.cfg, getpid(), ctx->age);
+	dirty_worker.arbiter_obj = python_server_object(dirty_worker.cfg,
+	    ctx->arbiter_pid);
+	dirty_worker.worker_obj = python_worker_object(dirty_worker.cfg,
+	    getpid(), ctx->age);
 	PyErr_Clear();
-	python_hook(W.cfg, HOOK_DIRTY_POST_FORK, 2,
-	    W.arbiter_obj != NULL ? W.arbiter_obj : Py_None,
-	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+	python_hook(dirty_worker.cfg, HOOK_DIRTY_POST_FORK, 2,
+	    dirty_worker.arbiter_obj != NULL ? dirty_worker.arbiter_obj : Py_None,
+	    dirty_worker.worker_obj != NULL ? dirty_worker.worker_obj : Py_None);
 
 	dirty_apps_load();
 	dirty_apps_report();
 	dirty_apps_decorate_worker();
-	python_hook(W.cfg, HOOK_DIRTY_WORKER_INIT, 1,
-	    W.worker_obj != NULL ? W.worker_obj : Py_None);
+	python_hook(dirty_worker.cfg, HOOK_DIRTY_WORKER_INIT, 1,
+	    dirty_worker.worker_obj != NULL ? dirty_worker.worker_obj : Py_None);
 
-	W.callers = xcalloc((size_t)W.nthreads + 1, sizeof(*W.callers));
-	for (int i = 0; i <= W.nthreads; i++) {
-		W.callers[i].slot = i;
-		dirty_buf_init(&W.callers[i].out);
+	dirty_worker.callers = xcalloc((size_t)dirty_worker.nthreads + 1,
+	    sizeof(*dirty_worker.callers));
+	for (int i = 0; i <= dirty_worker.nthreads; i++) {
+		dirty_worker.callers[i].slot = i;
+		dirty_buf_init(&dirty_worker.callers[i].out);
 	}
-	if (W.nthreads > 1)
-		W.pool = pythreads_start(W.nthreads, serve_job, NULL);
-	atomic_store(&W.busy_since[0], 0);
-	atomic_store(&W.loop_tick, monotonic_ms());
+	if (dirty_worker.nthreads > 1)
+		dirty_worker.pool = pythreads_start(dirty_worker.nthreads, serve_job, NULL);
+	atomic_store(&dirty_worker.busy_since[0], 0);
+	atomic_store(&dirty_worker.loop_tick, monotonic_ms());
 
-	if (W.nthreads == 1)
+	if (dirty_worker.nthreads == 1)
 		main_loop_single();
 	else
 		main_loop_threaded();
-	worker_exit(0);
+	dirty_worker_exit(0);
 }

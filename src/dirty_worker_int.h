@@ -8,7 +8,7 @@
  *   dirty_serve.c   the Python side: loading the dirty apps, serving one
  *                   request (a call, a stream, an error reply).
  *
- * One worker per process, so the state is one struct, W, defined in
+ * One worker per process, so the state is one struct, dirty_worker, defined in
  * dirty_worker.c; dirty_worker.c sets it up before any call is served,
  * dirty_serve.c owns the apps (apps, napps) and the lazily imported
  * Python functions.  Threads: see dirty_worker.c.
@@ -33,7 +33,7 @@
 #define WATCH_PERIOD_MS		250
 #define LOOP_POLL_MS		1000
 #define LOOP_STALL_MS		10000	/* main loop silent that long: unhealthy */
-#define READ_CHUNK		65536
+#define CHANNEL_READ_CHUNK	65536	/* reads from the arbiter */
 #define MAX_THREADS		256
 #define ARGS_ON_STACK		16
 #define BUF_KEEP		(4u * 1024 * 1024)	/* larger buffers are freed */
@@ -94,10 +94,9 @@ struct dirty_worker_state {
 	pthread_mutex_t wlock;		/* one writer on fd at a time */
 };
 
-extern struct dirty_worker_state W;
+extern struct dirty_worker_state dirty_worker;
 
 /* dirty_worker.c: writing to the arbiter */
-int	 dirty_worker_send_all(const uint8_t *, size_t);
 int	 dirty_worker_flush_out(struct caller *);
 
 /* dirty_serve.c: the apps, and serving one frame (GIL held) */

@@ -4,7 +4,8 @@
  *
  * The app returned client.stream(...) and its thread went back to the
  * pool (wsgi.c sent the head and handed over the arbiter connection):
- * the loop reads the call's frames, writes each CHUNK's bytes to the
+ * the loop reads the call's frames (dirty_reader, the one reassembler
+ * of dirty_wire.c), writes each CHUNK's bytes to the
  * client as an HTTP chunk, and ends the response at END.  Backpressure:
  * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
  * not read.  The client going away, an ERROR, a malformed frame or a
@@ -80,7 +81,7 @@ relay_free(struct relay *rl)
 	free(rl->r->pending);
 	free(rl->r);
 	rl->r = NULL;
-	dirty_buf_free(&rl->in);
+	dirty_reader_free(&rl->in);
 	dirty_buf_free(&rl->out);
 	if (rl->prev != NULL)
 		rl->prev->next = rl->next;
@@ -148,22 +149,19 @@ relay_log_error(const uint8_t *p, size_t len)
 static int
 relay_pump(struct relay *rl)
 {
-		size_t pos = 0;
-
-	while (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX &&
-	    rl->in.len - pos >= DIRTY_HEADER_SIZE) {
+	while (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX) {
 		struct dirty_header h;
 		struct dirty_cursor v;
-		const uint8_t *p, *b;
+		const uint8_t *frame, *p, *b;
 		const char *why;
 		uint32_t n;
+		int got = dirty_reader_next(&rl->in, &h, &frame, &why);
 
-		if (dirty_header_decode(rl->in.data + pos, &h, &why) == -1)
+		if (got == -1)
 			return relay_abort(rl, why);
-		if (rl->in.len - pos - DIRTY_HEADER_SIZE < h.length)
+		if (got == 0)
 			break;
-		p = rl->in.data + pos + DIRTY_HEADER_SIZE;
-		pos += DIRTY_HEADER_SIZE + h.length;
+		p = frame + DIRTY_HEADER_SIZE;
 		if (h.id != rl->r->id)
 			return relay_abort(rl, "a frame of another call");
 		switch (h.type) {
@@ -199,7 +197,6 @@ relay_pump(struct relay *rl)
 			return relay_abort(rl, "an unexpected frame");
 		}
 	}
-	dirty_buf_consume(&rl->in, pos);
 	while (rl->out.len > rl->out_off) {
 		ssize_t w = write(rl->conn->fd, rl->out.data + rl->out_off, rl->out.len - rl->out_off);
 		if (w > 0) {
@@ -234,10 +231,15 @@ relay_start(struct relay *rl, struct http_conn *c, void *tag)
 	rl->tag = tag;
 	rl->r = c->relay;
 	c->relay = NULL;
-	dirty_buf_init(&rl->in);
+	dirty_reader_init(&rl->in);
 	dirty_buf_init(&rl->out);
-	if (rl->r->pending_len > 0)
-		dirty_buf_append(&rl->in, rl->r->pending, rl->r->pending_len);
+	if (rl->r->pending_len > 0) {
+		size_t room;
+		uint8_t *at = dirty_reader_space(&rl->in, rl->r->pending_len,
+		    &room);
+		memcpy(at, rl->r->pending, rl->r->pending_len);
+		dirty_reader_commit(&rl->in, rl->r->pending_len);
+	}
 	rl->last_ms = now;
 	rl->end_ms = rl->r->total_ms ? now + rl->r->total_ms : 0;
 	rl->prev = NULL;
@@ -254,24 +256,16 @@ relay_start(struct relay *rl, struct http_conn *c, void *tag)
 void
 relay_readable(struct relay *rl)
 {
-		size_t want = RELAY_READ;
+	size_t room;
+	/* room for RELAY_READ bytes, or the rest of a larger frame */
+	uint8_t *at = dirty_reader_space(&rl->in, RELAY_READ, &room);
 	ssize_t n;
 
-	if (rl->in.len >= DIRTY_HEADER_SIZE) {
-		/* a frame larger than what is buffered: room for all of it */
-		size_t flen = DIRTY_HEADER_SIZE + (((size_t)rl->in.data[4] << 24) |
-		    ((size_t)rl->in.data[5] << 16) | ((size_t)rl->in.data[6] << 8) |
-		    rl->in.data[7]);
-		if (flen > rl->in.len && flen - rl->in.len > want &&
-		    flen <= DIRTY_HEADER_SIZE + DIRTY_MAX_PAYLOAD)
-			want = flen - rl->in.len;
-	}
-	dirty_buf_reserve(&rl->in, want);
 	do
-		n = read(rl->r->fd, rl->in.data + rl->in.len, rl->in.cap - rl->in.len);
+		n = read(rl->r->fd, at, room);
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
-		rl->in.len += (size_t)n;
+		dirty_reader_commit(&rl->in, (size_t)n);
 		(void)relay_pump(rl);
 		return;
 	}

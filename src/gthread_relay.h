@@ -26,7 +26,7 @@ struct relay {
 	struct http_relay *r;		/* fd, id, timeouts (from wsgi.c); NULL: idle */
 	struct http_conn *conn;		/* the client's connection */
 	void *tag;			/* epoll data of the arbiter side */
-	struct dirty_buf in;		/* frames from the arbiter */
+	struct dirty_reader in;		/* frames from the arbiter */
 	struct dirty_buf out;		/* chunked HTTP for the client */
 	size_t out_off;			/* sent of out */
 	uint64_t last_ms, end_ms;	/* last chunk; total deadline (0: none) */

@@ -26,9 +26,6 @@
  *   WINCH       (daemon) stop workers        -
  *   tick (1 s)  heartbeats, worker count     KILL past the deadline
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include "master.h"
 
 #include <errno.h>
@@ -173,15 +170,8 @@ call_hook_server(enum hook_id id)
 static void
 call_hook_nworkers_changed(int new_value, int old_value)
 {
-	PyObject *n, *o;
-
-	if (master.cfg->hooks[HOOK_NWORKERS_CHANGED] == NULL)
-		return;
-	n = PyLong_FromLong(new_value);
-	o = old_value < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(old_value);
-	python_hook(master.cfg, HOOK_NWORKERS_CHANGED, 3, master.server_obj, n, o);
-	Py_XDECREF(n);
-	Py_XDECREF(o);
+	(void)python_hook_nworkers_changed(master.cfg, master.server_obj,
+	    new_value, old_value);
 }
 
 static int
@@ -264,7 +254,7 @@ warn_threads(void)
 struct http_worker_boot {
 	int slot;
 	int age;
-	PyObject *wobj;			/* the pre_fork hook's worker object, or NULL */
+	void *wobj;			/* the pre_fork hook's worker object, or NULL */
 };
 
 static void
@@ -282,11 +272,11 @@ http_worker_child(void *arg)
 	struct http_worker_ctx ctx;
 
 	if (master.cfg->hooks[HOOK_POST_FORK] != NULL) {
-		Py_XDECREF(b->wobj);
+		python_release(b->wobj);
 		b->wobj = python_worker_object(master.cfg, getpid(), b->age);
 		python_hook(master.cfg, HOOK_POST_FORK, 2, master.server_obj, b->wobj);
 	}
-	Py_XDECREF(b->wobj);
+	python_release(b->wobj);
 	ctx = (struct http_worker_ctx){
 		.cfg = master.cfg,
 		.listeners = master.listeners,
@@ -338,7 +328,7 @@ spawn_http_worker(void)
 		.main = http_worker_child,
 		.arg = &b,
 	});
-	Py_XDECREF(b.wobj);
+	python_release(b.wobj);
 	if (pid == -1) {
 		log_error("fork");
 		master.slot_used[b.slot] = 0;
@@ -447,9 +437,9 @@ reap(void)
 				log_warnx("Worker with pid %d was terminated due to signal %d", (int)pid, sig);
 		}
 		if (master.cfg->hooks[HOOK_CHILD_EXIT] != NULL) {
-			PyObject *w = python_worker_object(master.cfg, pid, c->age);
+			void *w = python_worker_object(master.cfg, pid, c->age);
 			python_hook(master.cfg, HOOK_CHILD_EXIT, 2, master.server_obj, w);
-			Py_XDECREF(w);
+			python_release(w);
 		}
 		child_remove(c);
 	}
@@ -627,13 +617,13 @@ reload(void)
 	log_current_configuration(master.cfg);	/* gunicorn's setup() again */
 	python_setup_paths(master.cfg);
 	if (master.app != NULL) {		/* a preloaded app is loaded again */
-		PyObject *app = python_load_app(master.cfg->app_uri);
+		void *app = python_load_app(master.cfg->app_uri);
 		if (app != NULL) {
-			Py_DECREF((PyObject *)master.app);
+			python_release(master.app);
 			master.app = app;
 		}
 	}
-	Py_XDECREF((PyObject *)master.server_obj);
+	python_release(master.server_obj);
 	master.server_obj = python_server_object(master.cfg, master.pid);
 	call_hook_server(HOOK_ON_RELOAD);
 	master.num_workers = master.cfg->workers;
@@ -873,8 +863,8 @@ master_release(void)
 	sigpipe_close();
 	if (master.heartbeats != NULL)
 		munmap((void *)master.heartbeats, 2 * HEARTBEAT_SLOTS * sizeof(uint64_t));
-	Py_XDECREF((PyObject *)master.server_obj);
-	Py_XDECREF((PyObject *)master.app);
+	python_release(master.server_obj);
+	python_release(master.app);
 	free(master.children);
 	free(master.halt_reason);
 	free(master.start_cwd);
@@ -957,7 +947,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	if (!s->preload_app)
 		python_warm_import(s->app_uri);
 	if (wsgi_prepare() == -1)	/* workers try again and report */
-		PyErr_Clear();
+		python_error_clear();
 	python_freeze();
 	if (master.dirty) {
 		if (s->hooks[HOOK_ON_DIRTY_STARTING] != NULL)

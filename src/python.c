@@ -542,6 +542,36 @@ python_hook(struct settings *s, enum hook_id id, int nargs, ...)
 }
 
 int
+python_hook_nworkers_changed(struct settings *s, void *server,
+    int new_value, int old_value)
+{
+	PyObject *n, *o = NULL;
+	int rc;
+
+	if (s->hooks[HOOK_NWORKERS_CHANGED] == NULL)
+		return 0;
+	n = PyLong_FromLong(new_value);
+	if (old_value >= 0)
+		o = PyLong_FromLong(old_value);
+	rc = python_hook(s, HOOK_NWORKERS_CHANGED, 3, server, n, o);
+	Py_XDECREF(n);
+	Py_XDECREF(o);
+	return rc;
+}
+
+void
+python_release(void *obj)
+{
+	Py_XDECREF((PyObject *)obj);
+}
+
+void
+python_error_clear(void)
+{
+	PyErr_Clear();
+}
+
+int
 python_threads_running(void)
 {
 	PyObject *name = PyUnicode_FromString("threading");

@@ -65,6 +65,15 @@ void *python_worker_object(struct settings *s, pid_t pid, int age);
  * if the hook is not set.  An exception in a hook is logged, not raised;
  * returns -1 then, else 0. */
 int python_hook(struct settings *s, enum hook_id id, int nargs, ...);
+/* nworkers_changed(server, new_value, old_value); old_value < 0 passes
+ * None (the first count).  As python_hook(). */
+int python_hook_nworkers_changed(struct settings *s, void *server,
+    int new_value, int old_value);
+
+/* Drop a reference returned above (NULL: nothing).  GIL held. */
+void python_release(void *obj);
+/* Forget the pending Python exception, if any.  GIL held. */
+void python_error_clear(void);
 
 /* setenv() and os.environ together: os.environ is a snapshot taken at
  * start-up, and values set later (GUNICORN_DIRTY_SOCKET, raw_env) must be

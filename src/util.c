@@ -10,6 +10,7 @@
 #include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <time.h>
@@ -57,6 +58,11 @@ write_full(int fd, const void *buf, size_t n)
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN) {	/* a non-blocking fd: wait */
+				struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+				(void)poll(&pfd, 1, -1);
+				continue;
+			}
 			return -1;
 		}
 		p += w;

@@ -15,7 +15,9 @@
 uint64_t monotonic_ms(void);
 int fd_set_nonblock(int fd, int on);
 int fd_set_cloexec(int fd, int on);
-/* Write all n bytes, retrying on EINTR (blocking fds).  0 or -1. */
+/* The one write-all loop: all n bytes, retrying on EINTR, waiting in
+ * poll() when a non-blocking fd is full (SIGPIPE is ignored in every
+ * process, so a socket whose peer left gives -1 EPIPE).  0 or -1. */
 int write_full(int fd, const void *buf, size_t n);
 /* Close every descriptor >= 3 except those listed (after fork). */
 void close_fds_except(const int *keep, size_t nkeep);

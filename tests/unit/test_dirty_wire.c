@@ -549,6 +549,25 @@ test_spec_split(void)
 	}
 }
 
+/* By hand, the head of the ERROR frame the dirty worker always sent for
+ * an app error "bad" with id 9, up to its details dict of n entries. */
+static size_t
+app_error_begin(struct dirty_buf *w, uint32_t n)
+{
+	size_t off = dirty_frame_begin(w, DIRTY_MSG_ERROR, 9);
+
+	dirty_put_dict(w, 1);
+	dirty_put_cstring(w, "error");
+	dirty_put_dict(w, 3);
+	dirty_put_cstring(w, "error_type");
+	dirty_put_cstring(w, DIRTY_E_APP);
+	dirty_put_cstring(w, "message");
+	dirty_put_cstring(w, "bad");
+	dirty_put_cstring(w, "details");
+	dirty_put_dict(w, n);
+	return off;
+}
+
 static void
 test_error_details(void)
 {
@@ -563,16 +582,7 @@ test_error_details(void)
 
 	/* the layout the dirty worker always sent, built by hand */
 	dirty_buf_init(&w);
-	off = dirty_frame_begin(&w, DIRTY_MSG_ERROR, 9);
-	dirty_put_dict(&w, 1);
-	dirty_put_cstring(&w, "error");
-	dirty_put_dict(&w, 3);
-	dirty_put_cstring(&w, "error_type");
-	dirty_put_cstring(&w, DIRTY_E_APP);
-	dirty_put_cstring(&w, "message");
-	dirty_put_cstring(&w, "bad");
-	dirty_put_cstring(&w, "details");
-	dirty_put_dict(&w, 4);
+	off = app_error_begin(&w, 4);
 	dirty_put_cstring(&w, "traceback");
 	dirty_put_cstring(&w, "Traceback...");
 	dirty_put_cstring(&w, "exception_type");
@@ -588,16 +598,7 @@ test_error_details(void)
 
 	/* app_path/action only */
 	dirty_buf_reset(&w);
-	off = dirty_frame_begin(&w, DIRTY_MSG_ERROR, 9);
-	dirty_put_dict(&w, 1);
-	dirty_put_cstring(&w, "error");
-	dirty_put_dict(&w, 3);
-	dirty_put_cstring(&w, "error_type");
-	dirty_put_cstring(&w, DIRTY_E_APP);
-	dirty_put_cstring(&w, "message");
-	dirty_put_cstring(&w, "bad");
-	dirty_put_cstring(&w, "details");
-	dirty_put_dict(&w, 2);
+	off = app_error_begin(&w, 2);
 	dirty_put_cstring(&w, "app_path");
 	dirty_put_cstring(&w, "m:C");
 	dirty_put_cstring(&w, "action");
