@@ -1,8 +1,8 @@
 /*
  * dirty_pyext.c — the Python extension module _cunicorn_dirty: the codec's
  * functions for Python (encode, decode, frames; dirty_pycodec.c), the
- * protocol's constants, the exception classes and Connection
- * (dirty_pyconn.c).
+ * protocol's constants, the exception classes, Connection (dirty_pyconn.c)
+ * and FrameReader (dirty_pyreader.c).
  *
  * Built two ways: into the cunicorn binary (registered by python.c with
  * PyImport_AppendInittab; dirty_worker.c links against the C API declared
@@ -294,7 +294,8 @@ PyInit__cunicorn_dirty(void)
 
 	if (dirty_py_exceptions_init() == -1)
 		return NULL;
-	if (PyType_Ready(&dirty_py_connection_type) < 0)
+	if (PyType_Ready(&dirty_py_connection_type) < 0 ||
+	    PyType_Ready(&dirty_py_frame_reader_type) < 0)
 		return NULL;
 	if ((m = PyModule_Create(&dirty_module)) == NULL)
 		return NULL;
@@ -304,7 +305,9 @@ PyInit__cunicorn_dirty(void)
 	if (PyModule_AddObjectRef(m, "ProtocolError", dirty_py_protocol_error()) < 0 ||
 	    PyModule_AddObjectRef(m, "RemoteError", dirty_py_remote_error()) < 0 ||
 	    PyModule_AddObjectRef(m, "Connection",
-	    (PyObject *)&dirty_py_connection_type) < 0)
+	    (PyObject *)&dirty_py_connection_type) < 0 ||
+	    PyModule_AddObjectRef(m, "FrameReader",
+	    (PyObject *)&dirty_py_frame_reader_type) < 0)
 		goto fail;
 	return m;
 fail:

@@ -6,6 +6,8 @@
  *                    C API of dirty_pyext.h, also used by the dirty
  *                    worker), the two exception classes
  *   dirty_pyconn.c   Connection, the fast blocking client transport
+ *   dirty_pyreader.c FrameReader, the frame reassembler for the asyncio
+ *                    client (its loop reads, data_received feeds)
  *   dirty_pyext.c    the module: its functions, constants and PyInit
  *
  * Every function here must be called with the GIL held; errors are
@@ -39,6 +41,8 @@ int	 dirty_py_msg_type_arg(int type);
 
 /* Connection (dirty_pyconn.c). */
 extern PyTypeObject dirty_py_connection_type;
+/* FrameReader (dirty_pyreader.c). */
+extern PyTypeObject dirty_py_frame_reader_type;
 
 #pragma GCC visibility pop
 

@@ -501,6 +501,58 @@ def test_frame_errors():
         d.encode_request(1, "a:B", "x", [], ["not a dict"])
 
 
+def test_frame_reader_cuts_any_split_of_a_stream():
+    frames = [d.encode_frame(d.MSG_TYPE_RESPONSE, 1, {"result": "x" * 70000}),
+              d.encode_frame(d.MSG_TYPE_CHUNK, 2, {"data": b"\x00abc"}),
+              d.encode_frame(d.MSG_TYPE_END, 2, None),
+              d.encode_frame(d.MSG_TYPE_ERROR, 3, {"error": {"message": "m"}})]
+    want = [d.decode_frame(f) for f in frames]
+    stream = b"".join(frames)
+    rnd = random.Random(7)
+    for cuts in ([1] * 40 + [len(stream)], [len(stream)], [16, 1, 70000, 3, 10 ** 6],
+                 [rnd.randrange(1, 5000) for _ in range(200)]):
+        r, got, pos = d.FrameReader(), [], 0
+        for n in cuts:
+            if pos >= len(stream):
+                break
+            got += r.feed(memoryview(stream)[pos:pos + n])
+            pos += n
+            # what was fed and is not a whole frame yet is kept, no more
+            assert r.pending == min(pos, len(stream)) - sum(
+                len(f) for f in frames[:len(got)])
+        assert got == want
+        assert r.pending == 0
+
+
+def test_frame_reader_refuses_a_stream_after_a_bad_header():
+    good = d.encode_frame(d.MSG_TYPE_RESPONSE, 5, {"result": 1})
+    r = d.FrameReader()
+    bad = bytearray(good)
+    bad[0] = 0x48                    # not the magic
+    with pytest.raises(d.ProtocolError):
+        r.feed(good + bytes(bad))    # the good frame goes with the stream
+    with pytest.raises(d.ProtocolError):
+        r.feed(good)
+    # a header announcing more than MAX_PAYLOAD is refused before any
+    # byte of it is kept
+    huge = bytearray(good[:16])
+    huge[4:8] = struct.pack(">I", d.MAX_PAYLOAD + 1)
+    r = d.FrameReader()
+    with pytest.raises(d.ProtocolError):
+        r.feed(bytes(huge))
+    assert r.pending == 0
+    # a payload that does not decode: ProtocolError, and refused after
+    r = d.FrameReader()
+    junk = bytearray(good)
+    junk[16] = 0xEE
+    with pytest.raises(d.ProtocolError):
+        r.feed(bytes(junk))
+    with pytest.raises(d.ProtocolError):
+        r.feed(good)
+    with pytest.raises(TypeError):
+        d.FrameReader(1)
+
+
 def test_worker_side_builders():
     # the C API the dirty worker uses, through its Python wrappers
     assert d.encode_response(7, [1, "a"]) == oracle_frame(

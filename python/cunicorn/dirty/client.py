@@ -482,7 +482,8 @@ class _Sink:
 
 class _ChannelProtocol:
     """The asyncio protocol of one connection of a channel: frames are cut
-    out of the bytes in data_received and routed at once, with no reader
+    out of the bytes in data_received (by the extension's FrameReader, the
+    codec's one reassembler) and routed at once, with no reader
     task and no StreamReader between the socket and the caller's future
     (asyncio and uvloop call these methods by name: no base class, so
     that importing this module does not import asyncio)."""
@@ -490,7 +491,7 @@ class _ChannelProtocol:
     def __init__(self, channel):
         self.channel = channel
         self.transport = None
-        self.buf = b""           # bytes of a frame not complete yet
+        self.reader = _wire.FrameReader()    # the codec's reassembler
         self.paused = None       # a future while the transport is full
 
     def connection_made(self, transport):
@@ -500,36 +501,18 @@ class _ChannelProtocol:
         ch = self.channel
         if ch.proto is not self:
             return
-        if self.buf:             # a frame's start waits in a bytearray
-            buf = self.buf
-            buf += data
-        else:
-            buf = data
-        size = len(buf)
-        pos = 0
-        wire = _wire
-        header = wire.HEADER_SIZE
         try:
-            while size - pos >= header:
-                kind, length, rid = wire.decode_header(buf[pos:pos + header])
-                end = pos + header + length
-                if end > size:
-                    break
-                msg = wire.decode(buf[pos + header:end]) if length else None
-                pos = end
-                ch._route(kind, rid, msg)
+            frames = self.reader.feed(data)
         except Exception as exc:
-            if isinstance(exc, wire.ProtocolError):
+            if isinstance(exc, _wire.ProtocolError):
                 exc = DirtyProtocolError("Protocol error: %s" % exc)
             else:
                 exc = DirtyConnectionError("Communication error: %s" % exc,
                                            socket_path=ch.client.socket_path)
             ch._fail_all(exc)
             return
-        if pos >= size:
-            self.buf = b""
-        elif pos or buf is data:     # keep the rest; a kept buffer grows in place
-            self.buf = bytearray(buf[pos:])
+        for kind, rid, msg in frames:
+            ch._route(kind, rid, msg)
 
     def eof_received(self):
         return False             # close: the arbiter has nothing more to say
