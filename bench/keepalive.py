@@ -7,7 +7,9 @@ in one run, on this machine (figures printed; nothing asserted).
    (--threads 4 and 1), cunicorn sync (closes after each response), uWSGI
    --http11-socket (its keep-alive mode), Debian's gunicorn gthread
    --threads 4, nginx serving the same body from a static file.
-2. cunicorn gthread alone: one dirty call per request vs hello; hello with
+2. cunicorn gthread alone: one dirty call per request vs hello, with one
+   dirty worker and with two (both servers up at once, measured in turns,
+   against the hello of the same run); hello with
    1,000 idle keep-alive connections and 10 clients trickling a byte per
    second open; wrk while workers recycle every 50 requests and while the
    master gets 10 HUPs (failed requests counted); the memory of 10,000
@@ -166,24 +168,58 @@ def trickle_and_idle(port, n_idle, n_trickle, stop):
     return socks + tr
 
 
-def loaded():
+def dirty_server(dirty_workers):
     port = free_port()
     argv = [CUN, "-w", "2", "-k", "gthread", "--threads", "4", "-b", "127.0.0.1:%d" % port,
-            "--keep-alive", "60", "--timeout", "120",
-            "--dirty-app", "hello:BenchDirtyApp", "--dirty-workers", "1", "hello:application"]
+            "--keep-alive", "60", "--timeout", "120", "--dirty-app", "hello:BenchDirtyApp",
+            "--dirty-workers", str(dirty_workers), "hello:application"]
     p = Proc(argv, port, cwd=BENCH)
     if not p.ok:
-        print("cunicorn did not start:", p.log()[-300:])
+        print("cunicorn (%d dirty workers) did not start:" % dirty_workers, p.log()[-300:])
         p.stop()
+        return None, None
+    url = "http://127.0.0.1:%d" % port
+    wrk(url + "/", seconds=1, close=False)
+    wrk(url + "/dirty", seconds=1, close=False)
+    return p, url
+
+
+def dirty_vs_hello(one, two, rounds=3):
+    """Median req/s of hello and of /dirty with 1 and 2 dirty workers,
+    measured in turns (a passing load weighs on each alike)."""
+    runs = [("hello", one + "/"), ("dirty1", one + "/dirty")]
+    if two:
+        runs.append(("dirty2", two + "/dirty"))
+    figs = dict((name, []) for name, _ in runs)
+    for _ in range(rounds):
+        for name, url in runs:
+            rps = wrk(url, seconds=SECONDS, close=False)[0]
+            if rps:
+                figs[name].append(rps)
+    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figs.items() if v)
+    hello = med.get("hello")
+    print("hello (2 workers, gthread --threads 4): %.0f req/s; median of %d rounds"
+          % (hello or 0, rounds))
+    for name, label in (("dirty1", "1 dirty worker"), ("dirty2", "2 dirty workers")):
+        if name in med and hello:
+            print("one dirty call per request, %s: %.0f req/s (%.0f%% of hello) [%s]"
+                  % (label, med[name], 100.0 * med[name] / hello,
+                     " ".join("%.0f" % x for x in figs[name])))
+    return hello
+
+
+def loaded():
+    p, url = dirty_server(1)
+    if p is None:
         return
+    p2, url2 = dirty_server(2)
     try:
-        url = "http://127.0.0.1:%d" % port
-        wrk(url + "/", seconds=1, close=False)
-        hello = wrk(url + "/", seconds=SECONDS, close=False)[0]
-        wrk(url + "/dirty", seconds=1, close=False)
-        dirty = wrk(url + "/dirty", seconds=SECONDS, close=False)[0]
-        print("one dirty call per request: %.0f req/s vs hello %.0f (%.0f%%)"
-              % (dirty, hello, 100.0 * dirty / hello))
+        hello = dirty_vs_hello(url, url2)
+    finally:
+        if p2 is not None:
+            p2.stop()
+    port = p.port
+    try:
         stop = threading.Event()
         socks = trickle_and_idle(port, 1000, 10, stop)
         busy = wrk(url + "/", seconds=SECONDS, close=False)[0]

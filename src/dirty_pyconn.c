@@ -9,8 +9,10 @@
  * after one, since its byte stream can no longer be trusted).
  *
  * Waiting for a reply: up to 50 µs of non-blocking polls (only when the
- * process may run on more than one CPU), then a blocking recv() bounded
- * by SO_RCVTIMEO: a blocked call costs no CPU beyond that first 50 µs
+ * process may run on more than one CPU), then, in a server that set
+ * dirty_client_wait_hook, up to WAIT_GRACE_US asleep in ppoll() before
+ * the hook hears of the wait, then a blocking recv() bounded by
+ * SO_RCVTIMEO: a blocked call costs no CPU beyond that first 50 µs
  * (see SPIN_SECONDS).
  */
 #include "dirty_pyext_int.h"
@@ -41,6 +43,14 @@
  * spin would only delay the arbiter and the worker that must answer.
  */
 #define SPIN_SECONDS	50e-6
+/*
+ * The wait hook lets the gthread worker hand its loop, or the requests
+ * queued behind this thread, to another thread: a wake-up and a GIL
+ * handoff, worth it for a call that lasts, pure loss for one answered
+ * within tens of µs (most).  So the client first sleeps up to
+ * WAIT_GRACE_US in ppoll() and tells the hook only when no reply came.
+ */
+#define WAIT_GRACE_US	1000
 
 /* set by the gthread worker (dirty_pyext.h) */
 void (*dirty_client_wait_hook)(int waiting);
@@ -291,6 +301,28 @@ conn_send(ConnectionObject *self)
 	return 0;
 }
 
+/* About to block in recv() for a reply (GIL released): 1 when the caller
+ * need not tell the wait hook — no hook, or the reply came within the
+ * grace period (spent once per wait: *grace is cleared); 0 when it must;
+ * -1 on a signal (EINTR: the caller lets Python handle it). */
+static int
+wait_grace(int fd, int *grace)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct timespec ts = { 0, WAIT_GRACE_US * 1000L };
+	int n;
+
+	if (dirty_client_wait_hook == NULL)
+		return 1;
+	if (!*grace)
+		return 0;
+	*grace = 0;
+	n = ppoll(&pfd, 1, &ts, NULL);
+	if (n == -1 && errno == EINTR)
+		return -1;
+	return n == 1;
+}
+
 /*
  * Read frames until one for `id` arrives; frames for other ids (replies to
  * calls that timed out, ...) are dropped.  On success *h is its header and
@@ -315,9 +347,9 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 	    ? now_seconds() + SPIN_SECONDS : 0;
 
 	for (;;) {
+		int grace = dirty_client_wait_hook != NULL, hooked = 0;
+
 		st = IO_OK;
-		if (dirty_client_wait_hook != NULL)
-			dirty_client_wait_hook(1);
 		ts = PyEval_SaveThread();
 		for (;;) {
 			got = dirty_reader_next(rd, h, &frame, &why);
@@ -359,6 +391,17 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 					spin_outcome(0);
 				}
 			}
+			if (!(flags & MSG_DONTWAIT) && !hooked) {
+				int quick = wait_grace(self->fd, &grace);
+				if (quick == -1) {
+					st = IO_EINTR;
+					break;
+				}
+				if (!quick) {
+					dirty_client_wait_hook(1);
+					hooked = 1;
+				}
+			}
 			n = recv(self->fd, at, room, flags);
 			if (n > 0) {
 				dirty_reader_commit(rd, (size_t)n);
@@ -388,9 +431,9 @@ conn_read_frame(ConnectionObject *self, uint64_t id, double deadline,
 			st = IO_ERRNO;
 			break;
 		}
-		PyEval_RestoreThread(ts);
-		if (dirty_client_wait_hook != NULL)
+		if (hooked)
 			dirty_client_wait_hook(0);
+		PyEval_RestoreThread(ts);
 		if (st == IO_OK)
 			return 0;
 		if (st == IO_EINTR) {

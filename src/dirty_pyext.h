@@ -62,9 +62,10 @@
 
 #include "dirty_wire.h"
 
-/* Called (GIL held, when set) right before a client waits for a reply
- * without the GIL (waiting 1) and once it has it back (0): the gthread
- * worker lets another of its threads run the requests queued meanwhile. */
+/* Called (when set; GIL not held) right before a client blocks for a
+ * reply that did not come within a short grace period (waiting 1), and
+ * once the wait is over (0): the gthread worker lets another of its
+ * threads run the requests queued meanwhile.  Must not call Python. */
 extern void (*dirty_client_wait_hook)(int waiting);
 
 /* Module init: python.c registers it with

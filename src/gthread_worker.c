@@ -9,11 +9,12 @@
  *            heads (C, http_conn.c), keeps idle keep-alive connections,
  *            enforces every deadline, and hands a connection with a
  *            complete head to the pool — or, when no pool thread is busy,
- *            runs it itself at the end of the turn ("inline", below): one
- *            thread, no wake-up, no GIL handoff, as a single-threaded
- *            server would.  Whoever runs loop turns holds G.role: the main
- *            thread, or a pool thread standing in (the deputy) while the
- *            main thread is inside an inline request that waits.
+ *            runs it itself at the end of the turn ("inline",
+ *            gthread_inline.c): one thread, no wake-up, no GIL handoff,
+ *            as a single-threaded server would.  Whoever runs loop turns
+ *            holds the loop role: the main thread, or a pool thread
+ *            standing in (the deputy) while the main thread is inside an
+ *            inline request that waits.
  *   pool     `threads` pythreads that take a connection, run the app
  *            through wsgi.c (GIL held, released while waiting for the
  *            socket), write the response, answer the requests already
@@ -21,7 +22,8 @@
  *            wake-ups (pythreads.h): a request queued while a thread runs
  *            Python waits for that thread.
  *   watchdog no Python: while inline requests run, looks every
- *            WATCHDOG_MS for one that has not ended and calls a deputy.
+ *            WATCHDOG_MS for one that has not ended and calls a deputy
+ *            (gthread_inline.c).
  *
  * Connection states (one timer list each, FIFO = deadline order since
  * every deadline of a list is now + the same constant):
@@ -60,7 +62,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
-#include "dirty_pyext.h"
+#include "gthread_inline.h"
 #include "gthread_relay.h"
 #include "http_conn.h"
 #include "http_worker.h"
@@ -123,7 +124,6 @@ static struct {
 	/* WSGI request slots, one per thread that runs requests (one
 	 * request at a time): pool thread i's, the main thread's (inline) */
 	struct wsgi_req **slots, *inline_slot;
-	PyThreadState *loop_ts;		/* the loop's, while it does not hold the GIL */
 
 	/* pool -> loop */
 	pthread_mutex_t done_lock;
@@ -147,26 +147,10 @@ static struct {
 
 	uint64_t next_look;		/* heartbeat, parent, reload: once a second */
 
-	/* the loop role and requests run in the main thread (see "inline") */
-	pthread_mutex_t role;		/* held by whoever runs loop turns */
-	struct http_conn *inline_head, *inline_tail;	/* role: heads to run inline */
-	uint64_t inline_off_until;	/* role: an inline request blocked: pool only */
-	atomic_int inline_busy;		/* the main thread is in an inline request */
-	atomic_ulong inline_seq;	/* inline requests started */
-	atomic_int takeover_pending;	/* a deputy was asked for (job queued) */
-	atomic_int main_wants_back;	/* the main thread waits for the role */
-	atomic_ullong inline_last_ms;	/* last inline request (watchdog ticking) */
-	struct pythreads_job takeover_job;
-	pthread_mutex_t wd_lock;
-	pthread_cond_t wd_cond;
-	int wd_ticking;			/* wd_lock */
-
 	/* both */
 	atomic_ulong served;		/* requests handed to the app */
 	atomic_int keepalive_on;	/* 0 once stopping: responses close */
 } G;
-
-static __thread int on_main;		/* the process's main thread */
 
 static struct gconn *
 gconn_of(struct http_conn *c)
@@ -433,15 +417,7 @@ dispatch(struct http_conn *c)
 	unsigned long n = atomic_fetch_add(&G.served, 1) + 1;
 
 	set_state(c, CS_BUSY, 0);
-	if (on_main && monotonic_ms() >= G.inline_off_until &&
-	    (G.inline_head != NULL || pythreads_idle(G.pool))) {
-		c->qnext = NULL;	/* run by this thread at the end of the turn */
-		if (G.inline_tail != NULL)
-			G.inline_tail->qnext = c;
-		else
-			G.inline_head = c;
-		G.inline_tail = c;
-	} else
+	if (!inline_take(c))
 		pythreads_submit(G.pool, &gconn_of(c)->job);
 	if (G.limit > 0 && n >= G.limit && !G.stopping) {
 		log_info("Autorestarting worker after current request.");
@@ -693,48 +669,38 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 	return 1;
 }
 
-static void deputy(void);
-
 /* A pool thread's job: a connection, or the loop role (deputy). */
 static void
 serve(struct pythreads_job *job, int thread, void *arg)
 {
 	struct gconn *g;
 
-	if (job == &G.takeover_job) {
-		deputy();
+	if (inline_job(job))
 		return;
-	}
 	g = (struct gconn *)((char *)job - offsetof(struct gconn, job));
 	if (serve_conn(g, G.slots[thread]))
 		give_back(&g->c);
 }
 
+/* The inline runner's view of a connection (gthread_inline.h). */
+static int
+serve_inline(struct http_conn *c)
+{
+	return serve_conn(gconn_of(c), G.inline_slot);
+}
+
+static struct pythreads_job *
+job_of(struct http_conn *c)
+{
+	return &gconn_of(c)->job;
+}
+
 /* ---- signals and the way out ---- */
-
-/* The GIL for loop code: the main thread's state, or a deputy's own. */
-static void
-loop_py_enter(void)
-{
-	if (on_main)
-		PyEval_RestoreThread(G.loop_ts);
-	else
-		pythreads_gil_take();
-}
-
-static void
-loop_py_leave(void)
-{
-	if (on_main)
-		G.loop_ts = PyEval_SaveThread();
-	else
-		pythreads_gil_drop();
-}
 
 static void __attribute__((noreturn))
 loop_exit(int code)
 {
-	loop_py_enter();
+	inline_gil_take();
 	http_worker_exit(code);
 }
 
@@ -743,9 +709,9 @@ loop_hook(enum hook_id id)
 {
 	if (G.cfg->hooks[id] == NULL)
 		return;
-	loop_py_enter();
+	inline_gil_take();
 	python_hook(G.cfg, id, 1, wsgi_worker_object());
-	loop_py_leave();
+	inline_gil_drop();
 }
 
 /* INT/QUIT/ABRT: the requests in the pool whose answer has not begun get
@@ -753,9 +719,9 @@ loop_hook(enum hook_id id)
 static void
 loop_abort_requests(void)
 {
-	loop_py_enter();
+	inline_gil_take();
 	(void)wsgi_abort_responses();
-	loop_py_leave();
+	inline_gil_drop();
 }
 
 static void
@@ -792,8 +758,7 @@ on_signals(void)
 
 /* ---- setup and the loop ---- */
 
-static void gthread_blocking(int waiting);
-static void watchdog_start(void);
+static void loop_turn(void);
 
 static void
 setup(struct http_worker_ctx *ctx)
@@ -852,11 +817,14 @@ setup(struct http_worker_ctx *ctx)
 		python_hook(cfg, HOOK_POST_WORKER_INIT, 1, wsgi_worker_object());
 	G.pool = pythreads_start(threads, serve, NULL);
 	pythreads_set_lazy(G.pool, 1);
-	dirty_client_wait_hook = pythreads_blocking;
-	pythreads_outside_blocking = gthread_blocking;
-	pthread_mutex_init(&G.role, NULL);
-	watchdog_start();
-	G.loop_ts = PyEval_SaveThread();
+	inline_setup(&(struct inline_host){
+		.pool = G.pool,
+		.wakefd = G.wakefd,
+		.loop_turn = loop_turn,
+		.serve = serve_inline,
+		.done = on_done,
+		.job_of = job_of,
+	});
 	listeners_watch(1);
 }
 
@@ -940,9 +908,9 @@ loop_turn(void)
 		}
 		if (G.cfg->reload && !G.stopping) {
 			int due;
-			loop_py_enter();
+			inline_gil_take();
 			due = http_worker_reload_due();
-			loop_py_leave();
+			inline_gil_drop();
 			if (due)
 				start_stopping();
 		}
@@ -951,202 +919,9 @@ loop_turn(void)
 		loop_exit(0);
 }
 
-/* ---- inline: the main thread runs requests itself ----
- * A head that is ready while no pool thread is running or waking is run
- * by the main thread at the end of its loop turn, GIL taken uncontended:
- * no wake-up of a pool thread, no context switch, no GIL handoff (the
- * cost that dominated a keep-alive hello world).  The main thread lets go
- * of the loop role while it runs one, so that the loop never waits for
- * an app: when the request waits without the GIL in a place we know (a
- * socket wait in wsgi, a dirty call) or runs longer than WATCHDOG_MS (the
- * watchdog thread sees the same request twice), a pool thread is asked
- * to become the deputy: it takes the role, hands the rest of the inline
- * queue to the pool and runs loop turns until the main thread is back.
- * After such a request, heads go to the pool for INLINE_BACKOFF_MS. */
-#define WATCHDOG_MS		2
-#define WATCHDOG_IDLE_MS	100	/* no inline request this long: stop ticking */
-#define INLINE_BACKOFF_MS	1000
-
-static void
-request_takeover(void)
-{
-	if (atomic_exchange(&G.takeover_pending, 1) == 0)
-		pythreads_submit_urgent(G.pool, &G.takeover_job);
-}
-
-/* A thread outside the pool is about to wait without the GIL (wsgi's
- * socket waits, the dirty client, through pythreads_blocking): when it
- * is the main thread in an inline request, a deputy takes the loop. */
-static void
-gthread_blocking(int waiting)
-{
-	if (waiting && on_main && atomic_load(&G.inline_busy))
-		request_takeover();
-}
-
-static void
-deputy(void)
-{
-	pythreads_gil_drop();
-	pythreads_blocking(1);	/* the jobs it queues are for other threads */
-	/* The main thread holds the role only between two inline requests
-	 * (then it clears takeover_pending once it has the role back) or
-	 * when it is back from the one that needed a deputy: never wait for
-	 * the role, that thread would be lost to the pool. */
-	for (;;) {
-		if (!atomic_load(&G.takeover_pending)) {
-			pythreads_blocking(0);
-			pythreads_gil_take();
-			return;
-		}
-		if (pthread_mutex_trylock(&G.role) == 0)
-			break;
-		sched_yield();
-	}
-	if (atomic_load(&G.takeover_pending) && atomic_load(&G.inline_busy)) {
-		G.inline_off_until = monotonic_ms() + INLINE_BACKOFF_MS;
-		while (G.inline_head != NULL) {		/* not for the main thread now */
-			struct http_conn *c = G.inline_head;
-			G.inline_head = c->qnext;
-			c->qnext = NULL;
-			pythreads_submit(G.pool, &gconn_of(c)->job);
-		}
-		G.inline_tail = NULL;
-		while (!atomic_load(&G.main_wants_back))
-			loop_turn();
-	}
-	pthread_mutex_unlock(&G.role);
-	pythreads_blocking(0);
-	pythreads_gil_take();
-}
-
-static void
-wake_loop(void)
-{
-	uint64_t one = 1;
-
-	(void)!write(G.wakefd, &one, sizeof(one));
-}
-
-/* Main thread, role held, GIL not held: run the inline queue. */
-static void
-run_inline(void)
-{
-	int have_gil = 0;
-
-	while (G.inline_head != NULL) {
-		struct http_conn *c = G.inline_head;
-		int back;
-
-		G.inline_head = c->qnext;
-		if (G.inline_head == NULL)
-			G.inline_tail = NULL;
-		c->qnext = NULL;
-		atomic_fetch_add(&G.inline_seq, 1);
-		atomic_store(&G.inline_busy, 1);
-		pthread_mutex_unlock(&G.role);
-		if (!have_gil) {
-			PyEval_RestoreThread(G.loop_ts);
-			have_gil = 1;
-		}
-		back = serve_conn(gconn_of(c), G.inline_slot);
-		atomic_store(&G.inline_busy, 0);
-		atomic_store(&G.main_wants_back, 1);
-		if (pthread_mutex_trylock(&G.role) != 0) {
-			/* a deputy runs the loop: it may need the GIL */
-			G.loop_ts = PyEval_SaveThread();
-			have_gil = 0;
-			wake_loop();
-			pthread_mutex_lock(&G.role);
-		}
-		atomic_store(&G.main_wants_back, 0);
-		atomic_store(&G.takeover_pending, 0);
-		if (back)
-			on_done(c);
-	}
-	if (have_gil)
-		G.loop_ts = PyEval_SaveThread();
-	atomic_store(&G.inline_last_ms, monotonic_ms());
-}
-
-static void *
-watchdog_main(void *arg)
-{
-	unsigned long seen = 0;
-
-	pthread_mutex_lock(&G.wd_lock);
-	for (;;) {
-		struct timespec ts;
-		unsigned long seq;
-
-		if (!G.wd_ticking) {
-			pthread_cond_wait(&G.wd_cond, &G.wd_lock);
-			continue;
-		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += WATCHDOG_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&G.wd_cond, &G.wd_lock, &ts);
-		seq = atomic_load(&G.inline_seq);
-		if (atomic_load(&G.inline_busy)) {
-			if (seq == seen)	/* the same request, WATCHDOG_MS or more */
-				request_takeover();
-		} else if (monotonic_ms() > atomic_load(&G.inline_last_ms) + WATCHDOG_IDLE_MS)
-			G.wd_ticking = 0;
-		seen = seq;
-	}
-	return NULL;
-}
-
-static void
-watchdog_start(void)
-{
-	pthread_condattr_t ca;
-	pthread_attr_t attr;
-	pthread_t t;
-	int rc;
-
-	pthread_mutex_init(&G.wd_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&G.wd_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	if ((rc = pthread_create(&t, &attr, watchdog_main, NULL)) != 0) {
-		errno = rc;
-		fatal("pthread_create");
-	}
-	pthread_attr_destroy(&attr);
-}
-
-static void
-watchdog_arm(void)
-{
-	pthread_mutex_lock(&G.wd_lock);
-	if (!G.wd_ticking) {
-		G.wd_ticking = 1;
-		pthread_cond_signal(&G.wd_cond);
-	}
-	pthread_mutex_unlock(&G.wd_lock);
-}
-
 void
 gthread_worker_main(struct http_worker_ctx *ctx)
 {
 	setup(ctx);
-	on_main = 1;
-	pthread_mutex_lock(&G.role);
-	for (;;) {
-		loop_turn();
-		if (G.inline_head != NULL) {
-			if (monotonic_ms() > atomic_load(&G.inline_last_ms) + WATCHDOG_IDLE_MS / 2)
-				watchdog_arm();
-			run_inline();
-		}
-	}
+	inline_main();
 }

@@ -9,6 +9,7 @@
 import asyncio
 import json
 import os
+import threading
 import time
 from urllib.parse import parse_qs
 
@@ -139,6 +140,9 @@ def application(environ, start_response):
         body = {"len": len(t), "keys": sorted(t), "items": sorted(t.items())}
     elif path == "/call":
         body = {"pid": client.execute("stream_apps:Streamer", "sleep", float(q.get("s", 0)))}
+    elif path == "/call_where":      # which thread ran it: the main one is the pid's
+        client.execute("stream_apps:Streamer", "sleep", 0.0)
+        body = {"main_thread": threading.get_native_id() == os.getpid()}
     else:
         body = {"ok": True}
     data = json.dumps(body).encode()
