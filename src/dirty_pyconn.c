@@ -725,33 +725,43 @@ Connection_stream_start(ConnectionObject *self, PyObject *args,
 	return conn_send_only(self, encode_request, &r);
 }
 
-static PyObject *
-Connection_stream_next(ConnectionObject *self, PyObject *arg)
+/* The frame answering request id arg, read within the timeout: 0 with
+ * *h and *p (then conn_end() is the caller's), or -1 with an exception
+ * (nothing to end). */
+static int
+conn_begin_read(ConnectionObject *self, PyObject *arg, struct dirty_header *h,
+    const uint8_t **p)
 {
 	unsigned long long id;
-	struct dirty_header h;
-	const uint8_t *p;
-	PyObject *v, *r = NULL;
 	double deadline;
 
 	if (!dirty_py_id_converter(arg, &id))
-		return NULL;
+		return -1;
 	if (conn_begin(self, &deadline) == -1)
+		return -1;
+	if (conn_read_frame(self, id, deadline, h, p) == -1) {
+		conn_end(self);
+		return -1;
+	}
+	return 0;
+}
+
+static PyObject *
+Connection_stream_next(ConnectionObject *self, PyObject *arg)
+{
+	struct dirty_header h;
+	const uint8_t *p;
+	PyObject *v, *r = NULL;
+
+	if (conn_begin_read(self, arg, &h, &p) == -1)
 		return NULL;
-	if (conn_read_frame(self, id, deadline, &h, &p) == -1)
-		goto out;
 	switch (h.type) {
 	case DIRTY_MSG_CHUNK:
-		if ((v = dirty_py_decode_field(p, h.length, "data")) == NULL) {
-			conn_close_fd(self);
-			goto out;
-		}
-		r = Py_BuildValue("(iN)", (int)h.type, v);
-		break;
 	case DIRTY_MSG_RESPONSE:
-		if ((v = dirty_py_decode_field(p, h.length, "result")) == NULL) {
+		if ((v = dirty_py_decode_field(p, h.length,
+		    h.type == DIRTY_MSG_CHUNK ? "data" : "result")) == NULL) {
 			conn_close_fd(self);
-			goto out;
+			break;
 		}
 		r = Py_BuildValue("(iN)", (int)h.type, v);
 		break;
@@ -766,7 +776,6 @@ Connection_stream_next(ConnectionObject *self, PyObject *arg)
 		PyErr_Format(dirty_py_protocol_error(), "unexpected message "
 		    "type 0x%02x in a stream", h.type);
 	}
-out:
 	conn_end(self);
 	return r;
 }
@@ -800,18 +809,12 @@ Connection_send_raw(ConnectionObject *self, PyObject *args)
 static PyObject *
 Connection_recv_reply(ConnectionObject *self, PyObject *arg)
 {
-	unsigned long long id;
 	struct dirty_header h;
 	const uint8_t *p;
 	PyObject *v, *r = NULL;
-	double deadline;
 
-	if (!dirty_py_id_converter(arg, &id))
+	if (conn_begin_read(self, arg, &h, &p) == -1)
 		return NULL;
-	if (conn_begin(self, &deadline) == -1)
-		return NULL;
-	if (conn_read_frame(self, id, deadline, &h, &p) == -1)
-		goto out;
 	if (h.length == 0) {
 		Py_INCREF(Py_None);
 		v = Py_None;
