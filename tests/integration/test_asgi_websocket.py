@@ -15,16 +15,8 @@ import pytest
 import websockets
 
 from conftest import http_get, wait_for
+from wskit import run, ws_server
 
-APP = "tests.integration.apps.asgi_apps"
-
-
-def ws_server(make_server, *extra, **kw):
-    return make_server("-k", "asgi", *extra, "%s:ws_echo" % APP, **kw)
-
-
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
 
 
 def test_echo_text_binary_large_and_subprotocol(make_server):

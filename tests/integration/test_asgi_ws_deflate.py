@@ -9,7 +9,6 @@ refusals, and the failures — a compressed bomb closes with 1009 without
 the worker growing past the limit, undecodable data with 1007, RSV1
 without an agreement or on a continuation with 1002."""
 
-import asyncio
 import base64
 import os
 import socket
@@ -20,17 +19,9 @@ import pytest
 import websockets
 
 from conftest import http_get, wait_for
+from wskit import run, ws_server
 
-APP = "tests.integration.apps.asgi_apps"
 TAIL = b"\x00\x00\xff\xff"
-
-
-def ws_server(make_server, *extra, **kw):
-    return make_server("-k", "asgi", *extra, "%s:ws_echo" % APP, **kw)
-
-
-def run(coro):
-    return asyncio.new_event_loop().run_until_complete(coro)
 
 
 def test_websockets_client_round_trips_compressed(make_server):
