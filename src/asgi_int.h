@@ -30,7 +30,8 @@
  *   the read buffer p->c   asgi_proto.c appends, the others consume
  * Who writes which field of `asgi` (the worker's state, one per process):
  *   everything set up once (ctx .. methods, trust_all)   asgi_proto.c
- *       (asgi_proto_setup and configure())
+ *       (asgi_proto_setup and configure(); scope_tmpl: asgi_http.c,
+ *       on the first request)
  *   timers, nconns, full, stopping, stop_deadline, next_look   asgi_proto.c
  *       (asgi_http.c sets stopping at max_requests)
  *   served   asgi_http.c and asgi_ws.c count requests
@@ -152,6 +153,7 @@ struct asgi_state {
 	PyObject *base_ctx;		/* every request runs in a copy of it */
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
+	PyObject *scope_tmpl;		/* an http scope's keys, copied per request */
 	PyObject *wake;			/* glue's callable: something to look at */
 	PyObject *stop_accepting;	/* glue's callable: close the servers now */
 	PyObject **servers;		/* per listener: (host, port) or (path, None) */

@@ -950,6 +950,7 @@ mod_configure(PyObject *self, PyObject *args)
 	Py_XSETREF(asgi.tasks, Py_NewRef(tasks));
 	Py_XSETREF(asgi.wake, Py_NewRef(wake));
 	Py_XSETREF(asgi.lifespan_state, state == Py_None ? NULL : Py_NewRef(state));
+	Py_CLEAR(asgi.scope_tmpl);	/* its keys depend on lifespan_state */
 	Py_XSETREF(asgi.loop_create_future, PyObject_GetAttrString(loop, "create_future"));
 	Py_XSETREF(asgi.loop_create_task, PyObject_GetAttrString(loop, "create_task"));
 	if (asgi.loop_create_future == NULL || asgi.loop_create_task == NULL)
