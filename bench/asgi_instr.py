@@ -4,13 +4,15 @@ the machine's load cannot move (bench/asgi.py's req/s can).
     /usr/bin/python3 bench/asgi_instr.py [BINARY] [APP] [REQUESTS] [CONNECTIONS]
 
 BINARY defaults to build/cunicorn, APP to hello (bench/asgi_app.py's
-hello or api).  The server runs with -w 1 under valgrind --tool=callgrind
-(the forked worker is followed); CONNECTIONS (default 1) keep-alive connections send GET /
-one after another: 300 in one run, 300 + REQUESTS (default 2000) in
-another; the figure is the difference of the worker's instructions (Ir,
-start to exit) divided by REQUESTS -- the whole worker: the loop, the
-app's Python, the server's C.  (callgrind_control cannot reach a forked
-child here, hence two runs rather than zeroing the counters.)
+hello, hello_waits or api); ASGI_INSTR_ARGS adds server options (say
+--asgi-loop asyncio).  The server runs with -w 1 under valgrind
+--tool=callgrind (the forked worker is followed); CONNECTIONS (default
+1) keep-alive connections send GET / in lockstep: 300 in one run, 300 +
+REQUESTS (default 2000) in another; the figure is the difference of the
+worker's instructions (Ir, start to exit) divided by REQUESTS -- the
+whole worker: the loop, the app's Python, the server's C.
+(callgrind_control cannot reach a forked child here, hence two runs
+rather than zeroing the counters.)
 """
 
 import os
@@ -92,7 +94,8 @@ def run(binary, app, n, conns):
         ["valgrind", "--tool=callgrind",
          "--callgrind-out-file=" + os.path.join(appdir, "cg.%p"),
          binary, "-w", "1", "-k", "asgi", "-b", "127.0.0.1:%d" % port,
-         "--log-level", "warning", "--timeout", "600", "asgi_app:" + app],
+         "--log-level", "warning", "--timeout", "600"]
+        + os.environ.get("ASGI_INSTR_ARGS", "").split() + ["asgi_app:" + app],
         cwd=appdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
