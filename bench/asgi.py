@@ -4,7 +4,12 @@ machine (figures printed; nothing asserted).
 
     /usr/bin/python3 bench/asgi.py [SECONDS]
 
-Every server: 2 workers, wrk -t2 -c32 keep-alive.  Apps (bench/asgi_app.py):
+Every server: 2 workers, wrk -t2 -c32 keep-alive.  For each app, every
+server is up at once and they are measured in turn, BENCH_ROUNDS (3)
+times; a figure is the median of its rounds, and each peer's line says
+how many times faster cunicorn's median was (the issue's targets: raw
+>= 1.5x and FastAPI >= 1.3x uvicorn).  CUNICORN_BIN_DIR picks another
+build.  Apps (bench/asgi_app.py):
 a raw ASGI callable and a FastAPI route.  Peers: `uvicorn --workers 2
 --http httptools --loop uvloop` and Debian's gunicorn 20.1 with
 -k uvicorn.workers.UvicornWorker.  Then cunicorn alone: a FastAPI route
@@ -16,16 +21,18 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 from common import BENCH, BUILD, PYTHON, Proc, free_port, fmt, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
-CUN = os.path.join(BUILD, "cunicorn")
+CUN = os.path.join(os.environ.get("CUNICORN_BIN_DIR", BUILD), "cunicorn")
+CUN_NAME = "cunicorn -k asgi"
 
 
 def servers(app, port):
     bind = "127.0.0.1:%d" % port
-    out = [("cunicorn -k asgi", [CUN, "-w", "2", "-k", "asgi", "-b", bind,
+    out = [(CUN_NAME, [CUN, "-w", "2", "-k", "asgi", "-b", bind,
                                  "--log-level", "warning", "asgi_app:" + app])]
     if os.system("%s -c 'import uvicorn' 2>/dev/null" % PYTHON) == 0:
         out.append(("uvicorn 0.17 httptools", [
@@ -39,28 +46,62 @@ def servers(app, port):
     return out
 
 
+def table(app, appdir, rounds):
+    """Every server for app up at once, measured round-robin `rounds`
+    times: each figure is a median over moments spread across the run,
+    so a passing load on the machine weighs on every server alike."""
+    procs, notes = [], {}
+    label = "raw" if app == "hello" else "FastAPI"
+    try:
+        for name, _ in servers(app, 0):
+            port = free_port()
+            argv = dict(servers(app, port))[name]
+            p = Proc(argv, port, cwd=appdir)
+            if not p.ok:
+                notes[name] = "did not start: " + p.log()[-200:].replace("\n", " | ")
+                p.stop()
+                continue
+            procs.append((name, p, "http://127.0.0.1:%d/" % port))
+        # the port opens before every worker has imported the app: an
+        # early client's connections would all land in the first one up
+        time.sleep(3)
+        for name, p, url in procs:
+            wrk(url, 1, close=False)        # warm up
+        figures = dict((name, []) for name, _, _ in procs)
+        for _ in range(rounds):
+            for name, p, url in procs:
+                rps, non2xx, sock = wrk(url, SECONDS, close=False)
+                if rps:
+                    figures[name].append(rps)
+                if non2xx or sock:
+                    notes[name] = ("non-2xx %d " % non2xx if non2xx else "") + (sock or "")
+    finally:
+        for _, p, _ in procs:
+            p.stop()
+    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
+    ref = med.get(CUN_NAME)
+    for name, _, _ in procs:
+        rps = med.get(name)
+        ratio = ("  (cunicorn = %.2fx)" % (ref / rps)
+                 if ref and rps and name != CUN_NAME else "")
+        spread = " [%s]" % " ".join("%.0f" % x for x in figures[name])
+        print("  %-34s %-8s %10s req/s%s%s %s" % (name, label, "%.0f" % rps if rps else "-",
+                                                  ratio, spread, notes.get(name, "")))
+    for name, note in notes.items():
+        if name not in figures:
+            print("  %-34s %-8s %s" % (name, label, note))
+
+
 def main():
     # the servers run from a directory holding only the app: bench/http.py
     # would shadow the standard library's http package
     appdir = tempfile.mkdtemp(prefix="cunicorn-bench-asgi-")
     shutil.copy(os.path.join(BENCH, "asgi_app.py"), appdir)
-    print("ASGI hello world, 2 workers, wrk -t2 -c32 keep-alive, %d s each" % SECONDS)
-    print("%-34s %-10s %12s %8s" % ("server", "app", "req/s", "errors"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    print("ASGI hello world, 2 workers, wrk -t2 -c32 -d%ds keep-alive; median of %d rounds, "
+          "servers measured in turn" % (SECONDS, rounds))
     for app in ("hello", "api"):
-        for i in range(len(servers(app, 0))):
-            port = free_port()
-            name, argv = servers(app, port)[i]
-            p = Proc(argv, port, cwd=appdir)
-            if not p.ok:
-                print("%-34s %-10s %12s  (did not start: %s)" % (name, app, "n/a",
-                                                                 p.log()[-300:]))
-                p.stop()
-                continue
-            wrk("http://127.0.0.1:%d/" % port, 1, close=False)     # warm up
-            rps, non2xx, sock = wrk("http://127.0.0.1:%d/" % port, SECONDS, close=False)
-            print("%-34s %-10s %12s %8s %s" % (name, "raw" if app == "hello" else "FastAPI",
-                                               fmt(rps), non2xx, sock))
-            p.stop()
+        table(app, appdir, rounds)
     # one dirty call per request (cunicorn only: the peers have no dirty arbiter)
     port = free_port()
     p = Proc([CUN, "-w", "2", "-k", "asgi", "-b", "127.0.0.1:%d" % port, "--log-level",
@@ -72,8 +113,8 @@ def main():
             if wrk(url, 1, conns=1, threads=1, close=False)[0]:
                 break
         rps, non2xx, sock = wrk(url, SECONDS, close=False)
-        print("%-34s %-10s %12s %8s %s" % ("cunicorn -k asgi", "FastAPI+dirty", fmt(rps),
-                                           non2xx, sock))
+        print("  %-34s %-8s %10s req/s (one round) %s %s" % (CUN_NAME, "FastAPI+dirty",
+                                                             fmt(rps), non2xx or "", sock or ""))
     p.stop()
     shutil.rmtree(appdir, ignore_errors=True)
 

@@ -1,4 +1,7 @@
-"""Apps for bench/asgi.py: a raw ASGI hello callable and a FastAPI route."""
+"""Apps for bench/asgi.py: a raw ASGI hello callable and a FastAPI route
+(and, for bench/asgi_instr.py, the hello that waits once first)."""
+
+import asyncio
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
@@ -13,6 +16,12 @@ async def hello(scope, receive, send):
                 "headers": [(b"content-type", b"text/plain"),
                             (b"content-length", b"13")]})
     await send({"type": "http.response.body", "body": BODY})
+
+
+async def hello_waits(scope, receive, send):
+    """hello, after one loop iteration: the eager first step waits."""
+    await asyncio.sleep(0)
+    await hello(scope, receive, send)
 
 
 api = FastAPI()

@@ -85,6 +85,31 @@ peer_trusted(Proto *p)
 	return 0;
 }
 
+/* The keys of every http scope, in the order they are set, with the
+ * values common to all (the others None until set): a request's scope is
+ * a copy, sized once, instead of a dict grown key by key. */
+static PyObject *
+scope_template(void)
+{
+	PyObject *t = PyDict_New();
+	PyObject *kv[][2] = { { asgi.k_type, asgi.v_http_scope }, { asgi.k_asgi, asgi.asgi_info },
+	    { asgi.k_http_version, Py_None }, { asgi.k_server, Py_None },
+	    { asgi.k_client, Py_None }, { asgi.k_root_path, asgi.root_path },
+	    { asgi.k_method, Py_None }, { asgi.k_path, Py_None }, { asgi.k_raw_path, Py_None },
+	    { asgi.k_query_string, Py_None }, { asgi.k_headers, Py_None },
+	    { asgi.k_scheme, Py_None }, { asgi.k_state, Py_None } };
+	size_t n = sizeof(kv) / sizeof(kv[0]) - (asgi.lifespan_state == NULL);
+
+	if (t == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (PyDict_SetItem(t, kv[i][0], kv[i][1]) == -1) {
+			Py_DECREF(t);
+			return NULL;
+		}
+	return t;
+}
+
 /* The http scope of p->c.req; NULL with *bad set (400) or an exception. */
 PyObject *
 asgi_build_scope(Proto *p, const char **bad)
@@ -95,14 +120,14 @@ asgi_build_scope(Proto *p, const char **bad)
 	char lname[256];
 
 	*bad = NULL;
-	if ((s = PyDict_New()) == NULL)
+	if (asgi.scope_tmpl == NULL && (asgi.scope_tmpl = scope_template()) == NULL)
 		return NULL;
-	if (PyDict_SetItem(s, asgi.k_type, asgi.v_http_scope) == -1 ||
-	    PyDict_SetItem(s, asgi.k_asgi, asgi.asgi_info) == -1 ||
-	    PyDict_SetItem(s, asgi.k_http_version, p->http10 ? asgi.v_10 : asgi.v_11) == -1 ||
+	/* every key is in the copy: no insertion, no resize below */
+	if ((s = PyDict_Copy(asgi.scope_tmpl)) == NULL)
+		return NULL;
+	if (PyDict_SetItem(s, asgi.k_http_version, p->http10 ? asgi.v_10 : asgi.v_11) == -1 ||
 	    PyDict_SetItem(s, asgi.k_server, asgi.servers[p->listener]) == -1 ||
-	    PyDict_SetItem(s, asgi.k_client, p->client) == -1 ||
-	    PyDict_SetItem(s, asgi.k_root_path, asgi.root_path) == -1)
+	    PyDict_SetItem(s, asgi.k_client, p->client) == -1)
 		goto fail;
 	v = NULL;
 	for (int i = 0; i < 9; i++)

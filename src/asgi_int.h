@@ -4,8 +4,9 @@
  *
  *   asgi_proto.c   the module: the Protocol type (one object per
  *                  connection, asyncio's transport callbacks), the app's
- *                  task and its channels (receive/send/done), the timers,
+ *                  call and its channels (receive/send/done), the timers,
  *                  the worker's stop/drain state the glue polls, setup
+ *   asgi_task.c    the app's coroutine as a Task, first step run eagerly
  *   asgi_ws.c      websockets (RFC 6455) over ws_frame.c
  *   asgi_http.c    the `http` scope, the request body (receive), the
  *                  response's framing (send)
@@ -14,8 +15,8 @@
  *   asgi_alog.c    access log lines (the facts for access_log.c)
  *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
- * Calls go one way: proto -> ws -> http -> state (and everything uses the
- * inline helpers below); nothing lower calls up.  When a response ends
+ * Calls go one way: proto -> task, proto -> ws -> http -> state (and
+ * everything uses the inline helpers below); nothing lower calls up.  When a response ends
  * with a pipelined head in the buffer, asgi_response_body() says so and
  * asgi_proto.c parses it.
  *
@@ -30,7 +31,9 @@
  *   the read buffer p->c   asgi_proto.c appends, the others consume
  * Who writes which field of `asgi` (the worker's state, one per process):
  *   everything set up once (ctx .. methods, trust_all)   asgi_proto.c
- *       (asgi_proto_setup and configure())
+ *       (asgi_proto_setup and configure(); enter_task/leave_task:
+ *       asgi_task.c; scope_tmpl: asgi_http.c, on the first request)
+ *   in_app   asgi_proto.c's channels count the app's send/receive calls
  *   timers, nconns, full, stopping, stop_deadline, next_look   asgi_proto.c
  *       (asgi_http.c sets stopping at max_requests)
  *   served   asgi_http.c and asgi_ws.c count requests
@@ -152,6 +155,7 @@ struct asgi_state {
 	PyObject *base_ctx;		/* every request runs in a copy of it */
 	PyObject *tasks;		/* a set: running app tasks (asyncio keeps weak refs) */
 	PyObject *lifespan_state;	/* dict or NULL */
+	PyObject *scope_tmpl;		/* an http scope's keys, copied per request */
 	PyObject *wake;			/* glue's callable: something to look at */
 	PyObject *stop_accepting;	/* glue's callable: close the servers now */
 	PyObject **servers;		/* per listener: (host, port) or (path, None) */
@@ -168,6 +172,7 @@ struct asgi_state {
 	    *s_body_msg, *s_copy, *s_throw;
 	PyObject *methods[9];
 	int trust_all;
+	int in_app;			/* > 0: inside the app's send/receive: no eager step */
 	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
 	size_t nconns;
 	size_t max_conns;		/* worker_connections */
@@ -198,6 +203,12 @@ int asgi_cancelled_after_disconnect(Proto *p);
 /* asgi_alog.c (and asgi_alog.h) */
 void asgi_alog_keep_head(Proto *p);
 void asgi_access_log(Proto *p, int status);
+
+/* asgi_task.c */
+enum { ASGI_TASK_FAILED = -1, ASGI_TASK_DONE, ASGI_TASK_WAITS };
+int asgi_task_start(PyObject *coro, PyObject **out);
+int asgi_task_configure(void);
+int asgi_task_types_ready(void);
 
 /* asgi_http.c */
 extern const char *const asgi_method_names[9];

@@ -9,10 +9,11 @@
  * connection_lost, pause_writing, resume_writing) with its read buffer
  * (http_conn.c's), head parsing (http_parser.c), the request limits and
  * the two deadlines (a whole head within limits.head_timeout_ms; an idle
- * keep-alive connection closes after `keepalive` s); the app's task and
- * its channels (receive, send, done), which hand a message to asgi_http.c
- * or asgi_ws.c; and the worker's stop/drain state that the glue polls
- * with tick().
+ * keep-alive connection closes after `keepalive` s); the app's call, the
+ * task that follows it when it waits (started by asgi_task.c), and its
+ * channels (receive, send, done), which hand a message to asgi_http.c or
+ * asgi_ws.c; and the worker's stop/drain state that the glue polls with
+ * tick().
  *
  * One request at a time per connection: the app runs as a task; bytes of
  * pipelined requests wait in the buffer and the next request starts once
@@ -72,189 +73,6 @@ channel_new(Proto *p, int kind)
 	return (PyObject *)ch;
 }
 
-/* ---- eager start ----
- *
- * The app's coroutine runs its first step right away, inside
- * data_received (what Python 3.12's eager task factory does): most
- * requests complete in that step, since send() and a receive() answered
- * from the buffer are Ready awaitables, and then nothing waits for a loop
- * iteration.  It still runs as the current step of a real asyncio Task
- * (created first, with the copied context the step runs in), so that
- * asyncio.current_task() and everything keyed on it (anyio's cancel
- * scopes: Starlette's StreamingResponse) sees one task before and after
- * a suspension.  The Task's own first step, already scheduled by
- * create_task, then finds either a finished Resume (it returns None at
- * once) or the future the coroutine waits on, which Resume yields to the
- * Task exactly as the coroutine did; from then on Resume passes every
- * send/throw/close through to the coroutine. */
-
-typedef struct {
-	PyObject_HEAD
-	PyObject *coro;		/* NULL once finished */
-	PyObject *first;	/* what the eager step yielded, for the task */
-	int has_first;
-} Resume;
-
-static PyTypeObject ResumeType;
-static int in_app;		/* > 0: inside the app's send/receive: no eager step */
-
-static PySendResult
-resume_am_send(Resume *r, PyObject *arg, PyObject **result)
-{
-	PySendResult st;
-
-	if (r->has_first) {
-		r->has_first = 0;
-		*result = r->first;		/* the reference moves */
-		r->first = NULL;
-		return PYGEN_NEXT;
-	}
-	if (r->coro == NULL) {
-		*result = Py_NewRef(Py_None);
-		return PYGEN_RETURN;
-	}
-	st = PyIter_Send(r->coro, arg, result);
-	if (st != PYGEN_NEXT)
-		Py_CLEAR(r->coro);
-	return st;
-}
-
-/* StopIteration(value) as the pending exception. */
-static void
-set_stop_iteration(PyObject *value)
-{
-	PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
-
-	if (e != NULL) {
-		PyErr_SetObject(PyExc_StopIteration, e);
-		Py_DECREF(e);
-	}
-}
-
-static PyObject *
-resume_send(Resume *r, PyObject *arg)
-{
-	PyObject *res;
-
-	switch (resume_am_send(r, arg, &res)) {
-	case PYGEN_NEXT:
-		return res;
-	case PYGEN_RETURN:
-		set_stop_iteration(res);
-		Py_DECREF(res);
-		return NULL;
-	default:
-		return NULL;
-	}
-}
-
-static PyObject *
-resume_next(Resume *r)
-{
-	return resume_send(r, Py_None);
-}
-
-static PyObject *
-resume_throw(Resume *r, PyObject *args)
-{
-	PyObject *meth, *res;
-
-	/* the first future is not waited for any more: the exception goes
-	 * to the coroutine suspended on it (as with a Task cancelled before
-	 * its first step) */
-	r->has_first = 0;
-	Py_CLEAR(r->first);
-	if (r->coro == NULL) {
-		PyObject *e = PyTuple_GET_SIZE(args) > 0 ? PyTuple_GET_ITEM(args, 0) : NULL;
-		if (e != NULL && PyExceptionInstance_Check(e))
-			PyErr_SetObject((PyObject *)Py_TYPE(e), e);
-		else if (e != NULL && PyExceptionClass_Check(e))
-			PyErr_SetNone(e);
-		else
-			PyErr_SetString(PyExc_TypeError, "throw() expects an exception");
-		return NULL;
-	}
-	if ((meth = PyObject_GetAttr(r->coro, asgi.s_throw)) == NULL)
-		return NULL;
-	res = PyObject_Call(meth, args, NULL);
-	Py_DECREF(meth);
-	if (res == NULL)
-		Py_CLEAR(r->coro);	/* ended: returned (StopIteration) or raised */
-	return res;
-}
-
-static PyObject *
-resume_close(Resume *r, PyObject *unused)
-{
-	PyObject *coro = r->coro, *res;
-
-	r->has_first = 0;
-	Py_CLEAR(r->first);
-	if (coro == NULL)
-		Py_RETURN_NONE;
-	r->coro = NULL;
-	res = PyObject_CallMethodNoArgs(coro, asgi.s_close);
-	Py_DECREF(coro);
-	return res;
-}
-
-static PyObject *
-resume_await(Resume *r)
-{
-	return Py_NewRef(r);
-}
-
-static int
-resume_traverse(Resume *r, visitproc visit, void *arg)
-{
-	Py_VISIT(r->coro);
-	Py_VISIT(r->first);
-	return 0;
-}
-
-static int
-resume_clear(Resume *r)
-{
-	Py_CLEAR(r->coro);
-	Py_CLEAR(r->first);
-	return 0;
-}
-
-static void
-resume_dealloc(Resume *r)
-{
-	PyObject_GC_UnTrack(r);
-	resume_clear(r);
-	PyObject_GC_Del(r);
-}
-
-static PyMethodDef resume_methods[] = {
-	{ "send", (PyCFunction)resume_send, METH_O, NULL },
-	{ "throw", (PyCFunction)resume_throw, METH_VARARGS, NULL },
-	{ "close", (PyCFunction)resume_close, METH_NOARGS, NULL },
-	{ NULL, NULL, 0, NULL },
-};
-
-static PyAsyncMethods resume_async = {
-	.am_await = (unaryfunc)resume_await,
-	.am_send = (sendfunc)resume_am_send,
-};
-
-static PyTypeObject ResumeType = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "_cunicorn_asgi.Resume",
-	.tp_doc = "an app coroutine whose first step already ran, for its Task",
-	.tp_basicsize = sizeof(Resume),
-	.tp_dealloc = (destructor)resume_dealloc,
-	.tp_traverse = (traverseproc)resume_traverse,
-	.tp_clear = (inquiry)resume_clear,
-	.tp_as_async = &resume_async,
-	.tp_iter = PyObject_SelfIter,
-	.tp_iternext = (iternextfunc)resume_next,
-	.tp_methods = resume_methods,
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-};
-
 static void app_finished(Proto *p, uint64_t gen, PyObject *r);
 
 /* A failure to even start the app: a 500 (exception set). */
@@ -273,122 +91,56 @@ start_failed(Proto *p)
 	proto_close(p);
 }
 
-/* asyncio's _enter_task / _leave_task (loop, task). */
-static int
-task_swap(PyObject *fn, PyObject *task)
-{
-	PyObject *args[2] = { asgi.loop, task };
-	PyObject *r = PyObject_Vectorcall(fn, args, 2, NULL);
-
-	if (r == NULL)
-		return -1;
-	Py_DECREF(r);
-	return 0;
-}
-
-/* Call the app with scope (stolen) and this request's channels, as a
- * Task whose first step runs now unless the app itself is running (a
- * pipelined request started from send()). */
+/* Call the app with scope (stolen) and this request's channels; its
+ * first step runs now (asgi_task.c).  A task that waits is kept until
+ * its done callback, and is what asgi_disconnect_grace() cancels. */
 static void
 run_app(Proto *p, PyObject *scope)
 {
-	PyObject *recv = NULL, *send = NULL, *done = NULL, *coro = NULL, *task = NULL;
-	PyObject *ctx = NULL, *val = NULL, *r, *et, *ev, *etb;
-	Resume *res = NULL;
+	PyObject *recv, *send = NULL, *coro, *out, *done, *r = NULL;
 	uint64_t gen = p->gen;
-	PySendResult st;
 
 	if ((recv = channel_new(p, CH_RECEIVE)) == NULL ||
-	    (send = channel_new(p, CH_SEND)) == NULL)
-		goto fail;
+	    (send = channel_new(p, CH_SEND)) == NULL) {
+		Py_XDECREF(recv);
+		Py_DECREF(scope);
+		start_failed(p);
+		return;
+	}
 	coro = PyObject_CallFunctionObjArgs(asgi.app, scope, recv, send, NULL);
-	Py_CLEAR(scope);
-	Py_CLEAR(recv);
-	Py_CLEAR(send);
-	if (coro == NULL)
-		goto fail;
-	if ((res = PyObject_GC_New(Resume, &ResumeType)) == NULL)
-		goto fail;
-	res->coro = Py_NewRef(coro);
-	res->first = NULL;
-	res->has_first = 0;
-	PyObject_GC_Track(res);
-	/* a copy of the current context (the loop's, in data_received), but
-	 * not inside the app: a pipelined request starts from the previous
-	 * one's send(), whose context variables are not its own */
-	if ((ctx = in_app > 0 ? PyContext_Copy(asgi.base_ctx) : PyContext_CopyCurrent()) == NULL)
-		goto fail;
-	{
-		PyObject *args[2] = { (PyObject *)res, ctx };
-		task = PyObject_Vectorcall(asgi.loop_create_task, args, 1, asgi.kw_context);
+	Py_DECREF(scope);
+	Py_DECREF(recv);
+	Py_DECREF(send);
+	if (coro == NULL) {
+		start_failed(p);
+		return;
 	}
-	if (task == NULL)
-		goto fail;
-	if (in_app > 0 || asgi.enter_task == NULL)
-		goto wait;
-
-	/* the eager step, in the task's context, as the current task */
-	if (PyContext_Enter(ctx) == -1)
-		goto fail;
-	if (task_swap(asgi.enter_task, task) == -1) {
-		/* another task runs (data fed from inside one): no eager step */
-		PyErr_Clear();
-		if (PyContext_Exit(ctx) == -1)
-			goto fail;
-		goto wait;
-	}
-	Py_CLEAR(res->coro);	/* the step owns the coroutine; given back if it waits */
-	st = PyIter_Send(coro, Py_None, &val);
-	PyErr_Fetch(&et, &ev, &etb);
-	if (task_swap(asgi.leave_task, task) == -1)
-		PyErr_Clear();
-	if (PyContext_Exit(ctx) == -1)
-		PyErr_Clear();
-	PyErr_Restore(et, ev, etb);
-	if (st == PYGEN_NEXT) {
-		res->coro = Py_NewRef(coro);
-		res->first = val;
-		res->has_first = 1;
-		goto wait;
-	}
-	/* finished in one step: its Task's step will find Resume done */
-	app_finished(p, gen, st == PYGEN_RETURN ? val : NULL);
-	Py_XDECREF(val);
-	Py_DECREF(coro);
-	Py_DECREF(res);
-	Py_DECREF(ctx);
-	Py_DECREF(task);
-	return;
-wait:
-	if ((done = channel_new(p, CH_DONE)) == NULL ||
-	    PySet_Add(asgi.tasks, task) == -1 ||
-	    (r = PyObject_CallMethodOneArg(task, asgi.s_add_done_callback, done)) == NULL) {
-		/* cannot follow the task: the request fails */
-		python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
+	switch (asgi_task_start(coro, &out)) {
+	case ASGI_TASK_DONE:
+		app_finished(p, gen, out);
+		Py_XDECREF(out);
+		break;
+	case ASGI_TASK_WAITS:
+		if ((done = channel_new(p, CH_DONE)) != NULL && PySet_Add(asgi.tasks, out) == 0)
+			r = PyObject_CallMethodOneArg(out, asgi.s_add_done_callback, done);
 		Py_XDECREF(done);
-		done = NULL;
-		if (p->gen == gen)
-			start_failed(p);
-	} else {
-		Py_DECREF(r);
-		if (p->gen == gen)	/* what asgi_disconnect_grace() cancels */
-			Py_XSETREF(p->task, Py_NewRef(task));
+		if (r == NULL) {
+			/* cannot follow the task: the request fails */
+			python_log_exception(LOG_ERROR, LOG_ERROR, "Exception in ASGI application");
+			if (p->gen == gen)
+				start_failed(p);
+		} else {
+			Py_DECREF(r);
+			if (p->gen == gen)	/* what asgi_disconnect_grace() cancels */
+				Py_XSETREF(p->task, Py_NewRef(out));
+		}
+		Py_DECREF(out);
+		break;
+	default:
+		start_failed(p);
+		break;
 	}
-	Py_XDECREF(done);
 	Py_DECREF(coro);
-	Py_DECREF(res);
-	Py_DECREF(ctx);
-	Py_DECREF(task);
-	return;
-fail:
-	Py_XDECREF(scope);
-	Py_XDECREF(recv);
-	Py_XDECREF(send);
-	Py_XDECREF(coro);
-	Py_XDECREF(res);
-	Py_XDECREF(ctx);
-	Py_XDECREF(task);
-	start_failed(p);
 }
 
 /* A parsed head in p->c.req: a websocket's or an HTTP request's scope,
@@ -586,14 +338,14 @@ channel_call(Channel *ch, PyObject *args, PyObject *kw)
 		return NULL;
 	switch (ch->kind) {
 	case CH_RECEIVE:
-		in_app++;
+		asgi.in_app++;
 		r = channel_receive(ch);
-		in_app--;
+		asgi.in_app--;
 		return r;
 	case CH_SEND:
-		in_app++;
+		asgi.in_app++;
 		r = channel_send(ch, arg);
-		in_app--;
+		asgi.in_app--;
 		return r;
 	default:
 		channel_done(ch, arg);
@@ -940,7 +692,7 @@ mod_tick(PyObject *self, PyObject *unused)
 static PyObject *
 mod_configure(PyObject *self, PyObject *args)
 {
-	PyObject *loop, *app, *tasks, *state, *wake, *stop, *tasks_mod;
+	PyObject *loop, *app, *tasks, *state, *wake, *stop;
 
 	if (!PyArg_ParseTuple(args, "OOO!OOO", &loop, &app, &PySet_Type, &tasks, &state, &wake,
 	    &stop))
@@ -950,6 +702,7 @@ mod_configure(PyObject *self, PyObject *args)
 	Py_XSETREF(asgi.tasks, Py_NewRef(tasks));
 	Py_XSETREF(asgi.wake, Py_NewRef(wake));
 	Py_XSETREF(asgi.lifespan_state, state == Py_None ? NULL : Py_NewRef(state));
+	Py_CLEAR(asgi.scope_tmpl);	/* its keys depend on lifespan_state */
 	Py_XSETREF(asgi.loop_create_future, PyObject_GetAttrString(loop, "create_future"));
 	Py_XSETREF(asgi.loop_create_task, PyObject_GetAttrString(loop, "create_task"));
 	if (asgi.loop_create_future == NULL || asgi.loop_create_task == NULL)
@@ -958,19 +711,8 @@ mod_configure(PyObject *self, PyObject *args)
 	Py_XSETREF(asgi.base_ctx, PyContext_CopyCurrent());
 	if (asgi.base_ctx == NULL)
 		return NULL;
-	Py_CLEAR(asgi.enter_task);
-	Py_CLEAR(asgi.leave_task);
-	if ((tasks_mod = PyImport_ImportModule("asyncio.tasks")) == NULL)
+	if (asgi_task_configure() == -1)
 		return NULL;
-	asgi.enter_task = PyObject_GetAttrString(tasks_mod, "_enter_task");
-	asgi.leave_task = PyObject_GetAttrString(tasks_mod, "_leave_task");
-	Py_DECREF(tasks_mod);
-	if (asgi.enter_task == NULL || asgi.leave_task == NULL) {
-		/* no eager step: every app runs from its task's first step */
-		Py_CLEAR(asgi.enter_task);
-		Py_CLEAR(asgi.leave_task);
-		PyErr_Clear();
-	}
 	Py_RETURN_NONE;
 }
 
@@ -1021,7 +763,7 @@ PyInit__cunicorn_asgi(void)
 	PyObject *m;
 
 	if (PyType_Ready(&ProtoType) < 0 || PyType_Ready(&ChannelType) < 0 ||
-	    PyType_Ready(&ResumeType) < 0 ||
+	    asgi_task_types_ready() < 0 ||
 	    PyType_Ready(&asgi_ready_type) < 0)
 		return NULL;
 	if ((m = PyModule_Create(&asgi_module)) == NULL)
