@@ -136,11 +136,11 @@ asgi_build_scope(Proto *p, const char **bad)
 			v = Py_NewRef(asgi.methods[i]);
 	if (v == NULL)
 		v = PyUnicode_DecodeLatin1(q->method, (Py_ssize_t)q->method_len, NULL);
-	if (set_new(s, asgi.k_method, v) == -1 ||
-	    set_new(s, asgi.k_path, decoded_path(q->path, q->path_len)) == -1 ||
-	    set_new(s, asgi.k_raw_path, PyBytes_FromStringAndSize(q->path,
+	if (py_dict_set_new(s, asgi.k_method, v) == -1 ||
+	    py_dict_set_new(s, asgi.k_path, decoded_path(q->path, q->path_len)) == -1 ||
+	    py_dict_set_new(s, asgi.k_raw_path, PyBytes_FromStringAndSize(q->path,
 	        (Py_ssize_t)q->path_len)) == -1 ||
-	    set_new(s, asgi.k_query_string, PyBytes_FromStringAndSize(q->query,
+	    py_dict_set_new(s, asgi.k_query_string, PyBytes_FromStringAndSize(q->query,
 	        (Py_ssize_t)q->query_len)) == -1)
 		goto fail;
 	if ((hl = PyList_New((Py_ssize_t)q->nheaders)) == NULL)
@@ -193,7 +193,7 @@ asgi_build_scope(Proto *p, const char **bad)
 	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
 		goto fail;
 	if (asgi.lifespan_state != NULL &&
-	    set_new(s, asgi.k_state, PyDict_Copy(asgi.lifespan_state)) == -1)
+	    py_dict_set_new(s, asgi.k_state, PyDict_Copy(asgi.lifespan_state)) == -1)
 		goto fail;
 	return s;
 fail:

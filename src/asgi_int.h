@@ -54,6 +54,7 @@
 #include "http_conn.h"
 #include "http_parser.h"
 #include "log.h"
+#include "pyutil.h"
 #include "util.h"
 
 struct http_worker_ctx;
@@ -434,18 +435,6 @@ asgi_bytes_of(PyObject *o, const char **s, Py_ssize_t *n)
 	}
 	PyErr_Format(PyExc_TypeError, "expected bytes, got %.100s", Py_TYPE(o)->tp_name);
 	return -1;
-}
-
-static inline int
-set_new(PyObject *d, PyObject *k, PyObject *v)
-{
-	int rc;
-
-	if (v == NULL)
-		return -1;
-	rc = PyDict_SetItem(d, k, v);
-	Py_DECREF(v);
-	return rc;
 }
 
 #endif

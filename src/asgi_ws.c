@@ -137,7 +137,7 @@ asgi_ws_disconnect_message(int code)
 {
 	PyObject *m = ws_message("websocket.disconnect");
 
-	if (m != NULL && set_new(m, asgi.k_code, PyLong_FromLong(code)) == -1)
+	if (m != NULL && py_dict_set_new(m, asgi.k_code, PyLong_FromLong(code)) == -1)
 		Py_CLEAR(m);
 	return m;
 }
@@ -499,7 +499,7 @@ asgi_ws_start(Proto *p)
 		}
 		s = c ? c + 1 : e;
 	}
-	if (set_new(scope, asgi.k_subprotocols, subs) == -1 ||
+	if (py_dict_set_new(scope, asgi.k_subprotocols, subs) == -1 ||
 	    PyDict_SetItem(scope, asgi.k_type, asgi.v_websocket) == -1 ||
 	    PyDict_SetItem(scope, asgi.k_scheme,
 	        PyUnicode_CompareWithASCIIString(PyDict_GetItem(scope, asgi.k_scheme), "https") == 0 ?

@@ -338,18 +338,6 @@ method_object(const char *m, size_t len)
 	return PyUnicode_DecodeLatin1(m, (Py_ssize_t)len, NULL);
 }
 
-static int
-set_new(PyObject *env, PyObject *key, PyObject *value)
-{
-	int rc;
-
-	if (value == NULL)
-		return -1;
-	rc = PyDict_SetItem(env, key, value);
-	Py_DECREF(value);
-	return rc;
-}
-
 /*
  * gunicorn.socket: a socket.socket on the client's fd.  Making one costs
  * ~3.5 us (Python __init__, getsockname), too much for every request, and
@@ -458,10 +446,10 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	*bad_request = NULL;
 	if ((env = PyDict_Copy(base_env)) == NULL)
 		return NULL;
-	if (set_new(env, k_request_method, method_object(hr->method, hr->method_len)) == -1 ||
-	    set_new(env, k_query_string, hr->query_len ? PyUnicode_DecodeLatin1(hr->query,
+	if (py_dict_set_new(env, k_request_method, method_object(hr->method, hr->method_len)) == -1 ||
+	    py_dict_set_new(env, k_query_string, hr->query_len ? PyUnicode_DecodeLatin1(hr->query,
 	        (Py_ssize_t)hr->query_len, NULL) : Py_NewRef(v_empty)) == -1 ||
-	    set_new(env, k_raw_uri, PyUnicode_DecodeLatin1(hr->target,
+	    py_dict_set_new(env, k_raw_uri, PyUnicode_DecodeLatin1(hr->target,
 	        (Py_ssize_t)hr->target_len, NULL)) == -1 ||
 	    PyDict_SetItem(env, k_server_protocol,
 	        hr->version_minor == 0 ? v_http10 : v_http11) == -1)
@@ -469,7 +457,7 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	if (hr->version_major != 1 || hr->version_minor > 1) {
 		char proto[32];
 		snprintf(proto, sizeof(proto), "HTTP/%d.%d", hr->version_major, hr->version_minor);
-		if (set_new(env, k_server_protocol, PyUnicode_FromString(proto)) == -1)
+		if (py_dict_set_new(env, k_server_protocol, PyUnicode_FromString(proto)) == -1)
 			goto fail;
 	}
 
@@ -570,8 +558,8 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	if (c->peer.ss_family == AF_UNIX) {
 		if (PyDict_SetItem(env, k_remote_addr, v_empty) == -1)
 			goto fail;
-	} else if (set_new(env, k_remote_addr, PyUnicode_FromString(q->peer_text)) == -1 ||
-	    set_new(env, k_remote_port, PyUnicode_FromFormat("%d", q->peer_port)) == -1)
+	} else if (py_dict_set_new(env, k_remote_addr, PyUnicode_FromString(q->peer_text)) == -1 ||
+	    py_dict_set_new(env, k_remote_port, PyUnicode_FromFormat("%d", q->peer_port)) == -1)
 		goto fail;
 
 	/* SERVER_* : the listener's address, or the Host header for unix */
@@ -583,7 +571,7 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	} else if (host != NULL) {
 		const char *colon = memchr(host, ':', host_len);
 		size_t nlen = colon ? (size_t)(colon - host) : host_len;
-		if (set_new(env, k_server_name, PyUnicode_DecodeLatin1(host, (Py_ssize_t)nlen, NULL)) == -1)
+		if (py_dict_set_new(env, k_server_name, PyUnicode_DecodeLatin1(host, (Py_ssize_t)nlen, NULL)) == -1)
 			goto fail;
 		if (colon) {
 			const char *p = colon + 1, *e = memchr(p, ':', host_len - nlen - 1);
@@ -591,11 +579,11 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 			val = PyUnicode_DecodeLatin1(p, (Py_ssize_t)plen, NULL);
 		} else
 			val = PyUnicode_FromString(scheme == 1 ? "443" : "80");
-		if (set_new(env, k_server_port, val) == -1)
+		if (py_dict_set_new(env, k_server_port, val) == -1)
 			goto fail;
 	} else {
 		const char *name = c->listener ? c->listener->host : "";
-		if (set_new(env, k_server_name, PyUnicode_DecodeFSDefault(name ? name : "")) == -1 ||
+		if (py_dict_set_new(env, k_server_name, PyUnicode_DecodeFSDefault(name ? name : "")) == -1 ||
 		    PyDict_SetItem(env, k_server_port, v_empty) == -1)
 			goto fail;
 	}
@@ -606,7 +594,7 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	if (fwd_script != NULL) {
 		sn = fwd_script;
 		sn_len = fwd_script_len;
-		if (set_new(env, k_script_name, PyUnicode_DecodeLatin1(sn,
+		if (py_dict_set_new(env, k_script_name, PyUnicode_DecodeLatin1(sn,
 		    (Py_ssize_t)sn_len, NULL)) == -1)
 			goto fail;
 	}
@@ -622,7 +610,7 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 		path += sn_len;
 		path_len -= sn_len;
 	}
-	if (set_new(env, k_path_info, unquote_latin1(path, path_len)) == -1)
+	if (py_dict_set_new(env, k_path_info, unquote_latin1(path, path_len)) == -1)
 		goto fail;
 
 	if ((val = wsgi_input_object(q)) == NULL ||

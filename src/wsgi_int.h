@@ -36,6 +36,7 @@
 #include "buf.h"
 #include "http_conn.h"
 #include "log.h"
+#include "pyutil.h"
 #include "wsgi.h"
 
 /* An interned str made once; aborts when Python cannot make it. */
