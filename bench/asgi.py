@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import BENCH, BUILD, PYTHON, Proc, free_port, fmt, wrk
+from common import BENCH, BUILD, PYTHON, Proc, fmt, free_port, in_turn, print_in_turn, start_all, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(os.environ.get("CUNICORN_BIN_DIR", BUILD), "cunicorn")
@@ -50,46 +50,18 @@ def table(app, appdir, rounds):
     """Every server for app up at once, measured round-robin `rounds`
     times: each figure is a median over moments spread across the run,
     so a passing load on the machine weighs on every server alike."""
-    procs, notes = [], {}
+    procs, notes, figures = [], {}, {}
     label = "raw" if app == "hello" else "FastAPI"
     try:
-        for name, _ in servers(app, 0):
-            port = free_port()
-            argv = dict(servers(app, port))[name]
-            p = Proc(argv, port, cwd=appdir)
-            if not p.ok:
-                notes[name] = "did not start: " + p.log()[-200:].replace("\n", " | ")
-                p.stop()
-                continue
-            procs.append((name, p, "http://127.0.0.1:%d/" % port))
+        procs, notes = start_all(lambda port: servers(app, port), appdir)
         # the port opens before every worker has imported the app: an
         # early client's connections would all land in the first one up
         time.sleep(3)
-        for name, p, url in procs:
-            wrk(url, 1, close=False)        # warm up
-        figures = dict((name, []) for name, _, _ in procs)
-        for _ in range(rounds):
-            for name, p, url in procs:
-                rps, non2xx, sock = wrk(url, SECONDS, close=False)
-                if rps:
-                    figures[name].append(rps)
-                if non2xx or sock:
-                    notes[name] = ("non-2xx %d " % non2xx if non2xx else "") + (sock or "")
+        figures = in_turn(procs, rounds, SECONDS, notes)
     finally:
         for _, p, _ in procs:
             p.stop()
-    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
-    ref = med.get(CUN_NAME)
-    for name, _, _ in procs:
-        rps = med.get(name)
-        ratio = ("  (cunicorn = %.2fx)" % (ref / rps)
-                 if ref and rps and name != CUN_NAME else "")
-        spread = " [%s]" % " ".join("%.0f" % x for x in figures[name])
-        print("  %-34s %-8s %10s req/s%s%s %s" % (name, label, "%.0f" % rps if rps else "-",
-                                                  ratio, spread, notes.get(name, "")))
-    for name, note in notes.items():
-        if name not in figures:
-            print("  %-34s %-8s %s" % (name, label, note))
+    print_in_turn(procs, figures, notes, CUN_NAME, "cunicorn", width=34, label=label)
 
 
 def main():

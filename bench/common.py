@@ -91,6 +91,58 @@ def wrk(url, seconds=5, conns=32, threads=2, close=True):
             sock.group(1) if sock else "")
 
 
+def start_all(make, cwd):
+    """make(port) -> [(name, argv), ...]: start each server on a port of its
+    own.  Returns [(name, Proc, url)] of those up, and {name: note} for
+    those that did not start."""
+    procs, notes = [], {}
+    for name, _ in make(0):
+        port = free_port()
+        p = Proc(dict(make(port))[name], port, cwd=cwd)
+        if not p.ok:
+            notes[name] = "did not start: " + p.log()[-200:].replace("\n", " | ")
+            p.stop()
+            continue
+        procs.append((name, p, "http://127.0.0.1:%d/" % port))
+    return procs, notes
+
+
+def in_turn(procs, rounds, seconds, notes):
+    """Warm each server up, then wrk (keep-alive) each in turn, `rounds`
+    times: every figure is a median over moments spread across the run, so
+    a passing load on the machine weighs on every server alike.  Returns
+    {name: [req/s of each round]}; errors go into notes."""
+    for _, _, url in procs:
+        wrk(url, 1, close=False)
+    figures = dict((name, []) for name, _, _ in procs)
+    for _ in range(rounds):
+        for name, _, url in procs:
+            rps, non2xx, sock = wrk(url, seconds, close=False)
+            if rps:
+                figures[name].append(rps)
+            if non2xx or sock:
+                notes[name] = ("non-2xx %d " % non2xx if non2xx else "") + (sock or "")
+    return figures
+
+
+def print_in_turn(procs, figures, notes, ref, ref_label, width=26, label=None):
+    """One line per server of an in_turn() run: the median, its ratio to
+    ref's (a name in figures), every round's figure, the notes."""
+    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
+    base = med.get(ref)
+    lead = "  %%-%ds " % width + ("%-8s " % label if label else "")
+    for name, _, _ in procs:
+        rps = med.get(name)
+        ratio = ("  (%s = %.2fx)" % (ref_label, base / rps)
+                 if base and rps and name != ref else "")
+        spread = " [%s]" % " ".join("%.0f" % x for x in figures[name])
+        print(lead % name + "%10s req/s%s%s %s" % ("%.0f" % rps if rps else "-", ratio,
+                                                     spread, notes.get(name, "")))
+    for name, note in notes.items():
+        if name not in figures:
+            print(lead % name + note)
+
+
 def children(pid):
     out = []
     for name in os.listdir("/proc"):

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from common import BENCH, BUILD, PYTHON, Proc, free_port, memory, children, wrk
+from common import BENCH, BUILD, PYTHON, Proc, children, free_port, in_turn, memory, print_in_turn, start_all, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(BUILD, "cunicorn")
@@ -100,27 +100,10 @@ def table(rounds=3):
     figure is a median over moments spread across the whole run, so a
     passing load on the machine weighs on every peer alike."""
     root = tempfile.mkdtemp(prefix="cunicorn-bench-www-")
-    procs, notes = [], {}
+    procs, notes, figures = [], {}, {}
     try:
-        for name, _ in peers(0, root):
-            port = free_port()
-            argv = dict(peers(port, root))[name]
-            p = Proc(argv, port, cwd=BENCH)
-            if not p.ok:
-                notes[name] = "did not start: " + p.log()[-200:].replace("\n", " | ")
-                p.stop()
-                continue
-            url = "http://127.0.0.1:%d/" % port
-            wrk(url, seconds=1, close=False)
-            procs.append((name, p, url))
-        figures = dict((name, []) for name, _, _ in procs)
-        for _ in range(rounds):
-            for name, p, url in procs:
-                rps, non2xx, sockerr = wrk(url, seconds=SECONDS, close=False)
-                if rps:
-                    figures[name].append(rps)
-                if non2xx or sockerr:
-                    notes[name] = ("non-2xx %d " % non2xx if non2xx else "") + (sockerr or "")
+        procs, notes = start_all(lambda port: peers(port, root), BENCH)
+        figures = in_turn(procs, rounds, SECONDS, notes)
     finally:
         for _, p, _ in procs:
             p.stop()
@@ -130,17 +113,7 @@ def table(rounds=3):
                 shutil.rmtree(os.path.join("/tmp", d), ignore_errors=True)
     print("hello world, 2 workers, wrk -t2 -c32 -d%ds, keep-alive client, loopback; "
           "median of %d rounds, peers measured in turn" % (SECONDS, rounds))
-    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
-    ref = med.get("cunicorn gthread -t4")
-    for name, _, _ in procs:
-        rps = med.get(name)
-        ratio = ("  (cunicorn gthread -t4 = %.2fx)" % (ref / rps)) if ref and rps and name != "cunicorn gthread -t4" else ""
-        spread = " [%s]" % " ".join("%.0f" % x for x in figures[name])
-        print("  %-26s %10s req/s%s%s %s" % (name, "%.0f" % rps if rps else "-", ratio,
-                                             spread, notes.get(name, "")))
-    for name, note in notes.items():
-        if name not in figures:
-            print("  %-26s %s" % (name, note))
+    print_in_turn(procs, figures, notes, "cunicorn gthread -t4", "cunicorn gthread -t4")
 
 
 def trickle_and_idle(port, n_idle, n_trickle, stop):

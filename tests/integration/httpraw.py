@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from conftest import wait_for
+
 
 class Connection:
     def __init__(self, port, timeout=10.0, host="127.0.0.1"):
@@ -203,3 +205,16 @@ def keepalive_clients(port, clients=4, rounds=15, per_conn=3):
     for t in ts:
         t.join(120)
     return failures
+
+
+def leave_mid_stream(s, marker, what):
+    """GET / on s, hang up after the streamed body's first chunk, wait for
+    the app to write its marker file (what: what the wait is for); the
+    marker's text."""
+    c = Connection(s.port)
+    c.send(get("/"))
+    wait_for(lambda: b"first" in (c.sock.recv(4096) or b"first"), 10, what="first chunk")
+    c.close()
+    wait_for(lambda: os.path.exists(marker), 10, what="%s; log:\n%s" % (what, s.log()))
+    with open(marker) as f:
+        return f.read()

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from conftest import blocked_signals, http_get, raw_http, start_to_exit, wait_for
-from httpraw import (Connection, assert_term_finishes_inflight,
+from httpraw import (Connection, assert_term_finishes_inflight, leave_mid_stream,
                      assert_worker_connections_backlog, check_expect_100_continue, get,
                      keepalive_clients, seconds_to_idle_close)
 
@@ -153,14 +153,7 @@ def test_expect_100_continue(make_server):
 def test_disconnect_mid_stream_reaches_the_app(make_server, tmp_path):
     marker = str(tmp_path / "gone")
     s = asgi(make_server, "until_disconnect", env={"ASGI_MARKER": marker})
-    c = Connection(s.port)
-    c.send(get("/"))
-    wait_for(lambda: b"first" in (c.sock.recv(4096) or b"first"), 10, what="first chunk")
-    c.close()
-    wait_for(lambda: os.path.exists(marker), 10,
-             what="http.disconnect in the app; log:\n" + s.log())
-    with open(marker) as f:
-        assert f.read() == "http.disconnect"
+    assert leave_mid_stream(s, marker, "http.disconnect in the app") == "http.disconnect"
     with Connection(s.port) as c2:     # the worker serves on
         c2.send(get("/"))
         assert c2.response.__self__._line().startswith(b"HTTP/1.1 200")

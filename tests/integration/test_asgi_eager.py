@@ -7,10 +7,8 @@ after the first await, cancellation, and a Starlette stream cancelled when
 the client goes."""
 
 import json
-import os
 
-from conftest import wait_for
-from httpraw import Connection, get
+from httpraw import Connection, get, leave_mid_stream
 
 APP = "tests.integration.apps.asgi_eager_apps"
 
@@ -77,14 +75,7 @@ def test_exceptions_before_and_after_the_first_await(make_server):
 def test_starlette_stream_cancelled_when_the_client_goes(make_server, tmp_path):
     marker = str(tmp_path / "gone")
     s = asgi(make_server, "stream", "-w", "1", env={"ASGI_MARKER": marker})
-    c = Connection(s.port)
-    c.send(get("/"))
-    wait_for(lambda: b"first" in (c.sock.recv(4096) or b"first"), 10, what="first chunk")
-    c.close()
-    wait_for(lambda: os.path.exists(marker), 10,
-             what="the generator cancelled; log:\n" + s.log())
-    with open(marker) as f:
-        assert f.read() == "cancelled"
+    assert leave_mid_stream(s, marker, "the generator cancelled") == "cancelled"
     with Connection(s.port) as c2:
         c2.send(get("/"))
         assert c2._line().startswith(b"HTTP/1.1 200")
