@@ -624,22 +624,8 @@ mod_on_signals(PyObject *self, PyObject *unused)
 {
 	int sig;
 
-	while ((sig = sigpipe_next()) != 0) {
-		switch (sig) {
-		case SIGTERM:
-		case SIGHUP:
-			start_stopping();
-			break;
-		case SIGINT:
-		case SIGQUIT:
-			exit_with_hook(HOOK_WORKER_INT, 0);
-		case SIGABRT:
-			exit_with_hook(HOOK_WORKER_ABORT, 1);
-		case SIGUSR1:
-			log_reopen();
-			break;
-		}
-	}
+	while ((sig = sigpipe_next()) != 0)
+		http_worker_loop_signal(sig, start_stopping, exit_with_hook);
 	return PyBool_FromLong(asgi.stopping);
 }
 

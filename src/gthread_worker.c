@@ -724,27 +724,13 @@ loop_abort_requests(void)
 	inline_gil_drop();
 }
 
-static void
-on_one_signal(int sig)
+/* INT/QUIT/ABRT (http_worker_loop_signal says which hook and status). */
+static void __attribute__((noreturn))
+loop_quit(enum hook_id hook, int code)
 {
-	switch (sig) {
-	case SIGTERM:
-	case SIGHUP:
-		start_stopping();
-		break;
-	case SIGINT:
-	case SIGQUIT:
-		loop_abort_requests();
-		loop_hook(HOOK_WORKER_INT);
-		loop_exit(0);
-	case SIGABRT:
-		loop_abort_requests();
-		loop_hook(HOOK_WORKER_ABORT);
-		loop_exit(1);
-	case SIGUSR1:
-		log_reopen();
-		break;
-	}
+	loop_abort_requests();
+	loop_hook(hook);
+	loop_exit(code);
 }
 
 static void
@@ -753,7 +739,7 @@ on_signals(void)
 	int sig;
 
 	while ((sig = sigpipe_next()) != 0)
-		on_one_signal(sig);
+		http_worker_loop_signal(sig, start_stopping, loop_quit);
 }
 
 /* ---- setup and the loop ---- */

@@ -107,6 +107,28 @@ signals_collect(void)
  * finally), so it runs here, whatever the reason for exiting.
  */
 void
+http_worker_loop_signal(int sig, void (*stop)(void),
+    void (*quit)(enum hook_id hook, int code))
+{
+	switch (sig) {
+	case SIGTERM:
+	case SIGHUP:
+		stop();
+		break;
+	case SIGINT:
+	case SIGQUIT:
+		quit(HOOK_WORKER_INT, 0);
+		break;
+	case SIGABRT:
+		quit(HOOK_WORKER_ABORT, 1);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		break;
+	}
+}
+
+void
 http_worker_exit(int code)
 {
 	struct settings *cfg = wctx->cfg;

@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "settings.h"
+
 struct settings;
 struct listener;
 
@@ -68,6 +70,12 @@ void *http_worker_boot(struct http_worker_ctx *ctx, int threads, void (*urgent)(
 int http_worker_reload_due(void);
 /* The one way out: worker_exit hook, "Worker exiting", _exit.  GIL held. */
 void http_worker_exit(int code) __attribute__((noreturn));
+/* gunicorn's meaning of one signal to a loop worker (gthread, asgi), in
+ * one place: TERM, HUP: stop() (graceful); INT, QUIT: quit(worker_int
+ * hook, 0); ABRT: quit(worker_abort hook, 1); USR1: reopen the logs.
+ * quit must not return. */
+void http_worker_loop_signal(int sig, void (*stop)(void),
+    void (*quit)(enum hook_id hook, int code));
 
 /* gthread_worker.c */
 void gthread_worker_main(struct http_worker_ctx *ctx) __attribute__((noreturn));

@@ -273,6 +273,30 @@ def test_max_requests_recycling_drops_nothing(make_server):
     assert s.log().count("Autorestarting worker after current request.") >= 2
 
 
+@pytest.mark.parametrize("sig,hook,status", [(signal.SIGINT, "worker_int", 0),
+                                             (signal.SIGQUIT, "worker_int", 0),
+                                             (signal.SIGABRT, "worker_abort", 1)])
+def test_worker_signal_hooks(make_server, tmp_path, sig, hook, status):
+    """gunicorn's worker signals, as for the WSGI workers: INT and QUIT run
+    worker_int, ABRT worker_abort, then worker_exit, in the worker."""
+    hook_log = tmp_path / "hooks.jsonl"
+    conf = os.path.join(os.path.dirname(__file__), "apps", "wsgi_hooks_conf.py")
+    s = asgi(make_server, "hello", "-c", conf, env={"HOOK_LOG": str(hook_log)})
+
+    def lines():
+        text = hook_log.read_text() if hook_log.exists() else ""
+        return [json.loads(x) for x in text[:text.rfind("\n") + 1].splitlines()]
+    worker = wait_for(lambda: s.pids_titled("worker"), 10, what="worker")[0]
+    wait_for(lambda: any(h["hook"] == "post_worker_init" and h["pid"] == worker
+                         for h in lines()), 10, what="post_worker_init")
+    os.kill(worker, sig)
+    s.wait_log("Worker exiting (pid: %d)" % worker)
+    names = [h["hook"] for h in lines() if h.get("pid") == worker]
+    assert names.index(hook) < names.index("worker_exit"), names
+    if status:
+        s.wait_log("Worker (pid:%d) exited with code %d" % (worker, status))
+
+
 def test_quit_and_usr1(make_server):
     s = asgi(make_server, "hello")
     http_get(s.port, "/")

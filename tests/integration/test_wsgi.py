@@ -591,13 +591,15 @@ def _hook_lines(path):
     return [json.loads(x) for x in text[:text.rfind("\n") + 1].splitlines()]
 
 
+@pytest.mark.parametrize("worker", [[], ["-k", "gthread", "--threads", "2"]],
+                         ids=["sync", "gthread"])
 @pytest.mark.parametrize("sig,hook", [(signal.SIGINT, "worker_int"),
                                       (signal.SIGQUIT, "worker_int"),
                                       (signal.SIGABRT, "worker_abort")])
-def test_worker_signal_hooks(make_server, tmp_path, sig, hook):
+def test_worker_signal_hooks(make_server, tmp_path, sig, hook, worker):
     hook_log = tmp_path / "hooks.jsonl"
     s = serve(make_server, "slow", "-c", os.path.join(APPS, "wsgi_hooks_conf.py"),
-              env={"HOOK_LOG": str(hook_log)})
+              *worker, env={"HOOK_LOG": str(hook_log)})
     worker = wait_for(lambda: s.pids_titled("worker"), 10, what="worker")[0]
     wait_for(lambda: any(h["hook"] == "post_worker_init" and h["pid"] == worker
                          for h in _hook_lines(hook_log)), 5, what="post_worker_init")
