@@ -24,6 +24,8 @@
 
 #include "dirty_wire.h"
 
+#define FRAME_READER_KEEP	(64 * 1024)	/* buffer kept between frames */
+
 typedef struct {
 	PyObject_HEAD
 	struct dirty_reader rd;
@@ -101,6 +103,8 @@ FrameReader_feed(FrameReaderObject *self, PyObject *arg)
 		goto fail;
 	}
 	dirty_reader_keep(&self->rd);	/* the partial frame outlives view */
+	/* a large frame's room is not kept for the connection's life */
+	dirty_reader_trim(&self->rd, FRAME_READER_KEEP);
 	PyBuffer_Release(&view);
 	return out;
 fail:

@@ -101,11 +101,7 @@ signals_collect(void)
 		}
 }
 
-/*
- * The one way out.  gunicorn runs worker_exit(server, worker) in the
- * worker process itself, after the worker stopped (arbiter.spawn_worker's
- * finally), so it runs here, whatever the reason for exiting.
- */
+/* The loop workers' signals (http_worker.h). */
 void
 http_worker_loop_signal(int sig, void (*stop)(void),
     void (*quit)(enum hook_id hook, int code))
@@ -128,6 +124,11 @@ http_worker_loop_signal(int sig, void (*stop)(void),
 	}
 }
 
+/*
+ * The one way out.  gunicorn runs worker_exit(server, worker) in the
+ * worker process itself, after the worker stopped (arbiter.spawn_worker's
+ * finally), so it runs here, whatever the reason for exiting.
+ */
 void
 http_worker_exit(int code)
 {

@@ -264,7 +264,7 @@ def test_asyncio_client(make_server, tmp_path, threads):
     assert "ValueError" in r["app_error"]["traceback"]
     assert r["notfound"]["class"] == "DirtyAppNotFoundError"
     assert r["slow"] == [True, "fast"]
-    assert r["big_ok"] == [True] * 6
+    assert r["big_ok"] == [True] * 9
     assert r["reuse"] == {"again": [{"i": 0}, {"i": 1}], "reused": True,
                           "abandoned_closed": True}
 

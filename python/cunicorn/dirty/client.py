@@ -88,6 +88,7 @@ class DirtyClient:
         self._idle = []          # idle _cunicorn_dirty.Connection objects
         self._achan = None       # _AsyncChannel (asyncio side)
         self._astreams = []      # idle stream channels, reused by stream_async
+        self._agen = 0           # close_async() count: older channels are not kept
 
     def __repr__(self):
         return "<DirtyClient %s>" % (self.socket_path,)
@@ -239,24 +240,27 @@ class DirtyClient:
         idle = self._astreams
         while idle:
             ch = idle.pop()
-            if ch.loop is loop and ch.proto is not None and not ch.closed:
+            if ch.loop is loop and _healthy(ch):
                 return ch
-            ch.abort()
-        return _AsyncChannel(self, loop)
+            _drop_channel(ch)
+        ch = _AsyncChannel(self, loop)
+        ch.gen = self._agen
+        return ch
 
     def _stream_done(self, ch):
         """A stream ended with its END, result or error frame: its channel
         is kept for the next stream if it is healthy and there is room."""
-        if (not ch.pending and ch.proto is not None and not ch.closed
+        if (not ch.pending and _healthy(ch) and ch.gen == self._agen
                 and len(self._astreams) < _MAX_IDLE_STREAMS):
             self._astreams.append(ch)
         else:
             ch.abort()
 
     async def close_async(self):
+        self._agen += 1          # a stream still running is not kept after it
         idle, self._astreams = self._astreams, []
         for ch in idle:
-            ch.abort()
+            _drop_channel(ch)
         ch, self._achan = self._achan, None
         if ch is not None:
             await ch.close()
@@ -546,9 +550,46 @@ class _ChannelProtocol:
             p.set_result(None)
 
 
+def _healthy(ch):
+    """A channel that may carry another call: open, not closing."""
+    proto = ch.proto
+    return (proto is not None and not ch.closed and proto.transport is not None
+            and not proto.transport.is_closing())
+
+
+def _drop_channel(ch):
+    """Close a channel of any loop from any thread: on its own loop while
+    that loop lives (transports are not thread-safe); a closed loop's is
+    left to the garbage collector."""
+    loop = ch.loop
+    if loop.is_closed():
+        ch.closed = True
+        ch.proto = None
+        return
+    try:
+        running = _running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        ch.abort()
+    else:
+        try:
+            loop.call_soon_threadsafe(ch.abort)
+        except RuntimeError:         # closed meanwhile
+            ch.closed = True
+            ch.proto = None
+
+
+def _running_loop():
+    import asyncio
+    return asyncio.get_running_loop()
+
+
 class _AsyncChannel:
     """One asyncio connection to the arbiter, many calls in flight matched
     by id; its protocol routes replies to futures and stream sinks."""
+
+    gen = 0                      # the client's close_async() count at birth
 
     def __init__(self, client, loop):
         self.client = client
@@ -594,8 +635,11 @@ class _AsyncChannel:
                 raise DirtyConnectionError(
                     "Failed to connect to dirty arbiter: %s" % exc,
                     socket_path=client.socket_path) from exc
-        if self.closed:              # closed while connecting
-            proto.transport.close()
+        if self.closed or proto.transport is None or proto.transport.is_closing():
+            # closed while connecting, or the connection was lost before
+            # it was ours (its connection_lost was not for this channel)
+            if proto.transport is not None:
+                proto.transport.close()
             raise DirtyConnectionError("dirty connection closed",
                                        socket_path=client.socket_path)
         self.proto = proto
@@ -663,7 +707,10 @@ class _AsyncChannel:
                                        socket_path=self.client.socket_path)
         t.write(frame)
         if proto.paused is not None:
-            await proto.paused       # the arbiter reads slower than we write
+            # the arbiter reads slower than we write; shielded: the future
+            # is every sender's, a cancelled one must not cancel it
+            import asyncio
+            await asyncio.shield(proto.paused)
 
     async def execute(self, app_path, action, args, kwargs):
         rid = next(self.ids)
@@ -770,7 +817,10 @@ class DirtyAsyncStreamIterator(_StreamBase):
             self._release()
             raise StopAsyncIteration
         if isinstance(item, BaseException):
-            self._release()     # an error frame; a broken channel is not kept
+            if isinstance(item, DirtyProtocolError):
+                self._finish()  # the peers no longer agree: not kept
+            else:
+                self._release()  # an error frame; a broken channel is not kept
             raise item
         if item[0] == "result":
             self._release()
