@@ -163,7 +163,13 @@ async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
         if (stopping or full) and servers:
             stop_accepting()
         if done:
-            break
+            # a connection the loop accepted just before its listeners
+            # closed may still be on its way to connection_made (uvloop
+            # schedules it): give it one turn, then ask again
+            await asyncio.sleep(0)
+            if _cunicorn_asgi.tick()[2]:
+                break
+            continue
         if not stopping and not full and not servers:
             await listen()
             continue
