@@ -11,6 +11,7 @@
 #include "settings.h"
 #include "settings_int.h"
 #include "log.h"
+#include "pyutil.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -341,18 +342,6 @@ value_to_python(const struct settings *s, const struct setting_def *d)
 	Py_RETURN_NONE;
 }
 
-static int
-dict_set_new(PyObject *dict, const char *key, PyObject *v)
-{
-	int rc;
-
-	if (v == NULL)
-		return -1;
-	rc = PyDict_SetItemString(dict, key, v);
-	Py_DECREF(v);
-	return rc;
-}
-
 /* What a hook reading cfg.<name> of a setting cunicorn ignores gets: the
  * value that runs, gunicorn's default (the first of its spellings), as
  * gunicorn's own type.  New reference, NULL with an exception set. */
@@ -397,22 +386,22 @@ settings_to_python(const struct settings *s)
 		const struct setting_def *d = &settings_table[i];
 		if (d->flags & F_NOPRINT)
 			continue;
-		if (dict_set_new(kw, d->name, value_to_python(s, d)) == -1)
+		if (py_dict_set_new_str(kw, d->name, value_to_python(s, d)) == -1)
 			goto out;
 	}
 	for (size_t i = 0; i < NUNSUPPORTED; i++)
-		if (dict_set_new(kw, unsupported_table[i].name,
+		if (py_dict_set_new_str(kw, unsupported_table[i].name,
 		    unsupported_default_to_python(&unsupported_table[i])) == -1)
 			goto out;
 	/* gunicorn's Config properties */
-	if (dict_set_new(kw, "proc_name",
+	if (py_dict_set_new_str(kw, "proc_name",
 	    py_str_or_none(settings_proc_name(s))) == -1 ||
-	    dict_set_new(kw, "uid", PyLong_FromUnsignedLong(s->uid)) == -1 ||
-	    dict_set_new(kw, "gid", PyLong_FromUnsignedLong(s->gid)) == -1 ||
-	    dict_set_new(kw, "worker_class_str",
+	    py_dict_set_new_str(kw, "uid", PyLong_FromUnsignedLong(s->uid)) == -1 ||
+	    py_dict_set_new_str(kw, "gid", PyLong_FromUnsignedLong(s->gid)) == -1 ||
+	    py_dict_set_new_str(kw, "worker_class_str",
 	    py_str_or_none(s->worker_class)) == -1 ||
-	    dict_set_new(kw, "is_ssl", PyBool_FromLong(0)) == -1 ||
-	    dict_set_new(kw, "app_uri", py_str_or_none(s->app_uri)) == -1)
+	    py_dict_set_new_str(kw, "is_ssl", PyBool_FromLong(0)) == -1 ||
+	    py_dict_set_new_str(kw, "app_uri", py_str_or_none(s->app_uri)) == -1)
 		goto out;
 	if ((env = PyDict_New()) == NULL)
 		goto out;
@@ -432,7 +421,7 @@ settings_to_python(const struct settings *s)
 		Py_DECREF(k);
 		Py_DECREF(v);
 	}
-	if (dict_set_new(kw, "env", env) == -1)
+	if (py_dict_set_new_str(kw, "env", env) == -1)
 		goto out;
 
 	if ((types = PyImport_ImportModule("types")) == NULL ||
