@@ -35,10 +35,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
 
 
-def one_round(port, worker):
+def one_round(port, workers):
     """Open N streams, read them to their end; the delays seen, how many
     completed, and the HTTP worker's CPU time over the round."""
-    cpu0 = sum(cpu_seconds(c) for c in worker)
+    cpu0 = sum(cpu_seconds(c) for c in workers)
     sel = selectors.DefaultSelector()
     req = b"GET /?n=%d&delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (TOKENS, str(DELAY).encode())
     state = {}
@@ -94,7 +94,7 @@ def one_round(port, worker):
                 sel.unregister(s)
                 s.close()
                 del state[s]
-    cpu = sum(cpu_seconds(c) for c in worker) - cpu0
+    cpu = sum(cpu_seconds(c) for c in workers) - cpu0
     for s in list(state):
         s.close()
     sel.close()
@@ -105,19 +105,19 @@ def main():
     port = free_port()
     dirty_threads = (N + 3) // 4 + 8
     if WORKER == "asgi":
-        worker, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, FastAPI + stream_async()"
+        kind, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, FastAPI + stream_async()"
         app = "sse_app:api"
     elif WORKER == "asgi-raw":
-        worker, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, a bare ASGI app + stream_async()"
+        kind, what = ["-k", "asgi"], "1 HTTP worker, -k asgi, a bare ASGI app + stream_async()"
         app = "sse_app:raw"
     else:
-        worker, what = ["-k", "gthread", "--threads", "4"], "1 HTTP worker, --threads 4"
+        kind, what = ["-k", "gthread", "--threads", "4"], "1 HTTP worker, --threads 4"
         app = "sse_app:application"
     # the app runs from a directory holding only it: bench/http.py would
     # shadow the standard library's http package (FastAPI imports it)
     appdir = tempfile.mkdtemp(prefix="cunicorn-bench-sse-")
     shutil.copy(os.path.join(BENCH, "sse_app.py"), appdir)
-    p = Proc([os.path.join(BUILD, "cunicorn"), "-w", "1"] + worker +
+    p = Proc([os.path.join(BUILD, "cunicorn"), "-w", "1"] + kind +
              ["--worker-connections", str(N + 100), "-b", "127.0.0.1:%d" % port,
               "--dirty-app", "sse_app:Tokens", "--dirty-workers", "4",
               "--dirty-threads", str(dirty_threads), "--timeout", "120",
@@ -129,7 +129,7 @@ def main():
         return 1
     try:
         time.sleep(2.0)      # dirty workers up
-        worker = [c for c in children(p.p.pid) if "worker" in title(c) and "dirty" not in title(c)]
+        workers = [c for c in children(p.p.pid) if "worker" in title(c) and "dirty" not in title(c)]
         print("%d concurrent SSE streams of %d tokens (%.0f ms apart), %s; connections "
               "opened %s" % (N, TOKENS, DELAY * 1000, what,
                              "at once" if OPENING == "burst" else "evenly over %.0f ms"
@@ -137,7 +137,7 @@ def main():
         # two rounds on the same server: the first grows the worker's memory
         # (page faults, first allocations), the second is the steady state
         for name in ("first round (cold)", "second round"):
-            r = one_round(port, worker)
+            r = one_round(port, workers)
             print("  %s: streams complete %d / %d; connections opened in %.2f s"
                   % (name, r["done"], N, r["open_at"]))
             first, alltok = r["first"], r["all"]
