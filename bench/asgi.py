@@ -14,7 +14,7 @@ a raw ASGI callable and a FastAPI route.  Peers: `uvicorn --workers 2
 --http httptools --loop uvloop` and Debian's gunicorn 20.1 with
 -k uvicorn.workers.UvicornWorker.  Then cunicorn alone: a FastAPI route
 awaiting one execute_async on a dirty worker per request, beside the
-same hello route.
+same hello route, measured in turns with it (warm, median of the rounds).
 """
 
 import os
@@ -74,19 +74,32 @@ def main():
           "servers measured in turn" % (SECONDS, rounds))
     for app in ("hello", "api"):
         table(app, appdir, rounds)
-    # one dirty call per request (cunicorn only: the peers have no dirty arbiter)
+    # one dirty call per request (cunicorn only: the peers have no dirty
+    # arbiter), against the hello route of the same server, in turns
     port = free_port()
     p = Proc([CUN, "-w", "2", "-k", "asgi", "-b", "127.0.0.1:%d" % port, "--log-level",
               "warning", "--dirty-workers", "1", "--dirty-app", "asgi_app:Echo",
               "asgi_app:api"], port, cwd=appdir)
     if p.ok:
-        url = "http://127.0.0.1:%d/dirty" % port
+        base = "http://127.0.0.1:%d" % port
         for _ in range(50):     # the dirty worker is up once a call answers
-            if wrk(url, 1, conns=1, threads=1, close=False)[0]:
+            if wrk(base + "/dirty", 1, conns=1, threads=1, close=False)[0]:
                 break
-        rps, non2xx, sock = wrk(url, SECONDS, close=False)
-        print("  %-34s %-8s %10s req/s (one round) %s %s" % (CUN_NAME, "FastAPI+dirty",
-                                                             fmt(rps), non2xx or "", sock or ""))
+        runs = [("FastAPI hello", None, base + "/"), ("FastAPI+dirty", None, base + "/dirty")]
+        notes = {}
+        figures = in_turn(runs, rounds, SECONDS, notes)
+        med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
+        hello, dirty = med.get("FastAPI hello"), med.get("FastAPI+dirty")
+        print("%s, one execute_async per request vs the hello route, same server, "
+              "median of %d rounds in turns:" % (CUN_NAME, rounds))
+        for name, _, _ in runs:
+            print("  %-34s %10s req/s [%s] %s" % (
+                name, fmt(med.get(name)), " ".join("%.0f" % x for x in figures[name]),
+                notes.get(name, "")))
+        if hello and dirty:
+            print("  FastAPI+dirty = %.0f%% of FastAPI hello (target >= 50%%)" % (100.0 * dirty / hello))
+    else:
+        print("  %s with a dirty worker did not start: %s" % (CUN_NAME, p.log()[-300:]))
     p.stop()
     shutil.rmtree(appdir, ignore_errors=True)
 
