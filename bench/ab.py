@@ -17,7 +17,7 @@ import statistics
 import sys
 import tempfile
 
-from common import BENCH, Proc, children, cpu_seconds, free_port, wrk
+from common import BENCH, Proc, cpu_seconds, free_port, tree, wrk
 
 SCENARIOS = [
     # name, cunicorn arguments, app, path, keep-alive client
@@ -29,15 +29,6 @@ SCENARIOS = [
                                     "--dirty-workers", "1"], "hello:application", "/dirty", True),
     ("asgi raw hello, keep-alive", ["-w", "2", "-k", "asgi"], "asgi_app:hello", "/", True),
 ]
-
-
-def tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
 
 
 def measure(proc, path, seconds, keepalive):

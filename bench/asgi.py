@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import BENCH, BUILD, PYTHON, Proc, fmt, free_port, in_turn, print_in_turn, start_all, wrk
+from common import BENCH, BUILD, PYTHON, Proc, fmt, free_port, in_turn, median, print_in_turn, start_all, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(os.environ.get("CUNICORN_BIN_DIR", BUILD), "cunicorn")
@@ -50,18 +50,18 @@ def table(app, appdir, rounds):
     """Every server for app up at once, measured round-robin `rounds`
     times: each figure is a median over moments spread across the run,
     so a passing load on the machine weighs on every server alike."""
-    procs, notes, figures = [], {}, {}
+    procs, notes, figures, cpu = [], {}, {}, {}
     label = "raw" if app == "hello" else "FastAPI"
     try:
         procs, notes = start_all(lambda port: servers(app, port), appdir)
         # the port opens before every worker has imported the app: an
         # early client's connections would all land in the first one up
         time.sleep(3)
-        figures = in_turn(procs, rounds, SECONDS, notes)
+        figures = in_turn(procs, rounds, SECONDS, notes, cpu)
     finally:
         for _, p, _ in procs:
             p.stop()
-    print_in_turn(procs, figures, notes, CUN_NAME, "cunicorn", width=34, label=label)
+    print_in_turn(procs, figures, notes, CUN_NAME, "cunicorn", width=34, label=label, cpu=cpu)
 
 
 def main():
@@ -85,17 +85,18 @@ def main():
         for _ in range(50):     # the dirty worker is up once a call answers
             if wrk(base + "/dirty", 1, conns=1, threads=1, close=False)[0]:
                 break
-        runs = [("FastAPI hello", None, base + "/"), ("FastAPI+dirty", None, base + "/dirty")]
-        notes = {}
-        figures = in_turn(runs, rounds, SECONDS, notes)
-        med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
+        runs = [("FastAPI hello", p, base + "/"), ("FastAPI+dirty", p, base + "/dirty")]
+        notes, cpu = {}, {}
+        figures = in_turn(runs, rounds, SECONDS, notes, cpu)
+        med = dict((n, median(v)) for n, v in figures.items() if v)
         hello, dirty = med.get("FastAPI hello"), med.get("FastAPI+dirty")
         print("%s, one execute_async per request vs the hello route, same server, "
               "median of %d rounds in turns:" % (CUN_NAME, rounds))
         for name, _, _ in runs:
-            print("  %-34s %10s req/s [%s] %s" % (
+            c = median(cpu.get(name))
+            print("  %-34s %10s req/s [%s] %s %s" % (
                 name, fmt(med.get(name)), " ".join("%.0f" % x for x in figures[name]),
-                notes.get(name, "")))
+                "%.1f us CPU/req (whole tree)" % c if c else "", notes.get(name, "")))
         if hello and dirty:
             print("  FastAPI+dirty = %.0f%% of FastAPI hello (target >= 50%%)" % (100.0 * dirty / hello))
     else:

@@ -107,40 +107,78 @@ def start_all(make, cwd):
     return procs, notes
 
 
-def in_turn(procs, rounds, seconds, notes):
+def in_turn(procs, rounds, seconds, notes, cpu=None):
     """Warm each server up, then wrk (keep-alive) each in turn, `rounds`
     times: every figure is a median over moments spread across the run, so
     a passing load on the machine weighs on every server alike.  Returns
-    {name: [req/s of each round]}; errors go into notes."""
+    {name: [req/s of each round]}; errors go into notes.  With a dict
+    `cpu`, also {name: [µs of the server's whole process tree's CPU per
+    request, each round]} for the procs given with their Proc: on two
+    CPUs shared with wrk, req/s is partly wrk's ceiling, CPU per request
+    is the server's own cost."""
     for _, _, url in procs:
         wrk(url, 1, close=False)
     figures = dict((name, []) for name, _, _ in procs)
+    if cpu is not None:
+        cpu.update((name, []) for name, p, _ in procs if p is not None)
     for _ in range(rounds):
-        for name, _, url in procs:
+        for name, p, url in procs:
+            c0 = tree_cpu(p.p.pid) if cpu is not None and p is not None else None
             rps, non2xx, sock = wrk(url, seconds, close=False)
             if rps:
                 figures[name].append(rps)
+                if c0 is not None:
+                    cpu[name].append((tree_cpu(p.p.pid) - c0) * 1e6 / (rps * seconds))
             if non2xx or sock:
                 notes[name] = ("non-2xx %d " % non2xx if non2xx else "") + (sock or "")
     return figures
 
 
-def print_in_turn(procs, figures, notes, ref, ref_label, width=26, label=None):
+def median(v):
+    return sorted(v)[len(v) // 2] if v else None
+
+
+def print_in_turn(procs, figures, notes, ref, ref_label, width=26, label=None, cpu=None):
     """One line per server of an in_turn() run: the median, its ratio to
-    ref's (a name in figures), every round's figure, the notes."""
-    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figures.items() if v)
+    ref's (a name in figures), every round's figure, the notes; with
+    `cpu` (in_turn's), the median server CPU per request and ref's ratio
+    to it (how many times less CPU ref spends)."""
+    med = dict((n, median(v)) for n, v in figures.items() if v)
     base = med.get(ref)
+    cmed = dict((n, median(v)) for n, v in (cpu or {}).items() if v)
+    cbase = cmed.get(ref)
     lead = "  %%-%ds " % width + ("%-8s " % label if label else "")
     for name, _, _ in procs:
         rps = med.get(name)
         ratio = ("  (%s = %.2fx)" % (ref_label, base / rps)
                  if base and rps and name != ref else "")
         spread = " [%s]" % " ".join("%.0f" % x for x in figures[name])
-        print(lead % name + "%10s req/s%s%s %s" % ("%.0f" % rps if rps else "-", ratio,
-                                                     spread, notes.get(name, "")))
+        c = cmed.get(name)
+        cpu_txt = ""
+        if c:
+            cpu_txt = "  %.1f us CPU/req" % c
+            if cbase and name != ref:
+                cpu_txt += " (%s uses %.2fx less)" % (ref_label, c / cbase)
+        print(lead % name + "%10s req/s%s%s%s %s" % ("%.0f" % rps if rps else "-", ratio,
+                                                       spread, cpu_txt, notes.get(name, "")))
     for name, note in notes.items():
         if name not in figures:
             print(lead % name + note)
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def tree_cpu(pid):
+    """CPU seconds of pid's whole process tree so far (live processes)."""
+    return sum(cpu_seconds(p) for p in tree(pid))
 
 
 def children(pid):

@@ -100,10 +100,10 @@ def table(rounds=3):
     figure is a median over moments spread across the whole run, so a
     passing load on the machine weighs on every peer alike."""
     root = tempfile.mkdtemp(prefix="cunicorn-bench-www-")
-    procs, notes, figures = [], {}, {}
+    procs, notes, figures, cpu = [], {}, {}, {}
     try:
         procs, notes = start_all(lambda port: peers(port, root), BENCH)
-        figures = in_turn(procs, rounds, SECONDS, notes)
+        figures = in_turn(procs, rounds, SECONDS, notes, cpu)
     finally:
         for _, p, _ in procs:
             p.stop()
@@ -113,7 +113,7 @@ def table(rounds=3):
                 shutil.rmtree(os.path.join("/tmp", d), ignore_errors=True)
     print("hello world, 2 workers, wrk -t2 -c32 -d%ds, keep-alive client, loopback; "
           "median of %d rounds, peers measured in turn" % (SECONDS, rounds))
-    print_in_turn(procs, figures, notes, "cunicorn gthread -t4", "cunicorn gthread -t4")
+    print_in_turn(procs, figures, notes, "cunicorn gthread -t4", "cunicorn gthread -t4", cpu=cpu)
 
 
 def trickle_and_idle(port, n_idle, n_trickle, stop):
