@@ -141,8 +141,8 @@ def median(v):
 def print_in_turn(procs, figures, notes, ref, ref_label, width=26, label=None, cpu=None):
     """One line per server of an in_turn() run: the median, its ratio to
     ref's (a name in figures), every round's figure, the notes; with
-    `cpu` (in_turn's), the median server CPU per request and ref's ratio
-    to it (how many times less CPU ref spends)."""
+    `cpu` (in_turn's), the median server CPU per request and its ratio
+    to ref's (how many times more CPU than ref it spends)."""
     med = dict((n, median(v)) for n, v in figures.items() if v)
     base = med.get(ref)
     cmed = dict((n, median(v)) for n, v in (cpu or {}).items() if v)
@@ -158,7 +158,7 @@ def print_in_turn(procs, figures, notes, ref, ref_label, width=26, label=None, c
         if c:
             cpu_txt = "  %.1f us CPU/req" % c
             if cbase and name != ref:
-                cpu_txt += " (%s uses %.2fx less)" % (ref_label, c / cbase)
+                cpu_txt += " (%.2fx %s's)" % (c / cbase, ref_label)
         print(lead % name + "%10s req/s%s%s%s %s" % ("%.0f" % rps if rps else "-", ratio,
                                                        spread, cpu_txt, notes.get(name, "")))
     for name, note in notes.items():

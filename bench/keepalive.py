@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from common import BENCH, BUILD, PYTHON, Proc, children, free_port, in_turn, memory, print_in_turn, start_all, wrk
+from common import BENCH, BUILD, PYTHON, Proc, children, free_port, in_turn, median, memory, print_in_turn, start_all, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(BUILD, "cunicorn")
@@ -157,27 +157,25 @@ def dirty_server(dirty_workers):
     return p, url
 
 
-def dirty_vs_hello(one, two, rounds=3):
+def dirty_vs_hello(p, one, p2, two, rounds=3):
     """Median req/s of hello and of /dirty with 1 and 2 dirty workers,
-    measured in turns (a passing load weighs on each alike)."""
-    runs = [("hello", one + "/"), ("dirty1", one + "/dirty")]
+    measured in turns (a passing load weighs on each alike), with the
+    server's whole-tree CPU per request."""
+    runs = [("hello", p, one + "/"), ("dirty1", p, one + "/dirty")]
     if two:
-        runs.append(("dirty2", two + "/dirty"))
-    figs = dict((name, []) for name, _ in runs)
-    for _ in range(rounds):
-        for name, url in runs:
-            rps = wrk(url, seconds=SECONDS, close=False)[0]
-            if rps:
-                figs[name].append(rps)
-    med = dict((n, sorted(v)[len(v) // 2]) for n, v in figs.items() if v)
+        runs.append(("dirty2", p2, two + "/dirty"))
+    notes, cpu = {}, {}
+    figs = in_turn(runs, rounds, SECONDS, notes, cpu)
+    med = dict((n, median(v)) for n, v in figs.items() if v)
+    cmed = dict((n, median(v)) for n, v in cpu.items() if v)
     hello = med.get("hello")
-    print("hello (2 workers, gthread --threads 4): %.0f req/s; median of %d rounds"
-          % (hello or 0, rounds))
+    print("hello (2 workers, gthread --threads 4): %.0f req/s, %.1f us CPU/req; median of %d rounds"
+          % (hello or 0, cmed.get("hello") or 0, rounds))
     for name, label in (("dirty1", "1 dirty worker"), ("dirty2", "2 dirty workers")):
         if name in med and hello:
-            print("one dirty call per request, %s: %.0f req/s (%.0f%% of hello) [%s]"
-                  % (label, med[name], 100.0 * med[name] / hello,
-                     " ".join("%.0f" % x for x in figs[name])))
+            print("one dirty call per request, %s: %.0f req/s (%.0f%% of hello), %.1f us CPU/req [%s] %s"
+                  % (label, med[name], 100.0 * med[name] / hello, cmed.get(name) or 0,
+                     " ".join("%.0f" % x for x in figs[name]), notes.get(name, "")))
     return hello
 
 
@@ -187,7 +185,7 @@ def loaded():
         return
     p2, url2 = dirty_server(2)
     try:
-        hello = dirty_vs_hello(url, url2)
+        hello = dirty_vs_hello(p, url, p2, url2)
     finally:
         if p2 is not None:
             p2.stop()
