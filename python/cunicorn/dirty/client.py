@@ -18,9 +18,11 @@ request id.
 
 Connection policy: connecting is retried for a short while (the arbiter may
 be restarting); a call whose request could not be delivered (the arbiter
-closed an idle connection: EPIPE on send) is re-sent once on a fresh
+closed an idle connection: EPIPE on send; asyncio also: ECONNRESET, the
+request left unread, see _AsyncChannel) is re-sent once on a fresh
 connection; a call that may have reached the arbiter is never re-sent — it
-raises DirtyConnectionError, and the next call reconnects.
+raises DirtyConnectionError, and the next call reconnects.  The client's
+timeout bounds a whole call: connect, send (a full socket) and reply.
 
 The socket path comes from set_dirty_socket_path() or the environment
 variable GUNICORN_DIRTY_SOCKET, which cunicorn exports to its workers.
@@ -459,6 +461,7 @@ class DirtyStreamIterator(_StreamBase):
 # ---- asyncio -----------------------------------------------------------
 
 _END = object()
+_RESEND = object()  # the request never reached the arbiter whole: send it again
 
 
 def _expire(fut, timeout):
@@ -496,7 +499,7 @@ class _ChannelProtocol:
         self.channel = channel
         self.transport = None
         self.reader = _wire.FrameReader()    # the codec's reassembler
-        self.paused = None       # a future while the transport is full
+        self.paused = None       # a future while the transport is full (or closing)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -535,7 +538,9 @@ class _ChannelProtocol:
         else:
             err = DirtyConnectionError("dirty arbiter closed the connection",
                                        socket_path=ch.client.socket_path)
-        ch._fail_all(err)
+        # Which call may be sent again: see _AsyncChannel.last.
+        ch._fail_all(err, undelivered=isinstance(exc, (BrokenPipeError,
+                                                       ConnectionResetError)))
 
     def pause_writing(self):
         if self.paused is None:
@@ -543,6 +548,13 @@ class _ChannelProtocol:
 
     def resume_writing(self):
         self._wake()
+
+    def wait_future(self):
+        """The future _wake() resolves: when the transport drains, or when
+        the connection is lost."""
+        if self.paused is None:
+            self.paused = self.channel.loop.create_future()
+        return self.paused
 
     def _wake(self):
         p, self.paused = self.paused, None
@@ -585,9 +597,42 @@ def _running_loop():
     return asyncio.get_running_loop()
 
 
+def _retrieve(task):
+    """A connect task's outcome is read by its waiters; when they all left
+    (timed out), asyncio must not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _AsyncChannel:
     """One asyncio connection to the arbiter, many calls in flight matched
-    by id; its protocol routes replies to futures and stream sinks."""
+    by id; its protocol routes replies to futures and stream sinks.
+
+    A call's future (a stream's waiter) is the one thing it waits on, with
+    one timer on it: the connect and the wait for the socket to drain
+    (_send) end when that future is done too, so the call's timeout
+    bounds the whole call, and so does a stream's aclose().
+
+    Sending again (`last`).  A call is re-sent, once, on a new connection
+    only when its request certainly never reached the arbiter whole: the
+    arbiter runs a request only once it has read all of its frame.  That
+    is known when:
+      - the transport was already closing before we wrote (an EOF or a
+        failed write not yet delivered as connection_lost): we wait for the
+        connection_lost, then connect again; nothing was written;
+      - the connection is lost with EPIPE (a write found the arbiter's end
+        closed: those bytes and every later one never left us) or
+        ECONNRESET (Linux AF_UNIX: the arbiter's end was closed with bytes
+        of ours unread in it).  Either way the stream's tail never reached
+        the arbiter, and the last frame written (`last`) ends that tail: it
+        is sent again, unless a reply to it arrived.  Frames written before
+        it may have been read and run: they fail.
+    A plain EOF after we wrote is never retried: the arbiter may have read
+    the request, handed it to a worker and died before replying (killed,
+    restarted), and a call must not run twice.  An idle connection the
+    arbiter closed is still caught: if the loop saw its EOF before our
+    write, the transport is closing (first case); if not, the write meets
+    the closed end (EPIPE, second case)."""
 
     gen = 0                      # the client's close_async() count at birth
 
@@ -598,19 +643,25 @@ class _AsyncChannel:
         self.pending = {}            # id -> Future (execute) or _Sink (stream)
         self.ids = itertools.count(1)
         self.closed = False
+        self.last = 0                # id of the connection's last request, until a reply to it
         self._connecting = None
+
+    def _connect_task(self):
+        task = self._connecting
+        if task is None:
+            task = self._connecting = self.loop.create_task(self._open())
+            task.add_done_callback(self._connect_done)
+        return task
+
+    def _connect_done(self, task):
+        if self._connecting is task:
+            self._connecting = None
+        _retrieve(task)
 
     async def connect(self):
         import asyncio
-        if self.proto is not None:
-            return
-        if self._connecting is None:
-            self._connecting = self.loop.create_task(self._open())
-        try:
-            await asyncio.shield(self._connecting)
-        finally:
-            if self._connecting is not None and self._connecting.done():
-                self._connecting = None
+        if self.proto is None:
+            await asyncio.shield(self._connect_task())
 
     async def _open(self):
         import asyncio
@@ -642,9 +693,12 @@ class _AsyncChannel:
                 proto.transport.close()
             raise DirtyConnectionError("dirty connection closed",
                                        socket_path=client.socket_path)
+        self.last = 0
         self.proto = proto
 
     def _route(self, kind, rid, msg):
+        if rid == self.last:
+            self.last = 0            # it reached the arbiter: never sent again
         target = self.pending.get(rid)
         if target is None:
             return  # a call that timed out or was abandoned
@@ -677,74 +731,119 @@ class _AsyncChannel:
                 self.pending.pop(rid, None)
             target.put(item)
 
-    def _fail_all(self, exc):
+    def _fail_all(self, exc, undelivered=False):
+        """The connection is gone: every call on it fails with exc, but the
+        last request written gets _RESEND when it certainly was not
+        delivered (undelivered: see the class comment)."""
         pending, self.pending = self.pending, {}
-        for target in pending.values():
+        last, self.last = self.last, 0
+        for rid, target in pending.items():
+            again = undelivered and rid == last
             if type(target) is not _Sink:
                 if not target.done():
-                    target.set_exception(exc)
+                    if again:
+                        target.set_result(_RESEND)
+                    else:
+                        target.set_exception(exc)
             else:
-                target.put(exc)
+                target.put(_RESEND if again else exc)
         proto, self.proto = self.proto, None
         if proto is not None:
             proto._wake()
             if proto.transport is not None:
                 proto.transport.close()
 
-    async def _send(self, rid, app_path, action, args, kwargs):
-        if self.proto is None:
-            await self.connect()
+    async def _wait(self, shared, fut):
+        """Wait until `shared` (the connect task, a drain: others wait on
+        them too, so neither is cancelled with us) or fut is done."""
+        w = self.loop.create_future()
+
+        def wake(_):
+            if not w.done():
+                w.set_result(None)
+        shared.add_done_callback(wake)
+        fut.add_done_callback(wake)
+        try:
+            await w
+        finally:
+            shared.remove_done_callback(wake)
+            fut.remove_done_callback(wake)
+
+    async def _send(self, fut, target, app_path, action, args, kwargs):
+        """Write one request once connected, registered in pending as
+        target; returns its id.  Returns None, nothing written, if fut got
+        done first (the call's timer, a stream's aclose()).  A sender that
+        finds the socket full waits for it to drain once, then writes: the
+        buffer grows by at most one frame per caller, and a call that times
+        out meanwhile never writes its frame.  Fast path (connected, not
+        full): no await."""
+        drained = False
+        while True:
+            if self.closed:
+                raise DirtyConnectionError("dirty connection closed",
+                                           socket_path=self.client.socket_path)
+            proto = self.proto
+            if proto is None:
+                task = self._connect_task()
+                await self._wait(task, fut)
+                if fut.done():
+                    return None
+                if task.done():
+                    task.result()    # the connect's error
+                continue
+            t = proto.transport
+            if t.is_closing():
+                # lost, its connection_lost not run yet: let it settle the
+                # calls on it (see the class comment), then connect again
+                # (a drain may wake us first: we wait again)
+                await self._wait(proto.wait_future(), fut)
+                if fut.done():
+                    return None
+                continue
+            if proto.paused is not None and not drained:
+                drained = True
+                await self._wait(proto.paused, fut)
+                if fut.done():
+                    return None
+                continue
+            break
+        rid = next(self.ids)
         try:
             frame = _wire.encode_request(rid, app_path, action, list(args), kwargs or None)
         except Exception as exc:
-            self.pending.pop(rid, None)
             raise DirtyProtocolError("cannot encode request: %s" % exc) from exc
-        proto = self.proto
-        t = proto.transport if proto is not None else None
-        if t is None or t.is_closing():
-            self.pending.pop(rid, None)
-            raise DirtyConnectionError("dirty connection closed",
-                                       socket_path=self.client.socket_path)
+        self.pending[rid] = target
+        self.last = rid
         t.write(frame)
-        if proto.paused is not None:
-            # the arbiter reads slower than we write; shielded: the future
-            # is every sender's, a cancelled one must not cancel it
-            import asyncio
-            await asyncio.shield(proto.paused)
+        return rid
 
     async def execute(self, app_path, action, args, kwargs):
-        rid = next(self.ids)
-        fut = self.loop.create_future()
-        self.pending[rid] = fut
-        try:
-            await self._send(rid, app_path, action, args, kwargs)
-            timeout = self.client.timeout
-            if not timeout:
-                return await fut
-            # a timer on the future itself: asyncio.wait_for() would add a
-            # waiter future, a callback and a task switch to every call
-            timer = self.loop.call_later(timeout, _expire, fut, timeout)
+        loop = self.loop
+        timeout = self.client.timeout
+        deadline = loop.time() + timeout if timeout else None
+        resent = False
+        while True:
+            fut = loop.create_future()
+            # one timer on the future for the whole call, connect and send
+            # included: asyncio.wait_for() would add a task per call
+            timer = (loop.call_at(deadline, _expire, fut, timeout)
+                     if deadline is not None else None)
+            rid = None
             try:
-                return await fut
+                rid = await self._send(fut, fut, app_path, action, args, kwargs)
+                result = await fut
             finally:
-                timer.cancel()
-        finally:
-            self.pending.pop(rid, None)
-
-    async def stream_start(self, app_path, action, args, kwargs):
-        """Start a stream on this channel, the stream's own: nobody shares
-        its connecting, so it needs neither connect()'s task nor its shield."""
-        rid = next(self.ids)
-        sink = _Sink()
-        self.pending[rid] = sink
-        try:
-            if self.proto is None:
-                await self._open()
-            await self._send(rid, app_path, action, args, kwargs)
-        except BaseException:
-            self.pending.pop(rid, None)
-            raise
-        return rid, sink
+                if timer is not None:
+                    timer.cancel()
+                if rid is not None:
+                    self.pending.pop(rid, None)
+            if result is not _RESEND:
+                return result
+            if resent:
+                raise DirtyConnectionError(
+                    "dirty arbiter connection lost before the request was sent",
+                    socket_path=self.client.socket_path)
+            resent = True
 
     def forget(self, rid):
         self.pending.pop(rid, None)
@@ -770,49 +869,65 @@ class DirtyAsyncStreamIterator(_StreamBase):
     stream that ran to its end (END, a result, an error frame) leaves its
     channel to the client for the next stream.
     Each wait for a chunk is one future and, when a timeout applies, one
-    timer on it (no task, no asyncio.wait_for)."""
+    timer on it (no task, no asyncio.wait_for); the first wait covers the
+    connect and the send too."""
 
     _chan = None
     _sink = None
+    _resent = False
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        if self._done:
-            raise StopAsyncIteration
-        sink = self._sink
-        if sink is None:
-            import asyncio
-            self._chan = self.client._stream_channel(asyncio.get_running_loop())
-            try:
-                self._id, sink = await self._chan.stream_start(
-                    self.app_path, self.action, self.args, self.kwargs)
-                self._sink = sink
-            except BaseException:
-                self._finish()
-                raise
-            self._arm()
-        if not sink.items:
-            try:
-                budget = self._wait_budget()
-                loop = self._chan.loop
-                fut = sink.waiter = loop.create_future()
-                timer = (loop.call_later(budget, _expire, fut, budget)
-                         if budget is not None else None)
+        while True:
+            if self._done:
+                raise StopAsyncIteration
+            sink = self._sink
+            if sink is None:
+                import asyncio
+                sink = self._sink = _Sink()
+                self._chan = self.client._stream_channel(asyncio.get_running_loop())
+                self._arm()     # the total timeout counts the connect and the send
+            if not sink.items:
+                ch = self._chan
                 try:
-                    await fut
-                finally:
-                    sink.waiter = None
-                    if timer is not None:
-                        timer.cancel()
-            except DirtyTimeoutError:
-                self._finish()
-                raise self._timeout_error() from None
-            except BaseException:
-                self._finish()          # cancelled: the caller went away
-                raise
-        item = sink.items.popleft()
+                    budget = self._wait_budget()
+                    loop = ch.loop
+                    fut = sink.waiter = loop.create_future()
+                    timer = (loop.call_later(budget, _expire, fut, budget)
+                             if budget is not None else None)
+                    try:
+                        if self._id is None:
+                            self._id = await ch._send(fut, sink, self.app_path, self.action,
+                                                      self.args, self.kwargs)
+                        await fut
+                    finally:
+                        sink.waiter = None
+                        if timer is not None:
+                            timer.cancel()
+                except DirtyTimeoutError:
+                    if self._done:          # aclose() won the race
+                        raise StopAsyncIteration from None
+                    self._finish()
+                    raise self._timeout_error() from None
+                except BaseException:
+                    self._finish()          # cancelled: the caller went away
+                    raise
+                continue                    # an item, or aclose() from another task
+            item = sink.items.popleft()
+            if item is _RESEND:
+                # the request never reached the arbiter whole (see
+                # _AsyncChannel): once more, on a new connection
+                if self._resent:
+                    self._finish()
+                    raise DirtyConnectionError(
+                        "dirty arbiter connection lost before the request was sent",
+                        socket_path=self.client.socket_path)
+                self._resent = True
+                self._id = None
+                continue
+            break
         if item is _END:
             self._release()
             raise StopAsyncIteration
@@ -829,9 +944,16 @@ class DirtyAsyncStreamIterator(_StreamBase):
 
     def _finish(self):
         """Done or abandoned: close the stream's own channel (the arbiter
-        then cancels the call if it is still running)."""
+        then cancels the call if it is still running), and wake a task
+        waiting in __anext__ (aclose() from another task): it gets
+        StopAsyncIteration, see aclose()."""
         self._done = True
         ch, self._chan = self._chan, None
+        sink = self._sink
+        if sink is not None:
+            w = sink.waiter
+            if w is not None and not w.done():
+                w.set_result(None)
         if ch is not None:
             ch.forget(self._id)
             ch.abort()
@@ -845,6 +967,15 @@ class DirtyAsyncStreamIterator(_StreamBase):
             self.client._stream_done(ch)
 
     async def aclose(self):
+        """Abandon the stream: its connection is closed, the worker stops
+        producing for it.  A task waiting in __anext__ meanwhile (aclose()
+        called from another task: a disconnect handler, a watchdog) is
+        woken at once and gets StopAsyncIteration, its `async for` ends:
+        what any __anext__ after aclose() gets, here as from an async
+        generator.  An async generator itself refuses a concurrent aclose()
+        (RuntimeError: it is running) and leaves the waiter waiting;
+        nothing of this iterator runs while it waits, and leaving the waiter
+        hanging on a closed stream helps nobody."""
         self._finish()
 
     def __del__(self):

@@ -65,6 +65,10 @@ class Streamer(DirtyApp):
         time.sleep(seconds)
         return os.getpid()
 
+    def size(self, data):
+        """len(data): a large request with a small reply."""
+        return len(data)
+
     def endless_bytes(self, tag, delay):
         """endless() as bytes: an HTTP body the gthread worker relays."""
         i = 0
