@@ -386,15 +386,12 @@ def test_client_reconnects_after_arbiter_restart(make_server, tmp_path, scenario
     ready(s)
     out, err = p.communicate("go\n", timeout=30)
     r = json.loads(out.strip().splitlines()[-1])
-    if scenario == "reconnect":
-        # sync: the idle connection's EPIPE means "not delivered": re-sent
-        assert "second" in r, (r, err)
-        second = r["second"]
-    else:
-        # asyncio: the reader sees the EOF; at most that one call fails
-        second = r.get("second") or r["third"]
-        if "second_error" in r:
-            assert r["second_error"]["class"] == "DirtyConnectionError"
+    # the idle connection is closed under the client: its EOF seen before
+    # the write (asyncio: a closing transport) or the write's EPIPE (sync,
+    # and asyncio when the loop had not read the EOF yet) means "not
+    # delivered", so the call is re-sent on a new connection and succeeds
+    assert "second" in r, (r, err)
+    second = r["second"]
     assert second["pid"] != first["pid"]
     assert second["calls"] >= 1
 
