@@ -89,6 +89,22 @@ def test_slow_readers_cost_a_descriptor_not_a_thread(make_server):
     assert "WORKER TIMEOUT" not in s.log()
 
 
+def test_connection_close_after_a_write_behind(make_server):
+    """A response that says Connection: close, written behind: the
+    client gets the whole body, then the end of the connection."""
+    s = behind(make_server, threads=1)
+    with Connection(s.port, timeout=30) as c:
+        c.send(b"GET /gen/%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % SIZE)
+        time.sleep(1.0)
+        with Connection(s.port, timeout=5) as fast:    # the thread is free
+            fast.send(get("/fast"))
+            assert fast.response()[2] == b"hello"
+        status, headers, body = c.response()
+        assert status == 200 and headers.get("connection") == "close"
+        assert body == pattern(SIZE)
+        assert c.closed(5)
+
+
 def test_a_client_that_reads_nothing_is_closed_after_the_io_timeout(make_server):
     """--timeout 2: the I/O timeout is 1.5 s.  A client that reads none of
     its 6 MiB is closed once that long has passed without it taking a
