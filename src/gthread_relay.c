@@ -6,7 +6,9 @@
  * pool (wsgi.c sent the head and handed over the arbiter connection):
  * the loop reads the call's frames (dirty_reader, the one reassembler
  * of dirty_wire.c), writes each CHUNK's bytes to the
- * client as an HTTP chunk, and ends the response at END.  Backpressure:
+ * client as an HTTP chunk, and ends the response at END.  The chunks go
+ * through the connection's output buffer (c->out, conn_out.h), after
+ * whatever of the head the socket had not taken yet.  Backpressure:
  * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
  * not read.  The client going away, an ERROR, a malformed frame or a
  * timeout (the stream's idle and total ones, as its iterator has) close
@@ -14,8 +16,8 @@
  * worker.  The headers are out, so an error can only cut the response
  * (after what came before it).
  *
- * Owns: each relay's buffers and the arbiter-side descriptor, the list of
- * active relays.  Never: calls Python, blocks, or frees a connection
+ * Owns: each relay's reader and the arbiter-side descriptor, the list of
+ * active relays (the client's output buffer is the connection's).  Never: calls Python, blocks, or frees a connection
  * itself (the worker's close_conn does, deferred past the loop turn).
  */
 #include "gthread_relay.h"
@@ -55,7 +57,7 @@ relay_arm_client(struct relay *rl)
 {
 	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = rl->conn };
 
-	if (rl->out.len > rl->out_off)
+	if (conn_out_pending(&rl->conn->out) > 0)
 		ev.events |= EPOLLOUT;
 	if (epoll_ctl(H.epfd, EPOLL_CTL_MOD, rl->conn->fd, &ev) == -1)
 		log_warn("epoll_ctl (relay client)");
@@ -82,7 +84,6 @@ relay_free(struct relay *rl)
 	free(rl->r);
 	rl->r = NULL;
 	dirty_reader_free(&rl->in);
-	dirty_buf_free(&rl->out);
 	if (rl->prev != NULL)
 		rl->prev->next = rl->next;
 	else
@@ -108,6 +109,7 @@ relay_finish(struct relay *rl)
 	struct http_conn *c = rl->conn;
 
 	relay_free(rl);
+	conn_out_free(&c->out);
 	if (!c->keepalive) {
 		H.close_conn(c);
 		return -1;
@@ -122,10 +124,11 @@ relay_put_chunk(struct relay *rl, const void *p, uint32_t n)
 {
 	char hex[16];
 	int k = snprintf(hex, sizeof(hex), "%x\r\n", n);
+	struct conn_out *out = &rl->conn->out;
 
-	dirty_buf_append(&rl->out, hex, (size_t)k);
-	dirty_buf_append(&rl->out, p, n);
-	dirty_buf_append(&rl->out, "\r\n", 2);
+	conn_out_append(out, hex, (size_t)k);
+	conn_out_append(out, p, n);
+	conn_out_append(out, "\r\n", 2);
 }
 
 static void
@@ -149,7 +152,9 @@ relay_log_error(const uint8_t *p, size_t len)
 static int
 relay_pump(struct relay *rl)
 {
-	while (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX) {
+	struct conn_out *out = &rl->conn->out;
+
+	while (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX) {
 		struct dirty_header h;
 		struct dirty_cursor v;
 		const uint8_t *frame, *p, *b;
@@ -184,7 +189,7 @@ relay_pump(struct relay *rl)
 			/* a plain result is the stream's one item */
 			__attribute__((fallthrough));
 		case DIRTY_MSG_END:
-			dirty_buf_append(&rl->out, "0\r\n\r\n", 5);
+			conn_out_append(out, "0\r\n\r\n", 5);
 			rl->ended = 1;
 			break;
 		case DIRTY_MSG_ERROR:
@@ -197,26 +202,12 @@ relay_pump(struct relay *rl)
 			return relay_abort(rl, "an unexpected frame");
 		}
 	}
-	while (rl->out.len > rl->out_off) {
-		ssize_t w = write(rl->conn->fd, rl->out.data + rl->out_off, rl->out.len - rl->out_off);
-		if (w > 0) {
-			rl->out_off += (size_t)w;
-			continue;
-		}
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1 && errno == EAGAIN)
-			break;
+	if (conn_out_flush(out, rl->conn->fd) == -1)
 		return relay_abort(rl, "the client went away");
-	}
-	if (rl->out_off == rl->out.len) {
-		dirty_buf_reset(&rl->out);
-		rl->out_off = 0;
-	}
-	if (rl->ended && rl->out.len == 0)
+	if (rl->ended && conn_out_pending(out) == 0)
 		return rl->failed ? relay_abort(rl, rl->failed) : relay_finish(rl);
 	relay_arm_client(rl);
-	if (!rl->ended && rl->out.len - rl->out_off < RELAY_OUT_MAX)
+	if (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX)
 		relay_arm_source(rl, EPOLL_CTL_MOD);
 	return 0;
 }
@@ -232,7 +223,6 @@ relay_start(struct relay *rl, struct http_conn *c, void *tag)
 	rl->r = c->relay;
 	c->relay = NULL;
 	dirty_reader_init(&rl->in);
-	dirty_buf_init(&rl->out);
 	if (rl->r->pending_len > 0) {
 		size_t room;
 		uint8_t *at = dirty_reader_space(&rl->in, rl->r->pending_len,

@@ -26,9 +26,8 @@ struct relay {
 	struct http_relay *r;		/* fd, id, timeouts (from wsgi.c); NULL: idle */
 	struct http_conn *conn;		/* the client's connection */
 	void *tag;			/* epoll data of the arbiter side */
-	struct dirty_reader in;		/* frames from the arbiter */
-	struct dirty_buf out;		/* chunked HTTP for the client */
-	size_t out_off;			/* sent of out */
+	struct dirty_reader in;		/* frames from the arbiter (chunked
+					   HTTP for the client: conn->out) */
 	uint64_t last_ms, end_ms;	/* last chunk; total deadline (0: none) */
 	int ended;			/* END seen: out holds the last chunk */
 	const char *failed;		/* why the response is cut once out is sent */

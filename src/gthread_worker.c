@@ -37,6 +37,10 @@
  *           sends for a moment so that it sees the answer, not a reset
  *   RELAY   the app returned a dirty stream: its thread is back in the
  *           pool and the loop relays the chunks (gthread_relay.c)
+ *   BEHIND  the response is complete but the client has not read its
+ *           end: its thread is back in the pool and the loop writes the
+ *           rest as the socket drains (gthread_behind.c; no timer here:
+ *           the I/O timeout between two bytes taken is looked at there)
  * An idle connection holds no buffer: it costs its struct and its fd.
  * A pool thread that kept a connection with nothing pipelined puts it
  * back in the IDLE state and the epoll set itself (timer_lock).
@@ -72,6 +76,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include "gthread_behind.h"
 #include "gthread_inline.h"
 #include "gthread_relay.h"
 #include "http_conn.h"
@@ -96,8 +101,8 @@
 #define TAG_WAKE	2
 #define TAG_LISTENER	16
 
-enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER, CS_RELAY };
-#define NSTATES		5
+enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER, CS_RELAY, CS_BEHIND };
+#define NSTATES		6
 
 
 struct gconn {
@@ -108,6 +113,7 @@ struct gconn {
 					   than the buffer held): look again after */
 	int dead;			/* freed at the end of this loop turn */
 	struct relay rl;		/* while RELAY (gthread_relay.c) */
+	struct behind bh;		/* while BEHIND (gthread_behind.c) */
 	struct gconn *rnext;		/* the graveyard */
 };
 
@@ -130,8 +136,8 @@ static struct {
 	struct http_conn *done_head;
 
 	/* loop only */
-	struct tlist timers[NSTATES];	/* by state; BUSY's and RELAY's stay empty */
-	uint64_t relay_look_ms;
+	struct tlist timers[NSTATES];	/* by state; BUSY's, RELAY's, BEHIND's stay empty */
+	uint64_t relay_look_ms, behind_look_ms;
 	struct gconn *graveyard;	/* dead connections, freed after the turn */
 	size_t nconns;
 	size_t max_conns;
@@ -234,7 +240,7 @@ set_state_locked(struct http_conn *c, int st, uint64_t ms)
 {
 	timer_del_locked(c);
 	c->state = st;
-	if (st == CS_BUSY || st == CS_RELAY)
+	if (st == CS_BUSY || st == CS_RELAY || st == CS_BEHIND)
 		return;
 	struct tlist *l = &G.timers[st];
 	c->deadline_ms = monotonic_ms() + ms;
@@ -297,6 +303,7 @@ conn_free(struct http_conn *c)
 
 	timer_del(c);
 	relay_free(&g->rl);
+	behind_free(&g->bh);
 	http_conn_free_buffers(c);
 	g->dead = 1;
 	g->rnext = G.graveyard;
@@ -352,6 +359,7 @@ accept_one(const struct listener *l)
 	g->c.listener = l;
 	memcpy(&g->c.peer, &peer, sizeof(peer));
 	g->c.peerlen = plen;
+	g->c.out_cap = BEHIND_CONN_MAX;
 	G.nconns++;
 	G.emfile_episode = 0;
 	publish_load();
@@ -496,6 +504,9 @@ conn_next_request(struct http_conn *c)
 {
 	if (c->len > 0) {	/* the start of a pipelined request */
 		set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
+		/* after a relay or a write-behind the descriptor waited for
+		 * EPOLLOUT: edges of what the client sends next must come */
+		epoll_arm(c, EPOLL_CTL_MOD);
 		try_head(c);
 		return;
 	}
@@ -503,6 +514,25 @@ conn_next_request(struct http_conn *c)
 	set_state(c, CS_IDLE, G.keepalive_ms);
 	gconn_of(c)->rd_pending = 0;
 	epoll_arm(c, EPOLL_CTL_MOD);	/* reports bytes that came meanwhile */
+}
+
+/* After the last byte of a response the loop wrote (write-behind): as
+ * serve_conn() goes on after one its thread wrote whole. */
+static void
+conn_finished(struct http_conn *c)
+{
+	if (c->keepalive) {
+		http_conn_shift(c);
+		conn_next_request(c);
+	} else if (c->body_unread) {
+		/* request bytes may be unread: linger, so that the client
+		 * reads the response rather than a reset */
+		shutdown(c->fd, SHUT_WR);
+		c->len = 0;
+		set_state(c, CS_LINGER, LINGER_MS);
+		epoll_arm(c, EPOLL_CTL_MOD);
+	} else
+		conn_close(c);
 }
 
 /* A connection back from the pool. */
@@ -517,6 +547,11 @@ on_done(struct http_conn *c)
 		struct gconn *g = gconn_of(c);
 		set_state(c, CS_RELAY, 0);
 		relay_start(&g->rl, c, (void *)((uintptr_t)g | TAG_RELAY_BIT));
+		return;
+	}
+	if (conn_out_pending(&c->out) > 0) {
+		set_state(c, CS_BEHIND, 0);
+		behind_start(&gconn_of(c)->bh, c);
 		return;
 	}
 	conn_next_request(c);
@@ -579,6 +614,8 @@ next_timeout(uint64_t now)
 
 	if (relay_count() > 0 && now + RELAY_TICK_MS < t)
 		t = now + RELAY_TICK_MS;
+	if (behind_count() > 0 && now + BEHIND_TICK_MS < t)
+		t = now + BEHIND_TICK_MS;
 	pthread_mutex_lock(&timer_lock);
 	for (int st = 0; st < NSTATES; st++)
 		if (G.timers[st].head != NULL && G.timers[st].head->deadline_ms < t)
@@ -629,7 +666,8 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		c->body_unread = 0;
 		c->next = 0;
 		rc = wsgi_handle(slot, c);
-		if (rc != 0 || !c->keepalive || c->relay != NULL)
+		if (rc != 0 || !c->keepalive || c->relay != NULL ||
+		    conn_out_pending(&c->out) > 0)
 			break;
 		http_conn_shift(c);
 		if (c->len == 0 || !atomic_load(&G.keepalive_on) ||
@@ -645,6 +683,8 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 	}
 	if (c->relay != NULL)
 		;	/* the loop relays the body; keepalive says what comes after */
+	else if (rc == 0 && conn_out_pending(&c->out) > 0)
+		;	/* the loop writes the rest (write-behind), then the same */
 	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
 		/* kept, nothing pipelined: idle from here, without waking the
 		 * loop, unless bytes came meanwhile (then the loop re-arms).
@@ -795,6 +835,13 @@ setup(struct http_worker_ctx *ctx)
 			log_warn("listener: O_NONBLOCK");
 
 	http_worker_boot(ctx, threads, NULL, &G.keepalive_on, 1);
+	behind_setup(&(struct behind_host){
+		.epfd = G.epfd,
+		.stall_ms = http_io_timeout_ms(),
+		.close_conn = conn_close,
+		.finished = conn_finished,
+	});
+	conn_out_set_total_max(BEHIND_WORKER_MAX);
 	G.slots = xcalloc((size_t)threads, sizeof(*G.slots));
 	for (int i = 0; i < threads; i++)
 		G.slots[i] = wsgi_req_new();
@@ -869,6 +916,8 @@ loop_turn(void)
 			pthread_mutex_unlock(&timer_lock);
 			if (st == CS_RELAY)
 				relay_client_event(&g->rl, evs[i].events);
+			else if (st == CS_BEHIND)
+				behind_client_event(&g->bh, evs[i].events);
 			else if (st != CS_BUSY)
 				on_readable(&g->c);
 		}
@@ -878,6 +927,10 @@ loop_turn(void)
 	if (relay_count() > 0 && now >= G.relay_look_ms) {
 		G.relay_look_ms = now + RELAY_TICK_MS;
 		relay_timeouts(now);
+	}
+	if (behind_count() > 0 && now >= G.behind_look_ms) {
+		G.behind_look_ms = now + BEHIND_TICK_MS;
+		behind_timeouts(now);
 	}
 	bury_the_dead();
 	if (!G.stopping && !G.listening && G.nconns < G.max_conns &&

@@ -84,6 +84,7 @@ http_conn_free_buffers(struct http_conn *c)
 {
 	free(c->buf);
 	free(c->headers);
+	conn_out_free(&c->out);
 	c->buf = NULL;
 	c->headers = NULL;
 	c->len = c->cap = 0;
@@ -219,34 +220,59 @@ http_io_recv(int fd, void *buf, size_t n)
 	return http_io_recv_until(fd, buf, n, 0);
 }
 
-int
-http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
+/* Drop the first `done` bytes of an iov array (after a short writev). */
+static void
+iov_advance(struct iovec **iovp, int *iovcnt, size_t done)
 {
-	while (iovcnt > 0) {
-		ssize_t w = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+	struct iovec *iov = *iovp;
+	int n = *iovcnt;
+
+	while (n > 0 && done >= iov->iov_len) {
+		done -= iov->iov_len;
+		iov++;
+		n--;
+	}
+	if (n > 0) {
+		iov->iov_base = (char *)iov->iov_base + done;
+		iov->iov_len -= done;
+	}
+	*iovp = iov;
+	*iovcnt = n;
+}
+
+int
+http_io_writev_nowait(int fd, struct iovec **iov, int *iovcnt)
+{
+	while (*iovcnt > 0) {
+		ssize_t w = writev(fd, *iov, *iovcnt > IOV_MAX ? IOV_MAX : *iovcnt);
 		if (w == -1) {
 			if (errno == EINTR) {
 				http_io_interrupted();
 				continue;
 			}
-			if (errno != EAGAIN)
-				return -1;
-			if (http_io_wait(fd, POLLOUT) == -1)
-				return -1;
-			continue;
+			return errno == EAGAIN ? 1 : -1;
 		}
-		size_t done = (size_t)w;
-		while (iovcnt > 0 && done >= iov->iov_len) {
-			done -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + done;
-			iov->iov_len -= done;
-		}
+		iov_advance(iov, iovcnt, (size_t)w);
 	}
 	return 0;
+}
+
+int
+http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
+{
+	for (;;) {
+		int r = http_io_writev_nowait(fd, &iov, &iovcnt);
+		if (r <= 0)
+			return r;
+		if (http_io_wait(fd, POLLOUT) == -1)
+			return -1;
+	}
+}
+
+int
+http_io_timeout_ms(void)
+{
+	return io.timeout_ms;
 }
 
 int

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "conn_out.h"
 #include "http_parser.h"
 
 struct settings;
@@ -68,6 +69,11 @@ struct http_conn {
 	size_t next;		/* out, keepalive: the next request starts at buf[next] */
 	int body_unread;	/* out, closing: request bytes may be unread (linger) */
 	struct http_relay *relay;	/* out: the body is still to come (relay) */
+	/* Response bytes the socket did not take yet (conn_out.h): the
+	 * writing thread keeps up to out_cap bytes there instead of waiting
+	 * (0: it waits; the sync worker), the gthread loop writes them on. */
+	struct conn_out out;
+	size_t out_cap;
 
 	/* Worker bookkeeping (gthread_worker.c); unused by the sync worker. */
 	int state;
@@ -78,8 +84,8 @@ struct http_conn {
 };
 
 /* Allocate buf (initial bytes, or 0: the most a request needs) and
- * headers for l; free them.  A smaller buffer grows while a head is
- * read (http_conn_read_some). */
+ * headers for l; free them (and the output buffer's memory).  A smaller
+ * buffer grows while a head is read (http_conn_read_some). */
 void http_conn_alloc(struct http_conn *c, const struct http_conn_limits *l,
     size_t initial);
 void http_conn_free_buffers(struct http_conn *c);
@@ -120,6 +126,12 @@ ssize_t http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline);
 /* Write every iov (the array is modified); 0 or -1 (errno set). */
 int http_io_send_iov(int fd, struct iovec *iov, int iovcnt);
 int http_io_send(int fd, const void *p, size_t n);
+/* Write what the socket takes of the iovs, never waiting; *iov and
+ * *iovcnt are moved past what was written.  0 all written, 1 the rest
+ * waits (EAGAIN), -1 error (errno). */
+int http_io_writev_nowait(int fd, struct iovec **iov, int *iovcnt);
+/* The I/O timeout in ms (-1: none): a socket wait fails after it. */
+int http_io_timeout_ms(void);
 /* After EINTR outside these functions (sendfile): run the on_eintr hook. */
 void http_io_interrupted(void);
 /* Close; when request bytes may be left unread, half-close and drain a

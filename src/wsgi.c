@@ -18,7 +18,7 @@
  * Never: sends a traceback to a client, keeps a connection whose request
  * bytes were not all read (but for a bounded drain), or calls back into
  * the worker (the worker calls wsgi_handle; the loop takes over only
- * through c->relay).
+ * through c->relay and the bytes left in c->out).
  *
  * Deliberate differences from gunicorn: when the app returns a
  * list/tuple of bytes (or a file_wrapper) without Content-Length, we send

@@ -78,7 +78,10 @@ struct wsgi_req *wsgi_req_new(void);
  * other request running in it) and write the whole response.  c->keepalive in: the worker lets this connection live on;
  * out: it may serve another request, which begins at c->buf[c->next]
  * (the unread rest of the body was read and dropped).  Returns 0 when
- * the response was sent completely, -1 when the connection must be
+ * the response was sent completely — or, with c->out_cap set (gthread),
+ * when its end the socket refused waits in c->out for the worker to
+ * write ("write-behind"; what comes next is the same) — -1 when the
+ * connection must be
  * dropped without more (socket error, error after headers); with 0 and
  * no keep-alive, c->body_unread says whether to linger on close.
  */

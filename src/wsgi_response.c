@@ -11,7 +11,15 @@
  * paths: a list or tuple of bytes goes out with the head in one writev
  * with Content-Length; a file_wrapper around a real file with
  * sendfile(2); in the gthread worker, a dirty stream is handed to the
- * worker's loop after the head (c->relay).
+ * worker's loop after the head (c->relay).  Write-behind (gthread):
+ * every byte goes through resp_send_iov, in order; what a full socket
+ * refuses is copied to the connection's output buffer (c->out, up to
+ * c->out_cap: the rest of a list body, the current chunk or write(), the
+ * rest of a file read with pread) and the thread goes on; past the cap
+ * it waits for the socket as before, so an iterator's chunks fill the
+ * buffer while there is room and then wait.  r->sent counts the body
+ * bytes handed to the socket or to that buffer: what the access log's
+ * `b` says.
  *
  * Never: writes more than Content-Length bytes or a body for HEAD, 204
  * or 304, lets a header with CR/LF or a hop-by-hop header out (but a
@@ -129,6 +137,28 @@ resp_io_error(struct response *r)
 	return -1;
 }
 
+/* Every byte of a response goes out here, in order: what the socket does
+ * not take waits in the connection's output buffer when the worker has
+ * one (gthread: the loop writes it on, "write-behind"), else the thread
+ * waits.  0 or -1 (exception). */
+static int
+resp_send_iov(struct response *r, struct iovec *iov, int n)
+{
+	struct http_conn *c = r->conn;
+
+	if (conn_out_send_iov(&c->out, r->fd, c->out_cap, iov, n) == -1)
+		return resp_io_error(r);
+	return 0;
+}
+
+static int
+resp_send(struct response *r, const void *p, size_t n)
+{
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
+
+	return resp_send_iov(r, &iov, 1);
+}
+
 /* Send body bytes (headers first if not yet sent).  0 or -1 (exception). */
 static int
 resp_write(struct response *r, const char *data, size_t len)
@@ -166,8 +196,8 @@ resp_write(struct response *r, const char *data, size_t len)
 		iov[n].iov_base = (void *)"\r\n";
 		iov[n++].iov_len = 2;
 	}
-	if (http_io_send_iov(r->fd, iov, n) == -1)
-		return resp_io_error(r);
+	if (resp_send_iov(r, iov, n) == -1)
+		return -1;
 	r->headers_sent = 1;
 	r->sent += len;
 	return 0;
@@ -194,8 +224,8 @@ wsgi_resp_finish(struct response *r)
 		iov[n].iov_base = (void *)"0\r\n\r\n";
 		iov[n++].iov_len = 5;
 	}
-	if (n > 0 && http_io_send_iov(r->fd, iov, n) == -1)
-		return resp_io_error(r);
+	if (n > 0 && resp_send_iov(r, iov, n) == -1)
+		return -1;
 	r->headers_sent = 1;
 	return 0;
 }
@@ -638,11 +668,38 @@ send_sequence(struct response *r, PyObject *seq)
 		left -= len;
 		body += len;
 	}
-	if (http_io_send_iov(r->fd, iov, k) == -1)
-		return resp_io_error(r);
+	if (resp_send_iov(r, iov, k) == -1)
+		return -1;
 	r->headers_sent = 1;
 	r->sent = body;
 	return 0;
+}
+
+/* The rest of a file when the socket is full (or the head waits in the
+ * connection's output buffer) and the rest fits that buffer: read into
+ * it, the worker's loop sends it.  1 done, 0 it does not fit, -1 error. */
+static int
+file_behind(struct response *r, int fd, off_t pos, uint64_t nbytes)
+{
+	struct http_conn *c = r->conn;
+	size_t got = 0;
+	char *at;
+
+	if (nbytes > SIZE_MAX ||
+	    (at = conn_out_room(&c->out, c->out_cap, (size_t)nbytes)) == NULL)
+		return 0;
+	while (got < nbytes) {
+		ssize_t n = pread(fd, at + got, (size_t)nbytes - got, pos + (off_t)got);
+		if (n > 0)
+			got += (size_t)n;
+		else if (n == 0)
+			break;	/* file shrank */
+		else if (errno != EINTR)
+			return resp_io_error(r);
+	}
+	conn_out_commit(&c->out, got);
+	r->sent += got;
+	return 1;
 }
 
 /* file_wrapper around a real file: sendfile(2).  1 sent, 0 not possible
@@ -697,15 +754,24 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->chunked)
 		return 0;
 	build_head(r);
-	if (http_io_send(r->fd, r->head.chars, r->head.len) == -1)
-		return resp_io_error(r);
+	if (resp_send(r, r->head.chars, r->head.len) == -1)
+		return -1;
 	r->headers_sent = 1;
 	if (r->head_only)
 		return 1;
 	pos = offset;
 	while (nbytes > 0) {
 		size_t n = nbytes > 0x3fffffff ? 0x3fffffff : (size_t)nbytes;
-		ssize_t w = sendfile(r->fd, fd, &pos, n);
+		ssize_t w;
+		if (conn_out_pending(&r->conn->out) > 0) {
+			/* the head waits in the buffer: the file goes after it */
+			int k = file_behind(r, fd, pos, nbytes);
+			if (k != 0)
+				return k;
+			if (conn_out_drain(&r->conn->out, r->fd) == -1)
+				return resp_io_error(r);
+		}
+		w = sendfile(r->fd, fd, &pos, n);
 		if (w > 0) {
 			nbytes -= (uint64_t)w;
 			r->sent += (uint64_t)w;
@@ -717,8 +783,13 @@ send_file(struct response *r, FileWrapperObject *fw)
 			http_io_interrupted();
 			continue;
 		}
-		if (errno == EAGAIN && http_io_wait(r->fd, POLLOUT) == 0)
-			continue;
+		if (errno == EAGAIN) {
+			int k = file_behind(r, fd, pos, nbytes);
+			if (k != 0)
+				return k;
+			if (http_io_wait(r->fd, POLLOUT) == 0)
+				continue;
+		}
 		return resp_io_error(r);
 	}
 	return 1;	/* sendfile() with an offset leaves the file position alone */
@@ -763,11 +834,11 @@ send_relayed(struct response *r, PyObject *result)
 	rl->idle_ms = idle > 0 ? (unsigned)(idle * 1000) : 0;
 	rl->total_ms = total > 0 ? (unsigned)(total * 1000) : 0;
 	build_head(r);
-	if (http_io_send(r->fd, r->head.chars, r->head.len) == -1) {
+	if (resp_send(r, r->head.chars, r->head.len) == -1) {
 		close(rl->fd);
 		free(rl->pending);
 		free(rl);
-		return resp_io_error(r);
+		return -1;
 	}
 	r->headers_sent = 1;
 	r->relayed = 1;
