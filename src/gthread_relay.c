@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "http_conn.h"
 #include "log.h"
@@ -198,7 +199,8 @@ relay_pump(struct relay *rl)
 		}
 	}
 	while (rl->out.len > rl->out_off) {
-		ssize_t w = write(rl->conn->fd, rl->out.data + rl->out_off, rl->out.len - rl->out_off);
+		ssize_t w = send(rl->conn->fd, rl->out.data + rl->out_off,
+		    rl->out.len - rl->out_off, MSG_NOSIGNAL);
 		if (w > 0) {
 			rl->out_off += (size_t)w;
 			continue;

@@ -703,6 +703,11 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->head_only)
 		return 1;
 	pos = offset;
+	/* sendfile has no MSG_NOSIGNAL: an app that set SIGPIPE back to
+	 * SIG_DFL must not die of a client that left (util.h) */
+	sigset_t saved;
+	int err = 0;
+	nosigpipe_begin(&saved);
 	while (nbytes > 0) {
 		size_t n = nbytes > 0x3fffffff ? 0x3fffffff : (size_t)nbytes;
 		ssize_t w = sendfile(r->fd, fd, &pos, n);
@@ -719,6 +724,12 @@ send_file(struct response *r, FileWrapperObject *fw)
 		}
 		if (errno == EAGAIN && http_io_wait(r->fd, POLLOUT) == 0)
 			continue;
+		err = errno;
+		break;
+	}
+	nosigpipe_end(&saved, err == EPIPE);
+	if (err != 0) {
+		errno = err;
 		return resp_io_error(r);
 	}
 	return 1;	/* sendfile() with an offset leaves the file position alone */
