@@ -147,8 +147,7 @@ log_open(const char *errorlog, const char *accesslog, int level)
 	error_path = epath;
 	access_path = apath;
 	log_level = level;
-	sink_attach(&error_sink, error_fd);
-	sink_attach(&access_sink, access_fd);
+	log_rebind();
 	return 0;
 }
 
@@ -182,8 +181,7 @@ log_reopen(void)
 		log_warn("cannot reopen access log %s", access_path);
 		rc = -1;
 	}
-	sink_attach(&error_sink, error_fd);
-	sink_attach(&access_sink, access_fd);
+	log_rebind();
 	return rc;
 }
 
@@ -220,11 +218,11 @@ log_fds(int *out)
 	return n;
 }
 
-unsigned long
-log_dropped(void)
+void
+log_rebind(void)
 {
-	return __atomic_load_n(&error_sink.dropped, __ATOMIC_RELAXED) +
-	    __atomic_load_n(&access_sink.dropped, __ATOMIC_RELAXED);
+	sink_attach(&error_sink, error_fd);
+	sink_attach(&access_sink, access_fd);
 }
 int log_access_enabled(void) { return access_fd != -1; }
 
@@ -280,7 +278,7 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 			return -1;
 		int64_t left = wait ? deadline - now_ms() : 0;
 		if (left <= 0)
-			return 0;
+			return 0;	/* a long line may leave its head behind */
 		struct pollfd p = { .fd = k->nowait_fd, .events = POLLOUT };
 		(void)poll(&p, 1, (int)left);
 	}
@@ -368,6 +366,9 @@ void
 log_forked_child(void)
 {
 	forked_child = 1;
+	/* the parent's lost lines are the parent's to report */
+	error_sink.stalled = access_sink.stalled = 0;
+	error_sink.dropped = access_sink.dropped = 0;
 }
 
 /* fatal()'s way out.  A forked child must not run the atexit handlers it

@@ -46,8 +46,9 @@ int log_error_fd(void);
  * the error log's and the private non-blocking ones (log.c's header).
  * out has room for 3; returns how many. */
 size_t log_fds(int *out);
-/* Lines dropped by a stalled log reader and not yet reported. */
-unsigned long log_dropped(void);
+/* After a dup2 over a log's descriptor (daemon, capture_output): write
+ * to what it is now. */
+void log_rebind(void);
 /* Bytes as they are (wsgi.errors) to the error log, under the same
  * policy as every log line (log.c's header): may wait up to a second for
  * a stalled reader, so call it without the GIL. */

@@ -11,13 +11,18 @@ request's write blocked holding the GIL and the worker answered nothing
 until the reader came back.  Then the reader drains and the server logs
 again, first the count of lost lines.
 
+The non-blocking descriptors follow a dup2 over a log's descriptor:
+--capture-output with the access log on stdout, stdout a pipe.
+
 Apps: tests/integration/apps/errlog_apps.py.
 """
 import concurrent.futures
 import os
+import signal
+import subprocess
 import time
 
-from conftest import ROOT, http_get, wait_for
+from conftest import BINARY, ROOT, free_port, http_get, port_open, wait_for
 
 APPS = os.path.join(ROOT, "tests", "integration", "apps")
 
@@ -76,3 +81,29 @@ def test_stalled_error_log_reader_does_not_stall_the_worker(make_server, tmp_pat
         assert s.proc.poll() is None
     finally:
         os.close(r.fd)
+
+
+def test_capture_output_moves_a_piped_access_log(tmp_path):
+    """--capture-output puts the error log's file on stdout and stderr, so
+    an access log on stdout ("-") goes to that file.  With stdout a pipe,
+    the access log's non-blocking descriptor (opened from stdout) must
+    follow the dup2, not keep writing to the pipe."""
+    errlog = str(tmp_path / "error.log")
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("GUNICORN_CMD_ARGS", None)
+    p = subprocess.Popen([BINARY, "-b", "127.0.0.1:%d" % port, "--chdir", APPS, "-w", "1",
+                          "--capture-output", "--error-logfile", errlog,
+                          "--access-logfile", "-", "errlog_apps:application"],
+                         cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: port_open(port), 15, what="the server")
+        st, _, _ = http_get(port, "/ok?capture")
+        assert st == 200
+        wait_for(lambda: '"GET /ok?capture' in open(errlog).read(), 10,
+                 what="the access line in the error log")
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        out, _ = p.communicate(timeout=30)
+    assert b"GET /ok?capture" not in out, out
