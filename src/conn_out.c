@@ -63,7 +63,7 @@ int
 conn_out_flush(struct conn_out *o, int fd)
 {
 	while (o->off < o->len) {
-		ssize_t w = write(fd, o->data + o->off, o->len - o->off);
+		ssize_t w = send(fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL);
 		if (w > 0) {
 			o->off += (size_t)w;
 			atomic_fetch_sub_explicit(&held, (size_t)w, memory_order_relaxed);

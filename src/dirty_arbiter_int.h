@@ -53,6 +53,7 @@ struct client {
 	uint32_t ncalls;	/* calls in flight */
 	int closing;		/* close once out is flushed */
 	uint64_t close_deadline;
+	size_t counted;		/* its unread output in arbiter.clients_out */
 };
 
 enum worker_state {
@@ -119,6 +120,8 @@ struct arbiter_state {
 	struct client *clients;
 	size_t nclient_slots;
 	size_t nclients;
+	size_t clients_out;	/* every client's unread output (their counted) */
+	size_t client_max_out, clients_max_out;	/* the caps, see route_setup */
 
 	/* dirty_pool.c; stop_graceful() drops them through
 	 * workers_stop_respawns() */

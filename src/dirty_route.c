@@ -27,11 +27,14 @@
  * input is read into one shared 64 KiB scratch buffer and only a partial
  * frame is kept per peer.  A client's input is never paused (a client
  * that pipelines before reading would deadlock); a client with more than
- * CLIENT_MAX_OUT of unread replies is dropped.  The cap is checked at
- * each frame, never only once per read: a worker's reply that would pass
- * it is not queued, and a client whose own request (a stash get) put it
- * over is dropped before its next frame is read, so sixteen GETs of a
- * 40 MiB value in one write cost at most the cap plus one reply.
+ * arbiter.client_max_out of unread replies is dropped, and when all the
+ * clients' unread replies together pass arbiter.clients_max_out, the
+ * client holding the most is dropped (route_caps says how both are
+ * chosen).  The caps are checked at each frame, never only once per
+ * read: a worker's reply that would pass them is not queued, and a
+ * client whose own request (a stash get) put them over is dropped before
+ * its next frame is read, so sixteen GETs of a 40 MiB value in one write
+ * cost at most the cap plus one reply.
  * Requests waiting for a worker's socket are bounded by WORKER_MAX_OUT
  * (dirty_pool.c) per worker: past it a new request goes to another worker having the app, or gets
  * DirtyNoWorkersAvailableError at once.
@@ -50,12 +53,17 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 /* A client whose unread replies exceed this is dropped.  Its input is
  * never paused instead: a client that writes all its requests before
  * reading (pipelining) would then deadlock against us. */
-#define CLIENT_MAX_OUT		(256u * 1024 * 1024)
+#define CLIENT_MAX_OUT		((size_t)256 * 1024 * 1024)
+/* All clients' unread replies together: at most this, and less on a
+ * smaller machine (route_caps). */
+#define CLIENTS_MAX_OUT		((size_t)1024 * 1024 * 1024)
+#define CLIENTS_MAX_OUT_FLOOR	((size_t)16 * 1024 * 1024)
 #define CLIENT_CLOSE_GRACE_MS	2000
 
 static void call_forget(struct call *k, int answered);
@@ -136,6 +144,7 @@ client_open(int fd)
 	c->ncalls = 0;
 	c->closing = 0;
 	c->close_deadline = 0;
+	c->counted = 0;
 	c->peer.gen++;
 	if (dirty_peer_open(&c->peer, fd) == -1)
 		return;
@@ -160,6 +169,8 @@ client_close(struct client *c)
 			}
 		}
 	}
+	arbiter.clients_out -= c->counted;
+	c->counted = 0;
 	dirty_peer_close(&c->peer);
 	c->peer.gen++;	/* its calls in flight are forgotten: replies dropped */
 	arbiter.nclients--;
@@ -173,25 +184,73 @@ client_send_error(struct client *c, uint64_t id, const char *type,
 	client_queue_flush(c);
 }
 
-/* Whether c's unread replies plus `more` bytes stay within CLIENT_MAX_OUT.
- * Past it, try to send first (a client that reads keeps up); still past
- * it: the client is dropped and 0 returned (c is closed, its calls
- * forgotten). */
+/* Bring arbiter.clients_out up to date with c's unread output.  Every
+ * change to it is followed by a call here for c: an append by a flush
+ * (client_flush) or by the caps' check; a send happens in one of them. */
+static void
+client_account(struct client *c)
+{
+	size_t now = dirty_peer_pending(&c->peer);
+
+	arbiter.clients_out = arbiter.clients_out - c->counted + now;
+	c->counted = now;
+}
+
+/* The client holding the most unread output, c counting the `more`
+ * bytes it is about to get. */
+static struct client *
+clients_biggest(struct client *c, size_t more)
+{
+	struct client *big = c;
+	size_t most = c->counted + more;
+
+	for (size_t i = 0; i < arbiter.nclient_slots; i++) {
+		struct client *o = &arbiter.clients[i];
+		if (o->peer.fd != -1 && o != c && o->counted > most) {
+			big = o;
+			most = o->counted;
+		}
+	}
+	return big;
+}
+
+/* Whether c's unread replies plus `more` bytes stay within the caps.
+ * Past c's own, try to send first (a client that reads keeps up); still
+ * past it: c is dropped and 0 returned (c is closed, its calls
+ * forgotten).  Past the total of all clients: the client holding the
+ * most is dropped, until under it; 0 when that was c.  The biggest, not
+ * c: a client that reads holds little (a stream's chunks leave as they
+ * come), so the one holding the most is the one not reading, and
+ * dropping it frees the most at once; every other client, c included,
+ * is served as before. */
 static int
 client_within_cap(struct client *c, size_t more)
 {
-	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
-		return 1;
-	if (dirty_peer_send(&c->peer) == -1) {
-		client_close(c);	/* gone */
-		return 0;
+	if (dirty_peer_pending(&c->peer) + more > arbiter.client_max_out) {
+		if (dirty_peer_send(&c->peer) == -1) {
+			client_close(c);	/* gone */
+			return 0;
+		}
+		if (dirty_peer_pending(&c->peer) + more > arbiter.client_max_out) {
+			log_warnx("dirty: dropping a client that does not read "
+			    "its replies (over %zu MiB unread)",
+			    arbiter.client_max_out >> 20);
+			client_close(c);
+			return 0;
+		}
 	}
-	if (dirty_peer_pending(&c->peer) + more <= CLIENT_MAX_OUT)
-		return 1;
-	log_warnx("dirty: dropping a client that does not read its replies "
-	    "(over %u MiB unread)", CLIENT_MAX_OUT >> 20);
-	client_close(c);
-	return 0;
+	client_account(c);
+	while (arbiter.clients_out + more > arbiter.clients_max_out) {
+		struct client *big = clients_biggest(c, more);
+		log_warnx("dirty: dropping the client holding the most unread "
+		    "replies (%zu MiB; all clients together: over %zu MiB)",
+		    (big->counted + (big == c ? more : 0)) >> 20,
+		    arbiter.clients_max_out >> 20);
+		client_close(big);
+		if (big == c)
+			return 0;
+	}
+	return 1;
 }
 
 /* The id of a header whose magic and version are right, else 0. */
@@ -502,8 +561,45 @@ static const struct pool_hooks route_hooks = {
 	.lost = worker_lost,
 };
 
+/*
+ * The caps on unread replies.  The total bounds the arbiter's memory
+ * with many clients (every HTTP worker thread has a connection, scripts
+ * may connect too): at most CLIENTS_MAX_OUT (1 GiB: four clients at
+ * their own cap at once), and no more than a quarter of the machine's
+ * memory or of the data limit the arbiter was started under (ulimit -d,
+ * systemd's LimitDATA=) — a quarter: an output buffer grows by doubling,
+ * so it may reserve twice what it holds, and the stash lives beside it —
+ * so that the arbiter drops a client rather than abort on a failed
+ * allocation of its own (every call of every client lost) or be the OOM
+ * killer's pick; never under CLIENTS_MAX_OUT_FLOOR.  A client's own cap
+ * is never above the total.  Computed once, at start: a test lowers them
+ * with a data limit (prlimit), no setting or variable of their own.
+ */
+static void
+route_caps(void)
+{
+	size_t cap = CLIENTS_MAX_OUT;
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+
+	if (pages > 0 && page > 0 &&
+	    (uint64_t)pages * (uint64_t)page / 4 < cap)
+		cap = (size_t)((uint64_t)pages * (uint64_t)page / 4);
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < cap)
+		cap = (size_t)(rl.rlim_cur / 4);
+	if (cap < CLIENTS_MAX_OUT_FLOOR)
+		cap = CLIENTS_MAX_OUT_FLOOR;
+	arbiter.clients_max_out = cap;
+	arbiter.client_max_out = CLIENT_MAX_OUT < cap ? CLIENT_MAX_OUT : cap;
+	if (cap < CLIENTS_MAX_OUT)
+		log_debug("dirty: unread replies capped at %zu MiB in all, %zu "
+		    "MiB per client", cap >> 20, arbiter.client_max_out >> 20);
+}
+
 void
 route_setup(void)
 {
+	route_caps();
 	pool_set_hooks(&route_hooks);
 }

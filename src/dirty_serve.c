@@ -637,7 +637,7 @@ dirty_apps_report(void)
 	 * a length that does not match its payload. */
 	if (dirty_frame_end(&b, off) == -1)
 		log_warnx("dirty worker: app workers report too large, not sent");
-	else if (write_full(dirty_worker.fd, b.data, b.len) == -1)
+	else if (send_full(dirty_worker.fd, b.data, b.len) == -1)
 		log_warn("dirty worker: cannot report app workers to the arbiter");
 	dirty_buf_free(&b);
 	free(limits);

@@ -175,7 +175,7 @@ dirty_worker_flush_out(struct caller *c)
 			err = errno;
 		} else {
 			Py_BEGIN_ALLOW_THREADS
-			rc = write_full(dirty_worker.fd, b->data + done,
+			rc = send_full(dirty_worker.fd, b->data + done,
 			    b->len - done);
 			err = errno;
 			Py_END_ALLOW_THREADS
@@ -183,7 +183,7 @@ dirty_worker_flush_out(struct caller *c)
 	} else {
 		Py_BEGIN_ALLOW_THREADS
 		pthread_mutex_lock(&dirty_worker.wlock);
-		rc = write_full(dirty_worker.fd, b->data, b->len);
+		rc = send_full(dirty_worker.fd, b->data, b->len);
 		err = errno;
 		pthread_mutex_unlock(&dirty_worker.wlock);
 		Py_END_ALLOW_THREADS

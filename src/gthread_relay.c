@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "http_conn.h"
 #include "log.h"

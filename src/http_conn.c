@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "settings.h"
@@ -244,7 +245,10 @@ int
 http_io_writev_nowait(int fd, struct iovec **iov, int *iovcnt)
 {
 	while (*iovcnt > 0) {
-		ssize_t w = writev(fd, *iov, *iovcnt > IOV_MAX ? IOV_MAX : *iovcnt);
+		/* sendmsg, not writev: MSG_NOSIGNAL (util.h, send_full) */
+		struct msghdr m = { .msg_iov = *iov,
+		    .msg_iovlen = (size_t)(*iovcnt > IOV_MAX ? IOV_MAX : *iovcnt) };
+		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
 		if (w == -1) {
 			if (errno == EINTR) {
 				http_io_interrupted();

@@ -4,6 +4,23 @@
  * Owns the two log file descriptors.  Lines are formatted into a stack
  * buffer and written with one write(2), so lines from several processes
  * sharing a file (O_APPEND) never interleave mid-line.
+ *
+ * One policy for every line written to a log (ours, the access log's,
+ * wsgi.errors'): a log whose reader stalls must not stall the server.  A
+ * regular file is written as it is (a disk does not stall on a reader).
+ * A pipe, FIFO, socket or terminal is written without blocking — a
+ * socket with send(MSG_DONTWAIT), the others through our own O_NONBLOCK
+ * open of the same pipe (/proc/self/fd/N: a description of our own, so
+ * the O_NONBLOCK flag never reaches the shared one that Python's
+ * sys.stderr, the other processes and the log reader hold) — and a
+ * line waits at most SINK_WAIT_MS for room.  Past that it is dropped and
+ * counted, and the sink is "stalled": further lines are tried once,
+ * without waiting, until one goes through; then a WARNING says how many
+ * were lost.  So a reader that keeps up (a 64 KiB pipe, bursts) loses
+ * nothing, and one that hangs costs each process one SINK_WAIT_MS wait,
+ * then nothing.  Never called from a signal handler; safe from several
+ * threads (the state is atomic; each line is one write when it fits
+ * PIPE_BUF, so lines do not interleave).
  */
 #include "log.h"
 
@@ -13,8 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 static int error_fd = STDERR_FILENO;
 static int access_fd = -1;
@@ -22,6 +42,20 @@ static int log_level = LOG_INFO;
 static char *error_path;	/* NULL: stderr */
 static char *access_path;	/* NULL: off or stdout (access_fd says) */
 static int forked_child;	/* fatal() ends us with _exit() */
+
+/* How long one line may wait for a log's reader (see the header). */
+#define SINK_WAIT_MS	1000
+
+/* How a log's lines are written (see the header). */
+struct sink {
+	int nowait_fd;		/* -1: plain write(2); else written without blocking */
+	int own;		/* nowait_fd is our /proc/self/fd open (we close it) */
+	int socket;		/* nowait_fd is the log's socket: send(MSG_DONTWAIT) */
+	int stalled;		/* atomic: the last line was dropped */
+	unsigned long dropped;	/* atomic: lines dropped since the last report */
+};
+static struct sink error_sink = { .nowait_fd = -1 };
+static struct sink access_sink = { .nowait_fd = -1 };
 
 int
 log_level_parse(const char *name)
@@ -45,6 +79,37 @@ level_name(int level)
 	if (level >= LOG_WARNING) return "WARNING";
 	if (level >= LOG_INFO) return "INFO";
 	return "DEBUG";
+}
+
+static void
+sink_detach(struct sink *k)
+{
+	if (k->own && k->nowait_fd != -1)
+		close(k->nowait_fd);
+	k->nowait_fd = -1;
+	k->own = k->socket = 0;
+}
+
+/* Decide how fd is written (see the header).  The counters stay. */
+static void
+sink_attach(struct sink *k, int fd)
+{
+	struct stat st;
+	char path[32];
+
+	sink_detach(k);
+	if (fd == -1 || fstat(fd, &st) == -1 || S_ISREG(st.st_mode))
+		return;
+	if (S_ISSOCK(st.st_mode)) {
+		k->nowait_fd = fd;
+		k->socket = 1;
+		return;
+	}
+	/* A FIFO with no reader (ENXIO), no /proc: plain writes, as before. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	k->nowait_fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY |
+	    O_CLOEXEC);
+	k->own = k->nowait_fd != -1;
 }
 
 static int
@@ -82,6 +147,7 @@ log_open(const char *errorlog, const char *accesslog, int level)
 	error_path = epath;
 	access_path = apath;
 	log_level = level;
+	log_rebind();
 	return 0;
 }
 
@@ -115,6 +181,7 @@ log_reopen(void)
 		log_warn("cannot reopen access log %s", access_path);
 		rc = -1;
 	}
+	log_rebind();
 	return rc;
 }
 
@@ -125,6 +192,8 @@ log_close(void)
 		close(error_fd);
 	if (access_fd > STDERR_FILENO)
 		close(access_fd);
+	sink_detach(&error_sink);
+	sink_detach(&access_sink);
 	error_fd = STDERR_FILENO;
 	access_fd = -1;
 	free(error_path);
@@ -135,6 +204,26 @@ log_close(void)
 int log_get_level(void) { return log_level; }
 void log_set_level(int level) { log_level = level; }
 int log_error_fd(void) { return error_fd; }
+
+size_t
+log_fds(int *out)
+{
+	size_t n = 0;
+
+	out[n++] = error_fd;
+	if (error_sink.own)
+		out[n++] = error_sink.nowait_fd;
+	if (access_sink.own)
+		out[n++] = access_sink.nowait_fd;
+	return n;
+}
+
+void
+log_rebind(void)
+{
+	sink_attach(&error_sink, error_fd);
+	sink_attach(&access_sink, access_fd);
+}
 int log_access_enabled(void) { return access_fd != -1; }
 
 /* A sink that fails (EPIPE: its reader is gone, as when `docker exec
@@ -142,7 +231,7 @@ int log_access_enabled(void) { return access_fd != -1; }
  * the line and nothing else: SIGPIPE is ignored in every process
  * (main.c), and no error here ever stops the server. */
 static void
-sink_write(int fd, const char *buf, size_t len)
+plain_write(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len);
@@ -156,11 +245,83 @@ sink_write(int fd, const char *buf, size_t len)
 	}
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The non-blocking write of the header's policy: 1 written, 0 dropped
+ * (no room within the wait), -1 the sink failed (the line is lost, as
+ * plain_write's). */
+static int
+nowait_write(struct sink *k, const char *buf, size_t len)
+{
+	int wait = __atomic_load_n(&k->stalled, __ATOMIC_RELAXED) ? 0 : 1;
+	int64_t deadline = wait ? now_ms() + SINK_WAIT_MS : 0;
+
+	while (len > 0) {
+		ssize_t n = k->socket ?
+		    send(k->nowait_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) :
+		    write(k->nowait_fd, buf, len);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+		int64_t left = wait ? deadline - now_ms() : 0;
+		if (left <= 0)
+			return 0;	/* a long line may leave its head behind */
+		struct pollfd p = { .fd = k->nowait_fd, .events = POLLOUT };
+		(void)poll(&p, 1, (int)left);
+	}
+	return 1;
+}
+
+static void
+sink_write(struct sink *k, int fd, const char *buf, size_t len)
+{
+	if (k->nowait_fd == -1) {
+		plain_write(fd, buf, len);
+		return;
+	}
+	switch (nowait_write(k, buf, len)) {
+	case 0:
+		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
+		return;
+	case 1:
+		if (__atomic_exchange_n(&k->stalled, 0, __ATOMIC_RELAXED)) {
+			unsigned long n = __atomic_exchange_n(&k->dropped, 0,
+			    __ATOMIC_RELAXED);
+			if (n > 0)
+				log_warnx("%lu lines dropped: the %s log's reader "
+				    "did not read for %d ms", n,
+				    k == &error_sink ? "error" : "access",
+				    SINK_WAIT_MS);
+		}
+		return;
+	}
+}
+
+void
+log_error_write(const char *buf, size_t len)
+{
+	sink_write(&error_sink, error_fd, buf, len);
+}
+
 void
 log_access_write(const char *line, size_t len)
 {
 	if (access_fd != -1)
-		sink_write(access_fd, line, len);
+		sink_write(&access_sink, access_fd, line, len);
 }
 
 static void
@@ -191,7 +352,7 @@ emit(int level, const char *suffix, const char *fmt, va_list ap)
 			    : sizeof(buf) - 2;
 	}
 	buf[off++] = '\n';
-	sink_write(error_fd, buf, off);
+	sink_write(&error_sink, error_fd, buf, off);
 	errno = saved;
 }
 
@@ -205,6 +366,9 @@ void
 log_forked_child(void)
 {
 	forked_child = 1;
+	/* the parent's lost lines are the parent's to report */
+	error_sink.stalled = access_sink.stalled = 0;
+	error_sink.dropped = access_sink.dropped = 0;
 }
 
 /* fatal()'s way out.  A forked child must not run the atexit handlers it
@@ -273,7 +437,7 @@ oom(size_t size)
 	char buf[96];
 	int n = snprintf(buf, sizeof(buf), "cunicorn: out of memory (%zu bytes)\n", size);
 	if (n > 0)
-		sink_write(STDERR_FILENO, buf, (size_t)n);
+		plain_write(STDERR_FILENO, buf, (size_t)n);
 	abort();
 }
 

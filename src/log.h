@@ -42,6 +42,17 @@ int log_get_level(void);
 void log_set_level(int level);
 /* The fd error lines are written to (for capture_output's dup2). */
 int log_error_fd(void);
+/* The descriptors a child must keep for its logs (spawn's close_all):
+ * the error log's and the private non-blocking ones (log.c's header).
+ * out has room for 3; returns how many. */
+size_t log_fds(int *out);
+/* After a dup2 over a log's descriptor (daemon, capture_output): write
+ * to what it is now. */
+void log_rebind(void);
+/* Bytes as they are (wsgi.errors) to the error log, under the same
+ * policy as every log line (log.c's header): may wait up to a second for
+ * a stalled reader, so call it without the GIL. */
+void log_error_write(const char *buf, size_t len);
 
 void log_msg(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void log_vmsg(int level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);

@@ -899,6 +899,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		dup2(log_error_fd(), STDOUT_FILENO);
 		dup2(log_error_fd(), STDERR_FILENO);
 	}
+	log_rebind();	/* "-" logs are on descriptors the above replaced */
 	master.server_obj = python_server_object(s, master.pid);
 	master.logged_workers = -1;
 	/* gunicorn's Arbiter.setup(): the count goes from None to workers,

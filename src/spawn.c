@@ -30,12 +30,12 @@ static void
 spawn_shed(const struct spawn_spec *spec)
 {
 	if (spec->close_all) {
-		int keep[MAX_KEEP_FDS + 1];
+		int keep[MAX_KEEP_FDS + 3];
 		size_t n = 0;
 
 		for (size_t i = 0; i < spec->nkeep_fds && n < MAX_KEEP_FDS; i++)
 			keep[n++] = spec->keep_fds[i];
-		keep[n++] = log_error_fd();
+		n += log_fds(keep + n);
 		close_fds_except(keep, n);
 		log_reopen();
 	} else {

@@ -1,13 +1,14 @@
 /*
  * util.h — small helpers every role uses: clocks, descriptor flags,
- * a blocking whole-buffer write, closing inherited descriptors after fork,
- * dropping privileges in a child.
+ * blocking whole-buffer writes (any fd; a socket), closing inherited
+ * descriptors after fork, dropping privileges in a child.
  */
 #ifndef CUNICORN_UTIL_H
 #define CUNICORN_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 /* CLOCK_MONOTONIC in milliseconds (heartbeats, timeouts; shared across
@@ -16,9 +17,20 @@ uint64_t monotonic_ms(void);
 int fd_set_nonblock(int fd, int on);
 int fd_set_cloexec(int fd, int on);
 /* The one write-all loop: all n bytes, retrying on EINTR, waiting in
- * poll() when a non-blocking fd is full (SIGPIPE is ignored in every
- * process, so a socket whose peer left gives -1 EPIPE).  0 or -1. */
+ * poll() when a non-blocking fd is full.  0 or -1.  For files and pipes;
+ * a socket goes through send_full. */
 int write_full(int fd, const void *buf, size_t n);
+/* The same for a socket, with send(MSG_NOSIGNAL): SIGPIPE is ignored in
+ * every process, but app code may set it back to SIG_DFL (some libraries
+ * do), and a write() to a socket whose peer left would then kill the
+ * process instead of returning EPIPE.  Every socket write uses this (or
+ * its own send/sendmsg with MSG_NOSIGNAL). */
+int send_full(int fd, const void *buf, size_t n);
+/* Around a socket write that has no MSG_NOSIGNAL (sendfile): SIGPIPE
+ * blocked in this thread, and the one an EPIPE left pending taken back
+ * before the mask is restored (got_epipe), so it is never delivered. */
+void nosigpipe_begin(sigset_t *saved);
+void nosigpipe_end(const sigset_t *saved, int got_epipe);
 /* Close every descriptor >= 3 except those listed (after fork). */
 void close_fds_except(const int *keep, size_t nkeep);
 /* In a child, first thing: every signal blocked, then every disposition

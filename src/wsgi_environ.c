@@ -133,7 +133,15 @@ errors_write(PyObject *self, PyObject *arg)
 		n = PyBytes_GET_SIZE(arg);
 	} else if ((s = PyUnicode_AsUTF8AndSize(arg, &n)) == NULL)
 		return NULL;
-	write_full(log_error_fd(), s, (size_t)n);
+	/* Without the GIL: a stalled error-log reader may hold this write
+	 * for up to a second (log.c), the other threads must not wait with
+	 * it.  No copy: s is the immutable bytes' or str's own buffer, alive
+	 * while the reference held here is. */
+	Py_INCREF(arg);
+	Py_BEGIN_ALLOW_THREADS
+	log_error_write(s, (size_t)n);
+	Py_END_ALLOW_THREADS
+	Py_DECREF(arg);
 	return PyLong_FromSsize_t(n);
 }
 

@@ -760,16 +760,26 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->head_only)
 		return 1;
 	pos = offset;
+	/* sendfile has no MSG_NOSIGNAL: an app that set SIGPIPE back to
+	 * SIG_DFL must not die of a client that left (util.h) */
+	sigset_t saved;
+	int err = 0;
+	int rc = 1;
+	nosigpipe_begin(&saved);
 	while (nbytes > 0) {
 		size_t n = nbytes > 0x3fffffff ? 0x3fffffff : (size_t)nbytes;
 		ssize_t w;
 		if (conn_out_pending(&r->conn->out) > 0) {
 			/* the head waits in the buffer: the file goes after it */
 			int k = file_behind(r, fd, pos, nbytes);
-			if (k != 0)
-				return k;
-			if (conn_out_drain(&r->conn->out, r->fd) == -1)
-				return resp_io_error(r);
+			if (k != 0) {
+				rc = k;
+				break;
+			}
+			if (conn_out_drain(&r->conn->out, r->fd) == -1) {
+				err = errno != 0 ? errno : EIO;
+				break;
+			}
 		}
 		w = sendfile(r->fd, fd, &pos, n);
 		if (w > 0) {
@@ -785,14 +795,22 @@ send_file(struct response *r, FileWrapperObject *fw)
 		}
 		if (errno == EAGAIN) {
 			int k = file_behind(r, fd, pos, nbytes);
-			if (k != 0)
-				return k;
+			if (k != 0) {
+				rc = k;
+				break;
+			}
 			if (http_io_wait(r->fd, POLLOUT) == 0)
 				continue;
 		}
+		err = errno != 0 ? errno : EIO;
+		break;
+	}
+	nosigpipe_end(&saved, err == EPIPE);
+	if (err != 0) {
+		errno = err;
 		return resp_io_error(r);
 	}
-	return 1;	/* sendfile() with an offset leaves the file position alone */
+	return rc;	/* sendfile() with an offset leaves the file position alone */
 }
 
 /* A dirty stream as the body, in the gthread worker: start the call, send

@@ -7,6 +7,10 @@ against the real binary with raw frames (dirty_raw.py):
   seventh reply instead of queueing all sixteen (640 MiB).  A memory
   figure: "memory" in its name keeps it out of the sanitized stage
   (ASan's quarantine and copying realloc inflate the peak);
+- the same across clients: eight clients each asking for four 8 MiB
+  values and reading nothing; the total of unread replies is capped
+  (a quarter of the arbiter's data limit, set with prlimit), the client
+  holding the most dropped first, a client that reads served throughout;
 - accept errors (EMFILE): the arbiter's descriptor limit is lowered under
   it so accept() fails; it must stop polling the listener for a while
   (not spin at 100% CPU), log the episode once, and accept again once
@@ -16,12 +20,13 @@ Apps: tests/integration/apps/dirty_apps.py (Echo).
 """
 import os
 import resource
+import select
 import time
 import pytest
 
 from conftest import wait_for
 import dirty_raw as d
-from test_dirty_arbiter import ECHO, connect, start, status, unique_name, vm_kb
+from test_dirty_arbiter import BIN, ECHO, connect, dirty_args, start, status, unique_name, vm_kb
 
 MiB = 1024 * 1024
 
@@ -55,6 +60,65 @@ def test_reply_amplification_memory_is_capped_per_frame(make_server):
         assert (t, rid) == (d.RESPONSE, 2) and v["result"]["size"] == 1
         assert d.result(c.call(3, ECHO, "echo", "after")) == "after"
     finally:
+        c.close()
+
+
+def _hung_up(conn):
+    """Whether the arbiter closed conn (without reading what it holds)."""
+    p = select.poll()
+    p.register(conn.s, select.POLLRDHUP)
+    return bool(p.poll(0))
+
+
+@pytest.mark.nosan(reason="measures the arbiter's memory under a data limit; ASan's shadow memory does not fit one")
+def test_unread_replies_are_capped_across_clients(make_server):
+    """Eight clients that each ask for four 8 MiB stash values and read
+    nothing: 256 MiB unread, under each one's own cap.  The total is
+    capped too, at a quarter of the arbiter's data limit (512 MiB here:
+    128 MiB): past it the client holding the most is dropped, so the
+    arbiter's peak grows by about the cap, not by everything asked for,
+    and a client that reads is served throughout."""
+    s = make_server(*dirty_args(unique_name("total"), 1, (ECHO,), "--log-level", "debug"),
+                    binary=BIN, start=False)
+    s.argv = ["prlimit", "--data=%d" % (512 * MiB), "--"] + s.argv
+    s.start()
+    s.arbiter = wait_for(lambda: d.arbiter_pid(s), 10, what="a dirty arbiter")
+    wait_for(lambda: len(d.dirty_workers(s)) == 1, 15, what="a dirty worker")
+    s.sock = d.socket_path(s)
+    c = connect(s)
+    c.s.settimeout(60)
+    c.send(d.frame(d.STASH, 1, {"op": 1, "table": "tot", "key": "big", "value": b"v" * (8 * MiB)}))
+    assert c.recv_frame()[:2] == (d.RESPONSE, 1)
+    hwm0 = vm_kb(s.arbiter, "VmHWM")
+    hogs = []
+    try:
+        for n in range(8):
+            h = connect(s)
+            h.send(b"".join(d.frame(d.STASH, 10 + i, {"op": 2, "table": "tot", "key": "big"})
+                            for i in range(4)))
+            hogs.append(h)
+            # the reader is served meanwhile
+            assert d.result(c.call(100 + n, ECHO, "echo", n)) == n
+        wait_for(lambda: s.log().count("dropping the client holding the most unread") >= 4,
+                 30, what="four clients dropped")
+        hwm = vm_kb(s.arbiter, "VmHWM")
+        print("arbiter peak RSS %d kB -> %d kB (+%d MiB)" % (hwm0, hwm, (hwm - hwm0) // 1024))
+        # the cap (128 MiB) and a reply or two; all of it would be 256
+        assert (hwm - hwm0) * 1024 < 180 * MiB, (hwm0, hwm)
+        dropped = sum(_hung_up(h) for h in hogs)
+        assert 4 <= dropped < 8, dropped
+        assert "does not read its replies" not in s.log()
+        # the arbiter carries on: the reader, a new client, the stash
+        assert d.result(c.call(200, ECHO, "echo", "after")) == "after"
+        c2 = connect(s)
+        c2.send(d.frame(d.STASH, 2, {"op": 6, "table": "tot"}))
+        t, rid, v = c2.recv_frame()
+        assert (t, rid) == (d.RESPONSE, 2) and v["result"]["size"] == 1
+        c2.close()
+        assert "dirty: unread replies capped at 128 MiB in all, 128 MiB per client" in s.log()
+    finally:
+        for h in hogs:
+            h.close()
         c.close()
 
 
