@@ -51,34 +51,14 @@ fd_set_cloexec(int fd, int on)
 	return fd_flag(fd, F_GETFD, F_SETFD, FD_CLOEXEC, on);
 }
 
-int
-write_full(int fd, const void *buf, size_t n)
+/* n bytes to fd, whatever it takes: EINTR retried, a non-blocking fd
+ * waited for; as a socket send with flags when sock, else write(2). */
+static int
+put_full(int fd, const void *buf, size_t n, int sock, int flags)
 {
 	const char *p = buf;
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {	/* a non-blocking fd: wait */
-				struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-				(void)poll(&pfd, 1, -1);
-				continue;
-			}
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-int
-send_full(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t w = sock ? send(fd, p, n, flags) : write(fd, p, n);
 		if (w == -1) {
 			if (errno == EINTR)
 				continue;
@@ -93,6 +73,18 @@ send_full(int fd, const void *buf, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+int
+write_full(int fd, const void *buf, size_t n)
+{
+	return put_full(fd, buf, n, 0, 0);
+}
+
+int
+send_full(int fd, const void *buf, size_t n)
+{
+	return put_full(fd, buf, n, 1, MSG_NOSIGNAL);
 }
 
 void

@@ -41,23 +41,11 @@ class Echo(DirtyApp):
     def sabotage(self):
         """Write a malformed frame on this worker's channel to its arbiter
         (the only unnamed AF_UNIX stream socket the process holds)."""
-        import socket
-        import stat
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            try:
-                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                    continue
-                s = socket.socket(fileno=os.dup(fd))
-            except OSError:
-                continue
-            try:
-                if s.family == socket.AF_UNIX and s.getpeername() == "" and \
-                        s.getsockname() == "":
-                    os.write(fd, b"XX\x01\x02" + bytes(12))
-                    return "sent"
-            finally:
-                s.close()
+        from arbiter_channel import arbiter_channel_fd
+        fd = arbiter_channel_fd()
+        if fd is not None:
+            os.write(fd, b"XX\x01\x02" + bytes(12))
+            return "sent"
         return "no channel found"
 
     def count(self, n):

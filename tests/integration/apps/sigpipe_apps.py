@@ -14,10 +14,11 @@ left must then still be an EPIPE, never the process's death.
 import os
 import signal
 import socket
-import stat
 import tempfile
 
 from gunicorn.dirty import DirtyApp
+
+from arbiter_channel import arbiter_channel_fd
 
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
@@ -58,19 +59,9 @@ class Dirty(DirtyApp):
         worker's channel to it (the only unnamed AF_UNIX stream socket
         the process holds) for writing."""
         os.kill(os.getppid(), signal.SIGSTOP)
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            try:
-                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-                    continue
-                s = socket.socket(fileno=os.dup(fd))
-            except OSError:
-                continue
-            try:
-                if s.family == socket.AF_UNIX and s.getpeername() == "" and \
-                        s.getsockname() == "":
-                    s.shutdown(socket.SHUT_WR)
-                    return "cut"
-            finally:
-                s.close()
+        fd = arbiter_channel_fd()
+        if fd is not None:
+            with socket.socket(fileno=os.dup(fd)) as s:
+                s.shutdown(socket.SHUT_WR)
+            return "cut"
         return "no channel found"
