@@ -554,6 +554,10 @@ on_done(struct http_conn *c)
 		behind_start(&gconn_of(c)->bh, c);
 		return;
 	}
+	if (!c->keepalive) {	/* request bytes may be unread: linger */
+		conn_finished(c);
+		return;
+	}
 	conn_next_request(c);
 }
 
@@ -697,13 +701,10 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 			set_state_locked(c, CS_IDLE, G.keepalive_ms);
 		pthread_mutex_unlock(&timer_lock);
 		return !idle;
-	} else if (rc != 0 || !c->keepalive) {
-		if (rc == 0 && c->body_unread) {
-			PyThreadState *ts = PyEval_SaveThread();	/* a lingering close waits */
-			http_io_close(c->fd, 1);
-			PyEval_RestoreThread(ts);
-		} else
-			close(c->fd);
+	} else if (rc == 0 && !c->keepalive && c->body_unread)
+		;	/* the loop lingers (conn_finished): no thread waits on it */
+	else if (rc != 0 || !c->keepalive) {
+		close(c->fd);
 		g->closed = 1;
 	}
 	return 1;

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "util.h"
 
@@ -65,7 +66,7 @@ wsgi_body_begin(struct wsgi_req *q, struct http_conn *c)
 	b->remaining = c->req.content_length;
 	b->pend = NULL;
 	b->pend_len = 0;
-	b->failed = b->io_error = b->err_status = 0;
+	b->failed = b->io_error = b->err_status = b->nowait = 0;
 	b->start_ms = monotonic_ms();
 	b->received = 0;
 	b->err_reason = NULL;
@@ -154,7 +155,16 @@ body_more(struct body *b)
 		}
 		/* need more bytes from the socket */
 		b->pos = b->len = b->base;
-		ssize_t n = body_recv(b, b->buf + b->base, b->cap - b->base);
+		ssize_t n;
+		if (b->nowait) {
+			n = recv(b->fd, b->buf + b->base, b->cap - b->base, MSG_DONTWAIT);
+			if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR))
+				return -2;	/* not here yet: no waiting */
+			if (n > 0)
+				b->received += (uint64_t)n;
+		} else
+			n = body_recv(b, b->buf + b->base, b->cap - b->base);
 		if (n <= 0)
 			b->io_error = 1;
 		if (n <= 0)
@@ -187,23 +197,43 @@ wsgi_body_unread(const struct body *b)
 /* wsgi_body_drain() drops at most this much. */
 #define DRAIN_MAX	(1024 * 1024)
 int
+wsgi_body_drainable(const struct body *b)
+{
+	if (b->eof)
+		return 1;
+	if (b->failed || b->continue_pending)
+		return 0;
+	return b->kind != HTTP_BODY_LENGTH ||
+	    b->remaining <= DRAIN_MAX + (b->len - b->pos);
+}
+
+int
 wsgi_body_drain(struct body *b)
 {
 	size_t dropped = 0;
 
+	if (!wsgi_body_drainable(b))
+		return -1;
+	b->nowait = 1;
 	for (;;) {
 		int r = body_more(b);
 		if (r == 0)
-			return 0;
-		if (r == -1) {
-			PyErr_Clear();
+			break;
+		if (r < 0) {
+			if (r == -1)
+				PyErr_Clear();
+			b->nowait = 0;
 			return -1;
 		}
 		dropped += b->pend_len;
 		body_consume(b, b->pend_len);
-		if (dropped > DRAIN_MAX)
+		if (dropped > DRAIN_MAX) {
+			b->nowait = 0;
 			return -1;
+		}
 	}
+	b->nowait = 0;
+	return 0;
 }
 
 typedef RequestBoundObject InputObject;

@@ -88,6 +88,7 @@ struct body {
 	size_t pend_len;
 	int eof, failed, continue_pending;
 	int io_error;		/* the client went away or stalled */
+	int nowait;		/* body_more() does not wait for bytes (drain) */
 	int err_status;		/* bad chunked framing: answer this (400) */
 	const char *err_reason;
 	uint64_t start_ms;	/* the body's deadline: start + base + received / rate */
@@ -104,9 +105,15 @@ struct body *wsgi_body_begin(struct wsgi_req *q, struct http_conn *c);
 PyObject *wsgi_input_object(struct wsgi_req *q);
 /* Whether request bytes may still be unread on the socket. */
 int wsgi_body_unread(const struct body *b);
-/* Read and drop what is left of the body, within a bound: 0 when the
- * body ended, -1 when the connection cannot be reused. */
+/* Read and drop what is left of the body, within a bound and without
+ * waiting for bytes that are not here yet: 0 when the body ended, -1
+ * when the connection cannot be reused (too much left, or a client
+ * still sending: its thread is not held for it; the connection closes,
+ * lingering, after the response). */
 int wsgi_body_drain(struct body *b);
+/* Whether wsgi_body_drain() could still keep the connection: what is
+ * left of the body is within its bound (a chunked one: maybe). */
+int wsgi_body_drainable(const struct body *b);
 
 /* ---- wsgi_response.c ---- */
 

@@ -121,6 +121,35 @@ def test_unread_body_is_skipped_before_the_next_request(make_server):
         assert (status, b) == (200, b"ok")
 
 
+def test_a_body_still_arriving_holds_no_thread_after_the_response(make_server):
+    """One thread; the app answers without reading a body the client is
+    still sending (half of 512 KiB, the rest later).  The thread does not
+    wait to drop the rest: a second client is answered at once, the
+    first gets its whole response and then the end of its connection
+    (closed, lingering, rather than kept); a body over the bound (2 MiB
+    declared) is answered with Connection: close up front."""
+    s = gthread(make_server, "unread", threads=1)
+    with Connection(s.port, timeout=10) as c:
+        c.send(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 524288\r\n\r\n"
+               + b"y" * 262144)
+        status, h, body = c.response()
+        assert (status, body) == (200, b"ok")
+        t0 = time.monotonic()
+        with Connection(s.port, timeout=5) as other:
+            other.send(get("/b"))
+            assert other.response()[2] == b"ok"
+        assert time.monotonic() - t0 < 2
+        c.sock.sendall(b"y" * 1000)      # more of the body: read and dropped
+        assert c.closed(5)
+    with Connection(s.port, timeout=10) as c:
+        c.send(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n"
+               + b"y" * 65536)
+        status, h, body = c.response()
+        assert (status, body, h["connection"]) == (200, b"ok", "close")
+        assert c.closed(5)
+    assert "WORKER TIMEOUT" not in s.log()
+
+
 def test_http10_closes_unless_keepalive_asked(make_server):
     s = gthread(make_server, "hello")
     with Connection(s.port) as c:

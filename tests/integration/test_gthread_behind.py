@@ -105,6 +105,34 @@ def test_connection_close_after_a_write_behind(make_server):
         assert c.closed(5)
 
 
+def test_unread_request_body_then_a_write_behind_lingers(make_server):
+    """A POST whose 3 MiB body the app never reads (too much to drain: the
+    connection must close) answered with 6 MiB written behind: the thread
+    is free meanwhile; the client, still sending its body, gets the whole
+    response and then the end of the connection, never a reset (the loop
+    shuts its side and lingers, reading what the client still sends,
+    rather than closing on unread bytes)."""
+    s = behind(make_server, threads=1)
+    total = 3 << 20
+    first = 64 << 10
+    with Connection(s.port, timeout=30) as c:
+        c.send(b"POST /list/%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+               % (SIZE, total) + b"b" * first)
+        time.sleep(1.0)
+        with Connection(s.port, timeout=5) as fast:    # the thread is free
+            fast.send(get("/fast"))
+            assert fast.response()[2] == b"hello"
+        # more of the body arrives while the response is still behind:
+        # unread bytes on the server's side of the socket
+        c.sock.settimeout(10)
+        c.sock.sendall(b"b" * (256 << 10))
+        status, headers, body = c.response()
+        assert status == 200 and headers.get("connection") == "close"
+        assert body == pattern(SIZE)
+        assert c.closed(5)
+    assert "WORKER TIMEOUT" not in s.log()
+
+
 def test_a_client_that_reads_nothing_is_closed_after_the_io_timeout(make_server):
     """--timeout 2: the I/O timeout is 1.5 s.  A client that reads none of
     its 6 MiB is closed once that long has passed without it taking a
