@@ -19,13 +19,15 @@ def pattern(n):
 
 
 def _file(n):
-    path = _files.get(n)
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="cunicorn-behind-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(pattern(n))
-        _files[n] = path
-    return path
+    """A path to n pattern bytes: an unlinked temporary file (nothing is
+    left behind when the worker goes, however it goes), opened again by
+    each request through /proc, with an offset of its own."""
+    f = _files.get(n)
+    if f is None:
+        f = _files[n] = tempfile.TemporaryFile(prefix="cunicorn-behind-")
+        f.write(pattern(n))
+        f.flush()
+    return "/proc/self/fd/%d" % f.fileno()
 
 
 def app(environ, start_response):
