@@ -207,33 +207,40 @@ wsgi_body_drainable(const struct body *b)
 	    b->remaining <= DRAIN_MAX + (b->len - b->pos);
 }
 
-int
-wsgi_body_drain(struct body *b)
+/* Drop decoded body bytes until the end: 0 at the end, -1 past
+ * DRAIN_MAX, on an error, or (b->nowait) when the rest is not here yet. */
+static int
+drop_rest(struct body *b)
 {
 	size_t dropped = 0;
 
-	if (!wsgi_body_drainable(b))
-		return -1;
-	b->nowait = 1;
 	for (;;) {
 		int r = body_more(b);
 		if (r == 0)
-			break;
+			return 0;
 		if (r < 0) {
 			if (r == -1)
 				PyErr_Clear();
-			b->nowait = 0;
 			return -1;
 		}
 		dropped += b->pend_len;
 		body_consume(b, b->pend_len);
-		if (dropped > DRAIN_MAX) {
-			b->nowait = 0;
+		if (dropped > DRAIN_MAX)
 			return -1;
-		}
 	}
+}
+
+int
+wsgi_body_drain(struct body *b)
+{
+	int rc;
+
+	if (!wsgi_body_drainable(b))
+		return -1;
+	b->nowait = 1;
+	rc = drop_rest(b);
 	b->nowait = 0;
-	return 0;
+	return rc;
 }
 
 typedef RequestBoundObject InputObject;

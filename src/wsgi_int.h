@@ -138,6 +138,7 @@ struct response {
 	int app_date;		/* ... its own Date header */
 	int relayed;		/* the body goes on in the worker's loop */
 	struct http_conn *conn;
+	const struct body *body;	/* the request's (wsgi_input.c) */
 	int upgrade;		/* the app said "Connection: upgrade" */
 	int in_flight;		/* between resp_begin and the request's end */
 	int writing;		/* bytes of a head may be half on the wire */

@@ -34,7 +34,6 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/sendfile.h>
@@ -89,6 +88,7 @@ wsgi_resp_begin(struct wsgi_req *q, struct http_conn *c)
 	r->in_flight = 1;
 	r->relayed = 0;
 	r->conn = c;
+	r->body = &q->body;
 	c->relay = NULL;
 	return r;
 }
@@ -115,12 +115,8 @@ build_head(struct response *r)
 		r->keepalive = 0;	/* the worker is stopping */
 	/* a request body the app left unread, too big to drop afterwards
 	 * (wsgi_body_drain): the connection will close, so say it */
-	if (r->keepalive) {
-		struct wsgi_req *q = (struct wsgi_req *)((char *)r -
-		    offsetof(struct wsgi_req, resp));
-		if (!wsgi_body_drainable(&q->body))
-			r->keepalive = 0;
-	}
+	if (r->keepalive && !wsgi_body_drainable(r->body))
+		r->keepalive = 0;
 	/* a body the client cannot delimit ends with the connection */
 	if (!r->chunked && r->content_length < 0 && !r->head_only &&
 	    r->status_code >= 200 && r->status_code != 204 && r->status_code != 304)
