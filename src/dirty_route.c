@@ -566,25 +566,32 @@ static const struct pool_hooks route_hooks = {
  * with many clients (every HTTP worker thread has a connection, scripts
  * may connect too): at most CLIENTS_MAX_OUT (1 GiB: four clients at
  * their own cap at once), and no more than a quarter of the machine's
- * memory or of the data limit the arbiter was started under (ulimit -d,
- * systemd's LimitDATA=) — a quarter: an output buffer grows by doubling,
+ * memory, of the memory limit of the arbiter's cgroup (a container's
+ * --memory, systemd's MemoryMax=: the whole server shares it, and the
+ * kernel's OOM killer acts on it, not on the machine's RAM) or of the data
+ * limit the arbiter was started under (ulimit -d, systemd's LimitDATA=) —
+ * a quarter: an output buffer grows by doubling,
  * so it may reserve twice what it holds, and the stash lives beside it —
  * so that the arbiter drops a client rather than abort on a failed
  * allocation of its own (every call of every client lost) or be the OOM
  * killer's pick; never under CLIENTS_MAX_OUT_FLOOR.  A client's own cap
- * is never above the total.  Computed once, at start: a test lowers them
- * with a data limit (prlimit), no setting or variable of their own.
+ * is never above the total.  Computed once, at start: tests lower them
+ * with a data limit (prlimit) or a memory cgroup, no setting or variable
+ * of their own.
  */
 static void
 route_caps(void)
 {
 	size_t cap = CLIENTS_MAX_OUT;
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint64_t cg = cgroup_memory_limit();
 	struct rlimit rl;
 
 	if (pages > 0 && page > 0 &&
 	    (uint64_t)pages * (uint64_t)page / 4 < cap)
 		cap = (size_t)((uint64_t)pages * (uint64_t)page / 4);
+	if (cg != 0 && cg / 4 < cap)
+		cap = (size_t)(cg / 4);
 	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
 	    rl.rlim_cur / 4 < cap)
 		cap = (size_t)(rl.rlim_cur / 4);

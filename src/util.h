@@ -1,7 +1,8 @@
 /*
  * util.h — small helpers every role uses: clocks, descriptor flags,
  * blocking whole-buffer writes (any fd; a socket), closing inherited
- * descriptors after fork, dropping privileges in a child.
+ * descriptors after fork, dropping privileges in a child, the cgroup's
+ * memory limit.
  */
 #ifndef CUNICORN_UTIL_H
 #define CUNICORN_UTIL_H
@@ -50,6 +51,12 @@ hex_digit(int c)
 	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
 	return -1;
 }
+
+/* The lowest memory limit of the cgroups this process is in and their
+ * ancestors (cgroup v2 memory.max, v1 memory.limit_in_bytes), in bytes;
+ * 0 when there is none (or no cgroup filesystem).  A container's memory
+ * limit is usually far below the machine's RAM, which sysconf reports. */
+uint64_t cgroup_memory_limit(void);
 
 struct settings;
 /* In a freshly forked worker (HTTP or dirty): become the group and user

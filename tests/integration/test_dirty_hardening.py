@@ -9,7 +9,8 @@ against the real binary with raw frames (dirty_raw.py):
   (ASan's quarantine and copying realloc inflate the peak);
 - the same across clients: eight clients each asking for four 8 MiB
   values and reading nothing; the total of unread replies is capped
-  (a quarter of the arbiter's data limit, set with prlimit), the client
+  (a quarter of the arbiter's data limit, set with prlimit, or of its
+  memory cgroup's limit), the client
   holding the most dropped first, a client that reads served throughout;
 - accept errors (EMFILE): the arbiter's descriptor limit is lowered under
   it so accept() fails; it must stop polling the listener for a while
@@ -70,17 +71,61 @@ def _hung_up(conn):
     return bool(p.poll(0))
 
 
+def _memory_cgroup_root():
+    """Where a memory cgroup can be made: cgroup v1's memory hierarchy, or
+    v2 with the memory controller enabled for children of its root."""
+    v1 = "/sys/fs/cgroup/memory"
+    if os.path.exists(os.path.join(v1, "memory.limit_in_bytes")):
+        return v1, "memory.limit_in_bytes"
+    try:
+        with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
+            if "memory" in f.read().split():
+                return "/sys/fs/cgroup", "memory.max"
+    except OSError:
+        pass
+    return None, None
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A memory cgroup of its own (512 MiB), removed once the server in it
+    is gone.  Listed before make_server, so it is torn down after it."""
+    root, limit_file = _memory_cgroup_root()
+    if root is None:
+        pytest.skip("no writable memory cgroup hierarchy on this machine")
+    path = os.path.join(root, unique_name("cunicorn-memcg"))
+    os.mkdir(path)
+    try:
+        with open(os.path.join(path, limit_file), "w") as f:
+            f.write(str(512 * MiB))
+        yield path
+    finally:
+        def empty():
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                return not f.read().strip()
+        wait_for(empty, 15, what="the cgroup's processes to exit")
+        os.rmdir(path)
+
+
 @pytest.mark.nosan(reason="measures the arbiter's memory under a data limit; ASan's shadow memory does not fit one")
-def test_unread_replies_are_capped_across_clients(make_server):
+@pytest.mark.parametrize("limit", ["data", "cgroup"])
+def test_unread_replies_are_capped_across_clients(request, limit):
     """Eight clients that each ask for four 8 MiB stash values and read
     nothing: 256 MiB unread, under each one's own cap.  The total is
-    capped too, at a quarter of the arbiter's data limit (512 MiB here:
-    128 MiB): past it the client holding the most is dropped, so the
-    arbiter's peak grows by about the cap, not by everything asked for,
-    and a client that reads is served throughout."""
+    capped too, at a quarter of the arbiter's memory limit — 512 MiB
+    here, as a data limit (ulimit -d) or as the memory limit of the
+    server's cgroup (a container's): 128 MiB.  Past it the client holding
+    the most is dropped, so the arbiter's peak grows by about the cap,
+    not by everything asked for, and a client that reads is served
+    throughout."""
+    cgroup = request.getfixturevalue("memory_cgroup") if limit == "cgroup" else None
+    make_server = request.getfixturevalue("make_server")
     s = make_server(*dirty_args(unique_name("total"), 1, (ECHO,), "--log-level", "debug"),
                     binary=BIN, start=False)
-    s.argv = ["prlimit", "--data=%d" % (512 * MiB), "--"] + s.argv
+    if cgroup is None:
+        s.argv = ["prlimit", "--data=%d" % (512 * MiB), "--"] + s.argv
+    else:   # the master moves itself in, then execs: its whole tree is in it
+        s.argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + s.argv
     s.start()
     s.arbiter = wait_for(lambda: d.arbiter_pid(s), 10, what="a dirty arbiter")
     wait_for(lambda: len(d.dirty_workers(s)) == 1, 15, what="a dirty worker")
