@@ -16,7 +16,9 @@
  * line waits at most SINK_WAIT_MS for room.  Past that it is dropped and
  * counted, and the sink is "stalled": further lines are tried once,
  * without waiting, until one goes through; then a WARNING says how many
- * were lost.  So a reader that keeps up (a 64 KiB pipe, bursts) loses
+ * were lost.  A line longer than PIPE_BUF may be cut by the drop: the next
+ * line written starts with a newline, so it is not glued to the head of
+ * the lost one.  So a reader that keeps up (a 64 KiB pipe, bursts) loses
  * nothing, and one that hangs costs each process one SINK_WAIT_MS wait,
  * then nothing.  Never called from a signal handler; safe from several
  * threads (the state is atomic; each line is one write when it fits
@@ -52,6 +54,8 @@ struct sink {
 	int own;		/* nowait_fd is our /proc/self/fd open (we close it) */
 	int socket;		/* nowait_fd is the log's socket: send(MSG_DONTWAIT) */
 	int stalled;		/* atomic: the last line was dropped */
+	int cut;		/* atomic: a dropped line left its head written:
+				 * the next line starts with a newline */
 	unsigned long dropped;	/* atomic: lines dropped since the last report */
 };
 static struct sink error_sink = { .nowait_fd = -1 };
@@ -262,6 +266,7 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 {
 	int wait = __atomic_load_n(&k->stalled, __ATOMIC_RELAXED) ? 0 : 1;
 	int64_t deadline = wait ? now_ms() + SINK_WAIT_MS : 0;
+	size_t whole = len;
 
 	while (len > 0) {
 		ssize_t n = k->socket ?
@@ -277,8 +282,13 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
 		int64_t left = wait ? deadline - now_ms() : 0;
-		if (left <= 0)
-			return 0;	/* a long line may leave its head behind */
+		if (left <= 0) {
+			/* a line over PIPE_BUF may have left its head behind:
+			 * the next line written ends it */
+			if (len < whole)
+				__atomic_store_n(&k->cut, 1, __ATOMIC_RELAXED);
+			return 0;
+		}
 		struct pollfd p = { .fd = k->nowait_fd, .events = POLLOUT };
 		(void)poll(&p, 1, (int)left);
 	}
@@ -290,6 +300,13 @@ sink_write(struct sink *k, int fd, const char *buf, size_t len)
 {
 	if (k->nowait_fd == -1) {
 		plain_write(fd, buf, len);
+		return;
+	}
+	if (__atomic_exchange_n(&k->cut, 0, __ATOMIC_RELAXED) &&
+	    nowait_write(k, "\n", 1) != 1) {
+		__atomic_store_n(&k->cut, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
 		return;
 	}
 	switch (nowait_write(k, buf, len)) {

@@ -17,6 +17,7 @@ The non-blocking descriptors follow a dup2 over a log's descriptor:
 Apps: tests/integration/apps/errlog_apps.py.
 """
 import concurrent.futures
+import fcntl
 import os
 import signal
 import subprocess
@@ -107,3 +108,32 @@ def test_capture_output_moves_a_piped_access_log(tmp_path):
         os.killpg(p.pid, signal.SIGTERM)
         out, _ = p.communicate(timeout=30)
     assert b"GET /ok?capture" not in out, out
+
+
+def test_a_line_cut_by_a_stall_does_not_glue_the_next(make_server, tmp_path):
+    """A line longer than the pipe's room is written in part, then dropped
+    when the reader does not read for a second: the next line written must
+    begin on a line of its own, not after the head of the lost one."""
+    fifo = str(tmp_path / "error.fifo")
+    os.mkfifo(fifo)
+    r = Reader(fifo)
+    try:
+        s = make_server("--chdir", APPS, "-w", "1", "-k", "gthread", "--threads", "2",
+                        "--error-logfile", fifo, "errlog_apps:application")
+        assert http_get(s.port, "/ok")[0] == 200
+        wait_for(lambda: r.has(b"Booting worker"), 10, what="the worker's boot line")
+        r.drain()
+        # one page of room: a 10,000-byte line goes in part, then waits
+        fcntl.fcntl(r.fd, fcntl.F_SETPIPE_SZ, 4096)
+        st, _, body = http_get(s.port, "/spam?n=1&size=10000", timeout=20)
+        assert (st, body) == (200, b"spammed 1\n")
+        r.text = b""
+        r.drain()
+        assert r.text.startswith(b"spam 000000 eee") and b"\n" not in r.text, r.text[:100]
+        r.text = b""
+        st, _, body = http_get(s.port, "/spam?n=1&size=5")
+        assert st == 200
+        wait_for(lambda: r.has(b"spam 000000 eeeee\n"), 10, what="the next line")
+        assert r.text.startswith(b"\nspam 000000 eeeee\n"), r.text[:200]
+    finally:
+        os.close(r.fd)
