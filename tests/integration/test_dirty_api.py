@@ -562,6 +562,42 @@ def test_gunicorn_names_are_the_same_objects():
     assert r.stdout.startswith("ok 25.")
 
 
+def run_client_script(code):
+    """Run code in a plain python3 importing the package as an app would,
+    with a socket path set (nothing listens there: no call may connect)."""
+    env = dict(os.environ, GUNICORN_DIRTY_SOCKET="/nonexistent/dirty.sock",
+               PYTHONPATH=os.pathsep.join([PYDIR, EXTDIR]), PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, cwd="/")
+
+
+def test_importing_the_client_does_not_import_asyncio():
+    # asyncio costs every HTTP worker ~5 MB: only an async call may load it
+    # (and cunicorn.dirty.aio, the client's asyncio half); the names moved
+    # there stay reachable from the client module, loading it on access.
+    code = ("import sys\n"
+            "from gunicorn.dirty import get_dirty_client, get_dirty_client_async\n"
+            "from gunicorn.dirty.client import DirtyClient, close_dirty_client_async\n"
+            "import cunicorn.dirty.client as C\n"
+            "c = get_dirty_client()\n"
+            "assert not hasattr(C, 'nosuch')\n"
+            "for m in ('asyncio', 'cunicorn.dirty.aio'):\n"
+            "    assert m not in sys.modules, m + ' imported by the sync client'\n"
+            "from gunicorn.dirty.client import DirtyAsyncStreamIterator\n"
+            "import cunicorn.dirty.aio as A\n"
+            "assert DirtyAsyncStreamIterator is A.DirtyAsyncStreamIterator\n"
+            "assert C._AsyncChannel is A._AsyncChannel and C._END is A._END\n"
+            "assert isinstance(c.stream_async('m:A', 'x'), DirtyAsyncStreamIterator)\n"
+            "import asyncio\n"
+            "async def main():\n"
+            "    a = await get_dirty_client_async()\n"
+            "    assert a is await get_dirty_client_async() and a is not c\n"
+            "    await close_dirty_client_async()\n"
+            "asyncio.run(main())\n"
+            "print('ok')\n")
+    r = run_client_script(code)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+
+
 def test_cached_clients_are_not_shared_with_a_forked_child():
     code = ("import os\n"
             "from gunicorn.dirty import get_dirty_client\n"
@@ -573,9 +609,7 @@ def test_cached_clients_are_not_shared_with_a_forked_child():
             "assert os.waitstatus_to_exitcode(st) == 0, 'child reused the parent client'\n"
             "assert get_dirty_client() is c\n"
             "print('ok')\n")
-    env = dict(os.environ, GUNICORN_DIRTY_SOCKET="/nonexistent/dirty.sock",
-               PYTHONPATH=os.pathsep.join([PYDIR, EXTDIR]), PYTHONDONTWRITEBYTECODE="1")
-    r = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, text=True, cwd="/")
+    r = run_client_script(code)
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
 
