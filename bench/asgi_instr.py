@@ -4,7 +4,10 @@ the machine's load cannot move (bench/asgi.py's req/s can).
     /usr/bin/python3 bench/asgi_instr.py [BINARY] [APP] [REQUESTS] [CONNECTIONS]
 
 BINARY defaults to build/cunicorn, APP to hello (bench/asgi_app.py's
-hello, hello_waits or api); ASGI_INSTR_ARGS adds server options (say
+hello, hello_waits or api); BINARY "uvicorn" measures the peer the same
+way (Debian's uvicorn, httptools and uvloop as in bench/asgi.py, one
+process: --workers 1 serves in the process it starts, no fork), so the
+two servers compare in instructions as well as in req/s; ASGI_INSTR_ARGS adds server options (say
 --asgi-loop asyncio).  The server runs with -w 1 under valgrind
 --tool=callgrind (the forked worker is followed); CONNECTIONS (default
 1) keep-alive connections send GET / in lockstep: 300 in one run, 300 +
@@ -90,18 +93,23 @@ def run(binary, app, n, conns):
     shutil.copy(os.path.join(BENCH, "asgi_app.py"), appdir)
     port = free_port()
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if binary == "uvicorn":
+        server = [sys.executable, "-m", "uvicorn", "--workers", "1", "--http", "httptools",
+                  "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+                  "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        server = [binary, "-w", "1", "-k", "asgi", "-b", "127.0.0.1:%d" % port,
+                  "--log-level", "warning", "--timeout", "600"]
     p = subprocess.Popen(
         ["valgrind", "--tool=callgrind",
-         "--callgrind-out-file=" + os.path.join(appdir, "cg.%p"),
-         binary, "-w", "1", "-k", "asgi", "-b", "127.0.0.1:%d" % port,
-         "--log-level", "warning", "--timeout", "600"]
+         "--callgrind-out-file=" + os.path.join(appdir, "cg.%p")] + server
         + os.environ.get("ASGI_INSTR_ARGS", "").split() + ["asgi_app:" + app],
         cwd=appdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
         if not wait_port(port, p, timeout=300):
             raise SystemExit("server did not start")
-        pid = worker_pid(p.pid)
+        pid = p.pid if binary == "uvicorn" else worker_pid(p.pid)
         requests(port, 300 + n, conns)
     finally:
         os.killpg(p.pid, 15)
@@ -123,7 +131,9 @@ def measure(binary, app, n, conns=1):
 
 
 def main():
-    binary = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(BUILD, "cunicorn")
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(BUILD, "cunicorn")
+    if binary != "uvicorn":
+        binary = os.path.abspath(binary)
     app = sys.argv[2] if len(sys.argv) > 2 else "hello"
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
     conns = int(sys.argv[4]) if len(sys.argv) > 4 else 1
