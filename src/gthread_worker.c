@@ -25,8 +25,10 @@
  *            WATCHDOG_MS for one that has not ended and calls a deputy
  *            (gthread_inline.c).
  *
- * Connection states (one timer list each, FIFO = deadline order since
- * every deadline of a list is now + the same constant):
+ * Connection states (one timer list each, in deadline order: every
+ * deadline of a list is now + one constant, so a connection enters at
+ * the tail — but DRAIN's, which depend on the bytes left: one enters
+ * before those whose deadline is later):
  *   HEAD    reading a head: one total deadline (limits.head_timeout_ms)
  *           from the accept or from the first byte after an idle wait;
  *           a client's pace never extends it
@@ -35,6 +37,10 @@
  *           are bounded there)
  *   LINGER  a refused request was answered; reading what the client still
  *           sends for a moment so that it sees the answer, not a reset
+ *   DRAIN   a kept response is complete, the app left the request's body
+ *           unread and its client is still sending it: the loop drops
+ *           the bytes left as they come, within the body's own deadline,
+ *           then goes on to the next request (gthread_drain.c)
  *   RELAY   the app returned a dirty stream: its thread is back in the
  *           pool and the loop relays the chunks (gthread_relay.c)
  *   BEHIND  the response is complete but the client has not read its
@@ -45,7 +51,8 @@
  * A pool thread that kept a connection with nothing pipelined puts it
  * back in the IDLE state and the epoll set itself (timer_lock).
  * Past worker_connections the listeners leave the epoll set and new
- * connections wait in the kernel's backlog.
+ * connections wait in the kernel's backlog; a worker that holds more
+ * than a live sibling lets it accept first (gthread_share.c).
  *
  * Stopping (TERM, HUP, max_requests, --reload, the master gone): stop
  * accepting; from then on every response says "Connection: close"; a
@@ -77,8 +84,10 @@
 #include <sys/socket.h>
 
 #include "gthread_behind.h"
+#include "gthread_drain.h"
 #include "gthread_inline.h"
 #include "gthread_relay.h"
+#include "gthread_share.h"
 #include "http_conn.h"
 #include "http_worker.h"
 #include "listen.h"
@@ -101,8 +110,8 @@
 #define TAG_WAKE	2
 #define TAG_LISTENER	16
 
-enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER, CS_RELAY, CS_BEHIND };
-#define NSTATES		6
+enum { CS_HEAD, CS_IDLE, CS_BUSY, CS_LINGER, CS_RELAY, CS_BEHIND, CS_DRAIN };
+#define NSTATES		7
 
 
 struct gconn {
@@ -144,8 +153,6 @@ static struct {
 	int listening;
 	uint64_t accept_pause_until;	/* listeners off until then (EMFILE, deferring) */
 	int emfile_episode;		/* logged once per episode */
-	int defers;			/* deferred accepts in a row (sibling_less_loaded) */
-	uint64_t last_defer_ms;
 	int stopping;
 	uint64_t stop_deadline;
 	unsigned long limit;		/* max_requests + jitter; 0 = none */
@@ -162,51 +169,6 @@ static struct gconn *
 gconn_of(struct http_conn *c)
 {
 	return (struct gconn *)c;
-}
-
-/* ---- sharing the connections with the sibling workers ----
- * Every worker is woken for a new connection and the first to call
- * accept() gets it: one worker could take nearly all of a burst (wrk's 32
- * connections: 30 and 2 were seen), and one process runs Python on one
- * CPU at a time.  So each worker publishes how many connections it holds
- * (the master's shared slots), and one that holds more than a live
- * sibling lets it accept first: it leaves the next connection alone for
- * DEFER_MS, at most MAX_DEFERS times in a row (a sibling that does not
- * take it is busy or gone: then it accepts). */
-#define DEFER_MS	1
-#define MAX_DEFERS	3
-#define LIVE_MS		3000	/* a heartbeat this old: not a live sibling */
-
-static void
-publish_load(void)
-{
-	if (G.ctx->loads != NULL)
-		G.ctx->loads[G.ctx->slot] = G.nconns;
-}
-
-static int
-sibling_less_loaded(uint64_t now)
-{
-	const struct http_worker_ctx *ctx = G.ctx;
-	int scan;
-
-	if (ctx->loads == NULL || ctx->heartbeats == NULL)
-		return 0;
-	/* the master hands out the lowest free slots */
-	scan = 2 * (G.cfg->workers > 0 ? G.cfg->workers : 1) + 16;
-	if (scan > ctx->nslots)
-		scan = ctx->nslots;
-	for (int j = 0; j < scan; j++) {
-		uint64_t hb;
-		if (j == ctx->slot)
-			continue;
-		hb = ctx->heartbeats[j];
-		if (hb == 0 || (hb < now && now - hb > LIVE_MS))
-			continue;
-		if (ctx->loads[j] < G.nconns)
-			return 1;
-	}
-	return 0;
 }
 
 /* ---- timer lists ----
@@ -243,14 +205,20 @@ set_state_locked(struct http_conn *c, int st, uint64_t ms)
 	if (st == CS_BUSY || st == CS_RELAY || st == CS_BEHIND)
 		return;
 	struct tlist *l = &G.timers[st];
+	struct http_conn *prev = l->tail;
 	c->deadline_ms = monotonic_ms() + ms;
-	c->tprev = l->tail;
-	c->tnext = NULL;
-	if (l->tail != NULL)
-		l->tail->tnext = c;
+	while (prev != NULL && prev->deadline_ms > c->deadline_ms)
+		prev = prev->tprev;	/* DRAIN's deadlines differ */
+	c->tprev = prev;
+	c->tnext = prev != NULL ? prev->tnext : l->head;
+	if (c->tnext != NULL)
+		c->tnext->tprev = c;
+	else
+		l->tail = c;
+	if (prev != NULL)
+		prev->tnext = c;
 	else
 		l->head = c;
-	l->tail = c;
 }
 
 static void
@@ -309,7 +277,7 @@ conn_free(struct http_conn *c)
 	g->rnext = G.graveyard;
 	G.graveyard = g;
 	G.nconns--;
-	publish_load();
+	share_publish(G.ctx, G.nconns);
 }
 
 static void
@@ -362,7 +330,7 @@ accept_one(const struct listener *l)
 	g->c.out_cap = BEHIND_CONN_MAX;
 	G.nconns++;
 	G.emfile_episode = 0;
-	publish_load();
+	share_publish(G.ctx, G.nconns);
 	set_state(&g->c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
 	epoll_arm(&g->c, EPOLL_CTL_ADD);
 	if (G.nconns >= G.max_conns)
@@ -413,10 +381,8 @@ refuse(struct http_conn *c, const struct http_error *err)
 	http_peer_format(&c->peer, ip, sizeof(ip));
 	log_warnx("Invalid request from ip=%s: %s", ip, err->reason);
 	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
-	shutdown(c->fd, SHUT_WR);
-	c->len = 0;
 	set_state(c, CS_LINGER, LINGER_MS);
-	epoll_arm(c, EPOLL_CTL_MOD);
+	linger_start(c);
 }
 
 static void
@@ -454,22 +420,14 @@ try_head(struct http_conn *c)
 	}
 }
 
-/* An edge on a HEAD, IDLE or LINGER connection: read until EAGAIN (the
- * next edge brings more), a complete head, or a refusal. */
+/* An edge on a HEAD or IDLE connection: read until EAGAIN (the next
+ * edge brings more), a complete head, or a refusal. */
 static void
 on_readable(struct http_conn *c)
 {
 	struct http_error err;
 	ssize_t n;
 
-	if (c->state == CS_LINGER) {
-		char sink[4096];
-		while ((n = read(c->fd, sink, sizeof(sink))) > 0)
-			;
-		if (n == 0 || errno != EAGAIN)
-			conn_close(c);
-		return;
-	}
 	conn_give_buffers(c);
 	for (;;) {
 		n = http_conn_read_some(c, &G.limits);
@@ -516,6 +474,28 @@ conn_next_request(struct http_conn *c)
 	epoll_arm(c, EPOLL_CTL_MOD);	/* reports bytes that came meanwhile */
 }
 
+static void
+conn_arm(struct http_conn *c)
+{
+	epoll_arm(c, EPOLL_CTL_MOD);
+}
+
+/* After a complete kept response, its request's bytes shifted out: the
+ * rest of a body the client is still sending is dropped first (DRAIN;
+ * its buffer holds nothing then), then the next request. */
+static void
+conn_kept(struct http_conn *c)
+{
+	if (c->drain_left == 0) {
+		conn_next_request(c);
+		return;
+	}
+	http_conn_free_buffers(c);	/* nothing in it: no buffer meanwhile */
+	gconn_of(c)->rd_pending = 0;
+	set_state(c, CS_DRAIN, c->drain_ms);
+	drain_start(c);
+}
+
 /* After the last byte of a response the loop wrote (write-behind): as
  * serve_conn() goes on after one its thread wrote whole. */
 static void
@@ -523,14 +503,12 @@ conn_finished(struct http_conn *c)
 {
 	if (c->keepalive) {
 		http_conn_shift(c);
-		conn_next_request(c);
+		conn_kept(c);
 	} else if (c->body_unread) {
 		/* request bytes may be unread: linger, so that the client
 		 * reads the response rather than a reset */
-		shutdown(c->fd, SHUT_WR);
-		c->len = 0;
 		set_state(c, CS_LINGER, LINGER_MS);
-		epoll_arm(c, EPOLL_CTL_MOD);
+		linger_start(c);
 	} else
 		conn_close(c);
 }
@@ -558,7 +536,8 @@ on_done(struct http_conn *c)
 		conn_finished(c);
 		return;
 	}
-	conn_next_request(c);
+	http_conn_shift(c);	/* done already unless a drain follows */
+	conn_kept(c);
 }
 
 
@@ -607,6 +586,9 @@ expire_timers(uint64_t now)
 		expired = c->qnext;
 		if (c->state == CS_HEAD && c->len > 0)
 			log_debug("Closing connection: no complete request head in time");
+		if (c->state == CS_DRAIN)
+			log_debug("Closing connection: %llu bytes of a request body "
+			    "not sent in time", (unsigned long long)c->drain_left);
 		conn_close(c);
 	}
 }
@@ -671,7 +653,7 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		c->next = 0;
 		rc = wsgi_handle(slot, c);
 		if (rc != 0 || !c->keepalive || c->relay != NULL ||
-		    conn_out_pending(&c->out) > 0)
+		    conn_out_pending(&c->out) > 0 || c->drain_left > 0)
 			break;
 		http_conn_shift(c);
 		if (c->len == 0 || !atomic_load(&G.keepalive_on) ||
@@ -689,6 +671,8 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		;	/* the loop relays the body; keepalive says what comes after */
 	else if (rc == 0 && conn_out_pending(&c->out) > 0)
 		;	/* the loop writes the rest (write-behind), then the same */
+	else if (rc == 0 && c->keepalive && c->drain_left > 0)
+		;	/* the loop drops the rest of the body (DRAIN), then the same */
 	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
 		/* kept, nothing pipelined: idle from here, without waking the
 		 * loop, unless bytes came meanwhile (then the loop re-arms).
@@ -823,6 +807,11 @@ setup(struct http_worker_ctx *ctx)
 	relay_setup(&(struct relay_host){
 		.epfd = G.epfd,
 		.close_conn = conn_close,
+		.next_request = conn_kept,
+	});
+	drain_setup(&(struct drain_host){
+		.arm = conn_arm,
+		.close_conn = conn_close,
 		.next_request = conn_next_request,
 	});
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };
@@ -890,16 +879,11 @@ loop_turn(void)
 		else if (tag >= TAG_LISTENER && tag < TAG_LISTENER + ctx->nlisteners) {
 			if (!G.listening)
 				continue;
-			if (now - G.last_defer_ms > 5 * DEFER_MS)
-				G.defers = 0;
-			if (G.defers < MAX_DEFERS && sibling_less_loaded(now)) {
-				G.defers++;
-				G.last_defer_ms = now;
-				G.accept_pause_until = now + DEFER_MS;
+			if (share_defer(ctx, G.cfg->workers, G.nconns, now)) {
+				G.accept_pause_until = now + SHARE_DEFER_MS;
 				listeners_watch(0);
 				continue;
 			}
-			G.defers = 0;
 			accept_one(&ctx->listeners[tag - TAG_LISTENER]);
 		} else if ((uintptr_t)evs[i].data.ptr & TAG_RELAY_BIT) {
 			struct gconn *g = (struct gconn *)((uintptr_t)evs[i].data.ptr &
@@ -919,6 +903,10 @@ loop_turn(void)
 				relay_client_event(&g->rl, evs[i].events);
 			else if (st == CS_BEHIND)
 				behind_client_event(&g->bh, evs[i].events);
+			else if (st == CS_DRAIN)
+				drain_readable(&g->c);
+			else if (st == CS_LINGER)
+				linger_readable(&g->c);
 			else if (st != CS_BUSY)
 				on_readable(&g->c);
 		}

@@ -67,6 +67,10 @@ struct http_conn {
 	int keepalive;		/* in: this response may leave the connection open;
 				   out: it did, another request may follow */
 	size_t next;		/* out, keepalive: the next request starts at buf[next] */
+	uint64_t drain_left;	/* out, keepalive: body bytes not here yet, to read
+				   and drop before the next request (gthread's
+				   loop: CS_DRAIN, gthread_drain.c) */
+	uint64_t drain_ms;	/* out, with drain_left: how long they may take */
 	int body_unread;	/* out, closing: request bytes may be unread (linger) */
 	struct http_relay *relay;	/* out: the body is still to come (relay) */
 	/* Response bytes the socket did not take yet (conn_out.h): the

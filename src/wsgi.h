@@ -77,7 +77,10 @@ struct wsgi_req *wsgi_req_new(void);
  * Run the application for c->req (a parsed head) in slot q (idle: no
  * other request running in it) and write the whole response.  c->keepalive in: the worker lets this connection live on;
  * out: it may serve another request, which begins at c->buf[c->next]
- * (the unread rest of the body was read and dropped).  Returns 0 when
+ * (the unread rest of the body was read and dropped) — or, when
+ * c->drain_left > 0, once the worker has read and dropped that many body
+ * bytes still to come, within c->drain_ms (only a worker that passes
+ * keepalive in, gthread, gets this).  Returns 0 when
  * the response was sent completely — or, with c->out_cap set (gthread),
  * when its end the socket refused waits in c->out for the worker to
  * write ("write-behind"; what comes next is the same) — -1 when the

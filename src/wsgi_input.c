@@ -207,8 +207,13 @@ wsgi_body_drainable(const struct body *b)
 	    b->remaining <= DRAIN_MAX + (b->len - b->pos);
 }
 
-/* Drop decoded body bytes until the end: 0 at the end, -1 past
- * DRAIN_MAX, on an error, or (b->nowait) when the rest is not here yet. */
+/* Drop decoded body bytes until the end: 0 at the end; 1 when the rest
+ * of a Content-Length body is not here yet (b->nowait), every byte of
+ * the buffer is taken and b->remaining, within DRAIN_MAX, is still to
+ * come on the socket; -1 past DRAIN_MAX, on an error, or when the rest
+ * of a chunked body is not here yet (its framing must be decoded to find
+ * its end: the connection closes, lingering, as before the loop could
+ * drain). */
 static int
 drop_rest(struct body *b)
 {
@@ -218,6 +223,9 @@ drop_rest(struct body *b)
 		int r = body_more(b);
 		if (r == 0)
 			return 0;
+		if (r == -2 && b->kind == HTTP_BODY_LENGTH && b->remaining <= DRAIN_MAX &&
+		    b->pos == b->len)
+			return 1;
 		if (r < 0) {
 			if (r == -1)
 				PyErr_Clear();
@@ -241,6 +249,12 @@ wsgi_body_drain(struct body *b)
 	rc = drop_rest(b);
 	b->nowait = 0;
 	return rc;
+}
+
+uint64_t
+wsgi_body_rest_ms(const struct body *b)
+{
+	return (uint64_t)body_base_ms + b->remaining * 1000 / BODY_MIN_RATE;
 }
 
 typedef RequestBoundObject InputObject;
