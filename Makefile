@@ -12,10 +12,10 @@ PY_LIBS     := $(shell pkg-config --libs python3-embed)
 # builds where enabled), while libpython3.X.so is a separate -fPIC build
 # whose calls between its own functions go through the PLT.  Measured
 # with bench/asgi_instr.py: a FastAPI request costs 10% fewer
-# instructions (232.8k -> 208.7k), a raw ASGI hello 11% (38.5k -> 34.4k).  Like /usr/bin/python3, the
-# binary is then not position-independent (the archive is not PIC): its
-# own code sits at a fixed address, while libraries, stack and heap stay
-# randomised.  PYLINK=shared links libpython.so (a PIE binary) instead.
+# instructions (232.8k -> 208.7k), a raw ASGI hello 11% (38.5k -> 34.4k).
+# Like /usr/bin/python3, the binary is then not position-independent (the
+# archive is not PIC): its own code sits at a fixed address, while
+# libraries, stack and heap stay randomised.  PYLINK=shared links libpython.so (a PIE binary) instead.
 # The whole archive is linked and exported, so that extension modules find
 # every symbol of the C API, as in python3.  The sanitized binary and the
 # unit tests use the shared library (they test our C, not Python's speed).
