@@ -6,11 +6,23 @@
  * http.response.start/body framed as Content-Length or chunked, with
  * keep-alive, HEAD, Date/Server, and what happens when it is complete.
  *
+ * A body the app left unread when its response is complete is dropped:
+ * what is buffered at once; the rest of a Content-Length body still
+ * coming (at most HTTP_DRAIN_MAX: head_write keeps the connection only
+ * then) as it arrives, in PS_DRAIN (asgi_int.h), within the body
+ * reader's deadline (http_body_rest_ms), then the connection goes on as
+ * after any kept response.  A chunked body still coming closes the
+ * connection (its end is known only by decoding its framing).  The app
+ * sees none of it: its receive() says http.disconnect once the response
+ * is complete, as before.
+ *
  * Owns: a Proto's request and response fields (asgi_int.h).
  *
- * Never: parses the next head itself (asgi_response_body() returns 1 and
- * asgi_proto.c does), knows websockets, reads more of the body than the
- * app asked for, or writes to a socket itself (the transport does).
+ * Never: parses the next head itself (asgi_response_body() and
+ * asgi_drain_next() return 1 and asgi_proto.c does), knows websockets,
+ * reads more of the body than the app asked for before its response is
+ * complete, drops a byte past the body, or writes to a socket itself
+ * (the transport does).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -375,36 +387,12 @@ asgi_feed_receiver(Proto *p)
 	PyErr_Clear();
 }
 
-/* The response is complete: the connection lives on or closes.  1: bytes
- * of a next request wait in the buffer (state PS_HEAD). */
+/* A kept response is complete and so is its request's body (read, or
+ * dropped): the next request, or idle, or a close when the worker
+ * stops.  1: bytes of a next request wait in the buffer (PS_HEAD). */
 static int
-response_done(Proto *p)
+request_over(Proto *p)
 {
-	p->rstate = R_DONE;
-	asgi_access_log(p, p->status);
-	asgi_feed_receiver(p);	/* a pending receive() gets http.disconnect */
-	if (!p->resp_keepalive || p->lost || p->client_eof) {
-		proto_close(p);
-		return 0;
-	}
-	/* drop what the app did not read of the body, if it is here */
-	if (!p->body_done) {
-		if (p->body_kind == HTTP_BODY_LENGTH && p->c.len >= p->body_left) {
-			buf_consume(p, (size_t)p->body_left);
-			p->body_left = 0;
-			p->body_done = 1;
-		} else if (p->body_kind == HTTP_BODY_CHUNKED) {
-			int bad;
-			PyObject *m;
-			while (!p->body_done && (m = asgi_body_message(p, &bad)) != NULL)
-				Py_DECREF(m);
-			PyErr_Clear();
-		}
-		if (!p->body_done) {
-			proto_close(p);
-			return 0;
-		}
-	}
 	if (asgi.stopping) {
 		proto_close(p);
 		return 0;
@@ -420,6 +408,75 @@ response_done(Proto *p)
 		transport_call(p, asgi.s_resume_reading);
 	}
 	return 0;
+}
+
+/* The response is complete: the connection lives on or closes.  1: bytes
+ * of a next request wait in the buffer (state PS_HEAD). */
+static int
+response_done(Proto *p)
+{
+	p->rstate = R_DONE;
+	asgi_access_log(p, p->status);
+	asgi_feed_receiver(p);	/* a pending receive() gets http.disconnect */
+	if (!p->resp_keepalive || p->lost || p->client_eof) {
+		proto_close(p);
+		return 0;
+	}
+	if (p->body_done)
+		return request_over(p);
+	/* drop what the app did not read of the body: what is here now ... */
+	if (p->body_kind == HTTP_BODY_LENGTH) {
+		size_t n = p->c.len < p->body_left ? p->c.len : (size_t)p->body_left;
+		buf_consume(p, n);
+		p->body_left -= n;
+		p->body_done = p->body_left == 0;
+	} else if (p->body_kind == HTTP_BODY_CHUNKED) {
+		int bad;
+		PyObject *m;
+		while (!p->body_done && (m = asgi_body_message(p, &bad)) != NULL)
+			Py_DECREF(m);
+		PyErr_Clear();
+	}
+	if (p->body_done)
+		return request_over(p);
+	/* ... and the rest of a Content-Length body as it comes (head_write
+	 * kept the connection only within HTTP_DRAIN_MAX); a chunked one
+	 * still coming closes (its end is known only by decoding it) */
+	if (p->body_kind != HTTP_BODY_LENGTH || p->body_left > HTTP_DRAIN_MAX) {
+		proto_close(p);
+		return 0;
+	}
+	buf_release(p);		/* empty: the body's bytes are not kept */
+	set_state(p, PS_DRAIN, http_body_rest_ms(asgi.limits.head_timeout_ms, p->body_left));
+	if (p->paused_reading) {
+		p->paused_reading = 0;
+		transport_call(p, asgi.s_resume_reading);
+	}
+	return 0;
+}
+
+/* PS_DRAIN: n bytes came.  The first of them, up to body_left, are the
+ * rest of the body: dropped (how many is returned; the caller buffers
+ * the others, the next request's). */
+size_t
+asgi_drain_take(Proto *p, size_t n)
+{
+	size_t k = (uint64_t)n < p->body_left ? n : (size_t)p->body_left;
+
+	p->body_left -= k;
+	return k;
+}
+
+/* PS_DRAIN, what came past the body buffered: once its last byte was
+ * dropped, the connection goes on as after any kept response.  1: a
+ * pipelined head waits in the buffer (PS_HEAD; the caller parses it). */
+int
+asgi_drain_next(Proto *p)
+{
+	if (p->body_left > 0)
+		return 0;
+	p->body_done = 1;
+	return request_over(p);
 }
 
 /* ---- send ---- */
@@ -618,10 +675,13 @@ head_write(Proto *p, char *out, int more)
 
 	if (!nobody && p->resp_length < 0 && more && !p->http10)
 		p->resp_chunked = 1;
+	/* an unread body: all here, or at most HTTP_DRAIN_MAX of a
+	 * Content-Length one still to come (response_done drops it) */
 	p->resp_keepalive = p->want_keepalive && !asgi.stopping && !p->app_close &&
 	    !p->client_eof &&
 	    (nobody || p->head_only || p->resp_chunked || p->resp_length >= 0) &&
-	    (p->body_done || (p->body_kind == HTTP_BODY_LENGTH && p->c.len >= p->body_left));
+	    (p->body_done || (p->body_kind == HTTP_BODY_LENGTH &&
+	    p->body_left <= HTTP_DRAIN_MAX + (uint64_t)p->c.len));
 	o = p->http10 ? PUTS(out, o, "HTTP/1.0 ") : PUTS(out, o, "HTTP/1.1 ");
 	o = put_u64(out, o, (uint64_t)p->status);
 	out[o++] = ' ';

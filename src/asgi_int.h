@@ -16,9 +16,11 @@
  *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
  * Calls go one way: proto -> task, proto -> ws -> http -> state (and
- * everything uses the inline helpers below); nothing lower calls up.  When a response ends
- * with a pipelined head in the buffer, asgi_response_body() says so and
- * asgi_proto.c parses it.
+ * everything uses the inline helpers below); nothing lower calls up.
+ * When a response ends with a pipelined head in the buffer,
+ * asgi_response_body() says so and asgi_proto.c parses it; so does
+ * asgi_drain_next() when the rest of a body the app left unread has come
+ * and been dropped (PS_DRAIN).
  *
  * Who writes which field of a Proto:
  *   connection (transport .. tprev/tnext)   asgi_proto.c; the inline
@@ -64,9 +66,24 @@ struct ws_deflate;
 #define SERVER_HEADER	"cunicorn"
 #define FIRST_BUF	(16 * 1024)
 #define ASGI_SPARE	64		/* idle buffers kept (1 MB at most) */
-#define DRAIN_MAX	(1u << 20)	/* unread body skipped to keep a connection */
 
-enum { PS_HEAD, PS_IDLE, PS_BUSY, PS_CLOSING };
+/* A connection's state.  The first PS_TIMED have a deadline (a timer
+ * list each, asgi.timers[state], in deadline order; tick() closes a
+ * connection whose deadline passed):
+ *   HEAD     reading a head: a whole head within limits.head_timeout_ms
+ *   IDLE     kept alive between requests, no byte yet: `keepalive` s
+ *   DRAIN    the response is complete and kept alive, but the app left
+ *            the rest of a Content-Length body unread and the client is
+ *            still sending it (at most HTTP_DRAIN_MAX, http_conn.h):
+ *            body_left bytes are dropped as they arrive, never buffered,
+ *            then the connection goes on as after any kept response
+ *            (asgi_http.c's drain); the body reader's deadline
+ *            (http_body_rest_ms: the head's, plus the bytes at the
+ *            minimum rate)
+ *   BUSY     a request runs (its app, its body, its response; a
+ *            websocket's whole life)
+ *   CLOSING  closed or closing: nothing more is read */
+enum { PS_HEAD, PS_IDLE, PS_DRAIN, PS_TIMED, PS_BUSY = PS_TIMED, PS_CLOSING };
 
 /* response progress */
 enum { R_NONE, R_STARTED, R_SENT, R_DONE };
@@ -80,14 +97,15 @@ typedef struct proto {
 	int state;			/* PS_* */
 	int lost, client_eof, paused_reading, paused_writing, counted;
 	uint64_t deadline_ms;
-	struct proto *tprev, *tnext;	/* HEAD / IDLE timer lists */
+	struct proto *tprev, *tnext;	/* HEAD / IDLE / DRAIN timer lists */
 
 	/* the current request (gen counts them; stale channels are refused) */
 	uint64_t gen;
 	PyObject *recv_waiter;		/* future of a waiting receive() */
 	PyObject *drain_waiter;		/* future of a send() waiting for resume_writing */
 	int body_kind;			/* enum http_body_kind */
-	uint64_t body_left;		/* HTTP_BODY_LENGTH: bytes still to come */
+	uint64_t body_left;		/* HTTP_BODY_LENGTH: bytes still to come
+					   (PS_DRAIN: still to come and drop) */
 	struct http_chunked chunked;
 	int body_done, body_sent;	/* all read; the last http.request given */
 	int want_keepalive;		/* the request allows it */
@@ -174,7 +192,7 @@ struct asgi_state {
 	PyObject *methods[9];
 	int trust_all;
 	int in_app;			/* > 0: inside the app's send/receive: no eager step */
-	struct { Proto *head, *tail; } timers[2];	/* PS_HEAD, PS_IDLE */
+	struct { Proto *head, *tail; } timers[PS_TIMED];	/* by state */
 	size_t nconns;
 	size_t max_conns;		/* worker_connections */
 	int full;			/* at max_conns: the glue stops accepting */
@@ -220,6 +238,8 @@ PyObject *asgi_disconnect_message(void);
 void asgi_feed_receiver(Proto *p);
 int asgi_response_start(Proto *p, PyObject *msg);
 int asgi_response_body(Proto *p, PyObject *msg);
+size_t asgi_drain_take(Proto *p, size_t n);
+int asgi_drain_next(Proto *p);
 
 /* asgi_ws.c */
 int asgi_ws_wanted(const struct http_request *q);
@@ -262,9 +282,9 @@ wake_glue(void)
 static inline void
 timer_del(Proto *p)
 {
-	int l = p->state == PS_IDLE ? 1 : 0;
+	int l = p->state;
 
-	if (p->state != PS_HEAD && p->state != PS_IDLE)
+	if (l >= PS_TIMED)
 		return;
 	if (p->tprev != NULL)
 		p->tprev->tnext = p->tnext;
@@ -279,24 +299,31 @@ timer_del(Proto *p)
 	p->tprev = p->tnext = NULL;
 }
 
-/* Enter state st; HEAD and IDLE get a deadline ms from now (FIFO lists:
- * every deadline of a list is now + the same constant). */
+/* Enter state st; a timed one (HEAD, IDLE, DRAIN) gets a deadline ms
+ * from now, inserted in order from its list's tail: O(1) for HEAD and
+ * IDLE, whose deadlines are all now + the same constant; DRAIN's depend
+ * on the bytes left. */
 static inline void
 set_state(Proto *p, int st, uint64_t ms)
 {
 	timer_del(p);
 	p->state = st;
-	if (st != PS_HEAD && st != PS_IDLE)
+	if (st >= PS_TIMED)
 		return;
-	int l = st == PS_IDLE ? 1 : 0;
+	Proto *prev = asgi.timers[st].tail;
 	p->deadline_ms = monotonic_ms() + ms;
-	p->tprev = asgi.timers[l].tail;
-	p->tnext = NULL;
-	if (asgi.timers[l].tail != NULL)
-		asgi.timers[l].tail->tnext = p;
+	while (prev != NULL && prev->deadline_ms > p->deadline_ms)
+		prev = prev->tprev;
+	p->tprev = prev;
+	p->tnext = prev != NULL ? prev->tnext : asgi.timers[st].head;
+	if (p->tnext != NULL)
+		p->tnext->tprev = p;
 	else
-		asgi.timers[l].head = p;
-	asgi.timers[l].tail = p;
+		asgi.timers[st].tail = p;
+	if (prev != NULL)
+		prev->tnext = p;
+	else
+		asgi.timers[st].head = p;
 }
 
 static inline void

@@ -8,18 +8,21 @@
  * interface: connection_made, data_received, eof_received,
  * connection_lost, pause_writing, resume_writing) with its read buffer
  * (http_conn.c's), head parsing (http_parser.c), the request limits and
- * the two deadlines (a whole head within limits.head_timeout_ms; an idle
- * keep-alive connection closes after `keepalive` s); the app's call, the
- * task that follows it when it waits (started by asgi_task.c), and its
- * channels (receive, send, done), which hand a message to asgi_http.c or
- * asgi_ws.c; and the worker's stop/drain state that the glue polls with
- * tick().
+ * the deadlines of the timed states (asgi_int.h: a whole head within
+ * limits.head_timeout_ms; an idle keep-alive connection closes after
+ * `keepalive` s; the rest of a body the app left unread must come within
+ * the body's deadline); the app's call, the task that follows it when it
+ * waits (started by asgi_task.c), and its channels (receive, send,
+ * done), which hand a message to asgi_http.c or asgi_ws.c; and the
+ * worker's stop/drain state that the glue polls with tick().
  *
  * One request at a time per connection: the app runs as a task; bytes of
  * pipelined requests wait in the buffer and the next request starts once
- * the response is complete (uvicorn does the same).  A connection closes
- * only between requests while the worker drains.  Everything here runs
- * on the loop's thread with the GIL held; nothing blocks.
+ * the response is complete (uvicorn does the same) — and once the rest
+ * of a body the app left unread has come and been dropped (PS_DRAIN:
+ * dropped as it arrives, never buffered).  A connection closes only
+ * between requests while the worker drains.  Everything here runs on the
+ * loop's thread with the GIL held; nothing blocks.
  *
  * Errors as gunicorn: an exception before the response started is a 500
  * page and the connection closes; after, the connection just closes.
@@ -431,15 +434,26 @@ proto_data_received(Proto *p, PyObject *data)
 		return NULL;
 	if (p->state == PS_CLOSING || p->lost || n == 0)
 		Py_RETURN_NONE;
-	buf_reserve(p, (size_t)n);
-	memcpy(p->c.buf + p->c.len, s, (size_t)n);
-	p->c.len += (size_t)n;
+	if (p->state == PS_DRAIN) {	/* the rest of an unread body: dropped */
+		size_t k = asgi_drain_take(p, (size_t)n);
+		s += k;
+		n -= (Py_ssize_t)k;
+	}
+	if (n > 0) {
+		buf_reserve(p, (size_t)n);
+		memcpy(p->c.buf + p->c.len, s, (size_t)n);
+		p->c.len += (size_t)n;
+	}
 	if (!p->is_ws && p->c.len >= asgi.limits.head_max + asgi.limits.body_room &&
 	    !p->paused_reading) {
 		p->paused_reading = 1;	/* the app reads first */
 		transport_call(p, asgi.s_pause_reading);
 	}
 	switch (p->state) {
+	case PS_DRAIN:
+		if (asgi_drain_next(p) == 1)
+			try_head(p);	/* a request right after the body */
+		break;
 	case PS_IDLE:
 		set_state(p, PS_HEAD, (uint64_t)asgi.limits.head_timeout_ms);
 		/* fall through */
@@ -471,6 +485,11 @@ proto_eof_received(Proto *p, PyObject *unused)
 		asgi_feed_receiver(p);
 		asgi_disconnect_grace(p);
 		Py_RETURN_TRUE;
+	}
+	if (p->state == PS_DRAIN) {
+		log_debug("Ignored premature client disconnection: %llu body bytes "
+		    "still to come", (unsigned long long)p->body_left);
+		proto_close(p);
 	}
 	Py_RETURN_FALSE;
 }
@@ -607,7 +626,8 @@ start_stopping(void)
 	asgi.stop_deadline = monotonic_ms() + (uint64_t)(asgi.cfg->graceful_timeout > 0 ?
 	    asgi.cfg->graceful_timeout : 0) * 1000u;
 	/* idle keep-alive connections: nothing is closed here; each closes
-	 * at its own deadline or after its next response (gunicorn's #3038) */
+	 * at its own deadline or after its next response (gunicorn's #3038);
+	 * one dropping the rest of a body, once it is dropped */
 }
 
 static void __attribute__((noreturn))
@@ -637,11 +657,14 @@ mod_tick(PyObject *self, PyObject *unused)
 {
 	uint64_t now = monotonic_ms(), next = now + 1000;
 
-	for (int l = 0; l < 2; l++) {
+	for (int l = 0; l < PS_TIMED; l++) {
 		while (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms <= now) {
 			Proto *p = asgi.timers[l].head;
-			if (l == 0 && p->c.len > 0)
+			if (l == PS_HEAD && p->c.len > 0)
 				log_debug("Closing connection: no complete request head in time");
+			if (l == PS_DRAIN)
+				log_debug("Closing connection: %llu bytes of a request body "
+				    "not sent in time", (unsigned long long)p->body_left);
 			proto_close(p);		/* leaves the list */
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)

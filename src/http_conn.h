@@ -41,6 +41,24 @@ struct http_conn_limits {
 
 void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg);
 
+/* A request body must keep coming: one total deadline that starts at the
+ * head's (limits.head_timeout_ms) and grows by a second for every
+ * HTTP_BODY_MIN_RATE bytes, so that a big upload at a sane pace goes
+ * through and a trickle is cut (the body reader's rule: wsgi_input.c). */
+#define HTTP_BODY_MIN_RATE	(64 * 1024)
+/* A body the app left unread keeps its connection alive when at most
+ * this much of it is still to come: the worker reads and drops the rest
+ * as it arrives (gthread: gthread_drain.c; asgi: asgi_http.c); a longer
+ * declared rest closes the connection after the response. */
+#define HTTP_DRAIN_MAX		(1024 * 1024)
+
+/* How long `left` more body bytes may take, from now, by that rule. */
+static inline uint64_t
+http_body_rest_ms(int base_ms, uint64_t left)
+{
+	return (uint64_t)(base_ms > 0 ? base_ms : 0) + left * 1000 / HTTP_BODY_MIN_RATE;
+}
+
 /* A response body the worker's loop relays from a dirty stream after the
  * app's thread returned (gthread): the connection to the arbiter with the
  * call under way.  Made by wsgi.c, owned by the worker from then on. */

@@ -23,23 +23,21 @@
 
 #include "util.h"
 
-/* A body must keep coming: one total deadline that starts at BODY_BASE
- * (the head's deadline) and grows with every byte received at
- * BODY_MIN_RATE bytes per second, so that a big upload at a sane pace
- * goes through and a trickle of a byte now and then is cut, whatever the
- * pause between two bytes. */
-#define BODY_MIN_RATE	(64 * 1024)
 /* A read() of a long body starts with at most this much room and grows
  * as the bytes arrive: a Content-Length alone reserves nothing. */
 #define READ_FIRST_ALLOC	(256 * 1024)
+/* A body must keep coming: one total deadline that starts at
+ * body_base_ms (the head's deadline) and grows with every byte received
+ * at HTTP_BODY_MIN_RATE bytes per second (http_conn.h), so that a big
+ * upload at a sane pace goes through and a trickle of a byte now and
+ * then is cut, whatever the pause between two bytes. */
 static int body_base_ms = 10000;
 
 /* Read for the body within its deadline; as http_io_recv. */
 static ssize_t
 body_recv(struct body *b, void *buf, size_t n)
 {
-	uint64_t deadline = b->start_ms + (uint64_t)body_base_ms +
-	    b->received * 1000 / BODY_MIN_RATE;
+	uint64_t deadline = b->start_ms + http_body_rest_ms(body_base_ms, b->received);
 	ssize_t r = http_io_recv_until(b->fd, buf, n, deadline);
 
 	if (r > 0)
@@ -194,8 +192,7 @@ wsgi_body_unread(const struct body *b)
 	return !b->ch.done;
 }
 
-/* wsgi_body_drain() drops at most this much. */
-#define DRAIN_MAX	(1024 * 1024)
+/* wsgi_body_drain() drops at most HTTP_DRAIN_MAX (http_conn.h). */
 int
 wsgi_body_drainable(const struct body *b)
 {
@@ -204,13 +201,13 @@ wsgi_body_drainable(const struct body *b)
 	if (b->failed || b->continue_pending)
 		return 0;
 	return b->kind != HTTP_BODY_LENGTH ||
-	    b->remaining <= DRAIN_MAX + (b->len - b->pos);
+	    b->remaining <= HTTP_DRAIN_MAX + (b->len - b->pos);
 }
 
 /* Drop decoded body bytes until the end: 0 at the end; 1 when the rest
  * of a Content-Length body is not here yet (b->nowait), every byte of
- * the buffer is taken and b->remaining, within DRAIN_MAX, is still to
- * come on the socket; -1 past DRAIN_MAX, on an error, or when the rest
+ * the buffer is taken and b->remaining, within HTTP_DRAIN_MAX, is still to
+ * come on the socket; -1 past HTTP_DRAIN_MAX, on an error, or when the rest
  * of a chunked body is not here yet (its framing must be decoded to find
  * its end: the connection closes, lingering, as before the loop could
  * drain). */
@@ -223,7 +220,7 @@ drop_rest(struct body *b)
 		int r = body_more(b);
 		if (r == 0)
 			return 0;
-		if (r == -2 && b->kind == HTTP_BODY_LENGTH && b->remaining <= DRAIN_MAX &&
+		if (r == -2 && b->kind == HTTP_BODY_LENGTH && b->remaining <= HTTP_DRAIN_MAX &&
 		    b->pos == b->len)
 			return 1;
 		if (r < 0) {
@@ -233,7 +230,7 @@ drop_rest(struct body *b)
 		}
 		dropped += b->pend_len;
 		body_consume(b, b->pend_len);
-		if (dropped > DRAIN_MAX)
+		if (dropped > HTTP_DRAIN_MAX)
 			return -1;
 	}
 }
@@ -254,7 +251,7 @@ wsgi_body_drain(struct body *b)
 uint64_t
 wsgi_body_rest_ms(const struct body *b)
 {
-	return (uint64_t)body_base_ms + b->remaining * 1000 / BODY_MIN_RATE;
+	return http_body_rest_ms(body_base_ms, b->remaining);
 }
 
 typedef RequestBoundObject InputObject;

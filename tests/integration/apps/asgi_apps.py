@@ -81,6 +81,26 @@ async def until_disconnect(scope, receive, send):
         _mark(path, m["type"])
 
 
+async def unread(scope, receive, send):
+    """Answers 401 without reading the request body (an auth check in
+    front of an upload), after ?ms= milliseconds if given; with
+    $ASGI_MARKER set, then calls receive() and writes the type of what it
+    got there (http.disconnect: the response is complete)."""
+    if scope["type"] != "http":
+        return
+    qs = dict(p.split("=") for p in scope["query_string"].decode().split("&") if "=" in p)
+    if qs.get("ms"):
+        await asyncio.sleep(int(qs["ms"]) / 1000)
+    await send({"type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"no " + scope["path"].encode()})
+    import os
+    path = os.environ.get("ASGI_MARKER")
+    if path:
+        m = await receive()
+        _mark(path, m["type"])
+
+
 async def boom(scope, receive, send):
     if scope["type"] != "http":
         return
