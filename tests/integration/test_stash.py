@@ -227,7 +227,10 @@ def test_survives_dirty_worker_restart_lost_with_arbiter(make_server):
         st.put("keep", i, "v%d" % i)
     (w,) = dirty_workers(s)
     os.kill(w, signal.SIGKILL)
-    wait_for(lambda: dirty_workers(s) and dirty_workers(s) != [w], 10, what="a new dirty worker")
+    # one listing per try: two (non-empty, then != [w]) passed with the
+    # killed worker still listed and no new one yet, and the call then
+    # went to the dead worker before the arbiter had reaped it
+    wait_for(lambda: [p for p in dirty_workers(s) if p != w], 10, what="a new dirty worker")
     assert st.keys("keep") == list(range(100))
     assert client(s).execute(STASHER, "get", "keep", 99) == "v99"
     # documented: the stash lives in the arbiter's memory only
