@@ -106,22 +106,27 @@ def run(binary, app, n, conns):
         + os.environ.get("ASGI_INSTR_ARGS", "").split() + ["asgi_app:" + app],
         cwd=appdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
+    ok, ir = False, None
     try:
         if not wait_port(port, p, timeout=300):
             raise SystemExit("server did not start")
         pid = p.pid if binary == "uvicorn" else worker_pid(p.pid)
         requests(port, 300 + n, conns)
+        ok = True
     finally:
-        os.killpg(p.pid, 15)
-        try:
-            p.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.wait()
-    ir = total_ir(os.path.join(appdir, "cg.%d" % pid))
-    if os.environ.get("ASGI_INSTR_KEEP"):   # the callgrind output, for callgrind_annotate
-        shutil.copy(os.path.join(appdir, "cg.%d" % pid), os.environ["ASGI_INSTR_KEEP"] + ".%d" % n)
-    shutil.rmtree(appdir, ignore_errors=True)
+        if p.poll() is None:
+            os.killpg(p.pid, 15)
+            try:
+                p.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait()
+        if ok:
+            ir = total_ir(os.path.join(appdir, "cg.%d" % pid))
+            if os.environ.get("ASGI_INSTR_KEEP"):   # the output, for callgrind_annotate
+                shutil.copy(os.path.join(appdir, "cg.%d" % pid),
+                            os.environ["ASGI_INSTR_KEEP"] + ".%d" % n)
+        shutil.rmtree(appdir, ignore_errors=True)   # also when the server did not start
     return ir
 
 
