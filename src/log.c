@@ -302,7 +302,10 @@ sink_write(struct sink *k, int fd, const char *buf, size_t len)
 		plain_write(fd, buf, len);
 		return;
 	}
-	if (__atomic_exchange_n(&k->cut, 0, __ATOMIC_RELAXED) &&
+	/* a plain load first: the exchange (a locked instruction) only
+	 * after a cut, not on every line */
+	if (__atomic_load_n(&k->cut, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&k->cut, 0, __ATOMIC_RELAXED) &&
 	    nowait_write(k, "\n", 1) != 1) {
 		__atomic_store_n(&k->cut, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);

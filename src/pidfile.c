@@ -23,17 +23,10 @@ static pid_t
 pidfile_read(const char *path)
 {
 	char buf[32], *end;
-	ssize_t n;
 	long pid;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd == -1)
+	if (read_small_file(path, buf, sizeof(buf)) == -1)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	pid = strtol(buf, &end, 10);
 	return (end != buf && (*end == '\n' || *end == '\0') && pid > 0 &&
 	    pid <= INT_MAX) ? (pid_t)pid : 0;

@@ -213,6 +213,22 @@ privileges_drop(const struct settings *s)
 	return 0;
 }
 
+ssize_t
+read_small_file(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd;
+
+	if (size == 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
 /* One limit file: a byte count, or "max" (v2) / a huge page-rounded
  * value (v1's "unlimited") for none: 0. */
 static uint64_t
@@ -220,16 +236,9 @@ cgroup_limit_file(const char *path)
 {
 	char buf[64], *end;
 	unsigned long long v;
-	ssize_t n;
-	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if (read_small_file(path, buf, sizeof(buf)) == -1)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	errno = 0;
 	v = strtoull(buf, &end, 10);
 	if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') ||

@@ -52,6 +52,11 @@ hex_digit(int c)
 	return -1;
 }
 
+/* The start of a small text file (a pid file, a /sys or /proc value),
+ * NUL-terminated, at most size - 1 bytes: its length, or -1 when it is
+ * missing, unreadable or empty. */
+ssize_t read_small_file(const char *path, char *buf, size_t size);
+
 /* The lowest memory limit of the cgroups this process is in and their
  * ancestors (cgroup v2 memory.max, v1 memory.limit_in_bytes), in bytes;
  * 0 when there is none (or no cgroup filesystem).  A container's memory
