@@ -169,14 +169,18 @@ struct pool_hooks {
 	/* a RESPONSE, ERROR, CHUNK or END frame from w, validated */
 	void (*reply)(struct worker *w, const uint8_t *frame,
 	    const struct dirty_header *h);
-	/* w's channel is gone with calls in flight: fail them (msg) */
-	void (*lost)(struct worker *w, const char *msg);
+	/* w's channel is gone with calls in flight: fail them (msg), or
+	 * route again those whose request w never had whole: the bytes
+	 * never handed to the kernel, [0, unsent_len) at stream offset
+	 * unsent_at (dirty_peer.out_sent) */
+	void (*lost)(struct worker *w, const char *msg,
+	    const uint8_t *unsent, size_t unsent_len, uint64_t unsent_at);
 };
 
 /* dirty_pool.c: apps, the worker table, scaling */
 void	 pool_set_hooks(const struct pool_hooks *);
 struct worker *pool_pick(size_t, int *);
-void	 worker_forward(struct worker *, const uint8_t *, size_t, uint64_t);
+uint64_t worker_forward(struct worker *, const uint8_t *, size_t, uint64_t);
 void	 worker_call_ended(uint32_t, uint32_t, int);
 void	 worker_cancel_call(uint32_t, uint32_t, uint64_t);
 void	 workers_stop_respawns(void);

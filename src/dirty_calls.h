@@ -24,6 +24,11 @@ struct call {
 	uint32_t client, client_gen;
 	uint64_t client_id;
 	uint32_t worker, worker_gen;
+	uint32_t app;		/* the app it was routed for */
+	uint64_t wire_at;	/* its request's offset in the worker's stream
+				 * (dirty_peer.out_sent): a request not wholly
+				 * sent when the worker is lost may go to
+				 * another (dirty_route.c, worker_lost) */
 	uint64_t start_ms;	/* the call's start, or its stream's last chunk */
 };
 

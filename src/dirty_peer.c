@@ -75,6 +75,7 @@ dirty_peer_open(struct dirty_peer *p, int fd)
 	dirty_reader_init(&p->in);
 	buf_init(&p->out);
 	p->out_off = 0;
+	p->out_sent = 0;
 	if (dirty_peer_ep_add(fd, EPOLLIN, dirty_peer_key(p)) == -1) {
 		close(fd);
 		p->fd = -1;
@@ -166,6 +167,12 @@ dirty_peer_pending(const struct dirty_peer *p)
 	return p->out.len - p->out_off;
 }
 
+uint64_t
+dirty_peer_out_end(const struct dirty_peer *p)
+{
+	return p->out_sent + dirty_peer_pending(p);
+}
+
 int
 dirty_peer_send(struct dirty_peer *p)
 {
@@ -182,6 +189,7 @@ dirty_peer_send(struct dirty_peer *p)
 			return -1;
 		}
 		p->out_off += (size_t)n;
+		p->out_sent += (uint64_t)n;
 	}
 	if (p->out_off == b->len) {
 		p->out_off = 0;

@@ -67,6 +67,8 @@ struct dirty_peer {
 	struct dirty_reader in;
 	struct buf out;		/* [out_off, out.len) still to be sent */
 	size_t out_off;
+	uint64_t out_sent;	/* bytes handed to the kernel since open: the
+				 * stream offset of out.data[out_off] */
 };
 
 /* Why dirty_peer_read() stopped. */
@@ -100,6 +102,8 @@ void	 dirty_peer_drop_input(struct dirty_peer *);
 
 /* Output: append to p->out, then dirty_peer_queue_flush(). */
 size_t	 dirty_peer_pending(const struct dirty_peer *);
+/* The stream offset (bytes since open) the next appended byte gets. */
+uint64_t dirty_peer_out_end(const struct dirty_peer *);
 /* Send what the socket takes now: 0, or -1 when the peer is gone. */
 int	 dirty_peer_send(struct dirty_peer *);
 /* The epoll mask: EPOLLIN if want_input, EPOLLOUT while output is

@@ -202,17 +202,20 @@ pool_pick(size_t app, int *full)
 }
 
 /* Queue a request frame for w with the arbiter's id in place of the
- * client's; one more call in flight on w. */
-void
+ * client's; one more call in flight on w.  Returns the frame's offset
+ * in w's stream. */
+uint64_t
 worker_forward(struct worker *w, const uint8_t *frame, size_t len,
     uint64_t id)
 {
 	size_t at = w->peer.out.len;
+	uint64_t wire_at = dirty_peer_out_end(&w->peer);
 
 	dirty_buf_append(&w->peer.out, frame, len);
 	dirty_header_set_id(w->peer.out.data + at, id);
 	dirty_peer_queue_flush(&w->peer);
 	w->inflight++;
+	return wire_at;
 }
 
 /* The worker of a call, if it is still the same one. */
@@ -581,21 +584,29 @@ workers_decrease(int n)
 	return removed;
 }
 
-/* The worker's channel is gone (EOF, error, misbehaviour, timeout): fail
- * every call it had at once, make sure the process dies. */
+/* The worker's channel is gone (EOF, error, misbehaviour, timeout): its
+ * calls are failed at once, or routed again when it never had their
+ * request whole (the router decides, from the output never sent, taken
+ * before the peer is closed); make sure the process dies. */
 static void
 worker_close_channel(struct worker *w, const char *why)
 {
 	char msg[128];
+	struct buf unsent = w->peer.out;
+	size_t off = w->peer.out_off;
+	uint64_t at = w->peer.out_sent;
 
+	buf_init(&w->peer.out);
 	dirty_peer_close(&w->peer);
 	if (w->pid > 0 && !w->reaped)	/* unreaped: the pid is still its own */
 		kill(w->pid, SIGKILL);
-	if (w->inflight == 0)
-		return;
-	snprintf(msg, sizeof(msg), "Dirty worker (pid: %d) %s", (int)w->pid,
-	    why);
-	hooks->lost(w, msg);
+	if (w->inflight > 0) {
+		snprintf(msg, sizeof(msg), "Dirty worker (pid: %d) %s",
+		    (int)w->pid, why);
+		hooks->lost(w, msg, unsent.data != NULL ? unsent.data + off :
+		    NULL, unsent.len - off, at);
+	}
+	buf_free(&unsent);
 }
 
 static void

@@ -365,9 +365,11 @@ route_request(struct client *c, const uint8_t *frame,
 	k->client_id = h->id;
 	k->worker = w->peer.idx;
 	k->worker_gen = w->peer.gen;
+	k->app = (uint32_t)app;
 	k->start_ms = monotonic_ms();
 	c->ncalls++;
-	worker_forward(w, frame, DIRTY_HEADER_SIZE + h->length, id);
+	k->wire_at = worker_forward(w, frame, DIRTY_HEADER_SIZE + h->length,
+	    id);
 }
 
 /* ---- client input ---- */
@@ -544,16 +546,67 @@ clients_expire(uint64_t now)
 	}
 }
 
-/* A worker's channel is gone (the pool's lost hook): fail its calls. */
+/* The whole request of call k if it lies in a lost worker's unsent
+ * output (unsent: its bytes from stream offset at), else NULL. */
+static const uint8_t *
+unsent_request(const struct call *k, const uint8_t *unsent, size_t len,
+    uint64_t at, size_t *flen)
+{
+	struct dirty_header h;
+	const char *why;
+
+	if (unsent == NULL || k->wire_at < at || k->wire_at - at >= len)
+		return NULL;
+	size_t off = (size_t)(k->wire_at - at);
+	if (len - off < DIRTY_HEADER_SIZE ||
+	    dirty_header_decode(unsent + off, &h, &why) == -1 ||
+	    h.type != DIRTY_MSG_REQUEST ||
+	    h.length > len - off - DIRTY_HEADER_SIZE)
+		return NULL;
+	*flen = DIRTY_HEADER_SIZE + h.length;
+	return unsent + off;
+}
+
+/*
+ * A worker's channel is gone (the pool's lost hook): its calls fail with
+ * msg, except those whose request it never had whole — still in our
+ * output, or cut short by the failed send — which go to another worker
+ * having the app, as if routed there first.  That is the only case
+ * where a call is known not to have started: a request handed whole to
+ * the kernel may have been read and run, and running it twice could do
+ * twice what it does.  The case it covers is a worker dying an instant
+ * before we routed to it (its death not yet seen): the send fails, and
+ * the caller would otherwise get "connection lost" for a call no worker
+ * ever saw.
+ */
 static void
-worker_lost(struct worker *w, const char *msg)
+worker_lost(struct worker *w, const char *msg, const uint8_t *unsent,
+    size_t unsent_len, uint64_t unsent_at)
 {
 	uint32_t cursor = 0;
 	struct call *k;
+	const uint8_t *frame;
+	size_t flen;
+	int full;
 
-	while ((k = calls_next(&cursor)) != NULL)
-		if (k->worker == w->peer.idx && k->worker_gen == w->peer.gen)
+	while ((k = calls_next(&cursor)) != NULL) {
+		if (k->worker != w->peer.idx || k->worker_gen != w->peer.gen)
+			continue;
+		struct worker *to = NULL;
+		frame = unsent_request(k, unsent, unsent_len, unsent_at, &flen);
+		if (frame != NULL && k->app < arbiter.napps)
+			to = pool_pick(k->app, &full);
+		if (to == NULL) {
 			call_fail(k, DIRTY_E_WORKER, msg);
+			continue;
+		}
+		log_debug("dirty: a request worker %d never got goes to "
+		    "worker %d", (int)w->pid, (int)to->pid);
+		worker_call_ended(k->worker, k->worker_gen, 0);
+		k->worker = to->peer.idx;
+		k->worker_gen = to->peer.gen;
+		k->wire_at = worker_forward(to, frame, flen, calls_id(k));
+	}
 }
 
 static const struct pool_hooks route_hooks = {

@@ -310,6 +310,49 @@ def test_worker_killed_mid_call_fails_at_once(make_server):
     assert d.result(other.call(2, ECHO, "echo", "ok")) == "ok"
 
 
+def _state(pid):
+    """The process state letter of /proc/PID/stat (R, S, T, Z...)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_requests_routed_to_a_worker_dead_but_not_yet_seen_go_to_another(make_server):
+    """A worker that died an instant before the arbiter routed to it (its
+    death not yet seen) never got those requests: they go to a live worker
+    instead of failing with "connection lost".  Made deterministic by
+    freezing the arbiter: the requests arrive first, then the worker dies,
+    then the arbiter runs and sees both in that order."""
+    s = start(make_server, unique_name("reroute"), workers=2)
+    c = connect(s)
+    assert d.result(c.call(1, ECHO, "echo", "warm")) == "warm"
+    victim, survivor = dirty_workers(s)
+    os.kill(s.arbiter, signal.SIGSTOP)
+    try:
+        wait_for(lambda: _state(s.arbiter) == "T", 5, what="the arbiter to stop")
+        c.send(b"".join(d.request(10 + i, ECHO, "tag", i) for i in range(6)))
+        os.kill(victim, signal.SIGKILL)
+        # the zombie leader alone: every thread has dropped the process's
+        # descriptors, so its socket is closed (a thread still exiting
+        # holds it open, and requests sent then are lost with it)
+        wait_for(lambda: _state(victim) == "Z" and len(os.listdir("/proc/%d/task" % victim)) == 1,
+                 5, what="the worker's exit")
+    finally:
+        os.kill(s.arbiter, signal.SIGCONT)
+    replies = {}
+    for _ in range(6):
+        t, rid, v = c.recv_frame()
+        replies[rid] = (t, v)
+    for i in range(6):
+        t, v = replies[10 + i]
+        assert t == d.RESPONSE, v
+        assert v["result"] == {"n": i, "pid": survivor}
+    s.wait_log("spawning a replacement")
+    assert "connection lost" not in s.log()
+
+
 def test_client_disconnect_with_calls_in_flight(make_server):
     s = start(make_server, unique_name("disconnect"))
     for i in range(5):
