@@ -68,7 +68,14 @@ def main():
     # the servers run from a directory holding only the app: bench/http.py
     # would shadow the standard library's http package
     appdir = tempfile.mkdtemp(prefix="cunicorn-bench-asgi-")
-    shutil.copy(os.path.join(BENCH, "asgi_app.py"), appdir)
+    try:
+        shutil.copy(os.path.join(BENCH, "asgi_app.py"), appdir)
+        run(appdir)
+    finally:
+        shutil.rmtree(appdir, ignore_errors=True)
+
+
+def run(appdir):
     rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
     print("ASGI hello world, 2 workers, wrk -t2 -c32 -d%ds keep-alive; median of %d rounds, "
           "servers measured in turn" % (SECONDS, rounds))
@@ -102,7 +109,6 @@ def main():
     else:
         print("  %s with a dirty worker did not start: %s" % (CUN_NAME, p.log()[-300:]))
     p.stop()
-    shutil.rmtree(appdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,14 @@
 own process group, waiting for a port, wrk runs, per-process memory.
 Benchmarks print figures; they never assert timings."""
 
+import atexit
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -35,6 +37,26 @@ def wait_port(port, proc, timeout=20):
     return False
 
 
+# Servers still running: stopped at exit, also when the benchmark is
+# interrupted (Ctrl-C, or a TERM/HUP turned into SystemExit below) before
+# its own stop() calls, so no server tree outlives it.
+_running = set()
+
+
+def _stop_running():
+    for p in list(_running):
+        p.stop()
+
+
+def _exit_on_signal(signum, frame):
+    sys.exit(128 + signum)
+
+
+atexit.register(_stop_running)
+for _sig in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _exit_on_signal)
+
+
 class Proc:
     """A server started in its own process group; output to a log file."""
 
@@ -50,6 +72,7 @@ class Proc:
         self.p = subprocess.Popen(argv, cwd=cwd, env=e, stdin=subprocess.DEVNULL,
                                   stdout=self.logf, stderr=subprocess.STDOUT,
                                   start_new_session=True)
+        _running.add(self)
         self.ok = wait_port(port, self.p)
 
     def log(self):
@@ -57,6 +80,9 @@ class Proc:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
+        if self not in _running:
+            return
+        _running.discard(self)
         try:
             os.killpg(self.p.pid, signal.SIGTERM)
             self.p.wait(10)
