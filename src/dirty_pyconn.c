@@ -80,9 +80,13 @@ spin_allowed(void)
  * loss (measured: /dirty at 12k req/s with a blind spin, 20k without).  So
  * each process keeps a score: a reply caught while spinning +1, a window
  * that ran out -4; no spin at 0, except one probe every SPIN_PROBE waits.
+ * A probe that fails is 50 µs of CPU and some 30 failed recv() calls:
+ * one every 32 waits was one recv() per call and about 5 µs of HTTP
+ * worker CPU per call under a /dirty load; every 256 is a tenth of that,
+ * and still a probe every few ms at such rates.
  */
 #define SPIN_SCORE_MAX	16
-#define SPIN_PROBE	32
+#define SPIN_PROBE	256
 static int spin_score = SPIN_SCORE_MAX;
 static unsigned spin_waits;
 
