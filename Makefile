@@ -63,8 +63,8 @@ build/gunicorn: build/cunicorn
 # The dirty codec as an ordinary extension module, for Python processes
 # that are not cunicorn's (tests, benchmarks, a client script).
 ext: build/python/_cunicorn_dirty$(PY_EXT)
-build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c $(wildcard src/*.h) | build/python
-	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c
+build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/util.c $(wildcard src/*.h) | build/python
+	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/util.c
 
 # The whole server under ASan + UBSan, for the integration tests that
 # scripts/test.sh runs against it (build-san/../python is the package dir).

@@ -25,6 +25,7 @@
  * PIPE_BUF, so lines do not interleave).
  */
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -258,6 +259,26 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A write to a pipe or FIFO (or a terminal): with SIGPIPE blocked in this
+ * thread, and the one a reader gone leaves pending taken back
+ * (util.h).  SIGPIPE is ignored in every process, but app code may set it
+ * back to SIG_DFL (scripts do, to die quietly in a shell pipeline), and
+ * the next line to a log whose reader left would then kill the process.
+ * Two cheap syscalls per line, for pipes only: files never raise it, and
+ * sockets say MSG_NOSIGNAL. */
+static ssize_t
+pipe_write(int fd, const char *buf, size_t len)
+{
+	sigset_t saved;
+
+	nosigpipe_begin(&saved);
+	ssize_t n = write(fd, buf, len);
+	int err = errno;
+	nosigpipe_end(&saved, n == -1 && err == EPIPE);
+	errno = err;
+	return n;
+}
+
 /* The non-blocking write of the header's policy: 1 written, 0 dropped
  * (no room within the wait), -1 the sink failed (the line is lost, as
  * plain_write's). */
@@ -269,9 +290,12 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 	size_t whole = len;
 
 	while (len > 0) {
-		ssize_t n = k->socket ?
-		    send(k->nowait_fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) :
-		    write(k->nowait_fd, buf, len);
+		ssize_t n;
+		if (k->socket)
+			n = send(k->nowait_fd, buf, len,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		else
+			n = pipe_write(k->nowait_fd, buf, len);
 		if (n > 0) {
 			buf += n;
 			len -= (size_t)n;

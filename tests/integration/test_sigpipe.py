@@ -80,3 +80,24 @@ def test_dirty_worker_reply_to_a_cut_channel_is_not_sigpipe(make_server):
         wait_for(lambda: len(d.dirty_workers(s)) == 1 and d.dirty_workers(s) != old,
                  15, what="a replacement")
     assert "killed by signal 13" not in s.log(), s.log()[-3000:]
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_a_log_pipe_whose_reader_left_is_not_sigpipe(make_server, tmp_path, worker):
+    """The access and error logs on a FIFO whose reader goes away (a
+    `docker logs`-like reader that exits): the worker's next log line is
+    an EPIPE and the line is lost; before, with the app's SIGPIPE at
+    SIG_DFL, the line killed the worker."""
+    fifo = str(tmp_path / "log.fifo")
+    os.mkfifo(fifo)
+    r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)    # a reader: the open succeeds
+    try:
+        s = make_server("--chdir", APPS, "-w", "1", "-k", worker, "--error-logfile", fifo,
+                        "--access-logfile", fifo, "--log-level", "debug",
+                        "sigpipe_apps:application")
+        pid = _worker_pid(s)
+    finally:
+        os.close(r)             # nobody reads any more
+    for _ in range(5):
+        assert _worker_pid(s) == pid        # each answered, each access line an EPIPE
+    assert s.proc.poll() is None
