@@ -389,11 +389,14 @@ asgi_feed_receiver(Proto *p)
 
 /* A kept response is complete and so is its request's body (read, or
  * dropped): the next request, or idle, or a close when the worker
- * stops.  1: bytes of a next request wait in the buffer (PS_HEAD). */
+ * stops.  A request already pipelined behind it is in flight and is
+ * answered even then (with Connection: close, as gthread does: TERM
+ * during a drain, the body's rest and a request in one write).  1: bytes
+ * of a next request wait in the buffer (PS_HEAD). */
 static int
 request_over(Proto *p)
 {
-	if (asgi.stopping) {
+	if (asgi.stopping && p->c.len == 0) {
 		proto_close(p);
 		return 0;
 	}

@@ -185,3 +185,29 @@ def test_term_while_draining_closes_once_the_body_is_in(make_server):
         c.send(b"y" * (TOTAL - FIRST))
         assert c.closed(5)
     assert s.wait(15) == 0
+
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_term_while_draining_answers_a_request_pipelined_behind_the_body(make_server, split):
+    """As gthread (test_gthread_drain.py): TERM arrives while the protocol
+    drains; the client then sends the body's rest with a request right
+    behind it (whole, or its head's end a moment later): the request is in
+    flight and is answered, with Connection: close, then the connection
+    closes and the worker exits.  It used to be closed unanswered."""
+    s = asgi(make_server, "unread", "--graceful-timeout", "20")
+    with Connection(s.port, timeout=10) as c:
+        c.send(post_head("/a") + b"y" * FIRST)
+        assert c.response()[1]["connection"] == "keep-alive"
+        s.send(signal.SIGTERM)
+        assert not c.closed(0.5)
+        nxt = get("/b")
+        cut = 10 if split else len(nxt)
+        c.send(b"y" * (TOTAL - FIRST) + nxt[:cut])
+        if split:
+            time.sleep(0.3)
+            c.send(nxt[cut:])
+        status, h, body = c.response()
+        assert (status, body, h["connection"]) == (401, b"no /b", "close")
+        assert c.closed(5)
+    assert s.wait(15) == 0

@@ -122,6 +122,27 @@ def test_term_while_draining_answers_the_next_request_then_stops(make_server):
     assert s.wait(15) == 0
 
 
+def test_term_while_draining_answers_a_request_whose_head_ends_later(make_server):
+    """TERM while the loop drains; the body's rest comes with the start of
+    a request, its head's end a moment later: the request is in flight and
+    is answered with Connection: close, then the connection closes and the
+    worker exits (the asgi worker does the same: test_asgi_drain.py)."""
+    s = gthread(make_server, "hello", "--graceful-timeout", "20")
+    with Connection(s.port, timeout=10) as c:
+        c.send(post_head("/a") + b"y" * FIRST)
+        assert c.response()[2] == b"hello /a"
+        s.send(signal.SIGTERM)
+        time.sleep(0.5)
+        nxt = get("/b")
+        c.send(b"y" * (TOTAL - FIRST) + nxt[:10])
+        time.sleep(0.3)
+        c.send(nxt[10:])
+        status, h, body = c.response()
+        assert (status, body, h["connection"]) == (200, b"hello /b", "close")
+        assert c.closed(5)
+    assert s.wait(15) == 0
+
+
 def test_a_drain_after_a_write_behind(make_server):
     """The response to a POST whose body the app left unread is written
     behind (6 MiB the client does not read yet); the client sends the
