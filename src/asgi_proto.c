@@ -435,7 +435,9 @@ proto_data_received(Proto *p, PyObject *data)
 	if (p->state == PS_CLOSING || p->lost || n == 0)
 		Py_RETURN_NONE;
 	if (p->state == PS_DRAIN) {	/* the rest of an unread body: dropped */
-		size_t k = asgi_drain_take(p, (size_t)n);
+		size_t k;
+		if (asgi_drain_take(p, s, (size_t)n, &k) == -1)
+			Py_RETURN_NONE;
 		s += k;
 		n -= (Py_ssize_t)k;
 	}
@@ -487,8 +489,7 @@ proto_eof_received(Proto *p, PyObject *unused)
 		Py_RETURN_TRUE;
 	}
 	if (p->state == PS_DRAIN) {
-		log_debug("Ignored premature client disconnection: %llu body bytes "
-		    "still to come", (unsigned long long)p->body_left);
+		http_drain_log_eof(&p->c.drain);
 		proto_close(p);
 	}
 	Py_RETURN_FALSE;
@@ -664,8 +665,7 @@ mod_tick(PyObject *self, PyObject *unused)
 			if (l == PS_HEAD && p->c.len > 0)
 				log_debug("Closing connection: no complete request head in time");
 			if (l == PS_DRAIN)
-				log_debug("Closing connection: %llu bytes of a request body "
-				    "not sent in time", (unsigned long long)p->body_left);
+				http_drain_log_timeout(&p->c.drain);
 			proto_close(p);		/* leaves the list */
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)
