@@ -7,15 +7,16 @@
  * keep-alive, HEAD, Date/Server, and what happens when it is complete.
  *
  * A body the app left unread when its response is complete is dropped:
- * what is buffered at once; the rest of a Content-Length body still
- * coming (at most HTTP_DRAIN_MAX: head_write keeps the connection only
- * then) as it arrives, in PS_DRAIN (asgi_int.h), within the body
- * reader's deadline (http_body_rest_ms), then the connection goes on as
- * after any kept response.  A chunked body still coming closes the
- * connection (its end is known only by decoding its framing).  The app
- * sees none of it: its receive() says http.disconnect once the response
- * is complete, as before.
- *
+ * what is buffered at once; the rest still coming as it arrives, in
+ * PS_DRAIN (asgi_int.h), within its deadline, then the connection goes
+ * on as after any kept response.  What is the body's is decided by
+ * http_drain.c, as in the gthread worker: a Content-Length rest (at most
+ * HTTP_DRAIN_MAX: head_write keeps the connection only then) is counted,
+ * a chunked one decoded where the app's reads left it (at most
+ * HTTP_DRAIN_MAX of chunk data; malformed framing or more closes).  The
+ * app sees none of it: its receive() says http.disconnect once the
+ * response is complete, as before.
+
  * Owns: a Proto's request and response fields (asgi_int.h).
  *
  * Never: parses the next head itself (asgi_response_body() and
@@ -389,11 +390,14 @@ asgi_feed_receiver(Proto *p)
 
 /* A kept response is complete and so is its request's body (read, or
  * dropped): the next request, or idle, or a close when the worker
- * stops.  1: bytes of a next request wait in the buffer (PS_HEAD). */
+ * stops.  A request already pipelined behind it is in flight and is
+ * answered even then (with Connection: close, as gthread does: TERM
+ * during a drain, the body's rest and a request in one write).  1: bytes
+ * of a next request wait in the buffer (PS_HEAD). */
 static int
 request_over(Proto *p)
 {
-	if (asgi.stopping) {
+	if (asgi.stopping && p->c.len == 0) {
 		proto_close(p);
 		return 0;
 	}
@@ -415,6 +419,8 @@ request_over(Proto *p)
 static int
 response_done(Proto *p)
 {
+	size_t n;
+
 	p->rstate = R_DONE;
 	asgi_access_log(p, p->status);
 	asgi_feed_receiver(p);	/* a pending receive() gets http.disconnect */
@@ -425,29 +431,20 @@ response_done(Proto *p)
 	if (p->body_done)
 		return request_over(p);
 	/* drop what the app did not read of the body: what is here now ... */
-	if (p->body_kind == HTTP_BODY_LENGTH) {
-		size_t n = p->c.len < p->body_left ? p->c.len : (size_t)p->body_left;
-		buf_consume(p, n);
-		p->body_left -= n;
-		p->body_done = p->body_left == 0;
-	} else if (p->body_kind == HTTP_BODY_CHUNKED) {
-		int bad;
-		PyObject *m;
-		while (!p->body_done && (m = asgi_body_message(p, &bad)) != NULL)
-			Py_DECREF(m);
-		PyErr_Clear();
-	}
-	if (p->body_done)
-		return request_over(p);
-	/* ... and the rest of a Content-Length body as it comes (head_write
-	 * kept the connection only within HTTP_DRAIN_MAX); a chunked one
-	 * still coming closes (its end is known only by decoding it) */
-	if (p->body_kind != HTTP_BODY_LENGTH || p->body_left > HTTP_DRAIN_MAX) {
-		proto_close(p);
+	if (p->body_kind == HTTP_BODY_CHUNKED)
+		http_drain_chunked(&p->c.drain, &p->chunked, 0);
+	else
+		http_drain_length(&p->c.drain, p->body_left);
+	p->body_left = 0;
+	if (asgi_drain_take(p, p->c.buf, p->c.len, &n) == -1)
 		return 0;
-	}
+	buf_consume(p, n);
+	if (!http_drain_active(&p->c.drain))
+		return asgi_drain_next(p);
+	/* ... and the rest as it comes (head_write kept the connection only
+	 * within HTTP_DRAIN_MAX of a Content-Length rest) */
 	buf_release(p);		/* empty: the body's bytes are not kept */
-	set_state(p, PS_DRAIN, http_body_rest_ms(asgi.limits.head_timeout_ms, p->body_left));
+	set_state(p, PS_DRAIN, http_drain_ms(&p->c.drain, asgi.limits.head_timeout_ms));
 	if (p->paused_reading) {
 		p->paused_reading = 0;
 		transport_call(p, asgi.s_resume_reading);
@@ -455,25 +452,29 @@ response_done(Proto *p)
 	return 0;
 }
 
-/* PS_DRAIN: n bytes came.  The first of them, up to body_left, are the
- * rest of the body: dropped (how many is returned; the caller buffers
- * the others, the next request's). */
-size_t
-asgi_drain_take(Proto *p, size_t n)
+/* The drain (PS_DRAIN, or at the response): n bytes came.  The first of
+ * them that are the body's are dropped (how many: *used; the caller
+ * buffers the others, the next request's).  -1: the connection is
+ * closed (malformed chunk framing, more chunk data than the bound). */
+int
+asgi_drain_take(Proto *p, const char *s, size_t n, size_t *used)
 {
-	size_t k = (uint64_t)n < p->body_left ? n : (size_t)p->body_left;
+	int r = http_drain_feed(&p->c.drain, s, n, used);
 
-	p->body_left -= k;
-	return k;
+	if (r == HTTP_DRAIN_BAD || r == HTTP_DRAIN_OVER) {
+		proto_close(p);
+		return -1;
+	}
+	return 0;
 }
 
-/* PS_DRAIN, what came past the body buffered: once its last byte was
- * dropped, the connection goes on as after any kept response.  1: a
- * pipelined head waits in the buffer (PS_HEAD; the caller parses it). */
+/* The drain, what came past the body buffered: once its end came, the
+ * connection goes on as after any kept response.  1: a pipelined head
+ * waits in the buffer (PS_HEAD; the caller parses it). */
 int
 asgi_drain_next(Proto *p)
 {
-	if (p->body_left > 0)
+	if (http_drain_active(&p->c.drain))
 		return 0;
 	p->body_done = 1;
 	return request_over(p);
@@ -675,13 +676,12 @@ head_write(Proto *p, char *out, int more)
 
 	if (!nobody && p->resp_length < 0 && more && !p->http10)
 		p->resp_chunked = 1;
-	/* an unread body: all here, or at most HTTP_DRAIN_MAX of a
-	 * Content-Length one still to come (response_done drops it) */
+	/* an unread body: all here, or a rest response_done can drop
+	 * (http_drain.h) */
 	p->resp_keepalive = p->want_keepalive && !asgi.stopping && !p->app_close &&
 	    !p->client_eof &&
 	    (nobody || p->head_only || p->resp_chunked || p->resp_length >= 0) &&
-	    (p->body_done || (p->body_kind == HTTP_BODY_LENGTH &&
-	    p->body_left <= HTTP_DRAIN_MAX + (uint64_t)p->c.len));
+	    (p->body_done || http_drain_possible(p->body_kind, p->body_left, p->c.len));
 	o = p->http10 ? PUTS(out, o, "HTTP/1.0 ") : PUTS(out, o, "HTTP/1.1 ");
 	o = put_u64(out, o, (uint64_t)p->status);
 	out[o++] = ' ';

@@ -73,13 +73,12 @@ struct ws_deflate;
  *   HEAD     reading a head: a whole head within limits.head_timeout_ms
  *   IDLE     kept alive between requests, no byte yet: `keepalive` s
  *   DRAIN    the response is complete and kept alive, but the app left
- *            the rest of a Content-Length body unread and the client is
- *            still sending it (at most HTTP_DRAIN_MAX, http_conn.h):
- *            body_left bytes are dropped as they arrive, never buffered,
- *            then the connection goes on as after any kept response
- *            (asgi_http.c's drain); the body reader's deadline
- *            (http_body_rest_ms: the head's, plus the bytes at the
- *            minimum rate)
+ *            the rest of the body unread and the client is still
+ *            sending it: c.drain (http_drain.h: a Content-Length count
+ *            within HTTP_DRAIN_MAX, or a chunked body's decoder) says
+ *            what of the bytes arriving is the body's; those are dropped,
+ *            never buffered, then the connection goes on as after any
+ *            kept response (asgi_http.c's drain); deadline: http_drain_ms
  *   BUSY     a request runs (its app, its body, its response; a
  *            websocket's whole life)
  *   CLOSING  closed or closing: nothing more is read */
@@ -105,7 +104,7 @@ typedef struct proto {
 	PyObject *drain_waiter;		/* future of a send() waiting for resume_writing */
 	int body_kind;			/* enum http_body_kind */
 	uint64_t body_left;		/* HTTP_BODY_LENGTH: bytes still to come
-					   (PS_DRAIN: still to come and drop) */
+					   (PS_DRAIN: c.drain has them) */
 	struct http_chunked chunked;
 	int body_done, body_sent;	/* all read; the last http.request given */
 	int want_keepalive;		/* the request allows it */
@@ -238,7 +237,7 @@ PyObject *asgi_disconnect_message(void);
 void asgi_feed_receiver(Proto *p);
 int asgi_response_start(Proto *p, PyObject *msg);
 int asgi_response_body(Proto *p, PyObject *msg);
-size_t asgi_drain_take(Proto *p, size_t n);
+int asgi_drain_take(Proto *p, const char *s, size_t n, size_t *used);
 int asgi_drain_next(Proto *p);
 
 /* asgi_ws.c */

@@ -435,7 +435,9 @@ proto_data_received(Proto *p, PyObject *data)
 	if (p->state == PS_CLOSING || p->lost || n == 0)
 		Py_RETURN_NONE;
 	if (p->state == PS_DRAIN) {	/* the rest of an unread body: dropped */
-		size_t k = asgi_drain_take(p, (size_t)n);
+		size_t k;
+		if (asgi_drain_take(p, s, (size_t)n, &k) == -1)
+			Py_RETURN_NONE;
 		s += k;
 		n -= (Py_ssize_t)k;
 	}
@@ -487,8 +489,7 @@ proto_eof_received(Proto *p, PyObject *unused)
 		Py_RETURN_TRUE;
 	}
 	if (p->state == PS_DRAIN) {
-		log_debug("Ignored premature client disconnection: %llu body bytes "
-		    "still to come", (unsigned long long)p->body_left);
+		http_drain_log_eof(&p->c.drain);
 		proto_close(p);
 	}
 	Py_RETURN_FALSE;
@@ -627,7 +628,8 @@ start_stopping(void)
 	    asgi.cfg->graceful_timeout : 0) * 1000u;
 	/* idle keep-alive connections: nothing is closed here; each closes
 	 * at its own deadline or after its next response (gunicorn's #3038);
-	 * one dropping the rest of a body, once it is dropped */
+	 * one dropping the rest of a body, once it is dropped (a request
+	 * pipelined right behind it is answered first, as gthread does) */
 }
 
 static void __attribute__((noreturn))
@@ -663,8 +665,7 @@ mod_tick(PyObject *self, PyObject *unused)
 			if (l == PS_HEAD && p->c.len > 0)
 				log_debug("Closing connection: no complete request head in time");
 			if (l == PS_DRAIN)
-				log_debug("Closing connection: %llu bytes of a request body "
-				    "not sent in time", (unsigned long long)p->body_left);
+				http_drain_log_timeout(&p->c.drain);
 			proto_close(p);		/* leaves the list */
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)

@@ -21,6 +21,9 @@ struct drain_host {
 	 * relay or a write-behind it waited for EPOLLOUT) */
 	void (*arm)(struct http_conn *c);
 	void (*close_conn)(struct http_conn *c);	/* close and free it */
+	/* a drain given up (malformed chunk framing, over the bound):
+	 * linger, then close */
+	void (*linger)(struct http_conn *c);
 	/* the body's last byte is dropped: the next request (the bytes
 	 * after it are still in the socket; the re-arm reports them) */
 	void (*next_request)(struct http_conn *c);
@@ -28,9 +31,10 @@ struct drain_host {
 
 void drain_setup(const struct drain_host *host);
 /* c is in the drain state with its deadline, its buffer holds nothing
- * (c->len == 0), c->drain_left > 0 body bytes are still to come: read
- * and drop exactly that many as they arrive, then host->next_request(c).
- * The client hanging up closes it. */
+ * (c->len == 0; a chunked rest needs one: c->buf is set), c->drain is
+ * active: read and drop the rest of the body as it arrives, then
+ * host->next_request(c) with what followed it in c->buf.  The client
+ * hanging up closes it. */
 void drain_start(struct http_conn *c);
 /* An edge while draining. */
 void drain_readable(struct http_conn *c);

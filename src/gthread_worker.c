@@ -372,6 +372,16 @@ start_stopping(void)
 	 * or closed when its own head or keep-alive deadline passes. */
 }
 
+/* Closing with request bytes maybe unread (a refused request, a body
+ * not drained): a short linger in the loop, so that the client reads the
+ * response rather than a reset. */
+static void
+conn_linger(struct http_conn *c)
+{
+	set_state(c, CS_LINGER, LINGER_MS);
+	linger_start(c);
+}
+
 /* A refused request: the error page, then a short linger in the loop. */
 static void
 refuse(struct http_conn *c, const struct http_error *err)
@@ -381,8 +391,7 @@ refuse(struct http_conn *c, const struct http_error *err)
 	http_peer_format(&c->peer, ip, sizeof(ip));
 	log_warnx("Invalid request from ip=%s: %s", ip, err->reason);
 	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
-	set_state(c, CS_LINGER, LINGER_MS);
-	linger_start(c);
+	conn_linger(c);
 }
 
 static void
@@ -486,15 +495,21 @@ conn_arm(struct http_conn *c)
 static void
 conn_kept(struct http_conn *c)
 {
-	if (c->drain_left == 0) {
+	if (!http_drain_active(&c->drain)) {
 		conn_next_request(c);
 		return;
 	}
-	http_conn_free_buffers(c);	/* nothing in it: no buffer meanwhile */
+	/* a Content-Length rest is read into a sink, no buffer meanwhile; a
+	 * chunked one into the buffer, which keeps what follows its end */
+	if (c->drain.kind == HTTP_BODY_CHUNKED)
+		conn_give_buffers(c);
+	else
+		http_conn_free_buffers(c);
 	gconn_of(c)->rd_pending = 0;
-	set_state(c, CS_DRAIN, c->drain_ms);
+	set_state(c, CS_DRAIN, http_drain_ms(&c->drain, G.limits.head_timeout_ms));
 	drain_start(c);
 }
+
 
 /* After the last byte of a response the loop wrote (write-behind): as
  * serve_conn() goes on after one its thread wrote whole. */
@@ -504,12 +519,9 @@ conn_finished(struct http_conn *c)
 	if (c->keepalive) {
 		http_conn_shift(c);
 		conn_kept(c);
-	} else if (c->body_unread) {
-		/* request bytes may be unread: linger, so that the client
-		 * reads the response rather than a reset */
-		set_state(c, CS_LINGER, LINGER_MS);
-		linger_start(c);
-	} else
+	} else if (c->body_unread)
+		conn_linger(c);
+	else
 		conn_close(c);
 }
 
@@ -587,8 +599,7 @@ expire_timers(uint64_t now)
 		if (c->state == CS_HEAD && c->len > 0)
 			log_debug("Closing connection: no complete request head in time");
 		if (c->state == CS_DRAIN)
-			log_debug("Closing connection: %llu bytes of a request body "
-			    "not sent in time", (unsigned long long)c->drain_left);
+			http_drain_log_timeout(&c->drain);
 		conn_close(c);
 	}
 }
@@ -653,7 +664,7 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		c->next = 0;
 		rc = wsgi_handle(slot, c);
 		if (rc != 0 || !c->keepalive || c->relay != NULL ||
-		    conn_out_pending(&c->out) > 0 || c->drain_left > 0)
+		    conn_out_pending(&c->out) > 0 || http_drain_active(&c->drain))
 			break;
 		http_conn_shift(c);
 		if (c->len == 0 || !atomic_load(&G.keepalive_on) ||
@@ -671,7 +682,7 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		;	/* the loop relays the body; keepalive says what comes after */
 	else if (rc == 0 && conn_out_pending(&c->out) > 0)
 		;	/* the loop writes the rest (write-behind), then the same */
-	else if (rc == 0 && c->keepalive && c->drain_left > 0)
+	else if (rc == 0 && c->keepalive && http_drain_active(&c->drain))
 		;	/* the loop drops the rest of the body (DRAIN), then the same */
 	else if (rc == 0 && c->keepalive && c->len == 0 && atomic_load(&G.keepalive_on)) {
 		/* kept, nothing pipelined: idle from here, without waking the
@@ -812,6 +823,7 @@ setup(struct http_worker_ctx *ctx)
 	drain_setup(&(struct drain_host){
 		.arm = conn_arm,
 		.close_conn = conn_close,
+		.linger = conn_linger,
 		.next_request = conn_next_request,
 	});
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_SIGNAL };

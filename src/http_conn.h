@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 
 #include "conn_out.h"
+#include "http_drain.h"
 #include "http_parser.h"
 
 struct settings;
@@ -46,11 +47,6 @@ void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cf
  * HTTP_BODY_MIN_RATE bytes, so that a big upload at a sane pace goes
  * through and a trickle is cut (the body reader's rule: wsgi_input.c). */
 #define HTTP_BODY_MIN_RATE	(64 * 1024)
-/* A body the app left unread keeps its connection alive when at most
- * this much of it is still to come: the worker reads and drops the rest
- * as it arrives (gthread: gthread_drain.c; asgi: asgi_http.c); a longer
- * declared rest closes the connection after the response. */
-#define HTTP_DRAIN_MAX		(1024 * 1024)
 
 /* How long `left` more body bytes may take, from now, by that rule. */
 static inline uint64_t
@@ -85,10 +81,10 @@ struct http_conn {
 	int keepalive;		/* in: this response may leave the connection open;
 				   out: it did, another request may follow */
 	size_t next;		/* out, keepalive: the next request starts at buf[next] */
-	uint64_t drain_left;	/* out, keepalive: body bytes not here yet, to read
-				   and drop before the next request (gthread's
-				   loop: CS_DRAIN, gthread_drain.c) */
-	uint64_t drain_ms;	/* out, with drain_left: how long they may take */
+	struct http_drain drain;	/* out, keepalive: the rest of the body, not
+				   here yet, to read and drop before the next
+				   request (gthread's loop: CS_DRAIN,
+				   gthread_drain.c); inactive: none */
 	int body_unread;	/* out, closing: request bytes may be unread (linger) */
 	struct http_relay *relay;	/* out: the body is still to come (relay) */
 	/* Response bytes the socket did not take yet (conn_out.h): the

@@ -178,7 +178,7 @@ wsgi_handle(struct wsgi_req *q, struct http_conn *c)
 	PyObject *env = NULL, *result = NULL, *reqobj = NULL, *sr;
 	const char *bad_request;
 	PyObject *args[2];
-	int rc = 0, failed = 0, status_code = 0, drained;
+	int rc = 0, failed = 0, status_code = 0;
 	int want_hooks = cfg->hooks[HOOK_PRE_REQUEST] != NULL ||
 	    cfg->hooks[HOOK_POST_REQUEST] != NULL;
 	uint64_t start;
@@ -296,20 +296,18 @@ done:
 	/* Keep the connection only when the request's bytes end exactly where
 	 * the next request's begin: the unread body is read and dropped (up
 	 * to a bound; what is not here yet, the worker's loop drops:
-	 * drain_left), a client still waiting for 100-continue is closed.
+	 * c->drain), a client still waiting for 100-continue is closed.
 	 * The body's reads went into c->buf: its length is the body's. */
-	c->drain_left = 0;
+	http_drain_length(&c->drain, 0);
 	if (r->keepalive && rc == 0 && !b->continue_pending &&
-	    (drained = wsgi_body_drain(b)) >= 0) {
+	    wsgi_body_drain(b, &c->drain) >= 0) {
 		c->keepalive = 1;
 		c->next = b->pos;
 		c->len = b->len;
-		if (drained == 1) {
-			c->drain_left = b->remaining;
-			c->drain_ms = wsgi_body_rest_ms(b);
-		}
-	} else
+	} else {
+		http_drain_length(&c->drain, 0);
 		c->keepalive = 0;
+	}
 	q->gen = 0;	/* every object of this request is now stale */
 	Py_XDECREF(result);
 	Py_XDECREF(env);

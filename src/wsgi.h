@@ -78,8 +78,8 @@ struct wsgi_req *wsgi_req_new(void);
  * other request running in it) and write the whole response.  c->keepalive in: the worker lets this connection live on;
  * out: it may serve another request, which begins at c->buf[c->next]
  * (the unread rest of the body was read and dropped) — or, when
- * c->drain_left > 0, once the worker has read and dropped that many body
- * bytes still to come, within c->drain_ms (only a worker that passes
+ * c->drain is active, once the worker has read and dropped the rest of
+ * the body still to come (http_drain.h; only a worker that passes
  * keepalive in, gthread, gets this).  Returns 0 when
  * the response was sent completely — or, with c->out_cap set (gthread),
  * when its end the socket refused waits in c->out for the worker to

@@ -192,7 +192,8 @@ wsgi_body_unread(const struct body *b)
 	return !b->ch.done;
 }
 
-/* wsgi_body_drain() drops at most HTTP_DRAIN_MAX (http_conn.h). */
+/* wsgi_body_drain() keeps the connection within HTTP_DRAIN_MAX
+ * (http_drain.h). */
 int
 wsgi_body_drainable(const struct body *b)
 {
@@ -200,29 +201,33 @@ wsgi_body_drainable(const struct body *b)
 		return 1;
 	if (b->failed || b->continue_pending)
 		return 0;
-	return b->kind != HTTP_BODY_LENGTH ||
-	    b->remaining <= HTTP_DRAIN_MAX + (b->len - b->pos);
+	return http_drain_possible(b->kind, b->remaining, b->len - b->pos);
 }
 
 /* Drop decoded body bytes until the end: 0 at the end; 1 when the rest
- * of a Content-Length body is not here yet (b->nowait), every byte of
- * the buffer is taken and b->remaining, within HTTP_DRAIN_MAX, is still to
- * come on the socket; -1 past HTTP_DRAIN_MAX, on an error, or when the rest
- * of a chunked body is not here yet (its framing must be decoded to find
- * its end: the connection closes, lingering, as before the loop could
- * drain). */
+ * is not here yet (b->nowait) and every byte of the buffer is taken (a
+ * chunked body's decoded): a Content-Length rest within HTTP_DRAIN_MAX,
+ * or a chunked one, is handed to *rest for the worker's loop, which goes
+ * on decoding where this left off; -1 past HTTP_DRAIN_MAX or on an
+ * error. */
 static int
-drop_rest(struct body *b)
+drop_rest(struct body *b, struct http_drain *rest)
 {
-	size_t dropped = 0;
+	uint64_t dropped = 0;
 
 	for (;;) {
 		int r = body_more(b);
 		if (r == 0)
 			return 0;
-		if (r == -2 && b->kind == HTTP_BODY_LENGTH && b->remaining <= HTTP_DRAIN_MAX &&
-		    b->pos == b->len)
+		if (r == -2 && b->pos == b->len) {
+			if (b->kind == HTTP_BODY_CHUNKED)
+				http_drain_chunked(rest, &b->ch, dropped);
+			else if (b->remaining <= HTTP_DRAIN_MAX)
+				http_drain_length(rest, b->remaining);
+			else
+				return -1;
 			return 1;
+		}
 		if (r < 0) {
 			if (r == -1)
 				PyErr_Clear();
@@ -230,28 +235,25 @@ drop_rest(struct body *b)
 		}
 		dropped += b->pend_len;
 		body_consume(b, b->pend_len);
-		if (dropped > HTTP_DRAIN_MAX)
+		if (dropped > HTTP_DRAIN_MAX) {
+			http_drain_log_over();
 			return -1;
+		}
 	}
 }
 
 int
-wsgi_body_drain(struct body *b)
+wsgi_body_drain(struct body *b, struct http_drain *rest)
 {
 	int rc;
 
+	http_drain_length(rest, 0);
 	if (!wsgi_body_drainable(b))
 		return -1;
 	b->nowait = 1;
-	rc = drop_rest(b);
+	rc = drop_rest(b, rest);
 	b->nowait = 0;
 	return rc;
-}
-
-uint64_t
-wsgi_body_rest_ms(const struct body *b)
-{
-	return http_body_rest_ms(body_base_ms, b->remaining);
 }
 
 typedef RequestBoundObject InputObject;

@@ -107,17 +107,12 @@ PyObject *wsgi_input_object(struct wsgi_req *q);
 int wsgi_body_unread(const struct body *b);
 /* Read and drop what is left of the body, within a bound and without
  * waiting for bytes that are not here yet: 0 when the body ended; 1 when
- * the client is still sending a Content-Length body: its last
- * b->remaining bytes (at most the bound) are yet to come on the socket,
- * nothing of it is left in the buffer, and the worker's loop may read
- * and drop them (its thread is not held for it); -1 when the connection
- * cannot be reused (too much left, or a chunked body still coming: the
- * connection closes, lingering, after the response). */
-int wsgi_body_drain(struct body *b);
-/* How long the rest of the body (b->remaining bytes) may take to come,
- * from now: the body reader's own rule (base, plus the bytes at the
- * minimum rate). */
-uint64_t wsgi_body_rest_ms(const struct body *b);
+ * the client is still sending it: nothing of it is left in the buffer,
+ * *rest says what is yet to come on the socket (a Content-Length count
+ * within the bound, or a chunked body's decoder state) and the worker's
+ * loop may read and drop it (its thread is not held for it); -1 when
+ * the connection cannot be reused (too much left, or an error). */
+int wsgi_body_drain(struct body *b, struct http_drain *rest);
 /* Whether wsgi_body_drain() could still keep the connection: what is
  * left of the body is within its bound (a chunked one: maybe). */
 int wsgi_body_drainable(const struct body *b);

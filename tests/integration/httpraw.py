@@ -218,3 +218,128 @@ def leave_mid_stream(s, marker, what):
     wait_for(lambda: os.path.exists(marker), 10, what="%s; log:\n%s" % (what, s.log()))
     with open(marker) as f:
         return f.read()
+
+
+# ---- a chunked request body the app left unread (both keep-alive workers
+# drop it after the response: src/http_drain.c) ----
+
+def chunked_head(path):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+
+
+def chunk(data, ext=b""):
+    return b"%x%s\r\n" % (len(data), ext) + data + b"\r\n"
+
+
+def hung_up(c, timeout=5.0):
+    """The server closed c (EOF, or a reset: it closed with bytes of ours
+    unread) within timeout, without answering more."""
+    c.sock.settimeout(timeout)
+    try:
+        d = c.buf or c.sock.recv(65536)
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+    return d == b""
+
+
+def check_chunked_drain(port, answer):
+    """An app (answering answer(path) without reading the body) has
+    answered a chunked POST whose body keeps coming after the response,
+    in pieces cut anywhere — inside a size line, an extension, the data,
+    the trailers — then a request right behind its last byte: it is
+    answered on the same connection, kept alive, and so is the next;
+    meanwhile another client is answered at once."""
+    with Connection(port, timeout=10) as c:
+        c.send(chunked_head("/a") + chunk(b"x" * 1000))
+        status, h, body = c.response()
+        assert (body, h["connection"]) == (answer("/a"), "keep-alive")
+        rest = (chunk(b"y" * 70000, b";name=value") + chunk(b"z" * 3, b';q="a;b"')
+                + b"0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n")
+        cuts = [2, 9, 30, 40000, 70020, 70035, len(rest) - 12, len(rest) - 1]
+        prev = 0
+        for cut in cuts:
+            c.send(rest[prev:cut])
+            prev = cut
+            time.sleep(0.1)
+            with Connection(port, timeout=5) as other:
+                other.send(get("/other"))
+                assert other.response()[2] == answer("/other")
+        c.send(rest[prev:] + get("/b"))
+        status, h, body = c.response()
+        assert (body, h["connection"]) == (answer("/b"), "keep-alive")
+        c.send(get("/c"))
+        assert c.response()[2] == answer("/c")
+        assert not c.closed(0.3)
+
+
+def check_chunked_drain_malformed(port, answer):
+    """Malformed chunk framing after the response (a size that is not
+    hex): the connection closes, the request behind is not answered, and
+    the worker serves others."""
+    with Connection(port, timeout=10) as c:
+        c.send(chunked_head("/a") + chunk(b"x" * 100))
+        status, h, body = c.response()
+        assert (body, h["connection"]) == (answer("/a"), "keep-alive")
+        time.sleep(0.2)
+        c.send(chunk(b"y" * 10) + b"zz\r\n" + b"y" * 10 + b"\r\n0\r\n\r\n" + get("/b"))
+        assert hung_up(c)
+    with Connection(port, timeout=5) as other:
+        other.send(get("/other"))
+        assert other.response()[2] == answer("/other")
+
+
+def check_chunked_drain_cap(port, answer, cap=1 << 20):
+    """Exactly `cap` bytes of chunk data after the response are dropped
+    and the connection kept; a byte more closes it."""
+    piece = chunk(b"y" * 65536)
+    with Connection(port, timeout=10) as c:
+        c.send(chunked_head("/edge"))
+        status, h, body = c.response()
+        assert (body, h["connection"]) == (answer("/edge"), "keep-alive")
+        c.send(piece * (cap // 65536) + b"0\r\n\r\n" + get("/after"))
+        assert c.response()[2] == answer("/after")
+    with Connection(port, timeout=10) as c:
+        c.send(chunked_head("/big"))
+        status, h, body = c.response()
+        assert (body, h["connection"]) == (answer("/big"), "keep-alive")
+        try:
+            c.send(piece * (cap // 65536) + chunk(b"y") + b"0\r\n\r\n" + get("/after"))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert hung_up(c)
+
+
+# the drains given up, each with the debug line that says why
+CHUNKED_DRAIN_CLOSES = [
+    (check_chunked_drain_malformed, "invalid chunked body after the response: Invalid chunk size"),
+    (check_chunked_drain_cap, "more than 1048576 bytes of an unread chunked body"),
+]
+
+
+def check_term_while_draining(s, post_head, rest, answer, how):
+    """TERM to `s` while it drops the rest of a Content-Length body the
+    app (answering answer(path)) left unread: the connection is not
+    dropped.  The client then sends the rest, with a request right behind
+    it (how: "whole", or "split": its head's end a moment later) or not
+    ("none").  The request is in flight and is answered with Connection:
+    close; then (or once the body is in, without one: at the latest at
+    the keep-alive deadline) the connection closes and the worker exits."""
+    with Connection(s.port, timeout=10) as c:
+        c.send(post_head)
+        assert c.response()[1]["connection"] == "keep-alive"
+        s.send(signal.SIGTERM)
+        assert not c.closed(0.5)
+        nxt = get("/b") if how != "none" else b""
+        cut = 10 if how == "split" else len(nxt)
+        c.send(rest + nxt[:cut])
+        if how == "split":
+            time.sleep(0.3)
+            c.send(nxt[cut:])
+        if nxt:
+            status, h, body = c.response()
+            assert (body, h["connection"]) == (answer("/b"), "close")
+        assert c.closed(5)
+    assert s.wait(15) == 0

@@ -8,7 +8,6 @@ not come within the body's deadline is closed, and the descriptor goes
 with it; a declared rest over 1 MiB is answered with Connection: close."""
 
 import os
-import signal
 import socket
 import threading
 import time
@@ -16,7 +15,8 @@ import time
 import pytest
 
 from conftest import wait_for
-from httpraw import Connection, get
+from httpraw import (CHUNKED_DRAIN_CLOSES, Connection, check_chunked_drain,
+                     check_term_while_draining, get)
 from test_gthread_behind import nfds, worker_pid
 
 APP = "tests.integration.apps.asgi_apps"
@@ -172,16 +172,33 @@ def test_a_drain_after_reading_paused(make_server, loop):
             sender.join(10)
 
 
-def test_term_while_draining_closes_once_the_body_is_in(make_server):
-    """TERM arrives while the protocol drains: the connection is not
-    dropped at once; once the client's body is in, it is closed (as after
-    any response once the worker stops), and the worker exits."""
+@pytest.mark.parametrize("how", ["none", "whole", "split"])
+def test_term_while_draining(make_server, how):
+    """As gthread (test_gthread_drain.py): TERM while the protocol drains;
+    without a request behind the body the connection closes once the body
+    is in; a request right behind it is answered with Connection: close
+    first (it used to be closed unanswered)."""
     s = asgi(make_server, "unread", "--graceful-timeout", "20")
-    with Connection(s.port, timeout=10) as c:
-        c.send(post_head("/a") + b"y" * FIRST)
-        assert c.response()[1]["connection"] == "keep-alive"
-        s.send(signal.SIGTERM)
-        assert not c.closed(0.5)
-        c.send(b"y" * (TOTAL - FIRST))
-        assert c.closed(5)
-    assert s.wait(15) == 0
+    check_term_while_draining(s, post_head("/a") + b"y" * FIRST, b"y" * (TOTAL - FIRST),
+                              no, how)
+
+
+def no(path):
+    return b"no " + path.encode()
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_an_unread_chunked_body_is_decoded_and_dropped(make_server, loop):
+    """The protocol decodes the chunked rest as it comes, then answers
+    the request pipelined behind it on the same connection."""
+    s = asgi(make_server, "unread", "--asgi-loop", loop)
+    check_chunked_drain(s.port, no)
+
+
+@pytest.mark.parametrize("check, line", CHUNKED_DRAIN_CLOSES)
+def test_a_chunked_drain_given_up_closes(make_server, check, line):
+    """Malformed chunk framing, or more than 1 MiB of chunk data, after
+    the response: the connection closes, the worker serves others."""
+    s = asgi(make_server, "unread", "--log-level", "debug")
+    check(s.port, no)
+    s.wait_log(line)

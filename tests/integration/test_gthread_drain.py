@@ -7,12 +7,14 @@ the request pipelined right after the body's last byte — including after
 a response written behind.  A rest that does not come within the body's
 deadline is closed, and the descriptor goes with it."""
 
-import signal
 import threading
 import time
 
+import pytest
+
 from conftest import wait_for
-from httpraw import Connection, get
+from httpraw import (CHUNKED_DRAIN_CLOSES, Connection, check_chunked_drain,
+                     check_term_while_draining, get)
 from test_gthread_behind import SIZE, nfds, pattern, worker_pid
 
 APP = "tests.integration.apps.gthread_apps"
@@ -105,21 +107,15 @@ def test_a_rest_that_never_comes_is_closed_at_the_body_deadline(make_server):
     assert "WORKER TIMEOUT" not in s.log()
 
 
-def test_term_while_draining_answers_the_next_request_then_stops(make_server):
+@pytest.mark.parametrize("how", ["none", "whole", "split"])
+def test_term_while_draining(make_server, how):
     """TERM arrives while the loop drains: the connection is not dropped;
     the client finishes its body, its next request is answered with
-    Connection: close, and the worker exits (no connection left)."""
+    Connection: close, and the worker exits (no connection left); the
+    asgi worker does the same (test_asgi_drain.py)."""
     s = gthread(make_server, "hello", "--graceful-timeout", "20")
-    with Connection(s.port, timeout=10) as c:
-        c.send(post_head("/a") + b"y" * FIRST)
-        assert c.response()[2] == b"hello /a"
-        s.send(signal.SIGTERM)
-        time.sleep(0.5)
-        c.send(b"y" * (TOTAL - FIRST) + get("/b"))
-        status, h, body = c.response()
-        assert (status, body, h["connection"]) == (200, b"hello /b", "close")
-        assert c.closed(5)
-    assert s.wait(15) == 0
+    check_term_while_draining(s, post_head("/a") + b"y" * FIRST, b"y" * (TOTAL - FIRST),
+                              hello, how)
 
 
 def test_a_drain_after_a_write_behind(make_server):
@@ -148,3 +144,25 @@ def test_a_drain_after_a_write_behind(make_server):
         assert c.response()[2] == b"hello"
         assert not c.closed(0.3)
     assert "WORKER TIMEOUT" not in s.log()
+
+
+def hello(path):
+    return b"hello " + path.encode()
+
+
+def test_an_unread_chunked_body_is_decoded_and_dropped_by_the_loop(make_server):
+    """One thread: the loop decodes the chunked rest as it comes (the
+    thread is free: another client is answered after each piece), then
+    answers the request pipelined behind it on the same connection."""
+    s = gthread(make_server, "hello")
+    check_chunked_drain(s.port, hello)
+    assert "WORKER TIMEOUT" not in s.log()
+
+
+@pytest.mark.parametrize("check, line", CHUNKED_DRAIN_CLOSES)
+def test_a_chunked_drain_given_up_closes(make_server, check, line):
+    """Malformed chunk framing, or more than 1 MiB of chunk data, after
+    the response: the connection closes, the worker serves others."""
+    s = gthread(make_server, "hello", "--log-level", "debug")
+    check(s.port, hello)
+    s.wait_log(line)
