@@ -150,6 +150,7 @@ enum { WS_CONNECTING, WS_CONNECT_SENT, WS_OPEN, WS_CLOSED };
 enum { CH_RECEIVE, CH_SEND, CH_DONE };
 typedef struct {
 	PyObject_HEAD
+	vectorcallfunc vectorcall;	/* called without an argument tuple */
 	Proto *p;
 	uint64_t gen;
 	int kind;

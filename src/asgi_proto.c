@@ -63,6 +63,9 @@ static PyTypeObject ProtoType, ChannelType;
 
 /* ---- requests: heads, the app, its channels ---- */
 
+static PyObject *channel_vectorcall(Channel *ch, PyObject *const *args, size_t nargsf,
+    PyObject *kwnames);
+
 static PyObject *
 channel_new(Proto *p, int kind)
 {
@@ -70,6 +73,7 @@ channel_new(Proto *p, int kind)
 
 	if (ch == NULL)
 		return NULL;
+	ch->vectorcall = (vectorcallfunc)channel_vectorcall;
 	ch->p = (Proto *)Py_NewRef(p);
 	ch->gen = p->gen;
 	ch->kind = kind;
@@ -110,7 +114,7 @@ run_app(Proto *p, PyObject *scope)
 		start_failed(p);
 		return;
 	}
-	coro = PyObject_CallFunctionObjArgs(asgi.app, scope, recv, send, NULL);
+	coro = PyObject_Vectorcall(asgi.app, (PyObject *[]){ scope, recv, send }, 3, NULL);
 	Py_DECREF(scope);
 	Py_DECREF(recv);
 	Py_DECREF(send);
@@ -332,12 +336,16 @@ channel_done(Channel *ch, PyObject *task)
 	Py_XDECREF(r);
 }
 
+/* receive(), send(message), the done callback(task): called the
+ * vectorcall way (no argument tuple per call); keywords are ignored, as
+ * they always were. */
 static PyObject *
-channel_call(Channel *ch, PyObject *args, PyObject *kw)
+channel_vectorcall(Channel *ch, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-	PyObject *arg = NULL, *r;
+	Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+	PyObject *arg = nargs > 0 ? args[0] : NULL, *r;
 
-	if (!PyArg_UnpackTuple(args, "channel", ch->kind == CH_RECEIVE ? 0 : 1, 1, &arg))
+	if (!_PyArg_CheckPositional("channel", nargs, ch->kind == CH_RECEIVE ? 0 : 1, 1))
 		return NULL;
 	switch (ch->kind) {
 	case CH_RECEIVE:
@@ -368,8 +376,9 @@ static PyTypeObject ChannelType = {
 	.tp_name = "_cunicorn_asgi.Channel",
 	.tp_basicsize = sizeof(Channel),
 	.tp_dealloc = (destructor)channel_dealloc,
-	.tp_call = (ternaryfunc)channel_call,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_vectorcall_offset = offsetof(Channel, vectorcall),
+	.tp_call = PyVectorcall_Call,
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
 };
 
 /* ---- the protocol ---- */

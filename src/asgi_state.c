@@ -104,6 +104,16 @@ ready_send(Ready *r, PyObject *arg)
 	return ready_next(r);
 }
 
+/* `await` (the interpreter's SEND, an asyncio Task's step) ends here:
+ * the value is returned as such, with no StopIteration to raise and
+ * catch (ready_next remains for iteration by hand and `yield from`). */
+static PySendResult
+ready_am_send(Ready *r, PyObject *arg, PyObject **result)
+{
+	*result = Py_NewRef(r->value);
+	return PYGEN_RETURN;
+}
+
 static void
 ready_dealloc(Ready *r)
 {
@@ -116,7 +126,10 @@ static PyMethodDef ready_methods[] = {
 	{ NULL, NULL, 0, NULL },
 };
 
-static PyAsyncMethods ready_async = { .am_await = (unaryfunc)ready_await };
+static PyAsyncMethods ready_async = {
+	.am_await = (unaryfunc)ready_await,
+	.am_send = (sendfunc)ready_am_send,
+};
 
 PyTypeObject asgi_ready_type = {
 	PyVarObject_HEAD_INIT(NULL, 0)

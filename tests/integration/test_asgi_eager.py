@@ -80,3 +80,27 @@ def test_starlette_stream_cancelled_when_the_client_goes(make_server, tmp_path):
         c2.send(get("/"))
         assert c2._line().startswith(b"HTTP/1.1 200")
     assert "different task" not in s.log()
+
+
+def test_channels_awaited_every_way(make_server):
+    """receive()/send() give the same values however they are awaited
+    (their awaitables end an `await` without raising StopIteration), and
+    refuse wrong arguments as they always did."""
+    s = asgi(make_server, "awaits", "-w", "1")
+    with Connection(s.port) as c:
+        for _ in range(2):
+            c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            status, _, body = c.response()
+            assert (status, body) == (200, b"ok"), s.log()
+            status, _, body = answer(c, "/report")
+            assert status == 200, s.log()
+            assert json.loads(body) == {
+                "by_hand": ["http.request", "abc"],
+                "send_none": "channel expected 1 argument, got 0",
+                "send_two": "channel expected 1 argument, got 2",
+                "receive_two": "channel expected at most 1 argument, got 2",
+                "send_kw": "channel expected 1 argument, got 0",
+                "sent": [None, None, None],
+                "twice": ["http.disconnect", "http.disconnect"],
+                "wait_for": "http.disconnect", "future": "http.disconnect"}
+    assert "Exception in ASGI application" not in s.log()

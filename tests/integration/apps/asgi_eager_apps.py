@@ -70,6 +70,54 @@ async def steps(scope, receive, send):
     await _json(send, {"path": p})
 
 
+AWAITED = {}
+
+
+async def awaits(scope, receive, send):
+    """receive() and send() awaited every way an app can: `await`, as a
+    future (ensure_future, wait_for), by hand through __await__(), and
+    called with the wrong arguments; what each gave is kept in AWAITED
+    (after the response, since a receive() then answers at once), and
+    GET /report answers with it."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/report":
+        return await _json(send, AWAITED)
+    got = {}
+    it = receive().__await__()                  # by hand: StopIteration(message)
+    try:
+        next(it)
+    except StopIteration as e:
+        got["by_hand"] = [e.value["type"], e.value["body"].decode()]
+    for name, call in (("send_none", lambda: send()), ("send_two", lambda: send({}, {})),
+                       ("receive_two", lambda: receive(1, 2))):
+        try:
+            call()
+        except TypeError as e:
+            got[name] = str(e)
+    got["send_kw"] = "called"
+    try:
+        send(message={"type": "x"})
+    except TypeError as e:
+        got["send_kw"] = str(e)
+    got["sent"] = [
+        await asyncio.ensure_future(send({"type": "http.response.start", "status": 200,
+                                          "headers": [(b"content-length", b"2")]})),
+        await asyncio.wait_for(send({"type": "http.response.body", "body": b"o",
+                                     "more_body": True}), 5)]
+    it = send({"type": "http.response.body", "body": b"k"}).__await__()
+    try:
+        next(it)
+    except StopIteration as e:
+        got["sent"].append(e.value)
+    r = receive()                               # complete: http.disconnect at once
+    got["twice"] = [(await r)["type"], (await r)["type"]]
+    got["wait_for"] = (await asyncio.wait_for(receive(), 5))["type"]
+    got["future"] = (await asyncio.ensure_future(receive()))["type"]
+    AWAITED.clear()
+    AWAITED.update(got)
+
+
 def starlette_stream():
     """A Starlette StreamingResponse that never ends: anyio's task group
     (entered in the eager step) cancels the generator when the client
