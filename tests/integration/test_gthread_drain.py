@@ -123,8 +123,12 @@ def test_a_drain_after_a_write_behind(make_server):
     behind (6 MiB the client does not read yet); the client sends the
     rest of its body meanwhile.  The thread is free; the client gets the
     whole response, then the loop drops the body's rest and the
-    connection serves the next request."""
-    s = make_server("-k", "gthread", "--threads", "1", "-w", "1", BEHIND_APP)
+    connection serves the next request.  Keep-alive 10 s: the idle timer
+    starts once the response's last byte is in the kernel, and the
+    sockets hold megabytes of it; a client on a loaded machine took 1.7 s
+    to read them, past the default 2 s after the server went idle."""
+    s = make_server("-k", "gthread", "--threads", "1", "-w", "1", "--keep-alive", "10",
+                    BEHIND_APP)
     with Connection(s.port, timeout=30) as c:
         c.send(b"POST /list/%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
                % (SIZE, TOTAL) + b"b" * FIRST)
