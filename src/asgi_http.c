@@ -389,18 +389,17 @@ asgi_feed_receiver(Proto *p)
 }
 
 /* A kept response is complete and so is its request's body (read, or
- * dropped): the next request, or idle, or a close when the worker
- * stops.  A request already pipelined behind it is in flight and is
- * answered even then (with Connection: close, as gthread does: TERM
- * during a drain, the body's rest and a request in one write).  1: bytes
- * of a next request wait in the buffer (PS_HEAD). */
+ * dropped): the next request, or idle.  Also when the worker stops
+ * meanwhile (TERM during a drain, or during a response that said
+ * keep-alive): the client was told it may send another request, so the
+ * connection waits for it idle, as every kept connection of a stopping
+ * worker does, until its keep-alive deadline (gunicorn's #3038: no
+ * request lost to a close it could not see coming); that request, and
+ * one already pipelined, is answered with Connection: close, as gthread
+ * does.  1: bytes of a next request wait in the buffer (PS_HEAD). */
 static int
 request_over(Proto *p)
 {
-	if (asgi.stopping && p->c.len == 0) {
-		proto_close(p);
-		return 0;
-	}
 	if (p->c.len > 0) {
 		set_state(p, PS_HEAD, (uint64_t)asgi.limits.head_timeout_ms);
 		return 1;	/* a pipelined head: the caller parses it */

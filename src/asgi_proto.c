@@ -637,8 +637,8 @@ start_stopping(void)
 	    asgi.cfg->graceful_timeout : 0) * 1000u;
 	/* idle keep-alive connections: nothing is closed here; each closes
 	 * at its own deadline or after its next response (gunicorn's #3038);
-	 * one dropping the rest of a body, once it is dropped (a request
-	 * pipelined right behind it is answered first, as gthread does) */
+	 * one dropping the rest of a body goes idle once it is dropped, as
+	 * gthread's (asgi_http.c: request_over) */
 }
 
 static void __attribute__((noreturn))

@@ -323,19 +323,22 @@ def check_term_while_draining(s, post_head, rest, answer, how):
     """TERM to `s` while it drops the rest of a Content-Length body the
     app (answering answer(path)) left unread: the connection is not
     dropped.  The client then sends the rest, with a request right behind
-    it (how: "whole", or "split": its head's end a moment later) or not
-    ("none").  The request is in flight and is answered with Connection:
-    close; then (or once the body is in, without one: at the latest at
-    the keep-alive deadline) the connection closes and the worker exits."""
+    it (how: "whole", or "split": its head's end a moment later), or a
+    request a moment after the body ("later": the connection was told
+    keep-alive, so it waits idle for it, as any kept connection of a
+    stopping worker does, gunicorn's #3038), or none ("none").  The
+    request is answered with Connection: close; then (without one: at the
+    latest at the keep-alive deadline) the connection closes and the
+    worker exits."""
     with Connection(s.port, timeout=10) as c:
         c.send(post_head)
         assert c.response()[1]["connection"] == "keep-alive"
         s.send(signal.SIGTERM)
         assert not c.closed(0.5)
         nxt = get("/b") if how != "none" else b""
-        cut = 10 if how == "split" else len(nxt)
+        cut = {"split": 10, "later": 0}.get(how, len(nxt))
         c.send(rest + nxt[:cut])
-        if how == "split":
+        if how in ("split", "later"):
             time.sleep(0.3)
             c.send(nxt[cut:])
         if nxt:

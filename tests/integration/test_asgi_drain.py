@@ -172,12 +172,12 @@ def test_a_drain_after_reading_paused(make_server, loop):
             sender.join(10)
 
 
-@pytest.mark.parametrize("how", ["none", "whole", "split"])
+@pytest.mark.parametrize("how", ["none", "whole", "split", "later"])
 def test_term_while_draining(make_server, how):
     """As gthread (test_gthread_drain.py): TERM while the protocol drains;
-    without a request behind the body the connection closes once the body
-    is in; a request right behind it is answered with Connection: close
-    first (it used to be closed unanswered)."""
+    a request right behind the body, or sent a moment after it, is
+    answered with Connection: close (both used to be closed unanswered);
+    without one the connection closes at its keep-alive deadline."""
     s = asgi(make_server, "unread", "--graceful-timeout", "20")
     check_term_while_draining(s, post_head("/a") + b"y" * FIRST, b"y" * (TOTAL - FIRST),
                               no, how)

@@ -107,7 +107,7 @@ def test_a_rest_that_never_comes_is_closed_at_the_body_deadline(make_server):
     assert "WORKER TIMEOUT" not in s.log()
 
 
-@pytest.mark.parametrize("how", ["none", "whole", "split"])
+@pytest.mark.parametrize("how", ["none", "whole", "split", "later"])
 def test_term_while_draining(make_server, how):
     """TERM arrives while the loop drains: the connection is not dropped;
     the client finishes its body, its next request is answered with
