@@ -12,11 +12,15 @@ the app wraps itself is iterated by a thread as before.
 Apps: tests/integration/apps/stream_apps.py.
 """
 import json
+import os
 import select
+import shutil
+import socket
+import tempfile
 import time
 
 from conftest import http_get, wait_for
-from httpraw import Connection, get
+from httpraw import Connection, chunk, chunked_head, get
 from streamkit import start, use_stash
 
 ONE_THREAD = ("-k", "gthread", "--threads", "1", "--dirty-threads", "16")
@@ -178,3 +182,127 @@ def test_requests_answered_while_one_waits_on_a_dirty_call(make_server):
         assert status == 200 and b"pid" in body
         slow.send(get("/"))
         assert slow.response()[0] == 200
+
+
+# ---- a relay after which the rest of the request body is dropped ----
+
+TOTAL = 200000      # declared: within the 1 MiB the loop drains
+FIRST = 50000       # sent with the head
+
+
+def read_head(c):
+    while b"\r\n\r\n" not in c.buf:
+        c._fill()
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    return head
+
+
+def relay_then_drain(port, post, pieces):
+    """`post` (a POST to /stream?n=6 whose body the app never reads) is
+    answered with a relayed stream; one piece of the rest of the body is
+    sent after each of the first five chunks, the last with a request
+    pipelined right behind the body's end; after the last chunk that
+    request is answered on the same connection, kept, and then another."""
+    with Connection(port, timeout=10) as c:
+        c.send(post)
+        head = read_head(c)
+        assert b"Transfer-Encoding: chunked" in head
+        assert b"Connection: keep-alive" in head
+        for i, piece in enumerate(pieces):
+            assert read_chunk(c).startswith(b"line %d " % i)
+            c.sock.sendall(piece + (get("/pipelined") if i == len(pieces) - 1 else b""))
+        assert read_chunk(c).startswith(b"line 5 ")
+        assert read_chunk(c) == b""
+        status, h, body = c.response()
+        assert (status, h["connection"]) == (200, "keep-alive") and b'"ok"' in body
+        c.send(get("/after"))
+        status, h, body = c.response()
+        assert (status, h["connection"]) == (200, "keep-alive") and b'"ok"' in body
+        assert not c.closed(0.3)
+
+
+def test_a_body_still_arriving_during_a_relay_is_dropped_after_it(make_server):
+    """Content-Length: 200 kB declared, 50 kB with the head; the app
+    returns a stream without reading the body, the client sends the rest
+    while the chunks come.  After the last chunk the loop drops the rest
+    (DRAIN) and the connection goes on."""
+    s = start(make_server, "relaydrain1", extra=ONE_THREAD)
+    rest = b"y" * (TOTAL - FIRST)
+    step = len(rest) // 5
+    pieces = [rest[i * step:(i + 1) * step if i < 4 else len(rest)] for i in range(5)]
+    post = (b"POST /stream?n=6&delay=0.1 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: %d\r\n\r\n" % TOTAL + b"y" * FIRST)
+    relay_then_drain(s.port, post, pieces)
+
+
+def test_a_chunked_body_still_arriving_during_a_relay_is_dropped_after_it(make_server):
+    """The same with a chunked request body, cut inside a size line, the
+    data and the trailers."""
+    s = start(make_server, "relaydrain2", extra=ONE_THREAD)
+    rest = (chunk(b"y" * 70000, b";name=value") + chunk(b"z" * 3)
+            + b"0\r\nX-Checksum: abc\r\n\r\n")
+    cuts = [0, 3, 40000, len(rest) - 10, len(rest) - 1, len(rest)]
+    pieces = [rest[cuts[i]:cuts[i + 1]] for i in range(5)]
+    post = chunked_head("/stream?n=6&delay=0.1") + chunk(b"x" * 1000)
+    relay_then_drain(s.port, post, pieces)
+
+
+# ---- a relay to a client that does not read ----
+
+PAD = 1 << 20       # a head of 1 MiB: far more than a unix socket holds
+
+
+def unix_server(make_server, tag, *extra):
+    """The stream apps with one thread on TCP and on a unix socket: there
+    the kernel holds a fixed ~200 kB (net.core.wmem_default) whoever the
+    client is, so a head of PAD bytes meets a full socket."""
+    d = tempfile.mkdtemp(prefix="cu-relay-", dir="/tmp")
+    path = os.path.join(d, "h.sock")
+    try:
+        s = start(make_server, tag, extra=ONE_THREAD + ("-b", "unix:" + path) + extra)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    s.unix_dir = d
+    wait_for(lambda: os.path.exists(path), 10, what="the unix socket")
+    return s, path
+
+
+def unix_connection(path, timeout=10.0):
+    c = Connection.__new__(Connection)
+    c.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.sock.settimeout(timeout)
+    c.sock.connect(path)
+    c.buf = b""
+    return c
+
+
+def test_a_relayed_head_refused_by_a_full_socket_waits_then_comes_whole(make_server):
+    """The head (1 MiB) does not fit in the socket: its rest and the
+    chunks wait in the connection's output buffer, the one thread is free
+    (another client is answered meanwhile); once the client reads it gets
+    the head and every chunk, whole and in order, and the connection is
+    kept."""
+    s, path = unix_server(make_server, "relayfull1")
+    try:
+        c = unix_connection(path)
+        try:
+            c.send(get("/stream?n=5&delay=0.05&pad=%d" % PAD))
+            time.sleep(1.0)     # the stream has ended in the dirty worker
+            t0 = time.monotonic()
+            for i in range(3):
+                assert http_get(s.port, "/")[0] == 200
+            assert time.monotonic() - t0 < 2
+            head = read_head(c)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert b"\r\nX-Pad: " + b"p" * PAD + b"\r\n" in head + b"\r\n"
+            got = [read_chunk(c) for _ in range(6)]
+            assert [g.split()[:2] for g in got[:5]] == [[b"line", b"%d" % i] for i in range(5)]
+            assert got[5] == b""
+            c.send(get("/after"))
+            assert c.response()[0] == 200
+        finally:
+            c.close()
+    finally:
+        shutil.rmtree(s.unix_dir, ignore_errors=True)
+

@@ -4,7 +4,9 @@
   stream_apps:Streamer    generators (sync and async), slow and fast
   stream_apps:Stasher     writes to the stash from inside a dirty worker
   stream_apps:application WSGI: /stream returns client.stream(...) as its
-                          body, /stash/... uses the stash from an HTTP worker
+                          body (never reading a request body; ?pad=N adds
+                          an N-byte header), /stash/... uses the stash from
+                          an HTTP worker
 """
 import asyncio
 import json
@@ -117,8 +119,10 @@ def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     client = get_dirty_client(timeout=float(q.get("timeout", 30)))
+    # pad=N: a header of N bytes, a head bigger than a socket holds
+    pad = [("X-Pad", "p" * int(q["pad"]))] if "pad" in q else []
     if path == "/stream":
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")] + pad)
         return client.stream("stream_apps:Streamer", "lines", int(q.get("n", 3)),
                              float(q.get("delay", 0.1)))
     if path == "/endless":
@@ -127,7 +131,7 @@ def application(environ, start_response):
                            float(q.get("delay", 0.02)))
         return (("%d\n" % i).encode() for i in it)
     if path in ("/endless_raw", "/fail_raw", "/not_bytes"):
-        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")] + pad)
         if path == "/endless_raw":
             return client.stream("stream_apps:Streamer", "endless_bytes", q["tag"],
                                  float(q.get("delay", 0.02)))
