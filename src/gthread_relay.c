@@ -11,10 +11,12 @@
  * whatever of the head the socket had not taken yet.  Backpressure:
  * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
  * not read.  The client going away, an ERROR, a malformed frame or a
- * timeout (the stream's idle and total ones, as its iterator has) close
- * both sides; closing the arbiter side cancels the call in the dirty
- * worker.  The headers are out, so an error can only cut the response
- * (after what came before it).
+ * timeout (the stream's idle and total ones, as its iterator has; the
+ * I/O timeout for a client that takes nothing of what waits for it, as
+ * write-behind and a writing thread have) close both sides; closing the
+ * arbiter side cancels the call in the dirty worker.  The headers are
+ * out, so an error can only cut the response (after what came before
+ * it).
  *
  * Owns: each relay's reader and the arbiter-side descriptor, the list of
  * active relays (the client's output buffer is the connection's).  Never: calls Python, blocks, or frees a connection
@@ -154,7 +156,11 @@ static int
 relay_pump(struct relay *rl)
 {
 	struct conn_out *out = &rl->conn->out;
+	size_t before;
 
+	/* the stall clock runs only while the client has bytes to take */
+	if (conn_out_pending(out) == 0)
+		rl->out_ms = monotonic_ms();
 	while (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX) {
 		struct dirty_header h;
 		struct dirty_cursor v;
@@ -203,8 +209,11 @@ relay_pump(struct relay *rl)
 			return relay_abort(rl, "an unexpected frame");
 		}
 	}
+	before = conn_out_pending(out);
 	if (conn_out_flush(out, rl->conn->fd) == -1)
 		return relay_abort(rl, "the client went away");
+	if (conn_out_pending(out) < before)
+		rl->out_ms = monotonic_ms();
 	if (rl->ended && conn_out_pending(out) == 0)
 		return rl->failed ? relay_abort(rl, rl->failed) : relay_finish(rl);
 	relay_arm_client(rl);
@@ -231,7 +240,7 @@ relay_start(struct relay *rl, struct http_conn *c, void *tag)
 		memcpy(at, rl->r->pending, rl->r->pending_len);
 		dirty_reader_commit(&rl->in, rl->r->pending_len);
 	}
-	rl->last_ms = now;
+	rl->last_ms = rl->out_ms = now;
 	rl->end_ms = rl->r->total_ms ? now + rl->r->total_ms : 0;
 	rl->prev = NULL;
 	rl->next = relays;
@@ -283,7 +292,12 @@ relay_timeouts(uint64_t now)
 {
 	for (struct relay *rl = relays, *n; rl != NULL; rl = n) {
 		n = rl->next;
-		if (rl->r->idle_ms && now - rl->last_ms > rl->r->idle_ms) {
+		if (H.stall_ms >= 0 && conn_out_pending(&rl->conn->out) > 0 &&
+		    now - rl->out_ms > (uint64_t)H.stall_ms) {
+			log_debug("Relayed stream: the client took nothing for %d ms, "
+			    "%zu bytes unsent", H.stall_ms, conn_out_pending(&rl->conn->out));
+			(void)relay_abort(rl, "the client stalled");
+		} else if (rl->r->idle_ms && now - rl->last_ms > rl->r->idle_ms) {
 			log_error("Error in a relayed dirty stream: no chunk for %u ms",
 			    rl->r->idle_ms);
 			(void)relay_abort(rl, "idle timeout");

@@ -29,6 +29,8 @@ struct relay {
 	struct dirty_reader in;		/* frames from the arbiter (chunked
 					   HTTP for the client: conn->out) */
 	uint64_t last_ms, end_ms;	/* last chunk; total deadline (0: none) */
+	uint64_t out_ms;		/* the client last took a byte, or had
+					   none to take */
 	int ended;			/* END seen: out holds the last chunk */
 	const char *failed;		/* why the response is cut once out is sent */
 	unsigned long chunks;
@@ -37,6 +39,7 @@ struct relay {
 
 struct relay_host {
 	int epfd;
+	int stall_ms;		/* a client taking nothing this long is cut (-1: never) */
 	void (*close_conn)(struct http_conn *c);	/* close and free it */
 	void (*next_request)(struct http_conn *c);	/* after a complete response */
 };
@@ -51,7 +54,8 @@ void relay_readable(struct relay *rl);			/* the arbiter's side */
 void relay_client_event(struct relay *rl, uint32_t events);	/* the client's */
 /* Close the arbiter's side and free the buffers (no-op when idle). */
 void relay_free(struct relay *rl);
-/* Cut every relay past its idle or total timeout. */
+/* Cut every relay past its idle or total timeout, or whose client has
+ * taken nothing for stall_ms. */
 void relay_timeouts(uint64_t now);
 size_t relay_count(void);
 

@@ -42,7 +42,9 @@
  *           the bytes left as they come, within the body's own deadline,
  *           then goes on to the next request (gthread_drain.c)
  *   RELAY   the app returned a dirty stream: its thread is back in the
- *           pool and the loop relays the chunks (gthread_relay.c)
+ *           pool and the loop relays the chunks (gthread_relay.c; no
+ *           timer here: the stream's timeouts, and the I/O timeout between
+ *           two bytes the client takes, are looked at there)
  *   BEHIND  the response is complete but the client has not read its
  *           end: its thread is back in the pool and the loop writes the
  *           rest as the socket drains (gthread_behind.c; no timer here:
@@ -815,11 +817,6 @@ setup(struct http_worker_ctx *ctx)
 		fatal("epoll_create1");
 	if ((G.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
-	relay_setup(&(struct relay_host){
-		.epfd = G.epfd,
-		.close_conn = conn_close,
-		.next_request = conn_kept,
-	});
 	drain_setup(&(struct drain_host){
 		.arm = conn_arm,
 		.close_conn = conn_close,
@@ -842,6 +839,12 @@ setup(struct http_worker_ctx *ctx)
 		.stall_ms = http_io_timeout_ms(),
 		.close_conn = conn_close,
 		.finished = conn_finished,
+	});
+	relay_setup(&(struct relay_host){
+		.epfd = G.epfd,
+		.stall_ms = http_io_timeout_ms(),
+		.close_conn = conn_close,
+		.next_request = conn_kept,
 	});
 	conn_out_set_total_max(BEHIND_WORKER_MAX);
 	G.slots = xcalloc((size_t)threads, sizeof(*G.slots));

@@ -21,7 +21,7 @@ import time
 
 from conftest import http_get, wait_for
 from httpraw import Connection, chunk, chunked_head, get
-from streamkit import start, use_stash
+from streamkit import start, status, use_stash
 
 ONE_THREAD = ("-k", "gthread", "--threads", "1", "--dirty-threads", "16")
 
@@ -306,3 +306,42 @@ def test_a_relayed_head_refused_by_a_full_socket_waits_then_comes_whole(make_ser
     finally:
         shutil.rmtree(s.unix_dir, ignore_errors=True)
 
+
+def test_a_relay_to_a_client_that_never_reads_is_cut_at_the_io_timeout(make_server):
+    """--timeout 2: the I/O timeout is 1.5 s, the stream's own timeouts
+    are 30 s.  An endless stream relayed to a client that reads nothing
+    (its head already refused): the connection is closed once the client
+    has taken nothing for the I/O timeout, the generator is closed in the
+    dirty worker and the arbiter has no call in flight; another client is
+    answered meanwhile."""
+    s, path = unix_server(make_server, "relayfull2", "--timeout", "2")
+    try:
+        st = use_stash(s)
+        c = unix_connection(path)
+        try:
+            c.send(get("/endless_raw?tag=nr&delay=0.02&pad=%d" % PAD))
+            wait_for(lambda: (st.get("stream_progress", "nr") or 0) > 3, 10,
+                     what="the stream under way")
+            t0 = time.monotonic()
+            assert http_get(s.port, "/")[0] == 200
+            wait_for(lambda: st.get("stream_progress", "nr:closed") is not None, 10,
+                     what="the generator closed")
+            assert time.monotonic() - t0 > 0.5
+            wait_for(lambda: status(s)["in_flight"] == 0, 10, what="no call in flight")
+            # the client gets what the socket held, then the end
+            got = b""
+            c.sock.settimeout(10)
+            while True:
+                try:
+                    d = c.sock.recv(1 << 20)
+                except ConnectionResetError:
+                    break
+                if not d:
+                    break
+                got += d
+            assert len(got) < PAD
+        finally:
+            c.close()
+        assert http_get(s.port, "/")[0] == 200
+    finally:
+        shutil.rmtree(s.unix_dir, ignore_errors=True)
