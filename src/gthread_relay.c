@@ -217,8 +217,15 @@ relay_pump(struct relay *rl)
 	if (rl->ended && conn_out_pending(out) == 0)
 		return rl->failed ? relay_abort(rl, rl->failed) : relay_finish(rl);
 	relay_arm_client(rl);
-	if (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX)
+	if (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX) {
+		/* the stream's idle timeout is the wait for its next chunk,
+		 * as its iterator has it: the time the client took is not */
+		if (rl->paused)
+			rl->last_ms = monotonic_ms();
+		rl->paused = 0;
 		relay_arm_source(rl, EPOLL_CTL_MOD);
+	} else
+		rl->paused = 1;
 	return 0;
 }
 
@@ -297,7 +304,8 @@ relay_timeouts(uint64_t now)
 			log_debug("Relayed stream: the client took nothing for %d ms, "
 			    "%zu bytes unsent", H.stall_ms, conn_out_pending(&rl->conn->out));
 			(void)relay_abort(rl, "the client stalled");
-		} else if (rl->r->idle_ms && now - rl->last_ms > rl->r->idle_ms) {
+		} else if (rl->r->idle_ms && !rl->paused && !rl->ended &&
+		    now - rl->last_ms > rl->r->idle_ms) {
 			log_error("Error in a relayed dirty stream: no chunk for %u ms",
 			    rl->r->idle_ms);
 			(void)relay_abort(rl, "idle timeout");

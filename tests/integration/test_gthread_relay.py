@@ -345,3 +345,32 @@ def test_a_relay_to_a_client_that_never_reads_is_cut_at_the_io_timeout(make_serv
         assert http_get(s.port, "/")[0] == 200
     finally:
         shutil.rmtree(s.unix_dir, ignore_errors=True)
+
+
+def test_a_slow_reader_is_not_charged_to_the_streams_idle_timeout(make_server):
+    """The stream's idle timeout (1 s here) is the wait for its next
+    chunk, as its iterator has it: a client reading its 1 MiB head in
+    pieces over ~3 s, while the relay does not read the arbiter (256 KiB
+    wait for the client), gets the whole response, not a cut."""
+    s, path = unix_server(make_server, "relayslow")
+    try:
+        c = unix_connection(path)
+        try:
+            c.send(get("/stream?n=5&delay=0.01&idle=1&pad=%d" % PAD))
+            got = b""
+            while len(got) < PAD:
+                d = c.sock.recv(64 << 10)
+                assert d, "cut after %d bytes" % len(got)
+                got += d
+                time.sleep(0.15)
+            c.buf = got
+            head = read_head(c)
+            assert b"\r\nX-Pad: " + b"p" * PAD + b"\r\n" in head + b"\r\n"
+            got = [read_chunk(c) for _ in range(6)]
+            assert [g.split()[:2] for g in got[:5]] == [[b"line", b"%d" % i] for i in range(5)]
+            assert got[5] == b""
+        finally:
+            c.close()
+        assert "no chunk for" not in s.log()
+    finally:
+        shutil.rmtree(s.unix_dir, ignore_errors=True)

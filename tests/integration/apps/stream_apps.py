@@ -5,7 +5,7 @@
   stream_apps:Stasher     writes to the stash from inside a dirty worker
   stream_apps:application WSGI: /stream returns client.stream(...) as its
                           body (never reading a request body; ?pad=N adds
-                          an N-byte header), /stash/... uses the stash from
+                          an N-byte header, ?idle=S sets its idle timeout), /stash/... uses the stash from
                           an HTTP worker
 """
 import asyncio
@@ -123,8 +123,11 @@ def application(environ, start_response):
     pad = [("X-Pad", "p" * int(q["pad"]))] if "pad" in q else []
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")] + pad)
-        return client.stream("stream_apps:Streamer", "lines", int(q.get("n", 3)),
-                             float(q.get("delay", 0.1)))
+        it = client.stream("stream_apps:Streamer", "lines", int(q.get("n", 3)),
+                           float(q.get("delay", 0.1)))
+        if "idle" in q:         # the wait allowed for each chunk
+            it.idle_timeout = float(q["idle"])
+        return it
     if path == "/endless":
         start_response("200 OK", [("Content-Type", "text/plain")])
         it = client.stream("stream_apps:Streamer", "endless", q["tag"],
