@@ -847,6 +847,17 @@ worker_flush(struct dirty_peer *p)
 
 /* ---- heartbeats and retirement ---- */
 
+/* Milliseconds from `then` to `now`, 0 when `then` is later: a stamp
+ * taken during this tick (worker_term() just above reads the clock again)
+ * is newer than the tick's `now`, and the unsigned difference would wrap
+ * to a huge age: a worker TERMed a moment ago was KILLed at once, before
+ * its apps' close() and the dirty_worker_exit hook could run. */
+static uint64_t
+ms_since(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
 /* Every tick: kill a worker whose heartbeat is older than the
  * dirty_timeout (ms; 0: none), TERM a retiring one once idle or after
  * the graceful timeout, KILL a stopping one after it. */
@@ -865,10 +876,10 @@ workers_tick(uint64_t now, uint64_t timeout, uint64_t grace)
 			continue;
 		}
 		if (w->state == W_RETIRING &&
-		    (w->inflight == 0 || now - w->retire_ms >= grace))
+		    (w->inflight == 0 || ms_since(now, w->retire_ms) >= grace))
 			worker_term(w);
 		if (w->state == W_STOPPING && !w->killed &&
-		    now - w->term_ms >= grace) {
+		    ms_since(now, w->term_ms) >= grace) {
 			w->killed = 1;
 			kill(w->pid, SIGKILL);
 		}
