@@ -847,20 +847,12 @@ worker_flush(struct dirty_peer *p)
 
 /* ---- heartbeats and retirement ---- */
 
-/* Milliseconds from `then` to `now`, 0 when `then` is later: a stamp
- * taken during this tick (worker_term() just above reads the clock again)
- * is newer than the tick's `now`, and the unsigned difference would wrap
- * to a huge age: a worker TERMed a moment ago was KILLed at once, before
- * its apps' close() and the dirty_worker_exit hook could run. */
-static uint64_t
-ms_since(uint64_t now, uint64_t then)
-{
-	return now > then ? now - then : 0;
-}
-
 /* Every tick: kill a worker whose heartbeat is older than the
  * dirty_timeout (ms; 0: none), TERM a retiring one once idle or after
- * the graceful timeout, KILL a stopping one after it. */
+ * the graceful timeout, KILL a stopping one after it.  Ages are
+ * ms_since(): worker_term() stamps term_ms with a fresh clock, a hair
+ * after `now`, and a wrapped difference KILLed a worker TERMed that very
+ * tick, before its apps' close() and the dirty_worker_exit hook ran. */
 void
 workers_tick(uint64_t now, uint64_t timeout, uint64_t grace)
 {
@@ -868,8 +860,8 @@ workers_tick(uint64_t now, uint64_t timeout, uint64_t grace)
 		struct worker *w = &arbiter.workers[i];
 		if (w->state == W_FREE || w->pid <= 0)
 			continue;
-		if (timeout > 0 && !w->killed && now > *w->heartbeat &&
-		    now - *w->heartbeat > timeout) {
+		if (timeout > 0 && !w->killed &&
+		    ms_since(now, *w->heartbeat) > timeout) {
 			log_errorx("DIRTY WORKER TIMEOUT (pid:%d)", (int)w->pid);
 			w->killed = 1;
 			worker_close_channel(w, "timed out (no heartbeat)");

@@ -525,7 +525,7 @@ calls_expire(uint64_t now, uint64_t timeout)
 		uint32_t cursor = 0;
 		struct call *k;
 		while ((k = calls_next(&cursor)) != NULL) {
-			if (now - k->start_ms >= timeout) {
+			if (ms_since(now, k->start_ms) >= timeout) {
 				call_cancel_worker(k);
 				call_fail(k, DIRTY_E_TIMEOUT, msg);
 			}

@@ -84,26 +84,20 @@ wake_main(void)
 	(void)r;
 }
 
-static uint64_t
-elapsed_ms(uint64_t now, uint64_t then)
-{
-	return now > then ? now - then : 0;	/* `then` may be a hair newer */
-}
-
 static int
 healthy(uint64_t now)
 {
 	for (int i = 0; i <= dirty_worker.nthreads && i <= MAX_THREADS; i++) {
 		uint64_t since = atomic_load(&dirty_worker.busy_since[i]);
 		if (since != 0 && dirty_worker.timeout_ms != 0 &&
-		    elapsed_ms(now, since) > dirty_worker.timeout_ms)
+		    ms_since(now, since) > dirty_worker.timeout_ms)
 			return 0;
 	}
 	/* Slot 0 is the main thread's: busy loading the apps, or serving a
 	 * call in single mode.  While it is, that slot speaks for it. */
 	if (atomic_load(&dirty_worker.busy_since[0]) != 0)
 		return 1;
-	return elapsed_ms(now, atomic_load(&dirty_worker.loop_tick)) <= LOOP_STALL_MS;
+	return ms_since(now, atomic_load(&dirty_worker.loop_tick)) <= LOOP_STALL_MS;
 }
 
 static void *

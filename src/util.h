@@ -15,6 +15,14 @@
 /* CLOCK_MONOTONIC in milliseconds (heartbeats, timeouts; shared across
  * processes of one boot). */
 uint64_t monotonic_ms(void);
+/* Milliseconds from `then` to `now`, 0 when `then` is the later: a stamp
+ * taken after `now` was read (by a function the same tick calls) is a
+ * hair newer, and the unsigned difference would wrap to a huge age. */
+static inline uint64_t
+ms_since(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
 int fd_set_nonblock(int fd, int on);
 int fd_set_cloexec(int fd, int on);
 /* The one write-all loop: all n bytes, retrying on EINTR, waiting in
