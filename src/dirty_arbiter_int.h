@@ -146,6 +146,9 @@ struct arbiter_state {
 	/* dirty_pool.c */
 	uint64_t last_young_death;	/* crash-loop brake, see worker_reaped */
 	int manage_pending;	/* run workers_manage() at the end of the round */
+	int limits_pending;	/* an app's class `workers = N` is not known
+				 * yet: one worker at a time until a worker
+				 * reports (dirty_pool.c) */
 };
 
 extern struct arbiter_state arbiter;

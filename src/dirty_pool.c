@@ -20,11 +20,19 @@
  *
  * Per-app allocation: "module:Class:N" in dirty_apps limits the app to N
  * workers; others go to every worker.  A class attribute `workers = N`
- * needs Python to read, so the worker reports it: after loading its apps a
- * dirty worker MAY send a STATUS frame with id 0 and the payload
- * {"app_workers": {"module:Class": N, ...}}; for apps without a config
- * limit the arbiter then adopts N and replaces the workers that loaded the
- * app beyond N (newest first) by workers without it.
+ * needs Python to read, so the worker reports it: once it has imported
+ * its apps' classes, before it makes and init()s any, a dirty worker
+ * sends a STATUS frame with id 0 and the payload {"app_workers":
+ * {"module:Class": N, ...}} (empty when no class says).  For apps without
+ * a config limit the arbiter adopts N.  Until a first report, while some
+ * app has no config limit (limits_pending), the arbiter runs ONE worker:
+ * the others are spawned once the limits are known, each with its share,
+ * so an app whose class says `workers = 1` is never init()ed in more than
+ * one worker — a model is loaded where gunicorn's arbiter, which reads
+ * the class itself, would load it, never in every worker for a moment.
+ * (A report that lowers a limit later, from a worker whose app changed
+ * under --reload, still replaces the workers beyond N, newest first, by
+ * workers without it.)
  */
 #include "dirty.h"
 #include "dirty_arbiter_int.h"
@@ -86,6 +94,9 @@ apps_parse(void)
 		arbiter.apps[arbiter.napps].config_limit = limit;
 		arbiter.napps++;
 	}
+	for (size_t i = 0; i < arbiter.napps; i++)
+		if (arbiter.apps[i].config_limit == 0)
+			arbiter.limits_pending = 1;
 }
 
 int
@@ -435,8 +446,11 @@ workers_manage(void)
 			i++;
 	}
 	int have = workers_routable() + (int)arbiter.nrespawns;
+	/* the class limits unknown: the first worker alone reports them */
+	int target = arbiter.limits_pending && arbiter.target > 1 ? 1 :
+	    arbiter.target;
 	unsigned char *apps = xmalloc(arbiter.napps ? arbiter.napps : 1);
-	for (; have < arbiter.target; have++) {
+	for (; have < target; have++) {
 		worker_allocate(apps);
 		if (worker_spawn(apps) == -1)
 			break;
@@ -748,6 +762,10 @@ worker_app_report(struct worker *w, const uint8_t *p, size_t len)
 	const char *why;
 	uint32_t n;
 
+	if (arbiter.limits_pending) {	/* its report came: the others may */
+		arbiter.limits_pending = 0;
+		arbiter.manage_pending = 1;
+	}
 	if (dirty_dict_lookup(p, len, "app_workers", &c, &why) != 0 ||
 	    dirty_get_dict(&c, &n) == -1)
 		return;

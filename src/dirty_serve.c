@@ -463,13 +463,13 @@ app_path_normalize(const char *spec)
 	return xasprintf("%.*s", (int)path_len, spec);
 }
 
-/* Import "module:Attr.Sub", instantiate, init().  New reference, or NULL
- * with the Python exception set. */
+/* Import "module:Attr.Sub": the class, a new reference, or NULL with the
+ * Python exception set. */
 static PyObject *
-app_instantiate(const char *path)
+app_class(const char *path)
 {
 	const char *colon = strchr(path, ':');
-	PyObject *obj, *next, *r;
+	PyObject *obj, *next;
 
 	if (colon == NULL || colon == path || colon[1] == '\0') {
 		PyErr_Format(PyExc_ValueError, "Invalid import path format: %s. "
@@ -497,8 +497,17 @@ app_instantiate(const char *path)
 		Py_DECREF(obj);
 		return NULL;
 	}
-	Py_SETREF(obj, PyObject_CallNoArgs(obj));
-	if (obj == NULL)
+	return obj;
+}
+
+/* An instance of cls, init()ed: a new reference, or NULL with the Python
+ * exception set. */
+static PyObject *
+app_instantiate(PyObject *cls, const char *path)
+{
+	PyObject *obj, *r;
+
+	if ((obj = PyObject_CallNoArgs(cls)) == NULL)
 		return NULL;
 	if (!PyCallable_Check(obj)) {
 		PyErr_Format(PyExc_TypeError, "%s instances are not callable", path);
@@ -515,79 +524,50 @@ app_instantiate(const char *path)
 	return obj;
 }
 
-void
-dirty_apps_load(void)
+/* An app that failed to load (the Python exception set): its calls get
+ * the reason; the worker serves the others. */
+static void
+app_failed(struct dirty_app *a)
 {
-	PyObject *dirtyapp = NULL, *m;
+	PyObject *type, *value, *tb, *keep;
+	Py_ssize_t n;
 
-	if ((m = PyImport_ImportModule("cunicorn.dirty.app")) != NULL) {
-		PyObject *cls = PyObject_GetAttrString(m, "DirtyApp");
-		if (cls != NULL)
-			dirty_worker.dirtyapp_call = PyObject_GetAttrString(cls, "__call__");
-		dirtyapp = cls;
-		Py_DECREF(m);
-	}
-	PyErr_Clear();
-	Py_XDECREF(dirtyapp);
-
-	dirty_worker.napps = dirty_worker.ctx->napps;
-	dirty_worker.apps = xcalloc(dirty_worker.napps > 0 ?
-	    dirty_worker.napps : 1, sizeof(*dirty_worker.apps));
-	for (size_t i = 0; i < dirty_worker.napps; i++) {
-		struct dirty_app *a = &dirty_worker.apps[i];
-		a->path = app_path_normalize(dirty_worker.ctx->apps[i]);
-		a->pathlen = strlen(a->path);
-		if ((a->obj = app_instantiate(a->path)) == NULL) {
-			PyObject *type, *value, *tb, *keep;
-			Py_ssize_t n;
-			PyErr_Fetch(&type, &value, &tb);
-			PyErr_NormalizeException(&type, &value, &tb);
-			const char *msg = str_utf8(value, &keep, &n);
-			const char *tname = type != NULL ?
-			    ((PyTypeObject *)type)->tp_name : "Error";
-			a->load_error = xasprintf("Dirty app %s failed to load: "
-			    "%s: %.*s", a->path, tname, (int)n, msg);
-			Py_XDECREF(keep);
-			PyErr_Restore(type, value, tb);
-			char *ctx = xasprintf("Failed to load dirty app %s", a->path);
-			python_log_exception(LOG_ERROR, LOG_DEBUG, ctx);
-			free(ctx);
-			continue;
-		}
-		if (dirty_worker.dirtyapp_call != NULL) {
-			PyObject *call = PyObject_GetAttrString(
-			    (PyObject *)Py_TYPE(a->obj), "__call__");
-			a->fast_dispatch = call == dirty_worker.dirtyapp_call;
-			Py_XDECREF(call);
-			PyErr_Clear();
-		}
-		log_info("Initialized dirty app: %s", a->path);
-	}
+	PyErr_Fetch(&type, &value, &tb);
+	PyErr_NormalizeException(&type, &value, &tb);
+	const char *msg = str_utf8(value, &keep, &n);
+	const char *tname = type != NULL ?
+	    ((PyTypeObject *)type)->tp_name : "Error";
+	a->load_error = xasprintf("Dirty app %s failed to load: "
+	    "%s: %.*s", a->path, tname, (int)n, msg);
+	Py_XDECREF(keep);
+	PyErr_Restore(type, value, tb);
+	char *ctx = xasprintf("Failed to load dirty app %s", a->path);
+	python_log_exception(LOG_ERROR, LOG_DEBUG, ctx);
+	free(ctx);
 }
 
 /*
- * Tell the arbiter what only Python can read, once the apps are loaded:
- *  - class attributes `workers = N` go in a STATUS frame with id 0,
- *    {"app_workers": {"module:Class": N, ...}} (dirty_pool.c adopts N
- *    for apps without a "module:Class:N" config limit);
- *  - class attributes `stashes = [...]`: the tables are created through
- *    the ordinary stash client (ensure is idempotent, so every worker
- *    doing it is harmless).  Failures are logged, never fatal.
+ * Tell the arbiter the class attributes `workers = N` of the apps'
+ * classes, before any is instantiated: a STATUS frame with id 0,
+ * {"app_workers": {"module:Class": N, ...}}, sent even when empty — the
+ * arbiter runs this one worker alone until it knows them, then gives the
+ * others their share (dirty_pool.c), so an app limited by its class is
+ * init()ed only where it belongs.  Read from the class, as gunicorn's
+ * arbiter does.  A failed send is logged, never fatal.
  */
-void
-dirty_apps_report(void)
+static void
+report_class_limits(PyObject **classes)
 {
 	struct dirty_buf b;
 	uint32_t n = 0;
 	int64_t *limits = xcalloc(dirty_worker.napps > 0 ?
 	    dirty_worker.napps : 1, sizeof(*limits));
-	PyObject *v, *ensure = NULL, *r;
+	PyObject *v;
 
 	for (size_t i = 0; i < dirty_worker.napps; i++) {
-		if (dirty_worker.apps[i].obj == NULL)
+		if (classes[i] == NULL)
 			continue;
-		if ((v = PyObject_GetAttrString(dirty_worker.apps[i].obj,
-		    "workers")) != NULL &&
+		if ((v = PyObject_GetAttrString(classes[i], "workers")) != NULL &&
 		    PyLong_Check(v) && !PyBool_Check(v)) {
 			long long l = PyLong_AsLongLong(v);
 			if (l > 0) {
@@ -597,29 +577,6 @@ dirty_apps_report(void)
 		}
 		Py_XDECREF(v);
 		PyErr_Clear();
-
-		if ((v = PyObject_GetAttrString(dirty_worker.apps[i].obj,
-		    "stashes")) == NULL) {
-			PyErr_Clear();
-			continue;
-		}
-		if (PyObject_IsTrue(v) == 1 && lazy_function(&ensure,
-		    "cunicorn.dirty.stash", "_ensure_tables") != NULL) {
-			if ((r = PyObject_CallOneArg(ensure, v)) == NULL) {
-				char *ctx = xasprintf("Dirty app %s: cannot "
-				    "create its stash tables", dirty_worker.apps[i].path);
-				python_log_exception(LOG_WARNING, LOG_DEBUG, ctx);
-				free(ctx);
-			}
-			Py_XDECREF(r);
-		}
-		Py_DECREF(v);
-		PyErr_Clear();
-	}
-	Py_XDECREF(ensure);
-	if (n == 0) {
-		free(limits);
-		return;
 	}
 	dirty_buf_init(&b);
 	size_t off = dirty_frame_begin(&b, DIRTY_MSG_STATUS, 0);
@@ -641,6 +598,91 @@ dirty_apps_report(void)
 		log_warn("dirty worker: cannot report app workers to the arbiter");
 	dirty_buf_free(&b);
 	free(limits);
+}
+
+/* Import every app's class, report their class limits, then make and
+ * init() each: an app that fails is logged and answers its calls with
+ * the reason. */
+void
+dirty_apps_load(void)
+{
+	PyObject *dirtyapp = NULL, *m, **classes;
+
+	if ((m = PyImport_ImportModule("cunicorn.dirty.app")) != NULL) {
+		PyObject *cls = PyObject_GetAttrString(m, "DirtyApp");
+		if (cls != NULL)
+			dirty_worker.dirtyapp_call = PyObject_GetAttrString(cls, "__call__");
+		dirtyapp = cls;
+		Py_DECREF(m);
+	}
+	PyErr_Clear();
+	Py_XDECREF(dirtyapp);
+
+	dirty_worker.napps = dirty_worker.ctx->napps;
+	dirty_worker.apps = xcalloc(dirty_worker.napps > 0 ?
+	    dirty_worker.napps : 1, sizeof(*dirty_worker.apps));
+	classes = xcalloc(dirty_worker.napps > 0 ? dirty_worker.napps : 1,
+	    sizeof(*classes));
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		struct dirty_app *a = &dirty_worker.apps[i];
+		a->path = app_path_normalize(dirty_worker.ctx->apps[i]);
+		a->pathlen = strlen(a->path);
+		if ((classes[i] = app_class(a->path)) == NULL)
+			app_failed(a);
+	}
+	report_class_limits(classes);
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		struct dirty_app *a = &dirty_worker.apps[i];
+		if (classes[i] == NULL)
+			continue;
+		a->obj = app_instantiate(classes[i], a->path);
+		Py_CLEAR(classes[i]);
+		if (a->obj == NULL) {
+			app_failed(a);
+			continue;
+		}
+		if (dirty_worker.dirtyapp_call != NULL) {
+			PyObject *call = PyObject_GetAttrString(
+			    (PyObject *)Py_TYPE(a->obj), "__call__");
+			a->fast_dispatch = call == dirty_worker.dirtyapp_call;
+			Py_XDECREF(call);
+			PyErr_Clear();
+		}
+		log_info("Initialized dirty app: %s", a->path);
+	}
+	free(classes);
+}
+
+/* Class attributes `stashes = [...]`: the tables are created through the
+ * ordinary stash client (ensure is idempotent, so every worker doing it
+ * is harmless).  Failures are logged, never fatal. */
+void
+dirty_apps_ensure_stashes(void)
+{
+	PyObject *v, *ensure = NULL, *r;
+
+	for (size_t i = 0; i < dirty_worker.napps; i++) {
+		if (dirty_worker.apps[i].obj == NULL)
+			continue;
+		if ((v = PyObject_GetAttrString(dirty_worker.apps[i].obj,
+		    "stashes")) == NULL) {
+			PyErr_Clear();
+			continue;
+		}
+		if (PyObject_IsTrue(v) == 1 && lazy_function(&ensure,
+		    "cunicorn.dirty.stash", "_ensure_tables") != NULL) {
+			if ((r = PyObject_CallOneArg(ensure, v)) == NULL) {
+				char *ctx = xasprintf("Dirty app %s: cannot "
+				    "create its stash tables", dirty_worker.apps[i].path);
+				python_log_exception(LOG_WARNING, LOG_DEBUG, ctx);
+				free(ctx);
+			}
+			Py_XDECREF(r);
+		}
+		Py_DECREF(v);
+		PyErr_Clear();
+	}
+	Py_XDECREF(ensure);
 }
 
 /* Hook objects get what gunicorn's DirtyWorker shows: app_paths, apps,

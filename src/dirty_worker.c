@@ -445,7 +445,7 @@ dirty_worker_main(struct dirty_worker_ctx *ctx)
 	    dirty_worker.worker_obj != NULL ? dirty_worker.worker_obj : Py_None);
 
 	dirty_apps_load();
-	dirty_apps_report();
+	dirty_apps_ensure_stashes();
 	dirty_apps_decorate_worker();
 	python_hook(dirty_worker.cfg, HOOK_DIRTY_WORKER_INIT, 1,
 	    dirty_worker.worker_obj != NULL ? dirty_worker.worker_obj : Py_None);

@@ -101,7 +101,7 @@ int	 dirty_worker_flush_out(struct caller *);
 
 /* dirty_serve.c: the apps, and serving one frame (GIL held) */
 void	 dirty_apps_load(void);
-void	 dirty_apps_report(void);
+void	 dirty_apps_ensure_stashes(void);
 void	 dirty_apps_decorate_worker(void);
 void	 dirty_serve_frame(struct caller *, uint8_t, uint64_t,
 	    const uint8_t *, uint32_t);

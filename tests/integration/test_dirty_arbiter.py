@@ -226,6 +226,13 @@ def test_class_attribute_workers_limit(make_server):
     c = connect(s)
     pids = {d.result(c.call(i, CLASS_LIMITED, "pid")) for i in range(10)}
     assert pids == set(holders())
+    # made and init()ed in that one worker only, never in every worker
+    # for a moment (a model loaded three times): the first worker reports
+    # the class limits before it makes any app, the others wait for them
+    wait_for(lambda: s.log().count("Initialized dirty app: %s" % ECHO) == 3, 10,
+             what="Echo in the three workers")
+    assert s.log().count("Initialized dirty app: %s" % CLASS_LIMITED) == 1, s.log()
+    assert "Retiring" not in s.log() and "retir" not in s.log().lower()
 
 
 # ---- errors --------------------------------------------------------------
