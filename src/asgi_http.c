@@ -16,7 +16,7 @@
  * HTTP_DRAIN_MAX of chunk data; malformed framing or more closes).  The
  * app sees none of it: its receive() says http.disconnect once the
  * response is complete, as before.
-
+ *
  * Owns: a Proto's request and response fields (asgi_int.h).
  *
  * Never: parses the next head itself (asgi_response_body() and

@@ -17,7 +17,7 @@
  * the worker (http_drain_ms): a client that does not finish in time is
  * closed by its timers.  Malformed framing, or more chunk data than the
  * bound, lingers and closes.
-
+ *
  * Linger.  A connection that closes with request bytes maybe unread (a
  * refused request, a body not drained): shut our side, read and drop
  * until the client hangs up or a short deadline passes.
