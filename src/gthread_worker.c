@@ -512,7 +512,6 @@ conn_kept(struct http_conn *c)
 	drain_start(c);
 }
 
-
 /* After the last byte of a response the loop wrote (write-behind): as
  * serve_conn() goes on after one its thread wrote whole. */
 static void

@@ -304,10 +304,9 @@ done:
 		c->keepalive = 1;
 		c->next = b->pos;
 		c->len = b->len;
-	} else {
-		http_drain_length(&c->drain, 0);
-		c->keepalive = 0;
-	}
+	} else
+		c->keepalive = 0;	/* c->drain stays inactive: only a
+					   kept connection gets a rest */
 	q->gen = 0;	/* every object of this request is now stale */
 	Py_XDECREF(result);
 	Py_XDECREF(env);
