@@ -79,23 +79,12 @@ decoded_path(const char *s, size_t n)
 	return r;
 }
 
+/* The socket peer's trust (its address, or a network holding it, is in
+ * forwarded_allow_ips), never a PROXY preamble's client's: as gunicorn. */
 static int
 peer_trusted(Proto *p)
 {
-	PyObject *host;
-	const char *h;
-
-	if (asgi.trust_all || p->client == Py_None)
-		return 1;
-	host = PyTuple_GET_ITEM(p->client, 0);
-	if (!PyUnicode_Check(host) || (h = PyUnicode_AsUTF8(host)) == NULL) {
-		PyErr_Clear();
-		return 0;
-	}
-	for (size_t i = 0; i < asgi.cfg->forwarded_allow_ips.len; i++)
-		if (strcmp(asgi.cfg->forwarded_allow_ips.items[i], h) == 0)
-			return 1;
-	return 0;
+	return ip_allow_match(&asgi.forwarded_allow, &p->c.peer);
 }
 
 /* The keys of every http scope, in the order they are set, with the

@@ -91,10 +91,12 @@ typedef struct proto {
 	PyObject_HEAD
 	struct http_conn c;		/* buf/len/cap/headers/req; fd unused */
 	PyObject *transport;		/* NULL once lost */
-	PyObject *client;		/* (host, port) or None */
+	PyObject *client;		/* (host, port) or None; after a PROXY
+					   preamble, the client it named */
 	int listener;			/* index in the worker's listeners */
 	int state;			/* PS_* */
 	int lost, client_eof, paused_reading, paused_writing, counted;
+	int proxied;			/* client is the PROXY preamble's */
 	uint64_t deadline_ms;
 	struct proto *tprev, *tnext;	/* HEAD / IDLE / DRAIN timer lists */
 
@@ -190,7 +192,7 @@ struct asgi_state {
 	    *s_get_extra_info, *s_peername, *s_discard, *s_add, *s_start,
 	    *s_body_msg, *s_copy, *s_throw;
 	PyObject *methods[9];
-	int trust_all;
+	struct ip_allow forwarded_allow;	/* forwarded_allow_ips */
 	int in_app;			/* > 0: inside the app's send/receive: no eager step */
 	struct { Proto *head, *tail; } timers[PS_TIMED];	/* by state */
 	size_t nconns;

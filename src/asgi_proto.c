@@ -43,6 +43,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "asgi.h"
@@ -167,6 +169,26 @@ start_request(Proto *p)
 		run_app(p, scope);
 }
 
+/* After a PROXY preamble that named one: the scope's client (and the
+ * access log's) is that client. */
+static void
+client_from_preamble(Proto *p)
+{
+	char text[INET6_ADDRSTRLEN];
+	PyObject *t;
+	int port;
+
+	p->proxied = 1;
+	if (p->c.proxy.kind != PROXY_TCP4 && p->c.proxy.kind != PROXY_TCP6)
+		return;
+	port = http_peer_format(&p->c.proxy.src, text, sizeof(text));
+	if ((t = Py_BuildValue("(si)", text, port)) == NULL) {
+		PyErr_Clear();
+		return;
+	}
+	Py_SETREF(p->client, t);
+}
+
 static void
 try_head(Proto *p)
 {
@@ -174,6 +196,8 @@ try_head(Proto *p)
 
 	switch (http_conn_parse(&p->c, &asgi.limits, &err)) {
 	case HTTP_HEAD_READY:
+		if (p->c.proxy.kind != PROXY_NONE && !p->proxied)
+			client_from_preamble(p);
 		start_request(p);
 		break;
 	case HTTP_HEAD_BAD:
@@ -403,6 +427,36 @@ proto_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	return (PyObject *)p;
 }
 
+/* p->c.peer from the transport's (host, port[, flow, scope]): what the
+ * connection layer checks proxy_allow_ips against and the scope's
+ * forwarded_allow_ips trust.  A unix listener's peer, or one that does
+ * not parse, is AF_UNIX (no address: trusted, as in gunicorn). */
+static void
+peer_sockaddr(Proto *p)
+{
+	const char *host;
+	long port;
+
+	memset(&p->c.peer, 0, sizeof(p->c.peer));
+	p->c.peer.ss_family = AF_UNIX;
+	if (p->client == Py_None ||
+	    !PyUnicode_Check(PyTuple_GET_ITEM(p->client, 0)) ||
+	    (host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(p->client, 0))) == NULL ||
+	    (port = PyLong_AsLong(PyTuple_GET_ITEM(p->client, 1))) < 0 || port > 65535) {
+		PyErr_Clear();
+		return;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)&p->c.peer;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&p->c.peer;
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((unsigned short)port);
+	} else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((unsigned short)port);
+	}
+}
+
 static PyObject *
 proto_connection_made(Proto *p, PyObject *transport)
 {
@@ -419,6 +473,8 @@ proto_connection_made(Proto *p, PyObject *transport)
 		PyErr_Clear();
 	}
 	Py_XDECREF(peer);
+	peer_sockaddr(p);
+	http_conn_begin(&p->c, &asgi.limits);
 	asgi.nconns++;
 	p->counted = 1;
 	if (asgi.nconns >= asgi.max_conns && !asgi.full) {
@@ -814,9 +870,7 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 		}
 		asgi.limit = (unsigned long)cfg->max_requests + jitter;
 	}
-	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
-		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
-			asgi.trust_all = 1;
+	ip_allow_init(&asgi.forwarded_allow, &cfg->forwarded_allow_ips);
 
 	asgi.k_type = intern("type");
 	asgi.k_asgi = intern("asgi");

@@ -329,6 +329,7 @@ accept_one(const struct listener *l)
 	g->c.listener = l;
 	memcpy(&g->c.peer, &peer, sizeof(peer));
 	g->c.peerlen = plen;
+	http_conn_begin(&g->c, &G.limits);
 	g->c.out_cap = BEHIND_CONN_MAX;
 	G.nconns++;
 	G.emfile_episode = 0;

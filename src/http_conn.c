@@ -65,6 +65,16 @@ http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg)
 		l->head_timeout_ms = HEAD_TIMEOUT_MAX_MS;
 	if (l->head_timeout_ms < 1000)
 		l->head_timeout_ms = 1000;
+	l->proxy_mode = proxy_mode_parse(cfg->proxy_protocol);
+	if (l->proxy_mode < 0)		/* settings_finalize refused it already */
+		l->proxy_mode = PROXY_MODE_OFF;
+	ip_allow_init(&l->proxy_allow, &cfg->proxy_allow_ips);
+}
+
+void
+http_conn_limits_free(struct http_conn_limits *l)
+{
+	ip_allow_free(&l->proxy_allow);
 }
 
 /* ---- a connection's buffer and head ---- */
@@ -91,11 +101,63 @@ http_conn_free_buffers(struct http_conn *c)
 	c->len = c->cap = 0;
 }
 
+void
+http_conn_begin(struct http_conn *c, const struct http_conn_limits *l)
+{
+	c->proxy_expect = l->proxy_mode != PROXY_MODE_OFF;
+	memset(&c->proxy, 0, sizeof(c->proxy));
+}
+
+/* The PROXY preamble at the start of buf, if any: HTTP_HEAD_READY once
+ * there is none or it was taken out of buf, HTTP_HEAD_MORE, or
+ * HTTP_HEAD_BAD.  As gunicorn: a preamble is optional, and a peer not in
+ * proxy_allow_ips that sends one is refused as soon as its signature is
+ * seen. */
+static int
+take_preamble(struct http_conn *c, const struct http_conn_limits *l,
+    struct http_error *err)
+{
+	const char *why;
+	size_t used;
+	int version, r;
+
+	r = proxy_sniff(c->buf, c->len, l->proxy_mode, &version);
+	if (r == PROXY_MORE)
+		return HTTP_HEAD_MORE;
+	if (r == PROXY_ABSENT) {
+		c->proxy_expect = 0;
+		return HTTP_HEAD_READY;
+	}
+	if (!ip_allow_match(&l->proxy_allow, &c->peer)) {
+		c->proxy_expect = 0;
+		err->status = 403;
+		err->reason = "Request forbidden: a PROXY preamble from a peer not in proxy_allow_ips";
+		return HTTP_HEAD_BAD;
+	}
+	r = proxy_parse(c->buf, c->len, version, &c->proxy, &used, &why);
+	if (r == PROXY_MORE)
+		return HTTP_HEAD_MORE;
+	c->proxy_expect = 0;
+	if (r == PROXY_BAD) {
+		memset(&c->proxy, 0, sizeof(c->proxy));
+		err->status = 400;
+		err->reason = why;
+		return HTTP_HEAD_BAD;
+	}
+	memmove(c->buf, c->buf + used, c->len - used);
+	c->len -= used;
+	return HTTP_HEAD_READY;
+}
+
 int
 http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
     struct http_error *err)
 {
-	int r = http_parse_request(c->buf, c->len, &l->parse, &c->req,
+	int r;
+
+	if (c->proxy_expect && (r = take_preamble(c, l, err)) != HTTP_HEAD_READY)
+		return r;
+	r = http_parse_request(c->buf, c->len, &l->parse, &c->req,
 	    c->headers, l->max_headers, err);
 
 	if (r == HTTP_PARSE_OK)
@@ -115,7 +177,8 @@ http_conn_read_some(struct http_conn *c, const struct http_conn_limits *l)
 {
 	ssize_t n;
 
-	if (c->len >= l->head_max) {
+	/* a PROXY preamble still to come may take room beyond the head's */
+	if (c->len >= l->head_max + (c->proxy_expect ? PROXY_V2_MAX : 0)) {
 		errno = ENOBUFS;
 		return -1;
 	}

@@ -25,6 +25,8 @@
 #include "conn_out.h"
 #include "http_drain.h"
 #include "http_parser.h"
+#include "ip_allow.h"
+#include "proxy_proto.h"
 
 struct settings;
 struct listener;
@@ -38,9 +40,13 @@ struct http_conn_limits {
 	int head_timeout_ms;		/* a whole head must arrive within this,
 					   counted from the accept (or from the end
 					   of the previous response) */
+	int proxy_mode;			/* proxy_protocol: enum proxy_mode */
+	struct ip_allow proxy_allow;	/* proxy_allow_ips */
 };
 
 void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg);
+/* What init allocated (the proxy_allow_ips list). */
+void http_conn_limits_free(struct http_conn_limits *l);
 
 /* A request body must keep coming: one total deadline that starts at the
  * head's (limits.head_timeout_ms) and grows by a second for every
@@ -76,6 +82,11 @@ struct http_conn {
 	size_t cap;			/* head_max + body_room */
 	struct http_header *headers;	/* max_headers slots */
 	struct http_request req;	/* after a parsed head: points into buf */
+	/* The PROXY protocol (proxy_proto.h): a preamble may still come
+	 * (http_conn_begin sets it when the setting is on), and what the
+	 * connection's preamble said, for every request on it. */
+	int proxy_expect;
+	struct proxy_info proxy;
 
 	/* Per request, for and from the app glue (wsgi.c): */
 	int keepalive;		/* in: this response may leave the connection open;
@@ -108,12 +119,26 @@ void http_conn_alloc(struct http_conn *c, const struct http_conn_limits *l,
     size_t initial);
 void http_conn_free_buffers(struct http_conn *c);
 
+/* A connection was just accepted: what the layer keeps per connection
+ * starts afresh (a PROXY preamble is looked for if l asks for one). */
+void http_conn_begin(struct http_conn *c, const struct http_conn_limits *l);
+
+/* The client's address: the one a PROXY preamble gave, else the peer's. */
+static inline const struct sockaddr_storage *
+http_conn_client(const struct http_conn *c)
+{
+	return c->proxy.kind == PROXY_TCP4 || c->proxy.kind == PROXY_TCP6 ?
+	    &c->proxy.src : &c->peer;
+}
+
 enum http_head_result {
 	HTTP_HEAD_READY,	/* c->req holds a request */
 	HTTP_HEAD_MORE,		/* incomplete, within limits */
 	HTTP_HEAD_BAD,		/* *err says what to answer */
 };
-/* Parse buf[0..len). */
+/* Parse buf[0..len): first the connection's PROXY preamble, if one is
+ * expected (dropped from buf once decoded; from a peer not in
+ * proxy_allow_ips, 403), then the head. */
 int http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
     struct http_error *err);
 /* One non-blocking read into buf[len..cap), growing buf first if it is

@@ -373,6 +373,7 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 	c->listener = l;
 	memcpy(&c->peer, peer, sizeof(c->peer));
 	c->peerlen = peerlen;
+	http_conn_begin(c, &w->limits);
 	c->len = 0;
 	c->next = 0;
 	c->body_unread = 0;

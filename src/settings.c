@@ -34,6 +34,7 @@
 
 #include "settings.h"
 #include "settings_int.h"
+#include "proxy_proto.h"
 #include "dirty_wire.h"	/* dirty_app_spec_split */
 #include "log.h"
 
@@ -225,6 +226,13 @@ const char *
 settings_check_asgi_lifespan(const char *v)
 {
 	return check_choice(v, "auto|on|off", "expected auto, on or off");
+}
+
+/* gunicorn 24+: off, v1, v2, auto, or a boolean (True: auto). */
+const char *
+settings_check_proxy_protocol(const char *v)
+{
+	return proxy_mode_parse(v) < 0 ? "expected off, v1, v2 or auto" : NULL;
 }
 
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */

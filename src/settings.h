@@ -107,6 +107,8 @@ struct settings {
 	char *proc_name;		/* -n; NULL: default_proc_name */
 	char *default_proc_name;	/* the app uri, set by main */
 	struct strlist forwarded_allow_ips;	/* "127.0.0.1,::1" ('*' = all) */
+	char *proxy_protocol;		/* "off"; v1, v2, auto (proxy_proto.h) */
+	struct strlist proxy_allow_ips;	/* "127.0.0.1,::1": may send a PROXY preamble */
 	/* request headers with '_' honoured from forwarded_allow_ips peers */
 	struct strlist forwarder_headers;	/* "SCRIPT_NAME,PATH_INFO" */
 	/* secure_scheme_headers: names[i] (upper case) must equal values[i] */

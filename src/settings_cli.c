@@ -351,6 +351,17 @@ parse_words(struct option_ops *o, int nwords, char **words, char **app,
 				ops_push_row(o, NULL, u, "True");
 			continue;
 		}
+		if (!has_value && d != NULL && (d->flags & F_OPTVAL)) {
+			/* as U_OPTIONAL below: a choice, or the first one */
+			char first[32];
+			snprintf(first, sizeof(first), "%.*s",
+			    (int)strcspn(d->choices, "|"), d->choices);
+			if (i + 1 < nwords && is_choice(d->choices, words[i + 1]))
+				ops_push(o, d, words[++i]);
+			else
+				ops_push(o, d, first);
+			continue;
+		}
 		if (!has_value && u != NULL && u->kind == U_OPTIONAL) {
 			/* the next word is its value only if it is a choice;
 			 * alone, the flag means the first choice */

@@ -257,6 +257,12 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 	if (PyBool_Check(v)) {
 		if (d->type == T_BOOL)
 			return settings_set_value(s, d, v == Py_True ? "true" : "false", 0);
+		if (d->flags & F_OPTVAL) {	/* True: as the flag alone; False: off */
+			char first[32];
+			snprintf(first, sizeof(first), "%.*s",
+			    (int)strcspn(d->choices, "|"), d->choices);
+			return settings_set_value(s, d, v == Py_True ? first : "off", 0);
+		}
 		if (d->type != T_INT && d->type != T_INT64)
 			return invalid_py(d, v, d->type == T_UMASK ?
 			    "expected an integer" : "expected a string");

@@ -48,6 +48,7 @@ enum setting_type {
  * (the dirty arbiter and its workers, the runtime dir named after
  * proc_name, the privileges dropped) -- see settings_restart_only() */
 #define F_RESTART	0x20
+#define F_OPTVAL	0x40	/* T_STR: --flag [CHOICE]; alone, the first of choices */
 
 struct setting_def {
 	const char *name;		/* gunicorn's setting name */
@@ -63,6 +64,8 @@ struct setting_def {
 	const char *dflt;
 	/* T_LIST / T_CSV items, T_STR values: NULL when valid, else why not */
 	const char *(*check)(const char *item);
+	const char *choices;		/* F_OPTVAL: '|'-separated words the
+					   flag takes as its value */
 	int hook;			/* T_HOOK: enum hook_id */
 	int arity;			/* T_HOOK: positional arguments */
 	const char *meta;		/* value name in --help */
@@ -115,8 +118,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	76
-#define NUNSUPPORTED	48
+#define NSETTINGS	78
+#define NUNSUPPORTED	46
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 
@@ -166,6 +169,7 @@ const char *settings_check_dirty_app(const char *v);
 const char *settings_check_reload_engine(const char *v);
 const char *settings_check_asgi_loop(const char *v);
 const char *settings_check_asgi_lifespan(const char *v);
+const char *settings_check_proxy_protocol(const char *v);
 const char *settings_check_file_exists(const char *v);
 
 /* settings_cli.c */

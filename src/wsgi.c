@@ -456,6 +456,7 @@ wsgi_init(const struct wsgi_setup *setup, void *app_obj)
 		struct http_conn_limits lim;
 		http_conn_limits_init(&lim, setup->cfg);
 		wsgi_input_init(lim.head_timeout_ms);
+		http_conn_limits_free(&lim);
 	}
 	wsgi_response_init(setup);
 	/* a client that stalls this long is dropped, before the master's

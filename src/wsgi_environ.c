@@ -34,6 +34,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ip_allow.h"
 #include "listen.h"
 #include "settings.h"
 #include "util.h"
@@ -42,7 +43,6 @@
 
 static struct settings *cfg;
 static PyObject *base_env;		/* constant part of every environ */
-static int trust_all_proxies;
 static char *script_name;		/* $SCRIPT_NAME or "" */
 static size_t script_name_len;
 
@@ -50,7 +50,8 @@ static size_t script_name_len;
 static PyObject *k_request_method, *k_script_name, *k_path_info,
     *k_query_string, *k_raw_uri, *k_server_name, *k_server_port,
     *k_server_protocol, *k_remote_addr, *k_remote_port, *k_content_type,
-    *k_content_length, *k_url_scheme, *k_input, *k_early_hints, *k_socket;
+    *k_content_length, *k_url_scheme, *k_input, *k_early_hints, *k_socket,
+    *k_proxy_protocol, *k_proxy_addr, *k_proxy_port;
 static PyObject *v_http, *v_https, *v_http11, *v_http10, *v_empty;
 static PyObject *v_methods[10];
 static const char *const method_names[10] = {
@@ -199,7 +200,7 @@ static __thread struct buf scratch;
 static void
 format_peer(struct wsgi_req *q, struct http_conn *c)
 {
-	q->peer_port = http_peer_format(&c->peer, q->peer_text, sizeof(q->peer_text));
+	q->peer_port = http_peer_format(http_conn_client(c), q->peer_text, sizeof(q->peer_text));
 }
 
 const char *
@@ -209,99 +210,37 @@ wsgi_peer_text(struct wsgi_req *q, struct http_conn *c)
 	return q->peer_text;
 }
 
-/*
- * forwarded_allow_ips, parsed once by allow_nets_init(): each entry is an
- * address or a CIDR network (gunicorn 22+: "10.0.0.0/8", "::1/128"),
- * matched on the peer's binary address.  An entry that is neither is kept
- * as text and compared with the peer's printed address, as before.
- * Read-only after init, so every gthread thread may read it.
- */
-struct allow_net {
-	int family;			/* AF_INET, AF_INET6, 0 = text only */
-	int prefix;			/* network bits */
-	unsigned char addr[16];		/* host bits already cleared */
-	const char *text;		/* the setting's item (borrowed) */
-};
-static struct allow_net *allow_nets;
-static size_t nallow_nets;
-
-static void
-mask_addr(unsigned char *a, size_t len, int prefix)
-{
-	for (size_t i = 0; i < len; i++) {
-		int bits = prefix - (int)i * 8;
-		a[i] &= bits >= 8 ? 0xff : bits <= 0 ? 0 : (unsigned char)(0xff << (8 - bits));
-	}
-}
-
-static void
-allow_nets_init(void)
-{
-	const struct strlist *l = &cfg->forwarded_allow_ips;
-
-	allow_nets = xcalloc(l->len + 1, sizeof(*allow_nets));
-	for (size_t i = 0; i < l->len; i++) {
-		struct allow_net *n = &allow_nets[nallow_nets++];
-		char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
-		long bits = -1;
-
-		n->text = l->items[i];
-		if (strlen(n->text) >= sizeof(buf))
-			continue;
-		strcpy(buf, n->text);
-		if ((slash = strchr(buf, '/')) != NULL) {
-			*slash = '\0';
-			errno = 0;
-			bits = strtol(slash + 1, &end, 10);
-			if (errno || end == slash + 1 || *end || bits < 0)
-				continue;
-		}
-		if (inet_pton(AF_INET, buf, n->addr) == 1) {
-			if (bits > 32)
-				continue;
-			n->family = AF_INET;
-			n->prefix = bits < 0 ? 32 : (int)bits;
-			mask_addr(n->addr, 4, n->prefix);
-		} else if (inet_pton(AF_INET6, buf, n->addr) == 1) {
-			if (bits > 128)
-				continue;
-			n->family = AF_INET6;
-			n->prefix = bits < 0 ? 128 : (int)bits;
-			mask_addr(n->addr, 16, n->prefix);
-		}
-	}
-}
-
+/* What the connection's PROXY preamble said, as gunicorn's environ has
+ * it: PROXY_PROTOCOL (TCP4, TCP6; here also UNKNOWN and LOCAL, where the
+ * peer's own address stays REMOTE_ADDR), PROXY_ADDR and PROXY_PORT (the
+ * address the client reached). */
 static int
-addr_in_net(const unsigned char *a, const struct allow_net *n)
+proxy_environ(PyObject *env, struct http_conn *c)
 {
-	int full = n->prefix / 8, rest = n->prefix % 8;
+	char text[INET6_ADDRSTRLEN];
+	int port;
 
-	if (memcmp(a, n->addr, (size_t)full) != 0)
+	if (py_dict_set_new(env, k_proxy_protocol,
+	    PyUnicode_FromString(proxy_kind_name(c->proxy.kind))) == -1)
+		return -1;
+	if (c->proxy.kind != PROXY_TCP4 && c->proxy.kind != PROXY_TCP6)
 		return 0;
-	return rest == 0 || (a[full] & (unsigned char)(0xff << (8 - rest))) == n->addr[full];
+	port = http_peer_format(&c->proxy.dst, text, sizeof(text));
+	if (py_dict_set_new(env, k_proxy_addr, PyUnicode_FromString(text)) == -1 ||
+	    py_dict_set_new(env, k_proxy_port, PyUnicode_FromFormat("%d", port)) == -1)
+		return -1;
+	return 0;
 }
 
-/* q->peer_text must be formatted (format_peer) before this is called. */
-static int
-peer_trusted(struct wsgi_req *q, struct http_conn *c)
-{
-	const unsigned char *a = NULL;
-	int family = c->peer.ss_family;
+/* forwarded_allow_ips, parsed once (ip_allow.h); read-only after init,
+ * so every gthread thread may match against it.  Trust is the socket
+ * peer's, never a PROXY preamble's client: as in gunicorn. */
+static struct ip_allow forwarded_allow;
 
-	if (trust_all_proxies || family == AF_UNIX)
-		return 1;
-	if (family == AF_INET)
-		a = (const unsigned char *)&((const struct sockaddr_in *)&c->peer)->sin_addr;
-	else if (family == AF_INET6)
-		a = ((const struct sockaddr_in6 *)&c->peer)->sin6_addr.s6_addr;
-	for (size_t i = 0; i < nallow_nets; i++) {
-		const struct allow_net *n = &allow_nets[i];
-		if (n->family == 0 ? strcmp(n->text, q->peer_text) == 0 :
-		    n->family == family && a != NULL && addr_in_net(a, n))
-			return 1;
-	}
-	return 0;
+static int
+peer_trusted(struct http_conn *c)
+{
+	return ip_allow_match(&forwarded_allow, &c->peer);
 }
 
 /* A header whose name has '_' that forwarder_headers lets a trusted peer set. */
@@ -476,10 +415,8 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 			 * forwarder_headers a trusted proxy sends */
 			if (!is_forwarder_header(h->name, h->name_len))
 				continue;
-			if (trusted == -1) {
-				format_peer(q, c);
-				trusted = peer_trusted(q, c);
-			}
+			if (trusted == -1)
+				trusted = peer_trusted(c);
 			if (!trusted)
 				continue;
 			if (h->name_len == 11 && strncasecmp(h->name, "script_name", 11) == 0) {
@@ -495,10 +432,8 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 			const char *scheme_name = cfg->secure_scheme_names.items[j];
 			if (strlen(scheme_name) != h->name_len || strncasecmp(scheme_name, h->name, h->name_len) != 0)
 				continue;
-			if (trusted == -1) {
-				format_peer(q, c);
-				trusted = peer_trusted(q, c);
-			}
+			if (trusted == -1)
+				trusted = peer_trusted(c);
 			if (!trusted)
 				break;
 			const char *sv = cfg->secure_scheme_values.items[j];
@@ -560,10 +495,11 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	if (PyDict_SetItem(env, k_url_scheme, scheme == 1 ? v_https : v_http) == -1)
 		goto fail;
 
-	/* REMOTE_* */
-	if (trusted == -1)
-		format_peer(q, c);
-	if (c->peer.ss_family == AF_UNIX) {
+	/* REMOTE_*: the client a PROXY preamble named, else the peer */
+	format_peer(q, c);
+	if (c->proxy.kind != PROXY_NONE && proxy_environ(env, c) == -1)
+		goto fail;
+	if (http_conn_client(c)->ss_family == AF_UNIX) {
 		if (PyDict_SetItem(env, k_remote_addr, v_empty) == -1)
 			goto fail;
 	} else if (py_dict_set_new(env, k_remote_addr, PyUnicode_FromString(q->peer_text)) == -1 ||
@@ -653,6 +589,9 @@ wsgi_environ_prepare(void)
 	k_server_protocol = wsgi_intern("SERVER_PROTOCOL");
 	k_remote_addr = wsgi_intern("REMOTE_ADDR");
 	k_remote_port = wsgi_intern("REMOTE_PORT");
+	k_proxy_protocol = wsgi_intern("PROXY_PROTOCOL");
+	k_proxy_addr = wsgi_intern("PROXY_ADDR");
+	k_proxy_port = wsgi_intern("PROXY_PORT");
 	k_content_type = wsgi_intern("CONTENT_TYPE");
 	k_content_length = wsgi_intern("CONTENT_LENGTH");
 	k_url_scheme = wsgi_intern("wsgi.url_scheme");
@@ -712,10 +651,7 @@ wsgi_environ_init(const struct wsgi_setup *setup)
 	cfg = setup->cfg;
 	listeners = setup->listeners;
 	nlisteners = setup->nlisteners;
-	for (size_t i = 0; i < cfg->forwarded_allow_ips.len; i++)
-		if (strcmp(cfg->forwarded_allow_ips.items[i], "*") == 0)
-			trust_all_proxies = 1;
-	allow_nets_init();
+	ip_allow_init(&forwarded_allow, &cfg->forwarded_allow_ips);
 	const char *sn = getenv("SCRIPT_NAME");
 	script_name = xstrdup(sn ? sn : "");
 	script_name_len = strlen(script_name);

@@ -9,7 +9,10 @@
  * or chunked), mark where the next request begins, shift, repeat.  It
  * checks that a request never reaches past the bytes read, that the
  * buffer never grows past the limit, and that the same stream delivered
- * in one piece gives the same requests (count and targets).
+ * in one piece gives the same requests (count and targets).  The first
+ * byte's top bit turns the PROXY protocol on (auto, any peer): the stream
+ * may then start with a v1 line or a v2 header (proxy_proto.c), whose
+ * outcome must not depend on the pieces either.
  */
 #include "http_conn.h"
 
@@ -31,6 +34,7 @@ struct outcome {
 	size_t target_len[MAX_REQS];
 	uint64_t target_hash[MAX_REQS];
 	int error;
+	struct proxy_info proxy;
 };
 
 static uint64_t
@@ -91,7 +95,9 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
 		abort();
 	c.fd = sv[0];
+	c.peer.ss_family = AF_UNIX;
 	http_conn_alloc(&c, l, 64);	/* small: exercise the growth */
+	http_conn_begin(&c, l);
 	for (;;) {
 		if (sent < size) {
 			size_t n = size - sent < piece ? size - sent : piece;
@@ -104,6 +110,7 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 			shutdown(sv[1], SHUT_WR);
 		ssize_t r = http_conn_read_some(&c, l);
 		ASSERT(c.len <= c.cap && c.cap <= l->head_max + l->body_room);
+		ASSERT(c.proxy.kind >= PROXY_NONE && c.proxy.kind <= PROXY_LOCAL);
 		if (r == 0 && sent == size)
 			break;
 		/* serve every complete request buffered */
@@ -141,6 +148,7 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 			break;	/* a body larger than the buffer: a worker reads it apart */
 	}
 done:
+	o->proxy = c.proxy;
 	http_conn_free_buffers(&c);
 	close(sv[0]);
 	close(sv[1]);
@@ -149,7 +157,8 @@ done:
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct http_conn_limits limits;
+	static struct http_conn_limits limits, proxied;
+	static char star[] = "*", *stars[] = { star };
 	static int ready;
 	struct outcome whole, split;
 
@@ -161,14 +170,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s.limit_request_field_size = 1024;
 		s.timeout = 30;
 		http_conn_limits_init(&limits, &s);
+		s.proxy_protocol = (char *)"auto";
+		s.proxy_allow_ips.items = stars;
+		s.proxy_allow_ips.len = 1;
+		http_conn_limits_init(&proxied, &s);
 		ready = 1;
 	}
 	if (size == 0 || size > 256 * 1024)
 		return 0;
 	size_t piece = 1 + data[0] % 97;
-	run(data + 1, size - 1, size, &limits, &whole);
-	run(data + 1, size - 1, piece, &limits, &split);
+	const struct http_conn_limits *l = data[0] & 0x80 ? &proxied : &limits;
+	run(data + 1, size - 1, size, l, &whole);
+	run(data + 1, size - 1, piece, l, &split);
 	if (!whole.error && !split.error) {
+		ASSERT(whole.proxy.kind == split.proxy.kind);
+		ASSERT(memcmp(&whole.proxy.src, &split.proxy.src, sizeof(whole.proxy.src)) == 0);
 		ASSERT(whole.nreq == split.nreq);
 		for (int i = 0; i < whole.nreq && i < MAX_REQS; i++) {
 			ASSERT(whole.target_len[i] == split.target_len[i]);

@@ -3,7 +3,7 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
 
 - their flags parse exactly as gunicorn's (a flag, a flag with a value, a
   repeatable one, -R), so the app named after them is still the app;
-- TLS, the PROXY protocol, uWSGI, h2c and --paste are refused at start with
+- TLS, uWSGI, h2c and --paste are refused at start with
   one "Error: <setting>: <why>" line and a non-zero exit (ignoring them would
   silently change security or the wire), nothing left running;
 - the others start, with one "[WARNING] Setting '<name>' is not supported by
@@ -13,8 +13,9 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
 - truly unknown flags still fail; unknown names in a config file are
   ignored, as gunicorn does;
 - the ones that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE),
-  initgroups, and reload / reload_engine / reload_extra_files (no warning
-  here; what they do is tests/integration/test_reload.py's).
+  initgroups, reload / reload_engine / reload_extra_files and
+  proxy_protocol / proxy_allow_ips (no warning here; what they do is
+  tests/integration/test_reload.py's and test_proxy_protocol.py's).
 
 Every run is in its own session and working directory; ports are ephemeral.
 """
@@ -235,8 +236,6 @@ def test_final_value_decides(appdir):
     (["--ssl-version", "TLSv1_2"], "ssl_version: TLS"),
     (["--cert-reqs", "2"], "cert_reqs: TLS"),
     (["--do-handshake-on-connect"], "do_handshake_on_connect: TLS"),
-    (["--proxy-protocol"], "proxy_protocol: the PROXY protocol is not supported"),
-    (["--proxy-protocol", "v1"], "proxy_protocol:"),
     (["--paste", "development.ini"], "paste: PasteDeploy"),
     (["--paster", "development.ini"], "paste: PasteDeploy"),
     (["--protocol", "uwsgi"], "protocol: the uWSGI protocol is not supported"),
@@ -262,7 +261,6 @@ def test_gunicorn_cmd_args_refused(appdir):
     ('keyfile = "k.pem"\ncertfile = "c.pem"\n', TLS_LINE),
     ("def ssl_context(conf, default_ssl_context_factory):\n"
      "    return default_ssl_context_factory()\n", "Error: ssl_context: TLS"),
-    ("proxy_protocol = True\n", "Error: proxy_protocol:"),
     ("do_handshake_on_connect = True\n", "do_handshake_on_connect: TLS"),
     ("paste = 'production.ini'\n", "Error: paste:"),
 ])

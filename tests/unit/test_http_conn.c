@@ -48,6 +48,7 @@ test_limits(void)
 	CHECK(l.head_max == 4094 + 2 + 100 * (8190 + 2) + 4);
 	CHECK(l.head_timeout_ms == 10000);	/* half of 30 s, 10 s at most */
 
+	http_conn_limits_free(&l);
 	s = cfg_with(0, 0, 0, 4);		/* 0: gunicorn's maxima */
 	http_conn_limits_init(&l, &s);
 	CHECK(l.parse.request_line == 0 && l.parse.fields == 0);
@@ -55,12 +56,15 @@ test_limits(void)
 	CHECK(l.head_max == 16 * 1024 * 1024);	/* capped */
 	CHECK(l.head_timeout_ms == 2000);
 
+	http_conn_limits_free(&l);
 	s = cfg_with(100, 2, 50, 1);
 	http_conn_limits_init(&l, &s);
 	CHECK(l.head_timeout_ms == 1000);	/* 1 s at least */
+	http_conn_limits_free(&l);
 	s.timeout = 0;
 	http_conn_limits_init(&l, &s);
 	CHECK(l.head_timeout_ms == 10000);
+	http_conn_limits_free(&l);
 }
 
 static void
@@ -116,6 +120,7 @@ test_head_in_pieces_and_pipelining(void)
 	http_conn_free_buffers(&c);
 	CHECK(c.buf == NULL && c.headers == NULL);
 	close(sv[0]);
+	http_conn_limits_free(&l);
 }
 
 static void
@@ -145,6 +150,7 @@ test_head_too_long(void)
 	http_conn_free_buffers(&c);
 	close(sv[0]);
 	close(sv[1]);
+	http_conn_limits_free(&l);
 }
 
 static void

@@ -1163,8 +1163,6 @@ test_unsupported_cli(void)
 		{ { "--cert-reqs", "2", "a:b" }, "cert_reqs: TLS" },
 		{ { "--do-handshake-on-connect", "a:b" },
 		  "do_handshake_on_connect: TLS" },
-		{ { "--proxy-protocol", "a:b" }, "proxy_protocol: the PROXY" },
-		{ { "--proxy-protocol", "v2", "a:b" }, "proxy_protocol:" },
 		{ { "--paste", "dev.ini", "a:b" }, "paste: PasteDeploy" },
 		{ { "--paster", "dev.ini", "a:b" }, "paste: PasteDeploy" },
 		{ { "--protocol", "uwsgi", "a:b" }, "protocol: the uWSGI" },
@@ -1286,8 +1284,6 @@ test_unsupported_file(void)
 		{ "certfile = 'x.pem'\n", "certfile: TLS is not supported" },
 		{ "ssl_context = lambda conf, factory: factory()\n",
 		  "ssl_context: TLS" },
-		{ "proxy_protocol = True\n", "proxy_protocol:" },
-		{ "proxy_protocol = 'v1'\n", "proxy_protocol:" },
 		{ "do_handshake_on_connect = True\n",
 		  "do_handshake_on_connect:" },
 		{ "suppress_ragged_eofs = False\n", "suppress_ragged_eofs:" },
@@ -1325,6 +1321,54 @@ test_unsupported_file(void)
 	CHECK(load_text(&s, "proxy_protocol = True\n") == 0);
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(captured[0] == '\0');
+	CHECK_STR(s.proxy_protocol, "off");	/* the environment wins over the file */
+	settings_free(&s);
+}
+
+/* proxy_protocol (gunicorn 24+): --proxy-protocol [MODE], a boolean or a
+ * mode in the file; proxy_allow_ips a list. */
+static void
+test_proxy_protocol(void)
+{
+	struct settings s;
+
+	settings_defaults(&s);
+	CHECK_STR(s.proxy_protocol, "off");
+	CHECK(s.proxy_allow_ips.len == 2 && strcmp(s.proxy_allow_ips.items[1], "::1") == 0);
+	CHECK(parse(&s, "--proxy-protocol", "a:b", NULL) == 0);
+	CHECK_STR(s.proxy_protocol, "auto");	/* alone: auto; the app stays the app */
+	CHECK_STR(s.app_uri, "a:b");
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--proxy-protocol", "v2", "--proxy-allow-from", "10.0.0.0/8, ::1",
+	    "a:b", NULL) == 0);
+	CHECK_STR(s.proxy_protocol, "v2");
+	CHECK(s.proxy_allow_ips.len == 2 && strcmp(s.proxy_allow_ips.items[0], "10.0.0.0/8") == 0);
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--proxy-protocol=v1", "a:b", NULL) == 0);
+	CHECK_STR(s.proxy_protocol, "v1");
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--proxy-protocol=v3", "a:b", NULL) == -1);
+	settings_free(&s);
+	static const struct { const char *text, *want; } files[] = {
+		{ "proxy_protocol = True\n", "auto" },
+		{ "proxy_protocol = False\n", "off" },
+		{ "proxy_protocol = 'v2'\n", "v2" },
+		{ "proxy_protocol = 'auto'\n", "auto" },
+	};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		settings_defaults(&s);
+		CHECK(parse(&s, "a:b", NULL) == 0);
+		CHECK(load_text(&s, files[i].text) == 0);
+		CHECK_STR(s.proxy_protocol, files[i].want);
+		settings_free(&s);
+	}
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s, "proxy_protocol = 'v3'\n") == -1);
 	settings_free(&s);
 }
 
@@ -1545,6 +1589,7 @@ main(void)
 	test_unsupported_cli();
 	test_unsupported_file();
 	test_sendfile_initgroups();
+	test_proxy_protocol();
 	test_reload();
 
 	PyRun_SimpleString("import sys\nsys.modules.pop('__config__', None)\n");
