@@ -86,7 +86,7 @@ unit: $(UNIT_BINS)
 
 # libFuzzer targets link only the pure-C modules they exercise.
 FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/dirty_stash_table.c src/http_parser.c src/http_chunked.c src/http_conn.c src/conn_out.c src/util.c src/log.c \
-             src/ws_frame.c src/ws_deflate.c src/proxy_proto.c src/ip_allow.c
+             src/ws_frame.c src/ws_deflate.c src/proxy_proto.c src/ip_allow.c src/uwsgi_proto.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS)
 

@@ -3,7 +3,8 @@
 #   scripts/deps.sh build      compiler, libpython, zlib, pkg-config
 #   scripts/deps.sh test       + pytest, curl, procps, util-linux (unshare),
 #                              the ASGI apps' frameworks and clients, Debian's
-#                              gunicorn (the drop-in tests compare with it)
+#                              gunicorn (the drop-in tests compare with it),
+#                              nginx (in front of the uWSGI protocol's tests)
 #   scripts/deps.sh container  + podman, runc, podman-compose, debootstrap
 #   scripts/deps.sh bench      + wrk, uWSGI (python3 plugin), Debian's gunicorn,
 #                              uvicorn (with httptools), valgrind (asgi_instr.py)
@@ -16,7 +17,7 @@ for group in "$@"; do
     build) ;;
     test) want+=(python3-pytest curl procps util-linux clang libclang-rt-14-dev iproute2
                  python3-starlette python3-fastapi python3-multipart python3-httpx
-                 python3-uvloop python3-websockets python3-gunicorn) ;;
+                 python3-uvloop python3-websockets python3-gunicorn nginx-light) ;;
     container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
     bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn nginx-light
                   python3-uvicorn python3-httptools python3-fastapi python3-uvloop valgrind) ;;

@@ -192,6 +192,8 @@ asgi_build_scope(Proto *p, const char **bad)
 		PyTuple_SET_ITEM(t, 1, val);
 		PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
 	}
+	if (p->c.https)		/* a uWSGI request's HTTPS */
+		scheme = 1;
 	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
 		goto fail;
 	if (asgi.lifespan_state != NULL &&

@@ -96,7 +96,7 @@ typedef struct proto {
 	int listener;			/* index in the worker's listeners */
 	int state;			/* PS_* */
 	int lost, client_eof, paused_reading, paused_writing, counted;
-	int proxied;			/* client is the PROXY preamble's */
+	int proxied;			/* client was settled by client_sync() */
 	uint64_t deadline_ms;
 	struct proto *tprev, *tnext;	/* HEAD / IDLE / DRAIN timer lists */
 

@@ -169,19 +169,23 @@ start_request(Proto *p)
 		run_app(p, scope);
 }
 
-/* After a PROXY preamble that named one: the scope's client (and the
- * access log's) is that client. */
+/* The scope's client (and the access log's) after a PROXY preamble
+ * (once per connection) or a uWSGI request (each one, REMOTE_ADDR):
+ * the client the connection layer settled on. */
 static void
-client_from_preamble(Proto *p)
+client_sync(Proto *p)
 {
+	const struct sockaddr_storage *a = http_conn_client(&p->c);
 	char text[INET6_ADDRSTRLEN];
 	PyObject *t;
 	int port;
 
 	p->proxied = 1;
-	if (p->c.proxy.kind != PROXY_TCP4 && p->c.proxy.kind != PROXY_TCP6)
+	if (a->ss_family != AF_INET && a->ss_family != AF_INET6) {
+		Py_SETREF(p->client, Py_NewRef(Py_None));
 		return;
-	port = http_peer_format(&p->c.proxy.src, text, sizeof(text));
+	}
+	port = http_peer_format(a, text, sizeof(text));
 	if ((t = Py_BuildValue("(si)", text, port)) == NULL) {
 		PyErr_Clear();
 		return;
@@ -196,8 +200,8 @@ try_head(Proto *p)
 
 	switch (http_conn_parse(&p->c, &asgi.limits, &err)) {
 	case HTTP_HEAD_READY:
-		if (p->c.proxy.kind != PROXY_NONE && !p->proxied)
-			client_from_preamble(p);
+		if (asgi.limits.uwsgi || (p->c.proxy.kind != PROXY_NONE && !p->proxied))
+			client_sync(p);
 		start_request(p);
 		break;
 	case HTTP_HEAD_BAD:

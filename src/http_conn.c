@@ -69,12 +69,15 @@ http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg)
 	if (l->proxy_mode < 0)		/* settings_finalize refused it already */
 		l->proxy_mode = PROXY_MODE_OFF;
 	ip_allow_init(&l->proxy_allow, &cfg->proxy_allow_ips);
+	l->uwsgi = cfg->protocol != NULL && strcmp(cfg->protocol, "uwsgi") == 0;
+	ip_allow_init(&l->uwsgi_allow, &cfg->uwsgi_allow_ips);
 }
 
 void
 http_conn_limits_free(struct http_conn_limits *l)
 {
 	ip_allow_free(&l->proxy_allow);
+	ip_allow_free(&l->uwsgi_allow);
 }
 
 /* ---- a connection's buffer and head ---- */
@@ -106,6 +109,8 @@ http_conn_begin(struct http_conn *c, const struct http_conn_limits *l)
 {
 	c->proxy_expect = l->proxy_mode != PROXY_MODE_OFF;
 	memset(&c->proxy, 0, sizeof(c->proxy));
+	c->has_client = 0;
+	c->https = 0;
 }
 
 /* The PROXY preamble at the start of buf, if any: HTTP_HEAD_READY once
@@ -146,6 +151,89 @@ take_preamble(struct http_conn *c, const struct http_conn_limits *l,
 	}
 	memmove(c->buf, c->buf + used, c->len - used);
 	c->len -= used;
+	if (c->proxy.kind == PROXY_TCP4 || c->proxy.kind == PROXY_TCP6) {
+		c->client = c->proxy.src;
+		c->has_client = 1;
+	}
+	return HTTP_HEAD_READY;
+}
+
+/* The head a uWSGI packet stands for is written here first (the packet
+ * is read from the connection's buffer, which the head then replaces):
+ * per thread, grown up to the head limit, kept. */
+static __thread char *uwsgi_scratch;
+static __thread size_t uwsgi_scratch_cap;
+
+/* The uWSGI packet at the start of buf, replaced by its HTTP head (the
+ * body bytes behind it kept): HTTP_HEAD_READY, _MORE or _BAD. */
+static int
+take_uwsgi(struct http_conn *c, const struct http_conn_limits *l,
+    struct http_error *err)
+{
+	struct uwsgi_meta meta;
+	const char *why;
+	size_t used, need;
+	int r;
+
+	if (c->len == 0)
+		return HTTP_HEAD_MORE;
+	if (!ip_allow_match(&l->uwsgi_allow, &c->peer)) {
+		err->status = 403;
+		err->reason = "Request forbidden: a uWSGI request from a peer not in uwsgi_allow_ips";
+		return HTTP_HEAD_BAD;
+	}
+	for (;;) {
+		r = uwsgi_head(c->buf, c->len, uwsgi_scratch, uwsgi_scratch_cap, &used,
+		    &need, &meta, &why);
+		if (r != UWSGI_TOO_BIG || need > l->head_max)
+			break;
+		uwsgi_scratch = xrealloc(uwsgi_scratch, need);
+		uwsgi_scratch_cap = need;
+	}
+	switch (r) {
+	case UWSGI_MORE:
+		if (c->len >= l->head_max) {	/* a vars block past the head limit */
+			err->status = 431;
+			err->reason = "Error parsing headers: 'limit request headers fields size'";
+			return HTTP_HEAD_BAD;
+		}
+		return HTTP_HEAD_MORE;
+	case UWSGI_BAD:
+		err->status = 400;
+		err->reason = why;
+		return HTTP_HEAD_BAD;
+	case UWSGI_TOO_BIG:
+		err->status = 431;
+		err->reason = "Error parsing headers: 'limit request headers fields size'";
+		return HTTP_HEAD_BAD;
+	default:
+		break;
+	}
+	/* the head in the packet's place; the body's bytes read so far after it */
+	size_t rest = c->len - used, full = l->head_max + l->body_room;
+	if (need + rest > full) {
+		err->status = 431;
+		err->reason = "Error parsing headers: 'limit request headers fields size'";
+		return HTTP_HEAD_BAD;
+	}
+	if (need + rest > c->cap) {
+		c->cap = need + rest > c->cap * 2 ? need + rest : c->cap * 2;
+		if (c->cap > full)
+			c->cap = full;
+		c->buf = xrealloc(c->buf, c->cap);
+	}
+	memmove(c->buf + need, c->buf + used, rest);
+	memcpy(c->buf, uwsgi_scratch, need);
+	c->len = need + rest;
+	c->https = meta.https;
+	if (meta.has_remote) {
+		c->client = meta.remote;
+		c->has_client = 1;
+	} else if (c->proxy.kind == PROXY_TCP4 || c->proxy.kind == PROXY_TCP6) {
+		c->client = c->proxy.src;
+		c->has_client = 1;
+	} else
+		c->has_client = 0;
 	return HTTP_HEAD_READY;
 }
 
@@ -156,6 +244,8 @@ http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
 	int r;
 
 	if (c->proxy_expect && (r = take_preamble(c, l, err)) != HTTP_HEAD_READY)
+		return r;
+	if (l->uwsgi && (r = take_uwsgi(c, l, err)) != HTTP_HEAD_READY)
 		return r;
 	r = http_parse_request(c->buf, c->len, &l->parse, &c->req,
 	    c->headers, l->max_headers, err);

@@ -27,6 +27,7 @@
 #include "http_parser.h"
 #include "ip_allow.h"
 #include "proxy_proto.h"
+#include "uwsgi_proto.h"
 
 struct settings;
 struct listener;
@@ -42,6 +43,9 @@ struct http_conn_limits {
 					   of the previous response) */
 	int proxy_mode;			/* proxy_protocol: enum proxy_mode */
 	struct ip_allow proxy_allow;	/* proxy_allow_ips */
+	int uwsgi;			/* protocol = "uwsgi": every request is a
+					   uWSGI packet (uwsgi_proto.h) */
+	struct ip_allow uwsgi_allow;	/* uwsgi_allow_ips */
 };
 
 void http_conn_limits_init(struct http_conn_limits *l, const struct settings *cfg);
@@ -87,6 +91,12 @@ struct http_conn {
 	 * connection's preamble said, for every request on it. */
 	int proxy_expect;
 	struct proxy_info proxy;
+	/* The client, when not the peer: a PROXY preamble's (the whole
+	 * connection), a uWSGI request's REMOTE_ADDR (that request); and a
+	 * uWSGI request's HTTPS. */
+	int has_client;
+	struct sockaddr_storage client;
+	int https;
 
 	/* Per request, for and from the app glue (wsgi.c): */
 	int keepalive;		/* in: this response may leave the connection open;
@@ -123,12 +133,12 @@ void http_conn_free_buffers(struct http_conn *c);
  * starts afresh (a PROXY preamble is looked for if l asks for one). */
 void http_conn_begin(struct http_conn *c, const struct http_conn_limits *l);
 
-/* The client's address: the one a PROXY preamble gave, else the peer's. */
+/* The client's address: a uWSGI request's REMOTE_ADDR, else the one a
+ * PROXY preamble gave, else the peer's. */
 static inline const struct sockaddr_storage *
 http_conn_client(const struct http_conn *c)
 {
-	return c->proxy.kind == PROXY_TCP4 || c->proxy.kind == PROXY_TCP6 ?
-	    &c->proxy.src : &c->peer;
+	return c->has_client ? &c->client : &c->peer;
 }
 
 enum http_head_result {
@@ -138,7 +148,9 @@ enum http_head_result {
 };
 /* Parse buf[0..len): first the connection's PROXY preamble, if one is
  * expected (dropped from buf once decoded; from a peer not in
- * proxy_allow_ips, 403), then the head. */
+ * proxy_allow_ips, 403), then, with protocol uwsgi, the request's packet
+ * (replaced in buf by the HTTP head it stands for; from a peer not in
+ * uwsgi_allow_ips, 403), then the head. */
 int http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
     struct http_error *err);
 /* One non-blocking read into buf[len..cap), growing buf first if it is

@@ -235,6 +235,12 @@ settings_check_proxy_protocol(const char *v)
 	return proxy_mode_parse(v) < 0 ? "expected off, v1, v2 or auto" : NULL;
 }
 
+const char *
+settings_check_protocol(const char *v)
+{
+	return check_choice(v, "http|uwsgi", "expected http or uwsgi");
+}
+
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */
 const char *
 settings_check_file_exists(const char *v)

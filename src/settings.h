@@ -109,6 +109,8 @@ struct settings {
 	struct strlist forwarded_allow_ips;	/* "127.0.0.1,::1" ('*' = all) */
 	char *proxy_protocol;		/* "off"; v1, v2, auto (proxy_proto.h) */
 	struct strlist proxy_allow_ips;	/* "127.0.0.1,::1": may send a PROXY preamble */
+	char *protocol;			/* "http"; "uwsgi": uWSGI packets (uwsgi_proto.h) */
+	struct strlist uwsgi_allow_ips;	/* "127.0.0.1,::1": may send uWSGI requests */
 	/* request headers with '_' honoured from forwarded_allow_ips peers */
 	struct strlist forwarder_headers;	/* "SCRIPT_NAME,PATH_INFO" */
 	/* secure_scheme_headers: names[i] (upper case) must equal values[i] */

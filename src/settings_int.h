@@ -118,8 +118,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	78
-#define NUNSUPPORTED	46
+#define NSETTINGS	80
+#define NUNSUPPORTED	44
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 
@@ -170,6 +170,7 @@ const char *settings_check_reload_engine(const char *v);
 const char *settings_check_asgi_loop(const char *v);
 const char *settings_check_asgi_lifespan(const char *v);
 const char *settings_check_proxy_protocol(const char *v);
+const char *settings_check_protocol(const char *v);
 const char *settings_check_file_exists(const char *v);
 
 /* settings_cli.c */

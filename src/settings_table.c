@@ -114,6 +114,14 @@ const struct setting_def settings_table[] = {
 	  .off = OFF(proxy_protocol), .dflt = "off",
 	  .check = settings_check_proxy_protocol, .meta = "MODE",
 	  .help = "Accept a PROXY protocol preamble: off, v1, v2 or auto (the flag alone)." },
+	{ .name = "protocol", .long_flag = "--protocol", .type = T_STR,
+	  .off = OFF(protocol), .dflt = "http",
+	  .check = settings_check_protocol, .meta = "STRING",
+	  .help = "The protocol the listeners speak: http, or uwsgi (nginx's uwsgi_pass)." },
+	{ .name = "uwsgi_allow_ips", .long_flag = "--uwsgi-allow-from",
+	  .type = T_CSV, .off = OFF(uwsgi_allow_ips),
+	  .dflt = "127.0.0.1,::1", .meta = "STRING",
+	  .help = "Front-end IPs and networks allowed to send uWSGI requests ('*' = all)." },
 	{ .name = "graceful_timeout", .long_flag = "--graceful-timeout",
 	  .type = T_INT, .off = OFF(graceful_timeout), .dflt = "30",
 	  .meta = "INT", .help = "Timeout for graceful workers restart." },
@@ -281,10 +289,6 @@ const struct unsupported_def unsupported_table[] = {
 	  .kind = U_VALUE, .policy = REFUSE,
 	  .why = "PasteDeploy apps are not supported by cunicorn; give the app "
 	  "as module:callable" },
-	{ .name = "protocol", .flag = "--protocol", .kind = U_VALUE,
-	  .dflt = "http", .policy = REFUSE,
-	  .why = "the uWSGI protocol is not supported by cunicorn; it speaks "
-	  "HTTP only" },
 	{ .name = "ssl_context", .kind = U_FILE, .policy = REFUSE,
 	  .why = NO_TLS },
 	{ .name = "ssl_version", .flag = "--ssl-version", .kind = U_VALUE,
@@ -367,10 +371,6 @@ const struct unsupported_def unsupported_table[] = {
 	{ .name = "tolerate_dangerous_framing",
 	  .flag = "--tolerate-dangerous-framing", .kind = U_FLAG,
 	  .dflt = "False", .policy = WARN },
-	{ .name = "uwsgi_allow_ips", .flag = "--uwsgi-allow-from",
-	  .kind = U_VALUE, .dflt = "127.0.0.1,::1", .compare = U_LIST,
-	  .policy = WARN },
-
 	/* accepted silently: cunicorn already does what the value asks */
 	{ .name = "control_socket_disable", .flag = "--no-control-socket",
 	  .kind = U_FLAG, .dflt = "False", .policy = QUIET },

@@ -492,10 +492,13 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 		Py_DECREF(key);
 	}
 
+	if (c->https)		/* a uWSGI request's HTTPS */
+		scheme = 1;
 	if (PyDict_SetItem(env, k_url_scheme, scheme == 1 ? v_https : v_http) == -1)
 		goto fail;
 
-	/* REMOTE_*: the client a PROXY preamble named, else the peer */
+	/* REMOTE_*: the client a uWSGI request or a PROXY preamble named,
+	 * else the peer */
 	format_peer(q, c);
 	if (c->proxy.kind != PROXY_NONE && proxy_environ(env, c) == -1)
 		goto fail;

@@ -12,7 +12,9 @@
  * in one piece gives the same requests (count and targets).  The first
  * byte's top bit turns the PROXY protocol on (auto, any peer): the stream
  * may then start with a v1 line or a v2 header (proxy_proto.c), whose
- * outcome must not depend on the pieces either.
+ * outcome must not depend on the pieces either; the next bit makes every
+ * request a uWSGI packet (uwsgi_proto.c), turned into its head in the
+ * buffer before it is parsed.
  */
 #include "http_conn.h"
 
@@ -157,7 +159,7 @@ done:
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct http_conn_limits limits, proxied;
+	static struct http_conn_limits limits, proxied, uwsgi, both;
 	static char star[] = "*", *stars[] = { star };
 	static int ready;
 	struct outcome whole, split;
@@ -174,12 +176,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s.proxy_allow_ips.items = stars;
 		s.proxy_allow_ips.len = 1;
 		http_conn_limits_init(&proxied, &s);
+		s.protocol = (char *)"uwsgi";
+		s.uwsgi_allow_ips.items = stars;
+		s.uwsgi_allow_ips.len = 1;
+		http_conn_limits_init(&both, &s);
+		s.proxy_protocol = NULL;
+		http_conn_limits_init(&uwsgi, &s);
 		ready = 1;
 	}
 	if (size == 0 || size > 256 * 1024)
 		return 0;
-	size_t piece = 1 + data[0] % 97;
-	const struct http_conn_limits *l = data[0] & 0x80 ? &proxied : &limits;
+	size_t piece = 1 + (data[0] & 0x3f) % 61;
+	const struct http_conn_limits *l = (data[0] & 0xc0) == 0xc0 ? &both :
+	    data[0] & 0x80 ? &proxied : data[0] & 0x40 ? &uwsgi : &limits;
 	run(data + 1, size - 1, size, l, &whole);
 	run(data + 1, size - 1, piece, l, &split);
 	if (!whole.error && !split.error) {

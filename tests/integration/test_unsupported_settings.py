@@ -3,7 +3,7 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
 
 - their flags parse exactly as gunicorn's (a flag, a flag with a value, a
   repeatable one, -R), so the app named after them is still the app;
-- TLS, uWSGI, h2c and --paste are refused at start with
+- TLS, h2c and --paste are refused at start with
   one "Error: <setting>: <why>" line and a non-zero exit (ignoring them would
   silently change security or the wire), nothing left running;
 - the others start, with one "[WARNING] Setting '<name>' is not supported by
@@ -14,8 +14,9 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
   ignored, as gunicorn does;
 - the ones that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE),
   initgroups, reload / reload_engine / reload_extra_files and
-  proxy_protocol / proxy_allow_ips (no warning here; what they do is
-  tests/integration/test_reload.py's and test_proxy_protocol.py's).
+  proxy_protocol / proxy_allow_ips, protocol / uwsgi_allow_ips (no warning
+  here; what they do is tests/integration/test_reload.py's,
+  test_proxy_protocol.py's and test_uwsgi_protocol.py's).
 
 Every run is in its own session and working directory; ports are ephemeral.
 """
@@ -238,7 +239,6 @@ def test_final_value_decides(appdir):
     (["--do-handshake-on-connect"], "do_handshake_on_connect: TLS"),
     (["--paste", "development.ini"], "paste: PasteDeploy"),
     (["--paster", "development.ini"], "paste: PasteDeploy"),
-    (["--protocol", "uwsgi"], "protocol: the uWSGI protocol is not supported"),
     (["--http2-cleartext", "prior-knowledge"], "http2_cleartext:"),
     (["--spew", "--certfile", "x.pem"], TLS_LINE),      # the refusal alone
 ])

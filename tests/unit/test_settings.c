@@ -1165,7 +1165,6 @@ test_unsupported_cli(void)
 		  "do_handshake_on_connect: TLS" },
 		{ { "--paste", "dev.ini", "a:b" }, "paste: PasteDeploy" },
 		{ { "--paster", "dev.ini", "a:b" }, "paste: PasteDeploy" },
-		{ { "--protocol", "uwsgi", "a:b" }, "protocol: the uWSGI" },
 		{ { "--http2-cleartext", "upgrade", "a:b" }, "http2_cleartext:" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -1289,7 +1288,6 @@ test_unsupported_file(void)
 		{ "suppress_ragged_eofs = False\n", "suppress_ragged_eofs:" },
 		{ "cert_reqs = 2\n", "cert_reqs:" },
 		{ "paste = 'prod.ini'\n", "paste:" },
-		{ "protocol = 'uwsgi'\n", "protocol:" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		settings_defaults(&s);
@@ -1369,6 +1367,25 @@ test_proxy_protocol(void)
 	settings_defaults(&s);
 	CHECK(parse(&s, "a:b", NULL) == 0);
 	CHECK(load_text(&s, "proxy_protocol = 'v3'\n") == -1);
+	settings_free(&s);
+
+	/* protocol (gunicorn 25+): http or uwsgi; uwsgi_allow_ips a list */
+	settings_defaults(&s);
+	CHECK_STR(s.protocol, "http");
+	CHECK(s.uwsgi_allow_ips.len == 2);
+	CHECK(parse(&s, "--protocol", "uwsgi", "--uwsgi-allow-from", "10.0.0.0/8", "a:b",
+	    NULL) == 0);
+	CHECK_STR(s.protocol, "uwsgi");
+	CHECK(s.uwsgi_allow_ips.len == 1 && strcmp(s.uwsgi_allow_ips.items[0], "10.0.0.0/8") == 0);
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--protocol", "fastcgi", "a:b", NULL) == -1);
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s, "protocol = 'uwsgi'\n") == 0);
+	CHECK_STR(s.protocol, "uwsgi");
 	settings_free(&s);
 }
 
