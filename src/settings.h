@@ -12,7 +12,7 @@
  * gunicorn's settings that cunicorn does not implement are parsed as
  * gunicorn parses them and have no field here: settings_finalize()
  * refuses the few whose absence would change security or the wire (TLS,
- * the PROXY protocol, uWSGI, h2c, --paste) and warns about the others,
+ * h2c, --paste) and warns about the others,
  * each only when its final value differs from gunicorn's default.
  *
  * The config file is ordinary Python, executed by the embedded interpreter
