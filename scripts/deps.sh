@@ -17,7 +17,8 @@ for group in "$@"; do
     build) ;;
     test) want+=(python3-pytest curl procps util-linux clang libclang-rt-14-dev iproute2
                  python3-starlette python3-fastapi python3-multipart python3-httpx
-                 python3-uvloop python3-websockets python3-gunicorn nginx-light) ;;
+                 python3-uvloop python3-websockets python3-gunicorn nginx-light
+                 python3-pastedeploy) ;;
     container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
     bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn nginx-light
                   python3-uvicorn python3-httptools python3-fastapi python3-uvloop valgrind) ;;

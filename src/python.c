@@ -314,6 +314,20 @@ python_setup_paths(const struct settings *s)
 		PyList_Insert(sys_path, 1, p);
 		Py_DECREF(p);
 	}
+	/* --paste-global KEY=VALUE: the PasteDeploy loader's global_conf */
+	PyObject *conf = PyDict_New();
+	for (size_t i = 0; conf != NULL && i < s->raw_paste_global_conf.len; i++) {
+		const char *kv = s->raw_paste_global_conf.items[i], *eq = strchr(kv, '=');
+		PyObject *k = eq ? PyUnicode_DecodeFSDefaultAndSize(kv, eq - kv) : NULL;
+		PyObject *v = eq ? PyUnicode_DecodeFSDefault(eq + 1) : NULL;
+		if (k != NULL && v != NULL)
+			PyDict_SetItem(conf, k, v);
+		Py_XDECREF(k);
+		Py_XDECREF(v);
+	}
+	if (conf != NULL && hooks_module != NULL)
+		PyObject_SetAttrString(hooks_module, "PASTE_GLOBAL_CONF", conf);
+	Py_XDECREF(conf);
 	PyErr_Clear();
 }
 

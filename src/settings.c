@@ -748,12 +748,55 @@ resolve_id(const char *name, int is_group, unsigned *out)
 
 static int worker_class_resolve(struct settings *s);
 
+/*
+ * --paste FILE[#NAME] (gunicorn's PasteDeploy loader): the app is
+ * "paste:<absolute FILE>[#NAME]" (cunicorn._hooks.load_app reads it with
+ * paste.deploy.loadapp, raw_paste_global_conf as its global_conf), in place
+ * of any APP_MODULE, as in gunicorn; the default proc_name is the file.
+ * A [loggers] section would make gunicorn configure logging from the file
+ * (logconfig); cunicorn's logs keep gunicorn's format, so it says so.
+ */
+static int
+paste_app(struct settings *s)
+{
+	const char *hash = strchr(s->paste, '#');
+	size_t flen = hash != NULL ? (size_t)(hash - s->paste) : strlen(s->paste);
+	char *file = xasprintf("%.*s", (int)flen, s->paste), *abs;
+	char line[256];
+	FILE *f;
+
+	abs = realpath(file, NULL);
+	if (abs == NULL || (f = fopen(abs, "r")) == NULL) {
+		settings_error("'%s' not found", abs != NULL ? abs : file);
+		free(file);
+		free(abs);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "[loggers]", 9) == 0) {
+			log_warnx("%s configures logging ([loggers]); cunicorn does not "
+			    "apply it (logconfig is not supported): its logs keep "
+			    "gunicorn's default format", abs);
+			break;
+		}
+	fclose(f);
+	free(s->app_uri);
+	s->app_uri = xasprintf("paste:%s%s", abs, hash != NULL ? hash : "");
+	free(s->default_proc_name);
+	s->default_proc_name = xstrdup(abs);
+	free(file);
+	free(abs);
+	return 0;
+}
+
 int
 settings_finalize(struct settings *s)
 {
 	unsigned id;
 
 	if (unsupported_check(s) == -1)
+		return -1;
+	if (s->paste != NULL && *s->paste != '\0' && paste_app(s) == -1)
 		return -1;
 	if (s->app_uri == NULL && s->wsgi_app != NULL && *s->wsgi_app != '\0')
 		s->app_uri = xstrdup(s->wsgi_app);

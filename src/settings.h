@@ -12,7 +12,7 @@
  * gunicorn's settings that cunicorn does not implement are parsed as
  * gunicorn parses them and have no field here: settings_finalize()
  * refuses the few whose absence would change security or the wire (TLS,
- * h2c, --paste) and warns about the others,
+ * h2c) and warns about the others,
  * each only when its final value differs from gunicorn's default.
  *
  * The config file is ordinary Python, executed by the embedded interpreter
@@ -110,6 +110,8 @@ struct settings {
 	char *proxy_protocol;		/* "off"; v1, v2, auto (proxy_proto.h) */
 	struct strlist proxy_allow_ips;	/* "127.0.0.1,::1": may send a PROXY preamble */
 	char *protocol;			/* "http"; "uwsgi": uWSGI packets (uwsgi_proto.h) */
+	char *paste;			/* --paste FILE[#NAME]: a PasteDeploy app */
+	struct strlist raw_paste_global_conf;	/* --paste-global KEY=VALUE */
 	struct strlist uwsgi_allow_ips;	/* "127.0.0.1,::1": may send uWSGI requests */
 	/* request headers with '_' honoured from forwarded_allow_ips peers */
 	struct strlist forwarder_headers;	/* "SCRIPT_NAME,PATH_INFO" */

@@ -68,7 +68,7 @@ print_help(const char *prog)
 	    "come from\nGUNICORN_CMD_ARGS and a Python config file (-c); the "
 	    "command line wins.\ngunicorn's other settings (--statsd-host, "
 	    "--spew, ...) are accepted and\nignored with a warning; "
-	    "TLS, HTTP/2 and --paste are refused.\n");
+	    "TLS and HTTP/2 are refused.\n");
 }
 
 static const char *

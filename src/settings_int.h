@@ -118,8 +118,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	80
-#define NUNSUPPORTED	44
+#define NSETTINGS	82
+#define NUNSUPPORTED	42
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 

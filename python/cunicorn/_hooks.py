@@ -2,7 +2,9 @@
 
 - load_app(uri): import "module:callable" the way gunicorn does, raising
   AppLoadError with one clear line when the module or the callable is
-  missing (the app's own import-time errors propagate with their traceback).
+  missing (the app's own import-time errors propagate with their traceback);
+  "paste:FILE[#NAME]" (--paste) through PasteDeploy's loadapp, with
+  PASTE_GLOBAL_CONF (--paste-global, set by src/python.c) as global_conf.
 - Server / Worker: the objects hooks receive as `server`/`arbiter` and
   `worker`, with the attributes hooks commonly read (pid, age, cfg, log,
   alive, ...).
@@ -54,7 +56,26 @@ def _parse_callable(module_name, expr):
     return list(reversed(parts)), call, args, kwargs
 
 
+# --paste-global KEY=VALUE pairs (src/python.c sets them with the settings)
+PASTE_GLOBAL_CONF = {}
+
+
+def _load_paste_app(uri):
+    """gunicorn's PasteDeploy loader: the file's app section (main, or the
+    NAME after '#'), paths in it relative to the current directory."""
+    try:
+        from paste.deploy import loadapp
+    except ImportError:
+        raise AppLoadError("--paste needs PasteDeploy (the paste.deploy module: "
+                           "pip install PasteDeploy, or Debian's python3-pastedeploy)") from None
+    path, _, name = uri.partition("#")
+    return loadapp("config:" + path, name=name or None, relative_to=os.getcwd(),
+                   global_conf=dict(PASTE_GLOBAL_CONF) or None)
+
+
 def load_app(uri):
+    if uri.startswith("paste:"):
+        return _load_paste_app(uri[len("paste:"):])
     module_name, _, expr = uri.partition(":")
     if not module_name:
         raise AppLoadError("No application module specified.")
@@ -85,6 +106,8 @@ def warm_import(uri):
     """In the master, before forking: find the app's module without
     importing it, so that importlib's path caches are built once and shared
     by every worker instead of copied into each (about 1 MB per worker)."""
+    if uri.startswith("paste:"):
+        return
     module_name = uri.partition(":")[0]
     try:
         importlib.util.find_spec(module_name.partition(".")[0])

@@ -293,5 +293,7 @@ def test_print_config_lists_every_gunicorn_setting(brokendir):
     assert cfg["forwarder_headers"] == "['SCRIPT_NAME', 'PATH_INFO']"
     assert cfg["control_socket_mode"] == "384"
     assert cfg["syslog_addr"] == "udp://localhost:514"
-    assert cfg["proxy_protocol"] == "False"
+    # gunicorn 24+'s spelling of its default (20.1's was False)
+    assert cfg["proxy_protocol"] == "off"
+    assert cfg["protocol"] == "http" and cfg["paste"] == "None"
     assert list(cfg) == sorted(cfg), "sorted by name"

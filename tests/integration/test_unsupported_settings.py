@@ -3,7 +3,7 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
 
 - their flags parse exactly as gunicorn's (a flag, a flag with a value, a
   repeatable one, -R), so the app named after them is still the app;
-- TLS, h2c and --paste are refused at start with
+- TLS and h2c are refused at start with
   one "Error: <setting>: <why>" line and a non-zero exit (ignoring them would
   silently change security or the wire), nothing left running;
 - the others start, with one "[WARNING] Setting '<name>' is not supported by
@@ -14,9 +14,10 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
   ignored, as gunicorn does;
 - the ones that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE),
   initgroups, reload / reload_engine / reload_extra_files and
-  proxy_protocol / proxy_allow_ips, protocol / uwsgi_allow_ips (no warning
+  proxy_protocol / proxy_allow_ips, protocol / uwsgi_allow_ips, paste /
+  raw_paste_global_conf (no warning
   here; what they do is tests/integration/test_reload.py's,
-  test_proxy_protocol.py's and test_uwsgi_protocol.py's).
+  test_proxy_protocol.py's, test_uwsgi_protocol.py's and test_paste.py's).
 
 Every run is in its own session and working directory; ports are ephemeral.
 """
@@ -158,12 +159,12 @@ def test_a_value_holding_itself_is_no_crash(appdir):
      {"spew", "syslog", "syslog_addr"}),
     (["-R", "hello:app"], {"enable_stdio_inheritance"}),
     (["--paste-global", "K=V", "--paste-global=L=W", "--reload-engine", "inotify",
-      "hello:app"], {"raw_paste_global_conf"}),
+      "hello:app"], set()),
     (["--log-config", "log.ini", "--log-config-json", "log.json", "--logger-class",
       "my.Logger", "hello:app"], {"logconfig", "logconfig_json", "logger_class"}),
     (["--paste-global", "K=V", "--header-map", "refuse", "--forwarder-headers",
       "SCRIPT_NAME,REMOTE_USER", "hello:app"],
-     {"raw_paste_global_conf", "header_map"}),
+     {"header_map"}),
     (["--permit-obsolete-folding", "--strip-header-spaces", "--casefold-http-method",
       "--permit-unconventional-http-method", "--permit-unconventional-http-version",
       "--tolerate-dangerous-framing", "hello:app"],
@@ -237,8 +238,6 @@ def test_final_value_decides(appdir):
     (["--ssl-version", "TLSv1_2"], "ssl_version: TLS"),
     (["--cert-reqs", "2"], "cert_reqs: TLS"),
     (["--do-handshake-on-connect"], "do_handshake_on_connect: TLS"),
-    (["--paste", "development.ini"], "paste: PasteDeploy"),
-    (["--paster", "development.ini"], "paste: PasteDeploy"),
     (["--http2-cleartext", "prior-knowledge"], "http2_cleartext:"),
     (["--spew", "--certfile", "x.pem"], TLS_LINE),      # the refusal alone
 ])
@@ -262,7 +261,6 @@ def test_gunicorn_cmd_args_refused(appdir):
     ("def ssl_context(conf, default_ssl_context_factory):\n"
      "    return default_ssl_context_factory()\n", "Error: ssl_context: TLS"),
     ("do_handshake_on_connect = True\n", "do_handshake_on_connect: TLS"),
-    ("paste = 'production.ini'\n", "Error: paste:"),
 ])
 def test_config_file_refused_at_a_real_start(appdir, text, needle):
     """Not --check-config: a real start must not get as far as listening."""

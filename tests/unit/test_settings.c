@@ -1091,10 +1091,7 @@ test_unsupported_cli(void)
 		{ { "-R", "a:b" }, "enable_stdio_inheritance" },
 		{ { "--enable-stdio-inheritance", "a:b" },
 		  "enable_stdio_inheritance" },
-		{ { "--paste-global", "K=V", "--paste-global=L=W", "a:b" },
-		  "raw_paste_global_conf" },
 		{ { "--log-syslog-to", "udp://h:514", "a:b" }, "syslog_addr" },
-		{ { "--paste-global", "K=V", "a:b" }, "raw_paste_global_conf" },
 		{ { "--control-socket-mode", "0660", "a:b" },
 		  "control_socket_mode" },
 		{ { "--tolerate-dangerous-framing", "a:b" },
@@ -1163,8 +1160,6 @@ test_unsupported_cli(void)
 		{ { "--cert-reqs", "2", "a:b" }, "cert_reqs: TLS" },
 		{ { "--do-handshake-on-connect", "a:b" },
 		  "do_handshake_on_connect: TLS" },
-		{ { "--paste", "dev.ini", "a:b" }, "paste: PasteDeploy" },
-		{ { "--paster", "dev.ini", "a:b" }, "paste: PasteDeploy" },
 		{ { "--http2-cleartext", "upgrade", "a:b" }, "http2_cleartext:" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -1264,14 +1259,12 @@ test_unsupported_file(void)
 	    "statsd_host = 'localhost:8125'\n"
 	    "logconfig_dict = {'version': 1}\n"
 	    "tmp_upload_dir = '/tmp'\n"
-	    "raw_paste_global_conf = ('K=V',)\n"
 	    "casefold_http_method = True\n") == 0);
 	CHECK(captured[0] == '\0');
 	CHECK(finalize_captured(&s) == 0);
-	CHECK(count_lines(captured) == 6);
+	CHECK(count_lines(captured) == 5);
 	CHECK(warned_once("spew") && warned_once("statsd_host") &&
 	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
-	    warned_once("raw_paste_global_conf") &&
 	    warned_once("casefold_http_method"));
 	settings_free(&s);
 
@@ -1287,7 +1280,6 @@ test_unsupported_file(void)
 		  "do_handshake_on_connect:" },
 		{ "suppress_ragged_eofs = False\n", "suppress_ragged_eofs:" },
 		{ "cert_reqs = 2\n", "cert_reqs:" },
-		{ "paste = 'prod.ini'\n", "paste:" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		settings_defaults(&s);
