@@ -433,8 +433,9 @@ proto_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 
 /* p->c.peer from the transport's (host, port[, flow, scope]): what the
  * connection layer checks proxy_allow_ips against and the scope's
- * forwarded_allow_ips trust.  A unix listener's peer, or one that does
- * not parse, is AF_UNIX (no address: trusted, as in gunicorn). */
+ * forwarded_allow_ips trust.  A unix listener's peer is AF_UNIX (no
+ * address: trusted, as in gunicorn); one that does not parse AF_UNSPEC
+ * (trusted by no list but '*'). */
 static void
 peer_sockaddr(Proto *p)
 {
@@ -442,7 +443,8 @@ peer_sockaddr(Proto *p)
 	long port;
 
 	memset(&p->c.peer, 0, sizeof(p->c.peer));
-	p->c.peer.ss_family = AF_UNIX;
+	p->c.peer.ss_family = asgi.ctx->listeners[p->listener].family == AF_UNIX ?
+	    AF_UNIX : AF_UNSPEC;
 	if (p->client == Py_None ||
 	    !PyUnicode_Check(PyTuple_GET_ITEM(p->client, 0)) ||
 	    (host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(p->client, 0))) == NULL ||

@@ -391,7 +391,7 @@ refuse(struct http_conn *c, const struct http_error *err)
 {
 	char ip[64];
 
-	http_peer_format(&c->peer, ip, sizeof(ip));
+	http_peer_format(http_conn_client(c), ip, sizeof(ip));
 	log_warnx("Invalid request from ip=%s: %s", ip, err->reason);
 	http_write_error(c->fd, err->status, http_reason_phrase(err->status), err->reason);
 	conn_linger(c);
@@ -447,8 +447,10 @@ on_readable(struct http_conn *c)
 			break;
 		switch (http_conn_parse(c, &G.limits, &err)) {
 		case HTTP_HEAD_READY:
-			/* a full buffer may have left bytes in the socket */
-			if (c->len == c->cap)
+			/* a read that filled the buffer may have left bytes in
+			 * the socket (c->len no longer says: a PROXY preamble or a
+			 * uWSGI packet was taken out of it) */
+			if (c->read_full)
 				gconn_of(c)->rd_pending = 1;
 			dispatch(c);
 			return;

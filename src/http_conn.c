@@ -209,17 +209,15 @@ take_uwsgi(struct http_conn *c, const struct http_conn_limits *l,
 	default:
 		break;
 	}
-	/* the head in the packet's place; the body's bytes read so far after it */
-	size_t rest = c->len - used, full = l->head_max + l->body_room;
-	if (need + rest > full) {
-		err->status = 431;
-		err->reason = "Error parsing headers: 'limit request headers fields size'";
-		return HTTP_HEAD_BAD;
-	}
+	/* the head in the packet's place; the body's bytes read so far after
+	 * it.  The buffer grows by exactly what the head adds to the packet
+	 * (need <= head_max, and a head is most often shorter than its
+	 * packet), never by doubling: the bytes already read are the body's
+	 * and never count against the head's limit (the asgi worker reads up
+	 * to 256 KiB at once) */
+	size_t rest = c->len - used;
 	if (need + rest > c->cap) {
-		c->cap = need + rest > c->cap * 2 ? need + rest : c->cap * 2;
-		if (c->cap > full)
-			c->cap = full;
+		c->cap = need + rest;
 		c->buf = xrealloc(c->buf, c->cap);
 	}
 	memmove(c->buf + need, c->buf + used, rest);
@@ -262,28 +260,49 @@ http_conn_parse(struct http_conn *c, const struct http_conn_limits *l,
 	return HTTP_HEAD_MORE;
 }
 
+/* Double the buffer, up to head_max + body_room (never shrinking one a
+ * uWSGI head made larger).  Only while no parsed request points into it. */
+static void
+grow(struct http_conn *c, const struct http_conn_limits *l)
+{
+	size_t full = l->head_max + l->body_room, ncap = c->cap * 2;
+
+	if (c->cap >= full)
+		return;
+	c->cap = ncap < full ? ncap : full;
+	c->buf = xrealloc(c->buf, c->cap);
+}
+
 ssize_t
 http_conn_read_some(struct http_conn *c, const struct http_conn_limits *l)
 {
 	ssize_t n;
 
+	c->read_full = 0;
 	/* a PROXY preamble still to come may take room beyond the head's */
 	if (c->len >= l->head_max + (c->proxy_expect ? PROXY_V2_MAX : 0)) {
 		errno = ENOBUFS;
 		return -1;
 	}
+	if (c->len == c->cap)
+		grow(c, l);
 	if (c->len == c->cap) {
-		/* a head longer than the first buffer: grow, up to the limit
-		 * (no parsed request points into it yet) */
-		size_t full = l->head_max + l->body_room, ncap = c->cap * 2;
-		c->cap = ncap < full ? ncap : full;
-		c->buf = xrealloc(c->buf, c->cap);
+		errno = ENOBUFS;
+		return -1;
 	}
 	do
 		n = read(c->fd, c->buf + c->len, c->cap - c->len);
 	while (n == -1 && errno == EINTR);
-	if (n > 0)
+	if (n > 0) {
 		c->len += (size_t)n;
+		/* the socket may hold more (an edge-triggered loop must read
+		 * on); and a head that ends exactly here would leave its body
+		 * no room: grow now, while nothing points into the buffer */
+		if (c->len == c->cap) {
+			c->read_full = 1;
+			grow(c, l);
+		}
+	}
 	return n;
 }
 

@@ -83,7 +83,12 @@ struct http_conn {
 	socklen_t peerlen;
 	char *buf;			/* owned by whoever set it up; cap bytes */
 	size_t len;			/* bytes read so far: buf[0..len) */
-	size_t cap;			/* head_max + body_room */
+	size_t cap;			/* up to head_max + body_room, and up to
+					   head_max more when a uWSGI head is
+					   larger than its packet */
+	int read_full;			/* http_conn_read_some's last read filled
+					   the room it had: the socket may hold
+					   more */
 	struct http_header *headers;	/* max_headers slots */
 	struct http_request req;	/* after a parsed head: points into buf */
 	/* The PROXY protocol (proxy_proto.h): a preamble may still come

@@ -317,7 +317,7 @@ read_head(struct worker_state *w, struct http_conn *c)
 			if (r == HTTP_HEAD_READY)
 				return 1;
 			if (r == HTTP_HEAD_BAD) {
-				http_peer_format(&c->peer, ip, sizeof(ip));
+				http_peer_format(http_conn_client(c), ip, sizeof(ip));
 				log_warnx("Invalid request from ip=%s: %s", ip, err.reason);
 				http_write_error(c->fd, err.status,
 				    http_reason_phrase(err.status), err.reason);

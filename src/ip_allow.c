@@ -111,8 +111,10 @@ ip_allow_match(const struct ip_allow *a, const struct sockaddr_storage *peer)
 		addr = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
 	else if (family == AF_INET6)
 		addr = ((const struct sockaddr_in6 *)peer)->sin6_addr.s6_addr;
-	else
+	else if (family == AF_UNIX)
 		return 1;	/* a unix socket's peer: no address to check */
+	else
+		return 0;	/* unknown: not trusted */
 	text[0] = '\0';
 	if (a->has_text && inet_ntop(family, addr, text, sizeof(text)) == NULL)
 		text[0] = '\0';

@@ -35,7 +35,8 @@ void ip_allow_init(struct ip_allow *a, const struct strlist *l);
 void ip_allow_free(struct ip_allow *a);
 
 /* Is peer in the list?  A unix-socket peer (no address) always is, as in
- * gunicorn, where only a (host, port) peer is checked. */
+ * gunicorn, where only a (host, port) peer is checked; a peer of any other
+ * family (AF_UNSPEC: unknown) never is, unless the list has '*'. */
 int ip_allow_match(const struct ip_allow *a, const struct sockaddr_storage *peer);
 
 #endif

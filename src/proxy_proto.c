@@ -161,6 +161,11 @@ parse_v1(const char *buf, size_t len, struct proxy_info *info, size_t *used,
 		return PROXY_BAD;
 	}
 	end = nl - 1;
+	for (p = buf; p < end; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*why = "Invalid PROXY line: a control character";
+			return PROXY_BAD;
+		}
 	/* "PROXY UNKNOWN", then anything up to the CRLF (the spec: ignored) */
 	if ((size_t)(end - buf) >= 13 && memcmp(buf + 6, "UNKNOWN", 7) == 0 &&
 	    (end - buf == 13 || buf[13] == ' ')) {

@@ -93,8 +93,9 @@ put_path(struct out *o, const char *s, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
+		static const char keep[] = "-._~!$&'()*+,;=:@/";
 		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || strchr("-._~!$&'()*+,;=:@/", ch) != NULL) {
+		    (ch >= '0' && ch <= '9') || memchr(keep, ch, sizeof(keep) - 1) != NULL) {
 			put(o, (const char *)&ch, 1);
 		} else {
 			char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
@@ -252,6 +253,13 @@ uwsgi_head(const char *buf, size_t len, char *outp, size_t cap, size_t *used,
 		} else if (v.klen > 5 && memcmp(v.key, "HTTP_", 5) == 0) {
 			name = v.key + 5;
 			nlen = v.klen - 5;
+			for (size_t i = 0; i < nlen; i++)
+				if (!((name[i] >= 'A' && name[i] <= 'Z') ||
+				    (name[i] >= '0' && name[i] <= '9') || name[i] == '_')) {
+					/* what nginx sends: upper case, '-' as '_' */
+					*why = "Invalid uWSGI packet: an HTTP_ variable's name is not [A-Z0-9_]";
+					return UWSGI_BAD;
+				}
 			if ((nlen == 14 && memcmp(name, "CONTENT_LENGTH", 14) == 0) ||
 			    (nlen == 12 && memcmp(name, "CONTENT_TYPE", 12) == 0) ||
 			    (nlen == 17 && memcmp(name, "TRANSFER_ENCODING", 17) == 0))

@@ -10,7 +10,8 @@
  * checks that a request never reaches past the bytes read, that the
  * buffer never grows past the limit, and that the same stream delivered
  * in one piece gives the same requests (count and targets).  The first
- * byte's top bit turns the PROXY protocol on (auto, any peer): the stream
+ * byte's top bit turns the PROXY protocol on (auto; alone, from a peer
+ * not allowed to send one, so a preamble is refused): the stream
  * may then start with a v1 line or a v2 header (proxy_proto.c), whose
  * outcome must not depend on the pieces either; the next bit makes every
  * request a uWSGI packet (uwsgi_proto.c), turned into its head in the
@@ -22,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "settings.h"
@@ -91,13 +94,17 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 	int sv[2];
 	struct http_conn c;
 	size_t sent = 0;
+	int have = 0;
 
 	memset(o, 0, sizeof(*o));
 	memset(&c, 0, sizeof(c));
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == -1)
 		abort();
 	c.fd = sv[0];
-	c.peer.ss_family = AF_UNIX;
+	/* a TCP peer, 127.0.0.1: some lists allow it, one does not (403) */
+	struct sockaddr_in *in = (struct sockaddr_in *)&c.peer;
+	in->sin_family = AF_INET;
+	in->sin_addr.s_addr = htonl(0x7f000001);
 	http_conn_alloc(&c, l, 64);	/* small: exercise the growth */
 	http_conn_begin(&c, l);
 	for (;;) {
@@ -111,14 +118,25 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 		} else if (size == 0)
 			shutdown(sv[1], SHUT_WR);
 		ssize_t r = http_conn_read_some(&c, l);
-		ASSERT(c.len <= c.cap && c.cap <= l->head_max + l->body_room);
+		/* a uWSGI head longer than its packet grows the buffer by the
+		 * difference (http_conn.c: take_uwsgi) */
+		ASSERT(c.len <= c.cap && c.cap <= l->head_max + l->body_room +
+		    (l->uwsgi ? size + l->head_max : 0));
 		ASSERT(c.proxy.kind >= PROXY_NONE && c.proxy.kind <= PROXY_LOCAL);
 		if (r == 0 && sent == size)
 			break;
 		/* serve every complete request buffered */
 		for (;;) {
 			struct http_error err;
-			int h = http_conn_parse(&c, l, &err);
+			/* a head parsed before, its body still coming: parsed again
+			 * where it is (a worker keeps its request; the buffer may have
+			 * moved), never given to http_conn_parse twice (a uWSGI
+			 * packet is already its head) */
+			int h = have ? (http_parse_request(c.buf, c.len, &l->parse, &c.req,
+			    c.headers, l->max_headers, &err) == HTTP_PARSE_OK ?
+			    HTTP_HEAD_READY : HTTP_HEAD_BAD) :
+			    http_conn_parse(&c, l, &err);
+			ASSERT(!have || h == HTTP_HEAD_READY);
 			if (h == HTTP_HEAD_BAD) {
 				ASSERT(err.status >= 400 && err.status < 600);
 				o->error = 1;
@@ -133,6 +151,7 @@ run(const uint8_t *data, size_t size, size_t piece, const struct http_conn_limit
 				o->error = 1;
 				goto done;
 			}
+			have = end == 0;
 			if (end == 0)
 				break;	/* the body is still coming */
 			ASSERT(end <= c.len);
@@ -160,7 +179,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct http_conn_limits limits, proxied, uwsgi, both;
-	static char star[] = "*", *stars[] = { star };
+	static char local[] = "127.0.0.0/8", other[] = "10.0.0.1";
+	static char *locals[] = { local }, *others[] = { other };
 	static int ready;
 	struct outcome whole, split;
 
@@ -173,11 +193,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		s.timeout = 30;
 		http_conn_limits_init(&limits, &s);
 		s.proxy_protocol = (char *)"auto";
-		s.proxy_allow_ips.items = stars;
+		/* proxied: a preamble from this peer is refused (403); a stream
+		 * without one is served */
+		s.proxy_allow_ips.items = others;
 		s.proxy_allow_ips.len = 1;
 		http_conn_limits_init(&proxied, &s);
+		s.proxy_allow_ips.items = locals;
 		s.protocol = (char *)"uwsgi";
-		s.uwsgi_allow_ips.items = stars;
+		s.uwsgi_allow_ips.items = locals;
 		s.uwsgi_allow_ips.len = 1;
 		http_conn_limits_init(&both, &s);
 		s.proxy_protocol = NULL;
@@ -191,6 +214,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    data[0] & 0x80 ? &proxied : data[0] & 0x40 ? &uwsgi : &limits;
 	run(data + 1, size - 1, size, l, &whole);
 	run(data + 1, size - 1, piece, l, &split);
+	ASSERT(whole.error == split.error);
 	if (!whole.error && !split.error) {
 		ASSERT(whole.proxy.kind == split.proxy.kind);
 		ASSERT(memcmp(&whole.proxy.src, &split.proxy.src, sizeof(whole.proxy.src)) == 0);

@@ -464,3 +464,25 @@ def test_hups_drop_nothing(make_server):
             t.join(60)
     assert failures == []
     assert len(counts) == 4 and min(counts) > 0
+
+
+def test_a_head_that_fills_the_first_buffer_then_its_body(make_server):
+    """A head ending exactly at the end of the connection's first buffer
+    (16 KiB), its body sent later: the body has room (the buffer grew when
+    the read filled it), not a read of 0 bytes taken for a close."""
+    s = gthread(make_server, "echo", "-w", "1")
+    start = b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    pads = [b"X-Pad-%d: %s\r\n" % (i, b"p" * 5000) for i in range(3)]
+    rest = 16384 - len(start) - sum(map(len, pads)) - len(b"X-Last: \r\n\r\n")
+    head = start + b"".join(pads) + b"X-Last: " + b"q" * rest + b"\r\n\r\n"
+    assert len(head) == 16384
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(head)
+        time.sleep(0.5)         # the worker reads the head alone
+        c.sendall(b"body")
+        data = b""
+        while b"}" not in data:
+            d = c.recv(65536)
+            assert d, data
+            data += d
+    assert data.startswith(b"HTTP/1.1 200 ") and b'"body": "body"' in data, data[:200]

@@ -149,8 +149,8 @@ def test_the_client_holds_for_the_whole_connection(make_server, worker):
 @pytest.mark.parametrize("worker", WORKERS)
 def test_a_preamble_in_pieces(make_server, worker):
     s = start(make_server, worker, "--proxy-protocol", "auto")
-    for pre in (b"PROXY TCP4 192.0.2.10 192.0.2.1 1111 80\r\n",
-                v2_inet("192.0.2.11", "192.0.2.1", 2222, 80)):
+    for pre, client in ((b"PROXY TCP4 192.0.2.10 192.0.2.1 1111 80\r\n", ("192.0.2.10", 1111)),
+                        (v2_inet("192.0.2.11", "192.0.2.1", 2222, 80), ("192.0.2.11", 2222))):
         with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
             for i in range(len(pre)):
                 c.sendall(pre[i:i + 1])
@@ -164,7 +164,32 @@ def test_a_preamble_in_pieces(make_server, worker):
                 data += d
         [(st, body)] = responses(data)
         assert st == 200
-        assert client_of(worker, body)[0][0] in ("192.0.2.10", "192.0.2.11")
+        assert client_of(worker, body)[0] == client
+
+
+def test_pipelined_requests_past_the_first_buffer_after_a_preamble(make_server):
+    """The preamble is taken out of a read that filled the gthread worker's
+    first buffer (16 KiB): the loop still reads on for what the socket
+    holds (edge-triggered), instead of waiting for keep-alive to expire."""
+    s = start(make_server, "gthread", "--proxy-protocol", "--keep-alive", "30")
+    pre = b"PROXY TCP4 192.0.2.20 192.0.2.1 3333 80\r\n"
+    one = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n"
+    base = len(one % b"")
+    first = 16384 - len(pre)
+    reqs = [one % (b"p" * (first // 8 - base))] * 7
+    reqs.append(one % (b"p" * (first - sum(map(len, reqs)) - base)))
+    assert len(pre) + sum(map(len, reqs)) == 16384
+    reqs += [one % b"q"] * 3 + [REQ]
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        c.sendall(pre + b"".join(reqs))
+        data = b""
+        while data.count(b"HTTP/1.1 200 ") < 12 or not data.endswith(b"}"):
+            d = c.recv(65536)
+            assert d, data.count(b"HTTP/1.1 200 ")
+            data += d
+    got = responses(data)
+    assert len(got) == 12
+    assert {client_of("gthread", b)[0] for _, b in got} == {("192.0.2.20", 3333)}
 
 
 @pytest.mark.parametrize("worker", WORKERS)
@@ -191,6 +216,7 @@ BAD = [
     (b"PROXY TCP4 2001:db8::1 198.51.100.1 40001 443\r\n", "bad address"),
     (b"PROXY UDP4 192.0.2.7 198.51.100.1 40001 443\r\n", "protocol not"),
     (b"PROXY TCP4 192.0.2.7 198.51.100.1 40001 443\n", "CRLF"),
+    (b"PROXY TCP4 192.0.2.7\x00zz 198.51.100.1 40001 443\r\n", "control character"),
     (b"PROXY " + b"A" * 120 + b"\r\n", "longer than 107"),
     (v2(1, 0x11, b"\x00" * 12, version=1), "version not 2"),
     (v2(5, 0x11, b"\x00" * 12), "command"),
@@ -256,5 +282,10 @@ def test_forwarded_trust_is_the_socket_peers_and_takes_networks(make_server, wor
     assert (d.get("scheme") or d.get("wsgi.url_scheme")) == "https"
     s2 = start(make_server, worker, "--forwarded-allow-ips", "10.0.0.0/8")
     [(st, body)] = ask(s2.port, fwd)
+    d = json.loads(body)
+    assert (d.get("scheme") or d.get("wsgi.url_scheme")) == "http"
+    # the client a preamble names is never the one trusted
+    s3 = start(make_server, worker, "--proxy-protocol", "--forwarded-allow-ips", "192.0.2.7")
+    [(st, body)] = ask(s3.port, b"PROXY TCP4 192.0.2.7 198.51.100.1 40001 443\r\n" + fwd)
     d = json.loads(body)
     assert (d.get("scheme") or d.get("wsgi.url_scheme")) == "http"

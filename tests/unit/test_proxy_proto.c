@@ -155,6 +155,9 @@ test_v1(void)
 	check_bad_text("PROXY UNKNOWNX\r\n", "expected");
 	check_bad_text("PROXY TCP4 192.0.2.7 198.51.100.1 1 2\n", "CRLF");
 	check_bad_text("PROXY \n", "CRLF");
+	check_bad("PROXY TCP4 192.0.2.7\0zz 198.51.100.1 1 2\r\n", 42, "control character");
+	check_bad_text("PROXY UNKNOWN \x01\r\n", "control character");
+	check_bad_text("PROXY TCP4 192.0.2.7\t198.51.100.1 1 2\r\n", "control character");
 	check_bad_text("PROXY \r\n", "expected");
 	/* no LF within 107 bytes: refused at 107, never waited for beyond */
 	char big[200];
@@ -325,6 +328,20 @@ test_allow(void)
 	CHECK(allowed("*", "203.0.113.1"));
 	CHECK(allowed("10.0.0.1,*", "::2"));
 	CHECK(allowed("10.0.0.1", "unix"));			/* a unix peer: no address */
+	{
+		/* an unknown peer (AF_UNSPEC): trusted by '*' only */
+		char item[] = "10.0.0.1", star[] = "*", *items[] = { item }, *stars[] = { star };
+		struct strlist l = { items, 1 }, all = { stars, 1 };
+		struct sockaddr_storage ss;
+		struct ip_allow a;
+		memset(&ss, 0, sizeof(ss));
+		ip_allow_init(&a, &l);
+		CHECK(!ip_allow_match(&a, &ss));
+		ip_allow_free(&a);
+		ip_allow_init(&a, &all);
+		CHECK(ip_allow_match(&a, &ss));
+		ip_allow_free(&a);
+	}
 	CHECK(!allowed("10.0.0.0/33,bogus,10.0.0.1/x", "10.0.0.1"));
 	CHECK(allowed("bogus,10.0.0.1", "10.0.0.1"));
 	CHECK(!allowed("", "10.0.0.1"));

@@ -179,6 +179,14 @@ test_bad(void)
 	pk_start(&p, 0);
 	pk_var(&p, "HTTP_\nX", 7, "v", 1);
 	check_bad(&p, "CR, LF or NUL");
+	/* HTTP_ names as nginx makes them only: [A-Z0-9_] */
+	static const char *const names[] = { "HTTP_content_length", "HTTP_TRANSFER-ENCODING",
+	    "HTTP_X:Y", "HTTP_X Y", "HTTP_\xc3\xa9" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		pk_start(&p, 0);
+		pk_set(&p, names[i], "5");
+		check_bad(&p, "not [A-Z0-9_]");
+	}
 	pk_start(&p, 0);
 	pk_set(&p, "REQUEST_METHOD", "GET /x");
 	check_bad(&p, "REQUEST_METHOD");
