@@ -1,7 +1,8 @@
 /*
  * asgi_alog.c — the asgi worker's access log lines (part of
  * _cunicorn_asgi; asgi_int.h names the files): the request's facts for
- * access_log.c, the one formatter every worker uses.
+ * access_log.c, the one formatter every worker uses, and its statsd
+ * request metrics (statsd.c), sent where the line is made.
  *
  * The request head is copied when the request starts (only when an
  * access log is configured: asgi_alog_keep_head) and parsed again when
@@ -24,6 +25,7 @@
 #include "http_conn.h"
 #include "http_parser.h"
 #include "log.h"
+#include "statsd.h"
 
 static int enabled;
 static const struct http_conn_limits *lim;
@@ -46,12 +48,16 @@ asgi_alog_enabled(void)
 	return enabled;
 }
 
-/* A request (or a websocket's handshake) starts: keep its head. */
+/* A request (or a websocket's handshake) starts: its time, and its head
+ * for the access log. */
 void
 asgi_alog_keep_head(Proto *p)
 {
 	const struct http_request *q = &p->c.req;
 
+	if (!enabled && !statsd_enabled())
+		return;
+	p->alog_start_us = asgi_realtime_us();
 	if (!enabled)
 		return;
 	if (q->head_len > p->alog_head_cap) {
@@ -60,7 +66,6 @@ asgi_alog_keep_head(Proto *p)
 	}
 	memcpy(p->alog_head, p->c.buf, q->head_len);
 	p->alog_head_len = q->head_len;
-	p->alog_start_us = asgi_realtime_us();
 }
 
 static struct access_log_str
@@ -79,7 +84,7 @@ header_of(const struct http_request *q, const char *name)
 
 /* The line, from the kept head (spent by it). */
 static void
-alog_line(Proto *p, int status)
+alog_line(Proto *p, int status, uint64_t elapsed_us)
 {
 	struct http_request req, *q = NULL;
 	struct http_error err;
@@ -111,18 +116,28 @@ alog_line(Proto *p, int status)
 		.sent = p->resp_sent,
 		.resp_headers = p->rhead,
 		.resp_headers_len = p->rhead_len,
-		.elapsed_us = asgi_realtime_us() - p->alog_start_us,
+		.elapsed_us = elapsed_us,
 	};
 	access_log_write(&f);
 	p->alog_head_len = 0;
 }
 
-/* The request just answered with status: its access log line (once),
- * then the post_request hook (asgi_hooks.c), as gunicorn orders them. */
+/* The request just answered with status: its access log line and its
+ * statsd metrics (once; a websocket sends no metrics, as gunicorn's asgi
+ * worker, and its whole life would skew the requests' durations), then
+ * the post_request hook (asgi_hooks.c), as gunicorn orders them. */
 void
 asgi_access_log(Proto *p, int status)
 {
-	if (enabled && p->alog_head_len != 0)
-		alog_line(p, status);
+	if (p->alog_start_us != 0) {
+		uint64_t now = asgi_realtime_us();
+		uint64_t elapsed = now > p->alog_start_us ? now - p->alog_start_us : 0;
+
+		if (enabled && p->alog_head_len != 0)
+			alog_line(p, status, elapsed);
+		if (!p->is_ws)
+			statsd_request(status, elapsed);
+		p->alog_start_us = 0;
+	}
 	asgi_hook_post_request(p, status);
 }

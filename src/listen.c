@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,4 +502,22 @@ listeners_rebind(const struct settings *s, struct listener **ls, size_t *n,
 	*ls = fresh;
 	*n = nfresh;
 	return 0;
+}
+
+int
+listeners_backlog(const struct listener *l, size_t n)
+{
+	int total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct tcp_info ti;
+		socklen_t len = sizeof(ti);
+
+		if (l[i].family == AF_UNIX)
+			continue;
+		if (getsockopt(l[i].fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+		    len >= offsetof(struct tcp_info, tcpi_unacked) + sizeof(ti.tcpi_unacked))
+			total += (int)ti.tcpi_unacked;
+	}
+	return total;
 }

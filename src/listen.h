@@ -40,5 +40,9 @@ void listeners_close(struct listener *l, size_t n, int unlink_paths);
  * returns -1 with *ls untouched and still serving. */
 int listeners_rebind(const struct settings *s, struct listener **ls, size_t *n,
     int unlink_paths);
+/* The connections waiting in the TCP listeners' accept queues, summed
+ * (gunicorn's get_backlog: Linux reports a listening socket's queue in
+ * TCP_INFO's tcpi_unacked); unix sockets count 0. */
+int listeners_backlog(const struct listener *l, size_t n);
 
 #endif

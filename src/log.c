@@ -3,7 +3,10 @@
  *
  * Owns the two log file descriptors.  Lines are formatted into a stack
  * buffer and written with one write(2), so lines from several processes
- * sharing a file (O_APPEND) never interleave mid-line.
+ * sharing a file (O_APPEND) never interleave mid-line.  Every record at
+ * WARNING or above is first shown to the count hook (statsd.c's, while
+ * metrics are sent), whatever the level lets through; log.c knows
+ * nothing else of statsd.
  *
  * One policy for every line written to a log (ours, the access log's,
  * wsgi.errors'): a log whose reader stalls must not stall the server.  A
@@ -45,6 +48,7 @@ static int log_level = LOG_INFO;
 static char *error_path;	/* NULL: stderr */
 static char *access_path;	/* NULL: off or stdout (access_fd says) */
 static int forked_child;	/* fatal() ends us with _exit() */
+static void (*count_hook)(int level, int exception);	/* atomic */
 
 /* How long one line may wait for a log's reader (see the header). */
 #define SINK_WAIT_MS	1000
@@ -368,15 +372,26 @@ log_access_write(const char *line, size_t len)
 		sink_write(&access_sink, access_fd, line, len);
 }
 
-static void
-emit(int level, const char *suffix, const char *fmt, va_list ap)
+void
+log_set_count_hook(void (*hook)(int level, int exception))
 {
+	__atomic_store_n(&count_hook, hook, __ATOMIC_RELAXED);
+}
+
+static void
+emit(int level, int exception, const char *suffix, const char *fmt, va_list ap)
+{
+	void (*hook)(int, int) = __atomic_load_n(&count_hook, __ATOMIC_RELAXED);
 	char buf[8192];
 	struct tm tm;
 	time_t now;
 	size_t off;
 	int n, saved = errno;
 
+	if (hook != NULL && level >= LOG_WARNING) {
+		hook(level, exception);		/* counted before the level filters */
+		errno = saved;
+	}
 	if (level < log_level)
 		return;
 	now = time(NULL);
@@ -403,7 +418,7 @@ emit(int level, const char *suffix, const char *fmt, va_list ap)
 void
 log_vmsg(int level, const char *fmt, va_list ap)
 {
-	emit(level, NULL, fmt, ap);
+	emit(level, 0, NULL, fmt, ap);
 }
 
 void
@@ -431,7 +446,7 @@ fatal_exit(void)
 #define EMIT(level, suffix) do {		\
 	va_list ap;				\
 	va_start(ap, fmt);			\
-	emit((level), (suffix), fmt, ap);	\
+	emit((level), 0, (suffix), fmt, ap);	\
 	va_end(ap);				\
 } while (0)
 
@@ -439,6 +454,16 @@ void
 log_msg(int level, const char *fmt, ...)
 {
 	EMIT(level, NULL);
+}
+
+void
+log_exception_msg(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(level, 1, NULL, fmt, ap);
+	va_end(ap);
 }
 
 void

@@ -56,6 +56,14 @@ void log_error_write(const char *buf, size_t len);
 
 void log_msg(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void log_vmsg(int level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
+/* The record of a Python exception with its traceback (gunicorn's
+ * log.exception()): as log_msg, but counted as an exception (below). */
+void log_exception_msg(int level, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/* gunicorn's statsd logger counts every WARNING, ERROR and CRITICAL
+ * record, and every exception, whatever the level lets through: each such
+ * record calls hook(level, exception) first (statsd.c sets it while
+ * metrics are sent; NULL: none).  The hook must not log. */
+void log_set_count_hook(void (*hook)(int level, int exception));
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warnx(...) log_msg(LOG_WARNING, __VA_ARGS__)

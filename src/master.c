@@ -25,6 +25,11 @@
  *   USR2        re-exec a new master         -
  *   WINCH       (daemon) stop workers        -
  *   tick (1 s)  heartbeats, worker count     KILL past the deadline
+ *
+ * statsd (statsd.c): the master opens the socket every process sends
+ * through, and sends gunicorn.workers when the count changes (and
+ * gunicorn.backlog each turn with enable_backlog_metric), as gunicorn's
+ * manage_workers() does.
  */
 #include "master.h"
 
@@ -52,6 +57,7 @@
 #include "settings.h"
 #include "sigpipe.h"
 #include "spawn.h"
+#include "statsd.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -88,6 +94,7 @@ static struct {
 
 	int num_workers;		/* wanted HTTP workers */
 	int logged_workers;		/* the count last logged ("N workers") */
+	int gauged_workers;		/* the count last sent to statsd, -1: none */
 	int worker_age;
 	int stopping;			/* 0, 1 graceful, 2 quick */
 	int exit_code;
@@ -375,6 +382,15 @@ manage_workers(void)
 		master.logged_workers = running;
 		log_debug("%d workers", running);
 	}
+	if (running != master.gauged_workers) {	/* and its metric */
+		master.gauged_workers = running;
+		statsd_gauge("gunicorn.workers", running);
+	}
+	if (master.cfg->enable_backlog_metric) {
+		int backlog = listeners_backlog(master.listeners, master.nlisteners);
+		log_debug("socket backlog: %d", backlog);
+		statsd_histogram("gunicorn.backlog", backlog);
+	}
 	if (master.dirty && !master.stopping &&
 	    count_role(ROLE_DIRTY_ARBITER, 0) == 0 &&
 	    monotonic_ms() - master.arbiter_last_spawn_ms >= ARBITER_RESPAWN_MIN_MS)
@@ -614,6 +630,10 @@ reload(void)
 	}
 	settings_free(master.cfg);
 	*master.cfg = ns;
+	/* the statsd settings are read again (gunicorn keeps its first
+	 * ones): the new workers send where they say; the gauge again */
+	statsd_configure(master.cfg);
+	master.gauged_workers = -1;
 	log_current_configuration(master.cfg);	/* gunicorn's setup() again */
 	python_setup_paths(master.cfg);
 	if (master.app != NULL) {		/* a preloaded app is loaded again */
@@ -900,8 +920,13 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 		dup2(log_error_fd(), STDERR_FILENO);
 	}
 	log_rebind();	/* "-" logs are on descriptors the above replaced */
+	/* before anything that logs a warning and before any fork: every
+	 * process sends through this socket (gunicorn makes its statsd
+	 * logger here, in Arbiter.setup()) */
+	statsd_configure(s);
 	master.server_obj = python_server_object(s, master.pid);
 	master.logged_workers = -1;
+	master.gauged_workers = -1;
 	/* gunicorn's Arbiter.setup(): the count goes from None to workers,
 	 * then the whole configuration at debug */
 	call_hook_nworkers_changed(master.num_workers, -1);

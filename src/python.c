@@ -1,6 +1,7 @@
 /*
  * python.c — the embedded CPython (see python.h) and the small built-in
- * module `_cunicorn` through which Python code logs into our error log.
+ * module `_cunicorn` through which Python code logs into our error log
+ * and sends statsd metrics.
  *
  * Owns the interpreter's lifetime.  Called by the master (config file,
  * preload, hooks), HTTP workers and dirty workers; never by the dirty
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "statsd.h"
 
 PyObject *PyInit__cunicorn_dirty(void);	/* dirty_pyext.c */
 PyObject *PyInit__cunicorn_asgi(void);	/* asgi_proto.c */
@@ -29,16 +31,35 @@ static PyObject *hooks_module;	/* cunicorn._hooks */
 
 /* ---- the _cunicorn module ---- */
 
+/* log(level, message, exception=False): every record goes to log.c,
+ * which counts a warning or worse for statsd even when the level hides
+ * it; exception: the record of log.exception() (its traceback in it). */
 static PyObject *
 mod_log(PyObject *self, PyObject *args)
 {
-	int level;
+	int level, exception = 0;
 	const char *msg;
 
-	if (!PyArg_ParseTuple(args, "is:log", &level, &msg))
+	if (!PyArg_ParseTuple(args, "is|p:log", &level, &msg, &exception))
 		return NULL;
-	if (level >= log_get_level())
+	if (exception)
+		log_exception_msg(level, "%s", msg);
+	else
 		log_msg(level, "%s", msg);
+	Py_RETURN_NONE;
+}
+
+/* statsd(line): one metric, "name:value|type...", prefixed and tagged
+ * (statsd.c); nothing when no statsd_host is set. */
+static PyObject *
+mod_statsd(PyObject *self, PyObject *args)
+{
+	const char *line;
+	Py_ssize_t len;
+
+	if (!PyArg_ParseTuple(args, "s#:statsd", &line, &len))
+		return NULL;
+	statsd_metric(line, (size_t)len);
 	Py_RETURN_NONE;
 }
 
@@ -56,7 +77,10 @@ mod_reopen_logs(PyObject *self, PyObject *noargs)
 }
 
 static PyMethodDef cunicorn_methods[] = {
-	{ "log", mod_log, METH_VARARGS, "log(level, message): write to the error log" },
+	{ "log", mod_log, METH_VARARGS,
+	  "log(level, message, exception=False): write to the error log" },
+	{ "statsd", mod_statsd, METH_VARARGS,
+	  "statsd(line): send one metric, 'name:value|type', to statsd_host" },
 	{ "log_level", mod_log_level, METH_NOARGS, "the error log's level" },
 	{ "reopen_logs", mod_reopen_logs, METH_NOARGS, "reopen log files" },
 	{ NULL, NULL, 0, NULL },
@@ -402,9 +426,9 @@ python_log_exception(int level, int tb_level, const char *context)
 	/* one record, as gunicorn's log.exception(): the line, then the
 	 * traceback; a traceback at another level is a record of its own */
 	if (trace != NULL && tb_level == level)
-		log_msg(level, "%s\n%s", head, trace);
+		log_exception_msg(level, "%s\n%s", head, trace);
 	else {
-		log_msg(level, "%s", head);
+		log_exception_msg(level, "%s", head);
 		if (trace != NULL)
 			log_msg(tb_level, "%s", trace);
 	}

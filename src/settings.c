@@ -69,8 +69,25 @@ int
 settings_invalid(const struct setting_def *d, const char *value,
     const char *why)
 {
+	char *shown = NULL;
+
+	/* one line: control characters of the value as escapes */
+	if (value != NULL) {
+		size_t n = 0;
+
+		shown = xmalloc(4 * strlen(value) + 1);
+		for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+			if (*p == '\n')
+				n += (size_t)sprintf(shown + n, "\\n");
+			else if (*p < 0x20 || *p == 0x7f)
+				n += (size_t)sprintf(shown + n, "\\x%02x", *p);
+			else
+				shown[n++] = (char)*p;
+		shown[n] = '\0';
+	}
 	settings_error("Invalid value for %s: %s (%s)", d->name,
-	    value != NULL ? value : "None", why);
+	    shown != NULL ? shown : "None", why);
+	free(shown);
 	return -1;
 }
 
@@ -383,6 +400,7 @@ settings_set_value(struct settings *s, const struct setting_def *d,
 		free(t);
 		return 0;
 	case T_STR:
+	case T_STATSD:
 	case T_USER:
 	case T_GROUP:
 		if (value == NULL && !(d->flags & F_NULLABLE))
@@ -535,7 +553,7 @@ keep_value(struct settings *ns, const struct settings *old,
 			return 0;
 		*FIELD(ns, d, long long) = *FIELD(old, d, long long);
 		return 1;
-	case T_STR: case T_CHDIR: case T_USER: case T_GROUP: {
+	case T_STR: case T_STATSD: case T_CHDIR: case T_USER: case T_GROUP: {
 		char **dst = FIELD(ns, d, char *), *src = *FIELD(old, d, char *);
 		/* the ids resolved from user and group go with them */
 		int changed = !same_str(*dst, src) ||
@@ -905,7 +923,7 @@ settings_free(struct settings *s)
 	for (size_t i = 0; i < NSETTINGS; i++) {
 		const struct setting_def *d = &settings_table[i];
 		switch (d->type) {
-		case T_STR: case T_CHDIR: case T_USER: case T_GROUP:
+		case T_STR: case T_STATSD: case T_CHDIR: case T_USER: case T_GROUP:
 			free(*FIELD(s, d, char *));
 			*FIELD(s, d, char *) = NULL;
 			break;

@@ -126,6 +126,12 @@ struct settings {
 	char *access_log_format;
 	int capture_output;		/* 0 */
 
+	/* statsd (statsd.c) */
+	char *statsd_host;		/* NULL / "": off; HOST:PORT, unix:PATH */
+	char *statsd_prefix;		/* "" */
+	char *dogstatsd_tags;		/* "" */
+	int enable_backlog_metric;	/* 0: the master sends gunicorn.backlog */
+
 	/* debugging: --reload (the sync worker polls the files' mtimes) */
 	int reload;			/* 0 */
 	char *reload_engine;		/* "auto"; auto, poll, inotify: all poll */

@@ -26,6 +26,8 @@ enum setting_type {
 	T_INT64,	/* non-negative long long, >= min (sizes in bytes) */
 	T_BOOL,		/* flag without value on the command line */
 	T_STR,		/* string (stripped) */
+	T_STATSD,	/* statsd_host: a T_STR that Python (cfg, --print-config)
+			 * sees as gunicorn parsed it: (host, port) or a path */
 	T_LIST,		/* string list; the flag may be repeated */
 	T_CSV,		/* comma-separated string -> list */
 	T_UMASK,	/* int, octal accepted ("0022", "0o22", "0x12", "18") */
@@ -78,7 +80,7 @@ struct setting_def {
 /*
  * gunicorn's settings that cunicorn does not implement (gunicorn 20 to 26).
  * Each flag takes a value or not exactly as gunicorn's does, so the word
- * after "--spew" is still the app and the one after "--statsd-host" is
+ * after "--spew" is still the app and the one after "--log-syslog-to" is
  * not.  What counts is the value a setting ends up with once every source
  * is applied in its precedence; when it differs from gunicorn's default,
  * settings_finalize() acts on the row's policy:
@@ -118,8 +120,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	82
-#define NUNSUPPORTED	42
+#define NSETTINGS	86
+#define NUNSUPPORTED	38
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 
@@ -172,6 +174,7 @@ const char *settings_check_asgi_lifespan(const char *v);
 const char *settings_check_proxy_protocol(const char *v);
 const char *settings_check_protocol(const char *v);
 const char *settings_check_file_exists(const char *v);
+/* statsd.h: statsd_check_host, statsd_check_prefix, statsd_check_tags */
 
 /* settings_cli.c */
 void settings_ops_clear(struct option_ops *o);

@@ -12,6 +12,7 @@
 #include "settings_int.h"
 #include "log.h"
 #include "pyutil.h"
+#include "statsd.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -83,6 +84,22 @@ print_value(FILE *f, const struct settings *s, const struct setting_def *d)
 		if (v == NULL && d->off == OFF(config))
 			v = "./gunicorn.conf.py";
 		fputs(v != NULL ? v : "None", f);
+		break;
+	}
+	case T_STATSD: {
+		const char *v = *FIELD(s, d, char *);
+		struct statsd_address a;
+		const char *why;
+		/* as gunicorn's validated value: ('host', port) or the path */
+		if (v == NULL || *v == '\0' || statsd_parse_address(v, &a, &why) == -1)
+			fputs("None", f);
+		else if (a.unix_socket)
+			fputs(a.path, f);
+		else {
+			fputc('(', f);
+			print_repr(f, a.host);
+			fprintf(f, ", %u)", a.port);
+		}
 		break;
 	}
 	case T_LIST:
@@ -290,6 +307,16 @@ value_to_python(const struct settings *s, const struct setting_def *d)
 	case T_STR:
 	case T_CHDIR:
 		return py_str_or_none(*FIELD(s, d, char *));
+	case T_STATSD: {
+		const char *v = *FIELD(s, d, char *);
+		struct statsd_address a;
+		const char *why;
+		if (v == NULL || *v == '\0' || statsd_parse_address(v, &a, &why) == -1)
+			Py_RETURN_NONE;
+		if (a.unix_socket)
+			return py_str_or_none(a.path);
+		return Py_BuildValue("(sI)", a.host, a.port);
+	}
 	case T_LIST:
 		return py_list(FIELD(s, d, struct strlist));
 	case T_CSV: {

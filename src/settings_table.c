@@ -10,6 +10,7 @@
  */
 #include "settings.h"
 #include "settings_int.h"
+#include "statsd.h"
 
 /* A server hook: a Python callable, config file only. */
 #define HOOK(n, id, ar, dfl, h) \
@@ -93,6 +94,13 @@ const struct setting_def settings_table[] = {
 	  .type = T_INT, .off = OFF(dirty_workers), .flags = F_RESTART,
 	  .dflt = "0", .meta = "INT",
 	  .help = "Number of dirty workers (0 = no dirty arbiter)." },
+	{ .name = "dogstatsd_tags", .long_flag = "--dogstatsd-tags",
+	  .type = T_STR, .off = OFF(dogstatsd_tags), .flags = F_NULLABLE,
+	  .dflt = "", .check = statsd_check_tags, .meta = "DOGSTATSD_TAGS",
+	  .help = "Comma-separated dogstatsd tags added to every statsd metric." },
+	{ .name = "enable_backlog_metric", .long_flag = "--enable-backlog-metric",
+	  .type = T_BOOL, .off = OFF(enable_backlog_metric),
+	  .help = "Send the listeners' accept queue as gunicorn.backlog (statsd)." },
 	{ .name = "errorlog", .long_flag = "--error-logfile",
 	  .alias_flag = "--log-file", .type = T_STR, .off = OFF(errorlog),
 	  .dflt = "-", .meta = "FILE",
@@ -222,6 +230,14 @@ const struct setting_def settings_table[] = {
 	{ .name = "sendfile", .long_flag = "--no-sendfile", .type = T_BOOL,
 	  .off = OFF(sendfile), .flags = F_NULLABLE | F_STORE_FALSE,
 	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2)." },
+	{ .name = "statsd_host", .long_flag = "--statsd-host", .type = T_STATSD,
+	  .off = OFF(statsd_host), .flags = F_NULLABLE,
+	  .check = statsd_check_host, .meta = "STATSD_ADDR",
+	  .help = "The statsd server to send metrics to: HOST:PORT or unix://PATH." },
+	{ .name = "statsd_prefix", .long_flag = "--statsd-prefix", .type = T_STR,
+	  .off = OFF(statsd_prefix), .flags = F_NULLABLE, .dflt = "",
+	  .check = statsd_check_prefix, .meta = "STATSD_PREFIX",
+	  .help = "A prefix for the statsd metrics' names (a '.' is added)." },
 	{ .name = "threads", .long_flag = "--threads", .type = T_INT,
 	  .off = OFF(threads), .min = 1, .dflt = "1", .meta = "INT",
 	  .help = "The number of worker threads." },
@@ -309,10 +325,6 @@ const struct unsupported_def unsupported_table[] = {
 	{ .name = "control_socket_mode", .flag = "--control-socket-mode",
 	  .kind = U_VALUE, .dflt = "0o600", .compare = U_NUMBER,
 	  .policy = WARN },
-	{ .name = "dogstatsd_tags", .flag = "--dogstatsd-tags", .kind = U_VALUE,
-	  .dflt = "", .policy = WARN },
-	{ .name = "enable_backlog_metric", .flag = "--enable-backlog-metric",
-	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
 	{ .name = "enable_stdio_inheritance",
 	  .flag = "--enable-stdio-inheritance", .alias = "-R", .kind = U_FLAG,
 	  .dflt = "False", .policy = WARN },
@@ -352,10 +364,6 @@ const struct unsupported_def unsupported_table[] = {
 	  .dflt = "False", .policy = WARN },
 	{ .name = "spew", .flag = "--spew", .kind = U_FLAG, .dflt = "False",
 	  .policy = WARN },
-	{ .name = "statsd_host", .flag = "--statsd-host", .kind = U_VALUE,
-	  .policy = WARN },
-	{ .name = "statsd_prefix", .flag = "--statsd-prefix", .kind = U_VALUE,
-	  .dflt = "", .policy = WARN },
 	{ .name = "strip_header_spaces", .flag = "--strip-header-spaces",
 	  .kind = U_FLAG, .dflt = "False", .policy = WARN },
 	{ .name = "syslog", .flag = "--log-syslog", .kind = U_FLAG,

@@ -21,6 +21,7 @@
 #include "python.h"
 #include "settings.h"
 #include "sigpipe.h"
+#include "statsd.h"
 #include "util.h"
 
 #define MAX_KEEP_FDS	64
@@ -30,11 +31,13 @@ static void
 spawn_shed(const struct spawn_spec *spec)
 {
 	if (spec->close_all) {
-		int keep[MAX_KEEP_FDS + 3];
+		int keep[MAX_KEEP_FDS + 4];	/* + statsd + log_fds' 3 */
 		size_t n = 0;
 
 		for (size_t i = 0; i < spec->nkeep_fds && n < MAX_KEEP_FDS; i++)
 			keep[n++] = spec->keep_fds[i];
+		if (statsd_fd() != -1)
+			keep[n++] = statsd_fd();
 		n += log_fds(keep + n);
 		close_fds_except(keep, n);
 		log_reopen();

@@ -13,8 +13,8 @@
  *      before the role installs its handlers stays pending instead of
  *      killing it or running the parent's handler;
  *   2. descriptors: the parent's signal pipe (sigpipe.h) always goes;
- *      then either every one >= 3 is closed but keep_fds and the error
- *      log (then the logs are reopened), or just close_fds;
+ *      then either every one >= 3 is closed but keep_fds, the logs' and
+ *      the statsd socket (then the logs are reopened), or just close_fds;
  *   3. PyOS_AfterFork_Child(), when the child runs Python;
  *   4. PR_SET_PDEATHSIG, then getppid() against the parent's pid recorded
  *      before fork(): a parent that died before the prctl() leaves no
@@ -50,7 +50,7 @@ struct spawn_spec {
 	const struct settings *cfg;	/* proc_name (title), user/group */
 	pid_t parent;			/* the forking process: getpid() before fork */
 
-	int close_all;			/* close every fd >= 3 but keep_fds + error log */
+	int close_all;			/* close every fd >= 3 but keep_fds, logs, statsd */
 	const int *keep_fds;		/* close_all: the descriptors the child keeps */
 	size_t nkeep_fds;
 	const int *close_fds;		/* !close_all: the parent's own, to close */

@@ -4,7 +4,8 @@
  * the request hooks, the Python-level signal handlers of the sync worker.
  * Its parts are the environ (wsgi_environ.c), the body and wsgi.input
  * (wsgi_input.c), the response (wsgi_response.c), the access log
- * (access_log.c); what they share is in wsgi_int.h.
+ * (access_log.c) and statsd's request metrics (statsd.c), sent where the
+ * access log line is made; what they share is in wsgi_int.h.
  *
  * Owns: the app, the worker hook object, making request slots (struct
  * wsgi_req; the worker keeps them) and the request generations (the
@@ -39,6 +40,7 @@
 #include "python.h"
 #include "pythreads.h"
 #include "settings.h"
+#include "statsd.h"
 
 static struct settings *cfg;
 static PyObject *app;			/* the WSGI callable */
@@ -108,6 +110,16 @@ realtime_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* Whether a request's end is observed: an access log line, statsd's
+ * request metrics. */
+static int
+request_observed(void)
+{
+	return log_access_enabled() || statsd_enabled();
+}
+
+/* The request's access log line and statsd metrics (gunicorn's
+ * log.access(), which its statsd logger extends). */
 static void
 log_request(struct http_conn *c, PyObject *env, const struct response *r,
     int status_code, uint64_t elapsed_us)
@@ -119,7 +131,9 @@ log_request(struct http_conn *c, PyObject *env, const struct response *r,
 		.headers_len = r->headers.len,
 	};
 
-	access_log_line(&c->req, env, &lr, elapsed_us);
+	if (log_access_enabled())
+		access_log_line(&c->req, env, &lr, elapsed_us);
+	statsd_request(status_code, elapsed_us);
 }
 
 /* result.close(), if any.  0, or -1 with an exception set. */
@@ -227,7 +241,7 @@ wsgi_handle(struct wsgi_req *q, struct http_conn *c)
 		    !r->head_only)
 			r->keepalive = 0;
 		status_code = r->status_code;
-		if (log_access_enabled())
+		if (request_observed())
 			log_request(c, env, r, status_code, realtime_us() - start);
 	}
 	if (result != NULL) {
@@ -259,7 +273,7 @@ error:
 			http_write_error(c->fd, b->err_status,
 			    http_reason_phrase(b->err_status), b->err_reason);
 			r->status_code = b->err_status;
-			if (log_access_enabled())
+			if (request_observed())
 				log_request(c, env, r, r->status_code, realtime_us() - start);
 		} else if (!r->headers_sent) {
 			log_app_error(c, 1);
@@ -271,7 +285,7 @@ error:
 			buf_appends(&r->status, "500 Internal Server Error");
 			r->headers.len = 0;
 			r->sent = 0;
-			if (log_access_enabled())
+			if (request_observed())
 				log_request(c, env, r, 500, realtime_us() - start);
 		} else {
 			log_app_error(c, 0);

@@ -9,7 +9,8 @@
   `worker`, with the attributes hooks commonly read (pid, age, cfg, log,
   alive, ...).
 - Log: gunicorn's logger surface (debug/info/warning/error/critical/
-  exception) writing into cunicorn's error log.
+  exception) writing into cunicorn's error log, and its statsd logger's
+  metrics (extra={"metric": ...}, gauge/increment/decrement/histogram).
 
 Nothing here runs per request.
 """
@@ -116,23 +117,58 @@ def warm_import(uri):
 
 
 class Log:
-    """gunicorn's logger surface over cunicorn's error log."""
+    """gunicorn's logger surface over cunicorn's error log, with its statsd
+    logger's (gunicorn.instrument.statsd.Statsd): a warning or worse is
+    counted as gunicorn.log.<level> by the C side, whatever the level
+    shows; debug(), info() and log() with extra={"metric": name, "value":
+    v, "mtype": "gauge" | "counter" | "histogram"} send that metric, and
+    gauge(), increment(), decrement(), histogram() send one (nothing
+    without statsd_host)."""
 
-    def _emit(self, level, msg, args):
-        if level < _cunicorn.log_level():
-            return
+    _LEVELS = {"debug": _cunicorn.DEBUG, "info": _cunicorn.INFO,
+               "warning": _cunicorn.WARNING, "error": _cunicorn.ERROR,
+               "critical": _cunicorn.CRITICAL}
+
+    @staticmethod
+    def _text(msg, args):
         if args:
             try:
-                msg = msg % args
+                return str(msg % args)
             except Exception:
-                msg = "%s %r" % (msg, args)
-        _cunicorn.log(level, str(msg))
+                return "%s %r" % (msg, args)
+        return str(msg)
+
+    def _emit(self, level, msg, args):
+        # a warning or worse always reaches the C side, which counts it
+        # for statsd before the level filters it
+        if level < _cunicorn.WARNING and level < _cunicorn.log_level():
+            return
+        _cunicorn.log(level, self._text(msg, args))
+
+    def _metric(self, kw):
+        """gunicorn's Statsd.log(): a metric in extra, when all three
+        parts are true values."""
+        try:
+            extra = kw.get("extra")
+            if not extra:
+                return
+            metric, value = extra.get("metric"), extra.get("value")
+            mtype = extra.get("mtype")
+            if metric and value and mtype:
+                if mtype == "gauge":
+                    self.gauge(metric, value)
+                elif mtype == "counter":
+                    self.increment(metric, value)
+                elif mtype == "histogram":
+                    self.histogram(metric, value)
+        except Exception:
+            pass
 
     def debug(self, msg, *args, **kw):
-        self._emit(_cunicorn.DEBUG, msg, args)
+        self.log(_cunicorn.DEBUG, msg, *args, **kw)
 
     def info(self, msg, *args, **kw):
-        self._emit(_cunicorn.INFO, msg, args)
+        self.log(_cunicorn.INFO, msg, *args, **kw)
 
     def warning(self, msg, *args, **kw):
         self._emit(_cunicorn.WARNING, msg, args)
@@ -146,14 +182,34 @@ class Log:
         self._emit(_cunicorn.CRITICAL, msg, args)
 
     def exception(self, msg, *args, **kw):
-        self._emit(_cunicorn.ERROR, msg, args)
+        """One record, the line and its traceback, counted as
+        gunicorn.log.exception (not .error), as gunicorn's."""
         import traceback
+        text = self._text(msg, args)
         tb = traceback.format_exc()
         if tb and not tb.startswith("NoneType"):
-            _cunicorn.log(_cunicorn.ERROR, tb.rstrip("\n"))
+            text += "\n" + tb.rstrip("\n")
+        _cunicorn.log(_cunicorn.ERROR, text, True)
 
     def log(self, level, msg, *args, **kw):
-        self._emit(int(level), msg, args)
+        if isinstance(level, str):
+            level = self._LEVELS.get(level.lower(), _cunicorn.INFO)
+        self._metric(kw)
+        if msg:
+            self._emit(int(level), msg, args)
+
+    # gunicorn's statsd methods ("you can use those directly")
+    def gauge(self, name, value):
+        _cunicorn.statsd("{0}:{1}|g".format(name, value))
+
+    def increment(self, name, value, sampling_rate=1.0):
+        _cunicorn.statsd("{0}:{1}|c|@{2}".format(name, value, sampling_rate))
+
+    def decrement(self, name, value, sampling_rate=1.0):
+        _cunicorn.statsd("{0}:-{1}|c|@{2}".format(name, value, sampling_rate))
+
+    def histogram(self, name, value):
+        _cunicorn.statsd("{0}:{1}|ms".format(name, value))
 
     def reopen_files(self):
         _cunicorn.reopen_logs()

@@ -239,7 +239,7 @@ def test_debug_lines_and_nworkers_changed_at_start(make_server, tmp_path):
     lines = conf_rec.splitlines()[1:]
     assert "  workers: 2" in lines and "  loglevel: debug" in lines, conf_rec
     assert "  bind: ['127.0.0.1:%d']" % s.port in lines, conf_rec
-    assert "  statsd_host: None" in lines, conf_rec    # gunicorn's, not ours
+    assert "  syslog_prefix: None" in lines, conf_rec  # gunicorn's, not ours
     assert all(l.startswith("  ") and ": " in l for l in lines), conf_rec
     assert index("Current configuration:") < index("Starting ")
     # "Arbiter booted" just before "Listening at"
@@ -286,7 +286,7 @@ def test_print_config_lists_every_gunicorn_setting(brokendir):
     assert len(names) > 80, g.stdout + g.stderr
     assert names <= set(cfg), sorted(names - set(cfg))
     # the ones cunicorn does not implement: gunicorn's defaults
-    assert cfg["statsd_host"] == "None"
+    assert cfg["syslog_prefix"] == "None"
     assert cfg["spew"] == "False"
     assert cfg["logconfig_dict"] == "{}"
     assert cfg["raw_paste_global_conf"] == "[]"

@@ -95,15 +95,16 @@ def appdir(tmp_path):
 
 # ---- accepted with a warning ---------------------------------------------------
 
-def test_reload_and_statsd_start_serve_and_warn(make_server, appdir):
-    """gunicorn users' `--reload --statsd-host` start, serve, and say once
-    what is ignored: statsd; --reload is honoured, so not a word of it."""
-    s = make_server("--reload", "--statsd-host", "127.0.0.1:9", "--chdir", str(appdir),
+def test_reload_and_syslog_start_serve_and_warn(make_server, appdir):
+    """gunicorn users' `--reload --log-syslog-prefix` start, serve, and say
+    once what is ignored: syslog; --reload is honoured, so not a word of
+    it (nor of statsd: test_statsd.py)."""
+    s = make_server("--reload", "--log-syslog-prefix", "web", "--chdir", str(appdir),
                     "hello:app", cwd=str(appdir))
     status, _, body = http_get(s.port, "/")
     assert (status, body) == (200, b"hello")
     log = s.log()
-    assert warned(log) == {"statsd_host": 1}, log[-3000:]
+    assert warned(log) == {"syslog_prefix": 1}, log[-3000:]
     assert "Error" not in log and "Traceback" not in log
     assert s.stop() == 0
 
@@ -117,7 +118,7 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
         import json
         def when_ready(server):
             c = server.cfg
-            names = ["reload", "statsd_host", "proxy_allow_ips", "reload_extra_files",
+            names = ["reload", "syslog_prefix", "proxy_allow_ips", "reload_extra_files",
                      "control_socket_mode", "certfile", "syslog_facility", "workers"]
             with open(%r + ".tmp", "w") as f:
                 json.dump({n: getattr(c, n) for n in names}, f)
@@ -128,7 +129,7 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
                     "hello:app", cwd=str(appdir))
     got = wait_for(lambda: out.exists() and json.loads(out.read_text()), 10,
                    what="when_ready's cfg dump")
-    assert got == {"reload": True, "statsd_host": None,
+    assert got == {"reload": True, "syslog_prefix": None,
                    "proxy_allow_ips": ["127.0.0.1", "::1"], "reload_extra_files": [],
                    "control_socket_mode": 0o600, "certfile": None,
                    "syslog_facility": "user", "workers": 1}, got
@@ -136,13 +137,13 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
 
 
 def test_a_value_holding_itself_is_no_crash(appdir):
-    """A config value that contains itself (statsd_host = [statsd_host]) is
-    shown without recursing: a warning, not a crash."""
-    (appdir / "conf.py").write_text("statsd_host = []\nstatsd_host.append(statsd_host)\n")
+    """A config value that contains itself (syslog_prefix = [syslog_prefix])
+    is shown without recursing: a warning, not a crash."""
+    (appdir / "conf.py").write_text("syslog_prefix = []\nsyslog_prefix.append(syslog_prefix)\n")
     rc, out, err, left = run(["-c", str(appdir / "conf.py"), "--check-config", "hello:app"],
                              appdir)
     assert rc == 0, err
-    assert warned(err) == {"statsd_host": 1}, err
+    assert warned(err) == {"syslog_prefix": 1}, err
     assert not left
 
 
@@ -152,9 +153,12 @@ def test_a_value_holding_itself_is_no_crash(appdir):
     (["hello:app", "--reload"], set()),
     (["--reload-extra-file", "files.py", "--reload-extra-file=data.bin", "--reload-engine",
       "poll", "hello:app"], set()),
-    (["--statsd-host", "127.0.0.1:9", "hello:app"], {"statsd_host"}),
-    (["--statsd-host=127.0.0.1:9", "--statsd-prefix", "web", "hello:app"],
-     {"statsd_host", "statsd_prefix"}),
+    (["--log-syslog-prefix", "web", "hello:app"], {"syslog_prefix"}),
+    (["--log-syslog-prefix=web", "--log-syslog-facility", "local0", "hello:app"],
+     {"syslog_prefix", "syslog_facility"}),
+    # statsd is honoured now: silent (test_statsd.py)
+    (["--statsd-host", "127.0.0.1:9", "--statsd-prefix", "web", "--dogstatsd-tags",
+      "a:b", "--enable-backlog-metric", "hello:app"], set()),
     (["--spew", "--log-syslog", "--log-syslog-to", "udp://10.0.0.1:514", "hello:app"],
      {"spew", "syslog", "syslog_addr"}),
     (["-R", "hello:app"], {"enable_stdio_inheritance"}),
@@ -195,14 +199,15 @@ def test_command_line_accepted(appdir, args, names):
 
 def test_gunicorn_cmd_args_accepted(appdir):
     rc, out, err, left = run(["--check-config", "hello:app"], appdir,
-                             {"GUNICORN_CMD_ARGS": "--reload --statsd-host 127.0.0.1:9 -R"})
+                             {"GUNICORN_CMD_ARGS": "--reload --log-syslog-prefix web -R"})
     assert rc == 0, err
-    assert warned(err) == {"statsd_host": 1, "enable_stdio_inheritance": 1}
+    assert warned(err) == {"syslog_prefix": 1, "enable_stdio_inheritance": 1}
 
 
 def test_config_file_accepted_with_warnings(appdir):
     (appdir / "conf.py").write_text(textwrap.dedent("""\
         reload = True
+        syslog_prefix = "web"
         statsd_host = "localhost:8125"
         logconfig_dict = {"version": 1}
         tmp_upload_dir = "/tmp"
@@ -210,19 +215,19 @@ def test_config_file_accepted_with_warnings(appdir):
     """))
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "hello:app"], appdir)
     assert rc == 0, err
-    assert warned(err) == {"statsd_host": 1, "logconfig_dict": 1, "tmp_upload_dir": 1}, err
+    assert warned(err) == {"syslog_prefix": 1, "logconfig_dict": 1, "tmp_upload_dir": 1}, err
 
 
 def test_final_value_decides(appdir):
     """Precedence first, then the check: the command line putting a setting
     back to gunicorn's default silences the file's value."""
-    (appdir / "conf.py").write_text("statsd_host = 'a:1'\nheader_map = 'refuse'\n"
+    (appdir / "conf.py").write_text("syslog_prefix = 'a'\nheader_map = 'refuse'\n"
                                     "certfile = 'x.pem'\nreload = False\n")
-    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--statsd-host=",
+    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--log-syslog-prefix=",
                               "--header-map", "drop", "--certfile=", "hello:app"], appdir)
     assert rc == 0, err
     assert err == "", err
-    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--statsd-host=",
+    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--log-syslog-prefix=",
                               "--header-map", "drop", "--certfile=", "hello:app"], appdir,
                              {"GUNICORN_CMD_ARGS": "--spew"})
     assert rc == 0 and warned(err) == {"spew": 1}, err
@@ -313,7 +318,7 @@ def test_unknown_flags_still_fail(appdir):
 
 
 def test_print_config_stays_valid(appdir):
-    rc, out, err, left = run(["--print-config", "--reload", "--statsd-host", "h:1",
+    rc, out, err, left = run(["--print-config", "--reload", "--log-syslog-prefix", "h",
                               "--no-sendfile", "--initgroups", "hello:app"], appdir)
     assert rc == 0, err
     lines = out.splitlines()
@@ -325,8 +330,8 @@ def test_print_config_stays_valid(appdir):
     assert cfg["sendfile"] == "False" and cfg["initgroups"] == "True"
     assert cfg["reload"] == "True" and cfg["reload_engine"] == "auto"
     assert cfg["reload_extra_files"] == "[]"
-    assert cfg["statsd_host"] == "None"         # printed: what runs
-    assert warned(err) == {"statsd_host": 1}
+    assert cfg["syslog_prefix"] == "None"       # printed: what runs
+    assert warned(err) == {"syslog_prefix": 1}
 
 
 # ---- honoured: sendfile, initgroups ------------------------------------------

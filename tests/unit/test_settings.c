@@ -858,7 +858,7 @@ test_print(void)
 	/* the longest name is one of gunicorn's that cunicorn does not
 	 * implement: they are printed too, with gunicorn's default */
 	CHECK(width == (int)strlen("permit_unconventional_http_version"));
-	CHECK(printed_is(text, "statsd_host", "None"));
+	CHECK(printed_is(text, "syslog_prefix", "None"));
 	CHECK(printed_is(text, "spew", "False"));
 	CHECK(printed_is(text, "logconfig_dict", "{}"));
 	CHECK(printed_is(text, "raw_paste_global_conf", "[]"));
@@ -893,7 +893,7 @@ test_print(void)
 	text = settings_describe(&s);
 	CHECK(strncmp(text, "  access_log_format: %(h)s", 26) == 0);
 	CHECK(strstr(text, "\n  workers: 4\n") != NULL);
-	CHECK(strstr(text, "\n  statsd_host: None\n") != NULL);
+	CHECK(strstr(text, "\n  syslog_prefix: None\n") != NULL);
 	CHECK(strstr(text, " = ") == NULL);
 	CHECK(text[strlen(text) - 1] != '\n');
 	free(text);
@@ -1086,8 +1086,8 @@ test_unsupported_cli(void)
 		const char *warned;	/* NULL: nothing at all on stderr */
 	} accepted[] = {
 		{ { "--spew", "a:b" }, "spew" },
-		{ { "--statsd-host", "127.0.0.1:9", "a:b" }, "statsd_host" },
-		{ { "--statsd-host=127.0.0.1:9", "a:b" }, "statsd_host" },
+		{ { "--log-syslog-prefix", "web", "a:b" }, "syslog_prefix" },
+		{ { "--log-syslog-prefix=web", "a:b" }, "syslog_prefix" },
 		{ { "-R", "a:b" }, "enable_stdio_inheritance" },
 		{ { "--enable-stdio-inheritance", "a:b" },
 		  "enable_stdio_inheritance" },
@@ -1107,7 +1107,7 @@ test_unsupported_cli(void)
 		{ { "--forwarder-headers", " SCRIPT_NAME , PATH_INFO", "a:b" },
 		  NULL },
 		{ { "--log-syslog-to", "udp://localhost:514", "a:b" }, NULL },
-		{ { "--header-map", "DROP", "--statsd-prefix=", "a:b" }, NULL },
+		{ { "--header-map", "DROP", "--log-syslog-prefix=", "a:b" }, NULL },
 		{ { "--certfile=", "a:b" }, NULL },
 		/* cunicorn already does what they ask */
 		{ { "--no-control-socket", "--disable-redirect-access-to-syslog",
@@ -1135,14 +1135,14 @@ test_unsupported_cli(void)
 	 * settings among them are honoured, not warned about */
 	settings_defaults(&s);
 	CHECK(parse(&s, "-DR", "--spew", "--reload", "--log-syslog",
-	    "--statsd-host", "h:1", "--reload-engine", "poll", "a:b",
+	    "--log-syslog-prefix", "h", "--reload-engine", "poll", "a:b",
 	    NULL) == 0);
 	CHECK(s.daemon == 1 && s.reload == 1);
 	CHECK_STR(s.reload_engine, "poll");
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(count_lines(captured) == 4);
 	CHECK(warned_once("enable_stdio_inheritance") && warned_once("spew") &&
-	    warned_once("syslog") && warned_once("statsd_host"));
+	    warned_once("syslog") && warned_once("syslog_prefix"));
 	CHECK(strstr(captured, "'reload") == NULL);
 	settings_free(&s);
 
@@ -1256,14 +1256,14 @@ test_unsupported_file(void)
 	CHECK(parse(&s, "a:b", NULL) == 0);
 	CHECK(load_text(&s,
 	    "spew = True\n"
-	    "statsd_host = 'localhost:8125'\n"
+	    "syslog_prefix = 'web'\n"
 	    "logconfig_dict = {'version': 1}\n"
 	    "tmp_upload_dir = '/tmp'\n"
 	    "casefold_http_method = True\n") == 0);
 	CHECK(captured[0] == '\0');
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(count_lines(captured) == 5);
-	CHECK(warned_once("spew") && warned_once("statsd_host") &&
+	CHECK(warned_once("spew") && warned_once("syslog_prefix") &&
 	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
 	    warned_once("casefold_http_method"));
 	settings_free(&s);
