@@ -63,8 +63,8 @@ build/gunicorn: build/cunicorn
 # The dirty codec as an ordinary extension module, for Python processes
 # that are not cunicorn's (tests, benchmarks, a client script).
 ext: build/python/_cunicorn_dirty$(PY_EXT)
-build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/util.c $(wildcard src/*.h) | build/python
-	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/util.c
+build/python/_cunicorn_dirty$(PY_EXT): src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/log_syslog.c src/util.c $(wildcard src/*.h) | build/python
+	$(CC) $(CFLAGS_ALL) -fPIC -shared -DCUNICORN_STANDALONE_EXT -o $@ src/dirty_pyext.c src/dirty_pycodec.c src/dirty_pyconn.c src/dirty_pyreader.c src/dirty_wire.c src/buf.c src/log.c src/log_syslog.c src/util.c
 
 # The whole server under ASan + UBSan, for the integration tests that
 # scripts/test.sh runs against it (build-san/../python is the package dir).
@@ -85,7 +85,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
 # libFuzzer targets link only the pure-C modules they exercise.
-FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/dirty_stash_table.c src/http_parser.c src/http_chunked.c src/http_conn.c src/conn_out.c src/util.c src/log.c \
+FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/dirty_stash_table.c src/http_parser.c src/http_chunked.c src/http_conn.c src/conn_out.c src/util.c src/log.c src/log_syslog.c \
              src/ws_frame.c src/ws_deflate.c src/proxy_proto.c src/ip_allow.c src/uwsgi_proto.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS)

@@ -2,10 +2,12 @@
  * conn_out.c — a client connection's output buffer (contract: conn_out.h).
  *
  * Owns: the buffer's memory and the count of bytes held by every buffer
- * of the process (an atomic: pool threads append, the loop flushes).
+ * of the process (an atomic: pool threads append, the loop appends and
+ * flushes), which the total bounds.
  * Memory: a buffer filled by a writing thread never grows past its cap
  * (it is allocated to at most max(cap, the first append)); one filled by
- * the loop (the relay) is bounded by its user.  Never: calls Python,
+ * the loop (the relay) is bounded by its user (its own limit, the total)
+ * and given back when it drains (conn_out_trim).  Never: calls Python,
  * decides what happens to the connection, or waits but through
  * http_io_wait (bounded by the I/O timeout, the GIL released).
  */
@@ -57,6 +59,30 @@ conn_out_append(struct conn_out *o, const void *p, size_t n)
 	memcpy(o->data + o->len, p, n);
 	o->len += n;
 	atomic_fetch_add_explicit(&held, n, memory_order_relaxed);
+}
+
+char *
+conn_out_space(struct conn_out *o, size_t n, size_t limit)
+{
+	reserve(o, n, limit);
+	return o->data + o->len;
+}
+
+void
+conn_out_trim(struct conn_out *o)
+{
+	if (o->off == o->len && o->alloc > FIRST_ALLOC) {
+		free(o->data);
+		o->data = NULL;
+		o->off = o->len = o->alloc = 0;
+	}
+}
+
+int
+conn_out_over_total(void)
+{
+	return total_max != 0 &&
+	    atomic_load_explicit(&held, memory_order_relaxed) >= total_max;
 }
 
 int

@@ -53,7 +53,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 /* A client whose unread replies exceed this is dropped.  Its input is
@@ -618,12 +617,13 @@ static const struct pool_hooks route_hooks = {
  * The caps on unread replies.  The total bounds the arbiter's memory
  * with many clients (every HTTP worker thread has a connection, scripts
  * may connect too): at most CLIENTS_MAX_OUT (1 GiB: four clients at
- * their own cap at once), and no more than a quarter of the machine's
- * memory, of the memory limit of the arbiter's cgroup (a container's
- * --memory, systemd's MemoryMax=: the whole server shares it, and the
- * kernel's OOM killer acts on it, not on the machine's RAM) or of the data
- * limit the arbiter was started under (ulimit -d, systemd's LimitDATA=) —
- * a quarter: an output buffer grows by doubling,
+ * their own cap at once), and no more than a quarter of memory_limit()
+ * (util.h): the machine's memory, the memory limit of the arbiter's
+ * cgroup (a container's --memory, systemd's MemoryMax=: the whole server
+ * shares it, and the kernel's OOM killer acts on it, not on the
+ * machine's RAM) or the data limit the arbiter was started under (ulimit
+ * -d, systemd's LimitDATA=), the least — a quarter: an output buffer
+ * grows by doubling,
  * so it may reserve twice what it holds, and the stash lives beside it —
  * so that the arbiter drops a client rather than abort on a failed
  * allocation of its own (every call of every client lost) or be the OOM
@@ -636,18 +636,10 @@ static void
 route_caps(void)
 {
 	size_t cap = CLIENTS_MAX_OUT;
-	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	uint64_t cg = cgroup_memory_limit();
-	struct rlimit rl;
+	uint64_t quarter = memory_limit() / 4;
 
-	if (pages > 0 && page > 0 &&
-	    (uint64_t)pages * (uint64_t)page / 4 < cap)
-		cap = (size_t)((uint64_t)pages * (uint64_t)page / 4);
-	if (cg != 0 && cg / 4 < cap)
-		cap = (size_t)(cg / 4);
-	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur / 4 < cap)
-		cap = (size_t)(rl.rlim_cur / 4);
+	if (quarter < cap)
+		cap = (size_t)quarter;
 	if (cap < CLIENTS_MAX_OUT_FLOOR)
 		cap = CLIENTS_MAX_OUT_FLOOR;
 	arbiter.clients_max_out = cap;

@@ -23,10 +23,16 @@ struct http_conn;
  * file of a few MiB frees its thread at once; a bigger body makes its
  * thread wait until its rest fits, as before. */
 #define BEHIND_CONN_MAX		(4u << 20)
-/* ... and all of a worker's connections together: past this, threads
- * wait for their sockets again (many slow readers of big bodies cost at
- * most this much memory, then threads, as before write-behind). */
+/* ... and all of a worker's connections together, written behind or
+ * relayed (gthread_relay.c) alike: past this total, threads wait for
+ * their sockets again and relays stop reading their dirty streams (many
+ * slow readers cost at most this much memory, then threads, as before
+ * write-behind).  Lowered to a quarter of the memory the worker may
+ * count on (memory_limit(), util.h: a container's limit, a data limit
+ * from ulimit -d or a post_fork hook) when that is less, never under
+ * BEHIND_WORKER_MIN; gthread_worker.c sets it at start. */
 #define BEHIND_WORKER_MAX	(256u << 20)
+#define BEHIND_WORKER_MIN	(4u << 20)
 #define BEHIND_TICK_MS		100	/* stalls are looked at this often */
 
 struct behind {

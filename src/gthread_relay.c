@@ -9,8 +9,19 @@
  * client as an HTTP chunk, and ends the response at END.  The chunks go
  * through the connection's output buffer (c->out, conn_out.h), after
  * whatever of the head the socket had not taken yet.  Backpressure:
- * with RELAY_OUT_MAX bytes waiting for the client, the arbiter side is
- * not read.  The client going away, an ERROR, a malformed frame or a
+ * with RELAY_OUT_MAX bytes waiting for the client, or the worker's
+ * buffers at their total (conn_out.h: the same total as write-behind),
+ * no more chunks are converted and the arbiter side is not read.  The
+ * total stops a relay from getting ahead of its client, never from
+ * keeping pace with it: a relay that holds nothing still takes its next
+ * chunk, so a client that reads is never starved by others that do not
+ * (they hold the total until they read or are cut at the I/O timeout).
+ * A relay paused by the total holds bytes for its client, so its
+ * client's next read wakes it (EPOLLOUT) and it takes whatever room
+ * others freed meanwhile: no relay waits on another, and no list of
+ * waiters is needed.  Unsent output is so bounded by the total plus the
+ * chunk each relay keeping pace holds (as its reader holds one).  The
+ * client going away, an ERROR, a malformed frame or a
  * timeout (the stream's idle and total ones, as its iterator has; the
  * I/O timeout for a client that takes nothing of what waits for it, as
  * write-behind and a writing thread have) close both sides; closing the
@@ -127,11 +138,14 @@ relay_put_chunk(struct relay *rl, const void *p, uint32_t n)
 {
 	char hex[16];
 	int k = snprintf(hex, sizeof(hex), "%x\r\n", n);
-	struct conn_out *out = &rl->conn->out;
+	size_t len = (size_t)k + n + 2;
+	/* allocated to at most max(RELAY_OUT_MAX, what it holds) */
+	char *at = conn_out_space(&rl->conn->out, len, RELAY_OUT_MAX);
 
-	conn_out_append(out, hex, (size_t)k);
-	conn_out_append(out, p, n);
-	conn_out_append(out, "\r\n", 2);
+	memcpy(at, hex, (size_t)k);
+	memcpy(at + k, p, n);
+	memcpy(at + k + n, "\r\n", 2);
+	conn_out_commit(&rl->conn->out, len);
 }
 
 static void
@@ -150,18 +164,28 @@ relay_log_error(const uint8_t *p, size_t len)
 	log_error("Error in a relayed dirty stream: %.*s", (int)(n > 2000 ? 2000 : n), msg);
 }
 
-/* Turn the frames read into chunks, write what the client takes.
- * 0: still relaying; -1: the relay is over (the connection may be gone). */
+/* May the relay convert its next frame?  While it holds less than
+ * RELAY_OUT_MAX for its client, and the worker is under its total — or
+ * it holds nothing: the total stops a relay from getting ahead of its
+ * client, never from keeping pace with it. */
 static int
-relay_pump(struct relay *rl)
+relay_may_take(const struct relay *rl)
+{
+	size_t pending = conn_out_pending(&rl->conn->out);
+
+	return !rl->ended && pending < RELAY_OUT_MAX &&
+	    (pending == 0 || !conn_out_over_total());
+}
+
+/* Turn the whole frames read into chunks while the relay may take them.
+ * 1: the reader holds no whole frame (more must be read), 0: it may not
+ * take more (or the stream ended), -1: the relay is over. */
+static int
+relay_convert(struct relay *rl)
 {
 	struct conn_out *out = &rl->conn->out;
-	size_t before;
 
-	/* the stall clock runs only while the client has bytes to take */
-	if (conn_out_pending(out) == 0)
-		rl->out_ms = monotonic_ms();
-	while (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX) {
+	while (relay_may_take(rl)) {
 		struct dirty_header h;
 		struct dirty_cursor v;
 		const uint8_t *frame, *p, *b;
@@ -171,8 +195,11 @@ relay_pump(struct relay *rl)
 
 		if (got == -1)
 			return relay_abort(rl, why);
-		if (got == 0)
-			break;
+		if (got == 0) {
+			/* nothing unread: a buffer a large frame grew goes */
+			dirty_reader_trim(&rl->in, RELAY_READ);
+			return 1;
+		}
 		p = frame + DIRTY_HEADER_SIZE;
 		if (h.id != rl->r->id)
 			return relay_abort(rl, "a frame of another call");
@@ -209,15 +236,43 @@ relay_pump(struct relay *rl)
 			return relay_abort(rl, "an unexpected frame");
 		}
 	}
-	before = conn_out_pending(out);
-	if (conn_out_flush(out, rl->conn->fd) == -1)
-		return relay_abort(rl, "the client went away");
-	if (conn_out_pending(out) < before)
+	return 0;
+}
+
+/* Turn the frames read into chunks, write what the client takes, until
+ * the reader needs more from the arbiter or the client must read first.
+ * 0: still relaying; -1: the relay is over (the connection may be gone). */
+static int
+relay_pump(struct relay *rl)
+{
+	struct conn_out *out = &rl->conn->out;
+	int starved;
+
+	/* the stall clock runs only while the client has bytes to take */
+	if (conn_out_pending(out) == 0)
 		rl->out_ms = monotonic_ms();
-	if (rl->ended && conn_out_pending(out) == 0)
-		return rl->failed ? relay_abort(rl, rl->failed) : relay_finish(rl);
+	for (;;) {
+		size_t before;
+
+		if ((starved = relay_convert(rl)) == -1)
+			return -1;
+		before = conn_out_pending(out);
+		if (conn_out_flush(out, rl->conn->fd) == -1)
+			return relay_abort(rl, "the client went away");
+		if (conn_out_pending(out) < before)
+			rl->out_ms = monotonic_ms();
+		if (rl->ended && conn_out_pending(out) == 0)
+			return rl->failed ? relay_abort(rl, rl->failed) :
+			    relay_finish(rl);
+		/* the socket took enough to take more: the frames the reader
+		 * already holds go now (no event would bring them later) */
+		if (starved || !relay_may_take(rl))
+			break;
+	}
+	if (conn_out_pending(out) == 0)
+		conn_out_trim(out);
 	relay_arm_client(rl);
-	if (!rl->ended && conn_out_pending(out) < RELAY_OUT_MAX) {
+	if (starved) {
 		/* the stream's idle timeout is the wait for its next chunk,
 		 * as its iterator has it: the time the client took is not */
 		if (rl->paused)
@@ -263,10 +318,15 @@ relay_start(struct relay *rl, struct http_conn *c, void *tag)
 void
 relay_readable(struct relay *rl)
 {
-	size_t room;
-	/* room for RELAY_READ bytes, or the rest of a larger frame */
-	uint8_t *at = dirty_reader_space(&rl->in, RELAY_READ, &room);
+	size_t room, unread;
+	uint8_t *at;
 	ssize_t n;
+
+	/* a buffer of RELAY_READ bytes in all (a frame begun included), or
+	 * the whole of a larger frame: never more per relay */
+	(void)dirty_reader_peek(&rl->in, &unread);
+	at = dirty_reader_space(&rl->in, unread < RELAY_READ ?
+	    RELAY_READ - unread : 1, &room);
 
 	do
 		n = read(rl->r->fd, at, room);

@@ -32,7 +32,8 @@ struct relay {
 	uint64_t out_ms;		/* the client last took a byte, or had
 					   none to take */
 	int ended;			/* END seen: out holds the last chunk */
-	int paused;			/* RELAY_OUT_MAX waits for the client: the
+	int paused;			/* RELAY_OUT_MAX, or bytes while the worker
+					   is at its total, wait for the client: the
 					   arbiter is not read, the idle clock stands */
 	const char *failed;		/* why the response is cut once out is sent */
 	unsigned long chunks;

@@ -786,6 +786,20 @@ on_signals(void)
 
 static void loop_turn(void);
 
+/* The worker's total of unsent client output (gthread_behind.h). */
+static size_t
+output_total_max(void)
+{
+	uint64_t quarter = memory_limit() / 4;
+	size_t max = BEHIND_WORKER_MAX;
+
+	if (quarter < max)
+		max = quarter < BEHIND_WORKER_MIN ? BEHIND_WORKER_MIN : (size_t)quarter;
+	if (max < BEHIND_WORKER_MAX)
+		log_debug("gthread: unsent output capped at %zu KiB in all", max >> 10);
+	return max;
+}
+
 static void
 setup(struct http_worker_ctx *ctx)
 {
@@ -848,7 +862,7 @@ setup(struct http_worker_ctx *ctx)
 		.close_conn = conn_close,
 		.next_request = conn_kept,
 	});
-	conn_out_set_total_max(BEHIND_WORKER_MAX);
+	conn_out_set_total_max(output_total_max());
 	G.slots = xcalloc((size_t)threads, sizeof(*G.slots));
 	for (int i = 0; i < threads; i++)
 		G.slots[i] = wsgi_req_new();

@@ -25,9 +25,13 @@
  * nothing, and one that hangs costs each process one SINK_WAIT_MS wait,
  * then nothing.  Never called from a signal handler; safe from several
  * threads (the state is atomic; each line is one write when it fits
- * PIPE_BUF, so lines do not interleave).
+ * PIPE_BUF, so lines do not interleave).  The same policy writes to a
+ * syslog receiver (log_syslog.c, through log_int.h): error lines, and
+ * access lines, go there too when syslog is on.
  */
 #include "log.h"
+#include "log_int.h"
+#include "log_syslog.h"
 #include "util.h"
 
 #include <errno.h>
@@ -53,18 +57,8 @@ static void (*count_hook)(int level, int exception);	/* atomic */
 /* How long one line may wait for a log's reader (see the header). */
 #define SINK_WAIT_MS	1000
 
-/* How a log's lines are written (see the header). */
-struct sink {
-	int nowait_fd;		/* -1: plain write(2); else written without blocking */
-	int own;		/* nowait_fd is our /proc/self/fd open (we close it) */
-	int socket;		/* nowait_fd is the log's socket: send(MSG_DONTWAIT) */
-	int stalled;		/* atomic: the last line was dropped */
-	int cut;		/* atomic: a dropped line left its head written:
-				 * the next line starts with a newline */
-	unsigned long dropped;	/* atomic: lines dropped since the last report */
-};
-static struct sink error_sink = { .nowait_fd = -1 };
-static struct sink access_sink = { .nowait_fd = -1 };
+static struct sink error_sink = { .nowait_fd = -1, .end = '\n' };
+static struct sink access_sink = { .nowait_fd = -1, .end = '\n' };
 
 int
 log_level_parse(const char *name)
@@ -224,6 +218,8 @@ log_fds(int *out)
 		out[n++] = error_sink.nowait_fd;
 	if (access_sink.own)
 		out[n++] = access_sink.nowait_fd;
+	if (log_syslog_fd() != -1)
+		out[n++] = log_syslog_fd();
 	return n;
 }
 
@@ -233,7 +229,7 @@ log_rebind(void)
 	sink_attach(&error_sink, error_fd);
 	sink_attach(&access_sink, access_fd);
 }
-int log_access_enabled(void) { return access_fd != -1; }
+int log_access_enabled(void) { return access_fd != -1 || log_syslog_access(); }
 
 /* A sink that fails (EPIPE: its reader is gone, as when `docker exec
  * ... sh -c "gunicorn ... &"` closes the session; EBADF; ENOSPC) loses
@@ -323,40 +319,47 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 	return 1;
 }
 
-static void
-sink_write(struct sink *k, int fd, const char *buf, size_t len)
+int
+sink_put(struct sink *k, const char *buf, size_t len, unsigned long *lost)
 {
-	if (k->nowait_fd == -1) {
-		plain_write(fd, buf, len);
-		return;
-	}
+	*lost = 0;
 	/* a plain load first: the exchange (a locked instruction) only
 	 * after a cut, not on every line */
 	if (__atomic_load_n(&k->cut, __ATOMIC_RELAXED) &&
 	    __atomic_exchange_n(&k->cut, 0, __ATOMIC_RELAXED) &&
-	    nowait_write(k, "\n", 1) != 1) {
+	    nowait_write(k, &k->end, 1) != 1) {
 		__atomic_store_n(&k->cut, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
-		return;
+		return 0;
 	}
 	switch (nowait_write(k, buf, len)) {
 	case 0:
 		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
-		return;
+		return 0;
 	case 1:
-		if (__atomic_exchange_n(&k->stalled, 0, __ATOMIC_RELAXED)) {
-			unsigned long n = __atomic_exchange_n(&k->dropped, 0,
+		if (__atomic_exchange_n(&k->stalled, 0, __ATOMIC_RELAXED))
+			*lost = __atomic_exchange_n(&k->dropped, 0,
 			    __ATOMIC_RELAXED);
-			if (n > 0)
-				log_warnx("%lu lines dropped: the %s log's reader "
-				    "did not read for %d ms", n,
-				    k == &error_sink ? "error" : "access",
-				    SINK_WAIT_MS);
-		}
+		return 1;
+	}
+	return -1;
+}
+
+static void
+sink_write(struct sink *k, int fd, const char *buf, size_t len)
+{
+	unsigned long lost;
+
+	if (k->nowait_fd == -1) {
+		plain_write(fd, buf, len);
 		return;
 	}
+	if (sink_put(k, buf, len, &lost) == 1 && lost > 0)
+		log_warnx("%lu lines dropped: the %s log's reader did not read "
+		    "for %d ms", lost, k == &error_sink ? "error" : "access",
+		    SINK_WAIT_MS);
 }
 
 void
@@ -370,6 +373,9 @@ log_access_write(const char *line, size_t len)
 {
 	if (access_fd != -1)
 		sink_write(&access_sink, access_fd, line, len);
+	/* gunicorn's access logger at INFO, without the newline */
+	log_syslog_line(LOG_SYSLOG_ACCESS, LOG_INFO, line,
+	    len > 0 && line[len - 1] == '\n' ? len - 1 : len);
 }
 
 void
@@ -385,7 +391,7 @@ emit(int level, int exception, const char *suffix, const char *fmt, va_list ap)
 	char buf[8192];
 	struct tm tm;
 	time_t now;
-	size_t off;
+	size_t off, msg;
 	int n, saved = errno;
 
 	if (hook != NULL && level >= LOG_WARNING) {
@@ -400,6 +406,7 @@ emit(int level, int exception, const char *suffix, const char *fmt, va_list ap)
 	n = snprintf(buf + off, sizeof(buf) - off, "[%ld] [%s] ",
 	    (long)getpid(), level_name(level));
 	off += (size_t)n;
+	msg = off;
 	n = vsnprintf(buf + off, sizeof(buf) - off, fmt, ap);
 	if (n < 0)
 		n = 0;
@@ -410,8 +417,10 @@ emit(int level, int exception, const char *suffix, const char *fmt, va_list ap)
 			off = (off + (size_t)n < sizeof(buf) - 1) ? off + (size_t)n
 			    : sizeof(buf) - 2;
 	}
-	buf[off++] = '\n';
-	sink_write(&error_sink, error_fd, buf, off);
+	buf[off] = '\n';
+	sink_write(&error_sink, error_fd, buf, off + 1);
+	/* syslog's line: the message, without our date, pid and level */
+	log_syslog_line(LOG_SYSLOG_ERROR, level, buf + msg, off - msg);
 	errno = saved;
 }
 
@@ -428,6 +437,7 @@ log_forked_child(void)
 	/* the parent's lost lines are the parent's to report */
 	error_sink.stalled = access_sink.stalled = 0;
 	error_sink.dropped = access_sink.dropped = 0;
+	log_syslog_forked();
 }
 
 /* fatal()'s way out.  A forked child must not run the atexit handlers it

@@ -43,8 +43,9 @@ void log_set_level(int level);
 /* The fd error lines are written to (for capture_output's dup2). */
 int log_error_fd(void);
 /* The descriptors a child must keep for its logs (spawn's close_all):
- * the error log's and the private non-blocking ones (log.c's header).
- * out has room for 3; returns how many. */
+ * the error log's, the private non-blocking ones (log.c's header) and
+ * syslog's socket.  out has room for LOG_FDS_MAX; returns how many. */
+#define LOG_FDS_MAX	4
 size_t log_fds(int *out);
 /* After a dup2 over a log's descriptor (daemon, capture_output): write
  * to what it is now. */
@@ -79,8 +80,9 @@ void fatalx(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 /* Called once in every child a role runs in (spawn_process does). */
 void log_forked_child(void);
 
-/* Whether an access log is configured, and writing one finished line
- * (the caller formats it and includes the trailing newline). */
+/* Whether access lines are wanted (an access log, or syslog that takes
+ * them: log_syslog.h), and writing one finished line (the caller
+ * formats it and includes the trailing newline). */
 int log_access_enabled(void);
 void log_access_write(const char *line, size_t len);
 

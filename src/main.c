@@ -102,6 +102,14 @@ main(int argc, char **argv)
 		void *app = python_load_app(s.app_uri);
 		return app != NULL ? 0 : 1;
 	}
+	{
+		char why[256];
+		if (master_syslog(&s, why, sizeof(why)) == -1) {
+			fprintf(stderr, "Error: syslog_addr %s: %s\n",
+			    s.syslog_addr, why);
+			return 1;
+		}
+	}
 	rc = master_main(&s, argc, argv, start_cwd);
 	free(start_cwd);
 	log_close();

@@ -51,6 +51,7 @@
 #include "http_worker.h"
 #include "listen.h"
 #include "log.h"
+#include "log_syslog.h"
 #include "pidfile.h"
 #include "proctitle.h"
 #include "python.h"
@@ -600,6 +601,12 @@ reload(void)
 	keep_restart_only_settings(&ns, master.cfg);
 	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
 		log_warn("reopening logs");
+	{
+		char why[256];
+		if (master_syslog(&ns, why, sizeof(why)) == -1)
+			log_errorx("Reload: syslog_addr %s: %s; kept the running "
+			    "syslog setting", ns.syslog_addr, why);
+	}
 	/* a changed bind: the addresses kept keep their sockets (gunicorn
 	 * closes and binds them all again, refusing connections meanwhile) */
 	if (!strlist_equal(&ns.bind, &master.cfg->bind)) {
@@ -888,6 +895,18 @@ master_release(void)
 	free(master.children);
 	free(master.halt_reason);
 	free(master.start_cwd);
+}
+
+int
+master_syslog(const struct settings *s, char *why, size_t whylen)
+{
+	if (!s->syslog) {
+		log_syslog_close();
+		return 0;
+	}
+	return log_syslog_open(s->syslog_addr, s->syslog_facility,
+	    s->syslog_prefix, settings_proc_name(s),
+	    !s->disable_redirect_access_to_syslog, why, whylen);
 }
 
 int

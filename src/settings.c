@@ -37,6 +37,7 @@
 #include "proxy_proto.h"
 #include "dirty_wire.h"	/* dirty_app_spec_split */
 #include "log.h"
+#include "log_syslog.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -256,6 +257,20 @@ const char *
 settings_check_protocol(const char *v)
 {
 	return check_choice(v, "http|uwsgi", "expected http or uwsgi");
+}
+
+/* gunicorn checks these when it sets up syslog; here for any source, a
+ * bad one named at start even while syslog is off. */
+const char *
+settings_check_syslog_addr(const char *v)
+{
+	return log_syslog_check_addr(v);
+}
+
+const char *
+settings_check_syslog_facility(const char *v)
+{
+	return log_syslog_facility(v) == -1 ? "unknown facility name" : NULL;
 }
 
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */

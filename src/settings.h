@@ -125,6 +125,11 @@ struct settings {
 	char *accesslog;		/* NULL = off; "-" = stdout */
 	char *access_log_format;
 	int capture_output;		/* 0 */
+	int syslog;			/* 0: --log-syslog sends the logs' lines there too */
+	char *syslog_addr;		/* "udp://localhost:514" (log_syslog.h) */
+	char *syslog_prefix;		/* NULL: proc_name */
+	char *syslog_facility;		/* "user" */
+	int disable_redirect_access_to_syslog;	/* 0: access lines go too */
 
 	/* statsd (statsd.c) */
 	char *statsd_host;		/* NULL / "": off; HOST:PORT, unix:PATH */

@@ -88,7 +88,7 @@ struct setting_def {
  *           silently change security or the protocol on the wire;
  *   WARN    one "Setting 'NAME' is not supported by cunicorn; ignored";
  *   QUIET   nothing: cunicorn already does what any value asks (there is
- *           no control socket, no syslog to keep access lines out of).
+ *           no control socket to disable).
  * A value is gunicorn's default when it is None, empty while the default
  * is None or empty, or one of dflt's '|'-separated spellings (compared
  * without case; as integers for U_NUMBER; item by item for U_LIST).
@@ -120,8 +120,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	86
-#define NUNSUPPORTED	38
+#define NSETTINGS	91
+#define NUNSUPPORTED	33
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 
@@ -175,6 +175,8 @@ const char *settings_check_proxy_protocol(const char *v);
 const char *settings_check_protocol(const char *v);
 const char *settings_check_file_exists(const char *v);
 /* statsd.h: statsd_check_host, statsd_check_prefix, statsd_check_tags */
+const char *settings_check_syslog_addr(const char *v);
+const char *settings_check_syslog_facility(const char *v);
 
 /* settings_cli.c */
 void settings_ops_clear(struct option_ops *o);

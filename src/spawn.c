@@ -31,7 +31,7 @@ static void
 spawn_shed(const struct spawn_spec *spec)
 {
 	if (spec->close_all) {
-		int keep[MAX_KEEP_FDS + 4];	/* + statsd + log_fds' 3 */
+		int keep[MAX_KEEP_FDS + 1 + LOG_FDS_MAX];	/* + statsd + log_fds */
 		size_t n = 0;
 
 		for (size_t i = 0; i < spec->nkeep_fds && n < MAX_KEEP_FDS; i++)

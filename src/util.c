@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -312,5 +313,22 @@ cgroup_memory_limit(void)
 			low = v;
 	}
 	fclose(f);
+	return low;
+}
+
+uint64_t
+memory_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint64_t low = UINT64_MAX, cg = cgroup_memory_limit();
+	struct rlimit rl;
+
+	if (pages > 0 && page > 0)
+		low = (uint64_t)pages * (uint64_t)page;
+	if (cg != 0 && cg < low)
+		low = cg;
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (uint64_t)rl.rlim_cur < low)
+		low = (uint64_t)rl.rlim_cur;
 	return low;
 }

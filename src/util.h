@@ -70,6 +70,13 @@ ssize_t read_small_file(const char *path, char *buf, size_t size);
  * 0 when there is none (or no cgroup filesystem).  A container's memory
  * limit is usually far below the machine's RAM, which sysconf reports. */
 uint64_t cgroup_memory_limit(void);
+/* The memory this process may count on, in bytes: the least of the
+ * machine's RAM, cgroup_memory_limit() and the data limit it runs under
+ * (RLIMIT_DATA: ulimit -d, systemd's LimitDATA=, prlimit --data);
+ * UINT64_MAX when none is known.  What a process sizes its caps of
+ * buffered peer data from (a share of it, never all: other processes
+ * and its own memory need the rest). */
+uint64_t memory_limit(void);
 
 struct settings;
 /* In a freshly forked worker (HTTP or dirty): become the group and user

@@ -19,6 +19,8 @@ import socket
 import tempfile
 import time
 
+import pytest
+
 from conftest import http_get, read_until_close, wait_for
 from httpraw import Connection, chunk, chunked_head, get
 from streamkit import start, status, use_stash
@@ -363,5 +365,109 @@ def test_a_slow_reader_is_not_charged_to_the_streams_idle_timeout(make_server):
         finally:
             c.close()
         assert "no chunk for" not in s.log()
+    finally:
+        shutil.rmtree(s.unix_dir, ignore_errors=True)
+
+
+# ---- relays within the worker's total of unsent output ----
+
+MiB = 1 << 20
+DATA_LIMIT = 96 * MiB       # the worker's, from post_fork: a total of 24 MiB
+CLIENTS = 250
+NBLOCKS, BLOCK = 80, 8192   # 640 KiB a stream: more than a unix socket
+                            # holds (~200 kB) and a relay's own 256 KiB
+
+LIMIT_CONF = """
+import resource
+
+def post_fork(server, worker):
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (%d, hard))
+""" % DATA_LIMIT
+
+
+def block(i, size):
+    """stream_apps.block: chunk i of a /blocks stream."""
+    return (b"%07d|" % i * (size // 8 + 1))[:size]
+
+
+def kb(pid, field):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+
+def settled_rss(pid, timeout=60):
+    """The worker's RSS once it stopped changing (1 s, 256 kB): it took
+    what it may of the streams."""
+    samples = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = (samples + [kb(pid, "VmRSS")])[-6:]
+        if len(samples) == 6 and max(samples) - min(samples) < 256:
+            return samples[-1]
+        time.sleep(0.2)
+    raise AssertionError("the worker's RSS did not settle: %s" % samples)
+
+
+@pytest.mark.nosan(reason="measures the worker's peak RSS under a data limit; "
+                   "ASan's shadow memory and quarantine break both")
+def test_relays_to_clients_that_do_not_read_share_the_workers_total(make_server, tmp_path):
+    """A post_fork hook lowers the worker's data limit (ulimit -d) to
+    96 MiB: its total of unsent output, write-behind and relays alike, is
+    a quarter of it, 24 MiB (logged at debug).  250 clients of a unix
+    socket each ask for a 640 KiB stream (8 KiB chunks) and read nothing:
+    a relay holds at most 256 KiB of its own, 62.5 MiB for all of them,
+    but together they stop at the total (plus the chunk a relay keeping
+    pace holds, and what each read from its dirty stream): the worker's
+    peak RSS grows by less than the 256 KiB each would hold, and the
+    worker lives (before: it held them all, and died on its data limit).
+    Then the clients read, one after the other while the rest still read
+    nothing: a client that reads is never starved by those that hold the
+    total, and each gets its stream whole, byte-exact."""
+    conf = tmp_path / "limit.conf.py"
+    conf.write_text(LIMIT_CONF)
+    s, path = unix_server(make_server, "relaytotal", "-c", str(conf), "--timeout", "120",
+                          "--log-level", "debug", "--dirty-threads", "4")
+    try:
+        wait_for(lambda: "gthread: unsent output capped at %d KiB in all"
+                 % (DATA_LIMIT // 4 // 1024) in s.log(), 10, what="the total logged")
+        pid = wait_for(lambda: (lambda p: p[0] if len(p) == 1 else None)(s.pids_titled("worker")),
+                       10, what="one worker")
+        with unix_connection(path) as c:        # warm: the app's first request
+            c.send(get("/blocks?n=2&size=16"))
+            assert c.response()[0] == 200
+        hwm0 = kb(pid, "VmHWM")
+        want = b"".join(block(i, BLOCK) for i in range(NBLOCKS))
+        clients = []
+        try:
+            for _ in range(CLIENTS):
+                c = unix_connection(path, timeout=60)
+                c.send(get("/blocks?n=%d&size=%d&timeout=120" % (NBLOCKS, BLOCK)))
+                clients.append(c)
+            wait_for(lambda: status(s)["in_flight"] == 0, 60,
+                     what="every stream produced")
+            rss = settled_rss(pid)
+            print("worker RSS %d kB at start, %d kB with %d clients not reading"
+                  % (hwm0, rss, CLIENTS))
+            for i, c in enumerate(clients):
+                status_, headers, body = c.response()
+                assert status_ == 200, i
+                assert len(body) == len(want) and body == want, i
+                c.close()
+        finally:
+            for c in clients:
+                c.close()
+        hwm = kb(pid, "VmHWM")
+        print("worker peak RSS %d kB -> %d kB (+%d MiB)" % (hwm0, hwm, (hwm - hwm0) // 1024))
+        # the total; per relay a chunk, what it read of its stream (64
+        # KiB) and its connection's buffer (16 KiB); 20 MiB of the rest
+        per_relay = BLOCK + (64 << 10) + (16 << 10)
+        bound = DATA_LIMIT // 4 + CLIENTS * per_relay + 20 * MiB
+        # ... less than the relays' own 256 KiB each would be
+        assert bound < CLIENTS * ((256 << 10) + per_relay)
+        assert (hwm - hwm0) * 1024 < bound, (hwm0, hwm)
+        assert s.pids_titled("worker") == [pid]
+        assert "WORKER TIMEOUT" not in s.log()
     finally:
         shutil.rmtree(s.unix_dir, ignore_errors=True)

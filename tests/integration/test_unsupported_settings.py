@@ -95,16 +95,16 @@ def appdir(tmp_path):
 
 # ---- accepted with a warning ---------------------------------------------------
 
-def test_reload_and_syslog_start_serve_and_warn(make_server, appdir):
-    """gunicorn users' `--reload --log-syslog-prefix` start, serve, and say
-    once what is ignored: syslog; --reload is honoured, so not a word of
-    it (nor of statsd: test_statsd.py)."""
-    s = make_server("--reload", "--log-syslog-prefix", "web", "--chdir", str(appdir),
+def test_reload_and_an_ignored_setting_start_serve_and_warn(make_server, appdir):
+    """gunicorn users' `--reload --logger-class X` start, serve, and say
+    once what is ignored: logger_class; --reload is honoured, so not a word
+    of it (nor of statsd or syslog: test_statsd.py, test_syslog.py)."""
+    s = make_server("--reload", "--logger-class", "my.Logger", "--chdir", str(appdir),
                     "hello:app", cwd=str(appdir))
     status, _, body = http_get(s.port, "/")
     assert (status, body) == (200, b"hello")
     log = s.log()
-    assert warned(log) == {"syslog_prefix": 1}, log[-3000:]
+    assert warned(log) == {"logger_class": 1}, log[-3000:]
     assert "Error" not in log and "Traceback" not in log
     assert s.stop() == 0
 
@@ -137,13 +137,13 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
 
 
 def test_a_value_holding_itself_is_no_crash(appdir):
-    """A config value that contains itself (syslog_prefix = [syslog_prefix])
+    """A config value that contains itself (logger_class = [logger_class])
     is shown without recursing: a warning, not a crash."""
-    (appdir / "conf.py").write_text("syslog_prefix = []\nsyslog_prefix.append(syslog_prefix)\n")
+    (appdir / "conf.py").write_text("logger_class = []\nlogger_class.append(logger_class)\n")
     rc, out, err, left = run(["-c", str(appdir / "conf.py"), "--check-config", "hello:app"],
                              appdir)
     assert rc == 0, err
-    assert warned(err) == {"syslog_prefix": 1}, err
+    assert warned(err) == {"logger_class": 1}, err
     assert not left
 
 
@@ -153,14 +153,16 @@ def test_a_value_holding_itself_is_no_crash(appdir):
     (["hello:app", "--reload"], set()),
     (["--reload-extra-file", "files.py", "--reload-extra-file=data.bin", "--reload-engine",
       "poll", "hello:app"], set()),
-    (["--log-syslog-prefix", "web", "hello:app"], {"syslog_prefix"}),
-    (["--log-syslog-prefix=web", "--log-syslog-facility", "local0", "hello:app"],
-     {"syslog_prefix", "syslog_facility"}),
+    (["--logger-class", "my.Logger", "hello:app"], {"logger_class"}),
+    (["--logger-class=my.Logger", "--log-config", "log.ini", "hello:app"],
+     {"logger_class", "logconfig"}),
+    # syslog is honoured now: silent (test_syslog.py)
+    (["--log-syslog-prefix=web", "--log-syslog-facility", "local0", "hello:app"], set()),
     # statsd is honoured now: silent (test_statsd.py)
     (["--statsd-host", "127.0.0.1:9", "--statsd-prefix", "web", "--dogstatsd-tags",
       "a:b", "--enable-backlog-metric", "hello:app"], set()),
     (["--spew", "--log-syslog", "--log-syslog-to", "udp://10.0.0.1:514", "hello:app"],
-     {"spew", "syslog", "syslog_addr"}),
+     {"spew"}),
     (["-R", "hello:app"], {"enable_stdio_inheritance"}),
     (["--paste-global", "K=V", "--paste-global=L=W", "--reload-engine", "inotify",
       "hello:app"], set()),
@@ -199,15 +201,16 @@ def test_command_line_accepted(appdir, args, names):
 
 def test_gunicorn_cmd_args_accepted(appdir):
     rc, out, err, left = run(["--check-config", "hello:app"], appdir,
-                             {"GUNICORN_CMD_ARGS": "--reload --log-syslog-prefix web -R"})
+                             {"GUNICORN_CMD_ARGS": "--reload --logger-class my.Logger -R"})
     assert rc == 0, err
-    assert warned(err) == {"syslog_prefix": 1, "enable_stdio_inheritance": 1}
+    assert warned(err) == {"logger_class": 1, "enable_stdio_inheritance": 1}
 
 
 def test_config_file_accepted_with_warnings(appdir):
     (appdir / "conf.py").write_text(textwrap.dedent("""\
         reload = True
         syslog_prefix = "web"
+        logger_class = "my.Logger"
         statsd_host = "localhost:8125"
         logconfig_dict = {"version": 1}
         tmp_upload_dir = "/tmp"
@@ -215,19 +218,19 @@ def test_config_file_accepted_with_warnings(appdir):
     """))
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "hello:app"], appdir)
     assert rc == 0, err
-    assert warned(err) == {"syslog_prefix": 1, "logconfig_dict": 1, "tmp_upload_dir": 1}, err
+    assert warned(err) == {"logger_class": 1, "logconfig_dict": 1, "tmp_upload_dir": 1}, err
 
 
 def test_final_value_decides(appdir):
     """Precedence first, then the check: the command line putting a setting
     back to gunicorn's default silences the file's value."""
-    (appdir / "conf.py").write_text("syslog_prefix = 'a'\nheader_map = 'refuse'\n"
+    (appdir / "conf.py").write_text("logger_class = 'a'\nheader_map = 'refuse'\n"
                                     "certfile = 'x.pem'\nreload = False\n")
-    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--log-syslog-prefix=",
+    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--logger-class=simple",
                               "--header-map", "drop", "--certfile=", "hello:app"], appdir)
     assert rc == 0, err
     assert err == "", err
-    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--log-syslog-prefix=",
+    rc, out, err, left = run(["--check-config", "-c", "conf.py", "--logger-class=simple",
                               "--header-map", "drop", "--certfile=", "hello:app"], appdir,
                              {"GUNICORN_CMD_ARGS": "--spew"})
     assert rc == 0 and warned(err) == {"spew": 1}, err
@@ -318,7 +321,7 @@ def test_unknown_flags_still_fail(appdir):
 
 
 def test_print_config_stays_valid(appdir):
-    rc, out, err, left = run(["--print-config", "--reload", "--log-syslog-prefix", "h",
+    rc, out, err, left = run(["--print-config", "--reload", "--logger-class", "h",
                               "--no-sendfile", "--initgroups", "hello:app"], appdir)
     assert rc == 0, err
     lines = out.splitlines()
@@ -330,8 +333,8 @@ def test_print_config_stays_valid(appdir):
     assert cfg["sendfile"] == "False" and cfg["initgroups"] == "True"
     assert cfg["reload"] == "True" and cfg["reload_engine"] == "auto"
     assert cfg["reload_extra_files"] == "[]"
-    assert cfg["syslog_prefix"] == "None"       # printed: what runs
-    assert warned(err) == {"syslog_prefix": 1}
+    assert cfg["logger_class"] == "gunicorn.glogging.Logger"    # printed: what runs
+    assert warned(err) == {"logger_class": 1}
 
 
 # ---- honoured: sendfile, initgroups ------------------------------------------

@@ -4,8 +4,10 @@
  * what the socket refuses is kept (in order, after what was kept
  * before, never past the cap, nor past the process's total), a write
  * that does not fit waits and fails at the I/O timeout, flushing hands
- * over every byte exactly once, a reader gone is an error.  Owns its
- * sockets; prints "N passed, M failed".
+ * over every byte exactly once, a reader gone is an error; the loop's
+ * side (the relay) counts in the same total, its allocation is bounded
+ * by its limit and given back when it drains.  Owns its sockets; prints
+ * "N passed, M failed".
  */
 #include "conn_out.h"
 #include "check.h"
@@ -143,11 +145,58 @@ test_past_the_cap_waits_then_times_out(void)
 	free(a);
 }
 
+static void
+test_the_loops_side_counts_in_the_total(void)
+{
+	int sv[2];
+	struct conn_out a = { 0 }, b = { 0 };
+	size_t n = 96 * 1024;
+	char *p = malloc(n), *back = malloc(2 * n + 1), *at;
+
+	pair(sv);
+	fill(p, n, 5);
+	conn_out_set_total_max(128 * 1024);
+	CHECK(!conn_out_over_total());
+	at = conn_out_space(&a, n, 64 * 1024);
+	memcpy(at, p, n);
+	conn_out_commit(&a, n);
+	CHECK(!conn_out_over_total());
+	/* grown past its limit: no more than it holds */
+	CHECK_MSG(a.alloc == n, "alloc %zu", a.alloc);
+	conn_out_append(&b, p, n);		/* another buffer, the same total */
+	CHECK(conn_out_over_total());
+	/* a writing thread finds no room either */
+	CHECK(conn_out_room(&a, CAP, 1) == NULL);
+	CHECK(drain_into(&a, sv, back, 2 * n + 1) == n);
+	CHECK(memcmp(back, p, n) == 0);
+	CHECK(!conn_out_over_total());		/* what was sent left the total */
+	conn_out_trim(&a);			/* drained: the buffer goes */
+	CHECK(a.data == NULL && a.alloc == 0);
+	conn_out_trim(&b);			/* holding bytes: it stays */
+	CHECK(b.data != NULL && conn_out_pending(&b) == n);
+	conn_out_free(&b);			/* dropped bytes leave the total */
+	at = conn_out_space(&a, 16, 64 * 1024);	/* small: the first allocation */
+	CHECK(a.alloc == 64 * 1024);
+	memcpy(at, p, 16);
+	conn_out_commit(&a, 16);
+	CHECK(drain_into(&a, sv, back, 2 * n + 1) == 16);
+	conn_out_trim(&a);			/* small: kept for the next chunk */
+	CHECK(a.data != NULL);
+	conn_out_free(&a);
+	conn_out_set_total_max(0);
+	CHECK(!conn_out_over_total());
+	close(sv[0]);
+	close(sv[1]);
+	free(p);
+	free(back);
+}
+
 int
 main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	test_keeps_what_the_socket_refuses();
 	test_past_the_cap_waits_then_times_out();
+	test_the_loops_side_counts_in_the_total();
 	return check_summary("test_conn_out");
 }

@@ -497,7 +497,53 @@ static const struct {
 	{ { "-e", "NOEQUALS" }, "Invalid value for raw_env" },
 	{ { "--w", "3" }, "ambiguous option: --w" },
 	{ { "--threads", "0" }, "threads" },
+	/* syslog: gunicorn's address forms and facility names */
+	{ { "--log-syslog-facility", "loud" },
+	  "Invalid value for syslog_facility: loud (unknown facility name)" },
+	{ { "--log-syslog-to", "ftp://h:514" }, "not a syslog address" },
+	{ { "--log-syslog-to", "localhost:514" }, "not a syslog address" },
+	{ { "--log-syslog-to", "udp://h:port" }, "syslog_addr" },
+	{ { "--log-syslog-to", "udp://h:0" }, "syslog_addr" },
+	{ { "--log-syslog-to", "udp://h:65536" }, "syslog_addr" },
+	{ { "--log-syslog-to", "tcp://h:" }, "syslog_addr" },
+	{ { "--log-syslog-to", "udp://[::1:514" }, "syslog_addr" },
+	{ { "--log-syslog-to", "udp://[::1]514" }, "syslog_addr" },
+	{ { "--log-syslog-to", "unix://" }, "syslog_addr" },
+	{ { "--log-syslog-to", "unix://#dgram" }, "syslog_addr" },
 };
+
+/* gunicorn's syslog settings: its address forms taken as they are. */
+static void
+test_syslog_forms(void)
+{
+	struct settings s;
+	const char *addrs[] = {
+		"udp://localhost:514", "udp://", "udp://LOGHOST", "udp://h:1",
+		"udp://h:65535", "tcp://127.0.0.1:601", "udp://[::1]",
+		"udp://[::1]:514", "unix:///dev/log", "unix:///dev/log#dgram",
+		"unix:///run/x.sock#stream",
+	};
+
+	settings_defaults(&s);
+	CHECK(s.syslog == 0 && s.disable_redirect_access_to_syslog == 0);
+	CHECK_STR(s.syslog_addr, "udp://localhost:514");
+	CHECK_STR(s.syslog_facility, "user");
+	CHECK(s.syslog_prefix == NULL);
+	CHECK(parse(&s, "--log-syslog", "--log-syslog-to", "unix:///dev/log",
+	    "--log-syslog-prefix", "web", "--log-syslog-facility", "local3",
+	    "--disable-redirect-access-to-syslog", "a:b", NULL) == 0);
+	CHECK(s.syslog == 1 && s.disable_redirect_access_to_syslog == 1);
+	CHECK_STR(s.syslog_addr, "unix:///dev/log");
+	CHECK_STR(s.syslog_prefix, "web");
+	CHECK_STR(s.syslog_facility, "local3");
+	settings_free(&s);
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		settings_defaults(&s);
+		CHECK_MSG(parse(&s, "--log-syslog-to", addrs[i], "a:b", NULL) == 0,
+		    "%s", addrs[i]);
+		settings_free(&s);
+	}
+}
 
 static void
 test_cli_errors(void)
@@ -765,6 +811,8 @@ test_file_errors(void)
 		{ "bind = ['\\udcff']\n", "Invalid value for bind" },
 		{ "secure_scheme_headers = {'A': 1}\n",
 		  "Invalid value for secure_scheme_headers" },
+		{ "syslog_facility = 'loud'\n", "Invalid value for syslog_facility" },
+		{ "syslog_addr = 'udp//h'\n", "Invalid value for syslog_addr" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -1086,12 +1134,11 @@ test_unsupported_cli(void)
 		const char *warned;	/* NULL: nothing at all on stderr */
 	} accepted[] = {
 		{ { "--spew", "a:b" }, "spew" },
-		{ { "--log-syslog-prefix", "web", "a:b" }, "syslog_prefix" },
-		{ { "--log-syslog-prefix=web", "a:b" }, "syslog_prefix" },
+		{ { "--logger-class", "my.Logger", "a:b" }, "logger_class" },
+		{ { "--logger-class=my.Logger", "a:b" }, "logger_class" },
 		{ { "-R", "a:b" }, "enable_stdio_inheritance" },
 		{ { "--enable-stdio-inheritance", "a:b" },
 		  "enable_stdio_inheritance" },
-		{ { "--log-syslog-to", "udp://h:514", "a:b" }, "syslog_addr" },
 		{ { "--control-socket-mode", "0660", "a:b" },
 		  "control_socket_mode" },
 		{ { "--tolerate-dangerous-framing", "a:b" },
@@ -1106,10 +1153,12 @@ test_unsupported_cli(void)
 		{ { "--control-socket-mode", "0o600", "a:b" }, NULL },
 		{ { "--forwarder-headers", " SCRIPT_NAME , PATH_INFO", "a:b" },
 		  NULL },
-		{ { "--log-syslog-to", "udp://localhost:514", "a:b" }, NULL },
-		{ { "--header-map", "DROP", "--log-syslog-prefix=", "a:b" }, NULL },
+		/* honoured: silent */
+		{ { "--log-syslog-to", "udp://h:514", "--log-syslog", "a:b" }, NULL },
+		{ { "--log-syslog-facility", "LOCAL7", "a:b" }, NULL },
+		{ { "--header-map", "DROP", "--statsd-prefix=", "a:b" }, NULL },
 		{ { "--certfile=", "a:b" }, NULL },
-		/* cunicorn already does what they ask */
+		/* cunicorn already does what they ask, or honours them */
 		{ { "--no-control-socket", "--disable-redirect-access-to-syslog",
 		    "a:b" }, NULL },
 	};
@@ -1140,9 +1189,9 @@ test_unsupported_cli(void)
 	CHECK(s.daemon == 1 && s.reload == 1);
 	CHECK_STR(s.reload_engine, "poll");
 	CHECK(finalize_captured(&s) == 0);
-	CHECK(count_lines(captured) == 4);
-	CHECK(warned_once("enable_stdio_inheritance") && warned_once("spew") &&
-	    warned_once("syslog") && warned_once("syslog_prefix"));
+	CHECK(count_lines(captured) == 2);
+	CHECK(warned_once("enable_stdio_inheritance") && warned_once("spew"));
+	CHECK(strstr(captured, "'syslog") == NULL);	/* honoured */
 	CHECK(strstr(captured, "'reload") == NULL);
 	settings_free(&s);
 
@@ -1256,14 +1305,14 @@ test_unsupported_file(void)
 	CHECK(parse(&s, "a:b", NULL) == 0);
 	CHECK(load_text(&s,
 	    "spew = True\n"
-	    "syslog_prefix = 'web'\n"
+	    "logger_class = 'my.Logger'\n"
 	    "logconfig_dict = {'version': 1}\n"
 	    "tmp_upload_dir = '/tmp'\n"
 	    "casefold_http_method = True\n") == 0);
 	CHECK(captured[0] == '\0');
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(count_lines(captured) == 5);
-	CHECK(warned_once("spew") && warned_once("syslog_prefix") &&
+	CHECK(warned_once("spew") && warned_once("logger_class") &&
 	    warned_once("logconfig_dict") && warned_once("tmp_upload_dir") &&
 	    warned_once("casefold_http_method"));
 	settings_free(&s);
@@ -1585,6 +1634,7 @@ main(void)
 	test_defaults();
 	test_cli_forms();
 	test_cli_errors();
+	test_syslog_forms();
 	test_env();
 	test_env_edges();
 	test_file_precedence();

@@ -5,7 +5,8 @@
   stream_apps:Stasher     writes to the stash from inside a dirty worker
   stream_apps:application WSGI: /stream returns client.stream(...) as its
                           body (never reading a request body; ?pad=N adds
-                          an N-byte header, ?idle=S sets its idle timeout), /stash/... uses the stash from
+                          an N-byte header, ?idle=S sets its idle timeout), /blocks
+                          n chunks of size bytes, /stash/... uses the stash from
                           an HTTP worker
 """
 import asyncio
@@ -92,6 +93,17 @@ class Streamer(DirtyApp):
         yield b"fine\n"
         yield {"not": "bytes"}
 
+    def blocks(self, n, size):
+        """n chunks of `size` bytes at once: block(i, size) each."""
+        for i in range(n):
+            yield block(i, size)
+
+
+def block(i, size):
+    """Chunk i of a /blocks stream: its index in every 8 bytes, so a
+    byte out of place or missing shows."""
+    return (b"%07d|" % i * (size // 8 + 1))[:size]
+
 
 class Stasher(DirtyApp):
     stashes = ["declared_a", "declared_b"]
@@ -133,6 +145,9 @@ def application(environ, start_response):
         it = client.stream("stream_apps:Streamer", "endless", q["tag"],
                            float(q.get("delay", 0.02)))
         return (("%d\n" % i).encode() for i in it)
+    if path == "/blocks":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return client.stream("stream_apps:Streamer", "blocks", int(q["n"]), int(q["size"]))
     if path in ("/endless_raw", "/fail_raw", "/not_bytes"):
         start_response("200 OK", [("Content-Type", "text/plain")] + pad)
         if path == "/endless_raw":
