@@ -66,7 +66,7 @@ print_help(const char *prog)
 	}
 	printf("\n--log-file is an alias of --error-logfile.  Settings may also "
 	    "come from\nGUNICORN_CMD_ARGS and a Python config file (-c); the "
-	    "command line wins.\ngunicorn's other settings (--log-syslog, "
+	    "command line wins.\ngunicorn's other settings (--log-config, "
 	    "--spew, ...) are accepted and\nignored with a warning; "
 	    "TLS and HTTP/2 are refused.\n");
 }
