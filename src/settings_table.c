@@ -197,7 +197,8 @@ const struct setting_def settings_table[] = {
 	/* default: $SENDFILE (y, 1, yes, true), else on -- see settings_sendfile_default() */
 	{ .name = "sendfile", .long_flag = "--no-sendfile", .type = T_BOOL,
 	  .off = OFF(sendfile), .flags = F_NULLABLE | F_STORE_FALSE,
-	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2)." },
+	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2) "
+	    "(the asgi worker then offers no http.response.pathsend)." },
 	{ .name = "threads", .long_flag = "--threads", .type = T_INT,
 	  .off = OFF(threads), .min = 1, .dflt = "1", .meta = "INT",
 	  .help = "The number of worker threads." },
