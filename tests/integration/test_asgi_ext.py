@@ -111,12 +111,17 @@ def test_no_sendfile_offers_no_pathsend(make_server, files):
              "does not offer it (sendfile is off)." in s.log(), 5, what="the error")
 
 
-def test_pathsend_bodies_byte_exact_keepalive_and_pipelined(make_server, files, tmp_path):
+LOOPS = pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+
+
+@LOOPS
+def test_pathsend_bodies_byte_exact_keepalive_and_pipelined(make_server, files, tmp_path, loop):
     """Small, empty and multi-MiB files on one kept-alive connection, the
     app's Content-Length or none (then the file's size is sent), a
     Content-Length shorter than the file cuts it there; then several
-    requests pipelined in one write, answered in order; HTTP/1.0."""
-    s = asgi(make_server, "--access-logfile", "-")
+    requests pipelined in one write, answered in order; HTTP/1.0.  On
+    either event loop (their transports buffer and write differently)."""
+    s = asgi(make_server, "--asgi-loop", loop, "--access-logfile", "-")
     pid = worker_pid(s)
     with Connection(s.port) as c:
         for name in ("small", "empty", "mid"):
@@ -169,14 +174,15 @@ def test_pathsend_head(make_server, files):
         assert c.response()[2] == b"hello /next"   # no stray body bytes between
 
 
-def test_slow_reader_does_not_hold_the_loop(make_server, files, tmp_path):
+@LOOPS
+def test_slow_reader_does_not_hold_the_loop(make_server, files, tmp_path, loop):
     """One worker.  A client asks for 32 MiB (and pipelines a second
     request) and reads nothing: the file waits
     for its socket, the app's send() with it, and another client is
     answered at once meanwhile.  Then the slow client reads it all,
     byte-exact, and its pipelined answer; the worker's descriptors go
     back to what they were."""
-    s = asgi(make_server)
+    s = asgi(make_server, "--asgi-loop", loop)
     pid = worker_pid(s)
     base = baseline(s, pid)
     done = tmp_path / "done"
@@ -229,12 +235,13 @@ def test_a_client_that_takes_nothing_is_closed_after_the_io_timeout(make_server,
     assert worker_pid(s) == pid
 
 
-def test_client_leaving_mid_file_and_file_shrinking(make_server, files):
+@LOOPS
+def test_client_leaving_mid_file_and_file_shrinking(make_server, files, loop):
     """A slow client that leaves while its file waits: the file and our
     socket are closed.  A file cut short while it is sent (its head
     promised more): the error is logged, the client gets what there was
     and the end of the connection."""
-    s = asgi(make_server)
+    s = asgi(make_server, "--asgi-loop", loop)
     pid = worker_pid(s)
     base = baseline(s, pid)
     c = Connection(s.port, timeout=30)
