@@ -901,10 +901,14 @@ asgi_response_pathsend(Proto *p, PyObject *msg)
 		return -1;
 	}
 	o = head_put(p, PyBytes_AS_STRING(out), 0, had_length);
+	if (_PyBytes_Resize(&out, (Py_ssize_t)o) == -1) {
+		close(fd);
+		Py_DECREF(fspath);
+		return -1;
+	}
 	p->rstate = R_SENT;
-	if (_PyBytes_Resize(&out, (Py_ssize_t)o) == -1 ||
-	    (count == 0 && transport_write(p, out) == -1)) {
-		Py_XDECREF(out);
+	if (count == 0 && transport_write(p, out) == -1) {
+		Py_DECREF(out);
 		close(fd);
 		Py_DECREF(fspath);
 		return -1;

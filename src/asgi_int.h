@@ -19,9 +19,10 @@
  *   asgi_alog.c    access log lines (the facts for access_log.c)
  *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
- * Calls go one way: proto -> task, proto -> ws -> http -> file -> state,
- * proto -> file (and everything uses the inline helpers below, of which
- * proto_close stops a file under way); nothing lower calls up.  A file
+ * Calls go one way: proto -> task, proto -> ws -> http -> state,
+ * http -> file, proto -> file (and everything uses the inline helpers
+ * below, of which proto_close stops a file under way); nothing lower
+ * calls up.  A file
  * that waited for its socket ends in asgi_proto.c (the loop's callback:
  * on_files), which hands the end to asgi_http.c.
  * When a response ends with a pipelined head in the buffer,
@@ -38,11 +39,11 @@
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
  *   the file (file_fd .. file_waiter)   asgi_file.c (sock_fd too); it
- *       adds what it sends to resp_send; asgi_proto.c resolves
+ *       adds what it sends to resp_sent; asgi_proto.c resolves
  *       file_waiter when the file ended
  *   the read buffer p->c   asgi_proto.c appends, the others consume
  * Who writes which field of `asgi` (the worker's state, one per process):
- *   everything set up once (ctx .. methods, trust_all)   asgi_proto.c
+ *   everything set up once (ctx .. methods, trust_all .. on_files)   asgi_proto.c
  *       (asgi_proto_setup and configure(); enter_task/leave_task:
  *       asgi_task.c; scope_tmpl: asgi_http.c, on the first request)
  *   in_app   asgi_proto.c's channels count the app's send/receive calls
@@ -51,7 +52,7 @@
  *   served   asgi_http.c and asgi_ws.c count requests
  *   websockets (the list), websockets_closed   asgi_ws.c links and
  *       unlinks; asgi_proto.c closes them all when draining
- *   file_ep, files_waiting   asgi_file.c (on_files: asgi_proto.c)
+ *   file_ep   asgi_file.c (made on the first wait)
  *
  * Everything runs on the loop's thread with the GIL held.
  */

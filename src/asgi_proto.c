@@ -926,9 +926,9 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	asgi.s_get_write_buffer_size = intern("get_write_buffer_size");
 	asgi.k_extensions = intern("extensions");
 	asgi.file_ep = -1;
-	/* the ASGI extensions served, each with no options */
-	/* --no-sendfile (a filesystem whose sendfile is broken): no
-	 * pathsend either; apps then read their files themselves */
+	/* the ASGI extensions served, each with no options; with
+	 * --no-sendfile (a filesystem whose sendfile is broken) no pathsend:
+	 * apps then read their files themselves */
 	asgi.ext_http = cfg->sendfile ? Py_BuildValue("{s{}}", "http.response.pathsend") :
 	    PyDict_New();
 	asgi.ext_ws = Py_BuildValue("{s{}}", "websocket.http.response");

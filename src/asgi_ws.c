@@ -650,6 +650,7 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 			Py_XDECREF(fake);
 			if (rc == -1)
 				return -1;
+			p->rstate = R_NONE;	/* not a denial's start: nothing sent yet */
 		}
 		for (size_t i = 0; i < (size_t)sl; i++)
 			if (sv[i] == '\r' || sv[i] == '\n' || sv[i] == '\0') {
