@@ -63,7 +63,7 @@ asgi_file_open(PyObject *path, int *fdp, uint64_t *size, PyObject **fspath)
 {
 	PyObject *b = NULL;
 	struct stat st;
-	int fd;
+	int fd, e = 0;
 
 	*fspath = NULL;
 	if (path == NULL || (!PyUnicode_Check(path) && !PyBytes_Check(path))) {
@@ -86,12 +86,11 @@ asgi_file_open(PyObject *path, int *fdp, uint64_t *size, PyObject **fspath)
 		Py_DECREF(b);
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		int e = errno;
-		if (S_ISDIR(st.st_mode))
-			e = EISDIR;
-		else if (e == 0 || !S_ISREG(st.st_mode))
-			e = EINVAL;	/* a device, FIFO or socket: not a file to send */
+	if (fstat(fd, &st) == -1)
+		e = errno;
+	else if (!S_ISREG(st.st_mode))	/* a device, FIFO or socket: not a file to send */
+		e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	if (e != 0) {
 		close(fd);
 		errno = e;
 		PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
