@@ -4,7 +4,8 @@
  * parsed head, the request body as http.request messages (Content-Length
  * or chunked, decoded from the connection's buffer), and the response:
  * http.response.start/body framed as Content-Length or chunked, with
- * keep-alive, HEAD, Date/Server, and what happens when it is complete.
+ * keep-alive, HEAD, Date/Server, and what happens when it is complete;
+ * http.response.pathsend's head and end (its file: asgi_file.c).
  *
  * A body the app left unread when its response is complete is dropped:
  * what is buffered at once; the rest still coming as it arrives, in
@@ -20,10 +21,12 @@
  * Owns: a Proto's request and response fields (asgi_int.h).
  *
  * Never: parses the next head itself (asgi_response_body() and
- * asgi_drain_next() return 1 and asgi_proto.c does), knows websockets,
+ * asgi_drain_next() return 1 and asgi_proto.c does), knows websockets
+ * (but that a denial response is framed here and that their receive()
+ * is not its own),
  * reads more of the body than the app asked for before its response is
  * complete, drops a byte past the body, or writes to a socket itself
- * (the transport does).
+ * (the transport does; a pathsend's file: asgi_file.c).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include "asgi_alog.h"
@@ -99,7 +103,8 @@ scope_template(void)
 	    { asgi.k_client, Py_None }, { asgi.k_root_path, asgi.root_path },
 	    { asgi.k_method, Py_None }, { asgi.k_path, Py_None }, { asgi.k_raw_path, Py_None },
 	    { asgi.k_query_string, Py_None }, { asgi.k_headers, Py_None },
-	    { asgi.k_scheme, Py_None }, { asgi.k_state, Py_None } };
+	    { asgi.k_scheme, Py_None }, { asgi.k_extensions, Py_None },
+	    { asgi.k_state, Py_None } };
 	size_t n = sizeof(kv) / sizeof(kv[0]) - (asgi.lifespan_state == NULL);
 
 	if (t == NULL)
@@ -195,6 +200,11 @@ asgi_build_scope(Proto *p, const char **bad)
 	if (p->c.https)		/* a uWSGI request's HTTPS */
 		scheme = 1;
 	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
+		goto fail;
+	/* the extensions we serve, a dict of the request's own (an app or
+	 * middleware that removes one removes it for itself; a websocket's
+	 * are set by asgi_ws.c) */
+	if (py_dict_set_new(s, asgi.k_extensions, PyDict_Copy(asgi.ext_http)) == -1)
 		goto fail;
 	if (asgi.lifespan_state != NULL &&
 	    py_dict_set_new(s, asgi.k_state, PyDict_Copy(asgi.lifespan_state)) == -1)
@@ -357,8 +367,8 @@ asgi_feed_receiver(Proto *p)
 	PyObject *m;
 	int bad;
 
-	if (p->recv_waiter == NULL)
-		return;
+	if (p->recv_waiter == NULL || p->is_ws)
+		return;		/* a websocket's receive() is asgi_ws.c's */
 	if (p->lost || p->rstate == R_DONE || (p->client_eof && (p->body_sent ||
 	    p->c.len == 0))) {
 		if ((m = asgi_disconnect_message()) != NULL)
@@ -692,6 +702,26 @@ head_write(Proto *p, char *out, int more)
 	return o;
 }
 
+/* The whole head into out (head_size() + 48 bytes of room): ours, a
+ * Content-Length we computed (the app gave none: had_length 0), the
+ * app's headers, the blank line.  Its length. */
+static size_t
+head_put(Proto *p, char *out, int more, int had_length)
+{
+	size_t o = head_write(p, out, more);
+
+	if (!had_length && p->resp_length >= 0) {
+		o = PUTS(out, o, "Content-Length: ");
+		o = put_u64(out, o, (uint64_t)p->resp_length);
+		o = PUTS(out, o, "\r\n");
+	}
+	if (p->rhead_len > 0)
+		memcpy(out + o, p->rhead, p->rhead_len);
+	o += p->rhead_len;
+	memcpy(out + o, "\r\n", 2);
+	return o + 2;
+}
+
 int
 asgi_response_body(Proto *p, PyObject *msg)
 {
@@ -708,7 +738,7 @@ asgi_response_body(Proto *p, PyObject *msg)
 		    "sent, before 'http.response.start'.");
 		return -1;
 	}
-	if (p->rstate == R_DONE) {
+	if (p->rstate == R_DONE || p->rstate == R_FILE) {
 		PyErr_SetString(PyExc_RuntimeError, "Unexpected ASGI message 'http.response.body' "
 		    "sent, after response already completed.");
 		return -1;
@@ -747,17 +777,7 @@ asgi_response_body(Proto *p, PyObject *msg)
 		goto fail;
 	w = PyBytes_AS_STRING(out);
 	if (send_head) {
-		o = head_write(p, w, more);
-		if (!had_length && p->resp_length >= 0) {
-			o = PUTS(w, o, "Content-Length: ");
-			o = put_u64(w, o, (uint64_t)p->resp_length);
-			o = PUTS(w, o, "\r\n");
-		}
-		if (p->rhead_len > 0)
-			memcpy(w + o, p->rhead, p->rhead_len);
-		o += p->rhead_len;
-		memcpy(w + o, "\r\n", 2);
-		o += 2;
+		o = head_put(p, w, more, had_length);
 		p->rstate = R_SENT;
 	}
 	if (dlen > 0) {
@@ -804,4 +824,128 @@ fail:
 	if (view.obj != NULL)
 		PyBuffer_Release(&view);
 	return -1;
+}
+
+/* ---- http.response.pathsend (the ASGI extension) ----
+ *
+ * After http.response.start, once, instead of any http.response.body:
+ * the file at an absolute path is the whole body, and the response is
+ * complete when it has been sent.  The app's Content-Length is the
+ * body's length (the spec leaves it to the app): a longer file is cut
+ * there, as a longer body is; a shorter one fails before anything is
+ * written.  Without one, the file's size is sent as Content-Length, as
+ * for a single final http.response.body.  HEAD, 1xx, 204 and 304 send
+ * the head only (the file is still opened: a missing one is an error).
+ * A file that cannot be opened, or is not a regular file, or is shorter
+ * than the Content-Length, raises in the app's send() (an OSError naming
+ * it): the head is not written yet, so the client gets the 500 of any
+ * app error before a response, and the connection closes. */
+
+static int
+pathsend_refused(const char *why)
+{
+	PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message 'http.response.pathsend' "
+	    "sent, %s.", why);
+	return -1;
+}
+
+/* 0: the response is complete; 1: complete, a pipelined head waits
+ * (PS_HEAD; the caller parses it); 2: the file goes on (R_FILE; its end
+ * comes to asgi_response_file_end); -1: an exception for the app. */
+int
+asgi_response_pathsend(Proto *p, PyObject *msg)
+{
+	PyObject *path, *fspath, *out;
+	uint64_t size, count;
+	int fd, nobody, had_length;
+	size_t o;
+
+	if (!asgi.cfg->sendfile)
+		return pathsend_refused("but the server does not offer it (sendfile is off)");
+	if (p->rstate == R_NONE)
+		return pathsend_refused("before 'http.response.start'");
+	if (p->rstate == R_SENT)
+		return pathsend_refused("after 'http.response.body' (they cannot be mixed)");
+	if (p->rstate != R_STARTED)
+		return pathsend_refused("after response already completed");
+	path = PyDict_GetItemWithError(msg, asgi.k_path);
+	if (path == NULL && PyErr_Occurred())
+		return -1;
+	if (asgi_file_open(path, &fd, &size, &fspath) == -1)
+		return -1;
+	nobody = p->status < 200 || p->status == 204 || p->status == 304;
+	had_length = p->resp_length >= 0;
+	if (had_length && (uint64_t)p->resp_length > size) {
+		PyErr_Format(PyExc_OSError, "http.response.pathsend: %R has %llu bytes, fewer "
+		    "than the response's Content-Length (%lld)", path, (unsigned long long)size,
+		    (long long)p->resp_length);
+		close(fd);
+		Py_DECREF(fspath);
+		return -1;
+	}
+	if (!had_length && !nobody)
+		p->resp_length = (int64_t)size;
+	count = nobody || p->head_only ? 0 : (uint64_t)p->resp_length;
+	if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(head_size(p) + 48))) == NULL) {
+		close(fd);
+		Py_DECREF(fspath);
+		return -1;
+	}
+	o = head_put(p, PyBytes_AS_STRING(out), 0, had_length);
+	if (_PyBytes_Resize(&out, (Py_ssize_t)o) == -1) {
+		close(fd);
+		Py_DECREF(fspath);
+		return -1;
+	}
+	p->rstate = R_SENT;
+	if (count == 0 && transport_write(p, out) == -1) {
+		Py_DECREF(out);
+		close(fd);
+		Py_DECREF(fspath);
+		return -1;
+	}
+	if (count == 0) {
+		Py_DECREF(out);
+		close(fd);
+		Py_DECREF(fspath);
+		return response_done(p);
+	}
+	p->rstate = R_FILE;	/* the head goes with the file (asgi_file.c) */
+	int r = asgi_file_start(p, out, fd, count, PyBytes_AS_STRING(fspath));
+	Py_DECREF(out);
+	Py_DECREF(fspath);
+	switch (r) {
+	case -1:
+		p->rstate = R_DONE;
+		proto_close(p);
+		return -1;
+	case ASGI_FILE_DONE:
+		return asgi_response_file_end(p);
+	case ASGI_FILE_WAITS:
+		return 2;
+	default:
+		asgi_response_file_failed(p);
+		return 0;
+	}
+}
+
+/* A pathsend's file failed (logged; the connection is closing): the
+ * response ends there. */
+void
+asgi_response_file_failed(Proto *p)
+{
+	if (p->rstate != R_FILE)
+		return;
+	p->rstate = R_DONE;
+	asgi_access_log(p, p->status);
+}
+
+/* A pathsend's file was sent whole: the response is complete.  1: a
+ * pipelined head waits (PS_HEAD; the caller parses it). */
+int
+asgi_response_file_end(Proto *p)
+{
+	if (p->state == PS_FILE)
+		set_state(p, PS_BUSY, 0);
+	return response_done(p);
 }

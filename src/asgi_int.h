@@ -9,14 +9,22 @@
  *   asgi_task.c    the app's coroutine as a Task, first step run eagerly
  *   asgi_ws.c      websockets (RFC 6455) over ws_frame.c
  *   asgi_http.c    the `http` scope, the request body (receive), the
- *                  response's framing (send)
+ *                  response's framing (send), http.response.pathsend's
+ *                  head and end
+ *   asgi_file.c    a pathsend's file: opened and checked, then sent with
+ *                  sendfile(2) as the socket takes it (the worker's epoll
+ *                  set of waiting sockets, one descriptor the loop reads)
  *   asgi_state.c   the shared state's definition, error pages, the
  *                  Ready awaitable
  *   asgi_alog.c    access log lines (the facts for access_log.c)
  *   asgi_hooks.c   pre_request/post_request, asgi_disconnect_grace_period
  *
- * Calls go one way: proto -> task, proto -> ws -> http -> state (and
- * everything uses the inline helpers below); nothing lower calls up.
+ * Calls go one way: proto -> task, proto -> ws -> http -> state,
+ * http -> file, proto -> file (and everything uses the inline helpers
+ * below, of which proto_close stops a file under way); nothing lower
+ * calls up.  A file
+ * that waited for its socket ends in asgi_proto.c (the loop's callback:
+ * on_files), which hands the end to asgi_http.c.
  * When a response ends with a pipelined head in the buffer,
  * asgi_response_body() says so and asgi_proto.c parses it; so does
  * asgi_drain_next() when the rest of a body the app left unread has come
@@ -30,9 +38,12 @@
  *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
+ *   the file (file_fd .. file_waiter)   asgi_file.c (sock_fd too); it
+ *       adds what it sends to resp_sent; asgi_proto.c resolves
+ *       file_waiter when the file ended
  *   the read buffer p->c   asgi_proto.c appends, the others consume
  * Who writes which field of `asgi` (the worker's state, one per process):
- *   everything set up once (ctx .. methods, trust_all)   asgi_proto.c
+ *   everything set up once (ctx .. methods, forwarded_allow .. on_files)   asgi_proto.c
  *       (asgi_proto_setup and configure(); enter_task/leave_task:
  *       asgi_task.c; scope_tmpl: asgi_http.c, on the first request)
  *   in_app   asgi_proto.c's channels count the app's send/receive calls
@@ -41,6 +52,7 @@
  *   served   asgi_http.c and asgi_ws.c count requests
  *   websockets (the list), websockets_closed   asgi_ws.c links and
  *       unlinks; asgi_proto.c closes them all when draining
+ *   file_ep   asgi_file.c (made on the first wait)
  *
  * Everything runs on the loop's thread with the GIL held.
  */
@@ -72,6 +84,9 @@ struct ws_deflate;
  * connection whose deadline passed):
  *   HEAD     reading a head: a whole head within limits.head_timeout_ms
  *   IDLE     kept alive between requests, no byte yet: `keepalive` s
+ *   FILE     a pathsend's file (asgi_file.c) waits for its socket: the
+ *            client must take a byte within the I/O timeout
+ *            (http_io_timeout_ms: 3/4 of `timeout`), or it is closed
  *   DRAIN    the response is complete and kept alive, but the app left
  *            the rest of the body unread and the client is still
  *            sending it: c.drain (http_drain.h: a Content-Length count
@@ -82,10 +97,11 @@ struct ws_deflate;
  *   BUSY     a request runs (its app, its body, its response; a
  *            websocket's whole life)
  *   CLOSING  closed or closing: nothing more is read */
-enum { PS_HEAD, PS_IDLE, PS_DRAIN, PS_TIMED, PS_BUSY = PS_TIMED, PS_CLOSING };
+enum { PS_HEAD, PS_IDLE, PS_DRAIN, PS_FILE, PS_TIMED, PS_BUSY = PS_TIMED, PS_CLOSING };
 
-/* response progress */
-enum { R_NONE, R_STARTED, R_SENT, R_DONE };
+/* response progress (R_FILE: the head is sent, a pathsend's file goes
+ * on; the response ends with it) */
+enum { R_NONE, R_STARTED, R_SENT, R_FILE, R_DONE };
 
 typedef struct proto {
 	PyObject_HEAD
@@ -142,6 +158,16 @@ typedef struct proto {
 	struct ws_deflate *ws_pmd;	/* permessage-deflate, once agreed */
 	char *ws_ext;			/* its Sec-WebSocket-Extensions answer */
 	struct proto *wsprev, *wsnext;	/* open websockets (closed when draining) */
+
+	/* a pathsend's file under way (R_FILE) */
+	int file_fd;			/* -1: none */
+	int file_sock;			/* our dup of the socket while a file waits; -1 */
+	int sock_fd;			/* the transport's socket: -1 until first asked */
+	off_t file_pos;
+	uint64_t file_left;
+	size_t file_behind;		/* the transport's bytes ahead of it, last seen */
+	char *file_path;		/* for the log */
+	PyObject *file_waiter;		/* the app's send() waits for the file's end */
 } Proto;
 
 enum { WS_CONNECTING, WS_CONNECT_SENT, WS_OPEN, WS_CLOSED };
@@ -193,6 +219,10 @@ struct asgi_state {
 	    *s_body_msg, *s_copy, *s_throw;
 	PyObject *methods[9];
 	struct ip_allow forwarded_allow;	/* forwarded_allow_ips */
+	PyObject *ext_http, *ext_ws;	/* scope["extensions"] (copied per request) */
+	PyObject *k_extensions, *s_pathsend_msg, *s_get_write_buffer_size;
+	PyObject *on_files;		/* asgi_proto.c's callback for file_ep */
+	int file_ep;			/* epoll: sockets a file waits for; -1 until used */
 	int in_app;			/* > 0: inside the app's send/receive: no eager step */
 	struct { Proto *head, *tail; } timers[PS_TIMED];	/* by state */
 	size_t nconns;
@@ -225,6 +255,14 @@ int asgi_cancelled_after_disconnect(Proto *p);
 void asgi_alog_keep_head(Proto *p);
 void asgi_access_log(Proto *p, int status);
 
+/* asgi_file.c */
+enum { ASGI_FILE_DONE, ASGI_FILE_WAITS, ASGI_FILE_FAILED };
+int asgi_file_open(PyObject *path, int *fd, uint64_t *size, PyObject **fspath);
+int asgi_file_start(Proto *p, PyObject *head, int fd, uint64_t count, const char *path);
+int asgi_file_step(Proto *p);
+int asgi_file_ready(Proto **out, int max);
+void asgi_file_abort(Proto *p);
+
 /* asgi_task.c */
 enum { ASGI_TASK_FAILED = -1, ASGI_TASK_DONE, ASGI_TASK_WAITS };
 int asgi_task_start(PyObject *coro, PyObject **out);
@@ -240,6 +278,9 @@ PyObject *asgi_disconnect_message(void);
 void asgi_feed_receiver(Proto *p);
 int asgi_response_start(Proto *p, PyObject *msg);
 int asgi_response_body(Proto *p, PyObject *msg);
+int asgi_response_pathsend(Proto *p, PyObject *msg);
+int asgi_response_file_end(Proto *p);
+void asgi_response_file_failed(Proto *p);
 int asgi_drain_take(Proto *p, const char *s, size_t n, size_t *used);
 int asgi_drain_next(Proto *p);
 
@@ -361,6 +402,8 @@ proto_close(Proto *p)
 	if (p->state == PS_CLOSING)
 		return;
 	set_state(p, PS_CLOSING, 0);
+	if (p->file_fd >= 0)
+		asgi_file_abort(p);	/* before the transport closes its socket */
 	transport_call(p, asgi.s_close);
 }
 

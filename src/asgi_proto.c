@@ -246,6 +246,18 @@ channel_send(Channel *ch, PyObject *msg)
 	} else if (PyUnicode_Check(type) && PyUnicode_Compare(type, asgi.s_start) == 0) {
 		if (asgi_response_start(p, msg) == -1)
 			return NULL;
+	} else if (PyUnicode_Check(type) && PyUnicode_Compare(type, asgi.s_pathsend_msg) == 0) {
+		switch (asgi_response_pathsend(p, msg)) {
+		case -1:
+			return NULL;
+		case 1:
+			try_head(p);	/* a pipelined request */
+			break;
+		case 2:		/* the file goes on: send() returns at its end */
+			if (p->file_waiter == NULL && (p->file_waiter = new_future()) == NULL)
+				return NULL;
+			return Py_NewRef(p->file_waiter);
+		}
 	} else {
 		if (!PyErr_Occurred())
 			PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message %R sent", type);
@@ -316,16 +328,20 @@ app_finished(Proto *p, uint64_t gen, PyObject *r)
 		asgi_hook_post_request(p, p->rstate == R_NONE ? 500 : p->status);
 	if (gen != p->gen || p->rstate == R_DONE || p->lost)
 		return;
+	if (p->rstate == R_FILE)
+		return;		/* its file goes on: its end completes the response */
 	if (p->is_ws) {
 		if (p->ws_state == WS_OPEN) {		/* the app ended: close */
 			asgi_ws_fail(p, r != NULL ? 1000 : 1011, NULL);
 			return;
 		}
-		if (r != NULL)
-			log_errorx("ASGI callable returned without sending handshake.");
-		p->rstate = R_NONE;	/* not accepted: a 500 page below */
+		if (p->rstate != R_SENT) {	/* not a denial response under way */
+			if (r != NULL)
+				log_errorx("ASGI callable returned without sending handshake.");
+			p->rstate = R_NONE;	/* not accepted: a 500 page below */
+		}
 	}
-	if (r != NULL && !p->client_eof && !p->is_ws)
+	if (r != NULL && !p->client_eof && (!p->is_ws || p->rstate == R_SENT))
 		log_errorx(p->rstate == R_SENT ?
 		    "ASGI callable returned without completing response." :
 		    "ASGI callable returned without starting response.");
@@ -363,6 +379,45 @@ channel_done(Channel *ch, PyObject *task)
 	app_finished(ch->p, ch->gen, r);
 	Py_XDECREF(r);
 }
+
+/* A pathsend's file waited for its socket, which can take more now
+ * (asgi_file.c's set): send on; at its end the response is complete and
+ * the app's send() returns. */
+static void
+file_progress(Proto *p)
+{
+	switch (asgi_file_step(p)) {
+	case ASGI_FILE_WAITS:
+		return;
+	case ASGI_FILE_DONE:
+		future_resolve(&p->file_waiter, Py_None);
+		if (asgi_response_file_end(p) == 1)
+			try_head(p);	/* a pipelined request */
+		break;
+	default:
+		asgi_response_file_failed(p);
+		future_resolve(&p->file_waiter, Py_None);
+		break;
+	}
+	PyErr_Clear();
+}
+
+/* on_files(): the loop's callback for asgi_file.c's epoll set. */
+static PyObject *
+mod_on_files(PyObject *self, PyObject *unused)
+{
+	Proto *ready[64];
+	int n = asgi_file_ready(ready, 64);
+
+	for (int i = 0; i < n; i++) {
+		if (ready[i]->file_fd >= 0)
+			file_progress(ready[i]);
+		Py_DECREF(ready[i]);
+	}
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef on_files_def = { "on_files", mod_on_files, METH_NOARGS, NULL };
 
 /* receive(), send(message), the done callback(task): called the
  * vectorcall way (no argument tuple per call); keywords are ignored, as
@@ -428,6 +483,7 @@ proto_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	p->listener = listener;
 	p->client = Py_NewRef(Py_None);
 	p->state = PS_CLOSING;		/* until connection_made */
+	p->file_fd = p->file_sock = p->sock_fd = -1;
 	return (PyObject *)p;
 }
 
@@ -554,7 +610,7 @@ proto_eof_received(Proto *p, PyObject *unused)
 	 * the client will send nothing more: a receive() waiting for more
 	 * body or for the end learns at once that the client is gone (an
 	 * SSE stream stops).  A real close shows later as connection_lost. */
-	if (p->state == PS_BUSY && p->rstate != R_DONE) {
+	if ((p->state == PS_BUSY || p->state == PS_FILE) && p->rstate != R_DONE) {
 		asgi_feed_receiver(p);
 		asgi_disconnect_grace(p);
 		Py_RETURN_TRUE;
@@ -587,6 +643,8 @@ proto_connection_lost(Proto *p, PyObject *exc)
 		Py_DECREF(m);
 	}
 	future_resolve(&p->drain_waiter, Py_None);
+	asgi_file_abort(p);		/* the file cut (its waiter resolved) */
+	asgi_response_file_failed(p);
 	PyErr_Clear();
 	asgi_disconnect_grace(p);
 	Py_CLEAR(p->transport);
@@ -625,6 +683,7 @@ proto_traverse(Proto *p, visitproc visit, void *arg)
 	Py_VISIT(p->client);
 	Py_VISIT(p->recv_waiter);
 	Py_VISIT(p->drain_waiter);
+	Py_VISIT(p->file_waiter);
 	Py_VISIT(p->ws_queue);
 	Py_VISIT(p->ws_accept);
 	Py_VISIT(p->task);
@@ -639,6 +698,7 @@ proto_clear(Proto *p)
 	Py_CLEAR(p->client);
 	Py_CLEAR(p->recv_waiter);
 	Py_CLEAR(p->drain_waiter);
+	Py_CLEAR(p->file_waiter);
 	Py_CLEAR(p->ws_queue);
 	Py_CLEAR(p->ws_accept);
 	Py_CLEAR(p->task);
@@ -656,6 +716,8 @@ proto_dealloc(Proto *p)
 		p->counted = 0;
 		asgi.nconns--;
 	}
+	if (p->file_fd >= 0)
+		asgi_file_abort(p);	/* never watched here: the set holds a reference */
 	proto_clear(p);
 	buf_release(p);
 	free(p->rhead);
@@ -737,7 +799,12 @@ mod_tick(PyObject *self, PyObject *unused)
 				log_debug("Closing connection: no complete request head in time");
 			if (l == PS_DRAIN)
 				http_drain_log_timeout(&p->c.drain);
+			if (l == PS_FILE)
+				log_debug("pathsend: the client took nothing of %s for %d ms: "
+				    "closing the connection", p->file_path ? p->file_path : "",
+				    http_io_timeout_ms());
 			proto_close(p);		/* leaves the list */
+			asgi_response_file_failed(p);
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)
 			next = asgi.timers[l].head->deadline_ms;
@@ -789,6 +856,9 @@ mod_configure(PyObject *self, PyObject *args)
 	if (asgi.loop_create_future == NULL || asgi.loop_create_task == NULL)
 		return NULL;
 	Py_XSETREF(asgi.loop, Py_NewRef(loop));
+	if (asgi.on_files == NULL &&
+	    (asgi.on_files = PyCFunction_New(&on_files_def, NULL)) == NULL)
+		return NULL;
 	Py_XSETREF(asgi.base_ctx, PyContext_CopyCurrent());
 	if (asgi.base_ctx == NULL)
 		return NULL;
@@ -912,6 +982,18 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	asgi.m_disconnect_msg = intern("http.disconnect");
 	asgi.s_start = intern("http.response.start");
 	asgi.s_body_msg = intern("http.response.body");
+	asgi.s_pathsend_msg = intern("http.response.pathsend");
+	asgi.s_get_write_buffer_size = intern("get_write_buffer_size");
+	asgi.k_extensions = intern("extensions");
+	asgi.file_ep = -1;
+	/* the ASGI extensions served, each with no options; with
+	 * --no-sendfile (a filesystem whose sendfile is broken) no pathsend:
+	 * apps then read their files themselves */
+	asgi.ext_http = cfg->sendfile ? Py_BuildValue("{s{}}", "http.response.pathsend") :
+	    PyDict_New();
+	asgi.ext_ws = Py_BuildValue("{s{}}", "websocket.http.response");
+	if (asgi.ext_http == NULL || asgi.ext_ws == NULL)
+		fatalx("cannot set up the ASGI worker");
 	asgi.s_write = intern("write");
 	asgi.s_close = intern("close");
 	asgi.s_pause_reading = intern("pause_reading");

@@ -68,7 +68,8 @@ asgi_refuse(Proto *p, int status, const char *why)
 	PyObject *page = asgi_error_page(status, why);
 
 	log_debug("Invalid request: %s", why);
-	if (page == NULL || transport_write(p, page) == -1)
+	/* a pathsend's file under way owns the socket: no page after it */
+	if (page == NULL || (p->file_fd < 0 && transport_write(p, page) == -1))
 		PyErr_Clear();
 	Py_XDECREF(page);
 	p->c.len = 0;

@@ -461,6 +461,11 @@ asgi_ws_start(Proto *p)
 	p->status = 0;
 	p->resp_sent = 0;
 	p->rhead_len = 0;
+	/* a denial response (websocket.http.response.*) is framed by
+	 * asgi_http.c, and closes the connection after it */
+	p->want_keepalive = p->head_only = 0;
+	p->resp_chunked = p->resp_keepalive = p->app_server = p->app_date = p->app_close = 0;
+	p->resp_length = -1;
 	ws_negotiate_deflate(p, q);
 	asgi_alog_keep_head(p);
 	p->http10 = 0;
@@ -504,7 +509,8 @@ asgi_ws_start(Proto *p)
 	    PyDict_SetItem(scope, asgi.k_scheme,
 	        PyUnicode_CompareWithASCIIString(PyDict_GetItem(scope, asgi.k_scheme), "https") == 0 ?
 	        asgi.v_wss : asgi.v_ws) == -1 ||
-	    PyDict_DelItem(scope, asgi.k_method) == -1)
+	    PyDict_DelItem(scope, asgi.k_method) == -1 ||
+	    py_dict_set_new(scope, asgi.k_extensions, PyDict_Copy(asgi.ext_ws)) == -1)
 		goto fail;
 	buf_consume(p, q->head_len);
 	memset(&p->c.req, 0, sizeof(p->c.req));
@@ -555,6 +561,53 @@ asgi_ws_receive(Proto *p)
 	return r;
 }
 
+/* The websocket denial response (the ASGI extension
+ * websocket.http.response): instead of accepting or closing, the app
+ * answers the handshake with an HTTP response of its own, as
+ * websocket.http.response.start and .body messages shaped as
+ * http.response.start and .body (framed by asgi_http.c: Content-Length or
+ * chunked, Connection: close); once it is complete the connection closes
+ * (the spec: nothing may follow it) and receive() says
+ * websocket.disconnect.  what: "start" or "body".  0, or -1 with an
+ * exception for the app. */
+static int
+ws_deny(Proto *p, PyObject *msg, const char *what)
+{
+	int r;
+
+	if (p->ws_state == WS_OPEN) {
+		PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message "
+		    "'websocket.http.response.%s' sent, after 'websocket.accept'.", what);
+		return -1;
+	}
+	if (strcmp(what, "start") == 0) {
+		if (p->rstate != R_NONE) {
+			PyErr_SetString(PyExc_RuntimeError, "Unexpected ASGI message "
+			    "'websocket.http.response.start' sent, after response already started.");
+			return -1;
+		}
+		return asgi_response_start(p, msg);
+	}
+	if (strcmp(what, "body") != 0) {
+		PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message "
+		    "'websocket.http.response.%s' sent to a websocket", what);
+		return -1;
+	}
+	if (p->rstate == R_NONE) {
+		PyErr_SetString(PyExc_RuntimeError, "Unexpected ASGI message "
+		    "'websocket.http.response.body' sent, before 'websocket.http.response.start'.");
+		return -1;
+	}
+	if ((r = asgi_response_body(p, msg)) == -1)
+		return -1;
+	if (p->rstate == R_DONE) {	/* complete: the connection is closing */
+		p->ws_state = WS_CLOSED;
+		p->c.len = 0;
+		proto_close(p);
+	}
+	return 0;
+}
+
 int
 asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 {
@@ -566,6 +619,13 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 	}
 	if (p->ws_state == WS_CLOSED || p->lost) {
 		PyErr_SetString(PyExc_ConnectionResetError, "the websocket is closed");
+		return -1;
+	}
+	if (strncmp(t, "websocket.http.response.", 24) == 0)
+		return ws_deny(p, msg, t + 24);
+	if (p->rstate != R_NONE && p->ws_state != WS_OPEN) {
+		PyErr_Format(PyExc_RuntimeError, "Unexpected ASGI message '%s' sent, after "
+		    "'websocket.http.response.start' (a denial response is all that may follow).", t);
 		return -1;
 	}
 	if (strcmp(t, "websocket.accept") == 0) {
@@ -590,6 +650,7 @@ asgi_ws_send(Proto *p, PyObject *msg, PyObject *type)
 			Py_XDECREF(fake);
 			if (rc == -1)
 				return -1;
+			p->rstate = R_NONE;	/* not a denial's start: nothing sent yet */
 		}
 		for (size_t i = 0; i < (size_t)sl; i++)
 			if (sv[i] == '\r' || sv[i] == '\n' || sv[i] == '\0') {

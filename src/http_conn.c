@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include "log.h"
@@ -443,6 +444,44 @@ http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
 		if (http_io_wait(fd, POLLOUT) == -1)
 			return -1;
 	}
+}
+
+int
+http_io_sendfile_nowait(int sock, int file, off_t *pos, uint64_t *left)
+{
+	sigset_t saved;
+	int rc = HTTP_FILE_SENT, err = 0;
+
+	/* sendfile has no MSG_NOSIGNAL: an app that set SIGPIPE back to
+	 * SIG_DFL must not die of a client that left (util.h) */
+	nosigpipe_begin(&saved);
+	while (*left > 0) {
+		size_t n = *left > 0x3fffffff ? 0x3fffffff : (size_t)*left;
+		ssize_t w = sendfile(sock, file, pos, n);
+		if (w > 0) {
+			*left -= (uint64_t)w;
+			continue;
+		}
+		if (w == 0) {
+			rc = HTTP_FILE_SHORT;
+			break;
+		}
+		if (errno == EINTR) {
+			http_io_interrupted();
+			continue;
+		}
+		if (errno == EAGAIN) {
+			rc = HTTP_FILE_FULL;
+			break;
+		}
+		err = errno != 0 ? errno : EIO;
+		rc = -1;
+		break;
+	}
+	nosigpipe_end(&saved, err == EPIPE);
+	if (rc == -1)
+		errno = err;
+	return rc;
 }
 
 int

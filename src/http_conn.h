@@ -190,6 +190,14 @@ int http_io_send(int fd, const void *p, size_t n);
  * *iovcnt are moved past what was written.  0 all written, 1 the rest
  * waits (EAGAIN), -1 error (errno). */
 int http_io_writev_nowait(int fd, struct iovec **iov, int *iovcnt);
+/* Send what the socket takes of *left bytes of the file `file` from
+ * offset *pos, with sendfile(2), never waiting (the WSGI workers'
+ * file_wrapper, the asgi worker's http.response.pathsend): *pos and
+ * *left move past what was sent.  0 all sent, 1 the socket is full
+ * (EAGAIN), 2 the file ended first (it is shorter than was said),
+ * -1 error (errno).  SIGPIPE cannot be raised by it (util.h). */
+enum { HTTP_FILE_SENT, HTTP_FILE_FULL, HTTP_FILE_SHORT };
+int http_io_sendfile_nowait(int sock, int file, off_t *pos, uint64_t *left);
 /* The I/O timeout in ms (-1: none): a socket wait fails after it. */
 int http_io_timeout_ms(void);
 /* After EINTR outside these functions (sendfile): run the on_eintr hook. */

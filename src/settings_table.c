@@ -233,7 +233,8 @@ const struct setting_def settings_table[] = {
 	/* default: $SENDFILE (y, 1, yes, true), else on -- see settings_sendfile_default() */
 	{ .name = "sendfile", .long_flag = "--no-sendfile", .type = T_BOOL,
 	  .off = OFF(sendfile), .flags = F_NULLABLE | F_STORE_FALSE,
-	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2)." },
+	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2) "
+	    "(the asgi worker then offers no http.response.pathsend)." },
 	{ .name = "statsd_host", .long_flag = "--statsd-host", .type = T_STATSD,
 	  .off = OFF(statsd_host), .flags = F_NULLABLE,
 	  .check = statsd_check_host, .meta = "STATSD_ADDR",

@@ -36,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -765,18 +764,14 @@ send_file(struct response *r, FileWrapperObject *fw)
 	if (r->head_only)
 		return 1;
 	pos = offset;
-	/* sendfile has no MSG_NOSIGNAL: an app that set SIGPIPE back to
-	 * SIG_DFL must not die of a client that left (util.h) */
-	sigset_t saved;
 	int err = 0;
 	int rc = 1;
-	nosigpipe_begin(&saved);
 	while (nbytes > 0) {
-		size_t n = nbytes > 0x3fffffff ? 0x3fffffff : (size_t)nbytes;
-		ssize_t w;
+		uint64_t before;
+		int k;
 		if (conn_out_pending(&r->conn->out) > 0) {
 			/* the head waits in the buffer: the file goes after it */
-			int k = file_behind(r, fd, pos, nbytes);
+			k = file_behind(r, fd, pos, nbytes);
 			if (k != 0) {
 				rc = k;
 				break;
@@ -786,20 +781,13 @@ send_file(struct response *r, FileWrapperObject *fw)
 				break;
 			}
 		}
-		w = sendfile(r->fd, fd, &pos, n);
-		if (w > 0) {
-			nbytes -= (uint64_t)w;
-			r->sent += (uint64_t)w;
-			continue;
-		}
-		if (w == 0)
-			break;	/* file shrank */
-		if (errno == EINTR) {
-			http_io_interrupted();
-			continue;
-		}
-		if (errno == EAGAIN) {
-			int k = file_behind(r, fd, pos, nbytes);
+		before = nbytes;
+		k = http_io_sendfile_nowait(r->fd, fd, &pos, &nbytes);
+		r->sent += before - nbytes;
+		if (k == HTTP_FILE_SENT || k == HTTP_FILE_SHORT)
+			break;	/* all of it, or the file shrank */
+		if (k == HTTP_FILE_FULL) {
+			k = file_behind(r, fd, pos, nbytes);
 			if (k != 0) {
 				rc = k;
 				break;
@@ -810,7 +798,6 @@ send_file(struct response *r, FileWrapperObject *fw)
 		err = errno != 0 ? errno : EIO;
 		break;
 	}
-	nosigpipe_end(&saved, err == EPIPE);
 	if (err != 0) {
 		errno = err;
 		return resp_io_error(r);

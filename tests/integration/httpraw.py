@@ -50,8 +50,17 @@ class Connection:
         return line
 
     def _take(self, n):
-        while len(self.buf) < n:
-            self._fill()
+        if len(self.buf) < n:
+            # pieces joined once: appending each read to the buffer
+            # copies it every time (minutes for tens of MiB)
+            parts, have = [self.buf], len(self.buf)
+            while have < n:
+                d = self.sock.recv(min(max(n - have, 65536), 1 << 20))
+                if not d:
+                    raise EOFError("connection closed by the server")
+                parts.append(d)
+                have += len(d)
+            self.buf = b"".join(parts)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 

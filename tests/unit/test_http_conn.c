@@ -4,7 +4,9 @@
  * head deadline), a connection's buffer over a real socketpair (a head in
  * pieces, growth up to the limit, 431 past it), pipelined requests kept
  * across http_conn_shift, the error page byte for byte, bounded waits
- * (ETIMEDOUT at a deadline), and the peer formatting.  Owns its sockets;
+ * (ETIMEDOUT at a deadline), the non-blocking sendfile step (all, a
+ * full socket, a file shorter than said, a peer gone), and the peer
+ * formatting.  Owns its sockets;
  * prints "N passed, M failed".
  */
 #include "http_conn.h"
@@ -226,6 +228,65 @@ test_peer(void)
 	CHECK_STR(buf, "");
 }
 
+/* http_io_sendfile_nowait over a non-blocking socketpair: what fits
+ * goes, FULL with the offset and the rest moved, SENT once the reader
+ * drained it, SHORT past the file's end, -1 EPIPE once the peer left. */
+static void
+test_sendfile_nowait(void)
+{
+	char path[] = "/tmp/cunicorn-unit-XXXXXX", buf[65536];
+	size_t size = 4u << 20, got = 0;
+	uint64_t left = size;
+	off_t pos = 0;
+	int sv[2], fd = mkstemp(path), r;
+	char *data = malloc(size);
+
+	if (fd == -1 || data == NULL)
+		abort();
+	unlink(path);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (char)(i * 7 + (i >> 11));
+	CHECK(write_full(fd, data, size) == 0);
+	pair(sv);
+	r = http_io_sendfile_nowait(sv[0], fd, &pos, &left);
+	CHECK(r == HTTP_FILE_FULL);
+	CHECK(left > 0 && left < size && (uint64_t)pos == size - left);
+	int ok = 1;
+	while (r != HTTP_FILE_SENT) {
+		ssize_t n = read(sv[1], buf, sizeof(buf));
+		if (n > 0) {
+			ok &= memcmp(buf, data + got, (size_t)n) == 0;
+			got += (size_t)n;
+		}
+		r = http_io_sendfile_nowait(sv[0], fd, &pos, &left);
+		if (r == -1 || (n <= 0 && r == HTTP_FILE_FULL && got == 0))
+			break;
+	}
+	CHECK(r == HTTP_FILE_SENT && left == 0 && (uint64_t)pos == size);
+	while (got < size) {
+		ssize_t n = read(sv[1], buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		ok &= memcmp(buf, data + got, (size_t)n) == 0;
+		got += (size_t)n;
+	}
+	CHECK(ok && got == size);
+	/* asked for more than the file has: SHORT, what there was sent */
+	pos = (off_t)size - 10;
+	left = 100;
+	CHECK(http_io_sendfile_nowait(sv[0], fd, &pos, &left) == HTTP_FILE_SHORT);
+	CHECK(left == 90 && (uint64_t)pos == size);
+	CHECK(read(sv[1], buf, sizeof(buf)) == 10 && memcmp(buf, data + size - 10, 10) == 0);
+	/* the peer left: EPIPE, and no SIGPIPE (it would end this test) */
+	close(sv[1]);
+	pos = 0;
+	left = 10;
+	CHECK(http_io_sendfile_nowait(sv[0], fd, &pos, &left) == -1 && errno == EPIPE);
+	close(sv[0]);
+	close(fd);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -234,6 +295,7 @@ main(void)
 	test_head_too_long();
 	test_error_page();
 	test_bounded_waits();
+	test_sendfile_nowait();
 	test_peer();
 	return check_summary("test_http_conn");
 }
