@@ -464,7 +464,9 @@ def test_relays_to_clients_that_do_not_read_share_the_workers_total(make_server,
         # KiB) and its connection's buffer (16 KiB); 20 MiB of the rest
         per_relay = BLOCK + (64 << 10) + (16 << 10)
         bound = DATA_LIMIT // 4 + CLIENTS * per_relay + 20 * MiB
-        # ... less than the relays' own 256 KiB each would be
+        # ... less than the relays' own 256 KiB each would be (a check of
+        # this test's parameters, not of the server: the bound below must
+        # tell a shared total from none)
         assert bound < CLIENTS * ((256 << 10) + per_relay)
         assert (hwm - hwm0) * 1024 < bound, (hwm0, hwm)
         assert s.pids_titled("worker") == [pid]
