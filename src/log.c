@@ -54,8 +54,12 @@ static char *access_path;	/* NULL: off or stdout (access_fd says) */
 static int forked_child;	/* fatal() ends us with _exit() */
 static void (*count_hook)(int level, int exception);	/* atomic */
 
-/* How long one line may wait for a log's reader (see the header). */
-#define SINK_WAIT_MS	1000
+/* The calling thread's wait scope (log.h): what a wait releases first,
+ * and whether one did. */
+static __thread void *(*scope_release)(void);
+static __thread void (*scope_reacquire)(void *);
+static __thread void *scope_token;
+static __thread int scope_released;
 
 static struct sink error_sink = { .nowait_fd = -1, .end = '\n' };
 static struct sink access_sink = { .nowait_fd = -1, .end = '\n' };
@@ -250,15 +254,6 @@ plain_write(int fd, const char *buf, size_t len)
 	}
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A write to a pipe or FIFO (or a terminal): with SIGPIPE blocked in this
  * thread, and the one a reader gone leaves pending taken back
  * (util.h).  SIGPIPE is ignored in every process, but app code may set it
@@ -283,10 +278,9 @@ pipe_write(int fd, const char *buf, size_t len)
  * (no room within the wait), -1 the sink failed (the line is lost, as
  * plain_write's). */
 static int
-nowait_write(struct sink *k, const char *buf, size_t len)
+nowait_write(struct sink *k, const char *buf, size_t len, int64_t deadline)
 {
 	int wait = __atomic_load_n(&k->stalled, __ATOMIC_RELAXED) ? 0 : 1;
-	int64_t deadline = wait ? now_ms() + SINK_WAIT_MS : 0;
 	size_t whole = len;
 
 	while (len > 0) {
@@ -305,7 +299,7 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 			continue;
 		if (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return -1;
-		int64_t left = wait ? deadline - now_ms() : 0;
+		int64_t left = wait ? deadline - (int64_t)monotonic_ms() : 0;
 		if (left <= 0) {
 			/* a line over PIPE_BUF may have left its head behind:
 			 * the next line written ends it */
@@ -314,26 +308,28 @@ nowait_write(struct sink *k, const char *buf, size_t len)
 			return 0;
 		}
 		struct pollfd p = { .fd = k->nowait_fd, .events = POLLOUT };
+		log_wait_release();
 		(void)poll(&p, 1, (int)left);
 	}
 	return 1;
 }
 
 int
-sink_put(struct sink *k, const char *buf, size_t len, unsigned long *lost)
+sink_put(struct sink *k, const char *buf, size_t len, int64_t deadline,
+    unsigned long *lost)
 {
 	*lost = 0;
 	/* a plain load first: the exchange (a locked instruction) only
 	 * after a cut, not on every line */
 	if (__atomic_load_n(&k->cut, __ATOMIC_RELAXED) &&
 	    __atomic_exchange_n(&k->cut, 0, __ATOMIC_RELAXED) &&
-	    nowait_write(k, &k->end, 1) != 1) {
+	    nowait_write(k, &k->end, 1, deadline) != 1) {
 		__atomic_store_n(&k->cut, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
 		return 0;
 	}
-	switch (nowait_write(k, buf, len)) {
+	switch (nowait_write(k, buf, len, deadline)) {
 	case 0:
 		__atomic_store_n(&k->stalled, 1, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&k->dropped, 1, __ATOMIC_RELAXED);
@@ -356,7 +352,8 @@ sink_write(struct sink *k, int fd, const char *buf, size_t len)
 		plain_write(fd, buf, len);
 		return;
 	}
-	if (sink_put(k, buf, len, &lost) == 1 && lost > 0)
+	if (sink_put(k, buf, len, (int64_t)monotonic_ms() + SINK_WAIT_MS,
+	    &lost) == 1 && lost > 0)
 		log_warnx("%lu lines dropped: the %s log's reader did not read "
 		    "for %d ms", lost, k == &error_sink ? "error" : "access",
 		    SINK_WAIT_MS);
@@ -376,6 +373,34 @@ log_access_write(const char *line, size_t len)
 	/* gunicorn's access logger at INFO, without the newline */
 	log_syslog_line(LOG_SYSLOG_ACCESS, LOG_INFO, line,
 	    len > 0 && line[len - 1] == '\n' ? len - 1 : len);
+}
+
+void
+log_wait_scope_begin(void *(*release)(void), void (*reacquire)(void *))
+{
+	scope_release = release;
+	scope_reacquire = reacquire;
+	scope_released = 0;
+}
+
+void
+log_wait_release(void)
+{
+	if (scope_release != NULL && !scope_released) {
+		scope_released = 1;
+		scope_token = scope_release();
+	}
+}
+
+void
+log_wait_scope_end(void)
+{
+	if (scope_released)
+		scope_reacquire(scope_token);
+	scope_release = NULL;
+	scope_reacquire = NULL;
+	scope_token = NULL;
+	scope_released = 0;
 }
 
 void

@@ -86,6 +86,17 @@ void log_forked_child(void);
 int log_access_enabled(void);
 void log_access_write(const char *line, size_t len);
 
+/* A scope of the calling thread (not nested) in which the first wait
+ * of a log line — for a slow reader's room, for syslog's lock — calls
+ * release() first; the scope's end calls reacquire() with what it
+ * returned, when it was called.  The WSGI workers put the GIL there
+ * around an access line (formatted with it, then written), so that one
+ * thread waiting for a slow log does not hold the others; a line that
+ * does not wait costs nothing.  Nothing between begin and end may need
+ * what release() gave up. */
+void log_wait_scope_begin(void *(*release)(void), void (*reacquire)(void *));
+void log_wait_scope_end(void);
+
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);

@@ -4,14 +4,24 @@
  *
  * Owns: the one syslog socket of the process, its address (resolved
  * once, when set), the tag and facility, the count of lines lost while
- * the receiver was away.  The socket's descriptor keeps its number for
- * the life of the setting: connecting again makes a new socket and
- * dup3()s it over that number, so that no thread ever writes to a number
- * that was closed and given to something else, and a child's close_all
- * keeps it (log_fds).  A lock (recursive: the warnings it logs come back
- * through log_syslog_line) makes one message at a time go out, so a
- * stream never gets two interleaved.  Never: blocks past log.c's policy,
- * calls Python, or logs a failure to syslog itself.
+ * the receiver was away or slow.  The socket's descriptor keeps its
+ * number for the life of the setting: connecting again makes a new
+ * socket and dup3()s it over that number, so that no thread ever writes
+ * to a number that was closed and given to something else, and a
+ * child's close_all keeps it (log_fds).  A new setting is made whole
+ * aside and swapped in under the lock (a failed one leaves the old one
+ * as it was); turning syslog off resets everything a sender looks at.
+ *
+ * A lock (recursive: the warnings it logs come back through
+ * log_syslog_line) makes one message at a time go out, so a stream
+ * never gets two interleaved.  Each line has SINK_WAIT_MS from the call,
+ * the wait for the lock included: a line that cannot have the lock by
+ * then is dropped and counted, and the one holding it waits for room
+ * only until its own deadline — so a slow receiver costs a line one
+ * SINK_WAIT_MS at most however many threads log at once.  A fork (ours
+ * or an app's os.fork()) gives the child a lock of its own, free.
+ * Never: blocks past that, calls Python, or logs a failure to syslog
+ * itself.
  */
 #include "log_syslog.h"
 #include "log.h"
@@ -27,13 +37,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #define SYSLOG_PORT	"514"
 #define SYSLOG_MSG_MAX	8192	/* a longer message is cut */
-#define TAG_MAX		256
+#define TAG_MAX		(sizeof("gunicorn.") + SYSLOG_PREFIX_MAX)
 #define RETRY_MS	1000	/* a receiver away is tried again this often */
 
 static const struct { const char *name; int code; } facilities[] = {
@@ -54,9 +65,9 @@ struct syslog_addr {
 	char port[6];
 };
 
-/* The setting in use.  Written by log_syslog_open/close (the master,
- * one thread) and by whoever holds `lock`. */
-static struct {
+/* A setting: the one in use (S), or a new one being made (a local of
+ * log_syslog_open's until it is whole). */
+struct syslog_setting {
 	int fd;				/* -1: syslog off */
 	int family, socktype;		/* of the socket to make */
 	int fallback;			/* unix: a datagram one, else a stream one */
@@ -69,11 +80,21 @@ static struct {
 	int down;			/* the last attempt failed: lines are
 					   dropped until retry_ms */
 	uint64_t retry_ms;
-	unsigned long lost;		/* lines lost while down */
 	struct sink sink;
-} S = { .fd = -1 };
+};
 
+/* The setting in use: written by whoever holds `lock` (the master's
+ * log_syslog_open/close, a sender connecting again).  fd and access are
+ * also read without it, as a hint (log_syslog_line looks again under
+ * the lock). */
+static struct syslog_setting S = { .fd = -1 };
+static unsigned long lost;		/* atomic: lines lost since the last
+					   report (also counted without the
+					   lock: one that could not have it) */
 static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+/* While this thread sends a line: that line's deadline, which a warning
+ * logged meanwhile (back through log_syslog_line) does not pass. */
+static __thread int64_t line_deadline;
 
 int
 log_syslog_facility(const char *name)
@@ -159,16 +180,27 @@ log_syslog_check_addr(const char *addr)
 	return addr_parse(addr, &a);
 }
 
-/* A new socket of type `type` connected (or connecting: TCP) to the
+const char *
+log_syslog_check_prefix(const char *prefix)
+{
+	if (strlen(prefix) > SYSLOG_PREFIX_MAX)
+		return "too long";
+	for (const unsigned char *p = (const unsigned char *)prefix; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			return "only printable ASCII characters";
+	return NULL;
+}
+
+/* A new socket of type `type` connected (or connecting: TCP) to st's
  * address: its descriptor, or -1 (errno). */
 static int
-socket_to(int type)
+socket_to(const struct syslog_setting *st, int type)
 {
-	int fd = socket(S.family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(st->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd == -1)
 		return -1;
-	if (connect(fd, (struct sockaddr *)&S.sa, S.salen) == 0 ||
+	if (connect(fd, (const struct sockaddr *)&st->sa, st->salen) == 0 ||
 	    errno == EINPROGRESS)
 		return fd;
 	{
@@ -179,33 +211,34 @@ socket_to(int type)
 	return -1;
 }
 
-/* Connect again: a new socket over S.fd's number (or S.fd itself the
- * first time).  0, or -1 (errno) with S.fd kept as it was (the first
- * time, an unconnected socket that holds the number). */
+/* Connect st again: a new socket over st->fd's number (or st->fd itself
+ * the first time).  0, or -1 (errno) with st->fd kept as it was (the
+ * first time, an unconnected socket that holds the number, or -1 when
+ * not even that could be made). */
 static int
-syslog_connect(void)
+syslog_connect(struct syslog_setting *st)
 {
 	int fd, err;
 
-	if (S.fallback) {
-		if ((fd = socket_to(SOCK_DGRAM)) != -1)
-			S.socktype = SOCK_DGRAM;
-		else if ((fd = socket_to(SOCK_STREAM)) != -1)
-			S.socktype = SOCK_STREAM;
+	if (st->fallback) {
+		if ((fd = socket_to(st, SOCK_DGRAM)) != -1)
+			st->socktype = SOCK_DGRAM;
+		else if ((fd = socket_to(st, SOCK_STREAM)) != -1)
+			st->socktype = SOCK_STREAM;
 	} else
-		fd = socket_to(S.socktype);
+		fd = socket_to(st, st->socktype);
 	if (fd == -1) {
 		err = errno;
-		if (S.fd == -1)	/* hold the number: connected again later */
-			S.fd = socket(S.family, (S.fallback ? SOCK_DGRAM :
-			    S.socktype) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (st->fd == -1)	/* hold the number: connected again later */
+			st->fd = socket(st->family, (st->fallback ? SOCK_DGRAM :
+			    st->socktype) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		errno = err;
 		return -1;
 	}
-	if (S.fd == -1)
-		S.fd = fd;
-	else if (fd != S.fd) {
-		if (dup3(fd, S.fd, O_CLOEXEC) == -1) {
+	if (st->fd == -1)
+		st->fd = fd;
+	else if (fd != st->fd) {
+		if (dup3(fd, st->fd, O_CLOEXEC) == -1) {
 			err = errno;
 			close(fd);
 			errno = err;
@@ -213,20 +246,37 @@ syslog_connect(void)
 		}
 		close(fd);
 	}
-	S.sink.nowait_fd = S.fd;
-	S.sink.cut = 0;
+	st->sink.nowait_fd = st->fd;
+	st->sink.cut = 0;
 	return 0;
+}
+
+/* The child's side of any fork (pthread_atfork): the parent may have
+ * held the lock in a thread the child does not have. */
+static void
+lock_reset(void)
+{
+	pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+	memcpy(&lock, &fresh, sizeof(lock));
+}
+
+static void
+atfork_register(void)
+{
+	(void)pthread_atfork(NULL, NULL, lock_reset);
 }
 
 int
 log_syslog_open(const char *addr, const char *facility, const char *prefix,
     const char *proc_name, int access, char *why, size_t whylen)
 {
+	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+	struct syslog_setting n = { .fd = -1 };
 	struct syslog_addr a;
 	const char *bad;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC }, *res = NULL;
-	int code, rc, err = 0, old = S.fd;
-	char tag[TAG_MAX];
+	int code, rc, err = 0, old;
 
 	if ((bad = addr_parse(addr, &a)) != NULL) {
 		snprintf(why, whylen, "%s", bad);
@@ -245,54 +295,50 @@ log_syslog_open(const char *addr, const char *facility, const char *prefix,
 			return -1;
 		}
 	}
-	snprintf(tag, sizeof(tag), "gunicorn.%s",
+	snprintf(n.tag, sizeof(n.tag), "gunicorn.%s",
 	    prefix != NULL && *prefix != '\0' ? prefix : proc_name);
 	if (prefix == NULL || *prefix == '\0')
-		for (char *t = tag; *t != '\0'; t++)
+		for (char *t = n.tag; *t != '\0'; t++)
 			if (*t == ':')
 				*t = '.';
-
-	pthread_mutex_lock(&lock);
-	S.fd = -1;		/* a socket of the new setting's own */
 	if (a.unix_path) {
-		struct sockaddr_un *un = (struct sockaddr_un *)&S.sa;
-		memset(un, 0, sizeof(*un));
+		struct sockaddr_un *un = (struct sockaddr_un *)&n.sa;
 		un->sun_family = AF_UNIX;
 		memcpy(un->sun_path, a.path, strlen(a.path) + 1);
-		S.family = AF_UNIX;
-		S.salen = (socklen_t)sizeof(*un);
-		S.fallback = a.socktype == 0;
-		S.socktype = a.socktype != 0 ? a.socktype : SOCK_DGRAM;
+		n.family = AF_UNIX;
+		n.salen = (socklen_t)sizeof(*un);
+		n.fallback = a.socktype == 0;
+		n.socktype = a.socktype != 0 ? a.socktype : SOCK_DGRAM;
 	} else {
-		memcpy(&S.sa, res->ai_addr, res->ai_addrlen);
-		S.salen = res->ai_addrlen;
-		S.family = res->ai_family;
-		S.fallback = 0;
-		S.socktype = a.socktype;
+		memcpy(&n.sa, res->ai_addr, res->ai_addrlen);
+		n.salen = res->ai_addrlen;
+		n.family = res->ai_family;
+		n.socktype = a.socktype;
 		freeaddrinfo(res);
 	}
-	snprintf(S.text, sizeof(S.text), "%s", addr);
-	memcpy(S.tag, tag, sizeof(tag));
-	S.facility = code;
-	S.access = access;
-	S.sink = (struct sink){ .nowait_fd = -1, .socket = 1, .end = '\0' };
-	S.lost = 0;
-	S.down = 0;
-	if (syslog_connect() == -1) {
+	snprintf(n.text, sizeof(n.text), "%s", addr);
+	n.facility = code;
+	n.access = access;
+	n.sink = (struct sink){ .nowait_fd = -1, .socket = 1, .end = '\0' };
+	if (syslog_connect(&n) == -1) {
 		err = errno;
-		S.down = 1;
-		S.retry_ms = monotonic_ms() + RETRY_MS;
+		n.down = 1;
+		n.retry_ms = monotonic_ms() + RETRY_MS;
 	}
-	S.sink.nowait_fd = S.fd;
-	if (S.fd == -1) {	/* not even a socket */
+	if (n.fd == -1) {	/* not even a socket: the old setting stays */
 		snprintf(why, whylen, "socket: %s", strerror(err));
-		S.fd = old;
-		pthread_mutex_unlock(&lock);
 		return -1;
 	}
-	if (old != -1)
-		close(old);
+	n.sink.nowait_fd = n.fd;
+	pthread_once(&atfork_once, atfork_register);
+
+	pthread_mutex_lock(&lock);
+	old = S.fd;
+	S = n;
+	__atomic_store_n(&lost, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&lock);
+	if (old != -1)		/* no sender holds it: they look under the lock */
+		close(old);
 	if (err != 0)
 		log_warnx("syslog: cannot connect to %s: %s (tried again as "
 		    "lines come, at most once a second)", addr, strerror(err));
@@ -306,6 +352,8 @@ log_syslog_close(void)
 	if (S.fd != -1)
 		close(S.fd);
 	S.fd = -1;
+	S.sink.nowait_fd = -1;
+	S.down = 0;
 	S.access = 0;
 	pthread_mutex_unlock(&lock);
 }
@@ -322,55 +370,65 @@ log_syslog_access(void)
 	return S.fd != -1 && S.access;
 }
 
-/* One message under the lock: log.c's policy, then a receiver gone is
- * connected again and the message sent once more (as gunicorn's
- * handler does); while it cannot be, messages are dropped and counted. */
 static void
-syslog_send(const char *buf, size_t len)
+lost_one(void)
 {
-	unsigned long lost = 0;
+	__atomic_add_fetch(&lost, 1, __ATOMIC_RELAXED);
+}
+
+/* One message under the lock, until `deadline`: log.c's policy, then a
+ * receiver gone is connected again and the message sent once more (as
+ * gunicorn's handler does); while it cannot be, messages are dropped and
+ * counted.  Nothing when syslog was turned off since the caller looked. */
+static void
+syslog_send(const char *buf, size_t len, int64_t deadline)
+{
+	unsigned long before = 0;
 	int rc, err;
 
+	if (S.fd == -1)
+		return;
 	if (S.down) {
 		if (monotonic_ms() < S.retry_ms) {
-			S.lost++;
+			lost_one();
 			return;
 		}
-		if (syslog_connect() == -1) {
+		if (syslog_connect(&S) == -1) {
 			S.retry_ms = monotonic_ms() + RETRY_MS;
-			S.lost++;
+			lost_one();
 			return;
 		}
 		S.down = 0;
 	}
-	if ((rc = sink_put(&S.sink, buf, len, &lost)) == -1) {
+	if ((rc = sink_put(&S.sink, buf, len, deadline, &before)) == -1) {
 		int udp = S.family != AF_UNIX && S.socktype == SOCK_DGRAM;
 
 		/* UDP: the error of a datagram before (an ICMP "port
 		 * unreachable" for a connected socket) comes with the next
 		 * send: send again; nothing to connect to again */
 		err = errno;
-		if (udp || syslog_connect() == 0)
-			rc = sink_put(&S.sink, buf, len, &lost);
+		if (udp || syslog_connect(&S) == 0)
+			rc = sink_put(&S.sink, buf, len, deadline, &before);
 		if (rc == -1 && udp) {
-			S.lost++;
+			lost_one();
 			return;
 		}
 		if (rc == -1) {
 			S.down = 1;
 			S.retry_ms = monotonic_ms() + RETRY_MS;
-			S.lost++;
+			lost_one();
 			log_warnx("syslog: cannot send to %s: %s (lines are "
 			    "dropped until it takes them again)", S.text,
 			    strerror(err));
 			return;
 		}
 	}
-	if (rc == 1 && lost + S.lost > 0) {
-		lost += S.lost;
-		S.lost = 0;
-		log_warnx("syslog: %lu lines lost: %s did not take them", lost,
-		    S.text);
+	/* a plain load first: the exchange only after a loss */
+	if (rc == 1 && (before > 0 || __atomic_load_n(&lost, __ATOMIC_RELAXED))) {
+		before += __atomic_exchange_n(&lost, 0, __ATOMIC_RELAXED);
+		if (before > 0)
+			log_warnx("syslog: %lu lines lost: %s did not take "
+			    "them", before, S.text);
 	}
 }
 
@@ -388,21 +446,47 @@ void
 log_syslog_line(int which, int level, const char *msg, size_t len)
 {
 	char buf[SYSLOG_MSG_MAX + TAG_MAX + 64];
+	int64_t deadline, outer = line_deadline;
+	struct timespec until;
+	char *p, *end;
 	int n, saved = errno;
 
 	if (S.fd == -1 || (which == LOG_SYSLOG_ACCESS && !S.access))
-		return;
+		return;		/* a hint: looked at again under the lock */
+	deadline = (int64_t)monotonic_ms() + SINK_WAIT_MS;
+	if (outer != 0 && outer < deadline)
+		deadline = outer;
+	until.tv_sec = deadline / 1000;
+	until.tv_nsec = (deadline % 1000) * 1000000;
+	if (pthread_mutex_trylock(&lock) != 0) {
+		log_wait_release();
+		if (pthread_mutex_clocklock(&lock, CLOCK_MONOTONIC,
+		    &until) != 0) {
+			lost_one();	/* others held it for this line's wait */
+			errno = saved;
+			return;
+		}
+	}
+	if (which == LOG_SYSLOG_ACCESS && !S.access)
+		goto out;	/* turned off meanwhile (syslog_send sees S.fd) */
 	n = snprintf(buf, sizeof(buf), "<%d>%s.%s: [%ld] ",
 	    S.facility * 8 + severity(level), S.tag,
 	    which == LOG_SYSLOG_ACCESS ? "access" : "error", (long)getpid());
 	if (n < 0)
-		return;
+		goto out;
 	if (len > sizeof(buf) - (size_t)n - 1)
 		len = sizeof(buf) - (size_t)n - 1;
 	memcpy(buf + n, msg, len);
-	buf[(size_t)n + len] = '\0';	/* ends the message, as gunicorn's */
-	pthread_mutex_lock(&lock);
-	syslog_send(buf, (size_t)n + len + 1);
+	/* a NUL ends a message for a stream's receiver: none inside (an
+	 * access line shows values an app may set) */
+	end = buf + n + len;
+	for (p = buf + n; (p = memchr(p, '\0', (size_t)(end - p))) != NULL; )
+		*p++ = ' ';
+	*end = '\0';			/* ends the message, as gunicorn's */
+	line_deadline = deadline;
+	syslog_send(buf, (size_t)n + len + 1, deadline);
+	line_deadline = outer;
+out:
 	pthread_mutex_unlock(&lock);
 	errno = saved;
 }
@@ -410,15 +494,12 @@ log_syslog_line(int which, int level, const char *msg, size_t len)
 void
 log_syslog_forked(void)
 {
-	pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
-
-	/* the parent may have held it in another thread */
-	memcpy(&lock, &fresh, sizeof(lock));
-	S.lost = 0;
+	lock_reset();	/* as the atfork handler, for a child made without it */
+	__atomic_store_n(&lost, 0, __ATOMIC_RELAXED);
 	S.sink.stalled = 0;
 	S.sink.dropped = 0;
 	/* a stream of the child's own (a datagram socket is shared) */
-	if (S.fd != -1 && S.socktype == SOCK_STREAM && syslog_connect() == -1) {
+	if (S.fd != -1 && S.socktype == SOCK_STREAM && syslog_connect(&S) == -1) {
 		S.down = 1;
 		S.retry_ms = 0;
 	}

@@ -273,6 +273,13 @@ settings_check_syslog_facility(const char *v)
 	return log_syslog_facility(v) == -1 ? "unknown facility name" : NULL;
 }
 
+/* As statsd_prefix: it goes into every message's tag. */
+const char *
+settings_check_syslog_prefix(const char *v)
+{
+	return log_syslog_check_prefix(v);
+}
+
 /* As gunicorn's validate_file_exists: any kind of file, as of now. */
 const char *
 settings_check_file_exists(const char *v)

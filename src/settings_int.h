@@ -177,6 +177,7 @@ const char *settings_check_file_exists(const char *v);
 /* statsd.h: statsd_check_host, statsd_check_prefix, statsd_check_tags */
 const char *settings_check_syslog_addr(const char *v);
 const char *settings_check_syslog_facility(const char *v);
+const char *settings_check_syslog_prefix(const char *v);
 
 /* settings_cli.c */
 void settings_ops_clear(struct option_ops *o);

@@ -118,6 +118,9 @@ request_observed(void)
 	return log_access_enabled() || statsd_enabled();
 }
 
+static void *io_unlock(void);
+static void io_relock(void *ts);
+
 /* The request's access log line and statsd metrics (gunicorn's
  * log.access(), which its statsd logger extends). */
 static void
@@ -131,8 +134,13 @@ log_request(struct http_conn *c, PyObject *env, const struct response *r,
 		.headers_len = r->headers.len,
 	};
 
-	if (log_access_enabled())
+	/* formatted with the GIL; a wait for a slow log (a pipe, syslog)
+	 * without it, so that the other threads go on meanwhile */
+	if (log_access_enabled()) {
+		log_wait_scope_begin(io_unlock, io_relock);
 		access_log_line(&c->req, env, &lr, elapsed_us);
+		log_wait_scope_end();
+	}
 	statsd_request(status_code, elapsed_us);
 }
 

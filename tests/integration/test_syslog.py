@@ -15,12 +15,17 @@ says how many were lost.
 
 Apps: tests/integration/apps/syslog_apps.py.
 """
+import concurrent.futures
+import fcntl
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import tempfile
+import termios
+import threading
 import time
 
 import pytest
@@ -262,8 +267,13 @@ def test_the_dirty_arbiter_and_its_workers_send_too(make_server, sockdir, dgram)
     (["--log-syslog", "--log-syslog-to", "unix://"], "Invalid value for syslog_addr"),
     (["--log-syslog", "--log-syslog-to", "udp://no-such-host.invalid:514"],
      "Error: syslog_addr udp://no-such-host.invalid:514: cannot resolve"),
+    (["--log-syslog-prefix", "web\x01"],
+     "Invalid value for syslog_prefix: web\\x01 (only printable ASCII characters)"),
+    (["--log-syslog-prefix", "web\u00e9"],
+     "(only printable ASCII characters)"),
+    (["--log-syslog-prefix", "p" * 201], "Invalid value for syslog_prefix: %s (too long)" % ("p" * 201)),
 ])
-def test_a_bad_facility_or_address_is_a_config_error(args, needle):
+def test_a_bad_facility_address_or_prefix_is_a_config_error(args, needle):
     code, log, left = start_to_exit("--chdir", APPS, *args, APP)
     assert code not in (0, None), log
     errors = [ln for ln in log.splitlines() if ln.startswith("Error")]
@@ -308,9 +318,16 @@ def test_a_receiver_that_goes_away_does_not_stop_the_server(make_server, sockdir
 def test_a_receiver_that_stops_reading_does_not_stall_the_server(make_server, sockdir):
     """A unix datagram receiver that reads nothing (its queue fills):
     the first line to find no room waits at most a second, later ones do
-    not wait; 100 requests are answered in a few seconds.  Once it reads
-    again the lines go through, a WARNING first counting those lost."""
+    not wait; the requests are answered in a few seconds.  Once it reads
+    again the lines go through, a WARNING first counting those lost.
+    Each access line is 4 KiB, and there are enough of them to fill the
+    sender's buffer (net.core.wmem_default) whatever the receiver's
+    queue takes (net.unix.max_dgram_qlen): some lines are lost either
+    way."""
     path = os.path.join(sockdir, "log")
+    with open("/proc/sys/net/core/wmem_default") as f:
+        n = max(100, int(f.read()) // 4096 + 50)
+    pad = {"Referer": "r" * 4000}
     r = Datagrams(socket.AF_UNIX, path)
     try:
         s = serve(make_server, "-k", "gthread", "--threads", "2", "--log-syslog",
@@ -318,10 +335,10 @@ def test_a_receiver_that_stops_reading_does_not_stall_the_server(make_server, so
         wid = worker_pid(s)
         r.find("Booting worker with pid: %d" % wid)
         t0 = time.monotonic()
-        for i in range(100):
-            assert http_get(s.port, "/?full=%d" % i, timeout=5)[0] == 200
+        for i in range(n):
+            assert http_get(s.port, "/?full=%d" % i, headers=pad, timeout=5)[0] == 200
         took = time.monotonic() - t0
-        assert took < 8, took
+        assert took < 8 + n * 0.02, took
         r.poll()        # the queue's lines, then room again
         def back():
             http_get(s.port, "/?after=1")
@@ -329,7 +346,7 @@ def test_a_receiver_that_stops_reading_does_not_stall_the_server(make_server, so
         wait_for(back, 10, interval=0.2, what="the lines to go through again")
         assert re.search(r"syslog: \d+ lines lost", r.find("lines lost")[3])
         got = [m for m in r.messages() if "GET /?full=" in m[3]]
-        assert 0 < len(got) < 100, len(got)
+        assert 0 < len(got) < n, len(got)
     finally:
         r.close()
 
@@ -352,5 +369,91 @@ def test_hup_turns_syslog_on(make_server, sockdir):
         assert pid != old and tag == TAG + ".error"
         assert http_get(s.port, "/")[0] == 200
         r.find('"GET / HTTP/1.1" 200')
+    finally:
+        r.close()
+
+
+class SlowStream:
+    """A unix stream receiver that is slow but never stops: a thread of
+    its own accepts every connection and reads 4 KiB from each every
+    half second (8 KiB/s), whatever the test does; `unread` says how
+    many bytes wait in its connections."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.conns = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.conns.append(self.sock.accept()[0])
+            except BlockingIOError:
+                return
+
+    def _run(self):
+        while not self.stop.wait(0.5):
+            with self.lock:
+                self._accept()
+                for c in self.conns:
+                    try:
+                        c.recv(4096, socket.MSG_DONTWAIT)
+                    except OSError:
+                        pass
+
+    def unread(self):
+        with self.lock:
+            self._accept()
+            return sum(struct.unpack("i", fcntl.ioctl(c, termios.FIONREAD, b"\0" * 4))[0]
+                       for c in self.conns)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_a_slow_receiver_does_not_hold_the_other_threads(make_server, sockdir):
+    """A stream receiver that reads, but slowly: once the socket's
+    buffer is full, an access line waits for room, a second at most from
+    the call, the wait for syslog's lock included.  It waits without the
+    GIL: 8 requests at once on a gthread worker of 8 threads, each with
+    a 3 KB access line, are answered at once (before, each line's wait
+    held the GIL, the threads' lines queued for syslog's lock, and the
+    requests went one after the other: 0, 1, 1, 1, 2, 2, 3, 3 s)."""
+    path = os.path.join(sockdir, "log")
+    r = SlowStream(path)
+    try:
+        s = serve(make_server, "-k", "gthread", "--threads", "8", "--log-syslog",
+                  "--log-syslog-to", "unix://" + path)
+        worker_pid(s)
+        pad = {"Referer": "r" * 3000}
+
+        def timed(i):
+            t0 = time.monotonic()
+            assert http_get(s.port, "/?slow=%d" % i, headers=pad, timeout=20)[0] == 200
+            return time.monotonic() - t0
+
+        # one after the other until the buffer is full: the bytes
+        # waiting for the receiver no longer grow (or a request is slow)
+        unread = []
+        for i in range(400):
+            slow = timed(i) > 0.2
+            unread.append(r.unread())
+            if slow or (i >= 10 and 0 < unread[-1] <= unread[-11]):
+                break
+        else:
+            pytest.fail("the receiver's buffer never filled: %r" % unread[-20:])
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            took = sorted(pool.map(timed, range(1000, 1008)))
+        assert took[-1] < 1.5, took
     finally:
         r.close()

@@ -78,11 +78,14 @@ async def awaits(scope, receive, send):
     future (ensure_future, wait_for), by hand through __await__(), and
     called with the wrong arguments; what each gave is kept in AWAITED
     (after the response, since a receive() then answers at once), and
-    GET /report answers with it."""
+    GET /report answers with it.  AWAITED is emptied before the response
+    starts, so a /report that comes before this request has filled it
+    in answers {} (the test asks again), never an earlier request's."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/report":
         return await _json(send, AWAITED)
+    AWAITED.clear()
     got = {}
     it = receive().__await__()                  # by hand: StopIteration(message)
     try:
@@ -114,7 +117,6 @@ async def awaits(scope, receive, send):
     got["twice"] = [(await r)["type"], (await r)["type"]]
     got["wait_for"] = (await asyncio.wait_for(receive(), 5))["type"]
     got["future"] = (await asyncio.ensure_future(receive()))["type"]
-    AWAITED.clear()
     AWAITED.update(got)
 
 
