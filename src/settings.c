@@ -38,6 +38,7 @@
 #include "dirty_wire.h"	/* dirty_app_spec_split */
 #include "log.h"
 #include "log_syslog.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -149,17 +150,6 @@ settings_strip_dup(const char *v)
 }
 
 /* ---- item validators ---- */
-
-static int
-all_digits(const char *p, size_t n)
-{
-	if (n == 0)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isdigit((unsigned char)p[i]))
-			return 0;
-	return 1;
-}
 
 const char *
 settings_check_bind(const char *v)

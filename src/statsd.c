@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "settings.h"
+#include "util.h"
 
 struct statsd_conf {
 	struct sockaddr_storage addr;
@@ -55,17 +56,6 @@ static int sock_family;
 #define LINE_MAX_LEN	(STATSD_PREFIX_MAX + 1 + METRIC_MAX + STATSD_TAGS_MAX + 2)
 
 /* ---- settings ---- */
-
-static int
-all_digits(const char *p, size_t n)
-{
-	if (n == 0)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isdigit((unsigned char)p[i]))
-			return 0;
-	return 1;
-}
 
 static int
 port_of(const char *p, size_t n, unsigned *port)

@@ -60,6 +60,18 @@ hex_digit(int c)
 	return -1;
 }
 
+/* n > 0 ASCII decimal digits (ports, uids). */
+static inline int
+all_digits(const char *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	return 1;
+}
+
 /* The start of a small text file (a pid file, a /sys or /proc value),
  * NUL-terminated, at most size - 1 bytes: its length, or -1 when it is
  * missing, unreadable or empty. */

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import http_get, raw_http, wait_for
+from conftest import http_get, raw_http, read_until_close, wait_for
 
 APPS = "tests.integration.apps.proxy_apps"
 WORKERS = ["sync", "gthread", "asgi"]
@@ -156,12 +156,7 @@ def test_a_preamble_in_pieces(make_server, worker):
                 c.sendall(pre[i:i + 1])
                 time.sleep(0.002)
             c.sendall(REQ)
-            data = b""
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = read_until_close(c)
         [(st, body)] = responses(data)
         assert st == 200
         assert client_of(worker, body)[0] == client

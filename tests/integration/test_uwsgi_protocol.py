@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import free_port, port_open, raw_http, wait_for
+from conftest import free_port, port_open, raw_http, read_until_close, wait_for
 
 APPS = "tests.integration.apps.uwsgi_apps"
 WORKERS = ["sync", "gthread", "asgi"]
@@ -126,12 +126,7 @@ def test_a_packet_a_byte_at_a_time(make_server, worker):
         for i in range(len(data)):
             c.sendall(data[i:i + 1])
             time.sleep(0.002)
-        out = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
+        out = read_until_close(c)
     [(st, _, body)] = split(out)
     assert st == 200 and json.loads(body)["body"] == "body"
 
@@ -303,12 +298,7 @@ def test_behind_a_real_nginx(make_server, nginx, worker):
         c.sendall(b"POST /a%20b/c?q=%2F&r=1 HTTP/1.1\r\nHost: site.test\r\nX-Thing: yes\r\n"
                   b"Content-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\n"
                   b"hello world")
-        out = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
+        out = read_until_close(c)
     [(st, h, body)] = split(out)
     assert st == 200, out
     d = json.loads(body)
@@ -321,10 +311,5 @@ def test_behind_a_real_nginx(make_server, nginx, worker):
     # a streamed response of unknown length arrives whole, without chunk framing
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET /stream HTTP/1.0\r\nHost: site.test\r\n\r\n")
-        out = b""
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            out += d
+        out = read_until_close(c)
     assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"\r\n\r\none two HTTP/1.0"), out
