@@ -52,6 +52,11 @@
 
 #define STALL_NONE_MS	(UINT64_C(1) << 40)	/* timeout 0: no I/O timeout */
 
+/* Bytes of a file one step sends at most before the loop turns (the
+ * set is level-triggered: a socket that can take more is stepped again
+ * on the next turn, after the other callbacks). */
+#define FILE_STEP_MAX	((uint64_t)4 << 20)
+
 /* ---- opening ---- */
 
 /* The app's path (str or bytes, absolute) opened for reading: a regular
@@ -79,7 +84,16 @@ asgi_file_open(PyObject *path, int *fdp, uint64_t *size, PyObject **fspath)
 		Py_DECREF(b);
 		return -1;
 	}
-	/* O_NONBLOCK: a FIFO under that name must not hold the loop in open() */
+	/* not a regular file: refused before it is opened, so that opening a
+	 * device or a FIFO has no effect (a FIFO's writer released, a watchdog
+	 * armed); the fstat below still checks what was opened.  O_NONBLOCK:
+	 * a FIFO swapped in between must not hold the loop in open() */
+	if (stat(PyBytes_AS_STRING(b), &st) == 0 && !S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+		Py_DECREF(b);
+		return -1;
+	}
 	fd = open(PyBytes_AS_STRING(b), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd == -1) {
 		PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
@@ -364,11 +378,19 @@ file_send(Proto *p, int behind_checked)
 		return file_wait(p, moved);
 	}
 	p->file_behind = 0;
+	/* at most FILE_STEP_MAX per turn of the loop: a client (or a page
+	 * cache) faster than the step would otherwise keep every other
+	 * connection, timer and the heartbeat waiting for the whole file */
+	uint64_t step = p->file_left > FILE_STEP_MAX ? FILE_STEP_MAX : p->file_left;
+	uint64_t later = p->file_left - step;
 	r = http_io_sendfile_nowait(p->file_sock >= 0 ? p->file_sock : p->sock_fd, p->file_fd,
-	    &p->file_pos, &p->file_left);
+	    &p->file_pos, &step);
+	p->file_left = later + step;
 	p->resp_sent += before - p->file_left;
 	switch (r) {
 	case HTTP_FILE_SENT:
+		if (p->file_left > 0)	/* the step's cap: the rest on a later turn */
+			return file_wait(p, 1);
 		file_end(p);
 		return ASGI_FILE_DONE;
 	case HTTP_FILE_FULL:

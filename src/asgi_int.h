@@ -220,7 +220,7 @@ struct asgi_state {
 	PyObject *methods[9];
 	struct ip_allow forwarded_allow;	/* forwarded_allow_ips */
 	PyObject *ext_http, *ext_ws;	/* scope["extensions"] (copied per request) */
-	PyObject *k_extensions, *s_pathsend_msg, *s_get_write_buffer_size;
+	PyObject *k_extensions, *s_pathsend_msg, *s_get_write_buffer_size, *s_abort;
 	PyObject *on_files;		/* asgi_proto.c's callback for file_ep */
 	int file_ep;			/* epoll: sockets a file waits for; -1 until used */
 	int in_app;			/* > 0: inside the app's send/receive: no eager step */

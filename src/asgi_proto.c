@@ -799,11 +799,17 @@ mod_tick(PyObject *self, PyObject *unused)
 				log_debug("Closing connection: no complete request head in time");
 			if (l == PS_DRAIN)
 				http_drain_log_timeout(&p->c.drain);
-			if (l == PS_FILE)
+			if (l == PS_FILE) {
 				log_debug("pathsend: the client took nothing of %s for %d ms: "
 				    "closing the connection", p->file_path ? p->file_path : "",
 				    http_io_timeout_ms());
-			proto_close(p);		/* leaves the list */
+				/* abort: close() would wait for the transport's
+				 * bytes to drain to a client that reads nothing */
+				set_state(p, PS_CLOSING, 0);
+				asgi_file_abort(p);
+				transport_call(p, asgi.s_abort);
+			} else
+				proto_close(p);		/* leaves the list */
 			asgi_response_file_failed(p);
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)
@@ -996,6 +1002,7 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 		fatalx("cannot set up the ASGI worker");
 	asgi.s_write = intern("write");
 	asgi.s_close = intern("close");
+	asgi.s_abort = intern("abort");
 	asgi.s_pause_reading = intern("pause_reading");
 	asgi.s_resume_reading = intern("resume_reading");
 	asgi.s_set_result = intern("set_result");

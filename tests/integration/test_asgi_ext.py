@@ -18,17 +18,19 @@ ASGI apps (apps/asgi_ext_apps.py) and raw sockets:
   after a denial) is a clear error while the server goes on serving."""
 
 import asyncio
+import json
 import os
 import shutil
 import socket
 import stat
 import tempfile
+import threading
 import time
 
 import pytest
 import websockets
 
-from conftest import read_until_close, wait_for
+from conftest import http_get, read_until_close, wait_for
 from httpraw import Connection, get
 
 APP = "tests.integration.apps.asgi_ext_apps:app"
@@ -438,3 +440,76 @@ def test_websocket_denial_misuse(make_server):
     with Connection(s.port) as c:
         c.send(get("/still"))
         assert c.response()[2] == b"hello /still"
+
+
+@pytest.mark.nosan(reason="8 GiB through loopback, 15 s a loop; the capped step's C "
+                   "runs under the sanitizers in the other pathsend tests")
+@LOOPS
+def test_a_fast_reader_of_a_big_file_does_not_hold_the_loop(make_server, tmp_path, loop):
+    """sendfile steps are capped (4 MiB a turn): a client that takes all
+    it is sent (a 256 MiB receive buffer, forced: we are root) of an 8 GiB
+    file leaves the loop free for the others -- here an app sleeping 10 ms
+    at a time sees no pause near a second (uncapped, one step ran until
+    the socket was full: a 2.4 s pause here, the whole file at disk speed
+    for a cold one)."""
+    s = asgi(make_server, "--asgi-loop", loop, "--timeout", "120")
+    big = str(tmp_path / "sparse.bin")
+    size = 8 << 30
+    with open(big, "wb") as f:
+        f.truncate(size)            # sparse: no disk, all page cache speed
+    got = [0]
+
+    def download():
+        with socket.socket() as c:
+            c.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)     # SO_RCVBUFFORCE
+            c.settimeout(120)
+            c.connect(("127.0.0.1", s.port))
+            c.sendall(file_req(big, extra=b"Connection: close\r\n"))
+            buf = bytearray(4 << 20)
+            while True:
+                n = c.recv_into(buf)
+                if not n:
+                    break
+                got[0] += n
+
+    t = threading.Thread(target=download)
+    t.start()
+    try:
+        wait_for(lambda: got[0] > (64 << 20), 30, what="the download under way")
+        status, _, body = http_get(s.port, "/ticker?n=100", timeout=60)
+        assert status == 200
+        gap = json.loads(body)["max_gap"]
+        assert gap < 1.0, "the loop paused %.2f s while the file was sent" % gap
+    finally:
+        t.join(120)
+    assert got[0] > size, got[0]        # the whole file (and its head)
+
+
+def test_a_fifo_is_refused_before_it_is_opened(make_server, tmp_path):
+    """A FIFO's path is refused by its type before open(): a writer
+    waiting on it is not released by the server (nor is a device
+    touched)."""
+    s = asgi(make_server)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    opened = threading.Event()
+
+    def writer():
+        fd = os.open(fifo, os.O_WRONLY)     # blocks until a reader opens it
+        opened.set()
+        os.close(fd)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    with Connection(s.port) as c:
+        c.send(file_req(fifo, nocl=1))
+        status, _, _ = c.response()
+        assert status == 500
+    assert not opened.wait(0.5), "the server opened the FIFO"
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # release the writer
+    try:
+        assert opened.wait(5)
+    finally:
+        os.close(fd)
+    t.join(5)
+

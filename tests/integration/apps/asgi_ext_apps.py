@@ -29,6 +29,16 @@ async def app(scope, receive, send):
         await _text(send, 200, json.dumps(ext).encode())
     elif route == "/file":
         await send_file(scope, send, q)
+    elif route == "/ticker":
+        # the loop's longest pause while this waits in small sleeps
+        import asyncio
+        import time
+        gap, last = 0.0, time.monotonic()
+        for _ in range(int(q.get("n", "150"))):
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gap, last = max(gap, now - last), now
+        await _text(send, 200, json.dumps({"max_gap": gap}).encode())
     elif route == "/before-start":
         await send({"type": "http.response.pathsend", "path": q["path"]})
     elif route == "/body-after":
