@@ -45,6 +45,7 @@
 #include "dirty_stash.h"
 #include "dirty_wire.h"
 #include "log.h"
+#include "memory_limit.h"
 #include "util.h"
 
 #include <errno.h>
@@ -618,7 +619,7 @@ static const struct pool_hooks route_hooks = {
  * with many clients (every HTTP worker thread has a connection, scripts
  * may connect too): at most CLIENTS_MAX_OUT (1 GiB: four clients at
  * their own cap at once), and no more than a quarter of memory_limit()
- * (util.h): the machine's memory, the memory limit of the arbiter's
+ * (memory_limit.h): the machine's memory, the memory limit of the arbiter's
  * cgroup (a container's --memory, systemd's MemoryMax=: the whole server
  * shares it, and the kernel's OOM killer acts on it, not on the
  * machine's RAM) or the data limit the arbiter was started under (ulimit

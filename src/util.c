@@ -19,7 +19,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -228,107 +227,4 @@ read_small_file(const char *path, char *buf, size_t size)
 		return -1;
 	buf[n] = '\0';
 	return n;
-}
-
-/* One limit file: a byte count, or "max" (v2) / a huge page-rounded
- * value (v1's "unlimited") for none: 0. */
-static uint64_t
-cgroup_limit_file(const char *path)
-{
-	char buf[64], *end;
-	unsigned long long v;
-
-	if (read_small_file(path, buf, sizeof(buf)) == -1)
-		return 0;
-	errno = 0;
-	v = strtoull(buf, &end, 10);
-	if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') ||
-	    v >= (1ULL << 62))
-		return 0;
-	return (uint64_t)v;
-}
-
-/* The lowest limit on the path from the cgroup `rel` (as /proc/self/cgroup
- * names it) up to the hierarchy's root, under mount point `base`.  A
- * directory missing on the way (a container that sees only its own part of
- * the tree) is skipped: the root's file is then the container's. */
-static uint64_t
-cgroup_limit_walk(const char *base, const char *rel, const char *file)
-{
-	char path[PATH_MAX], dir[PATH_MAX];
-	uint64_t low = 0, v;
-	char *slash;
-
-	if (strlen(rel) >= sizeof(dir) || rel[0] != '/')
-		return 0;
-	memcpy(dir, rel, strlen(rel) + 1);
-	for (;;) {
-		if (snprintf(path, sizeof(path), "%s%s/%s", base,
-		    strcmp(dir, "/") == 0 ? "" : dir, file) < (int)sizeof(path) &&
-		    (v = cgroup_limit_file(path)) != 0 && (low == 0 || v < low))
-			low = v;
-		if (strcmp(dir, "/") == 0)
-			return low;
-		slash = strrchr(dir, '/');
-		if (slash == dir)
-			slash[1] = '\0';
-		else
-			*slash = '\0';
-	}
-}
-
-uint64_t
-cgroup_memory_limit(void)
-{
-	char line[PATH_MAX + 64], *ctl, *rel;
-	uint64_t low = 0, v;
-	FILE *f;
-
-	if ((f = fopen("/proc/self/cgroup", "re")) == NULL)
-		return 0;
-	/* "0::/path" (v2) or "N:ctl,ctl:/path" (v1): the memory controller */
-	while (fgets(line, sizeof(line), f) != NULL) {
-		line[strcspn(line, "\n")] = '\0';
-		if ((ctl = strchr(line, ':')) == NULL ||
-		    (rel = strchr(ctl + 1, ':')) == NULL)
-			continue;
-		*rel++ = '\0';
-		ctl++;
-		if (*ctl == '\0') {
-			v = cgroup_limit_walk("/sys/fs/cgroup", rel, "memory.max");
-			if (v == 0)	/* hybrid: v2 mounted beside v1 */
-				v = cgroup_limit_walk("/sys/fs/cgroup/unified",
-				    rel, "memory.max");
-		} else {
-			char *tok, *save = NULL;
-			v = 0;
-			for (tok = strtok_r(ctl, ",", &save); tok != NULL;
-			    tok = strtok_r(NULL, ",", &save))
-				if (strcmp(tok, "memory") == 0)
-					v = cgroup_limit_walk(
-					    "/sys/fs/cgroup/memory", rel,
-					    "memory.limit_in_bytes");
-		}
-		if (v != 0 && (low == 0 || v < low))
-			low = v;
-	}
-	fclose(f);
-	return low;
-}
-
-uint64_t
-memory_limit(void)
-{
-	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	uint64_t low = UINT64_MAX, cg = cgroup_memory_limit();
-	struct rlimit rl;
-
-	if (pages > 0 && page > 0)
-		low = (uint64_t)pages * (uint64_t)page;
-	if (cg != 0 && cg < low)
-		low = cg;
-	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (uint64_t)rl.rlim_cur < low)
-		low = (uint64_t)rl.rlim_cur;
-	return low;
 }

@@ -1,8 +1,9 @@
 /*
  * util.h — small helpers every role uses: clocks, descriptor flags,
  * blocking whole-buffer writes (any fd; a socket), closing inherited
- * descriptors after fork, dropping privileges in a child, the cgroup's
- * memory limit.
+ * descriptors after fork, dropping privileges in a child, reading a
+ * small file.  memory_limit.h (included here for the callers that size
+ * caps from it) says how much memory a process may count on.
  */
 #ifndef CUNICORN_UTIL_H
 #define CUNICORN_UTIL_H
@@ -11,6 +12,8 @@
 #include <stdint.h>
 #include <signal.h>
 #include <sys/types.h>
+
+#include "memory_limit.h"
 
 /* CLOCK_MONOTONIC in milliseconds (heartbeats, timeouts; shared across
  * processes of one boot). */
@@ -76,19 +79,6 @@ all_digits(const char *p, size_t n)
  * NUL-terminated, at most size - 1 bytes: its length, or -1 when it is
  * missing, unreadable or empty. */
 ssize_t read_small_file(const char *path, char *buf, size_t size);
-
-/* The lowest memory limit of the cgroups this process is in and their
- * ancestors (cgroup v2 memory.max, v1 memory.limit_in_bytes), in bytes;
- * 0 when there is none (or no cgroup filesystem).  A container's memory
- * limit is usually far below the machine's RAM, which sysconf reports. */
-uint64_t cgroup_memory_limit(void);
-/* The memory this process may count on, in bytes: the least of the
- * machine's RAM, cgroup_memory_limit() and the data limit it runs under
- * (RLIMIT_DATA: ulimit -d, systemd's LimitDATA=, prlimit --data);
- * UINT64_MAX when none is known.  What a process sizes its caps of
- * buffered peer data from (a share of it, never all: other processes
- * and its own memory need the rest). */
-uint64_t memory_limit(void);
 
 struct settings;
 /* In a freshly forked worker (HTTP or dirty): become the group and user

@@ -27,6 +27,7 @@ import pytest
 
 from conftest import wait_for
 import dirty_raw as d
+import memcg
 from test_dirty_arbiter import BIN, ECHO, connect, dirty_args, start, status, unique_name, vm_kb
 
 MiB = 1024 * 1024
@@ -71,40 +72,13 @@ def _hung_up(conn):
     return bool(p.poll(0))
 
 
-def _memory_cgroup_root():
-    """Where a memory cgroup can be made: cgroup v1's memory hierarchy, or
-    v2 with the memory controller enabled for children of its root."""
-    v1 = "/sys/fs/cgroup/memory"
-    if os.path.exists(os.path.join(v1, "memory.limit_in_bytes")):
-        return v1, "memory.limit_in_bytes"
-    try:
-        with open("/sys/fs/cgroup/cgroup.subtree_control") as f:
-            if "memory" in f.read().split():
-                return "/sys/fs/cgroup", "memory.max"
-    except OSError:
-        pass
-    return None, None
-
-
 @pytest.fixture
 def memory_cgroup():
-    """A memory cgroup of its own (512 MiB), removed once the server in it
-    is gone.  Listed before make_server, so it is torn down after it."""
-    root, limit_file = _memory_cgroup_root()
-    if root is None:
-        pytest.skip("no writable memory cgroup hierarchy on this machine")
-    path = os.path.join(root, unique_name("cunicorn-memcg"))
-    os.mkdir(path)
-    try:
-        with open(os.path.join(path, limit_file), "w") as f:
-            f.write(str(512 * MiB))
+    """A memory cgroup of its own (512 MiB, memcg.py), removed once the
+    server in it is gone.  Requested before make_server, so it is torn
+    down after it."""
+    with memcg.memory_cgroup(512 * MiB) as path:
         yield path
-    finally:
-        def empty():
-            with open(os.path.join(path, "cgroup.procs")) as f:
-                return not f.read().strip()
-        wait_for(empty, 15, what="the cgroup's processes to exit")
-        os.rmdir(path)
 
 
 @pytest.mark.nosan(reason="measures the arbiter's memory under a data limit; ASan's shadow memory does not fit one")
@@ -124,8 +98,8 @@ def test_unread_replies_are_capped_across_clients(request, limit):
                     binary=BIN, start=False)
     if cgroup is None:
         s.argv = ["prlimit", "--data=%d" % (512 * MiB), "--"] + s.argv
-    else:   # the master moves itself in, then execs: its whole tree is in it
-        s.argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + s.argv
+    else:
+        s.argv = memcg.in_cgroup(cgroup, s.argv)
     s.start()
     s.arbiter = wait_for(lambda: d.arbiter_pid(s), 10, what="a dirty arbiter")
     wait_for(lambda: len(d.dirty_workers(s)) == 1, 15, what="a dirty worker")
@@ -161,6 +135,8 @@ def test_unread_replies_are_capped_across_clients(request, limit):
         assert (t, rid) == (d.RESPONSE, 2) and v["result"]["size"] == 1
         c2.close()
         assert "dirty: unread replies capped at 128 MiB in all, 128 MiB per client" in s.log()
+        # the figure and where it came from
+        assert "memory limit 512 MiB (%s)" % ("cgroup" if cgroup else "data limit") in s.log()
     finally:
         for h in hogs:
             h.close()
