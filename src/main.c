@@ -98,6 +98,14 @@ main(int argc, char **argv)
 	if (s.default_proc_name == NULL && s.app_uri != NULL)
 		s.default_proc_name = xstrdup(s.app_uri);
 	python_setup_paths(&s);
+	/* the settings are parsed; the TLS layer that serves them is the
+	 * next commit: until then a start with certfile must not serve
+	 * plain HTTP */
+	if (s.certfile != NULL) {
+		fprintf(stderr, "Error: certfile: TLS is not served by this "
+		    "build yet\n");
+		return 1;
+	}
 	if (s.check_config) {
 		void *app = python_load_app(s.app_uri);
 		return app != NULL ? 0 : 1;
