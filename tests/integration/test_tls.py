@@ -246,6 +246,23 @@ def test_keepalive_and_pipelining(make_server, certs, appdir):
         assert r.response()[2] == b"https /p2"
 
 
+@pytest.mark.parametrize("size", [1000, 16000, 16384 - 60, 40000, 65543, 300001])
+def test_pipelined_after_a_body(make_server, certs, appdir, size):
+    """gthread: a request pipelined behind a body, all in one write: the
+    body reader's last read may leave the next request's bytes decrypted
+    inside OpenSSL, where no epoll edge will ever say so; they are served."""
+    s = serve(make_server, certs, appdir, "gthread")
+    data = os.urandom(size)
+    with connect(s.port, certs, timeout=10) as c:
+        c.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+                  + data + b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+                  + b"GET /last HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = Reader(c)
+        assert r.response()[2] == ("%d %s" % (size, hashlib.sha256(data).hexdigest())).encode()
+        assert r.response()[2] == b"https /next"
+        assert r.response()[2] == b"https /last"
+
+
 # ---- big bodies --------------------------------------------------------------
 
 @pytest.mark.parametrize("worker", sorted(WORKERS))
@@ -344,6 +361,19 @@ def test_plain_http_on_the_tls_port(make_server, certs, appdir, worker):
     assert not got.startswith(b"HTTP/")     # closed (perhaps after an alert)
     assert get(s.port, certs)[:3:2] == (200, b"https /")
     assert "Traceback" not in s.log() and "[ERROR]" not in s.log()
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_bad_request_answered_over_tls(make_server, certs, appdir, worker):
+    """A refused request gets gunicorn's error page through TLS, then the
+    linger (close_notify first, raw bytes dropped after)."""
+    s = serve(make_server, certs, appdir, worker)
+    with connect(s.port, certs) as c:
+        c.sendall(b"NOT A REQUEST\r\n\r\n")
+        status, headers, body = Reader(c).response()
+        assert status == 400 and headers["connection"] == "close"
+        assert c.recv(100) == b""           # close_notify: a clean EOF
+    assert get(s.port, certs)[0] == 200
 
 
 def test_silent_client_closed_by_the_head_deadline(make_server, certs, appdir):
