@@ -72,6 +72,8 @@ bio_read(BIO *b, char *p, int n)
 	while (r == -1 && errno == EINTR);
 	if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		BIO_set_retry_read(b);
+	if (r == 0)	/* BIO_eof() says so: OpenSSL tells a ragged EOF by it */
+		BIO_set_flags(b, BIO_FLAGS_IN_EOF);
 	return (int)r;
 }
 
@@ -84,7 +86,14 @@ bio_puts(BIO *b, const char *s)
 static long
 bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_EOF:
+		return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+	default:
+		return 0;
+	}
 }
 
 static int
@@ -160,7 +169,7 @@ int
 tls_context_build(const struct settings *s, char *why, size_t len)
 {
 	const char *keyfile = s->keyfile != NULL ? s->keyfile : s->certfile;
-	long opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 	    SSL_OP_CIPHER_SERVER_PREFERENCE;
 	char what[PATH_MAX + 100];
 	SSL_CTX *c;
@@ -186,7 +195,7 @@ tls_context_build(const struct settings *s, char *why, size_t len)
 	/* suppress_ragged_eofs: a close without close_notify is an EOF */
 	if (s->suppress_ragged_eofs)
 		opts |= SSL_OP_IGNORE_UNEXPECTED_EOF;
-	SSL_CTX_set_options(c, (uint64_t)opts);
+	SSL_CTX_set_options(c, opts);
 	SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS |
 	    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* resumption by tickets only: their keys are made here, before the

@@ -54,6 +54,14 @@ APP = textwrap.dedent("""\
                 h.update(b)
                 n += len(b)
             body = ("%d %s" % (n, h.hexdigest())).encode()
+        elif path == "/ragged":
+            try:
+                environ["wsgi.input"].read()
+                body = b"read"
+            except OSError as e:
+                environ["wsgi.errors"].write("body read failed: %s\\n" % e)
+                environ["wsgi.errors"].flush()
+                body = b"failed"
         elif path == "/list":
             with open(DATA, "rb") as f:
                 data = f.read()
@@ -373,6 +381,27 @@ def test_bad_request_answered_over_tls(make_server, certs, appdir, worker):
         status, headers, body = Reader(c).response()
         assert status == 400 and headers["connection"] == "close"
         assert c.recv(100) == b""           # close_notify: a clean EOF
+    assert get(s.port, certs)[0] == 200
+
+
+@pytest.mark.parametrize("suppress", [True, False])
+def test_ragged_eof_in_a_body(make_server, certs, appdir, tmp_path, suppress):
+    """A client that closes mid-body without close_notify: with
+    suppress_ragged_eofs (the default) an EOF, as a plain client's; with
+    False, a read error."""
+    conf = tmp_path / "conf.py"
+    conf.write_text("suppress_ragged_eofs = %s\n" % suppress)
+    s = serve(make_server, certs, appdir, "sync", "-c", str(conf))
+    c = connect(s.port, certs)
+    c.sendall(b"POST /ragged HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+    # a FIN without close_notify (SSLSocket.shutdown is TCP's alone; a
+    # close() could be a reset: the session tickets are still unread)
+    c.shutdown(socket.SHUT_WR)
+    s.wait_log("body read failed: ")
+    c.close()
+    want = ("client closed the connection before the end of the body" if suppress
+            else "cannot read the request body")
+    assert "body read failed: " + want in s.log(), s.log()[-2000:]
     assert get(s.port, certs)[0] == 200
 
 
