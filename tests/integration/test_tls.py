@@ -54,6 +54,8 @@ APP = textwrap.dedent("""\
                 h.update(b)
                 n += len(b)
             body = ("%d %s" % (n, h.hexdigest())).encode()
+        elif path == "/pid":
+            body = str(os.getpid()).encode()
         elif path == "/ragged":
             try:
                 environ["wsgi.input"].read()
@@ -269,6 +271,32 @@ def test_pipelined_after_a_body(make_server, certs, appdir, size):
         assert r.response()[2] == ("%d %s" % (size, hashlib.sha256(data).hexdigest())).encode()
         assert r.response()[2] == b"https /next"
         assert r.response()[2] == b"https /last"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2],
+                         ids=["tls1.3", "tls1.2"])
+def test_sessions_resume_on_any_worker(make_server, certs, appdir, version):
+    """Tickets only: their keys are the master's, so a session resumes
+    whichever of the workers takes the next connection."""
+    s = serve(make_server, certs, appdir, "sync", "-w", "3")
+    ctx = client_ctx(certs, version)
+
+    def request(session=None):
+        raw = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as c:
+            c.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            pid = int(Reader(c).response()[2])
+            return c.session, c.session_reused, pid
+
+    session, reused, _ = request()
+    assert not reused
+    wait_for(lambda: len(s.pids_titled("worker")) == 3, 15, what="3 workers")
+    pids = set()
+    for _ in range(30):
+        _, reused, pid = request(session)
+        assert reused, "a full handshake where a resumption was offered"
+        pids.add(pid)
+    assert len(pids) >= 2, pids     # more than one worker resumed it
 
 
 # ---- big bodies --------------------------------------------------------------
