@@ -29,12 +29,15 @@ BIN_PY_LIBS := $(PY_LIBS)
 endif
 Z_CFLAGS    := $(shell pkg-config --cflags zlib)
 Z_LIBS      := $(shell pkg-config --libs zlib)
+# TLS (src/tls.c): OpenSSL's libssl and libcrypto
+SSL_CFLAGS  := $(shell pkg-config --cflags openssl)
+SSL_LIBS    := $(shell pkg-config --libs openssl)
 PY_EXT      := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 CC          ?= cc
 OPT         ?= -O2 -g
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_ALL  := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -pthread $(PY_CFLAGS) $(Z_CFLAGS) $(CFLAGS)
-LDLIBS_ALL  := $(PY_LIBS) $(Z_LIBS) -pthread -lm $(LDLIBS)
+CFLAGS_ALL  := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing -pthread $(PY_CFLAGS) $(Z_CFLAGS) $(SSL_CFLAGS) $(CFLAGS)
+LDLIBS_ALL  := $(PY_LIBS) $(Z_LIBS) $(SSL_LIBS) -pthread -lm $(LDLIBS)
 SAN         := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS        := $(wildcard src/*.c)
@@ -55,7 +58,7 @@ build/obj/%.o: src/%.c $(wildcard src/*.h) | build/obj
 	$(CC) $(CFLAGS_ALL) -MMD -c -o $@ $<
 
 build/cunicorn: $(OBJS) Makefile
-	$(CC) $(CFLAGS_ALL) -o $@ $(OBJS) $(BIN_PY_LIBS) $(Z_LIBS) -pthread -lm $(LDLIBS) -Wl,--export-dynamic
+	$(CC) $(CFLAGS_ALL) -o $@ $(OBJS) $(BIN_PY_LIBS) $(Z_LIBS) $(SSL_LIBS) -pthread -lm $(LDLIBS) -Wl,--export-dynamic
 
 build/gunicorn: build/cunicorn
 	ln -sf cunicorn $@
@@ -86,9 +89,9 @@ unit: $(UNIT_BINS)
 
 # libFuzzer targets link only the pure-C modules they exercise.
 FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/dirty_stash_table.c src/http_parser.c src/http_chunked.c src/http_conn.c src/conn_out.c src/util.c src/log.c src/log_syslog.c \
-             src/ws_frame.c src/ws_deflate.c src/proxy_proto.c src/ip_allow.c src/uwsgi_proto.c
+             src/ws_frame.c src/ws_deflate.c src/proxy_proto.c src/ip_allow.c src/uwsgi_proto.c src/tls.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
-	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS)
+	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS) $(SSL_LIBS)
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \

@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # Installs what cunicorn needs from Debian's packages, only what is missing.
-#   scripts/deps.sh build      compiler, libpython, zlib, pkg-config
+#   scripts/deps.sh build      compiler, libpython, zlib, OpenSSL, pkg-config
 #   scripts/deps.sh test       + pytest, curl, procps, util-linux (unshare),
 #                              the ASGI apps' frameworks and clients, Debian's
 #                              gunicorn (the drop-in tests compare with it),
-#                              nginx (in front of the uWSGI protocol's tests)
+#                              nginx (in front of the uWSGI protocol's tests),
+#                              the openssl CLI (the TLS tests' certificates)
 #   scripts/deps.sh container  + podman, runc, podman-compose, debootstrap
 #   scripts/deps.sh bench      + wrk, uWSGI (python3 plugin), Debian's gunicorn,
 #                              uvicorn (with httptools), valgrind (asgi_instr.py)
 # Each dependency and why it is there is listed in README.md.
 set -euo pipefail
 
-want=(build-essential pkg-config libpython3-dev zlib1g-dev python3)
+want=(build-essential pkg-config libpython3-dev zlib1g-dev libssl-dev python3)
 for group in "$@"; do
   case "$group" in
     build) ;;
     test) want+=(python3-pytest curl procps util-linux clang libclang-rt-14-dev iproute2
                  python3-starlette python3-fastapi python3-multipart python3-httpx
                  python3-uvloop python3-websockets python3-gunicorn nginx-light
-                 python3-pastedeploy) ;;
+                 python3-pastedeploy openssl) ;;
     container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
     bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn nginx-light
                   python3-uvicorn python3-httptools python3-fastapi python3-uvloop valgrind) ;;

@@ -22,6 +22,7 @@
 
 #include "http_conn.h"
 #include "log.h"
+#include "tls.h"
 
 #define FIRST_ALLOC	(64 * 1024)
 
@@ -89,7 +90,7 @@ int
 conn_out_flush(struct conn_out *o, int fd)
 {
 	while (o->off < o->len) {
-		ssize_t w = send(fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL);
+		ssize_t w = tls_io_send(fd, o->data + o->off, o->len - o->off);
 		if (w > 0) {
 			o->off += (size_t)w;
 			atomic_fetch_sub_explicit(&held, (size_t)w, memory_order_relaxed);

@@ -36,6 +36,7 @@
 
 #include "http_conn.h"
 #include "log.h"
+#include "tls.h"
 
 #define SINK	16384
 
@@ -64,7 +65,7 @@ drain_readable(struct http_conn *c)
 			into = sink;
 			room = http_drain_want(&c->drain, SINK);
 		}
-		n = read(c->fd, into, room);
+		n = tls_io_read(c->fd, into, room);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
@@ -112,6 +113,7 @@ linger_readable(struct http_conn *c)
 void
 linger_start(struct http_conn *c)
 {
+	tls_conn_end(c->fd);	/* close_notify; what is read from here is dropped raw */
 	shutdown(c->fd, SHUT_WR);
 	c->len = 0;
 	H.arm(c);

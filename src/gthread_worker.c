@@ -98,6 +98,7 @@
 #include "pythreads.h"
 #include "settings.h"
 #include "sigpipe.h"
+#include "tls.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -250,7 +251,10 @@ set_state(struct http_conn *c, int st, uint64_t ms)
 static void
 epoll_arm(struct http_conn *c, int op)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = c };
+	/* a TLS read that must write first (rare) waits for POLLOUT too */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET |
+	    (tls_io_events(c->fd, POLLIN) == POLLOUT ? EPOLLOUT : 0),
+	    .data.ptr = c };
 
 	if (epoll_ctl(G.epfd, op, c->fd, &ev) == -1)
 		log_warn("epoll_ctl");
@@ -295,7 +299,7 @@ bury_the_dead(void)
 static void
 conn_close(struct http_conn *c)
 {
-	close(c->fd);		/* leaves the epoll set with it */
+	tls_close(c->fd);	/* leaves the epoll set with it */
 	conn_free(c);
 }
 
@@ -320,6 +324,10 @@ accept_one(const struct listener *l)
 			G.accept_pause_until = monotonic_ms() + 100;
 			listeners_watch(0);
 		}
+		return;
+	}
+	if (tls_conn_begin(fd) == -1) {
+		close(fd);
 		return;
 	}
 	if (l->family != AF_UNIX)
@@ -411,6 +419,8 @@ dispatch(struct http_conn *c)
 	}
 }
 
+static void on_readable(struct http_conn *c);
+
 /* Bytes are in c->buf: a request to run, more to wait for, or a refusal. */
 static void
 try_head(struct http_conn *c)
@@ -429,6 +439,8 @@ try_head(struct http_conn *c)
 			set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
 		gconn_of(c)->rd_pending = 0;
 		epoll_arm(c, EPOLL_CTL_MOD);
+		if (tls_io_pending(c->fd))	/* no edge says so */
+			on_readable(c);
 	}
 }
 
@@ -462,8 +474,11 @@ on_readable(struct http_conn *c)
 				set_state(c, CS_HEAD, (uint64_t)G.limits.head_timeout_ms);
 		}
 	}
-	if (n == -1 && errno == EAGAIN)
+	if (n == -1 && errno == EAGAIN) {
+		if (tls_io_events(c->fd, POLLIN) == POLLOUT)
+			epoll_arm(c, EPOLL_CTL_MOD);
 		return;
+	}
 	if (n == 0 && c->len > 0)
 		log_debug("Ignored premature client disconnection.");
 	conn_close(c);
@@ -486,6 +501,8 @@ conn_next_request(struct http_conn *c)
 	set_state(c, CS_IDLE, G.keepalive_ms);
 	gconn_of(c)->rd_pending = 0;
 	epoll_arm(c, EPOLL_CTL_MOD);	/* reports bytes that came meanwhile */
+	if (tls_io_pending(c->fd))	/* but not those OpenSSL holds */
+		on_readable(c);
 }
 
 static void
@@ -696,14 +713,15 @@ serve_conn(struct gconn *g, struct wsgi_req *slot)
 		int idle;
 		http_conn_free_buffers(c);
 		pthread_mutex_lock(&timer_lock);
-		if ((idle = !g->rd_pending))
+		/* bytes OpenSSL holds raise no edge: the loop reads them */
+		if ((idle = !g->rd_pending && !tls_io_pending(c->fd)))
 			set_state_locked(c, CS_IDLE, G.keepalive_ms);
 		pthread_mutex_unlock(&timer_lock);
 		return !idle;
 	} else if (rc == 0 && !c->keepalive && c->body_unread)
 		;	/* the loop lingers (conn_finished): no thread waits on it */
 	else if (rc != 0 || !c->keepalive) {
-		close(c->fd);
+		tls_close(c->fd);
 		g->closed = 1;
 	}
 	return 1;
@@ -850,6 +868,7 @@ setup(struct http_worker_ctx *ctx)
 			log_warn("listener: O_NONBLOCK");
 
 	http_worker_boot(ctx, threads, NULL, &G.keepalive_on, 1);
+	tls_worker_init();
 	behind_setup(&(struct behind_host){
 		.epfd = G.epfd,
 		.stall_ms = http_io_timeout_ms(),

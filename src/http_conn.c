@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "settings.h"
+#include "tls.h"
 #include "util.h"
 
 #define HEAD_MAX_CAP	(16 * 1024 * 1024)
@@ -292,7 +293,7 @@ http_conn_read_some(struct http_conn *c, const struct http_conn_limits *l)
 		return -1;
 	}
 	do
-		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		n = tls_io_read(c->fd, c->buf + c->len, c->cap - c->len);
 	while (n == -1 && errno == EINTR);
 	if (n > 0) {
 		c->len += (size_t)n;
@@ -374,7 +375,7 @@ ssize_t
 http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline)
 {
 	for (;;) {
-		ssize_t r = read(fd, buf, n);
+		ssize_t r = tls_io_read(fd, buf, n);
 		if (r >= 0)
 			return r;
 		if (errno == EINTR) {
@@ -383,7 +384,7 @@ http_io_recv_until(int fd, void *buf, size_t n, uint64_t deadline)
 		}
 		if (errno != EAGAIN)
 			return -1;
-		if (wait_until(fd, POLLIN, deadline) == -1)
+		if (wait_until(fd, tls_io_events(fd, POLLIN), deadline) == -1)
 			return -1;
 	}
 }
@@ -418,10 +419,9 @@ int
 http_io_writev_nowait(int fd, struct iovec **iov, int *iovcnt)
 {
 	while (*iovcnt > 0) {
-		/* sendmsg, not writev: MSG_NOSIGNAL (util.h, send_full) */
-		struct msghdr m = { .msg_iov = *iov,
-		    .msg_iovlen = (size_t)(*iovcnt > IOV_MAX ? IOV_MAX : *iovcnt) };
-		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+		/* sendmsg, not writev: MSG_NOSIGNAL (util.h, send_full); under
+		 * TLS the iovs become whole records (tls.h) */
+		ssize_t w = tls_io_sendmsg(fd, *iov, *iovcnt > IOV_MAX ? IOV_MAX : *iovcnt);
 		if (w == -1) {
 			if (errno == EINTR) {
 				http_io_interrupted();
@@ -441,9 +441,40 @@ http_io_send_iov(int fd, struct iovec *iov, int iovcnt)
 		int r = http_io_writev_nowait(fd, &iov, &iovcnt);
 		if (r <= 0)
 			return r;
-		if (http_io_wait(fd, POLLOUT) == -1)
+		if (http_io_wait(fd, tls_io_events(fd, POLLOUT)) == -1)
 			return -1;
 	}
+}
+
+/* sendfile(2) cannot encrypt (no kTLS here): the file's bytes are read
+ * and written through TLS, a record at a time.  What the socket does not
+ * take is read again at the same offset next time: the same bytes, as
+ * OpenSSL's retry needs. */
+static int
+sendfile_tls(int sock, int file, off_t *pos, uint64_t *left)
+{
+	char chunk[16384];
+
+	while (*left > 0) {
+		size_t n = *left < sizeof(chunk) ? (size_t)*left : sizeof(chunk);
+		ssize_t r = pread(file, chunk, n, *pos), w;
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			return -1;
+		if (r == 0)
+			return HTTP_FILE_SHORT;
+		w = tls_io_send(sock, chunk, (size_t)r);
+		if (w == -1 && errno == EINTR) {
+			http_io_interrupted();
+			continue;
+		}
+		if (w == -1)
+			return errno == EAGAIN ? HTTP_FILE_FULL : -1;
+		*pos += w;
+		*left -= (uint64_t)w;
+	}
+	return HTTP_FILE_SENT;
 }
 
 int
@@ -452,6 +483,8 @@ http_io_sendfile_nowait(int sock, int file, off_t *pos, uint64_t *left)
 	sigset_t saved;
 	int rc = HTTP_FILE_SENT, err = 0;
 
+	if (tls_of(sock) != NULL)
+		return sendfile_tls(sock, file, pos, left);
 	/* sendfile has no MSG_NOSIGNAL: an app that set SIGPIPE back to
 	 * SIG_DFL must not die of a client that left (util.h) */
 	nosigpipe_begin(&saved);
@@ -513,6 +546,7 @@ http_io_close(int fd, int linger)
 		uint64_t deadline = monotonic_ms() + LINGER_MS;
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 
+		tls_conn_end(fd);	/* close_notify first; the rest is raw */
 		shutdown(fd, SHUT_WR);
 		while (total < LINGER_BYTES) {
 			uint64_t now = monotonic_ms();
@@ -535,7 +569,7 @@ http_io_close(int fd, int linger)
 			}
 		}
 	}
-	close(fd);
+	tls_close(fd);
 }
 
 /* ---- error page ---- */

@@ -42,6 +42,7 @@
 #include "python.h"
 #include "settings.h"
 #include "sigpipe.h"
+#include "tls.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -329,12 +330,13 @@ read_head(struct worker_state *w, struct http_conn *c)
 		if (n == 0) {
 			if (c->len > 0)
 				log_debug("Ignored premature client disconnection.");
-			close(c->fd);
+			tls_close(c->fd);
 			return 0;
 		}
 		if (errno == EAGAIN) {
 			uint64_t now = monotonic_ms();
-			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+			struct pollfd p = { .fd = c->fd,
+			    .events = tls_io_events(c->fd, POLLIN) };
 			int k = -1;
 			if (now < deadline) {
 				Py_BEGIN_ALLOW_THREADS
@@ -348,7 +350,7 @@ read_head(struct worker_state *w, struct http_conn *c)
 				/* stopping, and this client has not said a word yet:
 				 * do not wait for it */
 				if (k == -1 && (sig_term || sig_hup) && c->len == 0) {
-					close(c->fd);
+					tls_close(c->fd);
 					return 0;
 				}
 				continue;
@@ -356,7 +358,7 @@ read_head(struct worker_state *w, struct http_conn *c)
 			if (k == 0)
 				log_debug("Closing connection: no complete request head in time");
 		}
-		close(c->fd);
+		tls_close(c->fd);
 		return 0;
 	}
 }
@@ -389,7 +391,7 @@ handle_connection(struct worker_state *w, int fd, const struct listener *l,
 	if (wsgi_handle(w->wsgi, c) == 0)
 		http_io_close(fd, c->body_unread);
 	else
-		close(fd);
+		tls_close(fd);
 }
 
 /* ---- the loop ---- */
@@ -508,6 +510,7 @@ sync_worker_main(struct http_worker_ctx *ctx)
 	int poll_ms, idle = 1;
 
 	http_worker_boot(ctx, 1, http_worker_urgent_signals, NULL, 0);
+	tls_worker_init();
 	install_signals();
 	setup_listeners(ctx);
 	setup_state(&w, cfg);
@@ -558,6 +561,10 @@ sync_worker_main(struct http_worker_ctx *ctx)
 					struct timespec ts = { 0, 100 * 1000 * 1000 };
 					nanosleep(&ts, NULL);
 				}
+				continue;
+			}
+			if (tls_conn_begin(fd) == -1) {
+				close(fd);
 				continue;
 			}
 			handle_connection(&w, fd, &ctx->listeners[i], &peer, plen);

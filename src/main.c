@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "proctitle.h"
 #include "python.h"
 #include "settings.h"
+#include "tls.h"
 
 /*
  * Before anything is written or opened.  SIGPIPE is ignored, as the
@@ -98,6 +100,16 @@ main(int argc, char **argv)
 	if (s.default_proc_name == NULL && s.app_uri != NULL)
 		s.default_proc_name = xstrdup(s.app_uri);
 	python_setup_paths(&s);
+	/* the TLS context, after --chdir (relative file names, as
+	 * gunicorn's): a bad certificate, key, cipher list or CA file stops
+	 * the start here, before anything is bound or forked */
+	{
+		char why[PATH_MAX + 400];
+		if (tls_context_build(&s, why, sizeof(why)) == -1) {
+			fprintf(stderr, "Error: %s\n", why);
+			return 1;
+		}
+	}
 	if (s.check_config) {
 		void *app = python_load_app(s.app_uri);
 		return app != NULL ? 0 : 1;

@@ -59,6 +59,7 @@
 #include "sigpipe.h"
 #include "spawn.h"
 #include "statsd.h"
+#include "tls.h"
 #include "util.h"
 #include "wsgi.h"
 
@@ -566,6 +567,38 @@ log_current_configuration(const struct settings *s)
 	free(text);
 }
 
+/* "Listening at: ..." for every listener; https:// when TLS is on, as
+ * gunicorn's with certfile. */
+static void
+log_listening(void)
+{
+	for (size_t i = 0; i < master.nlisteners; i++) {
+		const char *name = master.listeners[i].name;
+		if (tls_enabled() && strncmp(name, "http://", 7) == 0)
+			log_info("Listening at: https://%s (%d)", name + 7,
+			    (int)master.pid);
+		else
+			log_info("Listening at: %s (%d)", name, (int)master.pid);
+	}
+}
+
+/* A HUP whose TLS context cannot be built: the running one stays, and
+ * the settings it was built from with it. */
+static void
+keep_tls_settings(struct settings *ns, const struct settings *old)
+{
+	char **fields[] = { &ns->certfile, &ns->keyfile, &ns->ca_certs, &ns->ciphers };
+	const char *values[] = { old->certfile, old->keyfile, old->ca_certs, old->ciphers };
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		free(*fields[i]);
+		*fields[i] = values[i] != NULL ? xstrdup(values[i]) : NULL;
+	}
+	ns->cert_reqs = old->cert_reqs;
+	ns->ssl_version = old->ssl_version;
+	ns->suppress_ragged_eofs = old->suppress_ragged_eofs;
+}
+
 static void
 reload(void)
 {
@@ -599,6 +632,15 @@ reload(void)
 	ns.default_proc_name = ns.default_proc_name ? ns.default_proc_name
 	    : (master.cfg->default_proc_name ? xstrdup(master.cfg->default_proc_name) : NULL);
 	keep_restart_only_settings(&ns, master.cfg);
+	/* certificate rotation: the workers forked from here on get a
+	 * context read from the files again */
+	{
+		char why[PATH_MAX + 400];
+		if (tls_context_build(&ns, why, sizeof(why)) == -1) {
+			log_errorx("Reload: %s; kept the running TLS context", why);
+			keep_tls_settings(&ns, master.cfg);
+		}
+	}
 	if (log_open(ns.errorlog, ns.accesslog, ns.loglevel) == -1)
 		log_warn("reopening logs");
 	{
@@ -612,9 +654,7 @@ reload(void)
 	if (!strlist_equal(&ns.bind, &master.cfg->bind)) {
 		if (listeners_rebind(&ns, &master.listeners, &master.nlisteners,
 		    !shares_listeners()) == 0) {
-			for (size_t i = 0; i < master.nlisteners; i++)
-				log_info("Listening at: %s (%d)", master.listeners[i].name,
-				    (int)master.pid);
+			log_listening();
 		} else {
 			log_errorx("Reload: cannot bind the new addresses; kept the "
 			    "running listeners");
@@ -982,8 +1022,7 @@ master_main(struct settings *s, int argc, char **argv, const char *start_cwd)
 	if (listeners_open(s, &master.listeners, &master.nlisteners) == -1)
 		goto fail;
 	log_debug("Arbiter booted");
-	for (size_t i = 0; i < master.nlisteners; i++)
-		log_info("Listening at: %s (%d)", master.listeners[i].name, (int)master.pid);
+	log_listening();
 	log_info("Using worker: %s", master.cfg->worker_class);
 	if (heartbeats_init(s) == -1)
 		goto fail;

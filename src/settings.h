@@ -11,8 +11,8 @@
  *
  * gunicorn's settings that cunicorn does not implement are parsed as
  * gunicorn parses them and have no field here: settings_finalize()
- * refuses the few whose absence would change security or the wire (TLS,
- * h2c) and warns about the others,
+ * refuses the few whose absence would change security or the wire
+ * (ssl_context, h2c) and warns about the others,
  * each only when its final value differs from gunicorn's default.
  *
  * The config file is ordinary Python, executed by the embedded interpreter
@@ -119,6 +119,17 @@ struct settings {
 	struct strlist secure_scheme_names;
 	struct strlist secure_scheme_values;
 
+	/* TLS (tls.c): on when certfile is set; the master builds the
+	 * context from these at start and on HUP */
+	char *certfile;			/* NULL: plain HTTP; the PEM chain (may hold the key too) */
+	char *keyfile;			/* NULL: the key is in certfile */
+	char *ca_certs;			/* NULL: the system's CAs verify client certificates */
+	int cert_reqs;			/* 0 CERT_NONE, 1 CERT_OPTIONAL, 2 CERT_REQUIRED */
+	int ssl_version;		/* the ssl module's PROTOCOL_*: SETTINGS_SSL_* */
+	char *ciphers;			/* NULL: OpenSSL's default (TLS 1.2 cipher list) */
+	int suppress_ragged_eofs;	/* 1: an EOF without close_notify is an EOF */
+	int do_handshake_on_connect;	/* 0; accepted: the handshake starts at once anyway */
+
 	/* logging */
 	int loglevel;			/* LOG_* from log.h; default info */
 	char *errorlog;			/* "-" */
@@ -158,6 +169,16 @@ struct settings {
 	 * which gunicorn settings cunicorn does not implement were given */
 	void *priv;
 };
+
+/* ssl_version values cunicorn accepts (the ssl module's numbers; names
+ * map to them; SSLv2/SSLv3/TLSv1/TLSv1_1 are refused as obsolete). */
+#define SETTINGS_SSL_TLS	2	/* PROTOCOL_TLS = PROTOCOL_SSLv23: TLS 1.2+ */
+#define SETTINGS_SSL_TLSv1_2	5	/* PROTOCOL_TLSv1_2: TLS 1.2 only */
+#define SETTINGS_SSL_TLS_SERVER	17	/* PROTOCOL_TLS_SERVER: TLS 1.2+ */
+
+/* ssl_version's text (an int or a name, "PROTOCOL_" optional) to one of
+ * SETTINGS_SSL_*; -1 with *why set when refused. */
+int settings_ssl_version_parse(const char *text, const char **why);
 
 /* String lists: equal item by item; dst becomes a copy of src. */
 int strlist_equal(const struct strlist *a, const struct strlist *b);

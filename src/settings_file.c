@@ -269,16 +269,24 @@ set_from_python(struct settings *s, const struct setting_def *d, PyObject *v)
 		return settings_set_value(s, d, v == Py_True ? "1" : "0", 0);
 	}
 	if (PyLong_Check(v)) {
+		long long n;
 		switch (d->type) {
 		case T_INT: case T_INT64: case T_UMASK: case T_USER:
-		case T_GROUP:
+		case T_GROUP: case T_SSLVER:
 			break;
 		case T_BOOL:
 			return invalid_py(d, v, "expected True or False");
 		default:
 			return invalid_py(d, v, "expected a string");
 		}
-		text = py_text(v);
+		/* as a number: an IntEnum (ssl.CERT_REQUIRED, ssl.PROTOCOL_TLS)
+		 * is its value, whatever its str() says */
+		n = PyLong_AsLongLong(v);
+		if (n == -1 && PyErr_Occurred()) {
+			PyErr_Clear();
+			text = py_text(v);
+		} else
+			text = xasprintf("%lld", n);
 		rc = settings_set_value(s, d, text, 0);
 		free(text);
 		return rc;

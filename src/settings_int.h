@@ -35,6 +35,7 @@ enum setting_type {
 	T_CHDIR,	/* existing directory, made absolute */
 	T_USER,		/* user name or uid (resolved by settings_finalize) */
 	T_GROUP,	/* group name or gid (ditto) */
+	T_SSLVER,	/* ssl_version: an int or a name -> SETTINGS_SSL_* */
 	T_SCHEME,	/* dict of header -> value (config file only) */
 	T_HOOK,		/* Python callable (config file only) */
 	T_HELP,
@@ -60,6 +61,7 @@ struct setting_def {
 	enum setting_type type;
 	size_t off;			/* field in struct settings */
 	int min;			/* T_INT: smallest value allowed */
+	int max;			/* T_INT: largest value allowed; 0: INT_MAX */
 	unsigned flags;
 	/* default as text for settings_set_value(); for T_HOOK, the name
 	 * gunicorn's --print-config shows for its default callable */
@@ -120,8 +122,8 @@ struct unsupported_def {
 };
 
 /* The rows of each table; settings_table.c asserts the counts. */
-#define NSETTINGS	91
-#define NUNSUPPORTED	33
+#define NSETTINGS	99
+#define NUNSUPPORTED	25
 extern const struct setting_def settings_table[NSETTINGS];
 extern const struct unsupported_def unsupported_table[NUNSUPPORTED];
 

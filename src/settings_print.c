@@ -69,6 +69,7 @@ print_value(FILE *f, const struct settings *s, const struct setting_def *d)
 {
 	switch (d->type) {
 	case T_INT:
+	case T_SSLVER:
 		fprintf(f, "%d", *FIELD(s, d, int));
 		break;
 	case T_INT64:
@@ -299,6 +300,7 @@ value_to_python(const struct settings *s, const struct setting_def *d)
 {
 	switch (d->type) {
 	case T_INT:
+	case T_SSLVER:
 		return PyLong_FromLong(*FIELD(s, d, int));
 	case T_INT64:
 		return PyLong_FromLongLong(*FIELD(s, d, long long));
@@ -427,7 +429,8 @@ settings_to_python(const struct settings *s)
 	    py_dict_set_new_str(kw, "gid", PyLong_FromUnsignedLong(s->gid)) == -1 ||
 	    py_dict_set_new_str(kw, "worker_class_str",
 	    py_str_or_none(s->worker_class)) == -1 ||
-	    py_dict_set_new_str(kw, "is_ssl", PyBool_FromLong(0)) == -1 ||
+	    py_dict_set_new_str(kw, "is_ssl",
+	    PyBool_FromLong(s->certfile != NULL && *s->certfile != '\0')) == -1 ||
 	    py_dict_set_new_str(kw, "app_uri", py_str_or_none(s->app_uri)) == -1)
 		goto out;
 	if ((env = PyDict_New()) == NULL)

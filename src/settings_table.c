@@ -49,6 +49,15 @@ const struct setting_def settings_table[] = {
 	{ .name = "capture_output", .long_flag = "--capture-output",
 	  .type = T_BOOL, .off = OFF(capture_output),
 	  .help = "Redirect stdout/stderr to the error log." },
+	{ .name = "ca_certs", .long_flag = "--ca-certs", .type = T_STR,
+	  .off = OFF(ca_certs), .flags = F_NULLABLE, .meta = "FILE",
+	  .help = "CA certificates file verifying client certificates (TLS)." },
+	{ .name = "cert_reqs", .long_flag = "--cert-reqs", .type = T_INT,
+	  .off = OFF(cert_reqs), .max = 2, .dflt = "0", .meta = "INT",
+	  .help = "Client certificate: 0 not asked, 1 verified if sent, 2 required (TLS)." },
+	{ .name = "certfile", .long_flag = "--certfile", .type = T_STR,
+	  .off = OFF(certfile), .flags = F_NULLABLE, .meta = "FILE",
+	  .help = "PEM certificate chain (may hold the key too); serves HTTPS." },
 	{ .name = "chdir", .long_flag = "--chdir", .type = T_CHDIR,
 	  .off = OFF(chdir), .meta = "CHDIR",
 	  .help = "Change directory before loading apps." },
@@ -56,6 +65,9 @@ const struct setting_def settings_table[] = {
 	  .off = OFF(check_config),
 	  .help = "Check the configuration and exit." },
 	HOOK("child_exit", HOOK_CHILD_EXIT, 2, "ChildExit.child_exit", NULL),
+	{ .name = "ciphers", .long_flag = "--ciphers", .type = T_STR,
+	  .off = OFF(ciphers), .flags = F_NULLABLE, .meta = "CIPHERS",
+	  .help = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)." },
 	{ .name = "config", .short_flag = "-c", .long_flag = "--config",
 	  .type = T_STR, .off = OFF(config), .flags = F_NULLABLE | F_NOFILE,
 	  .meta = "CONFIG",
@@ -94,6 +106,10 @@ const struct setting_def settings_table[] = {
 	  .type = T_INT, .off = OFF(dirty_workers), .flags = F_RESTART,
 	  .dflt = "0", .meta = "INT",
 	  .help = "Number of dirty workers (0 = no dirty arbiter)." },
+	{ .name = "do_handshake_on_connect",
+	  .long_flag = "--do-handshake-on-connect", .type = T_BOOL,
+	  .off = OFF(do_handshake_on_connect),
+	  .help = "Accepted; the TLS handshake always starts when the connection is read." },
 	{ .name = "dogstatsd_tags", .long_flag = "--dogstatsd-tags",
 	  .type = T_STR, .off = OFF(dogstatsd_tags), .flags = F_NULLABLE,
 	  .dflt = "", .check = statsd_check_tags, .meta = "DOGSTATSD_TAGS",
@@ -153,6 +169,9 @@ const struct setting_def settings_table[] = {
 	{ .name = "keepalive", .long_flag = "--keep-alive", .type = T_INT,
 	  .off = OFF(keepalive), .dflt = "2", .meta = "INT",
 	  .help = "Seconds to wait for requests on a Keep-Alive connection." },
+	{ .name = "keyfile", .long_flag = "--keyfile", .type = T_STR,
+	  .off = OFF(keyfile), .flags = F_NULLABLE, .meta = "FILE",
+	  .help = "PEM private key (default: in certfile; TLS)." },
 	{ .name = "limit_request_field_size",
 	  .long_flag = "--limit-request-field_size",
 	  .alias_flag = "--limit-request-field-size", .type = T_INT,
@@ -235,6 +254,10 @@ const struct setting_def settings_table[] = {
 	  .off = OFF(sendfile), .flags = F_NULLABLE | F_STORE_FALSE,
 	  .help = "Send wsgi.file_wrapper files with read/write, not sendfile(2) "
 	    "(the asgi worker then offers no http.response.pathsend)." },
+	{ .name = "ssl_version", .long_flag = "--ssl-version",
+	  .type = T_SSLVER, .off = OFF(ssl_version), .dflt = "2",
+	  .meta = "STRING",
+	  .help = "TLS, TLS_SERVER, SSLv23 (TLS 1.2+) or TLSv1_2 (1.2 only)." },
 	{ .name = "statsd_host", .long_flag = "--statsd-host", .type = T_STATSD,
 	  .off = OFF(statsd_host), .flags = F_NULLABLE,
 	  .check = statsd_check_host, .meta = "STATSD_ADDR",
@@ -243,6 +266,9 @@ const struct setting_def settings_table[] = {
 	  .off = OFF(statsd_prefix), .flags = F_NULLABLE, .dflt = "",
 	  .check = statsd_check_prefix, .meta = "STATSD_PREFIX",
 	  .help = "A prefix for the statsd metrics' names (a '.' is added)." },
+	{ .name = "suppress_ragged_eofs", .long_flag = "--suppress-ragged-eofs",
+	  .type = T_BOOL, .off = OFF(suppress_ragged_eofs), .dflt = "True",
+	  .help = "An EOF without TLS close_notify is a normal EOF (False: an error)." },
 	{ .name = "syslog", .long_flag = "--log-syslog", .type = T_BOOL,
 	  .off = OFF(syslog),
 	  .help = "Send the error log's lines, and the access log's, to syslog too." },
@@ -309,33 +335,17 @@ const struct setting_def settings_table[] = {
 _Static_assert(sizeof(settings_table) / sizeof(settings_table[0]) == NSETTINGS,
     "NSETTINGS in settings_int.h is the number of rows of settings_table");
 
-#define NO_TLS	"TLS is not supported by cunicorn; terminate TLS in front of it"
-
 const struct unsupported_def unsupported_table[] = {
 	/* refused: security or the protocol on the wire */
-	{ .name = "ca_certs", .flag = "--ca-certs", .kind = U_VALUE,
-	  .policy = REFUSE, .why = NO_TLS },
-	{ .name = "cert_reqs", .flag = "--cert-reqs", .kind = U_VALUE,
-	  .dflt = "0", .compare = U_NUMBER, .policy = REFUSE, .why = NO_TLS },
-	{ .name = "certfile", .flag = "--certfile", .kind = U_VALUE,
-	  .policy = REFUSE, .why = NO_TLS },
-	{ .name = "ciphers", .flag = "--ciphers", .kind = U_VALUE,
-	  .policy = REFUSE, .why = NO_TLS },
-	{ .name = "do_handshake_on_connect", .flag = "--do-handshake-on-connect",
-	  .kind = U_FLAG, .dflt = "False", .policy = REFUSE, .why = NO_TLS },
 	{ .name = "http2_cleartext", .flag = "--http2-cleartext",
 	  .kind = U_VALUE, .dflt = "off", .policy = REFUSE,
 	  .why = "cleartext HTTP/2 is not supported by cunicorn; it speaks "
 	  "HTTP/1.x only" },
-	{ .name = "keyfile", .flag = "--keyfile", .kind = U_VALUE,
-	  .policy = REFUSE, .why = NO_TLS },
+	/* cunicorn's TLS is OpenSSL in C: a Python SSLContext cannot drive it */
 	{ .name = "ssl_context", .kind = U_FILE, .policy = REFUSE,
-	  .why = NO_TLS },
-	{ .name = "ssl_version", .flag = "--ssl-version", .kind = U_VALUE,
-	  .dflt = "2|TLS|SSLv23|PROTOCOL_TLS|PROTOCOL_SSLv23", .policy = REFUSE,
-	  .why = NO_TLS },
-	{ .name = "suppress_ragged_eofs", .flag = "--suppress-ragged-eofs",
-	  .kind = U_FLAG, .dflt = "True", .policy = REFUSE, .why = NO_TLS },
+	  .why = "a Python SSLContext hook is not supported by cunicorn (its "
+	  "TLS is OpenSSL in C, not Python's ssl module); use certfile, "
+	  "keyfile, ca_certs, cert_reqs, ciphers and ssl_version" },
 
 	/* accepted with a warning */
 	{ .name = "casefold_http_method", .flag = "--casefold-http-method",
@@ -365,7 +375,7 @@ const struct unsupported_def unsupported_table[] = {
 	  .dflt = "65536", .compare = U_NUMBER, .policy = WARN },
 	{ .name = "http_parser", .flag = "--http-parser", .kind = U_VALUE,
 	  .dflt = "auto", .policy = WARN },
-	/* h2 needs TLS (refused above), so without it gunicorn speaks h1 too */
+	/* h2 is not spoken (HTTP/1.x only, over TLS too) */
 	{ .name = "http_protocols", .flag = "--http-protocols", .kind = U_VALUE,
 	  .dflt = "h1", .compare = U_LIST, .policy = WARN },
 	{ .name = "logconfig", .flag = "--log-config", .kind = U_VALUE,

@@ -37,6 +37,7 @@
 #include "ip_allow.h"
 #include "listen.h"
 #include "settings.h"
+#include "tls.h"
 #include "util.h"
 
 #define SERVER_SOFTWARE	"cunicorn/0.1.0"
@@ -493,6 +494,10 @@ wsgi_build_environ(struct wsgi_req *q, struct http_conn *c, const char **bad_req
 	}
 
 	if (c->https)		/* a uWSGI request's HTTPS */
+		scheme = 1;
+	/* gunicorn: https on a TLS listener, unless a trusted peer's
+	 * secure_scheme_headers said otherwise */
+	if (scheme == -1 && tls_enabled())
 		scheme = 1;
 	if (PyDict_SetItem(env, k_url_scheme, scheme == 1 ? v_https : v_http) == -1)
 		goto fail;

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "tls.h"
 #include "util.h"
 
 /* A read() of a long body starts with at most this much room and grows
@@ -155,7 +156,8 @@ body_more(struct body *b)
 		b->pos = b->len = b->base;
 		ssize_t n;
 		if (b->nowait) {
-			n = recv(b->fd, b->buf + b->base, b->cap - b->base, MSG_DONTWAIT);
+			/* the socket is non-blocking: MSG_DONTWAIT's effect */
+			n = tls_io_read(b->fd, b->buf + b->base, b->cap - b->base);
 			if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR))
 				return -2;	/* not here yet: no waiting */

@@ -3,13 +3,13 @@ build/cunicorn, from the command line, GUNICORN_CMD_ARGS and the config file:
 
 - their flags parse exactly as gunicorn's (a flag, a flag with a value, a
   repeatable one, -R), so the app named after them is still the app;
-- TLS and h2c are refused at start with
+- h2c and the ssl_context hook are refused at start with
   one "Error: <setting>: <why>" line and a non-zero exit (ignoring them would
   silently change security or the wire), nothing left running;
 - the others start, with one "[WARNING] Setting '<name>' is not supported by
   cunicorn; ignored" line each;
 - either only when the final value differs from gunicorn's default
-  (`certfile = None` is fine);
+  (`http2_cleartext = "off"` is fine);
 - truly unknown flags still fail; unknown names in a config file are
   ignored, as gunicorn does;
 - the ones that cunicorn now honours: sendfile (--no-sendfile, $SENDFILE),
@@ -63,7 +63,8 @@ FILES = textwrap.dedent("""\
 """)
 DATA = bytes(range(256)) * 400          # 100 kB
 
-TLS_LINE = "Error: certfile: TLS is not supported by cunicorn; terminate TLS in front of it"
+H2C_LINE = ("Error: http2_cleartext: cleartext HTTP/2 is not supported by cunicorn; "
+            "it speaks HTTP/1.x only")
 WARNING = re.compile(r"\[WARNING\] Setting '(\w+)' is not supported by cunicorn; ignored$")
 
 
@@ -119,7 +120,7 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
         def when_ready(server):
             c = server.cfg
             names = ["reload", "syslog_prefix", "proxy_allow_ips", "reload_extra_files",
-                     "control_socket_mode", "certfile", "syslog_facility", "workers"]
+                     "control_socket_mode", "http2_cleartext", "syslog_facility", "workers"]
             with open(%r + ".tmp", "w") as f:
                 json.dump({n: getattr(c, n) for n in names}, f)
             import os
@@ -131,7 +132,7 @@ def test_hooks_read_ignored_settings_as_what_runs(make_server, appdir):
                    what="when_ready's cfg dump")
     assert got == {"reload": True, "syslog_prefix": None,
                    "proxy_allow_ips": ["127.0.0.1", "::1"], "reload_extra_files": [],
-                   "control_socket_mode": 0o600, "certfile": None,
+                   "control_socket_mode": 0o600, "http2_cleartext": "off",
                    "syslog_facility": "user", "workers": 1}, got
     assert "Traceback" not in s.log()
 
@@ -182,8 +183,7 @@ def test_a_value_holding_itself_is_no_crash(appdir):
      {"http_protocols", "http2_max_concurrent_streams", "control_socket"}),
     # gunicorn's defaults, however spelled, and what cunicorn already does: silent
     (["--proxy-protocol", "off", "hello:app"], set()),
-    (["--suppress-ragged-eofs", "--ssl-version", "TLS", "--cert-reqs", "0",
-      "hello:app"], set()),
+    (["--http2-cleartext", "off", "hello:app"], set()),
     (["--header-map", "drop", "--forwarder-headers", "SCRIPT_NAME, PATH_INFO",
       "--control-socket-mode", "0600", "--log-syslog-facility", "user", "hello:app"],
      set()),
@@ -225,29 +225,24 @@ def test_final_value_decides(appdir):
     """Precedence first, then the check: the command line putting a setting
     back to gunicorn's default silences the file's value."""
     (appdir / "conf.py").write_text("logger_class = 'a'\nheader_map = 'refuse'\n"
-                                    "certfile = 'x.pem'\nreload = False\n")
+                                    "http2_cleartext = 'upgrade'\nreload = False\n")
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "--logger-class=simple",
-                              "--header-map", "drop", "--certfile=", "hello:app"], appdir)
+                              "--header-map", "drop", "--http2-cleartext=off", "hello:app"],
+                             appdir)
     assert rc == 0, err
     assert err == "", err
     rc, out, err, left = run(["--check-config", "-c", "conf.py", "--logger-class=simple",
-                              "--header-map", "drop", "--certfile=", "hello:app"], appdir,
-                             {"GUNICORN_CMD_ARGS": "--spew"})
+                              "--header-map", "drop", "--http2-cleartext=off", "hello:app"],
+                             appdir, {"GUNICORN_CMD_ARGS": "--spew"})
     assert rc == 0 and warned(err) == {"spew": 1}, err
 
 
 # ---- refused -----------------------------------------------------------------
 
 @pytest.mark.parametrize("args,needle", [
-    (["--certfile", "x.pem"], TLS_LINE),
-    (["--keyfile=k.pem"], "Error: keyfile: TLS is not supported by cunicorn"),
-    (["--ca-certs", "ca.pem"], "ca_certs: TLS"),
-    (["--ciphers", "HIGH"], "ciphers: TLS"),
-    (["--ssl-version", "TLSv1_2"], "ssl_version: TLS"),
-    (["--cert-reqs", "2"], "cert_reqs: TLS"),
-    (["--do-handshake-on-connect"], "do_handshake_on_connect: TLS"),
-    (["--http2-cleartext", "prior-knowledge"], "http2_cleartext:"),
-    (["--spew", "--certfile", "x.pem"], TLS_LINE),      # the refusal alone
+    (["--http2-cleartext", "prior-knowledge"], H2C_LINE),
+    (["--http2-cleartext=upgrade"], "Error: http2_cleartext: cleartext HTTP/2"),
+    (["--spew", "--http2-cleartext", "upgrade"], H2C_LINE),     # the refusal alone
 ])
 def test_command_line_refused(appdir, args, needle):
     rc, out, err, left = run(["-b", "127.0.0.1:%d" % free_port()] + args + ["hello:app"],
@@ -258,17 +253,19 @@ def test_command_line_refused(appdir, args, needle):
 
 def test_gunicorn_cmd_args_refused(appdir):
     rc, out, err, left = run(["hello:app"], appdir,
-                             {"GUNICORN_CMD_ARGS": "--certfile x.pem --keyfile k.pem"})
-    assert_refused(rc, err, "Error: certfile: TLS")
+                             {"GUNICORN_CMD_ARGS": "--http2-cleartext upgrade --spew"})
+    assert_refused(rc, err, H2C_LINE)
     assert not left
 
 
 @pytest.mark.parametrize("text,needle", [
-    ('certfile = "x.pem"\n', TLS_LINE),
-    ('keyfile = "k.pem"\ncertfile = "c.pem"\n', TLS_LINE),
+    ('http2_cleartext = "upgrade"\n', H2C_LINE),
+    ('http2_cleartext = "prior-knowledge"\nspew = True\n', H2C_LINE),
     ("def ssl_context(conf, default_ssl_context_factory):\n"
-     "    return default_ssl_context_factory()\n", "Error: ssl_context: TLS"),
-    ("do_handshake_on_connect = True\n", "do_handshake_on_connect: TLS"),
+     "    return default_ssl_context_factory()\n",
+     "Error: ssl_context: a Python SSLContext hook is not supported by cunicorn"),
+    ("ssl_context = lambda conf, factory: factory()\n",
+     "use certfile, keyfile, ca_certs, cert_reqs, ciphers and ssl_version"),
 ])
 def test_config_file_refused_at_a_real_start(appdir, text, needle):
     """Not --check-config: a real start must not get as far as listening."""

@@ -1200,15 +1200,10 @@ test_unsupported_cli(void)
 		const char *args[4];
 		const char *error;
 	} refused[] = {
-		{ { "--certfile", "x.pem", "a:b" }, "Error: certfile: TLS is "
-		  "not supported by cunicorn; terminate TLS in front of it" },
-		{ { "--keyfile=k.pem", "a:b" }, "keyfile: TLS" },
-		{ { "--ca-certs", "ca.pem", "a:b" }, "ca_certs: TLS" },
-		{ { "--ciphers", "HIGH", "a:b" }, "ciphers: TLS" },
-		{ { "--ssl-version", "TLSv1_2", "a:b" }, "ssl_version: TLS" },
-		{ { "--cert-reqs", "2", "a:b" }, "cert_reqs: TLS" },
-		{ { "--do-handshake-on-connect", "a:b" },
-		  "do_handshake_on_connect: TLS" },
+		{ { "--http2-cleartext", "prior-knowledge", "a:b" },
+		  "Error: http2_cleartext: cleartext HTTP/2 is not supported "
+		  "by cunicorn; it speaks HTTP/1.x only" },
+		{ { "--http2-cleartext=upgrade", "a:b" }, "http2_cleartext:" },
 		{ { "--http2-cleartext", "upgrade", "a:b" }, "http2_cleartext:" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
@@ -1222,16 +1217,17 @@ test_unsupported_cli(void)
 	}
 	/* a refused setting wins over the warnings: only its line */
 	settings_defaults(&s);
-	CHECK(parse(&s, "--spew", "--certfile", "c.pem", "a:b", NULL) == 0);
+	CHECK(parse(&s, "--spew", "--http2-cleartext", "upgrade", "a:b",
+	    NULL) == 0);
 	CHECK(finalize_captured(&s) == -1);
-	CHECK(one_error_line(captured, "certfile"));
+	CHECK(one_error_line(captured, "http2_cleartext"));
 	settings_free(&s);
 	/* from GUNICORN_CMD_ARGS too */
 	settings_defaults(&s);
 	CHECK(parse(&s, "a:b", NULL) == 0);
-	CHECK(settings_parse_env(&s, "--keyfile /k.pem --spew") == 0);
+	CHECK(settings_parse_env(&s, "--http2-cleartext upgrade --spew") == 0);
 	CHECK(finalize_captured(&s) == -1);
-	CHECK(one_error_line(captured, "keyfile: TLS"));
+	CHECK(one_error_line(captured, "http2_cleartext: cleartext"));
 	settings_free(&s);
 
 	/* parsing errors stay argparse's */
@@ -1322,13 +1318,13 @@ test_unsupported_file(void)
 		const char *text;
 		const char *error;
 	} refused[] = {
-		{ "certfile = 'x.pem'\n", "certfile: TLS is not supported" },
+		{ "http2_cleartext = 'upgrade'\n",
+		  "http2_cleartext: cleartext HTTP/2 is not supported" },
 		{ "ssl_context = lambda conf, factory: factory()\n",
-		  "ssl_context: TLS" },
-		{ "do_handshake_on_connect = True\n",
-		  "do_handshake_on_connect:" },
-		{ "suppress_ragged_eofs = False\n", "suppress_ragged_eofs:" },
-		{ "cert_reqs = 2\n", "cert_reqs:" },
+		  "ssl_context: a Python SSLContext hook is not supported" },
+		{ "def ssl_context(conf, factory):\n    return factory()\n",
+		  "use certfile, keyfile, ca_certs, cert_reqs, ciphers and "
+		  "ssl_version" },
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
 		settings_defaults(&s);
@@ -1341,10 +1337,10 @@ test_unsupported_file(void)
 
 	/* precedence: the final value decides, not who mentioned it */
 	settings_defaults(&s);
-	CHECK(parse(&s, "--certfile=", "--header-map", "drop", "a:b",
-	    NULL) == 0);
-	CHECK(load_text(&s, "certfile = 'x.pem'\nheader_map = 'refuse'\n"
-	    "reload = False\n") == 0);
+	CHECK(parse(&s, "--http2-cleartext=off", "--header-map", "drop",
+	    "a:b", NULL) == 0);
+	CHECK(load_text(&s, "http2_cleartext = 'upgrade'\n"
+	    "header_map = 'refuse'\nreload = False\n") == 0);
 	CHECK(finalize_captured(&s) == 0);
 	CHECK(captured[0] == '\0');
 	settings_free(&s);
@@ -1427,6 +1423,119 @@ test_proxy_protocol(void)
 	CHECK(parse(&s, "a:b", NULL) == 0);
 	CHECK(load_text(&s, "protocol = 'uwsgi'\n") == 0);
 	CHECK_STR(s.protocol, "uwsgi");
+	settings_free(&s);
+}
+
+/* The TLS settings: gunicorn's names, flags, defaults and types; the
+ * ssl_version mapping; the combinations refused. */
+static void
+test_tls(void)
+{
+	struct settings s;
+	const char *why = NULL;
+	int rc;
+
+	settings_defaults(&s);
+	CHECK(s.certfile == NULL && s.keyfile == NULL && s.ca_certs == NULL &&
+	    s.ciphers == NULL);
+	CHECK(s.cert_reqs == 0 && s.ssl_version == SETTINGS_SSL_TLS);
+	CHECK(s.suppress_ragged_eofs == 1 && s.do_handshake_on_connect == 0);
+	CHECK(parse(&s, "--certfile", "c.pem", "--keyfile=k.pem", "--ca-certs",
+	    "ca.pem", "--cert-reqs", "2", "--ciphers", "ECDHE+AESGCM",
+	    "--ssl-version", "TLSv1_2", "--suppress-ragged-eofs",
+	    "--do-handshake-on-connect", "a:b", NULL) == 0);
+	CHECK_STR(s.certfile, "c.pem");
+	CHECK_STR(s.keyfile, "k.pem");
+	CHECK_STR(s.ca_certs, "ca.pem");
+	CHECK_STR(s.ciphers, "ECDHE+AESGCM");
+	CHECK(s.cert_reqs == 2 && s.ssl_version == SETTINGS_SSL_TLSv1_2);
+	CHECK(s.suppress_ragged_eofs == 1 && s.do_handshake_on_connect == 1);
+	CHECK(finalize_captured(&s) == 0 && captured[0] == '\0');
+	CHECK(python_asserts(&s, NULL,
+	    "assert cfg.is_ssl is True\n"
+	    "assert cfg.certfile == 'c.pem' and cfg.keyfile == 'k.pem'\n"
+	    "assert cfg.cert_reqs == 2 and cfg.ssl_version == 5\n"
+	    "assert cfg.suppress_ragged_eofs is True\n"));
+	settings_free(&s);
+
+	/* ssl_version: every negotiate spelling, TLS 1.2 pinned, the rest
+	 * refused with a reason */
+	static const struct { const char *text; int want; } versions[] = {
+		{ "TLS", 2 }, { "SSLv23", 2 }, { "PROTOCOL_TLS", 2 },
+		{ "PROTOCOL_SSLv23", 2 }, { "2", 2 }, { "TLS_SERVER", 17 },
+		{ "PROTOCOL_TLS_SERVER", 17 }, { "17", 17 }, { "TLSv1_2", 5 },
+		{ "PROTOCOL_TLSv1_2", 5 }, { "5", 5 }, { "tls", 2 },
+		{ "TLSv1", -1 }, { "TLSv1_1", -1 }, { "SSLv3", -1 },
+		{ "SSLv2", -1 }, { "3", -1 }, { "4", -1 }, { "1", -1 },
+		{ "TLS_CLIENT", -1 }, { "16", -1 }, { "TLSv1_3", -1 },
+		{ "99", -1 }, { "-2", -1 }, { "", -1 },
+	};
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		int got = settings_ssl_version_parse(versions[i].text, &why);
+		CHECK(got == versions[i].want);
+		if (got != versions[i].want)
+			fprintf(stderr, "  (ssl_version %s: %d)\n",
+			    versions[i].text, got);
+	}
+	CHECK(settings_ssl_version_parse("TLSv1", &why) == -1 &&
+	    strstr(why, "obsolete") != NULL);
+	parse_fails(&rc, "--ssl-version", "TLSv1_1", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured, "Invalid value for "
+	    "ssl_version: TLSv1_1 (obsolete and insecure"));
+
+	/* cert_reqs: 0, 1, 2 only */
+	parse_fails(&rc, "--cert-reqs", "3", "a:b", NULL);
+	CHECK(rc == -1 && one_error_line(captured,
+	    "cert_reqs: 3 (must be between 0 and 2)"));
+
+	/* the config file: the ssl module's IntEnums are their numbers */
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s, "import ssl\ncertfile = 'c.pem'\n"
+	    "cert_reqs = ssl.CERT_REQUIRED\n"
+	    "ssl_version = ssl.PROTOCOL_TLS_SERVER\n"
+	    "suppress_ragged_eofs = False\n") == 0);
+	CHECK(s.cert_reqs == 2 && s.ssl_version == 17);
+	CHECK(s.suppress_ragged_eofs == 0);
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "a:b", NULL) == 0);
+	CHECK(load_text(&s, "import ssl\nssl_version = ssl.PROTOCOL_TLSv1\n")
+	    == -1);
+	CHECK(one_error_line(captured, "ssl_version: 3 (obsolete"));
+	settings_free(&s);
+
+	/* keyfile alone is an error; certfile alone holds the key; "" is None */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--keyfile", "k.pem", "a:b", NULL) == 0);
+	CHECK(finalize_captured(&s) == -1);
+	CHECK(one_error_line(captured, "Error: keyfile: set without certfile"));
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--certfile", "both.pem", "a:b", NULL) == 0);
+	CHECK(finalize_captured(&s) == 0 && s.keyfile == NULL);
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--certfile=", "--keyfile=", "a:b", NULL) == 0);
+	CHECK(finalize_captured(&s) == 0 && s.certfile == NULL &&
+	    s.keyfile == NULL);
+	CHECK(python_asserts(&s, NULL, "assert cfg.is_ssl is False\n"));
+	settings_free(&s);
+
+	/* a PROXY preamble or uWSGI before the handshake: refused */
+	settings_defaults(&s);
+	CHECK(parse(&s, "--certfile", "c.pem", "--proxy-protocol", "v1", "a:b",
+	    NULL) == 0);
+	CHECK(finalize_captured(&s) == -1);
+	CHECK(one_error_line(captured, "Error: certfile: TLS with "
+	    "proxy_protocol is not supported"));
+	settings_free(&s);
+	settings_defaults(&s);
+	CHECK(parse(&s, "--certfile", "c.pem", "--protocol", "uwsgi", "a:b",
+	    NULL) == 0);
+	CHECK(finalize_captured(&s) == -1);
+	CHECK(one_error_line(captured, "Error: certfile: TLS with protocol "
+	    "uwsgi"));
 	settings_free(&s);
 }
 
@@ -1649,6 +1758,7 @@ main(void)
 	test_unsupported_file();
 	test_sendfile_initgroups();
 	test_proxy_protocol();
+	test_tls();
 	test_reload();
 
 	PyRun_SimpleString("import sys\nsys.modules.pop('__config__', None)\n");
