@@ -100,8 +100,8 @@ main(int argc, char **argv)
 	python_setup_paths(&s);
 	/* the settings are parsed; the TLS layer that serves them is the
 	 * next commit: until then a start with certfile must not serve
-	 * plain HTTP */
-	if (s.certfile != NULL) {
+	 * plain HTTP (the asgi worker's TLS is the loop's: it serves it) */
+	if (s.certfile != NULL && strcmp(s.worker_class, "asgi") != 0) {
 		fprintf(stderr, "Error: certfile: TLS is not served by this "
 		    "build yet\n");
 		return 1;
