@@ -197,7 +197,10 @@ asgi_build_scope(Proto *p, const char **bad)
 		PyTuple_SET_ITEM(t, 1, val);
 		PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
 	}
-	if (p->c.https)		/* a uWSGI request's HTTPS */
+	/* a uWSGI request's HTTPS; else a TLS listener's, unless a trusted
+	 * scheme header said otherwise (as gunicorn: its default scheme is
+	 * https under TLS, and the headers set it) */
+	if (p->c.https || (scheme == -1 && asgi.tls))
 		scheme = 1;
 	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
 		goto fail;
