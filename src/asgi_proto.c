@@ -657,6 +657,21 @@ proto_eof_received(Proto *p, PyObject *unused)
 	Py_RETURN_FALSE;
 }
 
+/* The connection no longer counts in worker_connections nor holds a
+ * stopping worker (once). */
+static void
+uncount(Proto *p)
+{
+	if (!p->counted)
+		return;
+	p->counted = 0;
+	asgi.nconns--;
+	if ((asgi.stopping && asgi.nconns == 0) || (asgi.full && asgi.nconns < asgi.max_conns)) {
+		asgi.full = asgi.nconns >= asgi.max_conns;
+		wake_glue();
+	}
+}
+
 static PyObject *
 proto_connection_lost(Proto *p, PyObject *exc)
 {
@@ -684,14 +699,7 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	asgi_disconnect_grace(p);
 	Py_CLEAR(p->transport);
 	buf_release(p);
-	if (p->counted) {
-		p->counted = 0;
-		asgi.nconns--;
-		if ((asgi.stopping && asgi.nconns == 0) || (asgi.full && asgi.nconns < asgi.max_conns)) {
-			asgi.full = asgi.nconns >= asgi.max_conns;
-			wake_glue();
-		}
-	}
+	uncount(p);
 	Py_RETURN_NONE;
 }
 
@@ -847,8 +855,16 @@ mod_tick(PyObject *self, PyObject *unused)
 				set_state(p, PS_CLOSING, 0);
 				asgi_file_abort(p);
 				transport_call(p, asgi.s_abort);
-			} else
+			} else {
 				proto_close(p);		/* leaves the list */
+				/* a TLS transport closes once the client answered
+				 * our close_notify (or the shutdown timeout): an
+				 * idle client that reads nothing would hold its
+				 * slot and a stopping worker that long, for a
+				 * connection with nothing of ours in flight */
+				if (asgi.tls && (l == PS_HEAD || l == PS_IDLE))
+					uncount(p);
+			}
 			asgi_response_file_failed(p);
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)
@@ -932,10 +948,15 @@ mod_post_worker_init(PyObject *self, PyObject *unused)
 
 /* tls_options() -> None (plain HTTP) or a dict of the TLS settings the
  * glue builds its ssl.SSLContext from (the master checked them at
- * start), with handshake_timeout: the seconds a client has for its
- * handshake, and for its answer to our close_notify -- a head's
- * deadline (limits.head_timeout_ms: half the worker timeout, 1 to 10 s),
- * since a handshake is what comes before the first head. */
+ * start), with the seconds of
+ *   handshake_timeout: a client's handshake -- a head's deadline
+ *     (limits.head_timeout_ms: half the worker timeout, 1 to 10 s),
+ *     since a handshake is what comes before the first head;
+ *   shutdown_timeout: a closing connection's: the transport's last bytes
+ *     taken and the client's close_notify answered, or it is aborted (the
+ *     loop's SSL transports wait for both; a short one would cut the end
+ *     of a response to a slow reader): `timeout`, 30 s (the loop's
+ *     default) when it is 0. */
 static PyObject *
 mod_tls_options(PyObject *self, PyObject *unused)
 {
@@ -943,12 +964,13 @@ mod_tls_options(PyObject *self, PyObject *unused)
 
 	if (!asgi.tls)
 		Py_RETURN_NONE;
-	return Py_BuildValue("{s:s,s:z,s:z,s:i,s:i,s:z,s:O,s:d}",
+	return Py_BuildValue("{s:s,s:z,s:z,s:i,s:i,s:z,s:O,s:d,s:d}",
 	    "certfile", cfg->certfile, "keyfile", cfg->keyfile, "ca_certs", cfg->ca_certs,
 	    "cert_reqs", cfg->cert_reqs, "ssl_version", cfg->ssl_version,
 	    "ciphers", cfg->ciphers,
 	    "suppress_ragged_eofs", cfg->suppress_ragged_eofs ? Py_True : Py_False,
-	    "handshake_timeout", (double)asgi.limits.head_timeout_ms / 1000.0);
+	    "handshake_timeout", (double)asgi.limits.head_timeout_ms / 1000.0,
+	    "shutdown_timeout", (double)(cfg->timeout > 0 ? cfg->timeout : 30));
 }
 
 static PyMethodDef asgi_methods[] = {

@@ -84,7 +84,7 @@ def _tls():
     # a handshake failure (a plain-HTTP client, a refused certificate) is
     # an OSError, which asyncio and uvloop log only in debug mode
     return {"ssl": ctx, "ssl_handshake_timeout": o["handshake_timeout"],
-            "ssl_shutdown_timeout": o["handshake_timeout"]}
+            "ssl_shutdown_timeout": o["shutdown_timeout"]}
 
 
 class Lifespan:

@@ -28,7 +28,6 @@ import json
 import os
 import socket
 import ssl
-import threading
 import time
 
 import httpx
@@ -196,7 +195,7 @@ def test_pathsend_over_tls_does_not_hold_the_file(make_server, certs, loop, bigf
 
 def test_pathsend_over_tls_stalled_client_is_closed(make_server, certs, bigfile):
     path, _ = bigfile
-    s = start(make_server, certs, "asyncio", "--timeout", "2")
+    s = start(make_server, certs, "asyncio", "--timeout", "2", "--log-level", "debug")
     with TLSConnection(s.port, certs, rcvbuf=65536) as c:
         c.send(get("/file?path=" + path))
         c.response(head_only=True)
@@ -206,7 +205,8 @@ def test_pathsend_over_tls_stalled_client_is_closed(make_server, certs, bigfile)
         with TLSConnection(s.port, certs) as other:
             other.send(get("/other"))
             assert json.loads(other.response()[2])["path"] == "/other"
-        time.sleep(4)
+        s.wait_log("pathsend: the client took nothing of " + path)
+        assert time.monotonic() - t0 < 9
         got = len(c.buf)
         try:
             while True:
@@ -217,7 +217,6 @@ def test_pathsend_over_tls_stalled_client_is_closed(make_server, certs, bigfile)
         except (ssl.SSLError, ConnectionResetError):
             pass
         assert got < 10 << 20
-        assert time.monotonic() - t0 < 9
 
 
 def ws_exchange(port, ctx):
@@ -242,7 +241,7 @@ def test_websocket_over_tls(make_server, certs, loop):
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-def test_plain_http_and_bad_handshakes_are_quiet(make_server, certs, loop):
+def test_plain_http_and_bad_handshakes_are_quiet(make_server, certs, loop, tmp_path):
     s = start(make_server, certs, loop)
     # plain HTTP to the TLS port: closed, nothing logged
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:
@@ -260,11 +259,13 @@ def test_plain_http_and_bad_handshakes_are_quiet(make_server, certs, loop):
     socket.create_connection(("127.0.0.1", s.port), timeout=10).close()
     # a TLS client that leaves while its request's body is awaited (an
     # EOF: TLS has no half-close) and one that sends close_notify
+    mark = str(tmp_path / "waiting")
     with TLSConnection(s.port, certs) as c:
-        c.send(b"POST /hash HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-        time.sleep(0.2)
-        c.sock.shutdown(socket.SHUT_WR)
-        read_until_close(c.sock)
+        c.send(b"POST /wait?mark=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"
+               % mark.encode())
+        wait_for(lambda: os.path.exists(mark), 10, what="the request in the app")
+        c.sock.shutdown(socket.SHUT_WR)     # the TCP stream's: raw bytes from here
+        read_until_close(c.sock)            # closed (a timeout would raise)
     with TLSConnection(s.port, certs) as c:
         c.send(get("/x"))
         c.response()
@@ -313,4 +314,19 @@ def test_fastapi_over_tls(make_server, certs):
         r = c.post(base + "/items", json={"name": "pen", "price": 1.5, "tags": ["a"]})
         assert r.json() == {"name": "pen", "total": 3.0, "tags": ["a"]}
         assert c.get(base + "/stream?n=3").text == "tok0 tok1 tok2 "
+    assert_quiet(s)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_idle_keepalive_client_does_not_hold_a_stopping_worker(make_server, certs, loop):
+    # the loop's TLS transports close once the client answers our
+    # close_notify; an idle pooled client reads nothing, so without care
+    # it held the stop for graceful_timeout
+    s = start(make_server, certs, loop, "--graceful-timeout", "20", "--keep-alive", "1")
+    with TLSConnection(s.port, certs) as c:
+        c.send(get("/idle"))
+        assert c.response()[0] == 200
+        t0 = time.monotonic()
+        assert s.stop(timeout=30) == 0
+        assert time.monotonic() - t0 < 10
     assert_quiet(s)

@@ -7,6 +7,7 @@ sending and receiving over it.
                     length and how many http.request messages it took
   /file?path=P      http.response.pathsend of P (Content-Length: its size)
   /stream?n=N       N chunks of 64 KiB (chunked), each its index's byte
+  /wait?mark=F      creates F, then waits for http.disconnect
   websocket         scheme as the first message, then echoes text/bytes
 """
 
@@ -39,6 +40,10 @@ async def app(scope, receive, send):
             (b"content-type", b"application/octet-stream"),
             (b"content-length", str(size).encode())]})
         await send({"type": "http.response.pathsend", "path": q["path"]})
+    elif path == "/wait":
+        open(q["mark"], "w").close()
+        while (await receive())["type"] != "http.disconnect":
+            pass
     elif path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for i in range(int(q.get("n", "4"))):
