@@ -102,6 +102,7 @@ def test_scheme_https_and_keepalive(make_server, certs, loop):
             assert status == 200
             d = json.loads(body)
             assert d["scheme"] == "https" and d["path"] == "/scope%d" % i
+            assert d["client"][0] == "127.0.0.1"
             seen.add(tuple(d["client"]))
         assert len(seen) == 1           # one connection, kept alive
         assert c.sock.version() == "TLSv1.3"
@@ -291,7 +292,15 @@ def test_client_certificate_required(make_server, certs, loop):
         c.send(get("/cert"))
         status, _, body = c.response()
         assert status == 200 and json.loads(body)["scheme"] == "https"
-    assert "/nocert" not in s.log()
+    assert_quiet(s)
+
+
+def test_client_certificate_optional(make_server, certs):
+    s = start(make_server, certs, "asyncio", "--cert-reqs", "1", "--ca-certs", certs["ca"])
+    for with_cert in (False, True):
+        with TLSConnection(s.port, certs, client_cert=with_cert) as c:
+            c.send(get("/opt"))
+            assert c.response()[0] == 200
     assert_quiet(s)
 
 
