@@ -12,10 +12,12 @@ src/asgi_file.c).
   worker holding the file in memory (VmRSS), and a client that takes
   nothing is closed after the I/O timeout;
 - a websocket over TLS with Debian's websockets client;
-- a plain-HTTP client, a client that refuses the certificate and one
-  that closes mid-request leave no error or warning in the log, and the
-  next TLS client is served;
-- cert_reqs = 2: refused without a client certificate, served with one;
+- a plain-HTTP client, a client that refuses the certificate, one
+  that closes mid-request and one silent past the handshake timeout
+  leave no error or warning in the log, and the next TLS client is
+  served; an idle keep-alive client does not hold a stopping worker;
+- cert_reqs = 2: refused without a client certificate, served with one
+  (1: both served);
   ssl_version TLSv1_2 pins TLS 1.2 (1.3 otherwise);
 - a FastAPI app over TLS.
 
@@ -277,6 +279,20 @@ def test_plain_http_and_bad_handshakes_are_quiet(make_server, certs, loop, tmp_p
         assert json.loads(c.response()[2])["scheme"] == "https"
     assert_quiet(s)
     assert s.pids_titled("worker")     # the same worker, still up
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_silent_client_is_closed_at_the_handshake_timeout(make_server, certs, loop):
+    # the handshake has the head's deadline: half of timeout (1 s here)
+    s = start(make_server, certs, loop, "--timeout", "2")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as raw:
+        t0 = time.monotonic()
+        assert read_until_close(raw) == b""
+        assert time.monotonic() - t0 < 5
+    with TLSConnection(s.port, certs) as c:
+        c.send(get("/after"))
+        assert c.response()[0] == 200
+    assert_quiet(s)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
