@@ -30,7 +30,7 @@
  * water mark of a file, however slow the reader.  The same deadline
  * closes a client that lets the transport's buffer stand still.
  *
- * Owns: a Proto's file fields (file_fd .. file_waiter, sock_fd), the
+ * Owns: a Proto's file fields (file_fd .. file_soon, sock_fd), the
  * epoll set and the references it holds (a Proto in it is kept alive).
  * Every descriptor it opens is closed by the end of the file, its
  * failure, or asgi_file_abort (proto_close, connection_lost, dealloc).
@@ -467,6 +467,16 @@ asgi_file_resumed(Proto *p)
 	if (!asgi.tls || p->file_fd < 0 || tls_soon(p) == 0)
 		return ASGI_FILE_WAITS;
 	return file_failed(p);
+}
+
+/* on_file_soon's turn came (asgi_proto.c): 1 when the file steps now
+ * (0: it ended meanwhile, or the transport paused again and its
+ * resume_writing schedules the step). */
+int
+asgi_file_soon_due(Proto *p)
+{
+	p->file_soon = 0;
+	return p->file_fd >= 0 && !p->paused_writing;
 }
 
 /* Pieces of the file into the transport while it takes them without

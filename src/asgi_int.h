@@ -41,7 +41,7 @@
  *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
- *   the file (file_fd .. file_waiter)   asgi_file.c (sock_fd too); it
+ *   the file (file_fd .. file_soon)   asgi_file.c (sock_fd too); it
  *       adds what it sends to resp_sent; asgi_proto.c resolves
  *       file_waiter when the file ended
  *   the read buffer p->c   asgi_proto.c appends, the others consume
@@ -226,9 +226,9 @@ struct asgi_state {
 	struct ip_allow forwarded_allow;	/* forwarded_allow_ips */
 	PyObject *ext_http, *ext_ws;	/* scope["extensions"] (copied per request) */
 	PyObject *k_extensions, *s_pathsend_msg, *s_get_write_buffer_size, *s_abort;
+	PyObject *s_call_soon;
 	PyObject *on_files;		/* asgi_proto.c's callback for file_ep */
 	PyObject *on_file_soon;		/* asgi_proto.c's callback: a TLS file goes on */
-	PyObject *s_call_soon;
 	int file_ep;			/* epoll: sockets a file waits for; -1 until used */
 	int tls;			/* the listeners speak TLS (certfile): the transports
 					   are the loop's SSL ones; no raw socket is written */
@@ -271,6 +271,7 @@ int asgi_file_start(Proto *p, PyObject *head, int fd, uint64_t count, const char
 int asgi_file_step(Proto *p);
 int asgi_file_ready(Proto **out, int max);
 int asgi_file_resumed(Proto *p);
+int asgi_file_soon_due(Proto *p);
 void asgi_file_abort(Proto *p);
 
 /* asgi_task.c */

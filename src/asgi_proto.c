@@ -429,15 +429,12 @@ static PyMethodDef on_files_def = { "on_files", mod_on_files, METH_NOARGS, NULL 
 static PyObject *
 mod_on_file_soon(PyObject *self, PyObject *arg)
 {
-	Proto *p = (Proto *)arg;
-
 	if (!PyObject_TypeCheck(arg, &ProtoType)) {
 		PyErr_SetString(PyExc_TypeError, "on_file_soon needs a Protocol");
 		return NULL;
 	}
-	p->file_soon = 0;
-	if (p->file_fd >= 0 && !p->paused_writing)
-		file_progress(p);
+	if (asgi_file_soon_due((Proto *)arg))
+		file_progress((Proto *)arg);
 	Py_RETURN_NONE;
 }
 
