@@ -197,12 +197,11 @@ asgi_build_scope(Proto *p, const char **bad)
 		PyTuple_SET_ITEM(t, 1, val);
 		PyList_SET_ITEM(hl, (Py_ssize_t)i, t);
 	}
-	/* a uWSGI request's HTTPS; else a TLS listener's, unless a trusted
-	 * scheme header said otherwise (as gunicorn: its default scheme is
-	 * https under TLS, and the headers set it) */
-	if (p->c.https || (scheme == -1 && asgi.tls))
+	if (p->c.https)		/* a uWSGI request's HTTPS */
 		scheme = 1;
-	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
+	/* no trusted scheme header (-1): the listener's, https under TLS (as
+	 * gunicorn: its default scheme, which the headers override) */
+	if (PyDict_SetItem(s, asgi.k_scheme, asgi.schemes[scheme + 1]) == -1)
 		goto fail;
 	/* the extensions we serve, a dict of the request's own (an app or
 	 * middleware that removes one removes it for itself; a websocket's

@@ -213,6 +213,8 @@ struct asgi_state {
 	PyObject **servers;		/* per listener: (host, port) or (path, None) */
 	PyObject *root_path;
 	PyObject *asgi_info, *v_http, *v_https, *v_11, *v_10, *v_http_scope;
+	PyObject *schemes[3];		/* by a scope's scheme + 1: none said (the
+					   listener's: https under TLS), http, https */
 	PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
 	    *k_method, *k_root_path, *k_path, *k_raw_path, *k_query_string,
 	    *k_headers, *k_state, *k_body, *k_more_body, *k_status, *k_code, *k_text,

@@ -1088,6 +1088,9 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	asgi.s_abort = intern("abort");
 	asgi.s_call_soon = intern("call_soon");
 	asgi.tls = cfg->certfile != NULL;
+	asgi.schemes[0] = asgi.tls ? asgi.v_https : asgi.v_http;
+	asgi.schemes[1] = asgi.v_http;
+	asgi.schemes[2] = asgi.v_https;
 	asgi.s_pause_reading = intern("pause_reading");
 	asgi.s_resume_reading = intern("resume_reading");
 	asgi.s_set_result = intern("set_result");
