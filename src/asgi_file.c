@@ -21,13 +21,24 @@
  * watched.  The client must take a byte within the I/O timeout (PS_FILE's
  * deadline), or the connection is closed.
  *
- * Owns: a Proto's file fields (file_fd .. file_waiter, sock_fd), the
+ * Under TLS (asgi.tls) the socket carries records only the transport can
+ * make: the head and the file go through the transport, the file read
+ * in pieces of TLS_PIECE, written while the transport does not ask the
+ * protocol to pause (pause_writing), at most FILE_STEP_MAX a loop turn;
+ * resume_writing (or the cap) schedules the next step (on_file_soon).
+ * The worker holds at most about two pieces and the transport's high
+ * water mark of a file, however slow the reader.  The same deadline
+ * closes a client that lets the transport's buffer stand still.
+ *
+ * Owns: a Proto's file fields (file_fd .. file_soon, sock_fd), the
  * epoll set and the references it holds (a Proto in it is kept alive).
  * Every descriptor it opens is closed by the end of the file, its
  * failure, or asgi_file_abort (proto_close, connection_lost, dealloc).
  *
- * Never: writes through the transport but a head the socket refused,
- * reads the file into memory, or
+ * Never: writes through the transport but a head the socket refused
+ * (plain) or pieces as the transport's flow control allows (TLS), writes
+ * a TLS connection's socket, reads more than a piece of the file into
+ * memory, or
  * waits (a page-cache miss is the kernel's: sendfile reads the disk
  * inline, as nginx without aio does).
  */
@@ -56,6 +67,9 @@
  * set is level-triggered: a socket that can take more is stepped again
  * on the next turn, after the other callbacks). */
 #define FILE_STEP_MAX	((uint64_t)4 << 20)
+
+/* TLS: bytes of the file read and handed to the transport at a time. */
+#define TLS_PIECE	((size_t)256 << 10)
 
 /* ---- opening ---- */
 
@@ -287,6 +301,7 @@ file_wait(Proto *p, int moved)
 /* ---- sending ---- */
 
 static int file_send(Proto *p, int behind_checked);
+static int tls_send(Proto *p);
 
 /* The response's head (the transport's socket is open: the caller
  * asked): straight to the socket when the transport holds nothing (with
@@ -336,6 +351,18 @@ asgi_file_start(Proto *p, PyObject *head, int fd, uint64_t count, const char *pa
 	p->file_behind = 0;
 	free(p->file_path);
 	p->file_path = xstrdup(path);
+	if (asgi.tls) {
+		/* the transport encrypts: the head and the file go through it */
+		if (p->lost || p->state == PS_CLOSING || p->transport == NULL) {
+			log_debug("pathsend: %s not sent: the connection is closing", path);
+			return file_failed(p);
+		}
+		if (transport_write(p, head) == -1) {
+			file_end(p);
+			return -1;
+		}
+		return tls_send(p);
+	}
 	if (p->lost || p->state == PS_CLOSING || socket_of(p) == -1) {
 		log_debug("pathsend: %s not sent: the connection is closing", path);
 		return file_failed(p);
@@ -353,7 +380,7 @@ asgi_file_start(Proto *p, PyObject *head, int fd, uint64_t count, const char *pa
 int
 asgi_file_step(Proto *p)
 {
-	return file_send(p, 0);
+	return asgi.tls ? tls_send(p) : file_send(p, 0);
 }
 
 /* The step; behind_checked: the transport is known to hold nothing. */
@@ -409,6 +436,120 @@ file_send(Proto *p, int behind_checked)
 		return file_failed(p);
 	}
 }
+
+/* ---- under TLS: through the transport ---- */
+
+/* The next step on a later turn of the loop (once: file_soon), not from
+ * inside the transport's callback that said it can take more. */
+static int
+tls_soon(Proto *p)
+{
+	PyObject *r;
+
+	if (p->file_soon)
+		return 0;
+	r = PyObject_CallMethodObjArgs(asgi.loop, asgi.s_call_soon, asgi.on_file_soon, p, NULL);
+	if (r == NULL) {
+		python_log_exception(LOG_ERROR, LOG_ERROR, "pathsend: cannot schedule the file");
+		return -1;
+	}
+	Py_DECREF(r);
+	p->file_soon = 1;
+	return 0;
+}
+
+/* The transport resumed writing (asgi_proto.c's resume_writing): a TLS
+ * file under way goes on, on a later turn.  WAITS, or FAILED (logged;
+ * the connection is closing). */
+int
+asgi_file_resumed(Proto *p)
+{
+	if (!asgi.tls || p->file_fd < 0 || tls_soon(p) == 0)
+		return ASGI_FILE_WAITS;
+	return file_failed(p);
+}
+
+/* on_file_soon's turn came (asgi_proto.c): 1 when the file steps now
+ * (0: it ended meanwhile, or the transport paused again and its
+ * resume_writing schedules the step). */
+int
+asgi_file_soon_due(Proto *p)
+{
+	p->file_soon = 0;
+	return p->file_fd >= 0 && !p->paused_writing;
+}
+
+/* Pieces of the file into the transport while it takes them without
+ * asking to pause, at most FILE_STEP_MAX.  DONE, WAITS or FAILED as
+ * asgi_file_start. */
+static int
+tls_send(Proto *p)
+{
+	uint64_t turn = 0;
+
+	if (p->file_fd < 0)
+		return ASGI_FILE_FAILED;
+	while (p->file_left > 0 && !p->paused_writing && turn < FILE_STEP_MAX) {
+		if (p->lost || p->state == PS_CLOSING || p->transport == NULL) {
+			asgi_file_abort(p);
+			return ASGI_FILE_FAILED;
+		}
+		size_t want = p->file_left > TLS_PIECE ? TLS_PIECE : (size_t)p->file_left;
+		PyObject *piece = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)want);
+		ssize_t n;
+		if (piece == NULL) {
+			PyErr_Clear();
+			log_errorx("pathsend: %s: out of memory: closing the connection",
+			    p->file_path);
+			return file_failed(p);
+		}
+		do
+			n = pread(p->file_fd, PyBytes_AS_STRING(piece), want, p->file_pos);
+		while (n == -1 && errno == EINTR);
+		if (n <= 0) {
+			Py_DECREF(piece);
+			if (n == 0)
+				log_errorx("pathsend: %s ended %llu bytes short of the response's "
+				    "length (it shrank, or its Content-Length is wrong): closing "
+				    "the connection", p->file_path, (unsigned long long)p->file_left);
+			else
+				log_errorx("pathsend: cannot read %s: %s: closing the connection",
+				    p->file_path, strerror(errno));
+			return file_failed(p);
+		}
+		if ((size_t)n < want && _PyBytes_Resize(&piece, n) == -1) {
+			PyErr_Clear();
+			return file_failed(p);
+		}
+		int w = transport_write(p, piece);
+		Py_DECREF(piece);
+		if (w == -1) {
+			python_log_exception(LOG_DEBUG, LOG_DEBUG, "pathsend: the transport refused");
+			return file_failed(p);
+		}
+		p->file_pos += n;
+		p->file_left -= (uint64_t)n;
+		p->resp_sent += (uint64_t)n;
+		turn += (uint64_t)n;
+	}
+	if (p->file_left == 0) {
+		file_end(p);
+		return ASGI_FILE_DONE;
+	}
+	if (p->lost || p->state == PS_CLOSING) {
+		asgi_file_abort(p);
+		return ASGI_FILE_FAILED;
+	}
+	/* paused: resume_writing schedules the next step; the cap: the
+	 * next turn does */
+	if (!p->paused_writing && tls_soon(p) == -1)
+		return file_failed(p);
+	if (turn > 0 || p->state != PS_FILE)
+		set_state(p, PS_FILE, stall_ms());
+	return ASGI_FILE_WAITS;
+}
+
+/* ---- the set ---- */
 
 /* The sockets of the set that can take more (references, for the
  * caller to drop): at most max, without waiting. */

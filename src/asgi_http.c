@@ -199,7 +199,9 @@ asgi_build_scope(Proto *p, const char **bad)
 	}
 	if (p->c.https)		/* a uWSGI request's HTTPS */
 		scheme = 1;
-	if (PyDict_SetItem(s, asgi.k_scheme, scheme == 1 ? asgi.v_https : asgi.v_http) == -1)
+	/* no trusted scheme header (-1): the listener's, https under TLS (as
+	 * gunicorn: its default scheme, which the headers override) */
+	if (PyDict_SetItem(s, asgi.k_scheme, asgi.schemes[scheme + 1]) == -1)
 		goto fail;
 	/* the extensions we serve, a dict of the request's own (an app or
 	 * middleware that removes one removes it for itself; a websocket's

@@ -13,7 +13,9 @@
  *                  head and end
  *   asgi_file.c    a pathsend's file: opened and checked, then sent with
  *                  sendfile(2) as the socket takes it (the worker's epoll
- *                  set of waiting sockets, one descriptor the loop reads)
+ *                  set of waiting sockets, one descriptor the loop reads);
+ *                  under TLS read in pieces and written through the
+ *                  transport as its flow control allows
  *   asgi_state.c   the shared state's definition, error pages, the
  *                  Ready awaitable
  *   asgi_alog.c    access log lines (the facts for access_log.c)
@@ -24,7 +26,8 @@
  * below, of which proto_close stops a file under way); nothing lower
  * calls up.  A file
  * that waited for its socket ends in asgi_proto.c (the loop's callback:
- * on_files), which hands the end to asgi_http.c.
+ * on_files; under TLS on_file_soon, scheduled by asgi_file.c when the
+ * transport resumes writing), which hands the end to asgi_http.c.
  * When a response ends with a pipelined head in the buffer,
  * asgi_response_body() says so and asgi_proto.c parses it; so does
  * asgi_drain_next() when the rest of a body the app left unread has come
@@ -38,12 +41,13 @@
  *       (asgi_ws.c sets gen and rstate for a websocket and its accept;
  *       asgi_proto.c's channels read them, and end rstate on errors)
  *   the websocket (is_ws .. wsprev/wsnext)   asgi_ws.c
- *   the file (file_fd .. file_waiter)   asgi_file.c (sock_fd too); it
+ *   the file (file_fd .. file_soon)   asgi_file.c (sock_fd too); it
  *       adds what it sends to resp_sent; asgi_proto.c resolves
  *       file_waiter when the file ended
  *   the read buffer p->c   asgi_proto.c appends, the others consume
  * Who writes which field of `asgi` (the worker's state, one per process):
- *   everything set up once (ctx .. methods, forwarded_allow .. on_files)   asgi_proto.c
+ *   everything set up once (ctx .. methods, forwarded_allow .. on_file_soon,
+ *       tls)   asgi_proto.c
  *       (asgi_proto_setup and configure(); enter_task/leave_task:
  *       asgi_task.c; scope_tmpl: asgi_http.c, on the first request)
  *   in_app   asgi_proto.c's channels count the app's send/receive calls
@@ -168,6 +172,7 @@ typedef struct proto {
 	size_t file_behind;		/* the transport's bytes ahead of it, last seen */
 	char *file_path;		/* for the log */
 	PyObject *file_waiter;		/* the app's send() waits for the file's end */
+	int file_soon;			/* TLS: on_file_soon is scheduled for it */
 } Proto;
 
 enum { WS_CONNECTING, WS_CONNECT_SENT, WS_OPEN, WS_CLOSED };
@@ -208,6 +213,8 @@ struct asgi_state {
 	PyObject **servers;		/* per listener: (host, port) or (path, None) */
 	PyObject *root_path;
 	PyObject *asgi_info, *v_http, *v_https, *v_11, *v_10, *v_http_scope;
+	PyObject *schemes[3];		/* by a scope's scheme + 1: none said (the
+					   listener's: https under TLS), http, https */
 	PyObject *k_type, *k_asgi, *k_http_version, *k_server, *k_client, *k_scheme,
 	    *k_method, *k_root_path, *k_path, *k_raw_path, *k_query_string,
 	    *k_headers, *k_state, *k_body, *k_more_body, *k_status, *k_code, *k_text,
@@ -221,8 +228,12 @@ struct asgi_state {
 	struct ip_allow forwarded_allow;	/* forwarded_allow_ips */
 	PyObject *ext_http, *ext_ws;	/* scope["extensions"] (copied per request) */
 	PyObject *k_extensions, *s_pathsend_msg, *s_get_write_buffer_size, *s_abort;
+	PyObject *s_call_soon;
 	PyObject *on_files;		/* asgi_proto.c's callback for file_ep */
+	PyObject *on_file_soon;		/* asgi_proto.c's callback: a TLS file goes on */
 	int file_ep;			/* epoll: sockets a file waits for; -1 until used */
+	int tls;			/* the listeners speak TLS (certfile): the transports
+					   are the loop's SSL ones; no raw socket is written */
 	int in_app;			/* > 0: inside the app's send/receive: no eager step */
 	struct { Proto *head, *tail; } timers[PS_TIMED];	/* by state */
 	size_t nconns;
@@ -261,6 +272,8 @@ int asgi_file_open(PyObject *path, int *fd, uint64_t *size, PyObject **fspath);
 int asgi_file_start(Proto *p, PyObject *head, int fd, uint64_t count, const char *path);
 int asgi_file_step(Proto *p);
 int asgi_file_ready(Proto **out, int max);
+int asgi_file_resumed(Proto *p);
+int asgi_file_soon_due(Proto *p);
 void asgi_file_abort(Proto *p);
 
 /* asgi_task.c */

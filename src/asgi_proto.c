@@ -331,6 +331,11 @@ app_finished(Proto *p, uint64_t gen, PyObject *r)
 	if (p->rstate == R_FILE)
 		return;		/* its file goes on: its end completes the response */
 	if (p->is_ws) {
+		/* accepted, then closed: complete; connection_lost ends it (a
+		 * TLS transport's comes only after the client's close_notify,
+		 * or the shutdown timeout, so often after the app's end) */
+		if (p->ws_state == WS_CLOSED && p->status == 101)
+			return;
 		if (p->ws_state == WS_OPEN) {		/* the app ended: close */
 			asgi_ws_fail(p, r != NULL ? 1000 : 1011, NULL);
 			return;
@@ -418,6 +423,22 @@ mod_on_files(PyObject *self, PyObject *unused)
 }
 
 static PyMethodDef on_files_def = { "on_files", mod_on_files, METH_NOARGS, NULL };
+
+/* on_file_soon(protocol): under TLS, the next step of a file, scheduled
+ * by asgi_file.c (the transport resumed writing, or a step's cap). */
+static PyObject *
+mod_on_file_soon(PyObject *self, PyObject *arg)
+{
+	if (!PyObject_TypeCheck(arg, &ProtoType)) {
+		PyErr_SetString(PyExc_TypeError, "on_file_soon needs a Protocol");
+		return NULL;
+	}
+	if (asgi_file_soon_due((Proto *)arg))
+		file_progress((Proto *)arg);
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef on_file_soon_def = { "on_file_soon", mod_on_file_soon, METH_O, NULL };
 
 /* receive(), send(message), the done callback(task): called the
  * vectorcall way (no argument tuple per call); keywords are ignored, as
@@ -613,13 +634,39 @@ proto_eof_received(Proto *p, PyObject *unused)
 	if ((p->state == PS_BUSY || p->state == PS_FILE) && p->rstate != R_DONE) {
 		asgi_feed_receiver(p);
 		asgi_disconnect_grace(p);
-		Py_RETURN_TRUE;
+		if (!asgi.tls)
+			Py_RETURN_TRUE;
+		/* TLS has no half-close: asyncio's and uvloop's SSL transports
+		 * close after an EOF whatever this returns (asyncio warns when
+		 * it is true) and drop what is written meanwhile: the
+		 * response cannot be sent; the client is as gone */
+		p->lost = 1;
+		if (p->file_fd >= 0) {
+			asgi_file_abort(p);
+			asgi_response_file_failed(p);
+		}
+		Py_RETURN_FALSE;
 	}
 	if (p->state == PS_DRAIN) {
 		http_drain_log_eof(&p->c.drain);
 		proto_close(p);
 	}
 	Py_RETURN_FALSE;
+}
+
+/* The connection no longer counts in worker_connections nor holds a
+ * stopping worker (once). */
+static void
+uncount(Proto *p)
+{
+	if (!p->counted)
+		return;
+	p->counted = 0;
+	asgi.nconns--;
+	if ((asgi.stopping && asgi.nconns == 0) || (asgi.full && asgi.nconns < asgi.max_conns)) {
+		asgi.full = asgi.nconns >= asgi.max_conns;
+		wake_glue();
+	}
 }
 
 static PyObject *
@@ -649,14 +696,7 @@ proto_connection_lost(Proto *p, PyObject *exc)
 	asgi_disconnect_grace(p);
 	Py_CLEAR(p->transport);
 	buf_release(p);
-	if (p->counted) {
-		p->counted = 0;
-		asgi.nconns--;
-		if ((asgi.stopping && asgi.nconns == 0) || (asgi.full && asgi.nconns < asgi.max_conns)) {
-			asgi.full = asgi.nconns >= asgi.max_conns;
-			wake_glue();
-		}
-	}
+	uncount(p);
 	Py_RETURN_NONE;
 }
 
@@ -672,6 +712,10 @@ proto_resume_writing(Proto *p, PyObject *unused)
 {
 	p->paused_writing = 0;
 	future_resolve(&p->drain_waiter, Py_None);
+	if (p->file_fd >= 0 && asgi_file_resumed(p) == ASGI_FILE_FAILED) {
+		asgi_response_file_failed(p);
+		future_resolve(&p->file_waiter, Py_None);
+	}
 	PyErr_Clear();
 	Py_RETURN_NONE;
 }
@@ -808,8 +852,16 @@ mod_tick(PyObject *self, PyObject *unused)
 				set_state(p, PS_CLOSING, 0);
 				asgi_file_abort(p);
 				transport_call(p, asgi.s_abort);
-			} else
+			} else {
 				proto_close(p);		/* leaves the list */
+				/* a TLS transport closes once the client answered
+				 * our close_notify (or the shutdown timeout): an
+				 * idle client that reads nothing would hold its
+				 * slot and a stopping worker that long, for a
+				 * connection with nothing of ours in flight */
+				if (asgi.tls && (l == PS_HEAD || l == PS_IDLE))
+					uncount(p);
+			}
 			asgi_response_file_failed(p);
 		}
 		if (asgi.timers[l].head != NULL && asgi.timers[l].head->deadline_ms < next)
@@ -865,6 +917,9 @@ mod_configure(PyObject *self, PyObject *args)
 	if (asgi.on_files == NULL &&
 	    (asgi.on_files = PyCFunction_New(&on_files_def, NULL)) == NULL)
 		return NULL;
+	if (asgi.on_file_soon == NULL &&
+	    (asgi.on_file_soon = PyCFunction_New(&on_file_soon_def, NULL)) == NULL)
+		return NULL;
 	Py_XSETREF(asgi.base_ctx, PyContext_CopyCurrent());
 	if (asgi.base_ctx == NULL)
 		return NULL;
@@ -888,7 +943,35 @@ mod_post_worker_init(PyObject *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* tls_options() -> None (plain HTTP) or a dict of the TLS settings the
+ * glue builds its ssl.SSLContext from (the master checked them at
+ * start), with the seconds of
+ *   handshake_timeout: a client's handshake -- a head's deadline
+ *     (limits.head_timeout_ms: half the worker timeout, 1 to 10 s),
+ *     since a handshake is what comes before the first head;
+ *   shutdown_timeout: a closing connection's: the transport's last bytes
+ *     taken and the client's close_notify answered, or it is aborted (the
+ *     loop's SSL transports wait for both; a short one would cut the end
+ *     of a response to a slow reader): `timeout`, 30 s (the loop's
+ *     default) when it is 0. */
+static PyObject *
+mod_tls_options(PyObject *self, PyObject *unused)
+{
+	const struct settings *cfg = asgi.cfg;
+
+	if (!asgi.tls)
+		Py_RETURN_NONE;
+	return Py_BuildValue("{s:s,s:z,s:z,s:i,s:i,s:z,s:O,s:d,s:d}",
+	    "certfile", cfg->certfile, "keyfile", cfg->keyfile, "ca_certs", cfg->ca_certs,
+	    "cert_reqs", cfg->cert_reqs, "ssl_version", cfg->ssl_version,
+	    "ciphers", cfg->ciphers,
+	    "suppress_ragged_eofs", cfg->suppress_ragged_eofs ? Py_True : Py_False,
+	    "handshake_timeout", (double)asgi.limits.head_timeout_ms / 1000.0,
+	    "shutdown_timeout", (double)(cfg->timeout > 0 ? cfg->timeout : 30));
+}
+
 static PyMethodDef asgi_methods[] = {
+	{ "tls_options", mod_tls_options, METH_NOARGS, NULL },
 	{ "configure", mod_configure, METH_VARARGS, NULL },
 	{ "on_signals", mod_on_signals, METH_NOARGS, NULL },
 	{ "tick", mod_tick, METH_NOARGS, NULL },
@@ -1003,6 +1086,11 @@ asgi_proto_setup(struct http_worker_ctx *ctx, int sigfd)
 	asgi.s_write = intern("write");
 	asgi.s_close = intern("close");
 	asgi.s_abort = intern("abort");
+	asgi.s_call_soon = intern("call_soon");
+	asgi.tls = cfg->certfile != NULL;
+	asgi.schemes[0] = asgi.tls ? asgi.v_https : asgi.v_http;
+	asgi.schemes[1] = asgi.v_http;
+	asgi.schemes[2] = asgi.v_https;
 	asgi.s_pause_reading = intern("pause_reading");
 	asgi.s_resume_reading = intern("resume_reading");
 	asgi.s_set_result = intern("set_result");

@@ -963,14 +963,6 @@ tls_settings_check(struct settings *s)
 	}
 	if (s->certfile == NULL)
 		return 0;
-	/* its transports are Python's asyncio ones: TLS there is its own
-	 * work, not done yet; serving plain HTTP instead would be silent */
-	if (strcmp(s->worker_class, "asgi") == 0) {
-		settings_error("certfile: TLS is not supported by cunicorn's asgi "
-		    "worker yet; use -k sync or gthread, or terminate TLS in "
-		    "front of it");
-		return -1;
-	}
 	if (proxy_mode_parse(s->proxy_protocol) != PROXY_MODE_OFF) {
 		settings_error("certfile: TLS with proxy_protocol is not "
 		    "supported by cunicorn (the PROXY preamble would precede "

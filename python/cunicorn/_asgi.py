@@ -1,8 +1,10 @@
 """The ASGI worker's Python side (the worker: src/asgi_worker.c).
 
 Owns the event loop (uvloop when asgi_loop asks for it and it is
-installed, asyncio otherwise), the lifespan protocol, and the servers
-over the inherited listening sockets.  Every connection's HTTP -- heads,
+installed, asyncio otherwise), the lifespan protocol, the servers over
+the inherited listening sockets, and under TLS (certfile) the worker's
+ssl.SSLContext: the loop's SSL transports encrypt, the C protocol sees
+plaintext.  Every connection's HTTP -- heads,
 deadlines, the scope, receive/send, framing -- is the C protocol
 _cunicorn_asgi.Protocol; nothing per request runs here.
 
@@ -20,6 +22,10 @@ import _cunicorn_asgi
 
 WORKER_BOOT_ERROR = 3
 
+# ssl_version's numbers (settings.h: SETTINGS_SSL_*): 5, PROTOCOL_TLSv1_2,
+# pins TLS 1.2; the others (TLS, SSLv23, TLS_SERVER) negotiate 1.2 or 1.3
+_SSL_TLSv1_2 = 5
+
 
 def _log(level, msg):
     _cunicorn.log(level, msg)
@@ -36,6 +42,49 @@ def _new_loop(kind):
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def _ssl_context(o):
+    """The worker's SSLContext from the TLS settings (tls_options()), as
+    gunicorn's default one: a server context; client certificates
+    verified by ca_certs (the system's CAs without it) when cert_reqs
+    asks for them; ciphers for TLS 1.2; TLS 1.2 at least."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if o["ssl_version"] == _SSL_TLSv1_2:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(o["certfile"], o["keyfile"])
+    ctx.verify_mode = ssl.VerifyMode(o["cert_reqs"])
+    if o["ca_certs"]:
+        ctx.load_verify_locations(cafile=o["ca_certs"])
+    elif o["cert_reqs"]:
+        ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+    if o["ciphers"]:
+        ctx.set_ciphers(o["ciphers"])
+    return ctx
+
+
+def _tls():
+    """create_server's TLS keywords ({} for plain HTTP), or None when the
+    context cannot be built (logged: the worker fails to boot)."""
+    o = _cunicorn_asgi.tls_options()
+    if o is None:
+        return {}
+    try:
+        ctx = _ssl_context(o)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        _log(_cunicorn.ERROR, "TLS: cannot use certfile %s / keyfile %s: %s"
+             % (o["certfile"], o["keyfile"] or "(in certfile)", e))
+        return None
+    if not o["suppress_ragged_eofs"]:
+        _log(_cunicorn.WARNING, "suppress_ragged_eofs = False has no effect on "
+             "the asgi worker: the loop's TLS treats an EOF without "
+             "close_notify as an EOF")
+    # a handshake failure (a plain-HTTP client, a refused certificate) is
+    # an OSError, which asyncio and uvloop log only in debug mode
+    return {"ssl": ctx, "ssl_handshake_timeout": o["handshake_timeout"],
+            "ssl_shutdown_timeout": o["shutdown_timeout"]}
 
 
 class Lifespan:
@@ -124,6 +173,9 @@ class Lifespan:
 
 async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
     loop = asyncio.get_running_loop()
+    tls = _tls()
+    if tls is None:
+        return WORKER_BOOT_ERROR
     lifespan = Lifespan(app, lifespan_mode)
     if not await lifespan.startup():
         return WORKER_BOOT_ERROR
@@ -145,7 +197,7 @@ async def _serve(app, listeners, sigfd, lifespan_mode, backlog):
             sock = socket.socket(family, socket.SOCK_STREAM, 0, os.dup(fd))
             servers.append(await loop.create_server(
                 functools.partial(_cunicorn_asgi.Protocol, i), sock=sock,
-                backlog=backlog))
+                backlog=backlog, **tls))
 
     _cunicorn_asgi.configure(loop, app, tasks,
                              lifespan.state if lifespan.supported else None,

@@ -450,7 +450,7 @@ def test_silent_client_closed_by_the_head_deadline(make_server, certs, appdir):
 # ---- refused at start ----------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["missing", "mismatch", "ciphers", "ca_certs", "not_pem",
-                                  "keyfile_alone", "proxy_protocol", "asgi"])
+                                  "keyfile_alone", "proxy_protocol"])
 def test_refused_at_start(certs, appdir, case):
     args = {
         "missing": ["--certfile", "/nonexistent/cert.pem"],
@@ -460,7 +460,6 @@ def test_refused_at_start(certs, appdir, case):
         "not_pem": ["--certfile", certs["server.ext"], "--keyfile", certs["server.key"]],
         "keyfile_alone": ["--keyfile", certs["server.key"]],
         "proxy_protocol": tls_args(certs) + ["--proxy-protocol", "v1"],
-        "asgi": tls_args(certs) + ["-k", "asgi"],
     }[case]
     needle = {
         "missing": "Error: certfile: /nonexistent/cert.pem: No such file or directory",
@@ -470,7 +469,6 @@ def test_refused_at_start(certs, appdir, case):
         "not_pem": "Error: certfile: %s: not a PEM certificate chain" % certs["server.ext"],
         "keyfile_alone": "Error: keyfile: set without certfile",
         "proxy_protocol": "Error: certfile: TLS with proxy_protocol is not supported",
-        "asgi": "Error: certfile: TLS is not supported by cunicorn's asgi worker yet",
     }[case]
     code, log, left = start_to_exit(*args, "--chdir", appdir, "tlsapp:app", cwd=appdir)
     assert code not in (0, None), log
