@@ -93,9 +93,19 @@ FUZZ_DEPS := src/dirty_wire.c src/buf.c src/dirty_stash.c src/dirty_stash_table.
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS) $(wildcard src/*.h) | build/fuzz
 	clang -std=gnu11 -g -O1 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_DEPS) $(Z_LIBS) $(SSL_LIBS)
 
-fuzz: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do echo "== $$f ($(FUZZ_SECONDS)s)"; mkdir -p build/fuzz/corpus-$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) 2>&1 | tail -n 3; done
+# One run per target, each FUZZ_SECONDS long after its seeds and corpus have
+# all been run; with -j the targets build and run side by side (each one
+# process: a target's time is wall clock, so it gets a CPU of its own only
+# with no more jobs than CPUs).  A target's whole output is kept in
+# build/fuzz/NAME.log; its last lines are printed; a crash fails the run.
+FUZZ_RUNS   := $(patsubst build/fuzz/%,fuzz-run-%,$(FUZZ_BINS))
+.PHONY: $(FUZZ_RUNS)
+fuzz: $(FUZZ_RUNS)
+$(FUZZ_RUNS): fuzz-run-%: build/fuzz/%
+	@mkdir -p build/fuzz/corpus-$*; \
+	build/fuzz/$* -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$* \
+	  tests/fuzz/seeds/$* > build/fuzz/$*.log 2>&1; rc=$$?; \
+	echo "== build/fuzz/$* ($(FUZZ_SECONDS)s, exit $$rc)"; tail -n 3 build/fuzz/$*.log; exit $$rc
 
 test:
 	scripts/test.sh
