@@ -1,10 +1,10 @@
 """TLS (gunicorn's certfile / keyfile / ca_certs / cert_reqs / ciphers /
 ssl_version) in the sync and gthread workers, through the real binary.
 
-Certificates are made once per session with the openssl CLI in a temporary
-directory (a CA, two server certificates for 127.0.0.1 and localhost with
-different serials, a client certificate, a key that matches nothing) and
-removed after.  Clients: Python's ssl module over raw sockets, verifying
+Certificates are made once per session by tlscerts.py (the openssl CLI) in
+a temporary directory (a CA, two server certificates for 127.0.0.1 and
+localhost with different serials, a client certificate, a key that matches
+nothing) and removed after.  Clients: Python's ssl module over raw sockets, verifying
 against the test CA, and curl when it is installed.
 
 Covered: TLS 1.3 and TLS 1.2 (the client pinned); wsgi.url_scheme https;
@@ -31,6 +31,7 @@ import pytest
 
 from conftest import start_to_exit, wait_for
 from streamkit import start as start_streams
+from tlscerts import make_certs
 
 BIG = 10 * 1024 * 1024
 WORKERS = {
@@ -83,41 +84,12 @@ APP = textwrap.dedent("""\
 """)
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.fixture(scope="session")
 def certs():
-    """Paths of the session's certificates and keys (EC P-256: quick)."""
-    if shutil.which("openssl") is None:
-        raise AssertionError("the openssl CLI is missing (scripts/deps.sh test)")
+    """Paths of the session's certificates and keys (tlscerts.py)."""
     d = tempfile.mkdtemp(prefix="cunicorn-tls-")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     try:
-        openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-                "-subj", "/CN=cunicorn test CA", cwd=d)
-        with open(os.path.join(d, "server.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                    "extendedKeyUsage=serverAuth\n")
-        with open(os.path.join(d, "client.ext"), "w") as f:
-            f.write("extendedKeyUsage=clientAuth\n")
-        for name, serial, ext in (("server", "1001", "server.ext"),
-                                  ("server2", "2002", "server.ext"),
-                                  ("client", "3003", "client.ext")):
-            openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr",
-                    "-subj", "/CN=%s" % name, cwd=d)
-            openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                    "-set_serial", serial, "-days", "2", "-extfile", ext,
-                    "-out", name + ".pem", cwd=d)
-        openssl("genpkey", "-algorithm", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-out", "other.key", cwd=d)
-        with open(os.path.join(d, "both.pem"), "w") as f:   # key and chain in one file
-            for n in ("server.key", "server.pem"):
-                with open(os.path.join(d, n)) as g:
-                    f.write(g.read())
-        yield {n: os.path.join(d, n) for n in os.listdir(d)}
+        yield make_certs(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
