@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -264,3 +265,32 @@ def have(cmd):
 
 def fmt(v, spec="%.0f"):
     return "n/a" if v is None else spec % v
+
+
+def nginx_conf(port, root, tls=None):
+    """nginx serving root/index.html (the hello body) on port, 2 workers,
+    keep-alive; tls=(cert, key) for HTTPS.  Returns (its directory under
+    /tmp, "cunicorn-bench-nginx-*", the caller's to remove; the conf)."""
+    d = tempfile.mkdtemp(prefix="cunicorn-bench-nginx-")
+    os.chmod(root, 0o755)       # nginx's workers read it as nobody
+    with open(os.path.join(root, "index.html"), "wb") as f:
+        f.write(b"Hello, World!")
+    listen = "127.0.0.1:%d" % port
+    if tls:
+        listen += " ssl; ssl_certificate %s; ssl_certificate_key %s" % tls
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""worker_processes 2;
+daemon off;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
+  uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
+  server { listen %(listen)s; root %(root)s; }
+}
+""" % {"d": d, "listen": listen, "root": root})
+    return d, conf

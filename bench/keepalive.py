@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from common import BENCH, BUILD, PYTHON, Proc, children, free_port, in_turn, median, memory, print_in_turn, start_all, wrk
+from common import BENCH, BUILD, PYTHON, Proc, children, free_port, in_turn, median, memory, nginx_conf, print_in_turn, start_all, wrk
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(BUILD, "cunicorn")
@@ -33,29 +33,6 @@ CUN = os.path.join(BUILD, "cunicorn")
 
 def have(cmd):
     return shutil.which(cmd) is not None
-
-
-def nginx_conf(port, root):
-    d = tempfile.mkdtemp(prefix="cunicorn-bench-nginx-")
-    os.chmod(root, 0o755)       # nginx's workers read it as nobody
-    with open(os.path.join(root, "index.html"), "wb") as f:
-        f.write(b"Hello, World!")
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""worker_processes 2;
-daemon off;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
-  uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
-  server { listen 127.0.0.1:%(port)d; root %(root)s; }
-}
-""" % {"d": d, "port": port, "root": root})
-    return d, conf
 
 
 def peers(port, root):

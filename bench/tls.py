@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from common import BUILD, BENCH, PYTHON, Proc, free_port, in_turn, print_in_turn
+from common import BUILD, BENCH, PYTHON, Proc, free_port, in_turn, nginx_conf, print_in_turn
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SECONDS", "5"))
 CUN = os.path.join(os.environ.get("CUNICORN_BIN_DIR", BUILD), "cunicorn")
@@ -45,28 +45,6 @@ def make_cert(d):
     os.chmod(d, 0o755)
     os.chmod(key, 0o644)        # nginx's and uWSGI's workers may read it unprivileged
     return cert, key
-
-
-def nginx_conf(d, port, root, cert, key):
-    with open(os.path.join(root, "index.html"), "wb") as f:
-        f.write(b"Hello, World!")
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write("""worker_processes 2;
-daemon off;
-pid %(d)s/nginx.pid;
-error_log %(d)s/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
-  uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
-  server { listen 127.0.0.1:%(port)d ssl; root %(root)s;
-           ssl_certificate %(cert)s; ssl_certificate_key %(key)s; }
-}
-""" % {"d": d, "port": port, "root": root, "cert": cert, "key": key})
-    return conf
 
 
 def peers(port, d, root, cert, key):
@@ -96,8 +74,8 @@ def peers(port, d, root, cert, key):
                                                  "--ssl-certfile", cert, "--ssl-keyfile", key,
                                                  "asgi_app:hello"]))
     if os.path.exists("/usr/sbin/nginx"):
-        out.append(("nginx static", ["/usr/sbin/nginx", "-c",
-                                     nginx_conf(d, port, root, cert, key), "-p", d]))
+        nd, conf = nginx_conf(port, root, (cert, key))
+        out.append(("nginx static", ["/usr/sbin/nginx", "-c", conf, "-p", nd]))
     out.append(("cunicorn gthread -t4 plain", [CUN, "-w", "2", "-k", "gthread", "--threads",
                                                 "4", "-b", bind, "hello:application"]))
     return out
@@ -132,6 +110,9 @@ def main():
         for _, p, _ in procs:
             p.stop()
         shutil.rmtree(d, ignore_errors=True)
+        for n in os.listdir("/tmp"):
+            if n.startswith("cunicorn-bench-nginx-"):
+                shutil.rmtree(os.path.join("/tmp", n), ignore_errors=True)
     print("hello world over TLS 1.3 (P-256), 2 workers, wrk -t2 -c32 -d%ds, keep-alive "
           "client, loopback; median of 3 rounds, peers measured in turn" % SECONDS)
     print_in_turn(procs, figures, notes, "cunicorn gthread -t4", "cunicorn gthread -t4",

@@ -42,15 +42,19 @@ stage() {
 	t0=$(date +%s)
 	"$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	local dt=$(( $(date +%s) - t0 ))
-	NAMES+=("$name"); RESULTS+=("$rc"); TIMES+=("$dt")
-	if [ "$rc" -eq 0 ]; then
-		echo "=== [$name] OK (${dt}s)"
+	record "$name" "$rc" $(( $(date +%s) - t0 )) "$log"
+	return "$rc"
+}
+
+# record NAME RC SECONDS LOG : a stage's result, for the summary.
+record() {
+	NAMES+=("$1"); RESULTS+=("$2"); TIMES+=("$3")
+	if [ "$2" -eq 0 ]; then
+		echo "=== [$1] OK (${3}s)"
 	else
-		echo "=== [$name] FAILED with exit $rc (${dt}s) — log: $log"
+		echo "=== [$1] FAILED with exit $2 (${3}s) — log: $4"
 		failed=1
 	fi
-	return "$rc"
 }
 
 summary() {
@@ -105,13 +109,7 @@ stage_wait() {
 	cat "$LOGDIR/$name.log"
 	read -r rc dt <"$LOGDIR/$name.status" 2>/dev/null || { rc=1; dt=0; }
 	rm -f "$LOGDIR/$name.status"
-	NAMES+=("$name"); RESULTS+=("$rc"); TIMES+=("$dt")
-	if [ "$rc" -eq 0 ]; then
-		echo "=== [$name] OK (${dt}s)"
-	else
-		echo "=== [$name] FAILED with exit $rc (${dt}s) — log: $LOGDIR/$name.log"
-		failed=1
-	fi
+	record "$name" "$rc" "$dt" "$LOGDIR/$name.log"
 }
 
 stage deps scripts/deps.sh build test container || exit 1
