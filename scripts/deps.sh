@@ -8,7 +8,8 @@
 #                              the openssl CLI (the TLS tests' certificates)
 #   scripts/deps.sh container  + podman, runc, podman-compose, debootstrap
 #   scripts/deps.sh bench      + wrk, uWSGI (python3 plugin), Debian's gunicorn,
-#                              uvicorn (with httptools), valgrind (asgi_instr.py)
+#                              uvicorn (with httptools), valgrind (asgi_instr.py),
+#                              the openssl CLI (tls.py's certificate)
 # Each dependency and why it is there is listed in README.md.
 set -euo pipefail
 
@@ -22,7 +23,8 @@ for group in "$@"; do
                  python3-pastedeploy openssl) ;;
     container) want+=(podman runc podman-compose debootstrap uidmap fuse-overlayfs) ;;
     bench) want+=(wrk uwsgi-core uwsgi-plugin-python3 python3-gunicorn nginx-light
-                  python3-uvicorn python3-httptools python3-fastapi python3-uvloop valgrind) ;;
+                  python3-uvicorn python3-httptools python3-fastapi python3-uvloop valgrind
+                  openssl) ;;
     *) echo "deps.sh: unknown group '$group' (build, test, container, bench)" >&2; exit 2 ;;
   esac
 done
