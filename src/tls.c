@@ -20,13 +20,16 @@
 #include <openssl/x509.h>
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "settings.h"
@@ -165,8 +168,8 @@ fail(SSL_CTX *c, char *why, size_t len, const char *what)
 	return -1;
 }
 
-int
-tls_context_build(const struct settings *s, char *why, size_t len)
+static int
+build(const struct settings *s, char *why, size_t len)
 {
 	const char *keyfile = s->keyfile != NULL ? s->keyfile : s->certfile;
 	uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
@@ -253,6 +256,78 @@ tls_context_build(const struct settings *s, char *why, size_t len)
 	SSL_CTX_free(ctx);
 	ctx = c;
 	return 0;
+}
+
+/*
+ * The files are read with the workers' user, group and groups when the
+ * master runs as root and user or group is set: the workers hold the
+ * context, key included, so a path the workers' user may change must not
+ * let it have the master read a file only root may (another service's
+ * key, behind a symlink) into their memory.  gunicorn's workers read the
+ * files after dropping privileges; so do we, in effect, before the fork.
+ */
+struct as_workers {
+	int switched;
+	gid_t egid;
+	int ngroups;
+	gid_t groups[NGROUPS_MAX];
+};
+
+static int
+as_workers_begin(const struct settings *s, struct as_workers *w, char *why, size_t len)
+{
+	w->switched = 0;
+	if (geteuid() != 0 || (s->user == NULL && s->group == NULL) ||
+	    (s->uid == 0 && s->gid == 0))
+		return 0;
+	w->egid = getegid();
+	if ((w->ngroups = getgroups(NGROUPS_MAX, w->groups)) == -1) {
+		snprintf(why, len, "certfile: getgroups: %s", strerror(errno));
+		return -1;
+	}
+	struct passwd *pw = s->initgroups && s->user != NULL ? getpwuid(s->uid) : NULL;
+	if ((pw != NULL ? initgroups(pw->pw_name, s->gid) : setgroups(1, &s->gid)) == -1 ||
+	    setegid(s->gid) == -1 || seteuid(s->uid) == -1) {
+		snprintf(why, len, "certfile: cannot take the workers' user %d and "
+		    "group %d to read the TLS files: %s", (int)s->uid, (int)s->gid,
+		    strerror(errno));
+		(void)seteuid(0);
+		(void)setegid(w->egid);
+		(void)setgroups((size_t)w->ngroups, w->groups);
+		return -1;
+	}
+	w->switched = 1;
+	return 0;
+}
+
+static void
+as_workers_end(const struct as_workers *w)
+{
+	if (!w->switched)
+		return;
+	/* back to root: failing here would leave the master unable to bind,
+	 * fork or signal as it must */
+	if (seteuid(0) == -1 || setegid(w->egid) == -1 ||
+	    setgroups((size_t)w->ngroups, w->groups) == -1)
+		fatal("restoring the master's privileges after reading the TLS files");
+}
+
+int
+tls_context_build(const struct settings *s, char *why, size_t len)
+{
+	struct as_workers w;
+	int rc;
+
+	if (s->certfile == NULL)
+		return build(s, why, len);
+	if (as_workers_begin(s, &w, why, len) == -1)
+		return -1;
+	rc = build(s, why, len);
+	as_workers_end(&w);
+	if (rc == -1 && w.switched && strlen(why) + 64 < len)
+		snprintf(why + strlen(why), len - strlen(why),
+		    " (read as the workers' user %d, group %d)", (int)s->uid, (int)s->gid);
+	return rc;
 }
 
 int

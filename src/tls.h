@@ -41,7 +41,8 @@ struct settings;
 /* ---- the master ---- */
 
 /* Build the context from s (certfile NULL: no TLS, the current context
- * goes) and make it the process's.  -1 with why filled (one line naming
+ * goes) and make it the process's.  A master running as root with user
+ * or group set reads the files as the workers' user (tls.c says why).  -1 with why filled (one line naming
  * the setting and OpenSSL's reason) when a file cannot be read, the key
  * does not match, ciphers or ca_certs are bad: the current context stays. */
 int tls_context_build(const struct settings *s, char *why, size_t len);

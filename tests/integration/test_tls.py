@@ -498,3 +498,44 @@ def test_descriptors_back_to_baseline(make_server, certs, appdir, worker):
     assert get(s.port, certs)[0] == 200
     wait_for(lambda: fds() <= base, 10, what="the worker's descriptors back to %d" % base)
     assert "Traceback" not in s.log() and "[ERROR]" not in s.log()
+
+
+# ---- the files are read with the workers' rights ------------------------------
+
+def test_files_are_read_with_the_workers_user(make_server, certs, appdir):
+    """With user/group set, the master (root) reads certfile and keyfile as
+    the workers' user: a key only root may read is refused at start (the
+    workers would hold it in their memory), one the workers' user may
+    read is served — as gunicorn, whose workers read them after the drop."""
+    d = tempfile.mkdtemp(prefix="cunicorn-tls-user-")
+    try:
+        os.chmod(d, 0o755)
+        for n in ("server.pem", "server.key"):
+            shutil.copy(certs[n], d)
+        cert, key = os.path.join(d, "server.pem"), os.path.join(d, "server.key")
+        os.chmod(cert, 0o644)
+        os.chmod(key, 0o600)            # root's alone
+        as_nobody = ("-u", "nobody", "-g", "nogroup")
+        code, log, left = start_to_exit("--certfile", cert, "--keyfile", key, *as_nobody,
+                                        "--chdir", appdir, "tlsapp:app", cwd=appdir)
+        assert code not in (0, None), log
+        lines = [l for l in log.splitlines() if l.strip()]
+        assert len(lines) == 1 and lines[0].startswith(
+            "Error: keyfile: %s: Permission denied (read as the workers' user 65534" % key), log
+        assert not left
+        # the workers' user may read it: served, and the master is root still
+        os.chown(key, 65534, 65534)
+        os.chmod(appdir, 0o755)
+        s = make_server("-k", "gthread", "--certfile", cert, "--keyfile", key, *as_nobody,
+                        "--chdir", appdir, "tlsapp:app", cwd=appdir)
+        status, _, body, _ = get(s.port, certs, "/u")
+        assert (status, body) == (200, b"https /u")
+        assert os.stat("/proc/%d" % s.pid).st_uid == 0
+        os.chown(key, 0, 0)
+        s.proc.send_signal(signal.SIGHUP)       # read again on HUP, as nobody too
+        wait_for(lambda: "Permission denied (read as the workers' user" in s.log(), 15,
+                 what="the HUP's refused key")
+        status, _, body, _ = get(s.port, certs, "/v")
+        assert (status, body) == (200, b"https /v")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
