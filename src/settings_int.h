@@ -1,7 +1,7 @@
 /*
  * settings_int.h — what the settings files share and nobody else sees.
  *
- * The settings module is five files (see settings.h for its API):
+ * The settings module is six files (see settings.h for its API):
  *   settings_table.c   the two tables: settings cunicorn honours, and
  *                      gunicorn's settings it does not implement;
  *   settings.c         one setter for every row (settings_set_value),
@@ -9,7 +9,9 @@
  *   settings_cli.c     the command line and GUNICORN_CMD_ARGS;
  *   settings_file.c    the Python config file (with cunicorn/_config.py);
  *   settings_print.c   --print-config, the one-line description, and the
- *                      Python view hooks see as cfg.
+ *                      Python view hooks see as cfg;
+ *   settings_tls.c     ssl_version's spellings, the TLS settings checked
+ *                      together.
  * This header holds the row types of the two tables, the recorded
  * command-line operations, and the few helpers one of those files lends
  * another.  Never included outside src/settings*.c.
@@ -180,6 +182,10 @@ const char *settings_check_file_exists(const char *v);
 const char *settings_check_syslog_addr(const char *v);
 const char *settings_check_syslog_facility(const char *v);
 const char *settings_check_syslog_prefix(const char *v);
+
+/* settings_tls.c: certfile/keyfile and what may not go with them, at
+ * finalize (-1: settings_error said why) */
+int settings_tls_check(struct settings *s);
 
 /* settings_cli.c */
 void settings_ops_clear(struct option_ops *o);

@@ -270,7 +270,7 @@ struct as_workers {
 	int switched;
 	gid_t egid;
 	int ngroups;
-	gid_t groups[NGROUPS_MAX];
+	gid_t *groups;		/* the master's groups, to restore (owned) */
 };
 
 static int
@@ -281,8 +281,11 @@ as_workers_begin(const struct settings *s, struct as_workers *w, char *why, size
 	    (s->uid == 0 && s->gid == 0))
 		return 0;
 	w->egid = getegid();
-	if ((w->ngroups = getgroups(NGROUPS_MAX, w->groups)) == -1) {
+	w->ngroups = getgroups(0, NULL);
+	w->groups = xcalloc(w->ngroups > 0 ? (size_t)w->ngroups : 1, sizeof(gid_t));
+	if (w->ngroups == -1 || (w->ngroups = getgroups(w->ngroups, w->groups)) == -1) {
 		snprintf(why, len, "certfile: getgroups: %s", strerror(errno));
+		free(w->groups);
 		return -1;
 	}
 	struct passwd *pw = s->initgroups && s->user != NULL ? getpwuid(s->uid) : NULL;
@@ -294,6 +297,7 @@ as_workers_begin(const struct settings *s, struct as_workers *w, char *why, size
 		(void)seteuid(0);
 		(void)setegid(w->egid);
 		(void)setgroups((size_t)w->ngroups, w->groups);
+		free(w->groups);
 		return -1;
 	}
 	w->switched = 1;
@@ -310,6 +314,7 @@ as_workers_end(const struct as_workers *w)
 	if (seteuid(0) == -1 || setegid(w->egid) == -1 ||
 	    setgroups((size_t)w->ngroups, w->groups) == -1)
 		fatal("restoring the master's privileges after reading the TLS files");
+	free(w->groups);
 }
 
 int
